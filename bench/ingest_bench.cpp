@@ -1,0 +1,635 @@
+// ingest_bench: how many events per second, and per server CPU-second, a
+// tabad accepts over /post (or /post_zip) with agent-sized v1 bodies.
+//
+// It pre-builds a set of distinct multi-client CounterGroup bodies, then
+// posts them over C keep-alive connections (one thread each) for D seconds,
+// R times, and prints a table plus one machine-readable summary line. It
+// either starts tabad itself (pinned to one CPU, the benchmark to another)
+// or attaches to a running one (--server, with --pid for CPU accounting).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "http/client.h"
+#include "http/url.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Config {
+  std::string server_url;  // attach mode when set
+  long attach_pid = 0;     // with --server: whose CPU to measure (0: not measured)
+  std::string tabad_path;
+  std::vector<std::string> server_args;
+  double duration_s = 10;
+  double warmup_s = 1;
+  int runs = 3;
+  int connections = 4;
+  int events_per_body = 10'000;
+  int names = 1'000;
+  int clients = 10;
+  int events_per_block = 10;
+  int bodies = 200;
+  bool zlib = false;
+  int server_cpu = 0;
+  int bench_cpu = 1;
+  int timeout_ms = 10'000;
+  bool keep_data = false;
+};
+
+struct Body {
+  std::string bytes;  // as posted (zlib'd with --zlib)
+  int64_t events = 0;
+};
+
+// What one connection's thread saw during a run.
+struct WorkerStats {
+  int64_t requests_ok = 0;
+  int64_t events_ok = 0;
+  int64_t errors = 0;                // transport failures
+  std::map<int, int64_t> non200;     // status -> count
+  std::string first_problem;         // first error or non-200 reason
+  std::vector<double> latencies_ms;  // every completed request
+};
+
+struct RunResult {
+  double seconds = 0;
+  int64_t requests = 0;
+  int64_t events = 0;
+  double events_per_s = 0;
+  std::optional<double> server_cpu_s;
+  std::optional<double> events_per_cpu_s;
+  double bench_cpu_s = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  int64_t non200 = 0;
+  int64_t errors = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Bodies
+
+// Appends "<whole>.<frac>" with `digits` fraction digits for value / 10^digits.
+void append_fixed(std::string* out, int64_t scaled, int digits) {
+  int64_t unit = digits == 3 ? 1000 : 100;
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, scaled / unit);
+  out->append(buf, end);
+  out->push_back('.');
+  int64_t frac = scaled % unit;
+  for (int64_t d = unit / 10; d > 0; d /= 10) out->push_back(static_cast<char>('0' + (frac / d) % 10));
+}
+
+// The exact v1 format of the Python encoder (original-taba.md §2): one
+// client block per client, `events_per_block` CounterGroup events per name,
+// timestamps within the last second, values 0.00..999.99.
+std::vector<Body> build_bodies(const Config& cfg) {
+  std::vector<Body> bodies;
+  bodies.reserve(static_cast<size_t>(cfg.bodies));
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (int b = 0; b < cfg.bodies; ++b) {
+    std::mt19937_64 rng(static_cast<uint64_t>(b) * 0x9E3779B97F4A7C15ull + 1);
+    std::string text = "1\n\n";
+    text.reserve(static_cast<size_t>(cfg.events_per_body) * 48 + 1024);
+    int64_t events = 0;
+    for (int c = 0; c < cfg.clients; ++c) {
+      int client_events = cfg.events_per_body / cfg.clients + (c < cfg.events_per_body % cfg.clients ? 1 : 0);
+      if (client_events == 0) continue;
+      text += "bench-client-" + std::to_string(c) + "\n\n";
+      int name = static_cast<int>(rng() % static_cast<uint64_t>(cfg.names));
+      while (client_events > 0) {
+        int block = std::min(client_events, cfg.events_per_block);
+        text += "bench.name." + std::to_string(name) + "\n";
+        for (int e = 0; e < block; ++e) {
+          uint64_t r = rng();
+          text += "[\"CounterGroup\", ";
+          append_fixed(&text, now_ms - static_cast<int64_t>(r % 1000), 3);
+          text += ", \"";
+          append_fixed(&text, static_cast<int64_t>((r >> 20) % 100'000), 2);
+          text += "\"]\n";
+        }
+        text += '\n';
+        client_events -= block;
+        events += block;
+        name = (name + 1) % cfg.names;
+      }
+      text += '\n';
+    }
+    bodies.push_back(Body{cfg.zlib ? taba::http::zlib_compress(text) : std::move(text), events});
+  }
+  return bodies;
+}
+
+// ---------------------------------------------------------------------------
+// Processes and CPU accounting
+
+// utime + stime of all threads of `pid`, in seconds; nullopt if unreadable.
+std::optional<double> process_cpu_seconds(long pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 1));
+  std::vector<std::string> f;
+  for (std::string s; fields >> s;) f.push_back(s);
+  // After "(comm)": f[0] is field 3 (state); utime is field 14, stime 15.
+  if (f.size() < 13) return std::nullopt;
+  double ticks = std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr);
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double self_cpu_seconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+// Pins the calling thread (and threads it creates later) to `cpu`.
+bool pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+bool cpu_available(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return cpu >= 0 && cpu < CPU_SETSIZE && ::sched_getaffinity(0, sizeof set, &set) == 0 &&
+         CPU_ISSET(cpu, &set);
+}
+
+int free_loopback_port() {
+  // Bind port 0, read the port the kernel chose, release it.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+// A tabad this benchmark started.
+struct OwnServer {
+  pid_t pid = -1;
+  int port = 0;
+  std::string data_dir;
+  std::string log_path;
+};
+
+std::string tail_of_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return text.size() > 3000 ? "..." + text.substr(text.size() - 3000) : text;
+}
+
+bool healthy(int port) {
+  auto r = taba::http::fetch("GET", fmt::format("http://127.0.0.1:{}/healthz", port), {}, "", 1000);
+  return r.ok() && r->status == 200;
+}
+
+std::optional<OwnServer> start_server(const Config& cfg) {
+  OwnServer s;
+  char pattern[] = "/tmp/ingest-bench-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) {
+    std::cerr << "ingest_bench: mkdtemp: " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  s.data_dir = pattern;
+  s.log_path = s.data_dir + "/tabad.log";
+  s.port = free_loopback_port();
+  std::vector<std::string> args = {cfg.tabad_path, "--listen", fmt::format("127.0.0.1:{}", s.port),
+                                   "--data-dir", s.data_dir};
+  args.insert(args.end(), cfg.server_args.begin(), cfg.server_args.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int log_fd = ::open(s.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool pin = cfg.server_cpu >= 0 && cpu_available(cfg.server_cpu);
+  std::cerr << "ingest_bench: starting";
+  for (const std::string& a : args) std::cerr << ' ' << a;
+  std::cerr << (pin ? fmt::format(" (pinned to CPU {})", cfg.server_cpu) : std::string(" (not pinned)"))
+            << "\n";
+
+  s.pid = ::fork();
+  if (s.pid == 0) {
+    // Like `taskset -c N tabad ...`.
+    if (pin) pin_to_cpu(cfg.server_cpu);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  if (s.pid < 0) {
+    std::cerr << "ingest_bench: fork: " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(s.pid, &status, WNOHANG) == s.pid) {
+      std::cerr << "ingest_bench: tabad exited during startup; log:\n" << tail_of_file(s.log_path) << "\n";
+      return std::nullopt;
+    }
+    if (healthy(s.port)) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::cerr << "ingest_bench: tabad did not answer /healthz within 15 s; log:\n"
+            << tail_of_file(s.log_path) << "\n";
+  ::kill(s.pid, SIGKILL);
+  ::waitpid(s.pid, nullptr, 0);
+  return std::nullopt;
+}
+
+void stop_server(const OwnServer& s, bool keep_data) {
+  ::kill(s.pid, SIGTERM);
+  int status = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  bool exited = false;
+  while (Clock::now() < deadline) {
+    if (::waitpid(s.pid, &status, WNOHANG) == s.pid) {
+      exited = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!exited) {
+    std::cerr << "ingest_bench: tabad did not exit within 10 s of SIGTERM; killing it\n";
+    ::kill(s.pid, SIGKILL);
+    ::waitpid(s.pid, &status, 0);
+  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))
+                                        : fmt::format("was killed by signal {}", WTERMSIG(status));
+    std::cerr << "ingest_bench: tabad " << how << " after SIGTERM; log tail:\n"
+              << tail_of_file(s.log_path) << "\n";
+  }
+  if (keep_data) {
+    std::cerr << "ingest_bench: data kept in " << s.data_dir << "\n";
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(s.data_dir, ec);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Load
+
+void post_until(const Config& cfg, const taba::http::Url& target, const std::string& path,
+                const std::vector<Body>& bodies, int worker, Clock::time_point start, Clock::time_point end,
+                WorkerStats* stats) {
+  std::optional<taba::http::ClientConnection> conn;
+  size_t next = static_cast<size_t>(worker) * bodies.size() / static_cast<size_t>(cfg.connections);
+  std::this_thread::sleep_until(start);
+  while (Clock::now() < end) {
+    if (!conn) {
+      auto c = taba::http::ClientConnection::connect(target.host, target.port, cfg.timeout_ms);
+      if (!c.ok()) {
+        ++stats->errors;
+        if (stats->first_problem.empty()) stats->first_problem = c.status().message();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      conn.emplace(std::move(*c));
+    }
+    const Body& body = bodies[next];
+    next = (next + 1) % bodies.size();
+    auto t0 = Clock::now();
+    auto r = conn->request("POST", path, {}, body.bytes, cfg.timeout_ms);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (!r.ok()) {
+      ++stats->errors;
+      if (stats->first_problem.empty()) stats->first_problem = r.status().message();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    stats->latencies_ms.push_back(ms);
+    if (r->status == 200) {
+      ++stats->requests_ok;
+      stats->events_ok += body.events;
+    } else {
+      ++stats->non200[r->status];
+      if (stats->first_problem.empty()) {
+        stats->first_problem = fmt::format("{} {}: {}", r->status, r->reason, r->body.substr(0, 200));
+      }
+      if (r->status == 503) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+RunResult run_once(const Config& cfg, const taba::http::Url& target, const std::string& path, long server_pid,
+                   const std::vector<Body>& bodies, double seconds, bool report_problems) {
+  std::vector<WorkerStats> stats(static_cast<size_t>(cfg.connections));
+  std::vector<std::thread> threads;
+  auto start = Clock::now() + std::chrono::milliseconds(50);
+  auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  for (int w = 0; w < cfg.connections; ++w) {
+    threads.emplace_back(post_until, std::cref(cfg), std::cref(target), std::cref(path), std::cref(bodies), w,
+                         start, end, &stats[static_cast<size_t>(w)]);
+  }
+  std::this_thread::sleep_until(start);
+  std::optional<double> cpu0 = server_pid > 0 ? process_cpu_seconds(server_pid) : std::nullopt;
+  double self0 = self_cpu_seconds();
+  for (std::thread& t : threads) t.join();
+  auto finished = Clock::now();
+  std::optional<double> cpu1 = server_pid > 0 ? process_cpu_seconds(server_pid) : std::nullopt;
+
+  RunResult r;
+  r.seconds = std::chrono::duration<double>(finished - start).count();
+  r.bench_cpu_s = self_cpu_seconds() - self0;
+  std::vector<double> latencies;
+  std::map<int, int64_t> non200;
+  std::string problem;
+  for (WorkerStats& s : stats) {
+    r.requests += s.requests_ok;
+    r.events += s.events_ok;
+    r.errors += s.errors;
+    for (auto [status, n] : s.non200) {
+      non200[status] += n;
+      r.non200 += n;
+    }
+    if (problem.empty()) problem = s.first_problem;
+    latencies.insert(latencies.end(), s.latencies_ms.begin(), s.latencies_ms.end());
+  }
+  r.events_per_s = r.seconds > 0 ? static_cast<double>(r.events) / r.seconds : 0;
+  if (cpu0 && cpu1) {
+    r.server_cpu_s = *cpu1 - *cpu0;
+    if (*r.server_cpu_s > 0) r.events_per_cpu_s = static_cast<double>(r.events) / *r.server_cpu_s;
+  }
+  r.p50_ms = percentile(latencies, 0.50);
+  r.p99_ms = percentile(latencies, 0.99);
+  if (report_problems && (r.non200 > 0 || r.errors > 0)) {
+    std::string codes;
+    for (auto [status, n] : non200) codes += fmt::format(" {}x{}", n, status);
+    std::cerr << fmt::format("ingest_bench: {} non-200 replies{}, {} transport errors; first: {}\n", r.non200,
+                             codes, r.errors, problem);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Output
+
+std::string opt_number(const std::optional<double>& v, const char* format) {
+  return v ? fmt::format(fmt::runtime(format), *v) : std::string("n/a");
+}
+
+void print_header() {
+  std::cout << fmt::format("{:<7}{:>8}{:>10}{:>14}{:>11}{:>15}{:>10}{:>9}{:>9}{:>8}{:>8}\n", "run", "secs",
+                           "requests", "events/s", "srv_cpu_s", "events/cpu_s", "bench_cpu", "p50_ms",
+                           "p99_ms", "non200", "errors");
+}
+
+void print_row(const std::string& label, const RunResult& r) {
+  std::cout << fmt::format("{:<7}{:>8.2f}{:>10}{:>14.0f}{:>11}{:>15}{:>10.2f}{:>9.2f}{:>9.2f}{:>8}{:>8}\n",
+                           label, r.seconds, r.requests, r.events_per_s, opt_number(r.server_cpu_s, "{:.2f}"),
+                           opt_number(r.events_per_cpu_s, "{:.0f}"), r.bench_cpu_s, r.p50_ms, r.p99_ms,
+                           r.non200, r.errors);
+}
+
+template <typename T>
+T median_of(std::vector<T> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Per-column medians (over runs) of the run results.
+RunResult median_result(const std::vector<RunResult>& runs) {
+  auto column = [&](auto get) {
+    std::vector<double> v;
+    for (const RunResult& r : runs) v.push_back(static_cast<double>(get(r)));
+    return median_of(v);
+  };
+  RunResult m;
+  m.seconds = column([](const RunResult& r) { return r.seconds; });
+  m.requests = static_cast<int64_t>(column([](const RunResult& r) { return r.requests; }));
+  m.events = static_cast<int64_t>(column([](const RunResult& r) { return r.events; }));
+  m.events_per_s = column([](const RunResult& r) { return r.events_per_s; });
+  m.bench_cpu_s = column([](const RunResult& r) { return r.bench_cpu_s; });
+  m.p50_ms = column([](const RunResult& r) { return r.p50_ms; });
+  m.p99_ms = column([](const RunResult& r) { return r.p99_ms; });
+  m.non200 = static_cast<int64_t>(column([](const RunResult& r) { return r.non200; }));
+  m.errors = static_cast<int64_t>(column([](const RunResult& r) { return r.errors; }));
+  if (std::all_of(runs.begin(), runs.end(), [](const RunResult& r) { return r.server_cpu_s.has_value(); })) {
+    m.server_cpu_s = column([](const RunResult& r) { return *r.server_cpu_s; });
+  }
+  if (std::all_of(runs.begin(), runs.end(),
+                  [](const RunResult& r) { return r.events_per_cpu_s.has_value(); })) {
+    m.events_per_cpu_s = column([](const RunResult& r) { return *r.events_per_cpu_s; });
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+// Pulls every "--server-arg X" / "--server-arg=X" out of args (cxxopts would
+// split their values at commas, and they often hold some: --role=fe,be).
+std::vector<std::string> take_server_args(std::vector<std::string>* args) {
+  std::vector<std::string> taken, rest;
+  for (size_t i = 0; i < args->size(); ++i) {
+    const std::string& a = (*args)[i];
+    if (a == "--server-arg" && i + 1 < args->size()) {
+      taken.push_back((*args)[++i]);
+    } else if (a.rfind("--server-arg=", 0) == 0) {
+      taken.push_back(a.substr(13));
+    } else {
+      rest.push_back(a);
+    }
+  }
+  *args = std::move(rest);
+  return taken;
+}
+
+std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
+  std::vector<std::string> args(argv, argv + argc);
+  Config cfg;
+  cfg.server_args = take_server_args(&args);
+  cxxopts::Options options("ingest_bench", "Ingest throughput of tabad with agent-sized v1 bodies.");
+  options.add_options()("server", "attach to a running tabad at this URL instead of starting one",
+                        cxxopts::value<std::string>())(
+      "pid", "with --server: the server's pid, to measure its CPU time", cxxopts::value<long>())(
+      "tabad", "tabad binary to start", cxxopts::value<std::string>()->default_value(TABA_BENCH_TABAD))(
+      "server-arg", "extra argument for the started tabad (repeatable; commas kept)",
+      cxxopts::value<std::string>())("duration", "seconds per run",
+                                     cxxopts::value<double>()->default_value("10"))(
+      "warmup", "seconds of load before the first run", cxxopts::value<double>()->default_value("1"))(
+      "runs", "number of runs (the median is reported)", cxxopts::value<int>()->default_value("3"))(
+      "connections", "keep-alive connections, one thread each", cxxopts::value<int>()->default_value("4"))(
+      "events-per-body", "events in each posted body", cxxopts::value<int>()->default_value("10000"))(
+      "names", "distinct tab names", cxxopts::value<int>()->default_value("1000"))(
+      "clients", "client blocks per body", cxxopts::value<int>()->default_value("10"))(
+      "events-per-block", "events per (client, name) block", cxxopts::value<int>()->default_value("10"))(
+      "bodies", "distinct pre-built bodies", cxxopts::value<int>()->default_value("200"))(
+      "zlib", "zlib the bodies and POST them to /post_zip")(
+      "server-cpu", "CPU to pin a started tabad to (-1: none)", cxxopts::value<int>()->default_value("0"))(
+      "bench-cpu", "CPU to pin this benchmark to (-1: none)", cxxopts::value<int>()->default_value("1"))(
+      "timeout-ms", "per-request timeout", cxxopts::value<int>()->default_value("10000"))(
+      "keep-data", "keep a started tabad's data directory")("h,help", "show this help");
+  try {
+    std::vector<const char*> cargv;
+    for (const std::string& a : args) cargv.push_back(a.c_str());
+    auto r = options.parse(static_cast<int>(cargv.size()), cargv.data());
+    if (r.count("help") != 0) {
+      std::cout << options.help();
+      *exit_code = 0;
+      return std::nullopt;
+    }
+    if (!r.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + r.unmatched()[0] + "'");
+    if (r.count("server") != 0) cfg.server_url = r["server"].as<std::string>();
+    if (r.count("pid") != 0) cfg.attach_pid = r["pid"].as<long>();
+    cfg.tabad_path = r["tabad"].as<std::string>();
+    cfg.duration_s = r["duration"].as<double>();
+    cfg.warmup_s = r["warmup"].as<double>();
+    cfg.runs = r["runs"].as<int>();
+    cfg.connections = r["connections"].as<int>();
+    cfg.events_per_body = r["events-per-body"].as<int>();
+    cfg.names = r["names"].as<int>();
+    cfg.clients = r["clients"].as<int>();
+    cfg.events_per_block = r["events-per-block"].as<int>();
+    cfg.bodies = r["bodies"].as<int>();
+    cfg.zlib = r.count("zlib") != 0;
+    cfg.server_cpu = r["server-cpu"].as<int>();
+    cfg.bench_cpu = r["bench-cpu"].as<int>();
+    cfg.timeout_ms = r["timeout-ms"].as<int>();
+    cfg.keep_data = r.count("keep-data") != 0;
+    if (cfg.duration_s <= 0 || cfg.warmup_s < 0 || cfg.runs < 1 || cfg.connections < 1 ||
+        cfg.events_per_body < 1 || cfg.names < 1 || cfg.clients < 1 || cfg.events_per_block < 1 ||
+        cfg.bodies < 1 || cfg.timeout_ms < 1) {
+      throw std::invalid_argument("counts and durations must be positive");
+    }
+    if (cfg.server_url.empty() && (r.count("pid") != 0)) throw std::invalid_argument("--pid needs --server");
+    if (!cfg.server_url.empty() && !cfg.server_args.empty()) {
+      throw std::invalid_argument("--server-arg only applies to a tabad this benchmark starts");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "ingest_bench: " << e.what() << "\nRun 'ingest_bench --help' for usage.\n";
+    *exit_code = 2;
+    return std::nullopt;
+  }
+  return cfg;
+}
+
+int run_benchmark(const Config& cfg) {
+  std::optional<OwnServer> own;
+  taba::http::Url target;
+  long server_pid = 0;
+  if (cfg.server_url.empty()) {
+    own = start_server(cfg);
+    if (!own) return 1;
+    target.host = "127.0.0.1";
+    target.port = own->port;
+    server_pid = own->pid;
+  } else {
+    auto url = taba::http::parse_url(cfg.server_url);
+    if (!url.ok()) {
+      std::cerr << "ingest_bench: --server: " << url.status().message() << "\n";
+      return 2;
+    }
+    target = *url;
+    server_pid = cfg.attach_pid;
+    if (server_pid == 0) std::cerr << "ingest_bench: no --pid: server CPU time is not measured\n";
+  }
+  if (cfg.bench_cpu >= 0) {
+    if (cpu_available(cfg.bench_cpu) && pin_to_cpu(cfg.bench_cpu)) {
+      std::cerr << "ingest_bench: benchmark pinned to CPU " << cfg.bench_cpu << "\n";
+    } else {
+      std::cerr << "ingest_bench: CPU " << cfg.bench_cpu << " is not available; benchmark not pinned\n";
+    }
+  }
+
+  auto build_start = Clock::now();
+  std::vector<Body> bodies = build_bodies(cfg);
+  size_t bytes = 0;
+  for (const Body& b : bodies) bytes += b.bytes.size();
+  std::cerr << fmt::format(
+      "ingest_bench: built {} bodies ({} events each, {:.0f} KB average{}) in {:.1f} s\n", bodies.size(),
+      bodies.front().events, static_cast<double>(bytes) / static_cast<double>(bodies.size()) / 1024,
+      cfg.zlib ? " zlib'd" : "", std::chrono::duration<double>(Clock::now() - build_start).count());
+
+  const std::string path =
+      (target.target == "/" ? std::string() : target.target) + (cfg.zlib ? "/post_zip" : "/post");
+  if (cfg.warmup_s > 0) run_once(cfg, target, path, server_pid, bodies, cfg.warmup_s, true);
+
+  std::vector<RunResult> results;
+  print_header();
+  for (int i = 0; i < cfg.runs; ++i) {
+    results.push_back(run_once(cfg, target, path, server_pid, bodies, cfg.duration_s, true));
+    print_row(std::to_string(i + 1), results.back());
+    std::cout.flush();
+  }
+  RunResult m = median_result(results);
+  print_row("median", m);
+  std::cout << fmt::format(
+      "ingest_bench: events_per_s={:.0f} server_cpu_s={} events_per_server_cpu_s={} p50_ms={:.3f} "
+      "p99_ms={:.3f} "
+      "non200={} errors={} bench_cpu_s={:.2f} runs={} duration_s={} connections={} events_per_body={} "
+      "names={} "
+      "clients={} events_per_block={} zlib={}\n",
+      m.events_per_s, opt_number(m.server_cpu_s, "{:.2f}"), opt_number(m.events_per_cpu_s, "{:.0f}"),
+      m.p50_ms, m.p99_ms, m.non200, m.errors, m.bench_cpu_s, cfg.runs, cfg.duration_s, cfg.connections,
+      cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0);
+
+  if (own) stop_server(*own, cfg.keep_data);
+  bool clean = std::all_of(results.begin(), results.end(),
+                           [](const RunResult& r) { return r.non200 == 0 && r.errors == 0; });
+  return clean ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  std::optional<Config> cfg = parse_config(argc, argv, &exit_code);
+  if (!cfg) return exit_code;
+  return run_benchmark(*cfg);
+}

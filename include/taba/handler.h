@@ -1,0 +1,269 @@
+/*
+ * taba/handler.h — the tabad handler plugin ABI.
+ *
+ * A handler defines how the events of one tab type fold into state, how the
+ * states of many clients merge into an aggregate, and how a state renders.
+ * Handlers live in shared objects ("plugins") that tabad loads at startup
+ * from its plugins directory. This header is the whole contract: a plugin
+ * needs nothing else from tabad, and it is plain C so that any compiler and
+ * any language with a C FFI can implement it.
+ *
+ * ---------------------------------------------------------------------------
+ * 1. Loading
+ *
+ * A plugin exports exactly one function, with C linkage:
+ *
+ *     const taba_plugin* taba_plugin_entry(const taba_host* host);
+ *
+ * tabad dlopen()s every "*.so" in the plugins directory, looks up the symbol
+ * TABA_PLUGIN_ENTRY_SYMBOL and calls it once. The returned table (and all the
+ * handler tables and strings it points to) must stay valid and unchanged
+ * until the plugin is unloaded; a static const object is the usual choice.
+ * Returning NULL refuses to load (for example when host->abi_major is not
+ * the major the plugin was built for).
+ *
+ * tabad refuses a plugin whose abi_major differs from its own, or whose
+ * struct_size fields are smaller than the version-1.0 layouts. A plugin
+ * built against a newer minor loads into an older host: the host only reads
+ * the fields it knows. A plugin built against an older minor loads into a
+ * newer host: hooks appended later are treated as absent (NULL).
+ *
+ * ---------------------------------------------------------------------------
+ * 2. Lifecycle of a state
+ *
+ * A state (taba_state*, opaque to the host) is what a handler keeps for one
+ * (client, name) pair, or for the aggregate of a name over all its clients.
+ * The host keeps states live in memory and calls:
+ *
+ *   new_state   with the client ID for a per-client state or a per-client
+ *               delta, and with the empty client ID (client_len 0) for
+ *               aggregates and query-time reductions. Handlers that keep
+ *               per-client data (Gauge) key it by this ID; others ignore it;
+ *   check_event on every incoming event BEFORE anything of its request is
+ *               applied: a request is all-or-nothing, so payload errors must
+ *               be found here. fold may assume every event passed check_event;
+ *   fold        with a batch of checked events of one (client, name);
+ *   merge       to add one state into another (aggregates, query-time
+ *               reduction). merge(into, from) must be commutative and
+ *               associative in effect: merging the states of N clients in any
+ *               order gives the same result as folding all their events into
+ *               one state;
+ *   render      to produce the JSON text shown by /tabs and friends;
+ *   prunable    to ask whether a state holds nothing worth keeping (GC);
+ *   serialize / deserialize   only when writing or reading the store
+ *               (snapshots, Redis); never on the ingest hot path;
+ *   free_state  when the host drops the state.
+ *
+ * Ingest contract. For each (client, name) block of a request the host does
+ *
+ *     delta = new_state(client, client_len, now);
+ *     fold(delta, events, n, now);
+ *     merge(client_state, delta, now);
+ *     merge(name_aggregate, delta, now);
+ *     free_state(delta);
+ *
+ * so fold only ever sees fresh per-client deltas, and merge is the hot path:
+ * a handler should make merge cost proportional to what `from` holds (a
+ * delta of a few events), not to the size of `into`.
+ *
+ * Time: every hook that depends on time receives `now`, in epoch seconds.
+ * It is the host's clock, already discounted by the measured pipeline
+ * latency where the host measures one. Handlers never read a clock
+ * themselves; that keeps replay of a write-ahead log deterministic.
+ * `now` never moves backwards for a given state, except across restarts
+ * where the host guarantees it only moves forward.
+ *
+ * ---------------------------------------------------------------------------
+ * 3. Threading
+ *
+ * The host calls a handler's hooks for one state from one thread at a time.
+ * Different states may be used from different threads concurrently, so a
+ * handler must not keep unsynchronized mutable global data.
+ *
+ * ---------------------------------------------------------------------------
+ * 4. Memory and errors
+ *
+ * States are allocated and freed by the plugin. Output (render, serialize)
+ * goes through a taba_output the host provides: call out->write as many
+ * times as needed; the host copies the bytes. Hooks never throw (C++ plugins
+ * must catch everything at the boundary). Fallible hooks return a
+ * taba_status and, where given an error buffer, write a one-line,
+ * NUL-terminated reason into it (truncated to err_cap bytes).
+ *
+ * ---------------------------------------------------------------------------
+ * 5. Versions
+ *
+ * state_version is the version of the serialized form serialize writes.
+ * The host stores it beside every serialized state and hands it back to
+ * deserialize, which must read every version it ever wrote (upgrading old
+ * ones) and refuse newer ones with TABA_ERR_VERSION.
+ */
+#ifndef TABA_HANDLER_H
+#define TABA_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TABA_ABI_MAJOR 1
+#define TABA_ABI_MINOR 0
+
+#define TABA_PLUGIN_ENTRY_SYMBOL "taba_plugin_entry"
+
+/* Results of fallible hooks. */
+typedef enum taba_status {
+  TABA_OK = 0,
+  TABA_ERR_PAYLOAD = 1,     /* an event's payload is not acceptable */
+  TABA_ERR_CORRUPT = 2,     /* serialized bytes are malformed */
+  TABA_ERR_VERSION = 3,     /* serialized state version not supported */
+  TABA_ERR_NOMEM = 4,       /* allocation failed */
+  TABA_ERR_UNSUPPORTED = 5, /* e.g. a render format the handler lacks */
+  TABA_ERR_INTERNAL = 6     /* anything else; see the error text */
+} taba_status;
+
+/* Render formats. */
+typedef enum taba_format {
+  /* The JSON value embedded in /tabs output, in text and JSON replies
+   * alike. Required. */
+  TABA_FORMAT_JSON = 0,
+  /* A more detailed JSON value (Accept: application/json-detailed).
+   * Optional: return TABA_ERR_UNSUPPORTED and the host uses JSON. */
+  TABA_FORMAT_JSON_DETAILED = 1
+} taba_format;
+
+/* Kinds of JSON values. */
+typedef enum taba_value_kind {
+  TABA_VALUE_NONE = 0, /* absent (e.g. elem1 of a one-element array) */
+  TABA_VALUE_NULL = 1,
+  TABA_VALUE_BOOL = 2,
+  TABA_VALUE_NUMBER = 3,
+  TABA_VALUE_STRING = 4,
+  TABA_VALUE_ARRAY = 5,
+  TABA_VALUE_OBJECT = 6
+} taba_value_kind;
+
+/* One JSON value of an event payload, decoded by the host.
+ * The payload arrives on the wire JSON-encoded inside a JSON string
+ * (["CounterGroup", 1400000000, "12.5"]); the host undoes that outer
+ * encoding, so `json` below is the payload's own JSON text (`12.5`). */
+typedef struct taba_value {
+  uint32_t kind;    /* a taba_value_kind */
+  uint32_t flags;   /* reserved, 0 */
+  double number;    /* NUMBER: the value; BOOL: 0 or 1; otherwise 0 */
+  const char* json; /* the value's JSON text, exactly as sent (a STRING
+                       keeps its quotes and escapes); not NUL-terminated */
+  size_t json_len;  /* bytes at json */
+} taba_value;
+
+/* One event. Pointers are valid only during the hook call. */
+typedef struct taba_event {
+  double timestamp;   /* epoch seconds; host clamps far-future stamps */
+  taba_value payload; /* the whole payload */
+  taba_value elem0;   /* payload[0] if payload is a non-empty array */
+  taba_value elem1;   /* payload[1] if payload is an array of 2 or more */
+} taba_event;
+
+/* Output sink owned by the host. write returns 0 on success, nonzero when
+ * the host could not take the bytes (the hook should then stop and return
+ * TABA_ERR_NOMEM). */
+typedef struct taba_output {
+  void* host_data;
+  int (*write)(struct taba_output* out, const char* data, size_t len);
+} taba_output;
+
+/* Opaque per-(client, name) state, defined by each handler. */
+typedef struct taba_state taba_state;
+
+/* Services the host offers to plugins. Read fields only after checking
+ * struct_size covers them. */
+typedef struct taba_host {
+  uint32_t struct_size; /* sizeof(taba_host) as compiled into the host */
+  uint16_t abi_major;   /* TABA_ABI_MAJOR of the host */
+  uint16_t abi_minor;   /* TABA_ABI_MINOR of the host */
+  /* Writes one line to the host's log. level: 0 debug, 1 info, 2 warn,
+   * 3 error. msg need not be NUL-terminated. */
+  void (*log)(int level, const char* msg, size_t msg_len);
+  void* reserved[8];
+} taba_host;
+
+/* One handler: the behaviour of one tab type. */
+typedef struct taba_handler {
+  uint32_t struct_size;    /* sizeof(taba_handler) as compiled in the plugin */
+  uint32_t state_version;  /* version of the form serialize writes, >= 1 */
+  const char* type_name;   /* the tab type it serves, e.g. "CounterGroup";
+                              1..64 bytes of [A-Za-z0-9_.-] */
+  const char* description; /* one line for humans; may be NULL */
+
+  /* Returns a new empty state, or NULL when out of memory. `client` is the
+   * client ID (client_len bytes, not NUL-terminated) of a per-client state
+   * or delta, and empty (client_len 0, client possibly NULL) for aggregates
+   * and query-time reductions; see section 2. `now` lets windowed handlers
+   * align their buckets. */
+  taba_state* (*new_state)(const char* client, size_t client_len, double now);
+
+  /* Frees a state returned by new_state or deserialize. */
+  void (*free_state)(taba_state* state);
+
+  /* Validates one event. Returns TABA_OK, or TABA_ERR_PAYLOAD with a reason
+   * in err (e.g. "payload must be a number or an array starting with a
+   * number"). Must not depend on any state. */
+  taba_status (*check_event)(const taba_event* event, char* err, size_t err_cap);
+
+  /* Folds n checked events (same client, same name) into state. Events
+   * are in arrival order, not necessarily in timestamp order. Cannot fail:
+   * a handler that must allocate and cannot should drop the events. */
+  void (*fold)(taba_state* state, const taba_event* events, size_t n, double now);
+
+  /* Adds `from` into `into`; `from` is left unchanged. */
+  void (*merge)(taba_state* into, const taba_state* from, double now);
+
+  /* Writes the state as JSON in the given format. Must not modify the
+   * state; windowed handlers report the windows as of `now`. */
+  taba_status (*render)(const taba_state* state, uint32_t format, double now, taba_output* out);
+
+  /* Nonzero when the state holds nothing worth keeping as of `now`. */
+  int (*prunable)(const taba_state* state, double now);
+
+  /* Writes the state's serialized form (version state_version). */
+  taba_status (*serialize)(const taba_state* state, taba_output* out);
+
+  /* Reads a serialized state written with `version` (<= state_version).
+   * On success stores a new state in *out and returns TABA_OK. */
+  taba_status (*deserialize)(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                             size_t err_cap);
+
+  void* reserved[8]; /* growth room: later minors append hooks here */
+} taba_handler;
+
+/* What taba_plugin_entry returns. */
+typedef struct taba_plugin {
+  uint32_t struct_size;   /* sizeof(taba_plugin) as compiled in the plugin */
+  uint16_t abi_major;     /* TABA_ABI_MAJOR the plugin was built against */
+  uint16_t abi_minor;     /* TABA_ABI_MINOR the plugin was built against */
+  const char* name;       /* plugin name, e.g. "counter_group" */
+  const char* version;    /* plugin release, free form, e.g. "1.0.0" */
+  uint32_t handler_count; /* number of entries in handlers */
+  uint32_t flags;         /* reserved, 0 */
+  const taba_handler* const* handlers;
+  void* reserved[4];
+} taba_plugin;
+
+typedef const taba_plugin* (*taba_plugin_entry_fn)(const taba_host* host);
+
+#if defined(__GNUC__)
+#define TABA_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define TABA_PLUGIN_EXPORT
+#endif
+
+/* Declaration a plugin defines (with C linkage). */
+TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entry(const taba_host* host);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TABA_HANDLER_H */

@@ -1,0 +1,340 @@
+#include "common/ddsketch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "common/plugin_support.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr double kGamma = (1.0 + DDSketch::kRelativeAccuracy) / (1.0 - DDSketch::kRelativeAccuracy);
+const double kLnGamma = std::log(kGamma);
+const double kInvLnGamma = 1.0 / kLnGamma;
+// 2 / (gamma + 1): bin i stands for gamma^i * kRepresentativeFactor.
+constexpr double kRepresentativeFactor = 2.0 / (kGamma + 1.0);
+
+// Spare bins allocated beyond the range in use, on the side it grows
+// toward: enough that a stream of adds rarely reallocates, small enough to
+// keep a per-client state compact.
+int32_t slack_for(int32_t range) { return std::clamp(range / 4, 8, 128); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// BinStore
+
+void BinStore::reserve_range(int32_t a, int32_t b) {
+  if (!empty()) {
+    a = std::min(a, lo_);
+    b = std::max(b, hi_);
+  }
+  const int32_t end = offset_ + static_cast<int32_t>(counts_.size());
+  const bool allocated = counts_.size() > 0;
+  if (allocated && a >= offset_ && b < end) return;
+  const int32_t need = b - a + 1;
+  const int32_t slack = slack_for(need);
+  const bool grow_down = allocated && a < offset_;
+  const bool grow_up = !allocated || b >= end;
+  int32_t below = 0;
+  if (grow_down && grow_up) {
+    below = slack / 2;
+  } else if (grow_down) {
+    below = slack;
+  }
+  const int32_t above = slack - below;
+  CountArray bigger(static_cast<uint32_t>(need + below + above), counts_.width());
+  const int32_t new_offset = a - below;
+  if (!empty()) {
+    bigger.copy_from(counts_, static_cast<uint32_t>(lo_ - offset_), static_cast<uint32_t>(lo_ - new_offset),
+                     static_cast<uint32_t>(hi_ - lo_ + 1));
+  }
+  counts_ = std::move(bigger);
+  offset_ = new_offset;
+}
+
+void BinStore::collapse_below(int32_t floor) {
+  const int32_t last = std::min(hi_, floor - 1);
+  uint64_t moved = 0;
+  for (int32_t i = lo_; i <= last; ++i) moved = add_saturating(moved, at(i));
+  if (floor > hi_) {
+    // Every bin collapses into the single bin `floor`: start a fresh array
+    // rather than one spanning the old and the new range.
+    const int32_t slack = slack_for(1);
+    CountArray fresh(static_cast<uint32_t>(1 + slack), CountArray::width_for(moved));
+    fresh.set(0, moved);
+    counts_ = std::move(fresh);
+    offset_ = floor;
+    lo_ = hi_ = floor;
+    return;
+  }
+  // Add first: if widening fails nothing has changed yet.
+  counts_.add(static_cast<uint32_t>(floor - offset_), moved);
+  for (int32_t i = lo_; i <= last; ++i) counts_.set(static_cast<uint32_t>(i - offset_), 0);
+  lo_ = floor;
+}
+
+void BinStore::add_outside(int32_t index, uint64_t count) {
+  if (count == 0) return;
+  if (empty()) {
+    reserve_range(index, index);
+    counts_.add(static_cast<uint32_t>(index - offset_), count);
+    lo_ = hi_ = index;
+    total_ = count;
+    return;
+  }
+  const int32_t new_hi = std::max(hi_, index);
+  const int32_t floor = new_hi - (kMaxBins - 1);
+  if (lo_ < floor) collapse_below(floor);
+  const int32_t target = std::max(index, floor);
+  reserve_range(target, target);
+  counts_.add(static_cast<uint32_t>(target - offset_), count);
+  lo_ = std::min(lo_, target);
+  hi_ = std::max(hi_, target);
+  total_ = add_saturating(total_, count);
+}
+
+void BinStore::merge(const BinStore& other) {
+  if (other.empty()) return;
+  // Size the array for the final range once, then add bin by bin.
+  const int32_t new_hi = empty() ? other.hi_ : std::max(hi_, other.hi_);
+  const int32_t floor = new_hi - (kMaxBins - 1);
+  if (!empty() && lo_ < floor) collapse_below(floor);
+  const int32_t new_lo = std::max(empty() ? other.lo_ : std::min(lo_, other.lo_), floor);
+  reserve_range(new_lo, new_hi);
+  // Walk other's non-empty bins only (a delta's bins are usually sparse).
+  const auto first = static_cast<uint32_t>(other.lo_ - other.offset_);
+  const auto end = static_cast<uint32_t>(other.hi_ - other.offset_) + 1;
+  for (uint32_t k = other.counts_.next_nonzero(first, end); k < end; k = other.counts_.next_nonzero(k + 1, end)) {
+    add(other.offset_ + static_cast<int32_t>(k), other.counts_.get(k));
+  }
+}
+
+bool BinStore::operator==(const BinStore& other) const {
+  if (total_ != other.total_) return false;
+  if (empty()) return true;
+  if (lo_ != other.lo_ || hi_ != other.hi_) return false;
+  for (int32_t i = lo_; i <= hi_; ++i) {
+    if (at(i) != other.at(i)) return false;
+  }
+  return true;
+}
+
+void BinStore::serialize(ByteWriter* w) const {
+  uint64_t nonzero = 0;
+  for (int32_t i = lo_; i <= hi_ && !empty(); ++i) nonzero += at(i) != 0;
+  w->put_varint(nonzero);
+  if (empty()) return;
+  bool first = true;
+  int32_t prev = 0;
+  for (int32_t i = lo_; i <= hi_; ++i) {
+    const uint64_t c = at(i);
+    if (c == 0) continue;
+    if (first) {
+      w->put_svarint(i);
+      first = false;
+    } else {
+      w->put_varint(static_cast<uint64_t>(i - prev));
+    }
+    w->put_varint(c);
+    prev = i;
+  }
+}
+
+bool BinStore::deserialize(ByteReader* r, const char** why) {
+  uint64_t n;
+  if (!r->get_varint_max(kMaxBins, &n)) {
+    *why = "sketch bin count missing or above the cap";
+    return false;
+  }
+  int32_t first = 0;
+  int32_t prev = 0;
+  for (uint64_t k = 0; k < n; ++k) {
+    int32_t index;
+    if (k == 0) {
+      int64_t v;
+      if (!r->get_svarint(&v) || v < kMinIndex || v > kMaxIndex) {
+        *why = "sketch bin index missing or out of range";
+        return false;
+      }
+      index = first = static_cast<int32_t>(v);
+    } else {
+      uint64_t gap;
+      if (!r->get_varint_max(kMaxBins - 1, &gap) || gap == 0) {
+        *why = "sketch bin gap missing or invalid";
+        return false;
+      }
+      index = prev + static_cast<int32_t>(gap);
+      if (index > kMaxIndex || index - first >= kMaxBins) {
+        *why = "sketch bins span more than the cap";
+        return false;
+      }
+    }
+    uint64_t c;
+    if (!r->get_varint(&c) || c == 0 || total_ + c < total_) {
+      *why = "sketch bin count missing, zero or overflowing";
+      return false;
+    }
+    add(index, c);
+    prev = index;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// DDSketch
+
+int32_t DDSketch::index_of(double magnitude) {
+  const double i = std::ceil(std::log(magnitude) * kInvLnGamma);
+  return static_cast<int32_t>(std::clamp(i, double{BinStore::kMinIndex}, double{BinStore::kMaxIndex}));
+}
+
+double DDSketch::bin_value(int32_t index) { return std::exp(index * kLnGamma) * kRepresentativeFactor; }
+
+uint64_t DDSketch::nearest_rank(uint64_t count, uint32_t num, uint32_t den) {
+  const uint64_t q = count / den;
+  const uint64_t r = count % den;
+  return q * num + (r * num + den - 1) / den;
+}
+
+void DDSketch::add(double value) {
+  const bool was_empty = count() == 0;
+  const double magnitude = std::fabs(value);
+  if (magnitude < kMinMagnitude) {
+    zero_count_ = add_saturating(zero_count_, 1);
+  } else if (value > 0) {
+    positive_.add(index_of(magnitude), 1);
+  } else {
+    negative_.add(index_of(magnitude), 1);
+  }
+  if (was_empty) {
+    min_ = max_ = value;
+  } else {
+    min_ = std::min(min_, value);
+    max_ = std::max(max_, value);
+  }
+  sum_ += value;
+}
+
+void DDSketch::merge(const DDSketch& other) {
+  if (other.count() == 0) return;
+  const bool was_empty = count() == 0;
+  positive_.merge(other.positive_);
+  negative_.merge(other.negative_);
+  zero_count_ = add_saturating(zero_count_, other.zero_count_);
+  if (was_empty) {
+    min_ = other.min_;
+    max_ = other.max_;
+  } else {
+    min_ = std::min(min_, other.min_);
+    max_ = std::max(max_, other.max_);
+  }
+  sum_ += other.sum_;
+}
+
+double DDSketch::quantile(uint32_t num, uint32_t den) const {
+  const uint64_t n = count();
+  if (n == 0) return 0.0;
+  if (num == 0) return min_;
+  return value_at_rank(nearest_rank(n, num, den));
+}
+
+double DDSketch::value_at_rank(uint64_t rank) const {
+  double v = 0.0;
+  values_at_ranks(&rank, 1, &v);
+  return v;
+}
+
+void DDSketch::values_at_ranks(const uint64_t* ranks, size_t n, double* out) const {
+  if (count() == 0) {
+    std::fill(out, out + n, 0.0);
+    return;
+  }
+  size_t k = 0;
+  uint64_t seen = 0;
+  auto emit = [&](double v) {
+    const double clamped = std::min(std::max(v, min_), max_);
+    while (k < n && ranks[k] <= seen) out[k++] = clamped;
+  };
+  // Ascending order: negatives from the largest magnitude down, zeros,
+  // then positives from the smallest magnitude up.
+  if (!negative_.empty()) {
+    for (int32_t i = negative_.hi(); i >= negative_.lo() && k < n; --i) {
+      const uint64_t c = negative_.at(i);
+      if (c == 0) continue;
+      seen += c;
+      emit(-bin_value(i));
+    }
+  }
+  if (zero_count_ != 0 && k < n) {
+    seen += zero_count_;
+    emit(0.0);
+  }
+  if (!positive_.empty()) {
+    for (int32_t i = positive_.lo(); i <= positive_.hi() && k < n; ++i) {
+      const uint64_t c = positive_.at(i);
+      if (c == 0) continue;
+      seen += c;
+      emit(bin_value(i));
+    }
+  }
+  while (k < n) out[k++] = max_;
+}
+
+bool DDSketch::same_distribution(const DDSketch& other) const {
+  if (count() != other.count() || zero_count_ != other.zero_count_) return false;
+  if (count() != 0 && (min_ != other.min_ || max_ != other.max_)) return false;
+  return positive_ == other.positive_ && negative_ == other.negative_;
+}
+
+void DDSketch::serialize(ByteWriter* w) const {
+  w->put_varint(zero_count_);
+  w->put_double(sum_);
+  positive_.serialize(w);
+  negative_.serialize(w);
+  if (count() != 0) {
+    w->put_double(min_);
+    w->put_double(max_);
+  }
+}
+
+bool DDSketch::deserialize(ByteReader* r, const char** why) {
+  if (!r->get_varint(&zero_count_) || !r->get_double(&sum_)) {
+    *why = "sketch header truncated";
+    return false;
+  }
+  if (!positive_.deserialize(r, why) || !negative_.deserialize(r, why)) return false;
+  const uint64_t stores = positive_.total() + negative_.total();
+  if (stores < positive_.total() || zero_count_ + stores < stores) {
+    *why = "sketch count overflows";
+    return false;
+  }
+  if (count() != 0) {
+    if (!r->get_double(&min_) || !r->get_double(&max_)) {
+      *why = "sketch min/max truncated";
+      return false;
+    }
+    if (!std::isfinite(min_) || !std::isfinite(max_) || min_ > max_) {
+      *why = "sketch min/max invalid";
+      return false;
+    }
+  }
+  return true;
+}
+
+void append_percentile_summary(const DDSketch& sketch, TextBuffer* text) {
+  const uint64_t n = sketch.count();
+  uint64_t ranks[7];
+  double values[7];
+  for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(n, kRenderedPerMille[j], 1000);
+  sketch.values_at_ranks(ranks, 7, values);
+  text->raw("{\"count\": ").u64(n).raw(", \"total\": ").fixed6(sketch.sum()).raw(", \"pct\": [");
+  for (int j = 0; j < 7; ++j) {
+    if (j != 0) text->raw(", ");
+    text->fixed2(values[j]);
+  }
+  text->raw("]}");
+}
+
+}  // namespace taba::builtin

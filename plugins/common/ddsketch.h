@@ -1,0 +1,165 @@
+// DDSketch: a mergeable percentile sketch with relative-error guarantees
+// (Masson, Rim, Lee, "DDSketch", PVLDB 12(12), 2019).
+//
+// Mapping. With alpha = 0.01 and gamma = (1 + alpha) / (1 - alpha), a
+// magnitude m >= kMinMagnitude falls in bin i = ceil(log_gamma(m)), i.e.
+// gamma^(i-1) < m <= gamma^i, and the bin stands for 2 gamma^i / (gamma + 1),
+// which is within alpha of every magnitude in the bin. Positive and negative
+// values have separate bin stores (by magnitude); values with magnitude
+// below kMinMagnitude are counted as zero.
+//
+// Exactness. Bins hold integer counts only, so merging (bin-wise addition)
+// is exact, commutative and associative: any merge order of any split of
+// the data gives bit-identical bins, count, min and max. The sum is a double
+// and may differ in its last bits with the order of additions; no
+// percentile depends on it.
+//
+// Bounded size. Each store keeps at most kMaxBinsPerStore consecutive bin
+// indexes; when a value would widen the range further, the lowest bins are
+// collapsed into the lowest kept one (for the negative store: the values
+// closest to zero). The result depends only on the data, not on the order
+// of adds and merges. With 2048 bins of 2 % each a store spans ~17.8
+// decades before anything collapses.
+//
+// Percentiles. quantile(num, den) is the nearest-rank value: the value of
+// rank ceil(q * count) (1-based, computed exactly in integers) in sorted
+// order, with q = 0 giving min; the result is the bin's representative
+// value clamped to [min, max], so it is within alpha (relative) of the exact
+// nearest-rank value of the data unless that value sits in collapsed bins.
+#ifndef TABA_PLUGINS_COMMON_DDSKETCH_H
+#define TABA_PLUGINS_COMMON_DDSKETCH_H
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/byte_io.h"
+#include "common/count_array.h"
+#include "common/text.h"
+
+namespace taba::builtin {
+
+// Counts per bin index over a dense range of indexes [lo, hi], stored with
+// an offset inside a CountArray that has some slack on either side, so a
+// steady stream of adds allocates nothing.
+class BinStore {
+ public:
+  static constexpr int32_t kMaxBins = 2048;
+  // Bin indexes of DDSketch::kMinMagnitude and of the largest double lie
+  // inside these; deserialize refuses anything outside.
+  static constexpr int32_t kMinIndex = -1100;
+  static constexpr int32_t kMaxIndex = 36000;
+
+  bool empty() const { return total_ == 0; }
+  uint64_t total() const { return total_; }
+  int32_t lo() const { return lo_; }  // lowest non-empty bin (when !empty)
+  int32_t hi() const { return hi_; }  // highest non-empty bin (when !empty)
+  uint64_t at(int32_t index) const {
+    return empty() || index < lo_ || index > hi_ ? 0 : counts_.get(static_cast<uint32_t>(index - offset_));
+  }
+
+  // Adds count to bin index, collapsing as described above. Throws
+  // std::bad_alloc; the store then holds its old bins or the old bins
+  // collapsed, always consistent with total().
+  void add(int32_t index, uint64_t count) {
+    if (total_ != 0 && index >= lo_ && index <= hi_) {  // hot path: a bin in use
+      counts_.add(static_cast<uint32_t>(index - offset_), count);
+      total_ = total_ + count < total_ ? UINT64_MAX : total_ + count;
+      return;
+    }
+    add_outside(index, count);
+  }
+  // Adds every bin of other. Costs O(other's range), plus a reallocation
+  // when this store's range must grow.
+  void merge(const BinStore& other);
+
+  bool operator==(const BinStore& other) const;
+  size_t heap_bytes() const { return counts_.heap_bytes(); }
+
+  // Sparse form: number of non-empty bins, then the first index (zigzag
+  // varint) and count, then (gap to the previous index, count) pairs.
+  void serialize(ByteWriter* w) const;
+  // Reads the sparse form into this (empty) store; false with a reason on
+  // malformed input (indexes out of range, span above the cap, zero counts,
+  // overflowing totals).
+  bool deserialize(ByteReader* r, const char** why);
+
+ private:
+  // add() for a bin outside [lo, hi] or into an empty store.
+  void add_outside(int32_t index, uint64_t count);
+  // Makes [lo, hi] addressable, keeping the current bins.
+  void reserve_range(int32_t lo, int32_t hi);
+  // Moves every bin below floor into bin floor.
+  void collapse_below(int32_t floor);
+
+  CountArray counts_;
+  int32_t offset_ = 0;  // bin index of counts_[0]
+  int32_t lo_ = 0;
+  int32_t hi_ = -1;
+  uint64_t total_ = 0;
+};
+
+class DDSketch {
+ public:
+  static constexpr double kRelativeAccuracy = 0.01;
+  static constexpr int32_t kMaxBinsPerStore = BinStore::kMaxBins;
+  static constexpr double kMinMagnitude = 1e-9;
+
+  // Bin of a magnitude >= kMinMagnitude.
+  static int32_t index_of(double magnitude);
+  // Representative (positive) value of bin index.
+  static double bin_value(int32_t index);
+  // ceil(count * num / den), exactly, for 0 <= num <= den, den > 0.
+  static uint64_t nearest_rank(uint64_t count, uint32_t num, uint32_t den);
+
+  // Adds a finite value. Throws std::bad_alloc (nothing is then added).
+  void add(double value);
+  // Adds every value of other. Throws std::bad_alloc.
+  void merge(const DDSketch& other);
+
+  uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
+  double sum() const { return sum_; }
+  double min() const { return count() == 0 ? 0.0 : min_; }
+  double max() const { return count() == 0 ? 0.0 : max_; }
+
+  // Nearest-rank q-quantile for q = num/den; 0 when empty.
+  double quantile(uint32_t num, uint32_t den) const;
+  // The value of 1-based rank in sorted order (rank clamped to [1, count]).
+  double value_at_rank(uint64_t rank) const;
+  // Values of several ranks, given in ascending order, in one pass.
+  void values_at_ranks(const uint64_t* ranks, size_t n, double* out) const;
+
+  // Same bins, zero count, min and max (the sum is not compared).
+  bool same_distribution(const DDSketch& other) const;
+  // Bytes held outside the object itself.
+  size_t heap_bytes() const { return positive_.heap_bytes() + negative_.heap_bytes(); }
+
+  // count, sum, [min, max when count > 0], zero count, positive store,
+  // negative store.
+  void serialize(ByteWriter* w) const;
+  // Reads into this (empty) sketch; false with a reason on malformed input.
+  bool deserialize(ByteReader* r, const char** why);
+
+  const BinStore& positive() const { return positive_; }
+  const BinStore& negative() const { return negative_; }
+  uint64_t zero_count() const { return zero_count_; }
+
+ private:
+  BinStore positive_;
+  BinStore negative_;
+  uint64_t zero_count_ = 0;
+  double sum_ = 0.0;
+  double min_ = 0.0;  // meaningful only when count() > 0
+  double max_ = 0.0;
+};
+
+// The seven percentiles every percentile render shows: p25, p50, p75, p90,
+// p95, p99, p99.9, as per-mille fractions.
+inline constexpr uint32_t kRenderedPerMille[7] = {250, 500, 750, 900, 950, 990, 999};
+
+// Appends {"count": %llu, "total": %f, "pct": [%.2f, ... 7 values]} for the
+// sketch (all seven 0.00 when it is empty).
+void append_percentile_summary(const DDSketch& sketch, TextBuffer* text);
+
+}  // namespace taba::builtin
+
+#endif  // TABA_PLUGINS_COMMON_DDSKETCH_H

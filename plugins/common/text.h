@@ -1,0 +1,44 @@
+// Text building for render hooks: printf-compatible number formats, JSON
+// string escaping, and handing the result to the host's taba_output.
+#ifndef TABA_PLUGINS_COMMON_TEXT_H
+#define TABA_PLUGINS_COMMON_TEXT_H
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "taba/handler.h"
+
+namespace taba::builtin {
+
+class TextBuffer {
+ public:
+  TextBuffer& raw(std::string_view s) {
+    buf_.append(s.data(), s.size());
+    return *this;
+  }
+  TextBuffer& u64(uint64_t v);     // printf "%" PRIu64
+  TextBuffer& i64(int64_t v);      // printf "%" PRId64
+  TextBuffer& fixed2(double v);    // printf "%.2f"
+  TextBuffer& fixed6(double v);    // printf "%f"
+  TextBuffer& json_string(std::string_view s);  // quoted and escaped
+
+  const std::string& str() const { return buf_; }
+  // Hands the text to the host. Returns TABA_OK or TABA_ERR_NOMEM.
+  taba_status flush_to(taba_output* out) const;
+
+ private:
+  std::string buf_;
+};
+
+// Appends s to *out as the body of a JSON string (no surrounding quotes):
+// '"' and '\\' are backslash-escaped, control characters become \n, \t, ...
+// or \u00XX; every other byte (UTF-8 included) is copied as is.
+void append_json_escaped(std::string_view s, std::string* out);
+
+// s without leading and trailing JSON whitespace (space, tab, CR, LF).
+std::string_view trim_json_space(std::string_view s);
+
+}  // namespace taba::builtin
+
+#endif  // TABA_PLUGINS_COMMON_TEXT_H

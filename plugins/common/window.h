@@ -1,0 +1,161 @@
+// A sliding time window of equal-width buckets, each holding an event count
+// and a sum of values: the building block of CounterGroup's 1m/10m/1h/1d.
+//
+// Time is counted in bucket numbers: bucket b covers the epoch seconds
+// [b * width, (b + 1) * width), i.e. b = floor(second / width) (floor, also
+// for negative stamps). The window ends at its newest bucket and holds the
+// `size` buckets newest - size + 1 .. newest. Bucket b lives in slot
+// b mod size of a ring, so advancing the window never moves data.
+//
+// Lazy zeroing. Only the slots of buckets in the "valid range" [lo, hi]
+// hold meaningful data; every other bucket is empty by definition and its
+// slot may hold garbage. Consequences:
+//   - rotation (advancing `newest`) is O(1): it just trims the valid range
+//     to the new window; a jump longer than the window empties it;
+//   - a write zeroes the slots between the valid range and the bucket it
+//     touches (each slot at most once per pass of the window), so writes
+//     cost O(1) amortized and O(elapsed buckets) at worst;
+//   - a new window needs no zeroing at all (cheap per-request deltas);
+//   - merging a window into another costs O(valid range of the source):
+//     a delta whose events fell in one bucket merges in O(1).
+//
+// Counts are 64-bit, stored as a 32-bit low word in the caller's storage
+// plus a high-word array allocated only when some bucket passes 2^32 - 1,
+// which keeps a CounterGroup state within its memory budget. Sums are
+// doubles.
+#ifndef TABA_PLUGINS_COMMON_WINDOW_H
+#define TABA_PLUGINS_COMMON_WINDOW_H
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/byte_io.h"
+#include "common/plugin_support.h"
+
+namespace taba::builtin {
+
+class BucketWindow {
+ public:
+  struct Totals {
+    uint64_t count = 0;
+    double sum = 0.0;
+  };
+
+  // width: seconds per bucket; size: number of buckets. `sums` and `counts`
+  // are caller storage of `size` elements, uninitialized, that must outlive
+  // the window. The window starts empty with its newest bucket holding
+  // now_second.
+  BucketWindow(uint32_t width, uint32_t size, double* sums, uint32_t* counts, int64_t now_second);
+  BucketWindow(const BucketWindow&) = delete;
+  BucketWindow& operator=(const BucketWindow&) = delete;
+
+  uint32_t width() const { return width_; }
+  uint32_t size() const { return size_; }
+  int64_t bucket_of(int64_t second) const {
+    const int64_t offset = second - newest_start_;
+    if (offset >= 0 && offset < width_) return newest_;  // hot: the current bucket
+    return width_ == 1 ? second : floor_div_by(second, width_, inv_width_);
+  }
+  // Bucket number of the newest bucket.
+  int64_t newest() const { return newest_; }
+  // Bucket number of the oldest bucket of the window when it ends at `newest`.
+  int64_t oldest_for(int64_t newest) const { return newest - (size_ - 1); }
+
+  // Advances the newest bucket to `bucket` when that is later; never moves
+  // back. O(1).
+  void rotate_to(int64_t bucket);
+
+  // Adds count events with the given sum at epoch second `second`.
+  // Rotates forward first when the second is past the newest bucket.
+  // Returns false (and changes nothing) when it is older than the window.
+  // Throws std::bad_alloc only when a count passes 2^32 - 1 for the first
+  // time and the high words cannot be allocated.
+  bool add(int64_t second, uint64_t count, double sum);
+
+  // Adds every bucket of `from` (same width and size) after rotating this
+  // window to max(now_bucket, from's newest); buckets of `from` older than
+  // the result are ignored. `from` is not modified. O(from's valid range).
+  void merge_from(const BucketWindow& from, int64_t now_bucket);
+
+  // Count and sum over the window as of max(as_of_bucket, newest), without
+  // modifying it.
+  Totals totals(int64_t as_of_bucket) const;
+  // Whether no event is in the window as of max(as_of_bucket, newest).
+  bool empty_as_of(int64_t as_of_bucket) const;
+
+  // Calls f(bucket_number, count, sum) for each of the `size` buckets of the
+  // window as of max(as_of_bucket, newest), oldest first, empty ones included.
+  template <class F>
+  void for_each_bucket(int64_t as_of_bucket, F&& f) const {
+    const int64_t newest = as_of_bucket > newest_ ? as_of_bucket : newest_;
+    for (int64_t b = oldest_for(newest); b <= newest; ++b) {
+      if (in_valid_range(b)) {
+        const uint32_t slot = slot_of(b);
+        f(b, count_at(slot), sums_[slot]);
+      } else {
+        f(b, uint64_t{0}, 0.0);
+      }
+    }
+  }
+
+  // Count and sum of one bucket (0 when it is outside the window).
+  Totals bucket(int64_t bucket_number) const;
+
+  // newest (zigzag varint), number of non-empty buckets, then per non-empty
+  // bucket, oldest first: varint (offset << 2 | sum kind), varint count, and
+  // the sum by kind (0: equals the count, nothing stored; 1: an integer,
+  // zigzag varint; 2: a raw double). The offset of the first bucket is its
+  // age (newest - bucket), of the others the gap to the previous one.
+  void serialize(ByteWriter* w) const;
+  // Reads that form into this window, which must be empty; validates every
+  // number. false with a reason on malformed input.
+  bool deserialize(ByteReader* r, const char** why);
+
+  // Bytes held outside the caller storage and the object (the high words).
+  size_t heap_bytes() const { return counts_hi_ ? size_t{size_} * sizeof(uint32_t) : 0; }
+
+ private:
+  bool empty() const { return lo_ > hi_; }
+  bool in_valid_range(int64_t b) const { return b >= lo_ && b <= hi_; }
+  // Slot of bucket b, which must be within the window: no division.
+  uint32_t slot_of(int64_t b) const {
+    const auto age = static_cast<uint32_t>(newest_ - b);
+    return newest_slot_ >= age ? newest_slot_ - age : newest_slot_ + size_ - age;
+  }
+  uint64_t count_at(uint32_t slot) const {
+    return counts_[slot] | (counts_hi_ ? uint64_t{counts_hi_[slot]} << 32 : 0);
+  }
+  void set_newest(int64_t bucket);
+  void zero_slots(int64_t first, int64_t last);
+  // Adds to bucket b, which must be within the window.
+  void add_to_bucket(int64_t b, uint64_t count, double sum);
+
+  uint32_t width_;
+  uint32_t size_;
+  double inv_width_;  // 1.0 / width_ and 1.0 / size_, for floor_div_by
+  double inv_size_;
+  double* sums_;
+  uint32_t* counts_;                         // low 32 bits of each count
+  std::unique_ptr<uint32_t[]> counts_hi_;    // high 32 bits, once needed
+  int64_t newest_;          // bucket number of the newest bucket
+  int64_t newest_start_;    // its first second: newest_ * width_
+  uint32_t newest_slot_;    // its slot: newest_ mod size_
+  int64_t lo_ = 0;   // valid range [lo_, hi_]; empty when lo_ > hi_
+  int64_t hi_ = -1;
+};
+
+// A BucketWindow that carries its own storage for N buckets.
+template <uint32_t N>
+class FixedBucketWindow : public BucketWindow {
+ public:
+  FixedBucketWindow(uint32_t width, int64_t now_second) : BucketWindow(width, N, sums_, counts_, now_second) {}
+
+ private:
+  double sums_[N];
+  uint32_t counts_[N];
+};
+
+}  // namespace taba::builtin
+
+#endif  // TABA_PLUGINS_COMMON_WINDOW_H

@@ -1,0 +1,239 @@
+// CounterGroup: event count, total and average over four sliding windows
+// (1m = 60 x 1 s, 10m = 60 x 10 s, 1h = 120 x 30 s, 1d = 96 x 900 s), plus
+// an all-time DDSketch with exact count and total for percentiles.
+//
+// Render, TABA_FORMAT_JSON (as of `now`; windows rotated virtually):
+//   {"1m": {"count": %llu, "total": %.2f, "average": %.2f}, "10m": {...},
+//    "1h": {...}, "1d": {...},
+//    "pct": {"count": %llu, "total": %f, "pct": [p25, p50, p75, p90, p95,
+//            p99, p99.9 as %.2f]}}
+// on one line, with ": " and ", " separators; average is total / count, or
+// 0.00 for an empty window; the seven percentiles are 0.00 when empty.
+//
+// Render, TABA_FORMAT_JSON_DETAILED: every bucket of every window, oldest
+// first, empty ones included, as [start, count, sum] with start the bucket's
+// first epoch second (integer), count an integer and sum %.2f:
+//   {"1m": [[1400000000, 2, 15.50], [1400000001, 0, 0.00], ...],
+//    "10m": [...], "1h": [...], "1d": [...]}
+//
+// Serialized form, version 1: varint window count (4); per window varint
+// width, varint size and the BucketWindow form (window.h); then the DDSketch
+// form (ddsketch.h). Sparse: an idle window costs a few bytes.
+#include <algorithm>
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "common/byte_io.h"
+#include "common/ddsketch.h"
+#include "common/plugin_support.h"
+#include "common/text.h"
+#include "common/window.h"
+#include "taba/handler.h"
+#include "taba/version.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr char kTypeName[] = "CounterGroup";
+constexpr uint32_t kStateVersion = 1;
+constexpr int kWindowCount = 4;
+constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
+
+struct CounterGroupState {
+  explicit CounterGroupState(int64_t now_second)
+      : minute(1, now_second), ten_minutes(10, now_second), hour(30, now_second), day(900, now_second) {}
+
+  BucketWindow& window(int i) {
+    switch (i) {
+      case 0: return minute;
+      case 1: return ten_minutes;
+      case 2: return hour;
+      default: return day;
+    }
+  }
+  const BucketWindow& window(int i) const { return const_cast<CounterGroupState*>(this)->window(i); }
+
+  FixedBucketWindow<60> minute;
+  FixedBucketWindow<60> ten_minutes;
+  FixedBucketWindow<120> hour;
+  FixedBucketWindow<96> day;
+  DDSketch all_time;  // every value ever folded, with exact count and total
+};
+
+CounterGroupState* state_of(taba_state* s) { return reinterpret_cast<CounterGroupState*>(s); }
+const CounterGroupState* state_of(const taba_state* s) { return reinterpret_cast<const CounterGroupState*>(s); }
+
+taba_state* cg_new_state(const char*, size_t, double now) {
+  return reinterpret_cast<taba_state*>(new (std::nothrow) CounterGroupState(epoch_second(now)));
+}
+
+void cg_free_state(taba_state* state) { delete state_of(state); }
+
+taba_status cg_check_event(const taba_event* event, char* err, size_t err_cap) {
+  return check_number_event(event, kTypeName, err, err_cap);
+}
+
+void cg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
+  guard_void([&] {
+    CounterGroupState& s = *state_of(state);
+    // Windows end at the latest of now and the newest event.
+    int64_t effective_now = epoch_second(now);
+    for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
+    for (int w = 0; w < kWindowCount; ++w) s.window(w).rotate_to(s.window(w).bucket_of(effective_now));
+    for (size_t i = 0; i < n; ++i) {
+      double value;
+      if (!event_number(events[i], &value)) continue;
+      s.all_time.add(value);
+      const int64_t second = epoch_second(events[i].timestamp);
+      for (int w = 0; w < kWindowCount; ++w) s.window(w).add(second, 1, value);
+    }
+  });
+}
+
+// O(buckets and bins `from` holds): a one-event delta merges in O(1).
+void cg_merge(taba_state* into, const taba_state* from, double now) {
+  guard_void([&] {
+    CounterGroupState& dst = *state_of(into);
+    const CounterGroupState& src = *state_of(from);
+    const int64_t now_second = epoch_second(now);
+    for (int w = 0; w < kWindowCount; ++w) {
+      dst.window(w).merge_from(src.window(w), dst.window(w).bucket_of(now_second));
+    }
+    dst.all_time.merge(src.all_time);
+  });
+}
+
+void render_summary(const CounterGroupState& s, int64_t now_second, TextBuffer* t) {
+  t->raw("{");
+  for (int w = 0; w < kWindowCount; ++w) {
+    const BucketWindow& window = s.window(w);
+    const BucketWindow::Totals totals = window.totals(window.bucket_of(now_second));
+    const double average = totals.count == 0 ? 0.0 : totals.sum / static_cast<double>(totals.count);
+    t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": {\"count\": ").u64(totals.count);
+    t->raw(", \"total\": ").fixed2(totals.sum).raw(", \"average\": ").fixed2(average).raw("}");
+  }
+  t->raw(", \"pct\": ");
+  append_percentile_summary(s.all_time, t);
+  t->raw("}");
+}
+
+void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer* t) {
+  t->raw("{");
+  for (int w = 0; w < kWindowCount; ++w) {
+    const BucketWindow& window = s.window(w);
+    t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": [");
+    bool first = true;
+    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, uint64_t count, double sum) {
+      t->raw(first ? "[" : ", [").i64(bucket * window.width()).raw(", ").u64(count).raw(", ").fixed2(sum).raw("]");
+      first = false;
+    });
+    t->raw("]");
+  }
+  t->raw("}");
+}
+
+taba_status cg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_DETAILED) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text;
+    if (format == TABA_FORMAT_JSON) {
+      render_summary(*state_of(state), epoch_second(now), &text);
+    } else {
+      render_detailed(*state_of(state), epoch_second(now), &text);
+    }
+    return text.flush_to(out);
+  });
+}
+
+// Prunable once every window is empty: the all-time part alone is not worth
+// keeping (as in the original).
+int cg_prunable(const taba_state* state, double now) {
+  const CounterGroupState& s = *state_of(state);
+  const int64_t now_second = epoch_second(now);
+  for (int w = 0; w < kWindowCount; ++w) {
+    if (!s.window(w).empty_as_of(s.window(w).bucket_of(now_second))) return 0;
+  }
+  return 1;
+}
+
+taba_status cg_serialize(const taba_state* state, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    const CounterGroupState& s = *state_of(state);
+    ByteWriter w;
+    w.put_varint(kWindowCount);
+    for (int i = 0; i < kWindowCount; ++i) {
+      w.put_varint(s.window(i).width());
+      w.put_varint(s.window(i).size());
+      s.window(i).serialize(&w);
+    }
+    s.all_time.serialize(&w);
+    return w.flush_to(out);
+  });
+}
+
+taba_status cg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                           size_t err_cap) {
+  return guard_status(err, err_cap, [&] {
+    if (version == 0 || version > kStateVersion) {
+      set_errorf(err, err_cap, "CounterGroup state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
+                 version, kStateVersion);
+      return TABA_ERR_VERSION;
+    }
+    auto s = std::make_unique<CounterGroupState>(0);
+    ByteReader r(data, len);
+    const char* why = nullptr;
+    uint64_t windows;
+    if (!r.get_varint(&windows) || windows != kWindowCount) why = "window count missing or not 4";
+    for (int i = 0; i < kWindowCount && why == nullptr; ++i) {
+      uint64_t width;
+      uint64_t size;
+      if (!r.get_varint(&width) || !r.get_varint(&size) || width != s->window(i).width() ||
+          size != s->window(i).size()) {
+        why = "window shape missing or unexpected";
+      } else {
+        s->window(i).deserialize(&r, &why);
+      }
+    }
+    if (why == nullptr) s->all_time.deserialize(&r, &why);
+    if (why == nullptr && !r.at_end()) why = "trailing bytes";
+    if (why != nullptr) {
+      set_errorf(err, err_cap, "corrupt CounterGroup state: %s", why);
+      return TABA_ERR_CORRUPT;
+    }
+    *out = reinterpret_cast<taba_state*>(s.release());
+    return TABA_OK;
+  });
+}
+
+const taba_handler kCounterGroup = {
+    sizeof(taba_handler),
+    kStateVersion,
+    kTypeName,
+    "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles",
+    cg_new_state,
+    cg_free_state,
+    cg_check_event,
+    cg_fold,
+    cg_merge,
+    cg_render,
+    cg_prunable,
+    cg_serialize,
+    cg_deserialize,
+    {},
+};
+
+const taba_handler* const kHandlers[] = {&kCounterGroup};
+
+const taba_plugin kPlugin = {
+    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "counter_group", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+};
+
+}  // namespace
+}  // namespace taba::builtin
+
+extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
+  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+}

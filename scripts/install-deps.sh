@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs what tabad needs to build and test on Debian 12 (bookworm).
+# Runs apt-get directly as root, through sudo otherwise.
+set -eu
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config ca-certificates curl \
+  libuv1-dev node-llhttp libhiredis-dev libsimdjson-dev libfmt-dev libcxxopts-dev \
+  catch2 libtomlplusplus-dev zlib1g-dev libre2-dev >/dev/null
+echo "install-deps: done"

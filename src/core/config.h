@@ -1,0 +1,56 @@
+// tabad configuration: taba.toml (toml++) overridden by command-line flags.
+// Unknown keys and bad values are errors that name the key path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace taba {
+
+struct Config {
+  struct Server {
+    std::vector<std::string> roles{"fe", "be"};
+    std::string listen = "127.0.0.1:8300";
+    std::string data_dir = "./taba-data";
+    std::string plugins_dir;  // empty: <exe dir>/plugins, then <exe dir>/../lib/taba/plugins
+    std::string log_level = "info";
+  } server;
+
+  struct Store {
+    std::string fsync = "everysec";  // "always" | "everysec"
+    int64_t snapshot_interval_s = 60;
+    int64_t wal_max_queued_bytes = 256ll << 20;
+  } store;
+
+  struct Http {
+    int64_t max_body_bytes = 64ll << 20;
+    int64_t max_header_bytes = 64 << 10;
+    int64_t header_timeout_ms = 10'000;
+    int64_t body_timeout_ms = 30'000;
+    int64_t idle_timeout_ms = 60'000;
+    int64_t max_connections = 10'000;
+  } http;
+
+  struct Ingest {
+    int64_t max_inflated_bytes = 512ll << 20;  // decompressed body limit
+    int64_t max_inflate_ratio = 1000;           // decompressed/compressed bytes
+    int64_t future_clamp_s = 60;                // stamps beyond now+this are clamped
+  } ingest;
+
+  bool has_role(std::string_view role) const;
+};
+
+// Reads and validates a taba.toml file into `config` (keys absent from the
+// file keep their current values).
+Status load_config_file(const std::string& path, Config* config);
+
+// Checks cross-field rules (roles, fsync values, ranges).
+Status validate_config(const Config& config);
+
+// The effective configuration as TOML text (for --check-config).
+std::string dump_config(const Config& config);
+
+}  // namespace taba

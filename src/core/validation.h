@@ -1,0 +1,23 @@
+// Names and client IDs (SPEC §2): 1..256 bytes from
+// A-Z a-z 0-9 . _ ~ : / ? @ ! $ ( ) * + ; = -
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace taba {
+
+inline constexpr size_t kMaxIdentifierBytes = 256;
+
+// True when `c` may appear in a name or client ID.
+bool is_identifier_char(unsigned char c);
+
+// Empty string when valid, else a one-line reason naming the first bad
+// byte, e.g. "contains ' ' (0x20) at byte 4". `what` is "name" or "client".
+std::string check_identifier(std::string_view value);
+
+// Printable rendering of an untrusted value for error messages: at most
+// 64 bytes, non-printable bytes as \xNN.
+std::string quote_for_error(std::string_view value);
+
+}  // namespace taba

@@ -1,0 +1,88 @@
+// Blocking HTTP/1.1 client over POSIX sockets, for taba-cli, the benchmarks
+// and the tests. Not for the event loop: every call blocks its thread (bounded
+// by a timeout). The agent's forwarding path uses its own non-blocking client.
+//
+// A ClientConnection is used by one thread at a time; distinct connections
+// are independent.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "http/server.h"
+
+namespace taba::http {
+
+struct ClientResponse {
+  int status = 0;
+  std::string reason;           // the status line's reason phrase, e.g. "Bad Request"
+  std::vector<Header> headers;  // names lower-cased, in arrival order
+  std::string body;             // de-chunked; Content-Encoding left as sent
+
+  // Value of the first header with this (lower-case) name, or "" if absent.
+  std::string_view header(std::string_view lower_name) const;
+};
+
+// One keep-alive connection to host:port.
+class ClientConnection {
+ public:
+  // Connects (resolving `host` if it is not a literal address) within
+  // timeout_ms. Errors read like "connection refused: http://127.0.0.1:8300".
+  static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms);
+
+  ClientConnection(ClientConnection&& other) noexcept;
+  ClientConnection& operator=(ClientConnection&& other) noexcept;
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+  ~ClientConnection();
+
+  // Sends one request and reads the whole response within timeout_ms.
+  // Adds Host and Content-Length (when there is a body or the method is
+  // POST/PUT) unless `headers` has them. If a reused connection turns out to
+  // have been closed by the server before any response byte arrived, it
+  // reconnects and sends once more. The connection is closed (and reopened
+  // by the next request) when the response asks for it or an error occurs.
+  Result<ClientResponse> request(std::string_view method, std::string_view target,
+                                 const std::vector<Header>& headers, std::string_view body, int timeout_ms);
+
+  // "http://host:port", for messages.
+  std::string base_url() const;
+  bool is_open() const { return fd_ >= 0; }
+  void close();
+
+ private:
+  friend Result<ClientResponse> fetch(std::string_view method, std::string_view url,
+                                      const std::vector<Header>& headers, std::string_view body,
+                                      int timeout_ms);
+
+  ClientConnection(std::string host, int port, int fd);
+  // (Re)connects before deadline_ms (steady clock); a timeout message names
+  // timeout_ms, the caller's whole budget.
+  Status reopen(int64_t deadline_ms, int timeout_ms);
+  // request() against an absolute deadline (steady clock, ms).
+  Result<ClientResponse> request_until(std::string_view method, std::string_view target,
+                                       const std::vector<Header>& headers, std::string_view body,
+                                       int64_t deadline_ms, int timeout_ms);
+  // One attempt on the current socket. *sent_nothing_back is set when the
+  // peer closed (or reset) the connection before any response byte.
+  Result<ClientResponse> attempt(std::string_view method, std::string_view target,
+                                 const std::vector<Header>& headers, std::string_view body,
+                                 int64_t deadline_ms, int timeout_ms, bool* closed_before_response);
+
+  std::string host_;
+  int port_ = 0;
+  int fd_ = -1;
+};
+
+// One request on a fresh connection to an absolute "http://host:port/path?q" URL.
+Result<ClientResponse> fetch(std::string_view method, std::string_view url,
+                             const std::vector<Header>& headers, std::string_view body, int timeout_ms);
+
+// zlib (RFC 1950) stream of `data`, as the original agent sends to /post_zip.
+std::string zlib_compress(std::string_view data, int level = 6);
+// gzip (RFC 1952) stream of `data`, for Content-Encoding: gzip.
+std::string gzip_compress(std::string_view data, int level = 6);
+
+}  // namespace taba::http

@@ -1,0 +1,55 @@
+// Streaming decompression of request bodies (zlib, gzip, raw deflate) with
+// limits against compression bombs.
+#pragma once
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace taba::http {
+
+class Inflater {
+ public:
+  enum class Format {
+    kZlibOrGzip,  // RFC 1950 or 1952, detected from the header
+    kDeflate,     // Content-Encoding: deflate: RFC 1950, or raw RFC 1951
+  };
+  struct Limits {
+    uint64_t max_output_bytes = 512ull << 20;
+    uint64_t max_ratio = 1000;  // output bytes per input byte, checked past 1 MiB of output
+  };
+
+  Inflater(Format format, Limits limits);
+  ~Inflater();
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+
+  // Decompresses `in`, handing each produced piece to `sink`. A sink
+  // returning false stops decompression (feed then returns OK; the caller
+  // knows why it stopped). Errors: corrupt data, limits exceeded.
+  Status feed(std::string_view in, const std::function<bool(std::string_view)>& sink);
+  // Checks that the compressed stream ended properly.
+  Status finish();
+
+  uint64_t bytes_in() const { return in_total_; }
+  uint64_t bytes_out() const { return out_total_; }
+
+ private:
+  Status start(std::string_view first);
+  Format format_;
+  Limits limits_;
+  z_stream zs_{};
+  std::string head_;  // first byte of a "deflate" body, until a second arrives
+  bool started_ = false;
+  bool ended_ = false;
+  uint64_t in_total_ = 0;
+  uint64_t out_total_ = 0;
+  char out_buf_[64 * 1024];
+};
+
+}  // namespace taba::http

@@ -1,0 +1,38 @@
+// URLs and query strings.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace taba::http {
+
+struct Url {
+  std::string scheme;  // "http" (the only one supported)
+  std::string host;    // without brackets for IPv6
+  int port = 80;
+  std::string target;  // path + optional "?query"; "/" when empty
+};
+
+// Parses "http://host[:port][/path][?query]". Error names what is wrong.
+Result<Url> parse_url(std::string_view text);
+
+// Decodes %XX escapes (and '+' as space when plus_as_space). Returns false on
+// a malformed escape.
+bool percent_decode(std::string_view in, std::string* out, bool plus_as_space = true);
+
+// Escapes every byte outside A-Z a-z 0-9 - . _ ~ as %XX.
+std::string percent_encode(std::string_view in);
+
+struct QueryParam {
+  std::string key;
+  std::string value;
+};
+
+// Splits "a=1&b=x%2Cy" into decoded pairs, in order. Empty segments are
+// skipped; a key without '=' has an empty value. Errors name the bad segment.
+Result<std::vector<QueryParam>> parse_query(std::string_view query);
+
+}  // namespace taba::http

@@ -1,0 +1,134 @@
+#include "protocol/batch.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "protocol/payload.h"
+
+namespace taba::protocol {
+namespace {
+
+constexpr uint8_t kBatchVersion = 1;
+
+template <typename T>
+void put(std::string* buf, T v) {
+  char tmp[sizeof(T)];
+  std::memcpy(tmp, &v, sizeof(T));
+  buf->append(tmp, sizeof(T));
+}
+
+}  // namespace
+
+void BatchWriter::reset(double receive_time) {
+  buf_.clear();
+  blocks_ = 0;
+  block_events_ = 0;
+  total_events_ = 0;
+  block_count_at_ = 0;
+  put<uint8_t>(&buf_, kBatchVersion);
+  put<double>(&buf_, receive_time);
+  put<uint32_t>(&buf_, 0);
+}
+
+void BatchWriter::close_block() {
+  if (blocks_ == 0) return;
+  std::memcpy(&buf_[block_count_at_], &block_events_, sizeof(uint32_t));
+}
+
+void BatchWriter::begin_block(std::string_view client, std::string_view name, std::string_view type) {
+  close_block();
+  put<uint16_t>(&buf_, static_cast<uint16_t>(client.size()));
+  buf_.append(client);
+  put<uint16_t>(&buf_, static_cast<uint16_t>(name.size()));
+  buf_.append(name);
+  put<uint8_t>(&buf_, static_cast<uint8_t>(type.size()));
+  buf_.append(type);
+  block_count_at_ = buf_.size();
+  put<uint32_t>(&buf_, 0);
+  block_events_ = 0;
+  ++blocks_;
+}
+
+void BatchWriter::add_event(double timestamp, const taba_value& payload) {
+  put<double>(&buf_, timestamp);
+  put<uint8_t>(&buf_, static_cast<uint8_t>(payload.kind));
+  if (payload.kind == TABA_VALUE_NUMBER) put<double>(&buf_, payload.number);
+  put<uint32_t>(&buf_, static_cast<uint32_t>(payload.json_len));
+  buf_.append(payload.json, payload.json_len);
+  ++block_events_;
+  ++total_events_;
+}
+
+std::string BatchWriter::finish() {
+  close_block();
+  std::memcpy(&buf_[1 + sizeof(double)], &blocks_, sizeof(uint32_t));
+  std::string out = std::move(buf_);
+  buf_.clear();
+  return out;
+}
+
+bool BatchReader::read(void* out, size_t n) {
+  if (in_.size() - pos_ < n) return false;
+  std::memcpy(out, in_.data() + pos_, n);
+  pos_ += n;
+  return true;
+}
+
+bool BatchReader::read_view(size_t n, std::string_view* out) {
+  if (in_.size() - pos_ < n) return false;
+  *out = in_.substr(pos_, n);
+  pos_ += n;
+  return true;
+}
+
+Status BatchReader::open() {
+  uint8_t version = 0;
+  if (!read(&version, 1) || !read(&receive_time_, sizeof(double)) || !read(&block_count_, sizeof(uint32_t))) {
+    return Status::Corruption("batch header truncated");
+  }
+  if (version != kBatchVersion) return Status::Corruption(fmt::format("batch version {} unknown", version));
+  return Status::Ok();
+}
+
+bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Status* status) {
+  *status = Status::Ok();
+  if (blocks_read_ >= block_count_) {
+    if (pos_ != in_.size()) *status = Status::Corruption("trailing bytes after the last batch block");
+    return false;
+  }
+  auto corrupt = [&](const char* what) {
+    *status = Status::Corruption(fmt::format("batch block {}: {}", blocks_read_, what));
+    return false;
+  };
+  uint16_t client_len = 0, name_len = 0;
+  uint8_t type_len = 0;
+  if (!read(&client_len, 2) || !read_view(client_len, &block->client)) return corrupt("client truncated");
+  if (!read(&name_len, 2) || !read_view(name_len, &block->name)) return corrupt("name truncated");
+  if (!read(&type_len, 1) || !read_view(type_len, &block->type)) return corrupt("type truncated");
+  if (!read(&block->event_count, 4)) return corrupt("event count truncated");
+  // Each event takes at least 13 bytes: bound the count before reserving.
+  if (block->event_count > (in_.size() - pos_) / 13) return corrupt("event count exceeds the record");
+  events->resize(block->event_count);
+  for (uint32_t i = 0; i < block->event_count; ++i) {
+    taba_event& ev = (*events)[i];
+    uint8_t kind = 0;
+    uint32_t len = 0;
+    std::string_view text;
+    if (!read(&ev.timestamp, 8) || !read(&kind, 1)) return corrupt("event truncated");
+    double number = 0;
+    if (kind == TABA_VALUE_NUMBER && !read(&number, 8)) return corrupt("event truncated");
+    if (!read(&len, 4) || !read_view(len, &text)) return corrupt("event payload truncated");
+    if (kind == TABA_VALUE_NUMBER) {
+      ev.payload = taba_value{TABA_VALUE_NUMBER, 0, number, text.data(), text.size()};
+      ev.elem0 = taba_value{};
+      ev.elem1 = taba_value{};
+    } else if (!parse_payload(text, &ev).empty() || ev.payload.kind != kind) {
+      return corrupt("event payload is not valid JSON");
+    }
+  }
+  ++blocks_read_;
+  return true;
+}
+
+}  // namespace taba::protocol

@@ -1,0 +1,77 @@
+// Batch: the validated events of one request in a compact binary form.
+//
+// The ingest path decodes a body straight into a batch (no per-event heap
+// allocation); the embedded store writes the batch as its WAL record and
+// applies it from the same bytes, so live apply and crash replay run the
+// same code. Layout (little-endian, host order on x86-64/arm64):
+//
+//   u8  version (1) | f64 receive_time | u32 block_count
+//   block: u16 client_len, client | u16 name_len, name | u8 type_len, type |
+//          u32 event_count | events
+//   event: f64 timestamp | u8 payload kind | [f64 number if kind NUMBER] |
+//          u32 payload_len | payload JSON text
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "taba/handler.h"
+
+namespace taba::protocol {
+
+class BatchWriter {
+ public:
+  // Starts a new batch, dropping anything written before.
+  void reset(double receive_time);
+  void begin_block(std::string_view client, std::string_view name, std::string_view type);
+  void add_event(double timestamp, const taba_value& payload);
+  // Finishes the batch and moves its bytes out.
+  std::string finish();
+
+  uint64_t event_count() const { return total_events_; }
+  uint32_t block_count() const { return blocks_; }
+  size_t size() const { return buf_.size(); }
+
+ private:
+  void close_block();
+  std::string buf_;
+  uint32_t blocks_ = 0;
+  size_t block_count_at_ = 0;  // offset of the current block's event_count
+  uint32_t block_events_ = 0;
+  uint64_t total_events_ = 0;
+};
+
+struct BatchBlock {
+  std::string_view client;
+  std::string_view name;
+  std::string_view type;
+  uint32_t event_count = 0;
+};
+
+// Reads a batch. Every length is checked: a corrupt record is an error,
+// never an over-read.
+class BatchReader {
+ public:
+  explicit BatchReader(std::string_view bytes) : in_(bytes) {}
+  Status open();  // reads the header
+  double receive_time() const { return receive_time_; }
+  uint32_t block_count() const { return block_count_; }
+  // Reads the next block and its events into *events (payloads re-parsed
+  // into taba_event views pointing into the batch bytes). False at the end;
+  // a corrupt block sets *status.
+  bool next(BatchBlock* block, std::vector<taba_event>* events, Status* status);
+
+ private:
+  bool read(void* out, size_t n);
+  bool read_view(size_t n, std::string_view* out);
+  std::string_view in_;
+  size_t pos_ = 0;
+  double receive_time_ = 0;
+  uint32_t block_count_ = 0;
+  uint32_t blocks_read_ = 0;
+};
+
+}  // namespace taba::protocol

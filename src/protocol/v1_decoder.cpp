@@ -1,0 +1,222 @@
+#include "protocol/v1_decoder.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "core/validation.h"
+#include "protocol/payload.h"
+
+namespace taba::protocol {
+namespace {
+
+inline bool is_ws(char c) { return c == ' ' || c == '\t'; }
+
+inline void skip_ws(std::string_view t, size_t* p) {
+  while (*p < t.size() && is_ws(t[*p])) ++*p;
+}
+
+// Finds the end of a JSON string literal whose opening quote is at t[start];
+// returns the index of the closing quote (npos if none) and whether the
+// literal contains escapes.
+size_t find_string_end(std::string_view t, size_t start, bool* has_escape) {
+  *has_escape = false;
+  for (size_t i = start + 1; i < t.size(); ++i) {
+    char c = t[i];
+    if (c == '"') return i;
+    if (c == '\\') {
+      *has_escape = true;
+      ++i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+constexpr const char* kEventShape = "expected an event [\"Type\", timestamp, \"payload JSON\"]";
+
+}  // namespace
+
+V1Decoder::V1Decoder(TypeResolver* resolver, BatchWriter* out, DecodeOptions options)
+    : resolver_(resolver), out_(out), options_(options) {}
+
+bool V1Decoder::fail(std::string reason) {
+  if (!failed_) error_ = fmt::format("line {}: {}", line_, reason);
+  failed_ = true;
+  return false;
+}
+
+bool V1Decoder::feed(std::string_view chunk) {
+  if (failed_) return false;
+  if (!chunk.empty()) saw_any_ = true;
+  while (!chunk.empty()) {
+    const char* nl = static_cast<const char*>(std::memchr(chunk.data(), '\n', chunk.size()));
+    if (!nl) {
+      if (partial_.size() + chunk.size() > options_.max_line_bytes) {
+        ++line_;
+        return fail(fmt::format("line longer than {} bytes", options_.max_line_bytes));
+      }
+      partial_.append(chunk);
+      return true;
+    }
+    size_t n = static_cast<size_t>(nl - chunk.data());
+    bool ok;
+    if (partial_.empty()) {
+      ok = line(chunk.substr(0, n));
+    } else {
+      partial_.append(chunk.data(), n);
+      ok = line(partial_);
+      partial_.clear();
+    }
+    if (!ok) return false;
+    chunk.remove_prefix(n + 1);
+  }
+  return true;
+}
+
+bool V1Decoder::finish() {
+  if (failed_) return false;
+  if (!partial_.empty()) {
+    std::string last = std::move(partial_);
+    partial_.clear();
+    if (!line(last)) return false;
+  }
+  if (!saw_any_) return fail("empty body: expected the protocol version line \"1\"");
+  if (state_ == State::kVersion || state_ == State::kBlankAfterVersion) {
+    return fail("body ended before a client ID");
+  }
+  return true;
+}
+
+bool V1Decoder::line(std::string_view text) {
+  ++line_;
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  switch (state_) {
+    case State::kVersion:
+      if (text != "1") {
+        return fail(fmt::format("expected the protocol version \"1\", got \"{}\"", quote_for_error(text)));
+      }
+      state_ = State::kBlankAfterVersion;
+      return true;
+    case State::kBlankAfterVersion:
+      if (!text.empty()) return fail("expected a blank line after the protocol version");
+      state_ = State::kClient;
+      return true;
+    case State::kClient: {
+      if (text.empty()) return true;  // extra blank lines between clients
+      std::string why = check_identifier(text);
+      if (!why.empty()) return fail(fmt::format("invalid client ID \"{}\": {}", quote_for_error(text), why));
+      client_.assign(text);
+      state_ = State::kBlankAfterClient;
+      return true;
+    }
+    case State::kBlankAfterClient:
+      if (!text.empty()) return fail("expected a blank line after the client ID");
+      state_ = State::kName;
+      return true;
+    case State::kName: {
+      if (text.empty()) {
+        state_ = State::kClient;
+        return true;
+      }
+      std::string why = check_identifier(text);
+      if (!why.empty()) return fail(fmt::format("invalid name \"{}\": {}", quote_for_error(text), why));
+      name_.assign(text);
+      block_type_.clear();
+      handler_ = nullptr;
+      state_ = State::kEvents;
+      return true;
+    }
+    case State::kEvents:
+      if (text.empty()) {
+        state_ = State::kName;
+        return true;
+      }
+      return event_line(text);
+  }
+  return fail("decoder in an impossible state");
+}
+
+bool V1Decoder::event_line(std::string_view t) {
+  size_t p = 0;
+  skip_ws(t, &p);
+  if (p >= t.size() || t[p] != '[') return fail(kEventShape);
+  ++p;
+  skip_ws(t, &p);
+  // The type: a JSON string.
+  if (p >= t.size() || t[p] != '"') return fail(std::string(kEventShape) + ": the type must be a string");
+  bool esc = false;
+  size_t end = find_string_end(t, p, &esc);
+  if (end == std::string_view::npos) return fail("unterminated type string");
+  std::string_view type = t.substr(p + 1, end - p - 1);
+  if (esc) {
+    std::string why = unescape_json_string(type, &type_scratch_);
+    if (!why.empty()) return fail("type: " + why);
+    type = type_scratch_;
+  }
+  p = end + 1;
+  skip_ws(t, &p);
+  if (p >= t.size() || t[p] != ',') return fail(std::string(kEventShape) + ": expected ',' after the type");
+  ++p;
+  // The timestamp: a JSON number.
+  taba_value ts_value;
+  std::string why = scan_value(t, &p, &ts_value);
+  if (!why.empty()) return fail("timestamp: " + why);
+  if (ts_value.kind != TABA_VALUE_NUMBER) return fail("timestamp must be a number of epoch seconds");
+  double ts = ts_value.number;
+  if (ts < 0) return fail("timestamp must not be negative");
+  skip_ws(t, &p);
+  if (p >= t.size() || t[p] != ',') return fail(std::string(kEventShape) + ": expected ',' after the timestamp");
+  ++p;
+  skip_ws(t, &p);
+  // The payload: its JSON text, encoded again as a JSON string.
+  if (p >= t.size() || t[p] != '"') {
+    return fail("payload must be a JSON string holding the value's JSON text, e.g. \"12.5\" or \"\\\"red\\\"\"");
+  }
+  end = find_string_end(t, p, &esc);
+  if (end == std::string_view::npos) return fail("unterminated payload string");
+  std::string_view payload = t.substr(p + 1, end - p - 1);
+  if (esc) {
+    why = unescape_json_string(payload, &scratch_);
+    if (!why.empty()) return fail("payload: " + why);
+    payload = scratch_;
+  }
+  p = end + 1;
+  skip_ws(t, &p);
+  if (p >= t.size() || t[p] != ']') return fail(std::string(kEventShape) + ": expected ']' after the payload");
+  ++p;
+  skip_ws(t, &p);
+  if (p != t.size()) return fail("unexpected characters after the event");
+
+  // Type binding: all events of a name block share the name's type.
+  if (!handler_) {
+    std::string err;
+    handler_ = resolver_->resolve(name_, type, &err);
+    if (!handler_) return fail(err);
+    block_type_.assign(type);
+    out_->begin_block(client_, name_, block_type_);
+  } else if (type != block_type_) {
+    return fail(fmt::format("type \"{}\" conflicts with type \"{}\" of name \"{}\"", quote_for_error(type),
+                            block_type_, name_));
+  }
+
+  taba_event ev;
+  why = parse_payload(payload, &ev);
+  if (!why.empty()) return fail(fmt::format("payload \"{}\": {}", quote_for_error(payload), why));
+  if (ts > options_.now + options_.future_clamp_s) {
+    ts = options_.now;
+    ++clamped_;
+  }
+  ev.timestamp = ts;
+  char err[256];
+  err[0] = '\0';
+  if (handler_->table->check_event(&ev, err, sizeof err) != TABA_OK) {
+    err[sizeof err - 1] = '\0';
+    return fail(fmt::format("{} payload \"{}\" rejected: {}", block_type_, quote_for_error(payload),
+                            err[0] ? err : "invalid payload"));
+  }
+  out_->add_event(ts, ev.payload);
+  ++events_;
+  return true;
+}
+
+}  // namespace taba::protocol

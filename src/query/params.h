@@ -1,0 +1,50 @@
+// Query parameters (SPEC §6): from the query string, or from a JSON object
+// body when the query string is empty. Unknown parameters are an error.
+#pragma once
+
+#include <re2/re2.h>
+
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace taba::query {
+
+struct Params {
+  std::vector<std::string> names;    // exact names, or one regex when re
+  std::vector<std::string> clients;  // exact client IDs, or one regex when re
+  bool re = false;
+  bool has_name = false;
+  bool has_client = false;
+  std::vector<std::pair<std::string, std::string>> extra;  // other allowed keys, raw
+};
+
+// Parses parameters; only keys in `allowed` are accepted ("name", "client",
+// "re" and route-specific ones, which land in `extra`). Errors are one-line
+// reasons, e.g. "unknown parameter(s): foo, bar".
+Result<Params> parse_params(std::string_view query_string, std::string_view body,
+                            std::initializer_list<std::string_view> allowed);
+
+// Matches identifiers against a Params list: exact set, or a whole-string RE2
+// pattern when re=1.
+class Matcher {
+ public:
+  // Error when the regex does not compile (the message names it).
+  static Result<Matcher> make(const std::vector<std::string>& values, bool re, bool present);
+  bool any() const { return !present_; }  // no filter: everything matches
+  bool matches(std::string_view value) const;
+  // The exact values (only meaningful when !is_regex()).
+  const std::vector<std::string>& values() const { return values_; }
+  bool is_regex() const { return regex_ != nullptr; }
+
+ private:
+  bool present_ = false;
+  std::vector<std::string> values_;  // sorted
+  std::shared_ptr<RE2> regex_;
+};
+
+}  // namespace taba::query

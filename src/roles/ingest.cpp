@@ -1,0 +1,183 @@
+#include "roles/ingest.h"
+
+#include <fmt/format.h>
+
+#include <ctime>
+#include <optional>
+#include <unordered_map>
+
+#include "core/log.h"
+#include "core/string_map.h"
+#include "core/validation.h"
+#include "http/inflate.h"
+#include "protocol/v1_decoder.h"
+
+namespace taba::roles {
+namespace {
+
+double wall_now() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// Resolves types against the store's bindings plus the bindings this body
+// makes for the first time.
+class BodyResolver : public protocol::TypeResolver {
+ public:
+  BodyResolver(const store::EmbeddedStore* store, const plugin::Registry* registry)
+      : store_(store), registry_(registry) {}
+
+  const plugin::Handler* resolve(std::string_view name, std::string_view type, std::string* err) override {
+    const plugin::Handler* wanted = registry_->find(type);
+    if (!wanted) {
+      *err = fmt::format("unknown type \"{}\" (no loaded plugin serves it)", quote_for_error(type));
+      return nullptr;
+    }
+    const plugin::Handler* bound = store_->bound_handler(name);
+    if (!bound) {
+      auto it = new_bindings_.find(name);
+      if (it == new_bindings_.end()) {
+        new_bindings_.emplace(std::string(name), wanted);
+        return wanted;
+      }
+      bound = it->second;
+    }
+    if (bound != wanted) {
+      *err = fmt::format("type \"{}\" conflicts with type \"{}\" bound to name \"{}\"", wanted->type_name,
+                         bound->type_name, name);
+      return nullptr;
+    }
+    return wanted;
+  }
+
+  std::vector<std::pair<std::string, const plugin::Handler*>> take_bindings() {
+    return {new_bindings_.begin(), new_bindings_.end()};
+  }
+
+ private:
+  const store::EmbeddedStore* store_;
+  const plugin::Registry* registry_;
+  StringMap<const plugin::Handler*> new_bindings_;
+};
+
+}  // namespace
+
+class IngestRequest : public http::RequestHandler {
+ public:
+  IngestRequest(Ingest* ingest, std::shared_ptr<http::Exchange> exchange,
+                std::optional<http::Inflater::Format> compression)
+      : ingest_(ingest),
+        exchange_(std::move(exchange)),
+        resolver_(ingest->store_, ingest->registry_),
+        decoder_(&resolver_, &batch_, decode_options(ingest)) {
+    batch_.reset(now_);
+    if (compression) {
+      http::Inflater::Limits limits;
+      limits.max_output_bytes = static_cast<uint64_t>(ingest->options_.max_inflated_bytes);
+      limits.max_ratio = static_cast<uint64_t>(ingest->options_.max_inflate_ratio);
+      inflater_ = std::make_unique<http::Inflater>(*compression, limits);
+    }
+  }
+
+  void on_body(std::string_view chunk) override {
+    if (failed_) return;
+    ingest_->stats_.bytes_received += chunk.size();
+    if (inflater_) {
+      Status s = inflater_->feed(chunk, [this](std::string_view out) { return decoder_.feed(out); });
+      if (!s.ok()) return reject(400, s.message());
+    } else {
+      decoder_.feed(chunk);
+    }
+    if (!decoder_.error().empty()) reject(400, decoder_.error());
+  }
+
+  void on_complete() override {
+    if (failed_) return;
+    if (inflater_) {
+      Status s = inflater_->finish();
+      if (!s.ok()) return reject(400, s.message());
+    }
+    if (!decoder_.finish()) return reject(400, decoder_.error());
+    uint64_t events = decoder_.events();
+    uint64_t clamped = decoder_.clamped();
+    if (events == 0) {
+      ++ingest_->stats_.bodies_ok;
+      exchange_->reply(http::Response::text(200, ""));
+      return;
+    }
+    Ingest* ingest = ingest_;
+    std::shared_ptr<http::Exchange> exchange = exchange_;
+    ingest->store_->submit(batch_.finish(), resolver_.take_bindings(),
+                           [ingest, exchange, events, clamped](const Status& s) {
+                             if (s.ok()) {
+                               ++ingest->stats_.bodies_ok;
+                               ingest->stats_.events_received += events;
+                               ingest->stats_.events_clamped += clamped;
+                               exchange->reply(http::Response::text(200, ""));
+                             } else if (s.code() == Status::Code::kInvalid) {
+                               ++ingest->stats_.bodies_rejected;
+                               exchange->reply(http::Response::text(400, s.message() + "\n"));
+                             } else {
+                               ++ingest->stats_.bodies_unavailable;
+                               http::Response r = http::Response::text(503, s.message() + "\n");
+                               r.headers.push_back({"Retry-After", "1"});
+                               exchange->reply(std::move(r));
+                             }
+                           });
+  }
+
+ private:
+  static protocol::DecodeOptions decode_options(Ingest* ingest) {
+    protocol::DecodeOptions o;
+    o.now = wall_now();
+    o.future_clamp_s = static_cast<double>(ingest->options_.future_clamp_s);
+    return o;
+  }
+
+  void reject(int status, const std::string& why) {
+    failed_ = true;
+    ++ingest_->stats_.bodies_rejected;
+    log::debug("ingest: {} from {} rejected: {}", exchange_->request().path, exchange_->request().peer, why);
+    exchange_->reply(http::Response::text(status, why + "\n"));
+  }
+
+  Ingest* ingest_;
+  std::shared_ptr<http::Exchange> exchange_;
+  double now_ = wall_now();
+  protocol::BatchWriter batch_;
+  BodyResolver resolver_;
+  protocol::V1Decoder decoder_;
+  std::unique_ptr<http::Inflater> inflater_;
+  bool failed_ = false;
+};
+
+Ingest::Ingest(store::EmbeddedStore* store, const plugin::Registry* registry, const Config::Ingest& options)
+    : store_(store), registry_(registry), options_(options) {}
+
+std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::Exchange>& exchange) {
+  const http::Request& req = exchange->request();
+  if (req.method != "POST") {
+    http::Response r = http::Response::text(405, fmt::format("{} accepts only POST\n", req.path));
+    r.headers.push_back({"Allow", "POST"});
+    exchange->reply(std::move(r));
+    return nullptr;
+  }
+  std::optional<http::Inflater::Format> compression;
+  std::string_view encoding = req.header("content-encoding");
+  if (encoding == "gzip" || encoding == "x-gzip") {
+    compression = http::Inflater::Format::kZlibOrGzip;
+  } else if (encoding == "deflate") {
+    compression = http::Inflater::Format::kDeflate;
+  } else if (!encoding.empty() && encoding != "identity") {
+    ++stats_.bodies_rejected;
+    exchange->reply(http::Response::text(
+        415, fmt::format("unsupported Content-Encoding \"{}\" (use gzip, deflate or none)\n", encoding)));
+    return nullptr;
+  } else if (req.path == "/post_zip") {
+    compression = http::Inflater::Format::kZlibOrGzip;  // the original agent's zlib body, no header
+  }
+  return std::make_unique<IngestRequest>(this, exchange, compression);
+}
+
+}  // namespace taba::roles

@@ -1,0 +1,47 @@
+// The ingest routes of the fe role: POST /post and POST /post_zip.
+//
+// A body streams through (optional) decompression into the v1 decoder,
+// which validates every event into a batch. Only when the whole body is
+// valid is the batch handed to the store; the reply waits for the store to
+// make it durable and apply it. Any error answers 400 naming the line, and
+// nothing of that body is applied.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/config.h"
+#include "http/server.h"
+#include "store/embedded/embedded_store.h"
+
+namespace taba::roles {
+
+struct IngestStats {
+  uint64_t bodies_ok = 0;
+  uint64_t bodies_rejected = 0;     // 400 / 413 / 415
+  uint64_t bodies_unavailable = 0;  // 503
+  uint64_t events_received = 0;     // in accepted bodies
+  uint64_t events_clamped = 0;      // future timestamps clamped to now
+  uint64_t bytes_received = 0;      // on the wire
+};
+
+class Ingest {
+ public:
+  Ingest(store::EmbeddedStore* store, const plugin::Registry* registry, const Config::Ingest& options);
+
+  static bool handles(std::string_view path) { return path == "/post" || path == "/post_zip"; }
+  // Creates the body handler for an ingest request, or replies (405, 415)
+  // and returns nullptr.
+  std::unique_ptr<http::RequestHandler> start(const std::shared_ptr<http::Exchange>& exchange);
+
+  const IngestStats& stats() const { return stats_; }
+
+ private:
+  friend class IngestRequest;
+  store::EmbeddedStore* store_;
+  const plugin::Registry* registry_;
+  Config::Ingest options_;
+  IngestStats stats_;
+};
+
+}  // namespace taba::roles

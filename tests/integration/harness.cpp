@@ -1,0 +1,450 @@
+// Integration-test helpers: tabad child processes, HTTP, v1 bodies.
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace taba::test {
+
+namespace {
+
+constexpr int kStartTimeoutMs = 10'000;
+constexpr int kStartAttempts = 3;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+// Exit code as this file reports it: the code, or 128 + signal number.
+int decode_wait_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// argv as the NUL-terminated char* array execv wants; built before fork()
+// because the child may only make async-signal-safe calls.
+std::vector<char*> exec_argv(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  return argv;
+}
+
+// In the child after fork(): die with the parent, exec, or report and exit 127.
+[[noreturn]] void exec_child(const std::vector<char*>& argv) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ::execv(argv[0], argv.data());
+  const char* msg = "exec failed: ";
+  (void)!::write(2, msg, std::strlen(msg));
+  (void)!::write(2, argv[0], std::strlen(argv[0]));
+  (void)!::write(2, "\n", 1);
+  ::_exit(127);
+}
+
+}  // namespace
+
+std::string tabad_path() {
+  if (const char* env = std::getenv("TABAD_PATH"); env != nullptr && *env != '\0') return env;
+#ifdef TABAD_PATH
+  return TABAD_PATH;
+#else
+  return "tabad";
+#endif
+}
+
+std::string make_temp_dir(std::string_view prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = fmt::format("{}/{}-XXXXXX", tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", prefix);
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw std::runtime_error(fmt::format("mkdtemp {}: {}", pattern, std::strerror(errno)));
+  }
+  return pattern;
+}
+
+void remove_tree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+int free_port() {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    ::close(fd);
+    if (port != 0) return port;
+  }
+  return 0;
+}
+
+Result<http::ClientResponse> get(const std::string& base_url, std::string_view path, std::string_view accept,
+                                 int timeout_ms) {
+  std::vector<http::Header> headers;
+  if (!accept.empty()) headers.push_back(http::Header{"Accept", std::string(accept)});
+  return http::fetch("GET", base_url + std::string(path), headers, "", timeout_ms);
+}
+
+Result<http::ClientResponse> post(const std::string& base_url, std::string_view path, std::string_view body,
+                                  const std::vector<http::Header>& headers, int timeout_ms) {
+  return http::fetch("POST", base_url + std::string(path), headers, body, timeout_ms);
+}
+
+// ---------------------------------------------------------------------------
+// TabadProcess
+
+TabadProcess::~TabadProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    exited_ = true;
+  }
+  const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
+  if (owns_dir_ && (keep == nullptr || *keep == '\0')) remove_tree(data_dir_);
+}
+
+std::string TabadProcess::url() const {
+  return fmt::format("http://127.0.0.1:{}", port_);
+}
+
+std::string TabadProcess::log_path() const {
+  return data_dir_ + "/tabad.log";
+}
+
+std::string TabadProcess::log_text() const {
+  std::ifstream in(log_path(), std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string TabadProcess::log_tail() const {
+  std::string text = log_text();
+  constexpr size_t kMax = 4000;
+  if (text.size() > kMax) text = "..." + text.substr(text.size() - kMax);
+  return text.empty() ? "(log is empty)" : text;
+}
+
+Status TabadProcess::start(std::vector<std::string> extra_args, std::string data_dir) {
+  if (running()) return Status::Invalid(fmt::format("tabad (pid {}) is already running", pid_));
+  if (!data_dir.empty()) {
+    if (owns_dir_) remove_tree(data_dir_);
+    data_dir_ = std::move(data_dir);
+    owns_dir_ = false;
+  } else if (data_dir_.empty()) {
+    data_dir_ = make_temp_dir("tabad");
+    owns_dir_ = true;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir_, ec);
+
+  Status last;
+  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
+    last = spawn(extra_args);
+    if (!last.ok()) return last;
+    last = wait_healthy(kStartTimeoutMs);
+    if (last.ok()) return last;
+    bool port_taken = !running() && log_text().find("in use") != std::string::npos;
+    if (running()) {
+      kill9();
+      (void)wait_exit(kStartTimeoutMs);
+    }
+    if (!port_taken) break;
+  }
+  return Status::Unavailable(fmt::format("{}\n--- {} ---\n{}", last.message(), log_path(), log_tail()));
+}
+
+Status TabadProcess::spawn(const std::vector<std::string>& extra_args) {
+  port_ = free_port();
+  if (port_ == 0) return Status::Unavailable("no free loopback port");
+  std::vector<std::string> args = {tabad_path(), "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir",
+                                   data_dir_};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv = exec_argv(args);
+  const std::string log = log_path();
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return Status::IoError(fmt::format("cannot create {}: {}", log, std::strerror(errno)));
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(log_fd);
+    if (null_fd >= 0) ::close(null_fd);
+    return Status::IoError(fmt::format("fork: {}", std::strerror(err)));
+  }
+  if (pid == 0) {
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    exec_child(argv);
+  }
+  ::close(log_fd);
+  if (null_fd >= 0) ::close(null_fd);
+  pid_ = pid;
+  exited_ = false;
+  exit_code_ = -1;
+  return Status::Ok();
+}
+
+bool TabadProcess::running() {
+  if (exited_) return false;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    exited_ = true;
+    exit_code_ = decode_wait_status(status);
+    return false;
+  }
+  if (r < 0 && errno == ECHILD) {
+    exited_ = true;
+    return false;
+  }
+  return true;
+}
+
+Status TabadProcess::signal(int signo) {
+  if (!running()) return Status::Invalid(fmt::format("tabad (pid {}) is not running", pid_));
+  if (::kill(pid_, signo) != 0)
+    return Status::IoError(fmt::format("kill {}: {}", pid_, std::strerror(errno)));
+  return Status::Ok();
+}
+
+void TabadProcess::kill9() {
+  if (running()) ::kill(pid_, SIGKILL);
+}
+
+Result<int> TabadProcess::wait_exit(int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  while (running()) {
+    if (now_ms() >= deadline) {
+      return Status::Unavailable(fmt::format("tabad (pid {}) still running after {} ms", pid_, timeout_ms));
+    }
+    sleep_ms(5);
+  }
+  if (pid_ < 0) return Status::Invalid("tabad was never started");
+  return exit_code_;
+}
+
+Status TabadProcess::wait_healthy(int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  std::string last_error = "no answer yet";
+  for (;;) {
+    if (!running()) {
+      return Status::Unavailable(
+          fmt::format("tabad exited with status {} before answering /healthz", exit_code_));
+    }
+    auto r = test::get(url(), "/healthz", "", 1000);
+    if (r.ok() && r->status == 200) return Status::Ok();
+    last_error = r.ok() ? fmt::format("status {}", r->status) : r.status().message();
+    if (now_ms() >= deadline) {
+      return Status::Unavailable(fmt::format(
+          "tabad did not answer GET /healthz with 200 within {} ms (last: {})", timeout_ms, last_error));
+    }
+    sleep_ms(20);
+  }
+}
+
+Result<http::ClientResponse> TabadProcess::get(std::string_view path, std::string_view accept) const {
+  return test::get(url(), path, accept);
+}
+
+Result<http::ClientResponse> TabadProcess::post(std::string_view path, std::string_view body,
+                                                const std::vector<http::Header>& headers) const {
+  return test::post(url(), path, body, headers);
+}
+
+// ---------------------------------------------------------------------------
+// v1 bodies
+
+std::string v1_body(const std::vector<ClientBlock>& clients) {
+  std::string body = "1\n\n";
+  for (const ClientBlock& c : clients) {
+    body += c.client;
+    body += "\n\n";
+    for (const NameBlock& n : c.names) {
+      body += n.name;
+      body += '\n';
+      for (const std::string& line : n.event_lines) {
+        body += line;
+        body += '\n';
+      }
+      body += '\n';
+    }
+    body += '\n';
+  }
+  return body;
+}
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string event_line(std::string_view type, double ts, std::string_view payload_json) {
+  // Python's repr of a float: shortest round-trip digits, always with a
+  // '.' or an exponent.
+  std::string ts_text = fmt::format("{}", ts);
+  if (ts_text.find_first_of(".eEn") == std::string::npos) ts_text += ".0";
+  return fmt::format("[{}, {}, {}]", json_string(type), ts_text, json_string(payload_json));
+}
+
+// ---------------------------------------------------------------------------
+// run_process
+
+Result<ProcessOutput> run_process(const std::vector<std::string>& argv_strings, std::string_view stdin_data,
+                                  int timeout_ms) {
+  if (argv_strings.empty()) return Status::Invalid("run_process: empty argv");
+  ::signal(SIGPIPE, SIG_IGN);  // a child that ignores its stdin must not kill the test
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0) return Status::IoError("pipe failed");
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    ::close(in_pipe[0]);
+    ::close(in_pipe[1]);
+    return Status::IoError("pipe failed");
+  }
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1]}) ::close(fd);
+    return Status::IoError("pipe failed");
+  }
+  std::vector<char*> argv = exec_argv(argv_strings);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) ::close(fd);
+    return Status::IoError(fmt::format("fork: {}", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    ::dup2(in_pipe[0], 0);
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    exec_child(argv);
+  }
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  int in_fd = in_pipe[1], out_fd = out_pipe[0], err_fd = err_pipe[0];
+  ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  if (stdin_data.empty()) {
+    ::close(in_fd);
+    in_fd = -1;
+  }
+
+  ProcessOutput result;
+  size_t written = 0;
+  int64_t deadline = now_ms() + timeout_ms;
+  bool timed_out = false;
+  while (out_fd >= 0 || err_fd >= 0) {
+    pollfd fds[3] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}, {in_fd, POLLOUT, 0}};
+    int64_t left = deadline - now_ms();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    int n = ::poll(fds, 3, static_cast<int>(left));
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      int& fd = i == 0 ? out_fd : err_fd;
+      if (fd < 0 || fds[i].revents == 0) continue;
+      char buf[8192];
+      ssize_t got = ::read(fd, buf, sizeof buf);
+      if (got > 0) {
+        (i == 0 ? result.out : result.err).append(buf, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
+        ::close(fd);
+        fd = -1;
+      }
+    }
+    if (in_fd >= 0 && fds[2].revents != 0) {
+      ssize_t put = ::write(in_fd, stdin_data.data() + written, stdin_data.size() - written);
+      if (put > 0) written += static_cast<size_t>(put);
+      if ((put < 0 && errno != EAGAIN && errno != EINTR) || written == stdin_data.size()) {
+        ::close(in_fd);
+        in_fd = -1;
+      }
+    }
+  }
+  for (int fd : {in_fd, out_fd, err_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return Status::Unavailable(
+        fmt::format("{} still running after {} ms; killed", argv_strings[0], timeout_ms));
+  }
+  result.exit_code = decode_wait_status(status);
+  return result;
+}
+
+}  // namespace taba::test

@@ -1,0 +1,144 @@
+// Helpers for integration tests: real tabad processes on free loopback
+// ports, HTTP shortcuts, and v1 body builders.
+//
+// Not thread-safe; use from the test's main thread. tabad children get
+// PR_SET_PDEATHSIG(SIGKILL), so they die with the thread that started them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "http/client.h"
+
+namespace taba::test {
+
+// The tabad binary under test: $TABAD_PATH if set, else the build's
+// (compile definition TABAD_PATH).
+std::string tabad_path();
+
+// A new, empty directory "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to /tmp).
+// Aborts the test run (throws std::runtime_error) if it cannot be created.
+std::string make_temp_dir(std::string_view prefix = "taba-test");
+
+// Removes a directory tree, ignoring errors.
+void remove_tree(const std::string& path);
+
+// A loopback TCP port that was free a moment ago (bound to port 0, then
+// released), or 0 if none could be had. Someone else may take it before use.
+int free_port();
+
+// GET base_url + path. `accept` becomes the Accept header (none if empty).
+Result<http::ClientResponse> get(const std::string& base_url, std::string_view path,
+                                 std::string_view accept = "text/plain", int timeout_ms = 10000);
+
+// POST body to base_url + path with extra headers.
+Result<http::ClientResponse> post(const std::string& base_url, std::string_view path, std::string_view body,
+                                  const std::vector<http::Header>& headers = {}, int timeout_ms = 10000);
+
+// One tabad child process.
+class TabadProcess {
+ public:
+  TabadProcess() = default;
+  // Kills the process with SIGKILL if it is still running and reaps it;
+  // removes a data directory this object created (unless
+  // $TABA_TEST_KEEP_DIRS is set).
+  ~TabadProcess();
+  TabadProcess(const TabadProcess&) = delete;
+  TabadProcess& operator=(const TabadProcess&) = delete;
+
+  // Starts `tabad --listen 127.0.0.1:<free port> --data-dir <dir> <extra_args>`
+  // with stdout and stderr going to <dir>/tabad.log, and waits (10 s at most)
+  // until GET /healthz answers 200. An empty data_dir means this object's
+  // own directory: a fresh temporary one on the first start, the same one on
+  // a restart after the process exited (so kill9() + wait_exit() + start()
+  // recovers from the same store). Retries with another port if the first
+  // was taken meanwhile. The error carries the end of the log.
+  Status start(std::vector<std::string> extra_args = {}, std::string data_dir = {});
+
+  int port() const { return port_; }
+  // "http://127.0.0.1:<port>"
+  std::string url() const;
+  pid_t pid() const { return pid_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string log_path() const;
+  // Everything the process wrote to stdout and stderr so far.
+  std::string log_text() const;
+
+  // True while the process has not exited (reaps it once it has).
+  bool running();
+  // Sends `signo` (e.g. SIGTERM, SIGHUP). Error if the process is not running.
+  Status signal(int signo);
+  // SIGKILL, no waiting. No-op if not running.
+  void kill9();
+  // Waits for the process to exit: its exit code, or 128 + signal number if
+  // a signal ended it. Error if it is still running after timeout_ms (it is
+  // left running).
+  Result<int> wait_exit(int timeout_ms);
+
+  // Waits until GET /healthz answers 200. Error if the process exits first
+  // or the time runs out.
+  Status wait_healthy(int timeout_ms);
+
+  Result<http::ClientResponse> get(std::string_view path, std::string_view accept = "text/plain") const;
+  Result<http::ClientResponse> post(std::string_view path, std::string_view body,
+                                    const std::vector<http::Header>& headers = {}) const;
+
+ private:
+  Status spawn(const std::vector<std::string>& extra_args);
+  std::string log_tail() const;
+
+  pid_t pid_ = -1;
+  bool exited_ = true;  // no live child
+  int exit_code_ = -1;  // as wait_exit() reports it, once exited
+  int port_ = 0;
+  std::string data_dir_;
+  bool owns_dir_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// v1 bodies (SPEC §4, original-taba.md §2).
+
+struct NameBlock {
+  std::string name;
+  std::vector<std::string> event_lines;  // from event_line(), or hand-made
+};
+
+struct ClientBlock {
+  std::string client;
+  std::vector<NameBlock> names;
+};
+
+// "1\n\n" then per client "<client>\n\n", per name "<name>\n<event>\n...\n",
+// a blank line ending each client: exactly what the Python encoder sends.
+std::string v1_body(const std::vector<ClientBlock>& clients);
+
+// A JSON string literal for `text` (quotes and escapes added).
+std::string json_string(std::string_view text);
+
+// `[type, ts, payload]` as the Python client writes it: ", " separators, the
+// timestamp as Python repr (1400000002.0, 1400000000.25) and the payload's
+// JSON text encoded again as a JSON string:
+//   event_line("CounterGroup", 1400000000.25, "12.5") == R"(["CounterGroup", 1400000000.25, "12.5"])"
+//   event_line("Gauge", 1400000002.0, "\"red\"")      == R"(["Gauge", 1400000002.0, "\"red\""])"
+std::string event_line(std::string_view type, double ts, std::string_view payload_json);
+
+// ---------------------------------------------------------------------------
+// Other processes (e.g. taba-cli at TABA_CLI_PATH).
+
+struct ProcessOutput {
+  int exit_code = -1;  // or 128 + signal number
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] (a path) with argv, feeding stdin_data on its standard input,
+// and collects its output. Error if it cannot start or runs past timeout_ms
+// (it is then killed).
+Result<ProcessOutput> run_process(const std::vector<std::string>& argv, std::string_view stdin_data = {},
+                                  int timeout_ms = 30000);
+
+}  // namespace taba::test

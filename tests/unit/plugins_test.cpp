@@ -1,0 +1,770 @@
+// The built-in handler plugins, loaded from their built .so files and used
+// only through the C ABI (include/taba/handler.h), as tabad uses them:
+// golden renders, the per-request delta contract, merges, check_event,
+// prunable, serialization round trips and corrupt input.
+#include <dlfcn.h>
+#include <malloc.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "taba/handler.h"
+
+namespace {
+
+void test_log(int, const char*, size_t) {}
+
+const taba_host kTestHost = {sizeof(taba_host), TABA_ABI_MAJOR, TABA_ABI_MINOR, test_log, {}};
+
+// Loads <TABA_TEST_PLUGIN_DIR>/<file> once and returns its handler for type.
+const taba_handler& handler(const std::string& file, const std::string& type) {
+  static std::map<std::string, const taba_plugin*> loaded;
+  auto it = loaded.find(file);
+  if (it == loaded.end()) {
+    const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/" + file;
+    void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    INFO(path << ": " << (dl == nullptr ? dlerror() : "loaded"));
+    REQUIRE(dl != nullptr);
+    auto entry = reinterpret_cast<taba_plugin_entry_fn>(dlsym(dl, TABA_PLUGIN_ENTRY_SYMBOL));
+    REQUIRE(entry != nullptr);
+    const taba_plugin* plugin = entry(&kTestHost);
+    REQUIRE(plugin != nullptr);
+    it = loaded.emplace(file, plugin).first;
+  }
+  const taba_plugin* plugin = it->second;
+  for (uint32_t i = 0; i < plugin->handler_count; ++i) {
+    if (type == plugin->handlers[i]->type_name) return *plugin->handlers[i];
+  }
+  FAIL("no handler " << type << " in " << file);
+  throw std::logic_error("unreachable");
+}
+
+const taba_handler& counter_group() { return handler("counter_group.so", "CounterGroup"); }
+const taba_handler& totals_counter() { return handler("totals_counter.so", "TotalsCounter"); }
+const taba_handler& gauge() { return handler("gauge.so", "Gauge"); }
+
+int collect(taba_output* out, const char* data, size_t len) {
+  static_cast<std::string*>(out->host_data)->append(data, len);
+  return 0;
+}
+
+// One event payload, kept alive with its JSON texts.
+struct Payload {
+  taba_value value{};
+  taba_value elem0{};
+  taba_value elem1{};
+};
+
+class Events {
+ public:
+  Events() = default;
+  Events(Events&&) = default;  // a deque keeps its elements' addresses when moved
+  Events(const Events&) = delete;
+  Events& operator=(const Events&) = delete;
+
+  // A bare number: text as given (or %.17g).
+  Events& number(double ts, double v, std::string text = "") {
+    if (text.empty()) text = fmt(v);
+    push(ts, make(TABA_VALUE_NUMBER, text, v), {}, {});
+    return *this;
+  }
+  // A scalar or container of the given kind with its JSON text.
+  Events& value(double ts, taba_value_kind kind, std::string text, double number = 0) {
+    push(ts, make(kind, text, number), {}, {});
+    return *this;
+  }
+  // An array payload whose [0] is given (kind NONE: empty array).
+  Events& array(double ts, taba_value_kind kind0, std::string text0, double number0 = 0) {
+    const std::string whole = kind0 == TABA_VALUE_NONE ? "[]" : "[" + text0 + ", \"x\"]";
+    taba_value e0 = kind0 == TABA_VALUE_NONE ? taba_value{} : make(kind0, text0, number0);
+    taba_value e1 = kind0 == TABA_VALUE_NONE ? taba_value{} : make(TABA_VALUE_STRING, "\"x\"", 0);
+    push(ts, make(TABA_VALUE_ARRAY, whole, 0), e0, e1);
+    return *this;
+  }
+
+  const taba_event* data() const { return events_.data(); }
+  size_t size() const { return events_.size(); }
+  const taba_event& operator[](size_t i) const { return events_[i]; }
+
+ private:
+  static std::string fmt(double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+  }
+  taba_value make(taba_value_kind kind, const std::string& text, double number) {
+    texts_.push_back(text);
+    taba_value v{};
+    v.kind = kind;
+    v.number = kind == TABA_VALUE_NUMBER || kind == TABA_VALUE_BOOL ? number : 0;
+    v.json = texts_.back().data();
+    v.json_len = texts_.back().size();
+    return v;
+  }
+  void push(double ts, taba_value payload, taba_value e0, taba_value e1) {
+    taba_event e{};
+    e.timestamp = ts;
+    e.payload = payload;
+    e.elem0 = e0;
+    e.elem1 = e1;
+    events_.push_back(e);
+  }
+
+  std::deque<std::string> texts_;  // stable addresses for the json pointers
+  std::vector<taba_event> events_;
+};
+
+// A state owned by the test, used through the handler's hooks.
+class State {
+ public:
+  State(const taba_handler& h, double now, const std::string& client = "")
+      : h_(&h), s_(h.new_state(client.data(), client.size(), now)) {
+    REQUIRE(s_ != nullptr);
+  }
+  State(const taba_handler& h, taba_state* adopted) : h_(&h), s_(adopted) {}
+  State(State&& o) noexcept : h_(o.h_), s_(o.s_) { o.s_ = nullptr; }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  ~State() {
+    if (s_ != nullptr) h_->free_state(s_);
+  }
+
+  void fold(const Events& ev, double now) { h_->fold(s_, ev.data(), ev.size(), now); }
+  void merge(const State& from, double now) { h_->merge(s_, from.s_, now); }
+  std::string render(double now, uint32_t format = TABA_FORMAT_JSON, taba_status* status = nullptr) const {
+    std::string text;
+    taba_output out{&text, collect};
+    const taba_status st = h_->render(s_, format, now, &out);
+    if (status != nullptr) {
+      *status = st;
+    } else {
+      REQUIRE(st == TABA_OK);
+    }
+    return text;
+  }
+  bool prunable(double now) const { return h_->prunable(s_, now) != 0; }
+  std::string serialize() const {
+    std::string bytes;
+    taba_output out{&bytes, collect};
+    REQUIRE(h_->serialize(s_, &out) == TABA_OK);
+    return bytes;
+  }
+  taba_state* raw() const { return s_; }
+
+ private:
+  const taba_handler* h_;
+  taba_state* s_;
+};
+
+// deserialize, returning the status and (on success) the state.
+taba_status deserialize(const taba_handler& h, const std::string& bytes, uint32_t version,
+                        std::unique_ptr<State>* out, std::string* reason = nullptr) {
+  taba_state* s = nullptr;
+  char err[256] = "";
+  const taba_status st = h.deserialize(bytes.data(), bytes.size(), version, &s, err, sizeof err);
+  if (reason != nullptr) *reason = err;
+  if (st == TABA_OK) {
+    REQUIRE(s != nullptr);
+    *out = std::make_unique<State>(h, s);
+  }
+  return st;
+}
+
+// The host's ingest contract: a fresh delta per (client, name) block,
+// folded, then merged into the client's state and the name's aggregate.
+void ingest(const taba_handler& h, State* client_state, State* aggregate, const std::string& client,
+            const Events& ev, double now) {
+  State delta(h, now, client);
+  delta.fold(ev, now);
+  client_state->merge(delta, now);
+  aggregate->merge(delta, now);
+}
+
+// Serialize -> deserialize gives a state that renders and re-serializes the
+// same; every truncation is refused or yields a usable state; so do random
+// byte corruptions. Run under ASan this also proves nothing reads past the
+// end of the input.
+void check_round_trip(const taba_handler& h, const State& s, const std::vector<double>& render_times) {
+  const std::string bytes = s.serialize();
+  std::unique_ptr<State> copy;
+  std::string reason;
+  REQUIRE(deserialize(h, bytes, h.state_version, &copy, &reason) == TABA_OK);
+  CHECK(copy->serialize() == bytes);
+  for (const double t : render_times) {
+    CHECK(copy->render(t) == s.render(t));
+    taba_status a;
+    taba_status b;
+    CHECK(copy->render(t, TABA_FORMAT_JSON_DETAILED, &a) == s.render(t, TABA_FORMAT_JSON_DETAILED, &b));
+    CHECK(a == b);
+    CHECK(copy->prunable(t) == s.prunable(t));
+  }
+  std::unique_ptr<State> ignored;
+  CHECK(deserialize(h, bytes, h.state_version + 1, &ignored, &reason) == TABA_ERR_VERSION);
+  CHECK_FALSE(reason.empty());
+  CHECK(deserialize(h, bytes, 0, &ignored, &reason) == TABA_ERR_VERSION);
+  for (size_t len = 0; len < bytes.size(); ++len) {
+    std::unique_ptr<State> partial;
+    const taba_status st = deserialize(h, bytes.substr(0, len), h.state_version, &partial, &reason);
+    INFO("truncated to " << len << " of " << bytes.size());
+    REQUIRE((st == TABA_OK || st == TABA_ERR_CORRUPT));
+    if (st == TABA_OK) {
+      partial->render(render_times.front());
+    } else {
+      CHECK_FALSE(reason.empty());
+    }
+  }
+  std::mt19937_64 rng(bytes.size());
+  for (int i = 0; i < 300 && !bytes.empty(); ++i) {
+    std::string bad = bytes;
+    bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
+    std::unique_ptr<State> mutated;
+    const taba_status st = deserialize(h, bad, h.state_version, &mutated, &reason);
+    REQUIRE((st == TABA_OK || st == TABA_ERR_CORRUPT));
+    if (st == TABA_OK) {
+      taba_status detailed;
+      mutated->render(render_times.front());
+      mutated->render(render_times.front(), TABA_FORMAT_JSON_DETAILED, &detailed);
+      CHECK((detailed == TABA_OK || detailed == TABA_ERR_UNSUPPORTED));
+    }
+  }
+}
+
+std::string check_error(const taba_handler& h, const taba_event& e, taba_status* status) {
+  char err[256];
+  std::memset(err, 'X', sizeof err);
+  *status = h.check_event(&e, err, sizeof err);
+  return *status == TABA_OK ? std::string() : std::string(err);
+}
+
+// Time origin for the windowed tests: a multiple of 900 (so also of 30, 10, 1).
+constexpr double kT0 = 1400000400;
+
+std::string cg_window(const char* label, int count, const char* total, const char* average) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "\"%s\": {\"count\": %d, \"total\": %s, \"average\": %s}", label, count, total,
+                average);
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Loading
+
+TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
+  for (const auto& [file, type] : std::vector<std::pair<std::string, std::string>>{
+           {"counter_group.so", "CounterGroup"}, {"totals_counter.so", "TotalsCounter"}, {"gauge.so", "Gauge"}}) {
+    const taba_handler& h = handler(file, type);
+    CHECK(h.struct_size == sizeof(taba_handler));
+    CHECK(h.state_version == 1);
+    CHECK(h.description != nullptr);
+    CHECK(h.new_state != nullptr);
+    CHECK(h.deserialize != nullptr);
+  }
+  // A host of another ABI major is refused.
+  const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/counter_group.so";
+  void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(dl != nullptr);
+  auto entry = reinterpret_cast<taba_plugin_entry_fn>(dlsym(dl, TABA_PLUGIN_ENTRY_SYMBOL));
+  REQUIRE(entry != nullptr);
+  taba_host other = kTestHost;
+  other.abi_major = TABA_ABI_MAJOR + 1;
+  CHECK(entry(&other) == nullptr);
+  CHECK(entry(nullptr) == nullptr);
+  const taba_plugin* p = entry(&kTestHost);
+  REQUIRE(p != nullptr);
+  CHECK(p->abi_major == TABA_ABI_MAJOR);
+  CHECK(std::string(p->name) == "counter_group");
+  // Only the entry point is exported: helper symbols stay private.
+  CHECK(dlsym(dl, "_ZN4taba7builtin8DDSketch3addEd") == nullptr);
+}
+
+// ---------------------------------------------------------------------------
+// CounterGroup
+
+TEST_CASE("CounterGroup: empty state render", "[plugins][counter_group]") {
+  const State s(counter_group(), kT0);
+  CHECK(s.render(kT0) ==
+        "{" + cg_window("1m", 0, "0.00", "0.00") + ", " + cg_window("10m", 0, "0.00", "0.00") + ", " +
+            cg_window("1h", 0, "0.00", "0.00") + ", " + cg_window("1d", 0, "0.00", "0.00") +
+            ", \"pct\": {\"count\": 0, \"total\": 0.000000, \"pct\": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]}}");
+  CHECK(s.prunable(kT0));
+}
+
+TEST_CASE("CounterGroup: one event", "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "web01");
+  s.fold(Events().number(kT0 + 0.25, 12.5, "12.5"), kT0 + 0.5);
+  CHECK(s.render(kT0 + 1) ==
+        R"({"1m": {"count": 1, "total": 12.50, "average": 12.50}, "10m": {"count": 1, "total": 12.50, "average": 12.50}, )"
+        R"("1h": {"count": 1, "total": 12.50, "average": 12.50}, "1d": {"count": 1, "total": 12.50, "average": 12.50}, )"
+        R"("pct": {"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]}})");
+  CHECK_FALSE(s.prunable(kT0 + 1));
+}
+
+TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
+  // As of kT0 + 5 the windows start at: 1m kT0-54, 10m kT0-590, 1h kT0-3570,
+  // 1d kT0-85500. Each value sits on one side of a boundary.
+  State s(counter_group(), kT0 - 90000, "c");
+  Events ev;
+  ev.number(kT0 - 85501, 256)  // only in the all-time part
+      .number(kT0 + 5, 1)
+      .number(kT0 - 54, 2)      // 1m, first second
+      .number(kT0 - 55, 4)      // 10m
+      .number(kT0 - 590, 8)     // 10m, first bucket
+      .number(kT0 - 591, 16)    // 1h
+      .number(kT0 - 3570, 32)   // 1h, first bucket
+      .number(kT0 - 3571, 64)   // 1d
+      .number(kT0 - 85500, 127);  // 1d, first bucket
+  s.fold(ev, kT0 + 5.5);
+  const std::string rendered = s.render(kT0 + 5.9);
+  const std::string windows = "{" + cg_window("1m", 2, "3.00", "1.50") + ", " + cg_window("10m", 4, "15.00", "3.75") +
+                              ", " + cg_window("1h", 6, "63.00", "10.50") + ", " +
+                              cg_window("1d", 8, "254.00", "31.75") + ", ";
+  CHECK(rendered.substr(0, windows.size()) == windows);
+  // All nine values in the percentiles: nearest ranks 3, 5, 7, 9, 9, 9, 9 of
+  // 1 2 4 8 16 32 64 127 256, each within 1 %.
+  CHECK(rendered.substr(windows.size()) ==
+        R"("pct": {"count": 9, "total": 510.000000, "pct": [4.01, 15.96, 63.44, 256.00, 256.00, 256.00, 256.00]}})");
+}
+
+TEST_CASE("CounterGroup: windows expire as time passes; render does not modify", "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "c");
+  s.fold(Events().number(kT0, 3).number(kT0 + 0.75, 4), kT0 + 1);
+  auto counts = [&](double now) {
+    const std::string r = s.render(now);
+    std::vector<int> c;
+    for (const char* label : {"\"1m\": {\"count\": ", "\"10m\": {\"count\": ", "\"1h\": {\"count\": ",
+                              "\"1d\": {\"count\": "}) {
+      const size_t at = r.find(label);
+      REQUIRE(at != std::string::npos);
+      c.push_back(std::atoi(r.c_str() + at + std::strlen(label)));
+    }
+    return c;
+  };
+  CHECK(counts(kT0 + 59.9) == std::vector<int>{2, 2, 2, 2});
+  CHECK(counts(kT0 + 60) == std::vector<int>{0, 2, 2, 2});
+  CHECK(counts(kT0 + 599) == std::vector<int>{0, 2, 2, 2});
+  CHECK(counts(kT0 + 600) == std::vector<int>{0, 0, 2, 2});
+  CHECK(counts(kT0 + 3599) == std::vector<int>{0, 0, 2, 2});
+  CHECK(counts(kT0 + 3600) == std::vector<int>{0, 0, 0, 2});
+  CHECK(counts(kT0 + 86399) == std::vector<int>{0, 0, 0, 2});
+  CHECK_FALSE(s.prunable(kT0 + 86399));
+  CHECK(counts(kT0 + 86400) == std::vector<int>{0, 0, 0, 0});
+  CHECK(s.prunable(kT0 + 86400));
+  // The all-time part survives, and rendering later did not rotate the state.
+  CHECK(s.render(kT0 + 86400).find("\"pct\": {\"count\": 2, \"total\": 7.000000") != std::string::npos);
+  CHECK(counts(kT0 + 1) == std::vector<int>{2, 2, 2, 2});
+  // Folding later does rotate: the old events leave the short windows.
+  s.fold(Events().number(kT0 + 120, 10), kT0 + 120);
+  CHECK(counts(kT0 + 120) == std::vector<int>{1, 3, 3, 3});
+  // Events older than a window count only in the longer ones and all-time.
+  s.fold(Events().number(kT0 + 30, 1), kT0 + 121);
+  CHECK(counts(kT0 + 121) == std::vector<int>{1, 4, 4, 4});
+  CHECK(s.render(kT0 + 121).find("\"pct\": {\"count\": 4,") != std::string::npos);
+}
+
+TEST_CASE("CounterGroup: event timestamps ahead of now move the windows", "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "c");
+  s.fold(Events().number(kT0 + 50, 1).number(kT0 - 5, 2), kT0);
+  // Windows end at kT0 + 50: the 1m window starts at kT0 - 9, so kT0 - 5 is in.
+  CHECK(s.render(kT0).rfind(R"({"1m": {"count": 2, "total": 3.00, "average": 1.50}, "10m")", 0) == 0);
+}
+
+TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "c");
+  s.fold(Events().number(kT0 - 1, 1.5).number(kT0 - 0.5, 1).number(kT0 - 3000, 7.25), kT0);
+  std::string expected = "{";
+  struct Spec {
+    const char* label;
+    int width;
+    int size;
+  };
+  const Spec specs[] = {{"1m", 1, 60}, {"10m", 10, 60}, {"1h", 30, 120}, {"1d", 900, 96}};
+  const int64_t now = static_cast<int64_t>(kT0) + 100;  // rendered 100 s later
+  for (const Spec& spec : specs) {
+    expected += std::string(spec.label == specs[0].label ? "\"" : ", \"") + spec.label + "\": [";
+    const int64_t newest = now / spec.width;
+    for (int64_t b = newest - spec.size + 1; b <= newest; ++b) {
+      const int64_t start = b * spec.width;
+      int count = 0;
+      double sum = 0;
+      auto take = [&](int64_t second, double v) {
+        if (second / spec.width == b) {
+          ++count;
+          sum += v;
+        }
+      };
+      take(static_cast<int64_t>(kT0) - 1, 1.5);
+      take(static_cast<int64_t>(kT0) - 1, 1);
+      take(static_cast<int64_t>(kT0) - 3000, 7.25);
+      char buf[80];
+      std::snprintf(buf, sizeof buf, "%s[%lld, %d, %.2f]", b == newest - spec.size + 1 ? "" : ", ",
+                    static_cast<long long>(start), count, sum);
+      expected += buf;
+    }
+    expected += "]";
+  }
+  expected += "}";
+  const std::string got = s.render(kT0 + 100, TABA_FORMAT_JSON_DETAILED);
+  CHECK(got == expected);
+  // Spot checks of the format itself.
+  CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0.00], )", 0) == 0);
+  CHECK(got.find(R"([1400000390, 2, 2.50])") != std::string::npos);   // 10m bucket of kT0 - 1
+  CHECK(got.find(R"([1399997400, 1, 7.25])") != std::string::npos);   // 1h bucket of kT0 - 3000
+  CHECK(got.find(R"("1d": [[1399914900, 0, 0.00], )") != std::string::npos);
+  taba_status st;
+  s.render(kT0, 7, &st);
+  CHECK(st == TABA_ERR_UNSUPPORTED);
+}
+
+TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int> value(-40, 400);
+  std::uniform_int_distribution<int> lag(0, 400);
+  const std::vector<std::string> clients = {"a", "b", "c", "d", "e"};
+  State single(h, kT0);
+  State aggregate(h, kT0);
+  std::vector<State> client_states;
+  std::vector<State> client_singles;  // each client's events folded directly
+  for (const auto& c : clients) {
+    client_states.emplace_back(h, kT0, c);
+    client_singles.emplace_back(h, kT0, c);
+  }
+  double now = kT0;
+  for (int request = 0; request < 300; ++request) {
+    now += (request % 50 == 49) ? 4000 : lag(rng) / 40.0;  // mostly sub-second steps, some long gaps
+    const size_t ci = rng() % clients.size();
+    Events ev;
+    const int n = 1 + static_cast<int>(rng() % 10);
+    for (int i = 0; i < n; ++i) ev.number(now - lag(rng), value(rng) * 0.25);
+    ingest(h, &client_states[ci], &aggregate, clients[ci], ev, now);
+    single.fold(ev, now);
+    client_singles[ci].fold(ev, now);
+  }
+  for (const double t : {now, now + 30, now + 700, now + 5000, now + 90000}) {
+    CHECK(aggregate.render(t) == single.render(t));
+    CHECK(aggregate.render(t, TABA_FORMAT_JSON_DETAILED) == single.render(t, TABA_FORMAT_JSON_DETAILED));
+    for (size_t i = 0; i < clients.size(); ++i) CHECK(client_states[i].render(t) == client_singles[i].render(t));
+  }
+  CHECK(aggregate.serialize() == single.serialize());
+  // Query-time reduction of the client states, in two different orders.
+  State reduced(h, now);
+  State reversed(h, now);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    reduced.merge(client_states[i], now);
+    reversed.merge(client_states[clients.size() - 1 - i], now);
+  }
+  CHECK(reduced.render(now) == single.render(now));
+  CHECK(reversed.serialize() == reduced.serialize());
+  CHECK(aggregate.render(now).find("\"pct\": {\"count\": 0") == std::string::npos);
+}
+
+TEST_CASE("CounterGroup: merge leaves `from` unchanged and rotates to the later state", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  State early(h, kT0, "a");
+  early.fold(Events().number(kT0, 1), kT0);
+  State late(h, kT0 + 120, "b");
+  late.fold(Events().number(kT0 + 120, 2), kT0 + 120);
+  const std::string late_bytes = late.serialize();
+  early.merge(late, kT0);  // now is behind `from`: the result still ends at kT0 + 120
+  CHECK(late.serialize() == late_bytes);
+  CHECK(early.render(kT0).rfind(R"({"1m": {"count": 1, "total": 2.00, "average": 2.00}, "10m": {"count": 2,)", 0) ==
+        0);
+}
+
+TEST_CASE("CounterGroup: check_event", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  Events ok;
+  ok.number(kT0, 1.5).number(kT0, -3).number(kT0, 0).array(kT0, TABA_VALUE_NUMBER, "7", 7);
+  for (size_t i = 0; i < ok.size(); ++i) {
+    taba_status st;
+    CHECK(check_error(h, ok[i], &st).empty());
+    CHECK(st == TABA_OK);
+  }
+  Events bad;
+  bad.value(kT0, TABA_VALUE_STRING, "\"12\"")
+      .value(kT0, TABA_VALUE_BOOL, "true", 1)
+      .value(kT0, TABA_VALUE_NULL, "null")
+      .value(kT0, TABA_VALUE_OBJECT, "{}")
+      .array(kT0, TABA_VALUE_NONE, "")
+      .array(kT0, TABA_VALUE_STRING, "\"1\"")
+      .number(kT0, std::numeric_limits<double>::quiet_NaN(), "NaN")
+      .number(kT0, std::numeric_limits<double>::infinity(), "1e999")
+      .array(kT0, TABA_VALUE_NUMBER, "-1e999", -std::numeric_limits<double>::infinity());
+  for (size_t i = 0; i < bad.size(); ++i) {
+    taba_status st;
+    const std::string err = check_error(h, bad[i], &st);
+    INFO("event " << i);
+    CHECK(st == TABA_ERR_PAYLOAD);
+    CHECK(err.find("CounterGroup payload must be") == 0);
+    CHECK(err.find('\n') == std::string::npos);
+  }
+  // The reason is truncated to the buffer, NUL included.
+  char small[8];
+  CHECK(h.check_event(&bad[0], small, sizeof small) == TABA_ERR_PAYLOAD);
+  CHECK(std::string(small) == "Counter");
+  CHECK(h.check_event(&bad[0], nullptr, 0) == TABA_ERR_PAYLOAD);
+}
+
+TEST_CASE("CounterGroup: serialization round trip and corrupt input", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  State empty(h, kT0);
+  check_round_trip(h, empty, {kT0});
+  CHECK(empty.serialize().size() <= 48);
+  State s(h, kT0, "c");
+  std::mt19937_64 rng(1);
+  std::lognormal_distribution<double> latency(3.0, 1.5);
+  for (int i = 0; i < 30; ++i) {
+    Events ev;
+    for (int j = 0; j < 20; ++j) ev.number(kT0 + i * 50 + j, latency(rng));
+    ev.number(kT0 + i * 50, -2).number(kT0 + i * 50, 0).number(kT0 + i * 50, 5);
+    s.fold(ev, kT0 + i * 50 + 20);
+  }
+  check_round_trip(h, s, {kT0 + 1500, kT0 + 1530, kT0 + 4000, kT0 + 100000});
+  std::unique_ptr<State> ignored;
+  std::string reason;
+  CHECK(deserialize(h, s.serialize() + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("trailing") != std::string::npos);
+  CHECK(deserialize(h, std::string("\x03", 1), 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.rfind("corrupt CounterGroup state: ", 0) == 0);
+}
+
+TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  // Typical data: a client sending ~20 latencies per second for a day,
+  // values spanning ~3 decades (1 ms .. 2 s).
+  std::mt19937_64 rng(8);
+  std::uniform_real_distribution<double> exponent(0.0, std::log(2000.0));
+  constexpr int kStates = 50;
+  const size_t heap_before = mallinfo2().uordblks;
+  std::vector<State> states;
+  states.reserve(kStates);
+  for (int k = 0; k < kStates; ++k) {
+    states.emplace_back(h, kT0, "c");
+    for (int minute = 0; minute < 24 * 60; minute += 7) {
+      Events ev;
+      for (int i = 0; i < 20; ++i) ev.number(kT0 + minute * 60 + i, std::round(std::exp(exponent(rng)) * 100) / 100);
+      states.back().fold(ev, kT0 + minute * 60 + 20);
+    }
+  }
+  const size_t heap_after = mallinfo2().uordblks;
+  const size_t serialized = states.back().serialize().size();
+  INFO("CounterGroup, a day of latencies: " << (heap_after - heap_before) / kStates
+                                           << " bytes in memory per state, " << serialized << " serialized");
+  if (heap_after > heap_before) CHECK((heap_after - heap_before) / kStates <= 6144);  // 0 under ASan's allocator
+  CHECK(serialized <= 2500);
+}
+
+// ---------------------------------------------------------------------------
+// TotalsCounter
+
+TEST_CASE("TotalsCounter: renders, no integer truncation, merge", "[plugins][totals_counter]") {
+  const taba_handler& h = totals_counter();
+  State empty(h, kT0);
+  CHECK(empty.render(kT0) == R"({"count": 0, "total": 0.00, "average": 0.00})");
+  CHECK(empty.prunable(kT0));
+  State a(h, kT0, "a");
+  a.fold(Events().number(kT0, 2.9).array(kT0, TABA_VALUE_NUMBER, "1.36", 1.36), kT0);
+  CHECK(a.render(kT0) == R"({"count": 2, "total": 4.26, "average": 2.13})");
+  CHECK_FALSE(a.prunable(kT0 + 1e9));  // all-time: never expires
+  State client(h, kT0, "b");
+  State aggregate(h, kT0);
+  ingest(h, &client, &aggregate, "b", Events().number(kT0, -1).number(kT0, 0.5), kT0);
+  ingest(h, &client, &aggregate, "b", Events().number(kT0, 10), kT0 + 5);
+  CHECK(client.render(kT0) == R"({"count": 3, "total": 9.50, "average": 3.17})");
+  aggregate.merge(a, kT0);
+  CHECK(aggregate.render(kT0) == R"({"count": 5, "total": 13.76, "average": 2.75})");
+  taba_status st;
+  a.render(kT0, TABA_FORMAT_JSON_DETAILED, &st);
+  CHECK(st == TABA_ERR_UNSUPPORTED);
+  check_round_trip(h, aggregate, {kT0});
+  check_round_trip(h, empty, {kT0});
+}
+
+TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
+  const taba_handler& h = totals_counter();
+  Events ev;
+  ev.number(kT0, 3)
+      .array(kT0, TABA_VALUE_NUMBER, "3", 3)
+      .value(kT0, TABA_VALUE_STRING, "\"3\"")
+      .array(kT0, TABA_VALUE_NONE, "")
+      .number(kT0, std::numeric_limits<double>::infinity(), "1e400");
+  const std::vector<taba_status> expected = {TABA_OK, TABA_OK, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD};
+  for (size_t i = 0; i < ev.size(); ++i) {
+    taba_status st;
+    const std::string err = check_error(h, ev[i], &st);
+    CHECK(st == expected[i]);
+    if (st != TABA_OK) CHECK(err.rfind("TotalsCounter payload must be", 0) == 0);
+  }
+  std::unique_ptr<State> ignored;
+  CHECK(deserialize(h, std::string("\x01\x00", 2), 1, &ignored) == TABA_ERR_CORRUPT);
+}
+
+// ---------------------------------------------------------------------------
+// Gauge
+
+TEST_CASE("Gauge: check_event", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  Events ok;
+  ok.value(kT0, TABA_VALUE_STRING, "\"red\"")
+      .number(kT0, 1.5, "1.50")
+      .value(kT0, TABA_VALUE_BOOL, "true", 1)
+      .value(kT0, TABA_VALUE_NULL, "null")
+      .array(kT0, TABA_VALUE_STRING, "\"red\"")
+      .array(kT0, TABA_VALUE_NUMBER, "3", 3);
+  for (size_t i = 0; i < ok.size(); ++i) {
+    taba_status st;
+    check_error(h, ok[i], &st);
+    CHECK(st == TABA_OK);
+  }
+  Events bad;
+  bad.value(kT0, TABA_VALUE_OBJECT, "{\"a\": 1}")
+      .array(kT0, TABA_VALUE_NONE, "")
+      .array(kT0, TABA_VALUE_ARRAY, "[1]")
+      .array(kT0, TABA_VALUE_OBJECT, "{}");
+  for (size_t i = 0; i < bad.size(); ++i) {
+    taba_status st;
+    const std::string err = check_error(h, bad[i], &st);
+    CHECK(st == TABA_ERR_PAYLOAD);
+    CHECK(err.rfind("Gauge payload must be", 0) == 0);
+  }
+}
+
+TEST_CASE("Gauge: per client the latest value by event time", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  State empty(h, kT0);
+  CHECK(empty.render(kT0) == "{}");
+  CHECK(empty.prunable(kT0));
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  State b(h, kT0, "b");
+  State c(h, kT0, "c");
+  ingest(h, &a, &aggregate, "a", Events().value(kT0, TABA_VALUE_STRING, "\"red\""), kT0);
+  ingest(h, &b, &aggregate, "b", Events().value(kT0 + 1, TABA_VALUE_STRING, "\"red\""), kT0 + 1);
+  // Latest by timestamp within the batch, whatever the arrival order.
+  ingest(h, &c, &aggregate, "c",
+         Events()
+             .value(kT0 + 5, TABA_VALUE_STRING, "\"blue\"")
+             .value(kT0 + 2, TABA_VALUE_STRING, "\"green\""),
+         kT0 + 5);
+  CHECK(aggregate.render(kT0 + 5) == R"({"blue": 1, "red": 2})");
+  CHECK(a.render(kT0 + 5) == R"({"red": 1})");
+  CHECK(c.render(kT0 + 5) == R"({"blue": 1})");
+  // A newer value of client a replaces its old one, in both states.
+  ingest(h, &a, &aggregate, "a", Events().value(kT0 + 10, TABA_VALUE_STRING, "\"blue\""), kT0 + 10);
+  CHECK(aggregate.render(kT0 + 10) == R"({"blue": 2, "red": 1})");
+  CHECK(a.render(kT0 + 10) == R"({"blue": 1})");
+  // An older one (a late delta) does not.
+  ingest(h, &a, &aggregate, "a", Events().value(kT0 + 3, TABA_VALUE_STRING, "\"green\""), kT0 + 11);
+  CHECK(aggregate.render(kT0 + 11) == R"({"blue": 2, "red": 1})");
+  // Ties: the later event in arrival order, and the later delta, win.
+  ingest(h, &b, &aggregate, "b",
+         Events()
+             .value(kT0 + 20, TABA_VALUE_STRING, "\"x\"")
+             .value(kT0 + 20, TABA_VALUE_STRING, "\"y\""),
+         kT0 + 20);
+  CHECK(aggregate.render(kT0 + 20) == R"({"blue": 2, "y": 1})");
+  ingest(h, &b, &aggregate, "b", Events().value(kT0 + 20, TABA_VALUE_STRING, "\"z\""), kT0 + 21);
+  CHECK(aggregate.render(kT0 + 21) == R"({"blue": 2, "z": 1})");
+  CHECK(b.render(kT0 + 21) == R"({"z": 1})");
+  // Query-time reduction of client states equals the aggregate.
+  State reduced(h, kT0 + 21);
+  for (const State* s : {&c, &b, &a}) reduced.merge(*s, kT0 + 21);
+  CHECK(reduced.render(kT0 + 21) == aggregate.render(kT0 + 21));
+  State reduced_again(h, kT0 + 21);
+  reduced_again.merge(reduced, kT0 + 21);
+  reduced_again.merge(aggregate, kT0 + 21);  // same clients: no double counting
+  CHECK(reduced_again.render(kT0 + 21) == aggregate.render(kT0 + 21));
+}
+
+TEST_CASE("Gauge: value keys", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  State aggregate(h, kT0);
+  auto post = [&](const std::string& client, const Events& ev) {
+    State cs(h, kT0, client);
+    ingest(h, &cs, &aggregate, client, ev, kT0);
+  };
+  post("n1", Events().number(kT0, 1.5, "1.50"));
+  post("n2", Events().number(kT0, 5, "5"));
+  post("s5", Events().value(kT0, TABA_VALUE_STRING, "\"5\""));
+  post("t", Events().value(kT0, TABA_VALUE_BOOL, "true", 1));
+  post("z", Events().value(kT0, TABA_VALUE_NULL, " null "));
+  post("q", Events().array(kT0, TABA_VALUE_STRING, "\"say \\\"hi\\\"\""));
+  post("u", Events().value(kT0, TABA_VALUE_STRING, "\"\\u00e9t\\u00e9\""));
+  // Sorted bytewise by key text; the number 5 and the string "5" share a key.
+  CHECK(aggregate.render(kT0) ==
+        R"({"1.50": 1, "5": 2, "\u00e9t\u00e9": 1, "null": 1, "say \"hi\"": 1, "true": 1})");
+}
+
+TEST_CASE("Gauge: values expire 48 h after their event", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  constexpr double kDay = 86400;
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  State b(h, kT0, "b");
+  ingest(h, &a, &aggregate, "a", Events().value(kT0, TABA_VALUE_STRING, "\"on\""), kT0);
+  ingest(h, &b, &aggregate, "b", Events().value(kT0 + kDay, TABA_VALUE_STRING, "\"on\""), kT0 + kDay);
+  CHECK(aggregate.render(kT0 + 2 * kDay - 1) == R"({"on": 2})");
+  CHECK(aggregate.render(kT0 + 2 * kDay) == R"({"on": 1})");
+  CHECK_FALSE(aggregate.prunable(kT0 + 3 * kDay - 1));
+  CHECK(aggregate.render(kT0 + 3 * kDay) == "{}");
+  CHECK(aggregate.prunable(kT0 + 3 * kDay));
+  CHECK(a.prunable(kT0 + 2 * kDay));
+  CHECK_FALSE(b.prunable(kT0 + 2 * kDay));
+  // An event already expired when it arrives is ignored.
+  State late(h, kT0 + 3 * kDay, "c");
+  late.fold(Events().value(kT0, TABA_VALUE_STRING, "\"old\""), kT0 + 3 * kDay);
+  CHECK(late.render(kT0 + 3 * kDay) == "{}");
+  CHECK(late.prunable(kT0 + 3 * kDay));
+  // Merging drops expired entries; the aggregate keeps working afterwards.
+  State fresh(h, kT0 + 3 * kDay);
+  fresh.merge(aggregate, kT0 + 2 * kDay + 10);  // a's entry is expired by then
+  CHECK(fresh.render(kT0 + 2 * kDay + 10) == R"({"on": 1})");
+  State c(h, kT0, "c");
+  ingest(h, &c, &aggregate, "c", Events().value(kT0 + 4 * kDay, TABA_VALUE_NUMBER, "7", 7), kT0 + 4 * kDay);
+  CHECK(aggregate.render(kT0 + 4 * kDay) == R"({"7": 1})");
+  CHECK(aggregate.serialize().size() < 40);  // a and b were swept out
+}
+
+TEST_CASE("Gauge: serialization round trip and corrupt input", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  State aggregate(h, kT0);
+  for (int i = 0; i < 40; ++i) {
+    const std::string client = "client-" + std::to_string(i);
+    State cs(h, kT0, client);
+    ingest(h, &cs, &aggregate, client,
+           Events().value(kT0 + i, TABA_VALUE_STRING, "\"v" + std::to_string(i % 3) + "\""), kT0 + i);
+  }
+  CHECK(aggregate.render(kT0 + 40) == R"({"v0": 14, "v1": 13, "v2": 13})");
+  check_round_trip(h, aggregate, {kT0 + 40, kT0 + 172800 + 20});
+  State client(h, kT0, "solo");
+  client.fold(Events().number(kT0, 2, "2"), kT0);
+  check_round_trip(h, client, {kT0});
+  // The deserialized client state still knows its client: a newer delta
+  // replaces its entry rather than adding one.
+  std::unique_ptr<State> copy;
+  REQUIRE(deserialize(h, client.serialize(), 1, &copy) == TABA_OK);
+  State delta(h, kT0 + 1, "solo");
+  delta.fold(Events().number(kT0 + 1, 3, "3"), kT0 + 1);
+  copy->merge(delta, kT0 + 1);
+  CHECK(copy->render(kT0 + 1) == R"({"3": 1})");
+  std::unique_ptr<State> ignored;
+  std::string reason;
+  // Duplicate client entries are refused.
+  std::string dup = std::string("\x00\x02", 2);
+  for (int i = 0; i < 2; ++i) dup += std::string("\x01" "a" "\x01" "1", 4) + std::string(8, '\0');
+  CHECK(deserialize(h, dup, 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("duplicate") != std::string::npos);
+}
