@@ -36,10 +36,14 @@ class CountArray {
   uint64_t get(uint32_t i) const {
     const unsigned char* p = bytes() + size_t{i} * width_;
     switch (width_) {
-      case 1: return *p;
-      case 2: return load<uint16_t>(p);
-      case 4: return load<uint32_t>(p);
-      default: return load<uint64_t>(p);
+      case 1:
+        return *p;
+      case 2:
+        return load<uint16_t>(p);
+      case 4:
+        return load<uint32_t>(p);
+      default:
+        return load<uint64_t>(p);
     }
   }
 
@@ -63,7 +67,8 @@ class CountArray {
 
   // Copies n counters of src (same width) from src_index to dst_index.
   void copy_from(const CountArray& src, uint32_t src_index, uint32_t dst_index, uint32_t n) {
-    std::memcpy(bytes() + size_t{dst_index} * width_, src.bytes() + size_t{src_index} * width_, size_t{n} * width_);
+    std::memcpy(bytes() + size_t{dst_index} * width_, src.bytes() + size_t{src_index} * width_,
+                size_t{n} * width_);
   }
 
   // Index of the first non-zero counter in [from, end), or end. Scans eight
@@ -71,19 +76,25 @@ class CountArray {
   uint32_t next_nonzero(uint32_t from, uint32_t end) const;
 
   // Narrowest width (1, 2, 4, 8) that holds v.
-  static unsigned width_for(uint64_t v) {
-    return v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
-  }
+  static unsigned width_for(uint64_t v) { return v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8; }
 
  private:
   // Stores v, which must fit the current width.
   void store_at(uint32_t i, uint64_t v) {
     unsigned char* p = bytes() + size_t{i} * width_;
     switch (width_) {
-      case 1: *p = static_cast<unsigned char>(v); break;
-      case 2: store(p, static_cast<uint16_t>(v)); break;
-      case 4: store(p, static_cast<uint32_t>(v)); break;
-      default: store(p, v); break;
+      case 1:
+        *p = static_cast<unsigned char>(v);
+        break;
+      case 2:
+        store(p, static_cast<uint16_t>(v));
+        break;
+      case 4:
+        store(p, static_cast<uint32_t>(v));
+        break;
+      default:
+        store(p, v);
+        break;
     }
   }
   template <class T>

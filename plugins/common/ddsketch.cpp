@@ -18,7 +18,9 @@ constexpr double kRepresentativeFactor = 2.0 / (kGamma + 1.0);
 // Spare bins allocated beyond the range in use, on the side it grows
 // toward: enough that a stream of adds rarely reallocates, small enough to
 // keep a per-client state compact.
-int32_t slack_for(int32_t range) { return std::clamp(range / 4, 8, 128); }
+int32_t slack_for(int32_t range) {
+  return std::clamp(range / 4, 8, 128);
+}
 
 }  // namespace
 
@@ -106,7 +108,8 @@ void BinStore::merge(const BinStore& other) {
   // Walk other's non-empty bins only (a delta's bins are usually sparse).
   const auto first = static_cast<uint32_t>(other.lo_ - other.offset_);
   const auto end = static_cast<uint32_t>(other.hi_ - other.offset_) + 1;
-  for (uint32_t k = other.counts_.next_nonzero(first, end); k < end; k = other.counts_.next_nonzero(k + 1, end)) {
+  for (uint32_t k = other.counts_.next_nonzero(first, end); k < end;
+       k = other.counts_.next_nonzero(k + 1, end)) {
     add(other.offset_ + static_cast<int32_t>(k), other.counts_.get(k));
   }
 }
@@ -190,7 +193,9 @@ int32_t DDSketch::index_of(double magnitude) {
   return static_cast<int32_t>(std::clamp(i, double{BinStore::kMinIndex}, double{BinStore::kMaxIndex}));
 }
 
-double DDSketch::bin_value(int32_t index) { return std::exp(index * kLnGamma) * kRepresentativeFactor; }
+double DDSketch::bin_value(int32_t index) {
+  return std::exp(index * kLnGamma) * kRepresentativeFactor;
+}
 
 uint64_t DDSketch::nearest_rank(uint64_t count, uint32_t num, uint32_t den) {
   const uint64_t q = count / den;

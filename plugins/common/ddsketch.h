@@ -123,7 +123,8 @@ class DDSketch {
 
   // Nearest-rank q-quantile for q = num/den; 0 when empty.
   double quantile(uint32_t num, uint32_t den) const;
-  // The value of 1-based rank in sorted order (rank clamped to [1, count]).
+  // The value of 1-based rank in sorted order (rank 0 reads as 1; ranks
+  // above count give max); 0 when empty.
   double value_at_rank(uint64_t rank) const;
   // Values of several ranks, given in ascending order, in one pass.
   void values_at_ranks(const uint64_t* ranks, size_t n, double* out) const;

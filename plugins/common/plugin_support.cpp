@@ -60,11 +60,13 @@ taba_status check_number_event(const taba_event* event, std::string_view type_na
   if (event != nullptr && event_number(*event, &ignored)) return TABA_OK;
   // No allocation here: check_event must not throw.
   char msg[192];
-  const int n = std::snprintf(msg, sizeof msg,
-                              "%.*s payload must be a finite number or an array whose first element is a "
-                              "finite number",
-                              static_cast<int>(type_name.size() > 64 ? 64 : type_name.size()), type_name.data());
-  const size_t len = n <= 0 ? 0 : (static_cast<size_t>(n) < sizeof msg ? static_cast<size_t>(n) : sizeof msg - 1);
+  const int n =
+      std::snprintf(msg, sizeof msg,
+                    "%.*s payload must be a finite number or an array whose first element is a "
+                    "finite number",
+                    static_cast<int>(type_name.size() > 64 ? 64 : type_name.size()), type_name.data());
+  const size_t len =
+      n <= 0 ? 0 : (static_cast<size_t>(n) < sizeof msg ? static_cast<size_t>(n) : sizeof msg - 1);
   set_error(err, err_cap, std::string_view(msg, len));
   return TABA_ERR_PAYLOAD;
 }

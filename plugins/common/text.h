@@ -17,10 +17,10 @@ class TextBuffer {
     buf_.append(s.data(), s.size());
     return *this;
   }
-  TextBuffer& u64(uint64_t v);     // printf "%" PRIu64
-  TextBuffer& i64(int64_t v);      // printf "%" PRId64
-  TextBuffer& fixed2(double v);    // printf "%.2f"
-  TextBuffer& fixed6(double v);    // printf "%f"
+  TextBuffer& u64(uint64_t v);                  // printf "%" PRIu64
+  TextBuffer& i64(int64_t v);                   // printf "%" PRId64
+  TextBuffer& fixed2(double v);                 // printf "%.2f"
+  TextBuffer& fixed6(double v);                 // printf "%f"
   TextBuffer& json_string(std::string_view s);  // quoted and escaped
 
   const std::string& str() const { return buf_; }

@@ -136,12 +136,12 @@ class BucketWindow {
   double inv_width_;  // 1.0 / width_ and 1.0 / size_, for floor_div_by
   double inv_size_;
   double* sums_;
-  uint32_t* counts_;                         // low 32 bits of each count
-  std::unique_ptr<uint32_t[]> counts_hi_;    // high 32 bits, once needed
-  int64_t newest_;          // bucket number of the newest bucket
-  int64_t newest_start_;    // its first second: newest_ * width_
-  uint32_t newest_slot_;    // its slot: newest_ mod size_
-  int64_t lo_ = 0;   // valid range [lo_, hi_]; empty when lo_ > hi_
+  uint32_t* counts_;                       // low 32 bits of each count
+  std::unique_ptr<uint32_t[]> counts_hi_;  // high 32 bits, once needed
+  int64_t newest_;                         // bucket number of the newest bucket
+  int64_t newest_start_;                   // its first second: newest_ * width_
+  uint32_t newest_slot_;                   // its slot: newest_ mod size_
+  int64_t lo_ = 0;                         // valid range [lo_, hi_]; empty when lo_ > hi_
   int64_t hi_ = -1;
 };
 
@@ -149,7 +149,8 @@ class BucketWindow {
 template <uint32_t N>
 class FixedBucketWindow : public BucketWindow {
  public:
-  FixedBucketWindow(uint32_t width, int64_t now_second) : BucketWindow(width, N, sums_, counts_, now_second) {}
+  FixedBucketWindow(uint32_t width, int64_t now_second)
+      : BucketWindow(width, N, sums_, counts_, now_second) {}
 
  private:
   double sums_[N];

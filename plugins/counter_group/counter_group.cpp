@@ -48,10 +48,14 @@ struct CounterGroupState {
 
   BucketWindow& window(int i) {
     switch (i) {
-      case 0: return minute;
-      case 1: return ten_minutes;
-      case 2: return hour;
-      default: return day;
+      case 0:
+        return minute;
+      case 1:
+        return ten_minutes;
+      case 2:
+        return hour;
+      default:
+        return day;
     }
   }
   const BucketWindow& window(int i) const { return const_cast<CounterGroupState*>(this)->window(i); }
@@ -63,14 +67,20 @@ struct CounterGroupState {
   DDSketch all_time;  // every value ever folded, with exact count and total
 };
 
-CounterGroupState* state_of(taba_state* s) { return reinterpret_cast<CounterGroupState*>(s); }
-const CounterGroupState* state_of(const taba_state* s) { return reinterpret_cast<const CounterGroupState*>(s); }
+CounterGroupState* state_of(taba_state* s) {
+  return reinterpret_cast<CounterGroupState*>(s);
+}
+const CounterGroupState* state_of(const taba_state* s) {
+  return reinterpret_cast<const CounterGroupState*>(s);
+}
 
 taba_state* cg_new_state(const char*, size_t, double now) {
   return reinterpret_cast<taba_state*>(new (std::nothrow) CounterGroupState(epoch_second(now)));
 }
 
-void cg_free_state(taba_state* state) { delete state_of(state); }
+void cg_free_state(taba_state* state) {
+  delete state_of(state);
+}
 
 taba_status cg_check_event(const taba_event* event, char* err, size_t err_cap) {
   return check_number_event(event, kTypeName, err, err_cap);
@@ -127,7 +137,13 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
     t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": [");
     bool first = true;
     window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, uint64_t count, double sum) {
-      t->raw(first ? "[" : ", [").i64(bucket * window.width()).raw(", ").u64(count).raw(", ").fixed2(sum).raw("]");
+      t->raw(first ? "[" : ", [")
+          .i64(bucket * window.width())
+          .raw(", ")
+          .u64(count)
+          .raw(", ")
+          .fixed2(sum)
+          .raw("]");
       first = false;
     });
     t->raw("]");
@@ -228,7 +244,15 @@ const taba_handler kCounterGroup = {
 const taba_handler* const kHandlers[] = {&kCounterGroup};
 
 const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "counter_group", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+    sizeof(taba_plugin),
+    TABA_ABI_MAJOR,
+    TABA_ABI_MINOR,
+    "counter_group",
+    TABA_VERSION_STRING,
+    1,
+    0,
+    kHandlers,
+    {},
 };
 
 }  // namespace

@@ -68,8 +68,8 @@ struct StringHash {
 };
 
 struct GaugeState {
-  std::string client;     // client this state belongs to; "" for aggregates
-  bool has_own = false;   // whether `own` holds the entry of `client`
+  std::string client;    // client this state belongs to; "" for aggregates
+  bool has_own = false;  // whether `own` holds the entry of `client`
   GaugeEntry own;
   // Entries of other clients (aggregates), by client ID.
   std::unordered_map<std::string, GaugeEntry, StringHash, std::equal_to<>> others;
@@ -81,8 +81,12 @@ struct GaugeState {
   double min_other_expiry = std::numeric_limits<double>::infinity();
 };
 
-GaugeState* state_of(taba_state* s) { return reinterpret_cast<GaugeState*>(s); }
-const GaugeState* state_of(const taba_state* s) { return reinterpret_cast<const GaugeState*>(s); }
+GaugeState* state_of(taba_state* s) {
+  return reinterpret_cast<GaugeState*>(s);
+}
+const GaugeState* state_of(const taba_state* s) {
+  return reinterpret_cast<const GaugeState*>(s);
+}
 
 bool is_scalar(uint32_t kind) {
   return kind == TABA_VALUE_NULL || kind == TABA_VALUE_BOOL || kind == TABA_VALUE_NUMBER ||
@@ -151,7 +155,9 @@ taba_state* g_new_state(const char* client, size_t client_len, double) {
   }
 }
 
-void g_free_state(taba_state* state) { delete state_of(state); }
+void g_free_state(taba_state* state) {
+  delete state_of(state);
+}
 
 taba_status g_check_event(const taba_event* event, char* err, size_t err_cap) {
   std::string_view text;
@@ -229,7 +235,9 @@ taba_status g_render(const taba_state* state, uint32_t format, double now, taba_
   });
 }
 
-int g_prunable(const taba_state* state, double now) { return state_of(state)->max_expiry > now ? 0 : 1; }
+int g_prunable(const taba_state* state, double now) {
+  return state_of(state)->max_expiry > now ? 0 : 1;
+}
 
 taba_status g_serialize(const taba_state* state, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
@@ -265,7 +273,8 @@ bool read_state(ByteReader* r, GaugeState* s, const char** why) {
     std::string_view key;
     std::string_view value;
     double ts;
-    if (!r->get_bytes(kMaxClientBytes, &key) || !r->get_bytes(kMaxValueBytes, &value) || !r->get_double(&ts)) {
+    if (!r->get_bytes(kMaxClientBytes, &key) || !r->get_bytes(kMaxValueBytes, &value) ||
+        !r->get_double(&ts)) {
       *why = "entry truncated";
       return false;
     }
@@ -290,8 +299,8 @@ taba_status g_deserialize(const char* data, size_t len, uint32_t version, taba_s
                           size_t err_cap) {
   return guard_status(err, err_cap, [&] {
     if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "Gauge state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
+      set_errorf(err, err_cap, "Gauge state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
+                 version, kStateVersion);
       return TABA_ERR_VERSION;
     }
     auto s = std::make_unique<GaugeState>();

@@ -31,14 +31,20 @@ struct TotalsState {
   double total = 0.0;  // sum of their values
 };
 
-TotalsState* state_of(taba_state* s) { return reinterpret_cast<TotalsState*>(s); }
-const TotalsState* state_of(const taba_state* s) { return reinterpret_cast<const TotalsState*>(s); }
+TotalsState* state_of(taba_state* s) {
+  return reinterpret_cast<TotalsState*>(s);
+}
+const TotalsState* state_of(const taba_state* s) {
+  return reinterpret_cast<const TotalsState*>(s);
+}
 
 taba_state* tc_new_state(const char*, size_t, double) {
   return reinterpret_cast<taba_state*>(new (std::nothrow) TotalsState());
 }
 
-void tc_free_state(taba_state* state) { delete state_of(state); }
+void tc_free_state(taba_state* state) {
+  delete state_of(state);
+}
 
 taba_status tc_check_event(const taba_event* event, char* err, size_t err_cap) {
   return check_number_event(event, kTypeName, err, err_cap);
@@ -73,7 +79,9 @@ taba_status tc_render(const taba_state* state, uint32_t format, double, taba_out
   });
 }
 
-int tc_prunable(const taba_state* state, double) { return state_of(state)->count == 0 ? 1 : 0; }
+int tc_prunable(const taba_state* state, double) {
+  return state_of(state)->count == 0 ? 1 : 0;
+}
 
 taba_status tc_serialize(const taba_state* state, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
@@ -88,8 +96,9 @@ taba_status tc_deserialize(const char* data, size_t len, uint32_t version, taba_
                            size_t err_cap) {
   return guard_status(err, err_cap, [&] {
     if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "TotalsCounter state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
-                 version, kStateVersion);
+      set_errorf(err, err_cap,
+                 "TotalsCounter state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
+                 kStateVersion);
       return TABA_ERR_VERSION;
     }
     ByteReader r(data, len);
@@ -124,7 +133,15 @@ const taba_handler kTotalsCounter = {
 const taba_handler* const kHandlers[] = {&kTotalsCounter};
 
 const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "totals_counter", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+    sizeof(taba_plugin),
+    TABA_ABI_MAJOR,
+    TABA_ABI_MINOR,
+    "totals_counter",
+    TABA_VERSION_STRING,
+    1,
+    0,
+    kHandlers,
+    {},
 };
 
 }  // namespace

@@ -115,7 +115,8 @@ TEST_CASE("DDSketch: every percentile within 1% of the exact nearest-rank value"
   std::mt19937_64 rng(12345);
   for (const std::string kind :
        {"lognormal", "pareto", "uniform", "bimodal", "constant", "signed", "negative", "latency"}) {
-    for (const size_t n : {size_t{1}, size_t{2}, size_t{3}, size_t{10}, size_t{101}, size_t{1000}, size_t{100000}}) {
+    for (const size_t n :
+         {size_t{1}, size_t{2}, size_t{3}, size_t{10}, size_t{101}, size_t{1000}, size_t{100000}}) {
       const std::vector<double> values = generate(kind, n, rng);
       check_accuracy(sketch_of(values), values, kind + " n=" + std::to_string(n));
     }
@@ -156,7 +157,8 @@ TEST_CASE("DDSketch: percentile summary format", "[ddsketch]") {
   // One value: every percentile is clamped to it exactly.
   TextBuffer t;
   append_percentile_summary(sketch_of({12.5}), &t);
-  CHECK(t.str() == R"({"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]})");
+  CHECK(t.str() ==
+        R"({"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]})");
 }
 
 TEST_CASE("DDSketch: merging in any order gives bit-identical bins", "[ddsketch]") {

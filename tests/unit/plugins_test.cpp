@@ -50,9 +50,15 @@ const taba_handler& handler(const std::string& file, const std::string& type) {
   throw std::logic_error("unreachable");
 }
 
-const taba_handler& counter_group() { return handler("counter_group.so", "CounterGroup"); }
-const taba_handler& totals_counter() { return handler("totals_counter.so", "TotalsCounter"); }
-const taba_handler& gauge() { return handler("gauge.so", "Gauge"); }
+const taba_handler& counter_group() {
+  return handler("counter_group.so", "CounterGroup");
+}
+const taba_handler& totals_counter() {
+  return handler("totals_counter.so", "TotalsCounter");
+}
+const taba_handler& gauge() {
+  return handler("gauge.so", "Gauge");
+}
 
 int collect(taba_output* out, const char* data, size_t len) {
   static_cast<std::string*>(out->host_data)->append(data, len);
@@ -252,8 +258,8 @@ constexpr double kT0 = 1400000400;
 
 std::string cg_window(const char* label, int count, const char* total, const char* average) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "\"%s\": {\"count\": %d, \"total\": %s, \"average\": %s}", label, count, total,
-                average);
+  std::snprintf(buf, sizeof buf, "\"%s\": {\"count\": %d, \"total\": %s, \"average\": %s}", label, count,
+                total, average);
   return buf;
 }
 
@@ -263,8 +269,10 @@ std::string cg_window(const char* label, int count, const char* total, const cha
 // Loading
 
 TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
-  for (const auto& [file, type] : std::vector<std::pair<std::string, std::string>>{
-           {"counter_group.so", "CounterGroup"}, {"totals_counter.so", "TotalsCounter"}, {"gauge.so", "Gauge"}}) {
+  for (const auto& [file, type] :
+       std::vector<std::pair<std::string, std::string>>{{"counter_group.so", "CounterGroup"},
+                                                        {"totals_counter.so", "TotalsCounter"},
+                                                        {"gauge.so", "Gauge"}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
     CHECK(h.state_version == 1);
@@ -295,20 +303,22 @@ TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
 
 TEST_CASE("CounterGroup: empty state render", "[plugins][counter_group]") {
   const State s(counter_group(), kT0);
-  CHECK(s.render(kT0) ==
-        "{" + cg_window("1m", 0, "0.00", "0.00") + ", " + cg_window("10m", 0, "0.00", "0.00") + ", " +
-            cg_window("1h", 0, "0.00", "0.00") + ", " + cg_window("1d", 0, "0.00", "0.00") +
-            ", \"pct\": {\"count\": 0, \"total\": 0.000000, \"pct\": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]}}");
+  CHECK(s.render(kT0) == "{" + cg_window("1m", 0, "0.00", "0.00") + ", " +
+                             cg_window("10m", 0, "0.00", "0.00") + ", " + cg_window("1h", 0, "0.00", "0.00") +
+                             ", " + cg_window("1d", 0, "0.00", "0.00") +
+                             ", \"pct\": {\"count\": 0, \"total\": 0.000000, \"pct\": [0.00, 0.00, 0.00, "
+                             "0.00, 0.00, 0.00, 0.00]}}");
   CHECK(s.prunable(kT0));
 }
 
 TEST_CASE("CounterGroup: one event", "[plugins][counter_group]") {
   State s(counter_group(), kT0, "web01");
   s.fold(Events().number(kT0 + 0.25, 12.5, "12.5"), kT0 + 0.5);
-  CHECK(s.render(kT0 + 1) ==
-        R"({"1m": {"count": 1, "total": 12.50, "average": 12.50}, "10m": {"count": 1, "total": 12.50, "average": 12.50}, )"
-        R"("1h": {"count": 1, "total": 12.50, "average": 12.50}, "1d": {"count": 1, "total": 12.50, "average": 12.50}, )"
-        R"("pct": {"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]}})");
+  CHECK(
+      s.render(kT0 + 1) ==
+      R"({"1m": {"count": 1, "total": 12.50, "average": 12.50}, "10m": {"count": 1, "total": 12.50, "average": 12.50}, )"
+      R"("1h": {"count": 1, "total": 12.50, "average": 12.50}, "1d": {"count": 1, "total": 12.50, "average": 12.50}, )"
+      R"("pct": {"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]}})");
   CHECK_FALSE(s.prunable(kT0 + 1));
 }
 
@@ -319,23 +329,24 @@ TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
   Events ev;
   ev.number(kT0 - 85501, 256)  // only in the all-time part
       .number(kT0 + 5, 1)
-      .number(kT0 - 54, 2)      // 1m, first second
-      .number(kT0 - 55, 4)      // 10m
-      .number(kT0 - 590, 8)     // 10m, first bucket
-      .number(kT0 - 591, 16)    // 1h
-      .number(kT0 - 3570, 32)   // 1h, first bucket
-      .number(kT0 - 3571, 64)   // 1d
+      .number(kT0 - 54, 2)        // 1m, first second
+      .number(kT0 - 55, 4)        // 10m
+      .number(kT0 - 590, 8)       // 10m, first bucket
+      .number(kT0 - 591, 16)      // 1h
+      .number(kT0 - 3570, 32)     // 1h, first bucket
+      .number(kT0 - 3571, 64)     // 1d
       .number(kT0 - 85500, 127);  // 1d, first bucket
   s.fold(ev, kT0 + 5.5);
   const std::string rendered = s.render(kT0 + 5.9);
-  const std::string windows = "{" + cg_window("1m", 2, "3.00", "1.50") + ", " + cg_window("10m", 4, "15.00", "3.75") +
-                              ", " + cg_window("1h", 6, "63.00", "10.50") + ", " +
-                              cg_window("1d", 8, "254.00", "31.75") + ", ";
+  const std::string windows =
+      "{" + cg_window("1m", 2, "3.00", "1.50") + ", " + cg_window("10m", 4, "15.00", "3.75") + ", " +
+      cg_window("1h", 6, "63.00", "10.50") + ", " + cg_window("1d", 8, "254.00", "31.75") + ", ";
   CHECK(rendered.substr(0, windows.size()) == windows);
   // All nine values in the percentiles: nearest ranks 3, 5, 7, 9, 9, 9, 9 of
   // 1 2 4 8 16 32 64 127 256, each within 1 %.
-  CHECK(rendered.substr(windows.size()) ==
-        R"("pct": {"count": 9, "total": 510.000000, "pct": [4.01, 15.96, 63.44, 256.00, 256.00, 256.00, 256.00]}})");
+  CHECK(
+      rendered.substr(windows.size()) ==
+      R"("pct": {"count": 9, "total": 510.000000, "pct": [4.01, 15.96, 63.44, 256.00, 256.00, 256.00, 256.00]}})");
 }
 
 TEST_CASE("CounterGroup: windows expire as time passes; render does not modify", "[plugins][counter_group]") {
@@ -344,8 +355,8 @@ TEST_CASE("CounterGroup: windows expire as time passes; render does not modify",
   auto counts = [&](double now) {
     const std::string r = s.render(now);
     std::vector<int> c;
-    for (const char* label : {"\"1m\": {\"count\": ", "\"10m\": {\"count\": ", "\"1h\": {\"count\": ",
-                              "\"1d\": {\"count\": "}) {
+    for (const char* label :
+         {"\"1m\": {\"count\": ", "\"10m\": {\"count\": ", "\"1h\": {\"count\": ", "\"1d\": {\"count\": "}) {
       const size_t at = r.find(label);
       REQUIRE(at != std::string::npos);
       c.push_back(std::atoi(r.c_str() + at + std::strlen(label)));
@@ -420,15 +431,16 @@ TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plug
   CHECK(got == expected);
   // Spot checks of the format itself.
   CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0.00], )", 0) == 0);
-  CHECK(got.find(R"([1400000390, 2, 2.50])") != std::string::npos);   // 10m bucket of kT0 - 1
-  CHECK(got.find(R"([1399997400, 1, 7.25])") != std::string::npos);   // 1h bucket of kT0 - 3000
+  CHECK(got.find(R"([1400000390, 2, 2.50])") != std::string::npos);  // 10m bucket of kT0 - 1
+  CHECK(got.find(R"([1399997400, 1, 7.25])") != std::string::npos);  // 1h bucket of kT0 - 3000
   CHECK(got.find(R"("1d": [[1399914900, 0, 0.00], )") != std::string::npos);
   taba_status st;
   s.render(kT0, 7, &st);
   CHECK(st == TABA_ERR_UNSUPPORTED);
 }
 
-TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold", "[plugins][counter_group]") {
+TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold",
+          "[plugins][counter_group]") {
   const taba_handler& h = counter_group();
   std::mt19937_64 rng(42);
   std::uniform_int_distribution<int> value(-40, 400);
@@ -456,7 +468,8 @@ TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold"
   for (const double t : {now, now + 30, now + 700, now + 5000, now + 90000}) {
     CHECK(aggregate.render(t) == single.render(t));
     CHECK(aggregate.render(t, TABA_FORMAT_JSON_DETAILED) == single.render(t, TABA_FORMAT_JSON_DETAILED));
-    for (size_t i = 0; i < clients.size(); ++i) CHECK(client_states[i].render(t) == client_singles[i].render(t));
+    for (size_t i = 0; i < clients.size(); ++i)
+      CHECK(client_states[i].render(t) == client_singles[i].render(t));
   }
   CHECK(aggregate.serialize() == single.serialize());
   // Query-time reduction of the client states, in two different orders.
@@ -471,7 +484,8 @@ TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold"
   CHECK(aggregate.render(now).find("\"pct\": {\"count\": 0") == std::string::npos);
 }
 
-TEST_CASE("CounterGroup: merge leaves `from` unchanged and rotates to the later state", "[plugins][counter_group]") {
+TEST_CASE("CounterGroup: merge leaves `from` unchanged and rotates to the later state",
+          "[plugins][counter_group]") {
   const taba_handler& h = counter_group();
   State early(h, kT0, "a");
   early.fold(Events().number(kT0, 1), kT0);
@@ -480,8 +494,8 @@ TEST_CASE("CounterGroup: merge leaves `from` unchanged and rotates to the later 
   const std::string late_bytes = late.serialize();
   early.merge(late, kT0);  // now is behind `from`: the result still ends at kT0 + 120
   CHECK(late.serialize() == late_bytes);
-  CHECK(early.render(kT0).rfind(R"({"1m": {"count": 1, "total": 2.00, "average": 2.00}, "10m": {"count": 2,)", 0) ==
-        0);
+  CHECK(early.render(kT0).rfind(R"({"1m": {"count": 1, "total": 2.00, "average": 2.00}, "10m": {"count": 2,)",
+                                0) == 0);
 }
 
 TEST_CASE("CounterGroup: check_event", "[plugins][counter_group]") {
@@ -555,15 +569,17 @@ TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][count
     states.emplace_back(h, kT0, "c");
     for (int minute = 0; minute < 24 * 60; minute += 7) {
       Events ev;
-      for (int i = 0; i < 20; ++i) ev.number(kT0 + minute * 60 + i, std::round(std::exp(exponent(rng)) * 100) / 100);
+      for (int i = 0; i < 20; ++i)
+        ev.number(kT0 + minute * 60 + i, std::round(std::exp(exponent(rng)) * 100) / 100);
       states.back().fold(ev, kT0 + minute * 60 + 20);
     }
   }
   const size_t heap_after = mallinfo2().uordblks;
   const size_t serialized = states.back().serialize().size();
   INFO("CounterGroup, a day of latencies: " << (heap_after - heap_before) / kStates
-                                           << " bytes in memory per state, " << serialized << " serialized");
-  if (heap_after > heap_before) CHECK((heap_after - heap_before) / kStates <= 6144);  // 0 under ASan's allocator
+                                            << " bytes in memory per state, " << serialized << " serialized");
+  if (heap_after > heap_before)
+    CHECK((heap_after - heap_before) / kStates <= 6144);  // 0 under ASan's allocator
   CHECK(serialized <= 2500);
 }
 
@@ -601,7 +617,8 @@ TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
       .value(kT0, TABA_VALUE_STRING, "\"3\"")
       .array(kT0, TABA_VALUE_NONE, "")
       .number(kT0, std::numeric_limits<double>::infinity(), "1e400");
-  const std::vector<taba_status> expected = {TABA_OK, TABA_OK, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD};
+  const std::vector<taba_status> expected = {TABA_OK, TABA_OK, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD,
+                                             TABA_ERR_PAYLOAD};
   for (size_t i = 0; i < ev.size(); ++i) {
     taba_status st;
     const std::string err = check_error(h, ev[i], &st);
@@ -654,11 +671,10 @@ TEST_CASE("Gauge: per client the latest value by event time", "[plugins][gauge]"
   ingest(h, &a, &aggregate, "a", Events().value(kT0, TABA_VALUE_STRING, "\"red\""), kT0);
   ingest(h, &b, &aggregate, "b", Events().value(kT0 + 1, TABA_VALUE_STRING, "\"red\""), kT0 + 1);
   // Latest by timestamp within the batch, whatever the arrival order.
-  ingest(h, &c, &aggregate, "c",
-         Events()
-             .value(kT0 + 5, TABA_VALUE_STRING, "\"blue\"")
-             .value(kT0 + 2, TABA_VALUE_STRING, "\"green\""),
-         kT0 + 5);
+  ingest(
+      h, &c, &aggregate, "c",
+      Events().value(kT0 + 5, TABA_VALUE_STRING, "\"blue\"").value(kT0 + 2, TABA_VALUE_STRING, "\"green\""),
+      kT0 + 5);
   CHECK(aggregate.render(kT0 + 5) == R"({"blue": 1, "red": 2})");
   CHECK(a.render(kT0 + 5) == R"({"red": 1})");
   CHECK(c.render(kT0 + 5) == R"({"blue": 1})");
@@ -671,9 +687,7 @@ TEST_CASE("Gauge: per client the latest value by event time", "[plugins][gauge]"
   CHECK(aggregate.render(kT0 + 11) == R"({"blue": 2, "red": 1})");
   // Ties: the later event in arrival order, and the later delta, win.
   ingest(h, &b, &aggregate, "b",
-         Events()
-             .value(kT0 + 20, TABA_VALUE_STRING, "\"x\"")
-             .value(kT0 + 20, TABA_VALUE_STRING, "\"y\""),
+         Events().value(kT0 + 20, TABA_VALUE_STRING, "\"x\"").value(kT0 + 20, TABA_VALUE_STRING, "\"y\""),
          kT0 + 20);
   CHECK(aggregate.render(kT0 + 20) == R"({"blue": 2, "y": 1})");
   ingest(h, &b, &aggregate, "b", Events().value(kT0 + 20, TABA_VALUE_STRING, "\"z\""), kT0 + 21);
@@ -764,7 +778,14 @@ TEST_CASE("Gauge: serialization round trip and corrupt input", "[plugins][gauge]
   std::string reason;
   // Duplicate client entries are refused.
   std::string dup = std::string("\x00\x02", 2);
-  for (int i = 0; i < 2; ++i) dup += std::string("\x01" "a" "\x01" "1", 4) + std::string(8, '\0');
+  for (int i = 0; i < 2; ++i)
+    dup += std::string(
+               "\x01"
+               "a"
+               "\x01"
+               "1",
+               4) +
+           std::string(8, '\0');
   CHECK(deserialize(h, dup, 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("duplicate") != std::string::npos);
 }

@@ -306,6 +306,28 @@ TEST_CASE("wal: close writes, syncs and completes everything queued", "[wal]") {
   }
 }
 
+TEST_CASE("wal: a completion may close and destroy the log", "[wal]") {
+  TempDir dir;
+  TestLoop loop;
+  Recovered rec;
+  auto opened = open_wal(loop.get(), options_for(dir, FsyncPolicy::kAlways), &rec);
+  REQUIRE(opened.ok());
+  WalPtr wal = std::move(opened.value());
+  std::vector<int> completed;
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(wal->append(record(i),
+                        [&, i](const Status& st) {
+                          CHECK(st.ok());
+                          completed.push_back(i);
+                          if (i == 10) wal.reset();  // closes: the rest complete first, in order
+                        })
+                .ok());
+  }
+  REQUIRE(loop.run_until([&] { return completed.size() == 50; }));
+  for (int i = 0; i < 50; ++i) CHECK(completed[i] == i);
+  CHECK(reopen(dir).records == records(0, 50));
+}
+
 TEST_CASE("wal: append refuses beyond max_queued_bytes and bad sizes", "[wal]") {
   TempDir dir;
   TestLoop loop;

@@ -96,11 +96,11 @@ TEST_CASE("BucketWindow: buckets are floor(second / width), also before 1970", "
 }
 
 TEST_CASE("BucketWindow: adds, old events skipped, rotation forward only", "[windows]") {
-  const int64_t t0 = 1400000000;  // a multiple of 10
+  const int64_t t0 = 1400000000;   // a multiple of 10
   FixedBucketWindow<6> w(10, t0);  // buckets t0-50 .. t0+9
   CHECK(w.empty_as_of(w.newest()));
   CHECK(w.add(t0 + 9, 1, 2.5));
-  CHECK(w.add(t0 - 50, 2, 4.0));       // oldest bucket: kept
+  CHECK(w.add(t0 - 50, 2, 4.0));        // oldest bucket: kept
   CHECK_FALSE(w.add(t0 - 51, 1, 100));  // older than the window: skipped
   BucketWindow::Totals t = w.totals(w.newest());
   CHECK(t.count == 3);
@@ -151,7 +151,8 @@ TEST_CASE("BucketWindow: matches a reference model under random operations", "[w
     int64_t start;
   };
   std::mt19937_64 rng(2024);
-  for (const Shape shape : {Shape{1, 1400000000}, Shape{10, 1400000003}, Shape{30, -7777}, Shape{900, 1400000450}}) {
+  for (const Shape shape :
+       {Shape{1, 1400000000}, Shape{10, 1400000003}, Shape{30, -7777}, Shape{900, 1400000450}}) {
     FixedBucketWindow<7> w(shape.width, shape.start);
     FixedBucketWindow<7> other(shape.width, shape.start);
     ModelWindow m{shape.width, 7, ModelWindow::floor_div(shape.start, shape.width), {}};
@@ -187,7 +188,7 @@ TEST_CASE("BucketWindow: matches a reference model under random operations", "[w
           if (b >= om.newest - om.size + 1) m.add_bucket(b, cs.first, cs.second);
         }
         CHECK(serialized(other) == before);  // `from` unchanged
-      } else {  // serialization round trip
+      } else {                               // serialization round trip
         const std::string bytes = serialized(w);
         FixedBucketWindow<7> copy(shape.width, 0);
         ByteReader r(bytes.data(), bytes.size());

@@ -298,7 +298,8 @@ struct WriteAheadLog::Impl {
   // Finished work waiting for the loop thread. Guarded by completed_mu.
   std::mutex completed_mu;
   std::vector<Completion> completed;
-  std::deque<Completion> running;  // loop thread only: being run, in order
+  std::deque<Completion> running;    // loop thread only: being run, in order
+  bool* destroyed_signal = nullptr;  // loop thread only: set on destruction, for run_completions
 
   // Snapshot files to write. Guarded by snapshot_mu.
   std::mutex snapshot_mu;
@@ -322,6 +323,10 @@ struct WriteAheadLog::Impl {
 
   std::thread writer;
   std::thread snapshotter;
+
+  ~Impl() {
+    if (destroyed_signal) *destroyed_signal = true;
+  }
 
   std::string path(std::string_view name) const { return options.dir + "/" + std::string(name); }
 
@@ -743,18 +748,27 @@ struct WriteAheadLog::Impl {
     uv_async_send(async);
   }
 
-  // Loop thread. Re-entrant: a completion that calls close() keeps the order.
+  // Loop thread. Re-entrant: a completion may call close() (which runs the
+  // rest, in order) or even destroy the log (we then touch nothing after it).
   void run_completions() {
     {
       std::lock_guard<std::mutex> lock(completed_mu);
       for (Completion& c : completed) running.push_back(std::move(c));
       completed.clear();
     }
+    bool destroyed = false;
+    bool* outer = destroyed_signal;
+    destroyed_signal = &destroyed;
     while (!running.empty()) {
       Completion c = std::move(running.front());
       running.pop_front();
       if (c.done) c.done(c.status);
+      if (destroyed) {
+        if (outer) *outer = true;
+        return;
+      }
     }
+    destroyed_signal = outer;
   }
 
   static void on_async(uv_async_t* handle) {
