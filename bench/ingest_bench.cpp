@@ -18,13 +18,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -37,6 +35,13 @@
 #include <vector>
 
 #include <fmt/format.h>
+
+// GCC 12 reports false -Wmaybe-uninitialized inside <regex> (used by
+// cxxopts) in optimized sanitizer builds.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cxxopts.hpp>
+#pragma GCC diagnostic pop
 
 #include "http/client.h"
 #include "http/url.h"

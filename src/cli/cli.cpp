@@ -6,11 +6,17 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cxxopts.hpp>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
+
+// GCC 12 reports false -Wmaybe-uninitialized inside <regex> (used by
+// cxxopts) in optimized sanitizer builds.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cxxopts.hpp>
+#pragma GCC diagnostic pop
 
 #include "http/client.h"
 #include "http/url.h"

@@ -98,14 +98,17 @@ bool Registry::load_file(const std::string& path) {
     dlclose(dl);
     return refuse("entry point returned no plugin table (the plugin declined this host)");
   }
+  // (Messages are formatted before dlclose: the table lives in the plugin.)
   if (p->abi_major != TABA_ABI_MAJOR) {
+    std::string why = fmt::format("ABI major version {} (this tabad speaks {}.{})", p->abi_major, TABA_ABI_MAJOR,
+                                  TABA_ABI_MINOR);
     dlclose(dl);
-    return refuse(fmt::format("ABI major version {} (this tabad speaks {}.{})", p->abi_major, TABA_ABI_MAJOR,
-                              TABA_ABI_MINOR));
+    return refuse(std::move(why));
   }
   if (p->struct_size < kMinPluginSize) {
+    std::string why = fmt::format("plugin table is {} bytes, smaller than the ABI 1.0 layout", p->struct_size);
     dlclose(dl);
-    return refuse(fmt::format("plugin table is {} bytes, smaller than the ABI 1.0 layout", p->struct_size));
+    return refuse(std::move(why));
   }
   report.plugin_name = p->name ? p->name : "(unnamed)";
   report.plugin_version = p->version ? p->version : "";
