@@ -441,10 +441,10 @@ void print_row(const std::string& label, const RunResult& r) {
                            r.non200, r.errors);
 }
 
-template <typename T>
-T median_of(std::vector<T> v) {
+double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  size_t mid = v.size() / 2;
+  return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
 // Per-column medians (over runs) of the run results.
