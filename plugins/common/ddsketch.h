@@ -68,8 +68,9 @@ class BinStore {
     }
     add_outside(index, count);
   }
-  // Adds every bin of other. Costs O(other's range), plus a reallocation
-  // when this store's range must grow.
+  // Adds every bin of other. Costs O(other's non-empty bins) plus a scan of
+  // other's range 8 bytes at a time, plus a reallocation when this store's
+  // range must grow.
   void merge(const BinStore& other);
 
   bool operator==(const BinStore& other) const;

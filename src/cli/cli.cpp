@@ -13,10 +13,14 @@
 
 // GCC 12 reports false -Wmaybe-uninitialized inside <regex> (used by
 // cxxopts) in optimized sanitizer builds.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <cxxopts.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 #include "http/client.h"
 #include "http/url.h"

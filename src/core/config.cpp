@@ -135,6 +135,8 @@ std::string toml_string(const std::string& s) {
 
 }  // namespace
 
+static Status load_config_table(const toml::table& root, const std::string& path, Config* config);
+
 bool Config::has_role(std::string_view role) const {
   return std::find(server.roles.begin(), server.roles.end(), role) != server.roles.end();
 }
@@ -147,6 +149,21 @@ Status load_config_file(const std::string& path, Config* config) {
     const auto& where = e.source().begin;
     return Status::Invalid(fmt::format("{}:{}:{}: {}", path, where.line, where.column, e.description()));
   }
+  return load_config_table(root, path, config);
+}
+
+Status load_config_text(std::string_view text, const std::string& origin, Config* config) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::Invalid(fmt::format("{}:{}:{}: {}", origin, where.line, where.column, e.description()));
+  }
+  return load_config_table(root, origin, config);
+}
+
+static Status load_config_table(const toml::table& root, const std::string& path, Config* config) {
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     const toml::table* table = node.as_table();

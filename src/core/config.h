@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -46,6 +47,9 @@ struct Config {
 // Reads and validates a taba.toml file into `config` (keys absent from the
 // file keep their current values).
 Status load_config_file(const std::string& path, Config* config);
+
+// The same, for configuration text; `origin` names it in errors.
+Status load_config_text(std::string_view text, const std::string& origin, Config* config);
 
 // Checks cross-field rules (roles, fsync values, ranges).
 Status validate_config(const Config& config);

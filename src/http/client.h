@@ -6,6 +6,7 @@
 // are independent.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -116,7 +116,7 @@ class Daemon {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint_), nullptr);
     self->server_->shutdown([self] {
-      self->store_->close([self] { log::info("tabad stopped"); });
+      self->store_->close([] { log::info("tabad stopped"); });
     });
   }
 

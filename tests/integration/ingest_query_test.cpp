@@ -166,7 +166,7 @@ TEST_CASE("kill -9 after acknowledged posts loses nothing (fsync=always)", "[e2e
   CHECK(body_of(p.get("/clients")) == "c0\nc1\nc2\nc3\nc4\n");
 }
 
-TEST_CASE("SIGTERM drains, snapshots and exits 0; restart recovers from the snapshot", "[e2e][durability]") {
+TEST_CASE("SIGTERM drains, snapshots and exits 0 - restart recovers from the snapshot", "[e2e][durability]") {
   TabadProcess p;
   REQUIRE(p.start().ok());
   double t = now_s();
@@ -183,7 +183,7 @@ TEST_CASE("SIGTERM drains, snapshots and exits 0; restart recovers from the snap
   CHECK(p.log_text().find("recovered") != std::string::npos);
 }
 
-TEST_CASE("types without a plugin are refused; bad configuration stops startup", "[e2e]") {
+TEST_CASE("types without a plugin are refused - bad configuration stops startup", "[e2e]") {
   std::string empty_plugins = make_temp_dir("taba-noplugins");
   TabadProcess p;
   REQUIRE(p.start({"--plugins-dir", empty_plugins}).ok());

@@ -123,7 +123,7 @@ TEST_CASE("DDSketch: every percentile within 1% of the exact nearest-rank value"
   }
 }
 
-TEST_CASE("DDSketch: zero and tiny values count as zero; min, max and sum are exact", "[ddsketch]") {
+TEST_CASE("DDSketch: zero and tiny values count as zero - min, max and sum are exact", "[ddsketch]") {
   const std::vector<double> values = {-3.0, 0.0, 1e-12, -1e-10, 2.0, 0.0, 7.5};
   const DDSketch s = sketch_of(values);
   CHECK(s.count() == 7);

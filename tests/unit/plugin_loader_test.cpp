@@ -33,7 +33,7 @@ TEST_CASE("built-in plugins load and serve their types", "[plugin]") {
   for (const auto& rep : r.reports()) CHECK(rep.loaded);
 }
 
-TEST_CASE("broken plugins are refused with a clear reason; the rest load", "[plugin]") {
+TEST_CASE("broken plugins are refused with a clear reason - the rest load", "[plugin]") {
   plugin::Registry r;
   REQUIRE(r.load_dir(TABA_TEST_PLUGIN_DIR));
   REQUIRE(r.load_dir(TABA_TEST_BAD_PLUGIN_DIR));

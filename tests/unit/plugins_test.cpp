@@ -349,7 +349,7 @@ TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
       R"("pct": {"count": 9, "total": 510.000000, "pct": [4.01, 15.96, 63.44, 256.00, 256.00, 256.00, 256.00]}})");
 }
 
-TEST_CASE("CounterGroup: windows expire as time passes; render does not modify", "[plugins][counter_group]") {
+TEST_CASE("CounterGroup: windows expire as time passes - render does not modify", "[plugins][counter_group]") {
   State s(counter_group(), kT0, "c");
   s.fold(Events().number(kT0, 3).number(kT0 + 0.75, 4), kT0 + 1);
   auto counts = [&](double now) {

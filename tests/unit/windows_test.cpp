@@ -122,7 +122,7 @@ TEST_CASE("BucketWindow: adds, old events skipped, rotation forward only", "[win
   CHECK(w.bucket(t0 / 10 - 5).count == 0);
 }
 
-TEST_CASE("BucketWindow: a jump longer than the window empties it; huge jumps are O(1)", "[windows]") {
+TEST_CASE("BucketWindow: a jump longer than the window empties it - huge jumps are O(1)", "[windows]") {
   FixedBucketWindow<60> w(1, 1000);
   for (int64_t s = 941; s <= 1000; ++s) REQUIRE(w.add(s, 1, 1.0));
   CHECK(w.totals(w.newest()).count == 60);

@@ -162,7 +162,7 @@ void EmbeddedStore::maybe_snapshot() {
   // waits until nothing is in flight; new batches are held meanwhile.
   if (!snapshot_wanted_ || stats_.in_flight > 0 || snapshot_running_) return;
   snapshot_wanted_ = false;
-  start_snapshot([this](const Status& s) {
+  start_snapshot([](const Status& s) {
     if (!s.ok()) log::error("store: snapshot failed: {}", s.message());
   });
   std::deque<Pending> held = std::move(held_);
