@@ -62,16 +62,20 @@
  *     merge(name_aggregate, delta, now);
  *     free_state(delta);
  *
- * so fold only ever sees fresh per-client deltas, and merge is the hot path:
- * a handler should make merge cost proportional to what `from` holds (a
- * delta of a few events), not to the size of `into`.
+ * (when the client's state does not exist yet, the host folds straight into
+ * the new client state and merges that into the aggregate). So fold only
+ * ever sees fresh per-client states, and merge is the hot path: a handler
+ * should make merge cost proportional to what `from` holds (a delta of a
+ * few events), not to the size of `into`.
  *
  * Time: every hook that depends on time receives `now`, in epoch seconds.
  * It is the host's clock, already discounted by the measured pipeline
  * latency where the host measures one. Handlers never read a clock
  * themselves; that keeps replay of a write-ahead log deterministic.
- * `now` never moves backwards for a given state, except across restarts
- * where the host guarantees it only moves forward.
+ * `now` is nearly monotonic but may step back by a little (requests are
+ * applied in the order they complete, each stamped with its receive time;
+ * queries use the wall clock). Handlers treat an earlier `now` as "no
+ * rotation": windows only ever move forward.
  *
  * ---------------------------------------------------------------------------
  * 3. Threading
