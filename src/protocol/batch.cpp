@@ -51,11 +51,23 @@ void BatchWriter::begin_block(std::string_view client, std::string_view name, st
 }
 
 void BatchWriter::add_event(double timestamp, const taba_value& payload) {
-  put<double>(&buf_, timestamp);
-  put<uint8_t>(&buf_, static_cast<uint8_t>(payload.kind));
-  if (payload.kind == TABA_VALUE_NUMBER) put<double>(&buf_, payload.number);
-  put<uint32_t>(&buf_, static_cast<uint32_t>(payload.json_len));
-  buf_.append(payload.json, payload.json_len);
+  // One resize and raw stores: this runs once per event.
+  const bool number = payload.kind == TABA_VALUE_NUMBER;
+  const uint32_t len = static_cast<uint32_t>(payload.json_len);
+  const uint8_t kind = static_cast<uint8_t>(payload.kind);
+  size_t at = buf_.size();
+  buf_.resize(at + sizeof(double) + 1 + (number ? sizeof(double) : 0) + sizeof(uint32_t) + len);
+  char* p = buf_.data() + at;
+  std::memcpy(p, &timestamp, sizeof(double));
+  p += sizeof(double);
+  *p++ = static_cast<char>(kind);
+  if (number) {
+    std::memcpy(p, &payload.number, sizeof(double));
+    p += sizeof(double);
+  }
+  std::memcpy(p, &len, sizeof(uint32_t));
+  p += sizeof(uint32_t);
+  std::memcpy(p, payload.json, len);
   ++block_events_;
   ++total_events_;
 }

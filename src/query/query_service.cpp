@@ -127,10 +127,10 @@ http::Response QueryService::tabs(const http::Request& req, std::string_view bod
       const taba_handler* h = e->handler->table;
       taba_state* reduced = nullptr;
       for (store::ClientIndex ci : client_ids) {
-        auto it = e->states.find(ci);
-        if (it == e->states.end()) continue;
+        const store::State* st = e->states.find(ci);
+        if (!st) continue;
         if (!reduced) reduced = h->new_state("", 0, now);
-        h->merge(reduced, it->second.get(), now);
+        h->merge(reduced, st->get(), now);
       }
       if (!reduced) continue;
       rendered = render_state(e->handler, reduced, fmt_code, now);
@@ -175,7 +175,7 @@ http::Response QueryService::names(const http::Request& req, std::string_view bo
     if (!names->matches(e->name)) continue;
     if (!clients->any()) {
       bool posted = std::any_of(client_ids.begin(), client_ids.end(),
-                                [&](store::ClientIndex ci) { return e->states.count(ci) > 0; });
+                                [&](store::ClientIndex ci) { return e->states.find(ci) != nullptr; });
       if (!posted) continue;
     }
     out_names.push_back(e->name);

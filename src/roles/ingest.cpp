@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 #include <unordered_map>
@@ -72,6 +73,12 @@ class IngestRequest : public http::RequestHandler {
         resolver_(ingest->store_, ingest->registry_),
         decoder_(&resolver_, &batch_, decode_options(ingest)) {
     batch_.reset(now_);
+    // Sizing the batch from the body length saves its regrowth copies.
+    if (auto length = exchange_->request().content_length) {
+      constexpr uint64_t kMaxReserve = 64ull << 20;
+      uint64_t expect = compression ? *length * 4 : *length;
+      batch_.reserve(static_cast<size_t>(std::min(expect, kMaxReserve)));
+    }
     if (compression) {
       http::Inflater::Limits limits;
       limits.max_output_bytes = static_cast<uint64_t>(ingest->options_.max_inflated_bytes);

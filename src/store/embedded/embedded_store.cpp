@@ -322,10 +322,10 @@ std::string EmbeddedStore::serialize_snapshot() const {
     put<uint32_t>(&out, h->state_version);
     put_state(h, entry->aggregate);
     put<uint32_t>(&out, static_cast<uint32_t>(entry->states.size()));
-    for (const auto& [ci, st] : entry->states) {
+    entry->states.for_each([&](ClientIndex ci, const State& st) {
       put<uint32_t>(&out, ci);
       put_state(h, st);
-    }
+    });
   }
   return out;
 }
@@ -387,7 +387,7 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
       State st;
       s = load(blob, &st);
       if (!s.ok()) return s;
-      entry->states.emplace(ci, std::move(st));
+      entry->states[ci] = std::move(st);
     }
     names_.emplace(entry->name, std::move(entry));
   }

@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "core/string_map.h"
 #include "plugin/registry.h"
+#include "store/embedded/client_states.h"
 #include "store/embedded/wal.h"
 
 namespace taba::store {
@@ -64,7 +65,7 @@ struct NameEntry {
   std::string name;
   const plugin::Handler* handler = nullptr;
   State aggregate;
-  std::unordered_map<ClientIndex, State> states;
+  ClientStates<State> states;
 };
 
 struct StoreOptions {
