@@ -60,7 +60,7 @@ class ClientStates {
     bits_ = capacity_ == 0 ? 2 : bits_ + 1;
     capacity_ = size_t{1} << bits_;
     keys_.reset(new Key[capacity_]);
-    values_.reset(new V[capacity_]);
+    values_.reset(new V[capacity_]());
     used_.reset(new bool[capacity_]());
     size_ = 0;
     for (size_t i = 0; i < old_capacity; ++i) {
