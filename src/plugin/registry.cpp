@@ -57,6 +57,13 @@ std::string missing_hook(const taba_handler* h) {
 
 const taba_host* host_table() { return &kHost; }
 
+taba_output string_output(std::string* out) {
+  return taba_output{out, [](taba_output* o, const char* data, size_t len) {
+                       static_cast<std::string*>(o->host_data)->append(data, len);
+                       return 0;
+                     }};
+}
+
 Registry::~Registry() {
   by_type_.clear();
   for (void* h : dl_handles_) dlclose(h);

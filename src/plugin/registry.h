@@ -60,6 +60,9 @@ class Registry {
 // <exe dir>/plugins if it exists, else <exe dir>/../lib/taba/plugins.
 std::string default_plugins_dir();
 
+// A taba_output that appends to *out (which must outlive it).
+taba_output string_output(std::string* out);
+
 // The host table handed to every plugin's entry point.
 const taba_host* host_table();
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/clock.h"
 #include "protocol/payload.h"
 #include "query/accept.h"
 #include "query/params.h"
@@ -15,17 +16,6 @@ namespace {
 constexpr std::string_view kText = "text/plain";
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kJsonDetailed = "application/json-detailed";
-
-double wall_now() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-int append_to_string(taba_output* out, const char* data, size_t len) {
-  static_cast<std::string*>(out->host_data)->append(data, len);
-  return 0;
-}
 
 http::Response bad_request(const std::string& why) { return http::Response::text(400, why + "\n"); }
 
@@ -49,6 +39,25 @@ http::Response reply(const std::string& format, std::string body) {
   return r;
 }
 
+// A list of identifiers: one per line, or a JSON array of strings.
+http::Response list_reply(const std::string& format, const std::vector<std::string_view>& items) {
+  std::string out;
+  if (format == kText) {
+    for (std::string_view item : items) {
+      out += item;
+      out += '\n';
+    }
+    return reply(format, std::move(out));
+  }
+  out += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    protocol::append_json_string(&out, items[i]);
+  }
+  out += ']';
+  return reply(format, std::move(out));
+}
+
 // The names matched by the name filter, sorted.
 std::vector<const store::NameEntry*> matching_names(const store::EmbeddedStore& store, const Matcher& m) {
   std::vector<const store::NameEntry*> out;
@@ -68,7 +77,7 @@ std::vector<const store::NameEntry*> matching_names(const store::EmbeddedStore& 
 
 std::string render_state(const plugin::Handler* handler, const taba_state* state, uint32_t format, double now) {
   std::string out;
-  taba_output sink{&out, append_to_string};
+  taba_output sink = plugin::string_output(&out);
   taba_status rc = handler->table->render(state, format, now, &sink);
   if (rc == TABA_ERR_UNSUPPORTED && format != TABA_FORMAT_JSON) {
     out.clear();
@@ -180,21 +189,7 @@ http::Response QueryService::names(const http::Request& req, std::string_view bo
     }
     out_names.push_back(e->name);
   }
-  std::string out;
-  if (format == kText) {
-    for (std::string_view n : out_names) {
-      out += n;
-      out += '\n';
-    }
-  } else {
-    out += '[';
-    for (size_t i = 0; i < out_names.size(); ++i) {
-      if (i) out += ", ";
-      protocol::append_json_string(&out, out_names[i]);
-    }
-    out += ']';
-  }
-  return reply(format, std::move(out));
+  return list_reply(format, out_names);
 }
 
 http::Response QueryService::clients(const http::Request& req, std::string_view body) const {
@@ -210,21 +205,7 @@ http::Response QueryService::clients(const http::Request& req, std::string_view 
     if (clients->matches(c)) out_clients.push_back(c);
   }
   std::sort(out_clients.begin(), out_clients.end());
-  std::string out;
-  if (format == kText) {
-    for (std::string_view c : out_clients) {
-      out += c;
-      out += '\n';
-    }
-  } else {
-    out += '[';
-    for (size_t i = 0; i < out_clients.size(); ++i) {
-      if (i) out += ", ";
-      protocol::append_json_string(&out, out_clients[i]);
-    }
-    out += ']';
-  }
-  return reply(format, std::move(out));
+  return list_reply(format, out_clients);
 }
 
 http::Response QueryService::types(const http::Request& req, std::string_view body) const {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/string_map.h"
 #include "core/validation.h"
@@ -15,12 +16,6 @@
 
 namespace taba::roles {
 namespace {
-
-double wall_now() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 // Resolves types against the store's bindings plus the bindings this body
 // makes for the first time.
@@ -71,7 +66,7 @@ class IngestRequest : public http::RequestHandler {
       : ingest_(ingest),
         exchange_(std::move(exchange)),
         resolver_(ingest->store_, ingest->registry_),
-        decoder_(&resolver_, &batch_, decode_options(ingest)) {
+        decoder_(&resolver_, &batch_, decode_options(ingest, now_)) {
     batch_.reset(now_);
     // Sizing the batch from the body length saves its regrowth copies.
     if (auto length = exchange_->request().content_length) {
@@ -135,9 +130,9 @@ class IngestRequest : public http::RequestHandler {
   }
 
  private:
-  static protocol::DecodeOptions decode_options(Ingest* ingest) {
+  static protocol::DecodeOptions decode_options(Ingest* ingest, double now) {
     protocol::DecodeOptions o;
-    o.now = wall_now();
+    o.now = now;
     o.future_clamp_s = static_cast<double>(ingest->options_.future_clamp_s);
     return o;
   }
@@ -151,7 +146,7 @@ class IngestRequest : public http::RequestHandler {
 
   Ingest* ingest_;
   std::shared_ptr<http::Exchange> exchange_;
-  double now_ = wall_now();
+  double now_ = wall_now();  // the receive time; initialised before decoder_
   protocol::BatchWriter batch_;
   BodyResolver resolver_;
   protocol::V1Decoder decoder_;

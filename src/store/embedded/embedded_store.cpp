@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "protocol/batch.h"
 
@@ -13,17 +14,6 @@ namespace taba::store {
 namespace {
 
 constexpr uint32_t kSnapshotVersion = 1;
-
-double wall_now() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-int append_to_string(taba_output* out, const char* data, size_t len) {
-  static_cast<std::string*>(out->host_data)->append(data, len);
-  return 0;
-}
 
 template <typename T>
 void put(std::string* buf, T v) {
@@ -306,7 +296,7 @@ std::string EmbeddedStore::serialize_snapshot() const {
   }
   put<uint32_t>(&out, static_cast<uint32_t>(names_.size()));
   std::string tmp;
-  taba_output sink{&tmp, append_to_string};
+  taba_output sink = plugin::string_output(&tmp);
   auto put_state = [&](const taba_handler* h, const State& st) {
     tmp.clear();
     if (h->serialize(st.get(), &sink) != TABA_OK) tmp.clear();
