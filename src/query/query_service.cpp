@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 
 #include "core/clock.h"
 #include "protocol/payload.h"
@@ -88,7 +89,8 @@ std::string render_state(const plugin::Handler* handler, const taba_state* state
 }
 
 bool QueryService::handles(std::string_view path) {
-  return path == "/tabs" || path == "/names" || path == "/clients" || path == "/types";
+  return path == "/tabs" || path == "/projection" || path == "/supertabs" || path == "/names" || path == "/clients" ||
+         path == "/types";
 }
 
 http::Response QueryService::handle(const http::Request& req, std::string_view body) const {
@@ -99,53 +101,81 @@ http::Response QueryService::handle(const http::Request& req, std::string_view b
     return r;
   }
   if (req.path == "/tabs") return tabs(req, body);
+  if (req.path == "/projection") return projection(req, body);
+  if (req.path == "/supertabs") return supertabs(req, body);
   if (req.path == "/names") return names(req, body);
   if (req.path == "/clients") return clients(req, body);
   return types(req, body);
 }
 
-http::Response QueryService::tabs(const http::Request& req, std::string_view body) const {
+// What a tabs-like query selects: names, clients, format and time.
+struct QueryService::Selection {
+  std::string format;
+  uint32_t render_format = TABA_FORMAT_JSON;
+  double now = 0;
+  std::vector<const store::NameEntry*> names;
+  bool all_clients = true;
+  std::vector<store::ClientIndex> clients;  // when !all_clients, sorted
+};
+
+std::optional<http::Response> QueryService::select(const http::Request& req, std::string_view body,
+                                                   Selection* sel) const {
   auto params = parse_params(req.query, body, {"name", "client", "re"});
   if (!params.ok()) return bad_request(params.status().message());
   http::Response not_acceptable;
-  std::string format = pick_format(req, true, &not_acceptable);
-  if (format.empty()) return not_acceptable;
+  sel->format = pick_format(req, true, &not_acceptable);
+  if (sel->format.empty()) return not_acceptable;
+  sel->render_format = sel->format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED : TABA_FORMAT_JSON;
   auto names = Matcher::make(params->names, params->re, params->has_name);
   if (!names.ok()) return bad_request(names.status().message());
   auto clients = Matcher::make(params->clients, params->re, params->has_client);
   if (!clients.ok()) return bad_request(clients.status().message());
-
-  const double now = wall_now();
-  const uint32_t fmt_code = format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED : TABA_FORMAT_JSON;
-  // Client filter as indices (exact lists resolve directly).
-  std::vector<store::ClientIndex> client_ids;
-  if (!clients->any()) {
+  sel->now = render_now();
+  sel->names = matching_names(*store_, *names);
+  sel->all_clients = clients->any();
+  if (!sel->all_clients) {
     const auto& all = store_->clients();
     for (store::ClientIndex i = 0; i < all.size(); ++i) {
-      if (clients->matches(all[i])) client_ids.push_back(i);
+      if (clients->matches(all[i])) sel->clients.push_back(i);
     }
   }
+  return std::nullopt;
+}
+
+double QueryService::render_now() const { return wall_now() - store_->pipeline_latency_s(); }
+
+// Merges the selected clients' states of `e` into *into (created on first
+// use). False when none of them has a state.
+bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& sel, taba_state** into) const {
+  const taba_handler* h = e.handler->table;
+  bool any = false;
+  for (store::ClientIndex ci : sel.clients) {
+    const store::State* st = e.states.find(ci);
+    if (!st) continue;
+    if (!*into) *into = h->new_state("", 0, sel.now);
+    h->merge(*into, st->get(), sel.now);
+    any = true;
+  }
+  return any;
+}
+
+http::Response QueryService::tabs(const http::Request& req, std::string_view body) const {
+  Selection sel;
+  if (auto error = select(req, body, &sel)) return *error;
   std::string out;
   bool first = true;
-  if (format != kText) out += '{';
-  for (const store::NameEntry* e : matching_names(*store_, *names)) {
+  if (sel.format != kText) out += '{';
+  for (const store::NameEntry* e : sel.names) {
     std::string rendered;
-    if (clients->any()) {
-      rendered = render_state(e->handler, e->aggregate.get(), fmt_code, now);
+    if (sel.all_clients) {
+      rendered = render_state(e->handler, e->aggregate.get(), sel.render_format, sel.now);
     } else {
-      const taba_handler* h = e->handler->table;
       taba_state* reduced = nullptr;
-      for (store::ClientIndex ci : client_ids) {
-        const store::State* st = e->states.find(ci);
-        if (!st) continue;
-        if (!reduced) reduced = h->new_state("", 0, now);
-        h->merge(reduced, st->get(), now);
-      }
-      if (!reduced) continue;
-      rendered = render_state(e->handler, reduced, fmt_code, now);
-      h->free_state(reduced);
+      if (!reduce_clients(*e, sel, &reduced)) continue;
+      rendered = render_state(e->handler, reduced, sel.render_format, sel.now);
+      e->handler->table->free_state(reduced);
     }
-    if (format == kText) {
+    if (sel.format == kText) {
       out += e->name;
       out += ": ";
       out += rendered;
@@ -158,8 +188,76 @@ http::Response QueryService::tabs(const http::Request& req, std::string_view bod
     }
     first = false;
   }
-  if (format != kText) out += "}";
-  return reply(format, std::move(out));
+  if (sel.format != kText) out += "}";
+  return reply(sel.format, std::move(out));
+}
+
+http::Response QueryService::projection(const http::Request& req, std::string_view body) const {
+  Selection sel;
+  if (auto error = select(req, body, &sel)) return *error;
+  std::string out;
+  if (sel.format != kText) out += '{';
+  bool first_name = true;
+  for (const store::NameEntry* e : sel.names) {
+    // This name's (client, state) pairs, sorted by client ID.
+    std::vector<std::pair<std::string_view, const store::State*>> rows;
+    auto add = [&](store::ClientIndex ci, const store::State& st) { rows.emplace_back(store_->client_name(ci), &st); };
+    if (sel.all_clients) {
+      e->states.for_each(add);
+    } else {
+      for (store::ClientIndex ci : sel.clients) {
+        if (const store::State* st = e->states.find(ci)) add(ci, *st);
+      }
+    }
+    if (rows.empty()) continue;
+    std::sort(rows.begin(), rows.end());
+    if (sel.format != kText) {
+      if (!first_name) out += ", ";
+      protocol::append_json_string(&out, e->name);
+      out += ": {";
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::string rendered = render_state(e->handler, rows[i].second->get(), sel.render_format, sel.now);
+      if (sel.format == kText) {
+        out += fmt::format("({}, {}): {}\n", e->name, rows[i].first, rendered);
+      } else {
+        if (i) out += ", ";
+        protocol::append_json_string(&out, rows[i].first);
+        out += ": ";
+        out += rendered;
+      }
+    }
+    if (sel.format != kText) out += '}';
+    first_name = false;
+  }
+  if (sel.format != kText) out += '}';
+  return reply(sel.format, std::move(out));
+}
+
+http::Response QueryService::supertabs(const http::Request& req, std::string_view body) const {
+  Selection sel;
+  if (auto error = select(req, body, &sel)) return *error;
+  if (sel.names.empty()) return http::Response::text(404, "no tab matches the name filter\n");
+  const plugin::Handler* handler = sel.names.front()->handler;
+  for (const store::NameEntry* e : sel.names) {
+    if (e->handler != handler) {
+      return bad_request(fmt::format("supertabs needs names of one type: {} is {} but {} is {}",
+                                     sel.names.front()->name, handler->type_name, e->name, e->handler->type_name));
+    }
+  }
+  const taba_handler* h = handler->table;
+  taba_state* reduced = h->new_state("", 0, sel.now);
+  for (const store::NameEntry* e : sel.names) {
+    if (sel.all_clients) {
+      h->merge(reduced, e->aggregate.get(), sel.now);
+    } else {
+      reduce_clients(*e, sel, &reduced);
+    }
+  }
+  std::string rendered = render_state(handler, reduced, sel.render_format, sel.now);
+  h->free_state(reduced);
+  if (sel.format == kText) rendered += '\n';
+  return reply(sel.format, std::move(rendered));
 }
 
 http::Response QueryService::names(const http::Request& req, std::string_view body) const {

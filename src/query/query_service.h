@@ -1,7 +1,11 @@
-// The query API over the embedded store (SPEC §6): /tabs, /names,
-// /clients, /types. Runs on the loop thread.
+// The query API over the embedded store (SPEC §6): /tabs, /projection,
+// /supertabs, /names, /clients, /types. Runs on the loop thread.
+//
+// Windows render "as of now minus the measured pipeline latency", so a 1m
+// window is not short by the seconds still in flight.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,7 +24,15 @@ class QueryService {
   http::Response handle(const http::Request& request, std::string_view body) const;
 
  private:
+  struct Selection;
+  // Parses the common parameters; a response when they are bad.
+  std::optional<http::Response> select(const http::Request& request, std::string_view body, Selection* sel) const;
+  bool reduce_clients(const store::NameEntry& entry, const Selection& sel, taba_state** into) const;
+  double render_now() const;
+
   http::Response tabs(const http::Request& request, std::string_view body) const;
+  http::Response projection(const http::Request& request, std::string_view body) const;
+  http::Response supertabs(const http::Request& request, std::string_view body) const;
   http::Response names(const http::Request& request, std::string_view body) const;
   http::Response clients(const http::Request& request, std::string_view body) const;
   http::Response types(const http::Request& request, std::string_view body) const;

@@ -278,7 +278,13 @@ Status EmbeddedStore::apply(std::string_view batch, bool replay) {
   if (!s.ok()) return s;
   ++stats_.batches_applied;
   ++changes_since_snapshot_;
-  if (!replay) stats_.last_apply_lag_s = std::max(0.0, wall_now() - now);
+  if (!replay) {
+    double applied_at = wall_now();
+    double lag = std::clamp(applied_at - now, 0.0, 30.0);
+    stats_.last_apply_lag_s = lag;
+    latency_ewma_s_ = last_live_apply_ == 0 ? lag : 0.8 * latency_ewma_s_ + 0.2 * lag;
+    last_live_apply_ = applied_at;
+  }
   return Status::Ok();
 }
 
@@ -403,6 +409,11 @@ bool EmbeddedStore::find_client(std::string_view client, ClientIndex* out) const
   if (it == client_index_.end()) return false;
   *out = it->second;
   return true;
+}
+
+double EmbeddedStore::pipeline_latency_s() const {
+  if (last_live_apply_ == 0 || wall_now() - last_live_apply_ > 60) return 0;
+  return latency_ewma_s_;
 }
 
 StoreStats EmbeddedStore::stats() const { return stats_; }

@@ -123,6 +123,11 @@ class EmbeddedStore {
   bool find_client(std::string_view client, ClientIndex* out) const;
   const std::vector<std::string>& clients() const { return clients_; }
 
+  // The measured pipeline latency (receive -> applied), smoothed; queries
+  // render windows as of now minus this. 0 when nothing was applied for a
+  // minute (nothing is in flight then).
+  double pipeline_latency_s() const;
+
   StoreStats stats() const;
   WalStats wal_stats() const;
 
@@ -155,6 +160,8 @@ class EmbeddedStore {
 
   std::vector<taba_event> events_;  // scratch, reused per block
   StoreStats stats_;
+  double latency_ewma_s_ = 0;
+  double last_live_apply_ = 0;  // wall clock of the last live apply
   uint64_t changes_since_snapshot_ = 0;
   bool snapshot_wanted_ = false;
   bool snapshot_running_ = false;

@@ -1,0 +1,59 @@
+// /projection and /supertabs against a real tabad.
+#include <catch2/catch.hpp>
+
+#include <ctime>
+
+#include "harness.h"
+
+using namespace taba::test;
+
+namespace {
+std::string body_of(const taba::Result<taba::http::ClientResponse>& r) {
+  REQUIRE(r.ok());
+  return r.value().body;
+}
+}  // namespace
+
+TEST_CASE("projection shows each client's state, name outer in JSON", "[e2e][query]") {
+  TabadProcess p;
+  REQUIRE(p.start().ok());
+  double t = static_cast<double>(std::time(nullptr));
+  auto body = v1_body({{"web02", {{"n", {event_line("TotalsCounter", t, "[5]")}}}},
+                       {"web01", {{"n", {event_line("TotalsCounter", t, "[1]"), event_line("TotalsCounter", t, "2")}},
+                                  {"g", {event_line("Gauge", t, "\"up\"")}}}}});
+  REQUIRE(p.post("/post", body).value().status == 200);
+
+  CHECK(body_of(p.get("/projection?name=n")) ==
+        "(n, web01): {\"count\": 2, \"total\": 3.00, \"average\": 1.50}\n"
+        "(n, web02): {\"count\": 1, \"total\": 5.00, \"average\": 5.00}\n");
+  CHECK(body_of(p.get("/projection", "application/json")) ==
+        "{\"g\": {\"web01\": {\"up\": 1}}, \"n\": {\"web01\": {\"count\": 2, \"total\": 3.00, \"average\": 1.50}, "
+        "\"web02\": {\"count\": 1, \"total\": 5.00, \"average\": 5.00}}}");
+  CHECK(body_of(p.get("/projection?client=web02")) ==
+        "(n, web02): {\"count\": 1, \"total\": 5.00, \"average\": 5.00}\n");
+  CHECK(body_of(p.get("/projection?name=nope")).empty());
+}
+
+TEST_CASE("supertabs reduces several names of one type, and refuses mixed types", "[e2e][query]") {
+  TabadProcess p;
+  REQUIRE(p.start().ok());
+  double t = static_cast<double>(std::time(nullptr));
+  auto body = v1_body({{"c1",
+                        {{"req.a", {event_line("TotalsCounter", t, "1")}},
+                         {"req.b", {event_line("TotalsCounter", t, "2"), event_line("TotalsCounter", t, "3")}},
+                         {"color", {event_line("Gauge", t, "\"red\"")}}}},
+                       {"c2", {{"req.a", {event_line("TotalsCounter", t, "10")}}}}});
+  REQUIRE(p.post("/post", body).value().status == 200);
+
+  CHECK(body_of(p.get("/supertabs?name=req.a,req.b")) == "{\"count\": 4, \"total\": 16.00, \"average\": 4.00}\n");
+  CHECK(body_of(p.get("/supertabs?name=req%5C..*&re=1", "application/json")) ==
+        "{\"count\": 4, \"total\": 16.00, \"average\": 4.00}");
+  CHECK(body_of(p.get("/supertabs?name=req.a,req.b&client=c1")) ==
+        "{\"count\": 3, \"total\": 6.00, \"average\": 2.00}\n");
+
+  auto mixed = p.get("/supertabs?name=req.a,color");
+  REQUIRE(mixed.ok());
+  CHECK(mixed.value().status == 400);
+  CHECK(mixed.value().body.find("supertabs needs names of one type") != std::string::npos);
+  CHECK(p.get("/supertabs?name=none").value().status == 404);
+}
