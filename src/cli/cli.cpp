@@ -270,6 +270,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"agg", "NAME...", "aggregate of each tab over all clients, one window per line"},
     {"names", "[--client C]", "tab names (only those client C posted, with --client)"},
+    {"proj", "NAME... [--client C]", "each client's state of the tabs, unaggregated"},
+    {"super", "NAME... [--client C]", "all states of several tabs of one type reduced into one"},
     {"clients", "", "client IDs"},
     {"types", "[NAME...]", "\"name: Type\" for the given tabs, or for all"},
 };
@@ -292,7 +294,7 @@ std::string top_level_help() {
   add_global_options(options);
   std::string text = "Usage: taba-cli [--server URL] [--json] [--timeout-ms N] COMMAND [ARGS]\n\nCommands:\n";
   for (const Command& c : kCommands) {
-    text += fmt::format("  {:<22}{}\n", fmt::format("{} {}", c.name, c.args), c.summary);
+    text += fmt::format("  {:<27}{}\n", fmt::format("{} {}", c.name, c.args), c.summary);
   }
   std::string options_help = options.help({"Global"});
   size_t group = options_help.find("\n Global options:");
@@ -313,12 +315,12 @@ struct Context {
   std::ostream& err;
 };
 
-// GETs path_query with Accept: application/json. The body on 200, else
-// nullopt after reporting on stderr.
-std::optional<std::string> get_json(const Context& ctx, const std::string& path_query) {
+// GETs path_query with the given Accept. The body on 200, else nullopt
+// after reporting on stderr.
+std::optional<std::string> get_as(const Context& ctx, const std::string& path_query, std::string_view accept) {
   const std::string url = ctx.origin + ctx.base_path + path_query;
   Result<http::ClientResponse> response =
-      http::fetch("GET", url, {http::Header{"Accept", "application/json"}}, "", ctx.timeout_ms);
+      http::fetch("GET", url, {http::Header{"Accept", std::string(accept)}}, "", ctx.timeout_ms);
   if (!response.ok()) {
     ctx.err << "taba-cli: GET " << url << ": " << response.status().message() << "\n";
     return std::nullopt;
@@ -331,6 +333,10 @@ std::optional<std::string> get_json(const Context& ctx, const std::string& path_
     return std::nullopt;
   }
   return std::move(response->body);
+}
+
+std::optional<std::string> get_json(const Context& ctx, const std::string& path_query) {
+  return get_as(ctx, path_query, "application/json");
 }
 
 std::string join_encoded(const std::vector<std::string>& names) {
@@ -375,6 +381,17 @@ int cmd_agg(const Context& ctx, const std::vector<std::string>& names) {
     ctx.out << *text;
   }
   return report_missing(ctx, missing);
+}
+
+// proj and super: the server's own text (or JSON with --json) as it is.
+int cmd_passthrough(const Context& ctx, const std::string& route, const std::vector<std::string>& names,
+                    const std::optional<std::string>& client) {
+  std::string path = route + "?name=" + join_encoded(names);
+  if (client) path += "&client=" + http::percent_encode(*client);
+  std::optional<std::string> body = get_as(ctx, path, ctx.json ? "application/json" : "text/plain");
+  if (!body) return kExitServerError;
+  print_raw(ctx, *body);
+  return kExitOk;
 }
 
 int cmd_list(const Context& ctx, const std::string& path) {
@@ -462,13 +479,16 @@ int run_command(const Command& command, const std::vector<std::string>& args, si
   const std::string name = command.name;
   cxxopts::Options options("taba-cli " + name, command.summary);
   add_global_options(options);
-  bool takes_names = name == "agg" || name == "types";
+  bool takes_names = name == "agg" || name == "types" || name == "proj" || name == "super";
+  bool takes_client = name == "names" || name == "proj" || name == "super";
   if (takes_names) {
     options.add_options("positional")("names", "tab names", cxxopts::value<std::vector<std::string>>());
     options.parse_positional({"names"});
   }
   if (name == "names") {
     options.add_options(name)("client", "only names this client posted", cxxopts::value<std::string>());
+  } else if (takes_client) {
+    options.add_options(name)("client", "only these clients (comma-separated)", cxxopts::value<std::string>());
   }
   options.custom_help(fmt::format("[OPTION...] {}", command.args));
   options.positional_help("");
@@ -484,8 +504,8 @@ int run_command(const Command& command, const std::vector<std::string>& args, si
     return usage_error(err, e.what(), name);
   }
   if (parsed->count("help") != 0) {
-    out << options.help(name == "names" ? std::vector<std::string>{"Global", name}
-                                        : std::vector<std::string>{"Global"});
+    out << options.help(takes_client ? std::vector<std::string>{"Global", name}
+                                     : std::vector<std::string>{"Global"});
     return kExitOk;
   }
   if (!parsed->unmatched().empty()) {
@@ -493,7 +513,9 @@ int run_command(const Command& command, const std::vector<std::string>& args, si
   }
   std::vector<std::string> names;
   if (takes_names && parsed->count("names") != 0) names = (*parsed)["names"].as<std::vector<std::string>>();
-  if (name == "agg" && names.empty()) return usage_error(err, "agg needs at least one NAME", name);
+  if ((name == "agg" || name == "proj" || name == "super") && names.empty()) {
+    return usage_error(err, name + " needs at least one NAME", name);
+  }
   for (const std::string& n : names) {
     if (n.empty() || n.find(',') != std::string::npos) {
       return usage_error(err, fmt::format("'{}' is not a tab name", n), name);
@@ -508,6 +530,11 @@ int run_command(const Command& command, const std::vector<std::string>& args, si
   if (!resolve_server(*parsed, &ctx, &error)) return usage_error(err, error, name);
 
   if (name == "agg") return cmd_agg(ctx, names);
+  if (name == "proj" || name == "super") {
+    std::optional<std::string> client;
+    if (parsed->count("client") != 0) client = (*parsed)["client"].as<std::string>();
+    return cmd_passthrough(ctx, name == "proj" ? "/projection" : "/supertabs", names, client);
+  }
   if (name == "types") return cmd_types(ctx, names);
   if (name == "clients") return cmd_list(ctx, "/clients");
   std::string path = "/names";

@@ -57,3 +57,39 @@ TEST_CASE("supertabs reduces several names of one type, and refuses mixed types"
   CHECK(mixed.value().body.find("supertabs needs names of one type") != std::string::npos);
   CHECK(p.get("/supertabs?name=none").value().status == 404);
 }
+
+TEST_CASE("taba-cli against a real server: agg, proj, super, names, exit codes", "[e2e][cli]") {
+  TabadProcess p;
+  REQUIRE(p.start().ok());
+  double t = static_cast<double>(std::time(nullptr));
+  auto body = v1_body({{"c1", {{"lat", {event_line("CounterGroup", t, "2"), event_line("CounterGroup", t, "4")}},
+                               {"tot", {event_line("TotalsCounter", t, "1")}}}},
+                       {"c2", {{"tot", {event_line("TotalsCounter", t, "3")}}}}});
+  REQUIRE(p.post("/post", body).value().status == 200);
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {TABA_CLI_PATH, "--server", p.url()});
+    auto r = run_process(args);
+    REQUIRE(r.ok());
+    return r.value();
+  };
+  auto agg = cli({"agg", "lat"});
+  CHECK(agg.exit_code == 0);
+  CHECK(agg.out ==
+        "lat: {\n\"1m\": {\"count\": 2, \"total\": 6.00},\n\"10m\": {\"count\": 2, \"total\": 6.00},\n"
+        "\"1h\": {\"count\": 2, \"total\": 6.00},\n\"1d\": {\"count\": 2, \"total\": 6.00},\n"
+        "\"pct\": [2.00, 2.00, 4.00, 4.00, 4.00, 4.00, 4.00]}\n");
+  auto proj = cli({"proj", "tot", "--client", "c2"});
+  CHECK(proj.exit_code == 0);
+  CHECK(proj.out == "(tot, c2): {\"count\": 1, \"total\": 3.00, \"average\": 3.00}\n");
+  auto super = cli({"super", "tot"});
+  CHECK(super.out == "{\"count\": 2, \"total\": 4.00, \"average\": 2.00}\n");
+  CHECK(cli({"names", "--client", "c2"}).out == "tot\n");
+  CHECK(cli({"agg"}).exit_code == 2);
+  auto missing = cli({"agg", "nope"});
+  CHECK(missing.exit_code == 1);
+
+  auto refused = run_process({TABA_CLI_PATH, "--server", "http://127.0.0.1:" + std::to_string(free_port()), "names"});
+  REQUIRE(refused.ok());
+  CHECK(refused.value().exit_code == 1);
+  CHECK(refused.value().err.find("connection refused: http://127.0.0.1:") != std::string::npos);
+}

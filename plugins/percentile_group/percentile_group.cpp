@@ -1,0 +1,410 @@
+// PercentileGroup: percentiles over four sliding windows. Each window is a
+// ring of 4 buckets, each bucket a DDSketch (alpha = 1 %) with exact count,
+// sum, min and max:
+//   1m = 4 x 15 s, 10m = 4 x 150 s, 1h = 4 x 900 s, 1d = 4 x 21600 s.
+// Bucket b of a window of width w covers the epoch seconds [b*w, (b+1)*w)
+// (b = floor(second / w), also for negative stamps). As of `now` a window
+// holds the bucket containing now and the 3 before it, so it spans between
+// 3 and 4 bucket widths (45-60 s, 7.5-10 min, 45-60 min, 18-24 h), as in the
+// original.
+//
+// Payload: a finite number, or an array whose [0] is a finite number.
+//
+// Render, TABA_FORMAT_JSON (as of `now`; the state is not modified):
+//   {"1m": {"count": %llu, "total": %f, "pct": [%.2f x 7]}, "10m": {...},
+//    "1h": {...}, "1d": {...}}
+// on one line with ": " and ", " separators. Per window, the 4 buckets are
+// merged into one sketch; pct is its nearest-rank p25, p50, p75, p90, p95,
+// p99, p99.9 (all 0.00 when the window is empty); total is the exact sum of
+// the values (%f, 6 decimals).
+//
+// Render, TABA_FORMAT_JSON_DETAILED: per window its 4 buckets as of `now`,
+// oldest first, empty ones included, each as
+//   [bucket_start, count, total, [p25, p50, p75, p90, p95, p99, p99.9]]
+// with bucket_start the bucket's first epoch second (integer), count an
+// integer, total %f and the percentiles %.2f (all 0.00 for an empty bucket):
+//   {"1m": [[1400000355, 0, 0.000000, [0.00, 0.00, 0.00, 0.00, 0.00, 0.00,
+//   0.00]], ..., [1400000400, 2, 15.500000, [3.00, ...]]], "10m": [...],
+//   "1h": [...], "1d": [...]}
+//
+// Time. fold ends the windows at the latest of now and the newest event;
+// merge at the latest of now and `from`'s windows. Windows only move
+// forward; rotating by k buckets clears min(k, 4) slots; a jump past the
+// window clears it. Events older than a window's oldest bucket are skipped
+// for that window (they still count in the longer windows).
+//
+// Cost model. A bucket's sketch is allocated on its first value, so a fresh
+// per-request delta is one small allocation plus one sketch per window it
+// touches; merge walks only the (at most 4 per window) buckets of `from`
+// inside the destination's window and their non-empty bins.
+//
+// Prunable: every window empty as of `now`.
+//
+// Serialized form, version 1: varint window count (4); per window varint
+// width, varint bucket count (4), zigzag varint newest bucket number,
+// varint number of non-empty buckets, then per non-empty bucket, oldest
+// first: varint age (newest - bucket number, < 4, strictly decreasing) and
+// the DDSketch form (ddsketch.h). Empty buckets are not stored.
+#include <algorithm>
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "common/byte_io.h"
+#include "common/ddsketch.h"
+#include "common/plugin_support.h"
+#include "common/text.h"
+#include "taba/handler.h"
+#include "taba/version.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr char kTypeName[] = "PercentileGroup";
+constexpr uint32_t kStateVersion = 1;
+constexpr int kWindowCount = 4;
+constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
+constexpr uint32_t kWindowWidths[kWindowCount] = {15, 150, 900, 21600};
+constexpr uint32_t kBuckets = 4;
+
+// A window of kBuckets buckets, each an optional sketch. Bucket b lives in
+// slot b mod kBuckets; the slots of buckets b in [newest - 3, newest] hold
+// exactly their data (or nothing), because rotation clears every slot it
+// reuses.
+class SketchWindow {
+ public:
+  SketchWindow(uint32_t width, int64_t now_second) : width_(width) { set_newest(floor_div(now_second, width)); }
+
+  uint32_t width() const { return width_; }
+  int64_t newest() const { return newest_; }
+  int64_t bucket_of(int64_t second) const {
+    const int64_t offset = second - newest_start_;
+    if (offset >= 0 && offset < width_) return newest_;  // hot: the current bucket
+    return floor_div(second, width_);
+  }
+  static int64_t oldest_for(int64_t newest) { return newest - (kBuckets - 1); }
+
+  // Moves the newest bucket forward to `bucket` (never back), clearing the
+  // slots of the buckets that leave the window. O(min(steps, kBuckets)).
+  void rotate_to(int64_t bucket) {
+    if (bucket <= newest_) return;
+    const int64_t steps = std::min<int64_t>(bucket - newest_, kBuckets);
+    for (int64_t k = 1; k <= steps; ++k) slots_[slot_of(newest_ + k)].reset();
+    set_newest(bucket);
+  }
+
+  // Adds value at epoch second `second`, rotating forward first when it is
+  // past the newest bucket; skipped when older than the window. Throws
+  // std::bad_alloc.
+  void add(int64_t second, double value) {
+    const int64_t b = bucket_of(second);
+    if (b > newest_) rotate_to(b);
+    if (b < oldest_for(newest_)) return;
+    sketch_for(b).add(value);
+  }
+
+  // Adds `from`'s buckets after rotating to max(now_bucket, from.newest);
+  // buckets of `from` older than the result are ignored. O(what `from`
+  // holds). Throws std::bad_alloc.
+  void merge_from(const SketchWindow& from, int64_t now_bucket) {
+    rotate_to(std::max(now_bucket, from.newest_));
+    for (int64_t b = std::max(oldest_for(from.newest_), oldest_for(newest_)); b <= from.newest_; ++b) {
+      const DDSketch* s = from.slots_[slot_of(b)].get();
+      if (s != nullptr && s->count() != 0) sketch_for(b).merge(*s);
+    }
+  }
+
+  // Calls f(bucket_number, sketch or nullptr) for the kBuckets buckets of the
+  // window as of max(as_of_bucket, newest), oldest first.
+  template <class F>
+  void for_each_bucket(int64_t as_of_bucket, F&& f) const {
+    const int64_t newest = std::max(as_of_bucket, newest_);
+    for (int64_t b = oldest_for(newest); b <= newest; ++b) {
+      const DDSketch* s = b >= oldest_for(newest_) && b <= newest_ ? slots_[slot_of(b)].get() : nullptr;
+      f(b, s != nullptr && s->count() != 0 ? s : nullptr);
+    }
+  }
+
+  bool empty_as_of(int64_t as_of_bucket) const {
+    bool empty = true;
+    for_each_bucket(as_of_bucket, [&](int64_t, const DDSketch* s) { empty = empty && s == nullptr; });
+    return empty;
+  }
+
+  void serialize(ByteWriter* w) const {
+    w->put_svarint(newest_);
+    uint64_t nonempty = 0;
+    for_each_bucket(newest_, [&](int64_t, const DDSketch* s) { nonempty += s != nullptr; });
+    w->put_varint(nonempty);
+    for_each_bucket(newest_, [&](int64_t b, const DDSketch* s) {
+      if (s == nullptr) return;
+      w->put_varint(static_cast<uint64_t>(newest_ - b));
+      s->serialize(w);
+    });
+  }
+
+  // Reads the serialized form into this window, which must be empty.
+  bool deserialize(ByteReader* r, const char** why) {
+    int64_t newest;
+    const int64_t limit = kMaxEpochSecond / width_;  // keeps newest * width within the epoch-second range
+    if (!r->get_svarint(&newest) || newest > limit || newest < -limit) {
+      *why = "window end missing or out of range";
+      return false;
+    }
+    set_newest(newest);
+    uint64_t n;
+    if (!r->get_varint_max(kBuckets, &n)) {
+      *why = "window bucket count missing or above 4";
+      return false;
+    }
+    uint64_t previous_age = kBuckets;
+    for (uint64_t k = 0; k < n; ++k) {
+      uint64_t age;
+      if (!r->get_varint_max(kBuckets - 1, &age) || age >= previous_age) {
+        *why = "window bucket age missing, out of range or out of order";
+        return false;
+      }
+      previous_age = age;
+      auto sketch = std::make_unique<DDSketch>();
+      if (!sketch->deserialize(r, why)) return false;
+      if (sketch->count() == 0) {
+        *why = "window bucket stored empty";
+        return false;
+      }
+      slots_[slot_of(newest - static_cast<int64_t>(age))] = std::move(sketch);
+    }
+    return true;
+  }
+
+ private:
+  static uint32_t slot_of(int64_t bucket) { return static_cast<uint32_t>(static_cast<uint64_t>(bucket) % kBuckets); }
+  void set_newest(int64_t bucket) {
+    newest_ = bucket;
+    newest_start_ = bucket * width_;
+  }
+  // The sketch of bucket b (within the window), created when absent.
+  DDSketch& sketch_for(int64_t b) {
+    std::unique_ptr<DDSketch>& slot = slots_[slot_of(b)];
+    if (!slot) slot = std::make_unique<DDSketch>();
+    return *slot;
+  }
+
+  uint32_t width_;
+  int64_t newest_ = 0;        // bucket number of the newest bucket
+  int64_t newest_start_ = 0;  // its first second
+  std::unique_ptr<DDSketch> slots_[kBuckets];
+};
+
+struct PercentileGroupState {
+  explicit PercentileGroupState(int64_t now_second)
+      : windows{{kWindowWidths[0], now_second},
+                {kWindowWidths[1], now_second},
+                {kWindowWidths[2], now_second},
+                {kWindowWidths[3], now_second}} {}
+
+  SketchWindow windows[kWindowCount];
+};
+
+PercentileGroupState* state_of(taba_state* s) {
+  return reinterpret_cast<PercentileGroupState*>(s);
+}
+const PercentileGroupState* state_of(const taba_state* s) {
+  return reinterpret_cast<const PercentileGroupState*>(s);
+}
+
+taba_state* pg_new_state(const char*, size_t, double now) {
+  return reinterpret_cast<taba_state*>(new (std::nothrow) PercentileGroupState(epoch_second(now)));
+}
+
+void pg_free_state(taba_state* state) {
+  delete state_of(state);
+}
+
+taba_status pg_check_event(const taba_event* event, char* err, size_t err_cap) {
+  return check_number_event(event, kTypeName, err, err_cap);
+}
+
+void pg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
+  guard_void([&] {
+    PercentileGroupState& s = *state_of(state);
+    // Windows end at the latest of now and the newest event.
+    int64_t effective_now = epoch_second(now);
+    for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
+    for (SketchWindow& w : s.windows) w.rotate_to(w.bucket_of(effective_now));
+    for (size_t i = 0; i < n; ++i) {
+      double value;
+      if (!event_number(events[i], &value)) continue;
+      const int64_t second = epoch_second(events[i].timestamp);
+      for (SketchWindow& w : s.windows) w.add(second, value);
+    }
+  });
+}
+
+void pg_merge(taba_state* into, const taba_state* from, double now) {
+  guard_void([&] {
+    PercentileGroupState& dst = *state_of(into);
+    const PercentileGroupState& src = *state_of(from);
+    const int64_t now_second = epoch_second(now);
+    for (int w = 0; w < kWindowCount; ++w) {
+      dst.windows[w].merge_from(src.windows[w], dst.windows[w].bucket_of(now_second));
+    }
+  });
+}
+
+// [p25, p50, p75, p90, p95, p99, p99.9] as %.2f (all 0.00 when empty).
+void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
+  double values[7] = {};
+  if (sketch != nullptr) {
+    uint64_t ranks[7];
+    for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(sketch->count(), kRenderedPerMille[j], 1000);
+    sketch->values_at_ranks(ranks, 7, values);
+  }
+  t->raw("[");
+  for (int j = 0; j < 7; ++j) {
+    if (j != 0) t->raw(", ");
+    t->fixed2(values[j]);
+  }
+  t->raw("]");
+}
+
+void render_summary(const PercentileGroupState& s, int64_t now_second, TextBuffer* t) {
+  t->raw("{");
+  for (int w = 0; w < kWindowCount; ++w) {
+    const SketchWindow& window = s.windows[w];
+    DDSketch merged;  // the window's buckets, oldest first
+    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t, const DDSketch* bucket) {
+      if (bucket != nullptr) merged.merge(*bucket);
+    });
+    t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": ");
+    append_percentile_summary(merged, t);
+  }
+  t->raw("}");
+}
+
+void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuffer* t) {
+  t->raw("{");
+  for (int w = 0; w < kWindowCount; ++w) {
+    const SketchWindow& window = s.windows[w];
+    t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": [");
+    bool first = true;
+    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, const DDSketch* sketch) {
+      t->raw(first ? "[" : ", [").i64(bucket * window.width()).raw(", ");
+      t->u64(sketch != nullptr ? sketch->count() : 0).raw(", ");
+      t->fixed6(sketch != nullptr ? sketch->sum() : 0.0).raw(", ");
+      append_pct_list(sketch, t);
+      t->raw("]");
+      first = false;
+    });
+    t->raw("]");
+  }
+  t->raw("}");
+}
+
+taba_status pg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_DETAILED) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text;
+    if (format == TABA_FORMAT_JSON) {
+      render_summary(*state_of(state), epoch_second(now), &text);
+    } else {
+      render_detailed(*state_of(state), epoch_second(now), &text);
+    }
+    return text.flush_to(out);
+  });
+}
+
+int pg_prunable(const taba_state* state, double now) {
+  const PercentileGroupState& s = *state_of(state);
+  const int64_t now_second = epoch_second(now);
+  for (const SketchWindow& w : s.windows) {
+    if (!w.empty_as_of(w.bucket_of(now_second))) return 0;
+  }
+  return 1;
+}
+
+taba_status pg_serialize(const taba_state* state, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    const PercentileGroupState& s = *state_of(state);
+    ByteWriter w;
+    w.put_varint(kWindowCount);
+    for (const SketchWindow& window : s.windows) {
+      w.put_varint(window.width());
+      w.put_varint(kBuckets);
+      window.serialize(&w);
+    }
+    return w.flush_to(out);
+  });
+}
+
+taba_status pg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                           size_t err_cap) {
+  return guard_status(err, err_cap, [&] {
+    if (version == 0 || version > kStateVersion) {
+      set_errorf(err, err_cap,
+                 "PercentileGroup state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
+                 kStateVersion);
+      return TABA_ERR_VERSION;
+    }
+    auto s = std::make_unique<PercentileGroupState>(0);
+    ByteReader r(data, len);
+    const char* why = nullptr;
+    uint64_t windows;
+    if (!r.get_varint(&windows) || windows != kWindowCount) why = "window count missing or not 4";
+    for (int i = 0; i < kWindowCount && why == nullptr; ++i) {
+      uint64_t width;
+      uint64_t buckets;
+      if (!r.get_varint(&width) || !r.get_varint(&buckets) || width != kWindowWidths[i] || buckets != kBuckets) {
+        why = "window shape missing or unexpected";
+      } else if (!s->windows[i].deserialize(&r, &why) && why == nullptr) {
+        why = "malformed window";
+      }
+    }
+    if (why == nullptr && !r.at_end()) why = "trailing bytes";
+    if (why != nullptr) {
+      set_errorf(err, err_cap, "corrupt PercentileGroup state: %s", why);
+      return TABA_ERR_CORRUPT;
+    }
+    *out = reinterpret_cast<taba_state*>(s.release());
+    return TABA_OK;
+  });
+}
+
+const taba_handler kPercentileGroup = {
+    sizeof(taba_handler),
+    kStateVersion,
+    kTypeName,
+    "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows",
+    pg_new_state,
+    pg_free_state,
+    pg_check_event,
+    pg_fold,
+    pg_merge,
+    pg_render,
+    pg_prunable,
+    pg_serialize,
+    pg_deserialize,
+    {},
+};
+
+const taba_handler* const kHandlers[] = {&kPercentileGroup};
+
+const taba_plugin kPlugin = {
+    sizeof(taba_plugin),
+    TABA_ABI_MAJOR,
+    TABA_ABI_MINOR,
+    "percentile_group",
+    TABA_VERSION_STRING,
+    1,
+    0,
+    kHandlers,
+    {},
+};
+
+}  // namespace
+}  // namespace taba::builtin
+
+extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
+  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+}
