@@ -62,6 +62,23 @@ class TableReader {
     *out = std::move(values);
     return Status::Ok();
   }
+  // A table of string values, e.g. { "A" = "B" }, sorted by key.
+  Status string_table(const char* key, std::vector<std::pair<std::string, std::string>>* out) {
+    seen_.insert(key);
+    const toml::node* n = table_.get(key);
+    if (!n) return Status::Ok();
+    const toml::table* t = n->as_table();
+    if (!t) return bad(key, fmt::format("must be a table of strings, not {}", type_name(*n)));
+    std::vector<std::pair<std::string, std::string>> values;
+    for (const auto& [k, v] : *t) {
+      if (!v.is_string()) {
+        return Status::Invalid(fmt::format("{}.{}.{}: must be a string, not {}", section_, key, k.str(), type_name(v)));
+      }
+      values.emplace_back(std::string(k.str()), v.as_string()->get());
+    }
+    *out = std::move(values);
+    return Status::Ok();
+  }
   // Error for the first key that no reader asked for.
   Status unknown_keys() const {
     for (const auto& [k, v] : table_) {
@@ -124,6 +141,12 @@ Status read_ingest(const toml::table& t, Config::Ingest* g) {
   return r.unknown_keys();
 }
 
+Status read_plugins(const toml::table& t, Config::Plugins* p) {
+  TableReader r(t, "plugins");
+  TABA_TRY(r.string_table("types", &p->types));
+  return r.unknown_keys();
+}
+
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
@@ -177,6 +200,7 @@ static Status load_config_table(const toml::table& root, const std::string& path
     else if (k == "store") s = read_store(*table, &config->store);
     else if (k == "http") s = read_http(*table, &config->http);
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
+    else if (k == "plugins") s = read_plugins(*table, &config->plugins);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
     if (!s.ok()) return Status::Invalid(fmt::format("{}: {}", path, s.message()));
   }
@@ -208,10 +232,27 @@ Status validate_config(const Config& c) {
                                        c.server.log_level));
   }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
+  for (const auto& [alias, target] : c.plugins.types) {
+    bool ok = !alias.empty() && alias.size() <= 64;
+    for (char ch : alias) {
+      ok = ok && ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                  ch == '.' || ch == '-');
+    }
+    if (!ok) {
+      return Status::Invalid(
+          fmt::format("plugins.types.{}: a type name is 1..64 characters of A-Z a-z 0-9 _ . -", alias));
+    }
+    if (target.empty()) return Status::Invalid(fmt::format("plugins.types.{}: names no type", alias));
+  }
   return Status::Ok();
 }
 
 std::string dump_config(const Config& c) {
+  std::string type_map;
+  for (const auto& [alias, target] : c.plugins.types) {
+    type_map += fmt::format("{}{} = {}", type_map.empty() ? " " : ", ", toml_string(alias), toml_string(target));
+  }
+  if (!type_map.empty()) type_map += ' ';
   std::string roles;
   for (size_t i = 0; i < c.server.roles.size(); ++i) {
     roles += (i ? ", " : "") + toml_string(c.server.roles[i]);
@@ -221,12 +262,13 @@ std::string dump_config(const Config& c) {
       "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
       "idle_timeout_ms = {}\nmax_connections = {}\n\n"
-      "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n",
+      "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n\n"
+      "[plugins]\ntypes = {{{}}}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(c.server.log_level), toml_string(c.store.fsync), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
-      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s);
+      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map);
 }
 
 }  // namespace taba

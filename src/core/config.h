@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -40,6 +41,12 @@ struct Config {
     int64_t max_inflate_ratio = 1000;           // decompressed/compressed bytes
     int64_t future_clamp_s = 60;                // stamps beyond now+this are clamped
   } ingest;
+
+  struct Plugins {
+    // Extra type names served by a loaded type's handler, or overrides of a
+    // built-in name: {"LatencyMs" = "PercentileGroup"}.
+    std::vector<std::pair<std::string, std::string>> types;
+  } plugins;
 
   bool has_role(std::string_view role) const;
 };

@@ -165,6 +165,26 @@ bool Registry::load_file(const std::string& path) {
   return true;
 }
 
+Status Registry::add_alias(const std::string& alias, const std::string& target) {
+  const Handler* base = find(target);
+  if (!base) {
+    return Status::Invalid(fmt::format("plugins.types.{}: no loaded plugin serves type \"{}\"", alias, target));
+  }
+  auto handler = std::make_unique<Handler>(*base);
+  handler->type_name = alias;
+  auto it = by_type_.find(alias);
+  if (it != by_type_.end()) {
+    log::warn("plugins: type {} (plugin {}) is overridden by the handler of {} (plugin {})", alias,
+              it->second->plugin_name, target, base->plugin_name);
+    replaced_.push_back(std::move(it->second));
+    it->second = std::move(handler);
+  } else {
+    log::info("plugins: type {} is served by the handler of {} (plugin {})", alias, target, base->plugin_name);
+    by_type_.emplace(alias, std::move(handler));
+  }
+  return Status::Ok();
+}
+
 const Handler* Registry::find(std::string_view type_name) const {
   auto it = by_type_.find(type_name);
   return it == by_type_.end() ? nullptr : it->second.get();

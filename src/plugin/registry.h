@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/status.h"
 #include "core/string_map.h"
 #include "taba/handler.h"
 
@@ -45,6 +46,11 @@ class Registry {
   // Loads one plugin file; false if refused (see reports()).
   bool load_file(const std::string& path);
 
+  // Makes `alias` a type name served by the handler of `target` (a loaded
+  // type). When `alias` is already a type, the mapping replaces it (an
+  // override of a built-in). Error names what is wrong.
+  Status add_alias(const std::string& alias, const std::string& target);
+
   // The handler for a type name, or nullptr.
   const Handler* find(std::string_view type_name) const;
   std::vector<const Handler*> handlers() const;
@@ -53,6 +59,7 @@ class Registry {
  private:
   StringMap<std::unique_ptr<Handler>> by_type_;
   std::vector<void*> dl_handles_;
+  std::vector<std::unique_ptr<Handler>> replaced_;  // overridden handlers, kept alive
   std::vector<LoadReport> reports_;
 };
 

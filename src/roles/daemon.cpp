@@ -55,6 +55,13 @@ class Daemon {
     if (!registry_.load_dir(plugins_dir)) {
       log::error("no plugins directory at {}; set --plugins-dir", plugins_dir);
     }
+    for (const auto& [alias, target] : config_.plugins.types) {
+      Status st = registry_.add_alias(alias, target);
+      if (!st.ok()) {
+        log::error("{}", st.message());
+        return close_loop(2);
+      }
+    }
     if (registry_.handlers().empty()) log::warn("no handler plugins loaded: every post will be rejected");
 
     store::StoreOptions so;

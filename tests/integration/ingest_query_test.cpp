@@ -204,3 +204,32 @@ TEST_CASE("types without a plugin are refused - bad configuration stops startup"
   CHECK(out.value().err.find("store.fsync: must be \"always\" or \"everysec\"") != std::string::npos);
   remove_tree(dir);
 }
+
+TEST_CASE("configured type names map to loaded handlers", "[e2e][plugins]") {
+  std::string dir = make_temp_dir("taba-alias");
+  std::string cfg = dir + "/taba.toml";
+  FILE* f = fopen(cfg.c_str(), "w");
+  REQUIRE(f);
+  fputs("[plugins]\ntypes = { \"LatencyMs\" = \"CounterGroup\", \"Gauge\" = \"TotalsCounter\" }\n", f);
+  fclose(f);
+  TabadProcess p;
+  REQUIRE(p.start({"--config", cfg}).ok());
+  double t = now_s();
+  auto r = p.post("/post", v1_body({{"c", {{"lat", {event_line("LatencyMs", t, "5")}},
+                                             {"g", {event_line("Gauge", t, "[7]")}}}}}));
+  REQUIRE(r.value().status == 200);
+  CHECK(body_of(p.get("/types")) == "g: Gauge\nlat: LatencyMs\n");
+  CHECK(tab(p, "lat").find("\"1m\": {\"count\": 1, \"total\": 5.00") != std::string::npos);
+  CHECK(tab(p, "g") == "g: {\"count\": 1, \"total\": 7.00, \"average\": 7.00}\n");
+  CHECK(p.log_text().find("type Gauge (plugin gauge) is overridden by the handler of TotalsCounter") !=
+        std::string::npos);
+
+  fputs("", f = fopen(cfg.c_str(), "w"));
+  fputs("[plugins]\ntypes = { \"X\" = \"NoSuchType\" }\n", f);
+  fclose(f);
+  auto out = run_process({tabad_path(), "--config", cfg, "--data-dir", dir + "/d2", "--listen", "127.0.0.1:0"});
+  REQUIRE(out.ok());
+  CHECK(out.value().exit_code == 2);
+  CHECK(out.value().err.find("plugins.types.X: no loaded plugin serves type \"NoSuchType\"") != std::string::npos);
+  remove_tree(dir);
+}

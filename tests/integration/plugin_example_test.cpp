@@ -226,9 +226,12 @@ TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entry(const taba_host* host) {
 )");
   // Built for ABI major 2 the polite way: it checks the host and declines.
   write_file(sources.path + "/declines.c", R"(#include "taba/handler.h"
+#define BUILT_FOR_ABI_MAJOR 2
+static const taba_plugin kPlugin = {.struct_size = sizeof(taba_plugin), .abi_major = BUILT_FOR_ABI_MAJOR,
+                                    .abi_minor = 0, .name = "polite_future", .version = "9.0.0",
+                                    .handler_count = 0, .flags = 0, .handlers = 0};
 TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  (void)host->abi_major;
-  return 0;
+  return host != 0 && host->abi_major == BUILT_FOR_ABI_MAJOR ? &kPlugin : 0;
 }
 )");
   // The entry point misspelled.

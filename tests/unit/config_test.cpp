@@ -58,3 +58,18 @@ TEST_CASE("config errors name the key path and the reason", "[config]") {
   r.server.roles = {"fe", "bogus"};
   CHECK(validate_config(r).message().find("unknown role 'bogus'") != std::string::npos);
 }
+
+TEST_CASE("config maps extra type names to plugins", "[config]") {
+  Config c;
+  REQUIRE(load("[plugins]\ntypes = { \"LatencyMs\" = \"CounterGroup\", \"Gauge\" = \"TotalsCounter\" }\n", &c).ok());
+  REQUIRE(c.plugins.types.size() == 2);
+  CHECK(validate_config(c).ok());
+  CHECK(dump_config(c).find("types = { \"Gauge\" = \"TotalsCounter\", \"LatencyMs\" = \"CounterGroup\" }") !=
+        std::string::npos);
+  Config bad;
+  Status s = load("[plugins]\ntypes = { \"X\" = 3 }\n", &bad);
+  CHECK(s.message().find("plugins.types.X: must be a string, not an integer") != std::string::npos);
+  Config badname;
+  REQUIRE(load("[plugins]\ntypes = { \"a b\" = \"Gauge\" }\n", &badname).ok());
+  CHECK(validate_config(badname).message().find("plugins.types.a b: a type name is") != std::string::npos);
+}

@@ -1,0 +1,334 @@
+// Buffer: the most recent values posted, across clients: up to 1000
+// unexpired (value, event timestamp) pairs, newest first.
+//
+// Payload: [value, expiry_epoch_seconds] (value any JSON value, expiry a
+// finite number), or a bare value: any JSON value that is not an array,
+// which expires one hour after its event. An array that is not
+// [value, number] is refused (to buffer an array, send [array, expiry]).
+// The ABI exposes only an array's first two elements, so elements after
+// [1] cannot be seen and are ignored.
+//
+// State: at most kCapacity entries (value JSON text, event timestamp,
+// expiry). Entries are ranked by a strict order: newer event timestamp
+// first; equal timestamps by value text (bytewise, ascending), then by
+// later expiry. fold and merge keep the first kCapacity entries of that
+// order among the entries not yet expired (now < expiry); so merging
+// states in any order, or folding all their events into one state, keeps
+// the same entries as long as no kept entry expires before an evicted one
+// would have (eviction is by age, not by expiry). An event already expired
+// when folded is ignored. Duplicates are kept: the same event merged twice
+// is buffered twice.
+//
+// Storage is a binary heap whose top is the lowest-ranked entry: a merge
+// costs O(k log kCapacity) for the k entries of `from`, and an eviction
+// reuses the evicted entry's string buffer. Expired entries are swept out
+// lazily, in one pass each time now reaches the earliest expiry held.
+//
+// Render, TABA_FORMAT_JSON: [[value, ts], ...] over the unexpired entries
+// in rank order (newest first), ", " separators, [] when empty. value is
+// its JSON text as sent (without surrounding whitespace); ts is the event
+// timestamp as the shortest decimal text that reads back as the same
+// double (std::to_chars): 1400000000.5, 1400000002 (no fraction for
+// integral stamps), 1400000000.125. No detailed format.
+//
+// prunable: no entry is unexpired as of now.
+//
+// Serialized form, version 1: varint entry count (<= kCapacity), then per
+// entry in rank order: bytes value JSON text (a varint length and the
+// bytes), double event timestamp, double expiry (8 bytes little-endian).
+// deserialize checks every value is JSON and every double finite.
+#include <algorithm>
+#include <charconv>
+#include <cinttypes>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/byte_io.h"
+#include "common/json_text.h"
+#include "common/plugin_support.h"
+#include "common/text.h"
+#include "taba/handler.h"
+#include "taba/version.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr char kTypeName[] = "Buffer";
+constexpr uint32_t kStateVersion = 1;
+constexpr size_t kCapacity = 1000;
+constexpr double kBareValueLifetime = 3600;
+constexpr size_t kMaxValueBytes = size_t{1} << 20;
+
+struct Entry {
+  std::string value;  // JSON text
+  double timestamp = 0.0;
+  double expiry = 0.0;
+};
+
+// Whether a ranks before b (is kept in preference to b).
+bool ranks_before(const Entry& a, const Entry& b) {
+  if (a.timestamp != b.timestamp) return a.timestamp > b.timestamp;
+  const int c = a.value.compare(b.value);
+  if (c != 0) return c < 0;
+  return a.expiry > b.expiry;
+}
+
+// Heap order: the top (the "largest") is the lowest-ranked entry.
+struct LowestOnTop {
+  bool operator()(const Entry& a, const Entry& b) const { return ranks_before(a, b); }
+};
+
+struct BufferState {
+  std::vector<Entry> heap;
+  // At most the earliest expiry held: when now reaches it, sweep.
+  double min_expiry = std::numeric_limits<double>::infinity();
+};
+
+BufferState* state_of(taba_state* s) {
+  return reinterpret_cast<BufferState*>(s);
+}
+const BufferState* state_of(const taba_state* s) {
+  return reinterpret_cast<const BufferState*>(s);
+}
+
+// The value text and expiry of an event; false when the payload is not
+// acceptable.
+bool event_entry(const taba_event& event, std::string_view* text, double* expiry) {
+  if (event.payload.kind == TABA_VALUE_ARRAY) {
+    if (event.elem1.kind != TABA_VALUE_NUMBER || !std::isfinite(event.elem1.number)) return false;
+    *expiry = event.elem1.number;
+    return value_text(event.elem0, text);
+  }
+  *expiry = event.timestamp + kBareValueLifetime;
+  return value_text(event.payload, text);
+}
+
+// Offers one entry; the caller has checked expiry > now.
+void offer(BufferState* s, std::string_view value, double timestamp, double expiry) {
+  auto& heap = s->heap;
+  if (heap.size() < kCapacity) {
+    heap.emplace_back();
+  } else {
+    // Full: only an entry ranking before the lowest one gets in, in its
+    // place (and in its string buffer).
+    const Entry& lowest = heap.front();
+    if (timestamp < lowest.timestamp) return;
+    if (timestamp == lowest.timestamp) {
+      const int c = value.compare(lowest.value);
+      if (c > 0 || (c == 0 && !(expiry > lowest.expiry))) return;
+    }
+    std::pop_heap(heap.begin(), heap.end(), LowestOnTop{});
+  }
+  Entry& e = heap.back();
+  e.value.assign(value.data(), value.size());
+  e.timestamp = timestamp;
+  e.expiry = expiry;
+  std::push_heap(heap.begin(), heap.end(), LowestOnTop{});
+  s->min_expiry = std::min(s->min_expiry, expiry);
+}
+
+void sweep(BufferState* s, double now) {
+  if (!(s->min_expiry <= now)) return;
+  auto& heap = s->heap;
+  heap.erase(std::remove_if(heap.begin(), heap.end(), [now](const Entry& e) { return !(e.expiry > now); }),
+             heap.end());
+  std::make_heap(heap.begin(), heap.end(), LowestOnTop{});
+  double earliest = std::numeric_limits<double>::infinity();
+  for (const Entry& e : heap) earliest = std::min(earliest, e.expiry);
+  s->min_expiry = earliest;
+}
+
+// The entries in rank order, optionally only those unexpired as of now.
+std::vector<const Entry*> ranked(const BufferState& s, double now, bool only_live) {
+  std::vector<const Entry*> out;
+  out.reserve(s.heap.size());
+  for (const Entry& e : s.heap) {
+    if (!only_live || e.expiry > now) out.push_back(&e);
+  }
+  std::sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) { return ranks_before(*a, *b); });
+  return out;
+}
+
+taba_state* b_new_state(const char*, size_t, double) {
+  try {
+    return reinterpret_cast<taba_state*>(new BufferState());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void b_free_state(taba_state* state) {
+  delete state_of(state);
+}
+
+taba_status b_check_event(const taba_event* event, char* err, size_t err_cap) {
+  std::string_view text;
+  double expiry;
+  if (event != nullptr && event_entry(*event, &text, &expiry)) return TABA_OK;
+  set_error(err, err_cap,
+            "Buffer payload must be [value, expiry_epoch_seconds] with a finite number as expiry, or a "
+            "bare value that is not an array");
+  return TABA_ERR_PAYLOAD;
+}
+
+void b_fold(taba_state* state, const taba_event* events, size_t n, double now) {
+  guard_void([&] {
+    BufferState* s = state_of(state);
+    sweep(s, now);
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view text;
+      double expiry;
+      if (event_entry(events[i], &text, &expiry) && expiry > now) offer(s, text, events[i].timestamp, expiry);
+    }
+  });
+}
+
+void b_merge(taba_state* into, const taba_state* from, double now) {
+  guard_void([&] {
+    BufferState* dst = state_of(into);
+    const BufferState& src = *state_of(from);
+    // The ABI never merges a state into itself (`from` stays unchanged);
+    // refuse it rather than change a heap while walking it.
+    if (dst == &src) return;
+    sweep(dst, now);
+    for (const Entry& e : src.heap) {
+      if (e.expiry > now) offer(dst, e.value, e.timestamp, e.expiry);
+    }
+  });
+}
+
+void append_number(double v, TextBuffer* text) {
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  text->raw(res.ec == std::errc() ? std::string_view(buf, static_cast<size_t>(res.ptr - buf))
+                                  : std::string_view("0"));
+}
+
+taba_status b_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text;
+    text.raw("[");
+    bool first = true;
+    for (const Entry* e : ranked(*state_of(state), now, true)) {
+      text.raw(first ? "[" : ", [").raw(e->value).raw(", ");
+      append_number(e->timestamp, &text);
+      text.raw("]");
+      first = false;
+    }
+    text.raw("]");
+    return text.flush_to(out);
+  });
+}
+
+int b_prunable(const taba_state* state, double now) {
+  for (const Entry& e : state_of(state)->heap) {
+    if (e.expiry > now) return 0;
+  }
+  return 1;
+}
+
+taba_status b_serialize(const taba_state* state, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    const auto entries = ranked(*state_of(state), 0, false);
+    ByteWriter w;
+    w.put_varint(entries.size());
+    for (const Entry* e : entries) {
+      w.put_bytes(e->value);
+      w.put_double(e->timestamp);
+      w.put_double(e->expiry);
+    }
+    return w.flush_to(out);
+  });
+}
+
+bool read_state(ByteReader* r, BufferState* s, const char** why) {
+  uint64_t n;
+  // Each entry takes at least 18 bytes: a length, a value byte, 2 doubles.
+  if (!r->get_varint_max(std::min<uint64_t>(kCapacity, r->remaining() / 18), &n)) {
+    *why = "entry count truncated or too large";
+    return false;
+  }
+  s->heap.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view value;
+    Entry e;
+    if (!r->get_bytes(kMaxValueBytes, &value) || !r->get_double(&e.timestamp) || !r->get_double(&e.expiry)) {
+      *why = "entry truncated";
+      return false;
+    }
+    if (!std::isfinite(e.timestamp) || !std::isfinite(e.expiry)) {
+      *why = "entry with a non-finite timestamp or expiry";
+      return false;
+    }
+    if (!is_json_value(value)) {
+      *why = "entry value is not JSON";
+      return false;
+    }
+    e.value.assign(value.data(), value.size());
+    s->min_expiry = std::min(s->min_expiry, e.expiry);
+    s->heap.push_back(std::move(e));
+  }
+  if (!r->at_end()) {
+    *why = "trailing bytes";
+    return false;
+  }
+  std::make_heap(s->heap.begin(), s->heap.end(), LowestOnTop{});
+  return true;
+}
+
+taba_status b_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                          size_t err_cap) {
+  return guard_status(err, err_cap, [&] {
+    if (version == 0 || version > kStateVersion) {
+      set_errorf(err, err_cap, "Buffer state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
+                 kStateVersion);
+      return TABA_ERR_VERSION;
+    }
+    auto s = std::make_unique<BufferState>();
+    ByteReader r(data, len);
+    const char* why = nullptr;
+    if (!read_state(&r, s.get(), &why)) {
+      set_errorf(err, err_cap, "corrupt Buffer state: %s", why);
+      return TABA_ERR_CORRUPT;
+    }
+    *out = reinterpret_cast<taba_state*>(s.release());
+    return TABA_OK;
+  });
+}
+
+const taba_handler kBuffer = {
+    sizeof(taba_handler),
+    kStateVersion,
+    kTypeName,
+    "the 1000 most recent unexpired values across clients, newest first",
+    b_new_state,
+    b_free_state,
+    b_check_event,
+    b_fold,
+    b_merge,
+    b_render,
+    b_prunable,
+    b_serialize,
+    b_deserialize,
+    {},
+};
+
+const taba_handler* const kHandlers[] = {&kBuffer};
+
+const taba_plugin kPlugin = {
+    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "buffer", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+};
+
+}  // namespace
+}  // namespace taba::builtin
+
+extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
+  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+}

@@ -1,0 +1,190 @@
+// ExpiryGauge: per client, the latest value by event timestamp, shown until
+// the expiry the event carries; rendered as how many clients currently
+// report each value.
+//
+// Payload: [value, expiry_epoch_seconds], value a JSON scalar (string,
+// number, true, false, null), expiry a finite number. Anything else is
+// refused by check_event. (The ABI exposes only an array's first two
+// elements, so elements after [1] cannot be seen and are ignored.)
+//
+// Semantics. Unlike the original, which kept the entry with the furthest
+// expiry, the latest event by timestamp wins (ties: the later one in
+// arrival order, and the later merged state): a client that first sets
+// "A" until t+1000 and then "B" until t+100 shows "B", and nothing once
+// t+100 has passed, not "A" again. An entry counts while now < expiry.
+// An expired entry is kept as a tombstone until 48 h after its event (or
+// its expiry, if later) so that an older value of the same client merged
+// late, or merged in another order, cannot resurrect; events older than
+// that horizon and already expired are ignored. Identity, merge and
+// sweeping work as for Gauge (common/latest_values.h).
+//
+// Render, TABA_FORMAT_JSON: as Gauge, {"<value>": <clients>, ...} over the
+// live entries, keys sorted bytewise, ": " and ", " separators, {} when
+// empty; a string value's key is its JSON text as sent, any other scalar's
+// text is quoted (1.50 -> "1.50"). No detailed format.
+//
+// prunable: no entry is live as of now.
+//
+// Serialized form, version 1: bytes client, varint entry count, then per
+// entry (sorted by client): bytes client, bytes value JSON text, double
+// event timestamp, double expiry ("bytes" is a varint length and the bytes;
+// doubles are 8 bytes little-endian).
+#include <cinttypes>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "common/byte_io.h"
+#include "common/json_text.h"
+#include "common/latest_values.h"
+#include "common/plugin_support.h"
+#include "taba/handler.h"
+#include "taba/version.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr char kTypeName[] = "ExpiryGauge";
+constexpr uint32_t kStateVersion = 1;
+// How long after its event an expired entry still hides older values.
+constexpr double kTombstoneSeconds = 48 * 3600;
+
+LatestValues* state_of(taba_state* s) {
+  return reinterpret_cast<LatestValues*>(s);
+}
+const LatestValues* state_of(const taba_state* s) {
+  return reinterpret_cast<const LatestValues*>(s);
+}
+
+// The value's JSON text and the expiry an event carries; false when the
+// payload is not acceptable.
+bool event_value(const taba_event& event, std::string_view* text, double* expiry) {
+  if (event.payload.kind != TABA_VALUE_ARRAY || event.elem1.kind != TABA_VALUE_NUMBER ||
+      !std::isfinite(event.elem1.number)) {
+    return false;
+  }
+  *expiry = event.elem1.number;
+  return scalar_text(event.elem0, text);
+}
+
+taba_state* eg_new_state(const char* client, size_t client_len, double) {
+  try {
+    auto s = std::make_unique<LatestValues>(std::string_view(client_len != 0 ? client : "", client_len),
+                                            kTombstoneSeconds, 0.0);
+    return reinterpret_cast<taba_state*>(s.release());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void eg_free_state(taba_state* state) {
+  delete state_of(state);
+}
+
+taba_status eg_check_event(const taba_event* event, char* err, size_t err_cap) {
+  std::string_view text;
+  double expiry;
+  if (event != nullptr && event_value(*event, &text, &expiry)) return TABA_OK;
+  set_error(err, err_cap,
+            "ExpiryGauge payload must be [value, expiry_epoch_seconds]: a JSON scalar and a finite number");
+  return TABA_ERR_PAYLOAD;
+}
+
+void eg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
+  guard_void([&] {
+    // The batch's latest event (ties: the later in arrival order), whatever
+    // its expiry: one copy per batch.
+    const taba_event* best = nullptr;
+    std::string_view best_text;
+    double best_expiry = 0;
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view text;
+      double expiry;
+      if (!event_value(events[i], &text, &expiry)) continue;
+      if (best == nullptr || events[i].timestamp >= best->timestamp) {
+        best = &events[i];
+        best_text = text;
+        best_expiry = expiry;
+      }
+    }
+    LatestValues* s = state_of(state);
+    if (best != nullptr) s->offer(s->client(), best_text, best->timestamp, best_expiry, now);
+  });
+}
+
+// O(entries of `from`) plus, when an entry of `into` is past its retention,
+// one sweep.
+void eg_merge(taba_state* into, const taba_state* from, double now) {
+  guard_void([&] { state_of(into)->merge_from(*state_of(from), now); });
+}
+
+taba_status eg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
+    return state_of(state)->render_counts(now, out);
+  });
+}
+
+int eg_prunable(const taba_state* state, double now) {
+  return state_of(state)->any_live(now) ? 0 : 1;
+}
+
+taba_status eg_serialize(const taba_state* state, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    ByteWriter w;
+    state_of(state)->write(&w);
+    return w.flush_to(out);
+  });
+}
+
+taba_status eg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                           size_t err_cap) {
+  return guard_status(err, err_cap, [&] {
+    if (version == 0 || version > kStateVersion) {
+      set_errorf(err, err_cap, "ExpiryGauge state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
+                 version, kStateVersion);
+      return TABA_ERR_VERSION;
+    }
+    auto s = std::make_unique<LatestValues>("", kTombstoneSeconds, 0.0);
+    ByteReader r(data, len);
+    const char* why = nullptr;
+    if (!s->read(&r, &why)) {
+      set_errorf(err, err_cap, "corrupt ExpiryGauge state: %s", why);
+      return TABA_ERR_CORRUPT;
+    }
+    *out = reinterpret_cast<taba_state*>(s.release());
+    return TABA_OK;
+  });
+}
+
+const taba_handler kExpiryGauge = {
+    sizeof(taba_handler),
+    kStateVersion,
+    kTypeName,
+    "per client, the latest value until the expiry it carries; rendered as clients per value",
+    eg_new_state,
+    eg_free_state,
+    eg_check_event,
+    eg_fold,
+    eg_merge,
+    eg_render,
+    eg_prunable,
+    eg_serialize,
+    eg_deserialize,
+    {},
+};
+
+const taba_handler* const kHandlers[] = {&kExpiryGauge};
+
+const taba_plugin kPlugin = {
+    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "expiry_gauge", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+};
+
+}  // namespace
+}  // namespace taba::builtin
+
+extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
+  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+}

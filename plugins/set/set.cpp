@@ -1,0 +1,399 @@
+// Set: the number of distinct members seen (StatsD sets, `name:member|s`),
+// all-time.
+//
+// Payload: one JSON scalar (string, number, true, false, null): the member.
+// A member's identity is its JSON text as sent, without surrounding
+// whitespace: "5" (a string) and 5 (a number) are different members, and
+// so are 5 and 5.0, or "a" and "\u0061". Arrays and objects are refused.
+//
+// State: a HyperLogLog sketch of the members' 64-bit hashes (see
+// member_hash), in one of two forms:
+//   sparse  the sorted distinct hashes themselves, up to kSparseMax (512):
+//           the count is exact (barring a 64-bit hash collision, odds
+//           about n^2 / 2^65);
+//   dense   past 512 members: 2^14 = 16384 one-byte registers, register i
+//           holding the largest "rank" (1 + leading zeros of the low 50 bits)
+//           of the hashes whose top 14 bits are i.
+// A state only ever goes from sparse to dense. merge is a set union: of
+// the hash lists (sparse), or register-wise max (dense), so it is exact,
+// commutative, associative and idempotent: merging in any order, or merging
+// the same members twice, gives the same state. And as the union only
+// grows, whether the result is sparse or dense does not depend on the order
+// either. Merging a delta of k members costs O(k log n), or O(16384) when
+// `from` is dense.
+//
+// Estimate (dense): Ertl's improved raw estimator for HyperLogLog ("New
+// cardinality estimation algorithms for HyperLogLog sketches", 2017),
+// which needs no bias tables or range switches and is nearly unbiased from
+// 0 to far beyond 10^9 members. Its relative standard error is about
+// 1.04 / sqrt(16384) = 0.81 %: 68 % of estimates lie within 0.81 % of the
+// truth, 99.7 % within 2.4 % (3 standard errors). See the accuracy test in
+// tests/unit/more_plugins_test.cpp.
+//
+// Render, TABA_FORMAT_JSON: {"count": N}, N the exact count (sparse) or the
+// estimate rounded to the nearest integer (dense). No detailed format.
+//
+// prunable: no member was ever added (a set is all-time: no windows).
+//
+// Serialized form, version 1, one form byte then:
+//   0 (sparse)  varint n (<= 512), then the n hashes ascending: the first
+//               as a varint, each next one as a varint gap >= 1;
+//   1 (dense)   varint 16384, then the 16384 registers, each <= 51.
+// deserialize checks all of it (ascending, no overflow, register range, no
+// trailing bytes).
+#include <algorithm>
+#include <bit>
+#include <cinttypes>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/byte_io.h"
+#include "common/json_text.h"
+#include "common/plugin_support.h"
+#include "common/text.h"
+#include "taba/handler.h"
+#include "taba/version.h"
+
+namespace taba::builtin {
+namespace {
+
+constexpr char kTypeName[] = "Set";
+constexpr uint32_t kStateVersion = 1;
+
+constexpr int kPrecision = 14;                        // index bits
+constexpr size_t kRegisters = size_t{1} << kPrecision;  // m
+constexpr int kRankBits = 64 - kPrecision;            // q = 50
+constexpr uint8_t kMaxRank = kRankBits + 1;           // 51
+constexpr size_t kSparseMax = 512;
+
+constexpr uint8_t kFormSparse = 0;
+constexpr uint8_t kFormDense = 1;
+
+// ---------------------------------------------------------------------------
+// Hashing. Each 8-byte little-endian word of the member (the last one
+// zero-padded) is xored into the running value, which then goes through
+// the SplitMix64 finalizer (a bijective 64-bit mixer with full avalanche).
+// The length seeds the running value, so zero padding is unambiguous.
+
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+constexpr uint64_t kSeed = 0x5bd1e9955bd1e995ULL;
+
+uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+uint64_t load_le(const char* p, size_t n) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; ++i) w |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return w;
+}
+
+uint64_t member_hash(std::string_view s) {
+  uint64_t h = mix64(kSeed ^ (static_cast<uint64_t>(s.size()) * kGolden));
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) h = mix64((h ^ load_le(s.data() + i, 8)) + kGolden);
+  if (i < s.size()) h = mix64((h ^ load_le(s.data() + i, s.size() - i)) + kGolden);
+  return h;
+}
+
+// ---------------------------------------------------------------------------
+// State
+
+struct SetState {
+  std::vector<uint64_t> sparse;      // sorted distinct hashes, while !dense
+  std::unique_ptr<uint8_t[]> dense;  // kRegisters ranks, once dense
+};
+
+SetState* state_of(taba_state* s) {
+  return reinterpret_cast<SetState*>(s);
+}
+const SetState* state_of(const taba_state* s) {
+  return reinterpret_cast<const SetState*>(s);
+}
+
+void add_dense(uint8_t* regs, uint64_t h) {
+  const size_t index = static_cast<size_t>(h >> kRankBits);
+  const uint64_t rest = h & ((uint64_t{1} << kRankBits) - 1);
+  const auto rank =
+      static_cast<uint8_t>(rest == 0 ? kMaxRank : std::countl_zero(rest) - kPrecision + 1);
+  if (rank > regs[index]) regs[index] = rank;
+}
+
+void densify(SetState* s) {
+  auto regs = std::make_unique<uint8_t[]>(kRegisters);  // zeroed
+  for (const uint64_t h : s->sparse) add_dense(regs.get(), h);
+  s->dense = std::move(regs);
+  std::vector<uint64_t>().swap(s->sparse);
+}
+
+// Sorts and dedups the sparse list; densifies when it grew too long.
+void normalize(SetState* s) {
+  std::sort(s->sparse.begin(), s->sparse.end());
+  s->sparse.erase(std::unique(s->sparse.begin(), s->sparse.end()), s->sparse.end());
+  if (s->sparse.size() > kSparseMax) densify(s);
+}
+
+// sigma and tau of Ertl's estimator (series, evaluated to convergence).
+double sigma(double x) {
+  if (x == 1) return std::numeric_limits<double>::infinity();
+  double y = 1;
+  double z = x;
+  for (;;) {
+    x *= x;
+    const double before = z;
+    z += x * y;
+    y += y;
+    if (z == before) return z;
+  }
+}
+
+double tau(double x) {
+  if (x == 0 || x == 1) return 0;
+  double y = 1;
+  double z = 1 - x;
+  for (;;) {
+    x = std::sqrt(x);
+    const double before = z;
+    y *= 0.5;
+    z -= (1 - x) * (1 - x) * y;
+    if (z == before) return z / 3;
+  }
+}
+
+double estimate(const uint8_t* regs) {
+  uint32_t histogram[kMaxRank + 1] = {};
+  for (size_t i = 0; i < kRegisters; ++i) ++histogram[regs[i]];
+  const double m = static_cast<double>(kRegisters);
+  double z = m * tau(1 - histogram[kMaxRank] / m);
+  for (int k = kRankBits; k >= 1; --k) z = 0.5 * (z + histogram[k]);
+  z += m * sigma(histogram[0] / m);
+  const double alpha_inf = 0.5 / std::log(2.0);
+  return alpha_inf * m * m / z;  // z = inf (no member): 0
+}
+
+uint64_t count(const SetState& s) {
+  if (!s.dense) return s.sparse.size();
+  // Saturates (a sketch with every register at its maximum, which only a
+  // crafted state holds, estimates infinity).
+  const double e = estimate(s.dense.get());
+  constexpr double kLimit = 9223372036854775807.0;  // rounds to 2^63
+  if (!(e < kLimit)) return static_cast<uint64_t>(INT64_MAX);
+  return static_cast<uint64_t>(std::llround(e));
+}
+
+// ---------------------------------------------------------------------------
+// Hooks
+
+taba_state* s_new_state(const char*, size_t, double) {
+  try {
+    return reinterpret_cast<taba_state*>(new SetState());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void s_free_state(taba_state* state) {
+  delete state_of(state);
+}
+
+taba_status s_check_event(const taba_event* event, char* err, size_t err_cap) {
+  std::string_view text;
+  if (event != nullptr && scalar_text(event->payload, &text)) return TABA_OK;
+  set_error(err, err_cap, "Set payload must be a JSON scalar (a string, number, true, false or null)");
+  return TABA_ERR_PAYLOAD;
+}
+
+void s_fold(taba_state* state, const taba_event* events, size_t n, double) {
+  guard_void([&] {
+    SetState* s = state_of(state);
+    if (!s->dense) s->sparse.reserve(s->sparse.size() + std::min(n, 2 * kSparseMax));
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view text;
+      if (!scalar_text(events[i].payload, &text)) continue;
+      const uint64_t h = member_hash(text);
+      if (s->dense) {
+        add_dense(s->dense.get(), h);
+        continue;
+      }
+      s->sparse.push_back(h);
+      if (s->sparse.size() >= 2 * kSparseMax) normalize(s);
+    }
+    if (!s->dense) normalize(s);
+  });
+}
+
+void s_merge(taba_state* into, const taba_state* from, double) {
+  guard_void([&] {
+    SetState* dst = state_of(into);
+    const SetState& src = *state_of(from);
+    if (dst == &src) return;  // a union with itself changes nothing
+    if (src.dense) {
+      if (!dst->dense) densify(dst);
+      uint8_t* d = dst->dense.get();
+      const uint8_t* f = src.dense.get();
+      for (size_t i = 0; i < kRegisters; ++i) d[i] = std::max(d[i], f[i]);
+    } else if (dst->dense) {
+      for (const uint64_t h : src.sparse) add_dense(dst->dense.get(), h);
+    } else if (src.sparse.size() <= 16) {
+      // A small delta: insert in place.
+      for (const uint64_t h : src.sparse) {
+        const auto it = std::lower_bound(dst->sparse.begin(), dst->sparse.end(), h);
+        if (it == dst->sparse.end() || *it != h) dst->sparse.insert(it, h);
+      }
+      if (dst->sparse.size() > kSparseMax) densify(dst);
+    } else {
+      std::vector<uint64_t> merged;
+      merged.reserve(dst->sparse.size() + src.sparse.size());
+      std::set_union(dst->sparse.begin(), dst->sparse.end(), src.sparse.begin(), src.sparse.end(),
+                     std::back_inserter(merged));
+      dst->sparse.swap(merged);
+      if (dst->sparse.size() > kSparseMax) densify(dst);
+    }
+  });
+}
+
+taba_status s_render(const taba_state* state, uint32_t format, double, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text;
+    text.raw("{\"count\": ").u64(count(*state_of(state))).raw("}");
+    return text.flush_to(out);
+  });
+}
+
+int s_prunable(const taba_state* state, double) {
+  const SetState& s = *state_of(state);
+  if (!s.dense) return s.sparse.empty() ? 1 : 0;
+  const uint8_t* regs = s.dense.get();
+  return std::all_of(regs, regs + kRegisters, [](uint8_t r) { return r == 0; }) ? 1 : 0;
+}
+
+taba_status s_serialize(const taba_state* state, taba_output* out) {
+  return guard_status(nullptr, 0, [&] {
+    const SetState& s = *state_of(state);
+    ByteWriter w;
+    if (s.dense) {
+      w.put_varint(kFormDense);
+      w.put_bytes(std::string_view(reinterpret_cast<const char*>(s.dense.get()), kRegisters));
+    } else {
+      w.put_varint(kFormSparse);
+      w.put_varint(s.sparse.size());
+      uint64_t previous = 0;
+      for (size_t i = 0; i < s.sparse.size(); ++i) {
+        w.put_varint(i == 0 ? s.sparse[i] : s.sparse[i] - previous);
+        previous = s.sparse[i];
+      }
+    }
+    return w.flush_to(out);
+  });
+}
+
+bool read_state(ByteReader* r, SetState* s, const char** why) {
+  uint64_t form;
+  if (!r->get_varint_max(kFormDense, &form)) {
+    *why = "missing or unknown form byte";
+    return false;
+  }
+  if (form == kFormDense) {
+    std::string_view regs;
+    if (!r->get_bytes(kRegisters, &regs) || regs.size() != kRegisters) {
+      *why = "dense registers truncated";
+      return false;
+    }
+    if (std::any_of(regs.begin(), regs.end(), [](char c) { return static_cast<uint8_t>(c) > kMaxRank; })) {
+      *why = "register value out of range";
+      return false;
+    }
+    s->dense = std::make_unique<uint8_t[]>(kRegisters);
+    std::copy(regs.begin(), regs.end(), s->dense.get());
+  } else {
+    uint64_t n;
+    if (!r->get_varint_max(std::min<uint64_t>(kSparseMax, r->remaining()), &n)) {
+      *why = "sparse count truncated or too large";
+      return false;
+    }
+    s->sparse.reserve(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t v;
+      if (!r->get_varint(&v)) {
+        *why = "sparse hashes truncated";
+        return false;
+      }
+      if (i > 0) {
+        const uint64_t previous = s->sparse.back();
+        if (v == 0 || v > std::numeric_limits<uint64_t>::max() - previous) {
+          *why = "sparse hashes not strictly ascending";
+          return false;
+        }
+        v += previous;
+      }
+      s->sparse.push_back(v);
+    }
+  }
+  if (!r->at_end()) {
+    *why = "trailing bytes";
+    return false;
+  }
+  return true;
+}
+
+taba_status s_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
+                          size_t err_cap) {
+  return guard_status(err, err_cap, [&] {
+    if (version == 0 || version > kStateVersion) {
+      set_errorf(err, err_cap, "Set state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
+                 kStateVersion);
+      return TABA_ERR_VERSION;
+    }
+    auto s = std::make_unique<SetState>();
+    ByteReader r(data, len);
+    const char* why = nullptr;
+    if (!read_state(&r, s.get(), &why)) {
+      set_errorf(err, err_cap, "corrupt Set state: %s", why);
+      return TABA_ERR_CORRUPT;
+    }
+    *out = reinterpret_cast<taba_state*>(s.release());
+    return TABA_OK;
+  });
+}
+
+const taba_handler kSet = {
+    sizeof(taba_handler),
+    kStateVersion,
+    kTypeName,
+    "the number of distinct members (HyperLogLog, exact up to 512, then about 0.81 % standard error)",
+    s_new_state,
+    s_free_state,
+    s_check_event,
+    s_fold,
+    s_merge,
+    s_render,
+    s_prunable,
+    s_serialize,
+    s_deserialize,
+    {},
+};
+
+const taba_handler* const kHandlers[] = {&kSet};
+
+const taba_plugin kPlugin = {
+    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "set", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+};
+
+}  // namespace
+}  // namespace taba::builtin
+
+extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
+  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+}
