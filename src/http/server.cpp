@@ -795,7 +795,8 @@ int Connection::on_headers_complete() {
   }
 
   if (req.content_length && *req.content_length > opt.max_body_bytes) {
-    fail(413, "request body too large");
+    fail(413, fmt::format("request body of {} bytes exceeds the limit of {} bytes", *req.content_length,
+                          opt.max_body_bytes));
     return HPE_PAUSED;  // stop_parse_ is set: the process loop stops here
   }
 
@@ -841,7 +842,7 @@ int Connection::on_headers_complete() {
 int Connection::on_body(const char* at, size_t n) {
   body_bytes_ += n;
   if (body_bytes_ > core_->options.max_body_bytes) {
-    fail(413, "request body too large");
+    fail(413, fmt::format("request body exceeds the limit of {} bytes", core_->options.max_body_bytes));
     return HPE_USER;
   }
   if (!handler_ || exchange_->replied_) return 0;  // declined or answered: drop

@@ -233,3 +233,22 @@ TEST_CASE("configured type names map to loaded handlers", "[e2e][plugins]") {
   CHECK(out.value().err.find("plugins.types.X: no loaded plugin serves type \"NoSuchType\"") != std::string::npos);
   remove_tree(dir);
 }
+
+TEST_CASE("bodies over the configured limit get 413 naming the limit", "[e2e]") {
+  std::string dir = make_temp_dir("taba-limit");
+  std::string cfg = dir + "/taba.toml";
+  FILE* f = fopen(cfg.c_str(), "w");
+  REQUIRE(f);
+  fputs("[http]\nmax_body_bytes = 1024\n", f);
+  fclose(f);
+  TabadProcess p;
+  REQUIRE(p.start({"--config", cfg}).ok());
+  std::vector<std::string> events;
+  for (int i = 0; i < 40; ++i) events.push_back(event_line("CounterGroup", now_s(), "1"));
+  auto r = p.post("/post", v1_body({{"c", {{"n", events}}}}));
+  REQUIRE(r.ok());
+  CHECK(r.value().status == 413);
+  CHECK(r.value().body.find("exceeds the limit of 1024 bytes") != std::string::npos);
+  CHECK(body_of(p.get("/names")).empty());
+  remove_tree(dir);
+}
