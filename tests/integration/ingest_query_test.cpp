@@ -252,3 +252,12 @@ TEST_CASE("bodies over the configured limit get 413 naming the limit", "[e2e]") 
   CHECK(body_of(p.get("/names")).empty());
   remove_tree(dir);
 }
+
+TEST_CASE("taba.toml.example is valid and states the defaults", "[e2e][config]") {
+  auto example = run_process({tabad_path(), "--config", TABA_SOURCE_DIR "/taba.toml.example", "--check-config"});
+  auto defaults = run_process({tabad_path(), "--check-config"});
+  REQUIRE(example.ok());
+  REQUIRE(defaults.ok());
+  CHECK(example.value().exit_code == 0);
+  CHECK(example.value().out == defaults.value().out);
+}
