@@ -41,7 +41,10 @@ std::string quote_for_error(std::string_view value) {
   size_t n = value.size() < 64 ? value.size() : 64;
   for (size_t i = 0; i < n; ++i) {
     unsigned char c = static_cast<unsigned char>(value[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c >= 0x20 && c < 0x7f) {
       out.push_back(static_cast<char>(c));
     } else {
       out += fmt::format("\\x{:02x}", c);

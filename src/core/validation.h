@@ -16,8 +16,9 @@ bool is_identifier_char(unsigned char c);
 // byte, e.g. "contains ' ' (0x20) at byte 4". `what` is "name" or "client".
 std::string check_identifier(std::string_view value);
 
-// Printable rendering of an untrusted value for error messages: at most
-// 64 bytes, non-printable bytes as \xNN.
+// Printable rendering of an untrusted value for error messages, to be put
+// between double quotes: at most 64 bytes, '"' and '\' escaped with a
+// backslash, non-printable bytes as \xNN.
 std::string quote_for_error(std::string_view value);
 
 }  // namespace taba

@@ -122,6 +122,7 @@ bool Registry::load_file(const std::string& path) {
   if (p->abi_minor > TABA_ABI_MINOR) {
     report.message = fmt::format("built for ABI {}.{}, newer than this host's {}.{}; newer hooks are unused",
                                  p->abi_major, p->abi_minor, TABA_ABI_MAJOR, TABA_ABI_MINOR);
+    log::warn("plugin {}: {}", path, report.message);
   }
   size_t registered = 0;
   for (uint32_t i = 0; i < p->handler_count; ++i) {
@@ -154,8 +155,13 @@ bool Registry::load_file(const std::string& path) {
     ++registered;
   }
   if (registered == 0) {
+    // The reasons for each skipped handler were logged above.
+    std::string why = report.message.empty() ? "the plugin serves no types" : report.message;
     dlclose(dl);
-    return refuse(report.message.empty() ? "the plugin serves no types" : report.message);
+    report.message = std::move(why);
+    log::error("plugin {} refused: no usable handler", path);
+    reports_.push_back(std::move(report));
+    return false;
   }
   dl_handles_.push_back(dl);
   report.loaded = true;

@@ -153,6 +153,7 @@ bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& se
     const store::State* st = e.states.find(ci);
     if (!st) continue;
     if (!*into) *into = h->new_state("", 0, sel.now);
+    if (!*into) return false;
     h->merge(*into, st->get(), sel.now);
     any = true;
   }
@@ -247,6 +248,7 @@ http::Response QueryService::supertabs(const http::Request& req, std::string_vie
   }
   const taba_handler* h = handler->table;
   taba_state* reduced = h->new_state("", 0, sel.now);
+  if (!reduced) return http::Response::text(500, fmt::format("the {} handler could not create a state\n", handler->type_name));
   for (const store::NameEntry* e : sel.names) {
     if (sel.all_clients) {
       h->merge(reduced, e->aggregate.get(), sel.now);

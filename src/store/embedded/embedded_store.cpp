@@ -163,7 +163,17 @@ void EmbeddedStore::maybe_snapshot() {
 void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
   snapshot_running_ = true;
   uint64_t t0 = uv_hrtime();
-  std::string payload = serialize_snapshot();
+  Result<std::string> serialized = serialize_snapshot();
+  if (!serialized.ok()) {
+    // Keep the previous snapshot and every WAL segment since it.
+    snapshot_running_ = false;
+    done(serialized.status());
+    auto waiters = std::move(snapshot_waiters_);
+    snapshot_waiters_.clear();
+    for (auto& w : waiters) w(serialized.status());
+    return;
+  }
+  std::string payload = std::move(serialized.value());
   uint64_t changes = changes_since_snapshot_;
   changes_since_snapshot_ = 0;
   log::debug("store: snapshot of {} bytes serialized in {:.1f} ms", payload.size(), (uv_hrtime() - t0) / 1e6);
@@ -245,7 +255,9 @@ Status EmbeddedStore::apply(std::string_view batch, bool replay) {
       auto fresh = std::make_unique<NameEntry>();
       fresh->name.assign(block.name);
       fresh->handler = handler;
-      fresh->aggregate = State(handler, handler->table->new_state("", 0, now));
+      taba_state* aggregate = handler->table->new_state("", 0, now);
+      if (!aggregate) return Status::Internal(fmt::format("{} handler: new_state failed", handler->type_name));
+      fresh->aggregate = State(handler, aggregate);
       entry = fresh.get();
       names_.emplace(fresh->name, std::move(fresh));
       if (auto r = reserved_.find(block.name); r != reserved_.end()) reserved_.erase(r);
@@ -259,14 +271,21 @@ Status EmbeddedStore::apply(std::string_view batch, bool replay) {
     }
     const taba_handler* h = entry->handler->table;
     ClientIndex ci = intern_client(block.client);
+    taba_state* fresh_state = h->new_state(block.client.data(), block.client.size(), now);
+    if (!fresh_state) {
+      ++stats_.blocks_dropped;
+      log::error("store: {} handler could not create a state: {} events of \"{}\" dropped",
+                 entry->handler->type_name, block.event_count, block.name);
+      continue;
+    }
     State& st = entry->states[ci];
     if (!st) {
       // A new client: fold straight into its state, then add it to the aggregate.
-      st = State(entry->handler, h->new_state(block.client.data(), block.client.size(), now));
+      st = State(entry->handler, fresh_state);
       h->fold(st.get(), events_.data(), events_.size(), now);
       h->merge(entry->aggregate.get(), st.get(), now);
     } else {
-      taba_state* delta = h->new_state(block.client.data(), block.client.size(), now);
+      taba_state* delta = fresh_state;
       h->fold(delta, events_.data(), events_.size(), now);
       h->merge(st.get(), delta, now);
       h->merge(entry->aggregate.get(), delta, now);
@@ -292,7 +311,7 @@ Status EmbeddedStore::apply(std::string_view batch, bool replay) {
 //   u32 version | u32 client_count | clients: u16 len, bytes
 //   u32 name_count | names: u16 len, name | u8 len, type | u32 state_version |
 //     u32 len, aggregate | u32 state_count | states: u32 client, u32 len, bytes
-std::string EmbeddedStore::serialize_snapshot() const {
+Result<std::string> EmbeddedStore::serialize_snapshot() const {
   std::string out;
   put<uint32_t>(&out, kSnapshotVersion);
   put<uint32_t>(&out, static_cast<uint32_t>(clients_.size()));
@@ -303,9 +322,10 @@ std::string EmbeddedStore::serialize_snapshot() const {
   put<uint32_t>(&out, static_cast<uint32_t>(names_.size()));
   std::string tmp;
   taba_output sink = plugin::string_output(&tmp);
+  bool failed = false;
   auto put_state = [&](const taba_handler* h, const State& st) {
     tmp.clear();
-    if (h->serialize(st.get(), &sink) != TABA_OK) tmp.clear();
+    if (h->serialize(st.get(), &sink) != TABA_OK) failed = true;
     put<uint32_t>(&out, static_cast<uint32_t>(tmp.size()));
     out += tmp;
   };
@@ -322,6 +342,10 @@ std::string EmbeddedStore::serialize_snapshot() const {
       put<uint32_t>(&out, ci);
       put_state(h, st);
     });
+    if (failed) {
+      return Status::Internal(fmt::format("the {} handler could not serialize a state of name \"{}\"",
+                                          entry->handler->type_name, name));
+    }
   }
   return out;
 }

@@ -81,6 +81,7 @@ struct StoreStats {
   uint64_t blocks_applied = 0;
   uint64_t batches_replayed = 0;
   uint64_t batches_failed = 0;  // WAL write failed; the request got 503
+  uint64_t blocks_dropped = 0;  // a handler could not allocate a state
   uint64_t in_flight = 0;       // appended, not yet applied
   double last_apply_lag_s = 0;  // receive -> applied, of the last batch
 };
@@ -143,7 +144,7 @@ class EmbeddedStore {
   void on_applied();
   void maybe_snapshot();
   void start_snapshot(std::function<void(const Status&)> done);
-  std::string serialize_snapshot() const;
+  Result<std::string> serialize_snapshot() const;
   Status load_snapshot(std::string_view bytes);
   static void on_timer(uv_timer_t* t);
 
