@@ -19,6 +19,7 @@
 
 using namespace taba;
 using namespace taba::test;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -56,11 +57,12 @@ std::string c_compiler() {
 
 // Compiles one C source into a plugin with the command docs/plugins.md and
 // the example's README give, plus warnings as errors.
-void compile_plugin(const std::string& source, const std::string& output, const std::vector<std::string>& defines) {
+void compile_plugin(const std::string& source, const std::string& output,
+                    const std::vector<std::string>& defines) {
   std::string cc = c_compiler();
   REQUIRE_FALSE(cc.empty());
-  std::vector<std::string> argv = {cc, "-std=c11", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
-                                   "-I" + kIncludeDir};
+  std::vector<std::string> argv = {cc,      "-std=c11", "-shared", "-fPIC",           "-O2",
+                                   "-Wall", "-Wextra",  "-Werror", "-I" + kIncludeDir};
   for (const std::string& d : defines) argv.push_back("-D" + d);
   argv.insert(argv.end(), {source, "-o", output});
   auto r = run_process(argv, {}, 60000);
@@ -80,7 +82,8 @@ void link_builtins(const std::string& plugins_dir) {
   size_t linked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(TABA_TEST_PLUGIN_DIR)) {
     if (entry.path().extension() != ".so") continue;
-    std::filesystem::create_symlink(entry.path(), std::filesystem::path(plugins_dir) / entry.path().filename());
+    std::filesystem::create_symlink(entry.path(),
+                                    std::filesystem::path(plugins_dir) / entry.path().filename());
     ++linked;
   }
   REQUIRE(linked >= 3);
@@ -92,7 +95,9 @@ void write_file(const std::string& path, std::string_view text) {
   REQUIRE(out.good());
 }
 
-double now_s() { return static_cast<double>(std::time(nullptr)); }
+double now_s() {
+  return static_cast<double>(std::time(nullptr));
+}
 
 std::string tabs(TabadProcess& p, std::string_view query) {
   auto r = p.get("/tabs?" + std::string(query));
@@ -101,11 +106,19 @@ std::string tabs(TabadProcess& p, std::string_view query) {
   return r.value().body;
 }
 
+// POSTs a v1 body to /post: the status, and the reply body in *reply.
 int post_status(TabadProcess& p, const std::string& body, std::string* reply = nullptr) {
   auto r = p.post("/post", body);
   REQUIRE(r.ok());
   if (reply != nullptr) *reply = r.value().body;
   return r.value().status;
+}
+
+// Starts tabad; on failure the assertion shows why (with the end of its log).
+void start(TabadProcess& p, const std::vector<std::string>& args) {
+  Status s = p.start(args);
+  INFO(s.message());
+  REQUIRE(s.ok());
 }
 
 void stop(TabadProcess& p) {
@@ -115,8 +128,12 @@ void stop(TabadProcess& p) {
   REQUIRE(code.value() == 0);
 }
 
-bool logged(const TabadProcess& p, const std::string& text) {
-  return p.log_text().find(text) != std::string::npos;
+// A v1 body: one client posting payloads of one type to one name, stamped now.
+std::string body_of(const std::string& client, const std::string& name, std::string_view type,
+                    const std::vector<std::string>& payloads) {
+  NameBlock block{name, {}};
+  for (const std::string& payload : payloads) block.event_lines.push_back(event_line(type, now_s(), payload));
+  return v1_body({{client, {block}}});
 }
 
 }  // namespace
@@ -127,39 +144,31 @@ TEST_CASE("example plugin MaxGauge built with cc serves posts and upgrades its s
   link_builtins(plugins.path);
   compile_max_gauge(plugins.path, 1);
   const std::string so = plugins.path + "/max_gauge.so";
+  const std::vector<std::string> args = {"--plugins-dir", plugins.path};
 
   TabadProcess p;
-  const std::vector<std::string> args = {"--plugins-dir", plugins.path};
-  REQUIRE(p.start(args).ok());
-  INFO("log of the current run:\n" << p.log_text());
-  CHECK(logged(p, "plugin: max_gauge: MaxGauge writes state version 1, reads 1 to 1"));
-  CHECK(logged(p, "plugin max_gauge 1.0.0 loaded from " + so + ": types MaxGauge"));
-  CHECK(logged(p, "plugin counter_group "));
+  start(p, args);
+  CHECK_THAT(p.log_text(), Contains("plugin: max_gauge: MaxGauge writes state version 1, reads 1 to 1"));
+  CHECK_THAT(p.log_text(), Contains("plugin max_gauge 1.0.0 loaded from " + so + ": types MaxGauge"));
+  CHECK_THAT(p.log_text(), Contains("plugin counter_group "));
 
-  const double t = now_s();
-  REQUIRE(post_status(p, v1_body({{"c1",
-                                   {{"peak", {event_line("MaxGauge", t, "12.5"), event_line("MaxGauge", t, "[3, \"x\"]")}},
-                                    {"req_ms", {event_line("CounterGroup", t, "5")}}}},
-                                  {"c2", {{"peak", {event_line("MaxGauge", t, "-4"), event_line("MaxGauge", t, "1000")}}}}})) ==
-          200);
+  REQUIRE(post_status(p, body_of("c1", "peak", "MaxGauge", {"12.5", "[3, \"x\"]"})) == 200);
+  REQUIRE(post_status(p, body_of("c2", "peak", "MaxGauge", {"-4", "1000"})) == 200);
+  REQUIRE(post_status(p, body_of("c1", "req_ms", "CounterGroup", {"5"})) == 200);
   const std::string v1_all = "peak: {\"count\": 4, \"min\": -4, \"max\": 1000}\n";
   const std::string v1_c1 = "peak: {\"count\": 2, \"min\": 3, \"max\": 12.5}\n";
   CHECK(tabs(p, "name=peak") == v1_all);
   CHECK(tabs(p, "name=peak&client=c1") == v1_c1);
   CHECK(p.get("/types").value().body == "peak: MaxGauge\nreq_ms: CounterGroup\n");
-  auto json = p.get("/tabs?name=peak", "application/json");
-  REQUIRE(json.ok());
-  CHECK(json.value().body == "{\"peak\": {\"count\": 4, \"min\": -4, \"max\": 1000}}");
+  CHECK(p.get("/tabs?name=peak", "application/json").value().body ==
+        "{\"peak\": {\"count\": 4, \"min\": -4, \"max\": 1000}}");
 
   // check_event refuses a non-numeric payload with its reason, and the whole
   // request is refused: the good event before it is not applied either.
   std::string reply;
-  CHECK(post_status(p,
-                    v1_body({{"c1", {{"peak", {event_line("MaxGauge", t, "7"), event_line("MaxGauge", t, "\"high\"")}}}}}),
-                    &reply) == 400);
-  CHECK(reply.find("MaxGauge payload") != std::string::npos);
-  CHECK(reply.find("rejected: MaxGauge payload must be a number or an array whose first element is a number") !=
-        std::string::npos);
+  CHECK(post_status(p, body_of("c1", "peak", "MaxGauge", {"7", "\"high\""}), &reply) == 400);
+  CHECK_THAT(reply, Contains("rejected: MaxGauge payload must be a number or an array whose first element is "
+                             "a number"));
   CHECK(tabs(p, "name=peak") == v1_all);
 
   // SIGTERM writes a snapshot holding version-1 states.
@@ -168,43 +177,49 @@ TEST_CASE("example plugin MaxGauge built with cc serves posts and upgrades its s
 
   // Release 2 of the plugin, same file, same data directory.
   compile_max_gauge(plugins.path, 2);
-  REQUIRE(p.start(args).ok());
-  CHECK(logged(p, "plugin max_gauge 2.0.0 loaded from " + so + ": types MaxGauge"));
-  CHECK(logged(p, "plugin: max_gauge: MaxGauge writes state version 2, reads 1 to 2"));
-  CHECK(logged(p, "store: recovered 2 names, 2 clients"));
-  // Upgraded: count, min and max kept; no sum in version 1, so no mean yet.
-  CHECK(tabs(p, "name=peak") == "peak: {\"count\": 4, \"min\": -4, \"max\": 1000, \"mean\": null, \"mean_count\": 0}\n");
+  start(p, args);
+  CHECK_THAT(p.log_text(), Contains("plugin max_gauge 2.0.0 loaded from " + so + ": types MaxGauge"));
+  CHECK_THAT(p.log_text(), Contains("plugin: max_gauge: MaxGauge writes state version 2, reads 1 to 2"));
+  CHECK_THAT(p.log_text(), Contains("store: recovered 2 names, 2 clients"));
+  // Upgraded: count, min and max kept; version 1 kept no sum, so no mean yet.
+  CHECK(tabs(p, "name=peak") ==
+        "peak: {\"count\": 4, \"min\": -4, \"max\": 1000, \"mean\": null, \"mean_count\": 0}\n");
   CHECK(tabs(p, "name=peak&client=c1") ==
         "peak: {\"count\": 2, \"min\": 3, \"max\": 12.5, \"mean\": null, \"mean_count\": 0}\n");
-  CHECK(tabs(p, "name=req_ms").find("\"count\": 1, \"total\": 5.00") != std::string::npos);
+  CHECK_THAT(tabs(p, "name=req_ms"), Contains("\"count\": 1, \"total\": 5.00"));
 
-  // New events count toward the mean; a new client starts with a full mean.
-  REQUIRE(post_status(p, v1_body({{"c1", {{"peak", {event_line("MaxGauge", t, "20")}}}},
-                                  {"c3", {{"peak", {event_line("MaxGauge", t, "[2]")}}}}})) == 200);
-  const std::string v2_all = "peak: {\"count\": 6, \"min\": -4, \"max\": 1000, \"mean\": 11, \"mean_count\": 2}\n";
-  const std::string v2_c1 = "peak: {\"count\": 3, \"min\": 3, \"max\": 20, \"mean\": 20, \"mean_count\": 1}\n";
-  const std::string v2_c3 = "peak: {\"count\": 1, \"min\": 2, \"max\": 2, \"mean\": 2, \"mean_count\": 1}\n";
+  // New events count toward the mean; a new client's mean covers all its events.
+  REQUIRE(post_status(p, body_of("c1", "peak", "MaxGauge", {"20"})) == 200);
+  REQUIRE(post_status(p, body_of("c3", "peak", "MaxGauge", {"[2]"})) == 200);
+  const std::string v2_all =
+      "peak: {\"count\": 6, \"min\": -4, \"max\": 1000, \"mean\": 11, \"mean_count\": 2}\n";
+  const std::string v2_c1 =
+      "peak: {\"count\": 3, \"min\": 3, \"max\": 20, \"mean\": 20, \"mean_count\": 1}\n";
   CHECK(tabs(p, "name=peak") == v2_all);
   CHECK(tabs(p, "name=peak&client=c1") == v2_c1);
-  CHECK(tabs(p, "name=peak&client=c3") == v2_c3);
+  CHECK(tabs(p, "name=peak&client=c3") ==
+        "peak: {\"count\": 1, \"min\": 2, \"max\": 2, \"mean\": 2, \"mean_count\": 1}\n");
   CHECK(tabs(p, "name=peak&client=c1,c3") ==
         "peak: {\"count\": 4, \"min\": 2, \"max\": 20, \"mean\": 11, \"mean_count\": 2}\n");
 
   // Version 2 reads its own states back: the sum survives a restart.
   stop(p);
-  REQUIRE(p.start(args).ok());
+  start(p, args);
   CHECK(tabs(p, "name=peak") == v2_all);
   CHECK(tabs(p, "name=peak&client=c1") == v2_c1);
-  REQUIRE(post_status(p, v1_body({{"c2", {{"peak", {event_line("MaxGauge", t, "0.5")}}}}})) == 200);
-  CHECK(tabs(p, "name=peak") == "peak: {\"count\": 7, \"min\": -4, \"max\": 1000, \"mean\": 7.5, \"mean_count\": 3}\n");
+  REQUIRE(post_status(p, body_of("c2", "peak", "MaxGauge", {"0.5"})) == 200);
+  CHECK(tabs(p, "name=peak") ==
+        "peak: {\"count\": 7, \"min\": -4, \"max\": 1000, \"mean\": 7.5, \"mean_count\": 3}\n");
 
   // Going back to release 1 is refused: it cannot read version-2 states, and
-  // tabad will not start rather than lose them.
+  // tabad does not start rather than lose them.
   stop(p);
   compile_max_gauge(plugins.path, 1);
   CHECK_FALSE(p.start(args).ok());
   CHECK_FALSE(p.running());
-  CHECK(logged(p, "MaxGauge state version 2 not supported (this build reads 1 to 1)"));
+  CHECK_THAT(p.log_text(),
+             Contains("snapshot: state of name \"peak\" (MaxGauge v2) unreadable: MaxGauge state "
+                      "version 2 not supported (this build reads 1 to 1)"));
 }
 
 TEST_CASE("broken plugins in the plugins dir are reported in the log and tabad serves the other types",
@@ -249,58 +264,56 @@ const taba_plugin* taba_plugin_entrypoint(const taba_host* host) {
   write_file(plugins.path + "/not_a_plugin.so", "just text\n");
 
   TabadProcess p;
-  REQUIRE(p.start({"--plugins-dir", plugins.path}).ok());
-  INFO("log:\n" << p.log_text());
-  CHECK(logged(p, "ERROR plugin " + plugins.path +
-                      "/bad_abi.so refused: ABI major version 2 (this tabad speaks 1.0)"));
-  CHECK(logged(p, "ERROR plugin " + plugins.path +
-                      "/declines.so refused: entry point returned no plugin table (the plugin declined this host)"));
-  CHECK(logged(p, "ERROR plugin " + plugins.path + "/no_entry.so refused: missing entry symbol taba_plugin_entry"));
-  CHECK(logged(p, "ERROR plugin " + plugins.path + "/not_a_plugin.so refused: dlopen failed: "));
-  CHECK(logged(p, "plugin max_gauge 2.0.0 loaded from " + plugins.path + "/max_gauge.so: types MaxGauge"));
-  CHECK(logged(p, "plugin gauge "));
+  start(p, {"--plugins-dir", plugins.path});
+  const std::string refused = "ERROR plugin " + plugins.path + "/";
+  CHECK_THAT(p.log_text(),
+             Contains(refused + "bad_abi.so refused: ABI major version 2 (this tabad speaks 1.0)"));
+  CHECK_THAT(p.log_text(),
+             Contains(refused + "declines.so refused: entry point returned no plugin table (the "
+                                "plugin declined this host)"));
+  CHECK_THAT(p.log_text(), Contains(refused + "no_entry.so refused: missing entry symbol taba_plugin_entry"));
+  CHECK_THAT(p.log_text(), Contains(refused + "not_a_plugin.so refused: dlopen failed: "));
+  CHECK_THAT(p.log_text(), Contains("plugin max_gauge 2.0.0 loaded from " + plugins.path +
+                                    "/max_gauge.so: types MaxGauge"));
+  CHECK_THAT(p.log_text(), Contains("plugin gauge "));
 
-  const double t = now_s();
-  REQUIRE(post_status(p, v1_body({{"c1",
-                                   {{"peak", {event_line("MaxGauge", t, "1.25"), event_line("MaxGauge", t, "-0.5")}},
-                                    {"color", {event_line("Gauge", t, "\"red\"")}},
-                                    {"n", {event_line("TotalsCounter", t, "2")}}}}})) == 200);
-  CHECK(tabs(p, "name=peak") == "peak: {\"count\": 2, \"min\": -0.5, \"max\": 1.25, \"mean\": 0.375, \"mean_count\": 2}\n");
+  REQUIRE(post_status(p, body_of("c1", "peak", "MaxGauge", {"1.25", "-0.5"})) == 200);
+  REQUIRE(post_status(p, body_of("c1", "color", "Gauge", {"\"red\""})) == 200);
+  REQUIRE(post_status(p, body_of("c1", "n", "TotalsCounter", {"2"})) == 200);
+  CHECK(tabs(p, "name=peak") ==
+        "peak: {\"count\": 2, \"min\": -0.5, \"max\": 1.25, \"mean\": 0.375, \"mean_count\": 2}\n");
   CHECK(tabs(p, "name=color") == "color: {\"red\": 1}\n");
   CHECK(tabs(p, "name=n") == "n: {\"count\": 1, \"total\": 2.00, \"average\": 2.00}\n");
   std::string reply;
-  CHECK(post_status(p, v1_body({{"c1", {{"x", {event_line("FromTheFuture", t, "1")}}}}}), &reply) == 400);
-  CHECK(reply.find("unknown type \"FromTheFuture\"") != std::string::npos);
+  CHECK(post_status(p, body_of("c1", "x", "FromTheFuture", {"1"}), &reply) == 400);
+  CHECK_THAT(reply, Contains("unknown type \"FromTheFuture\""));
 }
 
-TEST_CASE("example plugin builds out of tree with its own CMakeLists and loads on its own", "[e2e][plugin-example]") {
+TEST_CASE("example plugin builds out of tree with its own CMakeLists and loads on its own",
+          "[e2e][plugin-example]") {
   TempDir build("taba-example-build");
-  TempDir plugins("taba-plugins");
-  std::string cc = c_compiler();
+  TempDir prefix("taba-example-prefix");
+  const std::string cc = c_compiler();
   REQUIRE_FALSE(cc.empty());
-  auto configure = run_process({TABA_CMAKE_COMMAND, "-S", kExampleDir, "-B", build.path, "-DCMAKE_C_COMPILER=" + cc,
-                                "-DTABA_INCLUDE_DIR=" + kIncludeDir, "-DMAX_GAUGE_STATE_VERSION=1"},
-                               {}, 120000);
-  REQUIRE(configure.ok());
-  INFO(configure.value().out << configure.value().err);
-  REQUIRE(configure.value().exit_code == 0);
-  auto built = run_process({TABA_CMAKE_COMMAND, "--build", build.path}, {}, 120000);
-  REQUIRE(built.ok());
-  INFO(built.value().out << built.value().err);
-  REQUIRE(built.value().exit_code == 0);
-  auto installed = run_process({TABA_CMAKE_COMMAND, "--install", build.path, "--prefix", plugins.path}, {}, 60000);
-  REQUIRE(installed.ok());
-  REQUIRE(installed.value().exit_code == 0);
-  const std::string dir = plugins.path + "/lib/taba/plugins";
+  auto run = [](const std::vector<std::string>& argv) {
+    auto r = run_process(argv, {}, 120000);
+    REQUIRE(r.ok());
+    INFO(r.value().out << r.value().err);
+    REQUIRE(r.value().exit_code == 0);
+  };
+  run({TABA_CMAKE_COMMAND, "-S", kExampleDir, "-B", build.path, "-DCMAKE_C_COMPILER=" + cc,
+       "-DTABA_INCLUDE_DIR=" + kIncludeDir, "-DMAX_GAUGE_STATE_VERSION=1"});
+  run({TABA_CMAKE_COMMAND, "--build", build.path});
+  run({TABA_CMAKE_COMMAND, "--install", build.path, "--prefix", prefix.path});
+  const std::string dir = prefix.path + "/lib/taba/plugins";
   REQUIRE(std::filesystem::exists(dir + "/max_gauge.so"));
 
   // Only this plugin: tabad serves MaxGauge and nothing else.
   TabadProcess p;
-  REQUIRE(p.start({"--plugins-dir", dir}).ok());
-  INFO("log:\n" << p.log_text());
-  CHECK(logged(p, "plugin max_gauge 1.0.0 loaded from " + dir + "/max_gauge.so: types MaxGauge"));
-  const double t = now_s();
-  REQUIRE(post_status(p, v1_body({{"c1", {{"q", {event_line("MaxGauge", t, "[1e21, 5]")}}}}})) == 200);
+  start(p, {"--plugins-dir", dir});
+  CHECK_THAT(p.log_text(),
+             Contains("plugin max_gauge 1.0.0 loaded from " + dir + "/max_gauge.so: types MaxGauge"));
+  REQUIRE(post_status(p, body_of("c1", "q", "MaxGauge", {"[1e21, 5]"})) == 200);
   CHECK(tabs(p, "name=q") == "q: {\"count\": 1, \"min\": 1e+21, \"max\": 1e+21}\n");
-  CHECK(post_status(p, v1_body({{"c1", {{"n", {event_line("TotalsCounter", t, "1")}}}}})) == 400);
+  CHECK(post_status(p, body_of("c1", "n", "TotalsCounter", {"1"})) == 400);
 }

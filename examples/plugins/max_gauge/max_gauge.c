@@ -74,8 +74,12 @@ typedef struct max_gauge {
 } max_gauge;
 
 /* taba_state is opaque to the host: it is whatever the plugin allocates. */
-static max_gauge* gauge_of(taba_state* s) { return (max_gauge*)(void*)s; }
-static const max_gauge* cgauge_of(const taba_state* s) { return (const max_gauge*)(const void*)s; }
+static max_gauge* gauge_of(taba_state* s) {
+  return (max_gauge*)(void*)s;
+}
+static const max_gauge* cgauge_of(const taba_state* s) {
+  return (const max_gauge*)(const void*)s;
+}
 
 static uint64_t add_saturating(uint64_t a, uint64_t b) {
   uint64_t s = a + b;
@@ -107,7 +111,9 @@ static taba_state* mg_new_state(const char* client, size_t client_len, double no
   return (taba_state*)(void*)s; /* NULL when out of memory, as the ABI asks */
 }
 
-static void mg_free_state(taba_state* state) { free(state); }
+static void mg_free_state(taba_state* state) {
+  free(state);
+}
 
 static taba_status mg_check_event(const taba_event* event, char* err, size_t err_cap) {
   if (event == NULL) {
@@ -116,7 +122,8 @@ static taba_status mg_check_event(const taba_event* event, char* err, size_t err
   }
   const taba_value* v = event_number(event);
   if (v == NULL) {
-    set_error(err, err_cap, TYPE_NAME " payload must be a number or an array whose first element is a number");
+    set_error(err, err_cap,
+              TYPE_NAME " payload must be a number or an array whose first element is a number");
     return TABA_ERR_PAYLOAD;
   }
   if (!isfinite(v->number)) {
@@ -163,7 +170,8 @@ static void mg_merge(taba_state* into, const taba_state* from, double now) {
 
 /* Appends "%.15g" of v, or null, to buf. Returns the new length. */
 static size_t put_number(char* buf, size_t cap, size_t len, int known, double v) {
-  int n = known && isfinite(v) ? snprintf(buf + len, cap - len, "%.15g", v) : snprintf(buf + len, cap - len, "null");
+  int n = known && isfinite(v) ? snprintf(buf + len, cap - len, "%.15g", v)
+                               : snprintf(buf + len, cap - len, "null");
   return n < 0 ? len : len + (size_t)n;
 }
 
@@ -180,7 +188,8 @@ static taba_status mg_render(const taba_state* state, uint32_t format, double no
 #if STATE_VERSION >= 2
   len += (size_t)snprintf(buf + len, sizeof buf - len, ", \"mean\": ");
   /* A sum past the range of a double renders as null, not as "inf". */
-  len = put_number(buf, sizeof buf, len, s->mean_count > 0, s->sum / (double)(s->mean_count ? s->mean_count : 1));
+  len = put_number(buf, sizeof buf, len, s->mean_count > 0,
+                   s->sum / (double)(s->mean_count ? s->mean_count : 1));
   len += (size_t)snprintf(buf + len, sizeof buf - len, ", \"mean_count\": %llu",
                           (unsigned long long)s->mean_count);
 #endif
