@@ -287,8 +287,8 @@ taba_status b_deserialize(const char* data, size_t len, uint32_t version, taba_s
                           size_t err_cap) {
   return guard_status(err, err_cap, [&] {
     if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "Buffer state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
+      set_errorf(err, err_cap, "Buffer state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
+                 version, kStateVersion);
       return TABA_ERR_VERSION;
     }
     auto s = std::make_unique<BufferState>();

@@ -173,8 +173,8 @@ bool LatestValues::read(ByteReader* r, const char** why) {
     std::string_view value;
     double ts;
     double expiry = 0;
-    if (!r->get_bytes(kMaxClientBytes, &key) || !r->get_bytes(kMaxValueBytes, &value) || !r->get_double(&ts) ||
-        (with_expiry && !r->get_double(&expiry))) {
+    if (!r->get_bytes(kMaxClientBytes, &key) || !r->get_bytes(kMaxValueBytes, &value) ||
+        !r->get_double(&ts) || (with_expiry && !r->get_double(&expiry))) {
       *why = "entry truncated";
       return false;
     }

@@ -179,7 +179,15 @@ const taba_handler kExpiryGauge = {
 const taba_handler* const kHandlers[] = {&kExpiryGauge};
 
 const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "expiry_gauge", TABA_VERSION_STRING, 1, 0, kHandlers, {},
+    sizeof(taba_plugin),
+    TABA_ABI_MAJOR,
+    TABA_ABI_MINOR,
+    "expiry_gauge",
+    TABA_VERSION_STRING,
+    1,
+    0,
+    kHandlers,
+    {},
 };
 
 }  // namespace

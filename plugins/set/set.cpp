@@ -66,10 +66,10 @@ namespace {
 constexpr char kTypeName[] = "Set";
 constexpr uint32_t kStateVersion = 1;
 
-constexpr int kPrecision = 14;                        // index bits
+constexpr int kPrecision = 14;                          // index bits
 constexpr size_t kRegisters = size_t{1} << kPrecision;  // m
-constexpr int kRankBits = 64 - kPrecision;            // q = 50
-constexpr uint8_t kMaxRank = kRankBits + 1;           // 51
+constexpr int kRankBits = 64 - kPrecision;              // q = 50
+constexpr uint8_t kMaxRank = kRankBits + 1;             // 51
 constexpr size_t kSparseMax = 512;
 
 constexpr uint8_t kFormSparse = 0;
@@ -125,8 +125,7 @@ const SetState* state_of(const taba_state* s) {
 void add_dense(uint8_t* regs, uint64_t h) {
   const size_t index = static_cast<size_t>(h >> kRankBits);
   const uint64_t rest = h & ((uint64_t{1} << kRankBits) - 1);
-  const auto rank =
-      static_cast<uint8_t>(rest == 0 ? kMaxRank : std::countl_zero(rest) - kPrecision + 1);
+  const auto rank = static_cast<uint8_t>(rest == 0 ? kMaxRank : std::countl_zero(rest) - kPrecision + 1);
   if (rank > regs[index]) regs[index] = rank;
 }
 

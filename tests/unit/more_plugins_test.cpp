@@ -100,6 +100,7 @@ class Events {
  public:
   Events() = default;
   Events(Events&&) = default;  // a deque keeps its elements' addresses when moved
+  Events& operator=(Events&&) = default;
   Events(const Events&) = delete;
   Events& operator=(const Events&) = delete;
 
@@ -401,8 +402,16 @@ TEST_CASE("ExpiryGauge: the latest event by timestamp wins, not the furthest exp
           "[more_plugins][expiry_gauge]") {
   const taba_handler& h = expiry_gauge();
   // "A" until kT0+1000, then (a later event) "B" until kT0+100.
-  auto a_event = [] { return Events().pair(kT0, str("A"), num(kT0 + 1000)); };
-  auto b_event = [] { return Events().pair(kT0 + 10, str("B"), num(kT0 + 100)); };
+  auto a_event = [] {
+    Events ev;
+    ev.pair(kT0, str("A"), num(kT0 + 1000));
+    return ev;
+  };
+  auto b_event = [] {
+    Events ev;
+    ev.pair(kT0 + 10, str("B"), num(kT0 + 100));
+    return ev;
+  };
   auto check = [](const State& s) {
     CHECK(s.render(kT0 + 20) == R"({"B": 1})");
     CHECK(s.render(kT0 + 99) == R"({"B": 1})");
@@ -431,7 +440,11 @@ TEST_CASE("ExpiryGauge: the latest event by timestamp wins, not the furthest exp
     for (const bool late_first : {false, true}) {
       State aggregate(h, kT0);
       State client(h, kT0, "x");
-      auto expired = [] { return Events().pair(kT0 + 30, str("C"), num(kT0 + 40)); };
+      auto expired = [] {
+        Events ev;
+        ev.pair(kT0 + 30, str("C"), num(kT0 + 40));
+        return ev;
+      };
       ingest(h, &client, &aggregate, "x", late_first ? expired() : a_event(), kT0 + 50);
       ingest(h, &client, &aggregate, "x", late_first ? a_event() : expired(), kT0 + 50);
       CHECK(aggregate.render(kT0 + 50) == "{}");
@@ -549,7 +562,8 @@ TEST_CASE("ExpiryGauge: serialization round trip and corrupt input", "[more_plug
   CHECK(copy->render(kT0 + 1) == R"({"3": 1})");
   // Hand-made bytes: own client "", 1 entry for "a".
   auto one_entry = [](const std::string& value, double ts, double expiry) {
-    return bytes_of({0, 1, 1, 'a', static_cast<int>(value.size())}) + value + le_double(ts) + le_double(expiry);
+    return bytes_of({0, 1, 1, 'a', static_cast<int>(value.size())}) + value + le_double(ts) +
+           le_double(expiry);
   };
   std::unique_ptr<State> ok;
   REQUIRE(deserialize(h, one_entry("\"x\"", kT0, kT0 + 5), 1, &ok) == TABA_OK);
@@ -614,8 +628,10 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
         R"([[[1, "x"], 1400000403], [{"k": 1}, 1400000402], [42, 1400000401.125], ["hello", 1400000400.5]])");
   CHECK(a.render(kT0 + 3) == R"([[[1, "x"], 1400000403], ["hello", 1400000400.5]])");
   // The explicit expiry, then the bare values' ts + 3600.
-  CHECK(aggregate.render(kT0 + 10) == R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
-  CHECK(aggregate.render(kT0 + 3600.25) == R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(aggregate.render(kT0 + 10) ==
+        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(aggregate.render(kT0 + 3600.25) ==
+        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
   CHECK(aggregate.render(kT0 + 3600.5) == R"([[[1, "x"], 1400000403], [42, 1400000401.125]])");
   CHECK(aggregate.render(kT0 + 3601.125) == R"([[[1, "x"], 1400000403]])");
   CHECK_FALSE(aggregate.prunable(kT0 + 4999));
@@ -654,7 +670,7 @@ TEST_CASE("Buffer: keeps the 1000 newest across clients", "[more_plugins][buffer
   const std::string text = aggregate.render(now);
   CHECK(text.rfind("[[1499, 1400001899], [1498, 1400001898], ", 0) == 0);
   CHECK(text.size() >= 20);
-  CHECK(text.substr(text.size() - 20) == "[500, 1400000900]]");
+  CHECK(text.substr(text.size() - 20) == ", [500, 1400000900]]");
   CHECK(std::count(text.begin(), text.end(), '[') == 1001);
   // The same from the client states, reduced in any order; and from one fold.
   State reduced(h, now);
@@ -746,7 +762,7 @@ TEST_CASE("Buffer: serialization round trip and corrupt input", "[more_plugins][
   CHECK(ok->render(kT0) == R"([[{"a":1}, 1400000400]])");
   std::string reason;
   std::unique_ptr<State> ignored;
-  for (const std::string& not_json : {"{\"a\":1", "\"x", "[1,]", "01", "tru", "1 2", " 1", "\"\\q\""}) {
+  for (const char* not_json : {"{\"a\":1", "\"x", "[1,]", "01", "tru", "1 2", " 1", "\"\\q\""}) {
     INFO(not_json);
     CHECK(deserialize(h, one(not_json, kT0, kT0 + 5), 1, &ignored, &reason) == TABA_ERR_CORRUPT);
     CHECK(reason.find("not JSON") != std::string::npos);
@@ -879,7 +895,8 @@ TEST_CASE("Set: exact distinct counts while small", "[more_plugins][set]") {
 // truth in 99.7 % of cases; the hash is fixed, so these cases are
 // deterministic. Measured (see "Set: error measurement" below): relative
 // errors in line with 0.81 %, no visible bias from 10^3 to 10^6.
-TEST_CASE("Set: estimates within 3 standard errors - merges are exact and order-free", "[more_plugins][set]") {
+TEST_CASE("Set: estimates within 3 standard errors - merges are exact and order-free",
+          "[more_plugins][set]") {
   const taba_handler& h = set();
   std::mt19937_64 rng(3);
   for (const uint64_t n : {uint64_t{1000}, uint64_t{10000}, uint64_t{100000}, uint64_t{1000000}}) {
@@ -999,7 +1016,7 @@ TEST_CASE("Set: serialization round trip and corrupt input", "[more_plugins][set
 TEST_CASE("Set: error measurement", "[.][set_error]") {
   const taba_handler& h = set();
   for (const uint64_t n : {uint64_t{1000}, uint64_t{10000}, uint64_t{100000}, uint64_t{1000000}}) {
-    const int trials = n >= 1000000 ? 10 : 40;
+    const int trials = n >= 1000000 ? 20 : 100;
     double sum = 0;
     double sum_sq = 0;
     double worst = 0;
