@@ -8,17 +8,20 @@
 //     the host's ingest contract (handler.h, section 2): per block
 //       delta = new_state(client); fold(delta); merge(client_state, delta);
 //       merge(aggregate, delta); free_state(delta);
-//   - the time to merge 10,000 client states holding a day of data into one
-//     fresh aggregate (a query-time reduction), in ms;
+//   - the time (this thread's CPU time, in ms) to merge 10,000 client states
+//     holding a day of data into one fresh aggregate, as a query-time
+//     reduction does;
 //   - serialized bytes per state and in-memory bytes per state (malloc'd
 //     bytes in use, from mallinfo2 before and after creating 1,000 states),
 //     for that same day of data: a client reporting 20 latency-like values
 //     (lognormal, median 20 ms, rounded to 0.01) every 7 minutes for 24 h,
 //     ingested by the same contract.
 // Every figure is the median of several repetitions (--reps, at least 3;
-// 5 for merges). The process pins itself to one CPU (--cpu, default 1).
+// 5 for merges). The process pins itself to one CPU (--cpu, default 1);
+// times are CPU times, so other load on that CPU inflates them only through
+// caches.
 //
-//   plugin_bench [--cpu N] [--reps N] [--plugins DIR] [--quick]
+//   plugin_bench [--cpu N] [--reps N] [--plugins DIR] [--type TYPE] [--quick]
 #include <dirent.h>
 #include <dlfcn.h>
 #include <malloc.h>
@@ -46,9 +49,11 @@ struct Options {
   int reps = 3;
   std::string plugin_dir = TABA_BENCH_PLUGIN_DIR;
   bool quick = false;  // fewer events and states: a smoke run
+  std::string only;    // --type: measure this type only
 };
 
-const char* const kTypes[] = {"CounterGroup", "PercentileGroup", "PercentileCounter", "TotalsCounter", "Gauge"};
+const char* const kTypes[] = {"CounterGroup", "PercentileGroup", "PercentileCounter", "TotalsCounter",
+                              "Gauge"};
 
 constexpr double kStart = 1400000000;  // the day of data starts here
 constexpr size_t kFoldClients = 1000;
@@ -69,11 +74,6 @@ int count_bytes(taba_output* out, const char*, size_t len) {
 double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-double wall_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
@@ -153,7 +153,8 @@ class EventPool {
 
 std::vector<std::string> client_ids(size_t n) {
   std::vector<std::string> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = "host-" + std::to_string(i) + ".example.com:pid" + std::to_string(1000 + i);
+  for (size_t i = 0; i < n; ++i)
+    ids[i] = "host-" + std::to_string(i) + ".example.com:pid" + std::to_string(1000 + i);
   return ids;
 }
 
@@ -171,7 +172,8 @@ void ingest(const taba_handler& h, taba_state* client_state, taba_state* aggrega
 // Fold throughput (events per CPU second) with blocks of k events, over
 // kFoldClients client states and one aggregate; time advances so that the
 // run covers an hour of event time.
-double fold_rate(const taba_handler& h, size_t k, size_t blocks, EventPool& pool, const std::vector<std::string>& ids) {
+double fold_rate(const taba_handler& h, size_t k, size_t blocks, EventPool& pool,
+                 const std::vector<std::string>& ids) {
   std::vector<taba_state*> clients(kFoldClients);
   for (size_t c = 0; c < kFoldClients; ++c) clients[c] = h.new_state(ids[c].data(), ids[c].size(), kStart);
   taba_state* aggregate = h.new_state("", 0, kStart);
@@ -194,7 +196,8 @@ double fold_rate(const taba_handler& h, size_t k, size_t blocks, EventPool& pool
 
 // A client state holding a day of data (see the header comment), built by
 // the ingest contract; `phase` staggers the clients' reporting times.
-taba_state* day_state(const taba_handler& h, const std::string& id, EventPool& pool, size_t* at, size_t phase) {
+taba_state* day_state(const taba_handler& h, const std::string& id, EventPool& pool, size_t* at,
+                      size_t phase) {
   constexpr size_t kPerFold = 20;
   constexpr double kEvery = 7 * 60;
   taba_state* s = h.new_state(id.data(), id.size(), kStart);
@@ -219,7 +222,8 @@ struct Row {
 Row measure(const taba_handler& h, const Options& opt) {
   Row row;
   EventPool pool(1 << 16, 7);
-  const std::vector<std::string> ids = client_ids(std::max(kFoldClients, opt.quick ? size_t{1000} : kMergeStates));
+  const std::vector<std::string> ids =
+      client_ids(std::max(kFoldClients, opt.quick ? size_t{1000} : kMergeStates));
   const size_t scale = opt.quick ? 10 : 1;
   const size_t block_sizes[3] = {1, 10, 100};
   const size_t blocks[3] = {200000 / scale, 100000 / scale, 20000 / scale};
@@ -259,9 +263,9 @@ Row measure(const taba_handler& h, const Options& opt) {
   std::vector<double> times;
   for (int r = 0; r < std::max(opt.reps, 5); ++r) {
     taba_state* aggregate = h.new_state("", 0, now);
-    const double t0 = wall_seconds();
+    const double t0 = thread_cpu_seconds();
     for (taba_state* s : states) h.merge(aggregate, s, now);
-    times.push_back((wall_seconds() - t0) * 1e3);
+    times.push_back((thread_cpu_seconds() - t0) * 1e3);
     taba_output out{nullptr, discard};
     h.render(aggregate, TABA_FORMAT_JSON, now, &out);
     h.free_state(aggregate);
@@ -295,12 +299,16 @@ bool parse_options(int argc, char** argv, Options* opt) {
       const char* v = value("--plugins");
       if (v == nullptr) return false;
       opt->plugin_dir = v;
+    } else if (arg == "--type") {
+      const char* v = value("--type");
+      if (v == nullptr) return false;
+      opt->only = v;
     } else if (arg == "--quick") {
       opt->quick = true;
     } else {
       std::fprintf(stderr,
                    "usage: plugin_bench [--cpu N (default 1)] [--reps N (default 3, min 3)] [--plugins DIR] "
-                   "[--quick]\n");
+                   "[--type TYPE] [--quick]\n");
       return false;
     }
   }
@@ -333,14 +341,16 @@ int main(int argc, char** argv) {
   std::printf("plugin_bench: plugins from %s; %s CPU %d; medians of %d runs (merges: %d)%s\n",
               opt.plugin_dir.c_str(), pinned ? "pinned to" : "NOT pinned to", opt.cpu, opt.reps,
               std::max(opt.reps, 5), opt.quick ? "; --quick (smaller runs)" : "");
-  std::printf("fold: events/s per core through the ingest contract over %zu client states, by events per block\n",
-              kFoldClients);
+  std::printf(
+      "fold: events/s per core through the ingest contract over %zu client states, by events per block\n",
+      kFoldClients);
   std::printf("merge: %zu day-of-data client states into one aggregate; sizes: per day-of-data state\n\n",
               opt.quick ? kMergeStates / 10 : kMergeStates);
   std::printf("%-18s %12s %12s %12s %14s %12s %12s\n", "type", "fold 1/blk", "fold 10/blk", "fold 100/blk",
               "merge (ms)", "serialized", "memory");
   std::printf("%-18s %12s %12s %12s %14s %12s %12s\n", "", "ev/s", "ev/s", "ev/s", "", "B/state", "B/state");
   for (const char* type : kTypes) {
+    if (!opt.only.empty() && opt.only != type) continue;
     const auto it = handlers.find(type);
     if (it == handlers.end()) {
       std::printf("%-18s (not found in %s)\n", type, opt.plugin_dir.c_str());
@@ -348,8 +358,8 @@ int main(int argc, char** argv) {
     }
     const Row row = measure(*it->second, opt);
     std::printf("%-18s %12s %12s %12s %14.1f %12.0f %12.0f\n", type, human_rate(row.fold[0]).c_str(),
-                human_rate(row.fold[1]).c_str(), human_rate(row.fold[2]).c_str(), row.merge_ms, row.serialized,
-                row.memory);
+                human_rate(row.fold[1]).c_str(), human_rate(row.fold[2]).c_str(), row.merge_ms,
+                row.serialized, row.memory);
     std::fflush(stdout);
   }
   return 0;

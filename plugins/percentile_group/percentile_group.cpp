@@ -75,7 +75,9 @@ constexpr uint32_t kBuckets = 4;
 // reuses.
 class SketchWindow {
  public:
-  SketchWindow(uint32_t width, int64_t now_second) : width_(width) { set_newest(floor_div(now_second, width)); }
+  SketchWindow(uint32_t width, int64_t now_second) : width_(width) {
+    set_newest(floor_div(now_second, width));
+  }
 
   uint32_t width() const { return width_; }
   int64_t newest() const { return newest_; }
@@ -179,7 +181,9 @@ class SketchWindow {
   }
 
  private:
-  static uint32_t slot_of(int64_t bucket) { return static_cast<uint32_t>(static_cast<uint64_t>(bucket) % kBuckets); }
+  static uint32_t slot_of(int64_t bucket) {
+    return static_cast<uint32_t>(static_cast<uint64_t>(bucket) % kBuckets);
+  }
   void set_newest(int64_t bucket) {
     newest_ = bucket;
     newest_start_ = bucket * width_;
@@ -258,7 +262,8 @@ void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   double values[7] = {};
   if (sketch != nullptr) {
     uint64_t ranks[7];
-    for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(sketch->count(), kRenderedPerMille[j], 1000);
+    for (int j = 0; j < 7; ++j)
+      ranks[j] = DDSketch::nearest_rank(sketch->count(), kRenderedPerMille[j], 1000);
     sketch->values_at_ranks(ranks, 7, values);
   }
   t->raw("[");
@@ -355,7 +360,8 @@ taba_status pg_deserialize(const char* data, size_t len, uint32_t version, taba_
     for (int i = 0; i < kWindowCount && why == nullptr; ++i) {
       uint64_t width;
       uint64_t buckets;
-      if (!r.get_varint(&width) || !r.get_varint(&buckets) || width != kWindowWidths[i] || buckets != kBuckets) {
+      if (!r.get_varint(&width) || !r.get_varint(&buckets) || width != kWindowWidths[i] ||
+          buckets != kBuckets) {
         why = "window shape missing or unexpected";
       } else if (!s->windows[i].deserialize(&r, &why) && why == nullptr) {
         why = "malformed window";
