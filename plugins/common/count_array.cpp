@@ -13,6 +13,7 @@ CountArray::CountArray(uint32_t size, unsigned width)
 
 uint32_t CountArray::next_nonzero(uint32_t from, uint32_t end) const {
   const size_t w = width_;
+  const unsigned shift = static_cast<unsigned>(std::countr_zero(w));  // w is 1, 2, 4 or 8
   const unsigned char* d = bytes();
   size_t byte = size_t{from} * w;
   const size_t end_byte = size_t{end} * w;
@@ -22,10 +23,10 @@ uint32_t CountArray::next_nonzero(uint32_t from, uint32_t end) const {
     for (; byte + 8 <= end_byte; byte += 8) {
       uint64_t word;
       std::memcpy(&word, d + byte, sizeof word);
-      if (word != 0) return static_cast<uint32_t>((byte + (std::countr_zero(word) >> 3)) / w);
+      if (word != 0) return static_cast<uint32_t>((byte + (std::countr_zero(word) >> 3)) >> shift);
     }
   }
-  for (uint32_t i = static_cast<uint32_t>(byte / w); i < end; ++i) {
+  for (uint32_t i = static_cast<uint32_t>(byte >> shift); i < end; ++i) {
     if (get(i) != 0) return i;
   }
   return end;

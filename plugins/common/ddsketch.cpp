@@ -105,13 +105,25 @@ void BinStore::merge(const BinStore& other) {
   if (!empty() && lo_ < floor) collapse_below(floor);
   const int32_t new_lo = std::max(empty() ? other.lo_ : std::min(lo_, other.lo_), floor);
   reserve_range(new_lo, new_hi);
-  // Walk other's non-empty bins only (a delta's bins are usually sparse).
+  // Walk other's non-empty bins only (a delta's bins are usually sparse) and
+  // add each straight into its slot: [new_lo, new_hi] is addressable now,
+  // and bins of other below the floor land in the floor bin.
   const auto first = static_cast<uint32_t>(other.lo_ - other.offset_);
   const auto end = static_cast<uint32_t>(other.hi_ - other.offset_) + 1;
+  const int32_t shift = other.offset_ - offset_;
+  const auto floor_slot = static_cast<uint32_t>(new_lo - offset_);
+  uint64_t added = 0;
   for (uint32_t k = other.counts_.next_nonzero(first, end); k < end;
        k = other.counts_.next_nonzero(k + 1, end)) {
-    add(other.offset_ + static_cast<int32_t>(k), other.counts_.get(k));
+    const uint64_t c = other.counts_.get(k);
+    const int32_t slot = static_cast<int32_t>(k) + shift;
+    counts_.add(slot < static_cast<int32_t>(floor_slot) ? floor_slot : static_cast<uint32_t>(slot), c);
+    added = added + c < added ? UINT64_MAX : added + c;
   }
+  const bool was_empty = empty();
+  total_ = total_ + added < total_ ? UINT64_MAX : total_ + added;
+  lo_ = was_empty ? new_lo : std::min(lo_, new_lo);
+  hi_ = was_empty ? new_hi : std::max(hi_, new_hi);
 }
 
 bool BinStore::operator==(const BinStore& other) const {
