@@ -3,57 +3,24 @@
 // as tabad uses them: golden renders, the per-request delta contract,
 // merge order, check_event, prunable, serialization round trips and
 // corrupt input.
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
-#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "plugin_abi_harness.h"
 #include "taba/handler.h"
 
+using namespace taba::test_support;
+
 namespace {
-
-void test_log(int, const char*, size_t) {}
-
-const taba_host kTestHost = {sizeof(taba_host), TABA_ABI_MAJOR, TABA_ABI_MINOR, test_log, {}};
-
-// Loads <TABA_TEST_PLUGIN_DIR>/<file> once and returns its plugin table.
-const taba_plugin& plugin(const std::string& file) {
-  static std::map<std::string, const taba_plugin*> loaded;
-  auto it = loaded.find(file);
-  if (it == loaded.end()) {
-    const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/" + file;
-    void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    INFO(path << ": " << (dl == nullptr ? dlerror() : "loaded"));
-    REQUIRE(dl != nullptr);
-    auto entry = reinterpret_cast<taba_plugin_entry_fn>(dlsym(dl, TABA_PLUGIN_ENTRY_SYMBOL));
-    REQUIRE(entry != nullptr);
-    const taba_plugin* p = entry(&kTestHost);
-    REQUIRE(p != nullptr);
-    it = loaded.emplace(file, p).first;
-  }
-  return *it->second;
-}
-
-const taba_handler& handler(const std::string& file, const std::string& type) {
-  const taba_plugin& p = plugin(file);
-  for (uint32_t i = 0; i < p.handler_count; ++i) {
-    if (type == p.handlers[i]->type_name) return *p.handlers[i];
-  }
-  FAIL("no handler " << type << " in " << file);
-  throw std::logic_error("unreachable");
-}
 
 const taba_handler& expiry_gauge() {
   return handler("expiry_gauge.so", "ExpiryGauge");
@@ -68,18 +35,6 @@ const taba_handler& set() {
   return handler("set.so", "Set");
 }
 
-int collect(taba_output* out, const char* data, size_t len) {
-  static_cast<std::string*>(out->host_data)->append(data, len);
-  return 0;
-}
-
-// One JSON value: kind, text and (numbers, booleans) number.
-struct V {
-  taba_value_kind kind = TABA_VALUE_NONE;
-  std::string text;
-  double number = 0;
-};
-
 V str(const std::string& s) {
   return {TABA_VALUE_STRING, "\"" + s + "\"", 0};
 }
@@ -93,122 +48,6 @@ V num(double v, std::string text = "") {
 }
 V raw(taba_value_kind kind, const std::string& text, double number = 0) {
   return {kind, text, number};
-}
-
-// Event batches whose JSON texts live as long as the batch.
-class Events {
- public:
-  Events() = default;
-  Events(Events&&) = default;  // a deque keeps its elements' addresses when moved
-  Events& operator=(Events&&) = default;
-  Events(const Events&) = delete;
-  Events& operator=(const Events&) = delete;
-
-  // A payload that is not an array.
-  Events& value(double ts, const V& v) {
-    push(ts, make(v), {}, {});
-    return *this;
-  }
-  // The array payload [e0, e1] (e1 kind NONE: [e0]; both NONE: []).
-  Events& pair(double ts, const V& e0, const V& e1) {
-    std::string whole = "[";
-    if (e0.kind != TABA_VALUE_NONE) whole += e0.text;
-    if (e1.kind != TABA_VALUE_NONE) whole += ", " + e1.text;
-    whole += "]";
-    push(ts, make(raw(TABA_VALUE_ARRAY, whole)), e0.kind == TABA_VALUE_NONE ? taba_value{} : make(e0),
-         e1.kind == TABA_VALUE_NONE ? taba_value{} : make(e1));
-    return *this;
-  }
-
-  const taba_event* data() const { return events_.data(); }
-  size_t size() const { return events_.size(); }
-  const taba_event& operator[](size_t i) const { return events_[i]; }
-
- private:
-  taba_value make(const V& v) {
-    texts_.push_back(v.text);
-    taba_value out{};
-    out.kind = v.kind;
-    out.number = v.kind == TABA_VALUE_NUMBER || v.kind == TABA_VALUE_BOOL ? v.number : 0;
-    out.json = texts_.back().data();
-    out.json_len = texts_.back().size();
-    return out;
-  }
-  void push(double ts, taba_value payload, taba_value e0, taba_value e1) {
-    taba_event e{};
-    e.timestamp = ts;
-    e.payload = payload;
-    e.elem0 = e0;
-    e.elem1 = e1;
-    events_.push_back(e);
-  }
-
-  std::deque<std::string> texts_;  // stable addresses for the json pointers
-  std::vector<taba_event> events_;
-};
-
-// A state owned by the test, used through the handler's hooks.
-class State {
- public:
-  State(const taba_handler& h, double now, const std::string& client = "")
-      : h_(&h), s_(h.new_state(client.data(), client.size(), now)) {
-    REQUIRE(s_ != nullptr);
-  }
-  State(const taba_handler& h, taba_state* adopted) : h_(&h), s_(adopted) {}
-  State(State&& o) noexcept : h_(o.h_), s_(o.s_) { o.s_ = nullptr; }
-  State(const State&) = delete;
-  State& operator=(const State&) = delete;
-  ~State() {
-    if (s_ != nullptr) h_->free_state(s_);
-  }
-
-  void fold(const Events& ev, double now) { h_->fold(s_, ev.data(), ev.size(), now); }
-  void merge(const State& from, double now) { h_->merge(s_, from.s_, now); }
-  std::string render(double now, uint32_t format = TABA_FORMAT_JSON, taba_status* status = nullptr) const {
-    std::string text;
-    taba_output out{&text, collect};
-    const taba_status st = h_->render(s_, format, now, &out);
-    if (status != nullptr) {
-      *status = st;
-    } else {
-      REQUIRE(st == TABA_OK);
-    }
-    return text;
-  }
-  bool prunable(double now) const { return h_->prunable(s_, now) != 0; }
-  std::string serialize() const {
-    std::string bytes;
-    taba_output out{&bytes, collect};
-    REQUIRE(h_->serialize(s_, &out) == TABA_OK);
-    return bytes;
-  }
-
- private:
-  const taba_handler* h_;
-  taba_state* s_;
-};
-
-taba_status deserialize(const taba_handler& h, const std::string& bytes, uint32_t version,
-                        std::unique_ptr<State>* out, std::string* reason = nullptr) {
-  taba_state* s = nullptr;
-  char err[256] = "";
-  const taba_status st = h.deserialize(bytes.data(), bytes.size(), version, &s, err, sizeof err);
-  if (reason != nullptr) *reason = err;
-  if (st == TABA_OK) {
-    REQUIRE(s != nullptr);
-    *out = std::make_unique<State>(h, s);
-  }
-  return st;
-}
-
-// The host's ingest contract: a fresh delta per (client, name) block,
-// folded, then merged into the client's state and the name's aggregate.
-void ingest(const taba_handler& h, State* client_state, State* aggregate, const std::string& client,
-            const Events& ev, double now) {
-  State delta(h, now, client);
-  delta.fold(ev, now);
-  client_state->merge(delta, now);
-  aggregate->merge(delta, now);
 }
 
 // Serialize -> deserialize gives a state that renders, prunes and
@@ -255,13 +94,6 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
       other.serialize();
     }
   }
-}
-
-std::string check_error(const taba_handler& h, const taba_event& e, taba_status* status) {
-  char err[256];
-  std::memset(err, 'X', sizeof err);
-  *status = h.check_event(&e, err, sizeof err);
-  return *status == TABA_OK ? std::string() : std::string(err);
 }
 
 // Every event of `ok` passes check_event; every event of `bad` is refused
