@@ -231,7 +231,7 @@ void DDSketch::add(double value) {
     min_ = std::min(min_, value);
     max_ = std::max(max_, value);
   }
-  sum_ += value;
+  sum_.add(value);
 }
 
 void DDSketch::merge(const DDSketch& other) {
@@ -247,7 +247,7 @@ void DDSketch::merge(const DDSketch& other) {
     min_ = std::min(min_, other.min_);
     max_ = std::max(max_, other.max_);
   }
-  sum_ += other.sum_;
+  sum_.merge(other.sum_);
 }
 
 double DDSketch::quantile(uint32_t num, uint32_t den) const {
@@ -307,7 +307,7 @@ bool DDSketch::same_distribution(const DDSketch& other) const {
 
 void DDSketch::serialize(ByteWriter* w) const {
   w->put_varint(zero_count_);
-  w->put_double(sum_);
+  w->put_double(sum_.value());
   positive_.serialize(w);
   negative_.serialize(w);
   if (count() != 0) {
@@ -317,10 +317,16 @@ void DDSketch::serialize(ByteWriter* w) const {
 }
 
 bool DDSketch::deserialize(ByteReader* r, const char** why) {
-  if (!r->get_varint(&zero_count_) || !r->get_double(&sum_)) {
+  double sum = 0;
+  if (!r->get_varint(&zero_count_) || !r->get_double(&sum)) {
     *why = "sketch header truncated";
     return false;
   }
+  if (!std::isfinite(sum)) {
+    *why = "sketch sum is not finite";
+    return false;
+  }
+  sum_ = ExactSum::of(sum);
   if (!positive_.deserialize(r, why) || !negative_.deserialize(r, why)) return false;
   const uint64_t stores = positive_.total() + negative_.total();
   if (stores < positive_.total() || zero_count_ + stores < stores) {

@@ -10,9 +10,9 @@
 //
 // Exactness. Bins hold integer counts only, so merging (bin-wise addition)
 // is exact, commutative and associative: any merge order of any split of
-// the data gives bit-identical bins, count, min and max. The sum is a double
-// and may differ in its last bits with the order of additions; no
-// percentile depends on it.
+// the data gives bit-identical bins, count, min and max. The sum is an
+// ExactSum (fixed point, 2^-32 resolution per value), so it too is the same
+// for every order; it is stored as its correctly rounded double.
 //
 // Bounded size. Each store keeps at most kMaxBinsPerStore consecutive bin
 // indexes; when a value would widen the range further, the lowest bins are
@@ -34,6 +34,7 @@
 
 #include "common/byte_io.h"
 #include "common/count_array.h"
+#include "common/exact_sum.h"
 #include "common/text.h"
 
 namespace taba::builtin {
@@ -118,7 +119,7 @@ class DDSketch {
   void merge(const DDSketch& other);
 
   uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
-  double sum() const { return sum_; }
+  double sum() const { return sum_.value(); }
   double min() const { return count() == 0 ? 0.0 : min_; }
   double max() const { return count() == 0 ? 0.0 : max_; }
 
@@ -149,7 +150,7 @@ class DDSketch {
   BinStore positive_;
   BinStore negative_;
   uint64_t zero_count_ = 0;
-  double sum_ = 0.0;
+  ExactSum sum_;
   double min_ = 0.0;  // meaningful only when count() > 0
   double max_ = 0.0;
 };
