@@ -71,6 +71,18 @@ class CountArray {
                 size_t{n} * width_);
   }
 
+  // Widens the whole array to at least `width` bytes per counter. Throws
+  // std::bad_alloc (the array is then unchanged).
+  void ensure_width(unsigned width) {
+    if (width > width_) widen(width);
+  }
+
+  // counter[dst + k] += src[src_index + k] for k in [0, n), in one tight
+  // loop. The caller guarantees no sum overflows this array's width (e.g.
+  // by ensure_width(width_for(bound on every sum))) and width() >=
+  // src.width().
+  void add_range(uint32_t dst, const CountArray& src, uint32_t src_index, uint32_t n);
+
   // Index of the first non-zero counter in [from, end), or end. Scans eight
   // bytes at a time, so skipping the empty bins of a sparse range is cheap.
   uint32_t next_nonzero(uint32_t from, uint32_t end) const;

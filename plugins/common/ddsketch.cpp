@@ -105,23 +105,45 @@ void BinStore::merge(const BinStore& other) {
   if (!empty() && lo_ < floor) collapse_below(floor);
   const int32_t new_lo = std::max(empty() ? other.lo_ : std::min(lo_, other.lo_), floor);
   reserve_range(new_lo, new_hi);
-  // Walk other's non-empty bins only (a delta's bins are usually sparse) and
-  // add each straight into its slot: [new_lo, new_hi] is addressable now,
-  // and bins of other below the floor land in the floor bin.
-  const auto first = static_cast<uint32_t>(other.lo_ - other.offset_);
-  const auto end = static_cast<uint32_t>(other.hi_ - other.offset_) + 1;
-  const int32_t shift = other.offset_ - offset_;
+  // [new_lo, new_hi] is addressable now; bins of other below the floor
+  // land in the floor bin.
+  const uint64_t bound = total_ + other.total_ < total_ ? UINT64_MAX : total_ + other.total_;
+  const unsigned need = std::max(CountArray::width_for(bound), other.counts_.width());
   const auto floor_slot = static_cast<uint32_t>(new_lo - offset_);
-  uint64_t added = 0;
-  for (uint32_t k = other.counts_.next_nonzero(first, end); k < end;
-       k = other.counts_.next_nonzero(k + 1, end)) {
-    const uint64_t c = other.counts_.get(k);
-    const int32_t slot = static_cast<int32_t>(k) + shift;
-    counts_.add(slot < static_cast<int32_t>(floor_slot) ? floor_slot : static_cast<uint32_t>(slot), c);
-    added = added + c < added ? UINT64_MAX : added + c;
+  uint32_t first = static_cast<uint32_t>(other.lo_ - other.offset_);
+  const auto end = static_cast<uint32_t>(other.hi_ - other.offset_) + 1;
+  if (need > counts_.width() && total_ <= 0xffff) {
+    // A small state (a client's): add bin by bin, widening only when a bin
+    // really outgrows its width, which keeps per-client states narrow.
+    const int32_t shift = other.offset_ - offset_;
+    for (uint32_t k = other.counts_.next_nonzero(first, end); k < end;
+         k = other.counts_.next_nonzero(k + 1, end)) {
+      const int32_t slot = static_cast<int32_t>(k) + shift;
+      counts_.add(slot < static_cast<int32_t>(floor_slot) ? floor_slot : static_cast<uint32_t>(slot),
+                  other.counts_.get(k));
+    }
+    const bool was_empty = empty();
+    total_ = bound;
+    lo_ = was_empty ? new_lo : std::min(lo_, new_lo);
+    hi_ = was_empty ? new_hi : std::max(hi_, new_hi);
+    return;
+  }
+  // No bin can exceed the two totals together: widen once for that (large
+  // states: aggregates), then add the range in one tight loop unchecked.
+  counts_.ensure_width(need);
+  if (other.lo_ < new_lo) {
+    const auto dense_from = static_cast<uint32_t>(new_lo - other.offset_);
+    uint64_t below = 0;
+    for (uint32_t k = first; k < dense_from && k < end; ++k) below += other.counts_.get(k);
+    counts_.add(floor_slot, below);
+    first = dense_from;
+  }
+  if (first < end) {
+    counts_.add_range(static_cast<uint32_t>(other.offset_ + static_cast<int32_t>(first) - offset_), other.counts_,
+                      first, end - first);
   }
   const bool was_empty = empty();
-  total_ = total_ + added < total_ ? UINT64_MAX : total_ + added;
+  total_ = bound;
   lo_ = was_empty ? new_lo : std::min(lo_, new_lo);
   hi_ = was_empty ? new_hi : std::max(hi_, new_hi);
 }
