@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKnownRoles[] = {"client-proxy", "agent", "fe", "be", "ctrl"};
 // Sections the SPEC defines that this build does not implement yet.
-constexpr const char* kUnavailableSections[] = {"redis", "agent", "client_proxy", "auth"};
+constexpr const char* kUnavailableSections[] = {"agent", "client_proxy", "auth"};
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
@@ -79,6 +79,8 @@ class TableReader {
     *out = std::move(values);
     return Status::Ok();
   }
+  // A key read by hand (not through this reader).
+  void mark(const char* key) { seen_.insert(key); }
   // Error for the first key that no reader asked for.
   Status unknown_keys() const {
     for (const auto& [k, v] : table_) {
@@ -119,7 +121,52 @@ Status read_store(const toml::table& t, Config::Store* s) {
   TABA_TRY(r.string("fsync", &s->fsync));
   TABA_TRY(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
   TABA_TRY(r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
+  TABA_TRY(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
   return r.unknown_keys();
+}
+
+Status read_redis(const toml::table& t, Config::Redis* rc) {
+  TableReader r(t, "redis");
+  rc->enabled = true;
+  TABA_TRY(r.strings("sentinels", &rc->sentinels));
+  TABA_TRY(r.integer("vbuckets", 1, 1 << 16, &rc->vbuckets));
+  TABA_TRY(r.integer("min_replica_acks", 0, 64, &rc->min_replica_acks));
+  TABA_TRY(r.integer("replica_ack_timeout_ms", 1, 60'000, &rc->replica_ack_timeout_ms));
+  TABA_TRY(r.integer("connect_timeout_ms", 10, 60'000, &rc->connect_timeout_ms));
+  TABA_TRY(r.integer("command_timeout_ms", 10, 600'000, &rc->command_timeout_ms));
+  TABA_TRY(r.integer("pool_size", 1, 64, &rc->pool_size));
+  TABA_TRY(r.string("password", &rc->password));
+  TABA_TRY(r.string("key_prefix", &rc->key_prefix));
+  TABA_TRY(r.integer("dedup_ttl_s", 60, 86400 * 365, &rc->dedup_ttl_s));
+  TABA_TRY(r.integer("claim_idle_ms", 100, 3'600'000, &rc->claim_idle_ms));
+  TABA_TRY(r.integer("max_stream_entries", 1, int64_t{1} << 32, &rc->max_stream_entries));
+  r.mark("shards");
+  TABA_TRY(r.unknown_keys());
+  const toml::node* shards = t.get("shards");
+  if (!shards) return Status::Ok();
+  const toml::array* arr = shards->as_array();
+  if (!arr) return Status::Invalid("redis.shards: must be an array of tables ([[redis.shards]])");
+  rc->shards.clear();
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table* st = (*arr)[i].as_table();
+    std::string where = fmt::format("redis.shards[{}]", i);
+    if (!st) return Status::Invalid(where + ": must be a table with name and vbuckets");
+    TableReader sr(*st, where);
+    Config::Redis::Shard shard;
+    TABA_TRY(sr.string("name", &shard.name));
+    sr.mark("vbuckets");
+    TABA_TRY(sr.unknown_keys());
+    if (shard.name.empty()) return Status::Invalid(where + ".name: the Sentinel master name is required");
+    const toml::node* vb = st->get("vbuckets");
+    const toml::array* range = vb ? vb->as_array() : nullptr;
+    if (!range || range->size() != 2 || !(*range)[0].is_integer() || !(*range)[1].is_integer()) {
+      return Status::Invalid(where + ".vbuckets: must be [first, last], an inclusive range of integers");
+    }
+    shard.first_vbucket = (*range)[0].as_integer()->get();
+    shard.last_vbucket = (*range)[1].as_integer()->get();
+    rc->shards.push_back(std::move(shard));
+  }
+  return Status::Ok();
 }
 
 Status read_http(const toml::table& t, Config::Http* h) {
@@ -201,9 +248,59 @@ static Status load_config_table(const toml::table& root, const std::string& path
     else if (k == "http") s = read_http(*table, &config->http);
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
     else if (k == "plugins") s = read_plugins(*table, &config->plugins);
+    else if (k == "redis") s = read_redis(*table, &config->redis);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
     if (!s.ok()) return Status::Invalid(fmt::format("{}: {}", path, s.message()));
   }
+  return Status::Ok();
+}
+
+Status validate_redis(const Config::Redis& r) {
+  if (r.sentinels.empty()) return Status::Invalid("redis.sentinels: at least one sentinel (host:port) is required");
+  for (size_t i = 0; i < r.sentinels.size(); ++i) {
+    const std::string& a = r.sentinels[i];
+    size_t colon = a.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < a.size() && colon + 6 >= a.size();
+    int port = 0;
+    for (size_t j = colon + 1; ok && j < a.size(); ++j) {
+      ok = a[j] >= '0' && a[j] <= '9';
+      port = port * 10 + (a[j] - '0');
+    }
+    if (!ok || port < 1 || port > 65535) {
+      return Status::Invalid(fmt::format("redis.sentinels[{}]: \"{}\" is not HOST:PORT", i, a));
+    }
+  }
+  if (r.shards.empty()) return Status::Invalid("redis.shards: at least one [[redis.shards]] is required");
+  std::vector<const Config::Redis::Shard*> sorted;
+  std::set<std::string> names;
+  for (const auto& shard : r.shards) {
+    if (!names.insert(shard.name).second) {
+      return Status::Invalid(fmt::format("redis.shards: shard \"{}\" is listed twice", shard.name));
+    }
+    if (shard.first_vbucket < 0 || shard.last_vbucket >= r.vbuckets || shard.first_vbucket > shard.last_vbucket) {
+      return Status::Invalid(fmt::format("redis.shards: shard \"{}\" has vbuckets [{}, {}], not a range within 0..{}",
+                                         shard.name, shard.first_vbucket, shard.last_vbucket, r.vbuckets - 1));
+    }
+    sorted.push_back(&shard);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->first_vbucket < b->first_vbucket; });
+  int64_t next = 0;
+  for (const auto* shard : sorted) {
+    if (shard->first_vbucket < next) {
+      return Status::Invalid(fmt::format("redis.shards: shard \"{}\" overlaps another shard at vbucket {}",
+                                         shard->name, shard->first_vbucket));
+    }
+    if (shard->first_vbucket > next) {
+      return Status::Invalid(fmt::format("redis.shards: vbuckets {}..{} belong to no shard", next,
+                                         shard->first_vbucket - 1));
+    }
+    next = shard->last_vbucket + 1;
+  }
+  if (next != r.vbuckets) {
+    return Status::Invalid(fmt::format("redis.shards: vbuckets {}..{} belong to no shard", next, r.vbuckets - 1));
+  }
+  if (r.key_prefix.size() > 64) return Status::Invalid("redis.key_prefix: at most 64 characters");
   return Status::Ok();
 }
 
@@ -218,10 +315,17 @@ Status validate_config(const Config& c) {
       return Status::Invalid(fmt::format("server.roles: role '{}' is not available in this build of tabad yet", role));
     }
   }
-  if (!c.has_role("fe") || !c.has_role("be")) {
+  if (!c.redis.enabled && (!c.has_role("fe") || !c.has_role("be"))) {
     return Status::Invalid(
         "server.roles: the embedded store runs fe and be in one process; include both (a [redis] store is needed "
         "to split them)");
+  }
+  if (c.has_role("ctrl") && (c.has_role("fe") || c.has_role("be"))) {
+    return Status::Invalid("server.roles: ctrl is the query-and-admin-only role; do not combine it with fe or be");
+  }
+  if (c.redis.enabled) {
+    Status s = validate_redis(c.redis);
+    if (!s.ok()) return s;
   }
   if (c.store.fsync != "always" && c.store.fsync != "everysec") {
     return Status::Invalid(fmt::format("store.fsync: must be \"always\" or \"everysec\", not \"{}\"", c.store.fsync));
@@ -247,6 +351,26 @@ Status validate_config(const Config& c) {
   return Status::Ok();
 }
 
+namespace {
+std::string dump_redis(const Config::Redis& r) {
+  if (!r.enabled) return "";
+  std::string sentinels;
+  for (size_t i = 0; i < r.sentinels.size(); ++i) sentinels += (i ? ", " : "") + toml_string(r.sentinels[i]);
+  std::string out = fmt::format(
+      "\n[redis]\nsentinels = [{}]\nvbuckets = {}\nmin_replica_acks = {}\nreplica_ack_timeout_ms = {}\n"
+      "connect_timeout_ms = {}\ncommand_timeout_ms = {}\npool_size = {}\npassword = {}\nkey_prefix = {}\n"
+      "dedup_ttl_s = {}\nclaim_idle_ms = {}\nmax_stream_entries = {}\n",
+      sentinels, r.vbuckets, r.min_replica_acks, r.replica_ack_timeout_ms, r.connect_timeout_ms,
+      r.command_timeout_ms, r.pool_size, r.password.empty() ? "\"\"" : "\"(set)\"", toml_string(r.key_prefix),
+      r.dedup_ttl_s, r.claim_idle_ms, r.max_stream_entries);
+  for (const auto& shard : r.shards) {
+    out += fmt::format("\n[[redis.shards]]\nname = {}\nvbuckets = [{}, {}]\n", toml_string(shard.name),
+                       shard.first_vbucket, shard.last_vbucket);
+  }
+  return out;
+}
+}  // namespace
+
 std::string dump_config(const Config& c) {
   std::string type_map;
   for (const auto& [alias, target] : c.plugins.types) {
@@ -259,16 +383,16 @@ std::string dump_config(const Config& c) {
   }
   return fmt::format(
       "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n\n"
-      "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\n\n"
+      "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ngc_interval_s = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
       "idle_timeout_ms = {}\nmax_connections = {}\n\n"
       "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n\n"
       "[plugins]\ntypes = {{{}}}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(c.server.log_level), toml_string(c.store.fsync), c.store.snapshot_interval_s,
-      c.store.wal_max_queued_bytes, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
+      c.store.wal_max_queued_bytes, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
-      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map);
+      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map) + dump_redis(c.redis);
 }
 
 }  // namespace taba

@@ -25,7 +25,31 @@ struct Config {
     std::string fsync = "everysec";  // "always" | "everysec"
     int64_t snapshot_interval_s = 60;
     int64_t wal_max_queued_bytes = 256ll << 20;
+    int64_t gc_interval_s = 600;  // be: prune dead states this often (both store modes); 0 = never
   } store;
+
+  // Present: state lives in Redis masters found through Sentinel (SPEC §3).
+  struct Redis {
+    struct Shard {
+      std::string name;  // the Sentinel master name
+      int64_t first_vbucket = 0;
+      int64_t last_vbucket = 0;  // inclusive
+    };
+    bool enabled = false;
+    std::vector<std::string> sentinels;  // host:port
+    int64_t vbuckets = 1024;
+    std::vector<Shard> shards;
+    int64_t min_replica_acks = 0;  // > 0: the fe WAITs for this many replicas before its 200
+    int64_t replica_ack_timeout_ms = 1000;
+    int64_t connect_timeout_ms = 1000;
+    int64_t command_timeout_ms = 2000;
+    int64_t pool_size = 2;  // pipelined connections per shard (plus dedicated ones for the be)
+    std::string password;
+    std::string key_prefix = "taba:";
+    int64_t dedup_ttl_s = 7 * 86400;      // how long an applied batch id is remembered
+    int64_t claim_idle_ms = 10'000;       // a pending entry idle this long is claimed by another be
+    int64_t max_stream_entries = 100'000; // fe answers 503 while a shard's stream is longer
+  } redis;
 
   struct Http {
     int64_t max_body_bytes = 64ll << 20;

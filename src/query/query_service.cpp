@@ -60,7 +60,7 @@ http::Response list_reply(const std::string& format, const std::vector<std::stri
 }
 
 // The names matched by the name filter, sorted.
-std::vector<const store::NameEntry*> matching_names(const store::EmbeddedStore& store, const Matcher& m) {
+std::vector<const store::NameEntry*> matching_names(const store::ReadView& store, const Matcher& m) {
   std::vector<const store::NameEntry*> out;
   if (!m.any() && !m.is_regex()) {
     for (const std::string& n : m.values()) {
@@ -93,60 +93,109 @@ bool QueryService::handles(std::string_view path) {
          path == "/types";
 }
 
-http::Response QueryService::handle(const http::Request& req, std::string_view body) const {
+// A parsed query: its route, format, filters and time.
+struct QueryService::Plan {
+  std::string route;
+  std::string format;
+  uint32_t render_format = TABA_FORMAT_JSON;
+  double now = 0;
+  Matcher names;
+  Matcher clients;
+};
+
+// What a tabs-like query selects from a view.
+struct QueryService::Selection {
+  std::vector<const store::NameEntry*> names;
+  bool all_clients = true;
+  std::vector<store::ClientIndex> clients;  // when !all_clients, sorted
+  double now = 0;
+};
+
+void QueryService::handle(const http::Request& req, std::string_view body,
+                          std::function<void(http::Response)> done) const {
   if (req.method != "GET" && req.method != "POST") {
     http::Response r = http::Response::text(405, fmt::format("{} does not accept {}; use GET or POST\n", req.path,
                                                               req.method));
     r.headers.push_back({"Allow", "GET, POST"});
-    return r;
+    done(std::move(r));
+    return;
   }
-  if (req.path == "/tabs") return tabs(req, body);
-  if (req.path == "/projection") return projection(req, body);
-  if (req.path == "/supertabs") return supertabs(req, body);
-  if (req.path == "/names") return names(req, body);
-  if (req.path == "/clients") return clients(req, body);
-  return types(req, body);
+  auto p = std::make_shared<Plan>();
+  if (auto error = plan(req, body, p.get())) {
+    done(std::move(*error));
+    return;
+  }
+  store::QueryNeed need;
+  need.names = &p->names;
+  need.clients = &p->clients;
+  const std::string& route = p->route;
+  bool per_client = !p->clients.any();
+  if (route == "/tabs" || route == "/supertabs") {
+    need.aggregates = !per_client;
+    need.states = per_client;
+    need.client_list = per_client;
+  } else if (route == "/projection") {
+    need.states = true;
+    need.client_list = true;
+  } else if (route == "/names") {
+    need.states = per_client;
+    need.client_list = per_client;
+  } else if (route == "/clients") {
+    need.client_list = true;
+  }
+  store_->fetch(need, [p, done = std::move(done)](const Status& s, const store::ReadView* view) {
+    if (!s.ok()) {
+      http::Response r = http::Response::text(503, fmt::format("the store did not answer: {}\n", s.message()));
+      r.headers.push_back({"Retry-After", "1"});
+      done(std::move(r));
+      return;
+    }
+    const std::string& r = p->route;
+    if (r == "/tabs") return done(tabs(*view, *p));
+    if (r == "/projection") return done(projection(*view, *p));
+    if (r == "/supertabs") return done(supertabs(*view, *p));
+    if (r == "/names") return done(names(*view, *p));
+    if (r == "/clients") return done(clients(*view, *p));
+    done(types(*view, *p));
+  });
 }
 
-// What a tabs-like query selects: names, clients, format and time.
-struct QueryService::Selection {
-  std::string format;
-  uint32_t render_format = TABA_FORMAT_JSON;
-  double now = 0;
-  std::vector<const store::NameEntry*> names;
-  bool all_clients = true;
-  std::vector<store::ClientIndex> clients;  // when !all_clients, sorted
-};
-
-std::optional<http::Response> QueryService::select(const http::Request& req, std::string_view body,
-                                                   Selection* sel) const {
-  auto params = parse_params(req.query, body, {"name", "client", "re"});
+std::optional<http::Response> QueryService::plan(const http::Request& req, std::string_view body, Plan* p) const {
+  p->route = req.path;
+  bool detailed = p->route == "/tabs" || p->route == "/projection" || p->route == "/supertabs";
+  Result<Params> params = p->route == "/clients" ? parse_params(req.query, body, {"client", "re"})
+                          : p->route == "/types" ? parse_params(req.query, body, {"name", "re"})
+                                                 : parse_params(req.query, body, {"name", "client", "re"});
   if (!params.ok()) return bad_request(params.status().message());
   http::Response not_acceptable;
-  sel->format = pick_format(req, true, &not_acceptable);
-  if (sel->format.empty()) return not_acceptable;
-  sel->render_format = sel->format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED : TABA_FORMAT_JSON;
+  p->format = pick_format(req, detailed, &not_acceptable);
+  if (p->format.empty()) return not_acceptable;
+  p->render_format = p->format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED : TABA_FORMAT_JSON;
   auto names = Matcher::make(params->names, params->re, params->has_name);
   if (!names.ok()) return bad_request(names.status().message());
   auto clients = Matcher::make(params->clients, params->re, params->has_client);
   if (!clients.ok()) return bad_request(clients.status().message());
-  sel->now = render_now();
-  sel->names = matching_names(*store_, *names);
-  sel->all_clients = clients->any();
-  if (!sel->all_clients) {
-    const auto& all = store_->clients();
-    for (store::ClientIndex i = 0; i < all.size(); ++i) {
-      if (clients->matches(all[i])) sel->clients.push_back(i);
-    }
-  }
+  p->names = std::move(names.value());
+  p->clients = std::move(clients.value());
+  p->now = wall_now() - store_->pipeline_latency_s();
   return std::nullopt;
 }
 
-double QueryService::render_now() const { return wall_now() - store_->pipeline_latency_s(); }
+void QueryService::select(const store::ReadView& view, const Plan& p, Selection* sel) {
+  sel->now = p.now;
+  sel->names = matching_names(view, p.names);
+  sel->all_clients = p.clients.any();
+  if (!sel->all_clients) {
+    const auto& all = view.clients();
+    for (store::ClientIndex i = 0; i < all.size(); ++i) {
+      if (p.clients.matches(all[i])) sel->clients.push_back(i);
+    }
+  }
+}
 
 // Merges the selected clients' states of `e` into *into (created on first
 // use). False when none of them has a state.
-bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& sel, taba_state** into) const {
+bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& sel, taba_state** into) {
   const taba_handler* h = e.handler->table;
   bool any = false;
   for (store::ClientIndex ci : sel.clients) {
@@ -160,23 +209,23 @@ bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& se
   return any;
 }
 
-http::Response QueryService::tabs(const http::Request& req, std::string_view body) const {
+http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan) {
   Selection sel;
-  if (auto error = select(req, body, &sel)) return *error;
+  select(view, plan, &sel);
   std::string out;
   bool first = true;
-  if (sel.format != kText) out += '{';
+  if (plan.format != kText) out += '{';
   for (const store::NameEntry* e : sel.names) {
     std::string rendered;
     if (sel.all_clients) {
-      rendered = render_state(e->handler, e->aggregate.get(), sel.render_format, sel.now);
+      rendered = render_state(e->handler, e->aggregate.get(), plan.render_format, sel.now);
     } else {
       taba_state* reduced = nullptr;
       if (!reduce_clients(*e, sel, &reduced)) continue;
-      rendered = render_state(e->handler, reduced, sel.render_format, sel.now);
+      rendered = render_state(e->handler, reduced, plan.render_format, sel.now);
       e->handler->table->free_state(reduced);
     }
-    if (sel.format == kText) {
+    if (plan.format == kText) {
       out += e->name;
       out += ": ";
       out += rendered;
@@ -189,20 +238,20 @@ http::Response QueryService::tabs(const http::Request& req, std::string_view bod
     }
     first = false;
   }
-  if (sel.format != kText) out += "}";
-  return reply(sel.format, std::move(out));
+  if (plan.format != kText) out += "}";
+  return reply(plan.format, std::move(out));
 }
 
-http::Response QueryService::projection(const http::Request& req, std::string_view body) const {
+http::Response QueryService::projection(const store::ReadView& view, const Plan& plan) {
   Selection sel;
-  if (auto error = select(req, body, &sel)) return *error;
+  select(view, plan, &sel);
   std::string out;
-  if (sel.format != kText) out += '{';
+  if (plan.format != kText) out += '{';
   bool first_name = true;
   for (const store::NameEntry* e : sel.names) {
     // This name's (client, state) pairs, sorted by client ID.
     std::vector<std::pair<std::string_view, const store::State*>> rows;
-    auto add = [&](store::ClientIndex ci, const store::State& st) { rows.emplace_back(store_->client_name(ci), &st); };
+    auto add = [&](store::ClientIndex ci, const store::State& st) { rows.emplace_back(view.clients()[ci], &st); };
     if (sel.all_clients) {
       e->states.for_each(add);
     } else {
@@ -212,14 +261,14 @@ http::Response QueryService::projection(const http::Request& req, std::string_vi
     }
     if (rows.empty()) continue;
     std::sort(rows.begin(), rows.end());
-    if (sel.format != kText) {
+    if (plan.format != kText) {
       if (!first_name) out += ", ";
       protocol::append_json_string(&out, e->name);
       out += ": {";
     }
     for (size_t i = 0; i < rows.size(); ++i) {
-      std::string rendered = render_state(e->handler, rows[i].second->get(), sel.render_format, sel.now);
-      if (sel.format == kText) {
+      std::string rendered = render_state(e->handler, rows[i].second->get(), plan.render_format, sel.now);
+      if (plan.format == kText) {
         out += fmt::format("({}, {}): {}\n", e->name, rows[i].first, rendered);
       } else {
         if (i) out += ", ";
@@ -228,16 +277,16 @@ http::Response QueryService::projection(const http::Request& req, std::string_vi
         out += rendered;
       }
     }
-    if (sel.format != kText) out += '}';
+    if (plan.format != kText) out += '}';
     first_name = false;
   }
-  if (sel.format != kText) out += '}';
-  return reply(sel.format, std::move(out));
+  if (plan.format != kText) out += '}';
+  return reply(plan.format, std::move(out));
 }
 
-http::Response QueryService::supertabs(const http::Request& req, std::string_view body) const {
+http::Response QueryService::supertabs(const store::ReadView& view, const Plan& plan) {
   Selection sel;
-  if (auto error = select(req, body, &sel)) return *error;
+  select(view, plan, &sel);
   if (sel.names.empty()) return http::Response::text(404, "no tab matches the name filter\n");
   const plugin::Handler* handler = sel.names.front()->handler;
   for (const store::NameEntry* e : sel.names) {
@@ -256,70 +305,50 @@ http::Response QueryService::supertabs(const http::Request& req, std::string_vie
       reduce_clients(*e, sel, &reduced);
     }
   }
-  std::string rendered = render_state(handler, reduced, sel.render_format, sel.now);
+  std::string rendered = render_state(handler, reduced, plan.render_format, sel.now);
   h->free_state(reduced);
-  if (sel.format == kText) rendered += '\n';
-  return reply(sel.format, std::move(rendered));
+  if (plan.format == kText) rendered += '\n';
+  return reply(plan.format, std::move(rendered));
 }
 
-http::Response QueryService::names(const http::Request& req, std::string_view body) const {
-  auto params = parse_params(req.query, body, {"name", "client", "re"});
-  if (!params.ok()) return bad_request(params.status().message());
-  http::Response not_acceptable;
-  std::string format = pick_format(req, false, &not_acceptable);
-  if (format.empty()) return not_acceptable;
-  auto names = Matcher::make(params->names, params->re, params->has_name);
-  if (!names.ok()) return bad_request(names.status().message());
-  auto clients = Matcher::make(params->clients, params->re, params->has_client);
-  if (!clients.ok()) return bad_request(clients.status().message());
+http::Response QueryService::names(const store::ReadView& view, const Plan& plan) {
+  const Matcher& clients = plan.clients;
   std::vector<store::ClientIndex> client_ids;
-  if (!clients->any()) {
-    const auto& all = store_->clients();
+  if (!clients.any()) {
+    const auto& all = view.clients();
     for (store::ClientIndex i = 0; i < all.size(); ++i) {
-      if (clients->matches(all[i])) client_ids.push_back(i);
+      if (clients.matches(all[i])) client_ids.push_back(i);
     }
   }
   std::vector<std::string_view> out_names;
-  for (const store::NameEntry* e : store_->names()) {
-    if (!names->matches(e->name)) continue;
-    if (!clients->any()) {
+  for (const store::NameEntry* e : view.names()) {
+    if (!plan.names.matches(e->name)) continue;
+    if (!clients.any()) {
       bool posted = std::any_of(client_ids.begin(), client_ids.end(),
                                 [&](store::ClientIndex ci) { return e->states.find(ci) != nullptr; });
       if (!posted) continue;
     }
     out_names.push_back(e->name);
   }
-  return list_reply(format, out_names);
+  return list_reply(plan.format, out_names);
 }
 
-http::Response QueryService::clients(const http::Request& req, std::string_view body) const {
-  auto params = parse_params(req.query, body, {"client", "re"});
-  if (!params.ok()) return bad_request(params.status().message());
-  http::Response not_acceptable;
-  std::string format = pick_format(req, false, &not_acceptable);
-  if (format.empty()) return not_acceptable;
-  auto clients = Matcher::make(params->clients, params->re, params->has_client);
-  if (!clients.ok()) return bad_request(clients.status().message());
+http::Response QueryService::clients(const store::ReadView& view, const Plan& plan) {
   std::vector<std::string_view> out_clients;
-  for (const std::string& c : store_->clients()) {
-    if (clients->matches(c)) out_clients.push_back(c);
+  const auto& all = view.clients();
+  for (store::ClientIndex i = 0; i < all.size(); ++i) {
+    if (view.client_has_states(i) && plan.clients.matches(all[i])) out_clients.push_back(all[i]);
   }
   std::sort(out_clients.begin(), out_clients.end());
-  return list_reply(format, out_clients);
+  return list_reply(plan.format, out_clients);
 }
 
-http::Response QueryService::types(const http::Request& req, std::string_view body) const {
-  auto params = parse_params(req.query, body, {"name", "re"});
-  if (!params.ok()) return bad_request(params.status().message());
-  http::Response not_acceptable;
-  std::string format = pick_format(req, false, &not_acceptable);
-  if (format.empty()) return not_acceptable;
-  auto names = Matcher::make(params->names, params->re, params->has_name);
-  if (!names.ok()) return bad_request(names.status().message());
+http::Response QueryService::types(const store::ReadView& view, const Plan& plan) {
+  const std::string& format = plan.format;
   std::string out;
   if (format != kText) out += '{';
   bool first = true;
-  for (const store::NameEntry* e : matching_names(*store_, *names)) {
+  for (const store::NameEntry* e : matching_names(view, plan.names)) {
     if (format == kText) {
       out += fmt::format("{}: {}\n", e->name, e->handler->type_name);
     } else {

@@ -1,4 +1,4 @@
-// The query API over the embedded store (SPEC §6): /tabs, /projection,
+// The query API over a store (SPEC §6): /tabs, /projection,
 // /supertabs, /names, /clients, /types. Runs on the loop thread.
 //
 // Windows render "as of now minus the measured pipeline latency", so a 1m
@@ -10,34 +10,39 @@
 #include <string_view>
 
 #include "http/server.h"
-#include "store/embedded/embedded_store.h"
+#include <functional>
+
+#include "store/store.h"
 
 namespace taba::query {
 
 class QueryService {
  public:
-  explicit QueryService(const store::EmbeddedStore* store) : store_(store) {}
+  explicit QueryService(store::Store* store) : store_(store) {}
 
   // True when `path` is a query route this service answers.
   static bool handles(std::string_view path);
-  // Answers one query request (GET or POST) whose body is complete.
-  http::Response handle(const http::Request& request, std::string_view body) const;
+  // Answers one query request (GET or POST) whose body is complete. `done`
+  // runs once, on the loop thread (at once for the embedded store, after
+  // the shards answer for Redis).
+  void handle(const http::Request& request, std::string_view body, std::function<void(http::Response)> done) const;
 
  private:
+  struct Plan;
   struct Selection;
-  // Parses the common parameters; a response when they are bad.
-  std::optional<http::Response> select(const http::Request& request, std::string_view body, Selection* sel) const;
-  bool reduce_clients(const store::NameEntry& entry, const Selection& sel, taba_state** into) const;
-  double render_now() const;
+  // Parses a request into what to fetch; a response when it is bad.
+  std::optional<http::Response> plan(const http::Request& request, std::string_view body, Plan* plan) const;
+  static void select(const store::ReadView& view, const Plan& plan, Selection* sel);
+  static bool reduce_clients(const store::NameEntry& entry, const Selection& sel, taba_state** into);
 
-  http::Response tabs(const http::Request& request, std::string_view body) const;
-  http::Response projection(const http::Request& request, std::string_view body) const;
-  http::Response supertabs(const http::Request& request, std::string_view body) const;
-  http::Response names(const http::Request& request, std::string_view body) const;
-  http::Response clients(const http::Request& request, std::string_view body) const;
-  http::Response types(const http::Request& request, std::string_view body) const;
+  static http::Response tabs(const store::ReadView& view, const Plan& plan);
+  static http::Response projection(const store::ReadView& view, const Plan& plan);
+  static http::Response supertabs(const store::ReadView& view, const Plan& plan);
+  static http::Response names(const store::ReadView& view, const Plan& plan);
+  static http::Response clients(const store::ReadView& view, const Plan& plan);
+  static http::Response types(const store::ReadView& view, const Plan& plan);
 
-  const store::EmbeddedStore* store_;
+  store::Store* store_;
 };
 
 // Renders a state through its handler; falls back from a detailed format

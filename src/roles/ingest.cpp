@@ -21,7 +21,7 @@ namespace {
 // makes for the first time.
 class BodyResolver : public protocol::TypeResolver {
  public:
-  BodyResolver(const store::EmbeddedStore* store, const plugin::Registry* registry)
+  BodyResolver(const store::Store* store, const plugin::Registry* registry)
       : store_(store), registry_(registry) {}
 
   const plugin::Handler* resolve(std::string_view name, std::string_view type, std::string* err) override {
@@ -52,7 +52,7 @@ class BodyResolver : public protocol::TypeResolver {
   }
 
  private:
-  const store::EmbeddedStore* store_;
+  const store::Store* store_;
   const plugin::Registry* registry_;
   StringMap<const plugin::Handler*> new_bindings_;
 };
@@ -110,7 +110,8 @@ class IngestRequest : public http::RequestHandler {
     }
     Ingest* ingest = ingest_;
     std::shared_ptr<http::Exchange> exchange = exchange_;
-    ingest->store_->submit(batch_.finish(), resolver_.take_bindings(),
+    ingest->store_->submit(batch_.finish(), std::string(exchange_->request().header("taba-batch-id")),
+                           resolver_.take_bindings(),
                            [ingest, exchange, events, clamped](const Status& s) {
                              if (s.ok()) {
                                ++ingest->stats_.bodies_ok;
@@ -154,7 +155,7 @@ class IngestRequest : public http::RequestHandler {
   bool failed_ = false;
 };
 
-Ingest::Ingest(store::EmbeddedStore* store, const plugin::Registry* registry, const Config::Ingest& options)
+Ingest::Ingest(store::Store* store, const plugin::Registry* registry, const Config::Ingest& options)
     : store_(store), registry_(registry), options_(options) {}
 
 std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::Exchange>& exchange) {
@@ -178,6 +179,13 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
     return nullptr;
   } else if (req.path == "/post_zip") {
     compression = http::Inflater::Format::kZlibOrGzip;  // the original agent's zlib body, no header
+  }
+  std::string_view batch_id = req.header("taba-batch-id");
+  if (batch_id.size() > 128 || std::any_of(batch_id.begin(), batch_id.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+    ++stats_.bodies_rejected;
+    exchange->reply(http::Response::text(
+        400, "Taba-Batch-Id must be 1..128 printable ASCII characters without spaces\n"));
+    return nullptr;
   }
   return std::make_unique<IngestRequest>(this, exchange, compression);
 }

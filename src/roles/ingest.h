@@ -12,7 +12,7 @@
 
 #include "core/config.h"
 #include "http/server.h"
-#include "store/embedded/embedded_store.h"
+#include "store/store.h"
 
 namespace taba::roles {
 
@@ -27,7 +27,7 @@ struct IngestStats {
 
 class Ingest {
  public:
-  Ingest(store::EmbeddedStore* store, const plugin::Registry* registry, const Config::Ingest& options);
+  Ingest(store::Store* store, const plugin::Registry* registry, const Config::Ingest& options);
 
   static bool handles(std::string_view path) { return path == "/post" || path == "/post_zip"; }
   // Creates the body handler for an ingest request, or replies (405, 415)
@@ -38,7 +38,7 @@ class Ingest {
 
  private:
   friend class IngestRequest;
-  store::EmbeddedStore* store_;
+  store::Store* store_;
   const plugin::Registry* registry_;
   Config::Ingest options_;
   IngestStats stats_;

@@ -25,27 +25,25 @@
 
 namespace taba::test {
 
-namespace {
-
-constexpr int kStartTimeoutMs = 10'000;
-constexpr int kStartAttempts = 3;
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-void sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-// Exit code as this file reports it: the code, or 128 + signal number.
 int decode_wait_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
 }
+
+namespace {
+
+constexpr int kStartTimeoutMs = 10'000;
+constexpr int kStartAttempts = 3;
+
 
 // argv as the NUL-terminated char* array execv wants; built before fork()
 // because the child may only make async-signal-safe calls.

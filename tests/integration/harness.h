@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +21,12 @@ namespace taba::test {
 // The tabad binary under test: $TABAD_PATH if set, else the build's
 // (compile definition TABAD_PATH).
 std::string tabad_path();
+
+// Steady-clock milliseconds, a sleep, and a waitpid status as an exit code
+// (the code, or 128 + signal number).
+int64_t now_ms();
+void sleep_ms(int ms);
+int decode_wait_status(int status);
 
 // A new, empty directory "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to /tmp).
 // Aborts the test run (throws std::runtime_error) if it cannot be created.

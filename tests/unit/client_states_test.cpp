@@ -35,3 +35,31 @@ TEST_CASE("ClientStates behaves like a map from client index to value", "[store]
   CHECK(seen == model.size());
   CHECK(sum == model_sum);
 }
+
+TEST_CASE("ClientStates erase keeps every other key reachable", "[store]") {
+  ClientStates<int> m;
+  std::map<uint32_t, int> model;
+  std::mt19937 rng(11);
+  for (int round = 0; round < 40000; ++round) {
+    uint32_t key = rng() % 3000 * 4096;  // long probe chains on purpose
+    if (rng() % 3 == 0) {
+      CHECK(m.erase(key) == (model.erase(key) == 1));
+    } else {
+      m[key] = round;
+      model[key] = round;
+    }
+  }
+  CHECK(m.size() == model.size());
+  for (const auto& [k, v] : model) {
+    const int* got = m.find(k);
+    REQUIRE(got);
+    CHECK(*got == v);
+  }
+  size_t seen = 0;
+  m.for_each([&](uint32_t k, const int&) {
+    ++seen;
+    CHECK(model.count(k) == 1);
+  });
+  CHECK(seen == model.size());
+  CHECK_FALSE(m.erase(12345));
+}

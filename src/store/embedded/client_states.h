@@ -41,6 +41,35 @@ class ClientStates {
     return values_[i];
   }
 
+  // Removes `key` (backward-shift deletion keeps every probe chain intact).
+  // False when it was absent.
+  bool erase(Key key) {
+    if (capacity_ == 0) return false;
+    size_t mask = capacity_ - 1;
+    size_t i = slot(key);
+    while (true) {
+      if (!used_[i]) return false;
+      if (keys_[i] == key) break;
+      i = (i + 1) & mask;
+    }
+    values_[i] = V();
+    used_[i] = false;
+    --size_;
+    for (size_t j = (i + 1) & mask; used_[j]; j = (j + 1) & mask) {
+      size_t home = slot(keys_[j]);
+      // Move j back into the hole at i unless its home lies cyclically in (i, j].
+      bool stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      keys_[i] = keys_[j];
+      values_[i] = std::move(values_[j]);
+      used_[i] = true;
+      values_[j] = V();
+      used_[j] = false;
+      i = j;
+    }
+    return true;
+  }
+
   // Calls f(key, const V&) for every entry, in no particular order.
   template <typename F>
   void for_each(F&& f) const {

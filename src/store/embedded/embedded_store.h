@@ -19,54 +19,15 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/latency.h"
 #include "core/status.h"
 #include "core/string_map.h"
 #include "plugin/registry.h"
 #include "store/embedded/client_states.h"
 #include "store/embedded/wal.h"
+#include "store/store.h"
 
 namespace taba::store {
-
-// A handler state owned by the store; freed through its handler.
-class State {
- public:
-  State() = default;
-  State(const plugin::Handler* h, taba_state* s) : handler_(h), state_(s) {}
-  ~State() { reset(); }
-  State(State&& o) noexcept : handler_(o.handler_), state_(o.state_) { o.state_ = nullptr; }
-  State& operator=(State&& o) noexcept {
-    if (this != &o) {
-      reset();
-      handler_ = o.handler_;
-      state_ = o.state_;
-      o.state_ = nullptr;
-    }
-    return *this;
-  }
-  State(const State&) = delete;
-  State& operator=(const State&) = delete;
-
-  taba_state* get() const { return state_; }
-  explicit operator bool() const { return state_ != nullptr; }
-  void reset() {
-    if (state_) handler_->table->free_state(state_);
-    state_ = nullptr;
-  }
-
- private:
-  const plugin::Handler* handler_ = nullptr;
-  taba_state* state_ = nullptr;
-};
-
-using ClientIndex = uint32_t;
-
-// One tab: its type binding, the per-client states and their aggregate.
-struct NameEntry {
-  std::string name;
-  const plugin::Handler* handler = nullptr;
-  State aggregate;
-  ClientStates<State> states;
-};
 
 struct StoreOptions {
   std::string dir;  // WAL and snapshots live here
@@ -82,23 +43,27 @@ struct StoreStats {
   uint64_t batches_replayed = 0;
   uint64_t batches_failed = 0;  // WAL write failed; the request got 503
   uint64_t blocks_dropped = 0;  // a handler could not allocate a state
+  uint64_t admin_records = 0;   // delete / gc / repair records applied (live and replayed)
   uint64_t in_flight = 0;       // appended, not yet applied
   double last_apply_lag_s = 0;  // receive -> applied, of the last batch
 };
 
-class EmbeddedStore {
+class EmbeddedStore final : public Store, public ReadView {
  public:
   EmbeddedStore(uv_loop_t* loop, const plugin::Registry* registry, StoreOptions options);
-  ~EmbeddedStore();
+  ~EmbeddedStore() override;
   EmbeddedStore(const EmbeddedStore&) = delete;
   EmbeddedStore& operator=(const EmbeddedStore&) = delete;
 
   // Recovers from the directory and starts the WAL and the snapshot timer.
-  Status open();
+  Status open() override;
+  // Snapshot, then fsync and stop the WAL. Call before the loop ends.
+  void close(std::function<void()> done) override;
+  bool ready() const override { return !closing_; }
 
   // The handler bound to `name` (applied or reserved by an accepted batch
   // still in flight), or nullptr when the name is new.
-  const plugin::Handler* bound_handler(std::string_view name) const;
+  const plugin::Handler* bound_handler(std::string_view name) const override;
 
   // Appends a validated batch to the WAL and applies it once durable.
   // `new_bindings` are the names this batch binds for the first time; they
@@ -106,29 +71,41 @@ class EmbeddedStore {
   // that is a conflict, reported without writing anything). `done` runs on
   // the loop thread: OK once applied; Invalid on a binding conflict;
   // Unavailable / IoError when the WAL refused or failed (nothing applied).
-  void submit(std::string batch, const std::vector<std::pair<std::string, const plugin::Handler*>>& new_bindings,
-              std::function<void(const Status&)> done);
+  // The batch id is not used: one process, one log, no retries to dedupe.
+  void submit(std::string batch, std::string batch_id, Bindings new_bindings,
+              std::function<void(const Status&)> done) override;
 
-  // Writes a snapshot now (if anything changed since the last one).
-  void snapshot_now(std::function<void(const Status&)> done);
-
-  // Snapshot, then fsync and stop the WAL. Call before the loop ends.
-  void close(std::function<void()> done);
-
-  // --- reads (loop thread) ---
-  const NameEntry* find_name(std::string_view name) const;
-  // All names, sorted.
-  std::vector<const NameEntry*> names() const;
-  const std::string& client_name(ClientIndex index) const { return clients_[index]; }
-  // Index of a known client, or false.
-  bool find_client(std::string_view client, ClientIndex* out) const;
-  const std::vector<std::string>& clients() const { return clients_; }
+  // Queries read the store itself (synchronously).
+  void fetch(const QueryNeed& need, ViewCallback ready) override;
 
   // The measured pipeline latency (receive -> applied), smoothed; queries
   // render windows as of now minus this. 0 when nothing was applied for a
   // minute (nothing is in flight then).
-  double pipeline_latency_s() const;
+  double pipeline_latency_s() const override;
 
+  // Admin operations are WAL records too: durable, and replayed in order.
+  void delete_names(const query::Matcher& names, ReportCallback done) override;
+  void gc(ReportCallback done) override;
+  void check(bool repair, ReportCallback done) override;
+  void flush(ReportCallback done) override;
+  void status(std::function<void(const Status&, const ClusterStatus&)> done) override;
+
+  // Writes a snapshot now (if anything changed since the last one).
+  void snapshot_now(std::function<void(const Status&)> done);
+
+  // --- ReadView (loop thread) ---
+  const NameEntry* find_name(std::string_view name) const override;
+  std::vector<const NameEntry*> names() const override;
+  const std::vector<std::string>& clients() const override { return clients_; }
+  bool client_has_states(ClientIndex client) const override {
+    return client < client_state_counts_.size() && client_state_counts_[client] > 0;
+  }
+  const std::string& client_name(ClientIndex index) const { return clients_[index]; }
+  // Index of a known client, or false.
+  bool find_client(std::string_view client, ClientIndex* out) const;
+
+  LatencyWindow::Summary local_latency() const override;
+  uint64_t local_deltas_applied() const override { return stats_.blocks_applied; }
   StoreStats stats() const;
   WalStats wal_stats() const;
 
@@ -137,8 +114,16 @@ class EmbeddedStore {
     std::string batch;
     std::vector<std::pair<std::string, const plugin::Handler*>> bindings;
     std::function<void(const Status&)> done;
+    std::function<void(const Status&, const std::string&)> admin_done;  // admin records
   };
   Status apply(std::string_view batch, bool replay);
+  Status apply_admin(std::string_view record, std::string* summary);
+  // Appends an admin record; `applied` runs after it is durable and applied.
+  void append_admin(std::string record, std::function<void(const Status&, const std::string&)> applied);
+  size_t erase_name(std::string_view name);
+  // Re-merges a name's aggregate from its client states.
+  Status rebuild_aggregate(NameEntry* entry, double now);
+  void set_state(NameEntry* entry, ClientIndex client, State state);
   ClientIndex intern_client(std::string_view client);
   void append(Pending p);
   void on_applied();
@@ -157,17 +142,21 @@ class EmbeddedStore {
   StringMap<std::unique_ptr<NameEntry>> names_;
   StringMap<const plugin::Handler*> reserved_;  // bound by in-flight batches
   std::vector<std::string> clients_;
+  std::vector<uint32_t> client_state_counts_;  // states per client, across names
   StringMap<ClientIndex> client_index_;
 
   std::vector<taba_event> events_;  // scratch, reused per block
   StoreStats stats_;
   double latency_ewma_s_ = 0;
+  LatencyWindow latencies_;
+  std::vector<std::function<void()>> drain_waiters_;  // flush: run when nothing is in flight
   double last_live_apply_ = 0;  // wall clock of the last live apply
   uint64_t changes_since_snapshot_ = 0;
   bool snapshot_wanted_ = false;
   bool snapshot_running_ = false;
   std::vector<std::function<void(const Status&)>> snapshot_waiters_;
   std::deque<Pending> held_;  // waiting for a snapshot to start
+  std::deque<double> append_times_;  // wall clock of each in-flight append, oldest first
   bool closing_ = false;
 };
 

@@ -1,0 +1,70 @@
+// The be's work on one shard: read the ingest stream through the consumer
+// group and apply each entry exactly once (see redis_store.h).
+//
+// Loop: claim entries idle on other consumers (XAUTOCLAIM, every
+// claim_idle_ms / 2), re-read this consumer's own pending entries after a
+// (re)start or failure, else read new ones (XREADGROUP ... BLOCK). A read
+// set of entries is applied in one transaction:
+//   WATCH dedup keys, the names' state and aggregate keys
+//   read: which batch ids were applied, the bindings, the states involved
+//   merge in memory (the handlers), then
+//   MULTI: write states + aggregates, bind, register clients, mark batch ids
+//   (SET EX), XACK + XDEL the entries; EXEC
+// A WATCH abort (another be or an admin change touched a key) retries at
+// once; a lost connection retries with backoff. Nothing is acknowledged
+// that was not applied in the same EXEC, so a be killed at any point leaves
+// its entries pending for itself (after a restart) or for another be.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store/redis/redis_store.h"
+
+namespace taba::store {
+
+class Applier {
+ public:
+  Applier(RedisStore* store, RedisStore::ShardCtx* shard, std::string consumer);
+  ~Applier();
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  void start();
+  void stop();
+
+  struct Entry {
+    std::string id;
+    std::string batch_id;
+    double enqueue_time = 0;
+    std::string deltas;
+  };
+
+ private:
+  void ensure_group();
+  void next();
+  void read_reply(const redisReply* r, bool from_claim);
+  void attempt();
+  void retry_later(uint32_t ms);
+  static void on_timer(uv_timer_t* t);
+
+  RedisStore* store_;
+  RedisStore::ShardCtx* shard_;
+  std::string consumer_;
+  redis::Connection* reader_ = nullptr;
+  redis::Connection* txn_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::vector<Entry> batch_;
+  bool group_ready_ = false;
+  bool own_pending_done_ = false;
+  bool stopping_ = false;
+  double last_claim_ = 0;
+  int failures_ = 0;
+  std::string claim_cursor_ = "0-0";
+};
+
+}  // namespace taba::store

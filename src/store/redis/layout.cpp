@@ -1,0 +1,93 @@
+#include "store/redis/layout.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "core/le_bytes.h"
+
+namespace taba::redis {
+namespace {
+
+template <typename T>
+void put(std::string* buf, T v) {
+  put_le(buf, v);
+}
+using Reader = ByteReader;
+
+}  // namespace
+
+uint64_t fnv1a64(std::string_view bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string encode_state(uint32_t version, std::string_view bytes) {
+  std::string out;
+  out.reserve(4 + bytes.size());
+  put<uint32_t>(&out, version);
+  out += bytes;
+  return out;
+}
+
+bool decode_state(std::string_view blob, uint32_t* version, std::string_view* bytes) {
+  if (blob.size() < 4) return false;
+  std::memcpy(version, blob.data(), 4);
+  *bytes = blob.substr(4);
+  return true;
+}
+
+DeltaWriter::DeltaWriter() {
+  put<uint8_t>(&buf_, 1);
+  put<uint32_t>(&buf_, 0);
+}
+
+void DeltaWriter::add(std::string_view name, std::string_view type, std::string_view client, uint32_t version,
+                      std::string_view state) {
+  put<uint16_t>(&buf_, static_cast<uint16_t>(name.size()));
+  buf_ += name;
+  put<uint8_t>(&buf_, static_cast<uint8_t>(type.size()));
+  buf_ += type;
+  put<uint16_t>(&buf_, static_cast<uint16_t>(client.size()));
+  buf_ += client;
+  put<uint32_t>(&buf_, version);
+  put<uint32_t>(&buf_, static_cast<uint32_t>(state.size()));
+  buf_ += state;
+  ++count_;
+}
+
+std::string DeltaWriter::finish() {
+  std::memcpy(buf_.data() + 1, &count_, 4);
+  return std::move(buf_);
+}
+
+Status decode_deltas(std::string_view bytes, std::vector<Delta>* out) {
+  out->clear();
+  Reader r(bytes);
+  uint8_t version = 0;
+  uint32_t count = 0;
+  if (!r.get(&version) || !r.get(&count)) return Status::Corruption("deltas: truncated header");
+  if (version != 1) return Status::Corruption(fmt::format("deltas: unknown version {}", version));
+  if (count > bytes.size()) return Status::Corruption("deltas: count exceeds the entry size");
+  out->reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    Delta d;
+    uint16_t name_len = 0, client_len = 0;
+    uint8_t type_len = 0;
+    uint32_t len = 0;
+    if (!r.get(&name_len) || !r.bytes(name_len, &d.name) || !r.get(&type_len) || !r.bytes(type_len, &d.type) ||
+        !r.get(&client_len) || !r.bytes(client_len, &d.client) || !r.get(&d.state_version) || !r.get(&len) ||
+        !r.bytes(len, &d.state)) {
+      return Status::Corruption(fmt::format("deltas: delta {} of {} is truncated", i + 1, count));
+    }
+    out->push_back(d);
+  }
+  if (!r.done()) return Status::Corruption("deltas: trailing bytes");
+  return Status::Ok();
+}
+
+}  // namespace taba::redis

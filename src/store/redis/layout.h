@@ -1,0 +1,95 @@
+// The Redis store's data layout: which shard owns a name, the key of every
+// piece of state, and the binary forms of stream entries and stored states.
+// docs/architecture.md ("Redis key map") documents the same, for operators.
+//
+// vbucket(name) = FNV-1a 64-bit of the name's bytes, mod the vbucket count.
+// Every key about a name lives on the shard that owns its vbucket, so the
+// be applies an entry with one single-shard MULTI/EXEC.
+//
+// Keys (P = key_prefix, default "taba:"), on each shard:
+//   P stream          the shard's ingest stream (consumer group "be")
+//   P types           HASH name -> type (first writer wins, Lua script)
+//   P s: name         HASH client -> stored state of that client
+//   P a: name         STRING the name's aggregate over all clients
+//   P clients         SET clients with a state of a name on this shard
+//   P cn: client      SET names this client has a state of, on this shard
+//   P dedup: batchid  "1" with a TTL: the batch was applied on this shard
+//   P servers         HASH server id -> heartbeat (written to every shard)
+//
+// A stored state is u32 state_version (LE) followed by the handler's bytes.
+// A stream entry has fields id (batch id), t (enqueue time, seconds), n
+// (event count) and d (the deltas): u8 version 1 | u32 count | count x
+// (u16 name_len, name | u8 type_len, type | u16 client_len, client |
+//  u32 state_version | u32 len, state bytes).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace taba::redis {
+
+uint64_t fnv1a64(std::string_view bytes);
+inline uint32_t vbucket_of(std::string_view name, uint32_t vbuckets) {
+  return static_cast<uint32_t>(fnv1a64(name) % vbuckets);
+}
+
+class Keys {
+ public:
+  explicit Keys(std::string prefix) : p_(std::move(prefix)) {}
+  std::string stream() const { return p_ + "stream"; }
+  std::string types() const { return p_ + "types"; }
+  std::string states(std::string_view name) const { return cat("s:", name); }
+  std::string aggregate(std::string_view name) const { return cat("a:", name); }
+  std::string clients() const { return p_ + "clients"; }
+  std::string client_names(std::string_view client) const { return cat("cn:", client); }
+  std::string dedup(std::string_view batch_id) const { return cat("dedup:", batch_id); }
+  std::string servers() const { return p_ + "servers"; }
+  const std::string& prefix() const { return p_; }
+
+ private:
+  std::string cat(std::string_view kind, std::string_view tail) const {
+    std::string k;
+    k.reserve(p_.size() + kind.size() + tail.size());
+    k += p_;
+    k += kind;
+    k += tail;
+    return k;
+  }
+  std::string p_;
+};
+
+constexpr const char* kGroup = "be";
+
+// A stored state: version + bytes.
+std::string encode_state(uint32_t version, std::string_view bytes);
+bool decode_state(std::string_view blob, uint32_t* version, std::string_view* bytes);
+
+struct Delta {
+  std::string_view name;
+  std::string_view type;
+  std::string_view client;
+  uint32_t state_version = 0;
+  std::string_view state;
+};
+
+class DeltaWriter {
+ public:
+  DeltaWriter();
+  void add(std::string_view name, std::string_view type, std::string_view client, uint32_t version,
+           std::string_view state);
+  uint32_t count() const { return count_; }
+  std::string finish();
+
+ private:
+  std::string buf_;
+  uint32_t count_ = 0;
+};
+
+// Parses an entry's deltas; every length is checked (views into `bytes`).
+Status decode_deltas(std::string_view bytes, std::vector<Delta>* out);
+
+}  // namespace taba::redis

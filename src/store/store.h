@@ -1,0 +1,169 @@
+// The store interface the roles run on: the embedded store (one process,
+// WAL + snapshots) and the Redis store (Sentinel-discovered shards, fe/be/
+// ctrl as separate processes) both implement it, so ingest, queries and the
+// admin routes are the same code in both modes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/latency.h"
+#include "core/status.h"
+#include "plugin/registry.h"
+#include "query/params.h"
+#include "store/embedded/client_states.h"
+
+namespace taba::store {
+
+// A handler state owned by the store; freed through its handler.
+class State {
+ public:
+  State() = default;
+  State(const plugin::Handler* h, taba_state* s) : handler_(h), state_(s) {}
+  ~State() { reset(); }
+  State(State&& o) noexcept : handler_(o.handler_), state_(o.state_) { o.state_ = nullptr; }
+  State& operator=(State&& o) noexcept {
+    if (this != &o) {
+      reset();
+      handler_ = o.handler_;
+      state_ = o.state_;
+      o.state_ = nullptr;
+    }
+    return *this;
+  }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+
+  taba_state* get() const { return state_; }
+  explicit operator bool() const { return state_ != nullptr; }
+  void reset() {
+    if (state_) handler_->table->free_state(state_);
+    state_ = nullptr;
+  }
+
+ private:
+  const plugin::Handler* handler_ = nullptr;
+  taba_state* state_ = nullptr;
+};
+
+using ClientIndex = uint32_t;
+
+// One tab: its type binding, the per-client states and their aggregate.
+struct NameEntry {
+  std::string name;
+  const plugin::Handler* handler = nullptr;
+  State aggregate;
+  ClientStates<State> states;
+};
+
+// What queries read: names with their states, and the client table that
+// ClientIndex values refer to.
+class ReadView {
+ public:
+  virtual ~ReadView() = default;
+  virtual const NameEntry* find_name(std::string_view name) const = 0;
+  virtual std::vector<const NameEntry*> names() const = 0;  // sorted by name
+  virtual const std::vector<std::string>& clients() const = 0;  // indexed by ClientIndex
+  // False for a client whose every state was pruned or deleted.
+  virtual bool client_has_states(ClientIndex client) const = 0;
+};
+
+// What a query needs from the store; the Redis store fetches only this.
+struct QueryNeed {
+  const query::Matcher* names = nullptr;    // required
+  const query::Matcher* clients = nullptr;  // required
+  bool aggregates = false;  // each matched name's aggregate
+  bool states = false;      // the matched clients' states of each matched name
+  bool client_list = false; // every known client (for /clients and client filters)
+};
+
+// An admin operation's outcome: counters and one line per finding.
+struct Report {
+  std::vector<std::pair<std::string, int64_t>> counts;
+  std::vector<std::string> details;
+  void count(std::string key, int64_t value) { counts.emplace_back(std::move(key), value); }
+};
+
+struct ShardStatus {
+  std::string name;
+  std::string master;  // host:port, "" when unknown
+  bool up = false;
+  int64_t stream_length = 0;  // entries not yet applied
+  int64_t pending = 0;        // delivered to a be, not yet acknowledged
+  double oldest_pending_age_s = 0;
+  std::string error;  // why the figures are missing
+};
+
+struct ServerInfo {
+  std::string id;
+  std::vector<std::string> roles;
+  std::string listen;
+  double last_seen_age_s = 0;
+  double events_per_s = 0;        // fe: events accepted per second (last interval)
+  double deltas_per_s = 0;        // be: deltas applied per second (last interval)
+  double latency_p50_s = 0;       // be: enqueue -> applied, last minute
+  double latency_p99_s = 0;
+  int64_t latency_samples = 0;
+};
+
+struct ClusterStatus {
+  std::string store;  // "embedded" | "redis"
+  std::vector<ShardStatus> shards;
+  std::vector<ServerInfo> servers;
+  double pipeline_latency_s = 0;  // what queries subtract from now
+};
+
+using Bindings = std::vector<std::pair<std::string, const plugin::Handler*>>;
+using ViewCallback = std::function<void(const Status&, const ReadView*)>;
+using ReportCallback = std::function<void(const Status&, const Report&)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Status open() = 0;
+  // Finishes what is in flight and stops; `done` runs on the loop thread.
+  virtual void close(std::function<void()> done) = 0;
+  // True when the store can accept and answer (Redis: every shard reachable).
+  virtual bool ready() const = 0;
+
+  // --- ingest (fe) ---
+  // The handler bound to `name` as far as this process knows synchronously,
+  // or nullptr (the binding is then settled by submit).
+  virtual const plugin::Handler* bound_handler(std::string_view name) const = 0;
+  // Makes a validated batch durable and (eventually) applied. `new_bindings`
+  // are names the body uses that bound_handler did not know, with the type
+  // the body gives them. done: OK = durable (200); Invalid = type conflict
+  // (400); Unavailable/IoError = nothing accepted (503).
+  virtual void submit(std::string batch, std::string batch_id, Bindings new_bindings,
+                      std::function<void(const Status&)> done) = 0;
+
+  // --- queries ---
+  virtual void fetch(const QueryNeed& need, ViewCallback ready) = 0;
+  // Queries render windows as of now minus this.
+  virtual double pipeline_latency_s() const = 0;
+
+  // --- admin ---
+  virtual void delete_names(const query::Matcher& names, ReportCallback done) = 0;
+  virtual void gc(ReportCallback done) = 0;
+  virtual void check(bool repair, ReportCallback done) = 0;
+  virtual void flush(ReportCallback done) = 0;
+  virtual void status(std::function<void(const Status&, const ClusterStatus&)> done) = 0;
+
+  // --- what this process did as a be (for the heartbeat and /latency) ---
+  virtual LatencyWindow::Summary local_latency() const = 0;
+  virtual uint64_t local_deltas_applied() const = 0;
+  // Who this process is (the daemon provides it; the Redis store publishes
+  // it in the server registry).
+  void set_self_info(std::function<ServerInfo()> f) { self_info_ = std::move(f); }
+
+ protected:
+  std::function<ServerInfo()> self_info_;
+};
+
+}  // namespace taba::store

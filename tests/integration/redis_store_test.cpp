@@ -1,0 +1,331 @@
+// tabad on Redis + Sentinel: real redis-server and redis-sentinel processes,
+// real fe / be / ctrl tabad processes, all on loopback.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "admin_scenario.h"
+#include "harness.h"
+#include "redis_harness.h"
+
+using namespace taba::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Deployment {
+  RedisCluster cluster;
+  std::string dir = make_temp_dir("tabad-redis");
+  std::string config;
+
+  void start(RedisCluster::Options options, const std::vector<std::string>& extra_redis) {
+    taba::Status s = cluster.start(options);
+    REQUIRE(s.ok());
+    config = dir + "/taba.toml";
+    std::ofstream(config) << cluster.toml(1024, extra_redis);
+  }
+  ~Deployment() { remove_tree(dir); }
+
+  void run(TabadProcess* p, const std::string& roles) {
+    taba::Status s = p->start({"--config", config, "--role", roles});
+    INFO(s.message());
+    REQUIRE(s.ok());
+  }
+};
+
+// Waits until /readyz answers 200 (every shard reachable).
+void wait_ready(const TabadProcess& p, int timeout_ms = 15'000) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    auto r = p.get("/readyz");
+    if (r.ok() && r.value().status == 200) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("tabad never became ready:\n" << p.log_text());
+}
+
+// A body of `clients` x `names` TotalsCounter events of value 1.
+std::string load_body(int clients, int names, int events_each, int salt) {
+  double now = static_cast<double>(std::time(nullptr));
+  std::vector<ClientBlock> blocks;
+  for (int c = 0; c < clients; ++c) {
+    ClientBlock cb;
+    cb.client = fmt::format("c{}", (c + salt) % 7);
+    for (int n = 0; n < names; ++n) {
+      NameBlock nb;
+      nb.name = fmt::format("load.n{}", n);
+      for (int e = 0; e < events_each; ++e) nb.event_lines.push_back(event_line("TotalsCounter", now, "1"));
+      cb.names.push_back(std::move(nb));
+    }
+    blocks.push_back(std::move(cb));
+  }
+  return v1_body(blocks);
+}
+
+// Posts bodies with unique batch ids until stopped; a body that does not get
+// 200 is retried with the same id (as the agent does) until it does or the
+// deadline passes. Counts the events acknowledged.
+struct Loader {
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> acked_events{0};
+  std::atomic<int64_t> bodies{0};
+  std::atomic<int64_t> non_200{0};
+  std::atomic<int64_t> unacked_bodies{0};
+  std::atomic<int64_t> max_reply_ms{0};
+  std::thread thread;
+
+  void start(std::vector<const TabadProcess*> fes, const std::string& tag, int per_body_events_each = 1) {
+    thread = std::thread([this, fes, tag, per_body_events_each] {
+      int i = 0;
+      while (!stop.load()) {
+        std::string id = fmt::format("{}-{}", tag, i);
+        std::string body = load_body(3, 10, per_body_events_each, i);
+        int64_t events = 3 * 10 * per_body_events_each;
+        auto deadline = Clock::now() + std::chrono::seconds(40);
+        bool acked = false;
+        int attempt = 0;
+        while (Clock::now() < deadline) {
+          const TabadProcess* fe = fes[(i + attempt) % fes.size()];
+          auto t0 = Clock::now();
+          auto r = fe->post("/post", body, {{"Taba-Batch-Id", id}});
+          int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+          if (ms > max_reply_ms.load()) max_reply_ms = ms;
+          if (r.ok() && r.value().status == 200) {
+            acked = true;
+            break;
+          }
+          ++non_200;
+          ++attempt;
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        if (acked) {
+          acked_events += events;
+        } else {
+          ++unacked_bodies;
+        }
+        ++bodies;
+        ++i;
+      }
+    });
+  }
+  void finish() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  ~Loader() { finish(); }
+};
+
+// The total count of load.n* across names, read through `query`.
+int64_t total_count(const TabadProcess& query) {
+  auto r = query.get("/supertabs?name=load%5C.n.*&re=1", "application/json");
+  REQUIRE(r.ok());
+  INFO(r.value().body);
+  REQUIRE(r.value().status == 200);
+  const std::string& b = r.value().body;
+  size_t at = b.find("\"count\": ");
+  REQUIRE(at != std::string::npos);
+  return std::stoll(b.substr(at + 9));
+}
+
+void flush(const TabadProcess& query) {
+  auto r = query.post("/flush", "");
+  REQUIRE(r.ok());
+  INFO(r.value().body);
+  REQUIRE(r.value().status == 200);
+}
+
+}  // namespace
+
+TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin routes work", "[redis][e2e]") {
+  Deployment d;
+  d.start({}, {});
+  TabadProcess fe1, fe2, be1, be2, ctrl;
+  d.run(&fe1, "fe");
+  d.run(&fe2, "fe");
+  d.run(&be1, "be");
+  d.run(&be2, "be");
+  d.run(&ctrl, "ctrl");
+  wait_ready(fe1);
+  wait_ready(fe2);
+  wait_ready(ctrl);
+
+  SECTION("admin routes behave as on the embedded store") { run_admin_scenario(fe1, ctrl); }
+
+  SECTION("totals, duplicate batch ids, roles and status") {
+    int64_t events = 0;
+    for (int i = 0; i < 40; ++i) {
+      const TabadProcess& fe = i % 2 ? fe2 : fe1;
+      auto r = fe.post("/post", load_body(3, 10, 2, i));
+      REQUIRE(r.ok());
+      REQUIRE(r.value().status == 200);
+      events += 3 * 10 * 2;
+    }
+    // The same batch twice (a retry after a lost 200), through both fes.
+    std::string dup = load_body(3, 10, 1, 99);
+    REQUIRE(fe1.post("/post", dup, {{"Taba-Batch-Id", "retry-1"}}).value().status == 200);
+    REQUIRE(fe2.post("/post", dup, {{"Taba-Batch-Id", "retry-1"}}).value().status == 200);
+    events += 30;
+    flush(ctrl);
+    CHECK(total_count(ctrl) == events);
+    CHECK(total_count(fe2) == events);
+    std::string one = reply_body(ctrl.get("/tabs?name=load.n3&client=c1,c2", "application/json"));
+    CHECK(one.find("\"count\": ") != std::string::npos);
+
+    // Posts go to an fe only.
+    reply_body(ctrl.post("/post", dup), 404);
+    reply_body(be1.post("/post", dup), 404);
+
+    // Every server registered with its roles.
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    std::string servers;
+    while (Clock::now() < deadline) {
+      servers = reply_body(ctrl.get("/servers"));
+      if (std::count(servers.begin(), servers.end(), '\n') == 5) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    CHECK(std::count(servers.begin(), servers.end(), '\n') == 5);
+    CHECK(servers.find(fmt::format(":{}: fe\n", fe1.port())) != std::string::npos);
+    CHECK(servers.find(fmt::format(":{}: be\n", be2.port())) != std::string::npos);
+    CHECK(servers.find(fmt::format(":{}: ctrl\n", ctrl.port())) != std::string::npos);
+    std::string status = reply_body(ctrl.get("/status", "application/json"));
+    CHECK(status.find("\"store\": \"redis\"") != std::string::npos);
+    CHECK(status.find("\"name\": \"shard1\"") != std::string::npos);
+    CHECK(status.find("\"name\": \"shard2\"") != std::string::npos);
+    CHECK(status.find("\"up\": false") == std::string::npos);
+    std::string latency = reply_body(ctrl.get("/latency", "application/json"));
+    CHECK(latency.find("\"samples\": 0,") == std::string::npos);
+
+    // A type conflict is a 400 naming the binding, across processes.
+    double now = static_cast<double>(std::time(nullptr));
+    auto conflict = fe2.post("/post", v1_body({{"c1", {{"load.n1", {event_line("Gauge", now, "\"x\"")}}}}}));
+    REQUIRE(conflict.ok());
+    CHECK(conflict.value().status == 400);
+    CHECK(conflict.value().body.find("bound to name \"load.n1\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("redis: kill -9 of a be under load loses and doubles nothing", "[redis][e2e]") {
+  Deployment d;
+  d.start({}, {"claim_idle_ms = 1000"});
+  TabadProcess fe, be1, be2, ctrl;
+  d.run(&fe, "fe");
+  d.run(&be1, "be");
+  d.run(&be2, "be");
+  d.run(&ctrl, "ctrl");
+  wait_ready(fe);
+  Loader load;
+  load.start({&fe}, "k9", 5);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  be1.kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  d.run(&be1, "be");  // a new port: a new consumer; the old one's entries are claimed
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  be2.kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  load.finish();
+  CHECK(load.unacked_bodies == 0);
+  flush(ctrl);
+  INFO("bodies " << load.bodies << ", retries " << load.non_200);
+  CHECK(load.acked_events > 0);
+  CHECK(total_count(ctrl) == load.acked_events);
+}
+
+TEST_CASE("redis: a Sentinel failover under load loses no acknowledged event", "[redis][e2e]") {
+  Deployment d;
+  // One replica and min_replica_acks = 1: an acknowledged entry is on the
+  // replica that gets promoted. (With more replicas than acks, Redis's
+  // asynchronous replication can lose an entry acknowledged by a replica
+  // that is not promoted; docs/operations.md says so.) The new master has no
+  // replica until Sentinel turns the old master into one (~10 s), so the fe
+  // answers 503 meanwhile and the loader retries with the same batch id.
+  d.start({}, {"min_replica_acks = 1", "command_timeout_ms = 1000", "replica_ack_timeout_ms = 500"});
+  TabadProcess fe1, fe2, be, ctrl;
+  d.run(&fe1, "fe");
+  d.run(&fe2, "fe");
+  d.run(&be, "be");
+  d.run(&ctrl, "ctrl");
+  wait_ready(fe1);
+  wait_ready(fe2);
+  Loader load;
+  load.start({&fe1, &fe2}, "fo", 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  auto before = d.cluster.master_port(0);
+  REQUIRE(before.ok());
+  auto after = d.cluster.failover(0);
+  INFO((after.ok() ? "" : after.status().message()));
+  REQUIRE(after.ok());
+  CHECK(after.value() != before.value());
+  // The pipeline resumes by itself: acknowledged bodies keep coming.
+  int64_t at_failover = load.bodies;
+  auto t0 = Clock::now();
+  while (load.bodies < at_failover + 20 && Clock::now() - t0 < std::chrono::seconds(25)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  INFO("resumed after " << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms");
+  CHECK(load.bodies >= at_failover + 20);
+  load.finish();
+  CHECK(load.unacked_bodies == 0);
+  flush(ctrl);
+  INFO("bodies " << load.bodies << ", non-200 replies " << load.non_200);
+  CHECK(total_count(ctrl) == load.acked_events);
+  std::string status = reply_body(ctrl.get("/status", "application/json"));
+  CHECK(status.find(fmt::format("\"master\": \"127.0.0.1:{}\"", after.value())) != std::string::npos);
+}
+
+TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and recovers", "[redis][e2e]") {
+  Deployment d;
+  RedisCluster::Options o;
+  o.down_after_ms = 60'000;  // no failover: the same master must come back
+  d.start(o, {"command_timeout_ms = 500", "connect_timeout_ms = 500"});
+  TabadProcess fe, be, ctrl;
+  d.run(&fe, "fe");
+  d.run(&be, "be");
+  d.run(&ctrl, "ctrl");
+  wait_ready(fe);
+  std::string body = load_body(3, 10, 1, 1);
+  REQUIRE(fe.post("/post", body, {{"Taba-Batch-Id", "before"}}).value().status == 200);
+  auto master = d.cluster.master_port(0);
+  REQUIRE(master.ok());
+  REQUIRE(d.cluster.pause(master.value()).ok());
+
+  auto t0 = Clock::now();
+  auto r = fe.post("/post", body, {{"Taba-Batch-Id", "during"}});
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  REQUIRE(r.ok());
+  CHECK(r.value().status == 503);
+  CHECK(elapsed < 5000);
+  t0 = Clock::now();
+  auto q = ctrl.get("/tabs");  // reads every shard
+  elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  REQUIRE(q.ok());
+  CHECK(q.value().status == 503);
+  CHECK(elapsed < 5000);
+  CHECK(q.value().body.find("timed out") != std::string::npos);
+  // The heartbeat and the failed query mark the shard down.
+  int ready_status = 0;
+  for (int i = 0; i < 50 && ready_status != 503; ++i) {
+    auto ready = ctrl.get("/readyz");
+    REQUIRE(ready.ok());
+    ready_status = ready.value().status;
+    if (ready_status != 503) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(ready_status == 503);
+
+  REQUIRE(d.cluster.resume(master.value()).ok());
+  wait_ready(fe);
+  auto deadline = Clock::now() + std::chrono::seconds(15);
+  int status = 0;
+  while (Clock::now() < deadline) {
+    auto again = fe.post("/post", body, {{"Taba-Batch-Id", "during"}});
+    status = again.ok() ? again.value().status : 0;
+    if (status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(status == 200);
+  flush(ctrl);
+  CHECK(total_count(ctrl) == 60);  // "before" and "during", each once
+}
