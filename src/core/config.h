@@ -46,7 +46,7 @@ struct Config {
     int64_t pool_size = 2;  // pipelined connections per shard (plus dedicated ones for the be)
     std::string password;
     std::string key_prefix = "taba:";
-    int64_t dedup_ttl_s = 7 * 86400;      // how long an applied batch id is remembered
+    int64_t dedup_ttl_s = 3600;           // how long an applied batch id is remembered
     int64_t claim_idle_ms = 10'000;       // a pending entry idle this long is claimed by another be
     int64_t max_stream_entries = 100'000; // fe answers 503 while a shard's stream is longer
   } redis;

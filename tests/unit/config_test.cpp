@@ -73,3 +73,70 @@ TEST_CASE("config maps extra type names to plugins", "[config]") {
   REQUIRE(load("[plugins]\ntypes = { \"a b\" = \"Gauge\" }\n", &badname).ok());
   CHECK(validate_config(badname).message().find("plugins.types.a b: a type name is") != std::string::npos);
 }
+
+namespace {
+// A config with a [redis] section and the given shard tables; the status of
+// loading and validating it.
+Status load_redis(const std::string& shards, Config* c, const std::string& extra = "") {
+  Status s = load("[redis]\nsentinels = [\"127.0.0.1:26379\"]\nvbuckets = 8\n" + extra + shards, c);
+  if (!s.ok()) return s;
+  return validate_config(*c);
+}
+}  // namespace
+
+TEST_CASE("config [redis] shards must cover every vbucket once", "[config][redis]") {
+  Config c;
+  REQUIRE(load_redis("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 3]\n[[redis.shards]]\nname = \"b\"\n"
+                     "vbuckets = [4, 7]\n",
+                     &c)
+              .ok());
+  CHECK(c.redis.enabled);
+  REQUIRE(c.redis.shards.size() == 2);
+  CHECK(c.redis.shards[1].name == "b");
+  CHECK(c.redis.shards[1].first_vbucket == 4);
+  CHECK(c.redis.shards[1].last_vbucket == 7);
+  CHECK(dump_config(c).find("[[redis.shards]]\nname = \"b\"\nvbuckets = [4, 7]\n") != std::string::npos);
+
+  auto error_of = [](const std::string& shards, const std::string& extra = "") {
+    Config cc;
+    return load_redis(shards, &cc, extra).message();
+  };
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 3]\n[[redis.shards]]\nname = \"b\"\n"
+                 "vbuckets = [5, 7]\n") == "redis.shards: vbuckets 4..4 belong to no shard");
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 4]\n[[redis.shards]]\nname = \"b\"\n"
+                 "vbuckets = [4, 7]\n") == "redis.shards: shard \"b\" overlaps another shard at vbucket 4");
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 6]\n") ==
+        "redis.shards: vbuckets 7..7 belong to no shard");
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 8]\n") ==
+        "redis.shards: shard \"a\" has vbuckets [0, 8], not a range within 0..7");
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 3]\n[[redis.shards]]\nname = \"a\"\n"
+                 "vbuckets = [4, 7]\n") == "redis.shards: shard \"a\" is listed twice");
+  CHECK(error_of("") == "redis.shards: at least one [[redis.shards]] is required");
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0]\n").find(
+            "redis.shards[0].vbuckets: must be [first, last]") != std::string::npos);
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 7]\nport = 1\n").find(
+            "redis.shards[0].port: unknown key") != std::string::npos);
+  CHECK(error_of("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 7]\n", "min_replica_acks = -1\n")
+            .find("redis.min_replica_acks: must be between 0 and 64") != std::string::npos);
+}
+
+TEST_CASE("config [redis] lets fe, be and ctrl run apart, and checks sentinels", "[config][redis]") {
+  Config c;
+  REQUIRE(load_redis("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 7]\n", &c).ok());
+  c.server.roles = {"be"};
+  CHECK(validate_config(c).ok());
+  c.server.roles = {"ctrl"};
+  CHECK(validate_config(c).ok());
+  c.server.roles = {"ctrl", "fe"};
+  CHECK(validate_config(c).message().find("ctrl is the query-and-admin-only role") != std::string::npos);
+  c.server.roles = {"fe"};
+  c.redis.sentinels = {"localhost"};
+  CHECK(validate_config(c).message() == "redis.sentinels[0]: \"localhost\" is not HOST:PORT");
+  c.redis.sentinels.clear();
+  CHECK(validate_config(c).message().find("redis.sentinels: at least one sentinel") != std::string::npos);
+
+  Config embedded;
+  embedded.server.roles = {"fe"};
+  CHECK(validate_config(embedded).message().find("the embedded store runs fe and be in one process") !=
+        std::string::npos);
+}
