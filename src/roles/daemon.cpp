@@ -265,7 +265,10 @@ class Daemon {
   }
 
   int close_loop(int code) {
-    // Let every handle close, then release the loop.
+    // The store first: its destructor closes its own handles (timers, Redis
+    // connections) with the callbacks that free them. Then every other
+    // handle, then the loop.
+    store_.reset();
     uv_walk(
         &loop_,
         [](uv_handle_t* h, void*) {
@@ -274,7 +277,6 @@ class Daemon {
         nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     server_.reset();
-    store_.reset();
     uv_loop_close(&loop_);
     return code;
   }

@@ -1,0 +1,72 @@
+#!/bin/sh
+# redis_bench.sh: ingest in Redis mode on one machine.
+#
+# Starts a redis-server and a redis-sentinel (one shard) and a be, all pinned
+# to CPU 1; then ingest_bench starts an fe pinned to CPU 0 and posts
+# agent-sized bodies from CPU 1 (any ingest_bench options pass through,
+# e.g. --runs 3 --duration 10). Afterwards it waits for the be to drain the
+# stream and prints:
+#   - fe events per CPU-second (ingest_bench's table: the fe is its tabad),
+#   - be deltas applied per second (drain rate) and its CPU-seconds,
+#   - Redis commands per 1,000 events (INFO stats, whole run),
+#   - how many deltas Redis saw per 1,000 events (pre-aggregation).
+# Usage: bench/redis_bench.sh [BUILD_DIR] [ingest_bench options...]
+set -eu
+BUILD=${1:-build}
+[ $# -gt 0 ] && shift
+DIR=$(mktemp -d /tmp/taba-redis-bench-XXXXXX)
+RP=$((20000 + $$ % 20000))
+SP=$((RP + 1))
+BEP=$((RP + 2))
+BE=""
+cleanup() {
+  [ -n "$BE" ] && kill "$BE" 2>/dev/null || true
+  [ -f "$DIR/sentinel.pid" ] && kill "$(cat "$DIR/sentinel.pid")" 2>/dev/null || true
+  [ -f "$DIR/redis.pid" ] && kill "$(cat "$DIR/redis.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+taskset -c 1 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+  --dir "$DIR" --logfile "$DIR/redis.log" --pidfile "$DIR/redis.pid"
+printf 'port %s\nbind 127.0.0.1\nsentinel monitor s1 127.0.0.1 %s 1\n' "$SP" "$RP" >"$DIR/sentinel.conf"
+taskset -c 1 redis-sentinel "$DIR/sentinel.conf" --daemonize yes --logfile "$DIR/sentinel.log" \
+  --pidfile "$DIR/sentinel.pid"
+cat >"$DIR/taba.toml" <<EOF
+[redis]
+sentinels = ["127.0.0.1:$SP"]
+max_stream_entries = 1000000000
+[[redis.shards]]
+name = "s1"
+vbuckets = [0, 1023]
+EOF
+until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.1; done
+taskset -c 1 "$BUILD/tabad" --config "$DIR/taba.toml" --role be --listen "127.0.0.1:$BEP" >"$DIR/be.log" 2>&1 &
+BE=$!
+until curl -sf "http://127.0.0.1:$BEP/readyz" >/dev/null; do sleep 0.1; done
+
+cmds() { redis-cli -p "$RP" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'; }
+be_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$BE/stat"; }
+c0=$(cmds)
+be0=$(be_cpu)
+t0=$(date +%s.%N)
+"$BUILD/bench/ingest_bench" --server-arg=--config --server-arg="$DIR/taba.toml" \
+  --server-arg=--role --server-arg=fe "$@"
+t1=$(date +%s.%N)
+while [ "$(redis-cli -p "$RP" xlen taba:stream)" != "0" ]; do sleep 0.1; done
+t2=$(date +%s.%N)
+c1=$(cmds)
+be1=$(be_cpu)
+events=$(curl -s -H 'Accept: application/json' "http://127.0.0.1:$BEP/supertabs?name=.*&re=1" |
+  sed -n 's/.*"1d": {"count": \([0-9]*\).*/\1/p')
+deltas=$(redis-cli -p "$RP" eval "local n = 0 for _, k in ipairs(redis.call('keys', 'taba:s:*')) do n = n + redis.call('hlen', k) end return n" 0)
+awk -v c0="$c0" -v c1="$c1" -v ev="$events" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v b0="$be0" -v b1="$be1" \
+  -v states="$deltas" 'BEGIN {
+  printf "redis_bench: %d events posted; the be drained the stream %.1f s after the load ended\n", ev, t2 - t1;
+  printf "redis_bench: redis commands %d = %.1f per 1,000 events\n", c1 - c0, (c1 - c0) * 1000 / ev;
+  printf "redis_bench: be CPU %.1f s for %d events = %.0f events per be CPU-second\n", b1 - b0, ev, ev / (b1 - b0);
+  printf "redis_bench: %d (client, name) states stored\n", states;
+}'
+echo "redis_bench: be log tail:"
+tail -3 "$DIR/be.log"
