@@ -218,6 +218,7 @@ http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan)
   for (const store::NameEntry* e : sel.names) {
     std::string rendered;
     if (sel.all_clients) {
+      if (!e->aggregate) continue;  // a store could not provide it
       rendered = render_state(e->handler, e->aggregate.get(), plan.render_format, sel.now);
     } else {
       taba_state* reduced = nullptr;
@@ -300,7 +301,7 @@ http::Response QueryService::supertabs(const store::ReadView& view, const Plan& 
   if (!reduced) return http::Response::text(500, fmt::format("the {} handler could not create a state\n", handler->type_name));
   for (const store::NameEntry* e : sel.names) {
     if (sel.all_clients) {
-      h->merge(reduced, e->aggregate.get(), sel.now);
+      if (e->aggregate) h->merge(reduced, e->aggregate.get(), sel.now);
     } else {
       reduce_clients(*e, sel, &reduced);
     }

@@ -201,10 +201,17 @@ TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin rout
 
     // A type conflict is a 400 naming the binding, across processes.
     double now = static_cast<double>(std::time(nullptr));
-    auto conflict = fe2.post("/post", v1_body({{"c1", {{"load.n1", {event_line("Gauge", now, "\"x\"")}}}}}));
+    auto conflict = fe2.post("/post", v1_body({{"c1",
+                                                {{"orphan.x", {event_line("TotalsCounter", now, "1")}},
+                                                 {"load.n1", {event_line("Gauge", now, "\"x\"")}}}}}));
     REQUIRE(conflict.ok());
     CHECK(conflict.value().status == 400);
     CHECK(conflict.value().body.find("bound to name \"load.n1\"") != std::string::npos);
+    // The rejected body bound orphan.x but stored nothing: it renders empty.
+    std::string orphan = reply_body(ctrl.get("/tabs?name=orphan.x"));
+    CHECK(orphan == "orphan.x: {\"count\": 0, \"total\": 0.00, \"average\": 0.00}\n");
+    CHECK(reply_body(ctrl.get("/tabs?name=load.n1&client=")).empty());
+    CHECK(reply_body(ctrl.get("/names?client=")).empty());
   }
 }
 
@@ -328,4 +335,27 @@ TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and rec
   CHECK(status == 200);
   flush(ctrl);
   CHECK(total_count(ctrl) == 60);  // "before" and "during", each once
+}
+
+TEST_CASE("redis: a be without a type's plugin leaves its entries for a be that has it", "[redis][e2e]") {
+  Deployment d;
+  RedisCluster::Options o;
+  o.shards = 1;
+  d.start(o, {"claim_idle_ms = 1000"});
+  std::string empty_plugins = make_temp_dir("no-plugins");
+  TabadProcess fe, lame_be, be, ctrl;
+  d.run(&fe, "fe");
+  REQUIRE(lame_be.start({"--config", d.config, "--role", "be", "--plugins-dir", empty_plugins}).ok());
+  d.run(&ctrl, "ctrl");
+  wait_ready(fe);
+  REQUIRE(fe.post("/post", load_body(3, 10, 2, 0), {{"Taba-Batch-Id", "p-1"}}).value().status == 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::string status = reply_body(ctrl.get("/status", "application/json"));
+  CHECK(status.find("\"stream_length\": 1,") != std::string::npos);
+  CHECK(lame_be.log_text().find("no loaded plugin serves type \"TotalsCounter\"") != std::string::npos);
+
+  d.run(&be, "be");  // claims the entry once it has been idle claim_idle_ms
+  flush(ctrl);
+  CHECK(total_count(ctrl) == 60);
+  remove_tree(empty_plugins);
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <unordered_map>
@@ -23,6 +24,12 @@ bool parse_entry(const redisReply* r, Applier::Entry* e) {
   if (!redis::reply_is_array(r) || r->elements != 2) return false;
   e->id = std::string(redis::reply_str(r->element[0]));
   const redisReply* fields = r->element[1];
+  if (redis::reply_is_nil(fields)) {
+    // A pending entry deleted from the stream (XDEL/XTRIM by someone else):
+    // nothing to apply; it is acknowledged with the others.
+    e->deleted = true;
+    return !e->id.empty();
+  }
   if (!redis::reply_is_array(fields)) return false;
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
     std::string_view k = redis::reply_str(fields->element[i]);
@@ -133,6 +140,7 @@ void Applier::next() {
                        if (!*alive || stopping_) return;
                        if (!s.ok() || !redis::reply_is_array(r) || r->elements < 2) {
                          failures_++;
+                         own_pending_done_ = false;  // it may have claimed entries before failing
                          retry_later(200);
                          return;
                        }
@@ -218,6 +226,7 @@ void Applier::attempt() {
   w->dedup_keys.resize(batch_.size());
   w->applied_before.assign(batch_.size(), false);
   for (size_t i = 0; i < batch_.size(); ++i) {
+    if (batch_[i].deleted) continue;
     Status s = redis::decode_deltas(batch_[i].deltas, &w->deltas[i]);
     if (!s.ok()) {
       log::error("be {}: entry {} is unreadable and is dropped: {}", shard_->name, batch_[i].id, s.message());
@@ -244,6 +253,7 @@ void Applier::attempt() {
   for (const std::string& k : w->dedup_keys) {
     if (!k.empty()) watch_keys.push_back(k);
   }
+  if (!w->names.empty()) watch_keys.push_back(keys.types());  // a binding removed or made meanwhile
   for (const NameWork& nw : w->names) {
     watch_keys.push_back(keys.states(nw.name));
     watch_keys.push_back(keys.aggregate(nw.name));
@@ -268,6 +278,23 @@ void Applier::attempt() {
       if (!batch_[i].batch_id.empty() && !seen_batches.insert(batch_[i].batch_id).second) continue;
       apply[i] = true;
     }
+    // A type this be cannot merge (its plugin is missing here) leaves the
+    // whole read set pending for a be that has it; nothing is acknowledged.
+    for (size_t i = 0; i < batch_.size(); ++i) {
+      if (!apply[i]) continue;
+      for (const redis::Delta& d : w->deltas[i]) {
+        if (registry->find(d.type)) continue;
+        ++store_->mutable_stats().txn_failures;
+        if (failures_++ % 12 == 0) {
+          log::error("be {}: no loaded plugin serves type \"{}\" (name \"{}\"); its entries stay pending for a be "
+                     "that has it",
+                     shard_->name, d.type, d.name);
+        }
+        txn_->command({"UNWATCH"}, [](const Status&, const redisReply*) {});
+        retry_later(5000);
+        return;
+      }
+    }
     struct NameState {
       std::vector<Slot> clients;
       Slot aggregate;
@@ -275,11 +302,12 @@ void Applier::attempt() {
       bool skip = false;
     };
     std::vector<NameState> ns(w->names.size());
-    char err[256];
+    char err[256] = "malformed stored state";
     auto load = [&](const plugin::Handler* h, const std::string& blob, State* out) {
       uint32_t version = 0;
       std::string_view bytes;
       taba_state* st = nullptr;
+      std::snprintf(err, sizeof err, "%s", "malformed stored state");
       if (!redis::decode_state(blob, &version, &bytes) ||
           h->table->deserialize(bytes.data(), bytes.size(), version, &st, err, sizeof err) != TABA_OK || !st) {
         return false;
@@ -302,8 +330,8 @@ void Applier::attempt() {
           nw.handler = registry->find(d.type);
           std::string_view want = d.type;
           if (!nw.handler || (!nw.bound.empty() && nw.bound != want)) {
-            log::warn("be {}: deltas of \"{}\" as {} dropped: {}", shard_->name, nw.name, d.type,
-                      nw.handler ? fmt::format("the name is bound to {}", nw.bound) : "no plugin serves the type");
+            log::warn("be {}: deltas of \"{}\" as {} dropped: the name is bound to {}", shard_->name, nw.name,
+                      d.type, nw.bound);
             st.skip = true;
             ++dropped;
             continue;
@@ -444,8 +472,17 @@ void Applier::attempt() {
       std::vector<std::string_view> argv(c.begin(), c.end());
       txn_->command(argv, g2->add(nullptr, true));
     }
-    txn_->command({"EXEC"}, g2->add([exec_gather_state](const redisReply* r) {
+    std::string shard_name = shard_->name;
+    txn_->command({"EXEC"}, g2->add([exec_gather_state, shard_name](const redisReply* r) {
       *exec_gather_state = redis::reply_is_array(r) ? 1 : 2;
+      if (!redis::reply_is_array(r)) return;
+      for (size_t i = 0; i < r->elements; ++i) {
+        if (redis::reply_is_error(r->element[i])) {
+          // Committed; cannot be undone. Only keys outside tabad's layout can cause this.
+          log::error("be {}: a command of an applied transaction failed: {}", shard_name,
+                     redis::reply_str(r->element[i]));
+        }
+      }
     }));
     g2->arm();
   });

@@ -41,6 +41,7 @@ class Applier {
     std::string batch_id;
     double enqueue_time = 0;
     std::string deltas;
+    bool deleted = false;  // pending, but gone from the stream
   };
 
  private:

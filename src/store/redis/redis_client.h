@@ -1,6 +1,8 @@
-// Asynchronous Redis client on the process's libuv loop (hiredis 0.14 + its
-// libuv adapter): one connection, Sentinel master discovery, and a shard that
-// follows its master through failovers.
+// Asynchronous Redis client on the process's libuv loop (hiredis 0.14 with
+// our own uv_poll event hooks): one connection, Sentinel master discovery, and
+// a shard that follows its master through failovers.
+//
+// hiredis writes with write(2): the process must ignore SIGPIPE (tabad does).
 //
 // Everything here runs on the loop thread and is not thread-safe. No callback
 // is ever invoked from inside the call that registered it: failures that are
@@ -22,10 +24,14 @@
 //   disconnect() and the destructor are not reported to the listeners.
 //   A connection that has a subscription accepts no other commands (they fail
 //   with Invalid); subscribe() on a connection that is not up reports on_lost.
+//   A subscription has no timeout and no keepalive: a peer that stops without
+//   closing the TCP connection is not noticed.
 //
 // Sentinels
 //   resolve() asks each sentinel in turn over a short-lived connection of its
-//   own. start() keeps one connection subscribed to +switch-master.
+//   own (bounded per sentinel by the connect and command timeouts). start()
+//   keeps one connection subscribed to +switch-master; a lost subscription
+//   moves to the next sentinel after a backoff (100 ms doubling to 2 s).
 //
 // Shard
 //   See the class comment. Listener registrations (on_state, on_switch) add a
@@ -134,7 +140,11 @@ class Sentinels {
 // connected node answers ROLE with anything but "master" (checked after every
 // (re)connect). Reconnects use exponential backoff with jitter (100 ms
 // doubling to 2 s). Logs one line per master change / loss (not per retry).
-// `sentinels` must outlive the shard.
+// The first resolution after a healthy period is immediate; while the shard
+// stays unusable they back off (100 ms doubling to 2 s). A READONLY or
+// MASTERDOWN reply (still handed to the caller) marks every connection to that
+// node unverified, so commands fail fast with Unavailable until ROLE says
+// "master" again or the master moves. `sentinels` must outlive the shard.
 class Shard {
  public:
   Shard(uv_loop_t* loop, Sentinels* sentinels, std::string master_name, ConnectionOptions options,

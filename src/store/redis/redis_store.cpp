@@ -52,19 +52,23 @@ return {had, #clients}
 )lua";
 
 // Removes pruned clients' states of a name, then the name itself when no
-// state is left, or sets its rebuilt aggregate. Only if the states hash still
-// holds exactly the blobs GC looked at (ARGV pairs), so a concurrent apply is
-// never lost. KEYS: states, aggregate, types, clients.
-// ARGV: name, cn prefix, new aggregate ("" = remove the name), n, then n
-// (client, blob) pairs to delete. Returns the number pruned, or -1 on a race.
+// state is left, or sets its rebuilt aggregate. Only if the aggregate is the
+// one GC read (every apply rewrites it, so an unchanged aggregate means no
+// apply happened since) and the pruned blobs are unchanged: a concurrent apply
+// is never lost. KEYS: states, aggregate, types, clients.
+// ARGV: name, cn prefix, new aggregate ("" = remove the name), aggregate read,
+// n, then n (client, blob) pairs to delete. Returns the number pruned, or -1
+// on a race (the next GC looks again).
 constexpr const char* kPruneScript = R"lua(
-local n = tonumber(ARGV[4])
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[4] then return -1 end
+local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  local c, blob = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  local c, blob = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   if redis.call('HGET', KEYS[1], c) ~= blob then return -1 end
 end
+if ARGV[3] == '' and redis.call('HLEN', KEYS[1]) ~= n then return -1 end
 for i = 0, n - 1 do
-  local c = ARGV[5 + 2 * i]
+  local c = ARGV[6 + 2 * i]
   redis.call('HDEL', KEYS[1], c)
   local cn = ARGV[2] .. c
   redis.call('SREM', cn, ARGV[1])
@@ -536,34 +540,59 @@ void RedisStore::append(const std::shared_ptr<Submit>& sub) {
     sub->done(Status::Ok());
   });
   std::string t = fmt::format("{:.6f}", sub->enqueue_time);
-  std::string acks = std::to_string(config_.min_replica_acks);
-  std::string wait_ms = std::to_string(config_.replica_ack_timeout_ms);
+  // An XADD may wait behind one WAIT on the writer connection.
+  auto xadd_timeout = static_cast<uint32_t>(config_.command_timeout_ms +
+                                            (config_.min_replica_acks > 0 ? config_.replica_ack_timeout_ms : 0));
   for (size_t i = 0; i < shards_.size(); ++i) {
     if (sub->payloads[i].empty()) continue;
     ShardCtx* s = shards_[i].get();
     std::string n = std::to_string(sub->events[i]);
     std::string stream = keys_.stream();
-    s->writer->command({"XADD", stream, "*", "id", sub->batch_id, "t", t, "n", n, "d", sub->payloads[i]},
-                       gather->add([this](const redisReply*) { ++stats_.entries_appended; }, false, s->name));
-    if (config_.min_replica_acks > 0) {
-      int64_t want = config_.min_replica_acks;
-      std::string name = s->name;
-      s->writer->command({"WAIT", acks, wait_ms},
-                         gather->add(
-                             [gather_ptr = gather.get(), want, name](const redisReply* r) {
-                               long long got = redis::reply_int(r);
-                               if (got < want) {
-                                 gather_ptr->fail(Status::Unavailable(fmt::format(
-                                     "shard {}: {} of {} replicas acknowledged in time; retry with the same "
-                                     "Taba-Batch-Id",
-                                     name, got, want)));
-                               }
-                             },
-                             false, s->name),
-                         static_cast<uint32_t>(config_.replica_ack_timeout_ms + config_.command_timeout_ms));
-    }
+    redis::Connection::Callback done = gather->add(nullptr, false, s->name);
+    s->writer->command(
+        {"XADD", stream, "*", "id", sub->batch_id, "t", t, "n", n, "d", sub->payloads[i]},
+        [this, alive, s, done](const Status& st, const redisReply* r) {
+          if (!*alive) return;
+          if (!st.ok() || redis::reply_is_error(r) || config_.min_replica_acks == 0) {
+            if (st.ok() && !redis::reply_is_error(r)) ++stats_.entries_appended;
+            return done(st, r);
+          }
+          ++stats_.entries_appended;
+          s->wait_queue.push_back([done](const Status& acked) { done(acked, nullptr); });
+          if (!s->wait_outstanding) issue_wait(s);
+        },
+        xadd_timeout);
   }
   gather->arm();
+}
+
+// One WAIT at a time per writer connection covers every XADD answered before
+// it was sent; XADDs answered meanwhile wait for the next one.
+void RedisStore::issue_wait(ShardCtx* s) {
+  auto waiters = std::make_shared<std::vector<std::function<void(const Status&)>>>(std::move(s->wait_queue));
+  s->wait_queue.clear();
+  s->wait_outstanding = true;
+  auto alive = alive_;
+  int64_t want = config_.min_replica_acks;
+  std::string acks = std::to_string(want);
+  std::string wait_ms = std::to_string(config_.replica_ack_timeout_ms);
+  s->writer->command(
+      {"WAIT", acks, wait_ms},
+      [this, alive, s, waiters, want](const Status& st, const redisReply* r) {
+        if (!*alive) return;
+        s->wait_outstanding = false;
+        Status acked = st;
+        if (acked.ok() && redis::reply_is_error(r)) {
+          acked = Status::Unavailable(fmt::format("shard {}: WAIT: {}", s->name, redis::reply_str(r)));
+        } else if (acked.ok() && redis::reply_int(r) < want) {
+          acked = Status::Unavailable(fmt::format(
+              "shard {}: {} of {} replicas acknowledged within {} ms; retry with the same Taba-Batch-Id", s->name,
+              redis::reply_int(r), want, config_.replica_ack_timeout_ms));
+        }
+        for (auto& w : *waiters) w(acked);
+        if (!s->wait_queue.empty() && *alive) issue_wait(s);
+      },
+      static_cast<uint32_t>(config_.replica_ack_timeout_ms + config_.command_timeout_ms));
 }
 
 // --- queries ----------------------------------------------------------------
@@ -663,13 +692,18 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
       redis::Shard* shard = shards_[p.shard]->shard.get();
       const std::string& sname = shards_[p.shard]->name;
       if (f->need.aggregates) {
-        shard->command({"GET", keys_.aggregate(e->name)}, gather->add(
-                                                              [e](const redisReply* r) {
-                                                                if (redis::reply_is_nil(r)) return;
-                                                                load_state(e->handler, redis::reply_str(r),
-                                                                           &e->aggregate);
-                                                              },
-                                                              false, sname));
+        double now = wall_now();
+        shard->command({"GET", keys_.aggregate(e->name)},
+                       gather->add(
+                           [e, now](const redisReply* r) {
+                             if (!redis::reply_is_nil(r) && load_state(e->handler, redis::reply_str(r), &e->aggregate)) {
+                               return;
+                             }
+                             // Bound, not applied yet (or unreadable): an empty aggregate.
+                             taba_state* fresh = e->handler->table->new_state("", 0, now);
+                             if (fresh) e->aggregate = State(e->handler, fresh);
+                           },
+                           false, sname));
       }
       if (f->need.states) {
         bool exact = !f->clients.any() && !f->clients.is_regex();
@@ -681,7 +715,9 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
           if (!load_state(e->handler, redis::reply_str(blob), &st)) return;
           e->states[f->view.intern(client)] = std::move(st);
         };
-        if (exact) {
+        if (exact && f->clients.values().empty()) {
+          // client= with no value selects no client.
+        } else if (exact) {
           std::vector<std::string_view> argv{"HMGET", key};
           for (const std::string& c : f->clients.values()) argv.push_back(c);
           shard->command(argv, gather->add(
@@ -834,9 +870,22 @@ void RedisStore::gc(ReportCallback done) {
               if (h->table->serialize(agg.get(), &sink) != TABA_OK) return cb(Status::Ok(), nullptr);
               aggregate = redis::encode_state(h->table->state_version, tmp);
             }
-            std::vector<std::string> argv{"EVAL",          kPruneScript,   "4",  keys_.states(name),
-                                          keys_.aggregate(name), keys_.types(), keys_.clients(), name,
-                                          keys_.client_names(""), aggregate, std::to_string(dead.size())};
+            std::string aggregate_read;
+            if (r->elements > 1 && !redis::reply_is_nil(r->element[1])) {
+              aggregate_read = std::string(redis::reply_str(r->element[1]));
+            }
+            std::vector<std::string> argv{"EVAL",
+                                          kPruneScript,
+                                          "4",
+                                          keys_.states(name),
+                                          keys_.aggregate(name),
+                                          keys_.types(),
+                                          keys_.clients(),
+                                          name,
+                                          keys_.client_names(""),
+                                          aggregate,
+                                          std::move(aggregate_read),
+                                          std::to_string(dead.size())};
             for (auto& [c, b] : dead) {
               argv.push_back(c);
               argv.push_back(b);
@@ -1044,9 +1093,15 @@ void RedisStore::flush(ReportCallback done) {
   for (size_t i = 0; i < shards_.size(); ++i) {
     shards_[i]->shard->command({"XINFO", "STREAM", keys_.stream()},
                                gather->add(
-                                   [st, i](const redisReply* r) {
+                                   [st, i, gather_ptr = gather.get(), name = shards_[i]->name](
+                                       const redisReply* r) {
                                      if (!redis::reply_is_array(r)) {
-                                       st->drained[i] = true;  // no stream: nothing queued
+                                       if (redis::reply_str(r).find("no such key") != std::string_view::npos) {
+                                         st->drained[i] = true;  // no stream: nothing queued
+                                       } else {
+                                         gather_ptr->fail(Status::Unavailable(
+                                             fmt::format("flush: {}: {}", name, redis::reply_str(r))));
+                                       }
                                        return;
                                      }
                                      for (size_t k = 0; k + 1 < r->elements; k += 2) {

@@ -79,6 +79,9 @@ class RedisStore final : public Store {
     std::unique_ptr<redis::Shard> shard;
     redis::Connection* writer = nullptr;  // fe: XADD then WAIT on one connection
     int64_t stream_length = 0;            // from the last heartbeat
+    // XADDs answered and waiting for replica acknowledgement (one WAIT at a time).
+    std::vector<std::function<void(const Status&)>> wait_queue;
+    bool wait_outstanding = false;
     std::unique_ptr<Applier> applier;
   };
   size_t shard_of(std::string_view name) const;
@@ -97,6 +100,7 @@ class RedisStore final : public Store {
   void heartbeat();
   void bind_then_append(const std::shared_ptr<Submit>& sub);
   void append(const std::shared_ptr<Submit>& sub);
+  void issue_wait(ShardCtx* shard);
   // Lists every bound name (name -> type) matching `names` across shards.
   void list_names(const query::Matcher& names,
                   std::function<void(const Status&, std::vector<std::pair<std::string, std::string>>)> done);
