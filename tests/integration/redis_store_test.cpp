@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -212,6 +213,14 @@ TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin rout
     CHECK(orphan == "orphan.x: {\"count\": 0, \"total\": 0.00, \"average\": 0.00}\n");
     CHECK(reply_body(ctrl.get("/tabs?name=load.n1&client=")).empty());
     CHECK(reply_body(ctrl.get("/names?client=")).empty());
+
+    // SIGTERM: exit 0, and the server leaves the registry.
+    REQUIRE(be2.signal(SIGTERM).ok());
+    auto code = be2.wait_exit(10'000);
+    REQUIRE(code.ok());
+    CHECK(code.value() == 0);
+    servers = reply_body(ctrl.get("/servers"));
+    CHECK(servers.find(fmt::format(":{}: be\n", be2.port())) == std::string::npos);
   }
 }
 
