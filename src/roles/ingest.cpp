@@ -110,9 +110,13 @@ class IngestRequest : public http::RequestHandler {
     }
     Ingest* ingest = ingest_;
     std::shared_ptr<http::Exchange> exchange = exchange_;
-    ingest->store_->submit(batch_.finish(), std::string(exchange_->request().header("taba-batch-id")),
-                           resolver_.take_bindings(),
-                           [ingest, exchange, events, clamped](const Status& s) {
+    // A body without a batch id gets one; a 503 names it so that a retry
+    // with it is applied at most once.
+    std::string batch_id(exchange_->request().header("taba-batch-id"));
+    bool generated = batch_id.empty();
+    if (generated) batch_id = ingest->new_batch_id();
+    ingest->store_->submit(batch_.finish(), batch_id, resolver_.take_bindings(),
+                           [ingest, exchange, events, clamped, batch_id, generated](const Status& s) {
                              if (s.ok()) {
                                ++ingest->stats_.bodies_ok;
                                ingest->stats_.events_received += events;
@@ -125,6 +129,7 @@ class IngestRequest : public http::RequestHandler {
                                ++ingest->stats_.bodies_unavailable;
                                http::Response r = http::Response::text(503, s.message() + "\n");
                                r.headers.push_back({"Retry-After", "1"});
+                               if (generated) r.headers.push_back({"Taba-Batch-Id", batch_id});
                                exchange->reply(std::move(r));
                              }
                            });
@@ -154,6 +159,10 @@ class IngestRequest : public http::RequestHandler {
   std::unique_ptr<http::Inflater> inflater_;
   bool failed_ = false;
 };
+
+std::string Ingest::new_batch_id() {
+  return fmt::format("{:016x}{:016x}", rng_(), rng_());
+}
 
 Ingest::Ingest(store::Store* store, const plugin::Registry* registry, const Config::Ingest& options)
     : store_(store), registry_(registry), options_(options) {}

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
+#include <string>
 
 #include "core/config.h"
 #include "http/server.h"
@@ -35,6 +37,8 @@ class Ingest {
   std::unique_ptr<http::RequestHandler> start(const std::shared_ptr<http::Exchange>& exchange);
 
   const IngestStats& stats() const { return stats_; }
+  // A random 128-bit batch id (hex) for a body that came without one.
+  std::string new_batch_id();
 
  private:
   friend class IngestRequest;
@@ -42,6 +46,7 @@ class Ingest {
   const plugin::Registry* registry_;
   Config::Ingest options_;
   IngestStats stats_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace taba::roles

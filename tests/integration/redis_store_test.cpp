@@ -321,6 +321,11 @@ TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and rec
   CHECK(q.value().status == 503);
   CHECK(elapsed < 5000);
   CHECK(q.value().body.find("timed out") != std::string::npos);
+  // A body without a batch id is given one; the 503 names it for the retry.
+  auto anonymous = fe.post("/post", body);
+  REQUIRE(anonymous.ok());
+  CHECK(anonymous.value().status == 503);
+  CHECK(anonymous.value().header("taba-batch-id").size() == 32);
   // The heartbeat and the failed query mark the shard down.
   int ready_status = 0;
   for (int i = 0; i < 50 && ready_status != 503; ++i) {

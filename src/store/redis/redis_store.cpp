@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -411,10 +410,7 @@ void RedisStore::submit(std::string batch, std::string batch_id, Bindings new_bi
   sub->done = std::move(done);
   sub->bindings = std::move(new_bindings);
   sub->enqueue_time = wall_now();
-  if (batch_id.empty()) {
-    static std::mt19937_64 rng{std::random_device{}()};
-    batch_id = fmt::format("{}-{:016x}", consumer_, rng());
-  }
+  if (batch_id.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
   sub->batch_id = std::move(batch_id);
 
   // Pre-aggregate: one delta state per (client, name).
