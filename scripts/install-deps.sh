@@ -9,5 +9,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates curl \
   libuv1-dev node-llhttp libhiredis-dev libsimdjson-dev libfmt-dev libcxxopts-dev \
-  catch2 libtomlplusplus-dev zlib1g-dev libre2-dev redis-server redis-sentinel >/dev/null
+  catch2 libtomlplusplus-dev zlib1g-dev libre2-dev redis-server redis-sentinel prometheus >/dev/null
 echo "install-deps: done"

@@ -61,26 +61,29 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  taba::Config config;
-  if (args.count("config")) {
-    taba::Status s = taba::load_config_file(args["config"].as<std::string>(), &config);
-    if (!s.ok()) {
-      fmt::print(stderr, "tabad: {}\n", s.message());
-      return 2;
+  // The file, then the flags over it; also what SIGHUP re-reads.
+  auto effective = [args]() -> taba::Result<taba::Config> {
+    taba::Config config;
+    if (args.count("config")) {
+      taba::Status s = taba::load_config_file(args["config"].as<std::string>(), &config);
+      if (!s.ok()) return s;
     }
-  }
-  if (args.count("role")) config.server.roles = split_roles(args["role"].as<std::string>());
-  if (args.count("listen")) config.server.listen = args["listen"].as<std::string>();
-  if (args.count("data-dir")) config.server.data_dir = args["data-dir"].as<std::string>();
-  if (args.count("plugins-dir")) config.server.plugins_dir = args["plugins-dir"].as<std::string>();
-  if (args.count("fsync")) config.store.fsync = args["fsync"].as<std::string>();
-  if (args.count("log-level")) config.server.log_level = args["log-level"].as<std::string>();
-
-  taba::Status s = taba::validate_config(config);
-  if (!s.ok()) {
-    fmt::print(stderr, "tabad: {}\n", s.message());
+    if (args.count("role")) config.server.roles = split_roles(args["role"].as<std::string>());
+    if (args.count("listen")) config.server.listen = args["listen"].as<std::string>();
+    if (args.count("data-dir")) config.server.data_dir = args["data-dir"].as<std::string>();
+    if (args.count("plugins-dir")) config.server.plugins_dir = args["plugins-dir"].as<std::string>();
+    if (args.count("fsync")) config.store.fsync = args["fsync"].as<std::string>();
+    if (args.count("log-level")) config.server.log_level = args["log-level"].as<std::string>();
+    taba::Status s = taba::validate_config(config);
+    if (!s.ok()) return s;
+    return config;
+  };
+  taba::Result<taba::Config> loaded = effective();
+  if (!loaded.ok()) {
+    fmt::print(stderr, "tabad: {}\n", loaded.status().message());
     return 2;
   }
+  taba::Config& config = loaded.value();
   if (args.count("check-config")) {
     fmt::print("{}", taba::dump_config(config));
     return 0;
@@ -88,5 +91,5 @@ int main(int argc, char** argv) {
   taba::log::Level level;
   taba::log::parse_level(config.server.log_level, &level);
   taba::log::set_level(level);
-  return taba::roles::run_daemon(config);
+  return taba::roles::run_daemon(config, effective);
 }

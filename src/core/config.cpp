@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKnownRoles[] = {"client-proxy", "agent", "fe", "be", "ctrl"};
 // Sections the SPEC defines that this build does not implement yet.
-constexpr const char* kUnavailableSections[] = {"agent", "client_proxy", "auth"};
+constexpr const char* kUnavailableSections[] = {"agent", "client_proxy"};
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
@@ -113,6 +113,7 @@ Status read_server(const toml::table& t, Config::Server* s) {
   TABA_TRY(r.string("data_dir", &s->data_dir));
   TABA_TRY(r.string("plugins_dir", &s->plugins_dir));
   TABA_TRY(r.string("log_level", &s->log_level));
+  TABA_TRY(r.integer("self_tabs_interval_s", 0, 3600, &s->self_tabs_interval_s));
   return r.unknown_keys();
 }
 
@@ -188,6 +189,14 @@ Status read_ingest(const toml::table& t, Config::Ingest* g) {
   return r.unknown_keys();
 }
 
+Status read_auth(const toml::table& t, Config::Auth* a) {
+  TableReader r(t, "auth");
+  TABA_TRY(r.string("ingest_token", &a->ingest_token));
+  TABA_TRY(r.string("admin_token", &a->admin_token));
+  TABA_TRY(r.string("query_token", &a->query_token));
+  return r.unknown_keys();
+}
+
 Status read_plugins(const toml::table& t, Config::Plugins* p) {
   TableReader r(t, "plugins");
   TABA_TRY(r.string_table("types", &p->types));
@@ -249,6 +258,7 @@ static Status load_config_table(const toml::table& root, const std::string& path
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
     else if (k == "plugins") s = read_plugins(*table, &config->plugins);
     else if (k == "redis") s = read_redis(*table, &config->redis);
+    else if (k == "auth") s = read_auth(*table, &config->auth);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
     if (!s.ok()) return Status::Invalid(fmt::format("{}: {}", path, s.message()));
   }
@@ -336,6 +346,17 @@ Status validate_config(const Config& c) {
                                        c.server.log_level));
   }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
+  for (const auto& [key, token] : {std::pair<const char*, const std::string*>{"ingest_token", &c.auth.ingest_token},
+                                   {"admin_token", &c.auth.admin_token},
+                                   {"query_token", &c.auth.query_token}}) {
+    if (token->empty()) continue;
+    if (token->size() < 16) return Status::Invalid(fmt::format("auth.{}: use at least 16 characters", key));
+    for (char ch : *token) {
+      if (ch <= ' ' || ch > '~') {
+        return Status::Invalid(fmt::format("auth.{}: only printable ASCII without spaces", key));
+      }
+    }
+  }
   for (const auto& [alias, target] : c.plugins.types) {
     bool ok = !alias.empty() && alias.size() <= 64;
     for (char ch : alias) {
@@ -352,6 +373,9 @@ Status validate_config(const Config& c) {
 }
 
 namespace {
+// Tokens and passwords are never printed.
+std::string secret(const std::string& s) { return s.empty() ? "\"\"" : "\"(set)\""; }
+
 std::string dump_redis(const Config::Redis& r) {
   if (!r.enabled) return "";
   std::string sentinels;
@@ -382,17 +406,20 @@ std::string dump_config(const Config& c) {
     roles += (i ? ", " : "") + toml_string(c.server.roles[i]);
   }
   return fmt::format(
-      "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n\n"
+      "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n"
+      "self_tabs_interval_s = {}\n\n"
       "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ngc_interval_s = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
       "idle_timeout_ms = {}\nmax_connections = {}\n\n"
       "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n\n"
-      "[plugins]\ntypes = {{{}}}\n",
+      "[plugins]\ntypes = {{{}}}\n\n"
+      "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
-      toml_string(c.server.log_level), toml_string(c.store.fsync), c.store.snapshot_interval_s,
+      toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(c.store.fsync), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
-      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map) + dump_redis(c.redis);
+      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map, secret(c.auth.ingest_token),
+      secret(c.auth.admin_token), secret(c.auth.query_token)) + dump_redis(c.redis);
 }
 
 }  // namespace taba

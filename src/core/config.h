@@ -19,7 +19,15 @@ struct Config {
     std::string data_dir = "./taba-data";
     std::string plugins_dir;  // empty: <exe dir>/plugins, then <exe dir>/../lib/taba/plugins
     std::string log_level = "info";
+    int64_t self_tabs_interval_s = 10;  // this process's own taba_* tabs; 0 = off
   } server;
+
+  // Bearer tokens (Authorization: Bearer TOKEN); empty = not required.
+  struct Auth {
+    std::string ingest_token;  // /post, /post_zip
+    std::string admin_token;   // /delete /gc /check /flush; also valid wherever query_token is
+    std::string query_token;   // queries, /status /servers /latency /metrics
+  } auth;
 
   struct Store {
     std::string fsync = "everysec";  // "always" | "everysec"

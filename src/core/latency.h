@@ -14,11 +14,24 @@ class LatencyWindow {
   static constexpr size_t kCapacity = 4096;
   static constexpr double kHorizonS = 60;
 
+  // Upper bounds of the cumulative histogram (seconds), for /metrics.
+  static constexpr std::array<double, 14> kBuckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                   0.25,  0.5,    1,     2.5,  5,     10,  30};
+
   void add(double at, double latency_s) {
     ring_[next_ % kCapacity] = {at, latency_s};
     ++next_;
     ++total_;
+    sum_s_ += latency_s;
+    for (size_t i = 0; i < kBuckets.size(); ++i) {
+      if (latency_s <= kBuckets[i]) ++bucket_counts_[i];
+    }
   }
+
+  // Cumulative counts per kBuckets bound (Prometheus "le" semantics), the
+  // sum of every sample, and total() is the count.
+  const std::array<uint64_t, 14>& bucket_counts() const { return bucket_counts_; }
+  double sum_s() const { return sum_s_; }
 
   struct Summary {
     int64_t samples = 0;  // within the horizon
@@ -46,6 +59,15 @@ class LatencyWindow {
 
   uint64_t total() const { return total_; }
 
+  // The latest n samples' latencies (n <= kCapacity), oldest first.
+  std::vector<double> recent(uint64_t n) const {
+    n = std::min<uint64_t>({n, next_, kCapacity});
+    std::vector<double> out;
+    out.reserve(n);
+    for (uint64_t i = next_ - n; i < next_; ++i) out.push_back(ring_[i % kCapacity].latency_s);
+    return out;
+  }
+
  private:
   struct Sample {
     double at = 0;
@@ -54,6 +76,8 @@ class LatencyWindow {
   std::array<Sample, kCapacity> ring_{};
   uint64_t next_ = 0;
   uint64_t total_ = 0;
+  double sum_s_ = 0;
+  std::array<uint64_t, 14> bucket_counts_{};
 };
 
 }  // namespace taba

@@ -6,13 +6,19 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
+#include <set>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/server.h"
 #include "plugin/registry.h"
+#include "query/params.h"
 #include "query/query_service.h"
 #include "roles/admin.h"
+#include "roles/auth.h"
+#include "roles/metrics.h"
+#include "roles/self_tabs.h"
 #include "roles/ingest.h"
 #include "store/embedded/embedded_store.h"
 #include "store/redis/redis_store.h"
@@ -54,12 +60,12 @@ class BufferedRequest : public http::RequestHandler {
 
 class Daemon {
  public:
-  explicit Daemon(const Config& config) : config_(config) {}
+  Daemon(const Config& config, ConfigSource reload) : config_(config), reload_(std::move(reload)) {}
 
   int run() {
     uv_loop_init(&loop_);
-    std::string plugins_dir =
-        config_.server.plugins_dir.empty() ? plugin::default_plugins_dir() : config_.server.plugins_dir;
+    plugins_dir_ = config_.server.plugins_dir.empty() ? plugin::default_plugins_dir() : config_.server.plugins_dir;
+    const std::string& plugins_dir = plugins_dir_;
     log::info("tabad {} starting: roles {}, listen {}, data dir {}, plugins {}", TABA_VERSION_STRING,
               fmt::join(config_.server.roles, ","), config_.server.listen, config_.server.data_dir, plugins_dir);
     if (!registry_.load_dir(plugins_dir)) {
@@ -107,6 +113,8 @@ class Daemon {
       }
     }
     ingest_ = std::make_unique<Ingest>(store_.get(), &registry_, config_.ingest);
+    self_tabs_ = std::make_unique<SelfTabs>(store_.get(), &registry_);
+    ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
     queries_ = std::make_unique<query::QueryService>(store_.get());
     admin_ = std::make_unique<AdminRoutes>(store_.get());
 
@@ -134,6 +142,7 @@ class Daemon {
     log::info("listening on {}:{}", host, server_->port());
     listen_ = fmt::format("{}:{}", host, server_->port());
 
+    last_self_tabs_ = wall_now();  // the first self tabs one interval after start
     uv_timer_init(&loop_, &tick_);
     tick_.data = this;
     uv_timer_start(&tick_, on_tick, 1000, 1000);
@@ -143,6 +152,9 @@ class Daemon {
     sigterm_.data = sigint_.data = this;
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_start(&sigint_, on_signal, SIGINT);
+    uv_signal_init(&loop_, &sighup_);
+    sighup_.data = this;
+    uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->reload(); }, SIGHUP);
     std::signal(SIGPIPE, SIG_IGN);
 
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -156,6 +168,8 @@ class Daemon {
     self->stopping_ = true;
     log::info("received {}: draining requests, flushing the store", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     uv_timer_stop(&self->tick_);
+    uv_signal_stop(&self->sighup_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup_), nullptr);
     uv_signal_stop(&self->sigterm_);
     uv_signal_stop(&self->sigint_);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);
@@ -179,6 +193,12 @@ class Daemon {
     self->last_tick_ = now;
     self->last_events_ = events;
     self->last_deltas_ = deltas;
+    int64_t self_every = self->config_.server.self_tabs_interval_s;
+    if (self_every > 0 && !self->stopping_ && now - self->last_self_tabs_ >= static_cast<double>(self_every)) {
+      self->last_self_tabs_ = now;
+      const IngestStats& st = self->ingest_->stats();
+      self->self_tabs_->flush(self->server_id_, st.events_received, st.bodies_rejected, st.bodies_unavailable);
+    }
     int64_t gc_every = self->config_.store.gc_interval_s;
     if (gc_every > 0 && self->config_.has_role("be") && !self->stopping_ && !self->gc_running_ &&
         now - self->last_gc_ >= static_cast<double>(gc_every)) {
@@ -201,6 +221,176 @@ class Daemon {
     }
   }
 
+  // GET /metrics[?tabs=1[&name=…&re=1]]
+  void metrics(const http::Request& req, std::function<void(http::Response)> done) {
+    if (req.method != "GET") {
+      http::Response r = http::Response::text(405, "/metrics accepts only GET\n");
+      r.headers.push_back({"Allow", "GET"});
+      return done(std::move(r));
+    }
+    auto params = query::parse_params(req.query, "", {"tabs", "name", "re"});
+    if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
+    bool tabs = false;
+    for (const auto& [k, v] : params->extra) tabs = k == "tabs" && (v == "1" || v == "true");
+    MetricsWriter w;
+    w.gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
+    w.gauge("taba_start_time_seconds", "When this process started (epoch seconds).", started_at_);
+    w.family("taba_role", "gauge", "Roles this process runs.");
+    for (const auto& role : config_.server.roles) w.sample("taba_role", 1, {{"role", role}});
+    const IngestStats& in = ingest_->stats();
+    w.counter("taba_events_received_total", "Events in accepted bodies.", static_cast<double>(in.events_received));
+    w.counter("taba_events_clamped_total", "Events whose future timestamps were clamped to now.",
+              static_cast<double>(in.events_clamped));
+    w.counter("taba_ingest_bytes_total", "Ingest body bytes received on the wire.", static_cast<double>(in.bytes_received));
+    w.family("taba_bodies_total", "counter", "Ingest bodies by outcome.");
+    w.sample("taba_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
+    w.sample("taba_bodies_total", static_cast<double>(in.bodies_rejected), {{"outcome", "rejected"}});
+    w.sample("taba_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
+    const http::ServerStats& hs = server_->stats();
+    w.counter("taba_http_requests_total", "HTTP requests received.", static_cast<double>(hs.requests));
+    w.counter("taba_http_connections_accepted_total", "Connections accepted.", static_cast<double>(hs.connections_accepted));
+    w.counter("taba_http_connections_rejected_total", "Connections refused over http.max_connections.",
+              static_cast<double>(hs.connections_rejected));
+    w.gauge("taba_http_connections_active", "Open connections.", static_cast<double>(hs.connections_active));
+    w.counter("taba_http_timeouts_total", "Connections closed by a header, body or idle timeout.", static_cast<double>(hs.timeouts));
+    w.counter("taba_http_parse_errors_total", "Malformed HTTP requests.", static_cast<double>(hs.parse_errors));
+    int64_t loaded = 0, refused = 0;
+    for (const auto& r : registry_.reports()) (r.loaded ? loaded : refused) += 1;
+    w.family("taba_plugins", "gauge", "Plugin files by load result.");
+    w.sample("taba_plugins", static_cast<double>(loaded), {{"result", "loaded"}});
+    w.sample("taba_plugins", static_cast<double>(refused), {{"result", "refused"}});
+    w.gauge("taba_handler_types", "Type names served by loaded handlers.", static_cast<double>(registry_.handlers().size()));
+    w.histogram("taba_pipeline_latency_seconds", "Enqueue to applied latency of batches applied by this process.",
+                store_->local_latency_window());
+    std::vector<store::Metric> sm;
+    store_->metrics(&sm);
+    std::string last;
+    for (const auto& m : sm) {
+      if (m.name != last) w.family(m.name, m.type, m.help);
+      last = m.name;
+      w.sample(m.name, m.value, m.labels);
+    }
+    if (!tabs) {
+      http::Response r = http::Response::text(200, w.take());
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      return done(std::move(r));
+    }
+    auto names = query::Matcher::make(params->names, params->re, params->has_name);
+    if (!names.ok()) return done(http::Response::text(400, names.status().message() + "\n"));
+    auto ctx = std::make_shared<std::pair<query::Matcher, query::Matcher>>(std::move(names.value()), query::Matcher());
+    store::QueryNeed need;
+    need.names = &ctx->first;
+    need.clients = &ctx->second;
+    need.aggregates = true;
+    auto writer = std::make_shared<MetricsWriter>(std::move(w));
+    double now = wall_now() - store_->pipeline_latency_s();
+    store_->fetch(need, [ctx, writer, now, done = std::move(done)](const Status& s, const store::ReadView* view) {
+      if (!s.ok()) {
+        http::Response r = http::Response::text(503, fmt::format("the store did not answer: {}\n", s.message()));
+        r.headers.push_back({"Retry-After", "1"});
+        return done(std::move(r));
+      }
+      writer->family("taba_tab", "gauge", "Numbers of each tab's aggregate, by the field path in its JSON render.");
+      for (const store::NameEntry* e : view->names()) {
+        if (!e->aggregate || !ctx->first.matches(e->name)) continue;
+        std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON, now);
+        flatten_tab(writer.get(), e->name, e->handler->type_name, json);
+      }
+      http::Response r = http::Response::text(200, writer->take());
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      done(std::move(r));
+    });
+  }
+
+  // SIGHUP: new plugin files, type aliases, auth tokens, log level, ingest
+  // limits and the GC / self-tab intervals change live; anything else that
+  // changed is named in the log as needing a restart.
+  void reload() {
+    if (!reload_ || stopping_) return;
+    Result<Config> next = reload_();
+    if (!next.ok()) {
+      log::error("SIGHUP: the configuration is not valid, nothing changed: {}", next.status().message());
+      return;
+    }
+    Config& n = next.value();
+    std::vector<std::string> applied, restart;
+    int before = static_cast<int>(registry_.reports().size());
+    std::set<std::string> known;
+    for (const auto& r : registry_.reports()) known.insert(r.path);
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(plugins_dir_, ec)) {
+      std::string path = entry.path().string();
+      if (entry.path().extension() != ".so" || known.count(path)) continue;
+      registry_.load_file(path);
+    }
+    int added = static_cast<int>(registry_.reports().size()) - before;
+    if (added > 0) applied.push_back(fmt::format("{} new plugin file(s)", added));
+    for (const auto& [alias, target] : n.plugins.types) {
+      const plugin::Handler* now_h = registry_.find(alias);
+      const plugin::Handler* want = registry_.find(target);
+      if (want && now_h == want) continue;
+      Status st = registry_.add_alias(alias, target);
+      if (st.ok()) {
+        applied.push_back(fmt::format("type {} = {}", alias, target));
+      } else {
+        log::error("SIGHUP: {}", st.message());
+      }
+    }
+    if (n.server.log_level != config_.server.log_level) {
+      log::Level level;
+      log::parse_level(n.server.log_level, &level);
+      log::set_level(level);
+      applied.push_back("log_level " + n.server.log_level);
+    }
+    if (n.auth.ingest_token != config_.auth.ingest_token || n.auth.admin_token != config_.auth.admin_token ||
+        n.auth.query_token != config_.auth.query_token) {
+      applied.push_back("auth tokens");
+    }
+    if (n.store.gc_interval_s != config_.store.gc_interval_s) applied.push_back("store.gc_interval_s");
+    if (n.server.self_tabs_interval_s != config_.server.self_tabs_interval_s) {
+      applied.push_back("server.self_tabs_interval_s");
+    }
+    if (n.ingest.max_inflated_bytes != config_.ingest.max_inflated_bytes ||
+        n.ingest.max_inflate_ratio != config_.ingest.max_inflate_ratio ||
+        n.ingest.future_clamp_s != config_.ingest.future_clamp_s) {
+      ingest_->set_options(n.ingest);
+      applied.push_back("[ingest] limits");
+    }
+    if (n.server.roles != config_.server.roles) restart.push_back("server.roles");
+    if (n.server.listen != config_.server.listen) restart.push_back("server.listen");
+    if (n.server.data_dir != config_.server.data_dir) restart.push_back("server.data_dir");
+    if (n.server.plugins_dir != config_.server.plugins_dir) restart.push_back("server.plugins_dir");
+    if (n.store.fsync != config_.store.fsync || n.store.snapshot_interval_s != config_.store.snapshot_interval_s ||
+        n.store.wal_max_queued_bytes != config_.store.wal_max_queued_bytes) {
+      restart.push_back("[store] fsync / snapshot_interval_s / wal_max_queued_bytes");
+    }
+    if (dump_config_section(n, "[http]") != dump_config_section(config_, "[http]")) restart.push_back("[http]");
+    if (dump_config_section(n, "[redis]") != dump_config_section(config_, "[redis]")) restart.push_back("[redis]");
+    // Keep what needs a restart as it runs; take the rest.
+    n.server.roles = config_.server.roles;
+    n.server.listen = config_.server.listen;
+    n.server.data_dir = config_.server.data_dir;
+    n.server.plugins_dir = config_.server.plugins_dir;
+    n.store.fsync = config_.store.fsync;
+    n.store.snapshot_interval_s = config_.store.snapshot_interval_s;
+    n.store.wal_max_queued_bytes = config_.store.wal_max_queued_bytes;
+    n.http = config_.http;
+    n.redis = config_.redis;
+    config_ = std::move(n);
+    log::info("SIGHUP: reloaded: {}", applied.empty() ? std::string("nothing changed") : fmt::format("{}", fmt::join(applied, ", ")));
+    if (!restart.empty()) log::warn("SIGHUP: changed but only applied by a restart: {}", fmt::join(restart, ", "));
+  }
+
+  // One "[section]" of the effective configuration as text, to compare.
+  static std::string dump_config_section(const Config& c, std::string_view header) {
+    std::string all = dump_config(c);
+    size_t at = all.find(std::string(header) + "\n");
+    if (at == std::string::npos) return "";
+    if (header == "[redis]") return all.substr(at);  // the last section, with its [[redis.shards]]
+    size_t end = all.find("\n[", at + 1);
+    return all.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  }
+
   store::ServerInfo self_info() const {
     store::ServerInfo info;
     info.id = server_id_;
@@ -217,6 +407,16 @@ class Daemon {
 
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex) {
     const http::Request& req = ex->request();
+    if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+      ex->reply(std::move(*denied));
+      return nullptr;
+    }
+    if (req.path == "/metrics") {
+      return std::make_unique<BufferedRequest>(
+          ex, [this](const http::Request& r, std::string_view, std::function<void(http::Response)> done) {
+            metrics(r, std::move(done));
+          });
+    }
     if (Ingest::handles(req.path)) {
       if (!config_.has_role("fe")) {
         ex->reply(http::Response::text(
@@ -281,8 +481,14 @@ class Daemon {
     return code;
   }
 
-  const Config& config_;
+  Config config_;
+  ConfigSource reload_;
+  std::string plugins_dir_;
   uv_loop_t loop_;
+  uv_signal_t sighup_;
+  std::unique_ptr<SelfTabs> self_tabs_;
+  double last_self_tabs_ = 0;
+  double started_at_ = wall_now();
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   plugin::Registry registry_;
@@ -307,8 +513,8 @@ class Daemon {
 
 }  // namespace
 
-int run_daemon(const Config& config) {
-  Daemon d(config);
+int run_daemon(const Config& config, ConfigSource reload) {
+  Daemon d(config, std::move(reload));
   return d.run();
 }
 

@@ -115,8 +115,12 @@ class IngestRequest : public http::RequestHandler {
     std::string batch_id(exchange_->request().header("taba-batch-id"));
     bool generated = batch_id.empty();
     if (generated) batch_id = ingest->new_batch_id();
+    uint64_t t0 = uv_hrtime();
     ingest->store_->submit(batch_.finish(), batch_id, resolver_.take_bindings(),
-                           [ingest, exchange, events, clamped, batch_id, generated](const Status& s) {
+                           [ingest, exchange, events, clamped, batch_id, generated, t0](const Status& s) {
+                             if (ingest->latency_observer_) {
+                               ingest->latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);
+                             }
                              if (s.ok()) {
                                ++ingest->stats_.bodies_ok;
                                ingest->stats_.events_received += events;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -37,6 +38,11 @@ class Ingest {
   std::unique_ptr<http::RequestHandler> start(const std::shared_ptr<http::Exchange>& exchange);
 
   const IngestStats& stats() const { return stats_; }
+  // SIGHUP: new limits for bodies that start from now on.
+  void set_options(const Config::Ingest& options) { options_ = options; }
+  // Called with each accepted or refused body's time from its last byte to
+  // its reply (milliseconds).
+  void set_latency_observer(std::function<void(double)> f) { latency_observer_ = std::move(f); }
   // A random 128-bit batch id (hex) for a body that came without one.
   std::string new_batch_id();
 
@@ -46,6 +52,7 @@ class Ingest {
   const plugin::Registry* registry_;
   Config::Ingest options_;
   IngestStats stats_;
+  std::function<void(double)> latency_observer_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

@@ -118,6 +118,16 @@ struct ClusterStatus {
   double pipeline_latency_s = 0;  // what queries subtract from now
 };
 
+// One sample of the store's own metrics (GET /metrics); samples of one
+// family are adjacent.
+struct Metric {
+  std::string name;
+  const char* type = "counter";  // "counter" | "gauge"
+  std::string help;
+  double value = 0;
+  std::vector<std::pair<std::string, std::string>> labels;
+};
+
 using Bindings = std::vector<std::pair<std::string, const plugin::Handler*>>;
 using ViewCallback = std::function<void(const Status&, const ReadView*)>;
 using ReportCallback = std::function<void(const Status&, const Report&)>;
@@ -157,6 +167,8 @@ class Store {
 
   // --- what this process did as a be (for the heartbeat and /latency) ---
   virtual LatencyWindow::Summary local_latency() const = 0;
+  virtual const LatencyWindow& local_latency_window() const = 0;
+  virtual void metrics(std::vector<Metric>* out) const = 0;
   virtual uint64_t local_deltas_applied() const = 0;
   // Who this process is (the daemon provides it; the Redis store publishes
   // it in the server registry).

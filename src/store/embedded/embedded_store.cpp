@@ -761,4 +761,33 @@ void EmbeddedStore::fetch(const QueryNeed&, ViewCallback ready) { ready(Status::
 
 LatencyWindow::Summary EmbeddedStore::local_latency() const { return latencies_.summary(wall_now()); }
 
+void EmbeddedStore::metrics(std::vector<Metric>* out) const {
+  auto add = [out](const char* name, const char* type, const char* help, double v) {
+    out->push_back(Metric{name, type, help, v, {}});
+  };
+  WalStats w = wal_stats();
+  add("taba_store_batches_applied_total", "counter", "Batches applied to memory (live).",
+      static_cast<double>(stats_.batches_applied));
+  add("taba_store_events_applied_total", "counter", "Events applied to memory (live and replayed).",
+      static_cast<double>(stats_.events_applied));
+  add("taba_store_batches_replayed_total", "counter", "WAL records replayed at startup.",
+      static_cast<double>(stats_.batches_replayed));
+  add("taba_store_batches_failed_total", "counter", "Batches the WAL refused or failed to write (answered 503).",
+      static_cast<double>(stats_.batches_failed));
+  add("taba_store_blocks_dropped_total", "counter", "(client, name) blocks dropped because a handler could not "
+      "create a state.", static_cast<double>(stats_.blocks_dropped));
+  add("taba_store_in_flight_batches", "gauge", "Batches appended to the WAL and not yet applied.",
+      static_cast<double>(stats_.in_flight + held_.size()));
+  add("taba_store_names", "gauge", "Names held.", static_cast<double>(names_.size()));
+  add("taba_store_clients", "gauge", "Clients known.", static_cast<double>(clients_.size()));
+  add("taba_wal_queued_bytes", "gauge", "Bytes accepted by the WAL and not yet written.",
+      static_cast<double>(w.queued_bytes));
+  add("taba_wal_bytes_written_total", "counter", "Bytes written to WAL segments.", static_cast<double>(w.bytes_written));
+  add("taba_wal_fsyncs_total", "counter", "fdatasync calls on WAL segments.", static_cast<double>(w.fsyncs));
+  add("taba_wal_write_errors_total", "counter", "Failed WAL writes.", static_cast<double>(w.write_errors));
+  add("taba_wal_snapshots_written_total", "counter", "Snapshots written.", static_cast<double>(w.snapshots_written));
+  add("taba_wal_torn_records_skipped_total", "counter", "Torn WAL records skipped at recovery.",
+      static_cast<double>(w.torn_records_skipped));
+}
+
 }  // namespace taba::store

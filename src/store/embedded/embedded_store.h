@@ -105,6 +105,8 @@ class EmbeddedStore final : public Store, public ReadView {
   bool find_client(std::string_view client, ClientIndex* out) const;
 
   LatencyWindow::Summary local_latency() const override;
+  const LatencyWindow& local_latency_window() const override { return latencies_; }
+  void metrics(std::vector<Metric>* out) const override;
   uint64_t local_deltas_applied() const override { return stats_.blocks_applied; }
   StoreStats stats() const;
   WalStats wal_stats() const;

@@ -1194,4 +1194,36 @@ void RedisStore::status(std::function<void(const Status&, const ClusterStatus&)>
   gather->arm();
 }
 
+void RedisStore::metrics(std::vector<Metric>* out) const {
+  auto add = [out](const char* name, const char* help, uint64_t v) {
+    out->push_back(Metric{name, "counter", help, static_cast<double>(v), {}});
+  };
+  add("taba_redis_entries_appended_total", "fe: stream entries appended.", stats_.entries_appended);
+  add("taba_redis_submit_failures_total", "fe: bodies answered 503 by the Redis store.", stats_.submit_failures);
+  add("taba_redis_binding_conflicts_total", "fe: bodies answered 400 for a type conflict.", stats_.binding_conflicts);
+  add("taba_redis_entries_applied_total", "be: entries applied.", stats_.entries_applied);
+  add("taba_redis_entries_duplicate_total", "be: entries skipped as already applied (batch id seen).",
+      stats_.entries_duplicate);
+  add("taba_redis_deltas_applied_total", "be: deltas merged.", stats_.deltas_applied);
+  add("taba_redis_deltas_dropped_total", "be: deltas dropped (type mismatch, unreadable).", stats_.deltas_dropped);
+  add("taba_redis_txn_conflicts_total", "be: transactions aborted by WATCH and retried.", stats_.txn_conflicts);
+  add("taba_redis_txn_failures_total", "be: transactions failed (connection, timeout) and retried.",
+      stats_.txn_failures);
+  add("taba_redis_entries_claimed_total", "be: entries claimed from idle consumers.", stats_.entries_claimed);
+  out->push_back(Metric{"taba_redis_in_flight_bytes", "gauge", "fe: bytes of posts being written to Redis.",
+                        static_cast<double>(in_flight_bytes_), {}});
+  for (const auto& s : shards_) {
+    out->push_back(Metric{"taba_redis_shard_up", "gauge", "1 when the shard has a verified master.",
+                          s->shard->ready() ? 1.0 : 0.0, {{"shard", s->name}}});
+  }
+  for (const auto& s : shards_) {
+    out->push_back(Metric{"taba_redis_stream_length", "gauge", "Entries in the shard's ingest stream (unapplied).",
+                          static_cast<double>(s->stream_length), {{"shard", s->name}}});
+  }
+  for (const auto& s : shards_) {
+    out->push_back(Metric{"taba_redis_master_changes_total", "counter", "Master address changes seen.",
+                          static_cast<double>(s->shard->master_changes()), {{"shard", s->name}}});
+  }
+}
+
 }  // namespace taba::store

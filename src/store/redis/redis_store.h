@@ -67,6 +67,8 @@ class RedisStore final : public Store {
   void status(std::function<void(const Status&, const ClusterStatus&)> done) override;
 
   LatencyWindow::Summary local_latency() const override;
+  const LatencyWindow& local_latency_window() const override { return latencies_; }
+  void metrics(std::vector<Metric>* out) const override;
   uint64_t local_deltas_applied() const override { return stats_.deltas_applied; }
 
   const RedisStoreStats& stats() const { return stats_; }

@@ -1,0 +1,26 @@
+// Bearer-token checks for the HTTP routes ([auth], SPEC §6).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "http/server.h"
+
+namespace taba::roles {
+
+enum class Access { kOpen, kIngest, kQuery, kAdmin };
+
+// Which token a path needs.
+Access access_of(std::string_view path);
+
+// Compares in time that depends only on the lengths, not on where the
+// strings differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+// A 401/403 response when `request` lacks the token `access` needs under
+// `auth`; nothing when it may proceed. Tokens never appear in replies or logs.
+std::optional<http::Response> check_access(const Config::Auth& auth, Access access, const http::Request& request);
+
+}  // namespace taba::roles
