@@ -1185,7 +1185,10 @@ struct Shard::Impl {
     each_member([&](Member& m) {
       if (!m.conn->connected()) {
         m.conn->connect(master);  // now, instead of at the end of its backoff
-      } else if (!m.verified) {
+      } else if (!m.verified && m.conn->pending() == 0) {
+        // Not while commands are in flight: a ROLE sent between a user's
+        // MULTI and EXEC would be queued, not answered. Such a member is
+        // verified at a later resolution.
         verify(&m);
       }
     });
