@@ -122,6 +122,7 @@ Status read_store(const toml::table& t, Config::Store* s) {
   TABA_TRY(r.string("fsync", &s->fsync));
   TABA_TRY(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
   TABA_TRY(r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
+  TABA_TRY(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
   TABA_TRY(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
   return r.unknown_keys();
 }
@@ -408,7 +409,7 @@ std::string dump_config(const Config& c) {
   return fmt::format(
       "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n"
       "self_tabs_interval_s = {}\n\n"
-      "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ngc_interval_s = {}\n\n"
+      "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ndedup_ttl_s = {}\ngc_interval_s = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
       "idle_timeout_ms = {}\nmax_connections = {}\n\n"
       "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n\n"
@@ -416,7 +417,7 @@ std::string dump_config(const Config& c) {
       "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(c.store.fsync), c.store.snapshot_interval_s,
-      c.store.wal_max_queued_bytes, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
+      c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map, secret(c.auth.ingest_token),
       secret(c.auth.admin_token), secret(c.auth.query_token)) + dump_redis(c.redis);

@@ -33,6 +33,7 @@ struct Config {
     std::string fsync = "everysec";  // "always" | "everysec"
     int64_t snapshot_interval_s = 60;
     int64_t wal_max_queued_bytes = 256ll << 20;
+    int64_t dedup_ttl_s = 3600;   // an applied client Taba-Batch-Id is remembered this long
     int64_t gc_interval_s = 600;  // be: prune dead states this often (both store modes); 0 = never
   } store;
 

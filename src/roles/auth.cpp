@@ -49,8 +49,16 @@ std::optional<http::Response> check_access(const Config::Auth& auth, Access acce
   if (wanted->empty()) return std::nullopt;
   std::string_view header = request.header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
-  if (header.empty() || header.size() <= kBearer.size() ||
-      !constant_time_equal(header.substr(0, kBearer.size()), kBearer)) {
+  auto is_bearer = [&] {  // the scheme is case-insensitive (RFC 7235)
+    if (header.size() <= kBearer.size()) return false;
+    for (size_t i = 0; i < kBearer.size(); ++i) {
+      char c = header[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != "bearer "[i]) return false;
+    }
+    return true;
+  };
+  if (!is_bearer()) {
     http::Response r = http::Response::text(
         401, fmt::format("{} {} a bearer token (Authorization: Bearer TOKEN)\n", what, verb));
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"tabad\""});

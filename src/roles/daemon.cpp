@@ -104,6 +104,7 @@ class Daemon {
       so.fsync = config_.store.fsync == "always" ? store::FsyncPolicy::kAlways : store::FsyncPolicy::kEverySec;
       so.wal_max_queued_bytes = static_cast<uint64_t>(config_.store.wal_max_queued_bytes);
       so.snapshot_interval_s = static_cast<uint32_t>(config_.store.snapshot_interval_s);
+      so.dedup_ttl_s = static_cast<double>(config_.store.dedup_ttl_s);
       store_ = std::make_unique<store::EmbeddedStore>(&loop_, &registry_, so);
       store_->set_self_info([this] { return self_info(); });
       s = store_->open();

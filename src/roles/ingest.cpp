@@ -116,7 +116,7 @@ class IngestRequest : public http::RequestHandler {
     bool generated = batch_id.empty();
     if (generated) batch_id = ingest->new_batch_id();
     uint64_t t0 = uv_hrtime();
-    ingest->store_->submit(batch_.finish(), batch_id, resolver_.take_bindings(),
+    ingest->store_->submit(batch_.finish(), store::BatchId{batch_id, !generated}, resolver_.take_bindings(),
                            [ingest, exchange, events, clamped, batch_id, generated, t0](const Status& s) {
                              if (ingest->latency_observer_) {
                                ingest->latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);

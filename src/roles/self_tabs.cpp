@@ -84,7 +84,7 @@ void SelfTabs::flush(const std::string& client, uint64_t received, uint64_t reje
   if (batch.event_count() == 0) return;
   in_flight_ = true;
   std::string id = fmt::format("self-{}-{:.3f}", client, now);
-  store_->submit(batch.finish(), id, std::move(bindings), [this](const Status& s) {
+  store_->submit(batch.finish(), store::BatchId{id, false}, std::move(bindings), [this](const Status& s) {
     in_flight_ = false;
     if (!s.ok()) log::debug("self tabs: not recorded this interval: {}", s.message());
   });

@@ -128,6 +128,13 @@ struct Metric {
   std::vector<std::pair<std::string, std::string>> labels;
 };
 
+// A batch's Taba-Batch-Id; `from_client` is false when the fe made it up
+// (then no retry can repeat it unless the client learns it from a 503).
+struct BatchId {
+  std::string value;
+  bool from_client = false;
+};
+
 using Bindings = std::vector<std::pair<std::string, const plugin::Handler*>>;
 using ViewCallback = std::function<void(const Status&, const ReadView*)>;
 using ReportCallback = std::function<void(const Status&, const Report&)>;
@@ -150,7 +157,7 @@ class Store {
   // are names the body uses that bound_handler did not know, with the type
   // the body gives them. done: OK = durable (200); Invalid = type conflict
   // (400); Unavailable/IoError = nothing accepted (503).
-  virtual void submit(std::string batch, std::string batch_id, Bindings new_bindings,
+  virtual void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
                       std::function<void(const Status&)> done) = 0;
 
   // --- queries ---

@@ -42,3 +42,34 @@ TEST_CASE("embedded store: status, servers and latency describe the process", "[
   reply_body(p.post("/status", ""), 405);
   reply_body(p.get("/readyz"));
 }
+
+TEST_CASE("embedded store: a retried Taba-Batch-Id is applied once, across kill -9 and snapshots", "[e2e][dedup]") {
+  TabadProcess p;
+  REQUIRE(p.start({"--fsync", "always"}).ok());
+  double now = static_cast<double>(std::time(nullptr));
+  std::string body = v1_body({{"c1", {{"n", {event_line("TotalsCounter", now, "1")}}}}});
+  auto total = [](const TabadProcess& q) { return reply_body(q.get("/tabs?name=n")); };
+  const std::string once = "n: {\"count\": 1, \"total\": 1.00, \"average\": 1.00}\n";
+  const std::string twice = "n: {\"count\": 2, \"total\": 2.00, \"average\": 1.00}\n";
+
+  reply_body(p.post("/post", body, {{"Taba-Batch-Id", "agent-7-1"}}));
+  reply_body(p.post("/post", body, {{"Taba-Batch-Id", "agent-7-1"}}));
+  CHECK(total(p) == once);
+  reply_body(p.post("/post", body));  // no id: a new batch each time
+  CHECK(total(p) == twice);
+
+  p.kill9();  // the id comes back from the WAL
+  TabadProcess again;
+  REQUIRE(again.start({"--fsync", "always"}, p.data_dir()).ok());
+  reply_body(again.post("/post", body, {{"Taba-Batch-Id", "agent-7-1"}}));
+  CHECK(total(again) == twice);
+
+  REQUIRE(again.signal(SIGTERM).ok());  // a snapshot, then the id comes back from it
+  REQUIRE(again.wait_exit(10'000).ok());
+  TabadProcess third;
+  REQUIRE(third.start({"--fsync", "always"}, p.data_dir()).ok());
+  reply_body(third.post("/post", body, {{"Taba-Batch-Id", "agent-7-1"}}));
+  CHECK(total(third) == twice);
+  reply_body(third.post("/post", body, {{"Taba-Batch-Id", "agent-7-2"}}));
+  CHECK(total(third) == "n: {\"count\": 3, \"total\": 3.00, \"average\": 1.00}\n");
+}

@@ -65,6 +65,7 @@ TEST_CASE("auth: each route class needs its token, 401 without, 403 with a wrong
   CHECK(no_token.value().body == "ingest requires a bearer token (Authorization: Bearer TOKEN)\n");
   CHECK(status_of(p.post("/post", body, bearer(kQuery))) == 403);
   CHECK(status_of(p.post("/post", body, bearer(kIngest))) == 200);
+  CHECK(status_of(p.post("/post", body, {{"Authorization", std::string("bearer ") + kIngest}})) == 200);
 
   CHECK(status_of(p.get("/tabs")) == 401);
   CHECK(status_of(get_with(p, "/tabs", bearer(kIngest))) == 403);

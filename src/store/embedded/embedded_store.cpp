@@ -14,7 +14,7 @@
 namespace taba::store {
 namespace {
 
-constexpr uint32_t kSnapshotVersion = 1;
+constexpr uint32_t kSnapshotVersion = 2;  // 2 adds the applied batch ids; 1 is still read
 
 template <typename T>
 void put(std::string* buf, T v) {
@@ -26,9 +26,28 @@ using Reader = ByteReader;
 // never start a batch (batch version 1).
 //   u8 0x80 | u8 op | f64 time | u32 count | count x (u16 len, name)
 constexpr uint8_t kAdminTag = 0x80;
+// A batch with its Taba-Batch-Id: u8 0x81 | u16 id_len | id | batch bytes.
+constexpr uint8_t kIdentifiedBatchTag = 0x81;
 enum AdminOp : uint8_t { kDeleteNames = 1, kGc = 2, kRepair = 3 };
 
 bool is_admin_record(std::string_view bytes) { return !bytes.empty() && uint8_t(bytes[0]) == kAdminTag; }
+
+// Splits an identified batch record into its id and batch; plain batches
+// (version 1, logged before batch ids were kept) have no id.
+bool split_batch_record(std::string_view record, std::string_view* id, std::string_view* batch) {
+  if (record.empty() || uint8_t(record[0]) != kIdentifiedBatchTag) {
+    *id = {};
+    *batch = record;
+    return true;
+  }
+  uint16_t len = 0;
+  if (record.size() < 3) return false;
+  std::memcpy(&len, record.data() + 1, 2);
+  if (record.size() < 3u + len) return false;
+  *id = record.substr(3, len);
+  *batch = record.substr(3 + len);
+  return true;
+}
 
 std::string admin_record(AdminOp op, double time, const std::vector<std::string>& names) {
   std::string out;
@@ -106,10 +125,51 @@ const plugin::Handler* EmbeddedStore::bound_handler(std::string_view name) const
   return r == reserved_.end() ? nullptr : r->second;
 }
 
-void EmbeddedStore::submit(std::string batch, std::string /*batch_id*/, Bindings new_bindings,
+void EmbeddedStore::submit(std::string batch, BatchId id, Bindings new_bindings,
                            std::function<void(const Status&)> done) {
+  // Only a client's id can come back in a retry after a lost 200 (a made-up
+  // one comes back only after a 503, when nothing was applied).
+  std::string batch_id = id.from_client ? std::move(id.value) : std::string();
   if (closing_) {
     done(Status::Unavailable("server is shutting down"));
+    return;
+  }
+  if (!batch_id.empty()) {
+    // A retry of a batch already applied is acknowledged without applying it
+    // again; a retry of one still in flight gets that one's outcome.
+    if (applied_ids_.find(batch_id) != applied_ids_.end()) {
+      ++stats_.batches_duplicate;
+      done(Status::Ok());
+      return;
+    }
+    if (auto it = in_flight_ids_.find(batch_id); it != in_flight_ids_.end()) {
+      ++stats_.batches_duplicate;
+      it->second.push_back(std::move(done));
+      return;
+    }
+    in_flight_ids_.emplace(batch_id, std::vector<std::function<void(const Status&)>>{});
+    done = [this, batch_id, first = std::move(done)](const Status& st) {
+      std::vector<std::function<void(const Status&)>> waiters;
+      if (auto it = in_flight_ids_.find(batch_id); it != in_flight_ids_.end()) {
+        waiters = std::move(it->second);
+        in_flight_ids_.erase(it);
+      }
+      first(st);
+      for (auto& w : waiters) w(st);
+    };
+    std::string record;
+    record.reserve(3 + batch_id.size() + batch.size());
+    put<uint8_t>(&record, kIdentifiedBatchTag);
+    put<uint16_t>(&record, static_cast<uint16_t>(batch_id.size()));
+    record += batch_id;
+    record += batch;
+    batch = std::move(record);
+  }
+  if (batch.size() > options_.wal_max_queued_bytes) {
+    // Permanent: retrying cannot help, so not a 503.
+    done(Status::Invalid(fmt::format("the decoded body is {} bytes, more than store.wal_max_queued_bytes ({}); "
+                                     "post smaller bodies",
+                                     batch.size(), options_.wal_max_queued_bytes)));
     return;
   }
   for (const auto& [name, handler] : new_bindings) {
@@ -272,11 +332,17 @@ ClientIndex EmbeddedStore::intern_client(std::string_view client) {
   return index;
 }
 
-Status EmbeddedStore::apply(std::string_view batch, bool replay) {
+Status EmbeddedStore::apply(std::string_view record, bool replay) {
+  std::string_view batch_id, batch;
+  if (!split_batch_record(record, &batch_id, &batch)) return Status::Corruption("batch record: truncated batch id");
   protocol::BatchReader reader(batch);
   Status s = reader.open();
   if (!s.ok()) return s;
   const double now = reader.receive_time();
+  if (!batch_id.empty()) {
+    if (applied_ids_.find(batch_id) != applied_ids_.end()) return Status::Ok();  // logged twice: apply once
+    remember_batch_id(batch_id, now);
+  }
   protocol::BatchBlock block;
   while (reader.next(&block, &events_, &s)) {
     auto it = names_.find(block.name);
@@ -384,7 +450,25 @@ Result<std::string> EmbeddedStore::serialize_snapshot() const {
                                           entry->handler->type_name, name));
     }
   }
+  put<uint32_t>(&out, static_cast<uint32_t>(applied_order_.size()));
+  for (const auto& [time, id] : applied_order_) {
+    put<double>(&out, time);
+    put<uint16_t>(&out, static_cast<uint16_t>(id.size()));
+    out += id;
+  }
   return out;
+}
+
+void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
+  applied_ids_.emplace(std::string(id), time);
+  applied_order_.emplace_back(time, std::string(id));
+  // Forget ids older than the horizon (by batch receive time: replay forgets
+  // exactly what the live process forgot).
+  while (!applied_order_.empty() && applied_order_.front().first < time - options_.dedup_ttl_s) {
+    auto it = applied_ids_.find(applied_order_.front().second);
+    if (it != applied_ids_.end() && it->second == applied_order_.front().first) applied_ids_.erase(it);
+    applied_order_.pop_front();
+  }
 }
 
 Status EmbeddedStore::load_snapshot(std::string_view bytes) {
@@ -392,7 +476,7 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
   auto corrupt = [](const std::string& what) { return Status::Corruption("snapshot: " + what); };
   uint32_t version = 0, nclients = 0, nnames = 0;
   if (!r.get(&version)) return corrupt("truncated header");
-  if (version != kSnapshotVersion) return corrupt(fmt::format("unknown version {}", version));
+  if (version != 1 && version != kSnapshotVersion) return corrupt(fmt::format("unknown version {}", version));
   if (!r.get(&nclients)) return corrupt("truncated client count");
   for (uint32_t i = 0; i < nclients; ++i) {
     uint16_t len = 0;
@@ -449,6 +533,17 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
       slot = std::move(st);
     }
     names_.emplace(entry->name, std::move(entry));
+  }
+  if (version >= 2) {
+    uint32_t nids = 0;
+    if (!r.get(&nids)) return corrupt("truncated batch id count");
+    for (uint32_t i = 0; i < nids; ++i) {
+      double time = 0;
+      uint16_t len = 0;
+      std::string_view id;
+      if (!r.get(&time) || !r.get(&len) || !r.bytes(len, &id)) return corrupt("truncated batch id");
+      remember_batch_id(id, time);
+    }
   }
   if (!r.done()) return corrupt("trailing bytes");
   return Status::Ok();
@@ -774,6 +869,9 @@ void EmbeddedStore::metrics(std::vector<Metric>* out) const {
       static_cast<double>(stats_.batches_replayed));
   add("taba_store_batches_failed_total", "counter", "Batches the WAL refused or failed to write (answered 503).",
       static_cast<double>(stats_.batches_failed));
+  add("taba_store_batches_duplicate_total", "counter",
+      "Batches whose Taba-Batch-Id was already applied (acknowledged, not applied again).",
+      static_cast<double>(stats_.batches_duplicate));
   add("taba_store_blocks_dropped_total", "counter", "(client, name) blocks dropped because a handler could not "
       "create a state.", static_cast<double>(stats_.blocks_dropped));
   add("taba_store_in_flight_batches", "gauge", "Batches appended to the WAL and not yet applied.",

@@ -34,6 +34,7 @@ struct StoreOptions {
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   uint64_t wal_max_queued_bytes = 256ull << 20;
   uint32_t snapshot_interval_s = 60;
+  double dedup_ttl_s = 3600;  // an applied Taba-Batch-Id is remembered this long
 };
 
 struct StoreStats {
@@ -44,6 +45,7 @@ struct StoreStats {
   uint64_t batches_failed = 0;  // WAL write failed; the request got 503
   uint64_t blocks_dropped = 0;  // a handler could not allocate a state
   uint64_t admin_records = 0;   // delete / gc / repair records applied (live and replayed)
+  uint64_t batches_duplicate = 0;  // a batch id seen before: acknowledged, not applied again
   uint64_t in_flight = 0;       // appended, not yet applied
   double last_apply_lag_s = 0;  // receive -> applied, of the last batch
 };
@@ -71,8 +73,9 @@ class EmbeddedStore final : public Store, public ReadView {
   // that is a conflict, reported without writing anything). `done` runs on
   // the loop thread: OK once applied; Invalid on a binding conflict;
   // Unavailable / IoError when the WAL refused or failed (nothing applied).
-  // The batch id is not used: one process, one log, no retries to dedupe.
-  void submit(std::string batch, std::string batch_id, Bindings new_bindings,
+  // A batch id seen within dedup_ttl_s is acknowledged without applying it
+  // again (a retry after a lost 200); ids are logged with their batch.
+  void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
               std::function<void(const Status&)> done) override;
 
   // Queries read the store itself (synchronously).
@@ -118,7 +121,8 @@ class EmbeddedStore final : public Store, public ReadView {
     std::function<void(const Status&)> done;
     std::function<void(const Status&, const std::string&)> admin_done;  // admin records
   };
-  Status apply(std::string_view batch, bool replay);
+  Status apply(std::string_view record, bool replay);
+  void remember_batch_id(std::string_view id, double time);
   Status apply_admin(std::string_view record, std::string* summary);
   // Appends an admin record; `applied` runs after it is durable and applied.
   void append_admin(std::string record, std::function<void(const Status&, const std::string&)> applied);
@@ -158,7 +162,12 @@ class EmbeddedStore final : public Store, public ReadView {
   bool snapshot_running_ = false;
   std::vector<std::function<void(const Status&)>> snapshot_waiters_;
   std::deque<Pending> held_;  // waiting for a snapshot to start
-  std::deque<double> append_times_;  // wall clock of each in-flight append, oldest first
+  std::deque<double> append_times_;
+  // Batch ids applied within dedup_ttl_s (persisted in snapshots, rebuilt by
+  // replay), and those in flight with the requests waiting on them.
+  StringMap<double> applied_ids_;
+  std::deque<std::pair<double, std::string>> applied_order_;
+  StringMap<std::vector<std::function<void(const Status&)>>> in_flight_ids_;  // wall clock of each in-flight append, oldest first
   bool closing_ = false;
 };
 

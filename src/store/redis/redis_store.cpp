@@ -386,7 +386,7 @@ struct RedisStore::Submit {
   uint64_t bytes = 0;
 };
 
-void RedisStore::submit(std::string batch, std::string batch_id, Bindings new_bindings,
+void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindings,
                         std::function<void(const Status&)> done) {
   auto defer = [this, &done](Status s) {
     ++stats_.submit_failures;
@@ -410,8 +410,8 @@ void RedisStore::submit(std::string batch, std::string batch_id, Bindings new_bi
   sub->done = std::move(done);
   sub->bindings = std::move(new_bindings);
   sub->enqueue_time = wall_now();
-  if (batch_id.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
-  sub->batch_id = std::move(batch_id);
+  if (batch_id.value.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
+  sub->batch_id = std::move(batch_id.value);
 
   // Pre-aggregate: one delta state per (client, name).
   protocol::BatchReader reader(batch);

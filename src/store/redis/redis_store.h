@@ -54,7 +54,7 @@ class RedisStore final : public Store {
   bool ready() const override;
 
   const plugin::Handler* bound_handler(std::string_view) const override { return nullptr; }
-  void submit(std::string batch, std::string batch_id, Bindings new_bindings,
+  void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
               std::function<void(const Status&)> done) override;
 
   void fetch(const QueryNeed& need, ViewCallback ready) override;
