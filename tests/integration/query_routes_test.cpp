@@ -90,6 +90,6 @@ TEST_CASE("taba-cli against a real server: agg, proj, super, names, exit codes",
 
   auto refused = run_process({TABA_CLI_PATH, "--server", "http://127.0.0.1:" + std::to_string(free_port()), "names"});
   REQUIRE(refused.ok());
-  CHECK(refused.value().exit_code == 1);
-  CHECK(refused.value().err.find("connection refused: http://127.0.0.1:") != std::string::npos);
+  CHECK(refused.value().exit_code == 2);
+  CHECK(refused.value().err.find("cannot connect to http://127.0.0.1:") != std::string::npos);
 }
