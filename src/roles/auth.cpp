@@ -8,6 +8,7 @@ Access access_of(std::string_view path) {
   if (path == "/post" || path == "/post_zip") return Access::kIngest;
   if (path == "/delete" || path == "/gc" || path == "/check" || path == "/flush") return Access::kAdmin;
   if (path == "/healthz" || path == "/readyz") return Access::kOpen;
+  if (path == "/ui" || path.starts_with("/ui/")) return Access::kOpen;  // the page; its queries need the token
   return Access::kQuery;
 }
 

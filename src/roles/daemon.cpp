@@ -20,6 +20,7 @@
 #include "roles/metrics.h"
 #include "roles/self_tabs.h"
 #include "roles/ingest.h"
+#include "roles/ui.h"
 #include "store/embedded/embedded_store.h"
 #include "store/redis/redis_store.h"
 #include "taba/version.h"
@@ -440,6 +441,10 @@ class Daemon {
           ex, [a](const http::Request& r, std::string_view body, std::function<void(http::Response)> done) {
             a->handle(r, body, std::move(done));
           });
+    }
+    if (is_ui_path(req.path)) {
+      ex->reply(ui_response(req));
+      return nullptr;
     }
     if (req.path == "/healthz") {
       ex->reply(http::Response::text(200, "ok\n"));
