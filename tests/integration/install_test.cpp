@@ -1,30 +1,144 @@
-// tabad finds its plugins without a flag, in the build tree (every other
-// integration test) and when installed with `cmake --install`.
+// `cmake --install` into a staging prefix: the layout SPEC §10 names (bin/,
+// lib/taba/plugins/, include/taba/, share/doc/tabad/, the systemd units,
+// etc/taba/taba.toml), and the installed tabad finding the installed plugins
+// with no flag and running on the installed configuration.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include "harness.h"
 
 using namespace taba::test;
+using Catch::Matchers::Contains;
 
-TEST_CASE("an installed tabad loads the installed plugins with no flag", "[e2e][install]") {
-  std::string prefix = make_temp_dir("taba-install");
-  auto install = run_process({TABA_CMAKE_COMMAND, "--install", TABA_BUILD_DIR, "--prefix", prefix}, {}, 120000);
+namespace {
+
+const std::string kSourceDir = TABA_SOURCE_DIR;
+
+// A temporary directory removed at scope exit (kept with $TABA_TEST_KEEP_DIRS).
+struct TempDir {
+  explicit TempDir(std::string_view prefix) : path(make_temp_dir(prefix)) {}
+  ~TempDir() {
+    const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
+    if (keep == nullptr || *keep == '\0') remove_tree(path);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXOTH) != 0;
+}
+
+// `cmake --install <build> --prefix <prefix>`; fails the test on error.
+void install_to(const std::string& prefix) {
+  auto install =
+      run_process({TABA_CMAKE_COMMAND, "--install", TABA_BUILD_DIR, "--prefix", prefix}, {}, 120000);
   REQUIRE(install.ok());
   INFO(install.value().out << install.value().err);
   REQUIRE(install.value().exit_code == 0);
+}
 
-  setenv("TABAD_PATH", (prefix + "/bin/tabad").c_str(), 1);
+}  // namespace
+
+TEST_CASE("an installed tabad loads the installed plugins with no flag", "[e2e][install]") {
+  TempDir prefix("taba-install");
+  install_to(prefix.path);
+
+  // The installed configuration (the harness's --listen and --data-dir override it).
+  setenv("TABAD_PATH", (prefix.path + "/bin/tabad").c_str(), 1);
   TabadProcess p;
-  taba::Status started = p.start();
+  taba::Status started = p.start({"--config", prefix.path + "/etc/taba/taba.toml"});
   unsetenv("TABAD_PATH");
   REQUIRE(started.ok());
-  CHECK(p.log_text().find("plugins " + prefix + "/lib/taba/plugins") != std::string::npos);
+  CHECK(p.log_text().find("plugins " + prefix.path + "/lib/taba/plugins") != std::string::npos);
   double t = static_cast<double>(std::time(nullptr));
   auto r = p.post("/post", v1_body({{"c1", {{"n", {event_line("TotalsCounter", t, "[2.5]")}}}}}));
   REQUIRE(r.ok());
   CHECK(r.value().status == 200);
   CHECK(p.get("/tabs?name=n").value().body == "n: {\"count\": 1, \"total\": 2.50, \"average\": 2.50}\n");
-  remove_tree(prefix);
+
+  auto cli = run_process({prefix.path + "/bin/taba-cli", "--server", p.url(), "agg", "n"});
+  REQUIRE(cli.ok());
+  INFO(cli.value().out << cli.value().err);
+  CHECK(cli.value().exit_code == 0);
+  CHECK_THAT(cli.value().out, Contains("\"count\": 1, \"total\": 2.50"));
+}
+
+TEST_CASE(
+    "cmake --install lays out the binaries and plugins and headers and docs and units and configuration",
+    "[install]") {
+  TempDir prefix("taba-install");
+  install_to(prefix.path);
+  const std::string& p = prefix.path;
+
+  CHECK(is_executable_file(p + "/bin/tabad"));
+  CHECK(is_executable_file(p + "/bin/taba-cli"));
+  int plugins = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(TABA_TEST_PLUGIN_DIR)) {
+    if (entry.path().extension() != ".so") continue;
+    ++plugins;
+    CHECK(std::filesystem::is_regular_file(p + "/lib/taba/plugins/" + entry.path().filename().string()));
+  }
+  CHECK(plugins >= 9);
+  CHECK(read_file(p + "/include/taba/handler.h") == read_file(kSourceDir + "/include/taba/handler.h"));
+
+  const std::string doc = p + "/share/doc/tabad/";
+  CHECK(read_file(doc + "README.md") == read_file(kSourceDir + "/README.md"));
+  CHECK(read_file(doc + "taba.toml.example") == read_file(kSourceDir + "/taba.toml.example"));
+  CHECK(read_file(doc + "systemd.md") == read_file(kSourceDir + "/systemd/README.md"));
+  for (const auto& entry : std::filesystem::directory_iterator(kSourceDir + "/docs")) {
+    if (entry.path().extension() != ".md") continue;
+    INFO(entry.path().filename());
+    CHECK(read_file(doc + entry.path().filename().string()) == read_file(entry.path().string()));
+  }
+
+  // The units name the paths of this prefix.
+  const std::string units = p + "/lib/systemd/system/";
+  std::string service = read_file(units + "tabad.service");
+  std::string tmpl = read_file(units + "tabad@.service");
+  CHECK_THAT(service, Contains("\nExecStart=" + p + "/bin/tabad --config " + p +
+                               "/etc/taba/taba.toml --data-dir %S/taba/main $TABAD_ARGS\n"));
+  CHECK_THAT(tmpl, Contains("\nExecStart=" + p + "/bin/tabad --config " + p +
+                            "/etc/taba/taba.toml --role %i --data-dir %S/taba/%i $TABAD_ARGS\n"));
+  CHECK_THAT(service, Contains("\nDocumentation=file:" + doc + "systemd.md"));
+  CHECK(service.find('@' + std::string("TABA_")) == std::string::npos);  // every placeholder substituted
+  CHECK(tmpl.find('@' + std::string("TABA_")) == std::string::npos);
+
+  CHECK(read_file(p + "/etc/taba/taba.toml") == read_file(kSourceDir + "/taba.toml.example"));
+  auto check = run_process({p + "/bin/tabad", "--config", p + "/etc/taba/taba.toml", "--check-config"});
+  REQUIRE(check.ok());
+  INFO(check.value().err);
+  CHECK(check.value().exit_code == 0);
+}
+
+TEST_CASE("cmake --install over an installation keeps an edited configuration file", "[install]") {
+  TempDir prefix("taba-install");
+  install_to(prefix.path);
+  const std::string config = prefix.path + "/etc/taba/taba.toml";
+  const std::string edited = read_file(config) + "\n# edited by the operator\n";
+  {
+    std::ofstream out(config, std::ios::binary | std::ios::trunc);
+    out << edited;
+  }
+  install_to(prefix.path);
+  CHECK(read_file(config) == edited);
+  CHECK(read_file(prefix.path + "/share/doc/tabad/taba.toml.example") ==
+        read_file(kSourceDir + "/taba.toml.example"));
 }
