@@ -103,6 +103,9 @@ Result<Params> parse_params(std::string_view query_string, std::string_view body
     }
   }
   if (!unknown.empty()) {
+    if (allowed.size() == 0) {
+      return Status::Invalid(fmt::format("unknown parameter(s): {} (this route takes none)", fmt::join(unknown, ", ")));
+    }
     return Status::Invalid(fmt::format("unknown parameter(s): {} (allowed: {})", fmt::join(unknown, ", "),
                                        fmt::join(allowed, ", ")));
   }

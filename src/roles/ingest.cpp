@@ -180,7 +180,9 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
     return nullptr;
   }
   std::optional<http::Inflater::Format> compression;
-  std::string_view encoding = req.header("content-encoding");
+  // Content codings are case-insensitive (RFC 9110 §8.4.1).
+  std::string encoding(req.header("content-encoding"));
+  for (char& c : encoding) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   if (encoding == "gzip" || encoding == "x-gzip") {
     compression = http::Inflater::Format::kZlibOrGzip;
   } else if (encoding == "deflate") {

@@ -40,6 +40,9 @@ TEST_CASE("embedded store: status, servers and latency describe the process", "[
   std::string text = reply_body(p.get("/status"));
   CHECK(text.find("store: embedded\n") != std::string::npos);
   reply_body(p.post("/status", ""), 405);
+  CHECK(reply_body(p.get("/servers?verbose=1"), 400) ==
+        "unknown parameter(s): verbose (this route takes none)\n");
+  CHECK(reply_body(p.post("/gc?x=1", ""), 400) == "unknown parameter(s): x (this route takes none)\n");
   reply_body(p.get("/readyz"));
 }
 

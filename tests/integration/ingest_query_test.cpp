@@ -103,8 +103,10 @@ TEST_CASE("zlib bodies on /post_zip and gzip/deflate Content-Encoding", "[e2e]")
   REQUIRE(g.value().status == 200);
   auto d = p.post("/post", http::zlib_compress(body), {{"Content-Encoding", "deflate"}});
   REQUIRE(d.value().status == 200);
+  auto upper = p.post("/post", http::gzip_compress(body), {{"Content-Encoding", "GZIP"}});  // case-insensitive
+  REQUIRE(upper.value().status == 200);
   CHECK(tab(p, "color") == "color: {\"red\": 1}\n");
-  CHECK(tab(p, "req_ms").find("\"1m\": {\"count\": 6, \"total\": 46.50") != std::string::npos);
+  CHECK(tab(p, "req_ms").find("\"1m\": {\"count\": 8, \"total\": 62.00") != std::string::npos);
 
   auto corrupt = p.post("/post_zip", body);  // not compressed
   CHECK(corrupt.value().status == 400);
