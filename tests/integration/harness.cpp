@@ -33,6 +33,18 @@ int64_t now_ms() {
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+TempDir::~TempDir() {
+  const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
+  if (keep == nullptr || *keep == '\0') remove_tree(path);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 int decode_wait_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

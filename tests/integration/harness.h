@@ -39,6 +39,18 @@ void remove_tree(const std::string& path);
 // released), or 0 if none could be had. Someone else may take it before use.
 int free_port();
 
+// A temporary directory removed at scope exit (kept with $TABA_TEST_KEEP_DIRS).
+struct TempDir {
+  explicit TempDir(std::string_view prefix) : path(make_temp_dir(prefix)) {}
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
+
+// A whole file's bytes ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
 // GET base_url + path. `accept` becomes the Accept header (none if empty).
 Result<http::ClientResponse> get(const std::string& base_url, std::string_view path,
                                  std::string_view accept = "text/plain", int timeout_ms = 10000);

@@ -22,25 +22,6 @@ namespace {
 
 const std::string kSourceDir = TABA_SOURCE_DIR;
 
-// A temporary directory removed at scope exit (kept with $TABA_TEST_KEEP_DIRS).
-struct TempDir {
-  explicit TempDir(std::string_view prefix) : path(make_temp_dir(prefix)) {}
-  ~TempDir() {
-    const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
-    if (keep == nullptr || *keep == '\0') remove_tree(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string path;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 bool is_executable_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXOTH) != 0;

@@ -27,18 +27,6 @@ const std::string kSourceDir = TABA_SOURCE_DIR;
 const std::string kExampleDir = kSourceDir + "/examples/plugins/max_gauge";
 const std::string kIncludeDir = kSourceDir + "/include";
 
-// A temporary directory removed at scope exit (kept with $TABA_TEST_KEEP_DIRS).
-struct TempDir {
-  explicit TempDir(std::string_view prefix) : path(make_temp_dir(prefix)) {}
-  ~TempDir() {
-    const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
-    if (keep == nullptr || *keep == '\0') remove_tree(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string path;
-};
-
 // The C compiler: `cc` on $PATH (run_process wants a path).
 std::string c_compiler() {
   const char* path = std::getenv("PATH");
