@@ -80,6 +80,30 @@ std::vector<char*> exec_argv(const std::vector<std::string>& args) {
 
 }  // namespace
 
+Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log) {
+  std::vector<char*> argv = exec_argv(args);
+  int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate_log ? O_TRUNC : 0);
+  int log_fd = ::open(log_path.c_str(), flags, 0644);
+  if (log_fd < 0) return Status::IoError(fmt::format("cannot create {}: {}", log_path, std::strerror(errno)));
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(log_fd);
+    if (null_fd >= 0) ::close(null_fd);
+    return Status::IoError(fmt::format("fork: {}", std::strerror(err)));
+  }
+  if (pid == 0) {
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    exec_child(argv);
+  }
+  ::close(log_fd);
+  if (null_fd >= 0) ::close(null_fd);
+  return pid;
+}
+
 std::string tabad_path() {
   if (const char* env = std::getenv("TABAD_PATH"); env != nullptr && *env != '\0') return env;
 #ifdef TABAD_PATH
@@ -206,28 +230,9 @@ Status TabadProcess::spawn(const std::vector<std::string>& extra_args) {
   std::vector<std::string> args = {tabad_path(), "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir",
                                    data_dir_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv = exec_argv(args);
-  const std::string log = log_path();
-  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Status::IoError(fmt::format("cannot create {}: {}", log, std::strerror(errno)));
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int err = errno;
-    ::close(log_fd);
-    if (null_fd >= 0) ::close(null_fd);
-    return Status::IoError(fmt::format("fork: {}", std::strerror(err)));
-  }
-  if (pid == 0) {
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    exec_child(argv);
-  }
-  ::close(log_fd);
-  if (null_fd >= 0) ::close(null_fd);
-  pid_ = pid;
+  Result<pid_t> pid = spawn_logged(args, log_path(), /*truncate_log=*/true);
+  if (!pid.ok()) return pid.status();
+  pid_ = pid.value();
   exited_ = false;
   exit_code_ = -1;
   return Status::Ok();

@@ -28,6 +28,11 @@ int64_t now_ms();
 void sleep_ms(int ms);
 int decode_wait_status(int status);
 
+// Starts argv[0] (a path) with its output appended to (or, with
+// truncate_log, replacing) log_path and stdin from /dev/null; the child dies
+// with the test process. Returns its pid.
+Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log);
+
 // A new, empty directory "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to /tmp).
 // Aborts the test run (throws std::runtime_error) if it cannot be created.
 std::string make_temp_dir(std::string_view prefix = "taba-test");

@@ -259,17 +259,6 @@ std::string info_field(const std::string& info, std::string_view key) {
   return {};
 }
 
-// In the child after fork(): die with the parent, exec, or report and exit 127.
-[[noreturn]] void exec_child(const std::vector<char*>& argv) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  ::execv(argv[0], argv.data());
-  const char* msg = "exec failed: ";
-  (void)!::write(2, msg, std::strlen(msg));
-  (void)!::write(2, argv[0], std::strlen(argv[0]));
-  (void)!::write(2, "\n", 1);
-  ::_exit(127);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -314,28 +303,9 @@ const RedisCluster::Proc* RedisCluster::find(int port) const {
 }
 
 Status RedisCluster::spawn(Proc* p) {
-  std::vector<char*> argv;
-  for (const std::string& a : p->args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  int log_fd = ::open(p->log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Status::IoError(fmt::format("cannot create {}: {}", p->log, std::strerror(errno)));
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int err = errno;
-    ::close(log_fd);
-    if (null_fd >= 0) ::close(null_fd);
-    return Status::IoError(fmt::format("fork: {}", std::strerror(err)));
-  }
-  if (pid == 0) {
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    exec_child(argv);
-  }
-  ::close(log_fd);
-  if (null_fd >= 0) ::close(null_fd);
-  p->pid = pid;
+  Result<pid_t> pid = spawn_logged(p->args, p->log, /*truncate_log=*/false);
+  if (!pid.ok()) return pid.status();
+  p->pid = pid.value();
   p->alive = true;
   p->paused = false;
   return Status::Ok();

@@ -668,14 +668,14 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
       NameEntry* entry;
       size_t shard;
     };
-    std::vector<Pending> todo;
+    std::vector<Pending> wanted;
     for (const auto& [name, type] : f->listed) {
       const plugin::Handler* h = registry_->find(type);
       if (!h) {
         log::warn("query: name \"{}\" has type \"{}\", which no loaded plugin serves; skipped", name, type);
         continue;
       }
-      todo.push_back({f->view.add(name, h), shard_of(name)});
+      wanted.push_back({f->view.add(name, h), shard_of(name)});
     }
     f->view.sort();
     if (!f->need.aggregates && !f->need.states) return f->ready(Status::Ok(), &f->view);
@@ -683,7 +683,7 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
       if (!*alive) return;
       f->ready(st, st.ok() ? &f->view : nullptr);
     });
-    for (const Pending& p : todo) {
+    for (const Pending& p : wanted) {
       NameEntry* e = p.entry;
       redis::Shard* shard = shards_[p.shard]->shard.get();
       const std::string& sname = shards_[p.shard]->name;
