@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   options.add_options()
     ("role", "roles to run, comma-separated: client-proxy,agent,fe,be,ctrl (default fe,be)", cxxopts::value<std::string>())
     ("config", "configuration file (taba.toml)", cxxopts::value<std::string>())
-    ("listen", "HTTP listen address HOST:PORT (default 127.0.0.1:8300)", cxxopts::value<std::string>())
+    ("listen", "HTTP listen address HOST:PORT of the fe/be/ctrl API (default 127.0.0.1:8300), or else of the agent (8279), or else of the client-proxy (8280)", cxxopts::value<std::string>())
     ("data-dir", "data directory of the embedded store (default ./taba-data)", cxxopts::value<std::string>())
     ("plugins-dir", "handler plugins directory (default: next to the executable)", cxxopts::value<std::string>())
     ("fsync", "embedded store WAL fsync policy: always | everysec", cxxopts::value<std::string>())
@@ -69,7 +69,18 @@ int main(int argc, char** argv) {
       if (!s.ok()) return s;
     }
     if (args.count("role")) config.server.roles = split_roles(args["role"].as<std::string>());
-    if (args.count("listen")) config.server.listen = args["listen"].as<std::string>();
+    if (args.count("listen")) {
+      // The HTTP address of the first thing this process serves: the fe/be/ctrl
+      // API, else the agent, else the client-proxy.
+      std::string listen = args["listen"].as<std::string>();
+      if (config.has_role("fe") || config.has_role("be") || config.has_role("ctrl")) {
+        config.server.listen = listen;
+      } else if (config.has_role("agent")) {
+        config.agent.listen = listen;
+      } else {
+        config.client_proxy.listen = listen;
+      }
+    }
     if (args.count("data-dir")) config.server.data_dir = args["data-dir"].as<std::string>();
     if (args.count("plugins-dir")) config.server.plugins_dir = args["plugins-dir"].as<std::string>();
     if (args.count("fsync")) config.store.fsync = args["fsync"].as<std::string>();

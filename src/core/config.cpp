@@ -11,7 +11,6 @@ namespace {
 
 constexpr const char* kKnownRoles[] = {"client-proxy", "agent", "fe", "be", "ctrl"};
 // Sections the SPEC defines that this build does not implement yet.
-constexpr const char* kUnavailableSections[] = {"agent", "client_proxy"};
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
@@ -198,6 +197,43 @@ Status read_auth(const toml::table& t, Config::Auth* a) {
   return r.unknown_keys();
 }
 
+Status read_agent(const toml::table& t, Config::Agent* a) {
+  TableReader r(t, "agent");
+  TABA_TRY(r.string("listen", &a->listen));
+  TABA_TRY(r.string("spool_dir", &a->spool_dir));
+  TABA_TRY(r.string("dead_letter_dir", &a->dead_letter_dir));
+  TABA_TRY(r.integer("max_spool_bytes", 1 << 20, int64_t{1} << 50, &a->max_spool_bytes));
+  TABA_TRY(r.integer("max_dead_letter_bytes", 0, int64_t{1} << 50, &a->max_dead_letter_bytes));
+  TABA_TRY(r.string("fsync", &a->fsync));
+  TABA_TRY(r.strings("endpoints", &a->endpoints));
+  TABA_TRY(r.integer("batch_max_bytes", 1024, 1 << 30, &a->batch_max_bytes));
+  TABA_TRY(r.integer("batch_interval_ms", 1, 60'000, &a->batch_interval_ms));
+  TABA_TRY(r.integer("forward_concurrency", 1, 64, &a->forward_concurrency));
+  TABA_TRY(r.integer("forward_timeout_ms", 100, 600'000, &a->forward_timeout_ms));
+  TABA_TRY(r.integer("backoff_initial_ms", 1, 600'000, &a->backoff_initial_ms));
+  TABA_TRY(r.integer("backoff_max_ms", 1, 3'600'000, &a->backoff_max_ms));
+  TABA_TRY(r.integer("shutdown_grace_ms", 0, 600'000, &a->shutdown_grace_ms));
+  TABA_TRY(r.string("forward_token", &a->forward_token));
+  TABA_TRY(r.integer("dedup_ttl_s", 0, 86400 * 7, &a->dedup_ttl_s));
+  return r.unknown_keys();
+}
+
+Status read_client_proxy(const toml::table& t, Config::ClientProxy* p) {
+  TableReader r(t, "client_proxy");
+  TABA_TRY(r.string("listen", &p->listen));
+  TABA_TRY(r.string("statsd_udp", &p->statsd_udp));
+  TABA_TRY(r.string("statsd_unix", &p->statsd_unix));
+  TABA_TRY(r.string("agent", &p->agent));
+  TABA_TRY(r.string("client_id", &p->client_id));
+  TABA_TRY(r.integer("flush_interval_ms", 1, 60'000, &p->flush_interval_ms));
+  TABA_TRY(r.integer("max_buffered_events", 1, int64_t{1} << 40, &p->max_buffered_events));
+  TABA_TRY(r.integer("max_retry_bytes", 0, int64_t{1} << 40, &p->max_retry_bytes));
+  TABA_TRY(r.integer("udp_recv_buffer_bytes", 0, 1 << 30, &p->udp_recv_buffer_bytes));
+  TABA_TRY(r.integer("forward_timeout_ms", 100, 600'000, &p->forward_timeout_ms));
+  TABA_TRY(r.string("forward_token", &p->forward_token));
+  return r.unknown_keys();
+}
+
 Status read_plugins(const toml::table& t, Config::Plugins* p) {
   TableReader r(t, "plugins");
   TABA_TRY(r.string_table("types", &p->types));
@@ -247,10 +283,6 @@ static Status load_config_table(const toml::table& root, const std::string& path
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     const toml::table* table = node.as_table();
-    if (std::find(std::begin(kUnavailableSections), std::end(kUnavailableSections), k) !=
-        std::end(kUnavailableSections)) {
-      return Status::Invalid(fmt::format("{}: [{}] is not supported by this build of tabad yet", path, k));
-    }
     if (!table) return Status::Invalid(fmt::format("{}: {}: unknown key", path, k));
     Status s;
     if (k == "server") s = read_server(*table, &config->server);
@@ -260,6 +292,8 @@ static Status load_config_table(const toml::table& root, const std::string& path
     else if (k == "plugins") s = read_plugins(*table, &config->plugins);
     else if (k == "redis") s = read_redis(*table, &config->redis);
     else if (k == "auth") s = read_auth(*table, &config->auth);
+    else if (k == "agent") s = read_agent(*table, &config->agent);
+    else if (k == "client_proxy") s = read_client_proxy(*table, &config->client_proxy);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
     if (!s.ok()) return Status::Invalid(fmt::format("{}: {}", path, s.message()));
   }
@@ -315,6 +349,49 @@ Status validate_redis(const Config::Redis& r) {
   return Status::Ok();
 }
 
+// "host:port" with a port in 1..65535 (port 0 too when `allow_zero`).
+static bool is_host_port(const std::string& a, bool allow_zero) {
+  size_t colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size() || colon + 6 < a.size()) return false;
+  int port = 0;
+  for (size_t j = colon + 1; j < a.size(); ++j) {
+    if (a[j] < '0' || a[j] > '9') return false;
+    port = port * 10 + (a[j] - '0');
+  }
+  return port <= 65535 && (port > 0 || allow_zero);
+}
+
+static Status validate_agent(const Config::Agent& a) {
+  if (!is_host_port(a.listen, true)) return Status::Invalid(fmt::format("agent.listen: \"{}\" is not HOST:PORT", a.listen));
+  if (a.endpoints.empty()) return Status::Invalid("agent.endpoints: at least one fe (host:port) is required");
+  for (size_t i = 0; i < a.endpoints.size(); ++i) {
+    if (!is_host_port(a.endpoints[i], false)) {
+      return Status::Invalid(fmt::format("agent.endpoints[{}]: \"{}\" is not HOST:PORT", i, a.endpoints[i]));
+    }
+  }
+  if (a.fsync != "always" && a.fsync != "everysec") {
+    return Status::Invalid(fmt::format("agent.fsync: must be \"always\" or \"everysec\", not \"{}\"", a.fsync));
+  }
+  if (a.backoff_max_ms < a.backoff_initial_ms) {
+    return Status::Invalid("agent.backoff_max_ms: must be at least agent.backoff_initial_ms");
+  }
+  return Status::Ok();
+}
+
+static Status validate_client_proxy(const Config::ClientProxy& p) {
+  if (!is_host_port(p.listen, true)) {
+    return Status::Invalid(fmt::format("client_proxy.listen: \"{}\" is not HOST:PORT", p.listen));
+  }
+  if (!p.statsd_udp.empty() && !is_host_port(p.statsd_udp, true)) {
+    return Status::Invalid(fmt::format("client_proxy.statsd_udp: \"{}\" is not HOST:PORT", p.statsd_udp));
+  }
+  if (!is_host_port(p.agent, false)) {
+    return Status::Invalid(fmt::format("client_proxy.agent: \"{}\" is not HOST:PORT", p.agent));
+  }
+  if (p.statsd_unix.size() >= 100) return Status::Invalid("client_proxy.statsd_unix: a socket path is at most 99 bytes");
+  return Status::Ok();
+}
+
 Status validate_config(const Config& c) {
   if (c.server.roles.empty()) return Status::Invalid("server.roles: at least one role is required");
   for (const std::string& role : c.server.roles) {
@@ -322,11 +399,9 @@ Status validate_config(const Config& c) {
       return Status::Invalid(
           fmt::format("server.roles: unknown role '{}' (expected client-proxy, agent, fe, be or ctrl)", role));
     }
-    if (role == "agent" || role == "client-proxy") {
-      return Status::Invalid(fmt::format("server.roles: role '{}' is not available in this build of tabad yet", role));
-    }
   }
-  if (!c.redis.enabled && (!c.has_role("fe") || !c.has_role("be"))) {
+  bool serves = c.has_role("fe") || c.has_role("be") || c.has_role("ctrl");
+  if (serves && !c.redis.enabled && (!c.has_role("fe") || !c.has_role("be"))) {
     return Status::Invalid(
         "server.roles: the embedded store runs fe and be in one process; include both (a [redis] store is needed "
         "to split them)");
@@ -347,6 +422,14 @@ Status validate_config(const Config& c) {
                                        c.server.log_level));
   }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
+  if (c.has_role("agent")) {
+    Status s = validate_agent(c.agent);
+    if (!s.ok()) return s;
+  }
+  if (c.has_role("client-proxy")) {
+    Status s = validate_client_proxy(c.client_proxy);
+    if (!s.ok()) return s;
+  }
   for (const auto& [key, token] : {std::pair<const char*, const std::string*>{"ingest_token", &c.auth.ingest_token},
                                    {"admin_token", &c.auth.admin_token},
                                    {"query_token", &c.auth.query_token}}) {
@@ -406,6 +489,26 @@ std::string dump_config(const Config& c) {
   for (size_t i = 0; i < c.server.roles.size(); ++i) {
     roles += (i ? ", " : "") + toml_string(c.server.roles[i]);
   }
+  const Config::Agent& a = c.agent;
+  const Config::ClientProxy& p = c.client_proxy;
+  std::string endpoints;
+  for (size_t i = 0; i < a.endpoints.size(); ++i) endpoints += (i ? ", " : "") + toml_string(a.endpoints[i]);
+  std::string agent = fmt::format(
+      "\n[agent]\nlisten = {}\nspool_dir = {}\ndead_letter_dir = {}\nmax_spool_bytes = {}\nmax_dead_letter_bytes = {}\n"
+      "fsync = {}\nendpoints = [{}]\nbatch_max_bytes = {}\nbatch_interval_ms = {}\nforward_concurrency = {}\n"
+      "forward_timeout_ms = {}\nbackoff_initial_ms = {}\nbackoff_max_ms = {}\nshutdown_grace_ms = {}\n"
+      "forward_token = {}\ndedup_ttl_s = {}\n",
+      toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.max_spool_bytes,
+      a.max_dead_letter_bytes, toml_string(a.fsync), endpoints, a.batch_max_bytes, a.batch_interval_ms,
+      a.forward_concurrency, a.forward_timeout_ms, a.backoff_initial_ms, a.backoff_max_ms, a.shutdown_grace_ms,
+      secret(a.forward_token), a.dedup_ttl_s);
+  std::string proxy = fmt::format(
+      "\n[client_proxy]\nlisten = {}\nstatsd_udp = {}\nstatsd_unix = {}\nagent = {}\nclient_id = {}\n"
+      "flush_interval_ms = {}\nmax_buffered_events = {}\nmax_retry_bytes = {}\nudp_recv_buffer_bytes = {}\n"
+      "forward_timeout_ms = {}\nforward_token = {}\n",
+      toml_string(p.listen), toml_string(p.statsd_udp), toml_string(p.statsd_unix), toml_string(p.agent),
+      toml_string(p.client_id), p.flush_interval_ms, p.max_buffered_events, p.max_retry_bytes,
+      p.udp_recv_buffer_bytes, p.forward_timeout_ms, secret(p.forward_token));
   return fmt::format(
       "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n"
       "self_tabs_interval_s = {}\n\n"
@@ -420,7 +523,7 @@ std::string dump_config(const Config& c) {
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map, secret(c.auth.ingest_token),
-      secret(c.auth.admin_token), secret(c.auth.query_token)) + dump_redis(c.redis);
+      secret(c.auth.admin_token), secret(c.auth.query_token)) + agent + proxy + dump_redis(c.redis);
 }
 
 }  // namespace taba

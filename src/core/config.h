@@ -75,6 +75,41 @@ struct Config {
     int64_t future_clamp_s = 60;                // stamps beyond now+this are clamped
   } ingest;
 
+  // The agent role (SPEC §8): a durable spool in front of the fes.
+  struct Agent {
+    std::string listen = "127.0.0.1:8279";
+    std::string spool_dir;        // "" = <server.data_dir>/spool
+    std::string dead_letter_dir;  // "" = <server.data_dir>/dead-letters
+    int64_t max_spool_bytes = 1ll << 30;           // posts get 503 beyond this
+    int64_t max_dead_letter_bytes = 256ll << 20;   // oldest dead letters deleted beyond this
+    std::string fsync = "everysec";                // "always" | "everysec"
+    std::vector<std::string> endpoints{"127.0.0.1:8300"};  // fe host:port
+    int64_t batch_max_bytes = 1ll << 20;  // a forwarded batch is sealed past this size...
+    int64_t batch_interval_ms = 200;      // ...or this long after its first post
+    int64_t forward_concurrency = 2;      // requests in flight
+    int64_t forward_timeout_ms = 10'000;
+    int64_t backoff_initial_ms = 100;
+    int64_t backoff_max_ms = 30'000;
+    int64_t shutdown_grace_ms = 5000;  // SIGTERM: keep forwarding this long
+    std::string forward_token;         // Bearer token sent to the fes
+    int64_t dedup_ttl_s = 600;         // a client's Taba-Batch-Id is remembered this long
+  } agent;
+
+  // The client-proxy role: StatsD/DogStatsD and local posts, forwarded to an agent.
+  struct ClientProxy {
+    std::string listen = "127.0.0.1:8280";      // HTTP: POST /post, /status, /metrics
+    std::string statsd_udp = "127.0.0.1:8125";  // "" = off
+    std::string statsd_unix;                    // unix datagram socket path; "" = off
+    std::string agent = "127.0.0.1:8279";       // host:port
+    std::string client_id;                      // "" = this host's name
+    int64_t flush_interval_ms = 200;
+    int64_t max_buffered_events = 1'000'000;    // not yet handed to the agent; beyond: dropped, counted
+    int64_t max_retry_bytes = 64ll << 20;       // bodies kept while the agent is unreachable
+    int64_t udp_recv_buffer_bytes = 8ll << 20;
+    int64_t forward_timeout_ms = 5000;
+    std::string forward_token;                  // Bearer token sent to the agent
+  } client_proxy;
+
   struct Plugins {
     // Extra type names served by a loaded type's handler, or overrides of a
     // built-in name: {"LatencyMs" = "PercentileGroup"}.

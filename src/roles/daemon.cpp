@@ -16,6 +16,8 @@
 #include "query/params.h"
 #include "query/query_service.h"
 #include "roles/admin.h"
+#include "roles/agent.h"
+#include "roles/client_proxy.h"
 #include "roles/auth.h"
 #include "roles/metrics.h"
 #include "roles/self_tabs.h"
@@ -67,8 +69,8 @@ class Daemon {
     uv_loop_init(&loop_);
     plugins_dir_ = config_.server.plugins_dir.empty() ? plugin::default_plugins_dir() : config_.server.plugins_dir;
     const std::string& plugins_dir = plugins_dir_;
-    log::info("tabad {} starting: roles {}, listen {}, data dir {}, plugins {}", TABA_VERSION_STRING,
-              fmt::join(config_.server.roles, ","), config_.server.listen, config_.server.data_dir, plugins_dir);
+    log::info("tabad {} starting: roles {}, data dir {}, plugins {}", TABA_VERSION_STRING,
+              fmt::join(config_.server.roles, ","), config_.server.data_dir, plugins_dir);
     if (!registry_.load_dir(plugins_dir)) {
       log::error("no plugins directory at {}; set --plugins-dir", plugins_dir);
     }
@@ -81,6 +83,51 @@ class Daemon {
     }
     if (registry_.handlers().empty()) log::warn("no handler plugins loaded: every post will be rejected");
 
+    serves_ = config_.has_role("fe") || config_.has_role("be") || config_.has_role("ctrl");
+    if (serves_) {
+      int code = start_server_roles();
+      if (code >= 0) return code;
+    }
+    if (config_.has_role("agent")) {
+      agent_ = std::make_unique<AgentRole>(&loop_, config_, &registry_);
+      Status st = agent_->start();
+      if (!st.ok()) {
+        log::error("cannot start the agent: {}", st.message());
+        return serves_ ? shutdown_store_and_close(1) : close_loop(1);
+      }
+    }
+    if (config_.has_role("client-proxy")) {
+      proxy_ = std::make_unique<ClientProxyRole>(&loop_, config_, &registry_);
+      Status st = proxy_->start();
+      if (!st.ok()) {
+        log::error("cannot start the client-proxy: {}", st.message());
+        return serves_ ? shutdown_store_and_close(1) : close_loop(1);
+      }
+    }
+
+    last_self_tabs_ = wall_now();  // the first self tabs one interval after start
+    uv_timer_init(&loop_, &tick_);
+    tick_.data = this;
+    uv_timer_start(&tick_, on_tick, 1000, 1000);
+
+    uv_signal_init(&loop_, &sigterm_);
+    uv_signal_init(&loop_, &sigint_);
+    sigterm_.data = sigint_.data = this;
+    uv_signal_start(&sigterm_, on_signal, SIGTERM);
+    uv_signal_start(&sigint_, on_signal, SIGINT);
+    uv_signal_init(&loop_, &sighup_);
+    sighup_.data = this;
+    uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->reload(); }, SIGHUP);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    return close_loop(exit_code_);
+  }
+
+ private:
+  // fe/be/ctrl: the store, the ingest/query/admin routes and their HTTP
+  // server. Returns -1 when running, else the exit code.
+  int start_server_roles() {
     char hostname[256] = "localhost";
     gethostname(hostname, sizeof hostname - 1);
     {
@@ -144,26 +191,9 @@ class Daemon {
     log::info("listening on {}:{}", host, server_->port());
     listen_ = fmt::format("{}:{}", host, server_->port());
 
-    last_self_tabs_ = wall_now();  // the first self tabs one interval after start
-    uv_timer_init(&loop_, &tick_);
-    tick_.data = this;
-    uv_timer_start(&tick_, on_tick, 1000, 1000);
-
-    uv_signal_init(&loop_, &sigterm_);
-    uv_signal_init(&loop_, &sigint_);
-    sigterm_.data = sigint_.data = this;
-    uv_signal_start(&sigterm_, on_signal, SIGTERM);
-    uv_signal_start(&sigint_, on_signal, SIGINT);
-    uv_signal_init(&loop_, &sighup_);
-    sighup_.data = this;
-    uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->reload(); }, SIGHUP);
-    std::signal(SIGPIPE, SIG_IGN);
-
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    return close_loop(exit_code_);
+    return -1;
   }
 
- private:
   static void on_signal(uv_signal_t* handle, int signum) {
     auto* self = static_cast<Daemon*>(handle->data);
     if (self->stopping_) return;
@@ -176,14 +206,35 @@ class Daemon {
     uv_signal_stop(&self->sigint_);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint_), nullptr);
-    self->server_->shutdown([self] {
-      self->store_->close([] { log::info("tabad stopped"); });
-    });
+    // The proxy hands its buffer to the agent, the agent forwards what it
+    // can (possibly to the fe of this very process), then the fe/be stop.
+    auto stop_server = [self] {
+      if (!self->serves_) {
+        log::info("tabad stopped");
+        return;
+      }
+      self->server_->shutdown([self] {
+        self->store_->close([] { log::info("tabad stopped"); });
+      });
+    };
+    auto stop_agent = [self, stop_server] {
+      if (self->agent_) {
+        self->agent_->shutdown(stop_server);
+      } else {
+        stop_server();
+      }
+    };
+    if (self->proxy_) {
+      self->proxy_->shutdown(stop_agent);
+    } else {
+      stop_agent();
+    }
   }
 
   // Once a second: load figures for the heartbeat; periodic GC (be).
   static void on_tick(uv_timer_t* t) {
     auto* self = static_cast<Daemon*>(t->data);
+    if (!self->serves_) return;
     double now = wall_now();
     uint64_t events = self->ingest_->stats().events_received;
     uint64_t deltas = self->store_->local_deltas_applied();
@@ -352,10 +403,12 @@ class Daemon {
     if (n.server.self_tabs_interval_s != config_.server.self_tabs_interval_s) {
       applied.push_back("server.self_tabs_interval_s");
     }
+    if (agent_) agent_->reload(n);
+    if (proxy_) proxy_->reload(n);
     if (n.ingest.max_inflated_bytes != config_.ingest.max_inflated_bytes ||
         n.ingest.max_inflate_ratio != config_.ingest.max_inflate_ratio ||
         n.ingest.future_clamp_s != config_.ingest.future_clamp_s) {
-      ingest_->set_options(n.ingest);
+      if (ingest_) ingest_->set_options(n.ingest);
       applied.push_back("[ingest] limits");
     }
     if (n.server.roles != config_.server.roles) restart.push_back("server.roles");
@@ -367,6 +420,10 @@ class Daemon {
       restart.push_back("[store] fsync / snapshot_interval_s / wal_max_queued_bytes");
     }
     if (dump_config_section(n, "[http]") != dump_config_section(config_, "[http]")) restart.push_back("[http]");
+    if (dump_config_section(n, "[agent]") != dump_config_section(config_, "[agent]")) restart.push_back("[agent]");
+    if (dump_config_section(n, "[client_proxy]") != dump_config_section(config_, "[client_proxy]")) {
+      restart.push_back("[client_proxy]");
+    }
     if (dump_config_section(n, "[redis]") != dump_config_section(config_, "[redis]")) restart.push_back("[redis]");
     // Keep what needs a restart as it runs; take the rest.
     n.server.roles = config_.server.roles;
@@ -378,6 +435,8 @@ class Daemon {
     n.store.wal_max_queued_bytes = config_.store.wal_max_queued_bytes;
     n.http = config_.http;
     n.redis = config_.redis;
+    n.agent = config_.agent;
+    n.client_proxy = config_.client_proxy;
     config_ = std::move(n);
     log::info("SIGHUP: reloaded: {}", applied.empty() ? std::string("nothing changed") : fmt::format("{}", fmt::join(applied, ", ")));
     if (!restart.empty()) log::warn("SIGHUP: changed but only applied by a restart: {}", fmt::join(restart, ", "));
@@ -475,6 +534,8 @@ class Daemon {
     // connections) with the callbacks that free them. Then every other
     // handle, then the loop.
     store_.reset();
+    if (agent_) agent_->release_handles();
+    if (proxy_) proxy_->release_handles();
     uv_walk(
         &loop_,
         [](uv_handle_t* h, void*) {
@@ -483,6 +544,8 @@ class Daemon {
         nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     server_.reset();
+    proxy_.reset();
+    agent_.reset();
     uv_loop_close(&loop_);
     return code;
   }
@@ -513,6 +576,9 @@ class Daemon {
   double last_gc_ = 0;
   bool gc_running_ = false;
   std::unique_ptr<http::Server> server_;
+  bool serves_ = false;  // fe, be or ctrl
+  std::unique_ptr<AgentRole> agent_;
+  std::unique_ptr<ClientProxyRole> proxy_;
   bool stopping_ = false;
   int exit_code_ = 0;
 };

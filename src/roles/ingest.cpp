@@ -21,8 +21,7 @@ namespace {
 // makes for the first time.
 class BodyResolver : public protocol::TypeResolver {
  public:
-  BodyResolver(const store::Store* store, const plugin::Registry* registry)
-      : store_(store), registry_(registry) {}
+  BodyResolver(const IngestSink* sink, const plugin::Registry* registry) : sink_(sink), registry_(registry) {}
 
   const plugin::Handler* resolve(std::string_view name, std::string_view type, std::string* err) override {
     const plugin::Handler* wanted = registry_->find(type);
@@ -30,7 +29,7 @@ class BodyResolver : public protocol::TypeResolver {
       *err = fmt::format("unknown type \"{}\" (no loaded plugin serves it)", quote_for_error(type));
       return nullptr;
     }
-    const plugin::Handler* bound = store_->bound_handler(name);
+    const plugin::Handler* bound = sink_->bound_handler(name);
     if (!bound) {
       auto it = new_bindings_.find(name);
       if (it == new_bindings_.end()) {
@@ -52,9 +51,22 @@ class BodyResolver : public protocol::TypeResolver {
   }
 
  private:
-  const store::Store* store_;
+  const IngestSink* sink_;
   const plugin::Registry* registry_;
   StringMap<const plugin::Handler*> new_bindings_;
+};
+
+class StoreSink : public IngestSink {
+ public:
+  explicit StoreSink(store::Store* store) : store_(store) {}
+  const plugin::Handler* bound_handler(std::string_view name) const override { return store_->bound_handler(name); }
+  void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t,
+              std::function<void(const Status&)> done) override {
+    store_->submit(std::move(batch), std::move(batch_id), std::move(new_bindings), std::move(done));
+  }
+
+ private:
+  store::Store* store_;
 };
 
 }  // namespace
@@ -65,7 +77,7 @@ class IngestRequest : public http::RequestHandler {
                 std::optional<http::Inflater::Format> compression)
       : ingest_(ingest),
         exchange_(std::move(exchange)),
-        resolver_(ingest->store_, ingest->registry_),
+        resolver_(ingest->sink_, ingest->registry_),
         decoder_(&resolver_, &batch_, decode_options(ingest, now_)) {
     batch_.reset(now_);
     // Sizing the batch from the body length saves its regrowth copies.
@@ -116,7 +128,7 @@ class IngestRequest : public http::RequestHandler {
     bool generated = batch_id.empty();
     if (generated) batch_id = ingest->new_batch_id();
     uint64_t t0 = uv_hrtime();
-    ingest->store_->submit(batch_.finish(), store::BatchId{batch_id, !generated}, resolver_.take_bindings(),
+    ingest->sink_->submit(batch_.finish(), store::BatchId{batch_id, !generated}, resolver_.take_bindings(), events,
                            [ingest, exchange, events, clamped, batch_id, generated, t0](const Status& s) {
                              if (ingest->latency_observer_) {
                                ingest->latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);
@@ -169,7 +181,12 @@ std::string Ingest::new_batch_id() {
 }
 
 Ingest::Ingest(store::Store* store, const plugin::Registry* registry, const Config::Ingest& options)
-    : store_(store), registry_(registry), options_(options) {}
+    : owned_sink_(std::make_unique<StoreSink>(store)), sink_(owned_sink_.get()), registry_(registry), options_(options) {}
+
+Ingest::Ingest(IngestSink* sink, const plugin::Registry* registry, const Config::Ingest& options)
+    : sink_(sink), registry_(registry), options_(options) {}
+
+Ingest::~Ingest() = default;
 
 std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::Exchange>& exchange) {
   const http::Request& req = exchange->request();

@@ -28,9 +28,24 @@ struct IngestStats {
   uint64_t bytes_received = 0;      // on the wire
 };
 
+// Where an accepted body goes: the store (fe) or the agent's spool.
+class IngestSink {
+ public:
+  virtual ~IngestSink() = default;
+  // The type a name is bound to, or nullptr (unknown here).
+  virtual const plugin::Handler* bound_handler(std::string_view name) const = 0;
+  // Takes a validated batch of `events` events; done as Store::submit.
+  virtual void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t events,
+                      std::function<void(const Status&)> done) = 0;
+};
+
 class Ingest {
  public:
+  // The fe: bodies go to the store.
   Ingest(store::Store* store, const plugin::Registry* registry, const Config::Ingest& options);
+  // The agent: bodies go to `sink` (not owned).
+  Ingest(IngestSink* sink, const plugin::Registry* registry, const Config::Ingest& options);
+  ~Ingest();
 
   static bool handles(std::string_view path) { return path == "/post" || path == "/post_zip"; }
   // Creates the body handler for an ingest request, or replies (405, 415)
@@ -48,7 +63,8 @@ class Ingest {
 
  private:
   friend class IngestRequest;
-  store::Store* store_;
+  std::unique_ptr<IngestSink> owned_sink_;
+  IngestSink* sink_;
   const plugin::Registry* registry_;
   Config::Ingest options_;
   IngestStats stats_;

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/file_io.h"
 #include "core/log.h"
 
 namespace taba::store {
@@ -49,32 +50,15 @@ constexpr auto kEverySecInterval = std::chrono::seconds(1);
 // everysec: writeback of the segment is started every this many bytes.
 constexpr uint64_t kWritebackBytes = 8ull << 20;
 
-void put_u32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-void put_u64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-uint32_t get_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-uint32_t checksum(std::string_view data) {
-  return static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
-}
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
-Status io_error(std::string_view what, const std::string& path, int err) {
-  return Status::IoError(fmt::format("{} {}: {}", what, path, errno_text(err)));
-}
+using fileio::checksum;
+using fileio::errno_text;
+using fileio::get_u32;
+using fileio::get_u64;
+using fileio::io_error;
+using fileio::put_u32;
+using fileio::put_u64;
+using fileio::pwrite_all;
+using fileio::sync_data;
 
 std::string segment_name(uint64_t number) {
   return fmt::format("wal-{:020}.log", number);
@@ -104,36 +88,6 @@ Result<std::vector<uint64_t>> list_segments(const std::string& dir) {
   closedir(d);
   std::sort(numbers.begin(), numbers.end());
   return numbers;
-}
-
-// Writes every byte of `iov` at `offset`, resuming after short writes.
-// Consumes `iov`. Returns 0 or an errno value.
-int pwrite_all(int fd, std::vector<iovec>& iov, off_t offset) {
-  size_t i = 0;
-  while (i < iov.size()) {
-    int count = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
-    ssize_t n = pwritev(fd, &iov[i], count, offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;
-    offset += n;
-    auto left = static_cast<size_t>(n);
-    while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
-    if (left > 0) {
-      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
-      iov[i].iov_len -= left;
-    }
-  }
-  return 0;
-}
-
-int sync_data(int fd) {
-  while (fdatasync(fd) != 0) {
-    if (errno != EINTR) return errno;
-  }
-  return 0;
 }
 
 // A whole file as a read-only mapping (an empty file is an empty view).

@@ -1,0 +1,433 @@
+#include "agent/forwarder.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "core/file_io.h"
+#include "core/log.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "protocol/v1_encoder.h"
+
+namespace taba::agent {
+namespace {
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Endpoint {
+  std::string address;
+  std::string host;
+  int port = 0;
+  int in_flight = 0;
+  uint64_t requests = 0;
+  uint64_t ok = 0;
+  uint64_t failures = 0;
+  uint32_t consecutive_failures = 0;
+  int64_t retry_at_ms = 0;  // steady clock; usable from then on
+  double latency_ms_ewma = 0;
+  std::string last_error;
+};
+
+enum class Outcome { kOk, kDeadLetter, kRetry };
+
+struct Attempt {
+  Outcome outcome = Outcome::kRetry;
+  int status = 0;
+  std::string message;         // for logs / the dead-letter reason
+  int64_t retry_after_ms = 0;  // from a Retry-After header
+  double latency_ms = 0;
+};
+
+// First line of a server's reply, for logs.
+std::string first_line(std::string_view body) {
+  size_t nl = body.find('\n');
+  std::string_view line = body.substr(0, std::min<size_t>(nl == std::string_view::npos ? body.size() : nl, 300));
+  return std::string(line);
+}
+
+}  // namespace
+
+struct Forwarder::Impl {
+  Spool* spool = nullptr;
+  ForwarderOptions options;
+
+  mutable std::mutex mu;
+  std::condition_variable wake;
+  std::deque<Segment> queue;
+  std::vector<Endpoint> endpoints;
+  std::vector<std::thread> workers;
+  int running = 0;
+  bool stop_requested = false;
+  int64_t stop_deadline_ms = 0;
+  uint64_t round_robin = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::map<int64_t, int64_t> enqueued_at;  // segment number -> wall ms, for the oldest age
+  ForwarderStats totals;                    // counters only
+  std::deque<std::pair<std::string, uint64_t>> dead_files;  // path, bytes (oldest first)
+
+  // Under mu. The endpoint to use now, or -1 (then *wait_until_ms says when
+  // one becomes usable).
+  int choose(int64_t now, int64_t* wait_until_ms) {
+    int best = -1;
+    *wait_until_ms = INT64_MAX;
+    size_t n = endpoints.size();
+    for (size_t k = 0; k < n; ++k) {
+      size_t i = (round_robin + k) % n;
+      const Endpoint& e = endpoints[i];
+      if (e.retry_at_ms > now) {
+        *wait_until_ms = std::min(*wait_until_ms, e.retry_at_ms);
+        continue;
+      }
+      if (best < 0) {
+        best = static_cast<int>(i);
+        continue;
+      }
+      const Endpoint& b = endpoints[static_cast<size_t>(best)];
+      if (e.in_flight < b.in_flight ||
+          (e.in_flight == b.in_flight && e.consecutive_failures < b.consecutive_failures)) {
+        best = static_cast<int>(i);
+      }
+    }
+    if (best >= 0) ++round_robin;
+    return best;
+  }
+
+  int64_t backoff_ms(uint32_t failures) {
+    int64_t d = options.backoff_initial_ms;
+    for (uint32_t i = 1; i < failures && d < options.backoff_max_ms; ++i) d *= 2;
+    d = std::min<int64_t>(d, options.backoff_max_ms);
+    // Equal jitter: half fixed, half random, so that agents restarted
+    // together do not retry in lockstep.
+    std::uniform_int_distribution<int64_t> jitter(0, std::max<int64_t>(d / 2, 1));
+    return d / 2 + jitter(rng);
+  }
+
+  // Builds the body of a segment. Returns nullopt when nothing in it can be
+  // sent (all records corrupt); *events is what the body holds.
+  std::optional<std::string> build_body(const Segment& seg, uint64_t* events, std::string* err) {
+    Result<SegmentContents> c = read_segment(seg.path);
+    if (!c.ok()) {
+      *err = c.status().message();
+      return std::nullopt;
+    }
+    uint64_t corrupt = c->corrupt;
+    protocol::V1Encoder enc;
+    for (const SpoolRecord& r : c->records) {
+      if (!enc.add_batch(r.batch).ok()) ++corrupt;
+    }
+    if (corrupt > 0) {
+      log::error("agent: {}: {} corrupt record(s) skipped (disk corruption?)", seg.path, corrupt);
+      std::lock_guard<std::mutex> lock(mu);
+      totals.corrupt_records_skipped += corrupt;
+    }
+    *events = enc.events();
+    if (enc.events() == 0) return std::nullopt;
+    return enc.finish();
+  }
+
+  Attempt send(const std::string& compressed, const Segment& seg, Endpoint& ep,
+               std::optional<http::ClientConnection>& conn, int timeout_ms) {
+    Attempt a;
+    int64_t t0 = steady_ms();
+    if (!conn || !conn->is_open()) {
+      auto c = http::ClientConnection::connect(ep.host, ep.port, timeout_ms);
+      if (!c.ok()) {
+        a.message = c.status().message();
+        return a;
+      }
+      conn.emplace(std::move(c.value()));
+    }
+    std::vector<http::Header> headers{{"Taba-Batch-Id", seg.batch_id},
+                                      {"Content-Type", "application/octet-stream"}};
+    if (!options.token.empty()) headers.push_back({"Authorization", "Bearer " + options.token});
+    int64_t left = timeout_ms - (steady_ms() - t0);
+    auto r = conn->request("POST", "/post_zip", headers, compressed, static_cast<int>(std::max<int64_t>(left, 1)));
+    a.latency_ms = static_cast<double>(steady_ms() - t0);
+    if (!r.ok()) {
+      conn.reset();
+      a.message = r.status().message();
+      return a;
+    }
+    a.status = r->status;
+    a.message = first_line(r->body);
+    std::string_view ra = r->header("retry-after");
+    if (!ra.empty()) {
+      int64_t secs = 0;
+      for (char ch : ra) {
+        if (ch < '0' || ch > '9') break;
+        secs = secs * 10 + (ch - '0');
+      }
+      a.retry_after_ms = std::min<int64_t>(secs, 3600) * 1000;
+    }
+    if (a.status == 200) {
+      a.outcome = Outcome::kOk;
+    } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
+               a.status != 408 && a.status != 429) {
+      // The fe read the body and refused it: resending cannot help.
+      a.outcome = Outcome::kDeadLetter;
+    }
+    return a;
+  }
+
+  void scan_dead_letters() {
+    std::error_code ec;
+    std::filesystem::create_directories(options.dead_letter_dir, ec);
+    std::vector<std::pair<std::string, uint64_t>> files;
+    for (const auto& e : std::filesystem::directory_iterator(options.dead_letter_dir, ec)) {
+      if (!e.is_regular_file(ec)) continue;
+      files.emplace_back(e.path().string(), static_cast<uint64_t>(e.file_size(ec)));
+    }
+    std::sort(files.begin(), files.end());  // names start with the time
+    for (auto& f : files) {
+      totals.dead_letter_bytes += f.second;
+      dead_files.push_back(std::move(f));
+    }
+  }
+
+  // Writes the body and the reason into the dead-letter directory.
+  void dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
+                   const std::string& endpoint) {
+    std::string stem = fmt::format("{}/dl-{:013}-{}", options.dead_letter_dir, wall_ms(), seg.batch_id);
+    std::string reason = fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
+                                     endpoint, a.status, a.message);
+    auto write_file = [](const std::string& path, const std::string& data) {
+      FILE* f = std::fopen(path.c_str(), "wb");
+      if (!f) return false;
+      bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
+      ok = std::fclose(f) == 0 && ok;
+      return ok;
+    };
+    bool ok = write_file(stem + ".v1", body) && write_file(stem + ".reason", reason);
+    if (!ok) log::error("agent: cannot write the dead letter {}.v1: {}", stem, fileio::errno_text(errno));
+    log::error("agent: {} -> dead letter {}.v1", first_line(reason), stem);
+    std::lock_guard<std::mutex> lock(mu);
+    ++totals.dead_letters;
+    totals.dead_letter_events += events;
+    for (const std::string& p : {stem + ".v1", stem + ".reason"}) {
+      struct stat st;
+      if (::stat(p.c_str(), &st) == 0) {
+        dead_files.emplace_back(p, static_cast<uint64_t>(st.st_size));
+        totals.dead_letter_bytes += static_cast<uint64_t>(st.st_size);
+      }
+    }
+    while (totals.dead_letter_bytes > options.max_dead_letter_bytes && !dead_files.empty()) {
+      auto [path, size] = dead_files.front();
+      dead_files.pop_front();
+      ::unlink(path.c_str());
+      totals.dead_letter_bytes -= size;
+      if (path.size() > 3 && path.compare(path.size() - 3, 3, ".v1") == 0) ++totals.dead_letters_discarded;
+      log::warn("agent: dead letters over {} bytes: deleted the oldest, {}", options.max_dead_letter_bytes, path);
+    }
+  }
+
+  void worker_main() {
+    std::vector<std::optional<http::ClientConnection>> conns(endpoints.size());
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      int64_t now = steady_ms();
+      if (stop_requested && (queue.empty() || now >= stop_deadline_ms)) break;
+      if (queue.empty()) {
+        wake.wait_for(lock, std::chrono::milliseconds(200));
+        continue;
+      }
+      int64_t wait_until = 0;
+      int ep_index = choose(now, &wait_until);
+      if (ep_index < 0) {
+        int64_t until = std::min<int64_t>(wait_until, now + 1000);
+        if (stop_requested) until = std::min(until, stop_deadline_ms);
+        wake.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(until - now, 1)));
+        continue;
+      }
+      Endpoint& ep = endpoints[static_cast<size_t>(ep_index)];
+      Segment seg = std::move(queue.front());
+      queue.pop_front();
+      ++ep.in_flight;
+      ++ep.requests;
+      ++totals.in_flight;
+      int timeout_ms = options.timeout_ms;
+      if (stop_requested) timeout_ms = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms - now, 100, timeout_ms));
+      std::string address = ep.address;
+      lock.unlock();
+
+      uint64_t events = 0;
+      std::string err;
+      std::optional<std::string> body = build_body(seg, &events, &err);
+      Attempt a;
+      if (!body) {
+        if (!err.empty()) {
+          log::error("agent: cannot read {}: {}; it stays in the spool", seg.path, err);
+          a.message = err;
+        } else {
+          a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
+          log::warn("agent: {} held no readable events; deleting it", seg.path);
+        }
+      } else {
+        std::string compressed = http::zlib_compress(*body, options.zlib_level);
+        a = send(compressed, seg, ep, conns[static_cast<size_t>(ep_index)], timeout_ms);
+        if (a.outcome == Outcome::kOk) {
+          std::lock_guard<std::mutex> g(mu);
+          totals.bytes_sent += compressed.size();
+        }
+        if (a.outcome == Outcome::kDeadLetter) dead_letter(seg, *body, events, a, address);
+      }
+      if (a.outcome != Outcome::kRetry) spool->remove(seg);
+
+      lock.lock();
+      --ep.in_flight;
+      --totals.in_flight;
+      bool reached = a.status != 0;
+      if (a.outcome == Outcome::kRetry && body) {
+        ++ep.failures;
+        ++ep.consecutive_failures;
+        ep.last_error = reached ? fmt::format("HTTP {}: {}", a.status, a.message) : a.message;
+        ep.retry_at_ms = steady_ms() + std::max(backoff_ms(ep.consecutive_failures), a.retry_after_ms);
+        log::warn("agent: batch {} to {} failed ({}); endpoint backs off {} ms", seg.batch_id, address,
+                  ep.last_error, ep.retry_at_ms - steady_ms());
+      } else if (reached) {
+        ++ep.ok;
+        ep.consecutive_failures = 0;
+        ep.latency_ms_ewma = ep.latency_ms_ewma == 0 ? a.latency_ms : 0.8 * ep.latency_ms_ewma + 0.2 * a.latency_ms;
+      }
+      if (a.outcome == Outcome::kOk && body) {
+        ++totals.batches_forwarded;
+        totals.events_forwarded += events;
+      }
+      if (a.outcome == Outcome::kRetry) {
+        ++totals.retries;
+        ++seg.attempts;
+        if (!body) {
+          // Unreadable for now (e.g. EMFILE): try again a little later.
+          lock.unlock();
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          lock.lock();
+        }
+        queue.push_front(std::move(seg));
+      } else {
+        enqueued_at.erase(static_cast<int64_t>(seg.number));
+      }
+      wake.notify_all();
+    }
+    --running;
+    wake.notify_all();
+  }
+};
+
+Forwarder::Forwarder(Spool* spool, ForwarderOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->spool = spool;
+  impl_->options = std::move(options);
+  for (const std::string& a : impl_->options.endpoints) {
+    Endpoint e;
+    e.address = a;
+    http::split_host_port(a, &e.host, &e.port);
+    impl_->endpoints.push_back(std::move(e));
+  }
+}
+
+Forwarder::~Forwarder() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (!impl_->stop_requested) {
+      impl_->stop_requested = true;
+      impl_->stop_deadline_ms = 0;
+    }
+  }
+  impl_->wake.notify_all();
+  join();
+}
+
+void Forwarder::set_spool(Spool* spool) { impl_->spool = spool; }
+
+Status Forwarder::start() {
+  impl_->scan_dead_letters();
+  int n = std::max(1, impl_->options.concurrency);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  for (int i = 0; i < n; ++i) {
+    ++impl_->running;
+    impl_->workers.emplace_back([m = impl_.get()] { m->worker_main(); });
+  }
+  return Status::Ok();
+}
+
+void Forwarder::enqueue(Segment segment) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->enqueued_at.emplace(static_cast<int64_t>(segment.number), wall_ms());
+    impl_->queue.push_back(std::move(segment));
+  }
+  impl_->wake.notify_one();
+}
+
+void Forwarder::stop_at(int64_t deadline_ms) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop_requested = true;
+    impl_->stop_deadline_ms = deadline_ms;
+  }
+  impl_->wake.notify_all();
+}
+
+bool Forwarder::stopped() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->running == 0;
+}
+
+void Forwarder::join() {
+  for (std::thread& t : impl_->workers) {
+    if (t.joinable()) t.join();
+  }
+}
+
+ForwarderStats Forwarder::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  ForwarderStats s = impl_->totals;
+  s.queued_segments = impl_->queue.size();
+  if (!impl_->enqueued_at.empty()) {
+    int64_t oldest = INT64_MAX;
+    for (const auto& [n, at] : impl_->enqueued_at) oldest = std::min(oldest, at);
+    s.oldest_queued_age_s = static_cast<double>(wall_ms() - oldest) / 1000.0;
+  }
+  int64_t now = steady_ms();
+  for (const Endpoint& e : impl_->endpoints) {
+    EndpointStatus es;
+    es.address = e.address;
+    es.in_flight = e.in_flight;
+    es.requests = e.requests;
+    es.ok = e.ok;
+    es.failures = e.failures;
+    es.consecutive_failures = e.consecutive_failures;
+    es.retry_in_s = e.retry_at_ms > now ? static_cast<double>(e.retry_at_ms - now) / 1000.0 : 0;
+    es.latency_ms_ewma = e.latency_ms_ewma;
+    es.last_error = e.last_error;
+    if (e.retry_at_ms > now) {
+      es.state = "backoff";
+    } else if (e.consecutive_failures > 0) {
+      es.state = "failing";
+    } else {
+      es.state = e.ok > 0 ? "up" : "unknown";
+    }
+    s.endpoints.push_back(std::move(es));
+  }
+  return s;
+}
+
+}  // namespace taba::agent

@@ -1,0 +1,582 @@
+#include "agent/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "core/file_io.h"
+#include "core/log.h"
+
+namespace taba::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Done = std::function<void(const Status&)>;
+using fileio::checksum;
+using fileio::get_u32;
+using fileio::io_error;
+using fileio::put_u32;
+
+constexpr char kMagic[] = "TABASPL1";
+constexpr size_t kMagicBytes = 8;
+constexpr size_t kBatchIdBytes = 32;
+constexpr size_t kHeaderBytes = kMagicBytes + kBatchIdBytes;
+constexpr size_t kRecordHeaderBytes = 8;  // u32 length | u32 crc32
+constexpr uint64_t kMaxRecordBytes = 1ull << 30;
+constexpr auto kEverySec = std::chrono::seconds(1);
+
+std::string segment_name(uint64_t number, bool sealed) {
+  return fmt::format("seg-{:020}.{}", number, sealed ? "batch" : "open");
+}
+
+// "seg-<digits>.open" / ".batch" -> number and whether it is sealed.
+bool parse_segment_name(std::string_view name, uint64_t* number, bool* sealed) {
+  if (name.size() != 4 + 20 + 5 && name.size() != 4 + 20 + 6) return false;
+  if (name.substr(0, 4) != "seg-") return false;
+  std::string_view ext = name.substr(24);
+  if (ext == ".open") {
+    *sealed = false;
+  } else if (ext == ".batch") {
+    *sealed = true;
+  } else {
+    return false;
+  }
+  uint64_t n = 0;
+  for (char c : name.substr(4, 20)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *number = n;
+  return true;
+}
+
+bool is_hex_id(std::string_view id) {
+  return id.size() == kBatchIdBytes &&
+         std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// Walks the records of a segment's bytes. Returns the offset just past the
+// last whole record whose checksum holds... up to the first torn one; records
+// with a bad checksum but a plausible length are reported through on_corrupt
+// and skipped (their length is trusted only if the rest of the file still
+// parses from there; otherwise the tail is torn).
+struct ScanResult {
+  size_t good_end = kHeaderBytes;  // offset past the last intact record
+  bool torn = false;               // bytes after good_end that are not records
+  uint32_t corrupt = 0;            // checksum failures skipped
+};
+
+template <class OnRecord>
+ScanResult scan_records(std::string_view bytes, OnRecord&& on_record) {
+  ScanResult r;
+  size_t pos = kHeaderBytes;
+  while (pos < bytes.size()) {
+    if (bytes.size() - pos < kRecordHeaderBytes) {
+      r.torn = true;
+      break;
+    }
+    uint32_t len = get_u32(bytes.data() + pos);
+    uint32_t crc = get_u32(bytes.data() + pos + 4);
+    if (len > kMaxRecordBytes || bytes.size() - pos - kRecordHeaderBytes < len) {
+      r.torn = true;
+      break;
+    }
+    std::string_view payload = bytes.substr(pos + kRecordHeaderBytes, len);
+    pos += kRecordHeaderBytes + len;
+    if (checksum(payload) != crc) {
+      if (pos == bytes.size()) {
+        r.torn = true;  // a last record half written
+        break;
+      }
+      ++r.corrupt;
+      r.good_end = pos;
+      continue;
+    }
+    on_record(payload);
+    r.good_end = pos;
+  }
+  return r;
+}
+
+struct Item {
+  std::string frame;  // record header + payload
+  uint64_t events = 0;
+  Done done;
+};
+
+struct Completion {
+  Done done;
+  Status status;
+};
+
+std::string random_batch_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+}  // namespace
+
+std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch) {
+  std::string p;
+  size_t id_len = std::min<size_t>(client_batch_id.size(), 0xffff);
+  p.resize(2 + id_len + 4);
+  p[0] = static_cast<char>(id_len & 0xff);
+  p[1] = static_cast<char>(id_len >> 8);
+  std::copy_n(client_batch_id.data(), id_len, p.data() + 2);
+  put_u32(p.data() + 2 + id_len, events);
+  p.append(batch);
+  return p;
+}
+
+bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
+  if (payload.size() < 2) return false;
+  size_t id_len = static_cast<uint8_t>(payload[0]) | (static_cast<size_t>(static_cast<uint8_t>(payload[1])) << 8);
+  if (payload.size() < 2 + id_len + 4) return false;
+  out->client_batch_id = payload.substr(2, id_len);
+  out->events = get_u32(payload.data() + 2 + id_len);
+  out->batch = payload.substr(2 + id_len + 4);
+  return true;
+}
+
+Result<SegmentContents> read_segment(const std::string& path) {
+  SegmentContents c;
+  Status s = fileio::read_whole_file(path, &c.bytes);
+  if (!s.ok()) return s;
+  if (c.bytes.size() < kHeaderBytes || std::string_view(c.bytes).substr(0, kMagicBytes) != kMagic) {
+    return Status::Invalid(fmt::format("{} is not a spool segment (bad header)", path));
+  }
+  c.batch_id = c.bytes.substr(kMagicBytes, kBatchIdBytes);
+  if (!is_hex_id(c.batch_id)) return Status::Invalid(fmt::format("{}: bad batch id in the header", path));
+  std::string_view all(c.bytes);
+  bool bad_payload = false;
+  ScanResult r = scan_records(all, [&](std::string_view payload) {
+    SpoolRecord rec;
+    if (decode_spool_record(payload, &rec)) {
+      c.records.push_back(rec);
+    } else {
+      bad_payload = true;
+    }
+  });
+  c.corrupt = r.corrupt + (r.torn ? 1 : 0) + (bad_payload ? 1 : 0);
+  return c;
+}
+
+struct Spool::Impl {
+  uv_loop_t* loop = nullptr;
+  SpoolOptions options;
+  SealedCallback on_sealed;
+
+  // Shared with the writer thread.
+  mutable std::mutex mu;
+  std::condition_variable wake;
+  std::deque<Item> queue;
+  bool stopping = false;
+  bool seal_requested = false;
+  std::atomic<uint64_t> bytes{0};   // segments on disk + queued frames
+  std::atomic<uint64_t> events{0};  // spooled, not yet removed
+  std::atomic<uint64_t> segments{0};
+  std::atomic<uint64_t> records_written{0};
+  std::atomic<uint64_t> fsyncs{0};
+  std::atomic<uint64_t> write_errors{0};
+  std::atomic<uint64_t> refused_full{0};
+  uint64_t torn_skipped = 0;
+  uint64_t corrupt_skipped = 0;
+
+  // Writer thread only.
+  std::thread writer;
+  int fd = -1;
+  uint64_t open_number = 0;
+  std::string open_batch_id;
+  uint64_t open_size = 0;
+  uint64_t open_events = 0;
+  uint32_t open_records = 0;
+  Clock::time_point opened_at;
+  Clock::time_point last_sync;
+  bool dirty = false;
+  uint64_t next_number = 1;
+
+  // Completions for the loop thread.
+  std::mutex done_mu;
+  std::vector<Completion> completed;
+  uv_async_t* async = nullptr;
+  bool started = false;
+  bool closed = false;
+
+  std::string path(const std::string& name) const { return options.dir + "/" + name; }
+
+  Status recover(const RecoveredIdCallback& on_id, std::vector<Segment>* sealed) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.dir, ec);
+    if (ec) return Status::IoError(fmt::format("cannot create the spool directory {}: {}", options.dir, ec.message()));
+    DIR* d = opendir(options.dir.c_str());
+    if (!d) return io_error("cannot list", options.dir, errno);
+    std::vector<std::pair<uint64_t, bool>> found;
+    while (dirent* e = readdir(d)) {
+      uint64_t n;
+      bool is_sealed;
+      if (parse_segment_name(e->d_name, &n, &is_sealed)) found.emplace_back(n, is_sealed);
+    }
+    closedir(d);
+    std::sort(found.begin(), found.end());
+    for (auto [n, is_sealed] : found) {
+      next_number = std::max(next_number, n + 1);
+      std::string p = path(segment_name(n, is_sealed));
+      std::string data;
+      Status s = fileio::read_whole_file(p, &data);
+      if (!s.ok()) return s;
+      if (data.size() < kHeaderBytes || std::string_view(data).substr(0, kMagicBytes) != kMagic ||
+          !is_hex_id(std::string_view(data).substr(kMagicBytes, kBatchIdBytes))) {
+        if (!is_sealed) {
+          // Created but its header never reached the disk: nothing in it was acknowledged.
+          log::warn("spool: {} has no complete header (a crash while creating it); removing it", p);
+          ::unlink(p.c_str());
+          continue;
+        }
+        return Status::IoError(fmt::format("spool: {} is not a spool segment (bad header); move it away", p));
+      }
+      Segment seg;
+      seg.number = n;
+      seg.batch_id = data.substr(kMagicBytes, kBatchIdBytes);
+      ScanResult r = scan_records(data, [&](std::string_view payload) {
+        SpoolRecord rec;
+        if (!decode_spool_record(payload, &rec)) return;
+        ++seg.records;
+        seg.events += rec.events;
+        if (!rec.client_batch_id.empty() && on_id) on_id(rec.client_batch_id);
+      });
+      corrupt_skipped += r.corrupt;
+      if (r.corrupt) log::warn("spool: {}: {} record(s) with a bad checksum will be skipped", p, r.corrupt);
+      if (r.torn) {
+        ++torn_skipped;
+        log::warn("spool: {}: torn record at byte {} of {} (a crash mid-write); cutting it off", p, r.good_end,
+                  data.size());
+        if (::truncate(p.c_str(), static_cast<off_t>(r.good_end)) != 0) return io_error("cannot truncate", p, errno);
+        data.resize(r.good_end);
+      }
+      if (seg.records == 0 && r.corrupt == 0) {
+        ::unlink(p.c_str());
+        continue;
+      }
+      if (!is_sealed) {
+        std::string sealed_path = path(segment_name(n, true));
+        if (::rename(p.c_str(), sealed_path.c_str()) != 0) return io_error("cannot seal", p, errno);
+        p = sealed_path;
+      }
+      seg.path = p;
+      seg.bytes = data.size();
+      bytes += seg.bytes;
+      events += seg.events;
+      ++segments;
+      sealed->push_back(std::move(seg));
+    }
+    int err = fileio::sync_dir(options.dir);
+    if (err != 0) return io_error("cannot fsync", options.dir, err);
+    return Status::Ok();
+  }
+
+  // --- writer thread ---
+
+  Status create_segment() {
+    open_number = next_number++;
+    open_batch_id = random_batch_id();
+    std::string p = path(segment_name(open_number, false));
+    fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return io_error("cannot create", p, errno);
+    std::string header(kMagic, kMagicBytes);
+    header += open_batch_id;
+    std::vector<iovec> iov{{header.data(), header.size()}};
+    int err = fileio::pwrite_all(fd, iov, 0);
+    if (err != 0) {
+      ::close(fd);
+      fd = -1;
+      ::unlink(p.c_str());
+      return io_error("cannot write", p, err);
+    }
+    open_size = kHeaderBytes;
+    open_events = 0;
+    open_records = 0;
+    opened_at = Clock::now();
+    bytes += kHeaderBytes;
+    return Status::Ok();
+  }
+
+  void seal() {
+    if (fd < 0) return;
+    std::string open_path = path(segment_name(open_number, false));
+    if (open_records == 0) {
+      ::close(fd);
+      fd = -1;
+      ::unlink(open_path.c_str());
+      bytes -= open_size;
+      return;
+    }
+    // The sealed file must hold every record it says it does before it is
+    // forwarded and (after a 200) deleted.
+    if (fileio::sync_data(fd) == 0) ++fsyncs;
+    ::close(fd);
+    fd = -1;
+    dirty = false;
+    std::string sealed_path = path(segment_name(open_number, true));
+    if (::rename(open_path.c_str(), sealed_path.c_str()) != 0) {
+      // The records stay in the .open file; the next start seals it.
+      ++write_errors;
+      log::error("spool: cannot seal {}: {}; it is forwarded after a restart", open_path, fileio::errno_text(errno));
+      return;
+    }
+    if (options.fsync_always) fileio::sync_dir(options.dir);
+    Segment seg;
+    seg.number = open_number;
+    seg.path = sealed_path;
+    seg.batch_id = open_batch_id;
+    seg.bytes = open_size;
+    seg.events = open_events;
+    seg.records = open_records;
+    ++segments;
+    on_sealed(std::move(seg));
+  }
+
+  void write_group(std::vector<Item>& items) {
+    std::vector<Completion> out;
+    out.reserve(items.size());
+    Status s = Status::Ok();
+    if (fd < 0) s = create_segment();
+    uint64_t group_bytes = 0, group_events = 0;
+    if (s.ok()) {
+      std::vector<iovec> iov;
+      iov.reserve(items.size());
+      for (Item& it : items) {
+        iov.push_back({it.frame.data(), it.frame.size()});
+        group_bytes += it.frame.size();
+        group_events += it.events;
+      }
+      int err = fileio::pwrite_all(fd, iov, static_cast<off_t>(open_size));
+      if (err == 0 && options.fsync_always) {
+        err = fileio::sync_data(fd);
+        if (err == 0) ++fsyncs;
+      }
+      if (err != 0) {
+        // Cut any partial write so the segment stays well formed; nothing
+        // of this group is acknowledged.
+        if (ftruncate(fd, static_cast<off_t>(open_size)) != 0) {
+          log::error("spool: cannot cut a failed write from {}: {}", path(segment_name(open_number, false)),
+                     fileio::errno_text(errno));
+        }
+        s = Status::Unavailable(fmt::format("spool write failed: {}", fileio::errno_text(err)));
+      }
+    }
+    if (s.ok()) {
+      open_size += group_bytes;
+      open_events += group_events;
+      open_records += static_cast<uint32_t>(items.size());
+      records_written += items.size();
+      dirty = !options.fsync_always;
+      events += group_events;
+    } else {
+      ++write_errors;
+      log::warn("spool: {}", s.message());
+      bytes -= group_bytes == 0 ? queued_bytes_of(items) : group_bytes;
+    }
+    for (Item& it : items) out.push_back({std::move(it.done), s});
+    deliver(std::move(out));
+  }
+
+  static uint64_t queued_bytes_of(const std::vector<Item>& items) {
+    uint64_t n = 0;
+    for (const Item& it : items) n += it.frame.size();
+    return n;
+  }
+
+  void writer_main() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      Clock::time_point now = Clock::now();
+      bool seal_due = fd >= 0 && open_records > 0 &&
+                      (seal_requested || open_size >= options.segment_bytes ||
+                       now - opened_at >= std::chrono::milliseconds(options.seal_after_ms));
+      bool sync_due = dirty && now - last_sync >= kEverySec;
+      if (queue.empty() && !seal_due && !sync_due) {
+        if (stopping) break;
+        Clock::time_point until = now + std::chrono::milliseconds(options.seal_after_ms);
+        if (fd >= 0 && open_records > 0) until = opened_at + std::chrono::milliseconds(options.seal_after_ms);
+        if (dirty) until = std::min(until, last_sync + kEverySec);
+        wake.wait_until(lock, until);
+        continue;
+      }
+      std::vector<Item> items;
+      uint64_t take = 0;
+      while (!queue.empty() && take < (8u << 20)) {
+        take += queue.front().frame.size();
+        items.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      seal_requested = false;
+      lock.unlock();
+      if (!items.empty()) write_group(items);
+      if (dirty && Clock::now() - last_sync >= kEverySec) {
+        if (fileio::sync_data(fd) == 0) ++fsyncs;
+        dirty = false;
+        last_sync = Clock::now();
+      }
+      now = Clock::now();
+      if (fd >= 0 && open_records > 0 &&
+          (seal_due || open_size >= options.segment_bytes ||
+           now - opened_at >= std::chrono::milliseconds(options.seal_after_ms))) {
+        seal();
+      }
+      lock.lock();
+    }
+    lock.unlock();
+    seal();
+  }
+
+  // --- completions ---
+
+  void deliver(std::vector<Completion> out) {
+    {
+      std::lock_guard<std::mutex> lock(done_mu);
+      for (Completion& c : out) completed.push_back(std::move(c));
+    }
+    uv_async_send(async);
+  }
+
+  void run_completions() {
+    std::vector<Completion> run;
+    {
+      std::lock_guard<std::mutex> lock(done_mu);
+      run.swap(completed);
+    }
+    for (Completion& c : run) {
+      if (c.done) c.done(c.status);
+    }
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    if (started) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stopping = true;
+      }
+      wake.notify_all();
+      if (writer.joinable()) writer.join();
+    }
+    if (async) {
+      run_completions();
+      async->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(async), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+      async = nullptr;
+    }
+  }
+};
+
+Spool::Spool() : impl_(std::make_unique<Impl>()) {}
+Spool::~Spool() { impl_->close(); }
+
+Result<std::unique_ptr<Spool>> Spool::open(uv_loop_t* loop, SpoolOptions options, SealedCallback on_sealed,
+                                           const RecoveredIdCallback& on_recovered_id) {
+  std::unique_ptr<Spool> spool(new Spool());
+  Impl* m = spool->impl_.get();
+  m->loop = loop;
+  m->options = std::move(options);
+  m->on_sealed = std::move(on_sealed);
+  std::vector<Segment> sealed;
+  Status s = m->recover(on_recovered_id, &sealed);
+  if (!s.ok()) return s;
+  m->async = new uv_async_t;
+  int rc = uv_async_init(loop, m->async, [](uv_async_t* h) {
+    if (auto* impl = static_cast<Impl*>(h->data)) impl->run_completions();
+  });
+  if (rc != 0) {
+    delete m->async;
+    m->async = nullptr;
+    return Status::Internal(fmt::format("uv_async_init: {}", uv_strerror(rc)));
+  }
+  m->async->data = m;
+  m->last_sync = Clock::now();
+  for (Segment& seg : sealed) m->on_sealed(std::move(seg));
+  m->started = true;
+  m->writer = std::thread([m] { m->writer_main(); });
+  return spool;
+}
+
+Status Spool::append(std::string payload, uint64_t events, std::function<void(const Status&)> done) {
+  Impl* m = impl_.get();
+  uint64_t frame_bytes = kRecordHeaderBytes + payload.size();
+  if (payload.size() > kMaxRecordBytes) return Status::Invalid("a post too large for one spool record");
+  uint64_t before = m->bytes.load();
+  if (before + frame_bytes > m->options.max_bytes) {
+    ++m->refused_full;
+    return Status::Unavailable(
+        fmt::format("the spool is full ({} of {} bytes); retry later", before, m->options.max_bytes));
+  }
+  Item it;
+  it.frame.resize(kRecordHeaderBytes);
+  put_u32(it.frame.data(), static_cast<uint32_t>(payload.size()));
+  put_u32(it.frame.data() + 4, checksum(payload));
+  it.frame.append(payload);
+  it.events = events;
+  it.done = std::move(done);
+  m->bytes += frame_bytes;
+  {
+    std::lock_guard<std::mutex> lock(m->mu);
+    if (m->stopping) {
+      m->bytes -= frame_bytes;
+      return Status::Unavailable("the agent is shutting down");
+    }
+    m->queue.push_back(std::move(it));
+  }
+  m->wake.notify_one();
+  return Status::Ok();
+}
+
+void Spool::remove(const Segment& segment) {
+  Impl* m = impl_.get();
+  if (::unlink(segment.path.c_str()) != 0 && errno != ENOENT) {
+    log::error("spool: cannot delete {}: {}", segment.path, fileio::errno_text(errno));
+    return;
+  }
+  m->bytes -= segment.bytes;
+  m->events -= segment.events;
+  --m->segments;
+}
+
+void Spool::seal_soon() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->seal_requested = true;
+  }
+  impl_->wake.notify_one();
+}
+
+void Spool::close() { impl_->close(); }
+
+SpoolStats Spool::stats() const {
+  const Impl* m = impl_.get();
+  SpoolStats s;
+  s.bytes = m->bytes.load();
+  s.events = m->events.load();
+  s.segments = m->segments.load();
+  s.records_written = m->records_written.load();
+  s.fsyncs = m->fsyncs.load();
+  s.write_errors = m->write_errors.load();
+  s.refused_full = m->refused_full.load();
+  s.torn_records_skipped = m->torn_skipped;
+  s.corrupt_records_skipped = m->corrupt_skipped;
+  return s;
+}
+
+const SpoolOptions& Spool::options() const { return impl_->options; }
+
+}  // namespace taba::agent

@@ -1,0 +1,128 @@
+// The agent's durable disk spool (SPEC §8).
+//
+// Every accepted post becomes one record, appended by a writer thread with
+// group commit; the post is acknowledged only once its record is written
+// (fsync "everysec": written, fsynced within the second; "always": fsynced).
+// Records go into an open segment; a segment is sealed when it reaches
+// segment_bytes or has been open seal_after_ms, and a sealed segment is one
+// forwarded batch: it carries its own random batch id, so a retry of it —
+// even after a restart — is applied once by the fe.
+//
+// Files in the directory:
+//   seg-<20 digits>.open    the segment being written (at most one)
+//   seg-<20 digits>.batch   sealed segments, waiting to be forwarded
+// A segment is: magic "TABASPL1" | 32 hex characters: batch id | records.
+// A record is: u32 length (LE) | u32 crc32 of payload (LE) | payload, and a
+// payload is: u16 id length | client Taba-Batch-Id | u32 events | batch
+// (protocol/batch.h).
+//
+// Recovery: a .open segment left by a crash is scanned; a torn or corrupt
+// tail is logged and cut off, and the segment is sealed. Sealed segments are
+// handed to the forwarder again. The spool is bounded by max_bytes (bytes of
+// all segments plus queued records): append() refuses beyond it.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace taba::agent {
+
+struct SpoolOptions {
+  std::string dir;                   // created if missing
+  bool fsync_always = false;         // else everysec
+  uint64_t max_bytes = 1ull << 30;   // segments on disk + records queued
+  uint64_t segment_bytes = 1 << 20;  // seal a segment past this size
+  uint32_t seal_after_ms = 200;      // seal a non-empty segment open this long
+};
+
+// A sealed segment: one batch to forward.
+struct Segment {
+  uint64_t number = 0;
+  std::string path;
+  std::string batch_id;  // 32 hex characters
+  uint64_t bytes = 0;    // file size
+  uint64_t events = 0;
+  uint32_t records = 0;
+  uint32_t attempts = 0;  // forwarding attempts so far (the forwarder's)
+};
+
+// One record read back from a segment.
+struct SpoolRecord {
+  std::string_view client_batch_id;
+  uint32_t events = 0;
+  std::string_view batch;
+};
+
+// The records of a sealed segment file. Records whose checksum fails are
+// skipped and counted in *corrupt (nullptr: not counted).
+struct SegmentContents {
+  std::string batch_id;
+  std::string bytes;  // the file; records point into it
+  std::vector<SpoolRecord> records;
+  uint32_t corrupt = 0;
+};
+Result<SegmentContents> read_segment(const std::string& path);
+
+// Encodes / decodes a record payload.
+std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch);
+bool decode_spool_record(std::string_view payload, SpoolRecord* out);
+
+struct SpoolStats {
+  uint64_t bytes = 0;             // segments on disk + queued records
+  uint64_t events = 0;            // in spooled records not yet forwarded
+  uint64_t segments = 0;          // sealed, waiting
+  uint64_t records_written = 0;
+  uint64_t fsyncs = 0;
+  uint64_t write_errors = 0;
+  uint64_t refused_full = 0;      // appends refused: max_bytes reached
+  uint64_t torn_records_skipped = 0;
+  uint64_t corrupt_records_skipped = 0;
+};
+
+class Spool {
+ public:
+  // Called for each sealed segment, at open() for those found on disk and
+  // then on the writer thread as segments are sealed.
+  using SealedCallback = std::function<void(Segment)>;
+  // Called at open() for each client batch id found in a spooled record.
+  using RecoveredIdCallback = std::function<void(std::string_view id)>;
+
+  static Result<std::unique_ptr<Spool>> open(uv_loop_t* loop, SpoolOptions options, SealedCallback on_sealed,
+                                             const RecoveredIdCallback& on_recovered_id);
+  ~Spool();
+
+  // Queues a record (encode_spool_record) holding `events` events. `done`
+  // runs on the loop thread once it is written (OK) or failed (IoError; not
+  // spooled). Returns Unavailable without queuing when the spool is full,
+  // and IoError while the disk refuses writes.
+  Status append(std::string payload, uint64_t events, std::function<void(const Status&)> done);
+
+  // A segment forwarded (or moved to the dead letters): deletes its file and
+  // its bytes from the total. Any thread.
+  void remove(const Segment& segment);
+
+  // Seals the open segment now (if it holds records). Any thread.
+  void seal_soon();
+
+  // Writes what is queued, seals the open segment and stops the writer.
+  // Completions run before close returns. Idempotent.
+  void close();
+
+  SpoolStats stats() const;
+  const SpoolOptions& options() const;
+
+ private:
+  Spool();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taba::agent

@@ -1,0 +1,104 @@
+#include "protocol/v1_encoder.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+#include "protocol/batch.h"
+
+namespace taba::protocol {
+
+void append_json_string_body(std::string_view text, std::string* out) {
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c != '"' && c != '\\' && c >= 0x20) continue;
+    out->append(text.data() + run, i - run);
+    run = i + 1;
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out->append("\\u00");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+    }
+  }
+  out->append(text.data() + run, text.size() - run);
+}
+
+void V1Encoder::clear() {
+  out_.assign("1\n\n");
+  client_.clear();
+  in_client_ = false;
+  in_block_ = false;
+  events_ = 0;
+}
+
+void V1Encoder::end_block() {
+  if (in_block_) out_.push_back('\n');  // a blank line ends the name block
+  in_block_ = false;
+}
+
+void V1Encoder::begin_block(std::string_view client, std::string_view name) {
+  end_block();
+  if (!in_client_ || client != client_) {
+    if (in_client_) out_.push_back('\n');  // one more blank line ends the client
+    out_.append(client);
+    out_.append("\n\n");
+    client_.assign(client);
+    in_client_ = true;
+  }
+  out_.append(name);
+  out_.push_back('\n');
+  in_block_ = true;
+}
+
+void V1Encoder::add_event(std::string_view type, double timestamp, std::string_view payload_json) {
+  out_.append("[\"");
+  out_.append(type);
+  out_.append("\",");
+  // Shortest text that reads back as the same double.
+  fmt::format_to(std::back_inserter(out_), "{}", timestamp);
+  out_.append(",\"");
+  append_json_string_body(payload_json, &out_);
+  out_.append("\"]\n");
+  ++events_;
+}
+
+Status V1Encoder::add_batch(std::string_view batch_bytes) {
+  BatchReader reader(batch_bytes);
+  Status s = reader.open();
+  if (!s.ok()) return s;
+  size_t mark = out_.size();
+  std::string client_before = client_;
+  bool in_client_before = in_client_, in_block_before = in_block_;
+  uint64_t events_before = events_;
+  BatchBlock block;
+  std::vector<taba_event> events;
+  while (reader.next(&block, &events, &s)) {
+    begin_block(block.client, block.name);
+    for (const taba_event& e : events) {
+      add_event(block.type, e.timestamp, std::string_view(e.payload.json, e.payload.json_len));
+    }
+  }
+  if (!s.ok()) {
+    out_.resize(mark);
+    client_ = std::move(client_before);
+    in_client_ = in_client_before;
+    in_block_ = in_block_before;
+    events_ = events_before;
+  }
+  return s;
+}
+
+std::string V1Encoder::finish() {
+  end_block();
+  if (in_client_) out_.push_back('\n');
+  std::string body = std::move(out_);
+  clear();
+  return body;
+}
+
+}  // namespace taba::protocol

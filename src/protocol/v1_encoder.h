@@ -1,0 +1,55 @@
+// Encoder of wire protocol v1 bodies (SPEC §4), the inverse of V1Decoder.
+//
+// The agent spools validated batches in their binary form and forwards many
+// of them as one v1 body; the client-proxy builds bodies from StatsD lines.
+// Output is canonical: "\n" line ends, one event per line, a name block per
+// (client, name) run, a new client block whenever the client changes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace taba::protocol {
+
+class V1Encoder {
+ public:
+  V1Encoder() { clear(); }
+
+  // Starts a new body ("1", blank line), dropping what was written.
+  void clear();
+
+  // Appends every block of a binary batch (protocol/batch.h). A corrupt
+  // batch is an error and leaves the body as it was before the call.
+  Status add_batch(std::string_view batch_bytes);
+
+  // Low-level: starts a name block of `client` (a client block too when the
+  // client differs from the previous block's).
+  void begin_block(std::string_view client, std::string_view name);
+  // One event line of the current block. `payload_json` is the payload's
+  // JSON text; it is written encoded again as a JSON string.
+  void add_event(std::string_view type, double timestamp, std::string_view payload_json);
+
+  // Ends the body and returns it; the encoder is then empty (clear()).
+  std::string finish();
+
+  size_t size() const { return out_.size(); }
+  uint64_t events() const { return events_; }
+  bool empty() const { return events_ == 0 && !in_client_; }
+
+ private:
+  void end_block();
+  std::string out_;
+  std::string client_;
+  bool in_client_ = false;
+  bool in_block_ = false;
+  uint64_t events_ = 0;
+};
+
+// Appends `text` to *out as the contents of a JSON string literal (without
+// the quotes): '"' and '\' escaped, control bytes as \u00XX.
+void append_json_string_body(std::string_view text, std::string* out);
+
+}  // namespace taba::protocol

@@ -1,0 +1,374 @@
+#include "roles/agent.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "roles/auth.h"
+#include "taba/version.h"
+
+namespace taba::roles {
+namespace {
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out + "\"";
+}
+
+bool wants_json(const http::Request& req) {
+  return req.query.find("format=json") != std::string::npos ||
+         req.header("accept").find("application/json") != std::string_view::npos;
+}
+
+}  // namespace
+
+AgentRole::AgentRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry)
+    : loop_(loop), config_(config), registry_(registry) {
+  spool_dir_ = config_.agent.spool_dir.empty() ? config_.server.data_dir + "/spool" : config_.agent.spool_dir;
+  dead_letter_dir_ =
+      config_.agent.dead_letter_dir.empty() ? config_.server.data_dir + "/dead-letters" : config_.agent.dead_letter_dir;
+}
+
+AgentRole::~AgentRole() {
+  if (forwarder_) {
+    forwarder_->stop_at(0);
+    forwarder_->join();
+  }
+  if (spool_) spool_->close();
+}
+
+Status AgentRole::start() {
+  started_at_ = wall_now();
+  agent::ForwarderOptions fo;
+  fo.endpoints = config_.agent.endpoints;
+  fo.concurrency = static_cast<int>(config_.agent.forward_concurrency);
+  fo.timeout_ms = static_cast<int>(config_.agent.forward_timeout_ms);
+  fo.backoff_initial_ms = static_cast<int>(config_.agent.backoff_initial_ms);
+  fo.backoff_max_ms = static_cast<int>(config_.agent.backoff_max_ms);
+  fo.token = config_.agent.forward_token;
+  fo.dead_letter_dir = dead_letter_dir_;
+  fo.max_dead_letter_bytes = static_cast<uint64_t>(config_.agent.max_dead_letter_bytes);
+  // The forwarder exists before the spool so that the segments the spool
+  // recovers are queued as it finds them; its workers start after.
+  forwarder_ = std::make_unique<agent::Forwarder>(nullptr, fo);
+
+  agent::SpoolOptions so;
+  so.dir = spool_dir_;
+  so.fsync_always = config_.agent.fsync == "always";
+  so.max_bytes = static_cast<uint64_t>(config_.agent.max_spool_bytes);
+  so.segment_bytes = static_cast<uint64_t>(config_.agent.batch_max_bytes);
+  so.seal_after_ms = static_cast<uint32_t>(config_.agent.batch_interval_ms);
+  agent::Forwarder* fw = forwarder_.get();
+  double expires = wall_now() + static_cast<double>(config_.agent.dedup_ttl_s);
+  auto spool = agent::Spool::open(
+      loop_, so, [fw](agent::Segment seg) { fw->enqueue(std::move(seg)); },
+      [this, expires](std::string_view id) { remember(std::string(id), expires); });
+  if (!spool.ok()) return spool.status();
+  spool_ = std::move(spool.value());
+  forwarder_->set_spool(spool_.get());
+  Status s = forwarder_->start();
+  if (!s.ok()) return s;
+  agent::SpoolStats ss = spool_->stats();
+  if (ss.segments > 0) {
+    log::info("agent: spool {} holds {} batch(es), {} events, {} bytes to forward", spool_dir_, ss.segments, ss.events,
+              ss.bytes);
+  }
+
+  ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
+  http::ServerOptions ho;
+  ho.max_body_bytes = static_cast<uint64_t>(config_.http.max_body_bytes);
+  ho.max_header_bytes = static_cast<size_t>(config_.http.max_header_bytes);
+  ho.header_timeout_ms = static_cast<uint32_t>(config_.http.header_timeout_ms);
+  ho.body_timeout_ms = static_cast<uint32_t>(config_.http.body_timeout_ms);
+  ho.idle_timeout_ms = static_cast<uint32_t>(config_.http.idle_timeout_ms);
+  ho.max_connections = static_cast<uint32_t>(config_.http.max_connections);
+  server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
+    return route(ex);
+  });
+  std::string host;
+  int port = 0;
+  if (!http::split_host_port(config_.agent.listen, &host, &port)) {
+    return Status::Invalid(fmt::format("agent.listen: \"{}\" is not HOST:PORT", config_.agent.listen));
+  }
+  s = server_->listen(host, port);
+  if (!s.ok()) return Status::IoError(fmt::format("agent: cannot listen on {}: {}", config_.agent.listen, s.message()));
+  log::info("agent: listening on {}:{}, spool {} (max {} bytes, fsync {}), forwarding to {}", host, server_->port(),
+            spool_dir_, config_.agent.max_spool_bytes, config_.agent.fsync, fmt::join(config_.agent.endpoints, ", "));
+  uv_timer_init(loop_, &drain_timer_);
+  drain_timer_.data = this;
+  timer_open_ = true;
+  return Status::Ok();
+}
+
+void AgentRole::release_handles() {
+  if (forwarder_) {
+    forwarder_->stop_at(0);
+    forwarder_->join();
+  }
+  if (spool_) spool_->close();
+  if (timer_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    timer_open_ = false;
+  }
+}
+
+int AgentRole::port() const { return server_ ? server_->port() : 0; }
+
+void AgentRole::remember(const std::string& id, double expires) {
+  auto [it, inserted] = seen_ids_.emplace(id, expires);
+  if (!inserted) {
+    it->second = expires;
+  }
+  seen_order_.emplace_back(expires, id);
+  double now = wall_now();
+  while (!seen_order_.empty() && seen_order_.front().first <= now) {
+    auto found = seen_ids_.find(seen_order_.front().second);
+    if (found != seen_ids_.end() && found->second <= now) seen_ids_.erase(found);
+    seen_order_.pop_front();
+  }
+}
+
+bool AgentRole::seen(const std::string& id) {
+  auto it = seen_ids_.find(id);
+  return it != seen_ids_.end() && it->second > wall_now();
+}
+
+void AgentRole::submit(std::string batch, store::BatchId batch_id, store::Bindings, uint64_t events,
+                       std::function<void(const Status&)> done) {
+  if (stopping_) return done(Status::Unavailable("the agent is shutting down"));
+  bool dedup = batch_id.from_client && config_.agent.dedup_ttl_s > 0;
+  if (dedup) {
+    if (seen(batch_id.value)) {
+      ++duplicate_posts_;
+      return done(Status::Ok());  // already spooled: the client's retry after a lost 200
+    }
+    if (!in_flight_ids_.insert(batch_id.value).second) {
+      return done(Status::Unavailable("a post with this Taba-Batch-Id is still being written; retry"));
+    }
+  }
+  std::string record = agent::encode_spool_record(dedup ? batch_id.value : std::string_view(),
+                                                  static_cast<uint32_t>(events), batch);
+  std::string id = dedup ? batch_id.value : std::string();
+  Status s = spool_->append(std::move(record), events, [this, id, dedup, done](const Status& st) {
+    if (dedup) {
+      in_flight_ids_.erase(id);
+      if (st.ok()) remember(id, wall_now() + static_cast<double>(config_.agent.dedup_ttl_s));
+    }
+    done(st.ok() ? st : Status::Unavailable(st.message()));
+  });
+  if (!s.ok()) {
+    if (dedup) in_flight_ids_.erase(id);
+    done(s.code() == Status::Code::kInvalid ? s : Status::Unavailable(s.message()));
+  }
+}
+
+std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
+  const http::Request& req = ex->request();
+  if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+    ex->reply(std::move(*denied));
+    return nullptr;
+  }
+  if (Ingest::handles(req.path)) {
+    if (stopping_) {
+      http::Response r = http::Response::text(503, "the agent is shutting down\n");
+      r.headers.push_back({"Retry-After", "1"});
+      ex->reply(std::move(r));
+      return nullptr;
+    }
+    return ingest_->start(ex);
+  }
+  if (req.method != "GET") {
+    http::Response r = http::Response::text(405, fmt::format("{} accepts only GET\n", req.path));
+    r.headers.push_back({"Allow", "GET"});
+    ex->reply(std::move(r));
+    return nullptr;
+  }
+  if (req.path == "/status") {
+    ex->reply(wants_json(req) ? http::Response::json(200, status_json()) : http::Response::text(200, status_text()));
+  } else if (req.path == "/metrics") {
+    MetricsWriter w;
+    write_metrics(&w);
+    http::Response r = http::Response::text(200, w.take());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ex->reply(std::move(r));
+  } else if (req.path == "/healthz") {
+    ex->reply(http::Response::text(200, "ok\n"));
+  } else if (req.path == "/readyz") {
+    agent::SpoolStats ss = spool_->stats();
+    if (stopping_) {
+      ex->reply(http::Response::text(503, "shutting down\n"));
+    } else if (ss.bytes >= static_cast<uint64_t>(config_.agent.max_spool_bytes) * 95 / 100) {
+      ex->reply(http::Response::text(503, fmt::format("the spool is nearly full ({} of {} bytes)\n", ss.bytes,
+                                                      config_.agent.max_spool_bytes)));
+    } else {
+      ex->reply(http::Response::text(200, "ready\n"));
+    }
+  } else {
+    ex->reply(http::Response::text(
+        404, fmt::format("no such route: {} (the agent serves /post /post_zip /status /metrics /healthz /readyz)\n",
+                         req.path)));
+  }
+  return nullptr;
+}
+
+void AgentRole::write_metrics(MetricsWriter* w) const {
+  agent::SpoolStats ss = spool_->stats();
+  agent::ForwarderStats fs = forwarder_->stats();
+  const IngestStats& in = ingest_->stats();
+  w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
+  w->family("taba_agent_bodies_total", "counter", "Posts to the agent by outcome.");
+  w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
+  w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_rejected), {{"outcome", "rejected"}});
+  w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
+  w->counter("taba_agent_events_received_total", "Events in posts the agent accepted.",
+             static_cast<double>(in.events_received));
+  w->counter("taba_agent_duplicate_posts_total", "Posts whose Taba-Batch-Id was already spooled (answered 200, not spooled again).",
+             static_cast<double>(duplicate_posts_));
+  w->gauge("taba_agent_spool_bytes", "Bytes in the spool (segments and queued records).", static_cast<double>(ss.bytes));
+  w->gauge("taba_agent_spool_max_bytes", "The spool's cap (agent.max_spool_bytes).",
+           static_cast<double>(config_.agent.max_spool_bytes));
+  w->gauge("taba_agent_spool_events", "Events spooled and not yet forwarded.", static_cast<double>(ss.events));
+  w->gauge("taba_agent_spool_batches", "Sealed batches waiting to be forwarded.", static_cast<double>(ss.segments));
+  w->counter("taba_agent_spool_full_total", "Posts refused (503) because the spool was full.",
+             static_cast<double>(ss.refused_full));
+  w->counter("taba_agent_spool_write_errors_total", "Spool writes that failed (the posts got 503).",
+             static_cast<double>(ss.write_errors));
+  w->counter("taba_agent_spool_fsyncs_total", "fdatasync calls on spool segments.", static_cast<double>(ss.fsyncs));
+  w->counter("taba_agent_spool_torn_records_total", "Torn records cut off at startup (a crash mid-write; never acknowledged).",
+             static_cast<double>(ss.torn_records_skipped));
+  w->counter("taba_agent_corrupt_records_total", "Spooled records skipped because their checksum failed.",
+             static_cast<double>(ss.corrupt_records_skipped + fs.corrupt_records_skipped));
+  w->counter("taba_agent_batches_forwarded_total", "Batches the fes acknowledged.", static_cast<double>(fs.batches_forwarded));
+  w->counter("taba_agent_events_forwarded_total", "Events in batches the fes acknowledged.",
+             static_cast<double>(fs.events_forwarded));
+  w->counter("taba_agent_forward_bytes_total", "Compressed bytes of acknowledged batches.", static_cast<double>(fs.bytes_sent));
+  w->counter("taba_agent_forward_retries_total", "Forwarding attempts that failed and are retried.",
+             static_cast<double>(fs.retries));
+  w->counter("taba_agent_dead_letters_total", "Batches the fes refused (4xx), moved to the dead-letter directory.",
+             static_cast<double>(fs.dead_letters));
+  w->counter("taba_agent_dead_letter_events_total", "Events in dead-lettered batches.",
+             static_cast<double>(fs.dead_letter_events));
+  w->counter("taba_agent_dead_letters_discarded_total", "Dead letters deleted to stay under agent.max_dead_letter_bytes.",
+             static_cast<double>(fs.dead_letters_discarded));
+  w->gauge("taba_agent_dead_letter_bytes", "Bytes in the dead-letter directory.", static_cast<double>(fs.dead_letter_bytes));
+  w->gauge("taba_agent_oldest_batch_age_seconds", "Age of the oldest batch waiting to be forwarded.", fs.oldest_queued_age_s);
+  w->family("taba_agent_endpoint_up", "gauge", "1 when the fe endpoint's last request succeeded.");
+  for (const auto& e : fs.endpoints) {
+    w->sample("taba_agent_endpoint_up", e.state == "up" ? 1 : 0, {{"endpoint", e.address}});
+  }
+  w->family("taba_agent_endpoint_failures_total", "counter", "Failed requests per fe endpoint.");
+  for (const auto& e : fs.endpoints) {
+    w->sample("taba_agent_endpoint_failures_total", static_cast<double>(e.failures), {{"endpoint", e.address}});
+  }
+}
+
+std::string AgentRole::status_text() const {
+  agent::SpoolStats ss = spool_->stats();
+  agent::ForwarderStats fs = forwarder_->stats();
+  const IngestStats& in = ingest_->stats();
+  std::string out = fmt::format("agent {} (tabad {}), up {:.0f} s{}\n\n", config_.agent.listen, TABA_VERSION_STRING,
+                                wall_now() - started_at_, stopping_ ? ", shutting down" : "");
+  out += fmt::format("spool      {}\n", spool_dir_);
+  out += fmt::format("  bytes    {} of {} ({:.1f}%)\n", ss.bytes, config_.agent.max_spool_bytes,
+                     100.0 * static_cast<double>(ss.bytes) / static_cast<double>(config_.agent.max_spool_bytes));
+  out += fmt::format("  events   {} in {} sealed batch(es); oldest waiting {:.1f} s\n", ss.events, ss.segments,
+                     fs.oldest_queued_age_s);
+  out += fmt::format("  fsync    {} ({} fdatasync calls)\n", config_.agent.fsync, ss.fsyncs);
+  out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
+  out += fmt::format("posts      {} accepted ({} events), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
+                     in.bodies_ok, in.events_received, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
+  out += fmt::format("forwarded  {} batch(es), {} events, {} bytes compressed; {} retried attempt(s); {} in flight\n",
+                     fs.batches_forwarded, fs.events_forwarded, fs.bytes_sent, fs.retries, fs.in_flight);
+  out += fmt::format("dead       {} batch(es), {} events, {} bytes in {}; {} discarded over the cap\n", fs.dead_letters,
+                     fs.dead_letter_events, fs.dead_letter_bytes, dead_letter_dir_, fs.dead_letters_discarded);
+  out += "endpoints\n";
+  for (const auto& e : fs.endpoints) {
+    out += fmt::format("  {:<22} {:<8} in flight {}, {} ok, {} failed ({} in a row){}{}\n", e.address, e.state,
+                       e.in_flight, e.ok, e.failures, e.consecutive_failures,
+                       e.retry_in_s > 0 ? fmt::format(", retry in {:.1f} s", e.retry_in_s) : std::string(),
+                       e.last_error.empty() ? std::string() : fmt::format("; last error: {}", e.last_error));
+  }
+  return out;
+}
+
+std::string AgentRole::status_json() const {
+  agent::SpoolStats ss = spool_->stats();
+  agent::ForwarderStats fs = forwarder_->stats();
+  const IngestStats& in = ingest_->stats();
+  std::string eps;
+  for (const auto& e : fs.endpoints) {
+    if (!eps.empty()) eps += ",";
+    eps += fmt::format(
+        "{{\"address\":{},\"state\":{},\"in_flight\":{},\"requests\":{},\"ok\":{},\"failures\":{},"
+        "\"consecutive_failures\":{},\"retry_in_s\":{:.3f},\"latency_ms\":{:.3f},\"last_error\":{}}}",
+        json_quote(e.address), json_quote(e.state), e.in_flight, e.requests, e.ok, e.failures, e.consecutive_failures,
+        e.retry_in_s, e.latency_ms_ewma, json_quote(e.last_error));
+  }
+  return fmt::format(
+      "{{\"role\":\"agent\",\"version\":{},\"listen\":{},\"uptime_s\":{:.1f},\"stopping\":{},"
+      "\"spool\":{{\"dir\":{},\"bytes\":{},\"max_bytes\":{},\"events\":{},\"batches\":{},\"fsync\":{},\"fsyncs\":{},"
+      "\"refused_full\":{},\"write_errors\":{},\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
+      "\"oldest_batch_age_s\":{:.3f}}},"
+      "\"posts\":{{\"accepted\":{},\"events\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
+      "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{}}},"
+      "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{}}},"
+      "\"endpoints\":[{}]}}\n",
+      json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
+      stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.max_spool_bytes, ss.events,
+      ss.segments, json_quote(config_.agent.fsync), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
+      ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, in.events_received,
+      in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
+      fs.bytes_sent, fs.retries, fs.in_flight, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,
+      fs.dead_letter_bytes, fs.dead_letters_discarded, eps);
+}
+
+void AgentRole::reload(const Config& config) {
+  config_.auth = config.auth;
+  config_.ingest = config.ingest;
+  if (ingest_) ingest_->set_options(config.ingest);
+}
+
+void AgentRole::shutdown(std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  shutdown_done_ = std::move(done);
+  log::info("agent: stopping: no new posts; forwarding for up to {} ms", config_.agent.shutdown_grace_ms);
+  server_->shutdown([this] {
+    // Every accepted post has its answer; write and seal what is queued so
+    // that it can go too.
+    spool_->close();
+    forwarder_->stop_at(steady_ms() + config_.agent.shutdown_grace_ms);
+    uv_timer_start(&drain_timer_, on_drain_timer, 50, 50);
+  });
+}
+
+void AgentRole::on_drain_timer(uv_timer_t* t) {
+  auto* self = static_cast<AgentRole*>(t->data);
+  if (!self->forwarder_->stopped()) return;
+  uv_timer_stop(t);
+  self->forwarder_->join();
+  agent::SpoolStats ss = self->spool_->stats();
+  log::info("agent: stopped; {} batch(es) with {} events stay spooled for the next start", ss.segments, ss.events);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_timer_), nullptr);
+  self->timer_open_ = false;
+  if (self->shutdown_done_) self->shutdown_done_();
+}
+
+}  // namespace taba::roles

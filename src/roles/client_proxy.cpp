@@ -1,0 +1,595 @@
+#include "roles/client_proxy.h"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <random>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/client.h"
+#include "protocol/v1_encoder.h"
+#include "roles/auth.h"
+
+namespace taba::roles {
+namespace {
+
+namespace statsd = protocol::statsd;
+
+// recvmmsg: libuv fills up to this many 64 KiB datagram slots per call.
+constexpr size_t kDatagramSlot = 64 * 1024;
+constexpr size_t kSlots = 32;
+// Names remembered for type checks and gauge deltas (bounded memory).
+constexpr size_t kMaxRememberedNames = 1'000'000;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void append_number(std::string* out, double v) { fmt::format_to(std::back_inserter(*out), "{}", v); }
+
+}  // namespace
+
+ClientProxyRole::ClientProxyRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry)
+    : loop_(loop), config_(config), registry_(registry) {
+  client_id_ = config_.client_proxy.client_id;
+  if (client_id_.empty()) {
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    client_id_ = host;
+  }
+  rng_state_ = std::random_device{}();
+  rng_state_ = (rng_state_ << 32) ^ std::random_device{}();
+}
+
+ClientProxyRole::~ClientProxyRole() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    stop_deadline_ms_ = 0;
+  }
+  wake_.notify_all();
+  if (forwarder_.joinable()) forwarder_.join();
+  if (unix_fd_ >= 0) ::close(unix_fd_);
+}
+
+std::string ClientProxyRole::new_batch_id() {
+  // splitmix64: ids only need to be unique, not secret.
+  auto next = [this] {
+    uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return fmt::format("{:016x}{:016x}", next(), next());
+}
+
+Status ClientProxyRole::start() {
+  ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
+  http::ServerOptions ho;
+  ho.max_body_bytes = static_cast<uint64_t>(config_.http.max_body_bytes);
+  ho.max_header_bytes = static_cast<size_t>(config_.http.max_header_bytes);
+  ho.header_timeout_ms = static_cast<uint32_t>(config_.http.header_timeout_ms);
+  ho.body_timeout_ms = static_cast<uint32_t>(config_.http.body_timeout_ms);
+  ho.idle_timeout_ms = static_cast<uint32_t>(config_.http.idle_timeout_ms);
+  ho.max_connections = static_cast<uint32_t>(config_.http.max_connections);
+  server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
+    return route(ex);
+  });
+  std::string host;
+  int port = 0;
+  http::split_host_port(config_.client_proxy.listen, &host, &port);
+  Status s = server_->listen(host, port);
+  if (!s.ok()) {
+    return Status::IoError(fmt::format("client-proxy: cannot listen on {}: {}", config_.client_proxy.listen, s.message()));
+  }
+
+  if (!config_.client_proxy.statsd_udp.empty()) {
+    std::string uhost;
+    int uport = 0;
+    http::split_host_port(config_.client_proxy.statsd_udp, &uhost, &uport);
+    if (uhost == "localhost") uhost = "127.0.0.1";
+    sockaddr_storage addr{};
+    unsigned family = AF_INET;
+    if (uv_ip4_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in*>(&addr)) != 0) {
+      if (uv_ip6_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+        return Status::Invalid(fmt::format("client_proxy.statsd_udp: \"{}\" is not an IP address", uhost));
+      }
+      family = AF_INET6;
+    }
+    int rc = uv_udp_init_ex(loop_, &udp_, family | UV_UDP_RECVMMSG);
+    if (rc != 0) return Status::Internal(fmt::format("uv_udp_init_ex: {}", uv_strerror(rc)));
+    udp_open_ = true;
+    udp_.data = this;
+    rc = uv_udp_bind(&udp_, reinterpret_cast<const sockaddr*>(&addr), 0);
+    if (rc != 0) {
+      return Status::IoError(
+          fmt::format("client-proxy: cannot bind UDP {}: {}", config_.client_proxy.statsd_udp, uv_strerror(rc)));
+    }
+    uv_os_fd_t fd;
+    if (config_.client_proxy.udp_recv_buffer_bytes > 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&udp_), &fd) == 0) {
+      int want = static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes);
+      // SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN).
+      if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+      }
+      int got = 0;
+      socklen_t len = sizeof got;
+      getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len);
+      if (got < want) {
+        log::warn("client-proxy: UDP receive buffer is {} bytes, not the {} asked for (raise net.core.rmem_max)", got,
+                  want);
+      }
+    }
+    recv_buf_.resize(kDatagramSlot * kSlots);
+    rc = uv_udp_recv_start(
+        &udp_,
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+          auto* self = static_cast<ClientProxyRole*>(h->data);
+          *buf = uv_buf_init(self->recv_buf_.data(), static_cast<unsigned>(self->recv_buf_.size()));
+        },
+        on_udp);
+    if (rc != 0) return Status::IoError(fmt::format("uv_udp_recv_start: {}", uv_strerror(rc)));
+  }
+  if (!config_.client_proxy.statsd_unix.empty()) {
+    s = open_unix_socket();
+    if (!s.ok()) return s;
+  }
+
+  uv_timer_init(loop_, &flush_timer_);
+  flush_timer_.data = this;
+  timer_open_ = true;
+  auto every = static_cast<uint64_t>(config_.client_proxy.flush_interval_ms);
+  uv_timer_start(&flush_timer_, [](uv_timer_t* t) { static_cast<ClientProxyRole*>(t->data)->flush(); }, every, every);
+  uv_timer_init(loop_, &drain_timer_);
+  drain_timer_.data = this;
+  drain_open_ = true;
+  forwarder_ = std::thread([this] { forward_main(); });
+  log::info("client-proxy: HTTP {}:{}, StatsD UDP {} (recvmmsg {}), unix {}, forwarding to the agent at {} as client {}",
+            host, server_->port(), config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
+            udp_open_ && uv_udp_using_recvmmsg(&udp_) ? "on" : "off",
+            config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix,
+            config_.client_proxy.agent, client_id_);
+  return Status::Ok();
+}
+
+Status ClientProxyRole::open_unix_socket() {
+  const std::string& path = config_.client_proxy.statsd_unix;
+  unix_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (unix_fd_ < 0) return Status::IoError(fmt::format("client-proxy: socket(AF_UNIX): {}", strerror(errno)));
+  ::unlink(path.c_str());  // a stale socket from an earlier run
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  if (::bind(unix_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::IoError(fmt::format("client-proxy: cannot bind {}: {}", path, strerror(errno)));
+  }
+  int want = static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes);
+  if (want > 0 && setsockopt(unix_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
+    setsockopt(unix_fd_, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+  }
+  if (recv_buf_.empty()) recv_buf_.resize(kDatagramSlot * kSlots);
+  int rc = uv_poll_init(loop_, &unix_poll_, unix_fd_);
+  if (rc != 0) return Status::Internal(fmt::format("uv_poll_init: {}", uv_strerror(rc)));
+  unix_open_ = true;
+  unix_poll_.data = this;
+  uv_poll_start(&unix_poll_, UV_READABLE, on_unix_readable);
+  return Status::Ok();
+}
+
+void ClientProxyRole::on_unix_readable(uv_poll_t* h, int status, int) {
+  auto* self = static_cast<ClientProxyRole*>(h->data);
+  if (status < 0) return;
+  double now = wall_now();
+  // Batches of datagrams per system call; a bounded number of calls per
+  // wakeup keeps the loop fair to the UDP socket and HTTP.
+  mmsghdr msgs[kSlots];
+  iovec iov[kSlots];
+  for (int round = 0; round < 8; ++round) {
+    for (size_t i = 0; i < kSlots; ++i) {
+      iov[i] = {self->recv_buf_.data() + i * kDatagramSlot, kDatagramSlot};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(self->unix_fd_, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return;
+    for (int i = 0; i < n; ++i) {
+      self->handle_datagram(std::string_view(static_cast<const char*>(iov[i].iov_base), msgs[i].msg_len), now);
+    }
+    if (static_cast<size_t>(n) < kSlots) return;
+  }
+}
+
+void ClientProxyRole::on_udp(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const struct sockaddr* addr, unsigned) {
+  if (n <= 0 || addr == nullptr) return;  // nothing more this round, or an error (counted nowhere: UDP)
+  auto* self = static_cast<ClientProxyRole*>(h->data);
+  self->handle_datagram(std::string_view(buf->base, static_cast<size_t>(n)), wall_now());
+}
+
+void ClientProxyRole::add_event(std::string_view name, std::string_view type, double ts,
+                                std::string_view payload_json) {
+  if (buffered_events_ >= static_cast<uint64_t>(config_.client_proxy.max_buffered_events)) {
+    ++loop_stats_.events_dropped_full;
+    return;
+  }
+  auto it = index_.find(name);
+  size_t slot;
+  if (it == index_.end()) {
+    slot = names_.size();
+    names_.push_back(NameBuffer{std::string(name), {}, 0});
+    index_.emplace(std::string(name), slot);
+  } else {
+    slot = it->second;
+  }
+  NameBuffer& nb = names_[slot];
+  std::string& out = nb.lines;
+  out.append("[\"");
+  out.append(type);
+  out.append("\",");
+  if (ts != ts_cached_) {
+    ts_cached_ = ts;
+    ts_text_.clear();
+    append_number(&ts_text_, ts);
+  }
+  out.append(ts_text_);
+  out.append(",\"");
+  protocol::append_json_string_body(payload_json, &out);
+  out.append("\"]\n");
+  ++nb.events;
+  ++buffered_events_;
+  ++loop_stats_.events_buffered;
+}
+
+void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
+  ++loop_stats_.datagrams;
+  // Millisecond stamps: one text per millisecond, shared by its lines.
+  double ts = std::floor(now * 1000) / 1000;
+  statsd::parse_datagram(
+      datagram,
+      [&](const statsd::Line& line) {
+        if (!statsd::map_name(line, &name_scratch_)) {
+          ++loop_stats_.bad_lines;
+          return;
+        }
+        std::string_view type = statsd::taba_type(line.kind);
+        auto bound = bound_types_.find(name_scratch_);
+        if (bound == bound_types_.end()) {
+          if (bound_types_.size() < kMaxRememberedNames) bound_types_.emplace(name_scratch_, std::string(type));
+        } else if (bound->second != type) {
+          // The fe would refuse the whole body for it; refuse just the line.
+          ++loop_stats_.bad_lines;
+          ++loop_stats_.type_conflicts;
+          return;
+        }
+        ++loop_stats_.lines;
+        double event_ts = line.timestamp > 0 ? static_cast<double>(line.timestamp) : ts;
+        line_scratch_.clear();
+        switch (line.kind) {
+          case statsd::Kind::kCounter:
+            append_number(&line_scratch_, line.number / line.sample_rate);
+            break;
+          case statsd::Kind::kTimer:
+          case statsd::Kind::kHistogram:
+          case statsd::Kind::kDistribution:
+            append_number(&line_scratch_, line.number);
+            break;
+          case statsd::Kind::kGauge:
+          case statsd::Kind::kGaugeDelta: {
+            auto g = gauges_.find(name_scratch_);
+            double value = line.number;
+            if (line.kind == statsd::Kind::kGaugeDelta) value += g == gauges_.end() ? 0 : g->second;
+            if (g != gauges_.end()) {
+              g->second = value;
+            } else if (gauges_.size() < kMaxRememberedNames) {
+              gauges_.emplace(name_scratch_, value);
+            }
+            append_number(&line_scratch_, value);
+            break;
+          }
+          case statsd::Kind::kSet:
+            line_scratch_.push_back('"');
+            protocol::append_json_string_body(line.value, &line_scratch_);
+            line_scratch_.push_back('"');
+            break;
+        }
+        add_event(name_scratch_, type, event_ts, line_scratch_);
+      },
+      [&](std::string_view, const char*) { ++loop_stats_.bad_lines; });
+}
+
+void ClientProxyRole::flush() {
+  if (names_.empty()) return;
+  Body body;
+  body.batch_id = new_batch_id();
+  size_t bytes = 8 + client_id_.size();
+  for (const NameBuffer& nb : names_) bytes += nb.name.size() + nb.lines.size() + 2;
+  body.text.reserve(bytes);
+  body.text.append("1\n\n");
+  body.text.append(client_id_);
+  body.text.append("\n\n");
+  for (const NameBuffer& nb : names_) {
+    body.text.append(nb.name);
+    body.text.push_back('\n');
+    body.text.append(nb.lines);
+    body.text.push_back('\n');
+  }
+  body.text.push_back('\n');
+  body.events = buffered_events_;
+  names_.clear();
+  index_.clear();
+  buffered_events_ = 0;
+  enqueue(std::move(body), true);
+}
+
+bool ClientProxyRole::enqueue(Body body, bool drop_oldest) {
+  uint64_t cap = static_cast<uint64_t>(config_.client_proxy.max_retry_bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!drop_oldest && queued_bytes_ + body.text.size() > cap && !queue_.empty()) return false;
+    // Best effort: the newest data is kept, the oldest queued body goes.
+    while (queued_bytes_ + body.text.size() > cap && !queue_.empty()) {
+      fwd_stats_.events_dropped_retry += queue_.front().events;
+      queued_bytes_ -= queue_.front().text.size();
+      queue_.pop_front();
+    }
+    queued_bytes_ += body.text.size();
+    queue_.push_back(std::move(body));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void ClientProxyRole::submit(std::string batch, store::BatchId batch_id, store::Bindings, uint64_t events,
+                             std::function<void(const Status&)> done) {
+  if (stopping_) return done(Status::Unavailable("the client-proxy is shutting down"));
+  protocol::V1Encoder enc;
+  Status s = enc.add_batch(batch);
+  if (!s.ok()) return done(Status::Internal(s.message()));
+  Body body;
+  body.batch_id = batch_id.value;  // the client's, or one Ingest made up
+  body.text = enc.finish();
+  body.events = events;
+  // A post is refused (503) rather than pushing out what others sent.
+  if (!enqueue(std::move(body), false)) {
+    return done(Status::Unavailable("the client-proxy's queue to the agent is full; retry later"));
+  }
+  done(Status::Ok());
+}
+
+void ClientProxyRole::forward_main() {
+  std::string host;
+  int port = 0;
+  http::split_host_port(config_.client_proxy.agent, &host, &port);
+  std::optional<http::ClientConnection> conn;
+  int64_t backoff_ms = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    int64_t now = steady_ms();
+    if (stop_ && (queue_.empty() || now >= stop_deadline_ms_)) break;
+    if (queue_.empty()) {
+      forward_idle_ = true;
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+      continue;
+    }
+    forward_idle_ = false;
+    Body body = queue_.front();  // a copy: the queue keeps it until the agent has it
+    int timeout = static_cast<int>(config_.client_proxy.forward_timeout_ms);
+    if (stop_) timeout = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms_ - now, 100, timeout));
+    lock.unlock();
+    int status = 0;
+    std::string error;
+    if (!conn || !conn->is_open()) {
+      auto c = http::ClientConnection::connect(host, port, timeout);
+      if (c.ok()) {
+        conn.emplace(std::move(c.value()));
+      } else {
+        error = c.status().message();
+      }
+    }
+    if (conn && conn->is_open()) {
+      std::vector<http::Header> headers{{"Taba-Batch-Id", body.batch_id}};
+      if (!config_.client_proxy.forward_token.empty()) {
+        headers.push_back({"Authorization", "Bearer " + config_.client_proxy.forward_token});
+      }
+      auto r = conn->request("POST", "/post", headers, body.text, timeout);
+      if (r.ok()) {
+        status = r->status;
+        if (status != 200) error = fmt::format("HTTP {}: {}", status, r->body.substr(0, r->body.find('\n')));
+      } else {
+        conn.reset();
+        error = r.status().message();
+      }
+    }
+    lock.lock();
+    bool done = status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
+                                  status != 429);
+    if (done) {
+      // The front may have been dropped for space meanwhile; find ours.
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (it->batch_id == body.batch_id) {
+          queued_bytes_ -= it->text.size();
+          queue_.erase(it);
+          break;
+        }
+      }
+      if (status == 200) {
+        ++fwd_stats_.bodies_forwarded;
+        fwd_stats_.events_forwarded += body.events;
+      } else {
+        ++fwd_stats_.bodies_rejected;
+        log::error("client-proxy: the agent refused a body of {} events ({}); dropped", body.events, error);
+      }
+      backoff_ms = 0;
+      continue;
+    }
+    ++fwd_stats_.forward_failures;
+    backoff_ms = backoff_ms == 0 ? 100 : std::min<int64_t>(backoff_ms * 2, 5000);
+    int64_t wait = backoff_ms / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(backoff_ms / 2 + 1));
+    log::warn("client-proxy: cannot forward to the agent at {} ({}); retrying in {} ms", config_.client_proxy.agent,
+              error, wait);
+    if (stop_) wait = std::min<int64_t>(wait, std::max<int64_t>(stop_deadline_ms_ - steady_ms(), 0));
+    wake_.wait_for(lock, std::chrono::milliseconds(wait));
+  }
+  forward_idle_ = true;
+}
+
+std::unique_ptr<http::RequestHandler> ClientProxyRole::route(const std::shared_ptr<http::Exchange>& ex) {
+  const http::Request& req = ex->request();
+  if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+    ex->reply(std::move(*denied));
+    return nullptr;
+  }
+  if (Ingest::handles(req.path)) return ingest_->start(ex);
+  if (req.method != "GET") {
+    http::Response r = http::Response::text(405, fmt::format("{} accepts only GET\n", req.path));
+    r.headers.push_back({"Allow", "GET"});
+    ex->reply(std::move(r));
+  } else if (req.path == "/status") {
+    ex->reply(http::Response::text(200, status_text()));
+  } else if (req.path == "/metrics") {
+    MetricsWriter w;
+    write_metrics(&w);
+    http::Response r = http::Response::text(200, w.take());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ex->reply(std::move(r));
+  } else if (req.path == "/healthz" || req.path == "/readyz") {
+    ex->reply(stopping_ ? http::Response::text(503, "shutting down\n") : http::Response::text(200, "ok\n"));
+  } else {
+    ex->reply(http::Response::text(
+        404, fmt::format("no such route: {} (the client-proxy serves /post /post_zip /status /metrics /healthz)\n",
+                         req.path)));
+  }
+  return nullptr;
+}
+
+ProxyStats ClientProxyRole::stats() const {
+  ProxyStats s = loop_stats_;
+  std::lock_guard<std::mutex> lock(mu_);
+  s.events_dropped_retry = fwd_stats_.events_dropped_retry;
+  s.bodies_forwarded = fwd_stats_.bodies_forwarded;
+  s.events_forwarded = fwd_stats_.events_forwarded;
+  s.bodies_rejected = fwd_stats_.bodies_rejected;
+  s.forward_failures = fwd_stats_.forward_failures;
+  s.queued_bytes = queued_bytes_;
+  s.queued_bodies = queue_.size();
+  return s;
+}
+
+void ClientProxyRole::write_metrics(MetricsWriter* w) const {
+  ProxyStats s = stats();
+  w->counter("taba_proxy_datagrams_total", "StatsD datagrams received (UDP and unix socket).", static_cast<double>(s.datagrams));
+  w->counter("taba_proxy_lines_total", "StatsD values accepted.", static_cast<double>(s.lines));
+  w->counter("taba_proxy_bad_lines_total", "StatsD lines skipped: malformed, unmappable name or type conflict.",
+             static_cast<double>(s.bad_lines));
+  w->counter("taba_proxy_type_conflicts_total", "StatsD lines whose name was seen before with another type.",
+             static_cast<double>(s.type_conflicts));
+  w->counter("taba_proxy_events_buffered_total", "Events taken into the buffer.", static_cast<double>(s.events_buffered));
+  w->family("taba_proxy_events_dropped_total", "counter", "Events dropped by the proxy, by reason.");
+  w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_full), {{"reason", "buffer_full"}});
+  w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_retry), {{"reason", "queue_full"}});
+  w->counter("taba_proxy_bodies_forwarded_total", "Bodies the agent accepted.", static_cast<double>(s.bodies_forwarded));
+  w->counter("taba_proxy_events_forwarded_total", "Events in bodies the agent accepted.", static_cast<double>(s.events_forwarded));
+  w->counter("taba_proxy_bodies_rejected_total", "Bodies the agent refused (4xx) and the proxy dropped.",
+             static_cast<double>(s.bodies_rejected));
+  w->counter("taba_proxy_forward_failures_total", "Forwarding attempts that failed and were retried.",
+             static_cast<double>(s.forward_failures));
+  w->gauge("taba_proxy_queued_bytes", "Bytes of bodies waiting for the agent.", static_cast<double>(s.queued_bytes));
+  w->gauge("taba_proxy_buffered_events", "Events in the buffer, not yet in a body.", static_cast<double>(buffered_events_));
+}
+
+std::string ClientProxyRole::status_text() const {
+  ProxyStats s = stats();
+  return fmt::format(
+      "client-proxy {} as client {}{}\n"
+      "statsd     udp {}, unix {}: {} datagrams, {} values, {} bad lines ({} type conflicts)\n"
+      "buffer     {} events now (max {}), {} dropped while full\n"
+      "queue      {} bodies, {} bytes (max {}), {} events dropped while full\n"
+      "forwarded  to {}: {} bodies, {} events; {} failed attempts retried; {} bodies refused\n",
+      config_.client_proxy.listen, client_id_, stopping_ ? ", shutting down" : "",
+      config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
+      config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix, s.datagrams, s.lines,
+      s.bad_lines, s.type_conflicts, buffered_events_, config_.client_proxy.max_buffered_events, s.events_dropped_full,
+      s.queued_bodies, s.queued_bytes, config_.client_proxy.max_retry_bytes, s.events_dropped_retry,
+      config_.client_proxy.agent, s.bodies_forwarded, s.events_forwarded, s.forward_failures, s.bodies_rejected);
+}
+
+int ClientProxyRole::http_port() const { return server_ ? server_->port() : 0; }
+
+int ClientProxyRole::udp_port() const {
+  if (!udp_open_) return 0;
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_udp_getsockname(&udp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+}
+
+void ClientProxyRole::reload(const Config& config) {
+  config_.auth = config.auth;
+  config_.ingest = config.ingest;
+  if (ingest_) ingest_->set_options(config.ingest);
+}
+
+void ClientProxyRole::shutdown(std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  shutdown_done_ = std::move(done);
+  if (udp_open_) uv_udp_recv_stop(&udp_);
+  if (unix_open_) uv_poll_stop(&unix_poll_);
+  server_->shutdown([this] {
+    flush();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      stop_deadline_ms_ = steady_ms() + config_.agent.shutdown_grace_ms;
+    }
+    wake_.notify_all();
+    uv_timer_start(
+        &drain_timer_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<ClientProxyRole*>(t->data);
+          {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            if (!self->forward_idle_ || (!self->queue_.empty() && steady_ms() < self->stop_deadline_ms_)) return;
+          }
+          uv_timer_stop(t);
+          if (self->forwarder_.joinable()) self->forwarder_.join();
+          ProxyStats s = self->stats();
+          if (s.queued_bodies > 0) {
+            log::warn("client-proxy: stopped with {} bodies the agent did not take; they are dropped", s.queued_bodies);
+          }
+          if (self->shutdown_done_) self->shutdown_done_();
+        },
+        50, 50);
+  });
+}
+
+void ClientProxyRole::release_handles() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    stop_deadline_ms_ = 0;
+  }
+  wake_.notify_all();
+  if (forwarder_.joinable()) forwarder_.join();
+  auto close = [](void* h) {
+    if (!uv_is_closing(static_cast<uv_handle_t*>(h))) uv_close(static_cast<uv_handle_t*>(h), nullptr);
+  };
+  if (udp_open_) close(&udp_);
+  if (unix_open_) close(&unix_poll_);
+  if (timer_open_) close(&flush_timer_);
+  if (drain_open_) close(&drain_timer_);
+  udp_open_ = unix_open_ = timer_open_ = drain_open_ = false;
+}
+
+}  // namespace taba::roles
