@@ -122,17 +122,19 @@ struct Forwarder::Impl {
     return d / 2 + jitter(rng);
   }
 
-  // Builds the body of a segment. Returns nullopt when nothing in it can be
-  // sent (all records corrupt); *events is what the body holds.
-  std::optional<std::string> build_body(const Segment& seg, uint64_t* events, std::string* err) {
+  // Reads a segment and encodes its records as one body (or, for a split
+  // segment, leaves the encoding to send_split). Returns false when the file
+  // cannot be read (*err says why).
+  bool load(const Segment& seg, SegmentContents* contents, std::string* body, uint64_t* events, std::string* err) {
     Result<SegmentContents> c = read_segment(seg.path);
     if (!c.ok()) {
       *err = c.status().message();
-      return std::nullopt;
+      return false;
     }
-    uint64_t corrupt = c->corrupt;
+    *contents = std::move(c.value());
+    uint64_t corrupt = contents->corrupt;
     protocol::V1Encoder enc;
-    for (const SpoolRecord& r : c->records) {
+    for (const SpoolRecord& r : contents->records) {
       if (!enc.add_batch(r.batch).ok()) ++corrupt;
     }
     if (corrupt > 0) {
@@ -141,8 +143,49 @@ struct Forwarder::Impl {
       totals.corrupt_records_skipped += corrupt;
     }
     *events = enc.events();
-    if (enc.events() == 0) return std::nullopt;
-    return enc.finish();
+    *body = enc.events() == 0 ? std::string() : enc.finish();
+    return true;
+  }
+
+  // The fe refused a batch of several posts: sends each post on its own,
+  // with a batch id derived from the segment's (so a retry, even after a
+  // restart, is still applied once), and dead-letters only the posts that
+  // are refused themselves. kRetry when some post could not be settled yet.
+  Attempt send_split(Segment& seg, const SegmentContents& contents, Endpoint& ep,
+                     std::optional<http::ClientConnection>& conn, int timeout_ms, uint64_t* events_ok) {
+    seg.split = true;
+    seg.done.resize(contents.records.size(), 0);
+    Attempt last;
+    last.outcome = Outcome::kOk;
+    for (size_t i = 0; i < contents.records.size(); ++i) {
+      if (seg.done[i]) continue;
+      protocol::V1Encoder enc;
+      if (!enc.add_batch(contents.records[i].batch).ok() || enc.events() == 0) {
+        seg.done[i] = 1;
+        continue;
+      }
+      uint64_t events = enc.events();
+      std::string body = enc.finish();
+      Segment one = seg;
+      one.batch_id = fmt::format("{}-{}", seg.batch_id, i);
+      std::string compressed = http::zlib_compress(body, options.zlib_level);
+      Attempt a = send(compressed, one, ep, conn, timeout_ms);
+      if (a.outcome == Outcome::kOk) {
+        std::lock_guard<std::mutex> g(mu);
+        totals.bytes_sent += compressed.size();
+      }
+      if (a.outcome == Outcome::kRetry) return a;
+      if (a.outcome == Outcome::kDeadLetter) {
+        dead_letter(one, body, events, a, ep.address);
+        last = a;
+      } else {
+        *events_ok += events;
+      }
+      seg.done[i] = 1;
+    }
+    // Settled: the segment is done; its refused posts are in the dead letters.
+    last.outcome = Outcome::kOk;
+    return last;
   }
 
   Attempt send(const std::string& compressed, const Segment& seg, Endpoint& ep,
@@ -271,24 +314,40 @@ struct Forwarder::Impl {
 
       uint64_t events = 0;
       std::string err;
-      std::optional<std::string> body = build_body(seg, &events, &err);
+      SegmentContents contents;
+      std::string body;
+      bool readable = load(seg, &contents, &body, &events, &err);
       Attempt a;
-      if (!body) {
-        if (!err.empty()) {
-          log::error("agent: cannot read {}: {}; it stays in the spool", seg.path, err);
-          a.message = err;
-        } else {
-          a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
-          log::warn("agent: {} held no readable events; deleting it", seg.path);
-        }
+      uint64_t events_ok = 0;
+      if (!readable) {
+        log::error("agent: cannot read {}: {}; it stays in the spool", seg.path, err);
+        a.message = err;
+      } else if (events == 0) {
+        a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
+        log::warn("agent: {} held no readable events; deleting it", seg.path);
       } else {
-        std::string compressed = http::zlib_compress(*body, options.zlib_level);
-        a = send(compressed, seg, ep, conns[static_cast<size_t>(ep_index)], timeout_ms);
-        if (a.outcome == Outcome::kOk) {
-          std::lock_guard<std::mutex> g(mu);
-          totals.bytes_sent += compressed.size();
+        if (!seg.split) {
+          std::string compressed = http::zlib_compress(body, options.zlib_level);
+          a = send(compressed, seg, ep, conns[static_cast<size_t>(ep_index)], timeout_ms);
+          if (a.outcome == Outcome::kOk) {
+            events_ok = events;
+            std::lock_guard<std::mutex> g(mu);
+            totals.bytes_sent += compressed.size();
+          }
+          if (a.outcome == Outcome::kDeadLetter) {
+            if (contents.records.size() > 1) {
+              log::warn("agent: batch {} of {} posts refused ({}: {}); sending its posts one by one", seg.batch_id,
+                        contents.records.size(), a.status, a.message);
+            } else {
+              dead_letter(seg, body, events, a, address);
+              a.outcome = Outcome::kOk;
+              a.status = -1;  // settled by a dead letter
+            }
+          }
         }
-        if (a.outcome == Outcome::kDeadLetter) dead_letter(seg, *body, events, a, address);
+        if (seg.split || a.outcome == Outcome::kDeadLetter) {
+          a = send_split(seg, contents, ep, conns[static_cast<size_t>(ep_index)], timeout_ms, &events_ok);
+        }
       }
       if (a.outcome != Outcome::kRetry) spool->remove(seg);
 
@@ -296,7 +355,7 @@ struct Forwarder::Impl {
       --ep.in_flight;
       --totals.in_flight;
       bool reached = a.status != 0;
-      if (a.outcome == Outcome::kRetry && body) {
+      if (a.outcome == Outcome::kRetry && readable) {
         ++ep.failures;
         ++ep.consecutive_failures;
         ep.last_error = reached ? fmt::format("HTTP {}: {}", a.status, a.message) : a.message;
@@ -308,14 +367,14 @@ struct Forwarder::Impl {
         ep.consecutive_failures = 0;
         ep.latency_ms_ewma = ep.latency_ms_ewma == 0 ? a.latency_ms : 0.8 * ep.latency_ms_ewma + 0.2 * a.latency_ms;
       }
-      if (a.outcome == Outcome::kOk && body) {
+      if (a.outcome == Outcome::kOk && events_ok > 0) {
         ++totals.batches_forwarded;
-        totals.events_forwarded += events;
+        totals.events_forwarded += events_ok;
       }
       if (a.outcome == Outcome::kRetry) {
         ++totals.retries;
         ++seg.attempts;
-        if (!body) {
+        if (!readable) {
           // Unreadable for now (e.g. EMFILE): try again a little later.
           lock.unlock();
           std::this_thread::sleep_for(std::chrono::milliseconds(500));

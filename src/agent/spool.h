@@ -52,6 +52,10 @@ struct Segment {
   uint64_t events = 0;
   uint32_t records = 0;
   uint32_t attempts = 0;  // forwarding attempts so far (the forwarder's)
+  // The forwarder's: once the fe refused the whole batch (4xx), its records
+  // go one by one; done[i] marks record i as settled (200 or dead letter).
+  bool split = false;
+  std::vector<uint8_t> done;
 };
 
 // One record read back from a segment.

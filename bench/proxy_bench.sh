@@ -1,0 +1,78 @@
+#!/bin/sh
+# proxy_bench.sh: StatsD over UDP into tabad's client-proxy.
+#
+# Starts an fe (embedded store) and an agent pinned to CPU 1 and a
+# client-proxy pinned to CPU 0, then statsd_bench (CPU 1) offers lines at
+# each rate for DURATION seconds, RUNS times, and prints per run: lines
+# offered, received, loss %, the proxy's CPU-seconds, CPU-seconds per
+# million lines and lines per CPU-second; then the medians per rate.
+# Usage: bench/proxy_bench.sh [BUILD_DIR] [RUNS] [DURATION] [RATES...]
+#   e.g. bench/proxy_bench.sh build 3 5 100000 300000 1000000
+set -eu
+BUILD=${1:-build}
+RUNS=${2:-3}
+DURATION=${3:-5}
+[ $# -gt 3 ] && shift 3 || set --
+RATES=${*:-100000 300000 1000000}
+DIR=$(mktemp -d /tmp/taba-proxy-bench-XXXXXX)
+BASE=$((30000 + $$ % 20000))
+FEP=$BASE; AP=$((BASE + 1)); PP=$((BASE + 2)); UP=$((BASE + 3))
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+cat >"$DIR/fe.toml" <<EOF
+[server]
+data_dir = "$DIR/fe"
+listen = "127.0.0.1:$FEP"
+self_tabs_interval_s = 0
+EOF
+cat >"$DIR/agent.toml" <<EOF
+[server]
+roles = ["agent"]
+data_dir = "$DIR/agent"
+[agent]
+listen = "127.0.0.1:$AP"
+endpoints = ["127.0.0.1:$FEP"]
+EOF
+cat >"$DIR/proxy.toml" <<EOF
+[server]
+roles = ["client-proxy"]
+data_dir = "$DIR/proxy"
+[client_proxy]
+listen = "127.0.0.1:$PP"
+statsd_udp = "127.0.0.1:$UP"
+agent = "127.0.0.1:$AP"
+udp_recv_buffer_bytes = 33554432
+EOF
+taskset -c 1 "$BUILD/tabad" --config "$DIR/fe.toml" >"$DIR/fe.log" 2>&1 &
+PIDS="$PIDS $!"
+taskset -c 1 "$BUILD/tabad" --config "$DIR/agent.toml" >"$DIR/agent.log" 2>&1 &
+PIDS="$PIDS $!"
+taskset -c 0 "$BUILD/tabad" --config "$DIR/proxy.toml" >"$DIR/proxy.log" 2>&1 &
+PROXY=$!
+PIDS="$PIDS $PROXY"
+for p in $FEP $AP $PP; do
+  until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do sleep 0.1; done
+done
+echo "proxy_bench: receive buffer: $(grep -o 'UDP receive buffer.*' "$DIR/proxy.log" || echo 'as asked')"
+printf '%12s %10s %12s %12s %8s %9s %14s %14s\n' "" "rate" "sent" "received" "loss%" "cpu_s" "cpu_s/M lines" "lines/cpu_s"
+for rate in $RATES; do
+  : >"$DIR/rate.txt"
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    "$BUILD/bench/statsd_bench" --target "127.0.0.1:$UP" --rate "$rate" --duration "$DURATION" \
+      --metrics "http://127.0.0.1:$PP/metrics" --pid "$PROXY" --bench-cpu 1 | tee -a "$DIR/rate.txt" | head -1
+    i=$((i + 1))
+  done
+  grep '^statsd_bench:' "$DIR/rate.txt" | sed 's/.*loss_pct=\([^ ]*\).*cpu_s_per_million_lines=\([^ ]*\) lines_per_cpu_s=\([^ ]*\).*/\1 \2 \3/' |
+    sort -n -k2 | awk -v rate="$rate" '{ l[NR] = $1; c[NR] = $2; p[NR] = $3 } END {
+      m = int((NR + 1) / 2);
+      printf "proxy_bench: rate %d lines/s: median cpu_s per million lines %s (%s lines per CPU-second), loss %s%% in that run\n", rate, c[m], p[m], l[m] }'
+done
+echo "proxy_bench: proxy status after the runs:"
+curl -s "http://127.0.0.1:$PP/status"

@@ -1,0 +1,260 @@
+// statsd_bench: offers StatsD lines over UDP at a fixed rate and reports how
+// many the receiver took, and the receiver's CPU time per million lines.
+//
+// It works against any StatsD server on loopback: tabad's client-proxy
+// (received lines are read from its /metrics) or another daemon (then pass
+// --received-cmd, a shell command that prints the receiver's count).
+//
+//   statsd_bench --target 127.0.0.1:8125 --rate 1000000 --duration 5
+//       --metrics http://127.0.0.1:8280/metrics --pid PID
+//
+// Lines are pre-built (counters with and without sample rates, timers,
+// gauges, sets, DogStatsD tags) and packed into datagrams of
+// --lines-per-datagram lines, sent with sendmmsg in paced batches from one
+// thread pinned to --bench-cpu.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <cxxopts.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "http/client.h"
+#include "http/server.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<double> process_cpu_seconds(long pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat;
+  if (!std::getline(in, stat)) return std::nullopt;
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::vector<std::string> fields;
+  std::string f;
+  for (size_t i = close + 2; i <= stat.size(); ++i) {
+    if (i == stat.size() || stat[i] == ' ') {
+      fields.push_back(f);
+      f.clear();
+    } else {
+      f.push_back(stat[i]);
+    }
+  }
+  if (fields.size() < 13) return std::nullopt;
+  double ticks = std::stod(fields[11]) + std::stod(fields[12]);  // utime + stime
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// The value of a counter (sum over its label sets) in Prometheus text.
+std::optional<double> metric_value(const std::string& text, const std::string& name) {
+  double sum = 0;
+  bool found = false;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    if (line.rfind(name, 0) != 0) continue;
+    char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != ' ' && next != '{') continue;
+    size_t sp = line.rfind(' ');
+    sum += std::stod(line.substr(sp + 1));
+    found = true;
+  }
+  if (!found) return std::nullopt;
+  return sum;
+}
+
+std::optional<double> received_lines(const std::string& metrics_url, const std::string& cmd) {
+  if (!cmd.empty()) {
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return std::nullopt;
+    char buf[128] = {0};
+    bool ok = std::fgets(buf, sizeof buf, p) != nullptr;
+    pclose(p);
+    if (!ok) return std::nullopt;
+    return std::stod(buf);
+  }
+  auto r = taba::http::fetch("GET", metrics_url, {}, "", 5000);
+  if (!r.ok() || r->status != 200) return std::nullopt;
+  auto good = metric_value(r->body, "taba_proxy_lines_total");
+  auto bad = metric_value(r->body, "taba_proxy_bad_lines_total");
+  if (!good) return std::nullopt;
+  return *good + bad.value_or(0);
+}
+
+std::vector<std::string> build_lines(int names) {
+  std::vector<std::string> lines;
+  for (int i = 0; i < names; ++i) {
+    switch (i % 6) {
+      case 0: lines.push_back(fmt::format("bench.requests.{}:1|c", i)); break;
+      case 1: lines.push_back(fmt::format("bench.sampled.{}:3|c|@0.5", i)); break;
+      case 2: lines.push_back(fmt::format("bench.latency.{}:{}|ms|#env:prod,region:us", i, 5 + i % 90)); break;
+      case 3: lines.push_back(fmt::format("bench.hist.{}:{}|h", i, i % 1000)); break;
+      case 4: lines.push_back(fmt::format("bench.queue.{}:{}|g", i, i % 50)); break;
+      default: lines.push_back(fmt::format("bench.users.{}:user{}|s", i, i % 300)); break;
+    }
+  }
+  return lines;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("statsd_bench", "Offers StatsD lines over UDP at a fixed rate; reports what was received.");
+  options.add_options()("target", "host:port of the StatsD server", cxxopts::value<std::string>()->default_value("127.0.0.1:8125"))(
+      "rate", "lines per second offered", cxxopts::value<double>()->default_value("100000"))(
+      "duration", "seconds of sending", cxxopts::value<double>()->default_value("5"))(
+      "lines-per-datagram", "StatsD lines per datagram", cxxopts::value<int>()->default_value("20"))(
+      "names", "distinct metric names", cxxopts::value<int>()->default_value("1000"))(
+      "metrics", "the client-proxy's /metrics URL (received lines)", cxxopts::value<std::string>()->default_value(""))(
+      "received-cmd", "shell command printing the receiver's received-line count (other daemons)",
+      cxxopts::value<std::string>()->default_value(""))(
+      "pid", "receiver process whose CPU time is measured", cxxopts::value<long>()->default_value("0"))(
+      "settle", "seconds to wait after sending before counting", cxxopts::value<double>()->default_value("1"))(
+      "bench-cpu", "CPU to pin the sender to (-1: none)", cxxopts::value<int>()->default_value("1"))(
+      "h,help", "show this help");
+  cxxopts::ParseResult args;
+  try {
+    args = options.parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "statsd_bench: " << e.what() << "\n";
+    return 2;
+  }
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  std::string target = args["target"].as<std::string>();
+  double rate = args["rate"].as<double>();
+  double duration = args["duration"].as<double>();
+  int per_datagram = args["lines-per-datagram"].as<int>();
+  std::string metrics = args["metrics"].as<std::string>();
+  std::string cmd = args["received-cmd"].as<std::string>();
+  long pid = args["pid"].as<long>();
+  int cpu = args["bench-cpu"].as<int>();
+  if (rate <= 0 || duration <= 0 || per_datagram <= 0) {
+    std::cerr << "statsd_bench: rate, duration and lines-per-datagram must be positive\n";
+    return 2;
+  }
+  if (metrics.empty() && cmd.empty()) {
+    std::cerr << "statsd_bench: give --metrics or --received-cmd\n";
+    return 2;
+  }
+  if (cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+  }
+  std::string host;
+  int port = 0;
+  if (!taba::http::split_host_port(target, &host, &port)) {
+    std::cerr << "statsd_bench: --target is not host:port\n";
+    return 2;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &addr.sin_addr);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int sndbuf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+
+  std::vector<std::string> lines = build_lines(args["names"].as<int>());
+  std::vector<std::string> datagrams;
+  for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
+    std::string d;
+    for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) {
+      d += lines[j % lines.size()];
+      d += '\n';
+    }
+    datagrams.push_back(std::move(d));
+  }
+
+  auto before = received_lines(metrics, cmd);
+  if (!before) {
+    std::cerr << "statsd_bench: cannot read the receiver's count\n";
+    return 1;
+  }
+  std::optional<double> cpu0 = pid ? process_cpu_seconds(pid) : std::nullopt;
+  constexpr int kBatch = 32;
+  std::vector<mmsghdr> msgs(kBatch);
+  std::vector<iovec> iov(kBatch);
+  uint64_t sent_lines = 0, send_errors = 0;
+  size_t next = 0;
+  Clock::time_point t0 = Clock::now();
+  double lines_per_datagram = per_datagram;
+  for (;;) {
+    double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (elapsed >= duration) break;
+    double due = rate * elapsed - static_cast<double>(sent_lines);
+    if (due < lines_per_datagram) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;
+    }
+    int n = static_cast<int>(std::min<double>(due / lines_per_datagram, kBatch));
+    for (int i = 0; i < n; ++i) {
+      const std::string& d = datagrams[next++ % datagrams.size()];
+      iov[static_cast<size_t>(i)] = {const_cast<char*>(d.data()), d.size()};
+      msgs[static_cast<size_t>(i)] = {};
+      msgs[static_cast<size_t>(i)].msg_hdr.msg_name = &addr;
+      msgs[static_cast<size_t>(i)].msg_hdr.msg_namelen = sizeof addr;
+      msgs[static_cast<size_t>(i)].msg_hdr.msg_iov = &iov[static_cast<size_t>(i)];
+      msgs[static_cast<size_t>(i)].msg_hdr.msg_iovlen = 1;
+    }
+    int m = sendmmsg(fd, msgs.data(), static_cast<unsigned>(n), 0);
+    if (m < 0) {
+      ++send_errors;
+      m = 0;
+    }
+    sent_lines += static_cast<uint64_t>(m) * static_cast<uint64_t>(per_datagram);
+  }
+  double send_secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::this_thread::sleep_for(std::chrono::duration<double>(args["settle"].as<double>()));
+  auto after = received_lines(metrics, cmd);
+  std::optional<double> cpu1 = pid ? process_cpu_seconds(pid) : std::nullopt;
+  if (!after) {
+    std::cerr << "statsd_bench: cannot read the receiver's count after the run\n";
+    return 1;
+  }
+  double received = *after - *before;
+  double loss = sent_lines ? 100.0 * (1.0 - received / static_cast<double>(sent_lines)) : 0;
+  std::string cpu_text = "n/a", per_m = "n/a", per_cpu = "n/a";
+  if (cpu0 && cpu1) {
+    double c = *cpu1 - *cpu0;
+    cpu_text = fmt::format("{:.2f}", c);
+    if (received > 0) {
+      per_m = fmt::format("{:.3f}", c / (received / 1e6));
+      per_cpu = fmt::format("{:.0f}", c > 0 ? received / c : 0);
+    }
+  }
+  std::cout << fmt::format("{:>12} {:>10.0f} {:>12} {:>12.0f} {:>8.2f} {:>9} {:>14} {:>14}\n", "offered/s", rate,
+                           sent_lines, received, loss, cpu_text, per_m, per_cpu);
+  std::cout << fmt::format(
+      "statsd_bench: offered_rate={:.0f} sent_lines={} send_secs={:.2f} received_lines={:.0f} loss_pct={:.3f} "
+      "receiver_cpu_s={} cpu_s_per_million_lines={} lines_per_cpu_s={} send_errors={}\n",
+      rate, sent_lines, send_secs, received, loss, cpu_text, per_m, per_cpu, send_errors);
+  return 0;
+}
