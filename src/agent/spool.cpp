@@ -150,9 +150,15 @@ bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
 }
 
 Result<SegmentContents> read_segment(const std::string& path) {
-  SegmentContents c;
-  Status s = fileio::read_whole_file(path, &c.bytes);
+  std::string bytes;
+  Status s = fileio::read_whole_file(path, &bytes);
   if (!s.ok()) return s;
+  return parse_segment(std::move(bytes), path);
+}
+
+Result<SegmentContents> parse_segment(std::string bytes, const std::string& path) {
+  SegmentContents c;
+  c.bytes = std::move(bytes);
   if (c.bytes.size() < kHeaderBytes || std::string_view(c.bytes).substr(0, kMagicBytes) != kMagic) {
     return Status::Invalid(fmt::format("{} is not a spool segment (bad header)", path));
   }

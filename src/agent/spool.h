@@ -74,6 +74,8 @@ struct SegmentContents {
   uint32_t corrupt = 0;
 };
 Result<SegmentContents> read_segment(const std::string& path);
+// The same for a segment's bytes; `origin` names it in errors.
+Result<SegmentContents> parse_segment(std::string bytes, const std::string& origin);
 
 // Encodes / decodes a record payload.
 std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch);
