@@ -166,7 +166,8 @@ void AgentRole::submit(std::string batch, store::BatchId batch_id, store::Bindin
   std::string record = agent::encode_spool_record(dedup ? batch_id.value : std::string_view(),
                                                   static_cast<uint32_t>(events), batch);
   std::string id = dedup ? batch_id.value : std::string();
-  Status s = spool_->append(std::move(record), events, [this, id, dedup, done](const Status& st) {
+  Status s = spool_->append(std::move(record), events, [this, id, dedup, events, done](const Status& st) {
+    if (st.ok()) events_spooled_ += events;
     if (dedup) {
       in_flight_ids_.erase(id);
       if (st.ok()) remember(id, wall_now() + static_cast<double>(config_.agent.dedup_ttl_s));
@@ -239,6 +240,8 @@ void AgentRole::write_metrics(MetricsWriter* w) const {
   w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
   w->counter("taba_agent_events_received_total", "Events in posts the agent accepted.",
              static_cast<double>(in.events_received));
+  w->counter("taba_agent_events_spooled_total", "Events written to the spool (duplicate posts not counted).",
+             static_cast<double>(events_spooled_));
   w->counter("taba_agent_duplicate_posts_total", "Posts whose Taba-Batch-Id was already spooled (answered 200, not spooled again).",
              static_cast<double>(duplicate_posts_));
   w->gauge("taba_agent_spool_bytes", "Bytes in the spool (segments and queued records).", static_cast<double>(ss.bytes));
@@ -292,8 +295,9 @@ std::string AgentRole::status_text() const {
                      fs.oldest_queued_age_s);
   out += fmt::format("  fsync    {} ({} fdatasync calls)\n", config_.agent.fsync, ss.fsyncs);
   out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
-  out += fmt::format("posts      {} accepted ({} events), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
-                     in.bodies_ok, in.events_received, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
+  out += fmt::format(
+      "posts      {} accepted ({} events spooled), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
+      in.bodies_ok, events_spooled_, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
   out += fmt::format("forwarded  {} batch(es), {} events, {} bytes compressed; {} retried attempt(s); {} in flight\n",
                      fs.batches_forwarded, fs.events_forwarded, fs.bytes_sent, fs.retries, fs.in_flight);
   out += fmt::format("dead       {} batch(es), {} events, {} bytes in {}; {} discarded over the cap\n", fs.dead_letters,
@@ -326,14 +330,14 @@ std::string AgentRole::status_json() const {
       "\"spool\":{{\"dir\":{},\"bytes\":{},\"max_bytes\":{},\"events\":{},\"batches\":{},\"fsync\":{},\"fsyncs\":{},"
       "\"refused_full\":{},\"write_errors\":{},\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
       "\"oldest_batch_age_s\":{:.3f}}},"
-      "\"posts\":{{\"accepted\":{},\"events\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
+      "\"posts\":{{\"accepted\":{},\"events_spooled\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
       "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{}}},"
       "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{}}},"
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
       stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.max_spool_bytes, ss.events,
       ss.segments, json_quote(config_.agent.fsync), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
-      ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, in.events_received,
+      ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
       fs.bytes_sent, fs.retries, fs.in_flight, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,
       fs.dead_letter_bytes, fs.dead_letters_discarded, eps);

@@ -82,6 +82,7 @@ class AgentRole : public IngestSink {
   std::deque<std::pair<double, std::string>> seen_order_;
   std::unordered_set<std::string> in_flight_ids_;
   uint64_t duplicate_posts_ = 0;
+  uint64_t events_spooled_ = 0;  // duplicates not counted
 
   uv_timer_t drain_timer_;
   bool timer_open_ = false;
