@@ -77,7 +77,7 @@ void link_builtins(const std::string& plugins_dir) {
   REQUIRE(linked >= 3);
 }
 
-void write_file(const std::string& path, std::string_view text) {
+void write_source(const std::string& path, std::string_view text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   REQUIRE(out.good());
@@ -218,7 +218,7 @@ TEST_CASE("broken plugins in the plugins dir are reported in the log and tabad s
   compile_max_gauge(plugins.path, 2);
 
   // Built against a future ABI major, returning its table regardless.
-  write_file(sources.path + "/bad_abi.c", R"(#include "taba/handler.h"
+  write_source(sources.path + "/bad_abi.c", R"(#include "taba/handler.h"
 static const taba_plugin kPlugin = {.struct_size = sizeof(taba_plugin), .abi_major = TABA_ABI_MAJOR + 1,
                                     .abi_minor = 0, .name = "from_the_future", .version = "9.0.0",
                                     .handler_count = 0, .flags = 0, .handlers = 0};
@@ -228,7 +228,7 @@ TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entry(const taba_host* host) {
 }
 )");
   // Built for ABI major 2 the polite way: it checks the host and declines.
-  write_file(sources.path + "/declines.c", R"(#include "taba/handler.h"
+  write_source(sources.path + "/declines.c", R"(#include "taba/handler.h"
 #define BUILT_FOR_ABI_MAJOR 2
 static const taba_plugin kPlugin = {.struct_size = sizeof(taba_plugin), .abi_major = BUILT_FOR_ABI_MAJOR,
                                     .abi_minor = 0, .name = "polite_future", .version = "9.0.0",
@@ -238,7 +238,7 @@ TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entry(const taba_host* host) {
 }
 )");
   // The entry point misspelled.
-  write_file(sources.path + "/no_entry.c", R"(#include "taba/handler.h"
+  write_source(sources.path + "/no_entry.c", R"(#include "taba/handler.h"
 TABA_PLUGIN_EXPORT const taba_plugin* taba_plugin_entrypoint(const taba_host* host);
 const taba_plugin* taba_plugin_entrypoint(const taba_host* host) {
   (void)host;
@@ -249,7 +249,7 @@ const taba_plugin* taba_plugin_entrypoint(const taba_host* host) {
     compile_plugin(sources.path + "/" + name + ".c", plugins.path + "/" + name + ".so", {});
   }
   // Not a shared object at all.
-  write_file(plugins.path + "/not_a_plugin.so", "just text\n");
+  write_source(plugins.path + "/not_a_plugin.so", "just text\n");
 
   TabadProcess p;
   start(p, {"--plugins-dir", plugins.path});

@@ -1,0 +1,190 @@
+#include "client/sender.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace taba::client {
+
+namespace {
+
+constexpr int64_t kBackoffBaseMs = 200;
+constexpr int64_t kBackoffMaxMs = 30'000;
+constexpr int kMinRequestTimeoutMs = 50;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The line number of a "line N: ..." reason, or 0.
+uint32_t reason_line(std::string_view reason) {
+  if (reason.substr(0, 5) != "line ") return 0;
+  uint64_t n = 0;
+  size_t i = 5;
+  for (; i < reason.size() && reason[i] >= '0' && reason[i] <= '9' && n < (1ull << 32); ++i) {
+    n = n * 10 + static_cast<uint64_t>(reason[i] - '0');
+  }
+  if (i == 5 || i >= reason.size() || reason[i] != ':' || n >= (1ull << 32)) return 0;
+  return static_cast<uint32_t>(n);
+}
+
+std::string first_line(std::string_view text) {
+  std::string_view line = text.substr(0, text.find('\n'));
+  if (line.size() > 300) line = line.substr(0, 300);
+  return std::string(line);
+}
+
+}  // namespace
+
+Sender::Sender(SenderOptions options)
+    : options_(std::move(options)),
+      rng_(std::random_device{}() ^ static_cast<uint64_t>(steady_ms()) ^
+           (static_cast<uint64_t>(::getpid()) << 32)) {
+  std::string path = options_.endpoint.target;
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  target_ = path + "/post";
+  const std::string& host = options_.endpoint.host;
+  base_url_ = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+              std::to_string(options_.endpoint.port);
+}
+
+std::string Sender::new_batch_id() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t r = rng_();
+    for (int i = 0; i < 16; ++i) id[static_cast<size_t>(half * 16 + i)] = kHex[(r >> (4 * i)) & 0xf];
+  }
+  return id;
+}
+
+void Sender::enqueue(Body body) {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  while (!queue_.empty() && stats_.queued_bytes + body.bytes.size() > options_.max_retry_bytes) {
+    const Body& old = queue_.front().body;
+    stats_.dropped_retry_overflow += old.events;
+    stats_.queued_events -= old.events;
+    stats_.queued_bytes -= old.bytes.size();
+    --stats_.queued_bodies;
+    queue_.pop_front();
+  }
+  stats_.queued_events += body.events;
+  stats_.queued_bytes += body.bytes.size();
+  ++stats_.queued_bodies;
+  queue_.push_back(Pending{std::move(body), new_batch_id()});
+}
+
+Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* error, std::string* reason) {
+  std::vector<http::Header> headers = {{"Content-Type", "text/plain; charset=utf-8"},
+                                       {"Taba-Batch-Id", p.batch_id}};
+  if (!options_.token.empty()) headers.push_back({"Authorization", "Bearer " + options_.token});
+  std::string compressed;
+  std::string_view payload = p.body.bytes;
+  if (options_.compress) {
+    compressed = http::zlib_compress(payload);
+    payload = compressed;
+    headers.push_back({"Content-Encoding", "deflate"});
+  }
+  if (!conn_) {
+    auto conn = http::ClientConnection::connect(options_.endpoint.host, options_.endpoint.port, timeout_ms);
+    if (!conn.ok()) {
+      *error = conn.status().message();
+      return Outcome::kRetry;
+    }
+    conn_.emplace(std::move(conn.value()));
+  }
+  auto resp = conn_->request("POST", target_, headers, payload, timeout_ms);
+  if (!resp.ok()) {
+    conn_.reset();
+    *error = resp.status().message();
+    return Outcome::kRetry;
+  }
+  if (resp->status == 200) return Outcome::kOk;
+  *reason = first_line(resp->body);
+  *error = "HTTP " + std::to_string(resp->status) + " from " + base_url_ + target_ + ": " + *reason;
+  int s = resp->status;
+  return (s == 400 || s == 413 || s == 415) ? Outcome::kRejected : Outcome::kRetry;
+}
+
+bool Sender::handle_rejected(const std::string& reason) {
+  Pending& front = queue_.front();
+  uint64_t bytes_before = front.body.bytes.size();
+  uint32_t line = reason_line(reason);
+  int64_t removed = line != 0 ? remove_block_at_line(&front.body, line) : -1;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  if (removed >= 0 && !front.body.blocks.empty()) {
+    stats_.dropped_rejected += static_cast<uint64_t>(removed);
+    stats_.queued_events -= static_cast<uint64_t>(removed);
+    stats_.queued_bytes -= bytes_before - front.body.bytes.size();
+    // A new id for what is, from now on, a different body.
+    front.batch_id = new_batch_id();
+    return true;
+  }
+  stats_.dropped_rejected += front.body.events;
+  stats_.queued_events -= front.body.events;
+  stats_.queued_bytes -= bytes_before;
+  --stats_.queued_bodies;
+  queue_.pop_front();
+  return false;
+}
+
+void Sender::backoff(int64_t now) {
+  failures_ = std::min(failures_ + 1, 30);
+  int64_t delay = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(failures_ - 1, 16));
+  // Jitter in [delay/2, delay): clients that failed together spread out.
+  delay = delay / 2 + static_cast<int64_t>(rng_() % static_cast<uint64_t>(delay / 2 + 1));
+  retry_at_ms_ = now + delay;
+}
+
+bool Sender::send(int64_t deadline_ms) {
+  while (!queue_.empty()) {
+    int64_t now = steady_ms();
+    if (now >= deadline_ms) return false;
+    int timeout =
+        static_cast<int>(std::clamp<int64_t>(deadline_ms - now, kMinRequestTimeoutMs, options_.timeout_ms));
+    std::string error, reason;
+    Outcome outcome = post(queue_.front(), timeout, &error, &reason);
+    if (outcome == Outcome::kOk) {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      const Body& done = queue_.front().body;
+      ++stats_.posts_ok;
+      stats_.sent += done.events;
+      stats_.queued_events -= done.events;
+      stats_.queued_bytes -= done.bytes.size();
+      --stats_.queued_bodies;
+      queue_.pop_front();
+      failures_ = 0;
+      retry_at_ms_ = 0;
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      ++stats_.posts_failed;
+      stats_.last_error = error;
+    }
+    if (outcome == Outcome::kRejected) {
+      handle_rejected(reason);
+      continue;
+    }
+    backoff(steady_ms());
+    return false;
+  }
+  return true;
+}
+
+void Sender::drop_all() {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.dropped_unsent += stats_.queued_events;
+  stats_.queued_events = stats_.queued_bytes = stats_.queued_bodies = 0;
+  queue_.clear();
+}
+
+SenderStats Sender::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
+}
+
+}  // namespace taba::client

@@ -1,0 +1,101 @@
+// The client's sending side: a queue of encoded bodies, each with the batch
+// id it keeps for its whole life, POSTed oldest first to <endpoint>/post.
+//
+// Delivery is at-least-once on the wire and exactly-once in effect: a body
+// that failed (transport error, timeout, 5xx, 503...) is re-sent later with
+// the same Taba-Batch-Id, which the receiver uses to apply it only once even
+// when the first attempt did arrive and only its 200 was lost. A body the
+// receiver refuses (400, 413, 415) can never succeed: when the 400 names a
+// line, only the name block holding that line is dropped and the rest goes
+// out again under a new id (a 400 means nothing of the body was applied);
+// otherwise the whole body is dropped.
+//
+// Thread-safety: one thread (the flush thread) calls everything except
+// stats(), which any thread may call.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "client/encoder.h"
+#include "http/client.h"
+#include "http/url.h"
+
+namespace taba::client {
+
+struct SenderOptions {
+  http::Url endpoint;  // target is the path "/post" is appended to
+  size_t max_retry_bytes = 64u << 20;
+  int timeout_ms = 5000;
+  std::string token;
+  bool compress = false;
+};
+
+struct SenderStats {
+  uint64_t sent = 0;  // events
+  uint64_t posts_ok = 0;
+  uint64_t posts_failed = 0;
+  uint64_t dropped_rejected = 0;        // events
+  uint64_t dropped_retry_overflow = 0;  // events
+  uint64_t dropped_unsent = 0;          // events, by drop_all()
+  uint64_t queued_events = 0;
+  uint64_t queued_bytes = 0;
+  uint64_t queued_bodies = 0;
+  std::string last_error;
+};
+
+class Sender {
+ public:
+  explicit Sender(SenderOptions options);
+
+  // Queues `body` under a fresh batch id, first dropping the oldest bodies
+  // while the queue would exceed max_retry_bytes.
+  void enqueue(Body body);
+
+  // POSTs queued bodies, oldest first, until the queue is empty (true), a
+  // post fails (false; the failed body stays first in the queue and a
+  // backoff starts) or deadline_ms (steady clock) passes (false).
+  bool send(int64_t deadline_ms);
+
+  bool empty() const { return queue_.empty(); }
+  // Steady-clock ms before which a failed receiver is not tried again by
+  // the periodic tick (Flush() does not wait for it).
+  int64_t retry_at_ms() const { return retry_at_ms_; }
+
+  // Drops every queued body (counted in dropped_unsent).
+  void drop_all();
+
+  SenderStats stats() const;
+
+ private:
+  struct Pending {
+    Body body;
+    std::string batch_id;  // 32 lowercase hex digits
+  };
+  enum class Outcome { kOk, kRejected, kRetry };
+
+  std::string new_batch_id();
+  Outcome post(const Pending& p, int timeout_ms, std::string* error, std::string* reason);
+  // Handles a refused front body; true if some of it is left to send.
+  bool handle_rejected(const std::string& reason);
+  void backoff(int64_t now);
+
+  SenderOptions options_;
+  std::string target_;    // endpoint path + "/post"
+  std::string base_url_;  // "http://host:port", for messages
+  std::deque<Pending> queue_;
+  std::optional<http::ClientConnection> conn_;
+  std::mt19937_64 rng_;
+  int failures_ = 0;  // consecutive failed posts
+  int64_t retry_at_ms_ = 0;
+
+  mutable std::mutex stats_mu_;  // stats_ is read by Status() on other threads
+  SenderStats stats_;
+};
+
+}  // namespace taba::client
