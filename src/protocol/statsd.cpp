@@ -218,6 +218,14 @@ const char* parse_line(std::string_view text, Line* out) {
 bool map_name(const Line& line, std::string* out) {
   out->clear();
   if (line.name.empty() || line.name.size() > kMaxIdentifierBytes) return false;
+  if (line.tags.empty()) {
+    // The common case, without the tag table (whose construction would cost
+    // more than the mapping).
+    out->resize(line.name.size());
+    char* p = out->data();
+    for (char c : line.name) *p++ = kMaps.map[kName][static_cast<unsigned char>(c)];
+    return true;
+  }
 
   // Distinct tags, kept sorted by insertion: at most kMaxTags fit, and the
   // length check below fails before the array could overflow.

@@ -215,21 +215,18 @@ void ClientProxyRole::on_udp(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const 
   self->handle_datagram(std::string_view(buf->base, static_cast<size_t>(n)), wall_now());
 }
 
-void ClientProxyRole::add_event(std::string_view name, std::string_view type, double ts,
+void ClientProxyRole::add_event(NameState* state, std::string_view name, std::string_view type, double ts,
                                 std::string_view payload_json) {
   if (buffered_events_ >= static_cast<uint64_t>(config_.client_proxy.max_buffered_events)) {
     ++loop_stats_.events_dropped_full;
     return;
   }
-  auto it = index_.find(name);
-  size_t slot;
-  if (it == index_.end()) {
-    slot = names_.size();
+  if (state->generation != generation_) {
+    state->generation = generation_;
+    state->slot = names_.size();
     names_.push_back(NameBuffer{std::string(name), {}, 0});
-    index_.emplace(std::string(name), slot);
-  } else {
-    slot = it->second;
   }
+  size_t slot = state->slot;
   NameBuffer& nb = names_[slot];
   std::string& out = nb.lines;
   out.append("[\"");
@@ -261,10 +258,11 @@ void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
           return;
         }
         std::string_view type = statsd::taba_type(line.kind);
-        auto bound = bound_types_.find(name_scratch_);
-        if (bound == bound_types_.end()) {
-          if (bound_types_.size() < kMaxRememberedNames) bound_types_.emplace(name_scratch_, std::string(type));
-        } else if (bound->second != type) {
+        auto [it, inserted] = states_.try_emplace(name_scratch_);
+        NameState& st = it->second;
+        if (inserted) {
+          st.type = type;
+        } else if (st.type != type) {
           // The fe would refuse the whole body for it; refuse just the line.
           ++loop_stats_.bad_lines;
           ++loop_stats_.type_conflicts;
@@ -284,14 +282,9 @@ void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
             break;
           case statsd::Kind::kGauge:
           case statsd::Kind::kGaugeDelta: {
-            auto g = gauges_.find(name_scratch_);
             double value = line.number;
-            if (line.kind == statsd::Kind::kGaugeDelta) value += g == gauges_.end() ? 0 : g->second;
-            if (g != gauges_.end()) {
-              g->second = value;
-            } else if (gauges_.size() < kMaxRememberedNames) {
-              gauges_.emplace(name_scratch_, value);
-            }
+            if (line.kind == statsd::Kind::kGaugeDelta) value += st.gauge;
+            st.gauge = value;
             append_number(&line_scratch_, value);
             break;
           }
@@ -301,7 +294,7 @@ void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
             line_scratch_.push_back('"');
             break;
         }
-        add_event(name_scratch_, type, event_ts, line_scratch_);
+        add_event(&st, name_scratch_, type, event_ts, line_scratch_);
       },
       [&](std::string_view, const char*) { ++loop_stats_.bad_lines; });
 }
@@ -325,8 +318,15 @@ void ClientProxyRole::flush() {
   body.text.push_back('\n');
   body.events = buffered_events_;
   names_.clear();
-  index_.clear();
+  ++generation_;
   buffered_events_ = 0;
+  if (states_.size() > kMaxRememberedNames) {
+    // Bounded memory: forget every name (their types and gauge values) and
+    // start over; counted so that it shows.
+    log::warn("client-proxy: more than {} names seen; forgetting their types and gauge values", kMaxRememberedNames);
+    states_.clear();
+    ++loop_stats_.names_forgotten;
+  }
   enqueue(std::move(body), true);
 }
 
@@ -503,6 +503,9 @@ void ClientProxyRole::write_metrics(MetricsWriter* w) const {
              static_cast<double>(s.bodies_rejected));
   w->counter("taba_proxy_forward_failures_total", "Forwarding attempts that failed and were retried.",
              static_cast<double>(s.forward_failures));
+  w->counter("taba_proxy_names_forgotten_total",
+             "Times the proxy's name table (types, gauge values) passed 1,000,000 names and was cleared.",
+             static_cast<double>(s.names_forgotten));
   w->gauge("taba_proxy_queued_bytes", "Bytes of bodies waiting for the agent.", static_cast<double>(s.queued_bytes));
   w->gauge("taba_proxy_buffered_events", "Events in the buffer, not yet in a body.", static_cast<double>(buffered_events_));
 }
@@ -568,6 +571,7 @@ void ClientProxyRole::shutdown(std::function<void()> done) {
           if (s.queued_bodies > 0) {
             log::warn("client-proxy: stopped with {} bodies the agent did not take; they are dropped", s.queued_bodies);
           }
+          self->close_handles();  // the loop ends once every role's handles are closed
           if (self->shutdown_done_) self->shutdown_done_();
         },
         50, 50);
@@ -582,6 +586,10 @@ void ClientProxyRole::release_handles() {
   }
   wake_.notify_all();
   if (forwarder_.joinable()) forwarder_.join();
+  close_handles();
+}
+
+void ClientProxyRole::close_handles() {
   auto close = [](void* h) {
     if (!uv_is_closing(static_cast<uv_handle_t*>(h))) uv_close(static_cast<uv_handle_t*>(h), nullptr);
   };

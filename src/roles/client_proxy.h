@@ -47,6 +47,7 @@ struct ProxyStats {
   uint64_t forward_failures = 0;      // retried
   uint64_t queued_bytes = 0;
   uint64_t queued_bodies = 0;
+  uint64_t names_forgotten = 0;       // times the name table passed its bound and was cleared
 };
 
 class ClientProxyRole : public IngestSink {
@@ -89,12 +90,21 @@ class ClientProxyRole : public IngestSink {
   };
 
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);
-  void add_event(std::string_view name, std::string_view type, double ts, std::string_view payload_json);
+  // What the proxy remembers per name: one hash lookup per line.
+  struct NameState {
+    std::string_view type;     // the first type seen (a static string)
+    double gauge = 0;          // the last gauge value, for +n/-n
+    uint64_t generation = 0;   // flush generation `slot` belongs to (0: none)
+    size_t slot = 0;           // index in names_ while generation is current
+  };
+  void add_event(NameState* state, std::string_view name, std::string_view type, double ts,
+                 std::string_view payload_json);
   void flush();
   bool enqueue(Body body, bool drop_oldest);
   void forward_main();
   std::string new_batch_id();
   Status open_unix_socket();
+  void close_handles();
   static void on_udp(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const struct sockaddr* addr, unsigned flags);
   static void on_unix_readable(uv_poll_t* h, int status, int events);
 
@@ -116,11 +126,10 @@ class ClientProxyRole : public IngestSink {
 
   // Loop thread: the current buffer and its counters.
   ProxyStats loop_stats_;
-  StringMap<size_t> index_;            // name -> slot in names_
+  StringMap<NameState> states_;
+  uint64_t generation_ = 1;  // bumped by every flush
   std::vector<NameBuffer> names_;
   uint64_t buffered_events_ = 0;
-  StringMap<std::string> bound_types_;  // name -> Taba type, first seen wins
-  StringMap<double> gauges_;            // name -> last value, for +n/-n
   std::string name_scratch_;
   std::string line_scratch_;
   double ts_cached_ = -1;
