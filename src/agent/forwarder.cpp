@@ -149,41 +149,75 @@ struct Forwarder::Impl {
 
   // The fe refused a batch of several posts: sends each post on its own,
   // with a batch id derived from the segment's (so a retry, even after a
-  // restart, is still applied once), and dead-letters only the posts that
-  // are refused themselves. kRetry when some post could not be settled yet.
+  // restart, is still applied once). A refused post whose reason names a
+  // line ("line N: ...") loses just the name block holding that line, which
+  // becomes a dead letter, and the rest is sent again under an id naming
+  // the blocks left out; a refusal without a line dead-letters the rest of
+  // the post. kRetry when some post could not be settled yet.
   Attempt send_split(Segment& seg, const SegmentContents& contents, Endpoint& ep,
                      std::optional<http::ClientConnection>& conn, int timeout_ms, uint64_t* events_ok) {
     seg.split = true;
     seg.done.resize(contents.records.size(), 0);
     Attempt last;
-    last.outcome = Outcome::kOk;
     for (size_t i = 0; i < contents.records.size(); ++i) {
       if (seg.done[i]) continue;
-      protocol::V1Encoder enc;
-      if (!enc.add_batch(contents.records[i].batch).ok() || enc.events() == 0) {
-        seg.done[i] = 1;
-        continue;
-      }
-      uint64_t events = enc.events();
-      std::string body = enc.finish();
-      Segment one = seg;
-      one.batch_id = fmt::format("{}-{}", seg.batch_id, i);
-      std::string compressed = http::zlib_compress(body, options.zlib_level);
-      Attempt a = send(compressed, one, ep, conn, timeout_ms);
-      if (a.outcome == Outcome::kOk) {
-        std::lock_guard<std::mutex> g(mu);
-        totals.bytes_sent += compressed.size();
-      }
-      if (a.outcome == Outcome::kRetry) return a;
-      if (a.outcome == Outcome::kDeadLetter) {
-        dead_letter(one, body, events, a, ep.address);
+      std::string_view batch = contents.records[i].batch;
+      std::vector<size_t> skipped;  // block indices left out, ascending
+      for (;;) {
+        protocol::V1Encoder enc;
+        std::vector<size_t> included;
+        Status st = enc.add_batch(batch, [&](size_t b) {
+          if (std::binary_search(skipped.begin(), skipped.end(), b)) return false;
+          included.push_back(b);
+          return true;
+        });
+        if (!st.ok() || enc.events() == 0) break;
+        std::vector<protocol::V1Encoder::BlockLines> lines = enc.block_lines();
+        uint64_t events = enc.events();
+        std::string body = enc.finish();
+        Segment one = seg;
+        one.batch_id = fmt::format("{}-{}", seg.batch_id, i);
+        if (!skipped.empty()) one.batch_id += fmt::format("-x{}", fmt::join(skipped, "."));
+        std::string compressed = http::zlib_compress(body, options.zlib_level);
+        Attempt a = send(compressed, one, ep, conn, timeout_ms);
+        if (a.outcome == Outcome::kRetry) return a;
+        if (a.outcome == Outcome::kOk) {
+          *events_ok += events;
+          std::lock_guard<std::mutex> g(mu);
+          totals.bytes_sent += compressed.size();
+          break;
+        }
         last = a;
-      } else {
-        *events_ok += events;
+        // Which block does the fe's "line N:" point into?
+        std::optional<size_t> culprit;
+        uint64_t line = 0;
+        if (a.message.rfind("line ", 0) == 0) {
+          for (size_t k = 5; k < a.message.size() && a.message[k] >= '0' && a.message[k] <= '9'; ++k) {
+            line = line * 10 + static_cast<uint64_t>(a.message[k] - '0');
+          }
+        }
+        for (size_t k = 0; k < lines.size() && line > 0; ++k) {
+          if (line >= lines[k].name_line && line <= lines[k].name_line + lines[k].events) culprit = k;
+        }
+        if (!culprit || included.size() == 1) {
+          dead_letter(one, body, events, a, ep.address);
+          break;
+        }
+        size_t b = included[*culprit];
+        protocol::V1Encoder alone;
+        if (alone.add_batch(batch, [b](size_t x) { return x == b; }).ok()) {
+          uint64_t n = alone.events();
+          Segment bad = seg;
+          bad.batch_id = fmt::format("{}-{}-b{}", seg.batch_id, i, b);
+          dead_letter(bad, alone.finish(), n, a, ep.address);
+        }
+        skipped.insert(std::upper_bound(skipped.begin(), skipped.end(), b), b);
+        log::warn("agent: post {} of batch {}: name block {} refused ({}); sending the rest of the post", i,
+                  seg.batch_id, b, a.message);
       }
       seg.done[i] = 1;
     }
-    // Settled: the segment is done; its refused posts are in the dead letters.
+    // Settled: the segment is done; what was refused is in the dead letters.
     last.outcome = Outcome::kOk;
     return last;
   }
@@ -335,14 +369,8 @@ struct Forwarder::Impl {
             totals.bytes_sent += compressed.size();
           }
           if (a.outcome == Outcome::kDeadLetter) {
-            if (contents.records.size() > 1) {
-              log::warn("agent: batch {} of {} posts refused ({}: {}); sending its posts one by one", seg.batch_id,
-                        contents.records.size(), a.status, a.message);
-            } else {
-              dead_letter(seg, body, events, a, address);
-              a.outcome = Outcome::kOk;
-              a.status = -1;  // settled by a dead letter
-            }
+            log::warn("agent: batch {} of {} post(s) refused ({}: {}); sending its posts one by one", seg.batch_id,
+                      contents.records.size(), a.status, a.message);
           }
         }
         if (seg.split || a.outcome == Outcome::kDeadLetter) {
@@ -397,7 +425,7 @@ Forwarder::Forwarder(Spool* spool, ForwarderOptions options) : impl_(std::make_u
   for (const std::string& a : impl_->options.endpoints) {
     Endpoint e;
     e.address = a;
-    http::split_host_port(a, &e.host, &e.port);
+    http::split_endpoint(a, &e.host, &e.port);
     impl_->endpoints.push_back(std::move(e));
   }
 }

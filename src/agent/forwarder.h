@@ -6,8 +6,13 @@
 // Taba-Batch-Id, so a retry after a lost 200 (or a restart) is applied once.
 //
 //   200                        -> the segment is deleted
-//   400, 413, other 4xx        -> the body can never be accepted: it moves to
-//                                 the dead-letter directory (counted, logged)
+//   400, 413, other 4xx        -> the body can never be accepted as it is:
+//                                 its posts are re-sent one by one (ids
+//                                 "<id>-<post>"), and a refused post without
+//                                 the name block the fe named in "line N:"
+//                                 (ids "<id>-<post>-x<blocks>"); what is
+//                                 refused moves to the dead-letter directory
+//                                 (counted, logged)
 //   401, 403, 404, 408, 429,
 //   5xx, timeouts, refused     -> the endpoint backs off (exponential, with
 //                                 jitter, at least Retry-After) and the
@@ -40,7 +45,7 @@ struct ForwarderOptions {
 
 struct EndpointStatus {
   std::string address;  // host:port
-  std::string state;    // "up", "backoff", "unknown"
+  std::string state;    // "up", "failing" (backoff over, not yet retried), "backoff", "unknown"
   int in_flight = 0;
   uint64_t requests = 0;
   uint64_t ok = 0;

@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/validation.h"
 
 #include <fmt/format.h>
 
@@ -202,12 +203,12 @@ Status read_agent(const toml::table& t, Config::Agent* a) {
   TABA_TRY(r.string("listen", &a->listen));
   TABA_TRY(r.string("spool_dir", &a->spool_dir));
   TABA_TRY(r.string("dead_letter_dir", &a->dead_letter_dir));
-  TABA_TRY(r.integer("max_spool_bytes", 1 << 20, int64_t{1} << 50, &a->max_spool_bytes));
+  TABA_TRY(r.integer("spool_max_bytes", 1 << 20, int64_t{1} << 50, &a->spool_max_bytes));
   TABA_TRY(r.integer("max_dead_letter_bytes", 0, int64_t{1} << 50, &a->max_dead_letter_bytes));
   TABA_TRY(r.string("fsync", &a->fsync));
   TABA_TRY(r.strings("endpoints", &a->endpoints));
   TABA_TRY(r.integer("batch_max_bytes", 1024, 1 << 30, &a->batch_max_bytes));
-  TABA_TRY(r.integer("batch_interval_ms", 1, 60'000, &a->batch_interval_ms));
+  TABA_TRY(r.integer("flush_interval_ms", 1, 60'000, &a->flush_interval_ms));
   TABA_TRY(r.integer("forward_concurrency", 1, 64, &a->forward_concurrency));
   TABA_TRY(r.integer("forward_timeout_ms", 100, 600'000, &a->forward_timeout_ms));
   TABA_TRY(r.integer("backoff_initial_ms", 1, 600'000, &a->backoff_initial_ms));
@@ -361,12 +362,20 @@ static bool is_host_port(const std::string& a, bool allow_zero) {
   return port <= 65535 && (port > 0 || allow_zero);
 }
 
+// "http://host:port" or "host:port", port 1..65535.
+static bool is_endpoint(std::string_view a) {
+  if (a.substr(0, 7) == "http://") a.remove_prefix(7);
+  if (!a.empty() && a.back() == '/') a.remove_suffix(1);
+  return is_host_port(std::string(a), false);
+}
+
 static Status validate_agent(const Config::Agent& a) {
   if (!is_host_port(a.listen, true)) return Status::Invalid(fmt::format("agent.listen: \"{}\" is not HOST:PORT", a.listen));
   if (a.endpoints.empty()) return Status::Invalid("agent.endpoints: at least one fe (host:port) is required");
   for (size_t i = 0; i < a.endpoints.size(); ++i) {
-    if (!is_host_port(a.endpoints[i], false)) {
-      return Status::Invalid(fmt::format("agent.endpoints[{}]: \"{}\" is not HOST:PORT", i, a.endpoints[i]));
+    if (!is_endpoint(a.endpoints[i])) {
+      return Status::Invalid(
+          fmt::format("agent.endpoints[{}]: \"{}\" is not http://HOST:PORT", i, a.endpoints[i]));
     }
   }
   if (a.fsync != "always" && a.fsync != "everysec") {
@@ -385,8 +394,12 @@ static Status validate_client_proxy(const Config::ClientProxy& p) {
   if (!p.statsd_udp.empty() && !is_host_port(p.statsd_udp, true)) {
     return Status::Invalid(fmt::format("client_proxy.statsd_udp: \"{}\" is not HOST:PORT", p.statsd_udp));
   }
-  if (!is_host_port(p.agent, false)) {
-    return Status::Invalid(fmt::format("client_proxy.agent: \"{}\" is not HOST:PORT", p.agent));
+  if (!is_endpoint(p.agent)) {
+    return Status::Invalid(fmt::format("client_proxy.agent: \"{}\" is not http://HOST:PORT", p.agent));
+  }
+  if (!p.client_id.empty()) {
+    std::string why = check_identifier(p.client_id);
+    if (!why.empty()) return Status::Invalid(fmt::format("client_proxy.client_id: {}", why));
   }
   if (p.statsd_unix.size() >= 100) return Status::Invalid("client_proxy.statsd_unix: a socket path is at most 99 bytes");
   return Status::Ok();
@@ -494,12 +507,12 @@ std::string dump_config(const Config& c) {
   std::string endpoints;
   for (size_t i = 0; i < a.endpoints.size(); ++i) endpoints += (i ? ", " : "") + toml_string(a.endpoints[i]);
   std::string agent = fmt::format(
-      "\n[agent]\nlisten = {}\nspool_dir = {}\ndead_letter_dir = {}\nmax_spool_bytes = {}\nmax_dead_letter_bytes = {}\n"
-      "fsync = {}\nendpoints = [{}]\nbatch_max_bytes = {}\nbatch_interval_ms = {}\nforward_concurrency = {}\n"
+      "\n[agent]\nlisten = {}\nspool_dir = {}\ndead_letter_dir = {}\nspool_max_bytes = {}\nmax_dead_letter_bytes = {}\n"
+      "fsync = {}\nendpoints = [{}]\nbatch_max_bytes = {}\nflush_interval_ms = {}\nforward_concurrency = {}\n"
       "forward_timeout_ms = {}\nbackoff_initial_ms = {}\nbackoff_max_ms = {}\nshutdown_grace_ms = {}\n"
       "forward_token = {}\ndedup_ttl_s = {}\n",
-      toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.max_spool_bytes,
-      a.max_dead_letter_bytes, toml_string(a.fsync), endpoints, a.batch_max_bytes, a.batch_interval_ms,
+      toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.spool_max_bytes,
+      a.max_dead_letter_bytes, toml_string(a.fsync), endpoints, a.batch_max_bytes, a.flush_interval_ms,
       a.forward_concurrency, a.forward_timeout_ms, a.backoff_initial_ms, a.backoff_max_ms, a.shutdown_grace_ms,
       secret(a.forward_token), a.dedup_ttl_s);
   std::string proxy = fmt::format(

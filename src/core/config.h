@@ -80,12 +80,12 @@ struct Config {
     std::string listen = "127.0.0.1:8279";
     std::string spool_dir;        // "" = <server.data_dir>/spool
     std::string dead_letter_dir;  // "" = <server.data_dir>/dead-letters
-    int64_t max_spool_bytes = 1ll << 30;           // posts get 503 beyond this
+    int64_t spool_max_bytes = 1ll << 30;           // posts get 503 beyond this
     int64_t max_dead_letter_bytes = 256ll << 20;   // oldest dead letters deleted beyond this
     std::string fsync = "everysec";                // "always" | "everysec"
-    std::vector<std::string> endpoints{"127.0.0.1:8300"};  // fe host:port
+    std::vector<std::string> endpoints{"http://127.0.0.1:8300"};  // fes: http://host:port (or host:port)
     int64_t batch_max_bytes = 1ll << 20;  // a forwarded batch is sealed past this size...
-    int64_t batch_interval_ms = 200;      // ...or this long after its first post
+    int64_t flush_interval_ms = 200;      // ...or this long after its first post
     int64_t forward_concurrency = 2;      // requests in flight
     int64_t forward_timeout_ms = 10'000;
     int64_t backoff_initial_ms = 100;
@@ -100,7 +100,7 @@ struct Config {
     std::string listen = "127.0.0.1:8280";      // HTTP: POST /post, /status, /metrics
     std::string statsd_udp = "127.0.0.1:8125";  // "" = off
     std::string statsd_unix;                    // unix datagram socket path; "" = off
-    std::string agent = "127.0.0.1:8279";       // host:port
+    std::string agent = "http://127.0.0.1:8279";  // http://host:port (or host:port)
     std::string client_id;                      // "" = this host's name
     int64_t flush_interval_ms = 200;
     int64_t max_buffered_events = 1'000'000;    // not yet handed to the agent; beyond: dropped, counted

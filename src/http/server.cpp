@@ -99,6 +99,12 @@ bool split_host_port(std::string_view text, std::string* host, int* port) {
   return true;
 }
 
+bool split_endpoint(std::string_view text, std::string* host, int* port) {
+  if (text.substr(0, 7) == "http://") text.remove_prefix(7);
+  if (!text.empty() && text.back() == '/') text.remove_suffix(1);
+  return split_host_port(text, host, port) && (!port || *port > 0);
+}
+
 namespace server_detail {
 namespace {
 

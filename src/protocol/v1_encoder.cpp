@@ -30,6 +30,8 @@ void append_json_string_body(std::string_view text, std::string* out) {
 
 void V1Encoder::clear() {
   out_.assign("1\n\n");
+  lines_ = 2;
+  block_lines_.clear();
   client_.clear();
   in_client_ = false;
   in_block_ = false;
@@ -37,21 +39,30 @@ void V1Encoder::clear() {
 }
 
 void V1Encoder::end_block() {
-  if (in_block_) out_.push_back('\n');  // a blank line ends the name block
+  if (in_block_) {
+    out_.push_back('\n');  // a blank line ends the name block
+    ++lines_;
+  }
   in_block_ = false;
 }
 
 void V1Encoder::begin_block(std::string_view client, std::string_view name) {
   end_block();
   if (!in_client_ || client != client_) {
-    if (in_client_) out_.push_back('\n');  // one more blank line ends the client
+    if (in_client_) {
+      out_.push_back('\n');  // one more blank line ends the client
+      ++lines_;
+    }
     out_.append(client);
     out_.append("\n\n");
+    lines_ += 2;
     client_.assign(client);
     in_client_ = true;
   }
   out_.append(name);
   out_.push_back('\n');
+  ++lines_;
+  block_lines_.push_back({lines_, 0});
   in_block_ = true;
 }
 
@@ -65,9 +76,15 @@ void V1Encoder::add_event(std::string_view type, double timestamp, std::string_v
   append_json_string_body(payload_json, &out_);
   out_.append("\"]\n");
   ++events_;
+  ++lines_;
+  if (!block_lines_.empty()) ++block_lines_.back().events;
 }
 
 Status V1Encoder::add_batch(std::string_view batch_bytes) {
+  return add_batch(batch_bytes, [](size_t) { return true; });
+}
+
+Status V1Encoder::add_batch(std::string_view batch_bytes, const std::function<bool(size_t)>& include) {
   BatchReader reader(batch_bytes);
   Status s = reader.open();
   if (!s.ok()) return s;
@@ -75,9 +92,12 @@ Status V1Encoder::add_batch(std::string_view batch_bytes) {
   std::string client_before = client_;
   bool in_client_before = in_client_, in_block_before = in_block_;
   uint64_t events_before = events_;
+  uint64_t lines_before = lines_;
+  size_t blocks_before = block_lines_.size();
   BatchBlock block;
   std::vector<taba_event> events;
-  while (reader.next(&block, &events, &s)) {
+  for (size_t index = 0; reader.next(&block, &events, &s); ++index) {
+    if (!include(index)) continue;
     begin_block(block.client, block.name);
     for (const taba_event& e : events) {
       add_event(block.type, e.timestamp, std::string_view(e.payload.json, e.payload.json_len));
@@ -89,6 +109,8 @@ Status V1Encoder::add_batch(std::string_view batch_bytes) {
     in_client_ = in_client_before;
     in_block_ = in_block_before;
     events_ = events_before;
+    lines_ = lines_before;
+    block_lines_.resize(blocks_before);
   }
   return s;
 }
@@ -97,6 +119,7 @@ std::string V1Encoder::finish() {
   end_block();
   if (in_client_) out_.push_back('\n');
   std::string body = std::move(out_);
+  out_.clear();
   clear();
   return body;
 }

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <functional>
+#include <vector>
 
 #include "core/status.h"
 
@@ -24,6 +26,9 @@ class V1Encoder {
   // Appends every block of a binary batch (protocol/batch.h). A corrupt
   // batch is an error and leaves the body as it was before the call.
   Status add_batch(std::string_view batch_bytes);
+  // The same, with only the blocks (by index in the batch, from 0) for which
+  // include(index) is true.
+  Status add_batch(std::string_view batch_bytes, const std::function<bool(size_t)>& include);
 
   // Low-level: starts a name block of `client` (a client block too when the
   // client differs from the previous block's).
@@ -35,6 +40,16 @@ class V1Encoder {
   // Ends the body and returns it; the encoder is then empty (clear()).
   std::string finish();
 
+  // Where each name block written so far starts: the 1-based line number
+  // of its name line, and its event count (the block spans that line and
+  // the events after it), so that a server's "line N: ..." can be traced
+  // back to a block.
+  struct BlockLines {
+    uint64_t name_line = 0;
+    uint64_t events = 0;
+  };
+  const std::vector<BlockLines>& block_lines() const { return block_lines_; }
+
   size_t size() const { return out_.size(); }
   uint64_t events() const { return events_; }
   bool empty() const { return events_ == 0 && !in_client_; }
@@ -42,6 +57,8 @@ class V1Encoder {
  private:
   void end_block();
   std::string out_;
+  std::vector<BlockLines> block_lines_;
+  uint64_t lines_ = 0;  // complete lines in out_
   std::string client_;
   bool in_client_ = false;
   bool in_block_ = false;

@@ -72,9 +72,9 @@ Status AgentRole::start() {
   agent::SpoolOptions so;
   so.dir = spool_dir_;
   so.fsync_always = config_.agent.fsync == "always";
-  so.max_bytes = static_cast<uint64_t>(config_.agent.max_spool_bytes);
+  so.max_bytes = static_cast<uint64_t>(config_.agent.spool_max_bytes);
   so.segment_bytes = static_cast<uint64_t>(config_.agent.batch_max_bytes);
-  so.seal_after_ms = static_cast<uint32_t>(config_.agent.batch_interval_ms);
+  so.seal_after_ms = static_cast<uint32_t>(config_.agent.flush_interval_ms);
   agent::Forwarder* fw = forwarder_.get();
   double expires = wall_now() + static_cast<double>(config_.agent.dedup_ttl_s);
   auto spool = agent::Spool::open(
@@ -110,7 +110,7 @@ Status AgentRole::start() {
   s = server_->listen(host, port);
   if (!s.ok()) return Status::IoError(fmt::format("agent: cannot listen on {}: {}", config_.agent.listen, s.message()));
   log::info("agent: listening on {}:{}, spool {} (max {} bytes, fsync {}), forwarding to {}", host, server_->port(),
-            spool_dir_, config_.agent.max_spool_bytes, config_.agent.fsync, fmt::join(config_.agent.endpoints, ", "));
+            spool_dir_, config_.agent.spool_max_bytes, config_.agent.fsync, fmt::join(config_.agent.endpoints, ", "));
   uv_timer_init(loop_, &drain_timer_);
   drain_timer_.data = this;
   timer_open_ = true;
@@ -215,9 +215,9 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
     agent::SpoolStats ss = spool_->stats();
     if (stopping_) {
       ex->reply(http::Response::text(503, "shutting down\n"));
-    } else if (ss.bytes >= static_cast<uint64_t>(config_.agent.max_spool_bytes) * 95 / 100) {
+    } else if (ss.bytes >= static_cast<uint64_t>(config_.agent.spool_max_bytes) * 95 / 100) {
       ex->reply(http::Response::text(503, fmt::format("the spool is nearly full ({} of {} bytes)\n", ss.bytes,
-                                                      config_.agent.max_spool_bytes)));
+                                                      config_.agent.spool_max_bytes)));
     } else {
       ex->reply(http::Response::text(200, "ready\n"));
     }
@@ -245,8 +245,8 @@ void AgentRole::write_metrics(MetricsWriter* w) const {
   w->counter("taba_agent_duplicate_posts_total", "Posts whose Taba-Batch-Id was already spooled (answered 200, not spooled again).",
              static_cast<double>(duplicate_posts_));
   w->gauge("taba_agent_spool_bytes", "Bytes in the spool (segments and queued records).", static_cast<double>(ss.bytes));
-  w->gauge("taba_agent_spool_max_bytes", "The spool's cap (agent.max_spool_bytes).",
-           static_cast<double>(config_.agent.max_spool_bytes));
+  w->gauge("taba_agent_spool_max_bytes", "The spool's cap (agent.spool_max_bytes).",
+           static_cast<double>(config_.agent.spool_max_bytes));
   w->gauge("taba_agent_spool_events", "Events spooled and not yet forwarded.", static_cast<double>(ss.events));
   w->gauge("taba_agent_spool_batches", "Sealed batches waiting to be forwarded.", static_cast<double>(ss.segments));
   w->counter("taba_agent_spool_full_total", "Posts refused (503) because the spool was full.",
@@ -289,8 +289,8 @@ std::string AgentRole::status_text() const {
   std::string out = fmt::format("agent {} (tabad {}), up {:.0f} s{}\n\n", config_.agent.listen, TABA_VERSION_STRING,
                                 wall_now() - started_at_, stopping_ ? ", shutting down" : "");
   out += fmt::format("spool      {}\n", spool_dir_);
-  out += fmt::format("  bytes    {} of {} ({:.1f}%)\n", ss.bytes, config_.agent.max_spool_bytes,
-                     100.0 * static_cast<double>(ss.bytes) / static_cast<double>(config_.agent.max_spool_bytes));
+  out += fmt::format("  bytes    {} of {} ({:.1f}%)\n", ss.bytes, config_.agent.spool_max_bytes,
+                     100.0 * static_cast<double>(ss.bytes) / static_cast<double>(config_.agent.spool_max_bytes));
   out += fmt::format("  events   {} in {} sealed batch(es); oldest waiting {:.1f} s\n", ss.events, ss.segments,
                      fs.oldest_queued_age_s);
   out += fmt::format("  fsync    {} ({} fdatasync calls)\n", config_.agent.fsync, ss.fsyncs);
@@ -335,7 +335,7 @@ std::string AgentRole::status_json() const {
       "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{}}},"
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
-      stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.max_spool_bytes, ss.events,
+      stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.spool_max_bytes, ss.events,
       ss.segments, json_quote(config_.agent.fsync), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,

@@ -368,7 +368,7 @@ void ClientProxyRole::submit(std::string batch, store::BatchId batch_id, store::
 void ClientProxyRole::forward_main() {
   std::string host;
   int port = 0;
-  http::split_host_port(config_.client_proxy.agent, &host, &port);
+  http::split_endpoint(config_.client_proxy.agent, &host, &port);
   std::optional<http::ClientConnection> conn;
   int64_t backoff_ms = 0;
   std::mt19937_64 rng{std::random_device{}()};
@@ -411,17 +411,23 @@ void ClientProxyRole::forward_main() {
       }
     }
     lock.lock();
-    bool done = status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
-                                  status != 429);
+    // 401/403 (a token to fix), 404 (not an agent there yet), 408 and 429
+    // are worth retrying; any other 4xx can never succeed.
+    bool done = status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 404 &&
+                                  status != 408 && status != 429);
     if (done) {
       // The front may have been dropped for space meanwhile; find ours.
+      bool found = false;
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
         if (it->batch_id == body.batch_id) {
           queued_bytes_ -= it->text.size();
           queue_.erase(it);
+          found = true;
           break;
         }
       }
+      // Pushed out for space while on its way, yet delivered: not dropped.
+      if (!found && status == 200) fwd_stats_.events_dropped_retry -= body.events;
       if (status == 200) {
         ++fwd_stats_.bodies_forwarded;
         fwd_stats_.events_forwarded += body.events;

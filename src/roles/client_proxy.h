@@ -58,9 +58,9 @@ class ClientProxyRole : public IngestSink {
   Status start();
   int http_port() const;
   int udp_port() const;
-  // SIGTERM: stops receiving, flushes the buffer and tries to hand every
-  // queued body to the agent within agent.shutdown_grace_ms... its own
-  // forward_timeout_ms; what is left is dropped and counted.
+  // SIGTERM: stops receiving, flushes the buffer and keeps handing queued
+  // bodies to the agent for up to agent.shutdown_grace_ms; what is left is
+  // dropped (logged).
   void shutdown(std::function<void()> done);
   void release_handles();
   void reload(const Config& config);

@@ -247,7 +247,7 @@ TEST_CASE("client library: 8 threads record every type, the totals are exact", "
   CHECK_THAT(clients.value().body, Catch::Contains("lib-threads"));
 }
 
-TEST_CASE("client library: invalid events are counted with the reason; a refused block alone is dropped",
+TEST_CASE("client library: invalid events are counted with the reason, and a refused block alone is dropped",
           "[client]") {
   TabadProcess p;
   auto started = p.start();

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -146,6 +147,65 @@ int free_port() {
   return 0;
 }
 
+int free_udp_port() {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    ::close(fd);
+    if (port != 0) return port;
+  }
+  return 0;
+}
+
+Status send_udp(int port, std::string_view datagram) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::IoError(fmt::format("socket(AF_INET, SOCK_DGRAM): {}", std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ssize_t n = ::sendto(fd, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(datagram.size())) {
+    return Status::IoError(fmt::format("sendto 127.0.0.1:{}: {}", port, n < 0 ? std::strerror(err) : "short write"));
+  }
+  return Status::Ok();
+}
+
+Status send_unix_datagram(const std::string& path, std::string_view datagram) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return Status::Invalid(fmt::format("unix socket path too long: {}", path));
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::IoError(fmt::format("socket(AF_UNIX, SOCK_DGRAM): {}", std::strerror(errno)));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ssize_t n = ::sendto(fd, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(datagram.size())) {
+    return Status::IoError(fmt::format("sendto {}: {}", path, n < 0 ? std::strerror(err) : "short write"));
+  }
+  return Status::Ok();
+}
+
+Status write_text_file(const std::string& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out) return Status::IoError(fmt::format("cannot write {}", path));
+  return Status::Ok();
+}
+
 Result<http::ClientResponse> get(const std::string& base_url, std::string_view path, std::string_view accept,
                                  int timeout_ms) {
   std::vector<http::Header> headers;
@@ -196,6 +256,15 @@ std::string TabadProcess::log_tail() const {
 }
 
 Status TabadProcess::start(std::vector<std::string> extra_args, std::string data_dir) {
+  return start_impl(extra_args, std::move(data_dir), 0);
+}
+
+Status TabadProcess::start_on_port(int port, std::vector<std::string> extra_args, std::string data_dir) {
+  if (port <= 0) return Status::Invalid(fmt::format("start_on_port: bad port {}", port));
+  return start_impl(extra_args, std::move(data_dir), port);
+}
+
+Status TabadProcess::start_impl(const std::vector<std::string>& extra_args, std::string data_dir, int fixed_port) {
   if (running()) return Status::Invalid(fmt::format("tabad (pid {}) is already running", pid_));
   if (!data_dir.empty()) {
     if (owns_dir_) remove_tree(data_dir_);
@@ -210,7 +279,7 @@ Status TabadProcess::start(std::vector<std::string> extra_args, std::string data
 
   Status last;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
-    last = spawn(extra_args);
+    last = spawn(extra_args, fixed_port);
     if (!last.ok()) return last;
     last = wait_healthy(kStartTimeoutMs);
     if (last.ok()) return last;
@@ -219,13 +288,13 @@ Status TabadProcess::start(std::vector<std::string> extra_args, std::string data
       kill9();
       (void)wait_exit(kStartTimeoutMs);
     }
-    if (!port_taken) break;
+    if (!port_taken || fixed_port != 0) break;
   }
   return Status::Unavailable(fmt::format("{}\n--- {} ---\n{}", last.message(), log_path(), log_tail()));
 }
 
-Status TabadProcess::spawn(const std::vector<std::string>& extra_args) {
-  port_ = free_port();
+Status TabadProcess::spawn(const std::vector<std::string>& extra_args, int fixed_port) {
+  port_ = fixed_port != 0 ? fixed_port : free_port();
   if (port_ == 0) return Status::Unavailable("no free loopback port");
   std::vector<std::string> args = {tabad_path(), "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir",
                                    data_dir_};

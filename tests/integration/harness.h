@@ -44,6 +44,18 @@ void remove_tree(const std::string& path);
 // released), or 0 if none could be had. Someone else may take it before use.
 int free_port();
 
+// The same for a loopback UDP port.
+int free_udp_port();
+
+// Sends one UDP datagram to 127.0.0.1:port.
+Status send_udp(int port, std::string_view datagram);
+
+// Sends one datagram to the unix datagram socket bound at `path`.
+Status send_unix_datagram(const std::string& path, std::string_view datagram);
+
+// Writes (replaces) a whole file. Error if it cannot be written.
+Status write_text_file(const std::string& path, std::string_view text);
+
 // A temporary directory removed at scope exit (kept with $TABA_TEST_KEEP_DIRS).
 struct TempDir {
   explicit TempDir(std::string_view prefix) : path(make_temp_dir(prefix)) {}
@@ -84,6 +96,11 @@ class TabadProcess {
   // was taken meanwhile. The error carries the end of the log.
   Status start(std::vector<std::string> extra_args = {}, std::string data_dir = {});
 
+  // Like start(), but listening on the given port, which the caller chose
+  // (e.g. told to an agent before this process existed); no retry with
+  // another port.
+  Status start_on_port(int port, std::vector<std::string> extra_args = {}, std::string data_dir = {});
+
   int port() const { return port_; }
   // "http://127.0.0.1:<port>"
   std::string url() const;
@@ -113,7 +130,9 @@ class TabadProcess {
                                     const std::vector<http::Header>& headers = {}) const;
 
  private:
-  Status spawn(const std::vector<std::string>& extra_args);
+  Status start_impl(const std::vector<std::string>& extra_args, std::string data_dir, int fixed_port);
+  // fixed_port 0: a free port.
+  Status spawn(const std::vector<std::string>& extra_args, int fixed_port);
   std::string log_tail() const;
 
   pid_t pid_ = -1;

@@ -202,7 +202,7 @@ TEST_CASE("client encoder: bodies are cut at the size limit, each one valid", "[
   CHECK(total == 300);
 }
 
-TEST_CASE("client encoder: a name keeps its first type; a refused block can be cut out", "[client]") {
+TEST_CASE("client encoder: a name keeps its first type, and a refused block can be cut out", "[client]") {
   Recorder r(100);
   TypeTable types;
   r.add("x", TypeTable::kCounterGroup, PayloadKind::kNumber, 1400000000, 1, 0, {});
