@@ -200,7 +200,7 @@ struct Forwarder::Impl {
           if (line >= lines[k].name_line && line <= lines[k].name_line + lines[k].events) culprit = k;
         }
         if (!culprit || included.size() == 1) {
-          dead_letter(one, body, events, a, ep.address);
+          if (!dead_letter(one, body, events, a, ep.address)) return unsettled(a);
           break;
         }
         size_t b = included[*culprit];
@@ -209,7 +209,7 @@ struct Forwarder::Impl {
           uint64_t n = alone.events();
           Segment bad = seg;
           bad.batch_id = fmt::format("{}-{}-b{}", seg.batch_id, i, b);
-          dead_letter(bad, alone.finish(), n, a, ep.address);
+          if (!dead_letter(bad, alone.finish(), n, a, ep.address)) return unsettled(a);
         }
         skipped.insert(std::upper_bound(skipped.begin(), skipped.end(), b), b);
         log::warn("agent: post {} of batch {}: name block {} refused ({}); sending the rest of the post", i,
@@ -220,6 +220,15 @@ struct Forwarder::Impl {
     // Settled: the segment is done; what was refused is in the dead letters.
     last.outcome = Outcome::kOk;
     return last;
+  }
+
+  // A dead letter could not be written: the segment stays and is tried
+  // again later (the endpoint is not to blame).
+  static Attempt unsettled(Attempt a) {
+    a.outcome = Outcome::kRetry;
+    a.status = -1;
+    a.message = "cannot write a dead letter; " + a.message;
+    return a;
   }
 
   Attempt send(const std::string& compressed, const Segment& seg, Endpoint& ep,
@@ -281,8 +290,9 @@ struct Forwarder::Impl {
     }
   }
 
-  // Writes the body and the reason into the dead-letter directory.
-  void dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
+  // Writes the body and the reason into the dead-letter directory. False
+  // when they could not be written (the caller then keeps the segment).
+  bool dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
                    const std::string& endpoint) {
     std::string stem = fmt::format("{}/dl-{:013}-{}", options.dead_letter_dir, wall_ms(), seg.batch_id);
     std::string reason = fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
@@ -295,7 +305,14 @@ struct Forwarder::Impl {
       return ok;
     };
     bool ok = write_file(stem + ".v1", body) && write_file(stem + ".reason", reason);
-    if (!ok) log::error("agent: cannot write the dead letter {}.v1: {}", stem, fileio::errno_text(errno));
+    if (!ok) {
+      int err = errno;
+      ::unlink((stem + ".v1").c_str());
+      ::unlink((stem + ".reason").c_str());
+      log::error("agent: cannot write the dead letter {}.v1 ({}): the batch stays in the spool and is retried",
+                 stem, fileio::errno_text(err));
+      return false;
+    }
     log::error("agent: {} -> dead letter {}.v1", first_line(reason), stem);
     std::lock_guard<std::mutex> lock(mu);
     ++totals.dead_letters;
@@ -315,6 +332,7 @@ struct Forwarder::Impl {
       if (path.size() > 3 && path.compare(path.size() - 3, 3, ".v1") == 0) ++totals.dead_letters_discarded;
       log::warn("agent: dead letters over {} bytes: deleted the oldest, {}", options.max_dead_letter_bytes, path);
     }
+    return true;
   }
 
   void worker_main() {
@@ -382,8 +400,10 @@ struct Forwarder::Impl {
       lock.lock();
       --ep.in_flight;
       --totals.in_flight;
-      bool reached = a.status != 0;
-      if (a.outcome == Outcome::kRetry && readable) {
+      // status -1: a local problem (a dead letter could not be written), not the endpoint's.
+      bool local_problem = !readable || a.status == -1;
+      bool reached = a.status > 0;
+      if (a.outcome == Outcome::kRetry && !local_problem) {
         ++ep.failures;
         ++ep.consecutive_failures;
         ep.last_error = reached ? fmt::format("HTTP {}: {}", a.status, a.message) : a.message;
@@ -402,8 +422,8 @@ struct Forwarder::Impl {
       if (a.outcome == Outcome::kRetry) {
         ++totals.retries;
         ++seg.attempts;
-        if (!readable) {
-          // Unreadable for now (e.g. EMFILE): try again a little later.
+        if (local_problem) {
+          // Unreadable or unwritable for now (EMFILE, a full disk): try again a little later.
           lock.unlock();
           std::this_thread::sleep_for(std::chrono::milliseconds(500));
           lock.lock();
