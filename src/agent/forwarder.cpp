@@ -14,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "core/file_io.h"
 #include "core/log.h"
@@ -27,6 +28,20 @@ namespace {
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// FNV-1a over the indices' decimal text, '.'-separated.
+uint64_t hash_indices(const std::vector<size_t>& indices) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](char c) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  };
+  for (size_t k = 0; k < indices.size(); ++k) {
+    if (k) mix('.');
+    for (char c : std::to_string(indices[k])) mix(c);
+  }
+  return h;
 }
 
 int64_t wall_ms() {
@@ -156,14 +171,32 @@ struct Forwarder::Impl {
   // the post. kRetry when some post could not be settled yet.
   Attempt send_split(Segment& seg, const SegmentContents& contents, Endpoint& ep,
                      std::optional<http::ClientConnection>& conn, int timeout_ms, uint64_t* events_ok) {
-    seg.split = true;
+    if (!seg.split) {
+      // From now on this segment goes post by post, also after a restart.
+      std::string marker = seg.path + ".split";
+      FILE* f = std::fopen(marker.c_str(), "wb");
+      if (!f || std::fclose(f) != 0) {
+        Attempt a;
+        a.message = fmt::format("cannot create {}: {}", marker, fileio::errno_text(errno));
+        return unsettled(a);
+      }
+      std::string dir = seg.path.substr(0, seg.path.rfind('/'));
+      fileio::sync_dir(dir.empty() ? "." : dir);
+      seg.split = true;
+    }
     seg.done.resize(contents.records.size(), 0);
+    seg.skipped.resize(contents.records.size());
     Attempt last;
     for (size_t i = 0; i < contents.records.size(); ++i) {
       if (seg.done[i]) continue;
       std::string_view batch = contents.records[i].batch;
-      std::vector<size_t> skipped;  // block indices left out, ascending
+      std::vector<size_t>& skipped = seg.skipped[i];  // block indices left out, ascending
       for (;;) {
+        if (past_stop_deadline()) {
+          Attempt a;
+          a.message = "stopping";
+          return unsettled(a);
+        }
         protocol::V1Encoder enc;
         std::vector<size_t> included;
         Status st = enc.add_batch(batch, [&](size_t b) {
@@ -177,7 +210,10 @@ struct Forwarder::Impl {
         std::string body = enc.finish();
         Segment one = seg;
         one.batch_id = fmt::format("{}-{}", seg.batch_id, i);
-        if (!skipped.empty()) one.batch_id += fmt::format("-x{}", fmt::join(skipped, "."));
+        // The blocks left out, as a fixed-length hash of their sorted
+        // indices: deterministic across restarts, and within the fe's
+        // 128-character limit however many blocks go.
+        if (!skipped.empty()) one.batch_id += fmt::format("-x{:016x}", hash_indices(skipped));
         std::string compressed = http::zlib_compress(body, options.zlib_level);
         Attempt a = send(compressed, one, ep, conn, timeout_ms);
         if (a.outcome == Outcome::kRetry) return a;
@@ -220,6 +256,11 @@ struct Forwarder::Impl {
     // Settled: the segment is done; what was refused is in the dead letters.
     last.outcome = Outcome::kOk;
     return last;
+  }
+
+  bool past_stop_deadline() {
+    std::lock_guard<std::mutex> lock(mu);
+    return stop_requested && steady_ms() >= stop_deadline_ms;
   }
 
   // A dead letter could not be written: the segment stays and is tried
@@ -265,7 +306,7 @@ struct Forwarder::Impl {
       }
       a.retry_after_ms = std::min<int64_t>(secs, 3600) * 1000;
     }
-    if (a.status == 200) {
+    if (a.status >= 200 && a.status < 300) {
       a.outcome = Outcome::kOk;
     } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
                a.status != 408 && a.status != 429) {
@@ -278,15 +319,15 @@ struct Forwarder::Impl {
   void scan_dead_letters() {
     std::error_code ec;
     std::filesystem::create_directories(options.dead_letter_dir, ec);
-    std::vector<std::pair<std::string, uint64_t>> files;
+    std::vector<std::tuple<std::filesystem::file_time_type, std::string, uint64_t>> files;
     for (const auto& e : std::filesystem::directory_iterator(options.dead_letter_dir, ec)) {
       if (!e.is_regular_file(ec)) continue;
-      files.emplace_back(e.path().string(), static_cast<uint64_t>(e.file_size(ec)));
+      files.emplace_back(e.last_write_time(ec), e.path().string(), static_cast<uint64_t>(e.file_size(ec)));
     }
-    std::sort(files.begin(), files.end());  // names start with the time
-    for (auto& f : files) {
-      totals.dead_letter_bytes += f.second;
-      dead_files.push_back(std::move(f));
+    std::sort(files.begin(), files.end());  // oldest first, for the cap
+    for (auto& [when, path, size] : files) {
+      totals.dead_letter_bytes += size;
+      dead_files.emplace_back(std::move(path), size);
     }
   }
 
@@ -294,13 +335,24 @@ struct Forwarder::Impl {
   // when they could not be written (the caller then keeps the segment).
   bool dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
                    const std::string& endpoint) {
-    std::string stem = fmt::format("{}/dl-{:013}-{}", options.dead_letter_dir, wall_ms(), seg.batch_id);
+    // Named by the (derived) batch id alone, so that settling the same post
+    // again (after a retry or a restart in the middle of a split) finds its
+    // dead letter already written instead of writing and counting another.
+    std::string stem = fmt::format("{}/dl-{}", options.dead_letter_dir, seg.batch_id);
+    struct stat existing;
+    if (::stat((stem + ".reason").c_str(), &existing) == 0) {
+      log::info("agent: dead letter {}.v1 was written before; not again", stem);
+      return true;
+    }
     std::string reason = fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
                                      endpoint, a.status, a.message);
+    // Durable before the segment holding the same events is deleted.
     auto write_file = [](const std::string& path, const std::string& data) {
       FILE* f = std::fopen(path.c_str(), "wb");
       if (!f) return false;
       bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
+      ok = std::fflush(f) == 0 && ok;
+      ok = ok && fileio::sync_data(fileno(f)) == 0;
       ok = std::fclose(f) == 0 && ok;
       return ok;
     };
@@ -313,6 +365,7 @@ struct Forwarder::Impl {
                  stem, fileio::errno_text(err));
       return false;
     }
+    fileio::sync_dir(options.dead_letter_dir);
     log::error("agent: {} -> dead letter {}.v1", first_line(reason), stem);
     std::lock_guard<std::mutex> lock(mu);
     ++totals.dead_letters;
@@ -371,7 +424,26 @@ struct Forwarder::Impl {
       bool readable = load(seg, &contents, &body, &events, &err);
       Attempt a;
       uint64_t events_ok = 0;
-      if (!readable) {
+      if (!readable && ::access(seg.path.c_str(), F_OK) != 0 && errno == ENOENT) {
+        // Gone (deleted by hand?): nothing left to send; release its bytes.
+        log::error("agent: {} disappeared from the spool; its {} events are lost", seg.path, seg.events);
+        std::lock_guard<std::mutex> g(mu);
+        totals.corrupt_records_skipped += seg.records;
+        readable = true;
+        a.outcome = Outcome::kOk;
+      } else if (!readable && err.find("header") != std::string::npos) {
+        // Unreadable for good: keep it for inspection beside the dead letters.
+        std::string aside = options.dead_letter_dir + "/corrupt-" + seg.path.substr(seg.path.rfind('/') + 1);
+        log::error("agent: {}: {}; moved to {}", seg.path, err, aside);
+        if (::rename(seg.path.c_str(), aside.c_str()) == 0) {
+          std::lock_guard<std::mutex> g(mu);
+          totals.corrupt_records_skipped += seg.records;
+          readable = true;
+          a.outcome = Outcome::kOk;
+        } else {
+          a.message = err;
+        }
+      } else if (!readable) {
         log::error("agent: cannot read {}: {}; it stays in the spool", seg.path, err);
         a.message = err;
       } else if (events == 0) {
@@ -395,7 +467,17 @@ struct Forwarder::Impl {
           a = send_split(seg, contents, ep, conns[static_cast<size_t>(ep_index)], timeout_ms, &events_ok);
         }
       }
-      if (a.outcome != Outcome::kRetry) spool->remove(seg);
+      if (a.outcome != Outcome::kRetry && options.on_settled) {
+        std::vector<std::string> ids;
+        for (const SpoolRecord& r : contents.records) {
+          if (!r.client_batch_id.empty()) ids.emplace_back(r.client_batch_id);
+        }
+        if (!ids.empty()) options.on_settled(ids);
+      }
+      if (a.outcome != Outcome::kRetry && !spool->remove(seg)) {
+        a.outcome = Outcome::kRetry;  // sent, but its file would come back after a restart
+        a.status = -1;
+      }
 
       lock.lock();
       --ep.in_flight;
@@ -428,7 +510,8 @@ struct Forwarder::Impl {
           std::this_thread::sleep_for(std::chrono::milliseconds(500));
           lock.lock();
         }
-        queue.push_front(std::move(seg));
+        // At the back: a batch that keeps failing must not hold up the others.
+        queue.push_back(std::move(seg));
       } else {
         enqueued_at.erase(static_cast<int64_t>(seg.number));
       }

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct ForwarderOptions {
   std::string dead_letter_dir;
   uint64_t max_dead_letter_bytes = 256ull << 20;  // oldest dead letters deleted beyond this
   int zlib_level = 1;
+  // Called on a worker thread with the client batch ids of a segment's posts
+  // once it is settled, before its file is deleted (the agent journals them).
+  std::function<void(const std::vector<std::string>& client_ids)> on_settled;
 };
 
 struct EndpointStatus {

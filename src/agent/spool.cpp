@@ -280,6 +280,7 @@ struct Spool::Impl {
         p = sealed_path;
       }
       seg.path = p;
+      seg.split = ::access((p + ".split").c_str(), F_OK) == 0;
       seg.bytes = data.size();
       bytes += seg.bytes;
       events += seg.events;
@@ -309,6 +310,7 @@ struct Spool::Impl {
       ::unlink(p.c_str());
       return io_error("cannot write", p, err);
     }
+    if (options.fsync_always) fileio::sync_dir(options.dir);  // the new file's entry, before records in it are acknowledged
     open_size = kHeaderBytes;
     open_events = 0;
     open_records = 0;
@@ -328,8 +330,18 @@ struct Spool::Impl {
       return;
     }
     // The sealed file must hold every record it says it does before it is
-    // forwarded and (after a 200) deleted.
-    if (fileio::sync_data(fd) == 0) ++fsyncs;
+    // forwarded and (after a 200) deleted. If that cannot be made sure, the
+    // records stay in the .open file, which the next start seals.
+    int sync_err = fileio::sync_data(fd);
+    if (sync_err != 0) {
+      ++write_errors;
+      log::error("spool: cannot fsync {}: {}; not sealing it (the next start will)", open_path,
+                 fileio::errno_text(sync_err));
+      ::close(fd);
+      fd = -1;
+      return;
+    }
+    ++fsyncs;
     ::close(fd);
     fd = -1;
     dirty = false;
@@ -430,7 +442,13 @@ struct Spool::Impl {
       lock.unlock();
       if (!items.empty()) write_group(items);
       if (dirty && Clock::now() - last_sync >= kEverySec) {
-        if (fileio::sync_data(fd) == 0) ++fsyncs;
+        if (fileio::sync_data(fd) == 0) {
+          ++fsyncs;
+        } else {
+          ++write_errors;
+          log::error("spool: fdatasync of {} failed: {}", path(segment_name(open_number, false)),
+                     fileio::errno_text(errno));
+        }
         dirty = false;
         last_sync = Clock::now();
       }
@@ -520,7 +538,9 @@ Result<std::unique_ptr<Spool>> Spool::open(uv_loop_t* loop, SpoolOptions options
 Status Spool::append(std::string payload, uint64_t events, std::function<void(const Status&)> done) {
   Impl* m = impl_.get();
   uint64_t frame_bytes = kRecordHeaderBytes + payload.size();
-  if (payload.size() > kMaxRecordBytes) return Status::Invalid("a post too large for one spool record");
+  if (payload.size() > kMaxRecordBytes || frame_bytes > m->options.max_bytes) {
+    return Status::Invalid(fmt::format("the post is larger than the whole spool ({} bytes)", m->options.max_bytes));
+  }
   uint64_t before = m->bytes.load();
   if (before + frame_bytes > m->options.max_bytes) {
     ++m->refused_full;
@@ -547,15 +567,17 @@ Status Spool::append(std::string payload, uint64_t events, std::function<void(co
   return Status::Ok();
 }
 
-void Spool::remove(const Segment& segment) {
+bool Spool::remove(const Segment& segment) {
   Impl* m = impl_.get();
   if (::unlink(segment.path.c_str()) != 0 && errno != ENOENT) {
     log::error("spool: cannot delete {}: {}", segment.path, fileio::errno_text(errno));
-    return;
+    return false;
   }
+  ::unlink((segment.path + ".split").c_str());
   m->bytes -= segment.bytes;
   m->events -= segment.events;
   --m->segments;
+  return true;
 }
 
 void Spool::seal_soon() {

@@ -54,8 +54,12 @@ struct Segment {
   uint32_t attempts = 0;  // forwarding attempts so far (the forwarder's)
   // The forwarder's: once the fe refused the whole batch (4xx), its records
   // go one by one; done[i] marks record i as settled (200 or dead letter).
+  // `split` is also kept on disk (an empty "<path>.split" marker), so that a
+  // split segment is never sent whole again after a restart: the fe could
+  // then apply posts it already applied under their derived ids.
   bool split = false;
   std::vector<uint8_t> done;
+  std::vector<std::vector<size_t>> skipped;  // per record: name blocks left out so far
 };
 
 // One record read back from a segment.
@@ -111,9 +115,10 @@ class Spool {
   // and IoError while the disk refuses writes.
   Status append(std::string payload, uint64_t events, std::function<void(const Status&)> done);
 
-  // A segment forwarded (or moved to the dead letters): deletes its file and
-  // its bytes from the total. Any thread.
-  void remove(const Segment& segment);
+  // A segment forwarded (or moved to the dead letters): deletes its file
+  // (and split marker) and its bytes from the total. False (logged) when the
+  // file could not be deleted: the segment must then stay queued. Any thread.
+  bool remove(const Segment& segment);
 
   // Seals the open segment now (if it holds records). Any thread.
   void seal_soon();

@@ -123,8 +123,10 @@ bool Sender::handle_rejected(const std::string& reason) {
     front.batch_id = new_batch_id();
     return true;
   }
-  stats_.dropped_rejected += front.body.events;
-  stats_.queued_events -= front.body.events;
+  // All of it goes: the block removed above (if any) and whatever is left.
+  uint64_t dropped = (removed >= 0 ? static_cast<uint64_t>(removed) : 0) + front.body.events;
+  stats_.dropped_rejected += dropped;
+  stats_.queued_events -= dropped;
   stats_.queued_bytes -= bytes_before;
   --stats_.queued_bodies;
   queue_.pop_front();

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "roles/auth.h"
+#include "roles/server_options.h"
 #include "taba/version.h"
 
 namespace taba::roles {
@@ -65,6 +67,17 @@ Status AgentRole::start() {
   fo.token = config_.agent.forward_token;
   fo.dead_letter_dir = dead_letter_dir_;
   fo.max_dead_letter_bytes = static_cast<uint64_t>(config_.agent.max_dead_letter_bytes);
+  double ttl = static_cast<double>(config_.agent.dedup_ttl_s);
+  if (ttl > 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(spool_dir_, ec);
+    Status js = journal_.open(spool_dir_, ttl, wall_now(),
+                              [this](std::string_view id, double expires) { remember(std::string(id), expires); });
+    if (!js.ok()) return js;
+    fo.on_settled = [this, ttl](const std::vector<std::string>& ids) {
+      (void)journal_.append(ids, wall_now() + ttl, wall_now());
+    };
+  }
   // The forwarder exists before the spool so that the segments the spool
   // recovers are queued as it finds them; its workers start after.
   forwarder_ = std::make_unique<agent::Forwarder>(nullptr, fo);
@@ -92,13 +105,7 @@ Status AgentRole::start() {
   }
 
   ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
-  http::ServerOptions ho;
-  ho.max_body_bytes = static_cast<uint64_t>(config_.http.max_body_bytes);
-  ho.max_header_bytes = static_cast<size_t>(config_.http.max_header_bytes);
-  ho.header_timeout_ms = static_cast<uint32_t>(config_.http.header_timeout_ms);
-  ho.body_timeout_ms = static_cast<uint32_t>(config_.http.body_timeout_ms);
-  ho.idle_timeout_ms = static_cast<uint32_t>(config_.http.idle_timeout_ms);
-  ho.max_connections = static_cast<uint32_t>(config_.http.max_connections);
+  http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
   });

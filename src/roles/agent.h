@@ -24,6 +24,7 @@
 #include <unordered_set>
 
 #include "agent/forwarder.h"
+#include "agent/id_journal.h"
 #include "agent/spool.h"
 #include "core/config.h"
 #include "http/server.h"
@@ -71,6 +72,7 @@ class AgentRole : public IngestSink {
   Config config_;
   const plugin::Registry* registry_;
   std::unique_ptr<agent::Spool> spool_;
+  agent::IdJournal journal_;  // before forwarder_: its workers write to it
   std::unique_ptr<agent::Forwarder> forwarder_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<http::Server> server_;

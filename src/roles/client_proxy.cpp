@@ -17,6 +17,7 @@
 #include "http/client.h"
 #include "protocol/v1_encoder.h"
 #include "roles/auth.h"
+#include "roles/server_options.h"
 
 namespace taba::roles {
 namespace {
@@ -74,13 +75,7 @@ std::string ClientProxyRole::new_batch_id() {
 
 Status ClientProxyRole::start() {
   ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
-  http::ServerOptions ho;
-  ho.max_body_bytes = static_cast<uint64_t>(config_.http.max_body_bytes);
-  ho.max_header_bytes = static_cast<size_t>(config_.http.max_header_bytes);
-  ho.header_timeout_ms = static_cast<uint32_t>(config_.http.header_timeout_ms);
-  ho.body_timeout_ms = static_cast<uint32_t>(config_.http.body_timeout_ms);
-  ho.idle_timeout_ms = static_cast<uint32_t>(config_.http.idle_timeout_ms);
-  ho.max_connections = static_cast<uint32_t>(config_.http.max_connections);
+  http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
   });
@@ -282,6 +277,10 @@ void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
             break;
           case statsd::Kind::kGauge:
           case statsd::Kind::kGaugeDelta: {
+            if (buffered_events_ >= static_cast<uint64_t>(config_.client_proxy.max_buffered_events)) {
+              ++loop_stats_.events_dropped_full;  // and the gauge keeps its value: a later +n/-n stays right
+              return;
+            }
             double value = line.number;
             if (line.kind == statsd::Kind::kGaugeDelta) value += st.gauge;
             st.gauge = value;
@@ -426,13 +425,14 @@ void ClientProxyRole::forward_main() {
           break;
         }
       }
-      // Pushed out for space while on its way, yet delivered: not dropped.
-      if (!found && status == 200) fwd_stats_.events_dropped_retry -= body.events;
+      // Pushed out for space while on its way: already counted as dropped.
+      if (!found && status == 200) fwd_stats_.events_dropped_retry -= body.events;  // delivered after all
       if (status == 200) {
         ++fwd_stats_.bodies_forwarded;
         fwd_stats_.events_forwarded += body.events;
       } else {
         ++fwd_stats_.bodies_rejected;
+        if (found) fwd_stats_.events_rejected += body.events;
         log::error("client-proxy: the agent refused a body of {} events ({}); dropped", body.events, error);
       }
       backoff_ms = 0;
@@ -485,6 +485,7 @@ ProxyStats ClientProxyRole::stats() const {
   s.bodies_forwarded = fwd_stats_.bodies_forwarded;
   s.events_forwarded = fwd_stats_.events_forwarded;
   s.bodies_rejected = fwd_stats_.bodies_rejected;
+  s.events_rejected = fwd_stats_.events_rejected;
   s.forward_failures = fwd_stats_.forward_failures;
   s.queued_bytes = queued_bytes_;
   s.queued_bodies = queue_.size();
@@ -503,6 +504,7 @@ void ClientProxyRole::write_metrics(MetricsWriter* w) const {
   w->family("taba_proxy_events_dropped_total", "counter", "Events dropped by the proxy, by reason.");
   w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_full), {{"reason", "buffer_full"}});
   w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_retry), {{"reason", "queue_full"}});
+  w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_rejected), {{"reason", "rejected"}});
   w->counter("taba_proxy_bodies_forwarded_total", "Bodies the agent accepted.", static_cast<double>(s.bodies_forwarded));
   w->counter("taba_proxy_events_forwarded_total", "Events in bodies the agent accepted.", static_cast<double>(s.events_forwarded));
   w->counter("taba_proxy_bodies_rejected_total", "Bodies the agent refused (4xx) and the proxy dropped.",

@@ -44,6 +44,7 @@ struct ProxyStats {
   uint64_t bodies_forwarded = 0;
   uint64_t events_forwarded = 0;
   uint64_t bodies_rejected = 0;       // the agent answered 4xx: dropped
+  uint64_t events_rejected = 0;       // in those bodies
   uint64_t forward_failures = 0;      // retried
   uint64_t queued_bytes = 0;
   uint64_t queued_bodies = 0;

@@ -19,6 +19,7 @@
 #include "roles/agent.h"
 #include "roles/client_proxy.h"
 #include "roles/auth.h"
+#include "roles/server_options.h"
 #include "roles/metrics.h"
 #include "roles/self_tabs.h"
 #include "roles/ingest.h"
@@ -167,13 +168,7 @@ class Daemon {
     queries_ = std::make_unique<query::QueryService>(store_.get());
     admin_ = std::make_unique<AdminRoutes>(store_.get());
 
-    http::ServerOptions ho;
-    ho.max_body_bytes = static_cast<uint64_t>(config_.http.max_body_bytes);
-    ho.max_header_bytes = static_cast<size_t>(config_.http.max_header_bytes);
-    ho.header_timeout_ms = static_cast<uint32_t>(config_.http.header_timeout_ms);
-    ho.body_timeout_ms = static_cast<uint32_t>(config_.http.body_timeout_ms);
-    ho.idle_timeout_ms = static_cast<uint32_t>(config_.http.idle_timeout_ms);
-    ho.max_connections = static_cast<uint32_t>(config_.http.max_connections);
+    http::ServerOptions ho = server_options(config_.http);
     server_ = std::make_unique<http::Server>(&loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
       return route(ex);
     });

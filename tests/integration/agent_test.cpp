@@ -25,14 +25,6 @@
 using namespace taba;
 using namespace taba::test;
 
-// A Status that must be OK; its message (for a start, the end of the log) is shown if not.
-#define REQUIRE_OK(expr)           \
-  do {                             \
-    ::taba::Status _status = expr; \
-    INFO(_status.message());       \
-    REQUIRE(_status.ok());         \
-  } while (0)
-
 namespace {
 
 double now_s() { return static_cast<double>(std::time(nullptr)); }
@@ -642,6 +634,77 @@ TEST_CASE("agent: in a refused post only the name block the fe names is a dead l
   CHECK(letter.find("blk_a") == std::string::npos);
   CHECK(letter.find("blk_c") == std::string::npos);
   CHECK(agent.log_text().find("name block 1 refused") != std::string::npos);
+}
+
+TEST_CASE("agent: a client's retry after the batch was forwarded and the agent restarted is spooled once",
+          "[e2e][agent]") {
+  TempDir dir("agent-ids");
+  TabadProcess fe;
+  REQUIRE_OK(fe.start({"--config", fe_config(dir.path)}));
+  double t = now_s();
+  std::string body = totals_body("idc", "ids_once", 5, 2, t);
+  TabadProcess agent;
+  std::string config = agent_config(dir.path, fe.port());
+  REQUIRE_OK(agent.start({"--config", config}));
+  REQUIRE(status_of(agent.post("/post", body, {{"Taba-Batch-Id", "client-retry-1"}})) == 200);
+  AgentStatus s;
+  REQUIRE(eventually(
+      [&] {
+        s = agent_status(agent);
+        return s.ok && s.forwarded_events == 5 && s.spool_events == 0;
+      },
+      10000));
+  // The record is gone from the spool: only the id journal remembers it.
+  agent.kill9();
+  REQUIRE(agent.wait_exit(5000).ok());
+  REQUIRE_OK(agent.start({"--config", config}));
+  REQUIRE(status_of(agent.post("/post", body, {{"Taba-Batch-Id", "client-retry-1"}})) == 200);
+  // A new id is new data.
+  REQUIRE(status_of(agent.post("/post", body, {{"Taba-Batch-Id", "client-retry-2"}})) == 200);
+  REQUIRE(eventually(
+      [&] {
+        s = agent_status(agent);
+        return s.ok && s.forwarded_events == 5 && s.spool_events == 0;
+      },
+      10000));
+  CHECK(s.duplicates == 1);
+  fe_flush(fe);
+  auto got = tabs_json(fe, "name=ids_once");
+  CHECK(got["ids_once"].count == 10);
+  CHECK(got["ids_once"].total == Approx(20.0));
+}
+
+TEST_CASE("agent: a post with many names the fe refuses still delivers its good name", "[e2e][agent]") {
+  TempDir dir("agent-many");
+  TabadProcess fe;
+  REQUIRE_OK(fe.start({"--config", fe_config(dir.path)}));
+  double t = now_s();
+  std::vector<NameBlock> bound, blocks;
+  for (int i = 0; i < 40; ++i) {
+    std::string name = fmt::format("many_{:02}", i);
+    bound.push_back({name, {event_line("TotalsCounter", t, "1")}});
+    blocks.push_back({name, {event_line("CounterGroup", t, "1")}});
+  }
+  blocks.push_back({"many_good", {event_line("TotalsCounter", t, "7")}});
+  REQUIRE(status_of(fe.post("/post", v1_body({{"direct", bound}}))) == 200);
+  TabadProcess agent;
+  REQUIRE_OK(agent.start({"--config", agent_config(dir.path, fe.port())}));
+  REQUIRE(status_of(agent.post("/post", v1_body({{"proxyhost", blocks}}))) == 200);
+  AgentStatus s;
+  bool settled = eventually(
+      [&] {
+        s = agent_status(agent);
+        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 40;
+      },
+      30000);
+  INFO(s.raw);
+  REQUIRE(settled);
+  fe_flush(fe);
+  auto got = tabs_json(fe, "name=many_good");
+  CHECK(got["many_good"].count == 1);
+  CHECK(got["many_good"].total == Approx(7.0));
+  CHECK(s.dead_batches == 40);
+  CHECK(s.dead_events == 40);
 }
 
 TEST_CASE("agent: SIGTERM with the fe down exits 0 within the grace, keeps the spool, and a restart delivers it",

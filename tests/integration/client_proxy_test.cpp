@@ -16,14 +16,6 @@
 using namespace taba;
 using namespace taba::test;
 
-// A Status that must be OK; its message (for a start, the end of the log) is shown if not.
-#define REQUIRE_OK(expr)           \
-  do {                             \
-    ::taba::Status _status = expr; \
-    INFO(_status.message());       \
-    REQUIRE(_status.ok());         \
-  } while (0)
-
 namespace {
 
 template <typename F>

@@ -128,9 +128,11 @@ void remove_tree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
 }
 
-int free_port() {
+namespace {
+// A port the kernel picks for a socket of `type` on 127.0.0.1, then frees.
+int free_loopback_port(int type) {
   for (int attempt = 0; attempt < 10; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -146,25 +148,11 @@ int free_port() {
   }
   return 0;
 }
+}  // namespace
 
-int free_udp_port() {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      port = ntohs(addr.sin_port);
-    }
-    ::close(fd);
-    if (port != 0) return port;
-  }
-  return 0;
-}
+int free_port() { return free_loopback_port(SOCK_STREAM); }
+
+int free_udp_port() { return free_loopback_port(SOCK_DGRAM); }
 
 Status send_udp(int port, std::string_view datagram) {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -186,3 +186,12 @@ Result<ProcessOutput> run_process(const std::vector<std::string>& argv, std::str
                                   int timeout_ms = 30000);
 
 }  // namespace taba::test
+
+// In a Catch2 test: a Status that must be OK; its message (for a start, the
+// end of the log) is shown if not.
+#define REQUIRE_OK(expr)           \
+  do {                             \
+    ::taba::Status _status = expr; \
+    INFO(_status.message());       \
+    REQUIRE(_status.ok());         \
+  } while (0)
