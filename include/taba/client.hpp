@@ -42,6 +42,9 @@ struct ClientOptions {
   // Events recorded and not yet encoded. Past it, new events are dropped
   // (dropped_full). Threads may each hold back up to a small slice of it.
   size_t max_pending_events = 1'000'000;
+  // Bytes of text payloads (strings, Record JSON) held with those events;
+  // numbers take none. Past it, new text events are dropped (dropped_full).
+  size_t max_pending_bytes = 64u << 20;
   // Encoded bodies kept for retry while the agent is unreachable. Past it,
   // the oldest bodies are dropped (dropped_retry_overflow).
   size_t max_retry_bytes = 64u << 20;

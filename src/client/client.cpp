@@ -118,7 +118,7 @@ class __attribute__((visibility("hidden"))) Client::Impl {
 };
 
 Client::Impl::Impl(ClientOptions options)
-    : options_(std::move(options)), recorder_(options_.max_pending_events) {
+    : options_(std::move(options)), recorder_(options_.max_pending_events, options_.max_pending_bytes) {
   if (options_.client_id.empty()) options_.client_id = host_name();
   http::Url url;
   inert_reason_ = check_options(options_, &url);

@@ -65,7 +65,8 @@ double now_epoch_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-Recorder::Recorder(size_t max_pending_events) : max_pending_(max_pending_events) {
+Recorder::Recorder(size_t max_pending_events, size_t max_pending_text_bytes)
+    : max_pending_(max_pending_events), max_text_bytes_(max_pending_text_bytes) {
   size_t want = std::max<size_t>(4, 2 * std::max(1u, std::thread::hardware_concurrency()));
   size_t n = 1;
   while (n < want && n < 64) n <<= 1;
@@ -120,6 +121,14 @@ AddResult Recorder::add(std::string_view name, uint16_t type, PayloadKind kind, 
     }
     s.last_name = id;
   }
+  if (!text.empty()) {
+    size_t before = text_bytes_.fetch_add(text.size(), std::memory_order_relaxed);
+    if (before + text.size() > max_text_bytes_) {
+      text_bytes_.fetch_sub(text.size(), std::memory_order_relaxed);
+      ++s.full;
+      return AddResult::kFull;
+    }
+  }
   if (b.size == b.chunks.size() * EventChunk::kEvents) b.chunks.push_back(new_chunk());
   Event& e = b.chunks.back()->events[b.size++ % EventChunk::kEvents];
   e.timestamp = timestamp;
@@ -164,6 +173,7 @@ void Recorder::take(std::vector<std::unique_ptr<EventBuffer>>* out, bool close) 
     shard->granted = 0;
     shard->credits = 0;
     shard->last_name = std::numeric_limits<uint32_t>::max();
+    text_bytes_.fetch_sub(shard->buf->text.size(), std::memory_order_relaxed);
     if (shard->buf->size == 0) {
       spares_.push_back(std::move(fresh));
       continue;

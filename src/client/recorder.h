@@ -106,7 +106,9 @@ class SpinLock {
 
 class Recorder {
  public:
-  explicit Recorder(size_t max_pending_events);
+  // max_pending_text_bytes bounds the text payloads (strings, raw JSON)
+  // held with the pending events; numbers take none.
+  Recorder(size_t max_pending_events, size_t max_pending_text_bytes);
   ~Recorder();
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
@@ -144,6 +146,8 @@ class Recorder {
   // pending events. Shards take credits in batches, so that recording
   // threads touch this shared cache line once per batch, not per event.
   std::atomic<size_t> granted_{0};
+  size_t max_text_bytes_;
+  std::atomic<size_t> text_bytes_{0};  // text payload bytes in the shards' buffers
   std::mutex spare_mu_;
   std::vector<std::unique_ptr<EventBuffer>> spares_;
   // A leaf lock: add() takes it under a shard lock, so it is never held

@@ -87,8 +87,29 @@ TEST_CASE("client json: escaping, numbers, UTF-8 and JSON checks", "[client]") {
         "nested too deep at byte 65");
 }
 
+TEST_CASE("client recorder: text payloads are bounded by bytes, numbers are not", "[client]") {
+  Recorder r(1000, 100);
+  std::string forty(40, 'x');
+  int accepted = 0, full = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto res = r.add("s", TypeTable::kBuffer, PayloadKind::kText, 1, 0, 0, forty);
+    accepted += res == taba::client::AddResult::kAccepted;
+    full += res == taba::client::AddResult::kFull;
+  }
+  CHECK(accepted == 2);  // 80 of 100 bytes
+  CHECK(full == 3);
+  // Numbers still go in.
+  CHECK(r.add("n", TypeTable::kCounterGroup, PayloadKind::kNumber, 1, 1, 0, {}) ==
+        taba::client::AddResult::kAccepted);
+  // A flush frees the bytes.
+  std::vector<std::unique_ptr<taba::client::EventBuffer>> taken;
+  r.take(&taken, false);
+  CHECK(r.add("s", TypeTable::kBuffer, PayloadKind::kText, 1, 0, 0, forty) == taba::client::AddResult::kAccepted);
+  r.recycle(&taken);
+}
+
 TEST_CASE("client recorder: bad names, the pending bound, close", "[client]") {
-  Recorder r(10);
+  Recorder r(10, 1 << 20);
   CHECK(r.add("a b", TypeTable::kCounterGroup, PayloadKind::kNumber, 1, 1, 0, {}) ==
         taba::client::AddResult::kBadName);
   CHECK(r.add("", TypeTable::kCounterGroup, PayloadKind::kNumber, 1, 1, 0, {}) ==
@@ -117,7 +138,7 @@ TEST_CASE("client recorder: bad names, the pending bound, close", "[client]") {
 }
 
 TEST_CASE("client encoder: the worked example's shape, byte for byte", "[client]") {
-  Recorder r(100);
+  Recorder r(100, 1 << 20);
   TypeTable types;
   r.add("req_ms", TypeTable::kCounterGroup, PayloadKind::kNumber, 1400000000.25, 12.5, 0, {});
   r.add("color", TypeTable::kGauge, PayloadKind::kText, 1400000002.0, 0, 0, "red");
@@ -149,7 +170,7 @@ TEST_CASE("client encoder: the worked example's shape, byte for byte", "[client]
 }
 
 TEST_CASE("client encoder: payload shapes and escaping survive the server's decoder", "[client]") {
-  Recorder r(100);
+  Recorder r(100, 1 << 20);
   TypeTable types;
   uint16_t totals;
   REQUIRE(types.intern("TotalsCounter", &totals));
@@ -176,7 +197,7 @@ TEST_CASE("client encoder: payload shapes and escaping survive the server's deco
 }
 
 TEST_CASE("client encoder: bodies are cut at the size limit, each one valid", "[client]") {
-  Recorder r(10000);
+  Recorder r(10000, 1 << 20);
   TypeTable types;
   for (int i = 0; i < 300; ++i) {
     r.add(i % 3 == 0 ? "a" : "b", TypeTable::kCounterGroup, PayloadKind::kNumber, 1400000000 + i, i, 0, {});
@@ -203,7 +224,7 @@ TEST_CASE("client encoder: bodies are cut at the size limit, each one valid", "[
 }
 
 TEST_CASE("client encoder: a name keeps its first type, and a refused block can be cut out", "[client]") {
-  Recorder r(100);
+  Recorder r(100, 1 << 20);
   TypeTable types;
   r.add("x", TypeTable::kCounterGroup, PayloadKind::kNumber, 1400000000, 1, 0, {});
   r.add("x", TypeTable::kGauge, PayloadKind::kNumber, 1400000000, 2, 0, {});
