@@ -472,7 +472,7 @@ std::unique_ptr<http::RequestHandler> ClientProxyRole::route(const std::shared_p
     ex->reply(stopping_ ? http::Response::text(503, "shutting down\n") : http::Response::text(200, "ok\n"));
   } else {
     ex->reply(http::Response::text(
-        404, fmt::format("no such route: {} (the client-proxy serves /post /post_zip /status /metrics /healthz)\n",
+        404, fmt::format("no such route: {} (the client-proxy serves /post /post_zip /status /metrics /healthz /readyz)\n",
                          req.path)));
   }
   return nullptr;
