@@ -16,6 +16,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/clock.h"
 #include "core/file_io.h"
 #include "core/log.h"
 #include "http/client.h"
@@ -24,11 +25,6 @@
 
 namespace taba::agent {
 namespace {
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // FNV-1a over the indices' decimal text, '.'-separated.
 uint64_t hash_indices(const std::vector<size_t>& indices) {

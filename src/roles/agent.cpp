@@ -14,11 +14,6 @@
 namespace taba::roles {
 namespace {
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string json_quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {

@@ -30,11 +30,6 @@ constexpr size_t kSlots = 32;
 // Names remembered for type checks and gauge deltas (bounded memory).
 constexpr size_t kMaxRememberedNames = 1'000'000;
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 void append_number(std::string* out, double v) { fmt::format_to(std::back_inserter(*out), "{}", v); }
 
 }  // namespace
