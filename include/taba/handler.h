@@ -68,6 +68,15 @@
  * should make merge cost proportional to what `from` holds (a delta of a
  * few events), not to the size of `into`.
  *
+ * A handler that provides the optional fold_many hook (ABI 1.1) replaces
+ * that sequence: the host calls
+ *
+ *     fold_many({client_state, name_aggregate}, 2, client, client_len,
+ *               events, n, now);
+ *
+ * (client_state being a new_state() when the client is new), and must get
+ * the same result as from the delta sequence.
+ *
  * Time: every hook that depends on time receives `now`, in epoch seconds.
  * It is the host's clock, already discounted by the measured pipeline
  * latency where the host measures one. Handlers never read a clock
@@ -113,7 +122,7 @@ extern "C" {
 #endif
 
 #define TABA_ABI_MAJOR 1
-#define TABA_ABI_MINOR 0
+#define TABA_ABI_MINOR 1
 
 #define TABA_PLUGIN_ENTRY_SYMBOL "taba_plugin_entry"
 
@@ -239,7 +248,22 @@ typedef struct taba_handler {
   taba_status (*deserialize)(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
                              size_t err_cap);
 
-  void* reserved[8]; /* growth room: later minors append hooks here */
+  /* --- ABI 1.1 ------------------------------------------------------- */
+
+  /* Optional (NULL when absent; always absent in a plugin built for 1.0).
+   * Folds the same n checked events of one client into each of the `count`
+   * states, with the same effect as folding them into a fresh state for
+   * `client` and merging that into each state in turn (section 2). The
+   * states need not be fresh: the host passes the client's state and the
+   * name's aggregate in one call, so the handler does the per-event work
+   * (reading a value, finding its bucket or bin) once instead of building
+   * and freeing a delta. Cannot fail, like fold. When a handler has this
+   * hook the host uses it on the ingest path instead of the delta sequence
+   * of section 2. */
+  void (*fold_many)(taba_state* const* states, size_t count, const char* client, size_t client_len,
+                    const taba_event* events, size_t n, double now);
+
+  void* reserved[7]; /* growth room: later minors append hooks here */
 } taba_handler;
 
 /* What taba_plugin_entry returns. */

@@ -317,6 +317,7 @@ const taba_handler kBuffer = {
     b_prunable,
     b_serialize,
     b_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

@@ -256,6 +256,40 @@ void DDSketch::add(double value) {
   sum_.add(value);
 }
 
+void PreparedValues::add(double value) {
+  const double magnitude = std::fabs(value);
+  if (magnitude < DDSketch::kMinMagnitude) {
+    ++zeros_;
+  } else if (value > 0) {
+    positive_[positives_++] = DDSketch::index_of(magnitude);
+  } else {
+    negative_[negatives_++] = DDSketch::index_of(magnitude);
+  }
+  if (count_++ == 0) {
+    min_ = max_ = value;
+  } else {
+    min_ = std::min(min_, value);
+    max_ = std::max(max_, value);
+  }
+  sum_.add(value);
+}
+
+void DDSketch::add_prepared(const PreparedValues& values) {
+  if (values.count_ == 0) return;
+  const bool was_empty = count() == 0;
+  for (uint32_t i = 0; i < values.positives_; ++i) positive_.add(values.positive_[i], 1);
+  for (uint32_t i = 0; i < values.negatives_; ++i) negative_.add(values.negative_[i], 1);
+  zero_count_ = add_saturating(zero_count_, values.zeros_);
+  if (was_empty) {
+    min_ = values.min_;
+    max_ = values.max_;
+  } else {
+    min_ = std::min(min_, values.min_);
+    max_ = std::max(max_, values.max_);
+  }
+  sum_.merge(values.sum_);
+}
+
 void DDSketch::merge(const DDSketch& other) {
   if (other.count() == 0) return;
   const bool was_empty = count() == 0;

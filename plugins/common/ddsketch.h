@@ -100,6 +100,31 @@ class BinStore {
   uint64_t total_ = 0;
 };
 
+// The values of a few events prepared once for adding into several
+// sketches (the fold_many hook): each value's bin is found once.
+class PreparedValues {
+ public:
+  static constexpr size_t kCapacity = 64;
+
+  void clear() { *this = PreparedValues(); }
+  bool full() const { return count_ == kCapacity; }
+  size_t size() const { return count_; }
+  // Adds a finite value; the caller checks full() first.
+  void add(double value);
+
+ private:
+  friend class DDSketch;
+  int32_t positive_[kCapacity];  // bins of the positive values, then
+  int32_t negative_[kCapacity];  // of the negative ones (by magnitude)
+  uint32_t positives_ = 0;
+  uint32_t negatives_ = 0;
+  uint32_t zeros_ = 0;
+  uint32_t count_ = 0;
+  ExactSum sum_;
+  double min_ = 0.0;
+  double max_ = 0.0;
+};
+
 class DDSketch {
  public:
   static constexpr double kRelativeAccuracy = 0.01;
@@ -117,6 +142,9 @@ class DDSketch {
   void add(double value);
   // Adds every value of other. Throws std::bad_alloc.
   void merge(const DDSketch& other);
+  // Adds the prepared values: the same as add() of each. Throws
+  // std::bad_alloc (some values may then be added).
+  void add_prepared(const PreparedValues& values);
 
   uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
   double sum() const { return sum_.value(); }

@@ -73,6 +73,17 @@ class BucketWindow {
   // time and the high words cannot be allocated.
   bool add(int64_t second, uint64_t count, double sum);
 
+  // Adds count events with the given sum to bucket number b, rotating
+  // forward first when b is past the newest bucket. Returns false (and
+  // changes nothing) when b is older than the window. Same failure rule as
+  // add().
+  bool add_to(int64_t b, uint64_t count, double sum) {
+    if (b > newest_) rotate_to(b);
+    if (b < oldest_for(newest_)) return false;
+    add_to_bucket(b, count, sum);
+    return true;
+  }
+
   // Adds every bucket of `from` (same width and size) after rotating this
   // window to max(now_bucket, from's newest); buckets of `from` older than
   // the result are ignored. `from` is not modified. O(from's valid range).

@@ -127,6 +127,85 @@ void cg_merge(taba_state* into, const taba_state* from, double now) {
   });
 }
 
+// fold_many: the events are read once, in chunks of up to 64. Per chunk
+// and window, events that fall into the same bucket are summed into a run
+// (the order in which a delta's fold would sum them), and each value's
+// sketch bin is found once; then the runs and bins are added to every
+// state. The effect is that of fold into a fresh delta and merge into each
+// state: each state's windows are rotated to the chunk's newest second
+// (or now) first, and runs older than a window are dropped by it.
+// (The window widths below are those of CounterGroupState.)
+struct Run {
+  int64_t bucket;
+  uint64_t count;
+  double sum;
+};
+
+template <uint32_t Width>
+int64_t bucket_number(int64_t second) {
+  if constexpr (Width == 1) {
+    return second;
+  } else {
+    const int64_t q = second / static_cast<int64_t>(Width);
+    return q * static_cast<int64_t>(Width) > second ? q - 1 : q;  // floor, also below 0
+  }
+}
+
+// Adds (second, value) to the runs of one window; the last few runs are
+// searched, so a chunk of events in a handful of buckets makes a handful of
+// runs, and out-of-order stamps cost a new run at worst.
+template <uint32_t Width>
+void add_to_runs(Run* runs, size_t* nruns, int64_t second, double value) {
+  const int64_t b = bucket_number<Width>(second);
+  const size_t n = *nruns;
+  for (size_t k = n, seen = 0; k > 0 && seen < 4; --k, ++seen) {
+    Run& r = runs[k - 1];
+    if (r.bucket == b) {
+      ++r.count;
+      r.sum += value;
+      return;
+    }
+  }
+  runs[n] = Run{b, 1, value};
+  *nruns = n + 1;
+}
+
+void fold_chunk(taba_state* const* states, size_t count, const taba_event* events, size_t n, double now) {
+  constexpr size_t kChunk = PreparedValues::kCapacity;
+  Run runs[kWindowCount][kChunk];
+  size_t nruns[kWindowCount] = {0, 0, 0, 0};
+  PreparedValues values;
+  int64_t effective_now = epoch_second(now);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t second = epoch_second(events[i].timestamp);
+    effective_now = std::max(effective_now, second);
+    double value;
+    if (!event_number(events[i], &value)) continue;
+    values.add(value);
+    add_to_runs<1>(runs[0], &nruns[0], second, value);
+    add_to_runs<10>(runs[1], &nruns[1], second, value);
+    add_to_runs<30>(runs[2], &nruns[2], second, value);
+    add_to_runs<900>(runs[3], &nruns[3], second, value);
+  }
+  for (size_t s = 0; s < count; ++s) {
+    CounterGroupState& st = *state_of(states[s]);
+    for (int w = 0; w < kWindowCount; ++w) {
+      BucketWindow& window = st.window(w);
+      window.rotate_to(window.bucket_of(effective_now));
+      for (size_t k = 0; k < nruns[w]; ++k) window.add_to(runs[w][k].bucket, runs[w][k].count, runs[w][k].sum);
+    }
+    st.all_time.add_prepared(values);
+  }
+}
+
+void cg_fold_many(taba_state* const* states, size_t count, const char*, size_t, const taba_event* events, size_t n,
+                  double now) {
+  guard_void([&] {
+    constexpr size_t kChunk = PreparedValues::kCapacity;
+    for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, count, events + at, std::min(kChunk, n - at), now);
+  });
+}
+
 void render_summary(const CounterGroupState& s, int64_t now_second, TextBuffer* t) {
   t->raw("{");
   for (int w = 0; w < kWindowCount; ++w) {
@@ -249,6 +328,7 @@ const taba_handler kCounterGroup = {
     cg_prunable,
     cg_serialize,
     cg_deserialize,
+    cg_fold_many,
     {},
 };
 

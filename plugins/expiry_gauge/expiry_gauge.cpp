@@ -173,6 +173,7 @@ const taba_handler kExpiryGauge = {
     eg_prunable,
     eg_serialize,
     eg_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

@@ -163,6 +163,7 @@ const taba_handler kGauge = {
     g_prunable,
     g_serialize,
     g_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

@@ -85,6 +85,7 @@ const taba_handler kNoop = {
     n_prunable,
     n_serialize,
     n_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

@@ -136,6 +136,7 @@ const taba_handler kPercentileCounter = {
     pc_prunable,
     pc_serialize,
     pc_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

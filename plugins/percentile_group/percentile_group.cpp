@@ -391,6 +391,7 @@ const taba_handler kPercentileGroup = {
     pg_prunable,
     pg_serialize,
     pg_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

@@ -381,6 +381,7 @@ const taba_handler kSet = {
     s_prunable,
     s_serialize,
     s_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

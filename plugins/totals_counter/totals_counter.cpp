@@ -127,6 +127,7 @@ const taba_handler kTotalsCounter = {
     tc_prunable,
     tc_serialize,
     tc_deserialize,
+    nullptr,  // fold_many
     {},
 };
 

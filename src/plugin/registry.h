@@ -18,6 +18,9 @@ namespace taba::plugin {
 struct Handler {
   std::string type_name;        // the name events use, e.g. "CounterGroup"
   const taba_handler* table;    // hooks; owned by the plugin
+  // The ABI 1.1 fold_many hook, or nullptr (absent, or a plugin built for
+  // 1.0, whose table holds reserved zeros there).
+  decltype(taba_handler::fold_many) fold_many = nullptr;
   std::string plugin_name;      // the plugin that serves it
   std::string plugin_path;
 };

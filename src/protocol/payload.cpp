@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cstdint>
 #include <cmath>
 
 namespace taba::protocol {
@@ -197,6 +198,51 @@ bool parse_json_number(std::string_view token, double* out) {
   if (!std::isfinite(d)) return false;
   *out = d;
   return true;
+}
+
+size_t parse_simple_decimal(const char* p, const char* end, double* out) {
+  static constexpr double kPow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                        1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  const char* const start = p;
+  bool negative = false;
+  if (p < end && *p == '-') {
+    negative = true;
+    ++p;
+  }
+  const char* digits_start = p;
+  uint64_t mantissa = 0;
+  int digits = 0;
+  while (p < end && static_cast<unsigned>(*p - '0') < 10) {
+    mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+    ++digits;
+    ++p;
+  }
+  const int int_digits = digits;
+  if (int_digits == 0 || (int_digits > 1 && *digits_start == '0')) return 0;
+  int frac_digits = 0;
+  if (p < end && *p == '.') {
+    ++p;
+    while (p < end && static_cast<unsigned>(*p - '0') < 10) {
+      mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+      ++frac_digits;
+      ++p;
+    }
+    if (frac_digits == 0) return 0;
+  }
+  if (int_digits + frac_digits > 15) return 0;
+  if (p < end && (*p == 'e' || *p == 'E' || *p == '.')) return 0;
+  double v = static_cast<double>(mantissa);
+  if (frac_digits > 0) v /= kPow10[frac_digits];
+  *out = negative ? -v : v;
+  return static_cast<size_t>(p - start);
+}
+
+size_t parse_number_prefix(const char* p, const char* end, double* out) {
+  if (size_t n = parse_simple_decimal(p, end, out)) return n;
+  std::string_view t(p, static_cast<size_t>(end - p));
+  size_t pos = 0;
+  if (!scan_number(t, &pos) || !parse_json_number(t.substr(0, pos), out)) return 0;
+  return pos;
 }
 
 std::string scan_value(std::string_view text, size_t* pos, taba_value* value) {

@@ -29,4 +29,21 @@ void append_json_string(std::string* out, std::string_view s);
 // JSON number.
 bool parse_json_number(std::string_view token, double* out);
 
+// The common number on the ingest path, read without the general parser:
+// a JSON number without exponent and with at most 15 digits in all
+// ("-12", "1763830000.123", "0.5"). Reads the longest such token at
+// [p, end) and returns its length with the value in *out, exactly what
+// parse_json_number gives for it (15 digits fit a double exactly and one
+// IEEE division by a power of ten <= 1e15 rounds correctly). Returns 0 when
+// the text there is anything else (the caller then takes the general path):
+// an exponent, more digits, a leading zero before a digit, a lone '-' or
+// '.', a '.' without digits after it.
+size_t parse_simple_decimal(const char* p, const char* end, double* out);
+
+// Reads the JSON number token at [p, end) (parse_simple_decimal first, the
+// general parser for anything longer or with an exponent) and returns its
+// length with the value in *out; 0 when no valid finite JSON number starts
+// at p.
+size_t parse_number_prefix(const char* p, const char* end, double* out);
+
 }  // namespace taba::protocol

@@ -136,7 +136,52 @@ bool V1Decoder::line(std::string_view text) {
   return fail("decoder in an impossible state");
 }
 
+bool V1Decoder::parse_plain_event(std::string_view t, std::string_view* type, double* ts, taba_event* ev) const {
+  const char* p = t.data();
+  const char* const end = p + t.size();
+  if (t.size() < 12 || p[0] != '[' || p[1] != '"') return false;
+  p += 2;
+  const char* type_start = p;
+  while (p < end && *p != '"' && *p != '\\') ++p;
+  if (p >= end || *p != '"') return false;
+  *type = std::string_view(type_start, static_cast<size_t>(p - type_start));
+  ++p;
+  if (p < end && *p == ',') ++p;
+  else return false;
+  if (p < end && *p == ' ') ++p;
+  size_t n = parse_number_prefix(p, end, ts);
+  if (n == 0 || *ts < 0) return false;
+  p += n;
+  if (p < end && *p == ',') ++p;
+  else return false;
+  if (p < end && *p == ' ') ++p;
+  if (p >= end || *p != '"') return false;
+  ++p;
+  const char* payload_start = p;
+  double number;
+  n = parse_number_prefix(p, end, &number);
+  if (n == 0) return false;
+  p += n;
+  // Exactly `"]` (optionally followed by blanks) must remain.
+  if (end - p < 2 || p[0] != '"' || p[1] != ']') return false;
+  for (const char* q = p + 2; q < end; ++q) {
+    if (!is_ws(*q)) return false;
+  }
+  ev->payload = taba_value{TABA_VALUE_NUMBER, 0, number, payload_start, static_cast<size_t>(p - payload_start)};
+  ev->elem0 = taba_value{};
+  ev->elem1 = taba_value{};
+  return true;
+}
+
 bool V1Decoder::event_line(std::string_view t) {
+  {
+    std::string_view type;
+    double ts;
+    taba_event ev;
+    if (parse_plain_event(t, &type, &ts, &ev)) {
+      return accept_event(type, ts, std::string_view(ev.payload.json, ev.payload.json_len), &ev);
+    }
+  }
   size_t p = 0;
   skip_ws(t, &p);
   if (p >= t.size() || t[p] != '[') return fail(kEventShape);
@@ -187,6 +232,20 @@ bool V1Decoder::event_line(std::string_view t) {
   skip_ws(t, &p);
   if (p != t.size()) return fail("unexpected characters after the event");
 
+  taba_event ev;
+  why = parse_payload(payload, &ev);
+  if (!why.empty()) {
+    // The type is checked before the payload, as for every event.
+    if (!handler_ || type == block_type_) {
+      std::string err;
+      if (!handler_ && !resolver_->resolve(name_, type, &err)) return fail(err);
+      return fail(fmt::format("payload \"{}\": {}", quote_for_error(payload), why));
+    }
+  }
+  return accept_event(type, ts, payload, &ev);
+}
+
+bool V1Decoder::accept_event(std::string_view type, double ts, std::string_view payload, taba_event* ev) {
   // Type binding: all events of a name block share the name's type.
   if (!handler_) {
     std::string err;
@@ -199,22 +258,19 @@ bool V1Decoder::event_line(std::string_view t) {
                             block_type_, name_));
   }
 
-  taba_event ev;
-  why = parse_payload(payload, &ev);
-  if (!why.empty()) return fail(fmt::format("payload \"{}\": {}", quote_for_error(payload), why));
   if (ts > options_.now + options_.future_clamp_s) {
     ts = options_.now;
     ++clamped_;
   }
-  ev.timestamp = ts;
+  ev->timestamp = ts;
   char err[256];
   err[0] = '\0';
-  if (handler_->table->check_event(&ev, err, sizeof err) != TABA_OK) {
+  if (handler_->table->check_event(ev, err, sizeof err) != TABA_OK) {
     err[sizeof err - 1] = '\0';
     return fail(fmt::format("{} payload \"{}\" rejected: {}", block_type_, quote_for_error(payload),
                             err[0] ? err : "invalid payload"));
   }
-  out_->add_event(ts, ev.payload);
+  out_->add_event(ts, ev->payload);
   ++events_;
   return true;
 }

@@ -50,6 +50,13 @@ class V1Decoder {
   enum class State { kVersion, kBlankAfterVersion, kClient, kBlankAfterClient, kName, kEvents };
   bool line(std::string_view text);
   bool event_line(std::string_view text);
+  // The common event shape ["Type", 1763830000.123, "12.5"] (no escapes,
+  // single spaces or none, a plain number payload): parsed without the
+  // general scanner into *type, *ts and *ev. False (nothing consumed, no
+  // error) for anything else, which event_line then parses in full.
+  bool parse_plain_event(std::string_view t, std::string_view* type, double* ts, taba_event* ev) const;
+  // Binds the type, validates and writes one parsed event.
+  bool accept_event(std::string_view type, double ts, std::string_view payload, taba_event* ev);
   bool fail(std::string reason);
 
   TypeResolver* resolver_;

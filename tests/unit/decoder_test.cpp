@@ -1,11 +1,14 @@
 // The v1 body decoder against the real built-in plugins.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "plugin/registry.h"
 #include "protocol/batch.h"
+#include "protocol/payload.h"
 #include "protocol/v1_decoder.h"
 
 using namespace taba;
@@ -195,5 +198,108 @@ TEST_CASE("a corrupt batch is reported, never over-read", "[batch]") {
     }
     INFO("length " << len);
     CHECK_FALSE(s.ok());
+  }
+}
+
+TEST_CASE("parse_simple_decimal agrees with the general number parser", "[decoder][numbers]") {
+  std::mt19937_64 rng(11);
+  auto check = [](const std::string& text) {
+    double fast = 0;
+    double general = 0;
+    const size_t n = protocol::parse_simple_decimal(text.data(), text.data() + text.size(), &fast);
+    // A valid JSON number token, as the general scanner reads it.
+    taba_value scanned{};
+    size_t pos = 0;
+    const bool valid = protocol::scan_value(text, &pos, &scanned).empty() && pos == text.size() &&
+                       scanned.kind == TABA_VALUE_NUMBER && text.find(' ') == std::string::npos;
+    general = scanned.number;
+    INFO("number: " << text);
+    if (n != 0) {
+      REQUIRE(n == text.size());
+      REQUIRE(valid);
+      CHECK(std::memcmp(&fast, &general, sizeof fast) == 0);  // bit for bit, -0 included
+    }
+    double any = 0;
+    const size_t m = protocol::parse_number_prefix(text.data(), text.data() + text.size(), &any);
+    CHECK((m != 0 && m == text.size()) == valid);
+    if (valid) CHECK(std::memcmp(&any, &general, sizeof any) == 0);
+  };
+  for (const char* s : {"0", "-0", "1", "12.5", "0.5", "-0.25", "1763830000.123", "999999999999999",
+                        "99999999999999.9", "0.000000000000001", "123456789012345", "1234567890123456",
+                        "1.7976931348623157", "4.35", "0.1", "0.3", "2.675", "1e3", "1.5E-2", "01", "1.", ".5",
+                        "-", "", "+1", "1.2.3", "00.5", "-01", "1e999"}) {
+    check(s);
+  }
+  for (int i = 0; i < 200000; ++i) {
+    std::string s;
+    if (rng() % 4 == 0) s += '-';
+    const int int_digits = 1 + static_cast<int>(rng() % 12);
+    for (int d = 0; d < int_digits; ++d) s += static_cast<char>('0' + (d == 0 && int_digits > 1 ? 1 + rng() % 9 : rng() % 10));
+    if (rng() % 3 != 0) {
+      s += '.';
+      const int frac = 1 + static_cast<int>(rng() % 8);
+      for (int d = 0; d < frac; ++d) s += static_cast<char>('0' + rng() % 10);
+    }
+    check(s);
+  }
+  // The fast reader stops at the token's end; what follows is the caller's.
+  double v = 0;
+  const std::string tail = "1763830000.5, \"1\"";
+  CHECK(protocol::parse_simple_decimal(tail.data(), tail.data() + tail.size(), &v) == 12);
+  CHECK(v == 1763830000.5);
+  const std::string exponent = "15e2,";
+  CHECK(protocol::parse_simple_decimal(exponent.data(), exponent.data() + exponent.size(), &v) == 0);
+  CHECK(protocol::parse_number_prefix(exponent.data(), exponent.data() + exponent.size(), &v) == 4);
+  CHECK(v == 1500);
+}
+
+TEST_CASE("plain and spaced-out event lines give the same batch", "[decoder]") {
+  // The first form takes the decoder's fast path, the second the general
+  // one; both must produce identical batches, and the fast path must refuse
+  // what the general path refuses.
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {R"(["CounterGroup", 1400000000.25, "12.5"])", R"([ "CounterGroup" , 1400000000.25 ,  "12.5" ] )"},
+      {R"(["CounterGroup",1400000000,"-3"])", "[\"CounterGroup\",\t1400000000 , \" -3 \"]"},
+      {R"(["CounterGroup", 1400000000.123456789, "1e2"])", R"([ "CounterGroup", 1400000000.123456789, "100.0e0"])"},
+      {R"(["CounterGroup", 1400000009, "0"])", R"(["Counter\u0047roup", 1400000009, "-0.0"])"},
+  };
+  for (const auto& [plain, spaced] : same) {
+    Decoded a = decode("1\n\nc\n\nn\n" + plain + "\n" + plain + "\n");
+    Decoded b = decode("1\n\nc\n\nn\n" + spaced + "\n" + spaced + "\n");
+    INFO(plain << " vs " << spaced << ": " << a.error << " / " << b.error);
+    REQUIRE(a.ok);
+    REQUIRE(b.ok);
+    const auto ra = read_batch(a.batch);
+    const auto rb = read_batch(b.batch);
+    REQUIRE(ra.size() == 1);
+    REQUIRE(rb.size() == 1);
+    REQUIRE(ra[0].events.size() == 2);
+    REQUIRE(rb[0].events.size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(ra[0].events[i].first == rb[0].events[i].first);
+      double x = 0;
+      double y = 0;
+      REQUIRE(protocol::parse_json_number(ra[0].events[i].second, &x));
+      // The spaced payloads keep their own text; their values are equal.
+      taba_event ev;
+      REQUIRE(protocol::parse_payload(rb[0].events[i].second, &ev).empty());
+      y = ev.payload.number;
+      CHECK(x == y);
+    }
+  }
+  // Byte-identical batches for identical text on both paths is covered by
+  // the fast path reading exactly the text it was given:
+  Decoded c = decode("1\n\nc\n\nn\n[\"CounterGroup\", 1400000000.25, \"12.5\"]\n");
+  REQUIRE(c.ok);
+  CHECK(read_batch(c.batch)[0].events[0].second == "12.5");
+  // Lines the fast path must not accept.
+  for (const std::string& bad :
+       {std::string(R"(["CounterGroup", 1400000000, "01"])"), std::string(R"(["CounterGroup", 1400000000, "1."])"),
+        std::string(R"(["CounterGroup", -1400000000, "1"])"), std::string(R"(["CounterGroup", 1400000000, "1"]x)"),
+        std::string(R"(["CounterGroup", 1400000000, "1" ])") + "]", std::string(R"(["CounterGroup", 01, "1"])"),
+        std::string(R"(["CounterGroup", 1400000000, "1e999"])")}) {
+    Decoded d = decode("1\n\nc\n\nn\n" + bad + "\n");
+    INFO(bad << ": " << d.error);
+    CHECK_FALSE(d.ok);
   }
 }

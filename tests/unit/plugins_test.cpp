@@ -313,6 +313,56 @@ TEST_CASE("CounterGroup: deltas merged into client and aggregate equal one fold"
   CHECK(aggregate.render(now).find("\"pct\": {\"count\": 0") == std::string::npos);
 }
 
+TEST_CASE("CounterGroup: fold_many gives the states the delta sequence gives", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  REQUIRE(plugin("counter_group.so").abi_minor >= 1);
+  REQUIRE(h.fold_many != nullptr);
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int> value(-400, 4000);
+  std::uniform_int_distribution<int> lag(0, 1200);
+  const std::vector<std::string> clients = {"a", "b", "c"};
+  State by_delta(h, kT0);
+  State by_many(h, kT0);
+  std::vector<State> delta_clients;
+  std::vector<State> many_clients;
+  for (const auto& c : clients) {
+    delta_clients.emplace_back(h, kT0, c);
+    many_clients.emplace_back(h, kT0, c);
+  }
+  double now = kT0;
+  for (int request = 0; request < 400; ++request) {
+    now += (request % 60 == 59) ? 5000 : lag(rng) / 100.0;
+    const size_t ci = rng() % clients.size();
+    Events ev;
+    // Up to 150 events: more than one 64-event chunk; stamps out of order,
+    // some ahead of now, some older than the 1m and 10m windows; zeros and
+    // negatives for every part of the sketch.
+    const int n = 1 + static_cast<int>(rng() % 150);
+    for (int i = 0; i < n; ++i) {
+      const double stamp = (i % 17 == 3) ? now + 5 : now - lag(rng);
+      ev.number(stamp, (i % 11 == 0) ? 0.0 : value(rng) * 0.25);
+    }
+    ingest(h, &delta_clients[ci], &by_delta, clients[ci], ev, now);
+    taba_state* const targets[2] = {many_clients[ci].raw(), by_many.raw()};
+    h.fold_many(targets, 2, clients[ci].data(), clients[ci].size(), ev.data(), ev.size(), now);
+  }
+  CHECK(by_many.serialize() == by_delta.serialize());
+  for (size_t i = 0; i < clients.size(); ++i) CHECK(many_clients[i].serialize() == delta_clients[i].serialize());
+  for (const double t : {now, now + 45, now + 900, now + 7200}) {
+    CHECK(by_many.render(t) == by_delta.render(t));
+    CHECK(by_many.render(t, TABA_FORMAT_JSON_DETAILED) == by_delta.render(t, TABA_FORMAT_JSON_DETAILED));
+  }
+  // A fresh state folded with fold_many equals one folded with fold.
+  State folded(h, now, "z");
+  State many(h, now, "z");
+  Events ev;
+  for (int i = 0; i < 100; ++i) ev.number(now - i, i * 0.5);
+  folded.fold(ev, now);
+  taba_state* const one[1] = {many.raw()};
+  h.fold_many(one, 1, "z", 1, ev.data(), ev.size(), now);
+  CHECK(many.serialize() == folded.serialize());
+}
+
 TEST_CASE("CounterGroup: merge leaves `from` unchanged and rotates to the later state",
           "[plugins][counter_group]") {
   const taba_handler& h = counter_group();

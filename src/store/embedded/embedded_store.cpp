@@ -372,24 +372,36 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
     }
     const taba_handler* h = entry->handler->table;
     ClientIndex ci = intern_client(block.client);
-    taba_state* fresh_state = h->new_state(block.client.data(), block.client.size(), now);
-    if (!fresh_state) {
-      ++stats_.blocks_dropped;
-      log::error("store: {} handler could not create a state: {} events of \"{}\" dropped",
-                 entry->handler->type_name, block.event_count, block.name);
-      continue;
+    State* existing = entry->states.find(ci);
+    taba_state* fresh_state = nullptr;
+    if (!existing || !entry->handler->fold_many) {
+      fresh_state = h->new_state(block.client.data(), block.client.size(), now);
+      if (!fresh_state) {
+        ++stats_.blocks_dropped;
+        log::error("store: {} handler could not create a state: {} events of \"{}\" dropped",
+                   entry->handler->type_name, block.event_count, block.name);
+        continue;
+      }
     }
-    State& st = entry->states[ci];
-    if (!st) {
-      // A new client: fold straight into its state, then add it to the aggregate.
-      st = State(entry->handler, fresh_state);
+    State* client_state = existing;
+    if (!existing) {
+      // A new client: its first events fold straight into its new state.
+      client_state = &entry->states[ci];
+      *client_state = State(entry->handler, fresh_state);
       ++client_state_counts_[ci];
-      h->fold(st.get(), events_.data(), events_.size(), now);
-      h->merge(entry->aggregate.get(), st.get(), now);
+    }
+    if (entry->handler->fold_many) {
+      // One pass over the events into both states (handler.h, ABI 1.1).
+      taba_state* const targets[2] = {client_state->get(), entry->aggregate.get()};
+      entry->handler->fold_many(targets, 2, block.client.data(), block.client.size(), events_.data(),
+                                events_.size(), now);
+    } else if (!existing) {
+      h->fold(client_state->get(), events_.data(), events_.size(), now);
+      h->merge(entry->aggregate.get(), client_state->get(), now);
     } else {
       taba_state* delta = fresh_state;
       h->fold(delta, events_.data(), events_.size(), now);
-      h->merge(st.get(), delta, now);
+      h->merge(client_state->get(), delta, now);
       h->merge(entry->aggregate.get(), delta, now);
       h->free_state(delta);
     }
