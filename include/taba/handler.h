@@ -75,7 +75,8 @@
  *               events, n, now);
  *
  * (client_state being a new_state() when the client is new), and must get
- * the same result as from the delta sequence.
+ * the same result as from the delta sequence. A handler with fold_many may
+ * also provide prefetch, a cache hint the host calls one block ahead.
  *
  * Time: every hook that depends on time receives `now`, in epoch seconds.
  * It is the host's clock, already discounted by the measured pipeline
@@ -263,7 +264,18 @@ typedef struct taba_handler {
   void (*fold_many)(taba_state* const* states, size_t count, const char* client, size_t client_len,
                     const taba_event* events, size_t n, double now);
 
-  void* reserved[7]; /* growth room: later minors append hooks here */
+  /* Optional (NULL when absent; ABI 1.1). A cache hint: the host is about
+   * to call fold_many with these states (the client's state, when it
+   * exists, and the name's aggregate) and these events. The handler may
+   * read the states and events and issue prefetches for what fold_many
+   * will write, and must change nothing. The host calls it one
+   * (client, name) block ahead while applying a request, so the cache
+   * misses of a state that has not been used for a while overlap with the
+   * work on the block before. */
+  void (*prefetch)(const taba_state* const* states, size_t count, const taba_event* events, size_t n,
+                   double now);
+
+  void* reserved[6]; /* growth room: later minors append hooks here */
 } taba_handler;
 
 /* What taba_plugin_entry returns. */

@@ -318,6 +318,7 @@ const taba_handler kBuffer = {
     b_serialize,
     b_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

@@ -65,6 +65,9 @@ class CountArray {
     }
   }
 
+  // Hints the cache to fetch counter i (no effect on the contents).
+  void prefetch(uint32_t i) const { __builtin_prefetch(bytes() + size_t{i} * width_, 1); }
+
   // Copies n counters of src (same width) from src_index to dst_index.
   void copy_from(const CountArray& src, uint32_t src_index, uint32_t dst_index, uint32_t n) {
     std::memcpy(bytes() + size_t{dst_index} * width_, src.bytes() + size_t{src_index} * width_,

@@ -29,6 +29,7 @@
 #ifndef TABA_PLUGINS_COMMON_DDSKETCH_H
 #define TABA_PLUGINS_COMMON_DDSKETCH_H
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -69,6 +70,23 @@ class BinStore {
     }
     add_outside(index, count);
   }
+  // Hints the cache to fetch bin index when it is allocated already.
+  void prefetch(int32_t index) const {
+    const int64_t at = int64_t{index} - offset_;
+    if (at >= 0 && at < counts_.size()) counts_.prefetch(static_cast<uint32_t>(at));
+  }
+  // Hints the cache to fetch the bins in [lo, hi], at most max_lines lines.
+  void prefetch_used(int max_lines) const {
+    if (empty()) return;
+    const size_t width = counts_.width();
+    const size_t bytes = static_cast<size_t>(hi_ - lo_ + 1) * width;
+    const size_t step = 64 / width;
+    const size_t lines = std::min<size_t>((bytes + 63) / 64 + 1, static_cast<size_t>(max_lines));
+    for (size_t k = 0; k < lines; ++k) prefetch(lo_ + static_cast<int32_t>(k * step));
+  }
+  // Hints the cache to fetch this store's own fields.
+  void prefetch_self() const { __builtin_prefetch(this, 1); }
+
   // Adds every bin of other. Costs O(other's non-empty bins) plus a scan of
   // other's range 8 bytes at a time, plus a reallocation when this store's
   // range must grow.
@@ -142,6 +160,18 @@ class DDSketch {
   void add(double value);
   // Adds every value of other. Throws std::bad_alloc.
   void merge(const DDSketch& other);
+  // Cache hints for add_prepared: prefetch_fields() first, then (once those
+  // have had time to arrive) prefetch_bins(values).
+  void prefetch_fields() const {
+    __builtin_prefetch(this, 1);
+    positive_.prefetch_self();
+  }
+  void prefetch_bins(const PreparedValues& values) const;
+  // Prefetches the bins in use, at most max_lines cache lines per store.
+  void prefetch_used_bins(int max_lines) const {
+    positive_.prefetch_used(max_lines);
+    negative_.prefetch_used(max_lines);
+  }
   // Adds the prepared values: the same as add() of each. Throws
   // std::bad_alloc (some values may then be added).
   void add_prepared(const PreparedValues& values);

@@ -84,6 +84,23 @@ class BucketWindow {
     return true;
   }
 
+  // Cache hints: prefetch_self() for the window's own fields, then (once
+  // they have arrived) prefetch_bucket(b) for the slot bucket b will use;
+  // no effect on the contents.
+  void prefetch_self() const {
+    __builtin_prefetch(this, 1);
+    __builtin_prefetch(&hi_, 1);  // the fields may straddle two lines
+  }
+  void prefetch_bucket(int64_t b) const {
+    const int64_t ahead = b - newest_;
+    if (ahead >= size_ || ahead <= -static_cast<int64_t>(size_)) return;
+    int64_t slot = static_cast<int64_t>(newest_slot_) + ahead;
+    if (slot >= size_) slot -= size_;
+    if (slot < 0) slot += size_;
+    __builtin_prefetch(sums_ + slot, 1);
+    __builtin_prefetch(counts_ + slot, 1);
+  }
+
   // Adds every bucket of `from` (same width and size) after rotating this
   // window to max(now_bucket, from's newest); buckets of `from` older than
   // the result are ignored. `from` is not modified. O(from's valid range).

@@ -174,6 +174,7 @@ const taba_handler kExpiryGauge = {
     eg_serialize,
     eg_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

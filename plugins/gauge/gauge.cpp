@@ -164,6 +164,7 @@ const taba_handler kGauge = {
     g_serialize,
     g_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

@@ -86,6 +86,7 @@ const taba_handler kNoop = {
     n_serialize,
     n_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

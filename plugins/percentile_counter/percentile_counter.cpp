@@ -137,6 +137,7 @@ const taba_handler kPercentileCounter = {
     pc_serialize,
     pc_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

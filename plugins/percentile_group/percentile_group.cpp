@@ -392,6 +392,7 @@ const taba_handler kPercentileGroup = {
     pg_serialize,
     pg_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

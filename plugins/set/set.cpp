@@ -382,6 +382,7 @@ const taba_handler kSet = {
     s_serialize,
     s_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

@@ -128,6 +128,7 @@ const taba_handler kTotalsCounter = {
     tc_serialize,
     tc_deserialize,
     nullptr,  // fold_many
+    nullptr,  // prefetch
     {},
 };
 

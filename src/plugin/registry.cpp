@@ -148,7 +148,10 @@ bool Registry::load_file(const std::string& path) {
     auto handler = std::make_unique<Handler>();
     handler->type_name = h->type_name;
     handler->table = h;
-    if (p->abi_minor >= 1) handler->fold_many = h->fold_many;
+    if (p->abi_minor >= 1) {
+      handler->fold_many = h->fold_many;
+      handler->prefetch = h->prefetch;
+    }
     handler->plugin_name = report.plugin_name;
     handler->plugin_path = path;
     report.types.push_back(handler->type_name);

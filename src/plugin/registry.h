@@ -21,6 +21,7 @@ struct Handler {
   // The ABI 1.1 fold_many hook, or nullptr (absent, or a plugin built for
   // 1.0, whose table holds reserved zeros there).
   decltype(taba_handler::fold_many) fold_many = nullptr;
+  decltype(taba_handler::prefetch) prefetch = nullptr;  // ABI 1.1, likewise
   std::string plugin_name;      // the plugin that serves it
   std::string plugin_path;
 };

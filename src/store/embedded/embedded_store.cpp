@@ -343,11 +343,46 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
     if (applied_ids_.find(batch_id) != applied_ids_.end()) return Status::Ok();  // logged twice: apply once
     remember_batch_id(batch_id, now);
   }
+  // Blocks are read one ahead: the next block's name, client and states are
+  // looked up and its handler's prefetch hint issued before the current
+  // block is folded, so the cache misses of cold states overlap with work.
+  // A lookup ahead is kept only when it found something (entries and client
+  // indexes are never removed while a batch applies); a miss is looked up
+  // again, since the current block may create that name or client.
   protocol::BatchBlock block;
-  while (reader.next(&block, &events_, &s)) {
-    auto it = names_.find(block.name);
-    NameEntry* entry;
-    if (it == names_.end()) {
+  protocol::BatchBlock next_block;
+  NameEntry* next_entry = nullptr;
+  ClientIndex next_client = 0;
+  bool next_client_known = false;
+  auto look_ahead = [&] {
+    next_entry = nullptr;
+    next_client_known = false;
+    auto found = names_.find(next_block.name);
+    if (found == names_.end()) return;
+    next_entry = found->second.get();
+    next_client_known = find_client(next_block.client, &next_client);
+    if (!next_entry->handler->prefetch || next_entry->handler->type_name != next_block.type) return;
+    const taba_state* targets[2] = {next_entry->aggregate.get(), nullptr};
+    size_t count = 1;
+    if (next_client_known) {
+      if (const State* st = next_entry->states.find(next_client)) targets[count++] = st->get();
+    }
+    next_entry->handler->prefetch(targets, count, events_ahead_.data(), events_ahead_.size(), now);
+  };
+  bool have_next = reader.next(&next_block, &events_ahead_, &s);
+  if (have_next) look_ahead();
+  while (have_next) {
+    block = next_block;
+    std::swap(events_, events_ahead_);
+    NameEntry* const entry_ahead = next_entry;
+    const bool client_known = next_client_known;
+    const ClientIndex client_ahead = next_client;
+    have_next = reader.next(&next_block, &events_ahead_, &s);
+    if (have_next) look_ahead();
+
+    NameEntry* entry = entry_ahead;
+    auto it = entry ? names_.end() : names_.find(block.name);
+    if (!entry && it == names_.end()) {
       const plugin::Handler* handler = registry_->find(block.type);
       if (!handler) {
         return Status::Invalid(fmt::format("name \"{}\" has type \"{}\", which no loaded plugin serves", block.name,
@@ -363,7 +398,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
       names_.emplace(fresh->name, std::move(fresh));
       if (auto r = reserved_.find(block.name); r != reserved_.end()) reserved_.erase(r);
     } else {
-      entry = it->second.get();
+      if (!entry) entry = it->second.get();
       if (entry->handler->type_name != block.type) {
         log::warn("store: {} block for name \"{}\" of type {} skipped (bound to {})", replay ? "replayed" : "live",
                   block.name, block.type, entry->handler->type_name);
@@ -371,7 +406,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
       }
     }
     const taba_handler* h = entry->handler->table;
-    ClientIndex ci = intern_client(block.client);
+    ClientIndex ci = client_known ? client_ahead : intern_client(block.client);
     State* existing = entry->states.find(ci);
     taba_state* fresh_state = nullptr;
     if (!existing || !entry->handler->fold_many) {

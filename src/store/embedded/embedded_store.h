@@ -151,7 +151,8 @@ class EmbeddedStore final : public Store, public ReadView {
   std::vector<uint32_t> client_state_counts_;  // states per client, across names
   StringMap<ClientIndex> client_index_;
 
-  std::vector<taba_event> events_;  // scratch, reused per block
+  std::vector<taba_event> events_;        // scratch, reused per block
+  std::vector<taba_event> events_ahead_;  // the next block's (apply reads one ahead)
   StoreStats stats_;
   double latency_ewma_s_ = 0;
   LatencyWindow latencies_;
