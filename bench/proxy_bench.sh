@@ -5,7 +5,10 @@
 # client-proxy pinned to CPU 0, then statsd_bench (CPU 1) offers lines at
 # each rate for DURATION seconds, RUNS times, and prints per run: lines
 # offered, received, loss %, the proxy's CPU-seconds, CPU-seconds per
-# million lines and lines per CPU-second; then the medians per rate.
+# million lines and lines per CPU-second, and wait_s: how long the proxy's
+# threads were runnable but not running (another process had its CPU); a
+# loss with a large wait_s is starvation, not the proxy being too slow.
+# Then the medians per rate.
 # Usage: bench/proxy_bench.sh [BUILD_DIR] [RUNS] [DURATION] [RATES...]
 #   e.g. bench/proxy_bench.sh build 3 5 100000 300000 1000000
 set -eu
@@ -60,7 +63,7 @@ for p in $FEP $AP $PP; do
   until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do sleep 0.1; done
 done
 echo "proxy_bench: receive buffer: $(grep -o 'UDP receive buffer.*' "$DIR/proxy.log" || echo 'as asked')"
-printf '%12s %10s %12s %12s %8s %9s %14s %14s\n' "" "rate" "sent" "received" "loss%" "cpu_s" "cpu_s/M lines" "lines/cpu_s"
+printf '%12s %10s %12s %12s %8s %9s %14s %14s %8s\n' "" "rate" "sent" "received" "loss%" "cpu_s" "cpu_s/M lines" "lines/cpu_s" "wait_s"
 for rate in $RATES; do
   : >"$DIR/rate.txt"
   i=0

@@ -8,6 +8,17 @@
 //   statsd_bench --target 127.0.0.1:8125 --rate 1000000 --duration 5
 //       --metrics http://127.0.0.1:8280/metrics --pid PID
 //
+// With --pid it also reports how long the receiver's threads were runnable
+// but waiting for a CPU (/proc/PID/task/*/schedstat): when that is large
+// and lines were lost, the receiver was starved by other processes on its
+// CPU rather than too slow itself.
+//
+// --in-process N skips the network: it feeds N lines of the same datagrams
+// straight into the client-proxy's StatsD buffer (roles::StatsdBuffer) on
+// this thread, taking a body every 200,000 events as the proxy's flush
+// would, and reports the user-space cost per line (parse, name lookup,
+// event text, body).
+//
 // Lines are pre-built (counters with and without sample rates, timers,
 // gauges, sets, DogStatsD tags) and packed into datagrams of
 // --lines-per-datagram lines, sent with sendmmsg in paced batches from one
@@ -16,10 +27,12 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -40,6 +53,7 @@
 
 #include "http/client.h"
 #include "http/server.h"
+#include "roles/client_proxy.h"
 
 namespace {
 
@@ -64,6 +78,21 @@ std::optional<double> process_cpu_seconds(long pid) {
   if (fields.size() < 13) return std::nullopt;
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);  // utime + stime
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Seconds the threads of a process spent runnable but waiting for a CPU
+// (the second field of /proc/PID/task/TID/schedstat, in nanoseconds).
+std::optional<double> process_wait_seconds(long pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(fmt::format("/proc/{}/task", pid), ec);
+  if (ec) return std::nullopt;
+  double ns = 0;
+  for (const auto& task : it) {
+    std::ifstream in(task.path() / "schedstat");
+    double run = 0, wait = 0;
+    if (in >> run >> wait) ns += wait;
+  }
+  return ns / 1e9;
 }
 
 // The value of a counter (sum over its label sets) in Prometheus text.
@@ -134,6 +163,8 @@ int main(int argc, char** argv) {
       "pid", "receiver process whose CPU time is measured", cxxopts::value<long>()->default_value("0"))(
       "settle", "seconds to wait after sending before counting", cxxopts::value<double>()->default_value("1"))(
       "bench-cpu", "CPU to pin the sender to (-1: none)", cxxopts::value<int>()->default_value("1"))(
+      "in-process", "no network: feed this many lines into the proxy's StatsD buffer and report ns per line",
+      cxxopts::value<long>()->default_value("0"))(
       "h,help", "show this help");
   cxxopts::ParseResult args;
   try {
@@ -157,6 +188,46 @@ int main(int argc, char** argv) {
   if (rate <= 0 || duration <= 0 || per_datagram <= 0) {
     std::cerr << "statsd_bench: rate, duration and lines-per-datagram must be positive\n";
     return 2;
+  }
+  long in_process = args["in-process"].as<long>();
+  if (in_process > 0) {
+    std::vector<std::string> lines = build_lines(args["names"].as<int>());
+    std::vector<std::string> datagrams;
+    for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
+      std::string d;
+      for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) d += lines[j % lines.size()] + "\n";
+      datagrams.push_back(std::move(d));
+    }
+    taba::roles::StatsdBuffer buffer(1'000'000);
+    taba::roles::ProxyStats stats;
+    std::string body;
+    size_t bodies = 0, body_bytes = 0;
+    double now = 1763830000.0;
+    // CPU time of this thread: the machine may be shared.
+    auto thread_cpu = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+    };
+    double t0 = thread_cpu();
+    for (long sent = 0; sent < in_process; sent += per_datagram) {
+      buffer.add_datagram(datagrams[static_cast<size_t>(sent / per_datagram) % datagrams.size()], now, &stats);
+      now += 0.00002;
+      if (buffer.events() >= 200'000) {
+        body.clear();
+        buffer.take_body("bench-host", &body);
+        ++bodies;
+        body_bytes += body.size();
+      }
+    }
+    double secs = thread_cpu() - t0;
+    std::cout << fmt::format(
+        "statsd_bench: in_process lines={} bad={} cpu_s={:.3f} ns_per_line={:.1f} lines_per_s={:.0f} bodies={} "
+        "bytes_per_event={:.1f}\n",
+        stats.lines, stats.bad_lines, secs, secs * 1e9 / static_cast<double>(stats.lines),
+        static_cast<double>(stats.lines) / secs, bodies,
+        bodies ? static_cast<double>(body_bytes) / static_cast<double>(bodies * 200'000) : 0.0);
+    return 0;
   }
   if (metrics.empty() && cmd.empty()) {
     std::cerr << "statsd_bench: give --metrics or --received-cmd\n";
@@ -199,6 +270,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::optional<double> cpu0 = pid ? process_cpu_seconds(pid) : std::nullopt;
+  std::optional<double> wait0 = pid ? process_wait_seconds(pid) : std::nullopt;
   constexpr int kBatch = 32;
   std::vector<mmsghdr> msgs(kBatch);
   std::vector<iovec> iov(kBatch);
@@ -235,6 +307,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::duration<double>(args["settle"].as<double>()));
   auto after = received_lines(metrics, cmd);
   std::optional<double> cpu1 = pid ? process_cpu_seconds(pid) : std::nullopt;
+  std::optional<double> wait1 = pid ? process_wait_seconds(pid) : std::nullopt;
   if (!after) {
     std::cerr << "statsd_bench: cannot read the receiver's count after the run\n";
     return 1;
@@ -250,11 +323,12 @@ int main(int argc, char** argv) {
       per_cpu = fmt::format("{:.0f}", c > 0 ? received / c : 0);
     }
   }
-  std::cout << fmt::format("{:>12} {:>10.0f} {:>12} {:>12.0f} {:>8.2f} {:>9} {:>14} {:>14}\n", "offered/s", rate,
-                           sent_lines, received, loss, cpu_text, per_m, per_cpu);
+  std::string wait_text = wait0 && wait1 ? fmt::format("{:.2f}", *wait1 - *wait0) : "n/a";
+  std::cout << fmt::format("{:>12} {:>10.0f} {:>12} {:>12.0f} {:>8.2f} {:>9} {:>14} {:>14} {:>8}\n", "offered/s", rate,
+                           sent_lines, received, loss, cpu_text, per_m, per_cpu, wait_text);
   std::cout << fmt::format(
       "statsd_bench: offered_rate={:.0f} sent_lines={} send_secs={:.2f} received_lines={:.0f} loss_pct={:.3f} "
-      "receiver_cpu_s={} cpu_s_per_million_lines={} lines_per_cpu_s={} send_errors={}\n",
-      rate, sent_lines, send_secs, received, loss, cpu_text, per_m, per_cpu, send_errors);
+      "receiver_cpu_s={} cpu_s_per_million_lines={} lines_per_cpu_s={} send_errors={} receiver_wait_s={}\n",
+      rate, sent_lines, send_secs, received, loss, cpu_text, per_m, per_cpu, send_errors, wait_text);
   return 0;
 }

@@ -28,6 +28,7 @@ struct Line {
   std::string_view value;      // this value's text; for sets the member
   std::string_view values;     // the whole value list as sent, "1:2:3" (== value when one value)
   double number = 0;           // value parsed: finite, signed for kGaugeDelta; 0 for sets
+  bool value_is_shortest = false;  // value is exactly format_number's text for number (never for sets)
   double sample_rate = 1;      // from |@rate, in (0, 1]
   int64_t timestamp = 0;       // from |T<unix seconds>, > 0; 0 when absent
   Kind kind = Kind::kCounter;  // from the type; for gauges also the sign of the value
@@ -49,6 +50,11 @@ namespace detail {
 // Parses a whole value text as a finite number with an optional leading
 // '+' or '-' (*has_sign tells which was present). nullptr on success.
 const char* parse_number(std::string_view text, double* number, bool* has_sign);
+// The same, and *shortest = number_text_is_shortest(text), in the same pass.
+const char* parse_number(std::string_view text, double* number, bool* has_sign, bool* shortest);
+// The first byte in [p, end) that is a or b, or end (a vector scan that
+// never reads past end).
+const char* find_either(const char* p, const char* end, char a, char b);
 }  // namespace detail
 
 // Calls f(const Line&) once per value of a line that parse_line accepted:
@@ -69,7 +75,7 @@ void for_each_value(const Line& line, F&& f) {
     one.value = rest.substr(0, colon);
     bool has_sign = false;
     // Already checked by parse_line, so this cannot fail.
-    detail::parse_number(one.value, &one.number, &has_sign);
+    detail::parse_number(one.value, &one.number, &has_sign, &one.value_is_shortest);
     if (is_gauge(line.kind)) one.kind = has_sign ? Kind::kGaugeDelta : Kind::kGauge;
     f(static_cast<const Line&>(one));
     if (colon == std::string_view::npos) break;
@@ -109,6 +115,20 @@ void parse_datagram(std::string_view datagram, OnLine&& on_line, OnBad&& on_bad)
 // de-duplication work on the mapped tags. False when the result would be
 // empty or longer than kMaxIdentifierBytes (*out is then unspecified).
 bool map_name(const Line& line, std::string* out);
+
+// Number texts for event payloads. format_number writes what
+// fmt::format("{}", v) writes (the shortest text that reads back as v: "6",
+// "0.5", "-0", "1e+16"), with a fast path for integers. number_text_is_shortest
+// tells whether `text`, a value parse_number accepted, already is that text
+// for its number, so the caller may copy it instead: an optional '-', then
+// "0" or digits without a leading zero, then optionally '.' and digits not
+// ending in '0'; at most 15 digits; no exponent; below 1 at most three zeros
+// after the '.' (fmt writes 1e-05 for 0.00001). format_number writes at
+// most kMaxNumberText bytes and returns the end of what it wrote.
+constexpr size_t kMaxNumberText = 32;
+char* format_number(double v, char* out);
+void append_number(double v, std::string* out);
+bool number_text_is_shortest(std::string_view text);
 
 // The Taba type of a kind: "CounterGroup", "PercentileGroup" (ms, h, d),
 // "Gauge" (both gauge kinds) or "Set".

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <random>
 
@@ -27,12 +28,379 @@ namespace statsd = protocol::statsd;
 // recvmmsg: libuv fills up to this many 64 KiB datagram slots per call.
 constexpr size_t kDatagramSlot = 64 * 1024;
 constexpr size_t kSlots = 32;
+// recvmmsg calls per turn of the loop, at most.
+constexpr int kRoundsPerRead = 16;
+// After a read that found datagrams, the next read comes this much later
+// (instead of a wakeup per datagram). At 1 M lines/s that is ~50 datagrams,
+// far within the receive buffer.
+constexpr uint64_t kCoalesceMs = 1;
 // Names remembered for type checks and gauge deltas (bounded memory).
 constexpr size_t kMaxRememberedNames = 1'000'000;
 
-void append_number(std::string* out, double v) { fmt::format_to(std::back_inserter(*out), "{}", v); }
+// Event buffers of names idle this many flushes are released; and a
+// buffer much larger than its last use is released at once.
+constexpr uint64_t kIdleFlushes = 64;
+constexpr size_t kKeepCapacity = 1 << 20;
+// The raw-spelling table is a cache: cleared past this many entries.
+constexpr size_t kMaxRawSpellings = 4'000'000;
+
+// The Taba types, in the order of StatsdBuffer::Name::type.
+constexpr std::string_view kTypes[] = {"CounterGroup", "PercentileGroup", "Gauge", "Set"};
+
+uint8_t type_index(statsd::Kind kind) {
+  switch (kind) {
+    case statsd::Kind::kCounter:
+      return 0;
+    case statsd::Kind::kTimer:
+    case statsd::Kind::kHistogram:
+    case statsd::Kind::kDistribution:
+      return 1;
+    case statsd::Kind::kGauge:
+    case statsd::Kind::kGaugeDelta:
+      return 2;
+    case statsd::Kind::kSet:
+      return 3;
+  }
+  return 0;
+}
+
+// A fast hash of the bytes of a name as sent (not adversarial input: the
+// senders are local clients). Eight bytes at a time, then a final mix.
+inline uint64_t load8(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+inline uint64_t load_tail(const char* p, size_t n) {  // n < 8
+  if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return (static_cast<uint64_t>(a) << 32) | b;
+  }
+  if (n == 0) return 0;
+  return (static_cast<uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+         (static_cast<uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) | static_cast<unsigned char>(p[n - 1]);
+}
+
+// memcmp(a, b, n) == 0 for the short keys of names, without the call.
+inline bool same_bytes(const char* a, const char* b, size_t n) {
+  while (n >= 8) {
+    if (load8(a) != load8(b)) return false;
+    a += 8;
+    b += 8;
+    n -= 8;
+  }
+  return load_tail(a, n) == load_tail(b, n);
+}
+
+inline uint64_t hash_bytes(std::string_view s, uint64_t h) {
+  constexpr uint64_t kMul = 0x9e3779b97f4a7c15ull;
+  const char* p = s.data();
+  size_t n = s.size();
+  while (n >= 8) {
+    h = (h ^ load8(p)) * kMul;
+    h ^= h >> 29;
+    p += 8;
+    n -= 8;
+  }
+  h = (h ^ load_tail(p, n) ^ (static_cast<uint64_t>(s.size()) << 56)) * kMul;
+  return h ^ (h >> 32);
+}
+
+inline uint64_t hash_spelling(std::string_view name, std::string_view tags) {
+  uint64_t h = hash_bytes(name, 0x243f6a8885a308d3ull);
+  if (!tags.empty()) h = hash_bytes(tags, h ^ 0x13198a2e03707344ull);
+  h *= 0xd6e8feb86659fd93ull;
+  h ^= h >> 32;
+  return h | 1;  // 0 marks an empty slot
+}
+
+// Copies n bytes with a few overlapping fixed-size moves when n is small
+// (the usual number or member), reading only [src, src + n).
+inline void copy_short(char* dst, const char* src, size_t n) {
+  if (n > 16) {
+    std::memcpy(dst, src, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else if (n > 0) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+
+// Whether a set member needs no JSON escaping.
+inline bool plain_member(std::string_view member) {
+  for (char ch : member) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\' || c < 0x20) return false;
+  }
+  return true;
+}
 
 }  // namespace
+
+void StatsdBuffer::EventText::grow(size_t n) {
+  size_t cap = std::max<size_t>({cap_ * 2, size_ + n, 1024});
+  auto* data = static_cast<char*>(std::realloc(data_, cap));
+  if (data == nullptr) throw std::bad_alloc();
+  data_ = data;
+  cap_ = cap;
+}
+
+void StatsdBuffer::make_prefix(std::string_view type, double ts, Prefix* out) {
+  std::string p = "[\"";
+  p.append(type);
+  p.append("\",");
+  statsd::append_number(ts, &p);
+  p.append(",\"");
+  // At most 19 + 24 + 2 bytes: always fits the block.
+  std::memset(out->text, 0, Prefix::kBlock);
+  std::memcpy(out->text, p.data(), std::min(p.size(), Prefix::kBlock));
+  out->len = std::min(p.size(), Prefix::kBlock);
+}
+
+void StatsdBuffer::set_time(double ts) {
+  ts_cached_ = ts;
+  for (size_t t = 0; t < 4; ++t) make_prefix(kTypes[t], ts, &prefixes_[t]);
+}
+
+void StatsdBuffer::grow_raw() {
+  std::vector<RawSlot> old;
+  old.swap(raw_);
+  raw_.assign(old.empty() ? 1024 : old.size() * 2, RawSlot{});
+  size_t mask = raw_.size() - 1;
+  for (const RawSlot& s : old) {
+    if (s.hash == 0) continue;
+    size_t i = s.hash & mask;
+    while (raw_[i].hash != 0) i = (i + 1) & mask;
+    raw_[i] = s;
+  }
+}
+
+uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
+  uint64_t h = hash_spelling(line.name, line.tags);
+  size_t key_len = line.name.size() + 1 + line.tags.size();
+  if (raw_.empty()) grow_raw();
+  size_t mask = raw_.size() - 1;
+  size_t i = h & mask;
+  for (; raw_[i].hash != 0; i = (i + 1) & mask) {
+    const RawSlot& s = raw_[i];
+    if (s.hash != h || s.key_len != key_len) continue;
+    const char* k = raw_keys_.data() + s.key_off;
+    if (same_bytes(k, line.name.data(), line.name.size()) &&
+        same_bytes(k + line.name.size() + 1, line.tags.data(), line.tags.size())) {
+      return s.id;
+    }
+  }
+  // A spelling not seen before: map it (the same Taba name may come from
+  // several spellings, e.g. tags in another order).
+  if (!statsd::map_name(line, &name_scratch_)) return kNoName;
+  uint32_t id;
+  auto it = by_name_.find(name_scratch_);
+  if (it != by_name_.end()) {
+    id = it->second;
+  } else {
+    id = static_cast<uint32_t>(names_.size());
+    Name& n = names_.emplace_back();
+    n.name = name_scratch_;
+    n.type = type_index(line.kind);
+    by_name_.emplace(name_scratch_, id);
+  }
+  RawSlot s;
+  s.hash = h;
+  s.id = id;
+  s.key_len = static_cast<uint32_t>(key_len);
+  s.key_off = raw_keys_.size();
+  raw_keys_.append(line.name);
+  raw_keys_.push_back('|');
+  raw_keys_.append(line.tags);
+  raw_[i] = s;
+  if (++raw_used_ * 2 > raw_.size()) grow_raw();
+  return id;
+}
+
+void StatsdBuffer::append_value(uint32_t id, const statsd::Line& v, const Prefix& prefix, ProxyStats* stats) {
+  ++stats->lines;
+  if (events_ >= max_events_) {
+    // Dropped before a gauge takes the value: a later +n/-n stays right.
+    ++stats->events_dropped_full;
+    return;
+  }
+  Name& n = names_[id];
+  if (n.generation != generation_) {
+    n.generation = generation_;
+    dirty_.push_back(id);
+  }
+  // The payload: the value as sent when that is the text fmt would write
+  // for it, else formatted; a set member as a JSON string, escaped again
+  // as the body of the event's JSON string (\"alice\").
+  char number[statsd::kMaxNumberText];
+  std::string_view payload;
+  bool quoted = false;
+  double value = v.number;
+  switch (v.kind) {
+    case statsd::Kind::kCounter:
+      if (v.sample_rate != 1) {
+        value = v.number / v.sample_rate;
+        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+        break;
+      }
+      [[fallthrough]];
+    case statsd::Kind::kTimer:
+    case statsd::Kind::kHistogram:
+    case statsd::Kind::kDistribution:
+    case statsd::Kind::kGauge:
+      if (v.value_is_shortest) {
+        payload = v.value;
+      } else {
+        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+      }
+      if (v.kind == statsd::Kind::kGauge) n.gauge = value;
+      break;
+    case statsd::Kind::kGaugeDelta:
+      n.gauge = v.number + n.gauge;
+      payload = std::string_view(number, static_cast<size_t>(statsd::format_number(n.gauge, number) - number));
+      break;
+    case statsd::Kind::kSet:
+      if (plain_member(v.value)) {
+        payload = v.value;
+        quoted = true;
+      } else {
+        set_scratch_.assign("\"");
+        protocol::append_json_string_body(v.value, &set_scratch_);
+        set_scratch_.push_back('"');
+        set_text_.clear();
+        protocol::append_json_string_body(set_scratch_, &set_text_);
+        payload = set_text_;
+      }
+      break;
+  }
+  char* p = n.lines.reserve(Prefix::kBlock + payload.size() + 8);
+  std::memcpy(p, prefix.text, Prefix::kBlock);  // one block copy; only len bytes count
+  p += prefix.len;
+  if (quoted) {
+    std::memcpy(p, "\\\"", 2);
+    p += 2;
+  }
+  copy_short(p, payload.data(), payload.size());
+  p += payload.size();
+  if (quoted) {
+    std::memcpy(p, "\\\"\"]\n", 5);
+    p += 5;
+  } else {
+    std::memcpy(p, "\"]\n", 3);
+    p += 3;
+  }
+  n.lines.commit(p);
+  // The next event of this name comes hundreds of other events later, into
+  // a cache line not written yet: fetch it now, so that write does not wait
+  // for memory (the proxy writes to as many places as it has busy names).
+  __builtin_prefetch(p + 64, 1);
+  ++events_;
+  ++stats->events_buffered;
+}
+
+void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStats* stats) {
+  ++stats->datagrams;
+  // Millisecond stamps: one prefix per type and millisecond, shared by its lines.
+  double ts = std::floor(now * 1000) / 1000;
+  if (ts != ts_cached_) set_time(ts);
+  statsd::Line line;  // one for all lines: parse_line sets every field
+  const char* p = datagram.data();
+  const char* end = p + datagram.size();
+  while (p < end) {
+    // As statsd::parse_datagram, with one name lookup per line rather than per value.
+    const char* nl = statsd::detail::find_either(p, end, '\n', '\n');
+    std::string_view text(p, static_cast<size_t>(nl - p));
+    p = nl < end ? nl + 1 : end;
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text.empty()) continue;
+    if (statsd::parse_line(text, &line) != nullptr) {
+      ++stats->bad_lines;
+      continue;
+    }
+    uint32_t id = find_or_add(line);
+    uint8_t type = type_index(line.kind);
+    if (id == kNoName || names_[id].type != type) {
+      // Counted once per value, like the values of a good line. A type
+      // conflict: the fe would refuse the whole body for it; refuse the line.
+      uint64_t values = 1;
+      if (line.kind != statsd::Kind::kSet) {
+        for (char c : line.values) values += c == ':';
+      }
+      stats->bad_lines += values;
+      if (id != kNoName) stats->type_conflicts += values;
+      continue;
+    }
+    const Prefix* prefix = &prefixes_[type];
+    if (line.timestamp > 0) {
+      make_prefix(kTypes[type], static_cast<double>(line.timestamp), &stamp_prefix_);
+      prefix = &stamp_prefix_;
+    }
+    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, v, *prefix, stats); });
+  }
+}
+
+bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
+  if (dirty_.empty()) return false;
+  size_t bytes = 8 + client_id.size();
+  for (uint32_t id : dirty_) bytes += names_[id].name.size() + names_[id].lines.size() + 2;
+  out->reserve(out->size() + bytes);
+  out->append("1\n\n");
+  out->append(client_id);
+  out->append("\n\n");
+  for (uint32_t id : dirty_) {
+    Name& n = names_[id];
+    out->append(n.name);
+    out->push_back('\n');
+    out->append(n.lines.view());
+    out->push_back('\n');
+    if (n.lines.capacity() > kKeepCapacity && n.lines.size() < n.lines.capacity() / 4) {
+      n.lines.release();
+    } else {
+      n.lines.clear();
+    }
+  }
+  out->push_back('\n');
+  dirty_.clear();
+  events_ = 0;
+  ++generation_;
+  if (generation_ % kIdleFlushes == 0) {
+    // Release the buffers of names that have been quiet for a while.
+    for (Name& n : names_) {
+      if (n.generation + kIdleFlushes < generation_ && n.lines.capacity() != 0) n.lines.release();
+    }
+  }
+  if (raw_used_ > kMaxRawSpellings) {
+    raw_.clear();
+    raw_used_ = 0;
+    raw_keys_.clear();
+  }
+  return true;
+}
+
+void StatsdBuffer::forget_names() {
+  names_.clear();
+  by_name_.clear();
+  raw_.clear();
+  raw_used_ = 0;
+  std::string().swap(raw_keys_);
+  dirty_.clear();
+  events_ = 0;
+}
 
 ClientProxyRole::ClientProxyRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry)
     : loop_(loop), config_(config), registry_(registry) {
@@ -42,6 +410,7 @@ ClientProxyRole::ClientProxyRole(uv_loop_t* loop, const Config& config, const pl
     gethostname(host, sizeof host - 1);
     client_id_ = host;
   }
+  buffer_ = std::make_unique<StatsdBuffer>(static_cast<uint64_t>(config_.client_proxy.max_buffered_events));
   rng_state_ = std::random_device{}();
   rng_state_ = (rng_state_ << 32) ^ std::random_device{}();
 }
@@ -54,7 +423,8 @@ ClientProxyRole::~ClientProxyRole() {
   }
   wake_.notify_all();
   if (forwarder_.joinable()) forwarder_.join();
-  if (unix_fd_ >= 0) ::close(unix_fd_);
+  if (udp_in_.fd >= 0) ::close(udp_in_.fd);
+  if (unix_in_.fd >= 0) ::close(unix_in_.fd);
 }
 
 std::string ClientProxyRole::new_batch_id() {
@@ -83,51 +453,8 @@ Status ClientProxyRole::start() {
   }
 
   if (!config_.client_proxy.statsd_udp.empty()) {
-    std::string uhost;
-    int uport = 0;
-    http::split_host_port(config_.client_proxy.statsd_udp, &uhost, &uport);
-    if (uhost == "localhost") uhost = "127.0.0.1";
-    sockaddr_storage addr{};
-    unsigned family = AF_INET;
-    if (uv_ip4_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in*>(&addr)) != 0) {
-      if (uv_ip6_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
-        return Status::Invalid(fmt::format("client_proxy.statsd_udp: \"{}\" is not an IP address", uhost));
-      }
-      family = AF_INET6;
-    }
-    int rc = uv_udp_init_ex(loop_, &udp_, family | UV_UDP_RECVMMSG);
-    if (rc != 0) return Status::Internal(fmt::format("uv_udp_init_ex: {}", uv_strerror(rc)));
-    udp_open_ = true;
-    udp_.data = this;
-    rc = uv_udp_bind(&udp_, reinterpret_cast<const sockaddr*>(&addr), 0);
-    if (rc != 0) {
-      return Status::IoError(
-          fmt::format("client-proxy: cannot bind UDP {}: {}", config_.client_proxy.statsd_udp, uv_strerror(rc)));
-    }
-    uv_os_fd_t fd;
-    if (config_.client_proxy.udp_recv_buffer_bytes > 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&udp_), &fd) == 0) {
-      int want = static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes);
-      // SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN).
-      if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
-      }
-      int got = 0;
-      socklen_t len = sizeof got;
-      getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len);
-      if (got / 2 < want) {  // Linux reports twice the size it grants (for its bookkeeping)
-        log::warn("client-proxy: UDP receive buffer is {} bytes, not the {} asked for (raise net.core.rmem_max)", got / 2,
-                  want);
-      }
-    }
-    recv_buf_.resize(kDatagramSlot * kSlots);
-    rc = uv_udp_recv_start(
-        &udp_,
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<ClientProxyRole*>(h->data);
-          *buf = uv_buf_init(self->recv_buf_.data(), static_cast<unsigned>(self->recv_buf_.size()));
-        },
-        on_udp);
-    if (rc != 0) return Status::IoError(fmt::format("uv_udp_recv_start: {}", uv_strerror(rc)));
+    s = open_udp_socket();
+    if (!s.ok()) return s;
   }
   if (!config_.client_proxy.statsd_unix.empty()) {
     s = open_unix_socket();
@@ -145,180 +472,172 @@ Status ClientProxyRole::start() {
   forwarder_ = std::thread([this] { forward_main(); });
   log::info("client-proxy: HTTP {}:{}, StatsD UDP {} (recvmmsg {}), unix {}, forwarding to the agent at {} as client {}",
             host, server_->port(), config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
-            udp_open_ && uv_udp_using_recvmmsg(&udp_) ? "on" : "off",
+            udp_in_.open ? "on" : "off",
             config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix,
             config_.client_proxy.agent, client_id_);
   return Status::Ok();
 }
 
+// Asks for a receive buffer of `want` bytes; SO_RCVBUFFORCE passes
+// net.core.rmem_max when we may (CAP_NET_ADMIN). The size granted, as
+// Linux counts it (twice what was asked, for its bookkeeping).
+static int set_receive_buffer(int fd, int want) {
+  if (want > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+  }
+  int got = 0;
+  socklen_t len = sizeof got;
+  getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len);
+  return got;
+}
+
+Status ClientProxyRole::open_udp_socket() {
+  std::string uhost;
+  int uport = 0;
+  http::split_host_port(config_.client_proxy.statsd_udp, &uhost, &uport);
+  if (uhost == "localhost") uhost = "127.0.0.1";
+  sockaddr_storage addr{};
+  socklen_t addr_len = sizeof(sockaddr_in);
+  int family = AF_INET;
+  if (uv_ip4_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in*>(&addr)) != 0) {
+    if (uv_ip6_addr(uhost.c_str(), uport, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+      return Status::Invalid(fmt::format("client_proxy.statsd_udp: \"{}\" is not an IP address", uhost));
+    }
+    family = AF_INET6;
+    addr_len = sizeof(sockaddr_in6);
+  }
+  udp_in_.fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (udp_in_.fd < 0) return Status::IoError(fmt::format("client-proxy: socket(UDP): {}", strerror(errno)));
+  if (::bind(udp_in_.fd, reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
+    return Status::IoError(
+        fmt::format("client-proxy: cannot bind UDP {}: {}", config_.client_proxy.statsd_udp, strerror(errno)));
+  }
+  if (config_.client_proxy.udp_recv_buffer_bytes > 0) {
+    int want = static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes);
+    int got = set_receive_buffer(udp_in_.fd, want);
+    if (got / 2 < want) {
+      log::warn("client-proxy: UDP receive buffer is {} bytes, not the {} asked for (raise net.core.rmem_max)", got / 2,
+                want);
+    }
+  }
+  return start_input(&udp_in_);
+}
+
 Status ClientProxyRole::open_unix_socket() {
   const std::string& path = config_.client_proxy.statsd_unix;
-  unix_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (unix_fd_ < 0) return Status::IoError(fmt::format("client-proxy: socket(AF_UNIX): {}", strerror(errno)));
+  unix_in_.fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (unix_in_.fd < 0) return Status::IoError(fmt::format("client-proxy: socket(AF_UNIX): {}", strerror(errno)));
   ::unlink(path.c_str());  // a stale socket from an earlier run
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  if (::bind(unix_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (::bind(unix_in_.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return Status::IoError(fmt::format("client-proxy: cannot bind {}: {}", path, strerror(errno)));
   }
-  int want = static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes);
-  if (want > 0 && setsockopt(unix_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
-    setsockopt(unix_fd_, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
-  }
+  set_receive_buffer(unix_in_.fd, static_cast<int>(config_.client_proxy.udp_recv_buffer_bytes));
+  return start_input(&unix_in_);
+}
+
+Status ClientProxyRole::start_input(DatagramInput* in) {
   if (recv_buf_.empty()) recv_buf_.resize(kDatagramSlot * kSlots);
-  int rc = uv_poll_init(loop_, &unix_poll_, unix_fd_);
+  in->self = this;
+  int rc = uv_poll_init(loop_, &in->poll, in->fd);
   if (rc != 0) return Status::Internal(fmt::format("uv_poll_init: {}", uv_strerror(rc)));
-  unix_open_ = true;
-  unix_poll_.data = this;
-  uv_poll_start(&unix_poll_, UV_READABLE, on_unix_readable);
+  uv_timer_init(loop_, &in->timer);
+  in->open = true;
+  in->poll.data = in;
+  in->timer.data = in;
+  in->polling = true;
+  uv_poll_start(&in->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
+    if (status < 0) return;
+    auto* input = static_cast<DatagramInput*>(h->data);
+    input->self->service_input(input);
+  });
   return Status::Ok();
 }
 
-void ClientProxyRole::on_unix_readable(uv_poll_t* h, int status, int) {
-  auto* self = static_cast<ClientProxyRole*>(h->data);
-  if (status < 0) return;
-  double now = wall_now();
-  // Batches of datagrams per system call; a bounded number of calls per
-  // wakeup keeps the loop fair to the UDP socket and HTTP.
+size_t ClientProxyRole::read_input(DatagramInput* in, bool* more) {
+  *more = false;
+  size_t total = 0;
   mmsghdr msgs[kSlots];
   iovec iov[kSlots];
-  for (int round = 0; round < 8; ++round) {
+  // A bounded number of calls per turn keeps the loop fair to the other
+  // socket, HTTP and the flush timer.
+  for (int round = 0; round < kRoundsPerRead; ++round) {
     for (size_t i = 0; i < kSlots; ++i) {
-      iov[i] = {self->recv_buf_.data() + i * kDatagramSlot, kDatagramSlot};
+      iov[i] = {recv_buf_.data() + i * kDatagramSlot, kDatagramSlot};
       msgs[i] = {};
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(self->unix_fd_, msgs, kSlots, MSG_DONTWAIT, nullptr);
-    if (n <= 0) return;
+    int n = recvmmsg(in->fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return total;  // nothing more, or an error (counted nowhere: datagrams)
+    // One stamp per batch: these datagrams were all waiting when it was read.
+    double now = wall_now();
     for (int i = 0; i < n; ++i) {
-      self->handle_datagram(std::string_view(static_cast<const char*>(iov[i].iov_base), msgs[i].msg_len), now);
+      handle_datagram(std::string_view(static_cast<const char*>(iov[i].iov_base), msgs[i].msg_len), now);
     }
-    if (static_cast<size_t>(n) < kSlots) return;
+    total += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < kSlots) return total;
   }
+  *more = true;
+  return total;
 }
 
-void ClientProxyRole::on_udp(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const struct sockaddr* addr, unsigned) {
-  if (n <= 0 || addr == nullptr) return;  // nothing more this round, or an error (counted nowhere: UDP)
-  auto* self = static_cast<ClientProxyRole*>(h->data);
-  self->handle_datagram(std::string_view(buf->base, static_cast<size_t>(n)), wall_now());
-}
-
-void ClientProxyRole::add_event(NameState* state, std::string_view name, std::string_view type, double ts,
-                                std::string_view payload_json) {
-  if (buffered_events_ >= static_cast<uint64_t>(config_.client_proxy.max_buffered_events)) {
-    ++loop_stats_.events_dropped_full;
+void ClientProxyRole::service_input(DatagramInput* in) {
+  if (stopping_) return;
+  bool more = false;
+  size_t got = read_input(in, &more);
+  if (got == 0 || more) {
+    // Quiet: wait for the socket again. Or more is waiting: readiness
+    // brings us back on the next turn of the loop, after the timers and
+    // HTTP (a 0 ms timer would not: libuv may run it again at once).
+    if (!in->polling) {
+      in->polling = true;
+      uv_poll_start(&in->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
+        if (status < 0) return;
+        auto* input = static_cast<DatagramInput*>(h->data);
+        input->self->service_input(input);
+      });
+    }
     return;
   }
-  if (state->generation != generation_) {
-    state->generation = generation_;
-    state->slot = names_.size();
-    names_.push_back(NameBuffer{std::string(name), {}, 0});
-  }
-  size_t slot = state->slot;
-  NameBuffer& nb = names_[slot];
-  std::string& out = nb.lines;
-  out.append("[\"");
-  out.append(type);
-  out.append("\",");
-  if (ts != ts_cached_) {
-    ts_cached_ = ts;
-    ts_text_.clear();
-    append_number(&ts_text_, ts);
-  }
-  out.append(ts_text_);
-  out.append(",\"");
-  protocol::append_json_string_body(payload_json, &out);
-  out.append("\"]\n");
-  ++nb.events;
-  ++buffered_events_;
-  ++loop_stats_.events_buffered;
+  // Busy: read again shortly rather than wake for every datagram.
+  in->polling = false;
+  uv_poll_stop(&in->poll);
+  uv_timer_start(
+      &in->timer,
+      [](uv_timer_t* t) {
+        auto* input = static_cast<DatagramInput*>(t->data);
+        input->self->service_input(input);
+      },
+      kCoalesceMs, 0);
+}
+
+void ClientProxyRole::stop_input(DatagramInput* in) {
+  if (!in->open) return;
+  uv_poll_stop(&in->poll);
+  uv_timer_stop(&in->timer);
+  in->polling = false;
 }
 
 void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
-  ++loop_stats_.datagrams;
-  // Millisecond stamps: one text per millisecond, shared by its lines.
-  double ts = std::floor(now * 1000) / 1000;
-  statsd::parse_datagram(
-      datagram,
-      [&](const statsd::Line& line) {
-        if (!statsd::map_name(line, &name_scratch_)) {
-          ++loop_stats_.bad_lines;
-          return;
-        }
-        std::string_view type = statsd::taba_type(line.kind);
-        auto [it, inserted] = states_.try_emplace(name_scratch_);
-        NameState& st = it->second;
-        if (inserted) {
-          st.type = type;
-        } else if (st.type != type) {
-          // The fe would refuse the whole body for it; refuse just the line.
-          ++loop_stats_.bad_lines;
-          ++loop_stats_.type_conflicts;
-          return;
-        }
-        ++loop_stats_.lines;
-        double event_ts = line.timestamp > 0 ? static_cast<double>(line.timestamp) : ts;
-        line_scratch_.clear();
-        switch (line.kind) {
-          case statsd::Kind::kCounter:
-            append_number(&line_scratch_, line.number / line.sample_rate);
-            break;
-          case statsd::Kind::kTimer:
-          case statsd::Kind::kHistogram:
-          case statsd::Kind::kDistribution:
-            append_number(&line_scratch_, line.number);
-            break;
-          case statsd::Kind::kGauge:
-          case statsd::Kind::kGaugeDelta: {
-            if (buffered_events_ >= static_cast<uint64_t>(config_.client_proxy.max_buffered_events)) {
-              ++loop_stats_.events_dropped_full;  // and the gauge keeps its value: a later +n/-n stays right
-              return;
-            }
-            double value = line.number;
-            if (line.kind == statsd::Kind::kGaugeDelta) value += st.gauge;
-            st.gauge = value;
-            append_number(&line_scratch_, value);
-            break;
-          }
-          case statsd::Kind::kSet:
-            line_scratch_.push_back('"');
-            protocol::append_json_string_body(line.value, &line_scratch_);
-            line_scratch_.push_back('"');
-            break;
-        }
-        add_event(&st, name_scratch_, type, event_ts, line_scratch_);
-      },
-      [&](std::string_view, const char*) { ++loop_stats_.bad_lines; });
+  buffer_->add_datagram(datagram, now, &loop_stats_);
 }
 
 void ClientProxyRole::flush() {
-  if (names_.empty()) return;
+  uint64_t events = buffer_->events();
+  auto text = std::make_shared<std::string>();
+  if (!buffer_->take_body(client_id_, text.get())) return;
   Body body;
   body.batch_id = new_batch_id();
-  size_t bytes = 8 + client_id_.size();
-  for (const NameBuffer& nb : names_) bytes += nb.name.size() + nb.lines.size() + 2;
-  body.text.reserve(bytes);
-  body.text.append("1\n\n");
-  body.text.append(client_id_);
-  body.text.append("\n\n");
-  for (const NameBuffer& nb : names_) {
-    body.text.append(nb.name);
-    body.text.push_back('\n');
-    body.text.append(nb.lines);
-    body.text.push_back('\n');
-  }
-  body.text.push_back('\n');
-  body.events = buffered_events_;
-  names_.clear();
-  ++generation_;
-  buffered_events_ = 0;
-  if (states_.size() > kMaxRememberedNames) {
+  body.text = std::move(text);
+  body.events = events;
+  if (buffer_->names() > kMaxRememberedNames) {
     // Bounded memory: forget every name (their types and gauge values) and
     // start over; counted so that it shows.
     log::warn("client-proxy: more than {} names seen; forgetting their types and gauge values", kMaxRememberedNames);
-    states_.clear();
+    buffer_->forget_names();
     ++loop_stats_.names_forgotten;
   }
   enqueue(std::move(body), true);
@@ -328,14 +647,15 @@ bool ClientProxyRole::enqueue(Body body, bool drop_oldest) {
   uint64_t cap = static_cast<uint64_t>(config_.client_proxy.max_retry_bytes);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!drop_oldest && queued_bytes_ + body.text.size() > cap && !queue_.empty()) return false;
+    size_t size = body.text->size();
+    if (!drop_oldest && queued_bytes_ + size > cap && !queue_.empty()) return false;
     // Best effort: the newest data is kept, the oldest queued body goes.
-    while (queued_bytes_ + body.text.size() > cap && !queue_.empty()) {
+    while (queued_bytes_ + size > cap && !queue_.empty()) {
       fwd_stats_.events_dropped_retry += queue_.front().events;
-      queued_bytes_ -= queue_.front().text.size();
+      queued_bytes_ -= queue_.front().text->size();
       queue_.pop_front();
     }
-    queued_bytes_ += body.text.size();
+    queued_bytes_ += size;
     queue_.push_back(std::move(body));
   }
   wake_.notify_one();
@@ -350,7 +670,7 @@ void ClientProxyRole::submit(std::string batch, store::BatchId batch_id, store::
   if (!s.ok()) return done(Status::Internal(s.message()));
   Body body;
   body.batch_id = batch_id.value;  // the client's, or one Ingest made up
-  body.text = enc.finish();
+  body.text = std::make_shared<const std::string>(enc.finish());
   body.events = events;
   // A post is refused (503) rather than pushing out what others sent.
   if (!enqueue(std::move(body), false)) {
@@ -376,7 +696,7 @@ void ClientProxyRole::forward_main() {
       continue;
     }
     forward_idle_ = false;
-    Body body = queue_.front();  // a copy: the queue keeps it until the agent has it
+    Body body = queue_.front();  // the queue keeps it (shared text) until the agent has it
     int timeout = static_cast<int>(config_.client_proxy.forward_timeout_ms);
     if (stop_) timeout = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms_ - now, 100, timeout));
     lock.unlock();
@@ -395,7 +715,7 @@ void ClientProxyRole::forward_main() {
       if (!config_.client_proxy.forward_token.empty()) {
         headers.push_back({"Authorization", "Bearer " + config_.client_proxy.forward_token});
       }
-      auto r = conn->request("POST", "/post", headers, body.text, timeout);
+      auto r = conn->request("POST", "/post", headers, *body.text, timeout);
       if (r.ok()) {
         status = r->status;
         if (status != 200) error = fmt::format("HTTP {}: {}", status, r->body.substr(0, r->body.find('\n')));
@@ -414,7 +734,7 @@ void ClientProxyRole::forward_main() {
       bool found = false;
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
         if (it->batch_id == body.batch_id) {
-          queued_bytes_ -= it->text.size();
+          queued_bytes_ -= it->text->size();
           queue_.erase(it);
           found = true;
           break;
@@ -510,7 +830,7 @@ void ClientProxyRole::write_metrics(MetricsWriter* w) const {
              "Times the proxy's name table (types, gauge values) passed 1,000,000 names and was cleared.",
              static_cast<double>(s.names_forgotten));
   w->gauge("taba_proxy_queued_bytes", "Bytes of bodies waiting for the agent.", static_cast<double>(s.queued_bytes));
-  w->gauge("taba_proxy_buffered_events", "Events in the buffer, not yet in a body.", static_cast<double>(buffered_events_));
+  w->gauge("taba_proxy_buffered_events", "Events in the buffer, not yet in a body.", static_cast<double>(buffer_ ? buffer_->events() : 0));
 }
 
 std::string ClientProxyRole::status_text() const {
@@ -524,7 +844,7 @@ std::string ClientProxyRole::status_text() const {
       config_.client_proxy.listen, client_id_, stopping_ ? ", shutting down" : "",
       config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
       config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix, s.datagrams, s.lines,
-      s.bad_lines, s.type_conflicts, buffered_events_, config_.client_proxy.max_buffered_events, s.events_dropped_full,
+      s.bad_lines, s.type_conflicts, buffer_ ? buffer_->events() : 0, config_.client_proxy.max_buffered_events, s.events_dropped_full,
       s.queued_bodies, s.queued_bytes, config_.client_proxy.max_retry_bytes, s.events_dropped_retry,
       config_.client_proxy.agent, s.bodies_forwarded, s.events_forwarded, s.forward_failures, s.bodies_rejected);
 }
@@ -532,10 +852,10 @@ std::string ClientProxyRole::status_text() const {
 int ClientProxyRole::http_port() const { return server_ ? server_->port() : 0; }
 
 int ClientProxyRole::udp_port() const {
-  if (!udp_open_) return 0;
+  if (udp_in_.fd < 0) return 0;
   sockaddr_storage addr{};
-  int len = sizeof addr;
-  if (uv_udp_getsockname(&udp_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  socklen_t len = sizeof addr;
+  if (getsockname(udp_in_.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
   if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
 }
@@ -550,8 +870,8 @@ void ClientProxyRole::shutdown(std::function<void()> done) {
   if (stopping_) return;
   stopping_ = true;
   shutdown_done_ = std::move(done);
-  if (udp_open_) uv_udp_recv_stop(&udp_);
-  if (unix_open_) uv_poll_stop(&unix_poll_);
+  stop_input(&udp_in_);
+  stop_input(&unix_in_);
   server_->shutdown([this] {
     flush();
     {
@@ -596,11 +916,15 @@ void ClientProxyRole::close_handles() {
   auto close = [](void* h) {
     if (!uv_is_closing(static_cast<uv_handle_t*>(h))) uv_close(static_cast<uv_handle_t*>(h), nullptr);
   };
-  if (udp_open_) close(&udp_);
-  if (unix_open_) close(&unix_poll_);
+  for (DatagramInput* in : {&udp_in_, &unix_in_}) {
+    if (!in->open) continue;
+    close(&in->poll);
+    close(&in->timer);
+    in->open = false;
+  }
   if (timer_open_) close(&flush_timer_);
   if (drain_open_) close(&drain_timer_);
-  udp_open_ = unix_open_ = timer_open_ = drain_open_ = false;
+  timer_open_ = drain_open_ = false;
 }
 
 }  // namespace taba::roles

@@ -15,11 +15,14 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -49,6 +52,110 @@ struct ProxyStats {
   uint64_t queued_bytes = 0;
   uint64_t queued_bodies = 0;
   uint64_t names_forgotten = 0;       // times the name table passed its bound and was cleared
+};
+
+// The StatsD half of the proxy, without sockets (the role feeds it; unit
+// tests drive it directly): datagrams in, one v1 body per flush out.
+//
+// Per line it costs one parse, one hash lookup keyed by the name and tags as
+// sent (map_name runs once per distinct spelling), and appends to the name's
+// event lines: a per-type, per-millisecond prefix, the value (the text as
+// sent when it is already the text fmt would write), a fixed suffix. Names
+// keep their event buffers across flushes, so a steady stream allocates
+// nothing per event.
+class StatsdBuffer {
+ public:
+  explicit StatsdBuffer(uint64_t max_events) : max_events_(max_events) {}
+
+  // One datagram received at `now` (Unix seconds); counts datagrams, lines,
+  // bad_lines, type_conflicts, events_buffered and events_dropped_full.
+  void add_datagram(std::string_view datagram, double now, ProxyStats* stats);
+  uint64_t events() const { return events_; }
+  // Appends the v1 body of the buffered events (client `client_id`, names
+  // in the order they first had an event since the last call) to *out and
+  // empties the buffer; false, leaving *out alone, when it is empty. Names,
+  // their types and gauge values are kept.
+  bool take_body(std::string_view client_id, std::string* out);
+  // Names remembered (types, gauge values).
+  size_t names() const { return names_.size(); }
+  // Forgets every name (bounded memory); the buffer must be empty.
+  void forget_names();
+
+ private:
+  // A growable byte buffer written through raw pointers: an event is a few
+  // fixed-size copies into reserved space, not several string appends.
+  class EventText {
+   public:
+    EventText() = default;
+    EventText(const EventText&) = delete;
+    EventText& operator=(const EventText&) = delete;
+    ~EventText() { std::free(data_); }
+    // Room for n more bytes; write them, then commit(the end written).
+    char* reserve(size_t n) {
+      if (cap_ - size_ < n) grow(n);
+      return data_ + size_;
+    }
+    void commit(char* end) { size_ = static_cast<size_t>(end - data_); }
+    std::string_view view() const { return {data_, size_}; }
+    size_t size() const { return size_; }
+    size_t capacity() const { return cap_; }
+    void clear() { size_ = 0; }
+    void release() {
+      std::free(data_);
+      data_ = nullptr;
+      size_ = cap_ = 0;
+    }
+
+   private:
+    void grow(size_t n);
+    char* data_ = nullptr;
+    size_t size_ = 0;
+    size_t cap_ = 0;
+  };
+  struct Name {
+    std::string name;          // the Taba name
+    EventText lines;           // v1 event lines since the last take_body
+    double gauge = 0;          // the last gauge value, for +n/-n
+    uint64_t generation = 0;   // the take_body generation `lines` belongs to
+    uint8_t type = 0;          // the first Taba type seen (index into kTypes)
+  };
+  // An event's prefix, ["<type>",<ts>," : copied as a whole block, used
+  // for its length.
+  struct Prefix {
+    static constexpr size_t kBlock = 64;
+    char text[kBlock];
+    size_t len = 0;
+  };
+  // Open addressing over (name, tags) as sent: hash 0 marks an empty slot.
+  struct RawSlot {
+    uint64_t hash = 0;
+    uint32_t id = 0;       // index in names_
+    uint32_t key_len = 0;  // name, '|', tags in raw_keys_
+    size_t key_off = 0;
+  };
+  static constexpr uint32_t kNoName = UINT32_MAX;
+
+  uint32_t find_or_add(const protocol::statsd::Line& line);
+  void grow_raw();
+  void set_time(double ts);
+  static void make_prefix(std::string_view type, double ts, Prefix* out);
+  void append_value(uint32_t id, const protocol::statsd::Line& value, const Prefix& prefix, ProxyStats* stats);
+
+  uint64_t max_events_;
+  uint64_t events_ = 0;
+  uint64_t generation_ = 1;
+  std::deque<Name> names_;  // stable addresses, never moved
+  StringMap<uint32_t> by_name_;
+  std::vector<RawSlot> raw_;
+  size_t raw_used_ = 0;
+  std::string raw_keys_;
+  std::vector<uint32_t> dirty_;  // names with events since the last take_body, in first-event order
+  std::string name_scratch_;
+  std::string set_scratch_;
+  std::string set_text_;
+  Prefix stamp_prefix_;      // for a line with its own |T timestamp
+  double ts_cached_ = -1;
+  Prefix prefixes_[4];       // per Taba type, for the cached millisecond
 };
 
 class ClientProxyRole : public IngestSink {
@@ -81,33 +188,36 @@ class ClientProxyRole : public IngestSink {
  private:
   struct Body {
     std::string batch_id;
-    std::string text;
+    // Shared, so that the forwarding thread takes it without copying while
+    // the queue keeps it until the agent has it.
+    std::shared_ptr<const std::string> text;
     uint64_t events = 0;
-  };
-  struct NameBuffer {
-    std::string name;
-    std::string lines;  // v1 event lines
-    uint32_t events = 0;
   };
 
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);
-  // What the proxy remembers per name: one hash lookup per line.
-  struct NameState {
-    std::string_view type;     // the first type seen (a static string)
-    double gauge = 0;          // the last gauge value, for +n/-n
-    uint64_t generation = 0;   // flush generation `slot` belongs to (0: none)
-    size_t slot = 0;           // index in names_ while generation is current
-  };
-  void add_event(NameState* state, std::string_view name, std::string_view type, double ts,
-                 std::string_view payload_json);
   void flush();
   bool enqueue(Body body, bool drop_oldest);
   void forward_main();
   std::string new_batch_id();
+  // A datagram socket (UDP or unix) read with recvmmsg. After a read that
+  // found datagrams the proxy stops waiting for readiness and reads again
+  // after kCoalesceMs: under load one wakeup then takes tens of datagrams
+  // instead of one or two, and the receive buffer absorbs the wait.
+  struct DatagramInput {
+    ClientProxyRole* self = nullptr;
+    int fd = -1;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    bool open = false;     // poll and timer initialised
+    bool polling = false;  // waiting for readiness (else the timer is due)
+  };
+  Status open_udp_socket();
   Status open_unix_socket();
+  Status start_input(DatagramInput* in);
+  size_t read_input(DatagramInput* in, bool* more);
+  void service_input(DatagramInput* in);
+  void stop_input(DatagramInput* in);
   void close_handles();
-  static void on_udp(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const struct sockaddr* addr, unsigned flags);
-  static void on_unix_readable(uv_poll_t* h, int status, int events);
 
   uv_loop_t* loop_;
   Config config_;
@@ -116,25 +226,15 @@ class ClientProxyRole : public IngestSink {
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<http::Server> server_;
 
-  uv_udp_t udp_;
-  bool udp_open_ = false;
-  int unix_fd_ = -1;
-  uv_poll_t unix_poll_;
-  bool unix_open_ = false;
+  DatagramInput udp_in_;
+  DatagramInput unix_in_;
   uv_timer_t flush_timer_;
   bool timer_open_ = false;
   std::vector<char> recv_buf_;
 
   // Loop thread: the current buffer and its counters.
   ProxyStats loop_stats_;
-  StringMap<NameState> states_;
-  uint64_t generation_ = 1;  // bumped by every flush
-  std::vector<NameBuffer> names_;
-  uint64_t buffered_events_ = 0;
-  std::string name_scratch_;
-  std::string line_scratch_;
-  double ts_cached_ = -1;
-  std::string ts_text_;
+  std::unique_ptr<StatsdBuffer> buffer_;
 
   // Shared with the forwarding thread.
   mutable std::mutex mu_;

@@ -1,0 +1,426 @@
+// The client-proxy's StatsD buffer (src/roles/client_proxy.h): the v1 bodies
+// it builds must be exactly those of the straightforward implementation it
+// replaced (parse every value, map its name, format every number with fmt),
+// which lives on below as the reference; and the number helpers it uses
+// (src/protocol/statsd.h) must write what fmt writes.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/string_map.h"
+#include "protocol/statsd.h"
+#include "protocol/v1_encoder.h"
+#include "roles/client_proxy.h"
+
+using taba::roles::ProxyStats;
+using taba::StringMap;
+using taba::roles::StatsdBuffer;
+namespace statsd = taba::protocol::statsd;
+
+namespace {
+
+// The proxy's StatsD path as it was before the buffer was rewritten for
+// speed: one map_name, one hash lookup and fmt formatting per value.
+class Reference {
+ public:
+  explicit Reference(uint64_t max_events) : max_events_(max_events) {}
+
+  void add_datagram(std::string_view datagram, double now, ProxyStats* stats) {
+    ++stats->datagrams;
+    double ts = std::floor(now * 1000) / 1000;
+    statsd::parse_datagram(
+        datagram,
+        [&](const statsd::Line& line) {
+          std::string name;
+          if (!statsd::map_name(line, &name)) {
+            ++stats->bad_lines;
+            return;
+          }
+          std::string_view type = statsd::taba_type(line.kind);
+          auto [it, inserted] = states_.try_emplace(name);
+          State& st = it->second;
+          if (inserted) {
+            st.type = type;
+          } else if (st.type != type) {
+            ++stats->bad_lines;
+            ++stats->type_conflicts;
+            return;
+          }
+          ++stats->lines;
+          double event_ts = line.timestamp > 0 ? static_cast<double>(line.timestamp) : ts;
+          std::string payload;
+          switch (line.kind) {
+            case statsd::Kind::kCounter:
+              payload = fmt::format("{}", line.number / line.sample_rate);
+              break;
+            case statsd::Kind::kTimer:
+            case statsd::Kind::kHistogram:
+            case statsd::Kind::kDistribution:
+              payload = fmt::format("{}", line.number);
+              break;
+            case statsd::Kind::kGauge:
+            case statsd::Kind::kGaugeDelta: {
+              if (events_ >= max_events_) {
+                ++stats->events_dropped_full;
+                return;
+              }
+              double value = line.number;
+              if (line.kind == statsd::Kind::kGaugeDelta) value += st.gauge;
+              st.gauge = value;
+              payload = fmt::format("{}", value);
+              break;
+            }
+            case statsd::Kind::kSet:
+              payload.push_back('"');
+              taba::protocol::append_json_string_body(line.value, &payload);
+              payload.push_back('"');
+              break;
+          }
+          if (events_ >= max_events_) {
+            ++stats->events_dropped_full;
+            return;
+          }
+          if (st.generation != generation_) {
+            st.generation = generation_;
+            st.slot = blocks_.size();
+            blocks_.push_back({name, ""});
+          }
+          std::string& out = blocks_[st.slot].second;
+          out += fmt::format("[\"{}\",{},\"", type, event_ts);
+          taba::protocol::append_json_string_body(payload, &out);
+          out += "\"]\n";
+          ++events_;
+          ++stats->events_buffered;
+        },
+        [&](std::string_view, const char*) { ++stats->bad_lines; });
+  }
+
+  bool take_body(std::string_view client_id, std::string* out) {
+    if (blocks_.empty()) return false;
+    *out += "1\n\n" + std::string(client_id) + "\n\n";
+    for (const auto& [name, lines] : blocks_) *out += name + "\n" + lines + "\n";
+    *out += "\n";
+    blocks_.clear();
+    ++generation_;
+    events_ = 0;
+    return true;
+  }
+
+ private:
+  struct State {
+    std::string_view type;
+    double gauge = 0;
+    uint64_t generation = 0;
+    size_t slot = 0;
+  };
+  uint64_t max_events_;
+  uint64_t events_ = 0;
+  uint64_t generation_ = 1;
+  StringMap<State> states_;
+  std::vector<std::pair<std::string, std::string>> blocks_;
+};
+
+void check_stats(const ProxyStats& got, const ProxyStats& want) {
+  CHECK(got.datagrams == want.datagrams);
+  CHECK(got.lines == want.lines);
+  CHECK(got.bad_lines == want.bad_lines);
+  CHECK(got.type_conflicts == want.type_conflicts);
+  CHECK(got.events_buffered == want.events_buffered);
+  CHECK(got.events_dropped_full == want.events_dropped_full);
+}
+
+// Feeds the same datagrams (a take_body after each group) to both and
+// compares every body and the counters.
+void compare(const std::vector<std::vector<std::string>>& flushes, uint64_t max_events = 1'000'000) {
+  StatsdBuffer buffer(max_events);
+  Reference ref(max_events);
+  ProxyStats got, want;
+  double now = 1763830000.1234;
+  for (const auto& group : flushes) {
+    for (const std::string& d : group) {
+      buffer.add_datagram(d, now, &got);
+      ref.add_datagram(d, now, &want);
+      now += 0.0007;
+    }
+    std::string a = "keep:", b = "keep:";
+    bool ga = buffer.take_body("host-1", &a);
+    bool gb = ref.take_body("host-1", &b);
+    CHECK(ga == gb);
+    CHECK(a == b);
+    CHECK(buffer.events() == 0);
+  }
+  check_stats(got, want);
+}
+
+}  // namespace
+
+TEST_CASE("proxy buffer: bodies for every StatsD type are those of the reference", "[statsd][proxy-buffer]") {
+  compare({
+      {"hits:1|c|@0.5\nhits:3|c\nlat:10|ms|#region:us,env:prod\ngarbage\nresp:100|h\ntemp:42|g\nusers:alice|s\n",
+       "hits:2|c|@0.25\r\nlat:12:15.5:3|ms|#env:prod,region:us\n\nresp:300|d\ntemp:+3|g\nusers:bob|s\nusers:alice|s\n"
+       "hits:1|x\n:1|c\nhits:nan|c",
+       "temp:-5|g\nhits:5|ms\n_e{5,4}:title|text\nmulti:1:2:3|c|@0.5\n",
+       "hits:4|c\nunix.only:7|c|#b,a\nq:5:+1:-2|g\n"},
+      {"hits:1|c\n", "q:+1|g\nq:-0.5|g\ntemp:0|g\ntemp:-0|g\n"},
+      {},
+      {"jobs.done:3|c|T1763829700\njobs.done:4|c|T12345678901234567\nlat:1|ms|T17|#region:us,env:prod\n"},
+  });
+}
+
+TEST_CASE("proxy buffer: number texts as sent or formatted", "[statsd][proxy-buffer]") {
+  std::vector<std::string> group;
+  const char* values[] = {"0",      "-0",        "+0",         "7",         "+4",          "-4",
+                          "007",    "1.",        ".5",         "-.5",       "0.5",         "0.50",
+                          "1e3",    "1E3",       "1.5e-7",     "0.0001",    "0.00001",     "0.00012",
+                          "-0.001", "12.5",      "100",        "1000.125",  "0.1",         "0.3",
+                          "123456789012345", "1234567890123456", "12345678901234567890", "1e15", "1e16",
+                          "999999999999999", "0.123456789012345", "0.1234567890123456", "3.14159265358979323846",
+                          "1e-300", "4.9e-324",  "1.7976931348623157e308", "00.5", "0.0", "10.10"};
+  int i = 0;
+  for (const char* v : values) {
+    for (const char* type : {"c", "c|@0.5", "c|@0.1", "ms", "h", "d", "g"}) {
+      group.push_back(fmt::format("n{}.{}:{}|{}\n", i, type[0], v, type));
+    }
+    // Deltas on top of a value.
+    group.push_back(fmt::format("g{}:5|g\ng{}:+{}|g\ng{}:-{}|g\n", i, i, v[0] == '+' || v[0] == '-' ? v + 1 : v, i,
+                                v[0] == '+' || v[0] == '-' ? v + 1 : v));
+    ++i;
+  }
+  compare({group});
+}
+
+TEST_CASE("proxy buffer: set members are escaped twice, as before", "[statsd][proxy-buffer]") {
+  compare({{"u:alice|s\nu:a\"b|s\nu:back\\slash|s\nu:tab\there|s\nu:ctl\x01x|s\nu:a:b:c|s\nu:caf\xc3\xa9|s\n"
+            "u:  spaced |s\nu:{\"json\":1}|s\n"}});
+  StatsdBuffer buffer(100);
+  ProxyStats stats;
+  buffer.add_datagram("u:a\"b|s\nu:plain|s\n", 1700000000.5, &stats);
+  std::string body;
+  REQUIRE(buffer.take_body("h", &body));
+  CHECK(body ==
+        "1\n\nh\n\nu\n"
+        "[\"Set\",1700000000.5,\"\\\"a\\\\\\\"b\\\"\"]\n"
+        "[\"Set\",1700000000.5,\"\\\"plain\\\"\"]\n"
+        "\n\n");
+}
+
+TEST_CASE("proxy buffer: the exact body of a small datagram", "[statsd][proxy-buffer]") {
+  StatsdBuffer buffer(100);
+  ProxyStats stats;
+  buffer.add_datagram("hits:1|c\nhits:3|c|@0.5\nlat:12:0.50|ms|#region:us,env:prod\ntemp:42|g\ntemp:-2|g\n",
+                      1763830000.1239, &stats);
+  buffer.add_datagram("hits:+2|c|T1763829000\n", 1763830000.9, &stats);
+  CHECK(buffer.events() == 7);
+  std::string body;
+  REQUIRE(buffer.take_body("vm", &body));
+  CHECK(body ==
+        "1\n\nvm\n\n"
+        "hits\n"
+        "[\"CounterGroup\",1763830000.123,\"1\"]\n"
+        "[\"CounterGroup\",1763830000.123,\"6\"]\n"
+        "[\"CounterGroup\",1763829000,\"2\"]\n"
+        "\n"
+        "lat;env=prod;region=us\n"
+        "[\"PercentileGroup\",1763830000.123,\"12\"]\n"
+        "[\"PercentileGroup\",1763830000.123,\"0.5\"]\n"
+        "\n"
+        "temp\n"
+        "[\"Gauge\",1763830000.123,\"42\"]\n"
+        "[\"Gauge\",1763830000.123,\"40\"]\n"
+        "\n\n");
+  CHECK(stats.datagrams == 2);
+  CHECK(stats.lines == 7);
+  CHECK(stats.events_buffered == 7);
+  CHECK(buffer.events() == 0);
+  std::string again;
+  CHECK_FALSE(buffer.take_body("vm", &again));
+  CHECK(again.empty());
+}
+
+TEST_CASE("proxy buffer: type conflicts, unmappable names and bad lines are counted per value", "[statsd][proxy-buffer]") {
+  std::string long_name(300, 'n');
+  compare({{"x:1|c\nx:1:2:3|ms\nx:5|g\nx:a:b|s\n" + long_name + ":1:2|c\n" + long_name + ":a:b|s\nx:1|c|@2\n",
+            "y:1|ms|#a,b\ny:2|h|#b,a\ny:3|c|#a,b\ny:4|c|#b,a\ny:5:6|g|#a,a,b\n"}});
+  StatsdBuffer buffer(100);
+  ProxyStats stats;
+  buffer.add_datagram("x:1|c\nx:1:2:3|ms\n" + long_name + ":1:2|c\n", 1, &stats);
+  CHECK(stats.lines == 1);
+  CHECK(stats.bad_lines == 5);
+  CHECK(stats.type_conflicts == 3);
+}
+
+TEST_CASE("proxy buffer: tags in any order are one name, bound to the first type", "[statsd][proxy-buffer]") {
+  StatsdBuffer buffer(100);
+  ProxyStats stats;
+  buffer.add_datagram("lat:1|ms|#a:1,b:2\nlat:2|h|#b:2,a:1\nlat:3|c|#b:2,a:1\nlat:4|ms\n", 1, &stats);
+  CHECK(buffer.names() == 2);
+  CHECK(stats.lines == 3);
+  CHECK(stats.type_conflicts == 1);
+  std::string body;
+  REQUIRE(buffer.take_body("h", &body));
+  CHECK(body ==
+        "1\n\nh\n\nlat;a=1;b=2\n[\"PercentileGroup\",1,\"1\"]\n[\"PercentileGroup\",1,\"2\"]\n\n"
+        "lat\n[\"PercentileGroup\",1,\"4\"]\n\n\n");
+}
+
+TEST_CASE("proxy buffer: a full buffer drops values and keeps gauges right", "[statsd][proxy-buffer]") {
+  compare({{"a:1|c\nb:2|g\nc:3|ms\nd:4:5:6|c\nb:+1|g\ne:x|s\nb:+2|g\n"}, {"b:+1|g\na:1|c\nf:1|c\n"}}, 3);
+  StatsdBuffer buffer(2);
+  ProxyStats stats;
+  buffer.add_datagram("g:10|g\ng:+1|g\ng:+100|g\n", 1, &stats);
+  CHECK(stats.lines == 3);
+  CHECK(stats.events_buffered == 2);
+  CHECK(stats.events_dropped_full == 1);
+  std::string body;
+  REQUIRE(buffer.take_body("h", &body));
+  buffer.add_datagram("g:+1|g\n", 1, &stats);
+  body.clear();
+  REQUIRE(buffer.take_body("h", &body));
+  CHECK(body == "1\n\nh\n\ng\n[\"Gauge\",1,\"12\"]\n\n\n");  // 10 + 1 + 1: the dropped +100 never counted
+}
+
+TEST_CASE("proxy buffer: many names and spellings across flushes", "[statsd][proxy-buffer]") {
+  std::mt19937 rng(42);
+  std::vector<std::vector<std::string>> flushes;
+  for (int f = 0; f < 5; ++f) {
+    std::vector<std::string> group;
+    for (int d = 0; d < 200; ++d) {
+      std::string datagram;
+      for (int l = 0; l < 20; ++l) {
+        int n = static_cast<int>(rng() % 3000);
+        switch (n % 7) {
+          case 0: datagram += fmt::format("m.{}:{}|c\n", n, rng() % 100); break;
+          case 1: datagram += fmt::format("m.{}:{}|c|@0.{}\n", n, rng() % 100, 1 + rng() % 9); break;
+          case 2:
+            datagram += rng() % 2 ? fmt::format("m.{}:{}.{}|ms|#env:prod,region:r{}\n", n, rng() % 100, rng() % 100, n % 5)
+                                  : fmt::format("m.{}:{}.{}|ms|#region:r{},env:prod\n", n, rng() % 100, rng() % 100, n % 5);
+            break;
+          case 3: datagram += fmt::format("m.{}:{}|g\n", n, rng() % 1000); break;
+          case 4: datagram += fmt::format("m.{}:{}{}|g\n", n, rng() % 2 ? "+" : "-", rng() % 10); break;
+          case 5: datagram += fmt::format("m.{}:user{}|s\n", n, rng() % 50); break;
+          default: datagram += fmt::format("m.{}:{}|{}\n", n % 50, rng() % 10, rng() % 2 ? "c" : "h"); break;
+        }
+      }
+      group.push_back(datagram);
+    }
+    flushes.push_back(group);
+  }
+  compare(flushes);
+}
+
+TEST_CASE("proxy buffer: forgetting names starts gauges and types over", "[statsd][proxy-buffer]") {
+  StatsdBuffer buffer(100);
+  ProxyStats stats;
+  buffer.add_datagram("g:10|g\nx:1|c\n", 1, &stats);
+  std::string body;
+  REQUIRE(buffer.take_body("h", &body));
+  CHECK(buffer.names() == 2);
+  buffer.forget_names();
+  CHECK(buffer.names() == 0);
+  buffer.add_datagram("g:+1|g\nx:1|ms\n", 1, &stats);
+  body.clear();
+  REQUIRE(buffer.take_body("h", &body));
+  CHECK(body == "1\n\nh\n\ng\n[\"Gauge\",1,\"1\"]\n\nx\n[\"PercentileGroup\",1,\"1\"]\n\n\n");
+  CHECK(stats.type_conflicts == 0);
+}
+
+TEST_CASE("statsd: append_number writes what fmt writes", "[statsd]") {
+  std::vector<double> values = {0.0,   -0.0,   1.0,    -1.0,   6.0,    0.5,    -0.5,   12.5,    1e15 - 1, -(1e15 - 1),
+                                1e15,  -1e15,  1e16,   1e21,   1e-5,   1e-4,   0.1 + 0.2, 1763830000.123, 1763830000.0,
+                                9007199254740993.0, 123456789012345678.0, 5e-324, 1.7976931348623157e308, 3.0 / 0.1,
+                                2.0 / 0.3, 42.0 / 0.25};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t bits = rng();
+    double d;
+    std::memcpy(&d, &bits, sizeof d);
+    if (std::isfinite(d)) values.push_back(d);
+    values.push_back(static_cast<double>(static_cast<int64_t>(rng() % 2000000000000000ull) - 1000000000000000ll));
+    values.push_back(static_cast<double>(rng() % 100000) / static_cast<double>(1 + rng() % 1000));
+  }
+  for (double v : values) {
+    std::string got = "x";
+    statsd::append_number(v, &got);
+    INFO(fmt::format("{:.17g}", v));
+    CHECK(got == "x" + fmt::format("{}", v));
+  }
+}
+
+TEST_CASE("statsd: number_text_is_shortest only for texts fmt would write", "[statsd]") {
+  for (const char* yes : {"0", "-0", "7", "-7", "10", "0.5", "-0.25", "12.5", "100.001", "0.0001", "0.00012",
+                          "123456789012345", "99999999999999.9", "0.12345678901234"}) {
+    INFO(yes);
+    CHECK(statsd::number_text_is_shortest(yes));
+  }
+  for (const char* no : {"", "-", "+1", "+0", "007", "00", "-00", "1.", ".5", "-.5", "0.50", "0.0", "1.0", "1e3",
+                         "1E3", "0.00001", "1234567890123456", "0.123456789012345", "1.5.5", "1a", "--1", "0x10", "1 "}) {
+    INFO(no);
+    CHECK_FALSE(statsd::number_text_is_shortest(no));
+  }
+  // And parse_line's flag, for the first value and for every value of a
+  // multi-value line.
+  statsd::Line l;
+  REQUIRE(statsd::parse_line("x:+1|c", &l) == nullptr);
+  CHECK_FALSE(l.value_is_shortest);
+  REQUIRE(statsd::parse_line("x:-0.25|g", &l) == nullptr);
+  CHECK(l.value_is_shortest);
+  REQUIRE(statsd::parse_line("x:1e3|ms", &l) == nullptr);
+  CHECK_FALSE(l.value_is_shortest);
+  REQUIRE(statsd::parse_line("x:abc|s", &l) == nullptr);
+  CHECK_FALSE(l.value_is_shortest);
+  REQUIRE(statsd::parse_line("x:1:1.0:0.00001:7|ms", &l) == nullptr);
+  std::vector<bool> flags;
+  statsd::for_each_value(l, [&](const statsd::Line& v) { flags.push_back(v.value_is_shortest); });
+  CHECK(flags == std::vector<bool>{true, false, false, true});
+  // Whenever it says yes, the text is exactly what fmt writes for the number.
+  std::mt19937 rng(3);
+  const char alphabet[] = "0123456789.-";
+  int yes = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string t;
+    size_t len = 1 + rng() % 18;
+    for (size_t k = 0; k < len; ++k) t.push_back(alphabet[rng() % (k == 0 ? 12 : 11)]);
+    double number = 0;
+    bool has_sign = false;
+    if (statsd::detail::parse_number(t, &number, &has_sign) != nullptr) {
+      CHECK_FALSE(statsd::number_text_is_shortest(t));
+      continue;
+    }
+    // parse_line finds the same in its pass over the value.
+    statsd::Line line;
+    REQUIRE(statsd::parse_line("x:" + t + "|c", &line) == nullptr);
+    CHECK(line.value_is_shortest == statsd::number_text_is_shortest(t));
+    if (!statsd::number_text_is_shortest(t)) continue;
+    ++yes;
+    INFO(t);
+    CHECK(fmt::format("{}", number) == t);
+  }
+  CHECK(yes > 1000);
+}
+
+TEST_CASE("statsd: parse_number's fast path reads what from_chars reads", "[statsd]") {
+  std::mt19937 rng(11);
+  const char alphabet[] = "0123456789.";
+  for (int i = 0; i < 200000; ++i) {
+    std::string t;
+    size_t len = 1 + rng() % 20;
+    for (size_t k = 0; k < len; ++k) t.push_back(alphabet[rng() % 11]);
+    double want = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), want);
+    bool want_ok = ec == std::errc() && end == t.data() + t.size() && std::isfinite(want);
+    double got = 0;
+    bool has_sign = false;
+    bool got_ok = statsd::detail::parse_number(t, &got, &has_sign) == nullptr;
+    INFO(t);
+    REQUIRE(got_ok == want_ok);
+    if (got_ok) {
+      CHECK(std::memcmp(&got, &want, sizeof got) == 0);
+    }
+  }
+}
