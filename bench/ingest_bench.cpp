@@ -628,6 +628,16 @@ int run_benchmark(const Config& cfg) {
       m.p50_ms, m.p99_ms, m.non200, m.errors, m.bench_cpu_s, cfg.runs, cfg.duration_s, cfg.connections,
       cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0);
 
+  if (server_pid > 0) {
+    // Peak resident memory of the server over the whole benchmark.
+    std::ifstream status(fmt::format("/proc/{}/status", server_pid));
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmHWM:", 0) == 0) {
+        std::cout << "ingest_bench: server_peak_rss_kb=" << std::strtoull(line.c_str() + 6, nullptr, 10) << "\n";
+      }
+    }
+  }
   if (own) stop_server(*own, cfg.keep_data);
   bool clean = std::all_of(results.begin(), results.end(),
                            [](const RunResult& r) { return r.non200 == 0 && r.errors == 0; });

@@ -58,7 +58,9 @@ while [ "$(redis-cli -p "$RP" xlen taba:stream)" != "0" ]; do sleep 0.1; done
 t2=$(date +%s.%N)
 c1=$(cmds)
 be1=$(be_cpu)
-events=$(curl -s -H 'Accept: application/json' "http://127.0.0.1:$BEP/supertabs?name=.*&re=1" |
+# (Only the benchmark's names: the server's own taba_* tabs are of other types.)
+events=$(curl -s -G -H 'Accept: application/json' --data-urlencode 'name=bench\.name\..*' --data 're=1' \
+  "http://127.0.0.1:$BEP/supertabs" |
   sed -n 's/.*"1d": {"count": \([0-9]*\).*/\1/p')
 deltas=$(redis-cli -p "$RP" eval "local n = 0 for _, k in ipairs(redis.call('keys', 'taba:s:*')) do n = n + redis.call('hlen', k) end return n" 0)
 awk -v c0="$c0" -v c1="$c1" -v ev="$events" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v b0="$be0" -v b1="$be1" \

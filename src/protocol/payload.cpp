@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <cmath>
 
 namespace taba::protocol {
@@ -200,6 +201,31 @@ bool parse_json_number(std::string_view token, double* out) {
   return true;
 }
 
+namespace {
+
+// Eight ASCII digits at p as their value, or false when any byte is not a
+// digit. One load and a few multiplications instead of eight loop rounds:
+// each step adds neighbouring groups (digits, pairs, quads) weighted by
+// their place value.
+inline bool eight_digits(const char* p, uint64_t* out) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);  // little-endian: p[0] is the low byte
+  const uint64_t d = v - 0x3030303030303030ull;
+  // A byte is a digit iff it is >= '0' (no borrow made it wrap: bit 7 and
+  // the high nibble clear after subtracting) and <= '9' (adding 6 keeps it
+  // below 0x10).
+  if (((v & 0xF0F0F0F0F0F0F0F0ull) != 0x3030303030303030ull) ||
+      (((d + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) != 0)) {
+    return false;
+  }
+  const uint64_t pairs = (d * 10 + (d >> 8)) & 0x00FF00FF00FF00FFull;            // 2-digit groups
+  const uint64_t quads = (pairs * 100 + (pairs >> 16)) & 0x0000FFFF0000FFFFull;  // 4-digit groups
+  *out = (quads * 10000 + (quads >> 32)) & 0xFFFFFFFFull;
+  return true;
+}
+
+}  // namespace
+
 size_t parse_simple_decimal(const char* p, const char* end, double* out) {
   static constexpr double kPow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                         1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
@@ -212,6 +238,12 @@ size_t parse_simple_decimal(const char* p, const char* end, double* out) {
   const char* digits_start = p;
   uint64_t mantissa = 0;
   int digits = 0;
+  uint64_t eight;
+  if (end - p >= 8 && eight_digits(p, &eight)) {
+    mantissa = eight;
+    digits = 8;
+    p += 8;
+  }
   while (p < end && static_cast<unsigned>(*p - '0') < 10) {
     mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
     ++digits;
