@@ -5,6 +5,8 @@
 #include <ctime>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <chrono>
 
 #include "harness.h"
 #include "http/client.h"
@@ -183,6 +185,42 @@ TEST_CASE("SIGTERM drains, snapshots and exits 0 - restart recovers from the sna
   CHECK(tab(p, "req_ms") == kReq4);
   CHECK(tab(p, "color") == "color: {\"red\": 2}\n");
   CHECK(p.log_text().find("recovered") != std::string::npos);
+}
+
+TEST_CASE("periodic snapshots are written by a forked process while posts go on - kill -9 recovers exactly",
+          "[e2e][durability]") {
+  std::string dir = make_temp_dir("taba-fork-snapshot");
+  REQUIRE(write_text_file(dir + "/taba.toml", "[store]\nsnapshot_interval_s = 1\n").ok());
+  TabadProcess p;
+  REQUIRE(p.start({"--config", dir + "/taba.toml", "--log-level", "debug"}).ok());
+  auto snapshots = [&] {
+    std::string m = body_of(p.get("/metrics"));
+    const std::string key = "\ntaba_wal_snapshots_written_total ";
+    size_t at = m.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(m.substr(at + key.size()));
+  };
+  // Posts keep arriving while snapshots are taken every second: each one
+  // must cover exactly what was applied when its process forked.
+  const double t = now_s();
+  int posted = 0;
+  for (int round = 0; round < 40 && (posted < 200 || snapshots() < 2); ++round) {
+    for (int i = 0; i < 10; ++i, ++posted) {
+      std::string body = v1_body({{"c" + std::to_string(posted % 7), {{"hits", {event_line("CounterGroup", t, "3")}}}}});
+      REQUIRE(p.post("/post", body).value().status == 200);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(snapshots() >= 2);
+  CHECK(p.log_text().find("snapshot process") != std::string::npos);
+  const std::string expect = "\"1h\": {\"count\": " + std::to_string(posted) + ", \"total\": " +
+                             std::to_string(posted * 3) + ".00";
+  CHECK(tab(p, "hits").find(expect) != std::string::npos);
+  p.kill9();
+  REQUIRE(p.wait_exit(5000).ok());
+  REQUIRE(p.start({"--config", dir + "/taba.toml"}).ok());
+  CHECK(tab(p, "hits").find(expect) != std::string::npos);
+  CHECK(body_of(p.get("/clients")) == "c0\nc1\nc2\nc3\nc4\nc5\nc6\n");
+  remove_tree(dir);
 }
 
 TEST_CASE("types without a plugin are refused - bad configuration stops startup", "[e2e]") {

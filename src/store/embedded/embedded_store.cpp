@@ -2,7 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 
@@ -29,6 +37,18 @@ constexpr uint8_t kAdminTag = 0x80;
 // A batch with its Taba-Batch-Id: u8 0x81 | u16 id_len | id | batch bytes.
 constexpr uint8_t kIdentifiedBatchTag = 0x81;
 enum AdminOp : uint8_t { kDeleteNames = 1, kGc = 2, kRepair = 3 };
+
+// write(2) of all of data, retrying short writes; false on an error.
+bool write_fully(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
 
 bool is_admin_record(std::string_view bytes) { return !bytes.empty() && uint8_t(bytes[0]) == kAdminTag; }
 
@@ -254,9 +274,105 @@ void EmbeddedStore::maybe_snapshot() {
   for (Pending& p : held) append(std::move(p));
 }
 
+namespace {
+
+// Reads a forked child's snapshot from `fd` (u64 length, then the payload;
+// see start_snapshot), then reaps the child. Runs on the WAL's snapshot
+// thread.
+Result<std::string> read_child_snapshot(int fd, pid_t pid) {
+  // A child that sends nothing for this long is stuck: it is killed and the
+  // snapshot fails (the previous one and the WAL stay; the next interval
+  // tries again).
+  constexpr int kStallMs = 300'000;
+  std::string bytes;
+  char buf[1 << 16];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    int ready = ::poll(&pfd, 1, kStallMs);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      bytes.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  ::close(fd);
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  uint64_t length = 0;
+  if (bytes.size() >= sizeof length) std::memcpy(&length, bytes.data(), sizeof length);
+  if (bytes.size() < sizeof length || bytes.size() - sizeof length != length) {
+    std::string how = waited != pid                  ? "(not reaped)"
+                      : WIFEXITED(status)             ? fmt::format("exit status {}", WEXITSTATUS(status))
+                      : WIFSIGNALED(status)           ? fmt::format("signal {}", WTERMSIG(status))
+                                                      : "unknown status";
+    return Status::Internal(fmt::format("snapshot process {} gave {} bytes, not a whole snapshot ({})", pid,
+                                        bytes.size(), how));
+  }
+  bytes.erase(0, sizeof length);
+  return bytes;
+}
+
+}  // namespace
+
 void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
   snapshot_running_ = true;
   uint64_t t0 = uv_hrtime();
+  uint64_t changes = changes_since_snapshot_;
+  auto finished = [this, changes, done](const Status& s) {
+    snapshot_running_ = false;
+    if (!s.ok()) changes_since_snapshot_ += changes;
+    done(s);
+    auto waiters = std::move(snapshot_waiters_);
+    snapshot_waiters_.clear();
+    for (auto& w : waiters) w(s);
+  };
+  if (!closing_) {
+    // Serializing every state takes about a second per 200,000 states; on
+    // the loop thread that would stall every request. A forked child holds
+    // a copy-on-write image of the states as of now (nothing is in flight:
+    // maybe_snapshot waits for that) and serializes them into a pipe, which
+    // the WAL's snapshot thread reads; the WAL switches segments at this
+    // same moment, so the snapshot covers exactly the records applied.
+    // The child only serializes and writes (no logging, no locks but
+    // malloc's, which fork leaves usable) and leaves with _exit.
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) == 0) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(fds[0]);
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        Result<std::string> serialized = serialize_snapshot();
+        if (!serialized.ok()) ::_exit(2);
+        const uint64_t length = serialized.value().size();
+        bool ok = write_fully(fds[1], reinterpret_cast<const char*>(&length), sizeof length) &&
+                  write_fully(fds[1], serialized.value().data(), serialized.value().size());
+        ::_exit(ok ? 0 : 3);
+      }
+      ::close(fds[1]);
+      if (pid > 0) {
+        changes_since_snapshot_ = 0;
+        log::debug("store: snapshot process {} forked in {:.1f} ms", pid, (uv_hrtime() - t0) / 1e6);
+        const int fd = fds[0];
+        wal_->snapshot([fd, pid] { return read_child_snapshot(fd, pid); }, finished);
+        return;
+      }
+      ::close(fds[0]);
+      log::warn("store: cannot fork a snapshot process ({}); serializing in-process", std::strerror(errno));
+    } else {
+      log::warn("store: cannot make a pipe for the snapshot process ({}); serializing in-process",
+                std::strerror(errno));
+    }
+  }
   Result<std::string> serialized = serialize_snapshot();
   if (!serialized.ok()) {
     // Keep the previous snapshot and every WAL segment since it.
@@ -268,17 +384,9 @@ void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
     return;
   }
   std::string payload = std::move(serialized.value());
-  uint64_t changes = changes_since_snapshot_;
   changes_since_snapshot_ = 0;
   log::debug("store: snapshot of {} bytes serialized in {:.1f} ms", payload.size(), (uv_hrtime() - t0) / 1e6);
-  wal_->snapshot(std::move(payload), [this, changes, done = std::move(done)](const Status& s) {
-    snapshot_running_ = false;
-    if (!s.ok()) changes_since_snapshot_ += changes;
-    done(s);
-    auto waiters = std::move(snapshot_waiters_);
-    snapshot_waiters_.clear();
-    for (auto& w : waiters) w(s);
-  });
+  wal_->snapshot(std::move(payload), finished);
 }
 
 void EmbeddedStore::snapshot_now(std::function<void(const Status&)> done) {

@@ -161,6 +161,7 @@ struct Item {
   bool is_snapshot = false;
   std::string payload;
   Done done;
+  std::function<Result<std::string>()> produce;  // snapshot payload made on the snapshot thread
 };
 
 struct Completion {
@@ -172,6 +173,7 @@ struct SnapshotJob {
   std::string payload;
   uint64_t covered_segment = 0;
   Done done;
+  std::function<Result<std::string>()> produce;  // when set, makes payload first
 };
 
 // The records of one write: headers and small payloads are copied into one
@@ -555,7 +557,7 @@ struct WriteAheadLog::Impl {
         if (s.ok()) s = rotate(&out);
         if (!s.ok()) break;
         std::lock_guard<std::mutex> lock(snapshot_mu);
-        snapshot_jobs.push_back({std::move(item.payload), segment - 1, std::move(item.done)});
+        snapshot_jobs.push_back({std::move(item.payload), segment - 1, std::move(item.done), std::move(item.produce)});
         wake_snapshotter.notify_one();
         continue;
       }
@@ -676,15 +678,29 @@ struct WriteAheadLog::Impl {
         job = std::move(snapshot_jobs.front());
         snapshot_jobs.pop_front();
       }
-      Status s = write_snapshot_file(job);
+      Status s = Status::Ok();
+      if (job.produce) {
+        Result<std::string> made = job.produce();
+        if (made.ok()) {
+          job.payload = std::move(made.value());
+        } else {
+          s = made.status();
+        }
+      }
+      bool write_failed = false;
+      if (s.ok()) {
+        s = write_snapshot_file(job);
+        write_failed = !s.ok();
+      }
       if (s.ok()) {
         remove_covered_segments(job.covered_segment);
         snapshots_written.fetch_add(1);
         last_snapshot_bytes.store(kSnapshotHeaderBytes + job.payload.size());
       } else {
-        write_errors.fetch_add(1);
+        if (write_failed) write_errors.fetch_add(1);
         log::error("wal: {}", s.message());
       }
+      job.payload = std::string();  // the memory goes back before the next snapshot
       std::vector<Completion> out;
       out.push_back({std::move(job.done), s});
       deliver(std::move(out));
@@ -834,6 +850,20 @@ void WriteAheadLog::snapshot(std::string payload, std::function<void(const Statu
     std::lock_guard<std::mutex> lock(impl.mu);
     if (!impl.stopping && impl.started) {
       impl.queue.push_back({true, std::move(payload), std::move(done)});
+      impl.wake_writer.notify_one();
+      return;
+    }
+  }
+  if (done) done(Status::Unavailable("write-ahead log is closed"));
+}
+
+void WriteAheadLog::snapshot(std::function<Result<std::string>()> produce, std::function<void(const Status&)> done) {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl.mu);
+    if (!impl.stopping && impl.started) {
+      Item item{true, std::string(), std::move(done), std::move(produce)};
+      impl.queue.push_back(std::move(item));
       impl.wake_writer.notify_one();
       return;
     }

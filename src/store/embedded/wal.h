@@ -80,6 +80,11 @@ class WriteAheadLog {
   // snapshot file is written (temporary file, fsync, rename, fsync dir) and
   // then the segments it covers are deleted. `done` runs on the loop.
   void snapshot(std::string payload, std::function<void(const Status&)> done);
+  // The same, with the payload produced on the snapshot thread by `produce`
+  // (which must not touch the caller's data: the embedded store passes a
+  // reader of a forked child's pipe). An error from produce fails the
+  // snapshot (done gets it) and keeps the previous snapshot and segments.
+  void snapshot(std::function<Result<std::string>()> produce, std::function<void(const Status&)> done);
 
   // Writes and fsyncs everything queued, then stops the writer thread.
   // Pending completions run before close returns. Idempotent.
