@@ -597,12 +597,14 @@ std::optional<double> snapshots_written(Session* s) {
   return std::strtod(r->body.c_str() + at + key.size(), nullptr);
 }
 
-// The embedded store serializes a snapshot of every state on the loop
-// thread every snapshot_interval_s (60 s) while anything changed (the
-// server's own taba_* tabs change every 10 s), and queries wait meanwhile.
-// This polls a cheap query back to back until a snapshot has been written
-// (or `limit_s` passed) and reports the slowest request: the stall a query
-// sees when it arrives as a snapshot starts.
+// The embedded store writes a snapshot of every state every
+// snapshot_interval_s (60 s) while anything changed (the server's own
+// taba_* tabs change every 10 s). A forked child serializes it; the loop
+// thread pauses for the fork itself (and, before that change, paused for
+// the whole serialization, about 1 s per 200,000 states). This polls a
+// cheap query back to back until a snapshot has been written (or `limit_s`
+// passed) and reports the slowest request: the stall a query sees when it
+// arrives as a snapshot starts.
 void snapshot_probe(Session* s, const std::string& phase, const std::string& target, double limit_s) {
   auto before = snapshots_written(s);
   if (!before) {
