@@ -127,10 +127,22 @@ bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Statu
     uint8_t kind = 0;
     uint32_t len = 0;
     std::string_view text;
-    if (!read(&ev.timestamp, 8) || !read(&kind, 1)) return corrupt("event truncated");
     double number = 0;
-    if (kind == TABA_VALUE_NUMBER && !read(&number, 8)) return corrupt("event truncated");
-    if (!read(&len, 4) || !read_view(len, &text)) return corrupt("event payload truncated");
+    const char* p = in_.data() + pos_;
+    const size_t left = in_.size() - pos_;
+    if (left >= 21 && static_cast<uint8_t>(p[8]) == TABA_VALUE_NUMBER) {
+      // The common event, a number: its fixed part in one bounds check.
+      kind = TABA_VALUE_NUMBER;
+      std::memcpy(&ev.timestamp, p, 8);
+      std::memcpy(&number, p + 9, 8);
+      std::memcpy(&len, p + 17, 4);
+      pos_ += 21;
+      if (!read_view(len, &text)) return corrupt("event payload truncated");
+    } else {
+      if (!read(&ev.timestamp, 8) || !read(&kind, 1)) return corrupt("event truncated");
+      if (kind == TABA_VALUE_NUMBER && !read(&number, 8)) return corrupt("event truncated");
+      if (!read(&len, 4) || !read_view(len, &text)) return corrupt("event payload truncated");
+    }
     if (kind == TABA_VALUE_NUMBER) {
       ev.payload = taba_value{TABA_VALUE_NUMBER, 0, number, text.data(), text.size()};
       ev.elem0 = taba_value{};
