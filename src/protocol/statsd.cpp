@@ -34,36 +34,41 @@ constexpr double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1
 // in the same pass: "0" or digits without a leading zero, then optionally
 // '.' and digits not ending in '0', and below 1 at most three zeros after
 // the '.'.
-bool parse_simple_decimal(std::string_view t, double* v, bool* shortest = nullptr) {
+inline bool parse_simple_decimal(std::string_view t, double* v, bool* shortest = nullptr) {
+  // More than 15 digits and a '.': not ours.
+  if (t.empty() || t.size() > 16) return false;
+  const char* begin = t.data();
+  const char* end = begin + t.size();
+  const char* dot = nullptr;
   uint64_t mantissa = 0;
-  int digits = 0;
-  int int_digits = 0;
-  int fraction = -1;  // digits after the '.', -1 before it
-  for (char c : t) {
-    unsigned d = static_cast<unsigned>(c) - '0';
+  for (const char* p = begin; p < end; ++p) {
+    unsigned d = static_cast<unsigned>(static_cast<unsigned char>(*p)) - '0';
     if (d < 10) {
       mantissa = mantissa * 10 + d;
-      ++digits;
-      if (fraction >= 0) {
-        ++fraction;
-      } else {
-        ++int_digits;
-      }
-    } else if (c == '.' && fraction < 0) {
-      fraction = 0;
+    } else if (*p == '.' && dot == nullptr) {
+      dot = p;
     } else {
       return false;
     }
   }
+  size_t digits = t.size() - (dot != nullptr ? 1 : 0);
   if (digits == 0 || digits > 15) return false;
   double m = static_cast<double>(mantissa);
+  if (dot == nullptr) {
+    *v = m;
+    // Digits only: shortest unless a leading zero ("0" itself is).
+    if (shortest != nullptr) *shortest = t.size() == 1 || begin[0] != '0';
+    return true;
+  }
+  auto fraction = static_cast<size_t>(end - dot - 1);
+  auto int_digits = static_cast<size_t>(dot - begin);
   *v = fraction > 0 ? m / kPow10[fraction] : m;
   if (shortest != nullptr) {
-    bool ok = int_digits > 0 && (int_digits == 1 || t[0] != '0') && fraction != 0 && (fraction < 0 || t.back() != '0');
-    if (ok && fraction > 0 && int_digits == 1 && t[0] == '0') {
+    bool ok = int_digits > 0 && (int_digits == 1 || begin[0] != '0') && fraction != 0 && end[-1] != '0';
+    if (ok && int_digits == 1 && begin[0] == '0') {
       // 0.000d is written as such; 0.0000d is 1e-05 to fmt.
       size_t zeros = 0;
-      while (t[2 + zeros] == '0') ++zeros;
+      while (begin[2 + zeros] == '0') ++zeros;
       ok = zeros <= 3;
     }
     *shortest = ok;
@@ -154,6 +159,31 @@ namespace {
 
 using detail::find_either;
 
+// detail::parse_number, inline for parse_values.
+inline const char* number_value(std::string_view text, double* number, bool* has_sign, bool* shortest) {
+  *has_sign = false;
+  bool negative = false;
+  bool plus = false;
+  if (!text.empty() && (text[0] == '+' || text[0] == '-')) {
+    *has_sign = true;
+    negative = text[0] == '-';
+    plus = !negative;
+    text.remove_prefix(1);
+  }
+  // from_chars would also take "nan", "inf" and a second '-'.
+  if (text.empty() || !(is_digit(text[0]) || text[0] == '.')) return kBadValue;
+  double v = 0;
+  // The fast path's numbers are always finite.
+  if (!parse_simple_decimal(text, &v, shortest)) {
+    if (shortest != nullptr) *shortest = false;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) return kBadValue;
+  }
+  *number = negative ? -v : v;
+  if (shortest != nullptr && plus) *shortest = false;  // fmt never writes a '+'
+  return nullptr;
+}
+
 // Checks every value of a numeric line; the first one fills the Line.
 const char* parse_values(Line* out) {
   std::string_view rest = out->values;
@@ -167,7 +197,7 @@ const char* parse_values(Line* out) {
     double number = 0;
     bool has_sign = false;
     bool shortest = false;
-    if (const char* why = detail::parse_number(v, &number, &has_sign, &shortest)) return why;
+    if (const char* why = number_value(v, &number, &has_sign, &shortest)) return why;
     if (first) {
       out->value = v;
       out->number = number;
@@ -240,22 +270,7 @@ constexpr size_t kMaxTags = kMaxIdentifierBytes / 2;
 namespace detail {
 
 const char* parse_number(std::string_view text, double* number, bool* has_sign, bool* shortest) {
-  *has_sign = false;
-  bool negative = false;
-  bool plus = false;
-  if (!text.empty() && (text[0] == '+' || text[0] == '-')) {
-    *has_sign = true;
-    negative = text[0] == '-';
-    plus = !negative;
-    text.remove_prefix(1);
-  }
-  // from_chars would also take "nan", "inf" and a second '-'.
-  if (text.empty() || !(is_digit(text[0]) || text[0] == '.')) return kBadValue;
-  double v = 0;
-  if (!parse_double(text, &v, shortest) || !std::isfinite(v)) return kBadValue;
-  *number = negative ? -v : v;
-  if (shortest != nullptr && plus) *shortest = false;  // fmt never writes a '+'
-  return nullptr;
+  return number_value(text, number, has_sign, shortest);
 }
 
 const char* parse_number(std::string_view text, double* number, bool* has_sign) {
@@ -265,6 +280,14 @@ const char* parse_number(std::string_view text, double* number, bool* has_sign) 
 }  // namespace detail
 
 const char* parse_line(std::string_view text, Line* out) {
+  // One scan for the first ':' or '|', then on for the first '|'.
+  const char* end = text.data() + text.size();
+  const char* colon = find_either(text.data(), end, ':', '|');
+  const char* bar = colon < end && *colon == '|' ? colon : find_either(colon, end, '|', '|');
+  return parse_line_at(text, colon, bar, out);
+}
+
+const char* parse_line_at(std::string_view text, const char* colon, const char* bar, Line* out) {
   // Field by field: `*out = Line{}` compiles to a slow `rep stos`.
   out->name = {};
   out->value = {};
@@ -282,9 +305,6 @@ const char* parse_line(std::string_view text, Line* out) {
   // never '|'.
   const char* begin = text.data();
   const char* end = begin + text.size();
-  // One scan for the first ':' or '|', then on for the first '|'.
-  const char* colon = find_either(begin, end, ':', '|');
-  const char* bar = colon < end && *colon == '|' ? colon : find_either(colon, end, '|', '|');
   if (bar == end) return "missing '|' type";
   if (colon == bar) return "missing ':' value";
   if (colon == begin) return "empty name";

@@ -41,6 +41,11 @@ struct Line {
 // `value`, `number` and `kind` describe the first; see for_each_value.
 const char* parse_line(std::string_view text, Line* out);
 
+// parse_line for a caller that has already found, in one pass over the
+// datagram, the first ':' or '|' of `text` (colon) and its first '|' (bar);
+// either is text.data() + text.size() when there is none. Same result.
+const char* parse_line_at(std::string_view text, const char* colon, const char* bar, Line* out);
+
 // True for kGauge and kGaugeDelta.
 constexpr bool is_gauge(Kind kind) {
   return kind == Kind::kGauge || kind == Kind::kGaugeDelta;

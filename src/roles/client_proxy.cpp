@@ -13,6 +13,10 @@
 #include <optional>
 #include <random>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/client.h"
@@ -85,35 +89,54 @@ inline uint64_t load_tail(const char* p, size_t n) {  // n < 8
 }
 
 // memcmp(a, b, n) == 0 for the short keys of names, without the call.
+// From 8 bytes on, the last word is read overlapping the one before.
 inline bool same_bytes(const char* a, const char* b, size_t n) {
-  while (n >= 8) {
-    if (load8(a) != load8(b)) return false;
-    a += 8;
-    b += 8;
-    n -= 8;
+  if (n < 8) return load_tail(a, n) == load_tail(b, n);
+  for (size_t i = 0; i + 8 < n; i += 8) {
+    if (load8(a + i) != load8(b + i)) return false;
   }
-  return load_tail(a, n) == load_tail(b, n);
+  return load8(a + n - 8) == load8(b + n - 8);
 }
 
+// 64 x 64 -> 128-bit product, halves folded: every input bit reaches
+// most output bits in one multiply.
+inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+  __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
+// Sixteen bytes per multiply; the last 1-16 bytes as two overlapping
+// words, with the length mixed in so that shorter keys differ.
 inline uint64_t hash_bytes(std::string_view s, uint64_t h) {
-  constexpr uint64_t kMul = 0x9e3779b97f4a7c15ull;
+  constexpr uint64_t kA = 0xa0761d6478bd642full;
+  constexpr uint64_t kB = 0xe7037ed1a0b428dbull;
   const char* p = s.data();
   size_t n = s.size();
-  while (n >= 8) {
-    h = (h ^ load8(p)) * kMul;
-    h ^= h >> 29;
-    p += 8;
-    n -= 8;
+  const char* end = p + n;
+  uint64_t a, b;
+  if (n >= 16) {
+    // Then the last 16 bytes, overlapping what the loop took.
+    while (n > 16) {
+      h = fold_mul(load8(p) ^ kA, load8(p + 8) ^ h ^ kB);
+      p += 16;
+      n -= 16;
+    }
+    a = load8(end - 16);
+    b = load8(end - 8);
+  } else if (n >= 8) {
+    a = load8(p);
+    b = load8(end - 8);
+  } else {
+    a = load_tail(p, n);
+    b = 0;
   }
-  h = (h ^ load_tail(p, n) ^ (static_cast<uint64_t>(s.size()) << 56)) * kMul;
-  return h ^ (h >> 32);
+  return fold_mul(a ^ kA ^ (static_cast<uint64_t>(s.size()) << 56), b ^ h ^ kB);
 }
 
 inline uint64_t hash_spelling(std::string_view name, std::string_view tags) {
   uint64_t h = hash_bytes(name, 0x243f6a8885a308d3ull);
   if (!tags.empty()) h = hash_bytes(tags, h ^ 0x13198a2e03707344ull);
-  h *= 0xd6e8feb86659fd93ull;
-  h ^= h >> 32;
+  h = fold_mul(h, 0xd6e8feb86659fd93ull);
   return h | 1;  // 0 marks an empty slot
 }
 
@@ -148,6 +171,55 @@ inline bool plain_member(std::string_view member) {
     if (c == '"' || c == '\\' || c < 0x20) return false;
   }
   return true;
+}
+
+// The masks of the 64 bytes at p (all readable).
+template <class Masks>
+inline void block_masks(const char* p, Masks* out) {
+#if defined(__SSE2__)
+  const __m128i nl = _mm_set1_epi8('\n');
+  const __m128i colon = _mm_set1_epi8(':');
+  const __m128i bar = _mm_set1_epi8('|');
+  uint64_t m_nl = 0, m_colon = 0, m_bar = 0;
+  for (int k = 0; k < 4; ++k) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    __m128i is_bar = _mm_cmpeq_epi8(chunk, bar);
+    auto shift = static_cast<unsigned>(16 * k);
+    m_nl |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, nl)))) << shift;
+    m_bar |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(is_bar))) << shift;
+    m_colon |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(chunk, colon), is_bar))))
+               << shift;
+  }
+  out->newline = m_nl;
+  out->colon = m_colon;
+  out->bar = m_bar;
+#else
+  uint64_t m_nl = 0, m_colon = 0, m_bar = 0;
+  for (unsigned i = 0; i < 64; ++i) {
+    uint64_t bit = uint64_t{1} << i;
+    if (p[i] == '\n') m_nl |= bit;
+    if (p[i] == '|') m_bar |= bit;
+    if (p[i] == ':' || p[i] == '|') m_colon |= bit;
+  }
+  out->newline = m_nl;
+  out->colon = m_colon;
+  out->bar = m_bar;
+#endif
+}
+
+// The first position in [pos, limit) whose bit is set in `field` of the
+// masks, or limit. The masks cover at least [0, limit) (zero beyond the data).
+template <class Masks>
+inline size_t next_bit(const Masks* m, uint64_t Masks::*field, size_t pos, size_t limit) {
+  if (pos >= limit) return limit;
+  size_t w = pos >> 6;
+  uint64_t bits = (m[w].*field) & (~uint64_t{0} << (pos & 63));
+  while (bits == 0) {
+    if ((++w << 6) >= limit) return limit;
+    bits = m[w].*field;
+  }
+  size_t at = (w << 6) + static_cast<size_t>(__builtin_ctzll(bits));
+  return at < limit ? at : limit;
 }
 
 }  // namespace
@@ -190,7 +262,9 @@ void StatsdBuffer::grow_raw() {
   }
 }
 
-uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
+// Inline in add_datagram: the lookup that finds the spelling; a new one
+// goes to add_spelling, out of line.
+inline uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
   uint64_t h = hash_spelling(line.name, line.tags);
   size_t key_len = line.name.size() + 1 + line.tags.size();
   if (raw_.empty()) grow_raw();
@@ -205,8 +279,13 @@ uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
       return s.id;
     }
   }
-  // A spelling not seen before: map it (the same Taba name may come from
-  // several spellings, e.g. tags in another order).
+  return add_spelling(line, h, i);
+}
+
+// A spelling not seen before, for the empty slot i: map it (the same Taba
+// name may come from several spellings, e.g. tags in another order).
+__attribute__((noinline)) uint32_t StatsdBuffer::add_spelling(const statsd::Line& line, uint64_t h, size_t i) {
+  size_t key_len = line.name.size() + 1 + line.tags.size();
   if (!statsd::map_name(line, &name_scratch_)) return kNoName;
   uint32_t id;
   auto it = by_name_.find(name_scratch_);
@@ -217,6 +296,7 @@ uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
     Name& n = names_.emplace_back();
     n.name = name_scratch_;
     n.type = type_index(line.kind);
+    by_id_.push_back(&n);
     by_name_.emplace(name_scratch_, id);
   }
   RawSlot s;
@@ -232,14 +312,13 @@ uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
   return id;
 }
 
-void StatsdBuffer::append_value(uint32_t id, const statsd::Line& v, const Prefix& prefix, ProxyStats* stats) {
+void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, const Prefix& prefix, ProxyStats* stats) {
   ++stats->lines;
   if (events_ >= max_events_) {
     // Dropped before a gauge takes the value: a later +n/-n stays right.
     ++stats->events_dropped_full;
     return;
   }
-  Name& n = names_[id];
   if (n.generation != generation_) {
     n.generation = generation_;
     dirty_.push_back(id);
@@ -319,22 +398,37 @@ void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStat
   double ts = std::floor(now * 1000) / 1000;
   if (ts != ts_cached_) set_time(ts);
   statsd::Line line;  // one for all lines: parse_line sets every field
-  const char* p = datagram.data();
-  const char* end = p + datagram.size();
-  while (p < end) {
+  const char* d = datagram.data();
+  size_t size = datagram.size();
+  size_t blocks = size / 64;
+  if (masks_.size() < blocks + 1) masks_.resize(blocks + 1);
+  ByteMasks* m = masks_.data();
+  for (size_t b = 0; b < blocks; ++b) block_masks(d + 64 * b, &m[b]);
+  if (size % 64 != 0) {
+    char tail[64] = {};
+    std::memcpy(tail, d + 64 * blocks, size % 64);
+    block_masks(tail, &m[blocks]);
+  }
+  size_t pos = 0;
+  while (pos < size) {
     // As statsd::parse_datagram, with one name lookup per line rather than per value.
-    const char* nl = statsd::detail::find_either(p, end, '\n', '\n');
-    std::string_view text(p, static_cast<size_t>(nl - p));
-    p = nl < end ? nl + 1 : end;
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    if (text.empty()) continue;
-    if (statsd::parse_line(text, &line) != nullptr) {
+    size_t nl = next_bit(m, &ByteMasks::newline, pos, size);
+    size_t line_end = nl;
+    size_t start = pos;
+    pos = nl + 1;
+    if (line_end > start && d[line_end - 1] == '\r') --line_end;
+    if (line_end == start) continue;
+    size_t colon = next_bit(m, &ByteMasks::colon, start, line_end);
+    size_t bar = colon < line_end && d[colon] == '|' ? colon : next_bit(m, &ByteMasks::bar, colon, line_end);
+    std::string_view text(d + start, line_end - start);
+    if (statsd::parse_line_at(text, d + colon, d + bar, &line) != nullptr) {
       ++stats->bad_lines;
       continue;
     }
     uint32_t id = find_or_add(line);
     uint8_t type = type_index(line.kind);
-    if (id == kNoName || names_[id].type != type) {
+    Name* name = id == kNoName ? nullptr : by_id_[id];
+    if (name == nullptr || name->type != type) {
       // Counted once per value, like the values of a good line. A type
       // conflict: the fe would refuse the whole body for it; refuse the line.
       uint64_t values = 1;
@@ -350,7 +444,7 @@ void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStat
       make_prefix(kTypes[type], static_cast<double>(line.timestamp), &stamp_prefix_);
       prefix = &stamp_prefix_;
     }
-    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, v, *prefix, stats); });
+    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, *name, v, *prefix, stats); });
   }
 }
 
@@ -394,6 +488,7 @@ bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
 
 void StatsdBuffer::forget_names() {
   names_.clear();
+  by_id_.clear();
   by_name_.clear();
   raw_.clear();
   raw_used_ = 0;

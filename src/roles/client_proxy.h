@@ -134,23 +134,33 @@ class StatsdBuffer {
     size_t key_off = 0;
   };
   static constexpr uint32_t kNoName = UINT32_MAX;
+  // Per 64 bytes of a datagram: bit i set when byte i is '\n', ':' or '|'
+  // (colon), '|' (bar). One vector pass finds every line's splits.
+  struct ByteMasks {
+    uint64_t newline;
+    uint64_t colon;
+    uint64_t bar;
+  };
 
   uint32_t find_or_add(const protocol::statsd::Line& line);
+  uint32_t add_spelling(const protocol::statsd::Line& line, uint64_t hash, size_t slot);
   void grow_raw();
   void set_time(double ts);
   static void make_prefix(std::string_view type, double ts, Prefix* out);
-  void append_value(uint32_t id, const protocol::statsd::Line& value, const Prefix& prefix, ProxyStats* stats);
+  void append_value(uint32_t id, Name& n, const protocol::statsd::Line& value, const Prefix& prefix, ProxyStats* stats);
 
   uint64_t max_events_;
   uint64_t events_ = 0;
   uint64_t generation_ = 1;
   std::deque<Name> names_;  // stable addresses, never moved
+  std::vector<Name*> by_id_;  // &names_[id]: one load instead of deque indexing
   StringMap<uint32_t> by_name_;
   std::vector<RawSlot> raw_;
   size_t raw_used_ = 0;
   std::string raw_keys_;
   std::vector<uint32_t> dirty_;  // names with events since the last take_body, in first-event order
   std::string name_scratch_;
+  std::vector<ByteMasks> masks_;
   std::string set_scratch_;
   std::string set_text_;
   Prefix stamp_prefix_;      // for a line with its own |T timestamp

@@ -314,6 +314,34 @@ TEST_CASE("proxy buffer: many names and spellings across flushes", "[statsd][pro
   compare(flushes);
 }
 
+TEST_CASE("proxy buffer: line splitting on random bytes and lengths", "[statsd][proxy-buffer]") {
+  // Datagrams of every length around the 64-byte blocks the splitter works
+  // in, from bytes that make lines good, bad and odd: lines with no ':' or
+  // no '|', '\r' in places, empty lines, no final newline, long names and
+  // tags that cross block boundaries, spellings that differ in one byte.
+  std::mt19937 rng(7);
+  const std::string alphabet = "ab.:|\n\r#,:1.5@cgsmhd-+T9 ";
+  std::vector<std::vector<std::string>> flushes;
+  for (int f = 0; f < 4; ++f) {
+    std::vector<std::string> group;
+    for (int d = 0; d < 400; ++d) {
+      std::string datagram;
+      size_t len = rng() % 300;
+      while (datagram.size() < len) {
+        switch (rng() % 4) {
+          case 0: datagram += alphabet[rng() % alphabet.size()]; break;
+          case 1: datagram += fmt::format("n{}{}:{}|{}", std::string(rng() % 40, 'x'), rng() % 7, rng() % 20, "cgmsh"[rng() % 5]); break;
+          case 2: datagram += fmt::format("|#t:{},{}:{}", rng() % 3, std::string(rng() % 30, 'k'), rng() % 2); break;
+          default: datagram += rng() % 3 ? "\n" : "\r\n"; break;
+        }
+      }
+      group.push_back(datagram.substr(0, len));
+    }
+    flushes.push_back(group);
+  }
+  compare(flushes);
+}
+
 TEST_CASE("proxy buffer: forgetting names starts gauges and types over", "[statsd][proxy-buffer]") {
   StatsdBuffer buffer(100);
   ProxyStats stats;
