@@ -209,6 +209,12 @@ TEST_CASE("client-proxy: a Taba post to the proxy arrives at the fe through the 
   CHECK(at(tabs["px.post"], "/count") == 4);
   CHECK(at(tabs["px.post"], "/total") == Approx(16));
   CHECK(body_text(chain.fe.get("/clients")) == "app-7\napp-8\n");
+  // The counters move when the forwarders see their 200, which can come
+  // after the fe already shows the events.
+  CHECK(eventually(
+      [&] { return metric(body_text(chain.proxy.get("/metrics")), "taba_proxy_bodies_forwarded_total") == 1; }, 5000));
+  CHECK(eventually(
+      [&] { return metric(body_text(chain.agent.get("/metrics")), "taba_agent_events_forwarded_total") == 4; }, 5000));
   CHECK(metric(body_text(chain.proxy.get("/metrics")), "taba_proxy_bodies_forwarded_total") == 1);
   CHECK(metric(body_text(chain.agent.get("/metrics")), "taba_agent_events_forwarded_total") == 4);
 }
