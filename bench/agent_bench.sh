@@ -32,7 +32,7 @@ self_tabs_interval_s = 0
 EOF
 taskset -c 1 "$BUILD/tabad" --config "$DIR/fe.toml" >"$DIR/fe.log" 2>&1 &
 FE=$!
-until curl -sf "http://127.0.0.1:$FEP/healthz" >/dev/null; do sleep 0.1; done
+n=0; until curl -sf "http://127.0.0.1:$FEP/healthz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$FEP/healthz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
 
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
 for policy in everysec always; do
@@ -48,7 +48,7 @@ fsync = "$policy"
 EOF
   taskset -c 0 "$BUILD/tabad" --config "$DIR/agent.toml" >"$DIR/agent-$policy.log" 2>&1 &
   AGENT=$!
-  until curl -sf "http://127.0.0.1:$AP/healthz" >/dev/null; do sleep 0.1; done
+  n=0; until curl -sf "http://127.0.0.1:$AP/healthz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$AP/healthz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
   echo "agent_bench: fsync = $policy"
   "$BUILD/bench/ingest_bench" --server "http://127.0.0.1:$AP" --pid "$AGENT" --bench-cpu 1 "$@"
   while [ "$(metric "$AP" taba_agent_spool_events)" != "0" ]; do sleep 0.2; done

@@ -60,7 +60,7 @@ taskset -c 0 "$BUILD/tabad" --config "$DIR/proxy.toml" >"$DIR/proxy.log" 2>&1 &
 PROXY=$!
 PIDS="$PIDS $PROXY"
 for p in $FEP $AP $PP; do
-  until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do sleep 0.1; done
+  n=0; until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$p/healthz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
 done
 echo "proxy_bench: receive buffer: $(grep -o 'UDP receive buffer.*' "$DIR/proxy.log" || echo 'as asked')"
 printf '%12s %10s %12s %12s %8s %9s %14s %14s %8s\n' "" "rate" "sent" "received" "loss%" "cpu_s" "cpu_s/M lines" "lines/cpu_s" "wait_s"

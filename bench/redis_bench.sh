@@ -44,7 +44,7 @@ EOF
 until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.1; done
 taskset -c 1 "$BUILD/tabad" --config "$DIR/taba.toml" --role be --listen "127.0.0.1:$BEP" >"$DIR/be.log" 2>&1 &
 BE=$!
-until curl -sf "http://127.0.0.1:$BEP/readyz" >/dev/null; do sleep 0.1; done
+n=0; until curl -sf "http://127.0.0.1:$BEP/readyz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$BEP/readyz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
 
 cmds() { redis-cli -p "$RP" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'; }
 be_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$BE/stat"; }

@@ -41,7 +41,7 @@ PIDS="$PIDS $!"
 taskset -c 0 "$BUILD/tabad" --config "$DIR/edge.toml" >"$DIR/edge.log" 2>&1 &
 PIDS="$PIDS $!"
 for p in $FEP $AP $PP; do
-  until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do sleep 0.1; done
+  n=0; until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$p/healthz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
 done
 for via in client statsd; do
   taskset -c 1 "$BUILD/bench/visibility_bench" --fe "http://127.0.0.1:$FEP" --agent "http://127.0.0.1:$AP" \
