@@ -47,11 +47,13 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
 
 namespace {
 
+using namespace taba::bench;
 using Clock = std::chrono::steady_clock;
 
 struct Config {
@@ -163,164 +165,11 @@ std::vector<Body> build_bodies(const Config& cfg) {
 // ---------------------------------------------------------------------------
 // Processes and CPU accounting
 
-// utime + stime of all threads of `pid`, in seconds; nullopt if unreadable.
-std::optional<double> process_cpu_seconds(long pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return std::nullopt;
-  std::istringstream fields(stat.substr(paren + 1));
-  std::vector<std::string> f;
-  for (std::string s; fields >> s;) f.push_back(s);
-  // After "(comm)": f[0] is field 3 (state); utime is field 14, stime 15.
-  if (f.size() < 13) return std::nullopt;
-  double ticks = std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr);
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 double self_cpu_seconds() {
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
   auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
   return secs(ru.ru_utime) + secs(ru.ru_stime);
-}
-
-// Pins the calling thread (and threads it creates later) to `cpu`.
-bool pin_to_cpu(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return ::sched_setaffinity(0, sizeof set, &set) == 0;
-}
-
-bool cpu_available(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  return cpu >= 0 && cpu < CPU_SETSIZE && ::sched_getaffinity(0, sizeof set, &set) == 0 &&
-         CPU_ISSET(cpu, &set);
-}
-
-int free_loopback_port() {
-  // Bind port 0, read the port the kernel chose, release it.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
-// A tabad this benchmark started.
-struct OwnServer {
-  pid_t pid = -1;
-  int port = 0;
-  std::string data_dir;
-  std::string log_path;
-};
-
-std::string tail_of_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return text.size() > 3000 ? "..." + text.substr(text.size() - 3000) : text;
-}
-
-bool healthy(int port) {
-  auto r = taba::http::fetch("GET", fmt::format("http://127.0.0.1:{}/healthz", port), {}, "", 1000);
-  return r.ok() && r->status == 200;
-}
-
-std::optional<OwnServer> start_server(const Config& cfg) {
-  OwnServer s;
-  char pattern[] = "/tmp/ingest-bench-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) {
-    std::cerr << "ingest_bench: mkdtemp: " << std::strerror(errno) << "\n";
-    return std::nullopt;
-  }
-  s.data_dir = pattern;
-  s.log_path = s.data_dir + "/tabad.log";
-  s.port = free_loopback_port();
-  std::vector<std::string> args = {cfg.tabad_path, "--listen", fmt::format("127.0.0.1:{}", s.port),
-                                   "--data-dir", s.data_dir};
-  args.insert(args.end(), cfg.server_args.begin(), cfg.server_args.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int log_fd = ::open(s.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool pin = cfg.server_cpu >= 0 && cpu_available(cfg.server_cpu);
-  std::cerr << "ingest_bench: starting";
-  for (const std::string& a : args) std::cerr << ' ' << a;
-  std::cerr << (pin ? fmt::format(" (pinned to CPU {})", cfg.server_cpu) : std::string(" (not pinned)"))
-            << "\n";
-
-  s.pid = ::fork();
-  if (s.pid == 0) {
-    // Like `taskset -c N tabad ...`.
-    if (pin) pin_to_cpu(cfg.server_cpu);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-    }
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  if (log_fd >= 0) ::close(log_fd);
-  if (s.pid < 0) {
-    std::cerr << "ingest_bench: fork: " << std::strerror(errno) << "\n";
-    return std::nullopt;
-  }
-  auto deadline = Clock::now() + std::chrono::seconds(15);
-  while (Clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(s.pid, &status, WNOHANG) == s.pid) {
-      std::cerr << "ingest_bench: tabad exited during startup; log:\n" << tail_of_file(s.log_path) << "\n";
-      return std::nullopt;
-    }
-    if (healthy(s.port)) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::cerr << "ingest_bench: tabad did not answer /healthz within 15 s; log:\n"
-            << tail_of_file(s.log_path) << "\n";
-  ::kill(s.pid, SIGKILL);
-  ::waitpid(s.pid, nullptr, 0);
-  return std::nullopt;
-}
-
-void stop_server(const OwnServer& s, bool keep_data) {
-  ::kill(s.pid, SIGTERM);
-  int status = 0;
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  bool exited = false;
-  while (Clock::now() < deadline) {
-    if (::waitpid(s.pid, &status, WNOHANG) == s.pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!exited) {
-    std::cerr << "ingest_bench: tabad did not exit within 10 s of SIGTERM; killing it\n";
-    ::kill(s.pid, SIGKILL);
-    ::waitpid(s.pid, &status, 0);
-  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string how = WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))
-                                        : fmt::format("was killed by signal {}", WTERMSIG(status));
-    std::cerr << "ingest_bench: tabad " << how << " after SIGTERM; log tail:\n"
-              << tail_of_file(s.log_path) << "\n";
-  }
-  if (keep_data) {
-    std::cerr << "ingest_bench: data kept in " << s.data_dir << "\n";
-  } else {
-    std::error_code ec;
-    std::filesystem::remove_all(s.data_dir, ec);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -481,24 +330,6 @@ RunResult median_result(const std::vector<RunResult>& runs) {
 // ---------------------------------------------------------------------------
 // Command line
 
-// Pulls every "--server-arg X" / "--server-arg=X" out of args (cxxopts would
-// split their values at commas, and they often hold some: --role=fe,be).
-std::vector<std::string> take_server_args(std::vector<std::string>* args) {
-  std::vector<std::string> taken, rest;
-  for (size_t i = 0; i < args->size(); ++i) {
-    const std::string& a = (*args)[i];
-    if (a == "--server-arg" && i + 1 < args->size()) {
-      taken.push_back((*args)[++i]);
-    } else if (a.rfind("--server-arg=", 0) == 0) {
-      taken.push_back(a.substr(13));
-    } else {
-      rest.push_back(a);
-    }
-  }
-  *args = std::move(rest);
-  return taken;
-}
-
 std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
   std::vector<std::string> args(argv, argv + argc);
   Config cfg;
@@ -573,7 +404,7 @@ int run_benchmark(const Config& cfg) {
   taba::http::Url target;
   long server_pid = 0;
   if (cfg.server_url.empty()) {
-    own = start_server(cfg);
+    own = start_tabad("ingest_bench", cfg.tabad_path, cfg.server_args, cfg.server_cpu);
     if (!own) return 1;
     target.host = "127.0.0.1";
     target.port = own->port;
@@ -628,17 +459,9 @@ int run_benchmark(const Config& cfg) {
       m.p50_ms, m.p99_ms, m.non200, m.errors, m.bench_cpu_s, cfg.runs, cfg.duration_s, cfg.connections,
       cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0);
 
-  if (server_pid > 0) {
-    // Peak resident memory of the server over the whole benchmark.
-    std::ifstream status(fmt::format("/proc/{}/status", server_pid));
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("VmHWM:", 0) == 0) {
-        std::cout << "ingest_bench: server_peak_rss_kb=" << std::strtoull(line.c_str() + 6, nullptr, 10) << "\n";
-      }
-    }
-  }
-  if (own) stop_server(*own, cfg.keep_data);
+  // Peak resident memory of the server over the whole benchmark.
+  if (auto hwm = proc_status_kb(server_pid, "VmHWM")) std::cout << "ingest_bench: server_peak_rss_kb=" << *hwm << "\n";
+  if (own) stop_tabad("ingest_bench", *own, cfg.keep_data);
   bool clean = std::all_of(results.begin(), results.end(),
                            [](const RunResult& r) { return r.non200 == 0 && r.errors == 0; });
   return clean ? 0 : 1;

@@ -79,11 +79,13 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
 
 namespace {
 
+using namespace taba::bench;
 using Clock = std::chrono::steady_clock;
 
 struct Config {
@@ -214,152 +216,6 @@ std::vector<std::string> build_bodies(const Config& cfg, int clients, const std:
     bodies.push_back(std::move(text));
   }
   return bodies;
-}
-
-// ---------------------------------------------------------------------------
-// Processes
-
-std::optional<double> process_cpu_seconds(long pid) {
-  if (pid <= 0) return std::nullopt;
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return std::nullopt;
-  std::istringstream fields(stat.substr(paren + 1));
-  std::vector<std::string> f;
-  for (std::string s; fields >> s;) f.push_back(s);
-  if (f.size() < 13) return std::nullopt;  // f[11], f[12]: utime, stime (fields 14, 15)
-  double ticks = std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr);
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// A "VmXXX:  1234 kB" figure of /proc/<pid>/status, in kB.
-std::optional<long> proc_status_kb(long pid, const std::string& key) {
-  if (pid <= 0) return std::nullopt;
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
-  }
-  return std::nullopt;
-}
-
-bool pin_to_cpu(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return ::sched_setaffinity(0, sizeof set, &set) == 0;
-}
-
-bool cpu_available(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  return cpu >= 0 && cpu < CPU_SETSIZE && ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(cpu, &set);
-}
-
-int free_loopback_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
-struct OwnServer {
-  pid_t pid = -1;
-  int port = 0;
-  std::string data_dir;
-  std::string log_path;
-};
-
-std::string log_tail(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return text.size() > 3000 ? "..." + text.substr(text.size() - 3000) : text;
-}
-
-std::optional<OwnServer> start_server(const Config& cfg) {
-  OwnServer s;
-  char pattern[] = "/tmp/query-bench-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) {
-    std::cerr << "query_bench: mkdtemp: " << std::strerror(errno) << "\n";
-    return std::nullopt;
-  }
-  s.data_dir = pattern;
-  s.log_path = s.data_dir + "/tabad.log";
-  s.port = free_loopback_port();
-  std::vector<std::string> args = {cfg.tabad_path, "--listen", fmt::format("127.0.0.1:{}", s.port), "--data-dir",
-                                   s.data_dir + "/data"};
-  args.insert(args.end(), cfg.server_args.begin(), cfg.server_args.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int log_fd = ::open(s.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool pin = cfg.server_cpu >= 0 && cpu_available(cfg.server_cpu);
-  std::cerr << "query_bench: starting";
-  for (const std::string& a : args) std::cerr << ' ' << a;
-  std::cerr << (pin ? fmt::format(" (pinned to CPU {})", cfg.server_cpu) : std::string(" (not pinned)")) << "\n";
-  s.pid = ::fork();
-  if (s.pid == 0) {
-    if (pin) pin_to_cpu(cfg.server_cpu);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-    }
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  if (log_fd >= 0) ::close(log_fd);
-  if (s.pid < 0) {
-    std::cerr << "query_bench: fork: " << std::strerror(errno) << "\n";
-    return std::nullopt;
-  }
-  auto deadline = Clock::now() + std::chrono::seconds(15);
-  while (Clock::now() < deadline) {
-    if (::waitpid(s.pid, nullptr, WNOHANG) == s.pid) {
-      std::cerr << "query_bench: tabad exited during startup; log:\n" << log_tail(s.log_path) << "\n";
-      return std::nullopt;
-    }
-    auto r = taba::http::fetch("GET", fmt::format("http://127.0.0.1:{}/healthz", s.port), {}, "", 1000);
-    if (r.ok() && r->status == 200) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::cerr << "query_bench: tabad did not answer /healthz within 15 s; log:\n" << log_tail(s.log_path) << "\n";
-  ::kill(s.pid, SIGKILL);
-  ::waitpid(s.pid, nullptr, 0);
-  return std::nullopt;
-}
-
-void stop_server(const OwnServer& s, bool keep_data) {
-  ::kill(s.pid, SIGTERM);
-  int status = 0;
-  bool exited = false;
-  for (auto deadline = Clock::now() + std::chrono::seconds(10); Clock::now() < deadline;) {
-    if (::waitpid(s.pid, &status, WNOHANG) == s.pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!exited) {
-    std::cerr << "query_bench: tabad did not exit within 10 s of SIGTERM; killing it\n";
-    ::kill(s.pid, SIGKILL);
-    ::waitpid(s.pid, &status, 0);
-  }
-  if (keep_data) {
-    std::cerr << "query_bench: data kept in " << s.data_dir << "\n";
-  } else {
-    std::error_code ec;
-    std::filesystem::remove_all(s.data_dir, ec);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -797,22 +653,6 @@ std::vector<Kind> filtered(const Config& cfg, std::vector<Kind> kinds) {
 // ---------------------------------------------------------------------------
 // Command line
 
-std::vector<std::string> take_server_args(std::vector<std::string>* args) {
-  std::vector<std::string> taken, rest;
-  for (size_t i = 0; i < args->size(); ++i) {
-    const std::string& a = (*args)[i];
-    if (a == "--server-arg" && i + 1 < args->size()) {
-      taken.push_back((*args)[++i]);
-    } else if (a.rfind("--server-arg=", 0) == 0) {
-      taken.push_back(a.substr(13));
-    } else {
-      rest.push_back(a);
-    }
-  }
-  *args = std::move(rest);
-  return taken;
-}
-
 std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
   std::vector<std::string> args(argv, argv + argc);
   Config cfg;
@@ -897,7 +737,7 @@ int run_benchmark(const Config& cfg) {
   taba::http::Url target;
   long pid = 0;
   if (cfg.server_url.empty()) {
-    own = start_server(cfg);
+    own = start_tabad("query_bench", cfg.tabad_path, cfg.server_args, cfg.server_cpu);
     if (!own) return 1;
     target.host = "127.0.0.1";
     target.port = own->port;
@@ -971,7 +811,7 @@ int run_benchmark(const Config& cfg) {
     }
     run_kinds(cfg, &session, pid, filtered(cfg, merge_kinds(cfg, mnames)));
   }();
-  if (own) stop_server(*own, cfg.keep_data);
+  if (own) stop_tabad("query_bench", *own, cfg.keep_data);
   return rc;
 }
 

@@ -51,34 +51,15 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "bench_support.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "roles/client_proxy.h"
 
 namespace {
 
+using taba::bench::process_cpu_seconds;
 using Clock = std::chrono::steady_clock;
-
-std::optional<double> process_cpu_seconds(long pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat;
-  if (!std::getline(in, stat)) return std::nullopt;
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::vector<std::string> fields;
-  std::string f;
-  for (size_t i = close + 2; i <= stat.size(); ++i) {
-    if (i == stat.size() || stat[i] == ' ') {
-      fields.push_back(f);
-      f.clear();
-    } else {
-      f.push_back(stat[i]);
-    }
-  }
-  if (fields.size() < 13) return std::nullopt;
-  double ticks = std::stod(fields[11]) + std::stod(fields[12]);  // utime + stime
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // Seconds the threads of a process spent runnable but waiting for a CPU
 // (the second field of /proc/PID/task/TID/schedstat, in nanoseconds).
