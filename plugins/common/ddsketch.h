@@ -161,12 +161,11 @@ class DDSketch {
   // Adds every value of other. Throws std::bad_alloc.
   void merge(const DDSketch& other);
   // Cache hints for add_prepared: prefetch_fields() first, then (once those
-  // have had time to arrive) prefetch_bins(values).
+  // have had time to arrive) prefetch_used_bins().
   void prefetch_fields() const {
     __builtin_prefetch(this, 1);
     positive_.prefetch_self();
   }
-  void prefetch_bins(const PreparedValues& values) const;
   // Prefetches the bins in use, at most max_lines cache lines per store.
   void prefetch_used_bins(int max_lines) const {
     positive_.prefetch_used(max_lines);

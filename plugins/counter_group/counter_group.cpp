@@ -187,22 +187,8 @@ void fold_chunk(taba_state* const* states, size_t count, const taba_event* event
     add_to_runs<30>(runs[2], &nruns[2], second, value);
     add_to_runs<900>(runs[3], &nruns[3], second, value);
   }
-  // The states are mostly cold (a client's state is touched a few times a
-  // second among thousands): ask for every cache line the adds will touch
-  // first, in two rounds (the fields, then the slots and bins they locate),
-  // so the misses overlap instead of following one another.
-  for (size_t s = 0; s < count; ++s) {
-    const CounterGroupState& st = *state_of(states[s]);
-    for (int w = 0; w < kWindowCount; ++w) st.window(w).prefetch_self();
-    st.all_time.prefetch_fields();
-  }
-  for (size_t s = 0; s < count; ++s) {
-    const CounterGroupState& st = *state_of(states[s]);
-    for (int w = 0; w < kWindowCount; ++w) {
-      for (size_t k = 0; k < nruns[w]; ++k) st.window(w).prefetch_bucket(runs[w][k].bucket);
-    }
-    st.all_time.prefetch_bins(values);
-  }
+  // (The states' cache lines were asked for by cg_prefetch, which the host
+  // calls one block ahead.)
   for (size_t s = 0; s < count; ++s) {
     CounterGroupState& st = *state_of(states[s]);
     for (int w = 0; w < kWindowCount; ++w) {
