@@ -187,6 +187,9 @@ Status read_ingest(const toml::table& t, Config::Ingest* g) {
   TABA_TRY(r.integer("max_inflated_bytes", 1024, int64_t{1} << 40, &g->max_inflated_bytes));
   TABA_TRY(r.integer("max_inflate_ratio", 2, 1'000'000, &g->max_inflate_ratio));
   TABA_TRY(r.integer("future_clamp_s", 0, 86400 * 365, &g->future_clamp_s));
+  TABA_TRY(r.integer("max_events_per_body", 0, int64_t{1} << 40, &g->max_events_per_body));
+  TABA_TRY(r.integer("max_names", 0, int64_t{1} << 40, &g->max_names));
+  TABA_TRY(r.integer("max_names_per_client", 0, int64_t{1} << 40, &g->max_names_per_client));
   return r.unknown_keys();
 }
 
@@ -528,14 +531,16 @@ std::string dump_config(const Config& c) {
       "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ndedup_ttl_s = {}\ngc_interval_s = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
       "idle_timeout_ms = {}\nmax_connections = {}\n\n"
-      "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\n\n"
+      "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\nmax_events_per_body = {}\n"
+      "max_names = {}\nmax_names_per_client = {}\n\n"
       "[plugins]\ntypes = {{{}}}\n\n"
       "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(c.store.fsync), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
-      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, type_map, secret(c.auth.ingest_token),
+      c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,
+      c.ingest.max_names_per_client, type_map, secret(c.auth.ingest_token),
       secret(c.auth.admin_token), secret(c.auth.query_token)) + agent + proxy + dump_redis(c.redis);
 }
 

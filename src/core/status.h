@@ -10,7 +10,9 @@ namespace taba {
 
 class Status {
  public:
-  enum class Code { kOk = 0, kInvalid, kNotFound, kCorruption, kIoError, kUnavailable, kInternal };
+  // kLimit: well-formed, but refused by a configured limit (HTTP 422; the
+  // agent dead-letters it rather than retrying forever).
+  enum class Code { kOk = 0, kInvalid, kNotFound, kCorruption, kIoError, kUnavailable, kInternal, kLimit };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -20,6 +22,7 @@ class Status {
   static Status IoError(std::string msg) { return Status(Code::kIoError, std::move(msg)); }
   static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
+  static Status Limit(std::string msg) { return Status(Code::kLimit, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -57,10 +57,11 @@ Status Inflater::feed(std::string_view in, const std::function<bool(std::string_
     size_t produced = sizeof out_buf_ - zs_.avail_out;
     out_total_ += produced;
     if (out_total_ > limits_.max_output_bytes) {
-      return Status::Invalid(fmt::format("decompressed body exceeds {} bytes", limits_.max_output_bytes));
+      return Status::Invalid(
+          fmt::format("decompressed body exceeds {} bytes ({})", limits_.max_output_bytes, limits_.output_limit_name));
     }
     if (out_total_ > (1u << 20) && out_total_ / (in_total_ ? in_total_ : 1) > limits_.max_ratio) {
-      return Status::Invalid(fmt::format("compression ratio exceeds {}:1", limits_.max_ratio));
+      return Status::Invalid(fmt::format("compression ratio exceeds {}:1 ({})", limits_.max_ratio, limits_.ratio_limit_name));
     }
     if (rc == Z_STREAM_END) ended_ = true;
     if (produced > 0 && !sink(std::string_view(out_buf_, produced))) return Status::Ok();

@@ -22,6 +22,9 @@ class Inflater {
   struct Limits {
     uint64_t max_output_bytes = 512ull << 20;
     uint64_t max_ratio = 1000;  // output bytes per input byte, checked past 1 MiB of output
+    // Named in the errors, e.g. the configuration keys the limits come from.
+    std::string output_limit_name = "limit";
+    std::string ratio_limit_name = "limit";
   };
 
   Inflater(Format format, Limits limits);

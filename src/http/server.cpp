@@ -908,6 +908,7 @@ void Connection::send_reply(Response response) {
 
 // Server-made error reply (or a bare close when a reply is already out).
 void Connection::fail(int status, std::string_view message) {
+  if (status == 413 || status == 431) core_->stats.oversized++;
   keep_alive_ = false;
   stop_parse_ = true;
   if (closing_ || lingering_) return;

@@ -101,6 +101,7 @@ struct ServerStats {
   uint64_t requests = 0;
   uint64_t timeouts = 0;              // connections closed by a timeout
   uint64_t parse_errors = 0;          // malformed HTTP
+  uint64_t oversized = 0;             // 413 / 431: over max_body_bytes / max_header_bytes
 };
 
 class Server {

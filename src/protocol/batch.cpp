@@ -155,4 +155,35 @@ bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Statu
   return true;
 }
 
+bool BatchReader::next_header(BatchBlock* block, Status* status) {
+  *status = Status::Ok();
+  if (blocks_read_ >= block_count_) {
+    if (pos_ != in_.size()) *status = Status::Corruption("trailing bytes after the last batch block");
+    return false;
+  }
+  auto corrupt = [&](const char* what) {
+    *status = Status::Corruption(fmt::format("batch block {}: {}", blocks_read_, what));
+    return false;
+  };
+  uint16_t client_len = 0, name_len = 0;
+  uint8_t type_len = 0;
+  if (!read(&client_len, 2) || !read_view(client_len, &block->client)) return corrupt("client truncated");
+  if (!read(&name_len, 2) || !read_view(name_len, &block->name)) return corrupt("name truncated");
+  if (!read(&type_len, 1) || !read_view(type_len, &block->type)) return corrupt("type truncated");
+  if (!read(&block->event_count, 4)) return corrupt("event count truncated");
+  for (uint32_t i = 0; i < block->event_count; ++i) {
+    uint8_t kind = 0;
+    uint32_t len = 0;
+    std::string_view text;
+    if (in_.size() - pos_ < 9) return corrupt("event truncated");
+    kind = static_cast<uint8_t>(in_[pos_ + 8]);
+    const size_t fixed = kind == TABA_VALUE_NUMBER ? 17 : 9;
+    if (in_.size() - pos_ < fixed) return corrupt("event truncated");
+    pos_ += fixed;
+    if (!read(&len, 4) || !read_view(len, &text)) return corrupt("event payload truncated");
+  }
+  ++blocks_read_;
+  return true;
+}
+
 }  // namespace taba::protocol

@@ -65,6 +65,9 @@ class BatchReader {
   // into taba_event views pointing into the batch bytes). False at the end;
   // a corrupt block sets *status.
   bool next(BatchBlock* block, std::vector<taba_event>* events, Status* status);
+  // Reads the next block's header and steps over its events without parsing
+  // their payloads (admission checks that need only clients and names).
+  bool next_header(BatchBlock* block, Status* status);
 
  private:
   bool read(void* out, size_t n);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/validation.h"
 #include "http/url.h"
 
 namespace taba::query {
@@ -134,7 +135,11 @@ Result<Matcher> Matcher::make(const std::vector<std::string>& values, bool re, b
     opts.set_max_mem(8 << 20);
     auto regex = std::make_shared<RE2>(pattern, opts);
     if (!regex->ok()) {
-      return Status::Invalid(fmt::format("invalid regular expression \"{}\": {}", pattern, regex->error()));
+      // RE2's error repeats the offending part of the pattern, which can be
+      // as long as the pattern: keep the reason one short line.
+      std::string why = regex->error();
+      if (why.size() > 120) why = why.substr(0, 117) + "...";
+      return Status::Invalid(fmt::format("invalid regular expression \"{}\": {}", quote_for_error(pattern), why));
     }
     m.regex_ = std::move(regex);
     return m;

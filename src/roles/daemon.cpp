@@ -33,6 +33,10 @@ namespace {
 
 constexpr size_t kMaxQueryBodyBytes = 1 << 20;
 
+store::NameLimits name_limits(const Config::Ingest& in) {
+  return store::NameLimits{static_cast<uint64_t>(in.max_names), static_cast<uint64_t>(in.max_names_per_client)};
+}
+
 // Collects a small request body, then answers with `respond`.
 class BufferedRequest : public http::RequestHandler {
  public:
@@ -162,6 +166,7 @@ class Daemon {
         return close_loop(1);
       }
     }
+    store_->set_name_limits(name_limits(config_.ingest));
     ingest_ = std::make_unique<Ingest>(store_.get(), &registry_, config_.ingest);
     self_tabs_ = std::make_unique<SelfTabs>(store_.get(), &registry_);
     ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
@@ -294,6 +299,10 @@ class Daemon {
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_rejected), {{"outcome", "rejected"}});
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
+    w.counter("taba_bodies_over_limit_total",
+              "Bodies refused by a configured limit (ingest.max_events_per_body: 413; ingest.max_names or "
+              "max_names_per_client: 422); also counted as rejected.",
+              static_cast<double>(in.bodies_over_limit));
     const http::ServerStats& hs = server_->stats();
     w.counter("taba_http_requests_total", "HTTP requests received.", static_cast<double>(hs.requests));
     w.counter("taba_http_connections_accepted_total", "Connections accepted.", static_cast<double>(hs.connections_accepted));
@@ -302,6 +311,8 @@ class Daemon {
     w.gauge("taba_http_connections_active", "Open connections.", static_cast<double>(hs.connections_active));
     w.counter("taba_http_timeouts_total", "Connections closed by a header, body or idle timeout.", static_cast<double>(hs.timeouts));
     w.counter("taba_http_parse_errors_total", "Malformed HTTP requests.", static_cast<double>(hs.parse_errors));
+    w.counter("taba_http_oversized_total", "Requests refused for headers (431) or a body (413) over the limit.",
+              static_cast<double>(hs.oversized));
     int64_t loaded = 0, refused = 0;
     for (const auto& r : registry_.reports()) (r.loaded ? loaded : refused) += 1;
     w.family("taba_plugins", "gauge", "Plugin files by load result.");
@@ -402,8 +413,12 @@ class Daemon {
     if (proxy_) proxy_->reload(n);
     if (n.ingest.max_inflated_bytes != config_.ingest.max_inflated_bytes ||
         n.ingest.max_inflate_ratio != config_.ingest.max_inflate_ratio ||
-        n.ingest.future_clamp_s != config_.ingest.future_clamp_s) {
+        n.ingest.future_clamp_s != config_.ingest.future_clamp_s ||
+        n.ingest.max_events_per_body != config_.ingest.max_events_per_body ||
+        n.ingest.max_names != config_.ingest.max_names ||
+        n.ingest.max_names_per_client != config_.ingest.max_names_per_client) {
       if (ingest_) ingest_->set_options(n.ingest);
+      if (store_) store_->set_name_limits(name_limits(n.ingest));
       applied.push_back("[ingest] limits");
     }
     if (n.server.roles != config_.server.roles) restart.push_back("server.roles");

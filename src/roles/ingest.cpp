@@ -90,6 +90,8 @@ class IngestRequest : public http::RequestHandler {
       http::Inflater::Limits limits;
       limits.max_output_bytes = static_cast<uint64_t>(ingest->options_.max_inflated_bytes);
       limits.max_ratio = static_cast<uint64_t>(ingest->options_.max_inflate_ratio);
+      limits.output_limit_name = "ingest.max_inflated_bytes";
+      limits.ratio_limit_name = "ingest.max_inflate_ratio";
       inflater_ = std::make_unique<http::Inflater>(*compression, limits);
     }
   }
@@ -103,7 +105,8 @@ class IngestRequest : public http::RequestHandler {
     } else {
       decoder_.feed(chunk);
     }
-    if (!decoder_.error().empty()) reject(400, decoder_.error());
+    if (!decoder_.error().empty()) return reject(400, decoder_.error());
+    check_event_limit();
   }
 
   void on_complete() override {
@@ -113,6 +116,7 @@ class IngestRequest : public http::RequestHandler {
       if (!s.ok()) return reject(400, s.message());
     }
     if (!decoder_.finish()) return reject(400, decoder_.error());
+    if (check_event_limit()) return;
     uint64_t events = decoder_.events();
     uint64_t clamped = decoder_.clamped();
     if (events == 0) {
@@ -141,6 +145,10 @@ class IngestRequest : public http::RequestHandler {
                              } else if (s.code() == Status::Code::kInvalid) {
                                ++ingest->stats_.bodies_rejected;
                                exchange->reply(http::Response::text(400, s.message() + "\n"));
+                             } else if (s.code() == Status::Code::kLimit) {
+                               ++ingest->stats_.bodies_rejected;
+                               ++ingest->stats_.bodies_over_limit;
+                               exchange->reply(http::Response::text(422, s.message() + "\n"));
                              } else {
                                ++ingest->stats_.bodies_unavailable;
                                http::Response r = http::Response::text(503, s.message() + "\n");
@@ -157,6 +165,16 @@ class IngestRequest : public http::RequestHandler {
     o.now = now;
     o.future_clamp_s = static_cast<double>(ingest->options_.future_clamp_s);
     return o;
+  }
+
+  // A body with more events than ingest.max_events_per_body is refused as
+  // soon as the decoder passes the limit (the rest is not decoded).
+  bool check_event_limit() {
+    auto limit = static_cast<uint64_t>(ingest_->options_.max_events_per_body);
+    if (limit == 0 || decoder_.events() <= limit) return false;
+    ++ingest_->stats_.bodies_over_limit;
+    reject(413, fmt::format("body has more than {} events (ingest.max_events_per_body); post smaller bodies", limit));
+    return true;
   }
 
   void reject(int status, const std::string& why) {

@@ -21,7 +21,8 @@ namespace taba::roles {
 
 struct IngestStats {
   uint64_t bodies_ok = 0;
-  uint64_t bodies_rejected = 0;     // 400 / 413 / 415
+  uint64_t bodies_rejected = 0;     // 400 / 413 / 415 / 422
+  uint64_t bodies_over_limit = 0;   // of those: refused by a configured limit (413 events, 422 names)
   uint64_t bodies_unavailable = 0;  // 503
   uint64_t events_received = 0;     // in accepted bodies
   uint64_t events_clamped = 0;      // future timestamps clamped to now

@@ -136,6 +136,13 @@ struct BatchId {
 };
 
 using Bindings = std::vector<std::pair<std::string, const plugin::Handler*>>;
+
+// Cardinality guards (ingest.max_names, ingest.max_names_per_client); 0 = no
+// limit. A body that would pass one is refused whole with Status::Limit.
+struct NameLimits {
+  uint64_t max_names = 0;             // distinct names in the store
+  uint64_t max_names_per_client = 0;  // names one client has a state for
+};
 using ViewCallback = std::function<void(const Status&, const ReadView*)>;
 using ReportCallback = std::function<void(const Status&, const Report&)>;
 
@@ -156,9 +163,12 @@ class Store {
   // Makes a validated batch durable and (eventually) applied. `new_bindings`
   // are names the body uses that bound_handler did not know, with the type
   // the body gives them. done: OK = durable (200); Invalid = type conflict
-  // (400); Unavailable/IoError = nothing accepted (503).
+  // (400); Limit = a NameLimits guard refused it (422); Unavailable/IoError
+  // = nothing accepted (503).
   virtual void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
                       std::function<void(const Status&)> done) = 0;
+  // Limits for bodies submitted from now on (also on SIGHUP).
+  virtual void set_name_limits(const NameLimits& limits) = 0;
 
   // --- queries ---
   virtual void fetch(const QueryNeed& need, ViewCallback ready) = 0;

@@ -7,11 +7,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -69,8 +71,20 @@ std::vector<char*> exec_argv(const std::vector<std::string>& args) {
 }
 
 // In the child after fork(): die with the parent, exec, or report and exit 127.
-[[noreturn]] void exec_child(const std::vector<char*>& argv) {
+// A file_size_limit > 0 is set as RLIMIT_FSIZE first, with SIGXFSZ ignored
+// (an ignored signal stays ignored across exec), so that a write past it
+// fails with EFBIG instead of killing the process.
+[[noreturn]] void exec_child(const std::vector<char*>& argv, uint64_t file_size_limit = 0) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (file_size_limit > 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_FSIZE, &lim) == 0) {
+      lim.rlim_cur = static_cast<rlim_t>(file_size_limit);
+      if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < lim.rlim_cur) lim.rlim_cur = lim.rlim_max;
+      (void)::setrlimit(RLIMIT_FSIZE, &lim);
+    }
+  }
   ::execv(argv[0], argv.data());
   const char* msg = "exec failed: ";
   (void)!::write(2, msg, std::strlen(msg));
@@ -81,7 +95,8 @@ std::vector<char*> exec_argv(const std::vector<std::string>& args) {
 
 }  // namespace
 
-Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log) {
+Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log,
+                           uint64_t file_size_limit) {
   std::vector<char*> argv = exec_argv(args);
   int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate_log ? O_TRUNC : 0);
   int log_fd = ::open(log_path.c_str(), flags, 0644);
@@ -98,11 +113,56 @@ Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::stri
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
-    exec_child(argv);
+    exec_child(argv, file_size_limit);
   }
   ::close(log_fd);
   if (null_fd >= 0) ::close(null_fd);
   return pid;
+}
+
+Status set_file_size_limit(pid_t pid, uint64_t bytes) {
+  rlimit lim{};
+  if (::prlimit(pid, RLIMIT_FSIZE, nullptr, &lim) != 0) {
+    return Status::IoError(fmt::format("prlimit({}, RLIMIT_FSIZE): {}", pid, std::strerror(errno)));
+  }
+  lim.rlim_cur = bytes == 0 ? lim.rlim_max : std::min<rlim_t>(static_cast<rlim_t>(bytes), lim.rlim_max);
+  if (::prlimit(pid, RLIMIT_FSIZE, &lim, nullptr) != 0) {
+    return Status::IoError(fmt::format("prlimit({}, RLIMIT_FSIZE, {}): {}", pid, bytes, std::strerror(errno)));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> raise_fd_limit(uint64_t want) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return Status::IoError(fmt::format("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno)));
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= want) return static_cast<uint64_t>(lim.rlim_cur);
+  lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? static_cast<rlim_t>(want) : std::min<rlim_t>(want, lim.rlim_max);
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return Status::IoError(fmt::format("setrlimit(RLIMIT_NOFILE, {}): {}", want, std::strerror(errno)));
+  }
+  return static_cast<uint64_t>(lim.rlim_cur);
+}
+
+Result<int64_t> process_rss_kb(pid_t pid) {
+  std::string path = fmt::format("/proc/{}/status", pid);
+  std::ifstream in(path);
+  if (!in) return Status::IoError(fmt::format("cannot read {}", path));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return Status::IoError(fmt::format("{} has no VmRSS line", path));
+}
+
+Result<int> process_fd_count(pid_t pid) {
+  std::string path = fmt::format("/proc/{}/fd", pid);
+  std::error_code ec;
+  int n = 0;
+  for (std::filesystem::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  if (ec) return Status::IoError(fmt::format("cannot list {}: {}", path, ec.message()));
+  return n;
 }
 
 std::string tabad_path() {
@@ -226,7 +286,7 @@ std::string TabadProcess::url() const {
 }
 
 std::string TabadProcess::log_path() const {
-  return data_dir_ + "/tabad.log";
+  return log_path_.empty() ? data_dir_ + "/tabad.log" : log_path_;
 }
 
 std::string TabadProcess::log_text() const {
@@ -287,7 +347,7 @@ Status TabadProcess::spawn(const std::vector<std::string>& extra_args, int fixed
   std::vector<std::string> args = {tabad_path(), "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir",
                                    data_dir_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  Result<pid_t> pid = spawn_logged(args, log_path(), /*truncate_log=*/true);
+  Result<pid_t> pid = spawn_logged(args, log_path(), /*truncate_log=*/true, file_size_limit_);
   if (!pid.ok()) return pid.status();
   pid_ = pid.value();
   exited_ = false;

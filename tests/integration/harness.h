@@ -30,8 +30,26 @@ int decode_wait_status(int status);
 
 // Starts argv[0] (a path) with its output appended to (or, with
 // truncate_log, replacing) log_path and stdin from /dev/null; the child dies
-// with the test process. Returns its pid.
-Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log);
+// with the test process. Returns its pid. A file_size_limit > 0 becomes the
+// child's RLIMIT_FSIZE soft limit (writes past it fail with EFBIG; SIGXFSZ
+// is ignored): a stand-in for a full disk where mounting a small tmpfs is
+// not allowed.
+Result<pid_t> spawn_logged(const std::vector<std::string>& args, const std::string& log_path, bool truncate_log,
+                           uint64_t file_size_limit = 0);
+
+// Sets the RLIMIT_FSIZE soft limit of a running process (prlimit); 0 means
+// unlimited (up to its hard limit).
+Status set_file_size_limit(pid_t pid, uint64_t bytes);
+
+// Raises this process's RLIMIT_NOFILE soft limit to `want` (at most the hard
+// limit); children started afterwards inherit it. Returns the soft limit now
+// in force.
+Result<uint64_t> raise_fd_limit(uint64_t want);
+
+// From /proc/<pid>: the resident set size in KiB (VmRSS), and the number of
+// open file descriptors.
+Result<int64_t> process_rss_kb(pid_t pid);
+Result<int> process_fd_count(pid_t pid);
 
 // A new, empty directory "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to /tmp).
 // Aborts the test run (throws std::runtime_error) if it cannot be created.
@@ -96,6 +114,12 @@ class TabadProcess {
   // was taken meanwhile. The error carries the end of the log.
   Status start(std::vector<std::string> extra_args = {}, std::string data_dir = {});
 
+  // For the next start()s: where stdout and stderr go ("" = <data dir>/tabad.log;
+  // e.g. outside a data directory that is a small tmpfs), and an
+  // RLIMIT_FSIZE for the process (0 = none; see spawn_logged).
+  void set_log_path(std::string path) { log_path_ = std::move(path); }
+  void set_file_size_limit(uint64_t bytes) { file_size_limit_ = bytes; }
+
   // Like start(), but listening on the given port, which the caller chose
   // (e.g. told to an agent before this process existed); no retry with
   // another port.
@@ -141,6 +165,8 @@ class TabadProcess {
   int port_ = 0;
   std::string data_dir_;
   bool owns_dir_ = false;
+  std::string log_path_;          // "" = <data_dir_>/tabad.log
+  uint64_t file_size_limit_ = 0;  // RLIMIT_FSIZE of the child; 0 = none
 };
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <unordered_set>
 
 #include "core/clock.h"
 #include "core/le_bytes.h"
@@ -119,6 +120,7 @@ Status EmbeddedStore::open() {
   if (!wal.ok()) return wal.status();
   wal_ = std::move(wal.value());
   changes_since_snapshot_ = stats_.batches_replayed;
+  lower_max_client_states();
   log::info("store: recovered {} names, {} clients, {} WAL batches replayed from {}", names_.size(),
             clients_.size(), stats_.batches_replayed, options_.dir);
 
@@ -200,6 +202,10 @@ void EmbeddedStore::submit(std::string batch, BatchId id, Bindings new_bindings,
       return;
     }
   }
+  if (Status limited = check_name_limits(batch, new_bindings); !limited.ok()) {
+    done(limited);
+    return;
+  }
   for (const auto& [name, handler] : new_bindings) {
     if (!bound_handler(name)) reserved_.emplace(name, handler);
   }
@@ -222,6 +228,7 @@ void EmbeddedStore::append(Pending p) {
       std::string summary;
       bool admin = is_admin_record(shared->batch);
       Status applied = admin ? apply_admin(shared->batch, &summary) : apply(shared->batch, false);
+      if (admin) lower_max_client_states();
       if (!applied.ok()) log::error("store: applying a logged record failed: {}", applied.message());
       if (admin) {
         shared->admin_done(applied, summary);
@@ -230,7 +237,12 @@ void EmbeddedStore::append(Pending p) {
       }
     } else {
       ++stats_.batches_failed;
-      log::error("store: WAL write failed: {}", st.message());
+      // A full disk fails every post until space returns: one line per 10 s.
+      double t = wall_now();
+      if (t - last_failure_log_ >= 10) {
+        log::error("store: WAL write failed ({} posts refused so far): {}", stats_.batches_failed, st.message());
+        last_failure_log_ = t;
+      }
       if (shared->admin_done) {
         shared->admin_done(st, "");
       } else {
@@ -430,6 +442,56 @@ void EmbeddedStore::close(std::function<void()> done) {
   }
 }
 
+Status EmbeddedStore::check_name_limits(std::string_view batch, const Bindings& new_bindings) {
+  if (limits_.max_names > 0 && !new_bindings.empty()) {
+    // Names applied plus those reserved by batches in flight: exact.
+    uint64_t fresh = 0;
+    for (const auto& b : new_bindings) fresh += bound_handler(b.first) == nullptr;
+    uint64_t held = names_.size() + reserved_.size();
+    if (fresh > 0 && held + fresh > limits_.max_names) {
+      ++stats_.refused_max_names;
+      return Status::Limit(fmt::format("the store holds {} names and this body adds {} new, more than "
+                                       "ingest.max_names ({}); nothing from it was applied",
+                                       held, fresh, limits_.max_names));
+    }
+  }
+  if (limits_.max_names_per_client == 0) return Status::Ok();
+  std::string_view id, records;
+  if (!split_batch_record(batch, &id, &records)) return Status::Ok();  // apply reports the corruption
+  protocol::BatchReader reader(records);
+  if (!reader.open().ok()) return Status::Ok();
+  // Cheap and usually enough: no client can reach the limit even if every
+  // block of this body gave it a new name.
+  if (uint64_t{max_client_states_} + reader.block_count() <= limits_.max_names_per_client) return Status::Ok();
+  std::unordered_map<std::string_view, std::unordered_set<std::string_view>> fresh_names;  // client -> new names
+  protocol::BatchBlock block;
+  Status s;
+  while (reader.next_header(&block, &s)) {
+    ClientIndex ci = 0;
+    bool known = find_client(block.client, &ci);
+    if (known) {
+      auto it = names_.find(block.name);
+      if (it != names_.end() && it->second->states.find(ci)) continue;
+    }
+    auto& names = fresh_names[block.client];
+    names.insert(block.name);
+    uint64_t held = known ? client_state_counts_[ci] : 0;
+    if (held + names.size() > limits_.max_names_per_client) {
+      ++stats_.refused_max_names_per_client;
+      return Status::Limit(fmt::format("client \"{}\" has {} names and this body adds {} new, more than "
+                                       "ingest.max_names_per_client ({}); nothing from it was applied",
+                                       block.client, held, names.size(), limits_.max_names_per_client));
+    }
+  }
+  return Status::Ok();
+}
+
+void EmbeddedStore::lower_max_client_states() {
+  max_client_states_ = client_state_counts_.empty()
+                           ? 0
+                           : *std::max_element(client_state_counts_.begin(), client_state_counts_.end());
+}
+
 ClientIndex EmbeddedStore::intern_client(std::string_view client) {
   auto it = client_index_.find(client);
   if (it != client_index_.end()) return it->second;
@@ -531,7 +593,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
       // A new client: its first events fold straight into its new state.
       client_state = &entry->states[ci];
       *client_state = State(entry->handler, fresh_state);
-      ++client_state_counts_[ci];
+      max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
     }
     if (entry->handler->fold_many) {
       // One pass over the events into both states (handler.h, ABI 1.1).
@@ -684,7 +746,7 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
       s = load(blob, &st);
       if (!s.ok()) return s;
       State& slot = entry->states[ci];
-      if (!slot) ++client_state_counts_[ci];
+      if (!slot) max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
       slot = std::move(st);
     }
     names_.emplace(entry->name, std::move(entry));
@@ -1032,6 +1094,12 @@ void EmbeddedStore::metrics(std::vector<Metric>* out) const {
   add("taba_store_in_flight_batches", "gauge", "Batches appended to the WAL and not yet applied.",
       static_cast<double>(stats_.in_flight + held_.size()));
   add("taba_store_names", "gauge", "Names held.", static_cast<double>(names_.size()));
+  out->push_back(Metric{"taba_store_limit_refusals_total", "counter",
+                        "Bodies refused (422) because they would pass a cardinality limit.",
+                        static_cast<double>(stats_.refused_max_names), {{"limit", "max_names"}}});
+  out->push_back(Metric{"taba_store_limit_refusals_total", "counter",
+                        "Bodies refused (422) because they would pass a cardinality limit.",
+                        static_cast<double>(stats_.refused_max_names_per_client), {{"limit", "max_names_per_client"}}});
   add("taba_store_clients", "gauge", "Clients known.", static_cast<double>(clients_.size()));
   add("taba_wal_queued_bytes", "gauge", "Bytes accepted by the WAL and not yet written.",
       static_cast<double>(w.queued_bytes));

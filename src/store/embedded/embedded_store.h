@@ -46,6 +46,8 @@ struct StoreStats {
   uint64_t blocks_dropped = 0;  // a handler could not allocate a state
   uint64_t admin_records = 0;   // delete / gc / repair records applied (live and replayed)
   uint64_t batches_duplicate = 0;  // a batch id seen before: acknowledged, not applied again
+  uint64_t refused_max_names = 0;             // bodies refused by NameLimits::max_names
+  uint64_t refused_max_names_per_client = 0;  // ... by NameLimits::max_names_per_client
   uint64_t in_flight = 0;       // appended, not yet applied
   double last_apply_lag_s = 0;  // receive -> applied, of the last batch
 };
@@ -77,6 +79,10 @@ class EmbeddedStore final : public Store, public ReadView {
   // again (a retry after a lost 200); ids are logged with their batch.
   void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
               std::function<void(const Status&)> done) override;
+  // Checked in submit against what is applied plus what is in flight (for
+  // max_names exactly; max_names_per_client against applied states, so
+  // concurrent bodies of one client can pass it by what they hold).
+  void set_name_limits(const NameLimits& limits) override { limits_ = limits; }
 
   // Queries read the store itself (synchronously).
   void fetch(const QueryNeed& need, ViewCallback ready) override;
@@ -122,6 +128,10 @@ class EmbeddedStore final : public Store, public ReadView {
     std::function<void(const Status&, const std::string&)> admin_done;  // admin records
   };
   Status apply(std::string_view record, bool replay);
+  // Status::Limit when the batch would pass a NameLimits guard.
+  Status check_name_limits(std::string_view batch, const Bindings& new_bindings);
+  // Recomputes max_client_states_ after states were removed.
+  void lower_max_client_states();
   void remember_batch_id(std::string_view id, double time);
   Status apply_admin(std::string_view record, std::string* summary);
   // Appends an admin record; `applied` runs after it is durable and applied.
@@ -149,6 +159,8 @@ class EmbeddedStore final : public Store, public ReadView {
   StringMap<const plugin::Handler*> reserved_;  // bound by in-flight batches
   std::vector<std::string> clients_;
   std::vector<uint32_t> client_state_counts_;  // states per client, across names
+  uint32_t max_client_states_ = 0;  // at least the largest of client_state_counts_ (lowered after admin records)
+  NameLimits limits_;
   StringMap<ClientIndex> client_index_;
 
   std::vector<taba_event> events_;        // scratch, reused per block
@@ -158,6 +170,7 @@ class EmbeddedStore final : public Store, public ReadView {
   LatencyWindow latencies_;
   std::vector<std::function<void()>> drain_waiters_;  // flush: run when nothing is in flight
   double last_live_apply_ = 0;  // wall clock of the last live apply
+  double last_failure_log_ = -1e9;  // wall clock of the last "WAL write failed" line
   uint64_t changes_since_snapshot_ = 0;
   bool snapshot_wanted_ = false;
   bool snapshot_running_ = false;

@@ -60,6 +60,10 @@ using fileio::put_u64;
 using fileio::pwrite_all;
 using fileio::sync_data;
 
+// A write refused for lack of room (a full disk, a quota, RLIMIT_FSIZE):
+// nothing is wrong with the log, and the same write can succeed later.
+bool is_space_error(int err) { return err == ENOSPC || err == EDQUOT || err == EFBIG; }
+
 std::string segment_name(uint64_t number) {
   return fmt::format("wal-{:020}.log", number);
 }
@@ -273,6 +277,8 @@ struct WriteAheadLog::Impl {
   bool dirty = false;           // written since the last fdatasync
   Clock::time_point last_sync;
   bool writer_failed = false;
+  bool out_of_space = false;     // the failing write of this batch lacked room (is_space_error)
+  uint64_t space_failures = 0;   // writes refused for lack of room since the last one that succeeded
 
   std::atomic<uint64_t> records_written{0}, bytes_written{0}, fsyncs{0}, write_errors{0},
       snapshots_written{0}, last_snapshot_bytes{0}, torn_records_skipped{0};
@@ -435,12 +441,17 @@ struct WriteAheadLog::Impl {
   Status create_segment(uint64_t number) {
     const std::string file = path(segment_name(number));
     int new_fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (new_fd < 0) return io_error("cannot create", file, errno);
+    if (new_fd < 0) {
+      int err = errno;
+      out_of_space = is_space_error(err);
+      return io_error("cannot create", file, err);
+    }
     std::vector<iovec> iov{{const_cast<char*>(kSegmentMagic), kMagicBytes}};
     int err = pwrite_all(new_fd, iov, 0);
     if (err != 0) {
       ::close(new_fd);
       unlink(file.c_str());
+      out_of_space = is_space_error(err);
       return io_error("cannot write", file, err);
     }
     // The segment's name must be durable before records in it are acknowledged.
@@ -488,7 +499,10 @@ struct WriteAheadLog::Impl {
     if (group.records() == 0) return Status::Ok();
     std::vector<iovec> iov = group.iovecs();
     int err = pwrite_all(fd, iov, static_cast<off_t>(segment_size));
-    if (err != 0) return io_error("cannot write", path(segment_name(segment)), err);
+    if (err != 0) {
+      out_of_space = is_space_error(err);
+      return io_error("cannot write", path(segment_name(segment)), err);
+    }
     segment_size += group.bytes();
     dirty = true;
     records_written.fetch_add(group.records());
@@ -506,18 +520,33 @@ struct WriteAheadLog::Impl {
     return Status::Ok();
   }
 
-  // Fails everything not yet acknowledged from batch[next] on, removes the
-  // unacknowledged bytes from the segment, and makes the log refuse appends.
+  // Fails everything not yet acknowledged from batch[next] on and removes the
+  // unacknowledged bytes from the segment. A write that failed for lack of
+  // room, once those bytes are durably cut off (the segment then ends with
+  // its last acknowledged record), leaves the log usable: the next append
+  // tries again, so ingest resumes by itself when space is freed. Any other
+  // failure makes the log refuse appends until it is reopened.
   void fail(const Status& error, WriteGroup& group, std::vector<Item>& batch, size_t next,
             std::vector<Completion>* out) {
-    if (!writer_failed) {
+    bool cut = fd < 0;  // no segment open: nothing to cut (create_segment failed)
+    if (fd >= 0 && ftruncate(fd, static_cast<off_t>(unacked_from)) == 0) {
+      segment_size = unacked_from;
+      writeback_from = std::min(writeback_from, segment_size);
+      // Durably: a failed record must not come back at recovery after a crash.
+      cut = sync_data(fd) == 0;
+    }
+    if (out_of_space && cut && !writer_failed) {
+      write_errors.fetch_add(1);
+      if (space_failures++ == 0) {
+        log::error("wal: {}; posts get 503 until a write succeeds again", error.message());
+      }
+    } else if (!writer_failed) {
       writer_failed = true;
       write_errors.fetch_add(1);
       log::error("wal: {}; refusing appends until reopened", error.message());
       std::lock_guard<std::mutex> lock(mu);
       failure = error.message();
     }
-    if (fd >= 0 && ftruncate(fd, static_cast<off_t>(unacked_from)) == 0) segment_size = unacked_from;
     for (Done& d : unacked) out->push_back({std::move(d), error});
     unacked.clear();
     for (Done& d : group.done()) out->push_back({std::move(d), error});
@@ -549,6 +578,10 @@ struct WriteAheadLog::Impl {
       return st;
     };
     Status s = writer_failed ? failed_status() : Status::Ok();
+    out_of_space = false;
+    // A segment could not be created for lack of room (fail() kept the log
+    // usable): create it now.
+    if (s.ok() && fd < 0) s = create_segment(segment + 1);
     size_t i = 0;
     for (; i < batch.size() && s.ok(); ++i) {
       Item& item = batch[i];
@@ -576,7 +609,12 @@ struct WriteAheadLog::Impl {
       s = sync_segment();
       if (s.ok()) acknowledge_unacked(&out);
     }
-    if (!s.ok()) fail(s, group, batch, i, &out);
+    if (!s.ok()) {
+      fail(s, group, batch, i, &out);
+    } else if (space_failures > 0) {
+      log::info("wal: writing again after {} write(s) refused for lack of room", space_failures);
+      space_failures = 0;
+    }
     settle(&out, batch_bytes - settled_bytes);
   }
 
@@ -597,6 +635,7 @@ struct WriteAheadLog::Impl {
     if (!force && Clock::now() - last_sync < kEverySecInterval) return;
     Status s = sync_segment();
     if (s.ok()) return;
+    out_of_space = false;  // a failed fdatasync is never retried: the kernel may have dropped the pages
     std::vector<Item> none;
     WriteGroup empty;
     std::vector<Completion> out;

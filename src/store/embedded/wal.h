@@ -72,6 +72,10 @@ class WriteAheadLog {
   // record is not in the log). Returns Unavailable without queuing (and
   // without calling done) when max_queued_bytes would be exceeded, or
   // IoError when an earlier write failed and the log is refusing appends.
+  // A write refused for lack of room (ENOSPC, EDQUOT, EFBIG) fails only the
+  // records it carried: they are cut off the segment and the next append
+  // tries again, so appends succeed again once room is freed. Any other
+  // write or fdatasync error makes the log refuse appends until reopened.
   // Records complete in the order they were appended.
   Status append(std::string payload, std::function<void(const Status&)> done);
 

@@ -23,16 +23,25 @@ constexpr double kServerForgetS = 3600;   // ... and removed from the registry a
 constexpr int kFlushTimeoutMs = 30'000;
 
 // Binds names to types, first writer wins; returns each name's binding.
+// ARGV: this shard's share of ingest.max_names (0 = no limit), then (name,
+// type) pairs. When the new names would pass the share, nothing is bound and
+// the reply is {'!', names held, new names}.
 constexpr const char* kBindScript = R"lua(
-local out = {}
-for i = 1, #ARGV, 2 do
+local cap = tonumber(ARGV[1])
+local out, fresh = {}, {}
+for i = 2, #ARGV, 2 do
   local t = redis.call('HGET', KEYS[1], ARGV[i])
   if not t then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    fresh[#fresh + 1] = i
     t = ARGV[i + 1]
   end
   out[#out + 1] = t
 end
+if #fresh > 0 and cap > 0 then
+  local held = redis.call('HLEN', KEYS[1])
+  if held + #fresh > cap then return {'!', tostring(held), tostring(#fresh)} end
+end
+for _, i in ipairs(fresh) do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return out
 )lua";
 
@@ -474,25 +483,38 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   bind_then_append(sub);
 }
 
+void RedisStore::set_name_limits(const NameLimits& limits) {
+  limits_ = limits;
+  const auto vbuckets = static_cast<uint64_t>(config_.vbuckets);
+  for (auto& s : shards_) {
+    uint64_t own = uint64_t{s->last_vbucket} - s->first_vbucket + 1;
+    s->max_names = limits.max_names == 0 ? 0 : (limits.max_names * own + vbuckets - 1) / vbuckets;
+  }
+}
+
 void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
   std::vector<std::vector<std::string>> argv(shards_.size());
   std::vector<std::vector<const std::pair<std::string, const plugin::Handler*>*>> wanted(shards_.size());
   for (const auto& b : sub->bindings) {
     size_t s = shard_of(b.first);
-    if (argv[s].empty()) argv[s] = {"EVAL", kBindScript, "1", keys_.types()};
+    if (argv[s].empty()) argv[s] = {"EVAL", kBindScript, "1", keys_.types(), std::to_string(shards_[s]->max_names)};
     argv[s].push_back(b.first);
     argv[s].push_back(b.second->type_name);
     wanted[s].push_back(&b);
   }
   auto alive = alive_;
   auto conflict = std::make_shared<std::string>();
-  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict](const Status& s) {
+  auto limited = std::make_shared<std::string>();
+  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited](const Status& s) {
     if (!*alive) return;
-    if (!s.ok() || !conflict->empty()) {
+    if (!s.ok() || !conflict->empty() || !limited->empty()) {
       in_flight_bytes_ -= sub->bytes;
       if (!conflict->empty()) {
         ++stats_.binding_conflicts;
         sub->done(Status::Invalid(*conflict));
+      } else if (!limited->empty()) {
+        ++stats_.refused_max_names;
+        sub->done(Status::Limit(*limited));
       } else {
         ++stats_.submit_failures;
         sub->done(Status::Unavailable(s.message()));
@@ -504,9 +526,20 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
   for (size_t s = 0; s < shards_.size(); ++s) {
     if (argv[s].empty()) continue;
     auto names = wanted[s];
+    const ShardCtx* shard = shards_[s].get();
     shards_[s]->shard->command(views(argv[s]), gather->add(
-                                                   [names, conflict](const redisReply* r) {
+                                                   [names, conflict, limited, shard, this](const redisReply* r) {
                                                      if (!redis::reply_is_array(r)) return;
+                                                     if (r->elements == 3 && redis::reply_str(r->element[0]) == "!") {
+                                                       *limited = fmt::format(
+                                                           "shard {} holds {} names and this body adds {} new "
+                                                           "there, more than its share ({}) of ingest.max_names "
+                                                           "({}); nothing from it was applied",
+                                                           shard->name, redis::reply_str(r->element[1]),
+                                                           redis::reply_str(r->element[2]), shard->max_names,
+                                                           limits_.max_names);
+                                                       return;
+                                                     }
                                                      for (size_t i = 0; i < r->elements && i < names.size(); ++i) {
                                                        std::string_view bound = redis::reply_str(r->element[i]);
                                                        const auto* b = names[i];
@@ -1201,6 +1234,9 @@ void RedisStore::metrics(std::vector<Metric>* out) const {
   add("taba_redis_entries_appended_total", "fe: stream entries appended.", stats_.entries_appended);
   add("taba_redis_submit_failures_total", "fe: bodies answered 503 by the Redis store.", stats_.submit_failures);
   add("taba_redis_binding_conflicts_total", "fe: bodies answered 400 for a type conflict.", stats_.binding_conflicts);
+  out->push_back(Metric{"taba_store_limit_refusals_total", "counter",
+                        "Bodies refused (422) because they would pass a cardinality limit.",
+                        static_cast<double>(stats_.refused_max_names), {{"limit", "max_names"}}});
   add("taba_redis_entries_applied_total", "be: entries applied.", stats_.entries_applied);
   add("taba_redis_entries_duplicate_total", "be: entries skipped as already applied (batch id seen).",
       stats_.entries_duplicate);

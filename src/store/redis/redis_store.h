@@ -32,6 +32,7 @@ struct RedisStoreStats {
   uint64_t entries_appended = 0;   // fe: stream entries written
   uint64_t submit_failures = 0;    // fe: bodies answered 503
   uint64_t binding_conflicts = 0;  // fe: bodies answered 400 for a type conflict
+  uint64_t refused_max_names = 0;  // fe: bodies answered 422 by the max_names guard
   uint64_t entries_applied = 0;    // be
   uint64_t entries_duplicate = 0;  // be: batch id seen before, skipped
   uint64_t deltas_applied = 0;     // be
@@ -56,6 +57,11 @@ class RedisStore final : public Store {
   const plugin::Handler* bound_handler(std::string_view) const override { return nullptr; }
   void submit(std::string batch, BatchId batch_id, Bindings new_bindings,
               std::function<void(const Status&)> done) override;
+  // max_names is split between the shards by their vbucket ranges (names
+  // hash evenly onto vbuckets) and checked atomically where names are bound.
+  // max_names_per_client is not enforced in Redis mode: the fe does not see
+  // which (client, name) states exist.
+  void set_name_limits(const NameLimits& limits) override;
 
   void fetch(const QueryNeed& need, ViewCallback ready) override;
   double pipeline_latency_s() const override { return cluster_latency_s_; }
@@ -78,6 +84,7 @@ class RedisStore final : public Store {
     std::string name;
     uint32_t first_vbucket = 0;
     uint32_t last_vbucket = 0;
+    uint64_t max_names = 0;  // this shard's share of NameLimits::max_names; 0 = no limit
     std::unique_ptr<redis::Shard> shard;
     redis::Connection* writer = nullptr;  // fe: XADD then WAIT on one connection
     int64_t stream_length = 0;            // from the last heartbeat
@@ -118,6 +125,7 @@ class RedisStore final : public Store {
   std::vector<uint16_t> vbucket_shard_;
   uv_timer_t* tick_ = nullptr;
   RedisStoreStats stats_;
+  NameLimits limits_;
   LatencyWindow latencies_;
   double cluster_latency_s_ = 0;
   uint64_t in_flight_bytes_ = 0;
