@@ -33,6 +33,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -270,7 +271,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   explicit Connection(Core* core) : core_(core) {}
 
-  bool start(uv_stream_t* listener);
+  // Accepts from `listener`, or (listener == nullptr) takes over the
+  // connected socket `fd`, which is closed on failure.
+  bool start(uv_stream_t* listener, uv_os_sock_t fd);
   void on_drain();
   void close_now();
   void send_reply(Response response);
@@ -417,10 +420,11 @@ const llhttp_settings_t& Connection::settings() {
   return s;
 }
 
-bool Connection::start(uv_stream_t* listener) {
+bool Connection::start(uv_stream_t* listener, uv_os_sock_t fd) {
   int rc = uv_tcp_init(core_->loop, &tcp_);
   if (rc < 0) {
     log::warn("http: uv_tcp_init: {}", uv_strerror(rc));
+    if (!listener) ::close(fd);
     return false;
   }
   tcp_.data = this;
@@ -438,9 +442,10 @@ bool Connection::start(uv_stream_t* listener) {
   core_->stats.connections_accepted++;
   core_->stats.connections_active++;
 
-  rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_));
+  rc = listener ? uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)) : uv_tcp_open(&tcp_, fd);
   if (rc < 0) {
-    log::debug("http: uv_accept: {}", uv_strerror(rc));
+    log::debug("http: {}: {}", listener ? "uv_accept" : "uv_tcp_open", uv_strerror(rc));
+    if (!listener) ::close(fd);  // not the handle's yet
     close_now();
     return false;
   }
@@ -1046,7 +1051,7 @@ void Core::on_connection(uv_stream_t* l, int status) {
     return;
   }
   auto conn = std::make_shared<Connection>(this);
-  conn->start(l);  // on success the connection owns itself
+  conn->start(l, -1);  // on success the connection owns itself
 }
 
 void Core::connection_gone(Connection* c) {
@@ -1142,6 +1147,17 @@ Status Server::listen(const std::string& host_in, int port) {
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   s.listener = l;
   log::info("http: listening on {}", server_detail::format_address(reinterpret_cast<sockaddr*>(&bound)));
+  return Status::Ok();
+}
+
+Status Server::adopt(uv_os_sock_t fd) {
+  Impl& s = *impl_;
+  if (s.draining) {
+    ::close(fd);
+    return Status::Invalid("http server: shut down");
+  }
+  auto conn = std::make_shared<server_detail::Connection>(&s);
+  if (!conn->start(nullptr, fd)) return Status::IoError("http server: cannot serve the adopted socket");
   return Status::Ok();
 }
 

@@ -113,6 +113,11 @@ class Server {
 
   // Binds and listens on host:port (port 0 picks a free port).
   Status listen(const std::string& host, int port);
+  // Serves an already connected stream socket as if listen() had accepted
+  // it; the server owns `fd` from now on, also when this fails. Tests and
+  // the fuzz target use it with one end of a socketpair(2), which runs the
+  // whole request path without a listening socket.
+  Status adopt(uv_os_sock_t fd);
   // The bound port (after listen).
   int port() const;
   // Stops accepting. Idle connections close now; each busy one closes after

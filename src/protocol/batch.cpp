@@ -144,6 +144,15 @@ bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Statu
       if (!read(&len, 4) || !read_view(len, &text)) return corrupt("event payload truncated");
     }
     if (kind == TABA_VALUE_NUMBER) {
+      // Handlers keep the text as well as the value (a gauge stores it and
+      // refuses anything else when its state is read back), so a record
+      // from disk must carry the number token it was written with.
+      double parsed = 0;
+      if (!written_here_ &&
+          (text.empty() || parse_number_prefix(text.data(), text.data() + text.size(), &parsed) != text.size() ||
+           parsed != number)) {
+        return corrupt("event number does not match its JSON text");
+      }
       ev.payload = taba_value{TABA_VALUE_NUMBER, 0, number, text.data(), text.size()};
       ev.elem0 = taba_value{};
       ev.elem1 = taba_value{};

@@ -57,7 +57,10 @@ struct BatchBlock {
 // never an over-read.
 class BatchReader {
  public:
-  explicit BatchReader(std::string_view bytes) : in_(bytes) {}
+  // `written_here`: the bytes come from this process's BatchWriter (a live
+  // batch), so a number event's JSON text need not be checked against its
+  // value. Bytes read from disk (WAL replay, spool) are checked.
+  explicit BatchReader(std::string_view bytes, bool written_here = false) : in_(bytes), written_here_(written_here) {}
   Status open();  // reads the header
   double receive_time() const { return receive_time_; }
   uint32_t block_count() const { return block_count_; }
@@ -73,6 +76,7 @@ class BatchReader {
   bool read(void* out, size_t n);
   bool read_view(size_t n, std::string_view* out);
   std::string_view in_;
+  bool written_here_ = false;
   size_t pos_ = 0;
   double receive_time_ = 0;
   uint32_t block_count_ = 0;

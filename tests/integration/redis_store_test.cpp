@@ -219,9 +219,9 @@ TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin rout
     REQUIRE(conflict.ok());
     CHECK(conflict.value().status == 400);
     CHECK(conflict.value().body.find("bound to name \"load.n1\"") != std::string::npos);
-    // The rejected body bound orphan.x but stored nothing: it renders empty.
-    std::string orphan = reply_body(ctrl.get("/tabs?name=orphan.x"));
-    CHECK(orphan == "orphan.x: {\"count\": 0, \"total\": 0.00, \"average\": 0.00}\n");
+    // The rejected body's new binding of orphan.x was undone before the 400.
+    CHECK(reply_body(ctrl.get("/tabs?name=orphan.x")).empty());
+    CHECK(reply_body(ctrl.get("/names")).find("orphan.x") == std::string::npos);
     CHECK(reply_body(ctrl.get("/tabs?name=load.n1&client=")).empty());
     CHECK(reply_body(ctrl.get("/names?client=")).empty());
 
@@ -382,4 +382,56 @@ TEST_CASE("redis: a be without a type's plugin leaves its entries for a be that 
   flush(ctrl);
   CHECK(total_count(ctrl) == 60);
   remove_tree(empty_plugins);
+}
+
+TEST_CASE("redis: the max_names guard refuses a body with 422 per shard share and keeps none of its bindings",
+          "[redis][e2e][limits]") {
+  Deployment d;
+  d.start({}, {});  // 2 shards: each gets half of max_names
+  std::ofstream(d.config, std::ios::app) << "\n[ingest]\nmax_names = 40\n";
+  TabadProcess fe, be;
+  d.run(&fe, "fe");
+  d.run(&be, "be");
+  wait_ready(fe);
+  double now = static_cast<double>(std::time(nullptr));
+  auto body_of_names = [&](int first, int count) {
+    ClientBlock cb{"c1", {}};
+    for (int n = first; n < first + count; ++n) {
+      cb.names.push_back({fmt::format("lim.n{}", n), {event_line("TotalsCounter", now, "1")}});
+    }
+    return v1_body({cb});
+  };
+  // Ten names at a time until the guard refuses a body.
+  int accepted = 0;
+  std::string refusal;
+  for (int first = 0; first < 200 && refusal.empty(); first += 10) {
+    auto r = fe.post("/post", body_of_names(first, 10));
+    REQUIRE(r.ok());
+    if (r.value().status == 200) {
+      accepted += 10;
+      continue;
+    }
+    CHECK(r.value().status == 422);
+    refusal = r.value().body;
+    // The refused body's names: bound on neither shard.
+    flush(fe);
+    std::string names = reply_body(fe.get("/names"));
+    for (int n = first; n < first + 10; ++n) {
+      INFO("refused name lim.n" << n);
+      CHECK(names.find(fmt::format("lim.n{}\n", n)) == std::string::npos);
+    }
+  }
+  INFO(refusal);
+  CHECK(refusal.find("of ingest.max_names (40); nothing from it was applied") != std::string::npos);
+  // Names hash onto the shards unevenly, but no shard passes its share (20).
+  CHECK(accepted >= 20);
+  CHECK(accepted <= 40);
+  // Names already bound keep taking events.
+  REQUIRE(fe.post("/post", body_of_names(0, 10)).value().status == 200);
+  flush(fe);
+  auto m = fe.get("/metrics");
+  REQUIRE(m.ok());
+  CHECK(m.value().body.find("taba_store_limit_refusals_total{limit=\"max_names\"} 1\n") != std::string::npos);
+  std::string lim0 = reply_body(fe.get("/tabs?name=lim.n0", "application/json"));
+  CHECK(lim0.find("\"count\": 2") != std::string::npos);
 }

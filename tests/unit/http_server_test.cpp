@@ -1131,3 +1131,32 @@ TEST_CASE("http server: destroyed with open connections or from its shutdown cal
   CHECK(srv == nullptr);
   CHECK(uv_loop_close(&loop) == 0);
 }
+
+TEST_CASE("http server: an adopted socketpair end is served like an accepted connection", "[http]") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  {
+    Server server(&loop, ServerOptions{}, [](const std::shared_ptr<Exchange>& ex) -> std::unique_ptr<RequestHandler> {
+      ex->reply(Response::text(200, "adopted " + ex->request().path + "\n"));
+      return nullptr;
+    });
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    REQUIRE(server.adopt(fds[0]).ok());
+    CHECK(server.stats().connections_accepted == 1);
+    const std::string request = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
+    REQUIRE(::write(fds[1], request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    for (int i = 0; i < 100 && server.stats().connections_active > 0; ++i) uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(server.stats().connections_active == 0);  // closed after "Connection: close"
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fds[1], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(fds[1]);
+    CHECK(out.find("adopted /a\n") != std::string::npos);
+    CHECK(out.find("adopted /b\n") != std::string::npos);
+    CHECK(out.find("adopted /a\n") < out.find("adopted /b\n"));
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}

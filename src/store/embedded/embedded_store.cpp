@@ -505,7 +505,7 @@ ClientIndex EmbeddedStore::intern_client(std::string_view client) {
 Status EmbeddedStore::apply(std::string_view record, bool replay) {
   std::string_view batch_id, batch;
   if (!split_batch_record(record, &batch_id, &batch)) return Status::Corruption("batch record: truncated batch id");
-  protocol::BatchReader reader(batch);
+  protocol::BatchReader reader(batch, /*written_here=*/!replay);
   Status s = reader.open();
   if (!s.ok()) return s;
   const double now = reader.receive_time();

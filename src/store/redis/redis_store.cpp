@@ -24,8 +24,9 @@ constexpr int kFlushTimeoutMs = 30'000;
 
 // Binds names to types, first writer wins; returns each name's binding.
 // ARGV: this shard's share of ingest.max_names (0 = no limit), then (name,
-// type) pairs. When the new names would pass the share, nothing is bound and
-// the reply is {'!', names held, new names}.
+// type) pairs. Replies each name's binding, then a string with '1' for each
+// name this call bound and '0' for the others. When the new names would pass
+// the share, nothing is bound and the reply is {'!', names held, new names}.
 constexpr const char* kBindScript = R"lua(
 local cap = tonumber(ARGV[1])
 local out, fresh = {}, {}
@@ -41,8 +42,26 @@ if #fresh > 0 and cap > 0 then
   local held = redis.call('HLEN', KEYS[1])
   if held + #fresh > cap then return {'!', tostring(held), tostring(#fresh)} end
 end
-for _, i in ipairs(fresh) do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local flags = {}
+for i = 2, #ARGV, 2 do flags[#flags + 1] = '0' end
+for _, i in ipairs(fresh) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  flags[i / 2] = '1'
+end
+out[#out + 1] = table.concat(flags)
 return out
+)lua";
+
+// Undoes the bindings a refused body made: a name is unbound unless it has
+// states (another body bound to it since may have states in the stream not
+// yet applied: the be binds such a name again when it applies them).
+// KEYS: types. ARGV: (name, states key) pairs.
+constexpr const char* kUnbindScript = R"lua(
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('EXISTS', ARGV[i + 1]) == 0 then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return n
 )lua";
 
 // Deletes a name with its states and registry entries; returns {bound, states}.
@@ -423,7 +442,7 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   sub->batch_id = std::move(batch_id.value);
 
   // Pre-aggregate: one delta state per (client, name).
-  protocol::BatchReader reader(batch);
+  protocol::BatchReader reader(batch, /*written_here=*/true);
   Status s = reader.open();
   if (!s.ok()) return defer(s);
   const double now = reader.receive_time();
@@ -505,20 +524,40 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
   auto alive = alive_;
   auto conflict = std::make_shared<std::string>();
   auto limited = std::make_shared<std::string>();
-  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited](const Status& s) {
+  // Per shard, the names this body bound there first.
+  auto fresh = std::make_shared<std::vector<std::vector<std::string>>>(shards_.size());
+  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited, fresh](const Status& s) {
     if (!*alive) return;
     if (!s.ok() || !conflict->empty() || !limited->empty()) {
       in_flight_bytes_ -= sub->bytes;
+      Status outcome;
       if (!conflict->empty()) {
         ++stats_.binding_conflicts;
-        sub->done(Status::Invalid(*conflict));
+        outcome = Status::Invalid(*conflict);
       } else if (!limited->empty()) {
         ++stats_.refused_max_names;
-        sub->done(Status::Limit(*limited));
+        outcome = Status::Limit(*limited);
       } else {
         ++stats_.submit_failures;
-        sub->done(Status::Unavailable(s.message()));
+        outcome = Status::Unavailable(s.message());
       }
+      // Nothing of a refused body is kept, its new bindings included (they
+      // would count against ingest.max_names): they are undone before the
+      // reply. An unbind that fails leaves a name bound without states, as
+      // before this cleanup existed; it does not change the reply.
+      auto unbound = std::make_shared<redis::Gather>([alive, sub, outcome](const Status&) {
+        if (*alive) sub->done(outcome);
+      });
+      for (size_t i = 0; i < fresh->size(); ++i) {
+        if ((*fresh)[i].empty()) continue;
+        std::vector<std::string> cmd{"EVAL", kUnbindScript, "1", keys_.types()};
+        for (const std::string& name : (*fresh)[i]) {
+          cmd.push_back(name);
+          cmd.push_back(keys_.states(name));
+        }
+        shards_[i]->shard->command(views(cmd), unbound->add(nullptr, true));
+      }
+      unbound->arm();
       return;
     }
     append(sub);
@@ -528,7 +567,7 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
     auto names = wanted[s];
     const ShardCtx* shard = shards_[s].get();
     shards_[s]->shard->command(views(argv[s]), gather->add(
-                                                   [names, conflict, limited, shard, this](const redisReply* r) {
+                                                   [names, conflict, limited, fresh, s, shard, this](const redisReply* r) {
                                                      if (!redis::reply_is_array(r)) return;
                                                      if (r->elements == 3 && redis::reply_str(r->element[0]) == "!") {
                                                        *limited = fmt::format(
@@ -539,6 +578,12 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
                                                            redis::reply_str(r->element[2]), shard->max_names,
                                                            limits_.max_names);
                                                        return;
+                                                     }
+                                                     if (r->elements == names.size() + 1) {
+                                                       std::string_view flags = redis::reply_str(r->element[names.size()]);
+                                                       for (size_t i = 0; i < flags.size() && i < names.size(); ++i) {
+                                                         if (flags[i] == '1') (*fresh)[s].push_back(names[i]->first);
+                                                       }
                                                      }
                                                      for (size_t i = 0; i < r->elements && i < names.size(); ++i) {
                                                        std::string_view bound = redis::reply_str(r->element[i]);
