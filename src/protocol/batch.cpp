@@ -103,22 +103,29 @@ Status BatchReader::open() {
   return Status::Ok();
 }
 
-bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Status* status) {
+bool BatchReader::corrupt_block(Status* status, const char* what) const {
+  *status = Status::Corruption(fmt::format("batch block {}: {}", blocks_read_, what));
+  return false;
+}
+
+bool BatchReader::read_block_header(BatchBlock* block, Status* status) {
   *status = Status::Ok();
   if (blocks_read_ >= block_count_) {
     if (pos_ != in_.size()) *status = Status::Corruption("trailing bytes after the last batch block");
     return false;
   }
-  auto corrupt = [&](const char* what) {
-    *status = Status::Corruption(fmt::format("batch block {}: {}", blocks_read_, what));
-    return false;
-  };
   uint16_t client_len = 0, name_len = 0;
   uint8_t type_len = 0;
-  if (!read(&client_len, 2) || !read_view(client_len, &block->client)) return corrupt("client truncated");
-  if (!read(&name_len, 2) || !read_view(name_len, &block->name)) return corrupt("name truncated");
-  if (!read(&type_len, 1) || !read_view(type_len, &block->type)) return corrupt("type truncated");
-  if (!read(&block->event_count, 4)) return corrupt("event count truncated");
+  if (!read(&client_len, 2) || !read_view(client_len, &block->client)) return corrupt_block(status, "client truncated");
+  if (!read(&name_len, 2) || !read_view(name_len, &block->name)) return corrupt_block(status, "name truncated");
+  if (!read(&type_len, 1) || !read_view(type_len, &block->type)) return corrupt_block(status, "type truncated");
+  if (!read(&block->event_count, 4)) return corrupt_block(status, "event count truncated");
+  return true;
+}
+
+bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Status* status) {
+  if (!read_block_header(block, status)) return false;
+  auto corrupt = [&](const char* what) { return corrupt_block(status, what); };
   // Each event takes at least 13 bytes: bound the count before reserving.
   if (block->event_count > (in_.size() - pos_) / 13) return corrupt("event count exceeds the record");
   events->resize(block->event_count);
@@ -165,21 +172,8 @@ bool BatchReader::next(BatchBlock* block, std::vector<taba_event>* events, Statu
 }
 
 bool BatchReader::next_header(BatchBlock* block, Status* status) {
-  *status = Status::Ok();
-  if (blocks_read_ >= block_count_) {
-    if (pos_ != in_.size()) *status = Status::Corruption("trailing bytes after the last batch block");
-    return false;
-  }
-  auto corrupt = [&](const char* what) {
-    *status = Status::Corruption(fmt::format("batch block {}: {}", blocks_read_, what));
-    return false;
-  };
-  uint16_t client_len = 0, name_len = 0;
-  uint8_t type_len = 0;
-  if (!read(&client_len, 2) || !read_view(client_len, &block->client)) return corrupt("client truncated");
-  if (!read(&name_len, 2) || !read_view(name_len, &block->name)) return corrupt("name truncated");
-  if (!read(&type_len, 1) || !read_view(type_len, &block->type)) return corrupt("type truncated");
-  if (!read(&block->event_count, 4)) return corrupt("event count truncated");
+  if (!read_block_header(block, status)) return false;
+  auto corrupt = [&](const char* what) { return corrupt_block(status, what); };
   for (uint32_t i = 0; i < block->event_count; ++i) {
     uint8_t kind = 0;
     uint32_t len = 0;

@@ -73,6 +73,10 @@ class BatchReader {
   bool next_header(BatchBlock* block, Status* status);
 
  private:
+  // The block header (client, name, type, event count); false at the end or
+  // on corruption (*status says which).
+  bool read_block_header(BatchBlock* block, Status* status);
+  bool corrupt_block(Status* status, const char* what) const;
   bool read(void* out, size_t n);
   bool read_view(size_t n, std::string_view* out);
   std::string_view in_;

@@ -7,6 +7,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/url.h"
 #include "roles/auth.h"
 #include "roles/server_options.h"
 #include "taba/version.h"
@@ -30,8 +31,12 @@ std::string json_quote(std::string_view s) {
 }
 
 bool wants_json(const http::Request& req) {
-  return req.query.find("format=json") != std::string::npos ||
-         req.header("accept").find("application/json") != std::string_view::npos;
+  if (auto params = http::parse_query(req.query); params.ok()) {
+    for (const auto& p : params.value()) {
+      if (p.key == "format" && p.value == "json") return true;
+    }
+  }
+  return req.header("accept").find("application/json") != std::string_view::npos;
 }
 
 }  // namespace

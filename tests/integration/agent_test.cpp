@@ -229,6 +229,14 @@ TEST_CASE("agent: plain, zlib and gzip posts arrive exactly, a malformed body is
 
   REQUIRE(wait_drained(agent, 15000));
   fe_flush(fe);
+  // /status is JSON for the parameter format=json, not for any parameter
+  // whose text contains it.
+  auto text_status = test::get(agent.url(), "/status?xformat=json", "", 3000);
+  REQUIRE(text_status.ok());
+  CHECK(text_status->body.rfind('{', 0) == std::string::npos);
+  auto json_status = test::get(agent.url(), "/status?a=1&format=json", "", 3000);
+  REQUIRE(json_status.ok());
+  CHECK(json_status->body.rfind('{', 0) == 0);
 
   auto cnt = tabs_json(fe, "name=b.cnt", "/pct/count", "/pct/total");
   REQUIRE(cnt.count("b.cnt") == 1);

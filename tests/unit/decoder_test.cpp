@@ -1,5 +1,6 @@
 // The v1 body decoder against the real built-in plugins.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <cstring>
@@ -196,6 +197,46 @@ TEST_CASE("a corrupt batch is reported, never over-read", "[batch]") {
     protocol::BatchBlock b;
     std::vector<taba_event> evs;
     while (reader.next(&b, &evs, &s)) {
+    }
+    INFO("length " << len);
+    CHECK_FALSE(s.ok());
+  }
+}
+
+TEST_CASE("next_header steps over events: the same blocks as next, and the same corruption", "[batch]") {
+  Decoded d = decode(kWorkedExample);
+  REQUIRE(d.ok);
+  std::vector<std::string> full, headers;
+  {
+    protocol::BatchReader reader(d.batch);
+    REQUIRE(reader.open().ok());
+    protocol::BatchBlock b;
+    std::vector<taba_event> evs;
+    Status s;
+    while (reader.next(&b, &evs, &s)) {
+      full.push_back(fmt::format("{}|{}|{}|{}", b.client, b.name, b.type, b.event_count));
+    }
+    REQUIRE(s.ok());
+  }
+  {
+    protocol::BatchReader reader(d.batch);
+    REQUIRE(reader.open().ok());
+    protocol::BatchBlock b;
+    Status s;
+    while (reader.next_header(&b, &s)) {
+      headers.push_back(fmt::format("{}|{}|{}|{}", b.client, b.name, b.type, b.event_count));
+    }
+    REQUIRE(s.ok());
+  }
+  CHECK(full.size() == 2);
+  CHECK(headers == full);
+  for (size_t len = 0; len < d.batch.size(); ++len) {
+    std::string cut = d.batch.substr(0, len);
+    protocol::BatchReader reader(cut);
+    if (!reader.open().ok()) continue;
+    protocol::BatchBlock b;
+    Status s;
+    while (reader.next_header(&b, &s)) {
     }
     INFO("length " << len);
     CHECK_FALSE(s.ok());

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/le_bytes.h"
 #include "core/log.h"
+#include "core/validation.h"
 #include "protocol/batch.h"
 
 namespace taba::store {
@@ -699,6 +700,10 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
     uint16_t len = 0;
     std::string_view c;
     if (!r.get(&len) || !r.bytes(len, &c)) return corrupt("truncated client list");
+    // A snapshot is written from maps: a repeated entry is damage, and taking
+    // it would shift the client indexes its states refer to.
+    ClientIndex known = 0;
+    if (find_client(c, &known)) return corrupt(fmt::format("client \"{}\" is listed twice", quote_for_error(c)));
     intern_client(c);
   }
   if (!r.get(&nnames)) return corrupt("truncated name count");
@@ -711,6 +716,9 @@ Status EmbeddedStore::load_snapshot(std::string_view bytes) {
     if (!r.get(&name_len) || !r.bytes(name_len, &name) || !r.get(&type_len) || !r.bytes(type_len, &type) ||
         !r.get(&state_version) || !r.get(&len) || !r.bytes(len, &blob)) {
       return corrupt("truncated name entry");
+    }
+    if (names_.find(name) != names_.end()) {
+      return corrupt(fmt::format("name \"{}\" is listed twice", quote_for_error(name)));
     }
     const plugin::Handler* handler = registry_->find(type);
     if (!handler) {
