@@ -177,6 +177,7 @@ Status read_http(const toml::table& t, Config::Http* h) {
   TABA_TRY(r.integer("max_header_bytes", 1024, 16 << 20, &h->max_header_bytes));
   TABA_TRY(r.integer("header_timeout_ms", 100, 3'600'000, &h->header_timeout_ms));
   TABA_TRY(r.integer("body_timeout_ms", 100, 3'600'000, &h->body_timeout_ms));
+  TABA_TRY(r.integer("min_body_rate", 0, int64_t{1} << 30, &h->min_body_rate));
   TABA_TRY(r.integer("idle_timeout_ms", 100, 86'400'000, &h->idle_timeout_ms));
   TABA_TRY(r.integer("max_connections", 1, 1'000'000, &h->max_connections));
   return r.unknown_keys();
@@ -530,7 +531,7 @@ std::string dump_config(const Config& c) {
       "self_tabs_interval_s = {}\n\n"
       "[store]\nfsync = {}\nsnapshot_interval_s = {}\nwal_max_queued_bytes = {}\ndedup_ttl_s = {}\ngc_interval_s = {}\n\n"
       "[http]\nmax_body_bytes = {}\nmax_header_bytes = {}\nheader_timeout_ms = {}\nbody_timeout_ms = {}\n"
-      "idle_timeout_ms = {}\nmax_connections = {}\n\n"
+      "min_body_rate = {}\nidle_timeout_ms = {}\nmax_connections = {}\n\n"
       "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\nmax_events_per_body = {}\n"
       "max_names = {}\nmax_names_per_client = {}\n\n"
       "[plugins]\ntypes = {{{}}}\n\n"
@@ -538,7 +539,7 @@ std::string dump_config(const Config& c) {
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(c.store.fsync), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
-      c.http.body_timeout_ms, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
+      c.http.body_timeout_ms, c.http.min_body_rate, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,
       c.ingest.max_names_per_client, type_map, secret(c.auth.ingest_token),
       secret(c.auth.admin_token), secret(c.auth.query_token)) + agent + proxy + dump_redis(c.redis);

@@ -65,6 +65,7 @@ struct Config {
     int64_t max_header_bytes = 64 << 10;
     int64_t header_timeout_ms = 10'000;
     int64_t body_timeout_ms = 30'000;
+    int64_t min_body_rate = 1024;  // bytes/s a body must average once body_timeout_ms has passed; 0 = off
     int64_t idle_timeout_ms = 60'000;
     int64_t max_connections = 10'000;
   } http;

@@ -349,6 +349,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t hdr_bytes_ = 0;            // header bytes of earlier execute() calls
   const char* hdr_mark_ = nullptr;  // first header byte in the current execute() call
   uint64_t body_bytes_ = 0;
+  uint64_t body_started_ms_ = 0;  // loop time when the body phase began
   bool field_open_ = false;
   bool keep_alive_ = true;
   bool paused_ = false;      // parser paused after on_message_complete
@@ -800,6 +801,7 @@ int Connection::on_headers_complete() {
   bool has_body = req.chunked || (req.content_length && *req.content_length > 0);
   bool expect_continue = req.http_minor >= 1 && iequals(req.header("expect"), "100-continue");
   if (has_body) {
+    body_started_ms_ = uv_now(core_->loop);
     start_timer(TimerMode::kBody, opt.body_timeout_ms);
   } else {
     stop_timer();
@@ -855,6 +857,19 @@ int Connection::on_body(const char* at, size_t n) {
   if (body_bytes_ > core_->options.max_body_bytes) {
     fail(413, fmt::format("request body exceeds the limit of {} bytes", core_->options.max_body_bytes));
     return HPE_USER;
+  }
+  // The pause timer alone lets a client hold a connection by sending a byte
+  // just before each timeout; past the first body_timeout_ms the body must
+  // also average min_body_rate.
+  const ServerOptions& opt = core_->options;
+  if (opt.min_body_rate > 0) {
+    uint64_t elapsed_ms = uv_now(core_->loop) - body_started_ms_;
+    if (elapsed_ms > opt.body_timeout_ms && body_bytes_ * 1000 < uint64_t{opt.min_body_rate} * elapsed_ms) {
+      core_->stats.timeouts++;
+      fail(408, fmt::format("request body arriving at {} bytes/s, under the minimum of {} bytes/s",
+                            body_bytes_ * 1000 / elapsed_ms, opt.min_body_rate));
+      return HPE_USER;
+    }
   }
   if (!handler_ || exchange_->replied_) return 0;  // declined or answered: drop
   try {

@@ -89,6 +89,8 @@ struct ServerOptions {
   uint64_t max_body_bytes = 64ull << 20;      // on the wire; over → 413
   uint32_t header_timeout_ms = 10'000;        // from first byte to headers complete
   uint32_t body_timeout_ms = 30'000;          // longest pause between body bytes
+  uint32_t min_body_rate = 1024;              // bytes/s from the body's start, checked once body_timeout_ms
+                                              // has passed; slower → 408; 0 = off
   uint32_t idle_timeout_ms = 60'000;          // keep-alive connection with no request
   uint32_t max_connections = 10'000;          // further accepts are closed at once
   bool reuse_port = false;                    // SO_REUSEPORT, for several processes on one port

@@ -12,6 +12,7 @@ inline http::ServerOptions server_options(const Config::Http& h) {
   o.max_header_bytes = static_cast<size_t>(h.max_header_bytes);
   o.header_timeout_ms = static_cast<uint32_t>(h.header_timeout_ms);
   o.body_timeout_ms = static_cast<uint32_t>(h.body_timeout_ms);
+  o.min_body_rate = static_cast<uint32_t>(h.min_body_rate);
   o.idle_timeout_ms = static_cast<uint32_t>(h.idle_timeout_ms);
   o.max_connections = static_cast<uint32_t>(h.max_connections);
   return o;

@@ -593,11 +593,15 @@ TEST_CASE("fault: slowloris - trickled headers are cut at header_timeout_ms, a p
   int fd = connect_raw(p.port());
   REQUIRE(fd >= 0);
   slow.fds.push_back(fd);
-  std::string head = "POST /post HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n";
+  std::string head = "POST /post HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n";
   REQUIRE(send_all(fd, head));
-  for (int i = 0; i < 6; ++i) {
-    sleep_ms(200);
-    REQUIRE(send_all(fd, "1"));
+  // A valid start, then the inside of a long string: the decoder waits for
+  // the line's end.
+  const std::string body_start = "1\n\nslow\n\nslow.body\n[\"Gauge\", 1400000000, \"\\\"";
+  REQUIRE(send_all(fd, body_start));
+  for (int i = 0; i < 5; ++i) {
+    sleep_ms(100);
+    REQUIRE(send_all(fd, std::string(200, 'x')));
   }
   int64_t last_byte = now_ms();
   ReadResult body_cut = read_until_closed(fd, 10000);
@@ -609,6 +613,33 @@ TEST_CASE("fault: slowloris - trickled headers are cut at header_timeout_ms, a p
   CHECK(paused >= 900);
   WARN("a body paused for " << paused << " ms was cut (body_timeout_ms = 1000)");
 
+  // A body that never pauses long but drips (a byte every 300 ms): cut once
+  // body_timeout_ms has passed, for averaging under http.min_body_rate.
+  int drip = connect_raw(p.port());
+  REQUIRE(drip >= 0);
+  slow.fds.push_back(drip);
+  REQUIRE(send_all(drip, head));
+  REQUIRE(send_all(drip, body_start));
+  int64_t drip_start = now_ms();
+  bool drip_refused = false;
+  for (int i = 0; i < 20 && !drip_refused; ++i) {
+    sleep_ms(300);
+    drip_refused = !send_all(drip, "x");
+    std::string reply;
+    drain_nonblocking(drip, &reply);
+    drip_refused = drip_refused || !reply.empty();
+    if (!reply.empty()) {
+      INFO("drip read: " << reply);
+      CHECK(raw_status(reply) == 408);
+      CHECK(raw_body(reply).find("under the minimum of 1024 bytes/s") != std::string::npos);
+    }
+  }
+  int64_t dripped = now_ms() - drip_start;
+  CHECK(drip_refused);
+  CHECK(dripped >= 1000);
+  CHECK(dripped < 4000);
+  WARN("a body dripping a byte every 300 ms was cut after " << dripped << " ms (min_body_rate = 1024)");
+
   slow.close_all();  // the server lingers on a closed request until the client closes too
   std::string m;
   bool only_this = eventually(
@@ -618,7 +649,7 @@ TEST_CASE("fault: slowloris - trickled headers are cut at header_timeout_ms, a p
       },
       5000);
   CHECK(only_this);
-  CHECK(metric(m, "taba_http_timeouts_total") >= kSlow + 1);
+  CHECK(metric(m, "taba_http_timeouts_total") >= kSlow + 2);
   auto good_tabs = counts(p.url(), "slow.good");
   CHECK(good_tabs["slow.good"] > 0);
   CHECK(counts(p.url(), ".*").size() == 1);  // nothing of the slow posts was stored
