@@ -522,8 +522,8 @@ class Daemon {
     if (req.path == "/readyz") {
       if (stopping_) {
         ex->reply(http::Response::text(503, "shutting down\n"));
-      } else if (!store_->ready()) {
-        ex->reply(http::Response::text(503, "the store is not reachable\n"));
+      } else if (std::string why = store_->unready_reason(); !why.empty()) {
+        ex->reply(http::Response::text(503, why + "\n"));
       } else {
         ex->reply(http::Response::text(200, "ready\n"));
       }

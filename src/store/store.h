@@ -155,6 +155,8 @@ class Store {
   virtual void close(std::function<void()> done) = 0;
   // True when the store can accept and answer (Redis: every shard reachable).
   virtual bool ready() const = 0;
+  // Why ready() is false, for /readyz.
+  virtual std::string unready_reason() const { return ready() ? std::string() : "the store is not reachable"; }
 
   // --- ingest (fe) ---
   // The handler bound to `name` as far as this process knows synchronously,

@@ -176,6 +176,7 @@ class SmallDisk {
 
   bool tmpfs() const { return mounted_; }
   const std::string& dir() const { return dir_; }
+  bool mounted() const { return mounted_; }
   std::string method() const {
     if (mounted_) return fmt::format("a {} KiB tmpfs mounted at {}", bytes_ >> 10, dir_);
     return fmt::format("RLIMIT_FSIZE of {} KiB on the process (mount failed: {})", limit_bytes_ >> 10, mount_error_);
@@ -448,7 +449,19 @@ TEST_CASE("fault: a full disk under the WAL answers 503, keeps serving queries, 
     check_exactly_acknowledged(poster.sent, got, "queries while the disk is full");
     std::string m = body_text(p.get("/metrics"));
     CHECK(metric(m, "taba_store_batches_failed_total") >= 11);
+    CHECK(metric(m, "taba_wal_out_of_room") == 1);
+    // A full file system (not a size limit statvfs cannot see) also takes
+    // the fe out of rotation.
+    auto ready = p.get("/readyz");
+    if (disk.mounted()) {
+      CHECK(status_of(ready) == 503);
+      CHECK(body_text(ready).find("is full") != std::string::npos);
+    } else {
+      CHECK(status_of(ready) == 200);
+    }
   });
+  CHECK(status_of(p.get("/readyz")) == 200);
+  CHECK(metric(body_text(p.get("/metrics")), "taba_wal_out_of_room") == 0);
   WARN("WAL: first refusal at post " << run.first_refused << ", ingest resumed " << run.recovered_ms
                                      << " ms after room returned");
   check_exactly_acknowledged(poster.sent, counts(p.url(), "w.*"), "after room returned");

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +140,20 @@ void EmbeddedStore::on_timer(uv_timer_t* t) {
     self->snapshot_wanted_ = true;
     self->maybe_snapshot();
   }
+}
+
+std::string EmbeddedStore::unready_reason() const {
+  if (closing_) return "the store is closing";
+  if (!wal_) return {};
+  WalStats w = wal_->stats();
+  if (!w.out_of_room) return {};
+  // Ready again once the write that failed would fit, with some room to
+  // spare; a size limit that statvfs does not see (a quota) reads as ready.
+  struct statvfs fs {};
+  if (::statvfs(options_.dir.c_str(), &fs) != 0) return {};
+  uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes >= w.failed_write_bytes + (64u << 10)) return {};
+  return fmt::format("the disk of {} is full ({} bytes free): posts get 503", options_.dir, free_bytes);
 }
 
 const plugin::Handler* EmbeddedStore::bound_handler(std::string_view name) const {
@@ -1114,6 +1129,8 @@ void EmbeddedStore::metrics(std::vector<Metric>* out) const {
   add("taba_wal_bytes_written_total", "counter", "Bytes written to WAL segments.", static_cast<double>(w.bytes_written));
   add("taba_wal_fsyncs_total", "counter", "fdatasync calls on WAL segments.", static_cast<double>(w.fsyncs));
   add("taba_wal_write_errors_total", "counter", "Failed WAL writes.", static_cast<double>(w.write_errors));
+  add("taba_wal_out_of_room", "gauge", "1 while the WAL's last write failed for lack of room (posts get 503).",
+      w.out_of_room ? 1.0 : 0.0);
   add("taba_wal_snapshots_written_total", "counter", "Snapshots written.", static_cast<double>(w.snapshots_written));
   add("taba_wal_torn_records_skipped_total", "counter", "Torn WAL records skipped at recovery.",
       static_cast<double>(w.torn_records_skipped));

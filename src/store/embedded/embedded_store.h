@@ -63,7 +63,11 @@ class EmbeddedStore final : public Store, public ReadView {
   Status open() override;
   // Snapshot, then fsync and stop the WAL. Call before the loop ends.
   void close(std::function<void()> done) override;
-  bool ready() const override { return !closing_; }
+  // Not ready while closing, or while the WAL's last write failed for lack
+  // of room and the file system still has no room for it (a probe that
+  // needs no write: once room returns, /readyz says so and posts come back).
+  bool ready() const override { return unready_reason().empty(); }
+  std::string unready_reason() const override;
 
   // The handler bound to `name` (applied or reserved by an accepted batch
   // still in flight), or nullptr when the name is new.

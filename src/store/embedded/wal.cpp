@@ -280,6 +280,8 @@ struct WriteAheadLog::Impl {
   bool out_of_space = false;     // the failing write of this batch lacked room (is_space_error)
   uint64_t space_failures = 0;   // writes refused for lack of room since the last one that succeeded
 
+  std::atomic<bool> out_of_room{false};
+  std::atomic<uint64_t> failed_write_bytes{0};
   std::atomic<uint64_t> records_written{0}, bytes_written{0}, fsyncs{0}, write_errors{0},
       snapshots_written{0}, last_snapshot_bytes{0}, torn_records_skipped{0};
 
@@ -537,6 +539,8 @@ struct WriteAheadLog::Impl {
     }
     if (out_of_space && cut && !writer_failed) {
       write_errors.fetch_add(1);
+      failed_write_bytes.store(group.bytes());
+      out_of_room.store(true);
       if (space_failures++ == 0) {
         log::error("wal: {}; posts get 503 until a write succeeds again", error.message());
       }
@@ -614,6 +618,7 @@ struct WriteAheadLog::Impl {
     } else if (space_failures > 0) {
       log::info("wal: writing again after {} write(s) refused for lack of room", space_failures);
       space_failures = 0;
+      out_of_room.store(false);
     }
     settle(&out, batch_bytes - settled_bytes);
   }
@@ -924,6 +929,8 @@ WalStats WriteAheadLog::stats() const {
   s.snapshots_written = impl.snapshots_written.load();
   s.last_snapshot_bytes = impl.last_snapshot_bytes.load();
   s.torn_records_skipped = impl.torn_records_skipped.load();
+  s.out_of_room = impl.out_of_room.load();
+  s.failed_write_bytes = impl.failed_write_bytes.load();
   {
     std::lock_guard<std::mutex> lock(impl.mu);
     s.queued_bytes = impl.queued_bytes;

@@ -47,6 +47,8 @@ struct WalStats {
   uint64_t snapshots_written = 0;
   uint64_t last_snapshot_bytes = 0;
   uint64_t torn_records_skipped = 0;  // at recovery
+  bool out_of_room = false;  // the last write failed for lack of room (cleared by the next that succeeds)
+  uint64_t failed_write_bytes = 0;  // ... and how many bytes it tried to write
 };
 
 class WriteAheadLog {
