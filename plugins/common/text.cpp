@@ -1,7 +1,10 @@
 #include "common/text.h"
 
+#include <charconv>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace taba::builtin {
 namespace {
@@ -36,6 +39,11 @@ TextBuffer& TextBuffer::fixed6(double v) {
   char tmp[kNumberBufSize];
   const int n = std::snprintf(tmp, sizeof tmp, "%f", v);
   buf_.append(tmp, static_cast<size_t>(n));
+  return *this;
+}
+
+TextBuffer& TextBuffer::shortest(double v) {
+  append_shortest_double(v, &buf_);
   return *this;
 }
 
@@ -85,6 +93,58 @@ void append_json_escaped(std::string_view s, std::string* out) {
           out->push_back(c);
         }
     }
+  }
+}
+
+void append_shortest_double(double v, std::string* out) {
+  if (!std::isfinite(v)) {
+    out->append("null");
+    return;
+  }
+  if (v == 0) {
+    out->push_back('0');
+    return;
+  }
+  // The shortest round-trip digits, as "d.ddde+XX" or "de-XX".
+  char sci[40];
+  const auto res = std::to_chars(sci, sci + sizeof sci, v, std::chars_format::scientific);
+  const char* p = sci;
+  if (*p == '-') {
+    out->push_back('-');
+    ++p;
+  }
+  char digits[24];
+  int k = 0;
+  for (; p < res.ptr && *p != 'e'; ++p) {
+    if (*p != '.') digits[k++] = *p;
+  }
+  int exp10 = 0;
+  const bool negative_exp = p + 1 < res.ptr && p[1] == '-';
+  for (const char* q = p + 2; q < res.ptr; ++q) exp10 = exp10 * 10 + (*q - '0');
+  if (negative_exp) exp10 = -exp10;
+  const int n = exp10 + 1;  // v = 0.digits x 10^n
+  if (k <= n && n <= 21) {
+    out->append(digits, static_cast<size_t>(k));
+    out->append(static_cast<size_t>(n - k), '0');
+  } else if (0 < n && n <= 21) {
+    out->append(digits, static_cast<size_t>(n));
+    out->push_back('.');
+    out->append(digits + n, static_cast<size_t>(k - n));
+  } else if (-6 < n && n <= 0) {
+    out->append("0.");
+    out->append(static_cast<size_t>(-n), '0');
+    out->append(digits, static_cast<size_t>(k));
+  } else {
+    out->push_back(digits[0]);
+    if (k > 1) {
+      out->push_back('.');
+      out->append(digits + 1, static_cast<size_t>(k - 1));
+    }
+    out->push_back('e');
+    out->push_back(n - 1 < 0 ? '-' : '+');
+    char e[8];
+    const auto er = std::to_chars(e, e + sizeof e, std::abs(n - 1));
+    out->append(e, static_cast<size_t>(er.ptr - e));
   }
 }
 

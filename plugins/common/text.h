@@ -21,6 +21,7 @@ class TextBuffer {
   TextBuffer& i64(int64_t v);                   // printf "%" PRId64
   TextBuffer& fixed2(double v);                 // printf "%.2f"
   TextBuffer& fixed6(double v);                 // printf "%f"
+  TextBuffer& shortest(double v);               // append_shortest_double
   TextBuffer& json_string(std::string_view s);  // quoted and escaped
 
   const std::string& str() const { return buf_; }
@@ -35,6 +36,13 @@ class TextBuffer {
 // '"' and '\\' are backslash-escaped, control characters become \n, \t, ...
 // or \u00XX; every other byte (UTF-8 included) is copied as is.
 void append_json_escaped(std::string_view s, std::string* out);
+
+// Appends the shortest decimal text that reads back to exactly v, in the
+// form JavaScript's Number#toString (and so JSON.stringify) writes: fixed
+// notation for 1e-7 <= |v| < 1e21 ("0.0012", "15.5", "5000000000"), else
+// d[.ddd]e[+-]n ("1e-7", "1.5e+300"). -0 is written "0" (it equals 0);
+// NaN and infinities, which JSON cannot carry, as "null".
+void append_shortest_double(double v, std::string* out);
 
 // s without leading and trailing JSON whitespace (space, tab, CR, LF).
 std::string_view trim_json_space(std::string_view s);
