@@ -43,10 +43,13 @@ bool host_compatible(const taba_host* host) {
 }
 
 bool event_number(const taba_event& event, double* value) {
+  // JSON true and false count as 1 and 0: the original Python client's
+  // Counter(name, True) sends `true`, which Taba counted as 1.
+  const auto numeric = [](const taba_value& x) { return x.kind == TABA_VALUE_NUMBER || x.kind == TABA_VALUE_BOOL; };
   const taba_value* v = nullptr;
-  if (event.payload.kind == TABA_VALUE_NUMBER) {
+  if (numeric(event.payload)) {
     v = &event.payload;
-  } else if (event.payload.kind == TABA_VALUE_ARRAY && event.elem0.kind == TABA_VALUE_NUMBER) {
+  } else if (event.payload.kind == TABA_VALUE_ARRAY && numeric(event.elem0)) {
     v = &event.elem0;
   }
   if (v == nullptr || !std::isfinite(v->number)) return false;
@@ -62,8 +65,8 @@ taba_status check_number_event(const taba_event* event, std::string_view type_na
   char msg[192];
   const int n =
       std::snprintf(msg, sizeof msg,
-                    "%.*s payload must be a finite number or an array whose first element is a "
-                    "finite number",
+                    "%.*s payload must be a finite number, true or false, or an array whose first "
+                    "element is one",
                     static_cast<int>(type_name.size() > 64 ? 64 : type_name.size()), type_name.data());
   const size_t len =
       n <= 0 ? 0 : (static_cast<size_t>(n) < sizeof msg ? static_cast<size_t>(n) : sizeof msg - 1);

@@ -24,8 +24,9 @@ void set_errorf(char* err, size_t err_cap, const char* format, ...) __attribute_
 bool host_compatible(const taba_host* host);
 
 // The number an event carries: its payload when that is a number, else
-// payload[0] when the payload is an array starting with a number. Returns
-// false when there is no such number or it is NaN or infinite.
+// payload[0] when the payload is an array starting with a number; JSON
+// true and false are the numbers 1 and 0. Returns false when there is no
+// such number or it is NaN or infinite.
 bool event_number(const taba_event& event, double* value);
 
 // check_event for the numeric types: TABA_OK, or TABA_ERR_PAYLOAD with

@@ -67,7 +67,49 @@ struct Attempt {
   std::string message;         // for logs / the dead-letter reason
   int64_t retry_after_ms = 0;  // from a Retry-After header
   double latency_ms = 0;
+  std::string refusals;        // a 200's "line N: reason" lines for refused blocks
 };
+
+// The blocks (indices into `lines`) that a reply's "line N: reason" lines
+// point into.
+std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<protocol::V1Encoder::BlockLines>& lines) {
+  std::vector<size_t> out;
+  while (!refusals.empty()) {
+    std::string_view one = refusals.substr(0, refusals.find('\n'));
+    refusals.remove_prefix(std::min(refusals.size(), one.size() + 1));
+    if (one.rfind("line ", 0) != 0) continue;
+    uint64_t line = 0;
+    for (size_t k = 5; k < one.size() && one[k] >= '0' && one[k] <= '9'; ++k) {
+      line = line * 10 + static_cast<uint64_t>(one[k] - '0');
+    }
+    for (size_t k = 0; k < lines.size(); ++k) {
+      if (line >= lines[k].name_line && line <= lines[k].name_line + lines[k].events) {
+        if (out.empty() || out.back() != k) out.push_back(k);
+        break;
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// The blocks `picks` (sorted; numbered across the records as load()
+// encoded them, corrupt records having none) as one v1 body.
+std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events) {
+  protocol::V1Encoder enc;
+  size_t base = 0;
+  for (const SpoolRecord& r : contents.records) {
+    size_t seen = 0;
+    Status st = enc.add_batch(r.batch, [&](size_t b) {
+      seen = std::max(seen, b + 1);
+      return std::binary_search(picks.begin(), picks.end(), base + b);
+    });
+    if (st.ok()) base += seen;
+  }
+  *events = enc.events();
+  return enc.events() == 0 ? std::string() : enc.finish();
+}
 
 // First line of a server's reply, for logs.
 std::string first_line(std::string_view body) {
@@ -136,7 +178,8 @@ struct Forwarder::Impl {
   // Reads a segment and encodes its records as one body (or, for a split
   // segment, leaves the encoding to send_split). Returns false when the file
   // cannot be read (*err says why).
-  bool load(const Segment& seg, SegmentContents* contents, std::string* body, uint64_t* events, std::string* err) {
+  bool load(const Segment& seg, SegmentContents* contents, std::string* body, uint64_t* events,
+            std::vector<protocol::V1Encoder::BlockLines>* block_lines, std::string* err) {
     Result<SegmentContents> c = read_segment(seg.path);
     if (!c.ok()) {
       *err = c.status().message();
@@ -154,8 +197,32 @@ struct Forwarder::Impl {
       totals.corrupt_records_skipped += corrupt;
     }
     *events = enc.events();
+    *block_lines = enc.block_lines();
     *body = enc.events() == 0 ? std::string() : enc.finish();
     return true;
+  }
+
+  // The fe applied a body but refused some of its blocks (200 with
+  // Taba-Refused-Blocks): those blocks become one dead letter. `pick`
+  // maps a block of the body sent (index into its block lines) to the
+  // blocks of the segment's records to encode. False when the dead letter
+  // could not be written. *refused_events: events in the refused blocks.
+  bool settle_refusals(const std::string& id, const Attempt& a, const std::vector<protocol::V1Encoder::BlockLines>& lines,
+                       const std::function<std::string(const std::vector<size_t>&, uint64_t*)>& encode,
+                       const std::string& endpoint, uint64_t* refused_events) {
+    *refused_events = 0;
+    if (a.refusals.empty()) return true;
+    std::vector<size_t> blocks = refused_blocks(a.refusals, lines);
+    std::string body = encode(blocks, refused_events);
+    if (*refused_events == 0) {
+      log::warn("agent: batch {}: {} refused blocks named lines this batch does not have: {}", id, blocks.size(),
+                first_line(a.refusals));
+      return true;
+    }
+    return write_dead_letter(id + "-refused", body, *refused_events,
+                             fmt::format("batch {}: {} events in {} name block(s) refused by {} (the rest was "
+                                         "applied):\n{}",
+                                         id, *refused_events, blocks.size(), endpoint, a.refusals));
   }
 
   // The fe refused a batch of several posts: sends each post on its own,
@@ -214,7 +281,20 @@ struct Forwarder::Impl {
         Attempt a = send(compressed, one, ep, conn, timeout_ms);
         if (a.outcome == Outcome::kRetry) return a;
         if (a.outcome == Outcome::kOk) {
-          *events_ok += events;
+          uint64_t refused_events = 0;
+          auto encode = [&](const std::vector<size_t>& blocks, uint64_t* n) {
+            protocol::V1Encoder bad;
+            bool ok = bad.add_batch(batch, [&](size_t x) {
+              for (size_t k : blocks) {
+                if (k < included.size() && included[k] == x) return true;
+              }
+              return false;
+            }).ok();
+            *n = ok ? bad.events() : 0;
+            return ok ? bad.finish() : std::string();
+          };
+          if (!settle_refusals(one.batch_id, a, lines, encode, ep.address, &refused_events)) return unsettled(a);
+          *events_ok += events - refused_events;
           std::lock_guard<std::mutex> g(mu);
           totals.bytes_sent += compressed.size();
           break;
@@ -304,6 +384,8 @@ struct Forwarder::Impl {
     }
     if (a.status >= 200 && a.status < 300) {
       a.outcome = Outcome::kOk;
+      std::string_view refused = r->header("taba-refused-blocks");
+      if (!refused.empty() && refused != "0") a.refusals = r->body;
     } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
                a.status != 408 && a.status != 429) {
       // The fe read the body and refused it: resending cannot help.
@@ -331,17 +413,21 @@ struct Forwarder::Impl {
   // when they could not be written (the caller then keeps the segment).
   bool dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
                    const std::string& endpoint) {
+    return write_dead_letter(seg.batch_id, body, events,
+                             fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
+                                         endpoint, a.status, a.message));
+  }
+
+  bool write_dead_letter(const std::string& id, const std::string& body, uint64_t events, const std::string& reason) {
     // Named by the (derived) batch id alone, so that settling the same post
     // again (after a retry or a restart in the middle of a split) finds its
     // dead letter already written instead of writing and counting another.
-    std::string stem = fmt::format("{}/dl-{}", options.dead_letter_dir, seg.batch_id);
+    std::string stem = fmt::format("{}/dl-{}", options.dead_letter_dir, id);
     struct stat existing;
     if (::stat((stem + ".reason").c_str(), &existing) == 0) {
       log::info("agent: dead letter {}.v1 was written before; not again", stem);
       return true;
     }
-    std::string reason = fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
-                                     endpoint, a.status, a.message);
     // Durable before the segment holding the same events is deleted.
     auto write_file = [](const std::string& path, const std::string& data) {
       FILE* f = std::fopen(path.c_str(), "wb");
@@ -417,7 +503,8 @@ struct Forwarder::Impl {
       std::string err;
       SegmentContents contents;
       std::string body;
-      bool readable = load(seg, &contents, &body, &events, &err);
+      std::vector<protocol::V1Encoder::BlockLines> block_lines;
+      bool readable = load(seg, &contents, &body, &events, &block_lines, &err);
       Attempt a;
       uint64_t events_ok = 0;
       if (!readable && ::access(seg.path.c_str(), F_OK) != 0 && errno == ENOENT) {
@@ -449,8 +536,17 @@ struct Forwarder::Impl {
         if (!seg.split) {
           std::string compressed = http::zlib_compress(body, options.zlib_level);
           a = send(compressed, seg, ep, conns[static_cast<size_t>(ep_index)], timeout_ms);
+          uint64_t refused_events = 0;
+          if (a.outcome == Outcome::kOk &&
+              !settle_refusals(seg.batch_id, a, block_lines,
+                               [&](const std::vector<size_t>& blocks, uint64_t* n) {
+                                 return encode_blocks(contents, blocks, n);
+                               },
+                               ep.address, &refused_events)) {
+            a = unsettled(a);
+          }
           if (a.outcome == Outcome::kOk) {
-            events_ok = events;
+            events_ok = events - refused_events;
             std::lock_guard<std::mutex> g(mu);
             totals.bytes_sent += compressed.size();
           }
@@ -552,6 +648,11 @@ Status Forwarder::start() {
     impl_->workers.emplace_back([m = impl_.get()] { m->worker_main(); });
   }
   return Status::Ok();
+}
+
+bool Forwarder::dead_letter(const std::string& id, const std::string& v1_body, uint64_t events,
+                            const std::string& reason) {
+  return impl_->write_dead_letter(id, v1_body, events, reason);
 }
 
 void Forwarder::enqueue(Segment segment) {

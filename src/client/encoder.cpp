@@ -32,25 +32,11 @@ std::string TypeTable::name(uint16_t id) const {
   return id < names_.size() ? names_[id] : std::string();
 }
 
-int64_t remove_block_at_line(Body* body, uint32_t line) {
-  auto& blocks = body->blocks;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (line < blocks[i].first_line || line > blocks[i].last_line) continue;
-    BlockSpan gone = blocks[i];
-    size_t bytes = gone.end - gone.begin;
-    uint32_t lines = gone.last_line - gone.first_line + 1;
-    body->bytes.erase(gone.begin, bytes);
-    blocks.erase(blocks.begin() + static_cast<std::ptrdiff_t>(i));
-    for (size_t k = i; k < blocks.size(); ++k) {
-      blocks[k].begin -= bytes;
-      blocks[k].end -= bytes;
-      blocks[k].first_line -= lines;
-      blocks[k].last_line -= lines;
-    }
-    body->events -= gone.events;
-    return static_cast<int64_t>(gone.events);
+const BlockSpan* block_at_line(const Body& body, uint32_t line) {
+  for (const BlockSpan& span : body.blocks) {
+    if (line >= span.first_line && line <= span.last_line) return &span;
   }
-  return -1;
+  return nullptr;
 }
 
 // The events of one name, in the order they were taken from the buffers.

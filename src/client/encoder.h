@@ -40,8 +40,8 @@ class TypeTable {
   std::unordered_map<std::string, uint16_t, NameHash, NameEqual> ids_;
 };
 
-// One name block inside a body, so that a 400 naming a line can be traced to
-// the block that caused it and that block alone dropped.
+// One name block inside a body, so that a refusal naming a line ("line N:
+// reason") can be traced to the block it refused.
 struct BlockSpan {
   size_t begin = 0;         // byte offset of the name line
   size_t end = 0;           // byte offset just past the block's blank line
@@ -56,9 +56,8 @@ struct Body {
   uint64_t events = 0;
 };
 
-// Removes the block holding 1-based line `line` from `body`, fixing the
-// spans after it. Returns the events it held, or -1 if no block holds it.
-int64_t remove_block_at_line(Body* body, uint32_t line);
+// The block holding 1-based line `line` of `body`, or nullptr.
+const BlockSpan* block_at_line(const Body& body, uint32_t line);
 
 class Encoder {
  public:

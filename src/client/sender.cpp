@@ -77,7 +77,7 @@ void Sender::enqueue(Body body) {
   queue_.push_back(Pending{std::move(body), new_batch_id()});
 }
 
-Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* error, std::string* reason) {
+Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* error, std::string* refused) {
   std::vector<http::Header> headers = {{"Content-Type", "text/plain; charset=utf-8"},
                                        {"Taba-Batch-Id", p.batch_id}};
   if (!options_.token.empty()) headers.push_back({"Authorization", "Bearer " + options_.token});
@@ -102,35 +102,48 @@ Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* erro
     *error = resp.status().message();
     return Outcome::kRetry;
   }
-  if (resp->status == 200) return Outcome::kOk;
-  *reason = first_line(resp->body);
-  *error = "HTTP " + std::to_string(resp->status) + " from " + base_url_ + target_ + ": " + *reason;
+  if (resp->status == 200) {
+    std::string_view blocks = resp->header("taba-refused-blocks");
+    if (!blocks.empty() && blocks != "0") {
+      *refused = resp->body;
+      *error = "HTTP 200 from " + base_url_ + target_ + ", " + std::string(blocks) +
+               " block(s) refused: " + first_line(resp->body);
+    }
+    return Outcome::kOk;
+  }
+  *error = "HTTP " + std::to_string(resp->status) + " from " + base_url_ + target_ + ": " + first_line(resp->body);
   int s = resp->status;
   return (s == 400 || s == 413 || s == 415) ? Outcome::kRejected : Outcome::kRetry;
 }
 
-bool Sender::handle_rejected(const std::string& reason) {
-  Pending& front = queue_.front();
-  uint64_t bytes_before = front.body.bytes.size();
-  uint32_t line = reason_line(reason);
-  int64_t removed = line != 0 ? remove_block_at_line(&front.body, line) : -1;
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  if (removed >= 0 && !front.body.blocks.empty()) {
-    stats_.dropped_rejected += static_cast<uint64_t>(removed);
-    stats_.queued_events -= static_cast<uint64_t>(removed);
-    stats_.queued_bytes -= bytes_before - front.body.bytes.size();
-    // A new id for what is, from now on, a different body.
-    front.batch_id = new_batch_id();
-    return true;
+namespace {
+
+// The events of the blocks that "line N: reason" lines name.
+uint64_t refused_events(const Body& body, std::string_view refused) {
+  std::vector<const BlockSpan*> seen;
+  uint64_t events = 0;
+  while (!refused.empty()) {
+    std::string_view one = refused.substr(0, refused.find('\n'));
+    refused.remove_prefix(std::min(refused.size(), one.size() + 1));
+    const BlockSpan* span = block_at_line(body, reason_line(one));
+    if (span == nullptr || std::find(seen.begin(), seen.end(), span) != seen.end()) continue;
+    seen.push_back(span);
+    events += span->events;
   }
-  // All of it goes: the block removed above (if any) and whatever is left.
-  uint64_t dropped = (removed >= 0 ? static_cast<uint64_t>(removed) : 0) + front.body.events;
-  stats_.dropped_rejected += dropped;
-  stats_.queued_events -= dropped;
-  stats_.queued_bytes -= bytes_before;
+  return std::min(events, body.events);
+}
+
+}  // namespace
+
+void Sender::settle_front(uint64_t applied) {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  const Body& done = queue_.front().body;
+  stats_.sent += applied;
+  stats_.dropped_rejected += done.events - applied;
+  stats_.queued_events -= done.events;
+  stats_.queued_bytes -= done.bytes.size();
   --stats_.queued_bodies;
   queue_.pop_front();
-  return false;
 }
 
 void Sender::backoff(int64_t now) {
@@ -147,17 +160,17 @@ bool Sender::send(int64_t deadline_ms) {
     if (now >= deadline_ms) return false;
     int timeout =
         static_cast<int>(std::clamp<int64_t>(deadline_ms - now, kMinRequestTimeoutMs, options_.timeout_ms));
-    std::string error, reason;
-    Outcome outcome = post(queue_.front(), timeout, &error, &reason);
+    std::string error, refused;
+    Outcome outcome = post(queue_.front(), timeout, &error, &refused);
     if (outcome == Outcome::kOk) {
-      std::lock_guard<std::mutex> lock(stats_mu_);
       const Body& done = queue_.front().body;
-      ++stats_.posts_ok;
-      stats_.sent += done.events;
-      stats_.queued_events -= done.events;
-      stats_.queued_bytes -= done.bytes.size();
-      --stats_.queued_bodies;
-      queue_.pop_front();
+      uint64_t applied = done.events - refused_events(done, refused);
+      {
+        std::lock_guard<std::mutex> lock(stats_mu_);
+        ++stats_.posts_ok;
+        if (!refused.empty()) stats_.last_error = error;
+      }
+      settle_front(applied);
       failures_ = 0;
       retry_at_ms_ = 0;
       continue;
@@ -168,7 +181,7 @@ bool Sender::send(int64_t deadline_ms) {
       stats_.last_error = error;
     }
     if (outcome == Outcome::kRejected) {
-      handle_rejected(reason);
+      settle_front(0);
       continue;
     }
     backoff(steady_ms());

@@ -4,11 +4,12 @@
 // Delivery is at-least-once on the wire and exactly-once in effect: a body
 // that failed (transport error, timeout, 5xx, 503...) is re-sent later with
 // the same Taba-Batch-Id, which the receiver uses to apply it only once even
-// when the first attempt did arrive and only its 200 was lost. A body the
-// receiver refuses (400, 413, 415) can never succeed: when the 400 names a
-// line, only the name block holding that line is dropped and the rest goes
-// out again under a new id (a 400 means nothing of the body was applied);
-// otherwise the whole body is dropped.
+// when the first attempt did arrive and only its 200 was lost. The receiver
+// refuses name blocks, not bodies: a 200 listing refused blocks ("line N:
+// reason", header Taba-Refused-Blocks) applied the rest, and the refused
+// blocks' events are counted as dropped_rejected. A 400, 413 or 415 means
+// nothing of the body can ever be taken (every block refused, or the body
+// unreadable): it is dropped whole.
 //
 // Thread-safety: one thread (the flush thread) calls everything except
 // stats(), which any thread may call.
@@ -40,7 +41,7 @@ struct SenderStats {
   uint64_t sent = 0;  // events
   uint64_t posts_ok = 0;
   uint64_t posts_failed = 0;
-  uint64_t dropped_rejected = 0;        // events
+  uint64_t dropped_rejected = 0;        // events in blocks or bodies the receiver refused
   uint64_t dropped_retry_overflow = 0;  // events
   uint64_t dropped_unsent = 0;          // events, by drop_all()
   uint64_t queued_events = 0;
@@ -80,9 +81,11 @@ class Sender {
   enum class Outcome { kOk, kRejected, kRetry };
 
   std::string new_batch_id();
-  Outcome post(const Pending& p, int timeout_ms, std::string* error, std::string* reason);
-  // Handles a refused front body; true if some of it is left to send.
-  bool handle_rejected(const std::string& reason);
+  // *refused: a 200's refusal lines (blocks the receiver did not apply).
+  Outcome post(const Pending& p, int timeout_ms, std::string* error, std::string* refused);
+  // Takes the front body off the queue: `applied` of its events were
+  // taken, the rest refused.
+  void settle_front(uint64_t applied);
   void backoff(int64_t now);
 
   SenderOptions options_;

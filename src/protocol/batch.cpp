@@ -26,18 +26,21 @@ void BatchWriter::reset(double receive_time) {
   block_events_ = 0;
   total_events_ = 0;
   block_count_at_ = 0;
+  block_open_ = false;
   put<uint8_t>(&buf_, kBatchVersion);
   put<double>(&buf_, receive_time);
   put<uint32_t>(&buf_, 0);
 }
 
 void BatchWriter::close_block() {
-  if (blocks_ == 0) return;
+  if (!block_open_) return;
   std::memcpy(&buf_[block_count_at_], &block_events_, sizeof(uint32_t));
+  block_open_ = false;
 }
 
 void BatchWriter::begin_block(std::string_view client, std::string_view name, std::string_view type) {
   close_block();
+  block_start_ = buf_.size();
   put<uint16_t>(&buf_, static_cast<uint16_t>(client.size()));
   buf_.append(client);
   put<uint16_t>(&buf_, static_cast<uint16_t>(name.size()));
@@ -48,6 +51,7 @@ void BatchWriter::begin_block(std::string_view client, std::string_view name, st
   put<uint32_t>(&buf_, 0);
   block_events_ = 0;
   ++blocks_;
+  block_open_ = true;
 }
 
 void BatchWriter::add_event(double timestamp, const taba_value& payload) {
@@ -70,6 +74,15 @@ void BatchWriter::add_event(double timestamp, const taba_value& payload) {
   std::memcpy(p, payload.json, len);
   ++block_events_;
   ++total_events_;
+}
+
+void BatchWriter::drop_block() {
+  if (!block_open_) return;
+  buf_.resize(block_start_);
+  total_events_ -= block_events_;
+  block_events_ = 0;
+  --blocks_;
+  block_open_ = false;  // the block before it was closed when this one began
 }
 
 std::string BatchWriter::finish() {

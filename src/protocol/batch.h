@@ -30,6 +30,8 @@ class BatchWriter {
   void reserve(size_t bytes) { buf_.reserve(bytes); }
   void begin_block(std::string_view client, std::string_view name, std::string_view type);
   void add_event(double timestamp, const taba_value& payload);
+  // Takes the block begun last (and its events) out of the batch.
+  void drop_block();
   // Finishes the batch and moves its bytes out.
   std::string finish();
 
@@ -41,6 +43,8 @@ class BatchWriter {
   void close_block();
   std::string buf_;
   uint32_t blocks_ = 0;
+  bool block_open_ = false;     // a block was begun and its count is not written yet
+  size_t block_start_ = 0;     // offset of the current block's header
   size_t block_count_at_ = 0;  // offset of the current block's event_count
   uint32_t block_events_ = 0;
   uint64_t total_events_ = 0;

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/utf8.h"
 #include "core/validation.h"
 #include "protocol/payload.h"
 
@@ -84,6 +85,54 @@ bool V1Decoder::finish() {
   if (state_ == State::kVersion || state_ == State::kBlankAfterVersion) {
     return fail("body ended before a client ID");
   }
+  if (state_ == State::kEvents) end_block();
+  return true;
+}
+
+std::string V1Decoder::refused_text() const {
+  if (refused_text_.empty()) return {};
+  return "1\n\n" + refused_text_;
+}
+
+void V1Decoder::keep_line(std::string_view text) {
+  if (!options_.keep_refused_text) return;
+  block_lines_.append(text);
+  block_lines_.push_back('\n');
+}
+
+void V1Decoder::end_block() {
+  if (skip_block_ && options_.keep_refused_text) {
+    refused_text_.append(client_);
+    refused_text_.append("\n\n");
+    refused_text_.append(block_lines_);
+    refused_text_.append("\n\n");
+  }
+  block_lines_.clear();
+  skip_block_ = false;
+}
+
+bool V1Decoder::refuse(const char* kind, std::string reason) {
+  Refusal r;
+  r.line = line_;
+  r.client = client_;
+  r.name = name_;
+  r.kind = kind;
+  r.reason = std::move(reason);
+  if (handler_) {
+    // Take what the block wrote out of the batch, and the binding it made.
+    resolver_->refused(name_);
+    out_->drop_block();
+    events_ -= block_events_;
+    clamped_ -= block_clamped_;
+    handler_ = nullptr;
+  }
+  // The events written before the bad line, and the bad line itself when
+  // it is an event line (a refused name line is not one).
+  r.events = block_events_ + (state_ == State::kEvents ? 1 : 0);
+  block_events_ = 0;
+  block_clamped_ = 0;
+  skip_block_ = true;
+  refusals_.push_back(std::move(r));
   return true;
 }
 
@@ -104,8 +153,19 @@ bool V1Decoder::line(std::string_view text) {
     case State::kClient: {
       if (text.empty()) return true;  // extra blank lines between clients
       std::string why = check_identifier(text);
-      if (!why.empty()) return fail(fmt::format("invalid client ID \"{}\": {}", quote_for_error(text), why));
-      client_.assign(text);
+      skip_client_ = !why.empty();
+      if (skip_client_) {
+        // Every block of this client is refused; one refusal names them all.
+        client_ = quote_for_error(text);
+        Refusal r;
+        r.line = line_;
+        r.client = client_;
+        r.kind = "client";
+        r.reason = fmt::format("invalid client ID \"{}\": {}", client_, why);
+        refusals_.push_back(std::move(r));
+      } else {
+        client_.assign(text);
+      }
       state_ = State::kBlankAfterClient;
       return true;
     }
@@ -118,17 +178,31 @@ bool V1Decoder::line(std::string_view text) {
         state_ = State::kClient;
         return true;
       }
-      std::string why = check_identifier(text);
-      if (!why.empty()) return fail(fmt::format("invalid name \"{}\": {}", quote_for_error(text), why));
-      name_.assign(text);
       block_type_.clear();
       handler_ = nullptr;
+      block_events_ = 0;
+      block_clamped_ = 0;
+      skip_block_ = skip_client_;
+      keep_line(text);
+      std::string why = skip_client_ ? std::string() : check_identifier(text);
+      if (!why.empty()) {
+        name_ = quote_for_error(text);
+        refuse("name", fmt::format("invalid name \"{}\": {}", name_, why));
+      } else {
+        name_.assign(text);
+      }
       state_ = State::kEvents;
       return true;
     }
     case State::kEvents:
       if (text.empty()) {
+        end_block();
         state_ = State::kName;
+        return true;
+      }
+      keep_line(text);
+      if (skip_block_) {
+        ++refusals_.back().events;
         return true;
       }
       return event_line(text);
@@ -184,53 +258,53 @@ bool V1Decoder::event_line(std::string_view t) {
   }
   size_t p = 0;
   skip_ws(t, &p);
-  if (p >= t.size() || t[p] != '[') return fail(kEventShape);
+  if (p >= t.size() || t[p] != '[') return refuse("event", kEventShape);
   ++p;
   skip_ws(t, &p);
   // The type: a JSON string.
-  if (p >= t.size() || t[p] != '"') return fail(std::string(kEventShape) + ": the type must be a string");
+  if (p >= t.size() || t[p] != '"') return refuse("event", std::string(kEventShape) + ": the type must be a string");
   bool esc = false;
   size_t end = find_string_end(t, p, &esc);
-  if (end == std::string_view::npos) return fail("unterminated type string");
+  if (end == std::string_view::npos) return refuse("event", "unterminated type string");
   std::string_view type = t.substr(p + 1, end - p - 1);
   if (esc) {
     std::string why = unescape_json_string(type, &type_scratch_);
-    if (!why.empty()) return fail("type: " + why);
+    if (!why.empty()) return refuse("event", "type: " + why);
     type = type_scratch_;
   }
   p = end + 1;
   skip_ws(t, &p);
-  if (p >= t.size() || t[p] != ',') return fail(std::string(kEventShape) + ": expected ',' after the type");
+  if (p >= t.size() || t[p] != ',') return refuse("event", std::string(kEventShape) + ": expected ',' after the type");
   ++p;
   // The timestamp: a JSON number.
   taba_value ts_value;
   std::string why = scan_value(t, &p, &ts_value);
-  if (!why.empty()) return fail("timestamp: " + why);
-  if (ts_value.kind != TABA_VALUE_NUMBER) return fail("timestamp must be a number of epoch seconds");
+  if (!why.empty()) return refuse("event", "timestamp: " + why);
+  if (ts_value.kind != TABA_VALUE_NUMBER) return refuse("event", "timestamp must be a number of epoch seconds");
   double ts = ts_value.number;
-  if (ts < 0) return fail("timestamp must not be negative");
+  if (ts < 0) return refuse("event", "timestamp must not be negative");
   skip_ws(t, &p);
-  if (p >= t.size() || t[p] != ',') return fail(std::string(kEventShape) + ": expected ',' after the timestamp");
+  if (p >= t.size() || t[p] != ',') return refuse("event", std::string(kEventShape) + ": expected ',' after the timestamp");
   ++p;
   skip_ws(t, &p);
   // The payload: its JSON text, encoded again as a JSON string.
   if (p >= t.size() || t[p] != '"') {
-    return fail("payload must be a JSON string holding the value's JSON text, e.g. \"12.5\" or \"\\\"red\\\"\"");
+    return refuse("event", "payload must be a JSON string holding the value's JSON text, e.g. \"12.5\" or \"\\\"red\\\"\"");
   }
   end = find_string_end(t, p, &esc);
-  if (end == std::string_view::npos) return fail("unterminated payload string");
-  std::string_view payload = t.substr(p + 1, end - p - 1);
+  if (end == std::string_view::npos) return refuse("event", "unterminated payload string");
+  std::string_view payload = as_utf8(t.substr(p + 1, end - p - 1));
   if (esc) {
     why = unescape_json_string(payload, &scratch_);
-    if (!why.empty()) return fail("payload: " + why);
+    if (!why.empty()) return refuse("event", "payload: " + why);
     payload = scratch_;
   }
   p = end + 1;
   skip_ws(t, &p);
-  if (p >= t.size() || t[p] != ']') return fail(std::string(kEventShape) + ": expected ']' after the payload");
+  if (p >= t.size() || t[p] != ']') return refuse("event", std::string(kEventShape) + ": expected ']' after the payload");
   ++p;
   skip_ws(t, &p);
-  if (p != t.size()) return fail("unexpected characters after the event");
+  if (p != t.size()) return refuse("event", "unexpected characters after the event");
 
   taba_event ev;
   why = parse_payload(payload, &ev);
@@ -238,8 +312,9 @@ bool V1Decoder::event_line(std::string_view t) {
     // The type is checked before the payload, as for every event.
     if (!handler_ || type == block_type_) {
       std::string err;
-      if (!handler_ && !resolver_->resolve(name_, type, &err)) return fail(err);
-      return fail(fmt::format("payload \"{}\": {}", quote_for_error(payload), why));
+      if (!handler_ && !resolver_->resolve(name_, type, &err)) return refuse("type", err);
+      if (!handler_) resolver_->refused(name_);  // resolved only to order the errors
+      return refuse("payload", fmt::format("payload \"{}\": {}", quote_for_error(payload), why));
     }
   }
   return accept_event(type, ts, payload, &ev);
@@ -250,29 +325,38 @@ bool V1Decoder::accept_event(std::string_view type, double ts, std::string_view 
   if (!handler_) {
     std::string err;
     handler_ = resolver_->resolve(name_, type, &err);
-    if (!handler_) return fail(err);
+    if (!handler_) return refuse("type", err);
     block_type_.assign(type);
     out_->begin_block(client_, name_, block_type_);
   } else if (type != block_type_) {
-    return fail(fmt::format("type \"{}\" conflicts with type \"{}\" of name \"{}\"", quote_for_error(type),
-                            block_type_, name_));
+    return refuse("type", fmt::format("type \"{}\" conflicts with type \"{}\" of name \"{}\"",
+                                      quote_for_error(type), block_type_, name_));
   }
 
   if (ts > options_.now + options_.future_clamp_s) {
     ts = options_.now;
     ++clamped_;
+    ++block_clamped_;
   }
   ev->timestamp = ts;
   char err[256];
   err[0] = '\0';
   if (handler_->table->check_event(ev, err, sizeof err) != TABA_OK) {
     err[sizeof err - 1] = '\0';
-    return fail(fmt::format("{} payload \"{}\" rejected: {}", block_type_, quote_for_error(payload),
-                            err[0] ? err : "invalid payload"));
+    return refuse("payload", fmt::format("{} payload \"{}\" rejected: {}", block_type_, quote_for_error(payload),
+                                         err[0] ? err : "invalid payload"));
   }
   out_->add_event(ts, ev->payload);
   ++events_;
+  ++block_events_;
   return true;
+}
+
+std::string_view V1Decoder::as_utf8(std::string_view payload) {
+  if (is_valid_utf8(payload)) return payload;
+  latin1_scratch_.clear();
+  append_latin1_as_utf8(payload, &latin1_scratch_);
+  return latin1_scratch_;
 }
 
 }  // namespace taba::protocol

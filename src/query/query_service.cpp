@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/clock.h"
+#include "core/utf8.h"
 #include "protocol/payload.h"
 #include "query/accept.h"
 #include "query/params.h"
@@ -85,6 +86,12 @@ std::string render_state(const plugin::Handler* handler, const taba_state* state
     rc = handler->table->render(state, TABA_FORMAT_JSON, now, &sink);
   }
   if (rc != TABA_OK) return "null";
+  // Whatever a plugin writes, a reply is valid UTF-8.
+  if (!is_valid_utf8(out)) {
+    std::string clean;
+    append_sanitized_utf8(out, &clean);
+    return clean;
+  }
   return out;
 }
 

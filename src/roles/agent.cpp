@@ -10,6 +10,7 @@
 #include "http/url.h"
 #include "roles/auth.h"
 #include "roles/server_options.h"
+#include "store/redis/layout.h"
 #include "taba/version.h"
 
 namespace taba::roles {
@@ -187,6 +188,24 @@ void AgentRole::submit(std::string batch, store::BatchId batch_id, store::Bindin
   }
 }
 
+void AgentRole::refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
+                        const std::string& reasons) {
+  if (v1_text.empty()) return;
+  // Named after the post's batch id, so that a client's retry finds the
+  // dead letter written and does not write another; a client's id may hold
+  // any printable byte ('/' too), so the file name keeps only the safe ones
+  // and adds a hash of the whole id.
+  std::string id = "refused-";
+  for (char c : batch_id.substr(0, 64)) {
+    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    id.push_back(safe ? c : '_');
+  }
+  id += fmt::format("-{:016x}", redis::fnv1a64(batch_id));
+  forwarder_->dead_letter(id, v1_text, events,
+                          fmt::format("post {} refused by the agent: {} events in refused blocks:\n{}", batch_id,
+                                      events, reasons));
+}
+
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
   if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
@@ -247,6 +266,7 @@ void AgentRole::write_metrics(MetricsWriter* w) const {
   w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
   w->counter("taba_agent_events_received_total", "Events in posts the agent accepted.",
              static_cast<double>(in.events_received));
+  ingest_->write_refusal_metrics(w, "taba_agent");
   w->counter("taba_agent_events_spooled_total", "Events written to the spool (duplicate posts not counted).",
              static_cast<double>(events_spooled_));
   w->counter("taba_agent_duplicate_posts_total", "Posts whose Taba-Batch-Id was already spooled (answered 200, not spooled again).",

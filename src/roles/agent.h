@@ -61,6 +61,10 @@ class AgentRole : public IngestSink {
   const plugin::Handler* bound_handler(std::string_view) const override { return nullptr; }
   void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t events,
               std::function<void(const Status&)> done) override;
+  // Refused blocks of a post become a dead letter "dl-refused-<batch id>".
+  bool keeps_refused() const override { return true; }
+  void refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
+               const std::string& reasons) override;
 
  private:
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);

@@ -303,6 +303,7 @@ class Daemon {
               "Bodies refused by a configured limit (ingest.max_events_per_body: 413; ingest.max_names or "
               "max_names_per_client: 422); also counted as rejected.",
               static_cast<double>(in.bodies_over_limit));
+    ingest_->write_refusal_metrics(&w, "taba");
     const http::ServerStats& hs = server_->stats();
     w.counter("taba_http_requests_total", "HTTP requests received.", static_cast<double>(hs.requests));
     w.counter("taba_http_connections_accepted_total", "Connections accepted.", static_cast<double>(hs.connections_accepted));

@@ -12,13 +12,17 @@
 #include "core/string_map.h"
 #include "core/validation.h"
 #include "http/inflate.h"
+#include "protocol/payload.h"
 #include "protocol/v1_decoder.h"
+#include "query/accept.h"
+#include "roles/metrics.h"
 
 namespace taba::roles {
 namespace {
 
 // Resolves types against the store's bindings plus the bindings this body
-// makes for the first time.
+// makes for the first time. A new binding counts the blocks using it; one
+// whose blocks were all refused is forgotten (a refused block binds nothing).
 class BodyResolver : public protocol::TypeResolver {
  public:
   BodyResolver(const IngestSink* sink, const plugin::Registry* registry) : sink_(sink), registry_(registry) {}
@@ -30,31 +34,74 @@ class BodyResolver : public protocol::TypeResolver {
       return nullptr;
     }
     const plugin::Handler* bound = sink_->bound_handler(name);
+    NewBinding* fresh = nullptr;
     if (!bound) {
       auto it = new_bindings_.find(name);
       if (it == new_bindings_.end()) {
-        new_bindings_.emplace(std::string(name), wanted);
+        new_bindings_.emplace(std::string(name), NewBinding{wanted, 1});
         return wanted;
       }
-      bound = it->second;
+      fresh = &it->second;
+      bound = fresh->handler;
     }
     if (bound != wanted) {
       *err = fmt::format("type \"{}\" conflicts with type \"{}\" bound to name \"{}\"", wanted->type_name,
                          bound->type_name, name);
       return nullptr;
     }
+    if (fresh) ++fresh->blocks;
     return wanted;
   }
 
+  void refused(std::string_view name) override {
+    auto it = new_bindings_.find(name);
+    if (it != new_bindings_.end() && --it->second.blocks == 0) new_bindings_.erase(it);
+  }
+
   std::vector<std::pair<std::string, const plugin::Handler*>> take_bindings() {
-    return {new_bindings_.begin(), new_bindings_.end()};
+    std::vector<std::pair<std::string, const plugin::Handler*>> out;
+    out.reserve(new_bindings_.size());
+    for (const auto& [name, b] : new_bindings_) out.emplace_back(name, b.handler);
+    return out;
   }
 
  private:
+  struct NewBinding {
+    const plugin::Handler* handler;
+    uint32_t blocks;  // blocks of this body using it, not refused
+  };
   const IngestSink* sink_;
   const plugin::Registry* registry_;
-  StringMap<const plugin::Handler*> new_bindings_;
+  StringMap<NewBinding> new_bindings_;
 };
+
+// The reply's account of refused blocks: "line N: reason" lines, or with
+// JSON {"events": <applied>, "refused": [{"line", "client", "name",
+// "events", "reason"}]} (docs/api.md, "Partial acceptance").
+std::string refusal_body(const std::vector<protocol::Refusal>& refusals, uint64_t applied, bool json) {
+  std::string out;
+  if (!json) {
+    for (const protocol::Refusal& r : refusals) out += fmt::format("line {}: {}\n", r.line, r.reason);
+    return out;
+  }
+  out = fmt::format("{{\"events\": {}, \"refused\": [", applied);
+  for (size_t i = 0; i < refusals.size(); ++i) {
+    const protocol::Refusal& r = refusals[i];
+    out += fmt::format("{}{{\"line\": {}, \"client\": ", i ? ", " : "", r.line);
+    protocol::append_json_string(&out, r.client);
+    out += ", \"name\": ";
+    if (r.name.empty()) {
+      out += "null";
+    } else {
+      protocol::append_json_string(&out, r.name);
+    }
+    out += fmt::format(", \"events\": {}, \"reason\": ", r.events);
+    protocol::append_json_string(&out, r.reason);
+    out += "}";
+  }
+  out += "]}\n";
+  return out;
+}
 
 class StoreSink : public IngestSink {
  public:
@@ -70,6 +117,23 @@ class StoreSink : public IngestSink {
 };
 
 }  // namespace
+
+// What a body's refused blocks make of its reply.
+struct Refused {
+  size_t blocks = 0;
+  uint64_t events = 0;
+  bool json = false;
+  std::string body;  // refusal_body()
+  std::string text;  // the refused blocks as a v1 body, when the sink keeps them
+  std::string reasons;  // "line N: reason" lines
+
+  http::Response response(int status) const {
+    http::Response r = http::Response::text(status, body);
+    if (json) r.content_type = "application/json";
+    r.headers.push_back({"Taba-Refused-Blocks", std::to_string(blocks)});
+    return r;
+  }
+};
 
 class IngestRequest : public http::RequestHandler {
  public:
@@ -119,11 +183,6 @@ class IngestRequest : public http::RequestHandler {
     if (check_event_limit()) return;
     uint64_t events = decoder_.events();
     uint64_t clamped = decoder_.clamped();
-    if (events == 0) {
-      ++ingest_->stats_.bodies_ok;
-      exchange_->reply(http::Response::text(200, ""));
-      return;
-    }
     Ingest* ingest = ingest_;
     std::shared_ptr<http::Exchange> exchange = exchange_;
     // A body without a batch id gets one; a 503 names it so that a retry
@@ -131,9 +190,34 @@ class IngestRequest : public http::RequestHandler {
     std::string batch_id(exchange_->request().header("taba-batch-id"));
     bool generated = batch_id.empty();
     if (generated) batch_id = ingest->new_batch_id();
+    // Refused blocks: logged and counted now; the good blocks go on.
+    auto refused = std::make_shared<Refused>();
+    if (!decoder_.refusals().empty()) {
+      ingest->note_refusals(exchange_->request(), decoder_.refusals());
+      refused->blocks = decoder_.refusals().size();
+      for (const protocol::Refusal& r : decoder_.refusals()) refused->events += r.events;
+      refused->json = query::negotiate(exchange_->request().header("accept"), {"text/plain", "application/json"}) ==
+                      "application/json";
+      refused->body = refusal_body(decoder_.refusals(), events, refused->json);
+      refused->text = decoder_.refused_text();
+      refused->reasons = refused->json ? refusal_body(decoder_.refusals(), events, false) : refused->body;
+    }
+    if (events == 0) {
+      if (refused->blocks == 0) {
+        ++ingest->stats_.bodies_ok;
+        exchange_->reply(http::Response::text(200, ""));
+        return;
+      }
+      // Every block refused: nothing to apply.
+      failed_ = true;
+      ++ingest->stats_.bodies_rejected;
+      ingest->sink_->refused(refused->text, batch_id, refused->events, refused->reasons);
+      exchange_->reply(refused->response(400));
+      return;
+    }
     uint64_t t0 = uv_hrtime();
     ingest->sink_->submit(batch_.finish(), store::BatchId{batch_id, !generated}, resolver_.take_bindings(), events,
-                           [ingest, exchange, events, clamped, batch_id, generated, t0](const Status& s) {
+                           [ingest, exchange, events, clamped, batch_id, generated, t0, refused](const Status& s) {
                              if (ingest->latency_observer_) {
                                ingest->latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);
                              }
@@ -141,7 +225,13 @@ class IngestRequest : public http::RequestHandler {
                                ++ingest->stats_.bodies_ok;
                                ingest->stats_.events_received += events;
                                ingest->stats_.events_clamped += clamped;
-                               exchange->reply(http::Response::text(200, ""));
+                               if (refused->blocks == 0) {
+                                 exchange->reply(http::Response::text(200, ""));
+                                 return;
+                               }
+                               ++ingest->stats_.bodies_partial;
+                               ingest->sink_->refused(refused->text, batch_id, refused->events, refused->reasons);
+                               exchange->reply(refused->response(200));
                              } else if (s.code() == Status::Code::kInvalid) {
                                ++ingest->stats_.bodies_rejected;
                                exchange->reply(http::Response::text(400, s.message() + "\n"));
@@ -162,6 +252,7 @@ class IngestRequest : public http::RequestHandler {
  private:
   static protocol::DecodeOptions decode_options(Ingest* ingest, double now) {
     protocol::DecodeOptions o;
+    o.keep_refused_text = ingest->sink_->keeps_refused();
     o.now = now;
     o.future_clamp_s = static_cast<double>(ingest->options_.future_clamp_s);
     return o;
@@ -193,6 +284,51 @@ class IngestRequest : public http::RequestHandler {
   std::unique_ptr<http::Inflater> inflater_;
   bool failed_ = false;
 };
+
+void Ingest::note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals) {
+  for (const protocol::Refusal& r : refusals) {
+    stats_.events_refused += r.events;
+    for (size_t k = 0; k < kRefusalKinds.size(); ++k) {
+      if (std::string_view(r.kind) == kRefusalKinds[k]) ++stats_.blocks_refused[k];
+    }
+  }
+  // At most kRefusalLogBurst lines per second; the rest are counted and
+  // summed up in the next line that is written.
+  int64_t now = steady_ms();
+  if (now - refusal_log_window_ms_ >= 1000) {
+    refusal_log_window_ms_ = now;
+    refusal_log_lines_ = 0;
+  }
+  for (const protocol::Refusal& r : refusals) {
+    if (refusal_log_lines_ >= kRefusalLogBurst) {
+      ++refusals_not_logged_;
+      continue;
+    }
+    ++refusal_log_lines_;
+    std::string suppressed;
+    if (refusals_not_logged_ > 0) {
+      suppressed = fmt::format(" ({} earlier refusals not logged)", refusals_not_logged_);
+      refusals_not_logged_ = 0;
+    }
+    log::warn("ingest: {} from {}: block of client \"{}\" name \"{}\" refused ({} events): line {}: {}{}", req.path,
+              req.peer, r.client, r.name, r.events, r.line, r.reason, suppressed);
+  }
+}
+
+void Ingest::write_refusal_metrics(MetricsWriter* w, std::string_view prefix) const {
+  std::string blocks = fmt::format("{}_blocks_refused_total", prefix);
+  w->family(blocks, "counter",
+            "Name blocks of ingest bodies refused, by kind (client, name, event, type, payload); the body's good "
+            "blocks were applied.");
+  for (size_t k = 0; k < kRefusalKinds.size(); ++k) {
+    w->sample(blocks, static_cast<double>(stats_.blocks_refused[k]), {{"kind", std::string(kRefusalKinds[k])}});
+  }
+  w->counter(fmt::format("{}_events_refused_total", prefix), "Events in refused name blocks.",
+             static_cast<double>(stats_.events_refused));
+  w->counter(fmt::format("{}_bodies_partial_total", prefix),
+             "Bodies applied in part: some blocks refused, the rest accepted (200 with the refusals listed).",
+             static_cast<double>(stats_.bodies_partial));
+}
 
 std::string Ingest::new_batch_id() {
   return fmt::format("{:016x}{:016x}", rng_(), rng_());

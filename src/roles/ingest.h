@@ -1,12 +1,18 @@
 // The ingest routes of the fe role: POST /post and POST /post_zip.
 //
 // A body streams through (optional) decompression into the v1 decoder,
-// which validates every event into a batch. Only when the whole body is
-// valid is the batch handed to the store; the reply waits for the store to
-// make it durable and apply it. Any error answers 400 naming the line, and
-// nothing of that body is applied.
+// which validates every event into a batch. The unit of refusal is the
+// (client, name) block: the good blocks go to the store (or the agent's
+// spool) and the reply, once they are durable and applied, is 200 listing
+// the refused blocks ("line N: reason", or JSON with Accept:
+// application/json; header Taba-Refused-Blocks). A body whose blocks are
+// all refused answers 400 with the same list; a body whose framing cannot
+// be read (version line, blank lines around a client ID, an over-long
+// line) answers 400 and nothing of it is applied. Every refusal is counted
+// and logged (rate-limited).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,9 +21,15 @@
 
 #include "core/config.h"
 #include "http/server.h"
+#include "protocol/v1_decoder.h"
 #include "store/store.h"
 
 namespace taba::roles {
+
+class MetricsWriter;
+
+// The kinds of Refusal::kind, in the order of IngestStats::blocks_refused.
+inline constexpr std::array<std::string_view, 5> kRefusalKinds = {"client", "name", "event", "type", "payload"};
 
 struct IngestStats {
   uint64_t bodies_ok = 0;
@@ -27,6 +39,9 @@ struct IngestStats {
   uint64_t events_received = 0;     // in accepted bodies
   uint64_t events_clamped = 0;      // future timestamps clamped to now
   uint64_t bytes_received = 0;      // on the wire
+  uint64_t bodies_partial = 0;      // 200 with some blocks refused
+  std::array<uint64_t, kRefusalKinds.size()> blocks_refused{};  // by kind
+  uint64_t events_refused = 0;      // in refused blocks
 };
 
 // Where an accepted body goes: the store (fe) or the agent's spool.
@@ -38,6 +53,16 @@ class IngestSink {
   // Takes a validated batch of `events` events; done as Store::submit.
   virtual void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t events,
                       std::function<void(const Status&)> done) = 0;
+  // Whether refused() wants the refused blocks' text (the agent keeps them
+  // as dead letters; the fe only reports them).
+  virtual bool keeps_refused() const { return false; }
+  // Called once a body's good blocks are accepted (or it had none), with
+  // its refused blocks as a v1 body (empty unless keeps_refused()), the
+  // body's batch id, their event count and the "line N: reason" lines.
+  virtual void refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
+                       const std::string& reasons) {
+    (void)v1_text, (void)batch_id, (void)events, (void)reasons;
+  }
 };
 
 class Ingest {
@@ -61,9 +86,14 @@ class Ingest {
   void set_latency_observer(std::function<void(double)> f) { latency_observer_ = std::move(f); }
   // A random 128-bit batch id (hex) for a body that came without one.
   std::string new_batch_id();
+  // <prefix>_blocks_refused_total{kind}, _events_refused_total,
+  // _bodies_partial_total.
+  void write_refusal_metrics(MetricsWriter* w, std::string_view prefix) const;
 
  private:
   friend class IngestRequest;
+  static constexpr int kRefusalLogBurst = 10;  // log lines per second
+  void note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals);
   std::unique_ptr<IngestSink> owned_sink_;
   IngestSink* sink_;
   const plugin::Registry* registry_;
@@ -71,6 +101,9 @@ class Ingest {
   IngestStats stats_;
   std::function<void(double)> latency_observer_;
   std::mt19937_64 rng_{std::random_device{}()};
+  int64_t refusal_log_window_ms_ = 0;
+  int refusal_log_lines_ = 0;
+  uint64_t refusals_not_logged_ = 0;
 };
 
 }  // namespace taba::roles

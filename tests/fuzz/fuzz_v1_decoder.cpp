@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/utf8.h"
 #include "plugin/registry.h"
 #include "protocol/batch.h"
 #include "protocol/v1_decoder.h"
@@ -35,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   writer.reset(1400000000.0);
   taba::protocol::DecodeOptions opts;
   opts.now = 1400000000.0;
+  opts.keep_refused_text = (data[0] & 1) != 0;
   taba::protocol::V1Decoder dec(&resolver, &writer, opts);
   bool ok = dec.feed(body.substr(0, split)) && dec.feed(body.substr(split < body.size() ? split : body.size())) &&
             dec.finish();
@@ -46,8 +48,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<taba_event> evs;
     taba::Status s;
     uint64_t n = 0;
-    while (reader.next(&b, &evs, &s)) n += evs.size();
+    while (reader.next(&b, &evs, &s)) {
+      n += evs.size();
+      // Nothing that is not UTF-8 gets into a batch (Latin-1 is converted).
+      for (const taba_event& e : evs) {
+        if (!taba::is_valid_utf8(std::string_view(e.payload.json, e.payload.json_len))) __builtin_trap();
+      }
+    }
     if (!s.ok() || n != dec.events()) __builtin_trap();
+    // Every refusal names a line of the body.
+    for (const taba::protocol::Refusal& r : dec.refusals()) {
+      if (r.line == 0 || r.line > dec.line()) __builtin_trap();
+    }
   }
   return 0;
 }

@@ -185,7 +185,7 @@ std::string totals_body(const std::string& client, const std::string& name, int 
 
 }  // namespace
 
-TEST_CASE("agent: plain, zlib and gzip posts arrive exactly, a malformed body is refused whole, a repeated batch id counts once",
+TEST_CASE("agent: plain, zlib and gzip posts arrive exactly, a refused block is a dead letter, a repeated batch id counts once",
           "[e2e][agent]") {
   TempDir dir("agent-basic");
   TabadProcess fe;
@@ -211,13 +211,16 @@ TEST_CASE("agent: plain, zlib and gzip posts arrive exactly, a malformed body is
   std::string c = v1_body({{"c4", {{"b.tot", {event_line("TotalsCounter", t, "7")}}}}});
   CHECK(status_of(agent.post("/post", http::gzip_compress(c), {{"Content-Encoding", "gzip"}})) == 200);
 
-  // Line 6 is good, line 7 is not: nothing of the body may arrive.
+  // Line 6 is good, line 7 is not: nothing of their block may arrive, and
+  // as the body has no other block it is refused (400) and kept as a dead
+  // letter.
   std::string bad = v1_body({{"c5", {{"b.bad", {event_line("TotalsCounter", t, "1"), "[\"TotalsCounter\", 1, 5]"}}}}});
-  auto rb = agent.post("/post", bad);
+  auto rb = agent.post("/post", bad, {{"Taba-Batch-Id", "client/../bad-1"}});
   REQUIRE(rb.ok());
   CHECK(rb->status == 400);
   CHECK(rb->body.rfind("line 7: ", 0) == 0);
   CHECK(rb->body.find('\n') == rb->body.size() - 1);
+  CHECK(rb->header("taba-refused-blocks") == "1");
   auto rz = agent.post("/post_zip", "this is not zlib");
   CHECK(status_of(rz) == 400);
 
@@ -261,11 +264,25 @@ TEST_CASE("agent: plain, zlib and gzip posts arrive exactly, a malformed body is
   CHECK(s.rejected == 2);
   CHECK(s.duplicates == 1);
   CHECK(s.forwarded_events == 12);
-  CHECK(s.dead_batches == 0);
+  // The refused block, named after the post's batch id (its '/' and '.'
+  // made safe for a file name), with its reason.
+  CHECK(s.dead_batches == 1);
+  CHECK(s.dead_events == 2);
+  std::string dl_dir = agent.data_dir() + "/dead-letters";
+  std::vector<std::string> letters = list_dir(dl_dir);
+  INFO(fmt::format("{}", fmt::join(letters, " ")));
+  REQUIRE(letters.size() == 2);
+  CHECK(letters[0].rfind("dl-refused-client____bad-1-", 0) == 0);
+  std::string letter_v1 = ends_with(letters[0], ".v1") ? letters[0] : letters[1];
+  std::string letter_reason = ends_with(letters[0], ".v1") ? letters[1] : letters[0];
+  CHECK(read_file(dl_dir + "/" + letter_v1) == bad);
+  CHECK(read_file(dl_dir + "/" + letter_reason).find("line 7: ") != std::string::npos);
   CHECK(s.ep_state == "up");
   std::string metrics = body_text(agent.get("/metrics"));
   CHECK(metric(metrics, "taba_agent_duplicate_posts_total") == 1);
   CHECK(metric(metrics, "taba_agent_events_forwarded_total") == 12);
+  CHECK(metrics.find("taba_agent_blocks_refused_total{kind=\"event\"} 1\n") != std::string::npos);
+  CHECK(metric(metrics, "taba_agent_events_refused_total") == 2);
 }
 
 TEST_CASE("agent: with the fe down for 30 s every accepted event is spooled, then forwarded exactly once",
@@ -510,7 +527,7 @@ TEST_CASE("agent: a full spool answers 503 with Retry-After and everything it ac
   CHECK(status_of(agent.get("/readyz")) == 200);
 }
 
-TEST_CASE("agent: a post the fe refuses (400) goes to the dead letters alone, the others of its batch arrive",
+TEST_CASE("agent: a block the fe refuses goes to the dead letters alone, the rest of its batch arrives",
           "[e2e][agent]") {
   TempDir dir("agent-dead");
   TabadProcess fe;
@@ -578,14 +595,16 @@ TEST_CASE("agent: a post the fe refuses (400) goes to the dead letters alone, th
   CHECK(letter.find("dlb") != std::string::npos);
   CHECK(letter.find("dl_good") == std::string::npos);
   std::string reason = read_file(dl_dir + "/" + reasons[0]);
-  CHECK(reason.find("HTTP 400") != std::string::npos);
-  CHECK(reason.find("dl_bound") != std::string::npos);
+  INFO(reason);
+  CHECK(reason.find("1 events in 1 name block(s) refused by") != std::string::npos);
+  CHECK(reason.find("conflicts with type \"CounterGroup\" bound to name \"dl_bound\"") != std::string::npos);
   std::string metrics = body_text(agent.get("/metrics"));
   CHECK(metric(metrics, "taba_agent_dead_letters_total") == 1);
   CHECK(metric(metrics, "taba_agent_dead_letter_events_total") == 1);
 
-  // The four posts were one batch, refused whole and then re-sent one by one.
-  CHECK(agent.log_text().find("of 4 post(s) refused") != std::string::npos);
+  // The four posts were one batch, applied by the fe but for the refused
+  // block: never split and re-sent.
+  CHECK(agent.log_text().find("post(s) refused") == std::string::npos);
 
   // Not retried: a while later nothing has changed.
   sleep_ms(1500);
@@ -641,7 +660,6 @@ TEST_CASE("agent: in a refused post only the name block the fe names is a dead l
   CHECK(letter.find("blk_bound") != std::string::npos);
   CHECK(letter.find("blk_a") == std::string::npos);
   CHECK(letter.find("blk_c") == std::string::npos);
-  CHECK(agent.log_text().find("name block 1 refused") != std::string::npos);
 }
 
 TEST_CASE("agent: a client's retry after the batch was forwarded and the agent restarted is spooled once",
@@ -702,7 +720,7 @@ TEST_CASE("agent: a post with many names the fe refuses still delivers its good 
   bool settled = eventually(
       [&] {
         s = agent_status(agent);
-        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 40;
+        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 1;
       },
       30000);
   INFO(s.raw);
@@ -711,7 +729,8 @@ TEST_CASE("agent: a post with many names the fe refuses still delivers its good 
   auto got = tabs_json(fe, "name=many_good");
   CHECK(got["many_good"].count == 1);
   CHECK(got["many_good"].total == Approx(7.0));
-  CHECK(s.dead_batches == 40);
+  // One dead letter holding the 40 refused blocks.
+  CHECK(s.dead_batches == 1);
   CHECK(s.dead_events == 40);
 }
 

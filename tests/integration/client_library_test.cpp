@@ -247,7 +247,7 @@ TEST_CASE("client library: 8 threads record every type, the totals are exact", "
   CHECK_THAT(clients.value().body, Catch::Contains("lib-threads"));
 }
 
-TEST_CASE("client library: invalid events are counted with the reason, and a refused block alone is dropped",
+TEST_CASE("client library: invalid events are counted with the reason, and a refused block alone is lost",
           "[client]") {
   TabadProcess p;
   auto started = p.start();
@@ -273,9 +273,9 @@ TEST_CASE("client library: invalid events are counted with the reason, and a ref
   client.Counter(std::string(257, 'n'));
   CHECK_THAT(client.Status().last_invalid, Catch::Contains("is 257 bytes long (at most 256 allowed)"));
 
-  // The server refuses a type it has no plugin for: the whole body is
-  // refused (400 naming the line), and the client drops that name block
-  // alone, sending the rest again under a new batch id.
+  // The server refuses a type it has no plugin for: it applies the body's
+  // other blocks and answers 200 naming the refused block's line; the
+  // client counts that block's events as refused.
   client.Counter("ok.before", 2);
   client.Record("srv.unknown", "NoSuchType", "1");
   client.Record("srv.unknown", "NoSuchType", "2");
@@ -286,10 +286,18 @@ TEST_CASE("client library: invalid events are counted with the reason, and a ref
   CHECK(s.recorded == 4);
   CHECK(s.dropped_rejected == 2);
   CHECK(s.sent == 2);
-  CHECK(s.posts_failed == 1);
+  CHECK(s.posts_failed == 0);
   CHECK(s.posts_ok == 1);
-  CHECK_THAT(s.last_error, Catch::Contains("HTTP 400 from " + p.url() + "/post: line 9: "));
+  CHECK_THAT(s.last_error, Catch::Contains("HTTP 200 from " + p.url() + "/post, 1 block(s) refused: line 9: "));
   CHECK_THAT(s.last_error, Catch::Contains("NoSuchType"));
+
+  // A body whose every block is refused (400) is dropped whole.
+  client.Record("srv.unknown", "NoSuchType", "3");
+  CHECK(client.Flush());
+  s = client.Status();
+  CHECK(s.dropped_rejected == 3);
+  CHECK(s.posts_failed == 1);
+  CHECK_THAT(s.last_error, Catch::Contains("HTTP 400 from " + p.url() + "/post: line 6: "));
   client.Stop();
 
   apply_all(p);

@@ -180,9 +180,9 @@ ingest_token = "{}"
       {"malformed", "NUL and binary bytes in an event line", "POST", "/post",
        one_event(good, "hostile.bin", std::string("[\"CounterGroup\", 1\0\xff\x01, \"1\"]", 22)), {}, false, 400, "line 6",
        "nothing from the body"},
-      {"malformed", "a good name block, then a malformed one (all-or-nothing)", "POST", "/post",
-       "1\n\ngood\n\nhostile.allornothing\n" + ev("CounterGroup", "1") + "\n\nhostile.bad\n[1, 2\n\n\n", {}, false, 400,
-       "line 9", "nothing, not even the good block"},
+      {"malformed", "a good name block, then a malformed one (the block is the unit of refusal)", "POST", "/post",
+       "1\n\ngood\n\nhostile.goodblock\n" + ev("CounterGroup", "1") + "\n\nhostile.bad\n[1, 2\n\n\n", {}, false, 200,
+       "line 9", "the good block, not the malformed one"},
       {"malformed", "body ends in the middle of an event line", "POST", "/post",
        "1\n\ngood\n\nhostile.trunc\n[\"CounterGroup\", 14000", {}, false, 400, "line 6", "nothing from the body"},
       {"malformed", "CRLF line ends (valid)", "POST", "/post",
@@ -298,6 +298,7 @@ ingest_token = "{}"
        "nothing"},
   };
   expect["hostile.crlf"] = 1;
+  expect["hostile.goodblock"] = 1;
   expect["hostile.huge"] = 1;
   expect["hostile.bigts"] = 1;
   expect["hostile.dup"] = 1;
@@ -355,7 +356,7 @@ ingest_token = "{}"
   }
 
   // Every accepted event is counted exactly once; nothing from a refused
-  // body became a name.
+  // block or body became a name.
   auto verify = [&](const char* when) {
     INFO(when);
     CHECK(day_count(p, "good.count") == good_posts);
@@ -364,7 +365,7 @@ ingest_token = "{}"
       CHECK(day_count(p, name) == count);
     }
     std::string names = names_of(p);
-    for (const char* refused : {"hostile.v", "hostile.nb", "hostile.allornothing", "hostile.nan", "hostile.overflow",
+    for (const char* refused : {"hostile.v", "hostile.nb", "hostile.bad", "hostile.nan", "hostile.overflow",
                                 "hostile.digits", "hostile.unknown", "hostile.mixed", "hostile.badid", "hostile.notoken",
                                 "hostile.wrongtoken", "hostile.basic", "hostile.many_events", "hostile.new.0",
                                 "greedy.extra", "hostile.header", "hostile.br", "hostile.epoch", "hostile.bomb"}) {

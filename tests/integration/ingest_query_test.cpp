@@ -117,40 +117,65 @@ TEST_CASE("zlib bodies on /post_zip and gzip/deflate Content-Encoding", "[e2e]")
   CHECK(br.value().status == 415);
 }
 
-TEST_CASE("a malformed body changes nothing, and says which line is wrong", "[e2e]") {
+TEST_CASE("a bad name block is refused alone and named by its line, and the rest of the body applies", "[e2e]") {
   TabadProcess p;
   REQUIRE(p.start().ok());
   double t = now_s();
   REQUIRE(p.post("/post", example_body(t)).value().status == 200);
-  const std::string before = body_of(p.get("/tabs"));
-  const std::string clients_before = body_of(p.get("/clients"));
+  const std::string color_before = tab(p, "color");
 
-  // Valid events for existing and new names, then a bad line: nothing applies.
-  std::string bad = v1_body({{"web03",
-                              {{"req_ms", {event_line("CounterGroup", t, "100")}},
-                               {"fresh", {event_line("TotalsCounter", t, "1")}},
-                               {"color", {event_line("Gauge", t, "\"blue\""), "[\"Gauge\", oops]"}}}}});
-  auto r = p.post("/post", bad);
-  REQUIRE(r.value().status == 400);
+  // Valid events for an existing and a new name, then a block with a bad
+  // line: that block (its good first event too) is refused, the rest applies.
+  std::string mixed = v1_body({{"web03",
+                                {{"req_ms", {event_line("CounterGroup", t, "100")}},
+                                 {"fresh", {event_line("TotalsCounter", t, "1")}},
+                                 {"color", {event_line("Gauge", t, "\"blue\""), "[\"Gauge\", oops]"}}}}});
+  auto r = p.post("/post", mixed);
+  REQUIRE(r.ok());
   INFO(r.value().body);
-  CHECK(r.value().body.rfind("line 13: timestamp: unexpected 'o'", 0) == 0);
+  REQUIRE(r.value().status == 200);
+  CHECK(r.value().body == "line 13: timestamp: unexpected 'o'\n");
+  CHECK(r.value().header("taba-refused-blocks") == "1");
   CHECK(r.value().header("content-type") == "text/plain; charset=utf-8");
+  CHECK(tab(p, "req_ms").find("\"1h\": {\"count\": 3, \"total\": 115.50") != std::string::npos);
+  CHECK(tab(p, "fresh") == "fresh: {\"count\": 1, \"total\": 1.00, \"average\": 1.00}\n");
+  CHECK(tab(p, "color") == color_before);
 
-  // A type conflicting with the bound type.
+  // The same refusal as JSON.
+  auto json = p.post("/post", v1_body({{"web03", {{"color", {"[\"Gauge\", oops]"}}, {"fresh", {event_line("TotalsCounter", t, "2")}}}}}),
+                     {{"Accept", "application/json"}});
+  REQUIRE(json.value().status == 200);
+  CHECK(json.value().header("content-type") == "application/json");
+  CHECK(json.value().body ==
+        "{\"events\": 1, \"refused\": [{\"line\": 6, \"client\": \"web03\", \"name\": \"color\", \"events\": 1, "
+        "\"reason\": \"timestamp: unexpected 'o'\"}]}\n");
+
+  // A body whose every block is refused answers 400 with the same lines.
   auto conflict = p.post("/post", v1_body({{"web03", {{"color", {event_line("CounterGroup", t, "1")}}}}}));
   REQUIRE(conflict.value().status == 400);
   CHECK(conflict.value().body.find("conflicts with type \"Gauge\" bound to name \"color\"") != std::string::npos);
-
-  // Unknown type, invalid name.
   auto unknown = p.post("/post", v1_body({{"web03", {{"x", {event_line("Nope", t, "1")}}}}}));
+  CHECK(unknown.value().status == 400);
   CHECK(unknown.value().body.rfind("line 6: unknown type \"Nope\"", 0) == 0);
   auto badname = p.post("/post", v1_body({{"web03", {{"a b", {event_line("CounterGroup", t, "1")}}}}}));
   CHECK(badname.value().status == 400);
-  CHECK(badname.value().body.find("invalid name \"a b\"") != std::string::npos);
+  CHECK(badname.value().body.find("line 5: invalid name \"a b\"") != std::string::npos);
 
-  CHECK(body_of(p.get("/tabs")) == before);
-  CHECK(body_of(p.get("/clients")) == clients_before);
-  CHECK(body_of(p.get("/names")) == "color\nreq_ms\n");
+  // A body whose framing is broken applies nothing.
+  auto framing = p.post("/post", "1\n\nweb04\nreq_ms\n" + event_line("CounterGroup", t, "1") + "\n");
+  CHECK(framing.value().status == 400);
+  CHECK(framing.value().body == "line 4: expected a blank line after the client ID\n");
+
+  CHECK(tab(p, "color") == color_before);
+  CHECK(body_of(p.get("/clients")) == "web01\nweb03\n");
+  // No refused block bound its name.
+  CHECK(body_of(p.get("/names")) == "color\nfresh\nreq_ms\n");
+  auto metrics = body_of(p.get("/metrics"));
+  CHECK(metrics.find("taba_blocks_refused_total{kind=\"event\"} 2\n") != std::string::npos);
+  CHECK(metrics.find("taba_blocks_refused_total{kind=\"type\"} 2\n") != std::string::npos);
+  CHECK(metrics.find("taba_blocks_refused_total{kind=\"name\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("taba_events_refused_total 6\n") != std::string::npos);
+  CHECK(metrics.find("taba_bodies_partial_total 2\n") != std::string::npos);
 }
 
 TEST_CASE("kill -9 after acknowledged posts loses nothing (fsync=always)", "[e2e][durability]") {

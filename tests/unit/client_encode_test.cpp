@@ -223,7 +223,7 @@ TEST_CASE("client encoder: bodies are cut at the size limit, each one valid", "[
   CHECK(total == 300);
 }
 
-TEST_CASE("client encoder: a name keeps its first type, and a refused block can be cut out", "[client]") {
+TEST_CASE("client encoder: a name keeps its first type, and a refused line is traced to its block", "[client]") {
   Recorder r(100, 1 << 20);
   TypeTable types;
   r.add("x", TypeTable::kCounterGroup, PayloadKind::kNumber, 1400000000, 1, 0, {});
@@ -239,14 +239,13 @@ TEST_CASE("client encoder: a name keeps its first type, and a refused block can 
   REQUIRE(res.bodies.size() == 1);
   Body body = res.bodies[0];
   // Lines: 5 x, 6 event, 7 blank, 8 y, 9 event, 10 blank, 11 z, 12 event, 13 blank.
-  CHECK(taba::client::remove_block_at_line(&body, 9) == 1);
-  CHECK(body.bytes ==
-        "1\n\nc1\n\nx\n[\"CounterGroup\",1400000000.000,\"1\"]\n\nz\n[\"CounterGroup\",1400000000.000,\"4\"]"
-        "\n\n\n");
-  CHECK(body.events == 2);
-  CHECK(taba::client::remove_block_at_line(&body, 3) == -1);
-  CHECK(taba::client::remove_block_at_line(&body, 9) == 1);  // z moved up to lines 8-10
-  CHECK(body.blocks.size() == 1);
+  REQUIRE(body.blocks.size() == 3);
+  CHECK(taba::client::block_at_line(body, 9) == &body.blocks[1]);
+  CHECK(taba::client::block_at_line(body, 8) == &body.blocks[1]);
+  CHECK(taba::client::block_at_line(body, 13) == &body.blocks[2]);
+  CHECK(taba::client::block_at_line(body, 3) == nullptr);
+  CHECK(taba::client::block_at_line(body, 14) == nullptr);
+  CHECK(body.blocks[1].events == 1);
 
   // The binding lasts across flushes.
   r.recycle(&buffers);

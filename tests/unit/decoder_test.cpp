@@ -38,8 +38,12 @@ class TestResolver : public protocol::TypeResolver {
     }
     const plugin::Handler* h = plugins().find(type);
     if (!h) *err = "unknown type " + std::string(type);
+    if (h) resolved.emplace_back(name);
     return h;
   }
+  void refused(std::string_view name) override { refused_names.emplace_back(name); }
+  std::vector<std::string> resolved;
+  std::vector<std::string> refused_names;
 };
 
 struct Decoded {
@@ -48,6 +52,10 @@ struct Decoded {
   std::string batch;
   uint64_t events;
   uint64_t clamped;
+  std::vector<protocol::Refusal> refusals;
+  std::string refused_text;
+  std::vector<std::string> resolved;
+  std::vector<std::string> refused_names;
 };
 
 Decoded decode(const std::string& body, size_t chunk = 0, double now = 1400000010.0) {
@@ -56,6 +64,7 @@ Decoded decode(const std::string& body, size_t chunk = 0, double now = 140000001
   writer.reset(now);
   protocol::DecodeOptions opts;
   opts.now = now;
+  opts.keep_refused_text = true;
   protocol::V1Decoder dec(&resolver, &writer, opts);
   bool ok = true;
   if (chunk == 0) {
@@ -64,7 +73,9 @@ Decoded decode(const std::string& body, size_t chunk = 0, double now = 140000001
     for (size_t i = 0; i < body.size() && ok; i += chunk) ok = dec.feed(std::string_view(body).substr(i, chunk));
   }
   ok = ok && dec.finish();
-  return {ok, dec.error(), writer.finish(), dec.events(), dec.clamped()};
+  return {ok,           dec.error(),        writer.finish(),   dec.events(),
+          dec.clamped(), dec.refusals(),     dec.refused_text(), resolver.resolved,
+          resolver.refused_names};
 }
 
 struct Row {
@@ -146,7 +157,7 @@ TEST_CASE("multi-client bodies keep each client's blocks apart", "[decoder]") {
   CHECK(rows[2].events[0].second == "[4]");
 }
 
-TEST_CASE("malformed bodies are rejected with the line number and reason", "[decoder]") {
+TEST_CASE("a body whose framing cannot be read is rejected whole", "[decoder]") {
   struct Case {
     std::string body;
     std::string expect;
@@ -155,17 +166,8 @@ TEST_CASE("malformed bodies are rejected with the line number and reason", "[dec
       {"", "line 0: empty body"},
       {"2\n\nc\n\nn\n[\"CounterGroup\", 1, \"1\"]\n", "line 1: expected the protocol version \"1\""},
       {"1\nx\n", "line 2: expected a blank line after the protocol version"},
-      {"1\n\nbad client\n\n", "line 3: invalid client ID \"bad client\": contains ' '"},
-      {"1\n\nc\n\nna,me\n", "line 5: invalid name \"na,me\": contains ','"},
-      {"1\n\nc\n\nn\n[\"Nope\", 1400000000, \"1\"]\n", "line 6: unknown type Nope"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, 12]\n", "line 6: payload must be a JSON string"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, \"abc\"]\n", "line 6: payload \"abc\": unexpected 'a'"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", \"x\", \"1\"]\n", "line 6: timestamp must be a number"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, \"1\"]\n[\"Gauge\", 1400000000, \"1\"]\n",
-       "line 7: type \"Gauge\" conflicts with type \"CounterGroup\""},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, \"\\\"red\\\"\"]\n", "line 6: CounterGroup payload"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, \"1\"] x\n", "line 6: unexpected characters after the event"},
-      {"1\n\nc\n\nn\n[\"CounterGroup\", 1400000000, \"NaN\"]\n", "line 6: payload \"NaN\": NaN and Infinity"},
+      {"1\n\nc\nn\n", "line 4: expected a blank line after the client ID"},
+      {"1\n", "line 1: body ended before a client ID"},
   };
   for (const Case& c : cases) {
     Decoded d = decode(c.body);
@@ -173,6 +175,110 @@ TEST_CASE("malformed bodies are rejected with the line number and reason", "[dec
     CHECK_FALSE(d.ok);
     CHECK(d.error.rfind(c.expect, 0) == 0);
   }
+}
+
+TEST_CASE("a bad block is refused with its line number and reason, and the body goes on", "[decoder]") {
+  struct Case {
+    std::string block;   // client, name and event lines after "1\n\n"
+    std::string expect;  // "line N: reason" prefix
+    const char* kind;
+  };
+  std::vector<Case> cases = {
+      {"bad client\n\nn\n[\"CounterGroup\", 1400000000, \"1\"]\n", "line 3: invalid client ID \"bad client\": contains ' '",
+       "client"},
+      {"c\n\nna,me\n[\"CounterGroup\", 1400000000, \"1\"]\n", "line 5: invalid name \"na,me\": contains ','", "name"},
+      {"c\n\nn\n[\"Nope\", 1400000000, \"1\"]\n", "line 6: unknown type Nope", "type"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, 12]\n", "line 6: payload must be a JSON string", "event"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, \"abc\"]\n", "line 6: payload \"abc\": unexpected 'a'", "payload"},
+      {"c\n\nn\n[\"CounterGroup\", \"x\", \"1\"]\n", "line 6: timestamp must be a number", "event"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, \"1\"]\n[\"Gauge\", 1400000000, \"1\"]\n",
+       "line 7: type \"Gauge\" conflicts with type \"CounterGroup\"", "type"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, \"\\\"red\\\"\"]\n", "line 6: CounterGroup payload", "payload"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, \"1\"] x\n", "line 6: unexpected characters after the event", "event"},
+      {"c\n\nn\n[\"CounterGroup\", 1400000000, \"NaN\"]\n", "line 6: payload \"NaN\": NaN and Infinity", "payload"},
+  };
+  // Each bad block sits between two good ones of another client.
+  const std::string good = "\n\ngood\n\nok\n[\"CounterGroup\", 1400000000, \"5\"]\n\n\n";
+  for (const Case& c : cases) {
+    for (bool alone : {true, false}) {
+      std::string body = alone ? "1\n\n" + c.block : "1\n\n" + c.block + good;
+      Decoded d = decode(body, 3);
+      INFO("body: " << body << "\nerror: " << d.error);
+      REQUIRE(d.ok);
+      REQUIRE(d.refusals.size() == 1);
+      const protocol::Refusal& r = d.refusals[0];
+      CHECK(fmt::format("line {}: {}", r.line, r.reason).rfind(c.expect, 0) == 0);
+      CHECK(std::string(r.kind) == c.kind);
+      CHECK(d.events == (alone ? 0u : 1u));
+      auto rows = read_batch(d.batch);
+      REQUIRE(rows.size() == (alone ? 0u : 1u));
+      if (!alone) {
+        CHECK(rows[0].client == "good");
+        CHECK(rows[0].events[0].second == "5");
+      }
+    }
+  }
+}
+
+TEST_CASE("a refused block takes its earlier events and its new binding with it", "[decoder]") {
+  std::string body =
+      "1\n\na\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n[\"CounterGroup\", 1400000000, \"2\"]\n"
+      "[\"CounterGroup\", 1400000000, \"{}\"]\n[\"CounterGroup\", 1400000000, \"3\"]\n\n"
+      "y\n[\"CounterGroup\", 1400009999, \"4\"]\n\n\n"
+      "b c\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n\nz\n[\"Gauge\", 1400000000, \"1\"]\n[\"Gauge\", 1400000000, \"2\"]\n\n\n"
+      "d\n\nw\n[\"Gauge\", 1400000000, \"7\"]\n";
+  Decoded d = decode(body, 0, 1400000000.0);
+  INFO(d.error);
+  REQUIRE(d.ok);
+  CHECK(d.events == 2);
+  CHECK(d.clamped == 1);
+  auto rows = read_batch(d.batch);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].client == "a");
+  CHECK(rows[0].name == "y");
+  CHECK(rows[1].client == "d");
+  CHECK(rows[1].name == "w");
+  REQUIRE(d.refusals.size() == 2);
+  // The block x of client a: two events written before the bad one, one after.
+  CHECK(d.refusals[0].line == 8);
+  CHECK(d.refusals[0].client == "a");
+  CHECK(d.refusals[0].name == "x");
+  CHECK(d.refusals[0].events == 4);
+  // Client "b c": one refusal for both of its blocks.
+  CHECK(d.refusals[1].line == 15);
+  CHECK(d.refusals[1].name.empty());
+  CHECK(d.refusals[1].events == 3);
+  CHECK(std::string(d.refusals[1].kind) == "client");
+  // The binding x made is withdrawn; y and w keep theirs.
+  CHECK(d.refused_names == std::vector<std::string>{"x"});
+  // The refused blocks, as a v1 body that names what was sent.
+  CHECK(d.refused_text ==
+        "1\n\na\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n[\"CounterGroup\", 1400000000, \"2\"]\n"
+        "[\"CounterGroup\", 1400000000, \"{}\"]\n[\"CounterGroup\", 1400000000, \"3\"]\n\n\n"
+        "b c\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n\n\nb c\n\nz\n[\"Gauge\", 1400000000, \"1\"]\n"
+        "[\"Gauge\", 1400000000, \"2\"]\n\n\n");
+}
+
+TEST_CASE("a payload that is not valid UTF-8 is read as Latin-1", "[decoder]") {
+  // The original Java client sends "Zürich" as Latin-1 bytes.
+  Decoded latin1 = decode("1\n\nj\n\ncity\n[\"Gauge\",1400000000,\"\\\"Z\xfcrich\\\"\"]\n\n\n");
+  REQUIRE(latin1.ok);
+  REQUIRE(latin1.refusals.empty());
+  auto rows = read_batch(latin1.batch);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].events[0].second == "\"Z\xc3\xbcrich\"");
+  // Valid UTF-8 (raw or escaped) is kept as sent.
+  Decoded utf8 = decode("1\n\np\n\ncity\n[\"Gauge\", 1400000000, \"\\\"Z\xc3\xbcrich\\\"\"]\n\n\n");
+  REQUIRE(utf8.ok);
+  CHECK(read_batch(utf8.batch)[0].events[0].second == "\"Z\xc3\xbcrich\"");
+}
+
+TEST_CASE("numeric types count JSON true and false as 1 and 0", "[decoder]") {
+  // The original Python client's Counter(name, True).
+  Decoded d = decode("1\n\np\n\nflag\n[\"CounterGroup\", 1400000000.5, \"true\"]\n[\"CounterGroup\", 1400000000.5, \"false\"]\n\n\n");
+  REQUIRE(d.ok);
+  CHECK(d.refusals.empty());
+  CHECK(d.events == 2);
 }
 
 TEST_CASE("future timestamps are clamped to the receive time", "[decoder]") {
@@ -370,6 +476,9 @@ TEST_CASE("plain and spaced-out event lines give the same batch", "[decoder]") {
         std::string(R"(["CounterGroup", 1400000000, "1e999"])")}) {
     Decoded d = decode("1\n\nc\n\nn\n" + bad + "\n");
     INFO(bad << ": " << d.error);
-    CHECK_FALSE(d.ok);
+    REQUIRE(d.ok);
+    CHECK(d.events == 0);
+    REQUIRE(d.refusals.size() == 1);
+    CHECK(d.refusals[0].line == 6);
   }
 }

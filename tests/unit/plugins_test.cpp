@@ -381,6 +381,8 @@ TEST_CASE("CounterGroup: check_event", "[plugins][counter_group]") {
   const taba_handler& h = counter_group();
   Events ok;
   ok.number(kT0, 1.5).number(kT0, -3).number(kT0, 0).array(kT0, TABA_VALUE_NUMBER, "7", 7);
+  // JSON true and false count as 1 and 0 (the original Python client's Counter(name, True)).
+  ok.value(kT0, TABA_VALUE_BOOL, "true", 1).value(kT0, TABA_VALUE_BOOL, "false", 0).array(kT0, TABA_VALUE_BOOL, "true", 1);
   for (size_t i = 0; i < ok.size(); ++i) {
     taba_status st;
     CHECK(check_error(h, ok[i], &st).empty());
@@ -388,7 +390,6 @@ TEST_CASE("CounterGroup: check_event", "[plugins][counter_group]") {
   }
   Events bad;
   bad.value(kT0, TABA_VALUE_STRING, "\"12\"")
-      .value(kT0, TABA_VALUE_BOOL, "true", 1)
       .value(kT0, TABA_VALUE_NULL, "null")
       .value(kT0, TABA_VALUE_OBJECT, "{}")
       .array(kT0, TABA_VALUE_NONE, "")
