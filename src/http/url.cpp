@@ -112,7 +112,7 @@ Result<Url> parse_url(std::string_view text) {
   return url;
 }
 
-bool percent_decode(std::string_view in, std::string* out, bool plus_as_space) {
+bool percent_decode(std::string_view in, std::string* out) {
   out->clear();
   out->reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
@@ -124,8 +124,6 @@ bool percent_decode(std::string_view in, std::string* out, bool plus_as_space) {
       if (hi < 0 || lo < 0) return false;
       out->push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
-    } else if (c == '+' && plus_as_space) {
-      out->push_back(' ');
     } else {
       out->push_back(c);
     }

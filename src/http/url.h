@@ -19,9 +19,11 @@ struct Url {
 // Parses "http://host[:port][/path][?query]". Error names what is wrong.
 Result<Url> parse_url(std::string_view text);
 
-// Decodes %XX escapes (and '+' as space when plus_as_space). Returns false on
-// a malformed escape.
-bool percent_decode(std::string_view in, std::string* out, bool plus_as_space = true);
+// Decodes %XX escapes. Returns false on a malformed escape. '+' stays '+'
+// (as in a path, RFC 3986): it is a legal character of names and client IDs
+// and a quantifier in re= patterns, so the HTML-form reading "+ is a space"
+// would silently turn "?name=a+b" into a name that cannot exist.
+bool percent_decode(std::string_view in, std::string* out);
 
 // Escapes every byte outside A-Z a-z 0-9 - . _ ~ as %XX.
 std::string percent_encode(std::string_view in);

@@ -224,14 +224,19 @@ http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan)
   if (plan.format != kText) out += '{';
   for (const store::NameEntry* e : sel.names) {
     std::string rendered;
+    // A state with nothing to show as of now (every value expired, every
+    // window empty) is left out, as its name will be at the next GC.
     if (sel.all_clients) {
       if (!e->aggregate) continue;  // a store could not provide it
+      if (e->handler->table->prunable(e->aggregate.get(), sel.now)) continue;
       rendered = render_state(e->handler, e->aggregate.get(), plan.render_format, sel.now);
     } else {
       taba_state* reduced = nullptr;
       if (!reduce_clients(*e, sel, &reduced)) continue;
-      rendered = render_state(e->handler, reduced, plan.render_format, sel.now);
+      bool empty = e->handler->table->prunable(reduced, sel.now) != 0;
+      if (!empty) rendered = render_state(e->handler, reduced, plan.render_format, sel.now);
       e->handler->table->free_state(reduced);
+      if (empty) continue;
     }
     if (plan.format == kText) {
       out += e->name;
@@ -259,7 +264,9 @@ http::Response QueryService::projection(const store::ReadView& view, const Plan&
   for (const store::NameEntry* e : sel.names) {
     // This name's (client, state) pairs, sorted by client ID.
     std::vector<std::pair<std::string_view, const store::State*>> rows;
-    auto add = [&](store::ClientIndex ci, const store::State& st) { rows.emplace_back(view.clients()[ci], &st); };
+    auto add = [&](store::ClientIndex ci, const store::State& st) {
+      if (!e->handler->table->prunable(st.get(), sel.now)) rows.emplace_back(view.clients()[ci], &st);
+    };
     if (sel.all_clients) {
       e->states.for_each(add);
     } else {

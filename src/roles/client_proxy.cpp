@@ -23,6 +23,7 @@
 #include "protocol/v1_encoder.h"
 #include "roles/auth.h"
 #include "roles/server_options.h"
+#include "taba/version.h"
 
 namespace taba::roles {
 namespace {
@@ -903,6 +904,7 @@ ProxyStats ClientProxyRole::stats() const {
 }
 
 void ClientProxyRole::write_metrics(MetricsWriter* w) const {
+  w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   ProxyStats s = stats();
   w->counter("taba_proxy_datagrams_total", "StatsD datagrams received (UDP and unix socket).", static_cast<double>(s.datagrams));
   w->counter("taba_proxy_lines_total", "StatsD values accepted.", static_cast<double>(s.lines));

@@ -530,8 +530,24 @@ class Daemon {
       }
       return nullptr;
     }
-    ex->reply(http::Response::text(404, fmt::format("no such route: {}\n", req.path)));
+    if (req.path == "/") {
+      ex->reply(http::Response::text(
+          200, fmt::format("tabad {} running {}: the web page is /ui.\n{}\n", TABA_VERSION_STRING,
+                           fmt::join(config_.server.roles, ","), route_list())));
+      return nullptr;
+    }
+    ex->reply(http::Response::text(404, fmt::format("no such route: {} (the web page is /ui; {})\n", req.path,
+                                                    route_list())));
     return nullptr;
+  }
+
+  // The routes this server answers, for "/" and 404s.
+  std::string route_list() const {
+    std::string out = "routes: ";
+    if (config_.has_role("fe")) out += "/post /post_zip, ";
+    out += "/tabs /projection /supertabs /names /clients /types, /status /servers /latency, "
+           "/delete /gc /check /flush, /metrics /healthz /readyz /ui";
+    return out;
   }
 
   int shutdown_store_and_close(int code) {

@@ -177,6 +177,8 @@ TEST_CASE("client-proxy: StatsD over UDP and a unix socket arrives at the fe as 
   CHECK(metric(m, "taba_proxy_events_forwarded_total") == 23);
   CHECK(metric(m, "taba_proxy_events_dropped_total{reason=\"buffer_full\"}") == 0);
   CHECK(metric(m, "taba_proxy_bodies_rejected_total") == 0);
+  // Every role's /metrics says which build it is.
+  CHECK(m.find("taba_build_info{version=\"") != std::string::npos);
   CHECK(chain.proxy.running());
 }
 

@@ -1,5 +1,6 @@
 // /projection and /supertabs against a real tabad.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <ctime>
 
@@ -56,6 +57,43 @@ TEST_CASE("supertabs reduces several names of one type, and refuses mixed types"
   CHECK(mixed.value().status == 400);
   CHECK(mixed.value().body.find("supertabs needs names of one type") != std::string::npos);
   CHECK(p.get("/supertabs?name=none").value().status == 404);
+}
+
+TEST_CASE("'+' is literal in name and client, expired values leave a name out, / lists the routes", "[e2e][query]") {
+  TabadProcess p;
+  REQUIRE(p.start().ok());
+  double t = static_cast<double>(std::time(nullptr));
+  auto body = v1_body({{"c+1",
+                        {{"a+b", {event_line("TotalsCounter", t, "1")}},
+                         // Expired 10 s ago: kept (it hides older values) but nothing to show.
+                         {"gone", {event_line("ExpiryGauge", t, fmt::format("[\"x\", {}]", t - 10))}},
+                         {"live", {event_line("ExpiryGauge", t, fmt::format("[\"y\", {}]", t + 3600))}}}}});
+  REQUIRE(p.post("/post", body).value().status == 200);
+
+  // Unencoded '+' is the name's own character, as in a path.
+  CHECK(body_of(p.get("/tabs?name=a+b")) == "a+b: {\"count\": 1, \"total\": 1.00, \"average\": 1.00}\n");
+  CHECK(body_of(p.get("/tabs?name=a%2Bb&client=c+1")) == "a+b: {\"count\": 1, \"total\": 1.00, \"average\": 1.00}\n");
+  CHECK(body_of(p.get("/projection?name=a+b")) == "(a+b, c+1): {\"count\": 1, \"total\": 1.00, \"average\": 1.00}\n");
+
+  // The expired ExpiryGauge has nothing to show: left out of /tabs and
+  // /projection, in text and JSON, with and without a client filter.
+  CHECK(body_of(p.get("/tabs?name=gone,live")) == "live: {\"y\": 1}\n");
+  CHECK(body_of(p.get("/tabs?name=gone,live", "application/json")) == "{\"live\": {\"y\": 1}}");
+  CHECK(body_of(p.get("/tabs?name=gone&client=c+1")).empty());
+  CHECK(body_of(p.get("/projection?name=gone")).empty());
+  CHECK(body_of(p.get("/names")) == "a+b\ngone\nlive\n");  // still held until GC
+
+  // "/" points to the web page and the routes; an unknown route lists them.
+  auto root = p.get("/");
+  REQUIRE(root.ok());
+  CHECK(root.value().status == 200);
+  CHECK(root.value().body.find("the web page is /ui") != std::string::npos);
+  CHECK(root.value().body.find("/post /post_zip") != std::string::npos);
+  CHECK(root.value().body.find("/tabs /projection") != std::string::npos);
+  auto unknown = p.get("/nope");
+  REQUIRE(unknown.ok());
+  CHECK(unknown.value().status == 404);
+  CHECK(unknown.value().body.rfind("no such route: /nope (the web page is /ui; routes: /post", 0) == 0);
 }
 
 TEST_CASE("taba-cli against a real server: agg, proj, super, names, exit codes", "[e2e][cli]") {

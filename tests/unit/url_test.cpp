@@ -81,12 +81,10 @@ TEST_CASE("percent_decode reverses percent_encode", "[url]") {
   CHECK(out == raw);
 }
 
-TEST_CASE("percent_decode plus handling and malformed escapes", "[url]") {
+TEST_CASE("percent_decode keeps '+' and refuses malformed escapes", "[url]") {
   std::string out;
-  REQUIRE(percent_decode("a+b%2c%2C", &out));
-  CHECK(out == "a b,,");
-  REQUIRE(percent_decode("a+b", &out, false));
-  CHECK(out == "a+b");
+  REQUIRE(percent_decode("a+b%2c%2C%2B%20", &out));
+  CHECK(out == "a+b,,+ ");
   CHECK_FALSE(percent_decode("%", &out));
   CHECK_FALSE(percent_decode("ab%4", &out));
   CHECK_FALSE(percent_decode("%zz", &out));
@@ -94,13 +92,13 @@ TEST_CASE("percent_decode plus handling and malformed escapes", "[url]") {
 }
 
 TEST_CASE("parse_query splits and decodes in order", "[url]") {
-  auto q = parse_query("name=a%2Cb&&client=x+y&flag&empty=&=v");
+  auto q = parse_query("name=a%2Cb&&client=x+y&flag&empty=&=v");  // '+' is literal
   REQUIRE(q.ok());
   REQUIRE(q->size() == 5);
   CHECK((*q)[0].key == "name");
   CHECK((*q)[0].value == "a,b");
   CHECK((*q)[1].key == "client");
-  CHECK((*q)[1].value == "x y");
+  CHECK((*q)[1].value == "x+y");
   CHECK((*q)[2].key == "flag");
   CHECK((*q)[2].value == "");
   CHECK((*q)[3].key == "empty");
