@@ -832,6 +832,12 @@ int execute(const Invocation& inv, const HttpCall& call, std::ostream& out, std:
     err << format_http_error(call.method, url, response->status, response->reason, response->body);
     return kExitServerError;
   }
+  if (inv.command == "post" && !trim(response->body).empty()) {
+    // The server applied the body but refused some of its name blocks.
+    err << fmt::format("taba-cli: {} name block(s) refused, the rest applied ({} {}):\n{}",
+                       response->header("taba-refused-blocks"), call.method, url, with_newline(response->body));
+    return kExitServerError;
+  }
   std::vector<std::string> missing;
   Result<std::string> text = format_reply(inv, response->body, &missing);
   if (!text.ok()) {

@@ -126,6 +126,18 @@ TEST_CASE("taba-cli against a real server: agg, proj, super, names, exit codes",
   auto missing = cli({"agg", "nope"});
   CHECK(missing.exit_code == 1);
 
+  // A post whose body is applied but for a refused name block: the
+  // refusal on stderr, exit 1.
+  std::string partial = v1_body({{"c3", {{"tot", {event_line("TotalsCounter", t, "5")}}, {"lat", {event_line("Gauge", t, "1")}}}}});
+  auto posted = run_process({TABA_CLI_PATH, "--server", p.url(), "post", "--file", "-"}, partial);
+  REQUIRE(posted.ok());
+  CHECK(posted.value().exit_code == 1);
+  CHECK(posted.value().out.empty());
+  CHECK(posted.value().err == "taba-cli: 1 name block(s) refused, the rest applied (POST " + p.url() +
+                                  "/post):\nline 9: type \"Gauge\" conflicts with type \"CounterGroup\" bound to name "
+                                  "\"lat\"\n");
+  CHECK(cli({"super", "tot"}).out == "{\"count\": 3, \"total\": 9.00, \"average\": 3.00}\n");
+
   auto refused = run_process({TABA_CLI_PATH, "--server", "http://127.0.0.1:" + std::to_string(free_port()), "names"});
   REQUIRE(refused.ok());
   CHECK(refused.value().exit_code == 2);
