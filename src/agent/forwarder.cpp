@@ -221,7 +221,7 @@ struct Forwarder::Impl {
     }
     return write_dead_letter(id + "-refused", body, *refused_events,
                              fmt::format("batch {}: {} events in {} name block(s) refused by {} (the rest was "
-                                         "applied):\n{}",
+                                         "applied): {}",
                                          id, *refused_events, blocks.size(), endpoint, a.refusals));
   }
 

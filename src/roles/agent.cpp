@@ -202,8 +202,8 @@ void AgentRole::refused(const std::string& v1_text, const std::string& batch_id,
   }
   id += fmt::format("-{:016x}", redis::fnv1a64(batch_id));
   forwarder_->dead_letter(id, v1_text, events,
-                          fmt::format("post {} refused by the agent: {} events in refused blocks:\n{}", batch_id,
-                                      events, reasons));
+                          fmt::format("post {} refused by the agent: {} events in refused blocks: {}", batch_id, events,
+                                      reasons));
 }
 
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
