@@ -40,8 +40,10 @@
  *               aggregates and query-time reductions. Handlers that keep
  *               per-client data (Gauge) key it by this ID; others ignore it;
  *   check_event on every incoming event BEFORE anything of its request is
- *               applied: a request is all-or-nothing, so payload errors must
- *               be found here. fold may assume every event passed check_event;
+ *               applied: one refused event refuses its whole (client,
+ *               name) block of the request (the other blocks are applied),
+ *               so payload errors must be found here. fold may assume every
+ *               event passed check_event;
  *   fold        with a batch of checked events of one (client, name);
  *   merge       to add one state into another (aggregates, query-time
  *               reduction). merge(into, from) must be commutative and
