@@ -137,18 +137,19 @@ constexpr double kT0 = 1400000400;
 // Loading
 
 TEST_CASE("more plugins: entry tables describe their handlers", "[more_plugins]") {
-  for (const auto& [file, name, type] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"expiry_gauge.so", "expiry_gauge", "ExpiryGauge"},
-           {"buffer.so", "buffer", "Buffer"},
-           {"noop.so", "noop", "Noop"},
-           {"set.so", "set", "Set"}}) {
+  for (const auto& [file, name, type, version] :
+       std::vector<std::tuple<std::string, std::string, std::string, uint32_t>>{
+           {"expiry_gauge.so", "expiry_gauge", "ExpiryGauge", 2},
+           {"buffer.so", "buffer", "Buffer", 1},
+           {"noop.so", "noop", "Noop", 1},
+           {"set.so", "set", "Set", 1}}) {
     const taba_plugin& p = plugin(file);
     CHECK(std::string(p.name) == name);
     CHECK(p.abi_major == TABA_ABI_MAJOR);
     CHECK(p.handler_count == 1);
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 1);
+    CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
     CHECK(h.new_state != nullptr);
     CHECK(h.fold != nullptr);
@@ -227,7 +228,17 @@ TEST_CASE("ExpiryGauge: renders clients per value until each expiry", "[more_plu
   post("t", raw(TABA_VALUE_BOOL, "true", 1));
   post("z", raw(TABA_VALUE_NULL, " null "));
   post("q", str("say \\\"hi\\\""));
-  CHECK(keys.render(kT0) == R"({"1.50": 1, "5": 2, "null": 1, "say \"hi\"": 1, "true": 1})");
+  CHECK(keys.render(kT0) == R"({"1.5": 1, "5": 2, "null": 1, "say \"hi\"": 1, "true": 1})");
+  // Values are canonical: equal values however written are one key.
+  post("n3", num(1.5, "15e-1"));
+  post("p1", str("a\\/b"));
+  post("p2", str("a/b"));
+  post("z1", str("Z\\u00fcrich"));
+  post("z2", str("Z\xc3\xbcrich"));
+  post("z3", str("Z\xfcrich"));  // Latin-1
+  CHECK(keys.render(kT0) ==
+        "{\"1.5\": 2, \"5\": 2, \"Z\xc3\xbcrich\": 3, \"a/b\": 2, \"null\": 1, \"say \\\"hi\\\"\": 1, "
+        "\"true\": 1}");
 }
 
 TEST_CASE("ExpiryGauge: the latest event by timestamp wins, not the furthest expiry",
@@ -387,7 +398,7 @@ TEST_CASE("ExpiryGauge: serialization round trip and corrupt input", "[more_plug
   check_round_trip(h, client, {kT0, kT0 + 60});
   // A deserialized client state still knows its client.
   std::unique_ptr<State> copy;
-  REQUIRE(deserialize(h, client.serialize(), 1, &copy) == TABA_OK);
+  REQUIRE(deserialize(h, client.serialize(), h.state_version, &copy) == TABA_OK);
   State delta(h, kT0 + 1, "solo");
   delta.fold(Events().pair(kT0 + 1, num(3, "3"), num(kT0 + 10)), kT0 + 1);
   copy->merge(delta, kT0 + 1);
@@ -413,6 +424,12 @@ TEST_CASE("ExpiryGauge: serialization round trip and corrupt input", "[more_plug
   CHECK(reason.find("duplicate") != std::string::npos);
   CHECK(deserialize(h, one_entry("\"x\"", kT0, kT0 + 5) + "z", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("trailing") != std::string::npos);
+  // Version 1 (values as sent) is canonicalized; version 2 must be canonical.
+  REQUIRE(deserialize(h, one_entry("\"a\\/b\"", kT0, kT0 + 5), 1, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == R"({"a/b": 1})");
+  CHECK(deserialize(h, one_entry("\"a\\/b\"", kT0, kT0 + 5), 2, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("canonical") != std::string::npos);
+  REQUIRE(deserialize(h, one_entry("\"a/b\"", kT0, kT0 + 5), 2, &ok) == TABA_OK);
 }
 
 // ---------------------------------------------------------------------------
