@@ -140,7 +140,7 @@ TEST_CASE("more plugins: entry tables describe their handlers", "[more_plugins]"
   for (const auto& [file, name, type, version] :
        std::vector<std::tuple<std::string, std::string, std::string, uint32_t>>{
            {"expiry_gauge.so", "expiry_gauge", "ExpiryGauge", 2},
-           {"buffer.so", "buffer", "Buffer", 1},
+           {"buffer.so", "buffer", "Buffer", 2},
            {"noop.so", "noop", "Noop", 1},
            {"set.so", "set", "Set", 1}}) {
     const taba_plugin& p = plugin(file);
@@ -472,17 +472,18 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
          kT0 + 3);
   ingest(h, &a, &aggregate, "a", Events().pair(kT0 + 3, raw(TABA_VALUE_ARRAY, "[1, \"x\"]"), num(kT0 + 5000)),
          kT0 + 3);
-  // Timestamps print in their shortest round-trip form.
+  // Timestamps print in their shortest round-trip form; values in their
+  // canonical one (no whitespace in containers).
   CHECK(aggregate.render(kT0 + 3) ==
-        R"([[[1, "x"], 1400000403], [{"k": 1}, 1400000402], [42, 1400000401.125], ["hello", 1400000400.5]])");
-  CHECK(a.render(kT0 + 3) == R"([[[1, "x"], 1400000403], ["hello", 1400000400.5]])");
+        R"([[[1,"x"], 1400000403], [{"k":1}, 1400000402], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(a.render(kT0 + 3) == R"([[[1,"x"], 1400000403], ["hello", 1400000400.5]])");
   // The explicit expiry, then the bare values' ts + 3600.
   CHECK(aggregate.render(kT0 + 10) ==
-        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+        R"([[[1,"x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
   CHECK(aggregate.render(kT0 + 3600.25) ==
-        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
-  CHECK(aggregate.render(kT0 + 3600.5) == R"([[[1, "x"], 1400000403], [42, 1400000401.125]])");
-  CHECK(aggregate.render(kT0 + 3601.125) == R"([[[1, "x"], 1400000403]])");
+        R"([[[1,"x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(aggregate.render(kT0 + 3600.5) == R"([[[1,"x"], 1400000403], [42, 1400000401.125]])");
+  CHECK(aggregate.render(kT0 + 3601.125) == R"([[[1,"x"], 1400000403]])");
   CHECK_FALSE(aggregate.prunable(kT0 + 4999));
   CHECK(aggregate.render(kT0 + 5000) == "[]");
   CHECK(aggregate.prunable(kT0 + 5000));
@@ -498,6 +499,20 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
   State ties(h, kT0, "t");
   ties.fold(Events().value(kT0, str("b")).value(kT0, str("a")).value(kT0, str("c")), kT0);
   CHECK(ties.render(kT0) == R"([["a", 1400000400], ["b", 1400000400], ["c", 1400000400]])");
+  // Values are canonical: the same value however written renders alike,
+  // and ranks among equal timestamps by its canonical text.
+  State spelled(h, kT0, "s");
+  spelled.fold(
+      Events()
+          .value(kT0, str("a\\/b"))
+          .value(kT0, str("a/b"))
+          .pair(kT0, raw(TABA_VALUE_OBJECT, "{ \"k\" : 1.50, \"c\": \"Z\\u00fcrich\" }"), num(kT0 + 60))
+          .value(kT0, str("Z\xfcrich"))
+          .value(kT0, num(1.5, "15e-1")),
+      kT0);
+  CHECK(spelled.render(kT0) ==
+        "[[\"Z\xc3\xbcrich\", 1400000400], [\"a/b\", 1400000400], [\"a/b\", 1400000400], "
+        "[1.5, 1400000400], [{\"k\":1.5,\"c\":\"Z\xc3\xbcrich\"}, 1400000400]]");
 }
 
 TEST_CASE("Buffer: keeps the 1000 newest across clients", "[more_plugins][buffer]") {
@@ -622,6 +637,25 @@ TEST_CASE("Buffer: serialization round trip and corrupt input", "[more_plugins][
   for (int i = 0; i < 1001; ++i) many += one("1", kT0, kT0 + 5).substr(1);
   CHECK(deserialize(h, many, 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(deserialize(h, one("1", kT0, kT0 + 5) + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  // A value nested as deep as the host accepts (a bare object, 65 levels)
+  // is kept and reads back, in either version (before values were
+  // canonical, such a state was written but refused when read).
+  std::string deep = "1";
+  for (int i = 0; i < 65; ++i) deep = "{\"a\":" + deep + "}";
+  State deep_state(h, kT0, "d");
+  deep_state.fold(Events().value(kT0, raw(TABA_VALUE_OBJECT, deep)), kT0);
+  REQUIRE(deep_state.render(kT0) == "[[" + deep + ", 1400000400]]");
+  REQUIRE(deserialize(h, deep_state.serialize(), 1, &ok) == TABA_OK);
+  REQUIRE(deserialize(h, deep_state.serialize(), 2, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == deep_state.render(kT0));
+  // Version 1 (values as sent) is rewritten, and ranked by the new text;
+  // version 2 must be canonical.
+  const std::string two =
+      bytes_of({2}) + one("\"b\"", kT0, kT0 + 5).substr(1) + one("[ 1.50 ]", kT0, kT0 + 5).substr(1);
+  REQUIRE(deserialize(h, two, 1, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == R"([["b", 1400000400], [[1.5], 1400000400]])");
+  CHECK(deserialize(h, two, 2, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("canonical") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------
