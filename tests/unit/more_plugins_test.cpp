@@ -778,6 +778,27 @@ TEST_CASE("Set: exact distinct counts while small", "[more_plugins][set]") {
 // truth in 99.7 % of cases; the hash is fixed, so these cases are
 // deterministic. Measured (see "Set: error measurement" below): relative
 // errors in line with 0.81 %, no visible bias from 10^3 to 10^6.
+TEST_CASE("Set: equal members however written are one member", "[more_plugins][set]") {
+  const taba_handler& h = set();
+  State s(h, kT0, "a");
+  s.fold(Events().value(kT0, str("a")).value(kT0, str("\\u0061")), kT0);
+  CHECK(s.render(kT0) == R"({"count": 1})");
+  s.fold(Events()
+             .value(kT0, num(1.5, "1.5"))
+             .value(kT0, num(1.5, "1.50"))
+             .value(kT0, num(1.5, "15e-1"))
+             .value(kT0, str("a\\/b"))
+             .value(kT0, str("a/b"))
+             .value(kT0, str("Z\\u00fcrich"))
+             .value(kT0, str("Z\xc3\xbcrich"))
+             .value(kT0, str("Z\xfcrich")),
+         kT0);
+  CHECK(s.render(kT0) == R"({"count": 4})");
+  // A string and a number remain different members.
+  s.fold(Events().value(kT0, str("1.5")), kT0);
+  CHECK(s.render(kT0) == R"({"count": 5})");
+}
+
 TEST_CASE("Set: estimates within 3 standard errors - merges are exact and order-free",
           "[more_plugins][set]") {
   const taba_handler& h = set();
