@@ -8,10 +8,14 @@
 // The ABI exposes only an array's first two elements, so elements after
 // [1] cannot be seen and are ignored.
 //
-// State: at most kCapacity entries (value JSON text, event timestamp,
-// expiry). Entries are ranked by a strict order: newer event timestamp
-// first; equal timestamps by value text (bytewise, ascending), then by
-// later expiry. fold and merge keep the first kCapacity entries of that
+// Values are kept as their canonical JSON text (common/json_canonical.h):
+// "a\/b" is buffered as "a/b", {"k": 1.50} as {"k":1.5}, and equal values
+// written differently rank and render alike.
+//
+// State: at most kCapacity entries (value canonical JSON text, event
+// timestamp, expiry). Entries are ranked by a strict order: newer event
+// timestamp first; equal timestamps by value text (bytewise, ascending),
+// then by later expiry. fold and merge keep the first kCapacity entries of that
 // order among the entries not yet expired (now < expiry); so merging
 // states in any order, or folding all their events into one state, keeps
 // the same entries as long as no kept entry expires before an evicted one
@@ -26,17 +30,21 @@
 //
 // Render, TABA_FORMAT_JSON: [[value, ts], ...] over the unexpired entries
 // in rank order (newest first), ", " separators, [] when empty. value is
-// its JSON text as sent (without surrounding whitespace); ts is the event
-// timestamp as the shortest decimal text that reads back as the same
-// double (std::to_chars): 1400000000.5, 1400000002 (no fraction for
-// integral stamps), 1400000000.125. No detailed format.
+// its canonical JSON text; ts is the event timestamp as the shortest
+// decimal text that reads back as the same double (std::to_chars):
+// 1400000000.5, 1400000002 (no fraction for integral stamps),
+// 1400000000.125. No detailed format.
 //
 // prunable: no entry is unexpired as of now.
 //
-// Serialized form, version 1: varint entry count (<= kCapacity), then per
-// entry in rank order: bytes value JSON text (a varint length and the
-// bytes), double event timestamp, double expiry (8 bytes little-endian).
-// deserialize checks every value is JSON and every double finite.
+// Serialized form: varint entry count (<= kCapacity), then per entry in
+// rank order: bytes value JSON text (a varint length and the bytes),
+// double event timestamp, double expiry (8 bytes little-endian).
+// deserialize checks every value is JSON and every double finite. Version
+// 2 holds canonical values (deserialize refuses one that is not); version
+// 1, the same layout written by earlier releases, holds values as sent,
+// and deserialize rewrites them (duplicates are kept, as always, so only
+// the texts and the order among equal timestamps change).
 #include <algorithm>
 #include <charconv>
 #include <cinttypes>
@@ -50,6 +58,7 @@
 #include <vector>
 
 #include "common/byte_io.h"
+#include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
@@ -60,13 +69,15 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "Buffer";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
+// The first version whose values are canonical.
+constexpr uint32_t kCanonicalSince = 2;
 constexpr size_t kCapacity = 1000;
 constexpr double kBareValueLifetime = 3600;
 constexpr size_t kMaxValueBytes = size_t{1} << 20;
 
 struct Entry {
-  std::string value;  // JSON text
+  std::string value;  // canonical JSON text
   double timestamp = 0.0;
   double expiry = 0.0;
 };
@@ -109,7 +120,7 @@ bool event_entry(const taba_event& event, std::string_view* text, double* expiry
   return value_text(event.payload, text);
 }
 
-// Offers one entry; the caller has checked expiry > now.
+// Offers one entry (value canonical); the caller has checked expiry > now.
 void offer(BufferState* s, std::string_view value, double timestamp, double expiry) {
   auto& heap = s->heap;
   if (heap.size() < kCapacity) {
@@ -181,10 +192,16 @@ void b_fold(taba_state* state, const taba_event* events, size_t n, double now) {
   guard_void([&] {
     BufferState* s = state_of(state);
     sweep(s, now);
+    std::string scratch;
     for (size_t i = 0; i < n; ++i) {
       std::string_view text;
+      std::string_view value;
       double expiry;
-      if (event_entry(events[i], &text, &expiry) && expiry > now) offer(s, text, events[i].timestamp, expiry);
+      // The host accepts only values canonical_json accepts: the last test
+      // cannot drop an event.
+      if (event_entry(events[i], &text, &expiry) && expiry > now && canonical_json(text, &scratch, &value)) {
+        offer(s, value, events[i].timestamp, expiry);
+      }
     }
   });
 }
@@ -248,7 +265,7 @@ taba_status b_serialize(const taba_state* state, taba_output* out) {
   });
 }
 
-bool read_state(ByteReader* r, BufferState* s, const char** why) {
+bool read_state(ByteReader* r, bool values_canonical, BufferState* s, const char** why) {
   uint64_t n;
   // Each entry takes at least 18 bytes: a length, a value byte, 2 doubles.
   if (!r->get_varint_max(std::min<uint64_t>(kCapacity, r->remaining() / 18), &n)) {
@@ -256,6 +273,7 @@ bool read_state(ByteReader* r, BufferState* s, const char** why) {
     return false;
   }
   s->heap.reserve(n);
+  std::string scratch;
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view value;
     Entry e;
@@ -267,8 +285,8 @@ bool read_state(ByteReader* r, BufferState* s, const char** why) {
       *why = "entry with a non-finite timestamp or expiry";
       return false;
     }
-    if (!is_json_value(value)) {
-      *why = "entry value is not JSON";
+    if (!read_stored_value(value, values_canonical, &scratch, &value)) {
+      *why = values_canonical ? "entry value is not canonical JSON" : "entry value is not JSON";
       return false;
     }
     e.value.assign(value.data(), value.size());
@@ -294,7 +312,7 @@ taba_status b_deserialize(const char* data, size_t len, uint32_t version, taba_s
     auto s = std::make_unique<BufferState>();
     ByteReader r(data, len);
     const char* why = nullptr;
-    if (!read_state(&r, s.get(), &why)) {
+    if (!read_state(&r, version >= kCanonicalSince, s.get(), &why)) {
       set_errorf(err, err_cap, "corrupt Buffer state: %s", why);
       return TABA_ERR_CORRUPT;
     }

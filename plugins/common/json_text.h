@@ -1,7 +1,7 @@
-// JSON text checks for the handlers that keep event values as JSON text
-// (Gauge, ExpiryGauge, Buffer, Set): which payload values they accept, and
-// whether text read back from a serialized state is valid JSON, so that a
-// corrupt store can never make a render emit malformed output.
+// The JSON text of event values, for the handlers that keep values as JSON
+// text (Gauge, ExpiryGauge, Buffer, Set): which payload values they accept
+// and where their text is. What they store is its canonical form
+// (common/json_canonical.h).
 #ifndef TABA_PLUGINS_COMMON_JSON_TEXT_H
 #define TABA_PLUGINS_COMMON_JSON_TEXT_H
 
@@ -22,14 +22,6 @@ bool scalar_text(const taba_value& v, std::string_view* text);
 // The JSON text of v without surrounding whitespace when v is any value
 // (scalar or container) with non-empty text; false otherwise.
 bool value_text(const taba_value& v, std::string_view* text);
-
-// Whether text is exactly one JSON value (RFC 8259), whitespace allowed
-// only inside containers, containers nested at most 64 deep. Strings are
-// checked for their escapes and control bytes, not for UTF-8 validity.
-bool is_json_value(std::string_view text);
-
-// Same, and the value is a scalar (no array or object).
-bool is_json_scalar(std::string_view text);
 
 }  // namespace taba::builtin
 

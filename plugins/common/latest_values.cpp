@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/json_text.h"
+#include "common/json_canonical.h"
 #include "common/text.h"
 
 namespace taba::builtin {
@@ -156,7 +156,7 @@ void LatestValues::write(ByteWriter* w) const {
   }
 }
 
-bool LatestValues::read(ByteReader* r, const char** why) {
+bool LatestValues::read(ByteReader* r, bool values_canonical, const char** why) {
   const bool with_expiry = !(fixed_lifetime_ > 0);
   // Each entry takes at least two lengths, a value byte and 8 bytes per
   // double.
@@ -168,6 +168,7 @@ bool LatestValues::read(ByteReader* r, const char** why) {
     return false;
   }
   client_.assign(client.data(), client.size());
+  std::string scratch;
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view key;
     std::string_view value;
@@ -183,8 +184,10 @@ bool LatestValues::read(ByteReader* r, const char** why) {
       *why = "entry with a non-finite timestamp or expiry";
       return false;
     }
-    if (!is_json_scalar(value)) {
-      *why = "entry value is not a JSON scalar";
+    if (!read_stored_value(value, values_canonical, &scratch, &value) || value.front() == '[' ||
+        value.front() == '{') {
+      *why = values_canonical ? "entry value is not a canonical JSON scalar"
+                              : "entry value is not a JSON scalar";
       return false;
     }
     const bool own = key == client_;

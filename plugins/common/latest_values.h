@@ -20,11 +20,17 @@
 // swept out lazily (one pass each time now reaches the earliest
 // retain_until of the map), so merges stay O(entries of `from`) amortized.
 //
-// Serialized form (shared by both types, version 1): bytes own client,
-// varint entry count, then per entry, sorted by client: bytes client,
-// bytes value JSON text, double event timestamp and, unless the table has a
-// fixed lifetime (expiry = timestamp + lifetime, Gauge), double expiry.
-// "bytes" is a varint length and the bytes (common/byte_io.h).
+// Values are the canonical JSON text of the scalar set (json_canonical.h):
+// the handlers canonicalize in fold, so that one value is one key of the
+// render however clients write it.
+//
+// Serialized form (shared by both types): bytes own client, varint entry
+// count, then per entry, sorted by client: bytes client, bytes value JSON
+// text, double event timestamp and, unless the table has a fixed lifetime
+// (expiry = timestamp + lifetime, Gauge), double expiry. "bytes" is a
+// varint length and the bytes (common/byte_io.h). The handlers' state
+// version 1 holds values as sent; version 2, the same layout, holds them
+// canonical, and reading a version 1 state canonicalizes them.
 #ifndef TABA_PLUGINS_COMMON_LATEST_VALUES_H
 #define TABA_PLUGINS_COMMON_LATEST_VALUES_H
 
@@ -41,7 +47,7 @@
 namespace taba::builtin {
 
 struct LatestEntry {
-  std::string value;  // the scalar's JSON text, as sent
+  std::string value;  // the scalar's canonical JSON text
   double timestamp = 0.0;
   double expiry = 0.0;
   double retain_until = 0.0;
@@ -55,9 +61,10 @@ class LatestValues {
 
   const std::string& client() const { return client_; }
 
-  // Makes (value, timestamp, expiry) client's entry as of now, unless the
-  // entry held is strictly newer. An entry already past its retention
-  // replaces nothing new: it only removes the older entry held.
+  // Makes (value, canonical JSON text, timestamp, expiry) client's entry as
+  // of now, unless the entry held is strictly newer. An entry already past
+  // its retention replaces nothing new: it only removes the older entry
+  // held.
   void offer(std::string_view client, std::string_view value, double timestamp, double expiry, double now);
 
   // Offers every entry of `from`. O(entries of from), plus an amortized
@@ -69,15 +76,17 @@ class LatestValues {
 
   // Writes {"<value>": <clients>, ...} over the live entries: keys sorted
   // bytewise, ": " and ", " separators, {} when empty. A string value's key
-  // is its JSON text as sent; any other scalar's text is quoted (1.50 ->
-  // "1.50", true -> "true"), so a number and a string with the same text
+  // is its (canonical) JSON text; any other scalar's text is quoted (1.5 ->
+  // "1.5", true -> "true"), so a number and a string with the same text
   // share a key.
   taba_status render_counts(double now, taba_output* out) const;
 
   void write(ByteWriter* w) const;
   // Reads the serialized form into this (empty) table, checking it fully;
-  // on failure returns false with the reason in *why.
-  bool read(ByteReader* r, const char** why);
+  // on failure returns false with the reason in *why. values_canonical:
+  // the state was written with canonical values (which are then checked
+  // to be); otherwise they are canonicalized.
+  bool read(ByteReader* r, bool values_canonical, const char** why);
 
  private:
   struct StringHash {

@@ -18,25 +18,34 @@
 // that horizon and already expired are ignored. Identity, merge and
 // sweeping work as for Gauge (common/latest_values.h).
 //
+// Values: as Gauge, fold keeps the canonical JSON text of the value
+// (common/json_canonical.h): "a\/b" and "a/b" are one value, and so are
+// "Z\u00fcrich" and "Zürich", or 1.50 and 15e-1 (1.5).
+//
 // Render, TABA_FORMAT_JSON: as Gauge, {"<value>": <clients>, ...} over the
 // live entries, keys sorted bytewise, ": " and ", " separators, {} when
-// empty; a string value's key is its JSON text as sent, any other scalar's
-// text is quoted (1.50 -> "1.50"). No detailed format.
+// empty; a string value's key is its canonical JSON text, any other
+// scalar's canonical text is quoted (1.50 -> "1.5"). No detailed format.
 //
 // prunable: no entry is live as of now.
 //
-// Serialized form, version 1: bytes client, varint entry count, then per
-// entry (sorted by client): bytes client, bytes value JSON text, double
-// event timestamp, double expiry ("bytes" is a varint length and the bytes;
-// doubles are 8 bytes little-endian).
+// Serialized form: bytes client, varint entry count, then per entry
+// (sorted by client): bytes client, bytes value JSON text, double event
+// timestamp, double expiry ("bytes" is a varint length and the bytes;
+// doubles are 8 bytes little-endian). Version 2 holds canonical values
+// (deserialize refuses one that is not); version 1, the same layout
+// written by earlier releases, holds values as sent, and deserialize
+// canonicalizes them.
 #include <cinttypes>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "common/byte_io.h"
+#include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/latest_values.h"
 #include "common/plugin_support.h"
@@ -47,7 +56,9 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "ExpiryGauge";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
+// The first version whose values are canonical.
+constexpr uint32_t kCanonicalSince = 2;
 // How long after its event an expired entry still hides older values.
 constexpr double kTombstoneSeconds = 48 * 3600;
 
@@ -109,8 +120,14 @@ void eg_fold(taba_state* state, const taba_event* events, size_t n, double now) 
         best_expiry = expiry;
       }
     }
-    LatestValues* s = state_of(state);
-    if (best != nullptr) s->offer(s->client(), best_text, best->timestamp, best_expiry, now);
+    // The host accepts only values canonical_json accepts: a refusal, which
+    // would drop the batch, cannot happen.
+    std::string scratch;
+    std::string_view value;
+    if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
+      LatestValues* s = state_of(state);
+      s->offer(s->client(), value, best->timestamp, best_expiry, now);
+    }
   });
 }
 
@@ -150,7 +167,7 @@ taba_status eg_deserialize(const char* data, size_t len, uint32_t version, taba_
     auto s = std::make_unique<LatestValues>("", kTombstoneSeconds, 0.0);
     ByteReader r(data, len);
     const char* why = nullptr;
-    if (!s->read(&r, &why)) {
+    if (!s->read(&r, version >= kCanonicalSince, &why)) {
       set_errorf(err, err_cap, "corrupt ExpiryGauge state: %s", why);
       return TABA_ERR_CORRUPT;
     }

@@ -15,16 +15,26 @@
 // expired ones. So a stream of per-request deltas of one client replaces
 // that client's entry in the client state and in the name's aggregate.
 //
+// Values. fold keeps the canonical JSON text of the value
+// (common/json_canonical.h), so equal values written differently are one
+// value: "a\/b" and "a/b", "Z\u00fcrich" and "Zürich", 1.50 and 15e-1 (as
+// 1.5).
+//
 // Render, TABA_FORMAT_JSON: {"<value>": <clients>, ...} over unexpired
 // entries, keys sorted bytewise, ": " and ", " separators, {} when empty.
-// A string value's key is its JSON text as sent (quotes and escapes
-// included); any other scalar's text is wrapped in quotes (1.50 -> "1.50",
-// true -> "true"). A number and a string with the same text share a key.
-// No detailed format.
+// A string value's key is its canonical JSON text (quotes included; only
+// '"', '\' and control characters escaped, the rest raw UTF-8); any other
+// scalar's canonical text is wrapped in quotes (1.50 -> "1.5", true ->
+// "true"). A number and a string with the same text share a key. No
+// detailed format.
 //
-// Serialized form, version 1: bytes client, varint entry count, then per
-// entry (sorted by client): bytes client, bytes value JSON text, double
-// event timestamp; "bytes" is a varint length and the bytes.
+// Serialized form: bytes client, varint entry count, then per entry
+// (sorted by client): bytes client, bytes value JSON text, double event
+// timestamp; "bytes" is a varint length and the bytes. Version 2 holds
+// canonical values (deserialize refuses one that is not); version 1, the
+// same layout written by earlier releases, holds values as sent, and
+// deserialize canonicalizes them (entries are per client, so only their
+// texts change: clients whose values become equal count under one key).
 //
 // The per-client table is common/latest_values.h, shared with ExpiryGauge;
 // Gauge is its special case where every entry expires 48 h after its event.
@@ -32,9 +42,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "common/byte_io.h"
+#include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/latest_values.h"
 #include "common/plugin_support.h"
@@ -45,7 +57,9 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "Gauge";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
+// The first version whose values are canonical.
+constexpr uint32_t kCanonicalSince = 2;
 constexpr double kLifetimeSeconds = 48 * 3600;
 
 LatestValues* state_of(taba_state* s) {
@@ -98,9 +112,13 @@ void g_fold(taba_state* state, const taba_event* events, size_t n, double now) {
         best_text = text;
       }
     }
-    LatestValues* s = state_of(state);
-    if (best != nullptr) {
-      s->offer(s->client(), best_text, best->timestamp, best->timestamp + kLifetimeSeconds, now);
+    // The host accepts only values canonical_json accepts: a refusal, which
+    // would drop the batch, cannot happen.
+    std::string scratch;
+    std::string_view value;
+    if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
+      LatestValues* s = state_of(state);
+      s->offer(s->client(), value, best->timestamp, best->timestamp + kLifetimeSeconds, now);
     }
   });
 }
@@ -140,7 +158,7 @@ taba_status g_deserialize(const char* data, size_t len, uint32_t version, taba_s
     auto s = std::make_unique<LatestValues>("", kLifetimeSeconds, kLifetimeSeconds);
     ByteReader r(data, len);
     const char* why = nullptr;
-    if (!s->read(&r, &why)) {
+    if (!s->read(&r, version >= kCanonicalSince, &why)) {
       set_errorf(err, err_cap, "corrupt Gauge state: %s", why);
       return TABA_ERR_CORRUPT;
     }

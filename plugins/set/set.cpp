@@ -2,9 +2,10 @@
 // all-time.
 //
 // Payload: one JSON scalar (string, number, true, false, null): the member.
-// A member's identity is its JSON text as sent, without surrounding
-// whitespace: "5" (a string) and 5 (a number) are different members, and
-// so are 5 and 5.0, or "a" and "\u0061". Arrays and objects are refused.
+// A member's identity is its canonical JSON text (common/json_canonical.h),
+// so equal values written differently are one member: "a" and "\u0061",
+// "a\/b" and "a/b", 1.5, 1.50 and 15e-1. "5" (a string) and 5 (a number)
+// remain different members. Arrays and objects are refused.
 //
 // State: a HyperLogLog sketch of the members' 64-bit hashes (see
 // member_hash), in one of two forms:
@@ -41,6 +42,17 @@
 //   1 (dense)   varint 16384, then the 16384 registers, each <= 51.
 // deserialize checks all of it (ascending, no overflow, register range, no
 // trailing bytes).
+//
+// Earlier releases hashed members from their text as sent. The state
+// version stays 1 all the same: both forms hold only hashes, which cannot
+// be turned back into members to canonicalize, so a state written before
+// cannot be brought to the canonical identity, and a new version number
+// could not promise it. For such a state: members it counted under two
+// spellings ("a" and "\u0061") stay two, sparse or dense alike; a member
+// it holds in a form that was canonical already (plain strings, short
+// integers: nearly all) is the same member as before; one it holds in
+// another form ("a\/b", 1.50) is counted once more the first time it
+// arrives again.
 #include <algorithm>
 #include <bit>
 #include <cinttypes>
@@ -50,10 +62,12 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/byte_io.h"
+#include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
@@ -217,10 +231,14 @@ void s_fold(taba_state* state, const taba_event* events, size_t n, double) {
   guard_void([&] {
     SetState* s = state_of(state);
     if (!s->dense) s->sparse.reserve(s->sparse.size() + std::min(n, 2 * kSparseMax));
+    std::string scratch;
     for (size_t i = 0; i < n; ++i) {
       std::string_view text;
-      if (!scalar_text(events[i].payload, &text)) continue;
-      const uint64_t h = member_hash(text);
+      std::string_view member;
+      // The host accepts only values canonical_json accepts: the second
+      // test cannot drop an event.
+      if (!scalar_text(events[i].payload, &text) || !canonical_json(text, &scratch, &member)) continue;
+      const uint64_t h = member_hash(member);
       if (s->dense) {
         add_dense(s->dense.get(), h);
         continue;

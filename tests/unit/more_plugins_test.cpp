@@ -137,18 +137,19 @@ constexpr double kT0 = 1400000400;
 // Loading
 
 TEST_CASE("more plugins: entry tables describe their handlers", "[more_plugins]") {
-  for (const auto& [file, name, type] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"expiry_gauge.so", "expiry_gauge", "ExpiryGauge"},
-           {"buffer.so", "buffer", "Buffer"},
-           {"noop.so", "noop", "Noop"},
-           {"set.so", "set", "Set"}}) {
+  for (const auto& [file, name, type, version] :
+       std::vector<std::tuple<std::string, std::string, std::string, uint32_t>>{
+           {"expiry_gauge.so", "expiry_gauge", "ExpiryGauge", 2},
+           {"buffer.so", "buffer", "Buffer", 2},
+           {"noop.so", "noop", "Noop", 1},
+           {"set.so", "set", "Set", 1}}) {
     const taba_plugin& p = plugin(file);
     CHECK(std::string(p.name) == name);
     CHECK(p.abi_major == TABA_ABI_MAJOR);
     CHECK(p.handler_count == 1);
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 1);
+    CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
     CHECK(h.new_state != nullptr);
     CHECK(h.fold != nullptr);
@@ -227,7 +228,17 @@ TEST_CASE("ExpiryGauge: renders clients per value until each expiry", "[more_plu
   post("t", raw(TABA_VALUE_BOOL, "true", 1));
   post("z", raw(TABA_VALUE_NULL, " null "));
   post("q", str("say \\\"hi\\\""));
-  CHECK(keys.render(kT0) == R"({"1.50": 1, "5": 2, "null": 1, "say \"hi\"": 1, "true": 1})");
+  CHECK(keys.render(kT0) == R"({"1.5": 1, "5": 2, "null": 1, "say \"hi\"": 1, "true": 1})");
+  // Values are canonical: equal values however written are one key.
+  post("n3", num(1.5, "15e-1"));
+  post("p1", str("a\\/b"));
+  post("p2", str("a/b"));
+  post("z1", str("Z\\u00fcrich"));
+  post("z2", str("Z\xc3\xbcrich"));
+  post("z3", str("Z\xfcrich"));  // Latin-1
+  CHECK(keys.render(kT0) ==
+        "{\"1.5\": 2, \"5\": 2, \"Z\xc3\xbcrich\": 3, \"a/b\": 2, \"null\": 1, \"say \\\"hi\\\"\": 1, "
+        "\"true\": 1}");
 }
 
 TEST_CASE("ExpiryGauge: the latest event by timestamp wins, not the furthest expiry",
@@ -387,7 +398,7 @@ TEST_CASE("ExpiryGauge: serialization round trip and corrupt input", "[more_plug
   check_round_trip(h, client, {kT0, kT0 + 60});
   // A deserialized client state still knows its client.
   std::unique_ptr<State> copy;
-  REQUIRE(deserialize(h, client.serialize(), 1, &copy) == TABA_OK);
+  REQUIRE(deserialize(h, client.serialize(), h.state_version, &copy) == TABA_OK);
   State delta(h, kT0 + 1, "solo");
   delta.fold(Events().pair(kT0 + 1, num(3, "3"), num(kT0 + 10)), kT0 + 1);
   copy->merge(delta, kT0 + 1);
@@ -413,6 +424,12 @@ TEST_CASE("ExpiryGauge: serialization round trip and corrupt input", "[more_plug
   CHECK(reason.find("duplicate") != std::string::npos);
   CHECK(deserialize(h, one_entry("\"x\"", kT0, kT0 + 5) + "z", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("trailing") != std::string::npos);
+  // Version 1 (values as sent) is canonicalized; version 2 must be canonical.
+  REQUIRE(deserialize(h, one_entry("\"a\\/b\"", kT0, kT0 + 5), 1, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == R"({"a/b": 1})");
+  CHECK(deserialize(h, one_entry("\"a\\/b\"", kT0, kT0 + 5), 2, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("canonical") != std::string::npos);
+  REQUIRE(deserialize(h, one_entry("\"a/b\"", kT0, kT0 + 5), 2, &ok) == TABA_OK);
 }
 
 // ---------------------------------------------------------------------------
@@ -455,17 +472,18 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
          kT0 + 3);
   ingest(h, &a, &aggregate, "a", Events().pair(kT0 + 3, raw(TABA_VALUE_ARRAY, "[1, \"x\"]"), num(kT0 + 5000)),
          kT0 + 3);
-  // Timestamps print in their shortest round-trip form.
+  // Timestamps print in their shortest round-trip form; values in their
+  // canonical one (no whitespace in containers).
   CHECK(aggregate.render(kT0 + 3) ==
-        R"([[[1, "x"], 1400000403], [{"k": 1}, 1400000402], [42, 1400000401.125], ["hello", 1400000400.5]])");
-  CHECK(a.render(kT0 + 3) == R"([[[1, "x"], 1400000403], ["hello", 1400000400.5]])");
+        R"([[[1,"x"], 1400000403], [{"k":1}, 1400000402], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(a.render(kT0 + 3) == R"([[[1,"x"], 1400000403], ["hello", 1400000400.5]])");
   // The explicit expiry, then the bare values' ts + 3600.
   CHECK(aggregate.render(kT0 + 10) ==
-        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+        R"([[[1,"x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
   CHECK(aggregate.render(kT0 + 3600.25) ==
-        R"([[[1, "x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
-  CHECK(aggregate.render(kT0 + 3600.5) == R"([[[1, "x"], 1400000403], [42, 1400000401.125]])");
-  CHECK(aggregate.render(kT0 + 3601.125) == R"([[[1, "x"], 1400000403]])");
+        R"([[[1,"x"], 1400000403], [42, 1400000401.125], ["hello", 1400000400.5]])");
+  CHECK(aggregate.render(kT0 + 3600.5) == R"([[[1,"x"], 1400000403], [42, 1400000401.125]])");
+  CHECK(aggregate.render(kT0 + 3601.125) == R"([[[1,"x"], 1400000403]])");
   CHECK_FALSE(aggregate.prunable(kT0 + 4999));
   CHECK(aggregate.render(kT0 + 5000) == "[]");
   CHECK(aggregate.prunable(kT0 + 5000));
@@ -481,6 +499,20 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
   State ties(h, kT0, "t");
   ties.fold(Events().value(kT0, str("b")).value(kT0, str("a")).value(kT0, str("c")), kT0);
   CHECK(ties.render(kT0) == R"([["a", 1400000400], ["b", 1400000400], ["c", 1400000400]])");
+  // Values are canonical: the same value however written renders alike,
+  // and ranks among equal timestamps by its canonical text.
+  State spelled(h, kT0, "s");
+  spelled.fold(
+      Events()
+          .value(kT0, str("a\\/b"))
+          .value(kT0, str("a/b"))
+          .pair(kT0, raw(TABA_VALUE_OBJECT, "{ \"k\" : 1.50, \"c\": \"Z\\u00fcrich\" }"), num(kT0 + 60))
+          .value(kT0, str("Z\xfcrich"))
+          .value(kT0, num(1.5, "15e-1")),
+      kT0);
+  CHECK(spelled.render(kT0) ==
+        "[[\"Z\xc3\xbcrich\", 1400000400], [\"a/b\", 1400000400], [\"a/b\", 1400000400], "
+        "[1.5, 1400000400], [{\"k\":1.5,\"c\":\"Z\xc3\xbcrich\"}, 1400000400]]");
 }
 
 TEST_CASE("Buffer: keeps the 1000 newest across clients", "[more_plugins][buffer]") {
@@ -605,6 +637,25 @@ TEST_CASE("Buffer: serialization round trip and corrupt input", "[more_plugins][
   for (int i = 0; i < 1001; ++i) many += one("1", kT0, kT0 + 5).substr(1);
   CHECK(deserialize(h, many, 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(deserialize(h, one("1", kT0, kT0 + 5) + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  // A value nested as deep as the host accepts (a bare object, 65 levels)
+  // is kept and reads back, in either version (before values were
+  // canonical, such a state was written but refused when read).
+  std::string deep = "1";
+  for (int i = 0; i < 65; ++i) deep = "{\"a\":" + deep + "}";
+  State deep_state(h, kT0, "d");
+  deep_state.fold(Events().value(kT0, raw(TABA_VALUE_OBJECT, deep)), kT0);
+  REQUIRE(deep_state.render(kT0) == "[[" + deep + ", 1400000400]]");
+  REQUIRE(deserialize(h, deep_state.serialize(), 1, &ok) == TABA_OK);
+  REQUIRE(deserialize(h, deep_state.serialize(), 2, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == deep_state.render(kT0));
+  // Version 1 (values as sent) is rewritten, and ranked by the new text;
+  // version 2 must be canonical.
+  const std::string two =
+      bytes_of({2}) + one("\"b\"", kT0, kT0 + 5).substr(1) + one("[ 1.50 ]", kT0, kT0 + 5).substr(1);
+  REQUIRE(deserialize(h, two, 1, &ok) == TABA_OK);
+  CHECK(ok->render(kT0) == R"([["b", 1400000400], [[1.5], 1400000400]])");
+  CHECK(deserialize(h, two, 2, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("canonical") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------
@@ -727,6 +778,27 @@ TEST_CASE("Set: exact distinct counts while small", "[more_plugins][set]") {
 // truth in 99.7 % of cases; the hash is fixed, so these cases are
 // deterministic. Measured (see "Set: error measurement" below): relative
 // errors in line with 0.81 %, no visible bias from 10^3 to 10^6.
+TEST_CASE("Set: equal members however written are one member", "[more_plugins][set]") {
+  const taba_handler& h = set();
+  State s(h, kT0, "a");
+  s.fold(Events().value(kT0, str("a")).value(kT0, str("\\u0061")), kT0);
+  CHECK(s.render(kT0) == R"({"count": 1})");
+  s.fold(Events()
+             .value(kT0, num(1.5, "1.5"))
+             .value(kT0, num(1.5, "1.50"))
+             .value(kT0, num(1.5, "15e-1"))
+             .value(kT0, str("a\\/b"))
+             .value(kT0, str("a/b"))
+             .value(kT0, str("Z\\u00fcrich"))
+             .value(kT0, str("Z\xc3\xbcrich"))
+             .value(kT0, str("Z\xfcrich")),
+         kT0);
+  CHECK(s.render(kT0) == R"({"count": 4})");
+  // A string and a number remain different members.
+  s.fold(Events().value(kT0, str("1.5")), kT0);
+  CHECK(s.render(kT0) == R"({"count": 5})");
+}
+
 TEST_CASE("Set: estimates within 3 standard errors - merges are exact and order-free",
           "[more_plugins][set]") {
   const taba_handler& h = set();

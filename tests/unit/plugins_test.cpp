@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "plugin_abi_harness.h"
@@ -98,13 +99,13 @@ std::string cg_window(const char* label, int count, const char* total, const cha
 // Loading
 
 TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
-  for (const auto& [file, type] :
-       std::vector<std::pair<std::string, std::string>>{{"counter_group.so", "CounterGroup"},
-                                                        {"totals_counter.so", "TotalsCounter"},
-                                                        {"gauge.so", "Gauge"}}) {
+  for (const auto& [file, type, version] :
+       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 1},
+                                                                   {"totals_counter.so", "TotalsCounter", 1},
+                                                                   {"gauge.so", "Gauge", 2}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 1);
+    CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
     CHECK(h.new_state != nullptr);
     CHECK(h.deserialize != nullptr);
@@ -178,7 +179,8 @@ TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
       R"("pct": {"count": 9, "total": 510.000000, "pct": [4.01, 15.96, 63.44, 256.00, 256.00, 256.00, 256.00]}})");
 }
 
-TEST_CASE("CounterGroup: windows expire as time passes - render does not modify", "[plugins][counter_group]") {
+TEST_CASE("CounterGroup: windows expire as time passes - render does not modify",
+          "[plugins][counter_group]") {
   State s(counter_group(), kT0, "c");
   s.fold(Events().number(kT0, 3).number(kT0 + 0.75, 4), kT0 + 1);
   auto counts = [&](double now) {
@@ -347,7 +349,8 @@ TEST_CASE("CounterGroup: fold_many gives the states the delta sequence gives", "
     h.fold_many(targets, 2, clients[ci].data(), clients[ci].size(), ev.data(), ev.size(), now);
   }
   CHECK(by_many.serialize() == by_delta.serialize());
-  for (size_t i = 0; i < clients.size(); ++i) CHECK(many_clients[i].serialize() == delta_clients[i].serialize());
+  for (size_t i = 0; i < clients.size(); ++i)
+    CHECK(many_clients[i].serialize() == delta_clients[i].serialize());
   for (const double t : {now, now + 45, now + 900, now + 7200}) {
     CHECK(by_many.render(t) == by_delta.render(t));
     CHECK(by_many.render(t, TABA_FORMAT_JSON_DETAILED) == by_delta.render(t, TABA_FORMAT_JSON_DETAILED));
@@ -597,9 +600,34 @@ TEST_CASE("Gauge: value keys", "[plugins][gauge]") {
   post("z", Events().value(kT0, TABA_VALUE_NULL, " null "));
   post("q", Events().array(kT0, TABA_VALUE_STRING, "\"say \\\"hi\\\"\""));
   post("u", Events().value(kT0, TABA_VALUE_STRING, "\"\\u00e9t\\u00e9\""));
-  // Sorted bytewise by key text; the number 5 and the string "5" share a key.
+  // Sorted bytewise by key text; the number 5 and the string "5" share a
+  // key; values are canonical (1.50 is 1.5, non-ASCII raw UTF-8).
   CHECK(aggregate.render(kT0) ==
-        R"({"1.50": 1, "5": 2, "\u00e9t\u00e9": 1, "null": 1, "say \"hi\"": 1, "true": 1})");
+        "{\"1.5\": 1, \"5\": 2, \"null\": 1, \"say \\\"hi\\\"\": 1, \"true\": 1, \"\xc3\xa9t\xc3\xa9\": 1}");
+}
+
+TEST_CASE("Gauge: equal values however written are one key", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  State aggregate(h, kT0);
+  int n = 0;
+  auto post = [&](const Events& ev) {
+    const std::string client = "c" + std::to_string(n++);
+    State cs(h, kT0, client);
+    ingest(h, &cs, &aggregate, client, ev, kT0);
+  };
+  post(Events().value(kT0, TABA_VALUE_STRING, R"("a\/b")"));
+  post(Events().value(kT0, TABA_VALUE_STRING, R"("a/b")"));
+  post(Events().value(kT0, TABA_VALUE_STRING, R"("Z\u00fcrich")"));
+  post(Events().value(kT0, TABA_VALUE_STRING, "\"Z\xc3\xbcrich\""));
+  post(Events().value(kT0, TABA_VALUE_STRING, "\"Z\xfcrich\""));  // Latin-1
+  post(Events().number(kT0, 1.5, "1.5"));
+  post(Events().number(kT0, 1.5, "1.50"));
+  post(Events().array(kT0, TABA_VALUE_NUMBER, "15e-1", 1.5));
+  CHECK(aggregate.render(kT0) == "{\"1.5\": 3, \"Z\xc3\xbcrich\": 3, \"a/b\": 2}");
+  // The client's own state holds the canonical text too.
+  State one(h, kT0, "x");
+  one.fold(Events().value(kT0, TABA_VALUE_STRING, R"("\ud83d\ude00 \u0041")"), kT0);
+  CHECK(one.render(kT0) == "{\"\xf0\x9f\x98\x80 A\": 1}");
 }
 
 TEST_CASE("Gauge: values expire 48 h after their event", "[plugins][gauge]") {
@@ -649,7 +677,7 @@ TEST_CASE("Gauge: serialization round trip and corrupt input", "[plugins][gauge]
   // The deserialized client state still knows its client: a newer delta
   // replaces its entry rather than adding one.
   std::unique_ptr<State> copy;
-  REQUIRE(deserialize(h, client.serialize(), 1, &copy) == TABA_OK);
+  REQUIRE(deserialize(h, client.serialize(), h.state_version, &copy) == TABA_OK);
   State delta(h, kT0 + 1, "solo");
   delta.fold(Events().number(kT0 + 1, 3, "3"), kT0 + 1);
   copy->merge(delta, kT0 + 1);
@@ -668,4 +696,17 @@ TEST_CASE("Gauge: serialization round trip and corrupt input", "[plugins][gauge]
            std::string(8, '\0');
   CHECK(deserialize(h, dup, 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("duplicate") != std::string::npos);
+  // Version 1 (values as sent) is canonicalized; version 2 must be canonical.
+  const std::string one_entry = std::string(
+                                    "\x00\x01\x01"
+                                    "a"
+                                    "\x04"
+                                    "1.50",
+                                    9) +
+                                std::string(8, '\0');
+  std::unique_ptr<State> old_form;
+  REQUIRE(deserialize(h, one_entry, 1, &old_form) == TABA_OK);
+  CHECK(old_form->render(0) == R"({"1.5": 1})");
+  CHECK(deserialize(h, one_entry, 2, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason.find("canonical") != std::string::npos);
 }
