@@ -85,6 +85,15 @@ void BatchWriter::drop_block() {
   block_open_ = false;  // the block before it was closed when this one began
 }
 
+std::string BatchWriter::open_block_batch() const {
+  if (!block_open_) return {};
+  std::string out(buf_.data(), 1 + sizeof(double));  // version, receive time
+  put<uint32_t>(&out, 1);
+  out.append(buf_, block_start_, std::string::npos);
+  std::memcpy(&out[out.size() - (buf_.size() - block_count_at_)], &block_events_, sizeof(uint32_t));
+  return out;
+}
+
 std::string BatchWriter::finish() {
   close_block();
   std::memcpy(&buf_[1 + sizeof(double)], &blocks_, sizeof(uint32_t));

@@ -32,6 +32,9 @@ class BatchWriter {
   void add_event(double timestamp, const taba_value& payload);
   // Takes the block begun last (and its events) out of the batch.
   void drop_block();
+  // The block begun last, with its events so far, as a batch of its own
+  // (for re-reading it; "" when no block is open).
+  std::string open_block_batch() const;
   // Finishes the batch and moves its bytes out.
   std::string finish();
 

@@ -7,6 +7,7 @@
 #include "core/utf8.h"
 #include "core/validation.h"
 #include "protocol/payload.h"
+#include "protocol/v1_encoder.h"
 
 namespace taba::protocol {
 namespace {
@@ -100,6 +101,23 @@ void V1Decoder::keep_line(std::string_view text) {
   block_lines_.push_back('\n');
 }
 
+void V1Decoder::keep_written_events() {
+  // The block's good lines were not kept (that would copy every line of
+  // every block): its events are read back from the batch instead.
+  block_lines_.assign(name_);
+  block_lines_.push_back('\n');
+  if (!handler_) return;  // nothing written yet (the open block is an earlier one)
+  const std::string written = out_->open_block_batch();
+  BatchReader reader(written, true);
+  BatchBlock block;
+  std::vector<taba_event> events;
+  Status status;
+  if (!reader.open().ok() || !reader.next(&block, &events, &status)) return;
+  for (const taba_event& e : events) {
+    append_event_line(block.type, e.timestamp, std::string_view(e.payload.json, e.payload.json_len), &block_lines_);
+  }
+}
+
 void V1Decoder::end_block() {
   if (skip_block_ && options_.keep_refused_text) {
     refused_text_.append(client_);
@@ -107,7 +125,6 @@ void V1Decoder::end_block() {
     refused_text_.append(block_lines_);
     refused_text_.append("\n\n");
   }
-  block_lines_.clear();
   skip_block_ = false;
 }
 
@@ -118,6 +135,7 @@ bool V1Decoder::refuse(const char* kind, std::string reason) {
   r.name = name_;
   r.kind = kind;
   r.reason = std::move(reason);
+  if (state_ == State::kEvents && options_.keep_refused_text) keep_written_events();
   if (handler_) {
     // Take what the block wrote out of the batch, and the binding it made.
     resolver_->refused(name_);
@@ -183,9 +201,11 @@ bool V1Decoder::line(std::string_view text) {
       block_events_ = 0;
       block_clamped_ = 0;
       skip_block_ = skip_client_;
-      keep_line(text);
+      block_lines_.clear();
+      if (skip_client_) keep_line(text);
       std::string why = skip_client_ ? std::string() : check_identifier(text);
       if (!why.empty()) {
+        keep_line(text);
         name_ = quote_for_error(text);
         refuse("name", fmt::format("invalid name \"{}\": {}", name_, why));
       } else {
@@ -200,12 +220,14 @@ bool V1Decoder::line(std::string_view text) {
         state_ = State::kName;
         return true;
       }
-      keep_line(text);
       if (skip_block_) {
         ++refusals_.back().events;
+        keep_line(text);
         return true;
       }
-      return event_line(text);
+      event_line(text);
+      if (skip_block_) keep_line(text);  // the line that refused the block
+      return true;
   }
   return fail("decoder in an impossible state");
 }

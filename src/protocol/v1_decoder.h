@@ -93,13 +93,16 @@ class V1Decoder {
   // Binds the type, validates and writes one parsed event.
   bool accept_event(std::string_view type, double ts, std::string_view payload, taba_event* ev);
   bool fail(std::string reason);
-  // Refuses the current block (or, in kClient context, the client) with
-  // `reason`; always returns true (decoding goes on).
+  // Refuses the current name block with `reason` and takes what it wrote
+  // out of the batch; always returns true (decoding goes on).
   bool refuse(const char* kind, std::string reason);
   // A name block ended (blank line or end of body).
   void end_block();
-  // Keeps a line of the current block for refused_text().
+  // Keeps a line of a refused block for refused_text().
   void keep_line(std::string_view text);
+  // Starts the refused block's text with its name and the events it had
+  // written to the batch.
+  void keep_written_events();
   // Reads the payload as Latin-1 when it is not valid UTF-8.
   std::string_view as_utf8(std::string_view payload);
 
@@ -121,7 +124,7 @@ class V1Decoder {
   bool skip_block_ = false;    // the current name block was refused
   uint64_t block_events_ = 0;  // events of the current block written to the batch
   uint64_t block_clamped_ = 0; // of those, with a clamped timestamp
-  std::string block_lines_;    // keep_refused_text: raw lines of the current block
+  std::string block_lines_;    // keep_refused_text: lines of the current block, once refused
   std::string refused_text_;   // keep_refused_text: refused blocks so far
   std::string error_;
   uint64_t line_ = 0;

@@ -66,15 +66,19 @@ void V1Encoder::begin_block(std::string_view client, std::string_view name) {
   in_block_ = true;
 }
 
-void V1Encoder::add_event(std::string_view type, double timestamp, std::string_view payload_json) {
-  out_.append("[\"");
-  out_.append(type);
-  out_.append("\",");
+void append_event_line(std::string_view type, double timestamp, std::string_view payload_json, std::string* out) {
+  out->append("[\"");
+  out->append(type);
+  out->append("\",");
   // Shortest text that reads back as the same double.
-  fmt::format_to(std::back_inserter(out_), "{}", timestamp);
-  out_.append(",\"");
-  append_json_string_body(payload_json, &out_);
-  out_.append("\"]\n");
+  fmt::format_to(std::back_inserter(*out), "{}", timestamp);
+  out->append(",\"");
+  append_json_string_body(payload_json, out);
+  out->append("\"]\n");
+}
+
+void V1Encoder::add_event(std::string_view type, double timestamp, std::string_view payload_json) {
+  append_event_line(type, timestamp, payload_json, &out_);
   ++events_;
   ++lines_;
   if (!block_lines_.empty()) ++block_lines_.back().events;

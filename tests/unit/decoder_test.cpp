@@ -251,9 +251,10 @@ TEST_CASE("a refused block takes its earlier events and its new binding with it"
   CHECK(std::string(d.refusals[1].kind) == "client");
   // The binding x made is withdrawn; y and w keep theirs.
   CHECK(d.refused_names == std::vector<std::string>{"x"});
-  // The refused blocks, as a v1 body that names what was sent.
+  // The refused blocks, as a v1 body: the events written before the bad
+  // line read back from the batch (compact), the rest as sent.
   CHECK(d.refused_text ==
-        "1\n\na\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n[\"CounterGroup\", 1400000000, \"2\"]\n"
+        "1\n\na\n\nx\n[\"CounterGroup\",1400000000,\"1\"]\n[\"CounterGroup\",1400000000,\"2\"]\n"
         "[\"CounterGroup\", 1400000000, \"{}\"]\n[\"CounterGroup\", 1400000000, \"3\"]\n\n\n"
         "b c\n\nx\n[\"CounterGroup\", 1400000000, \"1\"]\n\n\nb c\n\nz\n[\"Gauge\", 1400000000, \"1\"]\n"
         "[\"Gauge\", 1400000000, \"2\"]\n\n\n");
