@@ -148,6 +148,30 @@ void append_shortest_double(double v, std::string* out) {
   }
 }
 
+void append_shortest_within(double v, double tolerance, std::string* out) {
+  if (!std::isfinite(v) || !(tolerance > 0)) {
+    append_shortest_double(v, out);
+    return;
+  }
+  if (std::fabs(v) <= tolerance) {
+    out->push_back('0');
+    return;
+  }
+  // With d significant digits, the decimal nearest v is printf's "%.{d-1}e"
+  // (correctly rounded); if any d-digit decimal is within tolerance, that
+  // one is. 17 digits always give v back.
+  char digits[40];
+  for (int d = 1; d < 17; ++d) {
+    std::snprintf(digits, sizeof digits, "%.*e", d - 1, v);
+    const double rounded = std::strtod(digits, nullptr);
+    if (std::fabs(rounded - v) <= tolerance) {
+      append_shortest_double(rounded, out);
+      return;
+    }
+  }
+  append_shortest_double(v, out);
+}
+
 std::string_view trim_json_space(std::string_view s) {
   auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);

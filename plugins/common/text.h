@@ -44,6 +44,12 @@ void append_json_escaped(std::string_view s, std::string* out);
 // NaN and infinities, which JSON cannot carry, as "null".
 void append_shortest_double(double v, std::string* out);
 
+// Appends, in append_shortest_double's form, the shortest decimal number
+// within tolerance of v (of those, the nearest to v): for a figure known
+// only to that precision, the digits that mean something. A tolerance of
+// 0 (or NaN) writes v itself.
+void append_shortest_within(double v, double tolerance, std::string* out);
+
 // s without leading and trailing JSON whitespace (space, tab, CR, LF).
 std::string_view trim_json_space(std::string_view s);
 
