@@ -408,10 +408,14 @@ void append_percentile_summary(const DDSketch& sketch, TextBuffer* text) {
   double values[7];
   for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(n, kRenderedPerMille[j], 1000);
   sketch.values_at_ranks(ranks, 7, values);
-  text->raw("{\"count\": ").u64(n).raw(", \"total\": ").fixed6(sketch.sum()).raw(", \"pct\": [");
+  text->raw("{\"count\": ")
+      .u64(n)
+      .raw(", \"total\": ")
+      .number6(sketch.sum(), sketch.sum_tolerance())
+      .raw(", \"pct\": [");
   for (int j = 0; j < 7; ++j) {
     if (j != 0) text->raw(", ");
-    text->fixed2(values[j]);
+    text->number2(values[j]);
   }
   text->raw("]}");
 }

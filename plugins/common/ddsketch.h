@@ -177,6 +177,9 @@ class DDSketch {
 
   uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
   double sum() const { return sum_.value(); }
+  // How far sum() may be from the exact sum of the values: each was
+  // rounded once to ExactSum's resolution.
+  double sum_tolerance() const { return static_cast<double>(count()) * ExactSum::kResolution; }
   double min() const { return count() == 0 ? 0.0 : min_; }
   double max() const { return count() == 0 ? 0.0 : max_; }
 
@@ -217,7 +220,8 @@ class DDSketch {
 inline constexpr uint32_t kRenderedPerMille[7] = {250, 500, 750, 900, 950, 990, 999};
 
 // Appends {"count": %llu, "total": %f, "pct": [%.2f, ... 7 values]} for the
-// sketch (all seven 0.00 when it is empty).
+// sketch (all seven 0.00 when it is empty); total and percentiles in the
+// text's number form (number6, number2: exact in the exact formats).
 void append_percentile_summary(const DDSketch& sketch, TextBuffer* text);
 
 }  // namespace taba::builtin

@@ -28,14 +28,19 @@ TextBuffer& TextBuffer::i64(int64_t v) {
   return *this;
 }
 
-TextBuffer& TextBuffer::fixed2(double v) {
+TextBuffer& TextBuffer::number2(double v) {
+  if (numbers_ == Numbers::kExact) return shortest(v);
   char tmp[kNumberBufSize];
   const int n = std::snprintf(tmp, sizeof tmp, "%.2f", v);
   buf_.append(tmp, static_cast<size_t>(n));
   return *this;
 }
 
-TextBuffer& TextBuffer::fixed6(double v) {
+TextBuffer& TextBuffer::number6(double v, double tolerance) {
+  if (numbers_ == Numbers::kExact) {
+    append_shortest_within(v, tolerance, &buf_);
+    return *this;
+  }
   char tmp[kNumberBufSize];
   const int n = std::snprintf(tmp, sizeof tmp, "%f", v);
   buf_.append(tmp, static_cast<size_t>(n));

@@ -9,7 +9,8 @@
 //   {"count": %llu, "total": %f, "pct": [p25, p50, p75, p90, p95, p99, p99.9]}
 // with ": " and ", " separators, the percentiles %.2f (nearest rank on the
 // sketch; all 0.00 when empty) and total the exact sum (%f, 6 decimals).
-// No detailed format.
+// TABA_FORMAT_JSON_EXACT: the same with the total and the percentiles as
+// the shortest text that reads back to the double. No detailed format.
 //
 // Merging is exact and order-free for everything but the last bits of the
 // total (a double sum): the bins, count, min and max, hence every rendered
@@ -77,8 +78,8 @@ void pc_merge(taba_state* into, const taba_state* from, double) {
 
 taba_status pc_render(const taba_state* state, uint32_t format, double, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text(numbers_for(format));
     append_percentile_summary(state_of(state)->sketch, &text);
     return text.flush_to(out);
   });

@@ -18,14 +18,18 @@
 // p99, p99.9 (all 0.00 when the window is empty); total is the exact sum of
 // the values (%f, 6 decimals).
 //
+// Render, TABA_FORMAT_JSON_EXACT: the same value with the totals and the
+// percentiles as the shortest text that reads back to the double, so
+// timers in seconds (0.0012, 0.0034) do not show as 0.00.
+//
 // Render, TABA_FORMAT_JSON_DETAILED: per window its 4 buckets as of `now`,
 // oldest first, empty ones included, each as
 //   [bucket_start, count, total, [p25, p50, p75, p90, p95, p99, p99.9]]
 // with bucket_start the bucket's first epoch second (integer), count an
-// integer, total %f and the percentiles %.2f (all 0.00 for an empty bucket):
-//   {"1m": [[1400000355, 0, 0.000000, [0.00, 0.00, 0.00, 0.00, 0.00, 0.00,
-//   0.00]], ..., [1400000400, 2, 15.500000, [3.00, ...]]], "10m": [...],
-//   "1h": [...], "1d": [...]}
+// integer, total and percentiles exact as above (all 0 for an empty
+// bucket):
+//   {"1m": [[1400000355, 0, 0, [0, 0, 0, 0, 0, 0, 0]], ...,
+//   [1400000400, 2, 15.5, [3, ...]]], "10m": [...], "1h": [...], "1d": [...]}
 //
 // Time. fold ends the windows at the latest of now and the newest event;
 // merge at the latest of now and `from`'s windows. Windows only move
@@ -257,7 +261,7 @@ void pg_merge(taba_state* into, const taba_state* from, double now) {
   });
 }
 
-// [p25, p50, p75, p90, p95, p99, p99.9] as %.2f (all 0.00 when empty).
+// [p25, p50, p75, p90, p95, p99, p99.9] as number2 (all 0 when empty).
 void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   double values[7] = {};
   if (sketch != nullptr) {
@@ -269,7 +273,7 @@ void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   t->raw("[");
   for (int j = 0; j < 7; ++j) {
     if (j != 0) t->raw(", ");
-    t->fixed2(values[j]);
+    t->number2(values[j]);
   }
   t->raw("]");
 }
@@ -297,7 +301,8 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
     window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, const DDSketch* sketch) {
       t->raw(first ? "[" : ", [").i64(bucket * window.width()).raw(", ");
       t->u64(sketch != nullptr ? sketch->count() : 0).raw(", ");
-      t->fixed6(sketch != nullptr ? sketch->sum() : 0.0).raw(", ");
+      t->number6(sketch != nullptr ? sketch->sum() : 0.0, sketch != nullptr ? sketch->sum_tolerance() : 0.0);
+      t->raw(", ");
       append_pct_list(sketch, t);
       t->raw("]");
       first = false;
@@ -309,12 +314,15 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
 
 taba_status pg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_DETAILED) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
-    if (format == TABA_FORMAT_JSON) {
-      render_summary(*state_of(state), epoch_second(now), &text);
-    } else {
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT &&
+        format != TABA_FORMAT_JSON_DETAILED) {
+      return TABA_ERR_UNSUPPORTED;
+    }
+    TextBuffer text(numbers_for(format));
+    if (format == TABA_FORMAT_JSON_DETAILED) {
       render_detailed(*state_of(state), epoch_second(now), &text);
+    } else {
+      render_summary(*state_of(state), epoch_second(now), &text);
     }
     return text.flush_to(out);
   });

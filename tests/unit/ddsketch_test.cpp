@@ -364,13 +364,36 @@ TEST_CASE("CountArray: widens on demand and keeps values", "[ddsketch]") {
 
 TEST_CASE("TextBuffer: printf formats and JSON escaping", "[ddsketch]") {
   TextBuffer t;
-  t.u64(UINT64_MAX).raw(" ").i64(-5).raw(" ").fixed2(2.005).raw(" ").fixed2(-0.5).raw(" ").fixed6(1.0 / 3);
+  t.u64(UINT64_MAX)
+      .raw(" ")
+      .i64(-5)
+      .raw(" ")
+      .number2(2.005)
+      .raw(" ")
+      .number2(-0.5)
+      .raw(" ")
+      .number6(1.0 / 3, 0);
   CHECK(t.str() == "18446744073709551615 -5 2.00 -0.50 0.333333");
   TextBuffer big;
-  big.fixed2(1e308);
+  big.number2(1e308);
   CHECK(big.str().size() == 309 + 3);
   TextBuffer s;
   s.json_string(std::string("a\"b\\c\n\t\x01") + "\xc3\xa9");
   CHECK(s.str() == "\"a\\\"b\\\\c\\n\\t\\u0001\xc3\xa9\"");
   CHECK(taba::builtin::trim_json_space(" \t\"x\" \r\n") == "\"x\"");
+}
+
+TEST_CASE("TextBuffer: the exact number form writes shortest round-trip text", "[ddsketch]") {
+  using taba::builtin::Numbers;
+  using taba::builtin::numbers_for;
+  CHECK(numbers_for(TABA_FORMAT_JSON) == Numbers::kTaba);
+  CHECK(numbers_for(TABA_FORMAT_JSON_EXACT) == Numbers::kExact);
+  CHECK(numbers_for(TABA_FORMAT_JSON_DETAILED) == Numbers::kExact);
+  TextBuffer taba(Numbers::kTaba);
+  taba.number2(0.0012).raw(" ").number6(0.0000012, 0).raw(" ").number2(3.0);
+  CHECK(taba.str() == "0.00 0.000001 3.00");
+  TextBuffer exact(Numbers::kExact);
+  exact.number2(0.0012).raw(" ").number6(0.0000012, 0).raw(" ").number2(3.0).raw(" ").number2(0.1 + 0.2);
+  exact.raw(" ").number6(0.0029999997, 1e-9);
+  CHECK(exact.str() == "0.0012 0.0000012 3 0.30000000000000004 0.003");
 }

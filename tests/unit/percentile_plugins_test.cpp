@@ -45,6 +45,8 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
     taba_status b;
     CHECK(copy->render(t, TABA_FORMAT_JSON_DETAILED, &a) == s.render(t, TABA_FORMAT_JSON_DETAILED, &b));
     CHECK(a == b);
+    CHECK(copy->render(t, TABA_FORMAT_JSON_EXACT, &a) == s.render(t, TABA_FORMAT_JSON_EXACT, &b));
+    CHECK(a == b);
     CHECK(copy->prunable(t) == s.prunable(t));
   }
   std::unique_ptr<State> ignored;
@@ -181,8 +183,7 @@ TEST_CASE("PercentileGroup: empty state render", "[plugins][percentile_group]") 
   CHECK(s.render(kT0) == pg_render(kEmptySummary, kEmptySummary, kEmptySummary, kEmptySummary));
   CHECK(s.prunable(kT0));
   std::string detailed = s.render(kT0, TABA_FORMAT_JSON_DETAILED);
-  CHECK(detailed.rfind(R"({"1m": [[1400003955, 0, 0.000000, )" + kZeroPct + "], [1400003970, 0, 0.000000, ",
-                       0) == 0);
+  CHECK(detailed.rfind(R"({"1m": [[1400003955, 0, 0, [0, 0, 0, 0, 0, 0, 0]], [1400003970, 0, 0, )", 0) == 0);
 }
 
 TEST_CASE("PercentileGroup: one event", "[plugins][percentile_group]") {
@@ -196,6 +197,22 @@ TEST_CASE("PercentileGroup: one event", "[plugins][percentile_group]") {
   State a(percentile_group(), kT0, "web01");
   a.fold(Events().array(kT0, TABA_VALUE_NUMBER, "12.5", 12.5), kT0);
   CHECK(a.render(kT0 + 1) == s.render(kT0 + 1));
+}
+
+TEST_CASE("PercentileGroup: timers in seconds - text rounds them to 0.00, the exact form does not",
+          "[plugins][percentile_group]") {
+  State s(percentile_group(), kT0, "c");
+  s.fold(Events().number(kT0, 0.0012).number(kT0 + 1, 0.0034), kT0 + 1);
+  const std::string taba =
+      R"({"count": 2, "total": 0.004600, "pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]})";
+  CHECK(s.render(kT0 + 2) == pg_render(taba, taba, taba, taba));
+  const std::string exact =
+      R"({"count": 2, "total": 0.0046, "pct": [0.0012, 0.0012, 0.0033787830437486633, 0.0033787830437486633, )"
+      R"(0.0033787830437486633, 0.0033787830437486633, 0.0033787830437486633]})";
+  CHECK(s.render(kT0 + 2, TABA_FORMAT_JSON_EXACT) == pg_render(exact, exact, exact, exact));
+  const std::string detailed = s.render(kT0 + 2, TABA_FORMAT_JSON_DETAILED);
+  CHECK(detailed.find(R"([1400004000, 2, 0.0046, [0.0012, 0.0012, 0.0033787830437486633, )") !=
+        std::string::npos);
 }
 
 TEST_CASE("PercentileGroup: window boundaries", "[plugins][percentile_group]") {
@@ -283,10 +300,10 @@ TEST_CASE("PercentileGroup: json-detailed lists every bucket, oldest first", "[p
   // Buckets as of kT0 + 100 (bucket starts): 1m kT0+45 .. kT0+90 (all empty);
   // 10m kT0-450 .. kT0 (kT0-150 holds 1.5 and 1); 1h kT0-2700 .. kT0 (kT0-900
   // holds 1.5 and 1; 7.25 at kT0-3000 is before the window); 1d kT0-64800 ..
-  // kT0 (kT0-21600 holds all three).
-  const std::string empty = ", 0, 0.000000, " + kZeroPct + "]";
-  const std::string two = ", 2, 2.500000, [1.00, 1.00, 1.50, 1.50, 1.50, 1.50, 1.50]]";
-  const std::string three = ", 3, 9.750000, [1.00, 1.51, 7.25, 7.25, 7.25, 7.25, 7.25]]";
+  // kT0 (kT0-21600 holds all three). Numbers in full precision.
+  const std::string empty = ", 0, 0, [0, 0, 0, 0, 0, 0, 0]]";
+  const std::string two = ", 2, 2.5, [1, 1, 1.5, 1.5, 1.5, 1.5, 1.5]]";
+  const std::string three = ", 3, 9.75, [1, 1.5067630358630384, 7.25, 7.25, 7.25, 7.25, 7.25]]";
   const std::string expected =
       "{\"1m\": [[1400004045" + empty + ", [1400004060" + empty + ", [1400004075" + empty + ", [1400004090" +
       empty + "], \"10m\": [[1400003550" + empty + ", [1400003700" + empty + ", [1400003850" + two +
@@ -466,6 +483,15 @@ TEST_CASE("PercentileCounter: standalone renders, merge, prunable", "[plugins][p
   neg.fold(Events().number(kT0, -1).number(kT0, -2).number(kT0, -4).number(kT0, -8), kT0);
   CHECK(neg.render(kT0) ==
         R"({"count": 4, "total": -15.000000, "pct": [-7.92, -4.01, -1.99, -1.00, -1.00, -1.00, -1.00]})");
+  // Timers in seconds: text rounds them to 0.00, the exact form does not.
+  State timer(h, kT0, "t");
+  timer.fold(Events().number(kT0, 0.0012).number(kT0, 0.0034), kT0);
+  CHECK(timer.render(kT0) ==
+        R"({"count": 2, "total": 0.004600, "pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]})");
+  CHECK(
+      timer.render(kT0, TABA_FORMAT_JSON_EXACT) ==
+      R"({"count": 2, "total": 0.0046, "pct": [0.0012, 0.0012, 0.0033787830437486633, 0.0033787830437486633, )"
+      R"(0.0033787830437486633, 0.0033787830437486633, 0.0033787830437486633]})");
 }
 
 TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plugins][percentile_counter]") {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/text.h"
 #include "plugin_abi_harness.h"
 #include "taba/handler.h"
 
@@ -48,6 +49,8 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
     taba_status a;
     taba_status b;
     CHECK(copy->render(t, TABA_FORMAT_JSON_DETAILED, &a) == s.render(t, TABA_FORMAT_JSON_DETAILED, &b));
+    CHECK(a == b);
+    CHECK(copy->render(t, TABA_FORMAT_JSON_EXACT, &a) == s.render(t, TABA_FORMAT_JSON_EXACT, &b));
     CHECK(a == b);
     CHECK(copy->prunable(t) == s.prunable(t));
   }
@@ -84,6 +87,13 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
 
 // Time origin for the windowed tests: a multiple of 900 (so also of 30, 10, 1).
 constexpr double kT0 = 1400000400;
+
+// A number as the exact formats write it.
+std::string exact(double v) {
+  std::string s;
+  taba::builtin::append_shortest_double(v, &s);
+  return s;
+}
 
 std::string cg_window(const char* label, int count, const char* total, const char* average) {
   char buf[200];
@@ -149,6 +159,25 @@ TEST_CASE("CounterGroup: one event", "[plugins][counter_group]") {
       R"("1h": {"count": 1, "total": 12.50, "average": 12.50}, "1d": {"count": 1, "total": 12.50, "average": 12.50}, )"
       R"("pct": {"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]}})");
   CHECK_FALSE(s.prunable(kT0 + 1));
+}
+
+TEST_CASE("CounterGroup: text keeps Taba's two decimals, the exact form every digit",
+          "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "c");
+  s.fold(Events().number(kT0, 0.001).number(kT0 + 0.5, 0.001).number(kT0 + 0.75, 0.001), kT0 + 1);
+  const std::string taba_window = R"({"count": 3, "total": 0.00, "average": 0.00})";
+  CHECK(s.render(kT0 + 1) == R"({"1m": )" + taba_window + R"(, "10m": )" + taba_window + R"(, "1h": )" +
+                                 taba_window + R"(, "1d": )" + taba_window +
+                                 R"(, "pct": {"count": 3, "total": 0.003000, )"
+                                 R"("pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]}})");
+  const std::string exact_window = R"({"count": 3, "total": 0.003, "average": 0.001})";
+  CHECK(s.render(kT0 + 1, TABA_FORMAT_JSON_EXACT) ==
+        R"({"1m": )" + exact_window + R"(, "10m": )" + exact_window + R"(, "1h": )" + exact_window +
+            R"(, "1d": )" + exact_window +
+            R"(, "pct": {"count": 3, "total": 0.003, )"
+            R"("pct": [0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001]}})");
+  const std::string detailed = s.render(kT0 + 1, TABA_FORMAT_JSON_DETAILED);
+  CHECK(detailed.find(R"([1400000400, 3, 0.003], [1400000401, 0, 0]])") != std::string::npos);
 }
 
 TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
@@ -249,8 +278,8 @@ TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plug
       take(static_cast<int64_t>(kT0) - 1, 1);
       take(static_cast<int64_t>(kT0) - 3000, 7.25);
       char buf[80];
-      std::snprintf(buf, sizeof buf, "%s[%lld, %d, %.2f]", b == newest - spec.size + 1 ? "" : ", ",
-                    static_cast<long long>(start), count, sum);
+      std::snprintf(buf, sizeof buf, "%s[%lld, %d, %s]", b == newest - spec.size + 1 ? "" : ", ",
+                    static_cast<long long>(start), count, exact(sum).c_str());
       expected += buf;
     }
     expected += "]";
@@ -259,10 +288,10 @@ TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plug
   const std::string got = s.render(kT0 + 100, TABA_FORMAT_JSON_DETAILED);
   CHECK(got == expected);
   // Spot checks of the format itself.
-  CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0.00], )", 0) == 0);
-  CHECK(got.find(R"([1400000390, 2, 2.50])") != std::string::npos);  // 10m bucket of kT0 - 1
+  CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0], )", 0) == 0);
+  CHECK(got.find(R"([1400000390, 2, 2.5])") != std::string::npos);   // 10m bucket of kT0 - 1
   CHECK(got.find(R"([1399997400, 1, 7.25])") != std::string::npos);  // 1h bucket of kT0 - 3000
-  CHECK(got.find(R"("1d": [[1399914900, 0, 0.00], )") != std::string::npos);
+  CHECK(got.find(R"("1d": [[1399914900, 0, 0], )") != std::string::npos);
   taba_status st;
   s.render(kT0, 7, &st);
   CHECK(st == TABA_ERR_UNSUPPORTED);
@@ -484,6 +513,12 @@ TEST_CASE("TotalsCounter: renders, no integer truncation, merge", "[plugins][tot
   taba_status st;
   a.render(kT0, TABA_FORMAT_JSON_DETAILED, &st);
   CHECK(st == TABA_ERR_UNSUPPORTED);
+  // Text keeps Taba's two decimals; the exact form every digit.
+  State small(h, kT0, "s");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  CHECK(small.render(kT0) == R"({"count": 3, "total": 0.00, "average": 0.00})");
+  CHECK(small.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 3, "total": 0.003, "average": 0.001})");
+  CHECK(aggregate.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 5, "total": 13.76, "average": 2.752})");
   check_round_trip(h, aggregate, {kT0});
   check_round_trip(h, empty, {kT0});
 }

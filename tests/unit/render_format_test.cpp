@@ -64,8 +64,7 @@ TEST_CASE("render_state asks the format, then its fallbacks the handler supports
 
   // JSON only (its JSON is exact already, or has no numbers).
   CHECK(render_with(2, {TABA_FORMAT_JSON}, TABA_FORMAT_JSON_DETAILED) == "0");
-  CHECK(asked ==
-        std::vector<uint32_t>{TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON});
+  CHECK(asked == std::vector<uint32_t>{TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON});
   CHECK(render_with(2, {TABA_FORMAT_JSON}, TABA_FORMAT_JSON_EXACT) == "0");
 
   // Nothing at all: null, not the partial text.
