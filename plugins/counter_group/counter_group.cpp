@@ -32,9 +32,10 @@
 // added high words, double sums) plus the sketch bins (1-2 bytes each for a
 // client state; ~380 bins for values spanning 3.3 decades).
 //
-// Serialized form, version 1: varint window count (4); per window varint
+// Serialized form, version 2: varint window count (4); per window varint
 // width, varint size and the BucketWindow form (window.h); then the DDSketch
-// form (ddsketch.h). Sparse: an idle window costs a few bytes.
+// form 2 (ddsketch.h). Sparse: an idle window costs a few bytes. Version 1
+// (still read) is the same with DDSketch form 1.
 #include <algorithm>
 #include <cinttypes>
 #include <cstddef>
@@ -54,7 +55,7 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "CounterGroup";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 constexpr int kWindowCount = 4;
 constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
 
@@ -338,7 +339,7 @@ taba_status cg_deserialize(const char* data, size_t len, uint32_t version, taba_
         s->window(i).deserialize(&r, &why);
       }
     }
-    if (why == nullptr) s->all_time.deserialize(&r, &why);
+    if (why == nullptr) s->all_time.deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why);
     if (why == nullptr && !r.at_end()) why = "trailing bytes";
     if (why != nullptr) {
       set_errorf(err, err_cap, "corrupt CounterGroup state: %s", why);

@@ -108,13 +108,13 @@ std::string cg_window(const char* label, int count, const char* total, const cha
 // Loading
 
 TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
-  for (const auto& [file, type] :
-       std::vector<std::pair<std::string, std::string>>{{"counter_group.so", "CounterGroup"},
-                                                        {"totals_counter.so", "TotalsCounter"},
-                                                        {"gauge.so", "Gauge"}}) {
+  for (const auto& [file, type, version] :
+       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 2},
+                                                                   {"totals_counter.so", "TotalsCounter", 1},
+                                                                   {"gauge.so", "Gauge", 1}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 1);
+    CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
     CHECK(h.new_state != nullptr);
     CHECK(h.deserialize != nullptr);
@@ -461,6 +461,61 @@ TEST_CASE("CounterGroup: serialization round trip and corrupt input", "[plugins]
   CHECK(reason.find("trailing") != std::string::npos);
   CHECK(deserialize(h, std::string("\x03", 1), 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.rfind("corrupt CounterGroup state: ", 0) == 0);
+}
+
+// A state serialized by the releases before exact sketch values (state
+// version 1): the values 1, 9 and 3 folded at 1400000400, 1400000401 and
+// 1400000402 as of 1400000403 by client "c". It rendered the all-time
+// p75 and above as 8.94.
+const std::string kCounterGroupV1(
+    "\x04\x01\x3c\xa6\xbe\x92\xb7\x0a\x03\x0c\x01\x05\x01\x12\x05\x01\x06\x0a\x3c\xd0\xec\xc1\x85\x01\x01\x01"
+    "\x03"
+    "\x1a\x1e\x78\xf0\xce\xc0\x2c\x01\x01\x03\x1a\x84\x07\x60\xc8\xf1\xbd\x01\x01\x01\x03\x1a\x00\x00\x00\x00"
+    "\x00"
+    "\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00"
+    "\x22"
+    "\x40",
+    82);
+
+TEST_CASE("CounterGroup: version-1 states still load, and merge on", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  std::unique_ptr<State> old;
+  std::string reason;
+  REQUIRE(deserialize(h, kCounterGroupV1, 1, &old, &reason) == TABA_OK);
+  const std::string window = R"({"count": 3, "total": 13.00, "average": 4.33})";
+  CHECK(
+      old->render(kT0 + 5) ==
+      R"({"1m": )" + window + R"(, "10m": )" + window + R"(, "1h": )" + window + R"(, "1d": )" + window +
+          R"(, "pct": {"count": 3, "total": 13.000000, "pct": [1.00, 2.97, 9.00, 9.00, 9.00, 9.00, 9.00]}})");
+  std::unique_ptr<State> again;
+  REQUIRE(deserialize(h, old->serialize(), h.state_version, &again, &reason) == TABA_OK);
+  CHECK(again->serialize() == old->serialize());
+  std::unique_ptr<State> misread;
+  CHECK(deserialize(h, kCounterGroupV1, 2, &misread, &reason) == TABA_ERR_CORRUPT);
+  // Merged with new values it keeps min and max.
+  State fresh(h, kT0 + 5, "d");
+  fresh.fold(Events().number(kT0 + 5, 0.5).number(kT0 + 5, 5), kT0 + 5);
+  State aggregate(h, kT0 + 5);
+  aggregate.merge(*old, kT0 + 5);
+  aggregate.merge(fresh, kT0 + 5);
+  CHECK(
+      aggregate.render(kT0 + 5).find(
+          R"("pct": {"count": 5, "total": 18.500000, "pct": [1.00, 2.97, 5.00, 9.00, 9.00, 9.00, 9.00]}})") !=
+      std::string::npos);
+}
+
+TEST_CASE("CounterGroup: percentiles of constant data and of a few values are exact",
+          "[plugins][counter_group]") {
+  State constant(counter_group(), kT0, "c");
+  Events threes;
+  for (int i = 0; i < 50; ++i) threes.number(kT0 + i % 10, 3);
+  constant.fold(threes, kT0 + 10);
+  CHECK(constant.render(kT0 + 10).find(R"("pct": [3.00, 3.00, 3.00, 3.00, 3.00, 3.00, 3.00]})") !=
+        std::string::npos);
+  State two(counter_group(), kT0, "c");
+  two.fold(Events().number(kT0, 9).number(kT0, 1), kT0);
+  CHECK(two.render(kT0, TABA_FORMAT_JSON_EXACT).find(R"("pct": [1, 1, 9, 9, 9, 9, 9]})") !=
+        std::string::npos);
 }
 
 TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][counter_group]") {
