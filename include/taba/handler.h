@@ -158,11 +158,13 @@ typedef enum taba_format {
   /* ABI 1.2. The JSON value of TABA_FORMAT_JSON with every number in full
    * precision: a non-integer number is written as the shortest decimal
    * text that reads back to the same double (0.0012, not 0.00), as
-   * JavaScript's JSON.stringify writes it; integers and the shape of the
-   * value are unchanged. Used for application/json replies, /metrics and
-   * the web page. Optional: return TABA_ERR_UNSUPPORTED and the host uses
-   * TABA_FORMAT_JSON (a handler whose JSON form is already exact, or has
-   * no numbers, need not support it). */
+   * JavaScript's JSON.stringify writes it (a figure known only to a
+   * coarser resolution, such as a fixed-point sum, may drop the digits
+   * below it); integers and the shape of the value are unchanged. Used
+   * for application/json replies, /metrics and the web page. Optional:
+   * return TABA_ERR_UNSUPPORTED and the host uses TABA_FORMAT_JSON (a
+   * handler whose JSON form is already exact, or has no numbers, need not
+   * support it). */
   TABA_FORMAT_JSON_EXACT = 2
 } taba_format;
 
