@@ -25,8 +25,10 @@
  * tabad refuses a plugin whose abi_major differs from its own, or whose
  * struct_size fields are smaller than the version-1.0 layouts. A plugin
  * built against a newer minor loads into an older host: the host only reads
- * the fields it knows. A plugin built against an older minor loads into a
- * newer host: hooks appended later are treated as absent (NULL).
+ * the fields it knows and asks only the render formats it knows. A plugin
+ * built against an older minor loads into a newer host: hooks appended
+ * later are treated as absent (NULL), and render formats added later are
+ * never asked of it (the host asks the format they fall back to).
  *
  * ---------------------------------------------------------------------------
  * 2. Lifecycle of a state
@@ -125,7 +127,7 @@ extern "C" {
 #endif
 
 #define TABA_ABI_MAJOR 1
-#define TABA_ABI_MINOR 1
+#define TABA_ABI_MINOR 2
 
 #define TABA_PLUGIN_ENTRY_SYMBOL "taba_plugin_entry"
 
@@ -140,14 +142,32 @@ typedef enum taba_status {
   TABA_ERR_INTERNAL = 6     /* anything else; see the error text */
 } taba_status;
 
-/* Render formats. */
+/* Render formats. A format added by a later minor is only asked of a
+ * plugin built for that minor or a newer one, so a plugin never sees a
+ * format its header did not define. */
 typedef enum taba_format {
-  /* The JSON value embedded in /tabs output, in text and JSON replies
-   * alike. Required. */
+  /* The JSON value of /tabs text replies (text/plain), in Taba's number
+   * form: non-integer figures rounded to a few decimals ("%.2f", totals of
+   * percentile summaries "%f"), which the consumers of Taba's text parse.
+   * Also the last fallback for every other format. Required. */
   TABA_FORMAT_JSON = 0,
-  /* A more detailed JSON value (Accept: application/json-detailed).
-   * Optional: return TABA_ERR_UNSUPPORTED and the host uses JSON. */
-  TABA_FORMAT_JSON_DETAILED = 1
+  /* A more detailed JSON value (Accept: application/json-detailed), its
+   * numbers in full precision as for TABA_FORMAT_JSON_EXACT (ABI 1.2;
+   * before, in the form of TABA_FORMAT_JSON). Optional: return
+   * TABA_ERR_UNSUPPORTED and the host uses TABA_FORMAT_JSON_EXACT, then
+   * TABA_FORMAT_JSON. */
+  TABA_FORMAT_JSON_DETAILED = 1,
+  /* ABI 1.2. The JSON value of TABA_FORMAT_JSON with every number in full
+   * precision: a non-integer number is written as the shortest decimal
+   * text that reads back to the same double (0.0012, not 0.00), as
+   * JavaScript's JSON.stringify writes it (a figure known only to a
+   * coarser resolution, such as a fixed-point sum, may drop the digits
+   * below it); integers and the shape of the value are unchanged. Used
+   * for application/json replies, /metrics and the web page. Optional:
+   * return TABA_ERR_UNSUPPORTED and the host uses TABA_FORMAT_JSON (a
+   * handler whose JSON form is already exact, or has no numbers, need not
+   * support it). */
+  TABA_FORMAT_JSON_EXACT = 2
 } taba_format;
 
 /* Kinds of JSON values. */
@@ -236,8 +256,9 @@ typedef struct taba_handler {
   /* Adds `from` into `into`; `from` is left unchanged. */
   void (*merge)(taba_state* into, const taba_state* from, double now);
 
-  /* Writes the state as JSON in the given format. Must not modify the
-   * state; windowed handlers report the windows as of `now`. */
+  /* Writes the state as JSON in the given format (a taba_format; return
+   * TABA_ERR_UNSUPPORTED for one the handler does not write). Must not
+   * modify the state; windowed handlers report the windows as of `now`. */
   taba_status (*render)(const taba_state* state, uint32_t format, double now, taba_output* out);
 
   /* Nonzero when the state holds nothing worth keeping as of `now`. */

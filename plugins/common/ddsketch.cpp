@@ -22,6 +22,12 @@ int32_t slack_for(int32_t range) {
   return std::clamp(range / 4, 8, 128);
 }
 
+// Inserts v into the n ascending values at `sorted` (room for n + 1).
+void insert_sorted(double* sorted, uint64_t n, double v) {
+  for (; n > 0 && sorted[n - 1] > v; --n) sorted[n] = sorted[n - 1];
+  sorted[n] = v;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -238,7 +244,9 @@ uint64_t DDSketch::nearest_rank(uint64_t count, uint32_t num, uint32_t den) {
 }
 
 void DDSketch::add(double value) {
-  const bool was_empty = count() == 0;
+  if (value == 0) value = 0.0;  // -0 and 0 are one value: keep one spelling
+  double values[kExactCount];
+  const uint64_t before = exact_values(values);  // count(), and the values while few
   const double magnitude = std::fabs(value);
   if (magnitude < kMinMagnitude) {
     zero_count_ = add_saturating(zero_count_, 1);
@@ -247,8 +255,9 @@ void DDSketch::add(double value) {
   } else {
     negative_.add(index_of(magnitude), 1);
   }
-  if (was_empty) {
-    min_ = max_ = value;
+  if (before < kExactCount) {
+    insert_sorted(values, before, value);
+    set_exact_values(values, before + 1);
   } else {
     min_ = std::min(min_, value);
     max_ = std::max(max_, value);
@@ -257,6 +266,8 @@ void DDSketch::add(double value) {
 }
 
 void PreparedValues::add(double value) {
+  if (value == 0) value = 0.0;  // as DDSketch::add
+  if (count_ < kSketchExactCount) first_[count_] = value;
   const double magnitude = std::fabs(value);
   if (magnitude < DDSketch::kMinMagnitude) {
     ++zeros_;
@@ -276,11 +287,19 @@ void PreparedValues::add(double value) {
 
 void DDSketch::add_prepared(const PreparedValues& values) {
   if (values.count_ == 0) return;
-  const bool was_empty = count() == 0;
+  const uint64_t before = count();
+  double merged[kExactCount];
+  const bool exact = before + values.count_ <= kExactCount;
+  if (exact) {
+    const uint64_t n = exact_values(merged);
+    for (uint32_t i = 0; i < values.count_; ++i) insert_sorted(merged, n + i, values.first_[i]);
+  }
   for (uint32_t i = 0; i < values.positives_; ++i) positive_.add(values.positive_[i], 1);
   for (uint32_t i = 0; i < values.negatives_; ++i) negative_.add(values.negative_[i], 1);
   zero_count_ = add_saturating(zero_count_, values.zeros_);
-  if (was_empty) {
+  if (exact) {
+    set_exact_values(merged, before + values.count_);
+  } else if (before == 0) {
     min_ = values.min_;
     max_ = values.max_;
   } else {
@@ -291,12 +310,24 @@ void DDSketch::add_prepared(const PreparedValues& values) {
 }
 
 void DDSketch::merge(const DDSketch& other) {
-  if (other.count() == 0) return;
-  const bool was_empty = count() == 0;
+  const uint64_t theirs = other.count();
+  if (theirs == 0) return;
+  const uint64_t before = count();
+  double merged[kExactCount];
+  const bool exact = before + theirs <= kExactCount;
+  if (exact) {
+    double mine[kExactCount];
+    double others[kExactCount];
+    exact_values(mine);
+    other.exact_values(others);
+    std::merge(mine, mine + before, others, others + theirs, merged);
+  }
   positive_.merge(other.positive_);
   negative_.merge(other.negative_);
   zero_count_ = add_saturating(zero_count_, other.zero_count_);
-  if (was_empty) {
+  if (exact) {
+    set_exact_values(merged, before + theirs);
+  } else if (before == 0) {
     min_ = other.min_;
     max_ = other.max_;
   } else {
@@ -304,6 +335,21 @@ void DDSketch::merge(const DDSketch& other) {
     max_ = std::max(max_, other.max_);
   }
   sum_.merge(other.sum_);
+}
+
+uint64_t DDSketch::exact_values(double* out) const {
+  const uint64_t n = count();
+  if (n == 0 || n > kExactCount) return n;
+  out[0] = min_;
+  for (uint64_t k = 0; k + 2 < n; ++k) out[k + 1] = between_[k];
+  out[n - 1] = max_;
+  return n;
+}
+
+void DDSketch::set_exact_values(const double* sorted, uint64_t n) {
+  min_ = sorted[0];
+  max_ = sorted[n - 1];
+  for (uint64_t k = 0; k + 2 < n; ++k) between_[k] = sorted[k + 1];
 }
 
 double DDSketch::quantile(uint32_t num, uint32_t den) const {
@@ -320,10 +366,26 @@ double DDSketch::value_at_rank(uint64_t rank) const {
 }
 
 void DDSketch::values_at_ranks(const uint64_t* ranks, size_t n, double* out) const {
-  if (count() == 0) {
+  const uint64_t total = count();
+  if (total == 0) {
     std::fill(out, out + n, 0.0);
     return;
   }
+  if (total <= kExactCount) {
+    double values[kExactCount];
+    exact_values(values);
+    for (size_t k = 0; k < n; ++k) out[k] = values[std::clamp<uint64_t>(ranks[k], 1, total) - 1];
+    return;
+  }
+  bin_values_at_ranks(ranks, n, out);
+  // The lowest and the highest rank are known exactly.
+  for (size_t k = 0; k < n; ++k) {
+    if (ranks[k] <= 1) out[k] = min_;
+    if (ranks[k] >= total) out[k] = max_;
+  }
+}
+
+void DDSketch::bin_values_at_ranks(const uint64_t* ranks, size_t n, double* out) const {
   size_t k = 0;
   uint64_t seen = 0;
   auto emit = [&](double v) {
@@ -358,6 +420,7 @@ void DDSketch::values_at_ranks(const uint64_t* ranks, size_t n, double* out) con
 bool DDSketch::same_distribution(const DDSketch& other) const {
   if (count() != other.count() || zero_count_ != other.zero_count_) return false;
   if (count() != 0 && (min_ != other.min_ || max_ != other.max_)) return false;
+  if (!std::equal(between_, between_ + between_count(), other.between_)) return false;
   return positive_ == other.positive_ && negative_ == other.negative_;
 }
 
@@ -370,9 +433,10 @@ void DDSketch::serialize(ByteWriter* w) const {
     w->put_double(min_);
     w->put_double(max_);
   }
+  for (uint64_t k = 0; k < between_count(); ++k) w->put_double(between_[k]);
 }
 
-bool DDSketch::deserialize(ByteReader* r, const char** why) {
+bool DDSketch::deserialize(ByteReader* r, uint32_t form, const char** why) {
   double sum = 0;
   if (!r->get_varint(&zero_count_) || !r->get_double(&sum)) {
     *why = "sketch header truncated";
@@ -398,7 +462,43 @@ bool DDSketch::deserialize(ByteReader* r, const char** why) {
       *why = "sketch min/max invalid";
       return false;
     }
+    if (min_ == 0) min_ = 0.0;  // as add(): one spelling of zero
+    if (max_ == 0) max_ = 0.0;
   }
+  const uint64_t n = count();
+  if (n < 3 || n > kExactCount) return true;
+  if (form == 1) {
+    // No exact values in form 1: the bins' (what form 1 rendered).
+    uint64_t ranks[kExactCount - 2];
+    for (uint64_t k = 0; k + 2 < n; ++k) ranks[k] = k + 2;
+    bin_values_at_ranks(ranks, n - 2, between_);
+    return true;
+  }
+  double values[kExactCount];
+  values[0] = min_;
+  values[n - 1] = max_;
+  for (uint64_t k = 1; k + 1 < n; ++k) {
+    if (!r->get_double(&values[k])) {
+      *why = "sketch values truncated";
+      return false;
+    }
+    if (values[k] == 0) values[k] = 0.0;
+  }
+  // The values must be ascending, and be the values the bins count.
+  DDSketch check;
+  for (uint64_t k = 0; k < n; ++k) {
+    if (!std::isfinite(values[k]) || (k > 0 && values[k] < values[k - 1])) {
+      *why = "sketch values invalid";
+      return false;
+    }
+    check.add(values[k]);
+  }
+  if (check.zero_count_ != zero_count_ || !(check.positive_ == positive_) ||
+      !(check.negative_ == negative_)) {
+    *why = "sketch values do not match its bins";
+    return false;
+  }
+  set_exact_values(values, n);
   return true;
 }
 
@@ -408,10 +508,14 @@ void append_percentile_summary(const DDSketch& sketch, TextBuffer* text) {
   double values[7];
   for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(n, kRenderedPerMille[j], 1000);
   sketch.values_at_ranks(ranks, 7, values);
-  text->raw("{\"count\": ").u64(n).raw(", \"total\": ").fixed6(sketch.sum()).raw(", \"pct\": [");
+  text->raw("{\"count\": ")
+      .u64(n)
+      .raw(", \"total\": ")
+      .number6(sketch.sum(), sketch.sum_tolerance())
+      .raw(", \"pct\": [");
   for (int j = 0; j < 7; ++j) {
     if (j != 0) text->raw(", ");
-    text->fixed2(values[j]);
+    text->number2(values[j]);
   }
   text->raw("]}");
 }

@@ -21,11 +21,30 @@
 // of adds and merges. With 2048 bins of 2 % each a store spans ~17.8
 // decades before anything collapses.
 //
+// Few values exactly. Besides the bins a sketch keeps its exact min and max
+// and, while it holds at most kExactCount (5) values, every value: the ones
+// between min and max, sorted. Which values it keeps depends only on the
+// data (a merge of two sketches holding 5 values or fewer in all merges
+// their values), so this is as order-free as the bins (-0 is stored as 0
+// for that). Why 5: a window that holds one value every 15 s (4 or 5 in a
+// 1m window) then shows every percentile exactly, and the three doubles
+// partly fill padding, so a sketch grows only from 160 to 176 bytes (about
+// +200 bytes for a PercentileGroup state, whose 16 buckets are sketches);
+// each further value would cost 8 bytes more per sketch.
+//
 // Percentiles. quantile(num, den) is the nearest-rank value: the value of
 // rank ceil(q * count) (1-based, computed exactly in integers) in sorted
-// order, with q = 0 giving min; the result is the bin's representative
-// value clamped to [min, max], so it is within alpha (relative) of the exact
-// nearest-rank value of the data unless that value sits in collapsed bins.
+// order, with q = 0 giving min. Exact when the sketch holds every value
+// (count <= 5) and for rank 1 (min) and rank count (max); otherwise the
+// bin's representative value clamped to [min, max], within alpha
+// (relative) of the exact nearest-rank value of the data unless that value
+// sits in collapsed bins. So a reported percentile never lies outside the
+// data's [min, max], and constant data reads exactly.
+//
+// Serialized forms. Form 1 has no exact values but min and max; a sketch
+// read from it with 3 to 5 values takes its bins' values (clamped to [min,
+// max]) for the ones between, which is what form 1 rendered. Form 2 adds
+// them.
 #ifndef TABA_PLUGINS_COMMON_DDSKETCH_H
 #define TABA_PLUGINS_COMMON_DDSKETCH_H
 
@@ -118,6 +137,9 @@ class BinStore {
   uint64_t total_ = 0;
 };
 
+// While a sketch holds at most this many values it keeps them all exactly.
+inline constexpr uint32_t kSketchExactCount = 5;
+
 // The values of a few events prepared once for adding into several
 // sketches (the fold_many hook): each value's bin is found once.
 class PreparedValues {
@@ -141,6 +163,7 @@ class PreparedValues {
   ExactSum sum_;
   double min_ = 0.0;
   double max_ = 0.0;
+  double first_[kSketchExactCount] = {};  // the first values, as given
 };
 
 class DDSketch {
@@ -148,6 +171,9 @@ class DDSketch {
   static constexpr double kRelativeAccuracy = 0.01;
   static constexpr int32_t kMaxBinsPerStore = BinStore::kMaxBins;
   static constexpr double kMinMagnitude = 1e-9;
+  static constexpr uint32_t kExactCount = kSketchExactCount;
+  // The serialized form serialize() writes (see the header comment).
+  static constexpr uint32_t kForm = 2;
 
   // Bin of a magnitude >= kMinMagnitude.
   static int32_t index_of(double magnitude);
@@ -177,6 +203,9 @@ class DDSketch {
 
   uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
   double sum() const { return sum_.value(); }
+  // How far sum() may be from the exact sum of the values: each was
+  // rounded once to ExactSum's resolution.
+  double sum_tolerance() const { return static_cast<double>(count()) * ExactSum::kResolution; }
   double min() const { return count() == 0 ? 0.0 : min_; }
   double max() const { return count() == 0 ? 0.0 : max_; }
 
@@ -188,28 +217,48 @@ class DDSketch {
   // Values of several ranks, given in ascending order, in one pass.
   void values_at_ranks(const uint64_t* ranks, size_t n, double* out) const;
 
-  // Same bins, zero count, min and max (the sum is not compared).
+  // Same bins, zero count, min, max and exact values (the sum is not
+  // compared).
   bool same_distribution(const DDSketch& other) const;
   // Bytes held outside the object itself.
   size_t heap_bytes() const { return positive_.heap_bytes() + negative_.heap_bytes(); }
 
-  // count, sum, [min, max when count > 0], zero count, positive store,
-  // negative store.
+  // Form 2: zero count, sum, positive store, negative store, then when
+  // count > 0 min and max, and when 3 <= count <= kExactCount the count - 2
+  // values between them, ascending (doubles).
   void serialize(ByteWriter* w) const;
-  // Reads into this (empty) sketch; false with a reason on malformed input.
-  bool deserialize(ByteReader* r, const char** why);
+  // Reads a sketch of the given form (1 or 2) into this (empty) sketch;
+  // false with a reason on malformed input.
+  bool deserialize(ByteReader* r, uint32_t form, const char** why);
 
   const BinStore& positive() const { return positive_; }
   const BinStore& negative() const { return negative_; }
   uint64_t zero_count() const { return zero_count_; }
 
  private:
+  // Writes the values, ascending, to out while count() <= kExactCount;
+  // returns count().
+  uint64_t exact_values(double* out) const;
+  // How many of between_ hold values: count() - 2 while 3 <= count() <=
+  // kExactCount, else 0.
+  uint64_t between_count() const {
+    const uint64_t n = count();
+    return n > 2 && n <= kExactCount ? n - 2 : 0;
+  }
+  // Sets min, max and the values between from n >= 1 sorted values.
+  void set_exact_values(const double* sorted, uint64_t n);
+  // Percentiles from the bins alone (representatives clamped to [min, max]).
+  void bin_values_at_ranks(const uint64_t* ranks, size_t n, double* out) const;
+
   BinStore positive_;
   BinStore negative_;
   uint64_t zero_count_ = 0;
-  ExactSum sum_;
   double min_ = 0.0;  // meaningful only when count() > 0
+  ExactSum sum_;
   double max_ = 0.0;
+  // The count() - 2 values between min and max, ascending; meaningful only
+  // while 3 <= count() <= kExactCount.
+  double between_[kExactCount - 2] = {};
 };
 
 // The seven percentiles every percentile render shows: p25, p50, p75, p90,
@@ -217,7 +266,8 @@ class DDSketch {
 inline constexpr uint32_t kRenderedPerMille[7] = {250, 500, 750, 900, 950, 990, 999};
 
 // Appends {"count": %llu, "total": %f, "pct": [%.2f, ... 7 values]} for the
-// sketch (all seven 0.00 when it is empty).
+// sketch (all seven 0.00 when it is empty); total and percentiles in the
+// text's number form (number6, number2: exact in the exact formats).
 void append_percentile_summary(const DDSketch& sketch, TextBuffer* text);
 
 }  // namespace taba::builtin

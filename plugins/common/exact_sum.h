@@ -31,6 +31,10 @@ class ExactSum {
   // The sum, correctly rounded to a double.
   double value() const { return static_cast<double>(fixed_) / kScale; }
 
+  // Each value added is rounded to a multiple of this (2^-32), so a sum of
+  // n values is within n times this of their exact sum.
+  static constexpr double kResolution = 1.0 / 4294967296.0;
+
   bool operator==(const ExactSum& other) const { return fixed_ == other.fixed_; }
 
  private:

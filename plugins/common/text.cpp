@@ -28,14 +28,19 @@ TextBuffer& TextBuffer::i64(int64_t v) {
   return *this;
 }
 
-TextBuffer& TextBuffer::fixed2(double v) {
+TextBuffer& TextBuffer::number2(double v) {
+  if (numbers_ == Numbers::kExact) return shortest(v);
   char tmp[kNumberBufSize];
   const int n = std::snprintf(tmp, sizeof tmp, "%.2f", v);
   buf_.append(tmp, static_cast<size_t>(n));
   return *this;
 }
 
-TextBuffer& TextBuffer::fixed6(double v) {
+TextBuffer& TextBuffer::number6(double v, double tolerance) {
+  if (numbers_ == Numbers::kExact) {
+    append_shortest_within(v, tolerance, &buf_);
+    return *this;
+  }
   char tmp[kNumberBufSize];
   const int n = std::snprintf(tmp, sizeof tmp, "%f", v);
   buf_.append(tmp, static_cast<size_t>(n));
@@ -146,6 +151,30 @@ void append_shortest_double(double v, std::string* out) {
     const auto er = std::to_chars(e, e + sizeof e, std::abs(n - 1));
     out->append(e, static_cast<size_t>(er.ptr - e));
   }
+}
+
+void append_shortest_within(double v, double tolerance, std::string* out) {
+  if (!std::isfinite(v) || !(tolerance > 0)) {
+    append_shortest_double(v, out);
+    return;
+  }
+  if (std::fabs(v) <= tolerance) {
+    out->push_back('0');
+    return;
+  }
+  // With d significant digits, the decimal nearest v is printf's "%.{d-1}e"
+  // (correctly rounded); if any d-digit decimal is within tolerance, that
+  // one is. 17 digits always give v back.
+  char digits[40];
+  for (int d = 1; d < 17; ++d) {
+    std::snprintf(digits, sizeof digits, "%.*e", d - 1, v);
+    const double rounded = std::strtod(digits, nullptr);
+    if (std::fabs(rounded - v) <= tolerance) {
+      append_shortest_double(rounded, out);
+      return;
+    }
+  }
+  append_shortest_double(v, out);
 }
 
 std::string_view trim_json_space(std::string_view s) {

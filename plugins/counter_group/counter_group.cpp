@@ -10,10 +10,15 @@
 // on one line, with ": " and ", " separators; average is total / count, or
 // 0.00 for an empty window; the seven percentiles are 0.00 when empty.
 //
+// Render, TABA_FORMAT_JSON_EXACT: the same value with every non-integer
+// number (total, average, the sketch's total and percentiles) as the
+// shortest text that reads back to the double: three events of 0.001 show
+// "total": 0.003 where TABA_FORMAT_JSON shows 0.00.
+//
 // Render, TABA_FORMAT_JSON_DETAILED: every bucket of every window, oldest
 // first, empty ones included, as [start, count, sum] with start the bucket's
-// first epoch second (integer), count an integer and sum %.2f:
-//   {"1m": [[1400000000, 2, 15.50], [1400000001, 0, 0.00], ...],
+// first epoch second (integer), count an integer and sum exact (as above):
+//   {"1m": [[1400000000, 2, 15.5], [1400000001, 0, 0], ...],
 //    "10m": [...], "1h": [...], "1d": [...]}
 //
 // Cost model. The host folds each request's events of one (client, name)
@@ -27,9 +32,10 @@
 // added high words, double sums) plus the sketch bins (1-2 bytes each for a
 // client state; ~380 bins for values spanning 3.3 decades).
 //
-// Serialized form, version 1: varint window count (4); per window varint
+// Serialized form, version 2: varint window count (4); per window varint
 // width, varint size and the BucketWindow form (window.h); then the DDSketch
-// form (ddsketch.h). Sparse: an idle window costs a few bytes.
+// form 2 (ddsketch.h). Sparse: an idle window costs a few bytes. Version 1
+// (still read) is the same with DDSketch form 1.
 #include <algorithm>
 #include <cinttypes>
 #include <cstddef>
@@ -49,7 +55,7 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "CounterGroup";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 constexpr int kWindowCount = 4;
 constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
 
@@ -240,7 +246,7 @@ void render_summary(const CounterGroupState& s, int64_t now_second, TextBuffer* 
     const BucketWindow::Totals totals = window.totals(window.bucket_of(now_second));
     const double average = totals.count == 0 ? 0.0 : totals.sum / static_cast<double>(totals.count);
     t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": {\"count\": ").u64(totals.count);
-    t->raw(", \"total\": ").fixed2(totals.sum).raw(", \"average\": ").fixed2(average).raw("}");
+    t->raw(", \"total\": ").number2(totals.sum).raw(", \"average\": ").number2(average).raw("}");
   }
   t->raw(", \"pct\": ");
   append_percentile_summary(s.all_time, t);
@@ -259,7 +265,7 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
           .raw(", ")
           .u64(count)
           .raw(", ")
-          .fixed2(sum)
+          .number2(sum)
           .raw("]");
       first = false;
     });
@@ -270,12 +276,15 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
 
 taba_status cg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_DETAILED) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
-    if (format == TABA_FORMAT_JSON) {
-      render_summary(*state_of(state), epoch_second(now), &text);
-    } else {
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT &&
+        format != TABA_FORMAT_JSON_DETAILED) {
+      return TABA_ERR_UNSUPPORTED;
+    }
+    TextBuffer text(numbers_for(format));
+    if (format == TABA_FORMAT_JSON_DETAILED) {
       render_detailed(*state_of(state), epoch_second(now), &text);
+    } else {
+      render_summary(*state_of(state), epoch_second(now), &text);
     }
     return text.flush_to(out);
   });
@@ -330,7 +339,7 @@ taba_status cg_deserialize(const char* data, size_t len, uint32_t version, taba_
         s->window(i).deserialize(&r, &why);
       }
     }
-    if (why == nullptr) s->all_time.deserialize(&r, &why);
+    if (why == nullptr) s->all_time.deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why);
     if (why == nullptr && !r.at_end()) why = "trailing bytes";
     if (why != nullptr) {
       set_errorf(err, err_cap, "corrupt CounterGroup state: %s", why);

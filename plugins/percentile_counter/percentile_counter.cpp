@@ -9,15 +9,17 @@
 //   {"count": %llu, "total": %f, "pct": [p25, p50, p75, p90, p95, p99, p99.9]}
 // with ": " and ", " separators, the percentiles %.2f (nearest rank on the
 // sketch; all 0.00 when empty) and total the exact sum (%f, 6 decimals).
-// No detailed format.
+// TABA_FORMAT_JSON_EXACT: the same with the total and the percentiles as
+// the shortest text that reads back to the double. No detailed format.
 //
-// Merging is exact and order-free for everything but the last bits of the
-// total (a double sum): the bins, count, min and max, hence every rendered
+// Merging is exact and order-free: the bins, count, sum, min, max and the
+// exact values of a sketch of 5 values or fewer, hence every rendered
 // percentile, are the same for any merge order of any split of the data.
 //
 // Prunable: count == 0 (the data never expires).
 //
-// Serialized form, version 1: the DDSketch form (ddsketch.h), nothing else.
+// Serialized form, version 2: the DDSketch form 2 (ddsketch.h), nothing
+// else. Version 1 (still read): DDSketch form 1.
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -35,7 +37,7 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "PercentileCounter";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 
 struct PercentileCounterState {
   DDSketch sketch;
@@ -77,8 +79,8 @@ void pc_merge(taba_state* into, const taba_state* from, double) {
 
 taba_status pc_render(const taba_state* state, uint32_t format, double, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT) return TABA_ERR_UNSUPPORTED;
+    TextBuffer text(numbers_for(format));
     append_percentile_summary(state_of(state)->sketch, &text);
     return text.flush_to(out);
   });
@@ -108,7 +110,7 @@ taba_status pc_deserialize(const char* data, size_t len, uint32_t version, taba_
     auto s = std::make_unique<PercentileCounterState>();
     ByteReader r(data, len);
     const char* why = nullptr;
-    if (!s->sketch.deserialize(&r, &why)) {
+    if (!s->sketch.deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why)) {
       if (why == nullptr) why = "malformed sketch";
     } else if (!r.at_end()) {
       why = "trailing bytes";

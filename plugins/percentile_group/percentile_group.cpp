@@ -1,6 +1,6 @@
 // PercentileGroup: percentiles over four sliding windows. Each window is a
 // ring of 4 buckets, each bucket a DDSketch (alpha = 1 %) with exact count,
-// sum, min and max:
+// sum, min and max, and every value while it holds 5 or fewer:
 //   1m = 4 x 15 s, 10m = 4 x 150 s, 1h = 4 x 900 s, 1d = 4 x 21600 s.
 // Bucket b of a window of width w covers the epoch seconds [b*w, (b+1)*w)
 // (b = floor(second / w), also for negative stamps). As of `now` a window
@@ -15,17 +15,22 @@
 //    "1h": {...}, "1d": {...}}
 // on one line with ": " and ", " separators. Per window, the 4 buckets are
 // merged into one sketch; pct is its nearest-rank p25, p50, p75, p90, p95,
-// p99, p99.9 (all 0.00 when the window is empty); total is the exact sum of
-// the values (%f, 6 decimals).
+// p99, p99.9 (all 0.00 when the window is empty; exact for a window of 5
+// values or fewer, and always within the window's [min, max]); total is the
+// exact sum of the values (%f, 6 decimals).
+//
+// Render, TABA_FORMAT_JSON_EXACT: the same value with the totals and the
+// percentiles as the shortest text that reads back to the double, so
+// timers in seconds (0.0012, 0.0034) do not show as 0.00.
 //
 // Render, TABA_FORMAT_JSON_DETAILED: per window its 4 buckets as of `now`,
 // oldest first, empty ones included, each as
 //   [bucket_start, count, total, [p25, p50, p75, p90, p95, p99, p99.9]]
 // with bucket_start the bucket's first epoch second (integer), count an
-// integer, total %f and the percentiles %.2f (all 0.00 for an empty bucket):
-//   {"1m": [[1400000355, 0, 0.000000, [0.00, 0.00, 0.00, 0.00, 0.00, 0.00,
-//   0.00]], ..., [1400000400, 2, 15.500000, [3.00, ...]]], "10m": [...],
-//   "1h": [...], "1d": [...]}
+// integer, total and percentiles exact as above (all 0 for an empty
+// bucket):
+//   {"1m": [[1400000355, 0, 0, [0, 0, 0, 0, 0, 0, 0]], ...,
+//   [1400000400, 2, 15.5, [3, ...]]], "10m": [...], "1h": [...], "1d": [...]}
 //
 // Time. fold ends the windows at the latest of now and the newest event;
 // merge at the latest of now and `from`'s windows. Windows only move
@@ -40,11 +45,12 @@
 //
 // Prunable: every window empty as of `now`.
 //
-// Serialized form, version 1: varint window count (4); per window varint
+// Serialized form, version 2: varint window count (4); per window varint
 // width, varint bucket count (4), zigzag varint newest bucket number,
 // varint number of non-empty buckets, then per non-empty bucket, oldest
 // first: varint age (newest - bucket number, < 4, strictly decreasing) and
-// the DDSketch form (ddsketch.h). Empty buckets are not stored.
+// the DDSketch form 2 (ddsketch.h). Empty buckets are not stored. Version 1
+// (still read) is the same with DDSketch form 1.
 #include <algorithm>
 #include <cinttypes>
 #include <cstddef>
@@ -63,7 +69,7 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kTypeName[] = "PercentileGroup";
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 constexpr int kWindowCount = 4;
 constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
 constexpr uint32_t kWindowWidths[kWindowCount] = {15, 150, 900, 21600};
@@ -147,8 +153,9 @@ class SketchWindow {
     });
   }
 
-  // Reads the serialized form into this window, which must be empty.
-  bool deserialize(ByteReader* r, const char** why) {
+  // Reads the serialized form, with sketches of the given DDSketch form,
+  // into this window, which must be empty.
+  bool deserialize(ByteReader* r, uint32_t sketch_form, const char** why) {
     int64_t newest;
     const int64_t limit = kMaxEpochSecond / width_;  // keeps newest * width within the epoch-second range
     if (!r->get_svarint(&newest) || newest > limit || newest < -limit) {
@@ -170,7 +177,7 @@ class SketchWindow {
       }
       previous_age = age;
       auto sketch = std::make_unique<DDSketch>();
-      if (!sketch->deserialize(r, why)) return false;
+      if (!sketch->deserialize(r, sketch_form, why)) return false;
       if (sketch->count() == 0) {
         *why = "window bucket stored empty";
         return false;
@@ -257,7 +264,7 @@ void pg_merge(taba_state* into, const taba_state* from, double now) {
   });
 }
 
-// [p25, p50, p75, p90, p95, p99, p99.9] as %.2f (all 0.00 when empty).
+// [p25, p50, p75, p90, p95, p99, p99.9] as number2 (all 0 when empty).
 void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   double values[7] = {};
   if (sketch != nullptr) {
@@ -269,7 +276,7 @@ void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   t->raw("[");
   for (int j = 0; j < 7; ++j) {
     if (j != 0) t->raw(", ");
-    t->fixed2(values[j]);
+    t->number2(values[j]);
   }
   t->raw("]");
 }
@@ -297,7 +304,8 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
     window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, const DDSketch* sketch) {
       t->raw(first ? "[" : ", [").i64(bucket * window.width()).raw(", ");
       t->u64(sketch != nullptr ? sketch->count() : 0).raw(", ");
-      t->fixed6(sketch != nullptr ? sketch->sum() : 0.0).raw(", ");
+      t->number6(sketch != nullptr ? sketch->sum() : 0.0, sketch != nullptr ? sketch->sum_tolerance() : 0.0);
+      t->raw(", ");
       append_pct_list(sketch, t);
       t->raw("]");
       first = false;
@@ -309,12 +317,15 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
 
 taba_status pg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_DETAILED) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
-    if (format == TABA_FORMAT_JSON) {
-      render_summary(*state_of(state), epoch_second(now), &text);
-    } else {
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT &&
+        format != TABA_FORMAT_JSON_DETAILED) {
+      return TABA_ERR_UNSUPPORTED;
+    }
+    TextBuffer text(numbers_for(format));
+    if (format == TABA_FORMAT_JSON_DETAILED) {
       render_detailed(*state_of(state), epoch_second(now), &text);
+    } else {
+      render_summary(*state_of(state), epoch_second(now), &text);
     }
     return text.flush_to(out);
   });
@@ -363,7 +374,7 @@ taba_status pg_deserialize(const char* data, size_t len, uint32_t version, taba_
       if (!r.get_varint(&width) || !r.get_varint(&buckets) || width != kWindowWidths[i] ||
           buckets != kBuckets) {
         why = "window shape missing or unexpected";
-      } else if (!s->windows[i].deserialize(&r, &why) && why == nullptr) {
+      } else if (!s->windows[i].deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why) && why == nullptr) {
         why = "malformed window";
       }
     }

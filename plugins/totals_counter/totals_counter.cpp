@@ -5,7 +5,10 @@
 // rejected.
 //
 // Render, TABA_FORMAT_JSON: {"count": %llu, "total": %.2f, "average": %.2f}
-// with average = total / count, or 0.00 when count is 0. No detailed format.
+// with average = total / count, or 0.00 when count is 0.
+// TABA_FORMAT_JSON_EXACT: the same with total and average as the shortest
+// text that reads back to the double ({"count": 3, "total": 0.003,
+// "average": 0.001}). No detailed format.
 //
 // Serialized form, version 1: varint count, then the total as an IEEE-754
 // double (8 bytes, little-endian).
@@ -69,12 +72,12 @@ void tc_merge(taba_state* into, const taba_state* from, double) {
 
 taba_status tc_render(const taba_state* state, uint32_t format, double, taba_output* out) {
   return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
+    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT) return TABA_ERR_UNSUPPORTED;
     const TotalsState& s = *state_of(state);
     const double average = s.count == 0 ? 0.0 : s.total / static_cast<double>(s.count);
-    TextBuffer text;
-    text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").fixed2(s.total);
-    text.raw(", \"average\": ").fixed2(average).raw("}");
+    TextBuffer text(numbers_for(format));
+    text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").number2(s.total);
+    text.raw(", \"average\": ").number2(average).raw("}");
     return text.flush_to(out);
   });
 }

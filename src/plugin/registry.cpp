@@ -152,6 +152,7 @@ bool Registry::load_file(const std::string& path) {
       handler->fold_many = h->fold_many;
       handler->prefetch = h->prefetch;
     }
+    handler->abi_minor = std::min<uint16_t>(p->abi_minor, TABA_ABI_MINOR);
     handler->plugin_name = report.plugin_name;
     handler->plugin_path = path;
     report.types.push_back(handler->type_name);

@@ -22,6 +22,9 @@ struct Handler {
   // 1.0, whose table holds reserved zeros there).
   decltype(taba_handler::fold_many) fold_many = nullptr;
   decltype(taba_handler::prefetch) prefetch = nullptr;  // ABI 1.1, likewise
+  // The ABI minor its plugin was built for (at most this host's): which
+  // render formats it may be asked for (handler.h, taba_format).
+  uint16_t abi_minor = 0;
   std::string plugin_name;      // the plugin that serves it
   std::string plugin_path;
 };

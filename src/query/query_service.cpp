@@ -75,24 +75,39 @@ std::vector<const store::NameEntry*> matching_names(const store::ReadView& store
   return out;
 }
 
+// What a handler is asked when it does not support `format` (handler.h).
+uint32_t render_fallback(uint32_t format) {
+  return format == TABA_FORMAT_JSON_DETAILED ? TABA_FORMAT_JSON_EXACT : TABA_FORMAT_JSON;
+}
+
+// The ABI minor that introduced each format: a plugin built for an older
+// minor has never heard of it and is asked its fallback instead.
+uint16_t format_minor(uint32_t format) {
+  return format == TABA_FORMAT_JSON_EXACT ? 2 : 0;
+}
+
+// Whatever a plugin writes, a reply is valid UTF-8.
+std::string valid_utf8(std::string text) {
+  if (is_valid_utf8(text)) return text;
+  std::string clean;
+  append_sanitized_utf8(text, &clean);
+  return clean;
+}
+
 }  // namespace
 
 std::string render_state(const plugin::Handler* handler, const taba_state* state, uint32_t format, double now) {
   std::string out;
   taba_output sink = plugin::string_output(&out);
-  taba_status rc = handler->table->render(state, format, now, &sink);
-  if (rc == TABA_ERR_UNSUPPORTED && format != TABA_FORMAT_JSON) {
-    out.clear();
-    rc = handler->table->render(state, TABA_FORMAT_JSON, now, &sink);
+  for (;;) {
+    if (handler->abi_minor >= format_minor(format)) {
+      const taba_status rc = handler->table->render(state, format, now, &sink);
+      if (rc == TABA_OK) return valid_utf8(std::move(out));
+      if (rc != TABA_ERR_UNSUPPORTED || format == TABA_FORMAT_JSON) return "null";
+      out.clear();
+    }
+    format = render_fallback(format);
   }
-  if (rc != TABA_OK) return "null";
-  // Whatever a plugin writes, a reply is valid UTF-8.
-  if (!is_valid_utf8(out)) {
-    std::string clean;
-    append_sanitized_utf8(out, &clean);
-    return clean;
-  }
-  return out;
 }
 
 bool QueryService::handles(std::string_view path) {
@@ -177,7 +192,11 @@ std::optional<http::Response> QueryService::plan(const http::Request& req, std::
   http::Response not_acceptable;
   p->format = pick_format(req, detailed, &not_acceptable);
   if (p->format.empty()) return not_acceptable;
-  p->render_format = p->format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED : TABA_FORMAT_JSON;
+  // Text replies keep Taba's rounded numbers (their consumers parse that
+  // form); JSON replies carry every number in full precision.
+  p->render_format = p->format == kJsonDetailed ? TABA_FORMAT_JSON_DETAILED
+                     : p->format == kJson       ? TABA_FORMAT_JSON_EXACT
+                                                : TABA_FORMAT_JSON;
   auto names = Matcher::make(params->names, params->re, params->has_name);
   if (!names.ok()) return bad_request(names.status().message());
   auto clients = Matcher::make(params->clients, params->re, params->has_client);

@@ -45,8 +45,10 @@ class QueryService {
   store::Store* store_;
 };
 
-// Renders a state through its handler; falls back from a detailed format
-// to plain JSON when the handler lacks it.
+// Renders a state through its handler in `format`, or else in the first
+// fallback the handler supports (handler.h: JSON_DETAILED -> JSON_EXACT ->
+// JSON); a format newer than the handler's plugin is skipped without
+// asking. "null" when the render fails.
 std::string render_state(const plugin::Handler* handler, const taba_state* state, uint32_t format, double now);
 
 }  // namespace taba::query

@@ -353,7 +353,8 @@ class Daemon {
       writer->family("taba_tab", "gauge", "Numbers of each tab's aggregate, by the field path in its JSON render.");
       for (const store::NameEntry* e : view->names()) {
         if (!e->aggregate || !ctx->first.matches(e->name)) continue;
-        std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON, now);
+        // Full precision: a gauge of 0.0012 s must not read 0.
+        std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON_EXACT, now);
         flatten_tab(writer.get(), e->name, e->handler->type_name, json);
       }
       http::Response r = http::Response::text(200, writer->take());

@@ -52,6 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   h->free_state(again);
   h->render(st, TABA_FORMAT_JSON, 1400000000.0, &o);
   h->render(st, TABA_FORMAT_JSON_DETAILED, 1400000000.0, &o);
+  h->render(st, TABA_FORMAT_JSON_EXACT, 1400000000.0, &o);
   taba_state* agg = h->new_state("", 0, 1400000000.0);
   h->merge(agg, st, 1400000000.0);
   h->prunable(agg, 1400000000.0);

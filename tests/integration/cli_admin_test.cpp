@@ -49,7 +49,7 @@ TEST_CASE("taba-cli post: events from arguments, a file and stdin, then agg show
         "\"1h\": {\"count\": 2, \"total\": 15.50},\n\"1d\": {\"count\": 2, \"total\": 15.50},\n"
         "\"pct\": [3.00, 3.00, 12.50, 12.50, 12.50, 12.50, 12.50]}\n"
         "color: {\"red\": 1}\n"
-        "delta: {\"count\": 2, \"total\": 1.50, \"average\": 0.75}\n");
+        "delta: {\"count\": 2, \"total\": 1.5, \"average\": 0.75}\n");
   std::string clients = cli_ok(p, {"clients"});  // also tabad's own client, once it reports its taba_* tabs
   CHECK(contains(clients, "web01\nweb02\n"));
 

@@ -141,7 +141,7 @@ TEST_CASE("metrics: the exposition passes promtool and counts what happened", "[
            names.find("taba_ingest_latency_ms\n") != std::string::npos;
   }));
   std::string received = reply_body(p.get("/tabs?name=taba_events_received", "application/json"));
-  CHECK(received.find("\"1m\": {\"count\": 1, \"total\": 3.00") != std::string::npos);
+  CHECK(received.find("\"1m\": {\"count\": 1, \"total\": 3, ") != std::string::npos);
   remove_tree(dir);
 }
 

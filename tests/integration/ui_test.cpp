@@ -108,6 +108,7 @@ void post_example(const TabadProcess& p) {
           {event_line("CounterGroup", t, "12.5"), event_line("CounterGroup", t, "3"), event_line("CounterGroup", t, "40")}},
          {"latency_ms", {event_line("PercentileGroup", t, "8.2"), event_line("PercentileGroup", t, "11.0"),
                          event_line("PercentileGroup", t, "95.5")}},
+         {"query_s", {event_line("PercentileGroup", t, "0.0012"), event_line("PercentileGroup", t, "0.0034")}},
          {"config_version", {event_line("Gauge", t, "\"v7\"")}},
          {"recent_errors", {event_line("Buffer", t, "\"timeout talking to db3\"")}},
          {"bytes_sent", {event_line("TotalsCounter", t, "1500"), event_line("TotalsCounter", t, "2500")}},
@@ -200,6 +201,8 @@ TEST_CASE("ui: headless Chromium shows the posted tabs, their numbers, clients, 
   CHECK(contains(dom, "<tr data-tab=\"latency_ms\" data-type=\"PercentileGroup\""));
   CHECK(field_text(dom, "<tr data-tab=\"latency_ms\"", "data-field=\"count\"") == "3");
   CHECK(field_text(dom, "<tr data-tab=\"latency_ms\"", "data-field=\"p50\"") != "—");
+  // Timers in seconds: the page gets JSON in full precision, not 0.00.
+  CHECK(field_text(dom, "<tr data-tab=\"query_s\"", "data-field=\"p50\"") == "0.0012");
   CHECK(field_text(dom, "<tr data-tab=\"bytes_sent\"", "data-field=\"count\"") == "3");
   CHECK(field_text(dom, "<tr data-tab=\"bytes_sent\"", "data-field=\"summary\"") == "total 8000");
   CHECK(field_text(dom, "<tr data-tab=\"users\"", "data-field=\"count\"") == "2");

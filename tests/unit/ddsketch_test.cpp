@@ -201,6 +201,167 @@ TEST_CASE("DDSketch: merging in any order gives bit-identical bins", "[ddsketch]
   }
 }
 
+TEST_CASE("DDSketch: constant data reads exactly at every percentile", "[ddsketch]") {
+  // Each of these sits off its bin's representative (3 -> 2.97, 1 -> 0.99,
+  // 9 -> 8.94): the clamp to [min, max] brings every percentile back.
+  for (const double v : {3.0, 1.0, 9.0, 0.0012, -7.25}) {
+    for (const size_t n : {1, 2, 5, 6, 100, 10000}) {
+      const DDSketch s = sketch_of(std::vector<double>(n, v));
+      INFO(v << " x " << n);
+      for (const uint32_t q : kPerMille) CHECK(s.quantile(q, 1000) == v);
+      CHECK(s.min() == v);
+      CHECK(s.max() == v);
+    }
+  }
+}
+
+TEST_CASE("DDSketch: up to 5 values are kept exactly, beyond them min and max", "[ddsketch]") {
+  const DDSketch two = sketch_of({9.0, 1.0});
+  CHECK(two.min() == 1.0);
+  CHECK(two.max() == 9.0);
+  CHECK(two.quantile(0, 1000) == 1.0);
+  CHECK(two.quantile(500, 1000) == 1.0);  // rank 1 of 2
+  CHECK(two.quantile(750, 1000) == 9.0);  // rank 2 of 2, not its bin's 8.94
+  CHECK(two.quantile(1000, 1000) == 9.0);
+  // Five values: every rank exact, whatever the order they came in.
+  const std::vector<double> five = {12.5, 3.0, 40.0, 7.0, 21.5};
+  const std::vector<double> sorted = {3.0, 7.0, 12.5, 21.5, 40.0};
+  for (uint64_t rank = 1; rank <= 5; ++rank) CHECK(sketch_of(five).value_at_rank(rank) == sorted[rank - 1]);
+  // A sixth value: ranks 1 and 6 stay exact (min, max), the others come
+  // from the bins, within 1 % but never outside [min, max].
+  DDSketch six = sketch_of(five);
+  six.add(0.5);
+  CHECK(six.value_at_rank(1) == 0.5);
+  CHECK(six.value_at_rank(6) == 40.0);
+  CHECK(six.value_at_rank(2) != 3.0);
+  CHECK(six.value_at_rank(2) == Approx(3.0).epsilon(0.01));
+  std::mt19937_64 rng(11);
+  for (const std::string kind : {"lognormal", "signed", "negative", "bimodal"}) {
+    for (const size_t n : {6, 20, 1000}) {
+      const DDSketch s = sketch_of(generate(kind, n, rng));
+      for (uint64_t rank = 1; rank <= n; rank += 1 + n / 50) {
+        const double v = s.value_at_rank(rank);
+        INFO(kind << " n=" << n << " rank " << rank);
+        CHECK(v >= s.min());
+        CHECK(v <= s.max());
+      }
+    }
+  }
+}
+
+TEST_CASE("DDSketch: exact values merge in any order and with sketches", "[ddsketch]") {
+  std::mt19937_64 rng(23);
+  std::uniform_real_distribution<double> value(-50, 50);
+  for (int trial = 0; trial < 300; ++trial) {
+    // 1..8 values split over up to 4 parts, merged in two orders and added
+    // in one: the same sketch, exact up to 5 values.
+    const size_t n = 1 + rng() % 8;
+    std::vector<double> values(n);
+    for (double& v : values) v = std::round(value(rng) * 4) / 4;
+    std::vector<DDSketch> parts(1 + rng() % 4);
+    for (const double v : values) parts[rng() % parts.size()].add(v);
+    DDSketch forward;
+    for (const DDSketch& p : parts) forward.merge(p);
+    DDSketch backward;
+    for (size_t i = parts.size(); i > 0; --i) backward.merge(parts[i - 1]);
+    const DDSketch whole = sketch_of(values);
+    taba::builtin::PreparedValues prepared;
+    for (const double v : values) prepared.add(v);
+    DDSketch from_prepared;
+    from_prepared.add_prepared(prepared);
+    std::sort(values.begin(), values.end());
+    INFO("trial " << trial << ", " << n << " values in " << parts.size() << " parts");
+    for (const DDSketch* s : {&forward, &backward, &from_prepared}) {
+      CHECK(s->same_distribution(whole));
+      ByteWriter a;
+      ByteWriter b;
+      s->serialize(&a);
+      whole.serialize(&b);
+      CHECK(a.bytes() == b.bytes());
+      CHECK(s->min() == values.front());
+      CHECK(s->max() == values.back());
+      for (uint64_t rank = 1; rank <= n && n <= DDSketch::kExactCount; ++rank) {
+        CHECK(s->value_at_rank(rank) == values[rank - 1]);
+      }
+    }
+  }
+  // -0 and 0 are one value, whatever the order.
+  ByteWriter zero_first;
+  ByteWriter minus_first;
+  sketch_of({0.0, -0.0, 1.0}).serialize(&zero_first);
+  sketch_of({-0.0, 0.0, 1.0}).serialize(&minus_first);
+  CHECK(zero_first.bytes() == minus_first.bytes());
+}
+
+TEST_CASE("DDSketch: form 1 (no exact values) still reads", "[ddsketch]") {
+  // {1, 3, 9} as form 1 wrote it: zero count, sum, three positive bins, no
+  // negative bins, min and max.
+  ByteWriter w;
+  w.put_varint(0);
+  w.put_double(13);
+  w.put_varint(3);
+  w.put_svarint(DDSketch::index_of(1));
+  w.put_varint(1);
+  w.put_varint(static_cast<uint64_t>(DDSketch::index_of(3) - DDSketch::index_of(1)));
+  w.put_varint(1);
+  w.put_varint(static_cast<uint64_t>(DDSketch::index_of(9) - DDSketch::index_of(3)));
+  w.put_varint(1);
+  w.put_varint(0);
+  w.put_double(1);
+  w.put_double(9);
+  DDSketch old;
+  ByteReader r(w.bytes().data(), w.bytes().size());
+  const char* why = nullptr;
+  REQUIRE(old.deserialize(&r, 1, &why));
+  CHECK(r.at_end());
+  CHECK(old.count() == 3);
+  CHECK(old.min() == 1);
+  CHECK(old.max() == 9);
+  // The value between is its bin's, as form 1 rendered it.
+  CHECK(old.value_at_rank(2) == DDSketch::bin_value(DDSketch::index_of(3)));
+  CHECK(old.value_at_rank(3) == 9);
+  // Read as form 2 the same bytes lack the value between.
+  DDSketch as_new;
+  ByteReader r2(w.bytes().data(), w.bytes().size());
+  CHECK_FALSE(as_new.deserialize(&r2, 2, &why));
+  // Written again it is form 2, and merges on with new values.
+  ByteWriter again;
+  old.serialize(&again);
+  DDSketch copy;
+  ByteReader r3(again.bytes().data(), again.bytes().size());
+  REQUIRE(copy.deserialize(&r3, DDSketch::kForm, &why));
+  CHECK(copy.same_distribution(old));
+  copy.add(0.5);
+  CHECK(copy.min() == 0.5);
+  CHECK(copy.max() == 9);
+  CHECK(copy.value_at_rank(4) == 9);
+}
+
+TEST_CASE("DDSketch: form 2 values must be ascending and match the bins", "[ddsketch]") {
+  const DDSketch three = sketch_of({1, 3, 9});
+  ByteWriter w;
+  three.serialize(&w);
+  const std::string good = w.bytes();
+  auto reads = [](const std::string& bytes) {
+    DDSketch s;
+    ByteReader r(bytes.data(), bytes.size());
+    const char* why = nullptr;
+    return s.deserialize(&r, DDSketch::kForm, &why) && r.at_end();
+  };
+  CHECK(reads(good));
+  // The value between (3) is the last 8 bytes.
+  auto with_between = [&](double v) {
+    ByteWriter tail;
+    tail.put_double(v);
+    return good.substr(0, good.size() - 8) + tail.bytes();
+  };
+  CHECK(reads(with_between(2.98)));      // same bin
+  CHECK_FALSE(reads(with_between(4)));   // another bin
+  CHECK_FALSE(reads(with_between(10)));  // above max
+  CHECK_FALSE(reads(with_between(std::nan(""))));
+  CHECK_FALSE(reads(good.substr(0, good.size() - 1)));
+}
+
 TEST_CASE("DDSketch: a merged sketch differs when the data differs", "[ddsketch]") {
   DDSketch a = sketch_of({1.0, 2.0, 3.0});
   const DDSketch b = sketch_of({1.0, 2.0, 3.5});
@@ -267,7 +428,7 @@ TEST_CASE("DDSketch: serialization round trip and validation", "[ddsketch]") {
     DDSketch copy;
     ByteReader r(bytes.data(), bytes.size());
     const char* why = nullptr;
-    REQUIRE(copy.deserialize(&r, &why));
+    REQUIRE(copy.deserialize(&r, DDSketch::kForm, &why));
     CHECK(r.at_end());
     CHECK(copy.same_distribution(original));
     CHECK(copy.sum() == original.sum());
@@ -276,7 +437,7 @@ TEST_CASE("DDSketch: serialization round trip and validation", "[ddsketch]") {
       DDSketch partial;
       ByteReader pr(bytes.data(), len);
       const char* reason = nullptr;
-      if (partial.deserialize(&pr, &reason)) {
+      if (partial.deserialize(&pr, DDSketch::kForm, &reason)) {
         CHECK(pr.at_end());
       } else {
         CHECK(reason != nullptr);
@@ -292,7 +453,7 @@ TEST_CASE("DDSketch: serialization round trip and validation", "[ddsketch]") {
     DDSketch s;
     ByteReader r(bytes.data(), bytes.size());
     const char* why = nullptr;
-    return !s.deserialize(&r, &why) && why != nullptr;
+    return !s.deserialize(&r, DDSketch::kForm, &why) && why != nullptr;
   };
   ByteWriter bad_index;  // zero count 0, sum 0, one positive bin at index 10^6
   bad_index.put_varint(0);
@@ -364,13 +525,36 @@ TEST_CASE("CountArray: widens on demand and keeps values", "[ddsketch]") {
 
 TEST_CASE("TextBuffer: printf formats and JSON escaping", "[ddsketch]") {
   TextBuffer t;
-  t.u64(UINT64_MAX).raw(" ").i64(-5).raw(" ").fixed2(2.005).raw(" ").fixed2(-0.5).raw(" ").fixed6(1.0 / 3);
+  t.u64(UINT64_MAX)
+      .raw(" ")
+      .i64(-5)
+      .raw(" ")
+      .number2(2.005)
+      .raw(" ")
+      .number2(-0.5)
+      .raw(" ")
+      .number6(1.0 / 3, 0);
   CHECK(t.str() == "18446744073709551615 -5 2.00 -0.50 0.333333");
   TextBuffer big;
-  big.fixed2(1e308);
+  big.number2(1e308);
   CHECK(big.str().size() == 309 + 3);
   TextBuffer s;
   s.json_string(std::string("a\"b\\c\n\t\x01") + "\xc3\xa9");
   CHECK(s.str() == "\"a\\\"b\\\\c\\n\\t\\u0001\xc3\xa9\"");
   CHECK(taba::builtin::trim_json_space(" \t\"x\" \r\n") == "\"x\"");
+}
+
+TEST_CASE("TextBuffer: the exact number form writes shortest round-trip text", "[ddsketch]") {
+  using taba::builtin::Numbers;
+  using taba::builtin::numbers_for;
+  CHECK(numbers_for(TABA_FORMAT_JSON) == Numbers::kTaba);
+  CHECK(numbers_for(TABA_FORMAT_JSON_EXACT) == Numbers::kExact);
+  CHECK(numbers_for(TABA_FORMAT_JSON_DETAILED) == Numbers::kExact);
+  TextBuffer taba(Numbers::kTaba);
+  taba.number2(0.0012).raw(" ").number6(0.0000012, 0).raw(" ").number2(3.0);
+  CHECK(taba.str() == "0.00 0.000001 3.00");
+  TextBuffer exact(Numbers::kExact);
+  exact.number2(0.0012).raw(" ").number6(0.0000012, 0).raw(" ").number2(3.0).raw(" ").number2(0.1 + 0.2);
+  exact.raw(" ").number6(0.0029999997, 1e-9);
+  CHECK(exact.str() == "0.0012 0.0000012 3 0.30000000000000004 0.003");
 }

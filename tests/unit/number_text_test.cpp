@@ -56,3 +56,30 @@ TEST_CASE("shortest doubles read back to the same value", "[text]") {
     REQUIRE(std::strtod(s.c_str(), nullptr) == v);
   }
 }
+
+TEST_CASE("shortest within a tolerance drops the digits below it", "[text]") {
+  auto within = [](double v, double tolerance) {
+    std::string s;
+    taba::builtin::append_shortest_within(v, tolerance, &s);
+    return s;
+  };
+  // Sums of 2^-32 fixed-point values (ExactSum): 3 x 0.001 and 1 x 0.0012.
+  CHECK(within(12884901 / 4294967296.0, 3 / 4294967296.0) == "0.003");
+  CHECK(within(5153961 / 4294967296.0, 1 / 4294967296.0) == "0.0012");
+  CHECK(within(123456789.123, 0.01) == "123456789.12");
+  CHECK(within(-0.99999, 0.001) == "-1");
+  CHECK(within(1e-10, 2.3e-10) == "0");
+  // No shorter decimal fits: v itself.
+  CHECK(within(0.1 + 0.2, 1e-18) == "0.30000000000000004");
+  CHECK(within(0.1 + 0.2, 0) == "0.30000000000000004");
+  CHECK(within(std::nan(""), 1) == "null");
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> exponent(-12, 12);
+  for (int i = 0; i < 5000; ++i) {
+    const double v = std::pow(10.0, exponent(rng)) * (rng() % 2 ? 1 : -1);
+    const double tolerance = std::fabs(v) * std::pow(10.0, -1 - static_cast<double>(rng() % 16));
+    const std::string s = within(v, tolerance);
+    INFO(shortest(v) << " within " << tolerance << ": " << s);
+    REQUIRE(std::fabs(std::strtod(s.c_str(), nullptr) - v) <= tolerance);
+  }
+}

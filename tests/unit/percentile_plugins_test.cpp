@@ -45,6 +45,8 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
     taba_status b;
     CHECK(copy->render(t, TABA_FORMAT_JSON_DETAILED, &a) == s.render(t, TABA_FORMAT_JSON_DETAILED, &b));
     CHECK(a == b);
+    CHECK(copy->render(t, TABA_FORMAT_JSON_EXACT, &a) == s.render(t, TABA_FORMAT_JSON_EXACT, &b));
+    CHECK(a == b);
     CHECK(copy->prunable(t) == s.prunable(t));
   }
   std::unique_ptr<State> ignored;
@@ -119,7 +121,7 @@ TEST_CASE("Percentile plugins: entry tables", "[plugins][percentile]") {
            {"percentile_counter.so", "PercentileCounter", "percentile_counter"}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 1);
+    CHECK(h.state_version == 2);
     CHECK(h.description != nullptr);
     const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/" + file;
     void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -174,6 +176,95 @@ TEST_CASE("Percentile plugins: check_event", "[plugins][percentile]") {
   }
 }
 
+TEST_CASE("Percentile plugins: constant data and a few values render exactly", "[plugins][percentile]") {
+  for (const taba_handler* h : {&percentile_group(), &percentile_counter()}) {
+    INFO(h->type_name);
+    State constant(*h, kT0, "c");
+    Events threes;
+    for (int i = 0; i < 50; ++i) threes.number(kT0 + i % 10, 3);
+    constant.fold(threes, kT0 + 10);
+    const std::string rendered = constant.render(kT0 + 10);
+    CHECK(rendered.find(R"("pct": [3.00, 3.00, 3.00, 3.00, 3.00, 3.00, 3.00])") != std::string::npos);
+    CHECK(rendered.find("2.97") == std::string::npos);
+    State two(*h, kT0, "c");
+    two.fold(Events().number(kT0, 9).number(kT0, 1), kT0);
+    CHECK(two.render(kT0).find(R"("pct": [1.00, 1.00, 9.00, 9.00, 9.00, 9.00, 9.00])") != std::string::npos);
+    CHECK(two.render(kT0, TABA_FORMAT_JSON_EXACT).find(R"("pct": [1, 1, 9, 9, 9, 9, 9])") !=
+          std::string::npos);
+    // Merged states keep min and max: a client with {1, 9} and one with
+    // seven values between make 9 values, past the exact ones.
+    State other(*h, kT0, "d");
+    Events between;
+    for (int i = 2; i <= 8; ++i) between.number(kT0, i);
+    other.fold(between, kT0);
+    State aggregate(*h, kT0);
+    aggregate.merge(other, kT0);
+    aggregate.merge(two, kT0);
+    CHECK(aggregate.render(kT0).find(R"(, 9.00, 9.00, 9.00, 9.00]})") != std::string::npos);
+    CHECK(aggregate.render(kT0).find(R"("pct": [3.)") == std::string::npos);  // rank 3 of 9 from its bin
+  }
+}
+
+// States serialized by the releases before exact values (state version 1):
+// the values 1, 9 and 3 folded at 1400000400, 1400000401 and 1400000402 as
+// of 1400000403 by client "c". They rendered p75 and above as 8.94.
+constexpr double kCaptured = 1400000400;
+const std::string kPercentileGroupV1(
+    "\x04\x0f\x04\xe0\x9d\x81\x59\x01\x00\x00\x00\x00\x00\x00\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00"
+    "\x00"
+    "\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x22\x40\x96\x01\x04\xb0\xa9\xf3\x08\x01\x00\x00\x00"
+    "\x00"
+    "\x00\x00\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00"
+    "\x00"
+    "\x00\x22\x40\x84\x07\x04\xc8\xf1\xbd\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x2a\x40\x03\x00\x01\x37\x01"
+    "\x37"
+    "\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x22\x40\xe0\xa8\x01\x04\xdc\xf4\x07\x01"
+    "\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00"
+    "\x00"
+    "\x00\x00\x00\x00\x22\x40",
+    168);
+const std::string kPercentileCounterV1(
+    "\x00\x00\x00\x00\x00\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00"
+    "\x00"
+    "\x00\x00\x00\x00\x22\x40",
+    33);
+
+TEST_CASE("Percentile plugins: version-1 states still load, and merge on", "[plugins][percentile]") {
+  for (const auto& [h, bytes] : std::vector<std::pair<const taba_handler*, std::string>>{
+           {&percentile_group(), kPercentileGroupV1}, {&percentile_counter(), kPercentileCounterV1}}) {
+    INFO(h->type_name);
+    std::unique_ptr<State> old;
+    std::string reason;
+    REQUIRE(deserialize(*h, bytes, 1, &old, &reason) == TABA_OK);
+    // Rank 2 (the 3) is its bin's value, as version 1 rendered it; min and
+    // max are exact.
+    const std::string summary =
+        R"({"count": 3, "total": 13.000000, "pct": [1.00, 2.97, 9.00, 9.00, 9.00, 9.00, 9.00]})";
+    CHECK(old->render(kCaptured + 5).find(summary) != std::string::npos);
+    // Written again in version 2 it reads back the same.
+    std::unique_ptr<State> again;
+    REQUIRE(deserialize(*h, old->serialize(), h->state_version, &again, &reason) == TABA_OK);
+    CHECK(again->render(kCaptured + 5) == old->render(kCaptured + 5));
+    CHECK(again->serialize() == old->serialize());
+    // A version-2 reader of the version-1 bytes finds the value missing.
+    std::unique_ptr<State> misread;
+    CHECK(deserialize(*h, bytes, 2, &misread, &reason) == TABA_ERR_CORRUPT);
+    // Merged with new values it keeps min and max.
+    State fresh(*h, kCaptured + 5, "d");
+    fresh.fold(Events().number(kCaptured + 5, 0.5).number(kCaptured + 5, 5), kCaptured + 5);
+    State aggregate(*h, kCaptured + 5);
+    aggregate.merge(*old, kCaptured + 5);
+    aggregate.merge(fresh, kCaptured + 5);
+    CHECK(
+        aggregate.render(kCaptured + 5)
+            .find(R"({"count": 5, "total": 18.500000, "pct": [1.00, 2.97, 5.00, 9.00, 9.00, 9.00, 9.00]})") !=
+        std::string::npos);
+    CHECK(aggregate.render(kCaptured + 5, TABA_FORMAT_JSON_EXACT).find(R"("pct": [1, )") !=
+          std::string::npos);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // PercentileGroup
 
@@ -182,8 +273,7 @@ TEST_CASE("PercentileGroup: empty state render", "[plugins][percentile_group]") 
   CHECK(s.render(kT0) == pg_render(kEmptySummary, kEmptySummary, kEmptySummary, kEmptySummary));
   CHECK(s.prunable(kT0));
   std::string detailed = s.render(kT0, TABA_FORMAT_JSON_DETAILED);
-  CHECK(detailed.rfind(R"({"1m": [[1400003955, 0, 0.000000, )" + kZeroPct + "], [1400003970, 0, 0.000000, ",
-                       0) == 0);
+  CHECK(detailed.rfind(R"({"1m": [[1400003955, 0, 0, [0, 0, 0, 0, 0, 0, 0]], [1400003970, 0, 0, )", 0) == 0);
 }
 
 TEST_CASE("PercentileGroup: one event", "[plugins][percentile_group]") {
@@ -197,6 +287,20 @@ TEST_CASE("PercentileGroup: one event", "[plugins][percentile_group]") {
   State a(percentile_group(), kT0, "web01");
   a.fold(Events().array(kT0, TABA_VALUE_NUMBER, "12.5", 12.5), kT0);
   CHECK(a.render(kT0 + 1) == s.render(kT0 + 1));
+}
+
+TEST_CASE("PercentileGroup: timers in seconds - text rounds them to 0.00, the exact form does not",
+          "[plugins][percentile_group]") {
+  State s(percentile_group(), kT0, "c");
+  s.fold(Events().number(kT0, 0.0012).number(kT0 + 1, 0.0034), kT0 + 1);
+  const std::string taba =
+      R"({"count": 2, "total": 0.004600, "pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]})";
+  CHECK(s.render(kT0 + 2) == pg_render(taba, taba, taba, taba));
+  const std::string exact = R"({"count": 2, "total": 0.0046, "pct": [0.0012, 0.0012, 0.0034, 0.0034, )"
+                            R"(0.0034, 0.0034, 0.0034]})";
+  CHECK(s.render(kT0 + 2, TABA_FORMAT_JSON_EXACT) == pg_render(exact, exact, exact, exact));
+  const std::string detailed = s.render(kT0 + 2, TABA_FORMAT_JSON_DETAILED);
+  CHECK(detailed.find(R"([1400004000, 2, 0.0046, [0.0012, 0.0012, 0.0034, )") != std::string::npos);
 }
 
 TEST_CASE("PercentileGroup: window boundaries", "[plugins][percentile_group]") {
@@ -215,15 +319,16 @@ TEST_CASE("PercentileGroup: window boundaries", "[plugins][percentile_group]") {
       .number(kT0 - 64801, 256);  // in no window
   s.fold(ev, kT0 + 5.5);
   // Nearest ranks of p25..p99.9 for n = 2: 1 1 2 2 2 2 2; n = 4: 1 2 3 4 4 4 4;
-  // n = 6: 2 3 5 6 6 6 6; n = 8: 2 4 6 8 8 8 8. Each value is its bin's
-  // representative (within 1 %) clamped to the exact min and max.
+  // n = 6: 2 3 5 6 6 6 6; n = 8: 2 4 6 8 8 8 8. Up to 5 values the sketch
+  // holds them exactly; beyond, rank 1 is the exact min, rank n the exact
+  // max and the others their bin's representative (within 1 %).
   CHECK(
       s.render(kT0 + 5.9) ==
       pg_render(
-          R"({"count": 2, "total": 3.000000, "pct": [1.00, 1.00, 1.99, 1.99, 1.99, 1.99, 1.99]})",
-          R"({"count": 4, "total": 15.000000, "pct": [1.00, 1.99, 4.01, 7.92, 7.92, 7.92, 7.92]})",
+          R"({"count": 2, "total": 3.000000, "pct": [1.00, 1.00, 2.00, 2.00, 2.00, 2.00, 2.00]})",
+          R"({"count": 4, "total": 15.000000, "pct": [1.00, 2.00, 4.00, 8.00, 8.00, 8.00, 8.00]})",
           R"({"count": 6, "total": 63.000000, "pct": [1.99, 4.01, 15.96, 32.00, 32.00, 32.00, 32.00]})",
-          R"({"count": 8, "total": 255.000000, "pct": [1.99, 7.92, 32.14, 127.75, 127.75, 127.75, 127.75]})"));
+          R"({"count": 8, "total": 255.000000, "pct": [1.99, 7.92, 32.14, 128.00, 128.00, 128.00, 128.00]})"));
   // The value outside every window was skipped entirely.
   CHECK(s.render(kT0 + 5.9, TABA_FORMAT_JSON_DETAILED).find("256") == std::string::npos);
 }
@@ -253,7 +358,7 @@ TEST_CASE("PercentileGroup: windows expire as time passes - render does not modi
   s.fold(Events().number(kT0 + 60, 40), kT0 + 60);
   CHECK(window_counts(s.render(kT0 + 60)) == std::vector<int>{4, 6, 6, 6});
   const std::string minute =
-      R"({"1m": {"count": 4, "total": 100.000000, "pct": [10.07, 19.89, 30.27, 40.00, )";
+      R"({"1m": {"count": 4, "total": 100.000000, "pct": [10.00, 20.00, 30.00, 40.00, )";
   CHECK(s.render(kT0 + 60).substr(0, minute.size()) == minute);
   // Events older than a window count only in the longer ones.
   s.fold(Events().number(kT0 + 5, 1), kT0 + 61);
@@ -284,10 +389,10 @@ TEST_CASE("PercentileGroup: json-detailed lists every bucket, oldest first", "[p
   // Buckets as of kT0 + 100 (bucket starts): 1m kT0+45 .. kT0+90 (all empty);
   // 10m kT0-450 .. kT0 (kT0-150 holds 1.5 and 1); 1h kT0-2700 .. kT0 (kT0-900
   // holds 1.5 and 1; 7.25 at kT0-3000 is before the window); 1d kT0-64800 ..
-  // kT0 (kT0-21600 holds all three).
-  const std::string empty = ", 0, 0.000000, " + kZeroPct + "]";
-  const std::string two = ", 2, 2.500000, [1.00, 1.00, 1.50, 1.50, 1.50, 1.50, 1.50]]";
-  const std::string three = ", 3, 9.750000, [1.00, 1.51, 7.25, 7.25, 7.25, 7.25, 7.25]]";
+  // kT0 (kT0-21600 holds all three). Numbers in full precision.
+  const std::string empty = ", 0, 0, [0, 0, 0, 0, 0, 0, 0]]";
+  const std::string two = ", 2, 2.5, [1, 1, 1.5, 1.5, 1.5, 1.5, 1.5]]";
+  const std::string three = ", 3, 9.75, [1, 1.5, 7.25, 7.25, 7.25, 7.25, 7.25]]";
   const std::string expected =
       "{\"1m\": [[1400004045" + empty + ", [1400004060" + empty + ", [1400004075" + empty + ", [1400004090" +
       empty + "], \"10m\": [[1400003550" + empty + ", [1400003700" + empty + ", [1400003850" + two +
@@ -466,7 +571,15 @@ TEST_CASE("PercentileCounter: standalone renders, merge, prunable", "[plugins][p
   State neg(h, kT0, "n");
   neg.fold(Events().number(kT0, -1).number(kT0, -2).number(kT0, -4).number(kT0, -8), kT0);
   CHECK(neg.render(kT0) ==
-        R"({"count": 4, "total": -15.000000, "pct": [-7.92, -4.01, -1.99, -1.00, -1.00, -1.00, -1.00]})");
+        R"({"count": 4, "total": -15.000000, "pct": [-8.00, -4.00, -2.00, -1.00, -1.00, -1.00, -1.00]})");
+  // Timers in seconds: text rounds them to 0.00, the exact form does not.
+  State timer(h, kT0, "t");
+  timer.fold(Events().number(kT0, 0.0012).number(kT0, 0.0034), kT0);
+  CHECK(timer.render(kT0) ==
+        R"({"count": 2, "total": 0.004600, "pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]})");
+  CHECK(timer.render(kT0, TABA_FORMAT_JSON_EXACT) ==
+        R"({"count": 2, "total": 0.0046, "pct": [0.0012, 0.0012, 0.0034, 0.0034, )"
+        R"(0.0034, 0.0034, 0.0034]})");
 }
 
 TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plugins][percentile_counter]") {

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/text.h"
 #include "plugin_abi_harness.h"
 #include "taba/handler.h"
 
@@ -49,6 +50,8 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
     taba_status a;
     taba_status b;
     CHECK(copy->render(t, TABA_FORMAT_JSON_DETAILED, &a) == s.render(t, TABA_FORMAT_JSON_DETAILED, &b));
+    CHECK(a == b);
+    CHECK(copy->render(t, TABA_FORMAT_JSON_EXACT, &a) == s.render(t, TABA_FORMAT_JSON_EXACT, &b));
     CHECK(a == b);
     CHECK(copy->prunable(t) == s.prunable(t));
   }
@@ -86,6 +89,13 @@ void check_round_trip(const taba_handler& h, const State& s, const std::vector<d
 // Time origin for the windowed tests: a multiple of 900 (so also of 30, 10, 1).
 constexpr double kT0 = 1400000400;
 
+// A number as the exact formats write it.
+std::string exact(double v) {
+  std::string s;
+  taba::builtin::append_shortest_double(v, &s);
+  return s;
+}
+
 std::string cg_window(const char* label, int count, const char* total, const char* average) {
   char buf[200];
   std::snprintf(buf, sizeof buf, "\"%s\": {\"count\": %d, \"total\": %s, \"average\": %s}", label, count,
@@ -100,7 +110,7 @@ std::string cg_window(const char* label, int count, const char* total, const cha
 
 TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
   for (const auto& [file, type, version] :
-       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 1},
+       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 2},
                                                                    {"totals_counter.so", "TotalsCounter", 1},
                                                                    {"gauge.so", "Gauge", 2}}) {
     const taba_handler& h = handler(file, type);
@@ -150,6 +160,25 @@ TEST_CASE("CounterGroup: one event", "[plugins][counter_group]") {
       R"("1h": {"count": 1, "total": 12.50, "average": 12.50}, "1d": {"count": 1, "total": 12.50, "average": 12.50}, )"
       R"("pct": {"count": 1, "total": 12.500000, "pct": [12.50, 12.50, 12.50, 12.50, 12.50, 12.50, 12.50]}})");
   CHECK_FALSE(s.prunable(kT0 + 1));
+}
+
+TEST_CASE("CounterGroup: text keeps Taba's two decimals, the exact form every digit",
+          "[plugins][counter_group]") {
+  State s(counter_group(), kT0, "c");
+  s.fold(Events().number(kT0, 0.001).number(kT0 + 0.5, 0.001).number(kT0 + 0.75, 0.001), kT0 + 1);
+  const std::string taba_window = R"({"count": 3, "total": 0.00, "average": 0.00})";
+  CHECK(s.render(kT0 + 1) == R"({"1m": )" + taba_window + R"(, "10m": )" + taba_window + R"(, "1h": )" +
+                                 taba_window + R"(, "1d": )" + taba_window +
+                                 R"(, "pct": {"count": 3, "total": 0.003000, )"
+                                 R"("pct": [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00]}})");
+  const std::string exact_window = R"({"count": 3, "total": 0.003, "average": 0.001})";
+  CHECK(s.render(kT0 + 1, TABA_FORMAT_JSON_EXACT) ==
+        R"({"1m": )" + exact_window + R"(, "10m": )" + exact_window + R"(, "1h": )" + exact_window +
+            R"(, "1d": )" + exact_window +
+            R"(, "pct": {"count": 3, "total": 0.003, )"
+            R"("pct": [0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001]}})");
+  const std::string detailed = s.render(kT0 + 1, TABA_FORMAT_JSON_DETAILED);
+  CHECK(detailed.find(R"([1400000400, 3, 0.003], [1400000401, 0, 0]])") != std::string::npos);
 }
 
 TEST_CASE("CounterGroup: window boundaries", "[plugins][counter_group]") {
@@ -251,8 +280,8 @@ TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plug
       take(static_cast<int64_t>(kT0) - 1, 1);
       take(static_cast<int64_t>(kT0) - 3000, 7.25);
       char buf[80];
-      std::snprintf(buf, sizeof buf, "%s[%lld, %d, %.2f]", b == newest - spec.size + 1 ? "" : ", ",
-                    static_cast<long long>(start), count, sum);
+      std::snprintf(buf, sizeof buf, "%s[%lld, %d, %s]", b == newest - spec.size + 1 ? "" : ", ",
+                    static_cast<long long>(start), count, exact(sum).c_str());
       expected += buf;
     }
     expected += "]";
@@ -261,10 +290,10 @@ TEST_CASE("CounterGroup: json-detailed lists every bucket, oldest first", "[plug
   const std::string got = s.render(kT0 + 100, TABA_FORMAT_JSON_DETAILED);
   CHECK(got == expected);
   // Spot checks of the format itself.
-  CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0.00], )", 0) == 0);
-  CHECK(got.find(R"([1400000390, 2, 2.50])") != std::string::npos);  // 10m bucket of kT0 - 1
+  CHECK(got.rfind(R"({"1m": [[1400000441, 0, 0], )", 0) == 0);
+  CHECK(got.find(R"([1400000390, 2, 2.5])") != std::string::npos);   // 10m bucket of kT0 - 1
   CHECK(got.find(R"([1399997400, 1, 7.25])") != std::string::npos);  // 1h bucket of kT0 - 3000
-  CHECK(got.find(R"("1d": [[1399914900, 0, 0.00], )") != std::string::npos);
+  CHECK(got.find(R"("1d": [[1399914900, 0, 0], )") != std::string::npos);
   taba_status st;
   s.render(kT0, 7, &st);
   CHECK(st == TABA_ERR_UNSUPPORTED);
@@ -438,6 +467,61 @@ TEST_CASE("CounterGroup: serialization round trip and corrupt input", "[plugins]
   CHECK(reason.rfind("corrupt CounterGroup state: ", 0) == 0);
 }
 
+// A state serialized by the releases before exact sketch values (state
+// version 1): the values 1, 9 and 3 folded at 1400000400, 1400000401 and
+// 1400000402 as of 1400000403 by client "c". It rendered the all-time
+// p75 and above as 8.94.
+const std::string kCounterGroupV1(
+    "\x04\x01\x3c\xa6\xbe\x92\xb7\x0a\x03\x0c\x01\x05\x01\x12\x05\x01\x06\x0a\x3c\xd0\xec\xc1\x85\x01\x01\x01"
+    "\x03"
+    "\x1a\x1e\x78\xf0\xce\xc0\x2c\x01\x01\x03\x1a\x84\x07\x60\xc8\xf1\xbd\x01\x01\x01\x03\x1a\x00\x00\x00\x00"
+    "\x00"
+    "\x00\x00\x2a\x40\x03\x00\x01\x37\x01\x37\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00"
+    "\x22"
+    "\x40",
+    82);
+
+TEST_CASE("CounterGroup: version-1 states still load, and merge on", "[plugins][counter_group]") {
+  const taba_handler& h = counter_group();
+  std::unique_ptr<State> old;
+  std::string reason;
+  REQUIRE(deserialize(h, kCounterGroupV1, 1, &old, &reason) == TABA_OK);
+  const std::string window = R"({"count": 3, "total": 13.00, "average": 4.33})";
+  CHECK(
+      old->render(kT0 + 5) ==
+      R"({"1m": )" + window + R"(, "10m": )" + window + R"(, "1h": )" + window + R"(, "1d": )" + window +
+          R"(, "pct": {"count": 3, "total": 13.000000, "pct": [1.00, 2.97, 9.00, 9.00, 9.00, 9.00, 9.00]}})");
+  std::unique_ptr<State> again;
+  REQUIRE(deserialize(h, old->serialize(), h.state_version, &again, &reason) == TABA_OK);
+  CHECK(again->serialize() == old->serialize());
+  std::unique_ptr<State> misread;
+  CHECK(deserialize(h, kCounterGroupV1, 2, &misread, &reason) == TABA_ERR_CORRUPT);
+  // Merged with new values it keeps min and max.
+  State fresh(h, kT0 + 5, "d");
+  fresh.fold(Events().number(kT0 + 5, 0.5).number(kT0 + 5, 5), kT0 + 5);
+  State aggregate(h, kT0 + 5);
+  aggregate.merge(*old, kT0 + 5);
+  aggregate.merge(fresh, kT0 + 5);
+  CHECK(
+      aggregate.render(kT0 + 5).find(
+          R"("pct": {"count": 5, "total": 18.500000, "pct": [1.00, 2.97, 5.00, 9.00, 9.00, 9.00, 9.00]}})") !=
+      std::string::npos);
+}
+
+TEST_CASE("CounterGroup: percentiles of constant data and of a few values are exact",
+          "[plugins][counter_group]") {
+  State constant(counter_group(), kT0, "c");
+  Events threes;
+  for (int i = 0; i < 50; ++i) threes.number(kT0 + i % 10, 3);
+  constant.fold(threes, kT0 + 10);
+  CHECK(constant.render(kT0 + 10).find(R"("pct": [3.00, 3.00, 3.00, 3.00, 3.00, 3.00, 3.00]})") !=
+        std::string::npos);
+  State two(counter_group(), kT0, "c");
+  two.fold(Events().number(kT0, 9).number(kT0, 1), kT0);
+  CHECK(two.render(kT0, TABA_FORMAT_JSON_EXACT).find(R"("pct": [1, 1, 9, 9, 9, 9, 9]})") !=
+        std::string::npos);
+}
+
 TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][counter_group]") {
   const taba_handler& h = counter_group();
   // Typical data: a client sending ~20 latencies per second for a day,
@@ -488,6 +572,12 @@ TEST_CASE("TotalsCounter: renders, no integer truncation, merge", "[plugins][tot
   taba_status st;
   a.render(kT0, TABA_FORMAT_JSON_DETAILED, &st);
   CHECK(st == TABA_ERR_UNSUPPORTED);
+  // Text keeps Taba's two decimals; the exact form every digit.
+  State small(h, kT0, "s");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  CHECK(small.render(kT0) == R"({"count": 3, "total": 0.00, "average": 0.00})");
+  CHECK(small.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 3, "total": 0.003, "average": 0.001})");
+  CHECK(aggregate.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 5, "total": 13.76, "average": 2.752})");
   check_round_trip(h, aggregate, {kT0});
   check_round_trip(h, empty, {kT0});
 }

@@ -3,7 +3,8 @@
 // per client, one fold each), merged into an aggregate in random orders and
 // in a tree. Every reported percentile p25..p99.9 must be within 1 %
 // (relative) of the exact nearest-rank value of the data (rank ceil(q * n),
-// 1-based), and every merge order must give the same result.
+// 1-based), exact for up to 5 values and for the lowest and highest rank,
+// and every merge order must give the same result.
 //
 // What "the same" means: bit-identical. The sketch's bins, count, min and
 // max merge exactly and its sum is an order-free fixed-point sum, so the
@@ -223,7 +224,9 @@ TEST_CASE("PercentileCounter accuracy: 1000 merged client states within 1% of ex
     for (size_t i = 0; i < kMaxValues; ++i) values[i] = dist.draw(rng, i);
     double worst = 0;           // full-precision sketch percentiles
     double worst_rendered = 0;  // the %.2f render, relative
-    for (const size_t n : {size_t{1}, size_t{10}, size_t{1000}, size_t{100000}, kMaxValues}) {
+    // 3 and 5: the sketch holds every value; 6: the first count it does not.
+    for (const size_t n :
+         {size_t{1}, size_t{3}, size_t{5}, size_t{6}, size_t{10}, size_t{1000}, size_t{100000}, kMaxValues}) {
       INFO(dist.name << ", n = " << n);
       std::vector<double> sorted(values.begin(), values.begin() + static_cast<ptrdiff_t>(n));
       std::sort(sorted.begin(), sorted.end());
@@ -257,7 +260,7 @@ TEST_CASE("PercentileCounter accuracy: 1000 merged client states within 1% of ex
       taba::builtin::DDSketch sketch;
       taba::builtin::ByteReader reader(bytes.data(), bytes.size());
       const char* why = nullptr;
-      REQUIRE(sketch.deserialize(&reader, &why));
+      REQUIRE(sketch.deserialize(&reader, taba::builtin::DDSketch::kForm, &why));
       REQUIRE(reader.at_end());
       REQUIRE(sketch.count() == n);
       for (int j = 0; j < 7; ++j) {
@@ -267,6 +270,8 @@ TEST_CASE("PercentileCounter accuracy: 1000 merged client states within 1% of ex
         INFO("p" << kPerMille[j] / 10.0 << ": rank " << rank << " exact " << exact << " sketch " << got
                  << " rendered " << r.pct[j]);
         CHECK(std::fabs(got - exact) <= 0.01 * std::fabs(exact) * (1 + 1e-9));
+        // Exact: the lowest and highest rank, and every rank of a few values.
+        if (rank == 1 || rank == n || n <= taba::builtin::DDSketch::kExactCount) CHECK(got == exact);
         CHECK(std::fabs(r.pct[j] - exact) <= 0.01 * std::fabs(exact) + 0.005 + 1e-9);
         worst = std::max(worst, relative_error(got, exact));
         if (std::fabs(exact) >= 1) worst_rendered = std::max(worst_rendered, relative_error(r.pct[j], exact));

@@ -86,7 +86,9 @@ std::string admin_record(AdminOp op, double time, const std::vector<std::string>
 }
 
 // Renders a state as JSON at `now` (for comparing an aggregate with its
-// re-merged form); "" when the handler cannot.
+// re-merged form); "" when the handler cannot. Taba's rounded form, not
+// TABA_FORMAT_JSON_EXACT: window sums added up in another order may differ
+// in their last bits, and that is not damage.
 std::string render_json(const taba_handler* h, const taba_state* st, double now) {
   std::string out;
   taba_output sink = plugin::string_output(&out);

@@ -138,6 +138,10 @@ std::vector<std::string_view> views(const std::vector<std::string>& v) {
   return std::vector<std::string_view>(v.begin(), v.end());
 }
 
+// A state's JSON at `now`, to compare an aggregate with the merge of its
+// client states; "" when the handler cannot. Taba's rounded form, not
+// TABA_FORMAT_JSON_EXACT: window sums added up in another order may differ
+// in their last bits, and that is not damage.
 std::string render_json(const taba_handler* h, const taba_state* st, double now) {
   std::string out;
   taba_output sink = plugin::string_output(&out);
