@@ -83,7 +83,7 @@ Harness* g_harness = nullptr;
 // The query goes through the parsers of the real routes, with their allowed keys.
 void parse_query_like_the_routes(const Request& req) {
   std::string decoded;
-  (void)taba::http::percent_decode(req.path, &decoded, false);
+  (void)taba::http::percent_decode(req.path, &decoded);
   (void)taba::http::parse_query(req.query);
   auto p = taba::query::parse_params(req.query, "", {"name", "client", "re"});
   if (p.ok()) {
