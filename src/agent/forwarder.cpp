@@ -1,21 +1,18 @@
 #include "agent/forwarder.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
-#include <tuple>
 
+#include "agent/dead_letters.h"
 #include "core/clock.h"
 #include "core/file_io.h"
 #include "core/log.h"
@@ -70,47 +67,6 @@ struct Attempt {
   std::string refusals;        // a 200's "line N: reason" lines for refused blocks
 };
 
-// The blocks (indices into `lines`) that a reply's "line N: reason" lines
-// point into.
-std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<protocol::V1Encoder::BlockLines>& lines) {
-  std::vector<size_t> out;
-  while (!refusals.empty()) {
-    std::string_view one = refusals.substr(0, refusals.find('\n'));
-    refusals.remove_prefix(std::min(refusals.size(), one.size() + 1));
-    if (one.rfind("line ", 0) != 0) continue;
-    uint64_t line = 0;
-    for (size_t k = 5; k < one.size() && one[k] >= '0' && one[k] <= '9'; ++k) {
-      line = line * 10 + static_cast<uint64_t>(one[k] - '0');
-    }
-    for (size_t k = 0; k < lines.size(); ++k) {
-      if (line >= lines[k].name_line && line <= lines[k].name_line + lines[k].events) {
-        if (out.empty() || out.back() != k) out.push_back(k);
-        break;
-      }
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-// The blocks `picks` (sorted; numbered across the records as load()
-// encoded them, corrupt records having none) as one v1 body.
-std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events) {
-  protocol::V1Encoder enc;
-  size_t base = 0;
-  for (const SpoolRecord& r : contents.records) {
-    size_t seen = 0;
-    Status st = enc.add_batch(r.batch, [&](size_t b) {
-      seen = std::max(seen, b + 1);
-      return std::binary_search(picks.begin(), picks.end(), base + b);
-    });
-    if (st.ok()) base += seen;
-  }
-  *events = enc.events();
-  return enc.events() == 0 ? std::string() : enc.finish();
-}
-
 // First line of a server's reply, for logs.
 std::string first_line(std::string_view body) {
   size_t nl = body.find('\n');
@@ -135,8 +91,8 @@ struct Forwarder::Impl {
   uint64_t round_robin = 0;
   std::mt19937_64 rng{std::random_device{}()};
   std::map<int64_t, int64_t> enqueued_at;  // segment number -> wall ms, for the oldest age
-  ForwarderStats totals;                    // counters only
-  std::deque<std::pair<std::string, uint64_t>> dead_files;  // path, bytes (oldest first)
+  ForwarderStats totals;                    // counters only (dead letters: dead_letters)
+  std::unique_ptr<DeadLetters> dead_letters;
 
   // Under mu. The endpoint to use now, or -1 (then *wait_until_ms says when
   // one becomes usable).
@@ -219,7 +175,7 @@ struct Forwarder::Impl {
                 first_line(a.refusals));
       return true;
     }
-    return write_dead_letter(id + "-refused", body, *refused_events,
+    return dead_letters->write(id + "-refused", body, *refused_events,
                              fmt::format("batch {}: {} events in {} name block(s) refused by {} (the rest was "
                                          "applied): {}",
                                          id, *refused_events, blocks.size(), endpoint, a.refusals));
@@ -394,80 +350,13 @@ struct Forwarder::Impl {
     return a;
   }
 
-  void scan_dead_letters() {
-    std::error_code ec;
-    std::filesystem::create_directories(options.dead_letter_dir, ec);
-    std::vector<std::tuple<std::filesystem::file_time_type, std::string, uint64_t>> files;
-    for (const auto& e : std::filesystem::directory_iterator(options.dead_letter_dir, ec)) {
-      if (!e.is_regular_file(ec)) continue;
-      files.emplace_back(e.last_write_time(ec), e.path().string(), static_cast<uint64_t>(e.file_size(ec)));
-    }
-    std::sort(files.begin(), files.end());  // oldest first, for the cap
-    for (auto& [when, path, size] : files) {
-      totals.dead_letter_bytes += size;
-      dead_files.emplace_back(std::move(path), size);
-    }
-  }
-
   // Writes the body and the reason into the dead-letter directory. False
   // when they could not be written (the caller then keeps the segment).
   bool dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
                    const std::string& endpoint) {
-    return write_dead_letter(seg.batch_id, body, events,
-                             fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
-                                         endpoint, a.status, a.message));
-  }
-
-  bool write_dead_letter(const std::string& id, const std::string& body, uint64_t events, const std::string& reason) {
-    // Named by the (derived) batch id alone, so that settling the same post
-    // again (after a retry or a restart in the middle of a split) finds its
-    // dead letter already written instead of writing and counting another.
-    std::string stem = fmt::format("{}/dl-{}", options.dead_letter_dir, id);
-    struct stat existing;
-    if (::stat((stem + ".reason").c_str(), &existing) == 0) {
-      log::info("agent: dead letter {}.v1 was written before; not again", stem);
-      return true;
-    }
-    // Durable before the segment holding the same events is deleted.
-    auto write_file = [](const std::string& path, const std::string& data) {
-      FILE* f = std::fopen(path.c_str(), "wb");
-      if (!f) return false;
-      bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
-      ok = std::fflush(f) == 0 && ok;
-      ok = ok && fileio::sync_data(fileno(f)) == 0;
-      ok = std::fclose(f) == 0 && ok;
-      return ok;
-    };
-    bool ok = write_file(stem + ".v1", body) && write_file(stem + ".reason", reason);
-    if (!ok) {
-      int err = errno;
-      ::unlink((stem + ".v1").c_str());
-      ::unlink((stem + ".reason").c_str());
-      log::error("agent: cannot write the dead letter {}.v1 ({}): the batch stays in the spool and is retried",
-                 stem, fileio::errno_text(err));
-      return false;
-    }
-    fileio::sync_dir(options.dead_letter_dir);
-    log::error("agent: {} -> dead letter {}.v1", first_line(reason), stem);
-    std::lock_guard<std::mutex> lock(mu);
-    ++totals.dead_letters;
-    totals.dead_letter_events += events;
-    for (const std::string& p : {stem + ".v1", stem + ".reason"}) {
-      struct stat st;
-      if (::stat(p.c_str(), &st) == 0) {
-        dead_files.emplace_back(p, static_cast<uint64_t>(st.st_size));
-        totals.dead_letter_bytes += static_cast<uint64_t>(st.st_size);
-      }
-    }
-    while (totals.dead_letter_bytes > options.max_dead_letter_bytes && !dead_files.empty()) {
-      auto [path, size] = dead_files.front();
-      dead_files.pop_front();
-      ::unlink(path.c_str());
-      totals.dead_letter_bytes -= size;
-      if (path.size() > 3 && path.compare(path.size() - 3, 3, ".v1") == 0) ++totals.dead_letters_discarded;
-      log::warn("agent: dead letters over {} bytes: deleted the oldest, {}", options.max_dead_letter_bytes, path);
-    }
-    return true;
+    return dead_letters->write(seg.batch_id, body, events,
+                              fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id, events,
+                                          endpoint, a.status, a.message));
   }
 
   void worker_main() {
@@ -617,6 +506,8 @@ struct Forwarder::Impl {
 Forwarder::Forwarder(Spool* spool, ForwarderOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->spool = spool;
   impl_->options = std::move(options);
+  impl_->dead_letters =
+      std::make_unique<DeadLetters>(impl_->options.dead_letter_dir, impl_->options.max_dead_letter_bytes);
   for (const std::string& a : impl_->options.endpoints) {
     Endpoint e;
     e.address = a;
@@ -640,7 +531,7 @@ Forwarder::~Forwarder() {
 void Forwarder::set_spool(Spool* spool) { impl_->spool = spool; }
 
 Status Forwarder::start() {
-  impl_->scan_dead_letters();
+  impl_->dead_letters->scan();
   int n = std::max(1, impl_->options.concurrency);
   std::lock_guard<std::mutex> lock(impl_->mu);
   for (int i = 0; i < n; ++i) {
@@ -652,7 +543,7 @@ Status Forwarder::start() {
 
 bool Forwarder::dead_letter(const std::string& id, const std::string& v1_body, uint64_t events,
                             const std::string& reason) {
-  return impl_->write_dead_letter(id, v1_body, events, reason);
+  return impl_->dead_letters->write(id, v1_body, events, reason);
 }
 
 void Forwarder::enqueue(Segment segment) {
@@ -687,6 +578,11 @@ void Forwarder::join() {
 ForwarderStats Forwarder::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   ForwarderStats s = impl_->totals;
+  DeadLetters::Stats d = impl_->dead_letters->stats();
+  s.dead_letters = d.letters;
+  s.dead_letter_events = d.events;
+  s.dead_letters_discarded = d.discarded;
+  s.dead_letter_bytes = d.bytes;
   s.queued_segments = impl_->queue.size();
   if (!impl_->enqueued_at.empty()) {
     int64_t oldest = INT64_MAX;
