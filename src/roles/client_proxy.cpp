@@ -905,6 +905,7 @@ ProxyStats ClientProxyRole::stats() const {
 
 void ClientProxyRole::write_metrics(MetricsWriter* w) const {
   w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
+  ingest_->write_refusal_metrics(w, "taba_proxy");
   ProxyStats s = stats();
   w->counter("taba_proxy_datagrams_total", "StatsD datagrams received (UDP and unix socket).", static_cast<double>(s.datagrams));
   w->counter("taba_proxy_lines_total", "StatsD values accepted.", static_cast<double>(s.lines));

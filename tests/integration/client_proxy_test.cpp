@@ -194,10 +194,12 @@ TEST_CASE("client-proxy: a Taba post to the proxy arrives at the fe through the 
   auto r = chain.proxy.post("/post", body);
   INFO(body_text(r));
   CHECK(status_of(r) == 200);
-  // Validated like at the fe: a malformed body is refused whole.
+  // Validated like at the fe: a malformed block is refused (here the
+  // body's only one, so the body is refused), and counted.
   auto bad = chain.proxy.post("/post", v1_body({{"app-9", {{"px.bad", {"[\"TotalsCounter\", 1, 5]"}}}}}));
   CHECK(status_of(bad) == 400);
   CHECK(body_text(bad).rfind("line 6: ", 0) == 0);
+  CHECK(metric(body_text(chain.proxy.get("/metrics")), "taba_proxy_blocks_refused_total{kind=\"event\"}") == 1);
 
   std::map<std::string, std::string> tabs;
   bool arrived = eventually(
