@@ -64,6 +64,9 @@ using fileio::sync_data;
 // nothing is wrong with the log, and the same write can succeed later.
 bool is_space_error(int err) { return err == ENOSPC || err == EDQUOT || err == EFBIG; }
 
+// Segment numbers stay below this (see recover()).
+constexpr uint64_t kMaxSegmentNumber = uint64_t{1} << 63;
+
 std::string segment_name(uint64_t number) {
   return fmt::format("wal-{:020}.log", number);
 }
@@ -74,8 +77,9 @@ bool parse_segment_name(std::string_view name, uint64_t* number) {
   uint64_t n = 0;
   for (char c : name.substr(4, 20)) {
     if (c < '0' || c > '9') return false;
-    if (n > (UINT64_MAX - 9) / 10) return false;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (n > (UINT64_MAX - digit) / 10) return false;  // past 2^64 - 1
+    n = n * 10 + digit;
   }
   *number = n;
   return true;
@@ -409,11 +413,22 @@ struct WriteAheadLog::Impl {
     uint64_t covered = 0;
     Status s = read_snapshot(visitor, &covered);
     if (!s.ok()) return s;
+    // A real log never comes near 2^63 segments (one a second for 3e11
+    // years); a number there is a corrupt snapshot header, and going on would
+    // soon wrap the segment numbers.
+    if (covered >= kMaxSegmentNumber) {
+      return Status::Corruption(fmt::format("{}: the snapshot covers up to segment {}, past the largest ({})",
+                                            options.dir, covered, kMaxSegmentNumber));
+    }
     auto listed = list_segments(options.dir);
     if (!listed.ok()) return listed.status();
     std::vector<uint64_t> segments;
     for (uint64_t n : listed.value()) {
       // Left behind by a crash between writing a snapshot and deleting what it covers.
+      if (n >= kMaxSegmentNumber) {
+        return Status::Corruption(fmt::format("{}: segment {} is past the largest number ({})", options.dir,
+                                              segment_name(n), kMaxSegmentNumber));
+      }
       if (n <= covered) {
         log::info("wal: removing {}, covered by the snapshot", segment_name(n));
         if (unlink(path(segment_name(n)).c_str()) != 0)
