@@ -185,6 +185,11 @@ Expected model(const Files& f) {
     e.has_snapshot = true;
     e.snapshot = s.substr(kSnapshotHeaderBytes);
     covered = get_u64(s.data() + 8);
+    // Segment numbers stay below 2^63: a snapshot covering more is corrupt.
+    if (covered >= (uint64_t{1} << 63)) {
+      e.ok = false;
+      return e;
+    }
   }
   // Segments are replayed in order up to a gap in the numbering, which fails
   // recovery (the segments before it are then not the last one).
