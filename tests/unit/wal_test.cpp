@@ -200,6 +200,20 @@ Recovered reopen(const TempDir& dir, uint64_t* torn = nullptr) {
   return rec;
 }
 
+// Three records and then a snapshot of `payload` into a fresh log in dir;
+// the snapshot's outcome.
+Status snapshot_session(const TempDir& dir, const std::string& payload) {
+  TestLoop loop;
+  Recovered rec;
+  auto opened = open_wal(loop.get(), options_for(dir), &rec);
+  REQUIRE(opened.ok());
+  append_all(loop, **opened, records(0, 3));
+  std::optional<Status> snap;
+  (*opened)->snapshot(payload, [&](const Status& st) { snap = st; });
+  REQUIRE(loop.run_until([&] { return snap.has_value(); }));
+  return *snap;
+}
+
 Status reopen_status(const TempDir& dir) {
   TestLoop loop;
   Recovered rec;
@@ -418,17 +432,7 @@ TEST_CASE("wal: a snapshot replaces the records before it and deletes their segm
 
 TEST_CASE("wal: an empty snapshot payload round-trips", "[wal]") {
   TempDir dir;
-  {
-    TestLoop loop;
-    Recovered rec;
-    auto opened = open_wal(loop.get(), options_for(dir), &rec);
-    REQUIRE(opened.ok());
-    append_all(loop, **opened, records(0, 3));
-    std::optional<Status> snap;
-    (*opened)->snapshot("", [&](const Status& st) { snap = st; });
-    REQUIRE(loop.run_until([&] { return snap.has_value(); }));
-    CHECK(snap->ok());
-  }
+  CHECK(snapshot_session(dir, "").ok());
   Recovered rec = reopen(dir);
   REQUIRE(rec.snapshot);
   CHECK(rec.snapshot->empty());
@@ -527,17 +531,7 @@ TEST_CASE("wal: damage before the last segment is corruption", "[wal]") {
 
 TEST_CASE("wal: a corrupt snapshot is an error naming the file", "[wal]") {
   TempDir dir;
-  {
-    TestLoop loop;
-    Recovered rec;
-    auto opened = open_wal(loop.get(), options_for(dir), &rec);
-    REQUIRE(opened.ok());
-    append_all(loop, **opened, records(0, 3));
-    std::optional<Status> snap;
-    (*opened)->snapshot(std::string(1000, 's'), [&](const Status& st) { snap = st; });
-    REQUIRE(loop.run_until([&] { return snap.has_value(); }));
-    REQUIRE(snap->ok());
-  }
+  REQUIRE(snapshot_session(dir, std::string(1000, 's')).ok());
   const std::string file = dir.wal() + "/snapshot";
   SECTION("flipped payload byte") {
     flip_byte(file, 500);
@@ -558,17 +552,7 @@ TEST_CASE("wal: a corrupt snapshot is an error naming the file", "[wal]") {
 
 TEST_CASE("wal: segment numbers near 2^64 are corruption, not a wrap (found by fuzz_wal)", "[wal]") {
   TempDir dir;
-  {
-    TestLoop loop;
-    Recovered rec;
-    auto opened = open_wal(loop.get(), options_for(dir), &rec);
-    REQUIRE(opened.ok());
-    append_all(loop, **opened, records(0, 3));
-    std::optional<Status> snap;
-    (*opened)->snapshot("payload", [&](const Status& st) { snap = st; });
-    REQUIRE(loop.run_until([&] { return snap.has_value(); }));
-    REQUIRE(snap->ok());
-  }
+  REQUIRE(snapshot_session(dir, "payload").ok());
   SECTION("a snapshot covering up to 2^64 - 3") {
     // The covered number is outside the checksum, so only the bound catches it.
     patch_file(dir.wal() + "/snapshot", 8, std::string("\xfd\xff\xff\xff\xff\xff\xff\xff", 8));
