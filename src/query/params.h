@@ -2,10 +2,7 @@
 // body when the query string is empty. Unknown parameters are an error.
 #pragma once
 
-#include <re2/re2.h>
-
 #include <initializer_list>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,23 +25,5 @@ struct Params {
 // reasons, e.g. "unknown parameter(s): foo, bar".
 Result<Params> parse_params(std::string_view query_string, std::string_view body,
                             std::initializer_list<std::string_view> allowed);
-
-// Matches identifiers against a Params list: exact set, or a whole-string RE2
-// pattern when re=1.
-class Matcher {
- public:
-  // Error when the regex does not compile (the message names it).
-  static Result<Matcher> make(const std::vector<std::string>& values, bool re, bool present);
-  bool any() const { return !present_; }  // no filter: everything matches
-  bool matches(std::string_view value) const;
-  // The exact values (only meaningful when !is_regex()).
-  const std::vector<std::string>& values() const { return values_; }
-  bool is_regex() const { return regex_ != nullptr; }
-
- private:
-  bool present_ = false;
-  std::vector<std::string> values_;  // sorted
-  std::shared_ptr<RE2> regex_;
-};
 
 }  // namespace taba::query

@@ -102,7 +102,7 @@ void AdminRoutes::admin(const http::Request& req, std::string_view body, std::fu
     if (!params->has_name || params->names.empty()) {
       return done(http::Response::text(400, "/delete needs name=NAME[,NAME…] (or name=REGEX&re=1)\n"));
     }
-    auto names = query::Matcher::make(params->names, params->re, true);
+    auto names = Matcher::make(params->names, params->re, true);
     if (!names.ok()) return done(http::Response::text(400, names.status().message() + "\n"));
     return store_->delete_names(names.value(), reply);
   }

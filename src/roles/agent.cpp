@@ -6,11 +6,11 @@
 #include <filesystem>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "http/url.h"
 #include "roles/auth.h"
 #include "roles/server_options.h"
-#include "store/redis/layout.h"
 #include "taba/version.h"
 
 namespace taba::roles {
@@ -200,7 +200,7 @@ void AgentRole::refused(const std::string& v1_text, const std::string& batch_id,
     bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     id.push_back(safe ? c : '_');
   }
-  id += fmt::format("-{:016x}", redis::fnv1a64(batch_id));
+  id += fmt::format("-{:016x}", fnv1a64(batch_id));
   forwarder_->dead_letter(id, v1_text, events,
                           fmt::format("post {} refused by the agent: {} events in refused blocks: {}", batch_id, events,
                                       reasons));

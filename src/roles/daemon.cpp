@@ -335,9 +335,9 @@ class Daemon {
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       return done(std::move(r));
     }
-    auto names = query::Matcher::make(params->names, params->re, params->has_name);
+    auto names = Matcher::make(params->names, params->re, params->has_name);
     if (!names.ok()) return done(http::Response::text(400, names.status().message() + "\n"));
-    auto ctx = std::make_shared<std::pair<query::Matcher, query::Matcher>>(std::move(names.value()), query::Matcher());
+    auto ctx = std::make_shared<std::pair<Matcher, Matcher>>(std::move(names.value()), Matcher());
     store::QueryNeed need;
     need.names = &ctx->first;
     need.clients = &ctx->second;

@@ -15,8 +15,8 @@
 #include "core/latency.h"
 #include "core/status.h"
 #include "plugin/registry.h"
-#include "query/params.h"
-#include "store/embedded/client_states.h"
+#include "core/matcher.h"
+#include "store/client_states.h"
 
 namespace taba::store {
 
@@ -75,8 +75,8 @@ class ReadView {
 
 // What a query needs from the store; the Redis store fetches only this.
 struct QueryNeed {
-  const query::Matcher* names = nullptr;    // required
-  const query::Matcher* clients = nullptr;  // required
+  const Matcher* names = nullptr;    // required
+  const Matcher* clients = nullptr;  // required
   bool aggregates = false;  // each matched name's aggregate
   bool states = false;      // the matched clients' states of each matched name
   bool client_list = false; // every known client (for /clients and client filters)
@@ -178,7 +178,7 @@ class Store {
   virtual double pipeline_latency_s() const = 0;
 
   // --- admin ---
-  virtual void delete_names(const query::Matcher& names, ReportCallback done) = 0;
+  virtual void delete_names(const Matcher& names, ReportCallback done) = 0;
   virtual void gc(ReportCallback done) = 0;
   virtual void check(bool repair, ReportCallback done) = 0;
   virtual void flush(ReportCallback done) = 0;

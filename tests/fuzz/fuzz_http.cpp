@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/matcher.h"
 #include "http/server.h"
 #include "http/url.h"
 #include "query/accept.h"
@@ -87,7 +88,7 @@ void parse_query_like_the_routes(const Request& req) {
   (void)taba::http::parse_query(req.query);
   auto p = taba::query::parse_params(req.query, "", {"name", "client", "re"});
   if (p.ok()) {
-    auto m = taba::query::Matcher::make(p->names, p->re, p->has_name);
+    auto m = taba::Matcher::make(p->names, p->re, p->has_name);
     if (m.ok()) (void)m->matches(req.path);
   }
   (void)taba::query::parse_params(req.query, "", {"tabs", "name", "re"});

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/matcher.h"
 #include "http/url.h"
 #include "query/accept.h"
 #include "query/params.h"
@@ -29,9 +30,9 @@ void parse_for_route(std::string_view query, std::string_view body, std::string_
     (void)value;
     check(key != "name" && key != "client" && key != "re");
   }
-  auto names = taba::query::Matcher::make(p->names, p->re, p->has_name);
+  auto names = taba::Matcher::make(p->names, p->re, p->has_name);
   if (names.ok()) (void)names->matches(subject);
-  auto clients = taba::query::Matcher::make(p->clients, p->re, p->has_client);
+  auto clients = taba::Matcher::make(p->clients, p->re, p->has_client);
   if (clients.ok()) (void)clients->matches(subject);
 }
 

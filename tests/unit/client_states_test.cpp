@@ -3,7 +3,7 @@
 #include <map>
 #include <random>
 
-#include "store/embedded/client_states.h"
+#include "store/client_states.h"
 
 using taba::store::ClientStates;
 

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/validation.h"
+#include "core/matcher.h"
 #include "query/accept.h"
 #include "query/params.h"
 
@@ -37,7 +38,7 @@ TEST_CASE("query parameters: lists, regexes, JSON bodies, unknown keys", "[param
   CHECK(re->re);
   REQUIRE(re->names.size() == 1);
   CHECK(re->names[0] == "a{1,2}");
-  auto m = query::Matcher::make(re->names, true, true);
+  auto m = Matcher::make(re->names, true, true);
   REQUIRE(m.ok());
   CHECK(m->matches("aa"));
   CHECK_FALSE(m->matches("aaa"));  // whole-string match, not a prefix
@@ -46,7 +47,7 @@ TEST_CASE("query parameters: lists, regexes, JSON bodies, unknown keys", "[param
   REQUIRE(body.ok());
   CHECK(body->names == std::vector<std::string>{"x", "y"});
 
-  auto badre = query::Matcher::make({"(unclosed"}, true, true);
+  auto badre = Matcher::make({"(unclosed"}, true, true);
   REQUIRE_FALSE(badre.ok());
   CHECK(badre.status().message().find("invalid regular expression") != std::string::npos);
 

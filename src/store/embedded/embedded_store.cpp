@@ -944,7 +944,7 @@ void add_summary(Report* report, const std::string& summary) {
 }
 }  // namespace
 
-void EmbeddedStore::delete_names(const query::Matcher& matcher, ReportCallback done) {
+void EmbeddedStore::delete_names(const Matcher& matcher, ReportCallback done) {
   std::vector<std::string> doomed;
   for (const NameEntry* e : names()) {
     if (matcher.matches(e->name)) doomed.push_back(e->name);

@@ -23,7 +23,7 @@
 #include "core/status.h"
 #include "core/string_map.h"
 #include "plugin/registry.h"
-#include "store/embedded/client_states.h"
+#include "store/client_states.h"
 #include "store/embedded/wal.h"
 #include "store/store.h"
 
@@ -97,7 +97,7 @@ class EmbeddedStore final : public Store, public ReadView {
   double pipeline_latency_s() const override;
 
   // Admin operations are WAL records too: durable, and replayed in order.
-  void delete_names(const query::Matcher& names, ReportCallback done) override;
+  void delete_names(const Matcher& names, ReportCallback done) override;
   void gc(ReportCallback done) override;
   void check(bool repair, ReportCallback done) override;
   void flush(ReportCallback done) override;

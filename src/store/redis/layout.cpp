@@ -17,15 +17,6 @@ using Reader = ByteReader;
 
 }  // namespace
 
-uint64_t fnv1a64(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 std::string encode_state(uint32_t version, std::string_view bytes) {
   std::string out;
   out.reserve(4 + bytes.size());

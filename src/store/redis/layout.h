@@ -28,11 +28,11 @@
 #include <string_view>
 #include <vector>
 
+#include "core/hash.h"
 #include "core/status.h"
 
 namespace taba::redis {
 
-uint64_t fnv1a64(std::string_view bytes);
 inline uint32_t vbucket_of(std::string_view name, uint32_t vbuckets) {
   return static_cast<uint32_t>(fnv1a64(name) % vbuckets);
 }

@@ -675,7 +675,7 @@ void RedisStore::issue_wait(ShardCtx* s) {
 
 // --- queries ----------------------------------------------------------------
 
-void RedisStore::list_names(const query::Matcher& names,
+void RedisStore::list_names(const Matcher& names,
                             std::function<void(const Status&, std::vector<std::pair<std::string, std::string>>)> done) {
   auto out = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
   auto alive = alive_;
@@ -704,7 +704,7 @@ void RedisStore::list_names(const query::Matcher& names,
                                            false, shards_[s]->name));
     }
   } else {
-    auto matcher = std::make_shared<query::Matcher>(names);
+    auto matcher = std::make_shared<Matcher>(names);
     for (auto& sp : shards_) {
       sp->shard->command({"HGETALL", types}, gather->add(
                                                  [out, matcher](const redisReply* r) {
@@ -724,8 +724,8 @@ void RedisStore::list_names(const query::Matcher& names,
 
 struct RedisStore::Fetch {
   QueryNeed need;
-  query::Matcher names;
-  query::Matcher clients;
+  Matcher names;
+  Matcher clients;
   ViewCallback ready;
   RedisView view;
   std::vector<std::pair<std::string, std::string>> listed;
@@ -845,7 +845,7 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
 
 // --- admin ------------------------------------------------------------------
 
-void RedisStore::delete_names(const query::Matcher& names, ReportCallback done) {
+void RedisStore::delete_names(const Matcher& names, ReportCallback done) {
   auto alive = alive_;
   list_names(names, [this, alive, done = std::move(done)](const Status& s,
                                                           std::vector<std::pair<std::string, std::string>> listed) {
@@ -891,7 +891,7 @@ struct NameSnapshot {
 
 void RedisStore::gc(ReportCallback done) {
   auto alive = alive_;
-  query::Matcher all;
+  Matcher all;
   list_names(all, [this, alive, done = std::move(done)](const Status& s,
                                                         std::vector<std::pair<std::string, std::string>> listed) {
     if (!*alive) return;
@@ -989,7 +989,7 @@ void RedisStore::gc(ReportCallback done) {
 
 void RedisStore::check(bool repair, ReportCallback done) {
   auto alive = alive_;
-  query::Matcher all;
+  Matcher all;
   list_names(all, [this, alive, repair, done = std::move(done)](
                       const Status& s, std::vector<std::pair<std::string, std::string>> listed) {
     if (!*alive) return;

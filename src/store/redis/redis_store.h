@@ -66,7 +66,7 @@ class RedisStore final : public Store {
   void fetch(const QueryNeed& need, ViewCallback ready) override;
   double pipeline_latency_s() const override { return cluster_latency_s_; }
 
-  void delete_names(const query::Matcher& names, ReportCallback done) override;
+  void delete_names(const Matcher& names, ReportCallback done) override;
   void gc(ReportCallback done) override;
   void check(bool repair, ReportCallback done) override;
   void flush(ReportCallback done) override;
@@ -111,7 +111,7 @@ class RedisStore final : public Store {
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
   // Lists every bound name (name -> type) matching `names` across shards.
-  void list_names(const query::Matcher& names,
+  void list_names(const Matcher& names,
                   std::function<void(const Status&, std::vector<std::pair<std::string, std::string>>)> done);
 
   uv_loop_t* loop_;

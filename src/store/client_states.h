@@ -1,4 +1,5 @@
-// The per-client states of one name: an open-addressing hash table keyed by
+// The per-client states of one name (NameEntry::states, store/store.h; both
+// stores fill it): an open-addressing hash table keyed by
 // client index (power-of-two capacity, multiplicative hashing, linear
 // probing). Looked up once per (client, name) block on the ingest path,
 // where std::unordered_map's modulo and node chasing showed in profiles.
