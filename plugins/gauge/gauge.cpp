@@ -43,19 +43,16 @@
 #include <string>
 #include <string_view>
 
-#include "common/byte_io.h"
-#include "common/handler_adapter.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/latest_values.h"
+#include "common/latest_values_hooks.h"
 #include "common/plugin_support.h"
 #include "taba/handler.h"
 
 namespace taba::builtin {
 namespace {
 
-// The first version whose values are canonical.
-constexpr uint32_t kCanonicalSince = 2;
 constexpr double kLifetimeSeconds = 48 * 3600;
 
 // Finds the JSON text of the value an event sets; false when the payload
@@ -65,31 +62,19 @@ bool gauge_value(const taba_event& event, std::string_view* text) {
   return event.payload.kind == TABA_VALUE_ARRAY && scalar_text(event.elem0, text);
 }
 
-// The handler (common/handler_adapter.h makes its C-ABI table).
-struct Gauge {
-  using State = LatestValues;
+// The handler (common/handler_adapter.h makes its C-ABI table); merge,
+// render, prunable and the serialized form are LatestValuesHooks'.
+struct Gauge : LatestValuesHooks {
   static constexpr char kPluginName[] = "gauge";
   static constexpr char kTypeName[] = "Gauge";
   static constexpr char kDescription[] =
       "per client, the latest value (expiring after 48 h); rendered as clients per value";
-  static constexpr uint32_t kStateVersion = 2;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
 
   static State make(std::string_view client, double) {
     return LatestValues(client, kLifetimeSeconds, kLifetimeSeconds);
   }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
   static void fold(State& s, const taba_event* events, size_t n, double now);
-  // O(entries of `from`) plus, when an entry of `into` has expired, one sweep.
-  static void merge(State& into, const State& from, double now) { into.merge_from(from, now); }
-  static taba_status render(const State& s, uint32_t, double now, taba_output* out) {
-    return s.render_counts(now, out);
-  }
-  static bool prunable(const State& s, double now) { return !s.any_live(now); }
-  static void write(const State& s, ByteWriter* w) { s.write(w); }
-  static bool read(ByteReader* r, uint32_t version, State* s, const char** why) {
-    return s->read(r, version >= kCanonicalSince, why);
-  }
 };
 
 taba_status Gauge::check_event(const taba_event* event, char* err, size_t err_cap) {
