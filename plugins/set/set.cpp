@@ -29,7 +29,7 @@
 // 0 to far beyond 10^9 members. Its relative standard error is about
 // 1.04 / sqrt(16384) = 0.81 %: 68 % of estimates lie within 0.81 % of the
 // truth, 99.7 % within 2.4 % (3 standard errors). See the accuracy test in
-// tests/unit/more_plugins_test.cpp.
+// tests/unit/plugin_set_test.cpp.
 //
 // Render, TABA_FORMAT_JSON: {"count": N}, N the exact count (sparse) or the
 // estimate rounded to the nearest integer (dense). No detailed format.
