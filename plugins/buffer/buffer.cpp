@@ -47,29 +47,25 @@
 // the texts and the order among equal timestamps change).
 #include <algorithm>
 #include <charconv>
-#include <cinttypes>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/byte_io.h"
+#include "common/handler_adapter.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
 
-constexpr char kTypeName[] = "Buffer";
-constexpr uint32_t kStateVersion = 2;
 // The first version whose values are canonical.
 constexpr uint32_t kCanonicalSince = 2;
 constexpr size_t kCapacity = 1000;
@@ -100,13 +96,6 @@ struct BufferState {
   // At most the earliest expiry held: when now reaches it, sweep.
   double min_expiry = std::numeric_limits<double>::infinity();
 };
-
-BufferState* state_of(taba_state* s) {
-  return reinterpret_cast<BufferState*>(s);
-}
-const BufferState* state_of(const taba_state* s) {
-  return reinterpret_cast<const BufferState*>(s);
-}
 
 // The value text and expiry of an event; false when the payload is not
 // acceptable.
@@ -166,19 +155,26 @@ std::vector<const Entry*> ranked(const BufferState& s, double now, bool only_liv
   return out;
 }
 
-taba_state* b_new_state(const char*, size_t, double) {
-  try {
-    return reinterpret_cast<taba_state*>(new BufferState());
-  } catch (...) {
-    return nullptr;
-  }
-}
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct Buffer {
+  using State = BufferState;
+  static constexpr char kPluginName[] = "buffer";
+  static constexpr char kTypeName[] = "Buffer";
+  static constexpr char kDescription[] = "the 1000 most recent unexpired values across clients, newest first";
+  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
 
-void b_free_state(taba_state* state) {
-  delete state_of(state);
-}
+  static State make(std::string_view, double) { return BufferState(); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+  static void merge(State& dst, const State& src, double now);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
+  static bool prunable(const State& s, double now);
+  static void write(const State& s, ByteWriter* w);
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
+};
 
-taba_status b_check_event(const taba_event* event, char* err, size_t err_cap) {
+taba_status Buffer::check_event(const taba_event* event, char* err, size_t err_cap) {
   std::string_view text;
   double expiry;
   if (event != nullptr && event_entry(*event, &text, &expiry)) return TABA_OK;
@@ -188,36 +184,29 @@ taba_status b_check_event(const taba_event* event, char* err, size_t err_cap) {
   return TABA_ERR_PAYLOAD;
 }
 
-void b_fold(taba_state* state, const taba_event* events, size_t n, double now) {
-  guard_void([&] {
-    BufferState* s = state_of(state);
-    sweep(s, now);
-    std::string scratch;
-    for (size_t i = 0; i < n; ++i) {
-      std::string_view text;
-      std::string_view value;
-      double expiry;
-      // The host accepts only values canonical_json accepts: the last test
-      // cannot drop an event.
-      if (event_entry(events[i], &text, &expiry) && expiry > now && canonical_json(text, &scratch, &value)) {
-        offer(s, value, events[i].timestamp, expiry);
-      }
+void Buffer::fold(BufferState& s, const taba_event* events, size_t n, double now) {
+  sweep(&s, now);
+  std::string scratch;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view text;
+    std::string_view value;
+    double expiry;
+    // The host accepts only values canonical_json accepts: the last test
+    // cannot drop an event.
+    if (event_entry(events[i], &text, &expiry) && expiry > now && canonical_json(text, &scratch, &value)) {
+      offer(&s, value, events[i].timestamp, expiry);
     }
-  });
+  }
 }
 
-void b_merge(taba_state* into, const taba_state* from, double now) {
-  guard_void([&] {
-    BufferState* dst = state_of(into);
-    const BufferState& src = *state_of(from);
-    // The ABI never merges a state into itself (`from` stays unchanged);
-    // refuse it rather than change a heap while walking it.
-    if (dst == &src) return;
-    sweep(dst, now);
-    for (const Entry& e : src.heap) {
-      if (e.expiry > now) offer(dst, e.value, e.timestamp, e.expiry);
-    }
-  });
+void Buffer::merge(BufferState& dst, const BufferState& src, double now) {
+  // The ABI never merges a state into itself (`from` stays unchanged);
+  // refuse it rather than change a heap while walking it.
+  if (&dst == &src) return;
+  sweep(&dst, now);
+  for (const Entry& e : src.heap) {
+    if (e.expiry > now) offer(&dst, e.value, e.timestamp, e.expiry);
+  }
 }
 
 void append_number(double v, TextBuffer* text) {
@@ -227,45 +216,39 @@ void append_number(double v, TextBuffer* text) {
                                   : std::string_view("0"));
 }
 
-taba_status b_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
-    text.raw("[");
-    bool first = true;
-    for (const Entry* e : ranked(*state_of(state), now, true)) {
-      text.raw(first ? "[" : ", [").raw(e->value).raw(", ");
-      append_number(e->timestamp, &text);
-      text.raw("]");
-      first = false;
-    }
+taba_status Buffer::render(const BufferState& s, uint32_t, double now, taba_output* out) {
+  TextBuffer text;
+  text.raw("[");
+  bool first = true;
+  for (const Entry* e : ranked(s, now, true)) {
+    text.raw(first ? "[" : ", [").raw(e->value).raw(", ");
+    append_number(e->timestamp, &text);
     text.raw("]");
-    return text.flush_to(out);
-  });
-}
-
-int b_prunable(const taba_state* state, double now) {
-  for (const Entry& e : state_of(state)->heap) {
-    if (e.expiry > now) return 0;
+    first = false;
   }
-  return 1;
+  text.raw("]");
+  return text.flush_to(out);
 }
 
-taba_status b_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    const auto entries = ranked(*state_of(state), 0, false);
-    ByteWriter w;
-    w.put_varint(entries.size());
-    for (const Entry* e : entries) {
-      w.put_bytes(e->value);
-      w.put_double(e->timestamp);
-      w.put_double(e->expiry);
-    }
-    return w.flush_to(out);
-  });
+bool Buffer::prunable(const BufferState& s, double now) {
+  for (const Entry& e : s.heap) {
+    if (e.expiry > now) return false;
+  }
+  return true;
 }
 
-bool read_state(ByteReader* r, bool values_canonical, BufferState* s, const char** why) {
+void Buffer::write(const BufferState& s, ByteWriter* w) {
+  const auto entries = ranked(s, 0, false);
+  w->put_varint(entries.size());
+  for (const Entry* e : entries) {
+    w->put_bytes(e->value);
+    w->put_double(e->timestamp);
+    w->put_double(e->expiry);
+  }
+}
+
+bool Buffer::read(ByteReader* r, uint32_t version, BufferState* s, const char** why) {
+  const bool values_canonical = version >= kCanonicalSince;
   uint64_t n;
   // Each entry takes at least 18 bytes: a length, a value byte, 2 doubles.
   if (!r->get_varint_max(std::min<uint64_t>(kCapacity, r->remaining() / 18), &n)) {
@@ -301,54 +284,9 @@ bool read_state(ByteReader* r, bool values_canonical, BufferState* s, const char
   return true;
 }
 
-taba_status b_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                          size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "Buffer state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
-                 version, kStateVersion);
-      return TABA_ERR_VERSION;
-    }
-    auto s = std::make_unique<BufferState>();
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    if (!read_state(&r, version >= kCanonicalSince, s.get(), &why)) {
-      set_errorf(err, err_cap, "corrupt Buffer state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
-}
-
-const taba_handler kBuffer = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "the 1000 most recent unexpired values across clients, newest first",
-    b_new_state,
-    b_free_state,
-    b_check_event,
-    b_fold,
-    b_merge,
-    b_render,
-    b_prunable,
-    b_serialize,
-    b_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kBuffer};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "buffer", TABA_VERSION_STRING, 1, 0, kHandlers, {},
-};
-
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::Buffer>(host);
 }

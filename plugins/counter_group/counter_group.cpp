@@ -37,25 +37,21 @@
 // form 2 (ddsketch.h). Sparse: an idle window costs a few bytes. Version 1
 // (still read) is the same with DDSketch form 1.
 #include <algorithm>
-#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <new>
+#include <string_view>
 
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
+#include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "common/window.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
 
-constexpr char kTypeName[] = "CounterGroup";
-constexpr uint32_t kStateVersion = 2;
 constexpr int kWindowCount = 4;
 constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
 
@@ -84,53 +80,60 @@ struct CounterGroupState {
   DDSketch all_time;  // every value ever folded, with exact count and total
 };
 
-CounterGroupState* state_of(taba_state* s) {
-  return reinterpret_cast<CounterGroupState*>(s);
-}
-const CounterGroupState* state_of(const taba_state* s) {
-  return reinterpret_cast<const CounterGroupState*>(s);
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct CounterGroup {
+  using State = CounterGroupState;
+  static constexpr char kPluginName[] = "counter_group";
+  static constexpr char kTypeName[] = "CounterGroup";
+  static constexpr char kDescription[] =
+      "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles";
+  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
+
+  static State make(std::string_view client, double now);
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+  static void merge(State& dst, const State& src, double now);
+  static void fold_many(StateSpan<State> states, std::string_view client, const taba_event* events, size_t n,
+                        double now);
+  static void prefetch(const taba_state* const* handles, size_t count, const taba_event* events, size_t n,
+                       double now);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
+  static bool prunable(const State& s, double now);
+  static void write(const State& s, ByteWriter* w);
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
+};
+
+CounterGroupState CounterGroup::make(std::string_view, double now) {
+  return CounterGroupState(epoch_second(now));
 }
 
-taba_state* cg_new_state(const char*, size_t, double now) {
-  return reinterpret_cast<taba_state*>(new (std::nothrow) CounterGroupState(epoch_second(now)));
-}
-
-void cg_free_state(taba_state* state) {
-  delete state_of(state);
-}
-
-taba_status cg_check_event(const taba_event* event, char* err, size_t err_cap) {
+taba_status CounterGroup::check_event(const taba_event* event, char* err, size_t err_cap) {
   return check_number_event(event, kTypeName, err, err_cap);
 }
 
-void cg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
-  guard_void([&] {
-    CounterGroupState& s = *state_of(state);
-    // Windows end at the latest of now and the newest event.
-    int64_t effective_now = epoch_second(now);
-    for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
-    for (int w = 0; w < kWindowCount; ++w) s.window(w).rotate_to(s.window(w).bucket_of(effective_now));
-    for (size_t i = 0; i < n; ++i) {
-      double value;
-      if (!event_number(events[i], &value)) continue;
-      s.all_time.add(value);
-      const int64_t second = epoch_second(events[i].timestamp);
-      for (int w = 0; w < kWindowCount; ++w) s.window(w).add(second, 1, value);
-    }
-  });
+void CounterGroup::fold(CounterGroupState& s, const taba_event* events, size_t n, double now) {
+  // Windows end at the latest of now and the newest event.
+  int64_t effective_now = epoch_second(now);
+  for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
+  for (int w = 0; w < kWindowCount; ++w) s.window(w).rotate_to(s.window(w).bucket_of(effective_now));
+  for (size_t i = 0; i < n; ++i) {
+    double value;
+    if (!event_number(events[i], &value)) continue;
+    s.all_time.add(value);
+    const int64_t second = epoch_second(events[i].timestamp);
+    for (int w = 0; w < kWindowCount; ++w) s.window(w).add(second, 1, value);
+  }
 }
 
 // O(buckets and bins `from` holds): a one-event delta merges in O(1).
-void cg_merge(taba_state* into, const taba_state* from, double now) {
-  guard_void([&] {
-    CounterGroupState& dst = *state_of(into);
-    const CounterGroupState& src = *state_of(from);
-    const int64_t now_second = epoch_second(now);
-    for (int w = 0; w < kWindowCount; ++w) {
-      dst.window(w).merge_from(src.window(w), dst.window(w).bucket_of(now_second));
-    }
-    dst.all_time.merge(src.all_time);
-  });
+void CounterGroup::merge(CounterGroupState& dst, const CounterGroupState& src, double now) {
+  const int64_t now_second = epoch_second(now);
+  for (int w = 0; w < kWindowCount; ++w) {
+    dst.window(w).merge_from(src.window(w), dst.window(w).bucket_of(now_second));
+  }
+  dst.all_time.merge(src.all_time);
 }
 
 // fold_many: the events are read once, in chunks of up to 64. Per chunk
@@ -176,7 +179,7 @@ void add_to_runs(Run* runs, size_t* nruns, int64_t second, double value) {
   *nruns = n + 1;
 }
 
-void fold_chunk(taba_state* const* states, size_t count, const taba_event* events, size_t n, double now) {
+void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, size_t n, double now) {
   constexpr size_t kChunk = PreparedValues::kCapacity;
   Run runs[kWindowCount][kChunk];
   size_t nruns[kWindowCount] = {0, 0, 0, 0};
@@ -193,42 +196,43 @@ void fold_chunk(taba_state* const* states, size_t count, const taba_event* event
     add_to_runs<30>(runs[2], &nruns[2], second, value);
     add_to_runs<900>(runs[3], &nruns[3], second, value);
   }
-  // (The states' cache lines were asked for by cg_prefetch, which the host
+  // (The states' cache lines were asked for by prefetch, which the host
   // calls one block ahead.)
-  for (size_t s = 0; s < count; ++s) {
-    CounterGroupState& st = *state_of(states[s]);
+  for (size_t s = 0; s < states.size(); ++s) {
+    CounterGroupState& st = states[s];
     for (int w = 0; w < kWindowCount; ++w) {
       BucketWindow& window = st.window(w);
       window.rotate_to(window.bucket_of(effective_now));
-      for (size_t k = 0; k < nruns[w]; ++k) window.add_to(runs[w][k].bucket, runs[w][k].count, runs[w][k].sum);
+      for (size_t k = 0; k < nruns[w]; ++k)
+        window.add_to(runs[w][k].bucket, runs[w][k].count, runs[w][k].sum);
     }
     st.all_time.add_prepared(values);
   }
 }
 
-void cg_fold_many(taba_state* const* states, size_t count, const char*, size_t, const taba_event* events, size_t n,
-                  double now) {
-  guard_void([&] {
-    constexpr size_t kChunk = PreparedValues::kCapacity;
-    for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, count, events + at, std::min(kChunk, n - at), now);
-  });
+void CounterGroup::fold_many(StateSpan<CounterGroupState> states, std::string_view, const taba_event* events,
+                             size_t n, double now) {
+  constexpr size_t kChunk = PreparedValues::kCapacity;
+  for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, events + at, std::min(kChunk, n - at), now);
 }
 
 // The host's cache hint, one block ahead: every window's fields, then in
 // each window the slots of the first and the last event's buckets, and the
 // sketch's bins in use (up to 12 cache lines of them, which covers most of
 // a client's state).
-void cg_prefetch(const taba_state* const* states, size_t count, const taba_event* events, size_t n, double) {
+void CounterGroup::prefetch(const taba_state* const* handles, size_t count, const taba_event* events,
+                            size_t n, double) {
   if (n == 0) return;
-  for (size_t s = 0; s < count; ++s) {
-    const CounterGroupState& st = *state_of(states[s]);
+  const StateSpan<const CounterGroupState> states(handles, count);
+  for (size_t s = 0; s < states.size(); ++s) {
+    const CounterGroupState& st = states[s];
     for (int w = 0; w < kWindowCount; ++w) st.window(w).prefetch_self();
     st.all_time.prefetch_fields();
   }
   const int64_t first = epoch_second(events[0].timestamp);
   const int64_t last = epoch_second(events[n - 1].timestamp);
-  for (size_t s = 0; s < count; ++s) {
-    const CounterGroupState& st = *state_of(states[s]);
+  for (size_t s = 0; s < states.size(); ++s) {
+    const CounterGroupState& st = states[s];
     for (int w = 0; w < kWindowCount; ++w) {
       const BucketWindow& window = st.window(w);
       const int64_t b = window.bucket_of(first);
@@ -274,118 +278,57 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
   t->raw("}");
 }
 
-taba_status cg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT &&
-        format != TABA_FORMAT_JSON_DETAILED) {
-      return TABA_ERR_UNSUPPORTED;
-    }
-    TextBuffer text(numbers_for(format));
-    if (format == TABA_FORMAT_JSON_DETAILED) {
-      render_detailed(*state_of(state), epoch_second(now), &text);
-    } else {
-      render_summary(*state_of(state), epoch_second(now), &text);
-    }
-    return text.flush_to(out);
-  });
+taba_status CounterGroup::render(const CounterGroupState& s, uint32_t format, double now, taba_output* out) {
+  TextBuffer text(numbers_for(format));
+  if (format == TABA_FORMAT_JSON_DETAILED) {
+    render_detailed(s, epoch_second(now), &text);
+  } else {
+    render_summary(s, epoch_second(now), &text);
+  }
+  return text.flush_to(out);
 }
 
 // Prunable once every window is empty: the all-time part alone is not worth
 // keeping (as in the original).
-int cg_prunable(const taba_state* state, double now) {
-  const CounterGroupState& s = *state_of(state);
+bool CounterGroup::prunable(const CounterGroupState& s, double now) {
   const int64_t now_second = epoch_second(now);
   for (int w = 0; w < kWindowCount; ++w) {
-    if (!s.window(w).empty_as_of(s.window(w).bucket_of(now_second))) return 0;
+    if (!s.window(w).empty_as_of(s.window(w).bucket_of(now_second))) return false;
   }
-  return 1;
+  return true;
 }
 
-taba_status cg_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    const CounterGroupState& s = *state_of(state);
-    ByteWriter w;
-    w.put_varint(kWindowCount);
-    for (int i = 0; i < kWindowCount; ++i) {
-      w.put_varint(s.window(i).width());
-      w.put_varint(s.window(i).size());
-      s.window(i).serialize(&w);
-    }
-    s.all_time.serialize(&w);
-    return w.flush_to(out);
-  });
+void CounterGroup::write(const CounterGroupState& s, ByteWriter* w) {
+  w->put_varint(kWindowCount);
+  for (int i = 0; i < kWindowCount; ++i) {
+    w->put_varint(s.window(i).width());
+    w->put_varint(s.window(i).size());
+    s.window(i).serialize(w);
+  }
+  s.all_time.serialize(w);
 }
 
-taba_status cg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                           size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "CounterGroup state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
-                 version, kStateVersion);
-      return TABA_ERR_VERSION;
+bool CounterGroup::read(ByteReader* r, uint32_t version, CounterGroupState* s, const char** why) {
+  uint64_t windows;
+  if (!r->get_varint(&windows) || windows != kWindowCount) *why = "window count missing or not 4";
+  for (int i = 0; i < kWindowCount && *why == nullptr; ++i) {
+    uint64_t width;
+    uint64_t size;
+    if (!r->get_varint(&width) || !r->get_varint(&size) || width != s->window(i).width() ||
+        size != s->window(i).size()) {
+      *why = "window shape missing or unexpected";
+    } else {
+      s->window(i).deserialize(r, why);
     }
-    auto s = std::make_unique<CounterGroupState>(0);
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    uint64_t windows;
-    if (!r.get_varint(&windows) || windows != kWindowCount) why = "window count missing or not 4";
-    for (int i = 0; i < kWindowCount && why == nullptr; ++i) {
-      uint64_t width;
-      uint64_t size;
-      if (!r.get_varint(&width) || !r.get_varint(&size) || width != s->window(i).width() ||
-          size != s->window(i).size()) {
-        why = "window shape missing or unexpected";
-      } else {
-        s->window(i).deserialize(&r, &why);
-      }
-    }
-    if (why == nullptr) s->all_time.deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why);
-    if (why == nullptr && !r.at_end()) why = "trailing bytes";
-    if (why != nullptr) {
-      set_errorf(err, err_cap, "corrupt CounterGroup state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
+  }
+  if (*why == nullptr) s->all_time.deserialize(r, version == 1 ? 1 : DDSketch::kForm, why);
+  if (*why == nullptr && !r->at_end()) *why = "trailing bytes";
+  return *why == nullptr;
 }
-
-const taba_handler kCounterGroup = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles",
-    cg_new_state,
-    cg_free_state,
-    cg_check_event,
-    cg_fold,
-    cg_merge,
-    cg_render,
-    cg_prunable,
-    cg_serialize,
-    cg_deserialize,
-    cg_fold_many,
-    cg_prefetch,
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kCounterGroup};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin),
-    TABA_ABI_MAJOR,
-    TABA_ABI_MINOR,
-    "counter_group",
-    TABA_VERSION_STRING,
-    1,
-    0,
-    kHandlers,
-    {},
-};
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::CounterGroup>(host);
 }

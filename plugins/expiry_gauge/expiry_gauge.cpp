@@ -36,38 +36,24 @@
 // (deserialize refuses one that is not); version 1, the same layout
 // written by earlier releases, holds values as sent, and deserialize
 // canonicalizes them.
-#include <cinttypes>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 
-#include "common/byte_io.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/latest_values.h"
+#include "common/latest_values_hooks.h"
 #include "common/plugin_support.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
 
-constexpr char kTypeName[] = "ExpiryGauge";
-constexpr uint32_t kStateVersion = 2;
-// The first version whose values are canonical.
-constexpr uint32_t kCanonicalSince = 2;
 // How long after its event an expired entry still hides older values.
 constexpr double kTombstoneSeconds = 48 * 3600;
-
-LatestValues* state_of(taba_state* s) {
-  return reinterpret_cast<LatestValues*>(s);
-}
-const LatestValues* state_of(const taba_state* s) {
-  return reinterpret_cast<const LatestValues*>(s);
-}
 
 // The value's JSON text and the expiry an event carries; false when the
 // payload is not acceptable.
@@ -80,21 +66,20 @@ bool event_value(const taba_event& event, std::string_view* text, double* expiry
   return scalar_text(event.elem0, text);
 }
 
-taba_state* eg_new_state(const char* client, size_t client_len, double) {
-  try {
-    auto s = std::make_unique<LatestValues>(std::string_view(client_len != 0 ? client : "", client_len),
-                                            kTombstoneSeconds, 0.0);
-    return reinterpret_cast<taba_state*>(s.release());
-  } catch (...) {
-    return nullptr;
-  }
-}
+// The handler (common/handler_adapter.h makes its C-ABI table); merge,
+// render, prunable and the serialized form are LatestValuesHooks'.
+struct ExpiryGauge : LatestValuesHooks {
+  static constexpr char kPluginName[] = "expiry_gauge";
+  static constexpr char kTypeName[] = "ExpiryGauge";
+  static constexpr char kDescription[] =
+      "per client, the latest value until the expiry it carries; rendered as clients per value";
 
-void eg_free_state(taba_state* state) {
-  delete state_of(state);
-}
+  static State make(std::string_view client, double) { return LatestValues(client, kTombstoneSeconds, 0.0); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+};
 
-taba_status eg_check_event(const taba_event* event, char* err, size_t err_cap) {
+taba_status ExpiryGauge::check_event(const taba_event* event, char* err, size_t err_cap) {
   std::string_view text;
   double expiry;
   if (event != nullptr && event_value(*event, &text, &expiry)) return TABA_OK;
@@ -103,115 +88,34 @@ taba_status eg_check_event(const taba_event* event, char* err, size_t err_cap) {
   return TABA_ERR_PAYLOAD;
 }
 
-void eg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
-  guard_void([&] {
-    // The batch's latest event (ties: the later in arrival order), whatever
-    // its expiry: one copy per batch.
-    const taba_event* best = nullptr;
-    std::string_view best_text;
-    double best_expiry = 0;
-    for (size_t i = 0; i < n; ++i) {
-      std::string_view text;
-      double expiry;
-      if (!event_value(events[i], &text, &expiry)) continue;
-      if (best == nullptr || events[i].timestamp >= best->timestamp) {
-        best = &events[i];
-        best_text = text;
-        best_expiry = expiry;
-      }
+void ExpiryGauge::fold(LatestValues& s, const taba_event* events, size_t n, double now) {
+  // The batch's latest event (ties: the later in arrival order), whatever
+  // its expiry: one copy per batch.
+  const taba_event* best = nullptr;
+  std::string_view best_text;
+  double best_expiry = 0;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view text;
+    double expiry;
+    if (!event_value(events[i], &text, &expiry)) continue;
+    if (best == nullptr || events[i].timestamp >= best->timestamp) {
+      best = &events[i];
+      best_text = text;
+      best_expiry = expiry;
     }
-    // The host accepts only values canonical_json accepts: a refusal, which
-    // would drop the batch, cannot happen.
-    std::string scratch;
-    std::string_view value;
-    if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
-      LatestValues* s = state_of(state);
-      s->offer(s->client(), value, best->timestamp, best_expiry, now);
-    }
-  });
+  }
+  // The host accepts only values canonical_json accepts: a refusal, which
+  // would drop the batch, cannot happen.
+  std::string scratch;
+  std::string_view value;
+  if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
+    s.offer(s.client(), value, best->timestamp, best_expiry, now);
+  }
 }
-
-// O(entries of `from`) plus, when an entry of `into` is past its retention,
-// one sweep.
-void eg_merge(taba_state* into, const taba_state* from, double now) {
-  guard_void([&] { state_of(into)->merge_from(*state_of(from), now); });
-}
-
-taba_status eg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    return state_of(state)->render_counts(now, out);
-  });
-}
-
-int eg_prunable(const taba_state* state, double now) {
-  return state_of(state)->any_live(now) ? 0 : 1;
-}
-
-taba_status eg_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    ByteWriter w;
-    state_of(state)->write(&w);
-    return w.flush_to(out);
-  });
-}
-
-taba_status eg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                           size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "ExpiryGauge state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
-                 version, kStateVersion);
-      return TABA_ERR_VERSION;
-    }
-    auto s = std::make_unique<LatestValues>("", kTombstoneSeconds, 0.0);
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    if (!s->read(&r, version >= kCanonicalSince, &why)) {
-      set_errorf(err, err_cap, "corrupt ExpiryGauge state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
-}
-
-const taba_handler kExpiryGauge = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "per client, the latest value until the expiry it carries; rendered as clients per value",
-    eg_new_state,
-    eg_free_state,
-    eg_check_event,
-    eg_fold,
-    eg_merge,
-    eg_render,
-    eg_prunable,
-    eg_serialize,
-    eg_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kExpiryGauge};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin),
-    TABA_ABI_MAJOR,
-    TABA_ABI_MINOR,
-    "expiry_gauge",
-    TABA_VERSION_STRING,
-    1,
-    0,
-    kHandlers,
-    {},
-};
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::ExpiryGauge>(host);
 }

@@ -38,36 +38,22 @@
 //
 // The per-client table is common/latest_values.h, shared with ExpiryGauge;
 // Gauge is its special case where every entry expires 48 h after its event.
-#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 
-#include "common/byte_io.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/latest_values.h"
+#include "common/latest_values_hooks.h"
 #include "common/plugin_support.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
 
-constexpr char kTypeName[] = "Gauge";
-constexpr uint32_t kStateVersion = 2;
-// The first version whose values are canonical.
-constexpr uint32_t kCanonicalSince = 2;
 constexpr double kLifetimeSeconds = 48 * 3600;
-
-LatestValues* state_of(taba_state* s) {
-  return reinterpret_cast<LatestValues*>(s);
-}
-const LatestValues* state_of(const taba_state* s) {
-  return reinterpret_cast<const LatestValues*>(s);
-}
 
 // Finds the JSON text of the value an event sets; false when the payload
 // is not acceptable.
@@ -76,21 +62,22 @@ bool gauge_value(const taba_event& event, std::string_view* text) {
   return event.payload.kind == TABA_VALUE_ARRAY && scalar_text(event.elem0, text);
 }
 
-taba_state* g_new_state(const char* client, size_t client_len, double) {
-  try {
-    auto s = std::make_unique<LatestValues>(std::string_view(client_len != 0 ? client : "", client_len),
-                                            kLifetimeSeconds, kLifetimeSeconds);
-    return reinterpret_cast<taba_state*>(s.release());
-  } catch (...) {
-    return nullptr;
+// The handler (common/handler_adapter.h makes its C-ABI table); merge,
+// render, prunable and the serialized form are LatestValuesHooks'.
+struct Gauge : LatestValuesHooks {
+  static constexpr char kPluginName[] = "gauge";
+  static constexpr char kTypeName[] = "Gauge";
+  static constexpr char kDescription[] =
+      "per client, the latest value (expiring after 48 h); rendered as clients per value";
+
+  static State make(std::string_view client, double) {
+    return LatestValues(client, kLifetimeSeconds, kLifetimeSeconds);
   }
-}
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+};
 
-void g_free_state(taba_state* state) {
-  delete state_of(state);
-}
-
-taba_status g_check_event(const taba_event* event, char* err, size_t err_cap) {
+taba_status Gauge::check_event(const taba_event* event, char* err, size_t err_cap) {
   std::string_view text;
   if (event != nullptr && gauge_value(*event, &text)) return TABA_OK;
   set_error(err, err_cap,
@@ -98,103 +85,31 @@ taba_status g_check_event(const taba_event* event, char* err, size_t err_cap) {
   return TABA_ERR_PAYLOAD;
 }
 
-void g_fold(taba_state* state, const taba_event* events, size_t n, double now) {
-  guard_void([&] {
-    // Pick the batch's latest event first: one copy per batch. An expired
-    // one (every older one is expired too) only clears the client's entry.
-    const taba_event* best = nullptr;
-    std::string_view best_text;
-    for (size_t i = 0; i < n; ++i) {
-      std::string_view text;
-      if (!gauge_value(events[i], &text)) continue;
-      if (best == nullptr || events[i].timestamp >= best->timestamp) {
-        best = &events[i];
-        best_text = text;
-      }
+void Gauge::fold(LatestValues& s, const taba_event* events, size_t n, double now) {
+  // Pick the batch's latest event first: one copy per batch. An expired
+  // one (every older one is expired too) only clears the client's entry.
+  const taba_event* best = nullptr;
+  std::string_view best_text;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view text;
+    if (!gauge_value(events[i], &text)) continue;
+    if (best == nullptr || events[i].timestamp >= best->timestamp) {
+      best = &events[i];
+      best_text = text;
     }
-    // The host accepts only values canonical_json accepts: a refusal, which
-    // would drop the batch, cannot happen.
-    std::string scratch;
-    std::string_view value;
-    if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
-      LatestValues* s = state_of(state);
-      s->offer(s->client(), value, best->timestamp, best->timestamp + kLifetimeSeconds, now);
-    }
-  });
+  }
+  // The host accepts only values canonical_json accepts: a refusal, which
+  // would drop the batch, cannot happen.
+  std::string scratch;
+  std::string_view value;
+  if (best != nullptr && canonical_json(best_text, &scratch, &value)) {
+    s.offer(s.client(), value, best->timestamp, best->timestamp + kLifetimeSeconds, now);
+  }
 }
-
-// O(entries of `from`) plus, when an entry of `into` has expired, one sweep.
-void g_merge(taba_state* into, const taba_state* from, double now) {
-  guard_void([&] { state_of(into)->merge_from(*state_of(from), now); });
-}
-
-taba_status g_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    return state_of(state)->render_counts(now, out);
-  });
-}
-
-int g_prunable(const taba_state* state, double now) {
-  return state_of(state)->any_live(now) ? 0 : 1;
-}
-
-taba_status g_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    ByteWriter w;
-    state_of(state)->write(&w);
-    return w.flush_to(out);
-  });
-}
-
-taba_status g_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                          size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "Gauge state version %" PRIu32 " not supported (newest is %" PRIu32 ")",
-                 version, kStateVersion);
-      return TABA_ERR_VERSION;
-    }
-    auto s = std::make_unique<LatestValues>("", kLifetimeSeconds, kLifetimeSeconds);
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    if (!s->read(&r, version >= kCanonicalSince, &why)) {
-      set_errorf(err, err_cap, "corrupt Gauge state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
-}
-
-const taba_handler kGauge = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "per client, the latest value (expiring after 48 h); rendered as clients per value",
-    g_new_state,
-    g_free_state,
-    g_check_event,
-    g_fold,
-    g_merge,
-    g_render,
-    g_prunable,
-    g_serialize,
-    g_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kGauge};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "gauge", TABA_VERSION_STRING, 1, 0, kHandlers, {},
-};
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::Gauge>(host);
 }

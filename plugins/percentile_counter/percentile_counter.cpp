@@ -20,146 +20,65 @@
 //
 // Serialized form, version 2: the DDSketch form 2 (ddsketch.h), nothing
 // else. Version 1 (still read): DDSketch form 1.
-#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <new>
+#include <string_view>
 
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
+#include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
-
-constexpr char kTypeName[] = "PercentileCounter";
-constexpr uint32_t kStateVersion = 2;
 
 struct PercentileCounterState {
   DDSketch sketch;
 };
 
-PercentileCounterState* state_of(taba_state* s) {
-  return reinterpret_cast<PercentileCounterState*>(s);
-}
-const PercentileCounterState* state_of(const taba_state* s) {
-  return reinterpret_cast<const PercentileCounterState*>(s);
-}
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct PercentileCounter {
+  using State = PercentileCounterState;
+  static constexpr char kPluginName[] = "percentile_counter";
+  static constexpr char kTypeName[] = "PercentileCounter";
+  static constexpr char kDescription[] = "all-time percentiles (p25..p99.9), count and total";
+  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
 
-taba_state* pc_new_state(const char*, size_t, double) {
-  return reinterpret_cast<taba_state*>(new (std::nothrow) PercentileCounterState());
-}
-
-void pc_free_state(taba_state* state) {
-  delete state_of(state);
-}
-
-taba_status pc_check_event(const taba_event* event, char* err, size_t err_cap) {
-  return check_number_event(event, kTypeName, err, err_cap);
-}
-
-void pc_fold(taba_state* state, const taba_event* events, size_t n, double) {
-  guard_void([&] {
-    DDSketch& sketch = state_of(state)->sketch;
+  static State make(std::string_view, double) { return PercentileCounterState(); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
+    return check_number_event(event, kTypeName, err, err_cap);
+  }
+  static void fold(State& s, const taba_event* events, size_t n, double) {
     for (size_t i = 0; i < n; ++i) {
       double value;
-      if (event_number(events[i], &value)) sketch.add(value);
+      if (event_number(events[i], &value)) s.sketch.add(value);
     }
-  });
-}
-
-// O(non-empty bins of `from`).
-void pc_merge(taba_state* into, const taba_state* from, double) {
-  guard_void([&] { state_of(into)->sketch.merge(state_of(from)->sketch); });
-}
-
-taba_status pc_render(const taba_state* state, uint32_t format, double, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT) return TABA_ERR_UNSUPPORTED;
+  }
+  // O(non-empty bins of `from`).
+  static void merge(State& into, const State& from, double) { into.sketch.merge(from.sketch); }
+  static taba_status render(const State& s, uint32_t format, double, taba_output* out) {
     TextBuffer text(numbers_for(format));
-    append_percentile_summary(state_of(state)->sketch, &text);
+    append_percentile_summary(s.sketch, &text);
     return text.flush_to(out);
-  });
-}
-
-int pc_prunable(const taba_state* state, double) {
-  return state_of(state)->sketch.count() == 0 ? 1 : 0;
-}
-
-taba_status pc_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    ByteWriter w;
-    state_of(state)->sketch.serialize(&w);
-    return w.flush_to(out);
-  });
-}
-
-taba_status pc_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                           size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap,
-                 "PercentileCounter state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
-      return TABA_ERR_VERSION;
+  }
+  static bool prunable(const State& s, double) { return s.sketch.count() == 0; }
+  static void write(const State& s, ByteWriter* w) { s.sketch.serialize(w); }
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why) {
+    if (!s->sketch.deserialize(r, version == 1 ? 1 : DDSketch::kForm, why)) {
+      if (*why == nullptr) *why = "malformed sketch";
+    } else if (!r->at_end()) {
+      *why = "trailing bytes";
     }
-    auto s = std::make_unique<PercentileCounterState>();
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    if (!s->sketch.deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why)) {
-      if (why == nullptr) why = "malformed sketch";
-    } else if (!r.at_end()) {
-      why = "trailing bytes";
-    }
-    if (why != nullptr) {
-      set_errorf(err, err_cap, "corrupt PercentileCounter state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
-}
-
-const taba_handler kPercentileCounter = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "all-time percentiles (p25..p99.9), count and total",
-    pc_new_state,
-    pc_free_state,
-    pc_check_event,
-    pc_fold,
-    pc_merge,
-    pc_render,
-    pc_prunable,
-    pc_serialize,
-    pc_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kPercentileCounter};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin),
-    TABA_ABI_MAJOR,
-    TABA_ABI_MINOR,
-    "percentile_counter",
-    TABA_VERSION_STRING,
-    1,
-    0,
-    kHandlers,
-    {},
+    return *why == nullptr;
+  }
 };
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::PercentileCounter>(host);
 }

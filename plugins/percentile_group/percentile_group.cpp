@@ -52,24 +52,21 @@
 // the DDSketch form 2 (ddsketch.h). Empty buckets are not stored. Version 1
 // (still read) is the same with DDSketch form 1.
 #include <algorithm>
-#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <new>
+#include <string_view>
 
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
+#include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
 
-constexpr char kTypeName[] = "PercentileGroup";
-constexpr uint32_t kStateVersion = 2;
 constexpr int kWindowCount = 4;
 constexpr const char* kWindowLabels[kWindowCount] = {"1m", "10m", "1h", "1d"};
 constexpr uint32_t kWindowWidths[kWindowCount] = {15, 150, 900, 21600};
@@ -218,50 +215,47 @@ struct PercentileGroupState {
   SketchWindow windows[kWindowCount];
 };
 
-PercentileGroupState* state_of(taba_state* s) {
-  return reinterpret_cast<PercentileGroupState*>(s);
-}
-const PercentileGroupState* state_of(const taba_state* s) {
-  return reinterpret_cast<const PercentileGroupState*>(s);
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct PercentileGroup {
+  using State = PercentileGroupState;
+  static constexpr char kPluginName[] = "percentile_group";
+  static constexpr char kTypeName[] = "PercentileGroup";
+  static constexpr char kDescription[] =
+      "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows";
+  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
+
+  static State make(std::string_view, double now) { return PercentileGroupState(epoch_second(now)); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
+    return check_number_event(event, kTypeName, err, err_cap);
+  }
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+  static void merge(State& dst, const State& src, double now);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
+  static bool prunable(const State& s, double now);
+  static void write(const State& s, ByteWriter* w);
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
+};
+
+void PercentileGroup::fold(PercentileGroupState& s, const taba_event* events, size_t n, double now) {
+  // Windows end at the latest of now and the newest event.
+  int64_t effective_now = epoch_second(now);
+  for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
+  for (SketchWindow& w : s.windows) w.rotate_to(w.bucket_of(effective_now));
+  for (size_t i = 0; i < n; ++i) {
+    double value;
+    if (!event_number(events[i], &value)) continue;
+    const int64_t second = epoch_second(events[i].timestamp);
+    for (SketchWindow& w : s.windows) w.add(second, value);
+  }
 }
 
-taba_state* pg_new_state(const char*, size_t, double now) {
-  return reinterpret_cast<taba_state*>(new (std::nothrow) PercentileGroupState(epoch_second(now)));
-}
-
-void pg_free_state(taba_state* state) {
-  delete state_of(state);
-}
-
-taba_status pg_check_event(const taba_event* event, char* err, size_t err_cap) {
-  return check_number_event(event, kTypeName, err, err_cap);
-}
-
-void pg_fold(taba_state* state, const taba_event* events, size_t n, double now) {
-  guard_void([&] {
-    PercentileGroupState& s = *state_of(state);
-    // Windows end at the latest of now and the newest event.
-    int64_t effective_now = epoch_second(now);
-    for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
-    for (SketchWindow& w : s.windows) w.rotate_to(w.bucket_of(effective_now));
-    for (size_t i = 0; i < n; ++i) {
-      double value;
-      if (!event_number(events[i], &value)) continue;
-      const int64_t second = epoch_second(events[i].timestamp);
-      for (SketchWindow& w : s.windows) w.add(second, value);
-    }
-  });
-}
-
-void pg_merge(taba_state* into, const taba_state* from, double now) {
-  guard_void([&] {
-    PercentileGroupState& dst = *state_of(into);
-    const PercentileGroupState& src = *state_of(from);
-    const int64_t now_second = epoch_second(now);
-    for (int w = 0; w < kWindowCount; ++w) {
-      dst.windows[w].merge_from(src.windows[w], dst.windows[w].bucket_of(now_second));
-    }
-  });
+void PercentileGroup::merge(PercentileGroupState& dst, const PercentileGroupState& src, double now) {
+  const int64_t now_second = epoch_second(now);
+  for (int w = 0; w < kWindowCount; ++w) {
+    dst.windows[w].merge_from(src.windows[w], dst.windows[w].bucket_of(now_second));
+  }
 }
 
 // [p25, p50, p75, p90, p95, p99, p99.9] as number2 (all 0 when empty).
@@ -315,115 +309,54 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
   t->raw("}");
 }
 
-taba_status pg_render(const taba_state* state, uint32_t format, double now, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT &&
-        format != TABA_FORMAT_JSON_DETAILED) {
-      return TABA_ERR_UNSUPPORTED;
-    }
-    TextBuffer text(numbers_for(format));
-    if (format == TABA_FORMAT_JSON_DETAILED) {
-      render_detailed(*state_of(state), epoch_second(now), &text);
-    } else {
-      render_summary(*state_of(state), epoch_second(now), &text);
-    }
-    return text.flush_to(out);
-  });
+taba_status PercentileGroup::render(const PercentileGroupState& s, uint32_t format, double now,
+                                    taba_output* out) {
+  TextBuffer text(numbers_for(format));
+  if (format == TABA_FORMAT_JSON_DETAILED) {
+    render_detailed(s, epoch_second(now), &text);
+  } else {
+    render_summary(s, epoch_second(now), &text);
+  }
+  return text.flush_to(out);
 }
 
-int pg_prunable(const taba_state* state, double now) {
-  const PercentileGroupState& s = *state_of(state);
+bool PercentileGroup::prunable(const PercentileGroupState& s, double now) {
   const int64_t now_second = epoch_second(now);
   for (const SketchWindow& w : s.windows) {
-    if (!w.empty_as_of(w.bucket_of(now_second))) return 0;
+    if (!w.empty_as_of(w.bucket_of(now_second))) return false;
   }
-  return 1;
+  return true;
 }
 
-taba_status pg_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    const PercentileGroupState& s = *state_of(state);
-    ByteWriter w;
-    w.put_varint(kWindowCount);
-    for (const SketchWindow& window : s.windows) {
-      w.put_varint(window.width());
-      w.put_varint(kBuckets);
-      window.serialize(&w);
-    }
-    return w.flush_to(out);
-  });
+void PercentileGroup::write(const PercentileGroupState& s, ByteWriter* w) {
+  w->put_varint(kWindowCount);
+  for (const SketchWindow& window : s.windows) {
+    w->put_varint(window.width());
+    w->put_varint(kBuckets);
+    window.serialize(w);
+  }
 }
 
-taba_status pg_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                           size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap,
-                 "PercentileGroup state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
-      return TABA_ERR_VERSION;
+bool PercentileGroup::read(ByteReader* r, uint32_t version, PercentileGroupState* s, const char** why) {
+  uint64_t windows;
+  if (!r->get_varint(&windows) || windows != kWindowCount) *why = "window count missing or not 4";
+  for (int i = 0; i < kWindowCount && *why == nullptr; ++i) {
+    uint64_t width;
+    uint64_t buckets;
+    if (!r->get_varint(&width) || !r->get_varint(&buckets) || width != kWindowWidths[i] ||
+        buckets != kBuckets) {
+      *why = "window shape missing or unexpected";
+    } else if (!s->windows[i].deserialize(r, version == 1 ? 1 : DDSketch::kForm, why) && *why == nullptr) {
+      *why = "malformed window";
     }
-    auto s = std::make_unique<PercentileGroupState>(0);
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    uint64_t windows;
-    if (!r.get_varint(&windows) || windows != kWindowCount) why = "window count missing or not 4";
-    for (int i = 0; i < kWindowCount && why == nullptr; ++i) {
-      uint64_t width;
-      uint64_t buckets;
-      if (!r.get_varint(&width) || !r.get_varint(&buckets) || width != kWindowWidths[i] ||
-          buckets != kBuckets) {
-        why = "window shape missing or unexpected";
-      } else if (!s->windows[i].deserialize(&r, version == 1 ? 1 : DDSketch::kForm, &why) && why == nullptr) {
-        why = "malformed window";
-      }
-    }
-    if (why == nullptr && !r.at_end()) why = "trailing bytes";
-    if (why != nullptr) {
-      set_errorf(err, err_cap, "corrupt PercentileGroup state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
+  }
+  if (*why == nullptr && !r->at_end()) *why = "trailing bytes";
+  return *why == nullptr;
 }
-
-const taba_handler kPercentileGroup = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows",
-    pg_new_state,
-    pg_free_state,
-    pg_check_event,
-    pg_fold,
-    pg_merge,
-    pg_render,
-    pg_prunable,
-    pg_serialize,
-    pg_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kPercentileGroup};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin),
-    TABA_ABI_MAJOR,
-    TABA_ABI_MINOR,
-    "percentile_group",
-    TABA_VERSION_STRING,
-    1,
-    0,
-    kHandlers,
-    {},
-};
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::PercentileGroup>(host);
 }

@@ -29,7 +29,7 @@
 // 0 to far beyond 10^9 members. Its relative standard error is about
 // 1.04 / sqrt(16384) = 0.81 %: 68 % of estimates lie within 0.81 % of the
 // truth, 99.7 % within 2.4 % (3 standard errors). See the accuracy test in
-// tests/unit/more_plugins_test.cpp.
+// tests/unit/plugin_set_test.cpp.
 //
 // Render, TABA_FORMAT_JSON: {"count": N}, N the exact count (sparse) or the
 // estimate rounded to the nearest integer (dense). No detailed format.
@@ -55,7 +55,6 @@
 // arrives again.
 #include <algorithm>
 #include <bit>
-#include <cinttypes>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -67,18 +66,15 @@
 #include <vector>
 
 #include "common/byte_io.h"
+#include "common/handler_adapter.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
-
-constexpr char kTypeName[] = "Set";
-constexpr uint32_t kStateVersion = 1;
 
 constexpr int kPrecision = 14;                          // index bits
 constexpr size_t kRegisters = size_t{1} << kPrecision;  // m
@@ -128,13 +124,6 @@ struct SetState {
   std::vector<uint64_t> sparse;      // sorted distinct hashes, while !dense
   std::unique_ptr<uint8_t[]> dense;  // kRegisters ranks, once dense
 };
-
-SetState* state_of(taba_state* s) {
-  return reinterpret_cast<SetState*>(s);
-}
-const SetState* state_of(const taba_state* s) {
-  return reinterpret_cast<const SetState*>(s);
-}
 
 void add_dense(uint8_t* regs, uint64_t h) {
   const size_t index = static_cast<size_t>(h >> kRankBits);
@@ -208,115 +197,107 @@ uint64_t count(const SetState& s) {
 // ---------------------------------------------------------------------------
 // Hooks
 
-taba_state* s_new_state(const char*, size_t, double) {
-  try {
-    return reinterpret_cast<taba_state*>(new SetState());
-  } catch (...) {
-    return nullptr;
-  }
-}
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct Set {
+  using State = SetState;
+  static constexpr char kPluginName[] = "set";
+  static constexpr char kTypeName[] = "Set";
+  static constexpr char kDescription[] =
+      "the number of distinct members (HyperLogLog, exact up to 512, then about 0.81 % standard error)";
+  static constexpr uint32_t kStateVersion = 1;
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
 
-void s_free_state(taba_state* state) {
-  delete state_of(state);
-}
+  static State make(std::string_view, double) { return SetState(); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+  static void merge(State& dst, const State& src, double now);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
+  static bool prunable(const State& s, double now);
+  static void write(const State& s, ByteWriter* w);
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
+};
 
-taba_status s_check_event(const taba_event* event, char* err, size_t err_cap) {
+taba_status Set::check_event(const taba_event* event, char* err, size_t err_cap) {
   std::string_view text;
   if (event != nullptr && scalar_text(event->payload, &text)) return TABA_OK;
   set_error(err, err_cap, "Set payload must be a JSON scalar (a string, number, true, false or null)");
   return TABA_ERR_PAYLOAD;
 }
 
-void s_fold(taba_state* state, const taba_event* events, size_t n, double) {
-  guard_void([&] {
-    SetState* s = state_of(state);
-    if (!s->dense) s->sparse.reserve(s->sparse.size() + std::min(n, 2 * kSparseMax));
-    std::string scratch;
-    for (size_t i = 0; i < n; ++i) {
-      std::string_view text;
-      std::string_view member;
-      // The host accepts only values canonical_json accepts: the second
-      // test cannot drop an event.
-      if (!scalar_text(events[i].payload, &text) || !canonical_json(text, &scratch, &member)) continue;
-      const uint64_t h = member_hash(member);
-      if (s->dense) {
-        add_dense(s->dense.get(), h);
-        continue;
-      }
-      s->sparse.push_back(h);
-      if (s->sparse.size() >= 2 * kSparseMax) normalize(s);
-    }
-    if (!s->dense) normalize(s);
-  });
-}
-
-void s_merge(taba_state* into, const taba_state* from, double) {
-  guard_void([&] {
-    SetState* dst = state_of(into);
-    const SetState& src = *state_of(from);
-    if (dst == &src) return;  // a union with itself changes nothing
-    if (src.dense) {
-      if (!dst->dense) densify(dst);
-      uint8_t* d = dst->dense.get();
-      const uint8_t* f = src.dense.get();
-      for (size_t i = 0; i < kRegisters; ++i) d[i] = std::max(d[i], f[i]);
-    } else if (dst->dense) {
-      for (const uint64_t h : src.sparse) add_dense(dst->dense.get(), h);
-    } else if (src.sparse.size() <= 16) {
-      // A small delta: insert in place.
-      for (const uint64_t h : src.sparse) {
-        const auto it = std::lower_bound(dst->sparse.begin(), dst->sparse.end(), h);
-        if (it == dst->sparse.end() || *it != h) dst->sparse.insert(it, h);
-      }
-      if (dst->sparse.size() > kSparseMax) densify(dst);
-    } else {
-      std::vector<uint64_t> merged;
-      merged.reserve(dst->sparse.size() + src.sparse.size());
-      std::set_union(dst->sparse.begin(), dst->sparse.end(), src.sparse.begin(), src.sparse.end(),
-                     std::back_inserter(merged));
-      dst->sparse.swap(merged);
-      if (dst->sparse.size() > kSparseMax) densify(dst);
-    }
-  });
-}
-
-taba_status s_render(const taba_state* state, uint32_t format, double, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON) return TABA_ERR_UNSUPPORTED;
-    TextBuffer text;
-    text.raw("{\"count\": ").u64(count(*state_of(state))).raw("}");
-    return text.flush_to(out);
-  });
-}
-
-int s_prunable(const taba_state* state, double) {
-  const SetState& s = *state_of(state);
-  if (!s.dense) return s.sparse.empty() ? 1 : 0;
-  const uint8_t* regs = s.dense.get();
-  return std::all_of(regs, regs + kRegisters, [](uint8_t r) { return r == 0; }) ? 1 : 0;
-}
-
-taba_status s_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    const SetState& s = *state_of(state);
-    ByteWriter w;
+void Set::fold(SetState& s, const taba_event* events, size_t n, double) {
+  if (!s.dense) s.sparse.reserve(s.sparse.size() + std::min(n, 2 * kSparseMax));
+  std::string scratch;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view text;
+    std::string_view member;
+    // The host accepts only values canonical_json accepts: the second
+    // test cannot drop an event.
+    if (!scalar_text(events[i].payload, &text) || !canonical_json(text, &scratch, &member)) continue;
+    const uint64_t h = member_hash(member);
     if (s.dense) {
-      w.put_varint(kFormDense);
-      w.put_bytes(std::string_view(reinterpret_cast<const char*>(s.dense.get()), kRegisters));
-    } else {
-      w.put_varint(kFormSparse);
-      w.put_varint(s.sparse.size());
-      uint64_t previous = 0;
-      for (size_t i = 0; i < s.sparse.size(); ++i) {
-        w.put_varint(i == 0 ? s.sparse[i] : s.sparse[i] - previous);
-        previous = s.sparse[i];
-      }
+      add_dense(s.dense.get(), h);
+      continue;
     }
-    return w.flush_to(out);
-  });
+    s.sparse.push_back(h);
+    if (s.sparse.size() >= 2 * kSparseMax) normalize(&s);
+  }
+  if (!s.dense) normalize(&s);
 }
 
-bool read_state(ByteReader* r, SetState* s, const char** why) {
+void Set::merge(SetState& dst, const SetState& src, double) {
+  if (&dst == &src) return;  // a union with itself changes nothing
+  if (src.dense) {
+    if (!dst.dense) densify(&dst);
+    uint8_t* d = dst.dense.get();
+    const uint8_t* f = src.dense.get();
+    for (size_t i = 0; i < kRegisters; ++i) d[i] = std::max(d[i], f[i]);
+  } else if (dst.dense) {
+    for (const uint64_t h : src.sparse) add_dense(dst.dense.get(), h);
+  } else if (src.sparse.size() <= 16) {
+    // A small delta: insert in place.
+    for (const uint64_t h : src.sparse) {
+      const auto it = std::lower_bound(dst.sparse.begin(), dst.sparse.end(), h);
+      if (it == dst.sparse.end() || *it != h) dst.sparse.insert(it, h);
+    }
+    if (dst.sparse.size() > kSparseMax) densify(&dst);
+  } else {
+    std::vector<uint64_t> merged;
+    merged.reserve(dst.sparse.size() + src.sparse.size());
+    std::set_union(dst.sparse.begin(), dst.sparse.end(), src.sparse.begin(), src.sparse.end(),
+                   std::back_inserter(merged));
+    dst.sparse.swap(merged);
+    if (dst.sparse.size() > kSparseMax) densify(&dst);
+  }
+}
+
+taba_status Set::render(const SetState& s, uint32_t, double, taba_output* out) {
+  TextBuffer text;
+  text.raw("{\"count\": ").u64(count(s)).raw("}");
+  return text.flush_to(out);
+}
+
+bool Set::prunable(const SetState& s, double) {
+  if (!s.dense) return s.sparse.empty();
+  const uint8_t* regs = s.dense.get();
+  return std::all_of(regs, regs + kRegisters, [](uint8_t r) { return r == 0; });
+}
+
+void Set::write(const SetState& s, ByteWriter* w) {
+  if (s.dense) {
+    w->put_varint(kFormDense);
+    w->put_bytes(std::string_view(reinterpret_cast<const char*>(s.dense.get()), kRegisters));
+  } else {
+    w->put_varint(kFormSparse);
+    w->put_varint(s.sparse.size());
+    uint64_t previous = 0;
+    for (size_t i = 0; i < s.sparse.size(); ++i) {
+      w->put_varint(i == 0 ? s.sparse[i] : s.sparse[i] - previous);
+      previous = s.sparse[i];
+    }
+  }
+}
+
+bool Set::read(ByteReader* r, uint32_t, SetState* s, const char** why) {
   uint64_t form;
   if (!r->get_varint_max(kFormDense, &form)) {
     *why = "missing or unknown form byte";
@@ -365,54 +346,9 @@ bool read_state(ByteReader* r, SetState* s, const char** why) {
   return true;
 }
 
-taba_status s_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                          size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap, "Set state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
-      return TABA_ERR_VERSION;
-    }
-    auto s = std::make_unique<SetState>();
-    ByteReader r(data, len);
-    const char* why = nullptr;
-    if (!read_state(&r, s.get(), &why)) {
-      set_errorf(err, err_cap, "corrupt Set state: %s", why);
-      return TABA_ERR_CORRUPT;
-    }
-    *out = reinterpret_cast<taba_state*>(s.release());
-    return TABA_OK;
-  });
-}
-
-const taba_handler kSet = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "the number of distinct members (HyperLogLog, exact up to 512, then about 0.81 % standard error)",
-    s_new_state,
-    s_free_state,
-    s_check_event,
-    s_fold,
-    s_merge,
-    s_render,
-    s_prunable,
-    s_serialize,
-    s_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kSet};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin), TABA_ABI_MAJOR, TABA_ABI_MINOR, "set", TABA_VERSION_STRING, 1, 0, kHandlers, {},
-};
-
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::Set>(host);
 }

@@ -12,49 +12,46 @@
 //
 // Serialized form, version 1: varint count, then the total as an IEEE-754
 // double (8 bytes, little-endian).
-#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
-#include <new>
+#include <string_view>
 
 #include "common/byte_io.h"
+#include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
-#include "taba/version.h"
 
 namespace taba::builtin {
 namespace {
-
-constexpr char kTypeName[] = "TotalsCounter";
-constexpr uint32_t kStateVersion = 1;
 
 struct TotalsState {
   uint64_t count = 0;  // events folded
   double total = 0.0;  // sum of their values
 };
 
-TotalsState* state_of(taba_state* s) {
-  return reinterpret_cast<TotalsState*>(s);
-}
-const TotalsState* state_of(const taba_state* s) {
-  return reinterpret_cast<const TotalsState*>(s);
-}
+// The handler (common/handler_adapter.h makes its C-ABI table).
+struct TotalsCounter {
+  using State = TotalsState;
+  static constexpr char kPluginName[] = "totals_counter";
+  static constexpr char kTypeName[] = "TotalsCounter";
+  static constexpr char kDescription[] = "all-time count, total and average";
+  static constexpr uint32_t kStateVersion = 1;
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
 
-taba_state* tc_new_state(const char*, size_t, double) {
-  return reinterpret_cast<taba_state*>(new (std::nothrow) TotalsState());
-}
+  static State make(std::string_view, double) { return TotalsState(); }
+  static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
+    return check_number_event(event, kTypeName, err, err_cap);
+  }
+  static void fold(State& s, const taba_event* events, size_t n, double now);
+  static void merge(State& dst, const State& src, double now);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
+  static bool prunable(const State& s, double) { return s.count == 0; }
+  static void write(const State& s, ByteWriter* w);
+  static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
+};
 
-void tc_free_state(taba_state* state) {
-  delete state_of(state);
-}
-
-taba_status tc_check_event(const taba_event* event, char* err, size_t err_cap) {
-  return check_number_event(event, kTypeName, err, err_cap);
-}
-
-void tc_fold(taba_state* state, const taba_event* events, size_t n, double) {
-  TotalsState& s = *state_of(state);
+void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, double) {
   for (size_t i = 0; i < n; ++i) {
     double value;
     if (!event_number(events[i], &value)) continue;
@@ -63,95 +60,35 @@ void tc_fold(taba_state* state, const taba_event* events, size_t n, double) {
   }
 }
 
-void tc_merge(taba_state* into, const taba_state* from, double) {
-  TotalsState& dst = *state_of(into);
-  const TotalsState& src = *state_of(from);
+void TotalsCounter::merge(TotalsState& dst, const TotalsState& src, double) {
   dst.count = add_saturating(dst.count, src.count);
   dst.total += src.total;
 }
 
-taba_status tc_render(const taba_state* state, uint32_t format, double, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    if (format != TABA_FORMAT_JSON && format != TABA_FORMAT_JSON_EXACT) return TABA_ERR_UNSUPPORTED;
-    const TotalsState& s = *state_of(state);
-    const double average = s.count == 0 ? 0.0 : s.total / static_cast<double>(s.count);
-    TextBuffer text(numbers_for(format));
-    text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").number2(s.total);
-    text.raw(", \"average\": ").number2(average).raw("}");
-    return text.flush_to(out);
-  });
+taba_status TotalsCounter::render(const TotalsState& s, uint32_t format, double, taba_output* out) {
+  const double average = s.count == 0 ? 0.0 : s.total / static_cast<double>(s.count);
+  TextBuffer text(numbers_for(format));
+  text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").number2(s.total);
+  text.raw(", \"average\": ").number2(average).raw("}");
+  return text.flush_to(out);
 }
 
-int tc_prunable(const taba_state* state, double) {
-  return state_of(state)->count == 0 ? 1 : 0;
+void TotalsCounter::write(const TotalsState& s, ByteWriter* w) {
+  w->put_varint(s.count);
+  w->put_double(s.total);
 }
 
-taba_status tc_serialize(const taba_state* state, taba_output* out) {
-  return guard_status(nullptr, 0, [&] {
-    ByteWriter w;
-    w.put_varint(state_of(state)->count);
-    w.put_double(state_of(state)->total);
-    return w.flush_to(out);
-  });
+bool TotalsCounter::read(ByteReader* r, uint32_t, TotalsState* s, const char** why) {
+  if (!r->get_varint(&s->count) || !r->get_double(&s->total) || !r->at_end()) {
+    *why = "expected a varint count and an 8-byte total";
+    return false;
+  }
+  return true;
 }
-
-taba_status tc_deserialize(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
-                           size_t err_cap) {
-  return guard_status(err, err_cap, [&] {
-    if (version == 0 || version > kStateVersion) {
-      set_errorf(err, err_cap,
-                 "TotalsCounter state version %" PRIu32 " not supported (newest is %" PRIu32 ")", version,
-                 kStateVersion);
-      return TABA_ERR_VERSION;
-    }
-    ByteReader r(data, len);
-    TotalsState parsed;
-    if (!r.get_varint(&parsed.count) || !r.get_double(&parsed.total) || !r.at_end()) {
-      set_error(err, err_cap, "corrupt TotalsCounter state: expected a varint count and an 8-byte total");
-      return TABA_ERR_CORRUPT;
-    }
-    auto* s = new TotalsState(parsed);
-    *out = reinterpret_cast<taba_state*>(s);
-    return TABA_OK;
-  });
-}
-
-const taba_handler kTotalsCounter = {
-    sizeof(taba_handler),
-    kStateVersion,
-    kTypeName,
-    "all-time count, total and average",
-    tc_new_state,
-    tc_free_state,
-    tc_check_event,
-    tc_fold,
-    tc_merge,
-    tc_render,
-    tc_prunable,
-    tc_serialize,
-    tc_deserialize,
-    nullptr,  // fold_many
-    nullptr,  // prefetch
-    {},
-};
-
-const taba_handler* const kHandlers[] = {&kTotalsCounter};
-
-const taba_plugin kPlugin = {
-    sizeof(taba_plugin),
-    TABA_ABI_MAJOR,
-    TABA_ABI_MINOR,
-    "totals_counter",
-    TABA_VERSION_STRING,
-    1,
-    0,
-    kHandlers,
-    {},
-};
 
 }  // namespace
 }  // namespace taba::builtin
 
 extern "C" const taba_plugin* taba_plugin_entry(const taba_host* host) {
-  return taba::builtin::host_compatible(host) ? &taba::builtin::kPlugin : nullptr;
+  return taba::builtin::plugin_entry<taba::builtin::TotalsCounter>(host);
 }

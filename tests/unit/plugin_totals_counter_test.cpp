@@ -1,0 +1,68 @@
+// The built-in TotalsCounter plugin, loaded from its built .so file and
+// used only through the C ABI (include/taba/handler.h), as tabad uses it:
+// renders, merge, serialization round trips and check_event.
+#include <catch2/catch.hpp>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plugin_test_helpers.h"
+#include "taba/handler.h"
+
+using namespace taba::test_support;
+
+namespace {
+
+constexpr double kT0 = 1400000400;
+
+}  // namespace
+
+TEST_CASE("TotalsCounter: renders, no integer truncation, merge", "[plugins][totals_counter]") {
+  const taba_handler& h = totals_counter();
+  State empty(h, kT0);
+  CHECK(empty.render(kT0) == R"({"count": 0, "total": 0.00, "average": 0.00})");
+  CHECK(empty.prunable(kT0));
+  State a(h, kT0, "a");
+  a.fold(Events().number(kT0, 2.9).array(kT0, TABA_VALUE_NUMBER, "1.36", 1.36), kT0);
+  CHECK(a.render(kT0) == R"({"count": 2, "total": 4.26, "average": 2.13})");
+  CHECK_FALSE(a.prunable(kT0 + 1e9));  // all-time: never expires
+  State client(h, kT0, "b");
+  State aggregate(h, kT0);
+  ingest(h, &client, &aggregate, "b", Events().number(kT0, -1).number(kT0, 0.5), kT0);
+  ingest(h, &client, &aggregate, "b", Events().number(kT0, 10), kT0 + 5);
+  CHECK(client.render(kT0) == R"({"count": 3, "total": 9.50, "average": 3.17})");
+  aggregate.merge(a, kT0);
+  CHECK(aggregate.render(kT0) == R"({"count": 5, "total": 13.76, "average": 2.75})");
+  taba_status st;
+  a.render(kT0, TABA_FORMAT_JSON_DETAILED, &st);
+  CHECK(st == TABA_ERR_UNSUPPORTED);
+  // Text keeps Taba's two decimals; the exact form every digit.
+  State small(h, kT0, "s");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  CHECK(small.render(kT0) == R"({"count": 3, "total": 0.00, "average": 0.00})");
+  CHECK(small.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 3, "total": 0.003, "average": 0.001})");
+  CHECK(aggregate.render(kT0, TABA_FORMAT_JSON_EXACT) == R"({"count": 5, "total": 13.76, "average": 2.752})");
+  check_round_trip_all_formats(h, aggregate, {kT0});
+  check_round_trip_all_formats(h, empty, {kT0});
+}
+
+TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
+  const taba_handler& h = totals_counter();
+  Events ev;
+  ev.number(kT0, 3)
+      .array(kT0, TABA_VALUE_NUMBER, "3", 3)
+      .value(kT0, TABA_VALUE_STRING, "\"3\"")
+      .array(kT0, TABA_VALUE_NONE, "")
+      .number(kT0, std::numeric_limits<double>::infinity(), "1e400");
+  const std::vector<taba_status> expected = {TABA_OK, TABA_OK, TABA_ERR_PAYLOAD, TABA_ERR_PAYLOAD,
+                                             TABA_ERR_PAYLOAD};
+  for (size_t i = 0; i < ev.size(); ++i) {
+    taba_status st;
+    const std::string err = check_error(h, ev[i], &st);
+    CHECK(st == expected[i]);
+    if (st != TABA_OK) CHECK(err.rfind("TotalsCounter payload must be", 0) == 0);
+  }
+  std::unique_ptr<State> ignored;
+  CHECK(deserialize(h, std::string("\x01\x00", 2), 1, &ignored) == TABA_ERR_CORRUPT);
+}
