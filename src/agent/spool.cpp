@@ -1,6 +1,9 @@
+// The agent's spool: recovery on open, and the writer thread with group
+// commit that fills and seals segments. The record framing and the segment
+// files are the shared record log (core/record_log); completions reach the
+// loop through core/completion_queue.
 #include "agent/spool.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,15 +18,17 @@
 #include <random>
 #include <thread>
 
+#include "core/completion_queue.h"
 #include "core/file_io.h"
 #include "core/log.h"
+#include "core/record_log.h"
 
 namespace taba::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Done = std::function<void(const Status&)>;
-using fileio::checksum;
+using Done = CompletionQueue::Done;
+using Completion = CompletionQueue::Completion;
 using fileio::get_u32;
 using fileio::io_error;
 using fileio::put_u32;
@@ -32,33 +37,15 @@ constexpr char kMagic[] = "TABASPL1";
 constexpr size_t kMagicBytes = 8;
 constexpr size_t kBatchIdBytes = 32;
 constexpr size_t kHeaderBytes = kMagicBytes + kBatchIdBytes;
-constexpr size_t kRecordHeaderBytes = 8;  // u32 length | u32 crc32
-constexpr uint64_t kMaxRecordBytes = 1ull << 30;
+constexpr size_t kRecordHeaderBytes = recordlog::kHeaderBytes;
+constexpr uint64_t kMaxRecordBytes = recordlog::kMaxPayloadBytes;
 constexpr auto kEverySec = std::chrono::seconds(1);
 
-std::string segment_name(uint64_t number, bool sealed) {
-  return fmt::format("seg-{:020}.{}", number, sealed ? "batch" : "open");
-}
+constexpr recordlog::SegmentName kOpenName{"seg-", ".open"};
+constexpr recordlog::SegmentName kSealedName{"seg-", ".batch"};
 
-// "seg-<digits>.open" / ".batch" -> number and whether it is sealed.
-bool parse_segment_name(std::string_view name, uint64_t* number, bool* sealed) {
-  if (name.size() != 4 + 20 + 5 && name.size() != 4 + 20 + 6) return false;
-  if (name.substr(0, 4) != "seg-") return false;
-  std::string_view ext = name.substr(24);
-  if (ext == ".open") {
-    *sealed = false;
-  } else if (ext == ".batch") {
-    *sealed = true;
-  } else {
-    return false;
-  }
-  uint64_t n = 0;
-  for (char c : name.substr(4, 20)) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *number = n;
-  return true;
+std::string segment_name(uint64_t number, bool sealed) {
+  return (sealed ? kSealedName : kOpenName).format(number);
 }
 
 bool is_hex_id(std::string_view id) {
@@ -80,44 +67,34 @@ struct ScanResult {
 template <class OnRecord>
 ScanResult scan_records(std::string_view bytes, OnRecord&& on_record) {
   ScanResult r;
-  size_t pos = kHeaderBytes;
-  while (pos < bytes.size()) {
-    if (bytes.size() - pos < kRecordHeaderBytes) {
-      r.torn = true;
-      break;
-    }
-    uint32_t len = get_u32(bytes.data() + pos);
-    uint32_t crc = get_u32(bytes.data() + pos + 4);
-    if (len > kMaxRecordBytes || bytes.size() - pos - kRecordHeaderBytes < len) {
-      r.torn = true;
-      break;
-    }
-    std::string_view payload = bytes.substr(pos + kRecordHeaderBytes, len);
-    pos += kRecordHeaderBytes + len;
-    if (checksum(payload) != crc) {
-      if (pos == bytes.size()) {
+  recordlog::Reader reader(bytes, kHeaderBytes, recordlog::Reader::Empty::kValid);
+  std::string_view payload;
+  for (;;) {
+    recordlog::ReadResult read = reader.next(&payload);
+    if (read == recordlog::ReadResult::kEnd) break;
+    if (read == recordlog::ReadResult::kBadChecksum) {
+      if (reader.at_end()) {
         r.torn = true;  // a last record half written
         break;
       }
       ++r.corrupt;
-      r.good_end = pos;
+      r.good_end = reader.offset();
       continue;
     }
+    if (read != recordlog::ReadResult::kRecord) {
+      r.torn = true;
+      break;
+    }
     on_record(payload);
-    r.good_end = pos;
+    r.good_end = reader.offset();
   }
   return r;
 }
 
 struct Item {
-  std::string frame;  // record header + payload
+  std::string payload;  // framed by the writer thread
   uint64_t events = 0;
   Done done;
-};
-
-struct Completion {
-  Done done;
-  Status status;
 };
 
 std::string random_batch_id() {
@@ -212,10 +189,7 @@ struct Spool::Impl {
   bool dirty = false;
   uint64_t next_number = 1;
 
-  // Completions for the loop thread.
-  std::mutex done_mu;
-  std::vector<Completion> completed;
-  uv_async_t* async = nullptr;
+  CompletionQueue completions;  // finished appends waiting for the loop thread
   bool started = false;
   bool closed = false;
 
@@ -225,17 +199,11 @@ struct Spool::Impl {
     std::error_code ec;
     std::filesystem::create_directories(options.dir, ec);
     if (ec) return Status::IoError(fmt::format("cannot create the spool directory {}: {}", options.dir, ec.message()));
-    DIR* d = opendir(options.dir.c_str());
-    if (!d) return io_error("cannot list", options.dir, errno);
-    std::vector<std::pair<uint64_t, bool>> found;
-    while (dirent* e = readdir(d)) {
-      uint64_t n;
-      bool is_sealed;
-      if (parse_segment_name(e->d_name, &n, &is_sealed)) found.emplace_back(n, is_sealed);
-    }
-    closedir(d);
-    std::sort(found.begin(), found.end());
-    for (auto [n, is_sealed] : found) {
+    auto found = recordlog::list_segments(options.dir, {kOpenName, kSealedName});
+    if (!found.ok()) return found.status();
+    for (const recordlog::ListedSegment& listed : found.value()) {
+      const uint64_t n = listed.number;
+      const bool is_sealed = listed.kind == 1;
       next_number = std::max(next_number, n + 1);
       std::string p = path(segment_name(n, is_sealed));
       std::string data;
@@ -297,19 +265,11 @@ struct Spool::Impl {
   Status create_segment() {
     open_number = next_number++;
     open_batch_id = random_batch_id();
-    std::string p = path(segment_name(open_number, false));
-    fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return io_error("cannot create", p, errno);
     std::string header(kMagic, kMagicBytes);
     header += open_batch_id;
-    std::vector<iovec> iov{{header.data(), header.size()}};
-    int err = fileio::pwrite_all(fd, iov, 0);
-    if (err != 0) {
-      ::close(fd);
-      fd = -1;
-      ::unlink(p.c_str());
-      return io_error("cannot write", p, err);
-    }
+    recordlog::CreatedSegment made = recordlog::create_segment(path(segment_name(open_number, false)), header);
+    if (made.fd < 0) return made.status;
+    fd = made.fd;
     if (options.fsync_always) fileio::sync_dir(options.dir);  // the new file's entry, before records in it are acknowledged
     open_size = kHeaderBytes;
     open_events = 0;
@@ -371,13 +331,13 @@ struct Spool::Impl {
     if (fd < 0) s = create_segment();
     uint64_t group_bytes = 0, group_events = 0;
     if (s.ok()) {
-      std::vector<iovec> iov;
-      iov.reserve(items.size());
-      for (Item& it : items) {
-        iov.push_back({it.frame.data(), it.frame.size()});
-        group_bytes += it.frame.size();
+      recordlog::WriteGroup group;
+      for (const Item& it : items) {
+        group.add(it.payload);
         group_events += it.events;
       }
+      group_bytes = group.bytes();
+      std::vector<iovec> iov = group.iovecs();
       int err = fileio::pwrite_all(fd, iov, static_cast<off_t>(open_size));
       if (err == 0 && options.fsync_always) {
         err = fileio::sync_data(fd);
@@ -406,12 +366,12 @@ struct Spool::Impl {
       bytes -= group_bytes == 0 ? queued_bytes_of(items) : group_bytes;
     }
     for (Item& it : items) out.push_back({std::move(it.done), s});
-    deliver(std::move(out));
+    completions.post(&out);
   }
 
   static uint64_t queued_bytes_of(const std::vector<Item>& items) {
     uint64_t n = 0;
-    for (const Item& it : items) n += it.frame.size();
+    for (const Item& it : items) n += kRecordHeaderBytes + it.payload.size();
     return n;
   }
 
@@ -434,7 +394,7 @@ struct Spool::Impl {
       std::vector<Item> items;
       uint64_t take = 0;
       while (!queue.empty() && take < (8u << 20)) {
-        take += queue.front().frame.size();
+        take += kRecordHeaderBytes + queue.front().payload.size();
         items.push_back(std::move(queue.front()));
         queue.pop_front();
       }
@@ -464,27 +424,6 @@ struct Spool::Impl {
     seal();
   }
 
-  // --- completions ---
-
-  void deliver(std::vector<Completion> out) {
-    {
-      std::lock_guard<std::mutex> lock(done_mu);
-      for (Completion& c : out) completed.push_back(std::move(c));
-    }
-    uv_async_send(async);
-  }
-
-  void run_completions() {
-    std::vector<Completion> run;
-    {
-      std::lock_guard<std::mutex> lock(done_mu);
-      run.swap(completed);
-    }
-    for (Completion& c : run) {
-      if (c.done) c.done(c.status);
-    }
-  }
-
   void close() {
     if (closed) return;
     closed = true;
@@ -496,12 +435,7 @@ struct Spool::Impl {
       wake.notify_all();
       if (writer.joinable()) writer.join();
     }
-    if (async) {
-      run_completions();
-      async->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(async), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-      async = nullptr;
-    }
+    completions.close();  // last: a completion may destroy the spool
   }
 };
 
@@ -518,16 +452,8 @@ Result<std::unique_ptr<Spool>> Spool::open(uv_loop_t* loop, SpoolOptions options
   std::vector<Segment> sealed;
   Status s = m->recover(on_recovered_id, &sealed);
   if (!s.ok()) return s;
-  m->async = new uv_async_t;
-  int rc = uv_async_init(loop, m->async, [](uv_async_t* h) {
-    if (auto* impl = static_cast<Impl*>(h->data)) impl->run_completions();
-  });
-  if (rc != 0) {
-    delete m->async;
-    m->async = nullptr;
-    return Status::Internal(fmt::format("uv_async_init: {}", uv_strerror(rc)));
-  }
-  m->async->data = m;
+  s = m->completions.start(loop);
+  if (!s.ok()) return s;
   m->last_sync = Clock::now();
   for (Segment& seg : sealed) m->on_sealed(std::move(seg));
   m->started = true;
@@ -548,10 +474,7 @@ Status Spool::append(std::string payload, uint64_t events, std::function<void(co
         fmt::format("the spool is full ({} of {} bytes); retry later", before, m->options.max_bytes));
   }
   Item it;
-  it.frame.resize(kRecordHeaderBytes);
-  put_u32(it.frame.data(), static_cast<uint32_t>(payload.size()));
-  put_u32(it.frame.data() + 4, checksum(payload));
-  it.frame.append(payload);
+  it.payload = std::move(payload);
   it.events = events;
   it.done = std::move(done);
   m->bytes += frame_bytes;

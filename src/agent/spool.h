@@ -12,8 +12,8 @@
 //   seg-<20 digits>.open    the segment being written (at most one)
 //   seg-<20 digits>.batch   sealed segments, waiting to be forwarded
 // A segment is: magic "TABASPL1" | 32 hex characters: batch id | records.
-// A record is: u32 length (LE) | u32 crc32 of payload (LE) | payload, and a
-// payload is: u16 id length | client Taba-Batch-Id | u32 events | batch
+// A record is: u32 length (LE) | u32 crc32 of payload (LE) | payload (the
+// shared record log, core/record_log), and a payload is: u16 id length | client Taba-Batch-Id | u32 events | batch
 // (protocol/batch.h).
 //
 // Recovery: a .open segment left by a crash is scanned; a torn or corrupt

@@ -10,11 +10,13 @@
 // Files under the directory:
 //   wal-<20-digit segment number>.log   records, in order
 //   snapshot                            the latest snapshot (atomically replaced)
-// A record on disk is: u32 length (LE) | u32 crc32 of payload (LE) | payload.
+// A record on disk is: u32 length (LE) | u32 crc32 of payload (LE) | payload
+// (the shared record log, core/record_log).
 // A segment starts with an 8-byte magic "TABAWAL1".
 // A snapshot file is: magic "TABASNP1" | u64 covered segment (LE) |
 // u64 payload length | u32 crc32 | payload. It reflects every record of every
 // segment <= covered segment; recovery replays only later segments.
+// The code: wal.cpp (the writer), wal_recovery (open), snapshot_file.
 #pragma once
 
 #include <uv.h>
