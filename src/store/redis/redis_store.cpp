@@ -11,8 +11,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "protocol/batch.h"
+#include "redis/reply.h"
 #include "store/redis/applier.h"
-#include "store/redis/reply.h"
 
 namespace taba::store {
 namespace {

@@ -20,8 +20,10 @@
 
 #include "core/config.h"
 #include "core/latency.h"
+#include "redis/connection.h"
+#include "redis/sentinels.h"
+#include "redis/shard.h"
 #include "store/redis/layout.h"
-#include "store/redis/redis_client.h"
 #include "store/store.h"
 
 namespace taba::store {
