@@ -126,19 +126,6 @@ void RedisStore::delete_names(const query::Matcher& names, ReportCallback done) 
   });
 }
 
-// Reads every name of every shard with its states (atomically per name)
-// and calls `visit` for each; then `done`.
-namespace {
-struct NameSnapshot {
-  std::string name;
-  std::string type;
-  size_t shard = 0;
-  std::vector<std::pair<std::string, std::string>> states;  // client, blob
-  std::string aggregate;
-  bool has_aggregate = false;
-};
-}  // namespace
-
 void RedisStore::gc(ReportCallback done) {
   auto alive = alive_;
   query::Matcher all;
