@@ -1,6 +1,6 @@
-// Tests for store/redis/redis_client: real redis-server / redis-sentinel
-// processes on free loopback ports (started and reaped here), driven by a uv
-// loop that every wait bounds with a deadline.
+// Tests for the Redis layer (src/redis/: connection, sentinels, shard): real
+// redis-server / redis-sentinel processes on free loopback ports (started and
+// reaped here), driven by a uv loop that every wait bounds with a deadline.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -25,7 +25,9 @@
 #include <thread>
 #include <vector>
 
-#include "store/redis/redis_client.h"
+#include "redis/connection.h"
+#include "redis/sentinels.h"
+#include "redis/shard.h"
 
 namespace {
 

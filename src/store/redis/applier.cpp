@@ -11,7 +11,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "store/redis/reply.h"
+#include "redis/reply.h"
 
 namespace taba::store {
 namespace {

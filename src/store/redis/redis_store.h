@@ -10,6 +10,9 @@
 // and XDEL, all in one MULTI/EXEC guarded by WATCH: exactly once.
 // Every role: queries fetch only the keys they need; admin routes act on
 // the shards; a heartbeat registers the server on every shard.
+// One class over several files, one concept each: redis_store.cpp (open,
+// close, metrics), redis_submit.cpp, redis_fetch.cpp, redis_admin.cpp,
+// redis_heartbeat.cpp; the generic client it talks through is src/redis/.
 #pragma once
 
 #include <uv.h>
@@ -20,8 +23,10 @@
 
 #include "core/config.h"
 #include "core/latency.h"
+#include "redis/connection.h"
+#include "redis/sentinels.h"
+#include "redis/shard.h"
 #include "store/redis/layout.h"
-#include "store/redis/redis_client.h"
 #include "store/store.h"
 
 namespace taba::store {
@@ -103,14 +108,15 @@ class RedisStore final : public Store {
   uv_loop_t* loop() const { return loop_; }
 
  private:
-  struct Submit;
-  struct Fetch;
-  static void on_tick(uv_timer_t* t);
+  struct Submit;  // redis_submit.cpp
+  struct Fetch;   // redis_fetch.cpp
+  static void on_tick(uv_timer_t* t);  // redis_heartbeat.cpp
   void heartbeat();
-  void bind_then_append(const std::shared_ptr<Submit>& sub);
+  void bind_then_append(const std::shared_ptr<Submit>& sub);  // redis_submit.cpp
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
-  // Lists every bound name (name -> type) matching `names` across shards.
+  // Lists every bound name (name -> type) matching `names` across shards
+  // (redis_fetch.cpp; the admin operations use it too).
   void list_names(const Matcher& names,
                   std::function<void(const Status&, std::vector<std::pair<std::string, std::string>>)> done);
 

@@ -1,4 +1,5 @@
-// Small helpers over hiredis replies and for fanning out commands.
+// Small helpers over hiredis replies and for fanning out commands: what the
+// Redis layer's users (the Redis store) read replies with.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -10,7 +11,7 @@
 #include <utility>
 
 #include "core/status.h"
-#include "store/redis/redis_client.h"
+#include "redis/connection.h"
 
 namespace taba::redis {
 

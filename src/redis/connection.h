@@ -1,6 +1,8 @@
-// Asynchronous Redis client on the process's libuv loop (hiredis 0.14 with
-// our own uv_poll event hooks): one connection, Sentinel master discovery, and
-// a shard that follows its master through failovers.
+// One asynchronous Redis connection on the process's libuv loop (hiredis 0.14
+// with our own uv_poll event hooks), and the address it connects to. The rest
+// of the Redis layer builds on it: Sentinel master discovery (sentinels.h) and
+// a shard that follows its master through failovers (shard.h); the ground
+// rules below hold for all three.
 //
 // hiredis writes with write(2): the process must ignore SIGPIPE (tabad does).
 //
@@ -26,17 +28,6 @@
 //   with Invalid); subscribe() on a connection that is not up reports on_lost.
 //   A subscription has no timeout and no keepalive: a peer that stops without
 //   closing the TCP connection is not noticed.
-//
-// Sentinels
-//   resolve() asks each sentinel in turn over a short-lived connection of its
-//   own (bounded per sentinel by the connect and command timeouts). start()
-//   keeps one connection subscribed to +switch-master; a lost subscription
-//   moves to the next sentinel after a backoff (100 ms doubling to 2 s).
-//
-// Shard
-//   See the class comment. Listener registrations (on_state, on_switch) add a
-//   listener; there is no removal, so a listener must outlive its subject or
-//   guard itself.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -105,69 +96,9 @@ class Connection {
 
  private:
   friend class Shard;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
-// Asks Sentinels for a master's address: each sentinel in turn (SENTINEL
-// get-master-addr-by-name), the first that answers wins; Unavailable naming
-// every sentinel's failure when none does. Keeps one subscription to
-// "+switch-master" on some reachable sentinel (moving to the next on loss,
-// with backoff) and calls the registered listeners with (master_name, new
-// Address).
-class Sentinels {
- public:
-  Sentinels(uv_loop_t* loop, std::vector<Address> sentinels, ConnectionOptions options);
-  ~Sentinels();  // in-flight resolve() callbacks fail with Unavailable, immediately
-  Sentinels(const Sentinels&) = delete;
-  Sentinels& operator=(const Sentinels&) = delete;
-
-  void start();  // starts the +switch-master subscription
-  void stop();
-  void resolve(const std::string& master_name, std::function<void(const Status&, const Address&)> done);
-  void on_switch(std::function<void(const std::string& master_name, const Address&)> cb);  // adds
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
-// One shard: a Sentinel master name. Owns a pool of pipelined connections plus
-// any number of dedicated connections (for WATCH/MULTI/EXEC and blocking
-// reads), all pointed at the current master. The master is (re)resolved
-// through Sentinels at start, on any connection loss or timeout, on a READONLY
-// or MASTERDOWN error reply, on a matching +switch-master event, and when a
-// connected node answers ROLE with anything but "master" (checked after every
-// (re)connect). Reconnects use exponential backoff with jitter (100 ms
-// doubling to 2 s). Logs one line per master change / loss (not per retry).
-// The first resolution after a healthy period is immediate; while the shard
-// stays unusable they back off (100 ms doubling to 2 s). A READONLY or
-// MASTERDOWN reply (still handed to the caller) marks every connection to that
-// node unverified, so commands fail fast with Unavailable until ROLE says
-// "master" again or the master moves. `sentinels` must outlive the shard.
-class Shard {
- public:
-  Shard(uv_loop_t* loop, Sentinels* sentinels, std::string master_name, ConnectionOptions options,
-        int pool_size);
-  ~Shard();
-  Shard(const Shard&) = delete;
-  Shard& operator=(const Shard&) = delete;
-
-  void start();
-  void stop();
-  const std::string& name() const;
-  bool ready() const;      // at least one pooled connection up to a verified master
-  Address master() const;  // last resolved ({} when none)
-  // Round-robin over the up pooled connections; Unavailable (deferred) when none is up.
-  void command(const std::vector<std::string_view>& argv, Connection::Callback cb, uint32_t timeout_ms = 0);
-  // A connection that follows the master like the pool does; owned by the
-  // shard, valid until stop().
-  Connection* dedicated();
-  uint64_t master_changes() const;  // how many times the master address changed (the first
-                                    // resolution is not a change)
-
- private:
-  static void hook_errors(Connection* conn, std::function<void(const redisReply*)> fn);
+  // The Shard's watch for READONLY / MASTERDOWN: runs before the command's
+  // callback for every error reply (and never destroys the connection).
+  void set_error_hook(std::function<void(const redisReply*)> fn);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

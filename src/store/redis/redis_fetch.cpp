@@ -1,0 +1,231 @@
+// Queries on the Redis store: list the names a query wants (HMGET or
+// HGETALL of the types hash, per shard), then fetch only the aggregates
+// (GET) or client states (HMGET / HGETALL) it needs into a ReadView shaped
+// like the embedded store's, for the query code.
+#include "store/redis/redis_store.h"
+
+#include <algorithm>
+#include <set>
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "redis/reply.h"
+#include "store/redis/redis_store_internal.h"
+
+namespace taba::store {
+namespace {
+
+// What a Redis query fetched, shaped like the embedded store for the
+// query code.
+class RedisView final : public ReadView {
+ public:
+  const NameEntry* find_name(std::string_view name) const override {
+    auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
+                               [](const std::unique_ptr<NameEntry>& e, std::string_view n) { return e->name < n; });
+    return it != entries_.end() && (*it)->name == name ? it->get() : nullptr;
+  }
+  std::vector<const NameEntry*> names() const override {
+    std::vector<const NameEntry*> out;
+    for (const auto& e : entries_) out.push_back(e.get());
+    return out;
+  }
+  const std::vector<std::string>& clients() const override { return clients_; }
+  bool client_has_states(ClientIndex) const override { return true; }
+
+  ClientIndex intern(std::string_view client) {
+    auto it = index_.find(std::string(client));
+    if (it != index_.end()) return it->second;
+    ClientIndex i = static_cast<ClientIndex>(clients_.size());
+    clients_.emplace_back(client);
+    index_.emplace(std::string(client), i);
+    return i;
+  }
+  NameEntry* add(std::string name, const plugin::Handler* handler) {
+    auto e = std::make_unique<NameEntry>();
+    e->name = std::move(name);
+    e->handler = handler;
+    entries_.push_back(std::move(e));
+    return entries_.back().get();
+  }
+  void sort() {
+    std::sort(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) { return a->name < b->name; });
+  }
+
+ private:
+  std::vector<std::unique_ptr<NameEntry>> entries_;
+  std::vector<std::string> clients_;
+  std::unordered_map<std::string, ClientIndex> index_;
+};
+
+}  // namespace
+
+void RedisStore::list_names(const Matcher& names,
+                            std::function<void(const Status&, std::vector<std::pair<std::string, std::string>>)> done) {
+  auto out = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+  auto alive = alive_;
+  auto gather = std::make_shared<redis::Gather>([alive, out, done = std::move(done)](const Status& s) {
+    if (!*alive) return;
+    std::sort(out->begin(), out->end());
+    done(s, std::move(*out));
+  });
+  std::string types = keys_.types();
+  if (!names.any() && !names.is_regex()) {
+    std::vector<std::vector<std::string>> per(shards_.size());
+    for (const std::string& n : names.values()) per[shard_of(n)].push_back(n);
+    for (size_t s = 0; s < shards_.size(); ++s) {
+      if (per[s].empty()) continue;
+      std::vector<std::string_view> argv{"HMGET", types};
+      for (const auto& n : per[s]) argv.push_back(n);
+      auto list = per[s];
+      shards_[s]->shard->command(argv, gather->add(
+                                           [out, list](const redisReply* r) {
+                                             if (!redis::reply_is_array(r)) return;
+                                             for (size_t i = 0; i < r->elements && i < list.size(); ++i) {
+                                               if (redis::reply_is_nil(r->element[i])) continue;
+                                               out->emplace_back(list[i], std::string(redis::reply_str(r->element[i])));
+                                             }
+                                           },
+                                           false, shards_[s]->name));
+    }
+  } else {
+    auto matcher = std::make_shared<Matcher>(names);
+    for (auto& sp : shards_) {
+      sp->shard->command({"HGETALL", types}, gather->add(
+                                                 [out, matcher](const redisReply* r) {
+                                                   if (!redis::reply_is_array(r)) return;
+                                                   for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                                                     std::string_view n = redis::reply_str(r->element[i]);
+                                                     if (!matcher->matches(n)) continue;
+                                                     out->emplace_back(std::string(n),
+                                                                       std::string(redis::reply_str(r->element[i + 1])));
+                                                   }
+                                                 },
+                                                 false, sp->name));
+    }
+  }
+  gather->arm();
+}
+
+struct RedisStore::Fetch {
+  QueryNeed need;
+  Matcher names;
+  Matcher clients;
+  ViewCallback ready;
+  RedisView view;
+  std::vector<std::pair<std::string, std::string>> listed;
+  std::set<std::string> client_set;
+};
+
+void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
+  auto f = std::make_shared<Fetch>();
+  f->need = need;
+  f->names = *need.names;
+  f->clients = *need.clients;
+  f->need.names = &f->names;
+  f->need.clients = &f->clients;
+  f->ready = std::move(ready);
+  auto alive = alive_;
+  // Phase 1: the names (and the client list); phase 2: their states.
+  auto phase2 = [this, alive, f](const Status& s) {
+    if (!*alive) return;
+    if (!s.ok()) return f->ready(s, nullptr);
+    for (const std::string& c : f->client_set) f->view.intern(c);
+    struct Pending {
+      NameEntry* entry;
+      size_t shard;
+    };
+    std::vector<Pending> wanted;
+    for (const auto& [name, type] : f->listed) {
+      const plugin::Handler* h = registry_->find(type);
+      if (!h) {
+        log::warn("query: name \"{}\" has type \"{}\", which no loaded plugin serves; skipped", name, type);
+        continue;
+      }
+      wanted.push_back({f->view.add(name, h), shard_of(name)});
+    }
+    f->view.sort();
+    if (!f->need.aggregates && !f->need.states) return f->ready(Status::Ok(), &f->view);
+    auto gather = std::make_shared<redis::Gather>([alive, f](const Status& st) {
+      if (!*alive) return;
+      f->ready(st, st.ok() ? &f->view : nullptr);
+    });
+    for (const Pending& p : wanted) {
+      NameEntry* e = p.entry;
+      redis::Shard* shard = shards_[p.shard]->shard.get();
+      const std::string& sname = shards_[p.shard]->name;
+      if (f->need.aggregates) {
+        double now = wall_now();
+        shard->command({"GET", keys_.aggregate(e->name)},
+                       gather->add(
+                           [e, now](const redisReply* r) {
+                             if (!redis::reply_is_nil(r) && load_state(e->handler, redis::reply_str(r), &e->aggregate)) {
+                               return;
+                             }
+                             // Bound, not applied yet (or unreadable): an empty aggregate.
+                             taba_state* fresh = e->handler->table->new_state("", 0, now);
+                             if (fresh) e->aggregate = State(e->handler, fresh);
+                           },
+                           false, sname));
+      }
+      if (f->need.states) {
+        bool exact = !f->clients.any() && !f->clients.is_regex();
+        std::string key = keys_.states(e->name);
+        auto on_pair = [f, e](std::string_view client, const redisReply* blob) {
+          if (redis::reply_is_nil(blob)) return;
+          if (!f->clients.matches(client)) return;
+          State st;
+          if (!load_state(e->handler, redis::reply_str(blob), &st)) return;
+          e->states[f->view.intern(client)] = std::move(st);
+        };
+        if (exact && f->clients.values().empty()) {
+          // client= with no value selects no client.
+        } else if (exact) {
+          std::vector<std::string_view> argv{"HMGET", key};
+          for (const std::string& c : f->clients.values()) argv.push_back(c);
+          shard->command(argv, gather->add(
+                                   [f, on_pair](const redisReply* r) {
+                                     if (!redis::reply_is_array(r)) return;
+                                     const auto& cs = f->clients.values();
+                                     for (size_t i = 0; i < r->elements && i < cs.size(); ++i) on_pair(cs[i], r->element[i]);
+                                   },
+                                   false, sname));
+        } else {
+          shard->command({"HGETALL", key}, gather->add(
+                                               [on_pair](const redisReply* r) {
+                                                 if (!redis::reply_is_array(r)) return;
+                                                 for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                                                   on_pair(redis::reply_str(r->element[i]), r->element[i + 1]);
+                                                 }
+                                               },
+                                               false, sname));
+        }
+      }
+    }
+    gather->arm();
+  };
+  auto gather = std::make_shared<redis::Gather>(phase2);
+  bool need_names = need.names != nullptr;
+  if (need_names) {
+    auto cb = gather->add(nullptr);
+    list_names(f->names, [f, cb](const Status& s, std::vector<std::pair<std::string, std::string>> listed) {
+      f->listed = std::move(listed);
+      cb(s, nullptr);
+    });
+  }
+  if (need.client_list) {
+    for (auto& sp : shards_) {
+      sp->shard->command({"SMEMBERS", keys_.clients()}, gather->add(
+                                                           [f](const redisReply* r) {
+                                                             if (!redis::reply_is_array(r)) return;
+                                                             for (size_t i = 0; i < r->elements; ++i) {
+                                                               f->client_set.emplace(redis::reply_str(r->element[i]));
+                                                             }
+                                                           },
+                                                           false, sp->name));
+    }
+  }
+  gather->arm();
+}
+
+}  // namespace taba::store

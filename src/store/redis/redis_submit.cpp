@@ -1,0 +1,331 @@
+// The fe's side of the Redis store: a post becomes one delta per (client,
+// name) (pre-aggregated here), its new names are bound to their types on
+// their shards (first writer wins, within the shard's share of
+// ingest.max_names), one stream entry per shard is appended with XADD, and
+// WAIT holds the answer until enough replicas have it when configured.
+#include "store/redis/redis_store.h"
+
+#include <fmt/format.h>
+
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "protocol/batch.h"
+#include "redis/reply.h"
+#include "store/redis/redis_store_internal.h"
+
+namespace taba::store {
+namespace {
+
+constexpr uint64_t kMaxInFlightBytes = 256ull << 20;
+
+// Binds names to types, first writer wins; returns each name's binding.
+// ARGV: this shard's share of ingest.max_names (0 = no limit), then (name,
+// type) pairs. Replies each name's binding, then a string with '1' for each
+// name this call bound and '0' for the others. When the new names would pass
+// the share, nothing is bound and the reply is {'!', names held, new names}.
+constexpr const char* kBindScript = R"lua(
+local cap = tonumber(ARGV[1])
+local out, fresh = {}, {}
+for i = 2, #ARGV, 2 do
+  local t = redis.call('HGET', KEYS[1], ARGV[i])
+  if not t then
+    fresh[#fresh + 1] = i
+    t = ARGV[i + 1]
+  end
+  out[#out + 1] = t
+end
+if #fresh > 0 and cap > 0 then
+  local held = redis.call('HLEN', KEYS[1])
+  if held + #fresh > cap then return {'!', tostring(held), tostring(#fresh)} end
+end
+local flags = {}
+for i = 2, #ARGV, 2 do flags[#flags + 1] = '0' end
+for _, i in ipairs(fresh) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  flags[i / 2] = '1'
+end
+out[#out + 1] = table.concat(flags)
+return out
+)lua";
+
+// Undoes the bindings a refused body made: a name is unbound unless it has
+// states (another body bound to it since may have states in the stream not
+// yet applied: the be binds such a name again when it applies them).
+// KEYS: types. ARGV: (name, states key) pairs.
+constexpr const char* kUnbindScript = R"lua(
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('EXISTS', ARGV[i + 1]) == 0 then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return n
+)lua";
+
+}  // namespace
+
+struct RedisStore::Submit {
+  std::string batch_id;
+  Bindings bindings;
+  std::function<void(const Status&)> done;
+  std::vector<std::string> payloads;  // per shard; "" = nothing for that shard
+  std::vector<uint64_t> events;       // per shard
+  double enqueue_time = 0;
+  uint64_t bytes = 0;
+};
+
+void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindings,
+                        std::function<void(const Status&)> done) {
+  auto defer = [this, &done](Status s) {
+    ++stats_.submit_failures;
+    done(s);
+  };
+  if (closing_) return defer(Status::Unavailable("server is shutting down"));
+  for (const auto& s : shards_) {
+    if (!s->shard->ready()) {
+      return defer(Status::Unavailable(fmt::format("shard {} has no reachable master", s->name)));
+    }
+    if (s->stream_length > config_.max_stream_entries) {
+      return defer(Status::Unavailable(fmt::format(
+          "shard {}: the ingest stream holds {} entries (limit {}); the be is behind", s->name, s->stream_length,
+          config_.max_stream_entries)));
+    }
+  }
+  if (in_flight_bytes_ + batch.size() > kMaxInFlightBytes) {
+    return defer(Status::Unavailable(fmt::format("{} bytes of posts are already in flight to Redis", in_flight_bytes_)));
+  }
+  auto sub = std::make_shared<Submit>();
+  sub->done = std::move(done);
+  sub->bindings = std::move(new_bindings);
+  sub->enqueue_time = wall_now();
+  if (batch_id.value.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
+  sub->batch_id = std::move(batch_id.value);
+
+  // Pre-aggregate: one delta state per (client, name).
+  protocol::BatchReader reader(batch, /*written_here=*/true);
+  Status s = reader.open();
+  if (!s.ok()) return defer(s);
+  const double now = reader.receive_time();
+  struct Acc {
+    const plugin::Handler* handler;
+    State state;
+    std::string client;
+    std::string name;
+    uint64_t events = 0;
+  };
+  std::vector<Acc> accs;
+  std::unordered_map<std::string, size_t> index;
+  std::vector<taba_event> events;
+  protocol::BatchBlock block;
+  std::string key;
+  while (reader.next(&block, &events, &s)) {
+    const plugin::Handler* h = registry_->find(block.type);
+    if (!h) return defer(Status::Invalid(fmt::format("no loaded plugin serves type \"{}\"", block.type)));
+    taba_state* delta = h->table->new_state(block.client.data(), block.client.size(), now);
+    if (!delta) return defer(Status::Unavailable(fmt::format("the {} handler could not create a state", block.type)));
+    h->table->fold(delta, events.data(), events.size(), now);
+    key.assign(block.client);
+    key.push_back('\0');
+    key.append(block.name);
+    auto [it, fresh] = index.emplace(key, accs.size());
+    if (fresh) {
+      accs.push_back(Acc{h, State(h, delta), std::string(block.client), std::string(block.name), block.event_count});
+    } else {
+      Acc& acc = accs[it->second];
+      h->table->merge(acc.state.get(), delta, now);
+      h->table->free_state(delta);
+      acc.events += block.event_count;
+    }
+  }
+  if (!s.ok()) return defer(s);
+  std::vector<redis::DeltaWriter> writers(shards_.size());
+  sub->events.assign(shards_.size(), 0);
+  std::string tmp;
+  taba_output sink = plugin::string_output(&tmp);
+  for (const Acc& acc : accs) {
+    tmp.clear();
+    if (acc.handler->table->serialize(acc.state.get(), &sink) != TABA_OK) {
+      return defer(Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name)));
+    }
+    size_t shard = shard_of(acc.name);
+    writers[shard].add(acc.name, acc.handler->type_name, acc.client, acc.handler->table->state_version, tmp);
+    sub->events[shard] += acc.events;
+  }
+  sub->payloads.resize(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (writers[i].count() > 0) {
+      sub->payloads[i] = writers[i].finish();
+      sub->bytes += sub->payloads[i].size();
+    }
+  }
+  in_flight_bytes_ += sub->bytes;
+  bind_then_append(sub);
+}
+
+void RedisStore::set_name_limits(const NameLimits& limits) {
+  limits_ = limits;
+  const auto vbuckets = static_cast<uint64_t>(config_.vbuckets);
+  for (auto& s : shards_) {
+    uint64_t own = uint64_t{s->last_vbucket} - s->first_vbucket + 1;
+    s->max_names = limits.max_names == 0 ? 0 : (limits.max_names * own + vbuckets - 1) / vbuckets;
+  }
+}
+
+void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
+  std::vector<std::vector<std::string>> argv(shards_.size());
+  std::vector<std::vector<const std::pair<std::string, const plugin::Handler*>*>> wanted(shards_.size());
+  for (const auto& b : sub->bindings) {
+    size_t s = shard_of(b.first);
+    if (argv[s].empty()) argv[s] = {"EVAL", kBindScript, "1", keys_.types(), std::to_string(shards_[s]->max_names)};
+    argv[s].push_back(b.first);
+    argv[s].push_back(b.second->type_name);
+    wanted[s].push_back(&b);
+  }
+  auto alive = alive_;
+  auto conflict = std::make_shared<std::string>();
+  auto limited = std::make_shared<std::string>();
+  // Per shard, the names this body bound there first.
+  auto fresh = std::make_shared<std::vector<std::vector<std::string>>>(shards_.size());
+  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited, fresh](const Status& s) {
+    if (!*alive) return;
+    if (!s.ok() || !conflict->empty() || !limited->empty()) {
+      in_flight_bytes_ -= sub->bytes;
+      Status outcome;
+      if (!conflict->empty()) {
+        ++stats_.binding_conflicts;
+        outcome = Status::Invalid(*conflict);
+      } else if (!limited->empty()) {
+        ++stats_.refused_max_names;
+        outcome = Status::Limit(*limited);
+      } else {
+        ++stats_.submit_failures;
+        outcome = Status::Unavailable(s.message());
+      }
+      // Nothing of a refused body is kept, its new bindings included (they
+      // would count against ingest.max_names): they are undone before the
+      // reply. An unbind that fails leaves a name bound without states, as
+      // before this cleanup existed; it does not change the reply.
+      auto unbound = std::make_shared<redis::Gather>([alive, sub, outcome](const Status&) {
+        if (*alive) sub->done(outcome);
+      });
+      for (size_t i = 0; i < fresh->size(); ++i) {
+        if ((*fresh)[i].empty()) continue;
+        std::vector<std::string> cmd{"EVAL", kUnbindScript, "1", keys_.types()};
+        for (const std::string& name : (*fresh)[i]) {
+          cmd.push_back(name);
+          cmd.push_back(keys_.states(name));
+        }
+        shards_[i]->shard->command(views(cmd), unbound->add(nullptr, true));
+      }
+      unbound->arm();
+      return;
+    }
+    append(sub);
+  });
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    if (argv[s].empty()) continue;
+    auto names = wanted[s];
+    const ShardCtx* shard = shards_[s].get();
+    shards_[s]->shard->command(views(argv[s]), gather->add(
+                                                   [names, conflict, limited, fresh, s, shard, this](const redisReply* r) {
+                                                     if (!redis::reply_is_array(r)) return;
+                                                     if (r->elements == 3 && redis::reply_str(r->element[0]) == "!") {
+                                                       *limited = fmt::format(
+                                                           "shard {} holds {} names and this body adds {} new "
+                                                           "there, more than its share ({}) of ingest.max_names "
+                                                           "({}); nothing from it was applied",
+                                                           shard->name, redis::reply_str(r->element[1]),
+                                                           redis::reply_str(r->element[2]), shard->max_names,
+                                                           limits_.max_names);
+                                                       return;
+                                                     }
+                                                     if (r->elements == names.size() + 1) {
+                                                       std::string_view flags = redis::reply_str(r->element[names.size()]);
+                                                       for (size_t i = 0; i < flags.size() && i < names.size(); ++i) {
+                                                         if (flags[i] == '1') (*fresh)[s].push_back(names[i]->first);
+                                                       }
+                                                     }
+                                                     for (size_t i = 0; i < r->elements && i < names.size(); ++i) {
+                                                       std::string_view bound = redis::reply_str(r->element[i]);
+                                                       const auto* b = names[i];
+                                                       if (bound != b->second->type_name && conflict->empty()) {
+                                                         *conflict = fmt::format(
+                                                             "type \"{}\" conflicts with type \"{}\" bound to name "
+                                                             "\"{}\"",
+                                                             b->second->type_name, bound, b->first);
+                                                       }
+                                                     }
+                                                   },
+                                                   false, shards_[s]->name));
+  }
+  gather->arm();
+}
+
+void RedisStore::append(const std::shared_ptr<Submit>& sub) {
+  auto alive = alive_;
+  auto gather = std::make_shared<redis::Gather>([this, alive, sub](const Status& s) {
+    if (!*alive) return;
+    in_flight_bytes_ -= sub->bytes;
+    if (!s.ok()) {
+      ++stats_.submit_failures;
+      sub->done(Status::Unavailable(s.message()));
+      return;
+    }
+    sub->done(Status::Ok());
+  });
+  std::string t = fmt::format("{:.6f}", sub->enqueue_time);
+  // An XADD may wait behind one WAIT on the writer connection.
+  auto xadd_timeout = static_cast<uint32_t>(config_.command_timeout_ms +
+                                            (config_.min_replica_acks > 0 ? config_.replica_ack_timeout_ms : 0));
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (sub->payloads[i].empty()) continue;
+    ShardCtx* s = shards_[i].get();
+    std::string n = std::to_string(sub->events[i]);
+    std::string stream = keys_.stream();
+    redis::Connection::Callback done = gather->add(nullptr, false, s->name);
+    s->writer->command(
+        {"XADD", stream, "*", "id", sub->batch_id, "t", t, "n", n, "d", sub->payloads[i]},
+        [this, alive, s, done](const Status& st, const redisReply* r) {
+          if (!*alive) return;
+          if (!st.ok() || redis::reply_is_error(r) || config_.min_replica_acks == 0) {
+            if (st.ok() && !redis::reply_is_error(r)) ++stats_.entries_appended;
+            return done(st, r);
+          }
+          ++stats_.entries_appended;
+          s->wait_queue.push_back([done](const Status& acked) { done(acked, nullptr); });
+          if (!s->wait_outstanding) issue_wait(s);
+        },
+        xadd_timeout);
+  }
+  gather->arm();
+}
+
+// One WAIT at a time per writer connection covers every XADD answered before
+// it was sent; XADDs answered meanwhile wait for the next one.
+void RedisStore::issue_wait(ShardCtx* s) {
+  auto waiters = std::make_shared<std::vector<std::function<void(const Status&)>>>(std::move(s->wait_queue));
+  s->wait_queue.clear();
+  s->wait_outstanding = true;
+  auto alive = alive_;
+  int64_t want = config_.min_replica_acks;
+  std::string acks = std::to_string(want);
+  std::string wait_ms = std::to_string(config_.replica_ack_timeout_ms);
+  s->writer->command(
+      {"WAIT", acks, wait_ms},
+      [this, alive, s, waiters, want](const Status& st, const redisReply* r) {
+        if (!*alive) return;
+        s->wait_outstanding = false;
+        Status acked = st;
+        if (acked.ok() && redis::reply_is_error(r)) {
+          acked = Status::Unavailable(fmt::format("shard {}: WAIT: {}", s->name, redis::reply_str(r)));
+        } else if (acked.ok() && redis::reply_int(r) < want) {
+          acked = Status::Unavailable(fmt::format(
+              "shard {}: {} of {} replicas acknowledged within {} ms; retry with the same Taba-Batch-Id", s->name,
+              redis::reply_int(r), want, config_.replica_ack_timeout_ms));
+        }
+        for (auto& w : *waiters) w(acked);
+        if (!s->wait_queue.empty() && *alive) issue_wait(s);
+      },
+      static_cast<uint32_t>(config_.replica_ack_timeout_ms + config_.command_timeout_ms));
+}
+
+}  // namespace taba::store
