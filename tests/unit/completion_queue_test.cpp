@@ -47,7 +47,7 @@ TEST_CASE("completion queue: completions run on the loop in the order posted", "
   q.close();
 }
 
-TEST_CASE("completion queue: a completion may close the queue; the rest still run, in order", "[completion_queue]") {
+TEST_CASE("completion queue: a completion may close the queue, and the rest still run, in order", "[completion_queue]") {
   Loop l;
   CompletionQueue q;
   REQUIRE(q.start(&l.loop).ok());
