@@ -275,7 +275,7 @@ TEST_CASE("embedded store: submitted batches apply, and a reopened store recover
   CHECK(contents(reopened, t) == before);
 }
 
-TEST_CASE("embedded store: a name keeps its type; a batch binding it to another is refused whole",
+TEST_CASE("embedded store: a name keeps its type, and a batch binding it to another is refused whole",
           "[embedded_store]") {
   StoreRun run;
   run.open();
@@ -359,7 +359,7 @@ TEST_CASE("embedded store: name limits refuse a whole body with Status::Limit", 
   CHECK(name_list(store).size() == 6);
 }
 
-TEST_CASE("embedded store: delete_names and gc report what they removed, and a reopened store agrees",
+TEST_CASE("embedded store: delete_names and gc report what they removed, and a WAL replay agrees",
           "[embedded_store]") {
   StoreRun run;
   run.open();

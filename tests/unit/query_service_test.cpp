@@ -151,7 +151,7 @@ TEST_CASE("query service: /names, /clients and /types with filters", "[query_ser
   CHECK(f.ok("/types?name=hits,color", "application/json") == R"({"color": "Gauge", "hits": "TotalsCounter"})");
 }
 
-TEST_CASE("query service: an unknown name matches nothing; bad requests are refused", "[query_service]") {
+TEST_CASE("query service: an unknown name matches nothing, and bad requests are refused", "[query_service]") {
   QueryFixture f;
   CHECK(f.ok("/tabs?name=nope").empty());
   CHECK(f.ok("/tabs?name=nope", "application/json") == "{}");
