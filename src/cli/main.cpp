@@ -1,4 +1,4 @@
-// taba-cli entry point; the logic is in cli.cpp.
+// taba-cli entry point; the logic is in run() (cli.h) and the parts it uses.
 #include "cli/cli.h"
 
 int main(int argc, char** argv) {

@@ -8,6 +8,9 @@
 
 #include "canned_http_server.h"
 #include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/format.h"
+#include "cli/request.h"
 
 using taba::cli::build_v1_body;
 using taba::cli::connect_failure_reason;

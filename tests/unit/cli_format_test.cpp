@@ -5,6 +5,7 @@
 
 #include "canned_http_server.h"
 #include "cli/cli.h"
+#include "cli/format.h"
 
 using taba::cli::format_agg;
 using taba::cli::format_agg_block;
