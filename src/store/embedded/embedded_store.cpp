@@ -2,16 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/prctl.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <unordered_set>
@@ -19,13 +12,12 @@
 #include "core/clock.h"
 #include "core/le_bytes.h"
 #include "core/log.h"
-#include "core/validation.h"
 #include "protocol/batch.h"
+#include "store/embedded/snapshot_child.h"
+#include "store/embedded/snapshot_payload.h"
 
 namespace taba::store {
 namespace {
-
-constexpr uint32_t kSnapshotVersion = 2;  // 2 adds the applied batch ids; 1 is still read
 
 template <typename T>
 void put(std::string* buf, T v) {
@@ -40,18 +32,6 @@ constexpr uint8_t kAdminTag = 0x80;
 // A batch with its Taba-Batch-Id: u8 0x81 | u16 id_len | id | batch bytes.
 constexpr uint8_t kIdentifiedBatchTag = 0x81;
 enum AdminOp : uint8_t { kDeleteNames = 1, kGc = 2, kRepair = 3 };
-
-// write(2) of all of data, retrying short writes; false on an error.
-bool write_fully(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = ::write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 bool is_admin_record(std::string_view bytes) { return !bytes.empty() && uint8_t(bytes[0]) == kAdminTag; }
 
@@ -304,56 +284,6 @@ void EmbeddedStore::maybe_snapshot() {
   for (Pending& p : held) append(std::move(p));
 }
 
-namespace {
-
-// Reads a forked child's snapshot from `fd` (u64 length, then the payload;
-// see start_snapshot), then reaps the child. Runs on the WAL's snapshot
-// thread.
-Result<std::string> read_child_snapshot(int fd, pid_t pid) {
-  // A child that sends nothing for this long is stuck: it is killed and the
-  // snapshot fails (the previous one and the WAL stay; the next interval
-  // tries again).
-  constexpr int kStallMs = 300'000;
-  std::string bytes;
-  char buf[1 << 16];
-  for (;;) {
-    pollfd pfd{fd, POLLIN, 0};
-    int ready = ::poll(&pfd, 1, kStallMs);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) {
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      bytes.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    break;
-  }
-  ::close(fd);
-  int status = 0;
-  pid_t waited;
-  do {
-    waited = ::waitpid(pid, &status, 0);
-  } while (waited < 0 && errno == EINTR);
-  uint64_t length = 0;
-  if (bytes.size() >= sizeof length) std::memcpy(&length, bytes.data(), sizeof length);
-  if (bytes.size() < sizeof length || bytes.size() - sizeof length != length) {
-    std::string how = waited != pid                  ? "(not reaped)"
-                      : WIFEXITED(status)             ? fmt::format("exit status {}", WEXITSTATUS(status))
-                      : WIFSIGNALED(status)           ? fmt::format("signal {}", WTERMSIG(status))
-                                                      : "unknown status";
-    return Status::Internal(fmt::format("snapshot process {} gave {} bytes, not a whole snapshot ({})", pid,
-                                        bytes.size(), how));
-  }
-  bytes.erase(0, sizeof length);
-  return bytes;
-}
-
-}  // namespace
-
 void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
   snapshot_running_ = true;
   uint64_t t0 = uv_hrtime();
@@ -366,44 +296,21 @@ void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
     snapshot_waiters_.clear();
     for (auto& w : waiters) w(s);
   };
+  const SnapshotSource source{clients_, names_, applied_order_};
   if (!closing_) {
-    // Serializing every state takes about a second per 200,000 states; on
-    // the loop thread that would stall every request. A forked child holds
-    // a copy-on-write image of the states as of now (nothing is in flight:
-    // maybe_snapshot waits for that) and serializes them into a pipe, which
-    // the WAL's snapshot thread reads; the WAL switches segments at this
-    // same moment, so the snapshot covers exactly the records applied.
-    // The child only serializes and writes (no logging, no locks but
-    // malloc's, which fork leaves usable) and leaves with _exit.
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) == 0) {
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::close(fds[0]);
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        Result<std::string> serialized = serialize_snapshot();
-        if (!serialized.ok()) ::_exit(2);
-        const uint64_t length = serialized.value().size();
-        bool ok = write_fully(fds[1], reinterpret_cast<const char*>(&length), sizeof length) &&
-                  write_fully(fds[1], serialized.value().data(), serialized.value().size());
-        ::_exit(ok ? 0 : 3);
-      }
-      ::close(fds[1]);
-      if (pid > 0) {
-        changes_since_snapshot_ = 0;
-        log::debug("store: snapshot process {} forked in {:.1f} ms", pid, (uv_hrtime() - t0) / 1e6);
-        const int fd = fds[0];
-        wal_->snapshot([fd, pid] { return read_child_snapshot(fd, pid); }, finished);
-        return;
-      }
-      ::close(fds[0]);
-      log::warn("store: cannot fork a snapshot process ({}); serializing in-process", std::strerror(errno));
-    } else {
-      log::warn("store: cannot make a pipe for the snapshot process ({}); serializing in-process",
-                std::strerror(errno));
+    // A forked child serializes a copy-on-write image of the states as of
+    // now (nothing is in flight: maybe_snapshot waits for that; see
+    // snapshot_child.h); the WAL switches segments at this same moment, so
+    // the snapshot covers exactly the records applied.
+    SnapshotChild child;
+    if (fork_snapshot_child(source, &child)) {
+      changes_since_snapshot_ = 0;
+      log::debug("store: snapshot process {} forked in {:.1f} ms", child.pid, (uv_hrtime() - t0) / 1e6);
+      wal_->snapshot([child] { return read_snapshot_child(child); }, finished);
+      return;
     }
   }
-  Result<std::string> serialized = serialize_snapshot();
+  Result<std::string> serialized = encode_snapshot(source);
   if (!serialized.ok()) {
     // Keep the previous snapshot and every WAL segment since it.
     snapshot_running_ = false;
@@ -645,55 +552,6 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
   return Status::Ok();
 }
 
-// Snapshot layout (little-endian):
-//   u32 version | u32 client_count | clients: u16 len, bytes
-//   u32 name_count | names: u16 len, name | u8 len, type | u32 state_version |
-//     u32 len, aggregate | u32 state_count | states: u32 client, u32 len, bytes
-Result<std::string> EmbeddedStore::serialize_snapshot() const {
-  std::string out;
-  put<uint32_t>(&out, kSnapshotVersion);
-  put<uint32_t>(&out, static_cast<uint32_t>(clients_.size()));
-  for (const std::string& c : clients_) {
-    put<uint16_t>(&out, static_cast<uint16_t>(c.size()));
-    out += c;
-  }
-  put<uint32_t>(&out, static_cast<uint32_t>(names_.size()));
-  std::string tmp;
-  taba_output sink = plugin::string_output(&tmp);
-  bool failed = false;
-  auto put_state = [&](const taba_handler* h, const State& st) {
-    tmp.clear();
-    if (h->serialize(st.get(), &sink) != TABA_OK) failed = true;
-    put<uint32_t>(&out, static_cast<uint32_t>(tmp.size()));
-    out += tmp;
-  };
-  for (const auto& [name, entry] : names_) {
-    const taba_handler* h = entry->handler->table;
-    put<uint16_t>(&out, static_cast<uint16_t>(name.size()));
-    out += name;
-    put<uint8_t>(&out, static_cast<uint8_t>(entry->handler->type_name.size()));
-    out += entry->handler->type_name;
-    put<uint32_t>(&out, h->state_version);
-    put_state(h, entry->aggregate);
-    put<uint32_t>(&out, static_cast<uint32_t>(entry->states.size()));
-    entry->states.for_each([&](ClientIndex ci, const State& st) {
-      put<uint32_t>(&out, ci);
-      put_state(h, st);
-    });
-    if (failed) {
-      return Status::Internal(fmt::format("the {} handler could not serialize a state of name \"{}\"",
-                                          entry->handler->type_name, name));
-    }
-  }
-  put<uint32_t>(&out, static_cast<uint32_t>(applied_order_.size()));
-  for (const auto& [time, id] : applied_order_) {
-    put<double>(&out, time);
-    put<uint16_t>(&out, static_cast<uint16_t>(id.size()));
-    out += id;
-  }
-  return out;
-}
-
 void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
   applied_ids_.emplace(std::string(id), time);
   applied_order_.emplace_back(time, std::string(id));
@@ -707,87 +565,19 @@ void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
 }
 
 Status EmbeddedStore::load_snapshot(std::string_view bytes) {
-  Reader r(bytes);
-  auto corrupt = [](const std::string& what) { return Status::Corruption("snapshot: " + what); };
-  uint32_t version = 0, nclients = 0, nnames = 0;
-  if (!r.get(&version)) return corrupt("truncated header");
-  if (version != 1 && version != kSnapshotVersion) return corrupt(fmt::format("unknown version {}", version));
-  if (!r.get(&nclients)) return corrupt("truncated client count");
-  for (uint32_t i = 0; i < nclients; ++i) {
-    uint16_t len = 0;
-    std::string_view c;
-    if (!r.get(&len) || !r.bytes(len, &c)) return corrupt("truncated client list");
-    // A snapshot is written from maps: a repeated entry is damage, and taking
-    // it would shift the client indexes its states refer to.
-    ClientIndex known = 0;
-    if (find_client(c, &known)) return corrupt(fmt::format("client \"{}\" is listed twice", quote_for_error(c)));
-    intern_client(c);
+  LoadedSnapshot loaded;
+  Status s = decode_snapshot(bytes, *registry_, &loaded);
+  if (!s.ok()) return s;
+  // Recovery starts from an empty store: the snapshot's client indexes are
+  // the store's.
+  for (std::string_view c : loaded.clients) intern_client(c);
+  for (auto& [name, entry] : loaded.names) {
+    entry->states.for_each([&](ClientIndex ci, const State&) {
+      max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
+    });
   }
-  if (!r.get(&nnames)) return corrupt("truncated name count");
-  char err[256];
-  for (uint32_t i = 0; i < nnames; ++i) {
-    uint16_t name_len = 0;
-    uint8_t type_len = 0;
-    uint32_t state_version = 0, len = 0, nstates = 0;
-    std::string_view name, type, blob;
-    if (!r.get(&name_len) || !r.bytes(name_len, &name) || !r.get(&type_len) || !r.bytes(type_len, &type) ||
-        !r.get(&state_version) || !r.get(&len) || !r.bytes(len, &blob)) {
-      return corrupt("truncated name entry");
-    }
-    if (names_.find(name) != names_.end()) {
-      return corrupt(fmt::format("name \"{}\" is listed twice", quote_for_error(name)));
-    }
-    const plugin::Handler* handler = registry_->find(type);
-    if (!handler) {
-      return Status::Invalid(fmt::format(
-          "snapshot holds name \"{}\" of type \"{}\", which no loaded plugin serves; install that plugin (or "
-          "map the type to one) so its states are not lost",
-          name, type));
-    }
-    const taba_handler* h = handler->table;
-    auto load = [&](std::string_view data, State* out) -> Status {
-      taba_state* st = nullptr;
-      err[0] = '\0';
-      taba_status rc = h->deserialize(data.data(), data.size(), state_version, &st, err, sizeof err);
-      if (rc != TABA_OK || !st) {
-        err[sizeof err - 1] = '\0';
-        return Status::Corruption(fmt::format("snapshot: state of name \"{}\" ({} v{}) unreadable: {}", name, type,
-                                              state_version, err));
-      }
-      *out = State(handler, st);
-      return Status::Ok();
-    };
-    auto entry = std::make_unique<NameEntry>();
-    entry->name.assign(name);
-    entry->handler = handler;
-    Status s = load(blob, &entry->aggregate);
-    if (!s.ok()) return s;
-    if (!r.get(&nstates)) return corrupt("truncated state count");
-    for (uint32_t k = 0; k < nstates; ++k) {
-      uint32_t ci = 0;
-      if (!r.get(&ci) || !r.get(&len) || !r.bytes(len, &blob)) return corrupt("truncated state");
-      if (ci >= clients_.size()) return corrupt(fmt::format("state refers to unknown client #{}", ci));
-      State st;
-      s = load(blob, &st);
-      if (!s.ok()) return s;
-      State& slot = entry->states[ci];
-      if (!slot) max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
-      slot = std::move(st);
-    }
-    names_.emplace(entry->name, std::move(entry));
-  }
-  if (version >= 2) {
-    uint32_t nids = 0;
-    if (!r.get(&nids)) return corrupt("truncated batch id count");
-    for (uint32_t i = 0; i < nids; ++i) {
-      double time = 0;
-      uint16_t len = 0;
-      std::string_view id;
-      if (!r.get(&time) || !r.get(&len) || !r.bytes(len, &id)) return corrupt("truncated batch id");
-      remember_batch_id(id, time);
-    }
-  }
-  if (!r.done()) return corrupt("trailing bytes");
+  names_ = std::move(loaded.names);
+  for (const auto& [time, id] : loaded.applied_ids) remember_batch_id(id, time);
   return Status::Ok();
 }
 

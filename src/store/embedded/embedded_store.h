@@ -149,7 +149,7 @@ class EmbeddedStore final : public Store, public ReadView {
   void on_applied();
   void maybe_snapshot();
   void start_snapshot(std::function<void(const Status&)> done);
-  Result<std::string> serialize_snapshot() const;
+  // Restores the tables from a snapshot payload (snapshot_payload.h).
   Status load_snapshot(std::string_view bytes);
   static void on_timer(uv_timer_t* t);
 
