@@ -96,7 +96,8 @@ class EmbeddedStore final : public Store, public ReadView {
   // minute (nothing is in flight then).
   double pipeline_latency_s() const override;
 
-  // Admin operations are WAL records too: durable, and replayed in order.
+  // Admin operations are WAL records too: durable, and replayed in order
+  // (embedded_admin.cpp).
   void delete_names(const query::Matcher& names, ReportCallback done) override;
   void gc(ReportCallback done) override;
   void check(bool repair, ReportCallback done) override;

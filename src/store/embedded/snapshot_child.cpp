@@ -1,3 +1,4 @@
+// The forked snapshot child and its reader. See snapshot_child.h for the contract.
 #include "store/embedded/snapshot_child.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,5 @@
+// The snapshot payload: encoding the store's tables and decoding them. See
+// snapshot_payload.h for the layout.
 #include "store/embedded/snapshot_payload.h"
 
 #include <fmt/format.h>
