@@ -190,6 +190,14 @@ void Applier::read_reply(const redisReply* entries, bool from_claim) {
   attempt();
 }
 
+// A failed read or EXEC: counted, logged once per run of failures, and
+// retried with backoff.
+void Applier::transaction_failed(std::string_view what, const Status& s) {
+  ++store_->mutable_stats().txn_failures;
+  if (failures_++ == 0) log::warn("be {}: {} failed: {}", shard_->name, what, s.message());
+  retry_later(std::min(2000, 50 << std::min(failures_, 5)));
+}
+
 // One transaction over batch_ (see the header): read, merge, commit, each
 // step an ApplyAttempt's; what follows a step is decided here.
 void Applier::attempt() {
@@ -199,9 +207,7 @@ void Applier::attempt() {
   auto gather = std::make_shared<redis::Gather>([this, alive, a](const Status& s) {
     if (!*alive || stopping_) return;
     if (!s.ok()) {
-      ++store_->mutable_stats().txn_failures;
-      if (failures_++ == 0) log::warn("be {}: transaction reads failed: {}", shard_->name, s.message());
-      retry_later(std::min(2000, 50 << std::min(failures_, 5)));
+      transaction_failed("transaction reads", s);
       return;
     }
     // A type this be cannot merge (its plugin is missing here) leaves the
@@ -228,9 +234,7 @@ void Applier::commit(const std::shared_ptr<ApplyAttempt>& a) {
   auto gather = std::make_shared<redis::Gather>([this, alive, a](const Status& s) {
     if (!*alive || stopping_) return;
     if (!s.ok()) {
-      ++store_->mutable_stats().txn_failures;
-      if (failures_++ == 0) log::warn("be {}: transaction failed: {}", shard_->name, s.message());
-      retry_later(std::min(2000, 50 << std::min(failures_, 5)));
+      transaction_failed("transaction", s);
       return;
     }
     if (!a->committed()) {

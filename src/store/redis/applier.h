@@ -21,6 +21,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/redis/redis_store.h"
@@ -55,6 +56,7 @@ class Applier {
   // its commit.
   void attempt();
   void commit(const std::shared_ptr<ApplyAttempt>& a);
+  void transaction_failed(std::string_view what, const Status& s);
   void retry_later(uint32_t ms);
   static void on_timer(uv_timer_t* t);
 
