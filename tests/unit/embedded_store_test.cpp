@@ -111,7 +111,7 @@ class StoreRun {
     REQUIRE(run_until([&done] { return done; }));
     return result;
   }
-  store::Report delete_names(const query::Matcher& names) {
+  store::Report delete_names(const Matcher& names) {
     return report_of([&](store::ReportCallback cb) { store().delete_names(names, std::move(cb)); });
   }
   store::Report gc() {
@@ -149,15 +149,15 @@ class StoreRun {
   std::unique_ptr<store::EmbeddedStore> store_;
 };
 
-query::Matcher names_matching(std::vector<std::string> values, bool re) {
-  auto m = query::Matcher::make(values, re, true);
+Matcher names_matching(std::vector<std::string> values, bool re) {
+  auto m = Matcher::make(values, re, true);
   REQUIRE(m.ok());
   return std::move(m.value());
 }
 
 // The view fetch hands out for a query of every name, client and state.
 const store::ReadView& fetch_all(store::Store& store) {
-  static const query::Matcher kAny = query::Matcher::make({}, false, false).value();
+  static const Matcher kAny = Matcher::make({}, false, false).value();
   store::QueryNeed need;
   need.names = &kAny;
   need.clients = &kAny;

@@ -179,7 +179,7 @@ class FakeStore final : public store::Store {
   }
   double pipeline_latency_s() const override { return 0; }
 
-  void delete_names(const query::Matcher&, store::ReportCallback done) override { done(unsupported(), {}); }
+  void delete_names(const Matcher&, store::ReportCallback done) override { done(unsupported(), {}); }
   void gc(store::ReportCallback done) override { done(unsupported(), {}); }
   void check(bool, store::ReportCallback done) override { done(unsupported(), {}); }
   void flush(store::ReportCallback done) override { done(unsupported(), {}); }

@@ -2,101 +2,20 @@
 
 #include <fmt/format.h>
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/prctl.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
-#include <cstring>
 #include <ctime>
 #include <unordered_set>
 
 #include "core/clock.h"
-#include "core/le_bytes.h"
 #include "core/log.h"
-#include "core/validation.h"
 #include "protocol/batch.h"
+#include "store/embedded/records.h"
+#include "store/embedded/snapshot_child.h"
+#include "store/embedded/snapshot_payload.h"
 
 namespace taba::store {
-namespace {
-
-constexpr uint32_t kSnapshotVersion = 2;  // 2 adds the applied batch ids; 1 is still read
-
-template <typename T>
-void put(std::string* buf, T v) {
-  put_le(buf, v);
-}
-using Reader = ByteReader;
-
-// Admin records share the WAL with batches; their first byte (0x80) can
-// never start a batch (batch version 1).
-//   u8 0x80 | u8 op | f64 time | u32 count | count x (u16 len, name)
-constexpr uint8_t kAdminTag = 0x80;
-// A batch with its Taba-Batch-Id: u8 0x81 | u16 id_len | id | batch bytes.
-constexpr uint8_t kIdentifiedBatchTag = 0x81;
-enum AdminOp : uint8_t { kDeleteNames = 1, kGc = 2, kRepair = 3 };
-
-// write(2) of all of data, retrying short writes; false on an error.
-bool write_fully(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = ::write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool is_admin_record(std::string_view bytes) { return !bytes.empty() && uint8_t(bytes[0]) == kAdminTag; }
-
-// Splits an identified batch record into its id and batch; plain batches
-// (version 1, logged before batch ids were kept) have no id.
-bool split_batch_record(std::string_view record, std::string_view* id, std::string_view* batch) {
-  if (record.empty() || uint8_t(record[0]) != kIdentifiedBatchTag) {
-    *id = {};
-    *batch = record;
-    return true;
-  }
-  uint16_t len = 0;
-  if (record.size() < 3) return false;
-  std::memcpy(&len, record.data() + 1, 2);
-  if (record.size() < 3u + len) return false;
-  *id = record.substr(3, len);
-  *batch = record.substr(3 + len);
-  return true;
-}
-
-std::string admin_record(AdminOp op, double time, const std::vector<std::string>& names) {
-  std::string out;
-  put<uint8_t>(&out, kAdminTag);
-  put<uint8_t>(&out, op);
-  put<double>(&out, time);
-  put<uint32_t>(&out, static_cast<uint32_t>(names.size()));
-  for (const std::string& n : names) {
-    put<uint16_t>(&out, static_cast<uint16_t>(n.size()));
-    out += n;
-  }
-  return out;
-}
-
-// Renders a state as JSON at `now` (for comparing an aggregate with its
-// re-merged form); "" when the handler cannot. Taba's rounded form, not
-// TABA_FORMAT_JSON_EXACT: window sums added up in another order may differ
-// in their last bits, and that is not damage.
-std::string render_json(const taba_handler* h, const taba_state* st, double now) {
-  std::string out;
-  taba_output sink = plugin::string_output(&out);
-  if (h->render(st, TABA_FORMAT_JSON, now, &sink) != TABA_OK) return "";
-  return out;
-}
-
-}  // namespace
 
 EmbeddedStore::EmbeddedStore(uv_loop_t* loop, const plugin::Registry* registry, StoreOptions options)
     : loop_(loop), registry_(registry), options_(std::move(options)) {}
@@ -197,13 +116,7 @@ void EmbeddedStore::submit(std::string batch, BatchId id, Bindings new_bindings,
       first(st);
       for (auto& w : waiters) w(st);
     };
-    std::string record;
-    record.reserve(3 + batch_id.size() + batch.size());
-    put<uint8_t>(&record, kIdentifiedBatchTag);
-    put<uint16_t>(&record, static_cast<uint16_t>(batch_id.size()));
-    record += batch_id;
-    record += batch;
-    batch = std::move(record);
+    batch = identified_batch_record(batch_id, batch);
   }
   if (batch.size() > options_.wal_max_queued_bytes) {
     // Permanent: retrying cannot help, so not a 503.
@@ -304,56 +217,6 @@ void EmbeddedStore::maybe_snapshot() {
   for (Pending& p : held) append(std::move(p));
 }
 
-namespace {
-
-// Reads a forked child's snapshot from `fd` (u64 length, then the payload;
-// see start_snapshot), then reaps the child. Runs on the WAL's snapshot
-// thread.
-Result<std::string> read_child_snapshot(int fd, pid_t pid) {
-  // A child that sends nothing for this long is stuck: it is killed and the
-  // snapshot fails (the previous one and the WAL stay; the next interval
-  // tries again).
-  constexpr int kStallMs = 300'000;
-  std::string bytes;
-  char buf[1 << 16];
-  for (;;) {
-    pollfd pfd{fd, POLLIN, 0};
-    int ready = ::poll(&pfd, 1, kStallMs);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) {
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      bytes.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    break;
-  }
-  ::close(fd);
-  int status = 0;
-  pid_t waited;
-  do {
-    waited = ::waitpid(pid, &status, 0);
-  } while (waited < 0 && errno == EINTR);
-  uint64_t length = 0;
-  if (bytes.size() >= sizeof length) std::memcpy(&length, bytes.data(), sizeof length);
-  if (bytes.size() < sizeof length || bytes.size() - sizeof length != length) {
-    std::string how = waited != pid                  ? "(not reaped)"
-                      : WIFEXITED(status)             ? fmt::format("exit status {}", WEXITSTATUS(status))
-                      : WIFSIGNALED(status)           ? fmt::format("signal {}", WTERMSIG(status))
-                                                      : "unknown status";
-    return Status::Internal(fmt::format("snapshot process {} gave {} bytes, not a whole snapshot ({})", pid,
-                                        bytes.size(), how));
-  }
-  bytes.erase(0, sizeof length);
-  return bytes;
-}
-
-}  // namespace
-
 void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
   snapshot_running_ = true;
   uint64_t t0 = uv_hrtime();
@@ -366,44 +229,21 @@ void EmbeddedStore::start_snapshot(std::function<void(const Status&)> done) {
     snapshot_waiters_.clear();
     for (auto& w : waiters) w(s);
   };
+  const SnapshotSource source{clients_, names_, applied_order_};
   if (!closing_) {
-    // Serializing every state takes about a second per 200,000 states; on
-    // the loop thread that would stall every request. A forked child holds
-    // a copy-on-write image of the states as of now (nothing is in flight:
-    // maybe_snapshot waits for that) and serializes them into a pipe, which
-    // the WAL's snapshot thread reads; the WAL switches segments at this
-    // same moment, so the snapshot covers exactly the records applied.
-    // The child only serializes and writes (no logging, no locks but
-    // malloc's, which fork leaves usable) and leaves with _exit.
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) == 0) {
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::close(fds[0]);
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        Result<std::string> serialized = serialize_snapshot();
-        if (!serialized.ok()) ::_exit(2);
-        const uint64_t length = serialized.value().size();
-        bool ok = write_fully(fds[1], reinterpret_cast<const char*>(&length), sizeof length) &&
-                  write_fully(fds[1], serialized.value().data(), serialized.value().size());
-        ::_exit(ok ? 0 : 3);
-      }
-      ::close(fds[1]);
-      if (pid > 0) {
-        changes_since_snapshot_ = 0;
-        log::debug("store: snapshot process {} forked in {:.1f} ms", pid, (uv_hrtime() - t0) / 1e6);
-        const int fd = fds[0];
-        wal_->snapshot([fd, pid] { return read_child_snapshot(fd, pid); }, finished);
-        return;
-      }
-      ::close(fds[0]);
-      log::warn("store: cannot fork a snapshot process ({}); serializing in-process", std::strerror(errno));
-    } else {
-      log::warn("store: cannot make a pipe for the snapshot process ({}); serializing in-process",
-                std::strerror(errno));
+    // A forked child serializes a copy-on-write image of the states as of
+    // now (nothing is in flight: maybe_snapshot waits for that; see
+    // snapshot_child.h); the WAL switches segments at this same moment, so
+    // the snapshot covers exactly the records applied.
+    SnapshotChild child;
+    if (fork_snapshot_child(source, &child)) {
+      changes_since_snapshot_ = 0;
+      log::debug("store: snapshot process {} forked in {:.1f} ms", child.pid, (uv_hrtime() - t0) / 1e6);
+      wal_->snapshot([child] { return read_snapshot_child(child); }, finished);
+      return;
     }
   }
-  Result<std::string> serialized = serialize_snapshot();
+  Result<std::string> serialized = encode_snapshot(source);
   if (!serialized.ok()) {
     // Keep the previous snapshot and every WAL segment since it.
     snapshot_running_ = false;
@@ -645,55 +485,6 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
   return Status::Ok();
 }
 
-// Snapshot layout (little-endian):
-//   u32 version | u32 client_count | clients: u16 len, bytes
-//   u32 name_count | names: u16 len, name | u8 len, type | u32 state_version |
-//     u32 len, aggregate | u32 state_count | states: u32 client, u32 len, bytes
-Result<std::string> EmbeddedStore::serialize_snapshot() const {
-  std::string out;
-  put<uint32_t>(&out, kSnapshotVersion);
-  put<uint32_t>(&out, static_cast<uint32_t>(clients_.size()));
-  for (const std::string& c : clients_) {
-    put<uint16_t>(&out, static_cast<uint16_t>(c.size()));
-    out += c;
-  }
-  put<uint32_t>(&out, static_cast<uint32_t>(names_.size()));
-  std::string tmp;
-  taba_output sink = plugin::string_output(&tmp);
-  bool failed = false;
-  auto put_state = [&](const taba_handler* h, const State& st) {
-    tmp.clear();
-    if (h->serialize(st.get(), &sink) != TABA_OK) failed = true;
-    put<uint32_t>(&out, static_cast<uint32_t>(tmp.size()));
-    out += tmp;
-  };
-  for (const auto& [name, entry] : names_) {
-    const taba_handler* h = entry->handler->table;
-    put<uint16_t>(&out, static_cast<uint16_t>(name.size()));
-    out += name;
-    put<uint8_t>(&out, static_cast<uint8_t>(entry->handler->type_name.size()));
-    out += entry->handler->type_name;
-    put<uint32_t>(&out, h->state_version);
-    put_state(h, entry->aggregate);
-    put<uint32_t>(&out, static_cast<uint32_t>(entry->states.size()));
-    entry->states.for_each([&](ClientIndex ci, const State& st) {
-      put<uint32_t>(&out, ci);
-      put_state(h, st);
-    });
-    if (failed) {
-      return Status::Internal(fmt::format("the {} handler could not serialize a state of name \"{}\"",
-                                          entry->handler->type_name, name));
-    }
-  }
-  put<uint32_t>(&out, static_cast<uint32_t>(applied_order_.size()));
-  for (const auto& [time, id] : applied_order_) {
-    put<double>(&out, time);
-    put<uint16_t>(&out, static_cast<uint16_t>(id.size()));
-    out += id;
-  }
-  return out;
-}
-
 void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
   applied_ids_.emplace(std::string(id), time);
   applied_order_.emplace_back(time, std::string(id));
@@ -707,87 +498,19 @@ void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
 }
 
 Status EmbeddedStore::load_snapshot(std::string_view bytes) {
-  Reader r(bytes);
-  auto corrupt = [](const std::string& what) { return Status::Corruption("snapshot: " + what); };
-  uint32_t version = 0, nclients = 0, nnames = 0;
-  if (!r.get(&version)) return corrupt("truncated header");
-  if (version != 1 && version != kSnapshotVersion) return corrupt(fmt::format("unknown version {}", version));
-  if (!r.get(&nclients)) return corrupt("truncated client count");
-  for (uint32_t i = 0; i < nclients; ++i) {
-    uint16_t len = 0;
-    std::string_view c;
-    if (!r.get(&len) || !r.bytes(len, &c)) return corrupt("truncated client list");
-    // A snapshot is written from maps: a repeated entry is damage, and taking
-    // it would shift the client indexes its states refer to.
-    ClientIndex known = 0;
-    if (find_client(c, &known)) return corrupt(fmt::format("client \"{}\" is listed twice", quote_for_error(c)));
-    intern_client(c);
+  LoadedSnapshot loaded;
+  Status s = decode_snapshot(bytes, *registry_, &loaded);
+  if (!s.ok()) return s;
+  // Recovery starts from an empty store: the snapshot's client indexes are
+  // the store's.
+  for (std::string_view c : loaded.clients) intern_client(c);
+  for (auto& [name, entry] : loaded.names) {
+    entry->states.for_each([&](ClientIndex ci, const State&) {
+      max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
+    });
   }
-  if (!r.get(&nnames)) return corrupt("truncated name count");
-  char err[256];
-  for (uint32_t i = 0; i < nnames; ++i) {
-    uint16_t name_len = 0;
-    uint8_t type_len = 0;
-    uint32_t state_version = 0, len = 0, nstates = 0;
-    std::string_view name, type, blob;
-    if (!r.get(&name_len) || !r.bytes(name_len, &name) || !r.get(&type_len) || !r.bytes(type_len, &type) ||
-        !r.get(&state_version) || !r.get(&len) || !r.bytes(len, &blob)) {
-      return corrupt("truncated name entry");
-    }
-    if (names_.find(name) != names_.end()) {
-      return corrupt(fmt::format("name \"{}\" is listed twice", quote_for_error(name)));
-    }
-    const plugin::Handler* handler = registry_->find(type);
-    if (!handler) {
-      return Status::Invalid(fmt::format(
-          "snapshot holds name \"{}\" of type \"{}\", which no loaded plugin serves; install that plugin (or "
-          "map the type to one) so its states are not lost",
-          name, type));
-    }
-    const taba_handler* h = handler->table;
-    auto load = [&](std::string_view data, State* out) -> Status {
-      taba_state* st = nullptr;
-      err[0] = '\0';
-      taba_status rc = h->deserialize(data.data(), data.size(), state_version, &st, err, sizeof err);
-      if (rc != TABA_OK || !st) {
-        err[sizeof err - 1] = '\0';
-        return Status::Corruption(fmt::format("snapshot: state of name \"{}\" ({} v{}) unreadable: {}", name, type,
-                                              state_version, err));
-      }
-      *out = State(handler, st);
-      return Status::Ok();
-    };
-    auto entry = std::make_unique<NameEntry>();
-    entry->name.assign(name);
-    entry->handler = handler;
-    Status s = load(blob, &entry->aggregate);
-    if (!s.ok()) return s;
-    if (!r.get(&nstates)) return corrupt("truncated state count");
-    for (uint32_t k = 0; k < nstates; ++k) {
-      uint32_t ci = 0;
-      if (!r.get(&ci) || !r.get(&len) || !r.bytes(len, &blob)) return corrupt("truncated state");
-      if (ci >= clients_.size()) return corrupt(fmt::format("state refers to unknown client #{}", ci));
-      State st;
-      s = load(blob, &st);
-      if (!s.ok()) return s;
-      State& slot = entry->states[ci];
-      if (!slot) max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
-      slot = std::move(st);
-    }
-    names_.emplace(entry->name, std::move(entry));
-  }
-  if (version >= 2) {
-    uint32_t nids = 0;
-    if (!r.get(&nids)) return corrupt("truncated batch id count");
-    for (uint32_t i = 0; i < nids; ++i) {
-      double time = 0;
-      uint16_t len = 0;
-      std::string_view id;
-      if (!r.get(&time) || !r.get(&len) || !r.bytes(len, &id)) return corrupt("truncated batch id");
-      remember_batch_id(id, time);
-    }
-  }
-  if (!r.done()) return corrupt("trailing bytes");
+  names_ = std::move(loaded.names);
+  for (const auto& [time, id] : loaded.applied_ids) remember_batch_id(id, time);
   return Status::Ok();
 }
 
@@ -818,281 +541,6 @@ double EmbeddedStore::pipeline_latency_s() const {
 
 StoreStats EmbeddedStore::stats() const { return stats_; }
 WalStats EmbeddedStore::wal_stats() const { return wal_ ? wal_->stats() : WalStats{}; }
-
-// --- admin -----------------------------------------------------------------
-
-void EmbeddedStore::append_admin(std::string record,
-                                 std::function<void(const Status&, const std::string&)> applied) {
-  if (closing_) {
-    applied(Status::Unavailable("server is shutting down"), "");
-    return;
-  }
-  Pending p{std::move(record), {}, {}, std::move(applied)};
-  if (snapshot_wanted_) {
-    held_.push_back(std::move(p));
-    return;
-  }
-  append(std::move(p));
-}
-
-size_t EmbeddedStore::erase_name(std::string_view name) {
-  auto it = names_.find(name);
-  if (it == names_.end()) return 0;
-  NameEntry* entry = it->second.get();
-  size_t states = entry->states.size();
-  entry->states.for_each([&](ClientIndex ci, const State&) { --client_state_counts_[ci]; });
-  names_.erase(it);
-  return states;
-}
-
-Status EmbeddedStore::rebuild_aggregate(NameEntry* entry, double now) {
-  const taba_handler* h = entry->handler->table;
-  taba_state* fresh = h->new_state("", 0, now);
-  if (!fresh) return Status::Internal(fmt::format("{} handler: new_state failed", entry->handler->type_name));
-  entry->states.for_each([&](ClientIndex, const State& st) { h->merge(fresh, st.get(), now); });
-  entry->aggregate = State(entry->handler, fresh);
-  return Status::Ok();
-}
-
-Status EmbeddedStore::apply_admin(std::string_view record, std::string* summary) {
-  Reader r(record);
-  uint8_t tag = 0, op = 0;
-  double time = 0;
-  uint32_t count = 0;
-  if (!r.get(&tag) || !r.get(&op) || !r.get(&time) || !r.get(&count)) {
-    return Status::Corruption("admin record: truncated header");
-  }
-  std::vector<std::string_view> names;
-  for (uint32_t i = 0; i < count; ++i) {
-    uint16_t len = 0;
-    std::string_view n;
-    if (!r.get(&len) || !r.bytes(len, &n)) return Status::Corruption("admin record: truncated name list");
-    names.push_back(n);
-  }
-  ++stats_.admin_records;
-  ++changes_since_snapshot_;
-  switch (op) {
-    case kDeleteNames: {
-      size_t states = 0, removed = 0;
-      for (std::string_view n : names) {
-        if (names_.find(n) != names_.end()) ++removed;
-        states += erase_name(n);
-      }
-      *summary = fmt::format("names_deleted={} states_deleted={}", removed, states);
-      return Status::Ok();
-    }
-    case kGc: {
-      size_t pruned = 0, names_removed = 0;
-      std::vector<std::string> empty;
-      for (auto& [name, entry] : names_) {
-        const taba_handler* h = entry->handler->table;
-        std::vector<ClientIndex> dead;
-        entry->states.for_each([&](ClientIndex ci, const State& st) {
-          if (h->prunable(st.get(), time)) dead.push_back(ci);
-        });
-        if (dead.empty()) continue;
-        for (ClientIndex ci : dead) {
-          entry->states.erase(ci);
-          --client_state_counts_[ci];
-        }
-        pruned += dead.size();
-        if (entry->states.size() == 0) {
-          empty.push_back(name);
-        } else {
-          Status s = rebuild_aggregate(entry.get(), time);
-          if (!s.ok()) return s;
-        }
-      }
-      for (const std::string& n : empty) {
-        erase_name(n);
-        ++names_removed;
-      }
-      *summary = fmt::format("states_pruned={} names_removed={} names_busy=0", pruned, names_removed);
-      return Status::Ok();
-    }
-    case kRepair: {
-      size_t repaired = 0;
-      for (std::string_view n : names) {
-        auto it = names_.find(n);
-        if (it == names_.end()) continue;
-        Status s = rebuild_aggregate(it->second.get(), time);
-        if (!s.ok()) return s;
-        ++repaired;
-      }
-      *summary = fmt::format("aggregates_repaired={}", repaired);
-      return Status::Ok();
-    }
-    default:
-      return Status::Corruption(fmt::format("admin record: unknown operation {}", op));
-  }
-}
-
-namespace {
-// Turns "k=v k=v" summaries into report counts.
-void add_summary(Report* report, const std::string& summary) {
-  size_t pos = 0;
-  while (pos < summary.size()) {
-    size_t end = summary.find(' ', pos);
-    if (end == std::string::npos) end = summary.size();
-    std::string_view kv(summary.data() + pos, end - pos);
-    size_t eq = kv.find('=');
-    if (eq != std::string_view::npos) {
-      report->count(std::string(kv.substr(0, eq)), std::stoll(std::string(kv.substr(eq + 1))));
-    }
-    pos = end + 1;
-  }
-}
-}  // namespace
-
-void EmbeddedStore::delete_names(const Matcher& matcher, ReportCallback done) {
-  std::vector<std::string> doomed;
-  for (const NameEntry* e : names()) {
-    if (matcher.matches(e->name)) doomed.push_back(e->name);
-  }
-  if (doomed.empty()) {
-    Report report;
-    report.count("names_deleted", 0);
-    report.count("states_deleted", 0);
-    done(Status::Ok(), report);
-    return;
-  }
-  std::string record = admin_record(kDeleteNames, wall_now(), doomed);
-  append_admin(std::move(record), [doomed, done = std::move(done)](const Status& s, const std::string& summary) {
-    Report report;
-    if (s.ok()) {
-      add_summary(&report, summary);
-      report.details = doomed;
-    }
-    done(s, report);
-  });
-}
-
-void EmbeddedStore::gc(ReportCallback done) {
-  double now = wall_now();
-  int64_t prunable = 0;
-  for (const auto& [name, entry] : names_) {
-    const taba_handler* h = entry->handler->table;
-    entry->states.for_each([&](ClientIndex, const State& st) { prunable += h->prunable(st.get(), now) ? 1 : 0; });
-  }
-  if (prunable == 0) {
-    Report report;
-    report.count("states_pruned", 0);
-    report.count("names_removed", 0);
-    report.count("names_busy", 0);
-    done(Status::Ok(), report);
-    return;
-  }
-  append_admin(admin_record(kGc, now, {}), [done = std::move(done)](const Status& s, const std::string& summary) {
-    Report report;
-    if (s.ok()) add_summary(&report, summary);
-    done(s, report);
-  });
-}
-
-void EmbeddedStore::check(bool repair, ReportCallback done) {
-  double now = wall_now();
-  Report report;
-  int64_t states = 0;
-  std::vector<std::string> broken;
-  std::vector<uint32_t> counts(clients_.size(), 0);
-  for (const NameEntry* e : names()) {
-    const taba_handler* h = e->handler->table;
-    states += static_cast<int64_t>(e->states.size());
-    e->states.for_each([&](ClientIndex ci, const State&) {
-      if (ci < counts.size()) ++counts[ci];
-    });
-    taba_state* fresh = h->new_state("", 0, now);
-    if (!fresh) continue;
-    e->states.for_each([&](ClientIndex, const State& st) { h->merge(fresh, st.get(), now); });
-    std::string want = render_json(h, fresh, now);
-    std::string have = render_json(h, e->aggregate.get(), now);
-    h->free_state(fresh);
-    if (want != have) {
-      broken.push_back(e->name);
-      report.details.push_back(fmt::format("name \"{}\": aggregate differs from the merge of its {} client states",
-                                           e->name, e->states.size()));
-    }
-  }
-  int64_t count_problems = 0;
-  for (size_t ci = 0; ci < counts.size(); ++ci) {
-    if (counts[ci] != client_state_counts_[ci]) {
-      ++count_problems;
-      report.details.push_back(fmt::format("client \"{}\": {} states counted, {} held", clients_[ci],
-                                           client_state_counts_[ci], counts[ci]));
-    }
-  }
-  int64_t orphan_bindings = 0;
-  if (stats_.in_flight == 0 && held_.empty()) {
-    for (const auto& [name, handler] : reserved_) {
-      ++orphan_bindings;
-      report.details.push_back(fmt::format("name \"{}\": type {} reserved by a batch that was never applied", name,
-                                           handler->type_name));
-    }
-  }
-  report.count("names_checked", static_cast<int64_t>(names_.size()));
-  report.count("states_checked", states);
-  report.count("problems", static_cast<int64_t>(broken.size()) + count_problems + orphan_bindings);
-  if (!repair || (broken.empty() && count_problems == 0 && orphan_bindings == 0)) {
-    report.count("repaired", 0);
-    done(Status::Ok(), report);
-    return;
-  }
-  // Counts and reservations are memory-only; aggregates are rebuilt through
-  // a logged record so a replay reaches the same result.
-  if (count_problems) {
-    client_state_counts_ = counts;
-    client_state_counts_.resize(clients_.size(), 0);
-  }
-  if (orphan_bindings) reserved_.clear();
-  int64_t fixed = count_problems + orphan_bindings;
-  if (broken.empty()) {
-    report.count("repaired", fixed);
-    done(Status::Ok(), report);
-    return;
-  }
-  append_admin(admin_record(kRepair, now, broken),
-               [report, fixed, done = std::move(done)](const Status& s, const std::string& summary) mutable {
-                 Report r2;
-                 add_summary(&r2, summary);
-                 int64_t repaired = fixed;
-                 for (const auto& [k, v] : r2.counts) repaired += v;
-                 report.count("repaired", s.ok() ? repaired : fixed);
-                 done(s, report);
-               });
-}
-
-void EmbeddedStore::flush(ReportCallback done) {
-  uint64_t t0 = uv_hrtime();
-  int64_t queued = static_cast<int64_t>(stats_.in_flight + held_.size());
-  auto finish = [this, t0, queued, done = std::move(done)] {
-    Report report;
-    report.count("queued_at_start", queued);
-    report.count("waited_ms", static_cast<int64_t>((uv_hrtime() - t0) / 1000000));
-    report.count("batches_applied_total", static_cast<int64_t>(stats_.batches_applied));
-    done(Status::Ok(), report);
-  };
-  if (stats_.in_flight == 0 && held_.empty()) {
-    finish();
-    return;
-  }
-  drain_waiters_.push_back(std::move(finish));
-}
-
-void EmbeddedStore::status(std::function<void(const Status&, const ClusterStatus&)> done) {
-  ClusterStatus cs;
-  cs.store = "embedded";
-  ShardStatus shard;
-  shard.name = "embedded";
-  shard.master = options_.dir;
-  shard.up = !closing_;
-  shard.stream_length = static_cast<int64_t>(stats_.in_flight + held_.size());
-  shard.pending = static_cast<int64_t>(stats_.in_flight);
-  if (!append_times_.empty()) shard.oldest_pending_age_s = std::max(0.0, wall_now() - append_times_.front());
-  cs.shards.push_back(std::move(shard));
-  cs.pipeline_latency_s = pipeline_latency_s();
-  if (self_info_) cs.servers.push_back(self_info_());
-  done(Status::Ok(), cs);
-}
 
 void EmbeddedStore::fetch(const QueryNeed&, ViewCallback ready) { ready(Status::Ok(), this); }
 

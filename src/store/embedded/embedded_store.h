@@ -96,7 +96,8 @@ class EmbeddedStore final : public Store, public ReadView {
   // minute (nothing is in flight then).
   double pipeline_latency_s() const override;
 
-  // Admin operations are WAL records too: durable, and replayed in order.
+  // Admin operations are WAL records too: durable, and replayed in order
+  // (embedded_admin.cpp).
   void delete_names(const Matcher& names, ReportCallback done) override;
   void gc(ReportCallback done) override;
   void check(bool repair, ReportCallback done) override;
@@ -149,7 +150,7 @@ class EmbeddedStore final : public Store, public ReadView {
   void on_applied();
   void maybe_snapshot();
   void start_snapshot(std::function<void(const Status&)> done);
-  Result<std::string> serialize_snapshot() const;
+  // Restores the tables from a snapshot payload (snapshot_payload.h).
   Status load_snapshot(std::string_view bytes);
   static void on_timer(uv_timer_t* t);
 

@@ -10,21 +10,25 @@
 //   merge in memory (the handlers), then
 //   MULTI: write states + aggregates, bind, register clients, mark batch ids
 //   (SET EX), XACK + XDEL the entries; EXEC
-// A WATCH abort (another be or an admin change touched a key) retries at
-// once; a lost connection retries with backoff. Nothing is acknowledged
-// that was not applied in the same EXEC, so a be killed at any point leaves
-// its entries pending for itself (after a restart) or for another be.
+// (one ApplyAttempt, apply_attempt.h). A WATCH abort (another be or an
+// admin change touched a key) retries at once; a lost connection retries
+// with backoff. Nothing is acknowledged that was not applied in the same
+// EXEC, so a be killed at any point leaves its entries pending for itself
+// (after a restart) or for another be.
 #pragma once
 
 #include <uv.h>
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/redis/redis_store.h"
 
 namespace taba::store {
+
+class ApplyAttempt;
 
 class Applier {
  public:
@@ -48,7 +52,11 @@ class Applier {
   void ensure_group();
   void next();
   void read_reply(const redisReply* r, bool from_claim);
+  // One transaction over batch_ (apply_attempt.h): its read and merge, then
+  // its commit.
   void attempt();
+  void commit(const std::shared_ptr<ApplyAttempt>& a);
+  void transaction_failed(std::string_view what, const Status& s);
   void retry_later(uint32_t ms);
   static void on_timer(uv_timer_t* t);
 
