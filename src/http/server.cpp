@@ -50,28 +50,6 @@ namespace taba::http {
 // ---------------------------------------------------------------------------
 // Small value helpers.
 
-std::string_view Request::header(std::string_view lower_name) const {
-  for (const Header& h : headers) {
-    if (h.name == lower_name) return h.value;
-  }
-  return {};
-}
-
-Response Response::text(int status, std::string body) {
-  Response r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-Response Response::json(int status, std::string body) {
-  Response r;
-  r.status = status;
-  r.content_type = "application/json";
-  r.body = std::move(body);
-  return r;
-}
-
 bool split_host_port(std::string_view text, std::string* host, int* port) {
   std::string_view h;
   std::string_view p;
