@@ -8,7 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/status.h"
-#include "http/server.h"
+#include "http/message.h"
 
 namespace taba::cli {
 

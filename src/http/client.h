@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "http/server.h"
+#include "http/message.h"
 
 namespace taba::http {
 

@@ -5,7 +5,8 @@
 // RequestHandler chunk by chunk, so large posts are never buffered twice.
 // A handler may answer at once or later (after an asynchronous write, say):
 // the connection reads no further request until the current one is answered,
-// so pipelined requests are answered in order.
+// so pipelined requests are answered in order. The messages themselves
+// (Header, Request, Response) are plain values in message.h.
 #pragma once
 
 #include <uv.h>
@@ -13,44 +14,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "core/status.h"
+#include "http/message.h"
 
 namespace taba::http {
-
-struct Header {
-  std::string name;  // lower-cased on receipt
-  std::string value;
-};
-
-struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // the raw request-target, e.g. "/tabs?name=a"
-  std::string path;    // target up to '?', not percent-decoded
-  std::string query;   // target after '?', not percent-decoded ("" if none)
-  std::vector<Header> headers;
-  std::optional<uint64_t> content_length;  // when the request had one
-  bool chunked = false;                    // Transfer-Encoding: chunked
-  int http_minor = 1;                      // 0 for HTTP/1.0
-  std::string peer;                        // "ip:port" of the client
-
-  // Value of the first header with this (lower-case) name, or "" if absent.
-  std::string_view header(std::string_view lower_name) const;
-};
-
-struct Response {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-  std::vector<Header> headers;  // extra headers, e.g. {"Retry-After", "1"}
-
-  static Response text(int status, std::string body);
-  static Response json(int status, std::string body);
-};
 
 // The reply side of one request. Held by shared_ptr so an asynchronous
 // handler can keep it past the callback that created it. All methods must be

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <csignal>  // the signal numbers TabadProcess::signal() takes
 #include <cstdint>
 
 #include <string>

@@ -1,0 +1,479 @@
+// The client-proxy's StatsD buffer (statsd_buffer.h): one vector pass over a
+// datagram finds its lines, a hash of each line's name and tags as sent finds
+// the Taba name, and the event is appended to that name's lines with a few
+// fixed-size copies.
+#include "roles/statsd_buffer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "protocol/v1_encoder.h"
+
+namespace taba::roles {
+namespace {
+
+namespace statsd = protocol::statsd;
+
+// Event buffers of names idle this many flushes are released; and a
+// buffer much larger than its last use is released at once.
+constexpr uint64_t kIdleFlushes = 64;
+constexpr size_t kKeepCapacity = 1 << 20;
+// The raw-spelling table is a cache: cleared past this many entries.
+constexpr size_t kMaxRawSpellings = 4'000'000;
+
+// The Taba types, in the order of StatsdBuffer::Name::type.
+constexpr std::string_view kTypes[] = {"CounterGroup", "PercentileGroup", "Gauge", "Set"};
+
+uint8_t type_index(statsd::Kind kind) {
+  switch (kind) {
+    case statsd::Kind::kCounter:
+      return 0;
+    case statsd::Kind::kTimer:
+    case statsd::Kind::kHistogram:
+    case statsd::Kind::kDistribution:
+      return 1;
+    case statsd::Kind::kGauge:
+    case statsd::Kind::kGaugeDelta:
+      return 2;
+    case statsd::Kind::kSet:
+      return 3;
+  }
+  return 0;
+}
+
+// A fast hash of the bytes of a name as sent (not adversarial input: the
+// senders are local clients). Eight bytes at a time, then a final mix.
+inline uint64_t load8(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+inline uint64_t load_tail(const char* p, size_t n) {  // n < 8
+  if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return (static_cast<uint64_t>(a) << 32) | b;
+  }
+  if (n == 0) return 0;
+  return (static_cast<uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+         (static_cast<uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) | static_cast<unsigned char>(p[n - 1]);
+}
+
+// memcmp(a, b, n) == 0 for the short keys of names, without the call.
+// From 8 bytes on, the last word is read overlapping the one before.
+inline bool same_bytes(const char* a, const char* b, size_t n) {
+  if (n < 8) return load_tail(a, n) == load_tail(b, n);
+  for (size_t i = 0; i + 8 < n; i += 8) {
+    if (load8(a + i) != load8(b + i)) return false;
+  }
+  return load8(a + n - 8) == load8(b + n - 8);
+}
+
+// 64 x 64 -> 128-bit product, halves folded: every input bit reaches
+// most output bits in one multiply.
+inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+  __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
+// Sixteen bytes per multiply; the last 1-16 bytes as two overlapping
+// words, with the length mixed in so that shorter keys differ.
+inline uint64_t hash_bytes(std::string_view s, uint64_t h) {
+  constexpr uint64_t kA = 0xa0761d6478bd642full;
+  constexpr uint64_t kB = 0xe7037ed1a0b428dbull;
+  const char* p = s.data();
+  size_t n = s.size();
+  const char* end = p + n;
+  uint64_t a, b;
+  if (n >= 16) {
+    // Then the last 16 bytes, overlapping what the loop took.
+    while (n > 16) {
+      h = fold_mul(load8(p) ^ kA, load8(p + 8) ^ h ^ kB);
+      p += 16;
+      n -= 16;
+    }
+    a = load8(end - 16);
+    b = load8(end - 8);
+  } else if (n >= 8) {
+    a = load8(p);
+    b = load8(end - 8);
+  } else {
+    a = load_tail(p, n);
+    b = 0;
+  }
+  return fold_mul(a ^ kA ^ (static_cast<uint64_t>(s.size()) << 56), b ^ h ^ kB);
+}
+
+inline uint64_t hash_spelling(std::string_view name, std::string_view tags) {
+  uint64_t h = hash_bytes(name, 0x243f6a8885a308d3ull);
+  if (!tags.empty()) h = hash_bytes(tags, h ^ 0x13198a2e03707344ull);
+  h = fold_mul(h, 0xd6e8feb86659fd93ull);
+  return h | 1;  // 0 marks an empty slot
+}
+
+// Copies n bytes with a few overlapping fixed-size moves when n is small
+// (the usual number or member), reading only [src, src + n).
+inline void copy_short(char* dst, const char* src, size_t n) {
+  if (n > 16) {
+    std::memcpy(dst, src, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else if (n > 0) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+
+// Whether a set member needs no JSON escaping.
+inline bool plain_member(std::string_view member) {
+  for (char ch : member) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\' || c < 0x20) return false;
+  }
+  return true;
+}
+
+// The masks of the 64 bytes at p (all readable).
+template <class Masks>
+inline void block_masks(const char* p, Masks* out) {
+#if defined(__SSE2__)
+  const __m128i nl = _mm_set1_epi8('\n');
+  const __m128i colon = _mm_set1_epi8(':');
+  const __m128i bar = _mm_set1_epi8('|');
+  uint64_t m_nl = 0, m_colon = 0, m_bar = 0;
+  for (int k = 0; k < 4; ++k) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    __m128i is_bar = _mm_cmpeq_epi8(chunk, bar);
+    auto shift = static_cast<unsigned>(16 * k);
+    m_nl |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, nl)))) << shift;
+    m_bar |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(is_bar))) << shift;
+    m_colon |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(chunk, colon), is_bar))))
+               << shift;
+  }
+  out->newline = m_nl;
+  out->colon = m_colon;
+  out->bar = m_bar;
+#else
+  uint64_t m_nl = 0, m_colon = 0, m_bar = 0;
+  for (unsigned i = 0; i < 64; ++i) {
+    uint64_t bit = uint64_t{1} << i;
+    if (p[i] == '\n') m_nl |= bit;
+    if (p[i] == '|') m_bar |= bit;
+    if (p[i] == ':' || p[i] == '|') m_colon |= bit;
+  }
+  out->newline = m_nl;
+  out->colon = m_colon;
+  out->bar = m_bar;
+#endif
+}
+
+// The first position in [pos, limit) whose bit is set in `field` of the
+// masks, or limit. The masks cover at least [0, limit) (zero beyond the data).
+template <class Masks>
+inline size_t next_bit(const Masks* m, uint64_t Masks::*field, size_t pos, size_t limit) {
+  if (pos >= limit) return limit;
+  size_t w = pos >> 6;
+  uint64_t bits = (m[w].*field) & (~uint64_t{0} << (pos & 63));
+  while (bits == 0) {
+    if ((++w << 6) >= limit) return limit;
+    bits = m[w].*field;
+  }
+  size_t at = (w << 6) + static_cast<size_t>(__builtin_ctzll(bits));
+  return at < limit ? at : limit;
+}
+
+}  // namespace
+
+void StatsdBuffer::EventText::grow(size_t n) {
+  size_t cap = std::max<size_t>({cap_ * 2, size_ + n, 1024});
+  auto* data = static_cast<char*>(std::realloc(data_, cap));
+  if (data == nullptr) throw std::bad_alloc();
+  data_ = data;
+  cap_ = cap;
+}
+
+void StatsdBuffer::make_prefix(std::string_view type, double ts, Prefix* out) {
+  std::string p = "[\"";
+  p.append(type);
+  p.append("\",");
+  statsd::append_number(ts, &p);
+  p.append(",\"");
+  // At most 19 + 24 + 2 bytes: always fits the block.
+  std::memset(out->text, 0, Prefix::kBlock);
+  std::memcpy(out->text, p.data(), std::min(p.size(), Prefix::kBlock));
+  out->len = std::min(p.size(), Prefix::kBlock);
+}
+
+void StatsdBuffer::set_time(double ts) {
+  ts_cached_ = ts;
+  for (size_t t = 0; t < 4; ++t) make_prefix(kTypes[t], ts, &prefixes_[t]);
+}
+
+void StatsdBuffer::grow_raw() {
+  std::vector<RawSlot> old;
+  old.swap(raw_);
+  raw_.assign(old.empty() ? 1024 : old.size() * 2, RawSlot{});
+  size_t mask = raw_.size() - 1;
+  for (const RawSlot& s : old) {
+    if (s.hash == 0) continue;
+    size_t i = s.hash & mask;
+    while (raw_[i].hash != 0) i = (i + 1) & mask;
+    raw_[i] = s;
+  }
+}
+
+// Inline in add_datagram: the lookup that finds the spelling; a new one
+// goes to add_spelling, out of line.
+inline uint32_t StatsdBuffer::find_or_add(const statsd::Line& line) {
+  uint64_t h = hash_spelling(line.name, line.tags);
+  size_t key_len = line.name.size() + 1 + line.tags.size();
+  if (raw_.empty()) grow_raw();
+  size_t mask = raw_.size() - 1;
+  size_t i = h & mask;
+  for (; raw_[i].hash != 0; i = (i + 1) & mask) {
+    const RawSlot& s = raw_[i];
+    if (s.hash != h || s.key_len != key_len) continue;
+    const char* k = raw_keys_.data() + s.key_off;
+    if (same_bytes(k, line.name.data(), line.name.size()) &&
+        same_bytes(k + line.name.size() + 1, line.tags.data(), line.tags.size())) {
+      return s.id;
+    }
+  }
+  return add_spelling(line, h, i);
+}
+
+// A spelling not seen before, for the empty slot i: map it (the same Taba
+// name may come from several spellings, e.g. tags in another order).
+__attribute__((noinline)) uint32_t StatsdBuffer::add_spelling(const statsd::Line& line, uint64_t h, size_t i) {
+  size_t key_len = line.name.size() + 1 + line.tags.size();
+  if (!statsd::map_name(line, &name_scratch_)) return kNoName;
+  uint32_t id;
+  auto it = by_name_.find(name_scratch_);
+  if (it != by_name_.end()) {
+    id = it->second;
+  } else {
+    id = static_cast<uint32_t>(names_.size());
+    Name& n = names_.emplace_back();
+    n.name = name_scratch_;
+    n.type = type_index(line.kind);
+    by_id_.push_back(&n);
+    by_name_.emplace(name_scratch_, id);
+  }
+  RawSlot s;
+  s.hash = h;
+  s.id = id;
+  s.key_len = static_cast<uint32_t>(key_len);
+  s.key_off = raw_keys_.size();
+  raw_keys_.append(line.name);
+  raw_keys_.push_back('|');
+  raw_keys_.append(line.tags);
+  raw_[i] = s;
+  if (++raw_used_ * 2 > raw_.size()) grow_raw();
+  return id;
+}
+
+void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, const Prefix& prefix, ProxyStats* stats) {
+  ++stats->lines;
+  if (events_ >= max_events_) {
+    // Dropped before a gauge takes the value: a later +n/-n stays right.
+    ++stats->events_dropped_full;
+    return;
+  }
+  if (n.generation != generation_) {
+    n.generation = generation_;
+    dirty_.push_back(id);
+  }
+  // The payload: the value as sent when that is the text fmt would write
+  // for it, else formatted; a set member as a JSON string, escaped again
+  // as the body of the event's JSON string (\"alice\").
+  char number[statsd::kMaxNumberText];
+  std::string_view payload;
+  bool quoted = false;
+  double value = v.number;
+  switch (v.kind) {
+    case statsd::Kind::kCounter:
+      if (v.sample_rate != 1) {
+        value = v.number / v.sample_rate;
+        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+        break;
+      }
+      [[fallthrough]];
+    case statsd::Kind::kTimer:
+    case statsd::Kind::kHistogram:
+    case statsd::Kind::kDistribution:
+    case statsd::Kind::kGauge:
+      if (v.value_is_shortest) {
+        payload = v.value;
+      } else {
+        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+      }
+      if (v.kind == statsd::Kind::kGauge) n.gauge = value;
+      break;
+    case statsd::Kind::kGaugeDelta:
+      n.gauge = v.number + n.gauge;
+      payload = std::string_view(number, static_cast<size_t>(statsd::format_number(n.gauge, number) - number));
+      break;
+    case statsd::Kind::kSet:
+      if (plain_member(v.value)) {
+        payload = v.value;
+        quoted = true;
+      } else {
+        set_scratch_.assign("\"");
+        protocol::append_json_string_body(v.value, &set_scratch_);
+        set_scratch_.push_back('"');
+        set_text_.clear();
+        protocol::append_json_string_body(set_scratch_, &set_text_);
+        payload = set_text_;
+      }
+      break;
+  }
+  char* p = n.lines.reserve(Prefix::kBlock + payload.size() + 8);
+  std::memcpy(p, prefix.text, Prefix::kBlock);  // one block copy; only len bytes count
+  p += prefix.len;
+  if (quoted) {
+    std::memcpy(p, "\\\"", 2);
+    p += 2;
+  }
+  copy_short(p, payload.data(), payload.size());
+  p += payload.size();
+  if (quoted) {
+    std::memcpy(p, "\\\"\"]\n", 5);
+    p += 5;
+  } else {
+    std::memcpy(p, "\"]\n", 3);
+    p += 3;
+  }
+  n.lines.commit(p);
+  // The next event of this name comes hundreds of other events later, into
+  // a cache line not written yet: fetch it now, so that write does not wait
+  // for memory (the proxy writes to as many places as it has busy names).
+  __builtin_prefetch(p + 64, 1);
+  ++events_;
+  ++stats->events_buffered;
+}
+
+void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStats* stats) {
+  ++stats->datagrams;
+  // Millisecond stamps: one prefix per type and millisecond, shared by its lines.
+  double ts = std::floor(now * 1000) / 1000;
+  if (ts != ts_cached_) set_time(ts);
+  statsd::Line line;  // one for all lines: parse_line sets every field
+  const char* d = datagram.data();
+  size_t size = datagram.size();
+  size_t blocks = size / 64;
+  if (masks_.size() < blocks + 1) masks_.resize(blocks + 1);
+  ByteMasks* m = masks_.data();
+  for (size_t b = 0; b < blocks; ++b) block_masks(d + 64 * b, &m[b]);
+  if (size % 64 != 0) {
+    char tail[64] = {};
+    std::memcpy(tail, d + 64 * blocks, size % 64);
+    block_masks(tail, &m[blocks]);
+  }
+  size_t pos = 0;
+  while (pos < size) {
+    // As statsd::parse_datagram, with one name lookup per line rather than per value.
+    size_t nl = next_bit(m, &ByteMasks::newline, pos, size);
+    size_t line_end = nl;
+    size_t start = pos;
+    pos = nl + 1;
+    if (line_end > start && d[line_end - 1] == '\r') --line_end;
+    if (line_end == start) continue;
+    size_t colon = next_bit(m, &ByteMasks::colon, start, line_end);
+    size_t bar = colon < line_end && d[colon] == '|' ? colon : next_bit(m, &ByteMasks::bar, colon, line_end);
+    std::string_view text(d + start, line_end - start);
+    if (statsd::parse_line_at(text, d + colon, d + bar, &line) != nullptr) {
+      ++stats->bad_lines;
+      continue;
+    }
+    uint32_t id = find_or_add(line);
+    uint8_t type = type_index(line.kind);
+    Name* name = id == kNoName ? nullptr : by_id_[id];
+    if (name == nullptr || name->type != type) {
+      // Counted once per value, like the values of a good line. A type
+      // conflict: the fe would refuse the whole body for it; refuse the line.
+      uint64_t values = 1;
+      if (line.kind != statsd::Kind::kSet) {
+        for (char c : line.values) values += c == ':';
+      }
+      stats->bad_lines += values;
+      if (id != kNoName) stats->type_conflicts += values;
+      continue;
+    }
+    const Prefix* prefix = &prefixes_[type];
+    if (line.timestamp > 0) {
+      make_prefix(kTypes[type], static_cast<double>(line.timestamp), &stamp_prefix_);
+      prefix = &stamp_prefix_;
+    }
+    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, *name, v, *prefix, stats); });
+  }
+}
+
+bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
+  if (dirty_.empty()) return false;
+  size_t bytes = 8 + client_id.size();
+  for (uint32_t id : dirty_) bytes += names_[id].name.size() + names_[id].lines.size() + 2;
+  out->reserve(out->size() + bytes);
+  out->append("1\n\n");
+  out->append(client_id);
+  out->append("\n\n");
+  for (uint32_t id : dirty_) {
+    Name& n = names_[id];
+    out->append(n.name);
+    out->push_back('\n');
+    out->append(n.lines.view());
+    out->push_back('\n');
+    if (n.lines.capacity() > kKeepCapacity && n.lines.size() < n.lines.capacity() / 4) {
+      n.lines.release();
+    } else {
+      n.lines.clear();
+    }
+  }
+  out->push_back('\n');
+  dirty_.clear();
+  events_ = 0;
+  ++generation_;
+  if (generation_ % kIdleFlushes == 0) {
+    // Release the buffers of names that have been quiet for a while.
+    for (Name& n : names_) {
+      if (n.generation + kIdleFlushes < generation_ && n.lines.capacity() != 0) n.lines.release();
+    }
+  }
+  if (raw_used_ > kMaxRawSpellings) {
+    raw_.clear();
+    raw_used_ = 0;
+    raw_keys_.clear();
+  }
+  return true;
+}
+
+void StatsdBuffer::forget_names() {
+  names_.clear();
+  by_id_.clear();
+  by_name_.clear();
+  raw_.clear();
+  raw_used_ = 0;
+  std::string().swap(raw_keys_);
+  dirty_.clear();
+  events_ = 0;
+}
+
+}  // namespace taba::roles
