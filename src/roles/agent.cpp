@@ -8,8 +8,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/url.h"
-#include "roles/auth.h"
 #include "roles/server_options.h"
+#include "routes/auth.h"
 #include "store/redis/layout.h"
 #include "taba/version.h"
 
@@ -105,7 +105,7 @@ Status AgentRole::start() {
               ss.bytes);
   }
 
-  ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
+  ingest_ = std::make_unique<routes::Ingest>(this, registry_, config_.ingest);
   http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
@@ -208,11 +208,11 @@ void AgentRole::refused(const std::string& v1_text, const std::string& batch_id,
 
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }
-  if (Ingest::handles(req.path)) {
+  if (routes::Ingest::handles(req.path)) {
     if (stopping_) {
       http::Response r = http::Response::text(503, "the agent is shutting down\n");
       r.headers.push_back({"Retry-After", "1"});
@@ -230,7 +230,7 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
   if (req.path == "/status") {
     ex->reply(wants_json(req) ? http::Response::json(200, status_json()) : http::Response::text(200, status_text()));
   } else if (req.path == "/metrics") {
-    MetricsWriter w;
+    routes::MetricsWriter w;
     write_metrics(&w);
     http::Response r = http::Response::text(200, w.take());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -255,10 +255,10 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
   return nullptr;
 }
 
-void AgentRole::write_metrics(MetricsWriter* w) const {
+void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   w->family("taba_agent_bodies_total", "counter", "Posts to the agent by outcome.");
   w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
@@ -312,7 +312,7 @@ void AgentRole::write_metrics(MetricsWriter* w) const {
 std::string AgentRole::status_text() const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   std::string out = fmt::format("agent {} (tabad {}), up {:.0f} s{}\n\n", config_.agent.listen, TABA_VERSION_STRING,
                                 wall_now() - started_at_, stopping_ ? ", shutting down" : "");
   out += fmt::format("spool      {}\n", spool_dir_);
@@ -342,7 +342,7 @@ std::string AgentRole::status_text() const {
 std::string AgentRole::status_json() const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   std::string eps;
   for (const auto& e : fs.endpoints) {
     if (!eps.empty()) eps += ",";

@@ -31,8 +31,8 @@
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "protocol/statsd.h"
-#include "roles/ingest.h"
-#include "roles/metrics.h"
+#include "routes/ingest.h"
+#include "routes/metrics.h"
 
 namespace taba::roles {
 
@@ -168,7 +168,7 @@ class StatsdBuffer {
   Prefix prefixes_[4];       // per Taba type, for the cached millisecond
 };
 
-class ClientProxyRole : public IngestSink {
+class ClientProxyRole : public routes::IngestSink {
  public:
   ClientProxyRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry);
   ~ClientProxyRole() override;
@@ -184,7 +184,7 @@ class ClientProxyRole : public IngestSink {
   void reload(const Config& config);
 
   ProxyStats stats() const;
-  void write_metrics(MetricsWriter* w) const;
+  void write_metrics(routes::MetricsWriter* w) const;
   std::string status_text() const;
 
   // IngestSink (POST /post on the proxy)
@@ -233,7 +233,7 @@ class ClientProxyRole : public IngestSink {
   Config config_;
   const plugin::Registry* registry_;
   std::string client_id_;
-  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<routes::Ingest> ingest_;
   std::unique_ptr<http::Server> server_;
 
   DatagramInput udp_in_;

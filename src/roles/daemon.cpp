@@ -15,15 +15,15 @@
 #include "plugin/registry.h"
 #include "query/params.h"
 #include "query/query_service.h"
-#include "roles/admin.h"
 #include "roles/agent.h"
 #include "roles/client_proxy.h"
-#include "roles/auth.h"
-#include "roles/server_options.h"
-#include "roles/metrics.h"
 #include "roles/self_tabs.h"
-#include "roles/ingest.h"
-#include "roles/ui.h"
+#include "roles/server_options.h"
+#include "routes/admin.h"
+#include "routes/auth.h"
+#include "routes/ingest.h"
+#include "routes/metrics.h"
+#include "routes/ui.h"
 #include "store/embedded/embedded_store.h"
 #include "store/redis/redis_store.h"
 #include "taba/version.h"
@@ -167,11 +167,11 @@ class Daemon {
       }
     }
     store_->set_name_limits(name_limits(config_.ingest));
-    ingest_ = std::make_unique<Ingest>(store_.get(), &registry_, config_.ingest);
+    ingest_ = std::make_unique<routes::Ingest>(store_.get(), &registry_, config_.ingest);
     self_tabs_ = std::make_unique<SelfTabs>(store_.get(), &registry_);
     ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
     queries_ = std::make_unique<query::QueryService>(store_.get());
-    admin_ = std::make_unique<AdminRoutes>(store_.get());
+    admin_ = std::make_unique<routes::AdminRoutes>(store_.get());
 
     http::ServerOptions ho = server_options(config_.http);
     server_ = std::make_unique<http::Server>(&loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
@@ -249,7 +249,7 @@ class Daemon {
     int64_t self_every = self->config_.server.self_tabs_interval_s;
     if (self_every > 0 && !self->stopping_ && now - self->last_self_tabs_ >= static_cast<double>(self_every)) {
       self->last_self_tabs_ = now;
-      const IngestStats& st = self->ingest_->stats();
+      const routes::IngestStats& st = self->ingest_->stats();
       self->self_tabs_->flush(self->server_id_, st.events_received, st.bodies_rejected, st.bodies_unavailable);
     }
     int64_t gc_every = self->config_.store.gc_interval_s;
@@ -285,17 +285,17 @@ class Daemon {
     if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
     bool tabs = false;
     for (const auto& [k, v] : params->extra) tabs = k == "tabs" && (v == "1" || v == "true");
-    MetricsWriter w;
+    routes::MetricsWriter w;
     w.gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
     w.gauge("taba_start_time_seconds", "When this process started (epoch seconds).", started_at_);
     w.family("taba_role", "gauge", "Roles this process runs.");
     for (const auto& role : config_.server.roles) w.sample("taba_role", 1, {{"role", role}});
-    const IngestStats& in = ingest_->stats();
+    const routes::IngestStats& in = ingest_->stats();
     w.counter("taba_events_received_total", "Events in accepted bodies.", static_cast<double>(in.events_received));
     w.counter("taba_events_clamped_total", "Events whose future timestamps were clamped to now.",
               static_cast<double>(in.events_clamped));
-    w.counter("taba_ingest_bytes_total", "Ingest body bytes received on the wire.", static_cast<double>(in.bytes_received));
-    w.family("taba_bodies_total", "counter", "Ingest bodies by outcome.");
+    w.counter("taba_ingest_bytes_total", "routes::Ingest body bytes received on the wire.", static_cast<double>(in.bytes_received));
+    w.family("taba_bodies_total", "counter", "routes::Ingest bodies by outcome.");
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_rejected), {{"outcome", "rejected"}});
     w.sample("taba_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
@@ -342,7 +342,7 @@ class Daemon {
     need.names = &ctx->first;
     need.clients = &ctx->second;
     need.aggregates = true;
-    auto writer = std::make_shared<MetricsWriter>(std::move(w));
+    auto writer = std::make_shared<routes::MetricsWriter>(std::move(w));
     double now = wall_now() - store_->pipeline_latency_s();
     store_->fetch(need, [ctx, writer, now, done = std::move(done)](const Status& s, const store::ReadView* view) {
       if (!s.ok()) {
@@ -355,7 +355,7 @@ class Daemon {
         if (!e->aggregate || !ctx->first.matches(e->name)) continue;
         // Full precision: a gauge of 0.0012 s must not read 0.
         std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON_EXACT, now);
-        flatten_tab(writer.get(), e->name, e->handler->type_name, json);
+        routes::flatten_tab(writer.get(), e->name, e->handler->type_name, json);
       }
       http::Response r = http::Response::text(200, writer->take());
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -480,7 +480,7 @@ class Daemon {
 
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex) {
     const http::Request& req = ex->request();
-    if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+    if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
       ex->reply(std::move(*denied));
       return nullptr;
     }
@@ -490,7 +490,7 @@ class Daemon {
             metrics(r, std::move(done));
           });
     }
-    if (Ingest::handles(req.path)) {
+    if (routes::Ingest::handles(req.path)) {
       if (!config_.has_role("fe")) {
         ex->reply(http::Response::text(
             404, fmt::format("{}: this server runs {} and takes no posts; post to an fe\n", req.path,
@@ -506,15 +506,15 @@ class Daemon {
             q->handle(r, body, std::move(done));
           });
     }
-    if (AdminRoutes::handles(req.path)) {
-      AdminRoutes* a = admin_.get();
+    if (routes::AdminRoutes::handles(req.path)) {
+      routes::AdminRoutes* a = admin_.get();
       return std::make_unique<BufferedRequest>(
           ex, [a](const http::Request& r, std::string_view body, std::function<void(http::Response)> done) {
             a->handle(r, body, std::move(done));
           });
     }
-    if (is_ui_path(req.path)) {
-      ex->reply(ui_response(req));
+    if (routes::is_ui_path(req.path)) {
+      ex->reply(routes::ui_response(req));
       return nullptr;
     }
     if (req.path == "/healthz") {
@@ -590,9 +590,9 @@ class Daemon {
   uv_signal_t sigint_;
   plugin::Registry registry_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<routes::Ingest> ingest_;
   std::unique_ptr<query::QueryService> queries_;
-  std::unique_ptr<AdminRoutes> admin_;
+  std::unique_ptr<routes::AdminRoutes> admin_;
   uv_timer_t tick_;
   std::string server_id_;
   std::string listen_;
