@@ -77,6 +77,7 @@ struct Config {
     int64_t max_events_per_body = 1'000'000;    // more: 413; 0 = no limit
     int64_t max_names = 1'000'000;              // distinct names in the store; a body adding more: 422; 0 = no limit
     int64_t max_names_per_client = 100'000;     // names one client has state for; more: 422; 0 = no limit
+    bool operator==(const Ingest&) const = default;
   } ingest;
 
   // The agent role (SPEC §8): a durable spool in front of the fes.
