@@ -85,7 +85,7 @@ Status AgentRole::start() {
 
   agent::SpoolOptions so;
   so.dir = spool_dir_;
-  so.fsync_always = config_.agent.fsync == "always";
+  so.fsync_always = config_.agent.fsync == FsyncPolicy::kAlways;
   so.max_bytes = static_cast<uint64_t>(config_.agent.spool_max_bytes);
   so.segment_bytes = static_cast<uint64_t>(config_.agent.batch_max_bytes);
   so.seal_after_ms = static_cast<uint32_t>(config_.agent.flush_interval_ms);
@@ -118,7 +118,7 @@ Status AgentRole::start() {
   s = server_->listen(host, port);
   if (!s.ok()) return Status::IoError(fmt::format("agent: cannot listen on {}: {}", config_.agent.listen, s.message()));
   log::info("agent: listening on {}:{}, spool {} (max {} bytes, fsync {}), forwarding to {}", host, server_->port(),
-            spool_dir_, config_.agent.spool_max_bytes, config_.agent.fsync, fmt::join(config_.agent.endpoints, ", "));
+            spool_dir_, config_.agent.spool_max_bytes, fsync_policy_name(config_.agent.fsync), fmt::join(config_.agent.endpoints, ", "));
   uv_timer_init(loop_, &drain_timer_);
   drain_timer_.data = this;
   timer_open_ = true;
@@ -320,7 +320,7 @@ std::string AgentRole::status_text() const {
                      100.0 * static_cast<double>(ss.bytes) / static_cast<double>(config_.agent.spool_max_bytes));
   out += fmt::format("  events   {} in {} sealed batch(es); oldest waiting {:.1f} s\n", ss.events, ss.segments,
                      fs.oldest_queued_age_s);
-  out += fmt::format("  fsync    {} ({} fdatasync calls)\n", config_.agent.fsync, ss.fsyncs);
+  out += fmt::format("  fsync    {} ({} fdatasync calls)\n", fsync_policy_name(config_.agent.fsync), ss.fsyncs);
   out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
   out += fmt::format(
       "posts      {} accepted ({} events spooled), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
@@ -363,7 +363,7 @@ std::string AgentRole::status_json() const {
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
       stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.spool_max_bytes, ss.events,
-      ss.segments, json_quote(config_.agent.fsync), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
+      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
       fs.bytes_sent, fs.retries, fs.in_flight, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,

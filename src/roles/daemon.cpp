@@ -28,7 +28,7 @@ class Daemon {
     plugins_dir_ = config_.server.plugins_dir.empty() ? plugin::default_plugins_dir() : config_.server.plugins_dir;
     const std::string& plugins_dir = plugins_dir_;
     log::info("tabad {} starting: roles {}, data dir {}, plugins {}", TABA_VERSION_STRING,
-              fmt::join(config_.server.roles, ","), config_.server.data_dir, plugins_dir);
+              fmt::join(role_names(config_.server.roles), ","), config_.server.data_dir, plugins_dir);
     if (!registry_.load_dir(plugins_dir)) {
       log::error("no plugins directory at {}; set --plugins-dir", plugins_dir);
     }
@@ -41,7 +41,7 @@ class Daemon {
     }
     if (registry_.handlers().empty()) log::warn("no handler plugins loaded: every post will be rejected");
 
-    if (config_.has_role("fe") || config_.has_role("be") || config_.has_role("ctrl")) {
+    if (config_.serves()) {
       server_ = std::make_unique<ServerRole>(&loop_, config_, &registry_);
       Status st = server_->start();
       if (!st.ok()) {
@@ -49,7 +49,7 @@ class Daemon {
         return server_->store_open() ? close_store_and_loop(1) : close_loop(1);
       }
     }
-    if (config_.has_role("agent")) {
+    if (config_.has_role(Role::kAgent)) {
       agent_ = std::make_unique<AgentRole>(&loop_, config_, &registry_);
       Status st = agent_->start();
       if (!st.ok()) {
@@ -57,7 +57,7 @@ class Daemon {
         return server_ ? close_store_and_loop(1) : close_loop(1);
       }
     }
-    if (config_.has_role("client-proxy")) {
+    if (config_.has_role(Role::kClientProxy)) {
       proxy_ = std::make_unique<ClientProxyRole>(&loop_, config_, &registry_);
       Status st = proxy_->start();
       if (!st.ok()) {

@@ -76,14 +76,14 @@ Status ServerRole::start() {
 Status ServerRole::open_store() {
   Status s;
   if (config_.redis.enabled) {
-    store_ = std::make_unique<store::RedisStore>(loop_, registry_, config_.redis, config_.has_role("be"), server_id_);
+    store_ = std::make_unique<store::RedisStore>(loop_, registry_, config_.redis, config_.has_role(Role::kBe), server_id_);
     store_->set_self_info([this] { return self_info(); });
     s = store_->open();
     if (!s.ok()) return Status::IoError(fmt::format("cannot start the redis store: {}", s.message()));
   } else {
     store::StoreOptions so;
     so.dir = config_.server.data_dir;
-    so.fsync = config_.store.fsync == "always" ? store::FsyncPolicy::kAlways : store::FsyncPolicy::kEverySec;
+    so.fsync = config_.store.fsync;
     so.wal_max_queued_bytes = static_cast<uint64_t>(config_.store.wal_max_queued_bytes);
     so.snapshot_interval_s = static_cast<uint32_t>(config_.store.snapshot_interval_s);
     so.dedup_ttl_s = static_cast<double>(config_.store.dedup_ttl_s);
@@ -140,7 +140,7 @@ void ServerRole::on_tick(uv_timer_t* t) {
     self->self_tabs_->flush(self->server_id_, st.events_received, st.bodies_rejected, st.bodies_unavailable);
   }
   int64_t gc_every = self->config_.store.gc_interval_s;
-  if (gc_every > 0 && self->config_.has_role("be") && !self->stopping_ && !self->gc_running_ &&
+  if (gc_every > 0 && self->config_.has_role(Role::kBe) && !self->stopping_ && !self->gc_running_ &&
       now - self->last_gc_ >= static_cast<double>(gc_every)) {
     if (self->last_gc_ == 0) {
       self->last_gc_ = now;  // the first GC one interval after start
@@ -164,7 +164,7 @@ void ServerRole::on_tick(uv_timer_t* t) {
 store::ServerInfo ServerRole::self_info() const {
   store::ServerInfo info;
   info.id = server_id_;
-  info.roles = config_.server.roles;
+  info.roles = role_names(config_.server.roles);
   info.listen = listen_;
   info.events_per_s = events_per_s_;
   info.deltas_per_s = deltas_per_s_;
@@ -189,10 +189,10 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
         });
   }
   if (routes::Ingest::handles(req.path)) {
-    if (!config_.has_role("fe")) {
+    if (!config_.has_role(Role::kFe)) {
       ex->reply(http::Response::text(
           404, fmt::format("{}: this server runs {} and takes no posts; post to an fe\n", req.path,
-                           fmt::join(config_.server.roles, ","))));
+                           fmt::join(role_names(config_.server.roles), ","))));
       return nullptr;
     }
     return ingest_->start(ex);
@@ -232,7 +232,7 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
   if (req.path == "/") {
     ex->reply(http::Response::text(
         200, fmt::format("tabad {} running {}: the web page is /ui.\n{}\n", TABA_VERSION_STRING,
-                         fmt::join(config_.server.roles, ","), route_list())));
+                         fmt::join(role_names(config_.server.roles), ","), route_list())));
     return nullptr;
   }
   ex->reply(http::Response::text(404, fmt::format("no such route: {} (the web page is /ui; {})\n", req.path,
@@ -242,7 +242,7 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
 
 std::string ServerRole::route_list() const {
   std::string out = "routes: ";
-  if (config_.has_role("fe")) out += "/post /post_zip, ";
+  if (config_.has_role(Role::kFe)) out += "/post /post_zip, ";
   out += "/tabs /projection /supertabs /names /clients /types, /status /servers /latency, "
          "/delete /gc /check /flush, /metrics /healthz /readyz /ui";
   return out;

@@ -28,7 +28,7 @@ void ServerMetrics::handle(const http::Request& req, std::function<void(http::Re
   w.gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   w.gauge("taba_start_time_seconds", "When this process started (epoch seconds).", sources_.started_at);
   w.family("taba_role", "gauge", "Roles this process runs.");
-  for (const auto& role : sources_.roles) w.sample("taba_role", 1, {{"role", role}});
+  for (Role role : sources_.roles) w.sample("taba_role", 1, {{"role", std::string(role_name(role))}});
   const IngestStats& in = sources_.ingest->stats();
   w.counter("taba_events_received_total", "Events in accepted bodies.", static_cast<double>(in.events_received));
   w.counter("taba_events_clamped_total", "Events whose future timestamps were clamped to now.",

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/config.h"
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "routes/ingest.h"
@@ -22,7 +23,7 @@ class ServerMetrics {
  public:
   // What the page reads; nothing of it is owned.
   struct Sources {
-    std::vector<std::string> roles;  // server.roles, as configured
+    std::vector<Role> roles;         // server.roles
     double started_at = 0;           // when the process started (epoch seconds)
     const Ingest* ingest = nullptr;
     const http::Server* server = nullptr;
