@@ -68,14 +68,17 @@ int main(int argc, char** argv) {
       taba::Status s = taba::load_config_file(args["config"].as<std::string>(), &config);
       if (!s.ok()) return s;
     }
-    if (args.count("role")) config.server.roles = split_roles(args["role"].as<std::string>());
+    if (args.count("role")) {
+      taba::Status s = taba::parse_roles(split_roles(args["role"].as<std::string>()), &config.server.roles);
+      if (!s.ok()) return s;
+    }
     if (args.count("listen")) {
       // The HTTP address of the first thing this process serves: the fe/be/ctrl
       // API, else the agent, else the client-proxy.
       std::string listen = args["listen"].as<std::string>();
-      if (config.has_role("fe") || config.has_role("be") || config.has_role("ctrl")) {
+      if (config.serves()) {
         config.server.listen = listen;
-      } else if (config.has_role("agent")) {
+      } else if (config.has_role(taba::Role::kAgent)) {
         config.agent.listen = listen;
       } else {
         config.client_proxy.listen = listen;
@@ -83,7 +86,10 @@ int main(int argc, char** argv) {
     }
     if (args.count("data-dir")) config.server.data_dir = args["data-dir"].as<std::string>();
     if (args.count("plugins-dir")) config.server.plugins_dir = args["plugins-dir"].as<std::string>();
-    if (args.count("fsync")) config.store.fsync = args["fsync"].as<std::string>();
+    if (args.count("fsync")) {
+      taba::Status s = taba::parse_fsync_policy("store.fsync", args["fsync"].as<std::string>(), &config.store.fsync);
+      if (!s.ok()) return s;
+    }
     if (args.count("log-level")) config.server.log_level = args["log-level"].as<std::string>();
     taba::Status s = taba::validate_config(config);
     if (!s.ok()) return s;

@@ -10,7 +10,9 @@
 namespace taba {
 namespace {
 
-constexpr const char* kKnownRoles[] = {"client-proxy", "agent", "fe", "be", "ctrl"};
+constexpr std::pair<Role, std::string_view> kRoleNames[] = {
+    {Role::kClientProxy, "client-proxy"}, {Role::kAgent, "agent"}, {Role::kFe, "fe"}, {Role::kBe, "be"},
+    {Role::kCtrl, "ctrl"}};
 // Sections the SPEC defines that this build does not implement yet.
 
 std::string type_name(const toml::node& n) {
@@ -106,9 +108,12 @@ class TableReader {
     if (!_s.ok()) return _s;      \
   } while (0)
 
-Status read_server(const toml::table& t, Config::Server* s) {
+// The enum-valued keys (server.roles, store.fsync, agent.fsync) are read as
+// text here and into their enums once the whole file is read (see
+// load_config_table).
+Status read_server(const toml::table& t, Config::Server* s, std::vector<std::string>* roles) {
   TableReader r(t, "server");
-  TABA_TRY(r.strings("roles", &s->roles));
+  TABA_TRY(r.strings("roles", roles));
   TABA_TRY(r.string("listen", &s->listen));
   TABA_TRY(r.string("data_dir", &s->data_dir));
   TABA_TRY(r.string("plugins_dir", &s->plugins_dir));
@@ -117,9 +122,9 @@ Status read_server(const toml::table& t, Config::Server* s) {
   return r.unknown_keys();
 }
 
-Status read_store(const toml::table& t, Config::Store* s) {
+Status read_store(const toml::table& t, Config::Store* s, std::string* fsync) {
   TableReader r(t, "store");
-  TABA_TRY(r.string("fsync", &s->fsync));
+  TABA_TRY(r.string("fsync", fsync));
   TABA_TRY(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
   TABA_TRY(r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
   TABA_TRY(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
@@ -202,14 +207,14 @@ Status read_auth(const toml::table& t, Config::Auth* a) {
   return r.unknown_keys();
 }
 
-Status read_agent(const toml::table& t, Config::Agent* a) {
+Status read_agent(const toml::table& t, Config::Agent* a, std::string* fsync) {
   TableReader r(t, "agent");
   TABA_TRY(r.string("listen", &a->listen));
   TABA_TRY(r.string("spool_dir", &a->spool_dir));
   TABA_TRY(r.string("dead_letter_dir", &a->dead_letter_dir));
   TABA_TRY(r.integer("spool_max_bytes", 1 << 20, int64_t{1} << 50, &a->spool_max_bytes));
   TABA_TRY(r.integer("max_dead_letter_bytes", 0, int64_t{1} << 50, &a->max_dead_letter_bytes));
-  TABA_TRY(r.string("fsync", &a->fsync));
+  TABA_TRY(r.string("fsync", fsync));
   TABA_TRY(r.strings("endpoints", &a->endpoints));
   TABA_TRY(r.integer("batch_max_bytes", 1024, 1 << 30, &a->batch_max_bytes));
   TABA_TRY(r.integer("flush_interval_ms", 1, 60'000, &a->flush_interval_ms));
@@ -245,7 +250,7 @@ Status read_plugins(const toml::table& t, Config::Plugins* p) {
   return r.unknown_keys();
 }
 
-std::string toml_string(const std::string& s) {
+std::string toml_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out.push_back('\\');
@@ -258,8 +263,48 @@ std::string toml_string(const std::string& s) {
 
 static Status load_config_table(const toml::table& root, const std::string& path, Config* config);
 
-bool Config::has_role(std::string_view role) const {
+std::string_view role_name(Role role) {
+  for (const auto& [r, name] : kRoleNames) {
+    if (r == role) return name;
+  }
+  return "?";
+}
+
+std::vector<std::string> role_names(const std::vector<Role>& roles) {
+  std::vector<std::string> names;
+  names.reserve(roles.size());
+  for (Role role : roles) names.emplace_back(role_name(role));
+  return names;
+}
+
+bool Config::has_role(Role role) const {
   return std::find(server.roles.begin(), server.roles.end(), role) != server.roles.end();
+}
+
+Status parse_roles(const std::vector<std::string>& names, std::vector<Role>* roles) {
+  std::vector<Role> parsed;
+  parsed.reserve(names.size());
+  for (const std::string& name : names) {
+    const auto* known = std::find_if(std::begin(kRoleNames), std::end(kRoleNames),
+                                     [&](const auto& entry) { return entry.second == name; });
+    if (known == std::end(kRoleNames)) {
+      return Status::Invalid(
+          fmt::format("server.roles: unknown role '{}' (expected client-proxy, agent, fe, be or ctrl)", name));
+    }
+    parsed.push_back(known->first);
+  }
+  *roles = std::move(parsed);
+  return Status::Ok();
+}
+
+Status parse_fsync_policy(std::string_view key, std::string_view text, FsyncPolicy* policy) {
+  for (FsyncPolicy p : {FsyncPolicy::kAlways, FsyncPolicy::kEverySec}) {
+    if (text == fsync_policy_name(p)) {
+      *policy = p;
+      return Status::Ok();
+    }
+  }
+  return Status::Invalid(fmt::format("{}: must be \"always\" or \"everysec\", not \"{}\"", key, text));
 }
 
 Status load_config_file(const std::string& path, Config* config) {
@@ -285,24 +330,32 @@ Status load_config_text(std::string_view text, const std::string& origin, Config
 }
 
 static Status load_config_table(const toml::table& root, const std::string& path, Config* config) {
+  std::vector<std::string> roles = role_names(config->server.roles);
+  std::string store_fsync(fsync_policy_name(config->store.fsync));
+  std::string agent_fsync(fsync_policy_name(config->agent.fsync));
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     const toml::table* table = node.as_table();
     if (!table) return Status::Invalid(fmt::format("{}: {}: unknown key", path, k));
     Status s;
-    if (k == "server") s = read_server(*table, &config->server);
-    else if (k == "store") s = read_store(*table, &config->store);
+    if (k == "server") s = read_server(*table, &config->server, &roles);
+    else if (k == "store") s = read_store(*table, &config->store, &store_fsync);
     else if (k == "http") s = read_http(*table, &config->http);
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
     else if (k == "plugins") s = read_plugins(*table, &config->plugins);
     else if (k == "redis") s = read_redis(*table, &config->redis);
     else if (k == "auth") s = read_auth(*table, &config->auth);
-    else if (k == "agent") s = read_agent(*table, &config->agent);
+    else if (k == "agent") s = read_agent(*table, &config->agent, &agent_fsync);
     else if (k == "client_proxy") s = read_client_proxy(*table, &config->client_proxy);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
     if (!s.ok()) return Status::Invalid(fmt::format("{}: {}", path, s.message()));
   }
-  return Status::Ok();
+  // An unknown spelling is reported like the other cross-key checks of
+  // validate_config, after everything else in the file: naming the key, not
+  // the file.
+  TABA_TRY(parse_roles(roles, &config->server.roles));
+  TABA_TRY(parse_fsync_policy("store.fsync", store_fsync, &config->store.fsync));
+  return parse_fsync_policy("agent.fsync", agent_fsync, &config->agent.fsync);
 }
 
 Status validate_redis(const Config::Redis& r) {
@@ -382,9 +435,6 @@ static Status validate_agent(const Config::Agent& a) {
           fmt::format("agent.endpoints[{}]: \"{}\" is not http://HOST:PORT", i, a.endpoints[i]));
     }
   }
-  if (a.fsync != "always" && a.fsync != "everysec") {
-    return Status::Invalid(fmt::format("agent.fsync: must be \"always\" or \"everysec\", not \"{}\"", a.fsync));
-  }
   if (a.backoff_max_ms < a.backoff_initial_ms) {
     return Status::Invalid("agent.backoff_max_ms: must be at least agent.backoff_initial_ms");
   }
@@ -411,27 +461,17 @@ static Status validate_client_proxy(const Config::ClientProxy& p) {
 
 Status validate_config(const Config& c) {
   if (c.server.roles.empty()) return Status::Invalid("server.roles: at least one role is required");
-  for (const std::string& role : c.server.roles) {
-    if (std::find(std::begin(kKnownRoles), std::end(kKnownRoles), role) == std::end(kKnownRoles)) {
-      return Status::Invalid(
-          fmt::format("server.roles: unknown role '{}' (expected client-proxy, agent, fe, be or ctrl)", role));
-    }
-  }
-  bool serves = c.has_role("fe") || c.has_role("be") || c.has_role("ctrl");
-  if (serves && !c.redis.enabled && (!c.has_role("fe") || !c.has_role("be"))) {
+  if (c.serves() && !c.redis.enabled && (!c.has_role(Role::kFe) || !c.has_role(Role::kBe))) {
     return Status::Invalid(
         "server.roles: the embedded store runs fe and be in one process; include both (a [redis] store is needed "
         "to split them)");
   }
-  if (c.has_role("ctrl") && (c.has_role("fe") || c.has_role("be"))) {
+  if (c.has_role(Role::kCtrl) && (c.has_role(Role::kFe) || c.has_role(Role::kBe))) {
     return Status::Invalid("server.roles: ctrl is the query-and-admin-only role; do not combine it with fe or be");
   }
   if (c.redis.enabled) {
     Status s = validate_redis(c.redis);
     if (!s.ok()) return s;
-  }
-  if (c.store.fsync != "always" && c.store.fsync != "everysec") {
-    return Status::Invalid(fmt::format("store.fsync: must be \"always\" or \"everysec\", not \"{}\"", c.store.fsync));
   }
   if (c.server.log_level != "debug" && c.server.log_level != "info" && c.server.log_level != "warn" &&
       c.server.log_level != "error") {
@@ -439,11 +479,11 @@ Status validate_config(const Config& c) {
                                        c.server.log_level));
   }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
-  if (c.has_role("agent")) {
+  if (c.has_role(Role::kAgent)) {
     Status s = validate_agent(c.agent);
     if (!s.ok()) return s;
   }
-  if (c.has_role("client-proxy")) {
+  if (c.has_role(Role::kClientProxy)) {
     Status s = validate_client_proxy(c.client_proxy);
     if (!s.ok()) return s;
   }
@@ -504,7 +544,7 @@ std::string dump_config(const Config& c) {
   if (!type_map.empty()) type_map += ' ';
   std::string roles;
   for (size_t i = 0; i < c.server.roles.size(); ++i) {
-    roles += (i ? ", " : "") + toml_string(c.server.roles[i]);
+    roles += (i ? ", " : "") + toml_string(role_name(c.server.roles[i]));
   }
   const Config::Agent& a = c.agent;
   const Config::ClientProxy& p = c.client_proxy;
@@ -516,7 +556,7 @@ std::string dump_config(const Config& c) {
       "forward_timeout_ms = {}\nbackoff_initial_ms = {}\nbackoff_max_ms = {}\nshutdown_grace_ms = {}\n"
       "forward_token = {}\ndedup_ttl_s = {}\n",
       toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.spool_max_bytes,
-      a.max_dead_letter_bytes, toml_string(a.fsync), endpoints, a.batch_max_bytes, a.flush_interval_ms,
+      a.max_dead_letter_bytes, toml_string(fsync_policy_name(a.fsync)), endpoints, a.batch_max_bytes, a.flush_interval_ms,
       a.forward_concurrency, a.forward_timeout_ms, a.backoff_initial_ms, a.backoff_max_ms, a.shutdown_grace_ms,
       secret(a.forward_token), a.dedup_ttl_s);
   std::string proxy = fmt::format(
@@ -537,7 +577,7 @@ std::string dump_config(const Config& c) {
       "[plugins]\ntypes = {{{}}}\n\n"
       "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
-      toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(c.store.fsync), c.store.snapshot_interval_s,
+      toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.min_body_rate, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,

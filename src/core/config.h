@@ -8,13 +8,22 @@
 #include <utility>
 #include <vector>
 
+#include "core/fsync_policy.h"
 #include "core/status.h"
 
 namespace taba {
 
+// The roles one tabad process runs (server.roles, --role).
+enum class Role { kClientProxy, kAgent, kFe, kBe, kCtrl };
+
+// The configuration spelling: "client-proxy", "agent", "fe", "be", "ctrl".
+std::string_view role_name(Role role);
+// The spellings of `roles`, in their order.
+std::vector<std::string> role_names(const std::vector<Role>& roles);
+
 struct Config {
   struct Server {
-    std::vector<std::string> roles{"fe", "be"};
+    std::vector<Role> roles{Role::kFe, Role::kBe};
     std::string listen = "127.0.0.1:8300";
     std::string data_dir = "./taba-data";
     std::string plugins_dir;  // empty: <exe dir>/plugins, then <exe dir>/../lib/taba/plugins
@@ -30,7 +39,7 @@ struct Config {
   } auth;
 
   struct Store {
-    std::string fsync = "everysec";  // "always" | "everysec"
+    FsyncPolicy fsync = FsyncPolicy::kEverySec;
     int64_t snapshot_interval_s = 60;
     int64_t wal_max_queued_bytes = 256ll << 20;
     int64_t dedup_ttl_s = 3600;   // an applied client Taba-Batch-Id is remembered this long
@@ -77,6 +86,7 @@ struct Config {
     int64_t max_events_per_body = 1'000'000;    // more: 413; 0 = no limit
     int64_t max_names = 1'000'000;              // distinct names in the store; a body adding more: 422; 0 = no limit
     int64_t max_names_per_client = 100'000;     // names one client has state for; more: 422; 0 = no limit
+    bool operator==(const Ingest&) const = default;
   } ingest;
 
   // The agent role (SPEC §8): a durable spool in front of the fes.
@@ -86,7 +96,7 @@ struct Config {
     std::string dead_letter_dir;  // "" = <server.data_dir>/dead-letters
     int64_t spool_max_bytes = 1ll << 30;           // posts get 503 beyond this
     int64_t max_dead_letter_bytes = 256ll << 20;   // oldest dead letters deleted beyond this
-    std::string fsync = "everysec";                // "always" | "everysec"
+    FsyncPolicy fsync = FsyncPolicy::kEverySec;
     std::vector<std::string> endpoints{"http://127.0.0.1:8300"};  // fes: http://host:port (or host:port)
     int64_t batch_max_bytes = 1ll << 20;  // a forwarded batch is sealed past this size...
     int64_t flush_interval_ms = 200;      // ...or this long after its first post
@@ -120,7 +130,9 @@ struct Config {
     std::vector<std::pair<std::string, std::string>> types;
   } plugins;
 
-  bool has_role(std::string_view role) const;
+  bool has_role(Role role) const;
+  // fe, be or ctrl: the process runs the server role (roles/server.h).
+  bool serves() const { return has_role(Role::kFe) || has_role(Role::kBe) || has_role(Role::kCtrl); }
 };
 
 // Reads and validates a taba.toml file into `config` (keys absent from the
@@ -130,7 +142,15 @@ Status load_config_file(const std::string& path, Config* config);
 // The same, for configuration text; `origin` names it in errors.
 Status load_config_text(std::string_view text, const std::string& origin, Config* config);
 
-// Checks cross-field rules (roles, fsync values, ranges).
+// Reads role spellings (the TOML array server.roles, or --role) into `roles`;
+// an unknown one is an error naming it.
+Status parse_roles(const std::vector<std::string>& names, std::vector<Role>* roles);
+
+// Reads an fsync spelling ("always" or "everysec") into `policy`; anything
+// else is an error naming `key` ("store.fsync", "agent.fsync").
+Status parse_fsync_policy(std::string_view key, std::string_view text, FsyncPolicy* policy);
+
+// Checks cross-field rules (roles, ranges).
 Status validate_config(const Config& config);
 
 // The effective configuration as TOML text (for --check-config).

@@ -9,8 +9,8 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "http/url.h"
-#include "roles/auth.h"
 #include "roles/server_options.h"
+#include "routes/auth.h"
 #include "taba/version.h"
 
 namespace taba::roles {
@@ -85,7 +85,7 @@ Status AgentRole::start() {
 
   agent::SpoolOptions so;
   so.dir = spool_dir_;
-  so.fsync_always = config_.agent.fsync == "always";
+  so.fsync_always = config_.agent.fsync == FsyncPolicy::kAlways;
   so.max_bytes = static_cast<uint64_t>(config_.agent.spool_max_bytes);
   so.segment_bytes = static_cast<uint64_t>(config_.agent.batch_max_bytes);
   so.seal_after_ms = static_cast<uint32_t>(config_.agent.flush_interval_ms);
@@ -105,7 +105,7 @@ Status AgentRole::start() {
               ss.bytes);
   }
 
-  ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
+  ingest_ = std::make_unique<routes::Ingest>(this, registry_, config_.ingest);
   http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
@@ -118,7 +118,7 @@ Status AgentRole::start() {
   s = server_->listen(host, port);
   if (!s.ok()) return Status::IoError(fmt::format("agent: cannot listen on {}: {}", config_.agent.listen, s.message()));
   log::info("agent: listening on {}:{}, spool {} (max {} bytes, fsync {}), forwarding to {}", host, server_->port(),
-            spool_dir_, config_.agent.spool_max_bytes, config_.agent.fsync, fmt::join(config_.agent.endpoints, ", "));
+            spool_dir_, config_.agent.spool_max_bytes, fsync_policy_name(config_.agent.fsync), fmt::join(config_.agent.endpoints, ", "));
   uv_timer_init(loop_, &drain_timer_);
   drain_timer_.data = this;
   timer_open_ = true;
@@ -208,11 +208,11 @@ void AgentRole::refused(const std::string& v1_text, const std::string& batch_id,
 
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }
-  if (Ingest::handles(req.path)) {
+  if (routes::Ingest::handles(req.path)) {
     if (stopping_) {
       http::Response r = http::Response::text(503, "the agent is shutting down\n");
       r.headers.push_back({"Retry-After", "1"});
@@ -230,7 +230,7 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
   if (req.path == "/status") {
     ex->reply(wants_json(req) ? http::Response::json(200, status_json()) : http::Response::text(200, status_text()));
   } else if (req.path == "/metrics") {
-    MetricsWriter w;
+    routes::MetricsWriter w;
     write_metrics(&w);
     http::Response r = http::Response::text(200, w.take());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -255,10 +255,10 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
   return nullptr;
 }
 
-void AgentRole::write_metrics(MetricsWriter* w) const {
+void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   w->family("taba_agent_bodies_total", "counter", "Posts to the agent by outcome.");
   w->sample("taba_agent_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
@@ -312,7 +312,7 @@ void AgentRole::write_metrics(MetricsWriter* w) const {
 std::string AgentRole::status_text() const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   std::string out = fmt::format("agent {} (tabad {}), up {:.0f} s{}\n\n", config_.agent.listen, TABA_VERSION_STRING,
                                 wall_now() - started_at_, stopping_ ? ", shutting down" : "");
   out += fmt::format("spool      {}\n", spool_dir_);
@@ -320,7 +320,7 @@ std::string AgentRole::status_text() const {
                      100.0 * static_cast<double>(ss.bytes) / static_cast<double>(config_.agent.spool_max_bytes));
   out += fmt::format("  events   {} in {} sealed batch(es); oldest waiting {:.1f} s\n", ss.events, ss.segments,
                      fs.oldest_queued_age_s);
-  out += fmt::format("  fsync    {} ({} fdatasync calls)\n", config_.agent.fsync, ss.fsyncs);
+  out += fmt::format("  fsync    {} ({} fdatasync calls)\n", fsync_policy_name(config_.agent.fsync), ss.fsyncs);
   out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
   out += fmt::format(
       "posts      {} accepted ({} events spooled), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
@@ -342,7 +342,7 @@ std::string AgentRole::status_text() const {
 std::string AgentRole::status_json() const {
   agent::SpoolStats ss = spool_->stats();
   agent::ForwarderStats fs = forwarder_->stats();
-  const IngestStats& in = ingest_->stats();
+  const routes::IngestStats& in = ingest_->stats();
   std::string eps;
   for (const auto& e : fs.endpoints) {
     if (!eps.empty()) eps += ",";
@@ -363,7 +363,7 @@ std::string AgentRole::status_json() const {
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
       stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.spool_max_bytes, ss.events,
-      ss.segments, json_quote(config_.agent.fsync), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
+      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
       fs.bytes_sent, fs.retries, fs.in_flight, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,

@@ -29,12 +29,12 @@
 #include "core/config.h"
 #include "http/server.h"
 #include "plugin/registry.h"
-#include "roles/ingest.h"
-#include "roles/metrics.h"
+#include "routes/ingest.h"
+#include "routes/metrics.h"
 
 namespace taba::roles {
 
-class AgentRole : public IngestSink {
+class AgentRole : public routes::IngestSink {
  public:
   AgentRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry);
   ~AgentRole() override;
@@ -53,7 +53,7 @@ class AgentRole : public IngestSink {
   // SIGHUP: tokens and ingest limits.
   void reload(const Config& config);
 
-  void write_metrics(MetricsWriter* w) const;
+  void write_metrics(routes::MetricsWriter* w) const;
   std::string status_text() const;
   std::string status_json() const;
 
@@ -78,7 +78,7 @@ class AgentRole : public IngestSink {
   std::unique_ptr<agent::Spool> spool_;
   agent::IdJournal journal_;  // before forwarder_: its workers write to it
   std::unique_ptr<agent::Forwarder> forwarder_;
-  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<routes::Ingest> ingest_;
   std::unique_ptr<http::Server> server_;
   std::string spool_dir_;
   std::string dead_letter_dir_;

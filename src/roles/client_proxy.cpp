@@ -19,8 +19,8 @@
 #include "core/log.h"
 #include "http/client.h"
 #include "protocol/v1_encoder.h"
-#include "roles/auth.h"
 #include "roles/server_options.h"
+#include "routes/auth.h"
 #include "taba/version.h"
 
 namespace taba::roles {
@@ -77,7 +77,7 @@ std::string ClientProxyRole::new_batch_id() {
 }
 
 Status ClientProxyRole::start() {
-  ingest_ = std::make_unique<Ingest>(this, registry_, config_.ingest);
+  ingest_ = std::make_unique<routes::Ingest>(this, registry_, config_.ingest);
   http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
@@ -404,11 +404,11 @@ void ClientProxyRole::forward_main() {
 
 std::unique_ptr<http::RequestHandler> ClientProxyRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = check_access(config_.auth, access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }
-  if (Ingest::handles(req.path)) return ingest_->start(ex);
+  if (routes::Ingest::handles(req.path)) return ingest_->start(ex);
   if (req.method != "GET") {
     http::Response r = http::Response::text(405, fmt::format("{} accepts only GET\n", req.path));
     r.headers.push_back({"Allow", "GET"});
@@ -416,7 +416,7 @@ std::unique_ptr<http::RequestHandler> ClientProxyRole::route(const std::shared_p
   } else if (req.path == "/status") {
     ex->reply(http::Response::text(200, status_text()));
   } else if (req.path == "/metrics") {
-    MetricsWriter w;
+    routes::MetricsWriter w;
     write_metrics(&w);
     http::Response r = http::Response::text(200, w.take());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -445,7 +445,7 @@ ProxyStats ClientProxyRole::stats() const {
   return s;
 }
 
-void ClientProxyRole::write_metrics(MetricsWriter* w) const {
+void ClientProxyRole::write_metrics(routes::MetricsWriter* w) const {
   w->gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   ingest_->write_refusal_metrics(w, "taba_proxy");
   ProxyStats s = stats();

@@ -28,9 +28,9 @@
 #include "core/config.h"
 #include "http/server.h"
 #include "plugin/registry.h"
-#include "roles/ingest.h"
-#include "roles/metrics.h"
 #include "roles/statsd_buffer.h"
+#include "routes/ingest.h"
+#include "routes/metrics.h"
 
 namespace taba::roles {
 

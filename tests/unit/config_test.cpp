@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 
@@ -32,7 +33,7 @@ TEST_CASE("config files set known keys", "[config]") {
                &c)
               .ok());
   CHECK(c.server.listen == "127.0.0.1:9000");
-  CHECK(c.store.fsync == "always");
+  CHECK(c.store.fsync == FsyncPolicy::kAlways);
   CHECK(c.store.snapshot_interval_s == 5);
   CHECK(validate_config(c).ok());
 }
@@ -51,12 +52,21 @@ TEST_CASE("config errors name the key path and the reason", "[config]") {
   s = load("[server\n", &c);
   CHECK_FALSE(s.ok());
 
+  // Roles and fsync policies are read into enums as the file loads.
   Config v;
-  v.store.fsync = "sometimes";
-  CHECK(validate_config(v).message().find("store.fsync") != std::string::npos);
+  s = load("[store]\nfsync = \"sometimes\"\n", &v);
+  CHECK(s.message().find("store.fsync: must be \"always\" or \"everysec\", not \"sometimes\"") != std::string::npos);
+  s = load("[agent]\nfsync = \"never\"\n", &v);
+  CHECK(s.message().find("agent.fsync: must be \"always\" or \"everysec\", not \"never\"") != std::string::npos);
   Config r;
-  r.server.roles = {"fe", "bogus"};
-  CHECK(validate_config(r).message().find("unknown role 'bogus'") != std::string::npos);
+  s = load("[server]\nroles = [\"fe\", \"bogus\"]\n", &r);
+  CHECK(s.message().find("server.roles: unknown role 'bogus' (expected client-proxy, agent, fe, be or ctrl)") !=
+        std::string::npos);
+  std::vector<Role> roles;
+  CHECK(parse_roles({"client-proxy", "agent", "fe", "be", "ctrl"}, &roles).ok());
+  CHECK(role_names(roles) == std::vector<std::string>{"client-proxy", "agent", "fe", "be", "ctrl"});
+  CHECK(parse_fsync_policy("store.fsync", "Always", &v.store.fsync).message() ==
+        "store.fsync: must be \"always\" or \"everysec\", not \"Always\"");
 }
 
 TEST_CASE("config maps extra type names to plugins", "[config]") {
@@ -123,20 +133,20 @@ TEST_CASE("config [redis] shards must cover every vbucket once", "[config][redis
 TEST_CASE("config [redis] lets fe, be and ctrl run apart, and checks sentinels", "[config][redis]") {
   Config c;
   REQUIRE(load_redis("[[redis.shards]]\nname = \"a\"\nvbuckets = [0, 7]\n", &c).ok());
-  c.server.roles = {"be"};
+  c.server.roles = {Role::kBe};
   CHECK(validate_config(c).ok());
-  c.server.roles = {"ctrl"};
+  c.server.roles = {Role::kCtrl};
   CHECK(validate_config(c).ok());
-  c.server.roles = {"ctrl", "fe"};
+  c.server.roles = {Role::kCtrl, Role::kFe};
   CHECK(validate_config(c).message().find("ctrl is the query-and-admin-only role") != std::string::npos);
-  c.server.roles = {"fe"};
+  c.server.roles = {Role::kFe};
   c.redis.sentinels = {"localhost"};
   CHECK(validate_config(c).message() == "redis.sentinels[0]: \"localhost\" is not HOST:PORT");
   c.redis.sentinels.clear();
   CHECK(validate_config(c).message().find("redis.sentinels: at least one sentinel") != std::string::npos);
 
   Config embedded;
-  embedded.server.roles = {"fe"};
+  embedded.server.roles = {Role::kFe};
   CHECK(validate_config(embedded).message().find("the embedded store runs fe and be in one process") !=
         std::string::npos);
 }

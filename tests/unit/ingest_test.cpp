@@ -3,7 +3,7 @@
 // complete, the body in chunks, on_complete(), the reply through the
 // request's Exchange. Partial acceptance, bodies refused whole, the store's
 // own refusals (400, 422, 503) and the reply texts.
-#include "roles/ingest.h"
+#include "routes/ingest.h"
 
 #include <catch2/catch.hpp>
 
@@ -89,7 +89,7 @@ class IngestDriver {
     return exchange;
   }
 
-  roles::Ingest ingest;
+  routes::Ingest ingest;
 
  private:
   std::vector<std::unique_ptr<http::RequestHandler>> handlers_;
@@ -99,10 +99,10 @@ bool is_hex_id(const std::string& id) {
   return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(c) && !std::isupper(c); });
 }
 
-uint64_t refused(const roles::IngestStats& stats, std::string_view kind) {
-  auto it = std::find(roles::kRefusalKinds.begin(), roles::kRefusalKinds.end(), kind);
-  REQUIRE(it != roles::kRefusalKinds.end());
-  return stats.blocks_refused[static_cast<size_t>(it - roles::kRefusalKinds.begin())];
+uint64_t refused(const routes::IngestStats& stats, std::string_view kind) {
+  auto it = std::find(routes::kRefusalKinds.begin(), routes::kRefusalKinds.end(), kind);
+  REQUIRE(it != routes::kRefusalKinds.end());
+  return stats.blocks_refused[static_cast<size_t>(it - routes::kRefusalKinds.begin())];
 }
 
 // A body whose second and third blocks are refused: "color" is bound to
@@ -193,7 +193,7 @@ TEST_CASE("ingest: refused blocks are listed in a 200 and the rest of the body i
   // "bad" was refused, so it binds nothing.
   CHECK(store.submitted[0].new_bindings == store::Bindings{{"hits", test::handler_of("TotalsCounter")}});
 
-  const roles::IngestStats& stats = driver.ingest.stats();
+  const routes::IngestStats& stats = driver.ingest.stats();
   CHECK(stats.bodies_ok == 1);
   CHECK(stats.bodies_partial == 1);
   CHECK(stats.events_received == 2);
@@ -277,7 +277,7 @@ TEST_CASE("ingest: the store's refusals become 503 (with Retry-After and the bat
   CHECK(limit->response().status == 422);
   CHECK(limit->response().body == "the store holds 2 names and this body adds 1 new\n");
 
-  const roles::IngestStats& stats = driver.ingest.stats();
+  const routes::IngestStats& stats = driver.ingest.stats();
   CHECK(stats.bodies_rejected == 2);
   CHECK(stats.bodies_over_limit == 1);
   CHECK(stats.bodies_ok == 0);
@@ -292,9 +292,9 @@ TEST_CASE("ingest: requests refused before or while their body is read", "[inges
   const double t = wall_now();
   const std::string body = test::v1_body({{"web01", "hits", "TotalsCounter", "1"}}, t);
 
-  CHECK(roles::Ingest::handles("/post"));
-  CHECK(roles::Ingest::handles("/post_zip"));
-  CHECK_FALSE(roles::Ingest::handles("/tabs"));
+  CHECK(routes::Ingest::handles("/post"));
+  CHECK(routes::Ingest::handles("/post_zip"));
+  CHECK_FALSE(routes::Ingest::handles("/tabs"));
 
   auto get = driver.post("", {"/post", "GET", {}});
   CHECK(get->response().status == 405);

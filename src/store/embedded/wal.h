@@ -27,11 +27,12 @@
 #include <string>
 #include <string_view>
 
+#include "core/fsync_policy.h"
 #include "core/status.h"
 
 namespace taba::store {
 
-enum class FsyncPolicy { kAlways, kEverySec };
+using FsyncPolicy = taba::FsyncPolicy;
 
 struct WalOptions {
   std::string dir;                          // created if missing

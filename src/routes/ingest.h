@@ -24,7 +24,7 @@
 #include "protocol/v1_decoder.h"
 #include "store/store.h"
 
-namespace taba::roles {
+namespace taba::routes {
 
 class MetricsWriter;
 
@@ -106,4 +106,4 @@ class Ingest {
   uint64_t refusals_not_logged_ = 0;
 };
 
-}  // namespace taba::roles
+}  // namespace taba::routes

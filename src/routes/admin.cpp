@@ -1,4 +1,4 @@
-#include "roles/admin.h"
+#include "routes/admin.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include "query/accept.h"
 #include "query/params.h"
 
-namespace taba::roles {
+namespace taba::routes {
 namespace {
 
 constexpr std::string_view kText = "text/plain";
@@ -221,4 +221,4 @@ void AdminRoutes::ops(const http::Request& req, std::function<void(http::Respons
   });
 }
 
-}  // namespace taba::roles
+}  // namespace taba::routes

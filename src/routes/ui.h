@@ -9,7 +9,7 @@
 
 #include "http/server.h"
 
-namespace taba::roles {
+namespace taba::routes {
 
 // True for "/ui" and every path under "/ui/".
 bool is_ui_path(std::string_view path);
@@ -35,4 +35,4 @@ extern const size_t kFileCount;
 
 }  // namespace ui_detail
 
-}  // namespace taba::roles
+}  // namespace taba::routes

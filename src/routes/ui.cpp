@@ -1,8 +1,8 @@
-#include "roles/ui.h"
+#include "routes/ui.h"
 
 #include <fmt/format.h>
 
-namespace taba::roles {
+namespace taba::routes {
 namespace {
 
 constexpr std::string_view kPrefix = "/ui/";
@@ -95,4 +95,4 @@ http::Response ui_response(const http::Request& request) {
   return r;
 }
 
-}  // namespace taba::roles
+}  // namespace taba::routes

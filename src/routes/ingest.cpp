@@ -1,4 +1,4 @@
-#include "roles/ingest.h"
+#include "routes/ingest.h"
 
 #include <fmt/format.h>
 
@@ -15,9 +15,9 @@
 #include "protocol/payload.h"
 #include "protocol/v1_decoder.h"
 #include "query/accept.h"
-#include "roles/metrics.h"
+#include "routes/metrics.h"
 
-namespace taba::roles {
+namespace taba::routes {
 namespace {
 
 // Resolves types against the store's bindings plus the bindings this body
@@ -376,4 +376,4 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
   return std::make_unique<IngestRequest>(this, exchange, compression);
 }
 
-}  // namespace taba::roles
+}  // namespace taba::routes

@@ -1,8 +1,8 @@
-#include "roles/auth.h"
+#include "routes/auth.h"
 
 #include <fmt/format.h>
 
-namespace taba::roles {
+namespace taba::routes {
 
 Access access_of(std::string_view path) {
   if (path == "/post" || path == "/post_zip") return Access::kIngest;
@@ -72,4 +72,4 @@ std::optional<http::Response> check_access(const Config::Auth& auth, Access acce
   return std::nullopt;
 }
 
-}  // namespace taba::roles
+}  // namespace taba::routes

@@ -1,6 +1,6 @@
-// GET /metrics: the process's own metrics in the Prometheus text exposition
-// format (version 0.0.4), and with ?tabs=1 the numbers of every tab's
-// aggregate as gauges.
+// The Prometheus text exposition format (version 0.0.4) that every role's
+// GET /metrics answers in (the server's, the agent's, the client-proxy's),
+// and the flattening of a tab's aggregate into gauges for ?tabs=1.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include "core/latency.h"
 #include "http/server.h"
 
-namespace taba::roles {
+namespace taba::routes {
 
 // Builds exposition text: one HELP/TYPE header per family, then samples.
 class MetricsWriter {
@@ -36,4 +36,4 @@ std::string escape_label(std::string_view value);
 // path of the leaf ("1m.count", "pct.3"): taba_tab{name="…",type="…",field="…"}.
 void flatten_tab(MetricsWriter* w, std::string_view name, std::string_view type, std::string_view json);
 
-}  // namespace taba::roles
+}  // namespace taba::routes

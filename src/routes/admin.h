@@ -12,7 +12,7 @@
 #include "http/server.h"
 #include "store/store.h"
 
-namespace taba::roles {
+namespace taba::routes {
 
 class AdminRoutes {
  public:
@@ -28,4 +28,4 @@ class AdminRoutes {
   store::Store* store_;
 };
 
-}  // namespace taba::roles
+}  // namespace taba::routes

@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "http/server.h"
 
-namespace taba::roles {
+namespace taba::routes {
 
 enum class Access { kOpen, kIngest, kQuery, kAdmin };
 
@@ -23,4 +23,4 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 // `auth`; nothing when it may proceed. Tokens never appear in replies or logs.
 std::optional<http::Response> check_access(const Config::Auth& auth, Access access, const http::Request& request);
 
-}  // namespace taba::roles
+}  // namespace taba::routes

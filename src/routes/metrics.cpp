@@ -1,11 +1,11 @@
-#include "roles/metrics.h"
+#include "routes/metrics.h"
 
 #include <fmt/format.h>
 #include <simdjson.h>
 
 #include <cmath>
 
-namespace taba::roles {
+namespace taba::routes {
 
 std::string escape_label(std::string_view value) {
   std::string out;
@@ -109,4 +109,4 @@ void flatten_tab(MetricsWriter* w, std::string_view name, std::string_view type,
   walk(w, name, type, "", doc);
 }
 
-}  // namespace taba::roles
+}  // namespace taba::routes

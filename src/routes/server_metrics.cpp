@@ -1,0 +1,105 @@
+#include "routes/server_metrics.h"
+
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "core/clock.h"
+#include "query/params.h"
+#include "query/query_service.h"
+#include "routes/metrics.h"
+#include "taba/version.h"
+
+namespace taba::routes {
+
+void ServerMetrics::handle(const http::Request& req, std::function<void(http::Response)> done) {
+  if (req.method != "GET") {
+    http::Response r = http::Response::text(405, "/metrics accepts only GET\n");
+    r.headers.push_back({"Allow", "GET"});
+    return done(std::move(r));
+  }
+  auto params = query::parse_params(req.query, "", {"tabs", "name", "re"});
+  if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
+  bool tabs = false;
+  for (const auto& [k, v] : params->extra) tabs = k == "tabs" && (v == "1" || v == "true");
+  store::Store* store = sources_.store;
+  const plugin::Registry& registry = *sources_.registry;
+  MetricsWriter w;
+  w.gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
+  w.gauge("taba_start_time_seconds", "When this process started (epoch seconds).", sources_.started_at);
+  w.family("taba_role", "gauge", "Roles this process runs.");
+  for (Role role : sources_.roles) w.sample("taba_role", 1, {{"role", std::string(role_name(role))}});
+  const IngestStats& in = sources_.ingest->stats();
+  w.counter("taba_events_received_total", "Events in accepted bodies.", static_cast<double>(in.events_received));
+  w.counter("taba_events_clamped_total", "Events whose future timestamps were clamped to now.",
+            static_cast<double>(in.events_clamped));
+  w.counter("taba_ingest_bytes_total", "Ingest body bytes received on the wire.", static_cast<double>(in.bytes_received));
+  w.family("taba_bodies_total", "counter", "Ingest bodies by outcome.");
+  w.sample("taba_bodies_total", static_cast<double>(in.bodies_ok), {{"outcome", "ok"}});
+  w.sample("taba_bodies_total", static_cast<double>(in.bodies_rejected), {{"outcome", "rejected"}});
+  w.sample("taba_bodies_total", static_cast<double>(in.bodies_unavailable), {{"outcome", "unavailable"}});
+  w.counter("taba_bodies_over_limit_total",
+            "Bodies refused by a configured limit (ingest.max_events_per_body: 413; ingest.max_names or "
+            "max_names_per_client: 422); also counted as rejected.",
+            static_cast<double>(in.bodies_over_limit));
+  sources_.ingest->write_refusal_metrics(&w, "taba");
+  const http::ServerStats& hs = sources_.server->stats();
+  w.counter("taba_http_requests_total", "HTTP requests received.", static_cast<double>(hs.requests));
+  w.counter("taba_http_connections_accepted_total", "Connections accepted.", static_cast<double>(hs.connections_accepted));
+  w.counter("taba_http_connections_rejected_total", "Connections refused over http.max_connections.",
+            static_cast<double>(hs.connections_rejected));
+  w.gauge("taba_http_connections_active", "Open connections.", static_cast<double>(hs.connections_active));
+  w.counter("taba_http_timeouts_total", "Connections closed by a header, body or idle timeout.", static_cast<double>(hs.timeouts));
+  w.counter("taba_http_parse_errors_total", "Malformed HTTP requests.", static_cast<double>(hs.parse_errors));
+  w.counter("taba_http_oversized_total", "Requests refused for headers (431) or a body (413) over the limit.",
+            static_cast<double>(hs.oversized));
+  int64_t loaded = 0, refused = 0;
+  for (const auto& r : registry.reports()) (r.loaded ? loaded : refused) += 1;
+  w.family("taba_plugins", "gauge", "Plugin files by load result.");
+  w.sample("taba_plugins", static_cast<double>(loaded), {{"result", "loaded"}});
+  w.sample("taba_plugins", static_cast<double>(refused), {{"result", "refused"}});
+  w.gauge("taba_handler_types", "Type names served by loaded handlers.", static_cast<double>(registry.handlers().size()));
+  w.histogram("taba_pipeline_latency_seconds", "Enqueue to applied latency of batches applied by this process.",
+              store->local_latency_window());
+  std::vector<store::Metric> sm;
+  store->metrics(&sm);
+  std::string last;
+  for (const auto& m : sm) {
+    if (m.name != last) w.family(m.name, m.type, m.help);
+    last = m.name;
+    w.sample(m.name, m.value, m.labels);
+  }
+  if (!tabs) {
+    http::Response r = http::Response::text(200, w.take());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return done(std::move(r));
+  }
+  auto names = Matcher::make(params->names, params->re, params->has_name);
+  if (!names.ok()) return done(http::Response::text(400, names.status().message() + "\n"));
+  auto ctx = std::make_shared<std::pair<Matcher, Matcher>>(std::move(names.value()), Matcher());
+  store::QueryNeed need;
+  need.names = &ctx->first;
+  need.clients = &ctx->second;
+  need.aggregates = true;
+  auto writer = std::make_shared<MetricsWriter>(std::move(w));
+  double now = wall_now() - store->pipeline_latency_s();
+  store->fetch(need, [ctx, writer, now, done = std::move(done)](const Status& s, const store::ReadView* view) {
+    if (!s.ok()) {
+      http::Response r = http::Response::text(503, fmt::format("the store did not answer: {}\n", s.message()));
+      r.headers.push_back({"Retry-After", "1"});
+      return done(std::move(r));
+    }
+    writer->family("taba_tab", "gauge", "Numbers of each tab's aggregate, by the field path in its JSON render.");
+    for (const store::NameEntry* e : view->names()) {
+      if (!e->aggregate || !ctx->first.matches(e->name)) continue;
+      // Full precision: a gauge of 0.0012 s must not read 0.
+      std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON_EXACT, now);
+      flatten_tab(writer.get(), e->name, e->handler->type_name, json);
+    }
+    http::Response r = http::Response::text(200, writer->take());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    done(std::move(r));
+  });
+}
+
+}  // namespace taba::routes
