@@ -1,5 +1,5 @@
 // query_bench: query latency of a tabad holding many (client, name) states,
-// for SPEC §11's query targets (/tabs?name=X over 1,000 clients < 10 ms p99;
+// for the query targets of docs/performance.md (/tabs?name=X over 1,000 clients < 10 ms p99;
 // merge of 10,000 client states < 50 ms), plus the server's memory per state.
 //
 // It starts the tabad built next to it (a fresh data directory, a free

@@ -1,5 +1,5 @@
 #!/bin/sh
-# run_all.sh: every benchmark of SPEC §11 in one go, then one table of the
+# run_all.sh: every benchmark of the targets in docs/performance.md in one go, then one table of the
 # figures against their targets.
 #
 # Usage: bench/run_all.sh [--quick] [--compare] [BUILD_DIR]
@@ -120,7 +120,7 @@ if [ "$COMPARE" = 1 ]; then
 fi
 
 echo
-printf '%-72s %-26s %s\n' "scenario (medians of 3 runs)" "measured" "target (SPEC §11)"
+printf '%-72s %-26s %s\n' "scenario (medians of 3 runs)" "measured" "target (docs/performance.md)"
 printf '%-72s %-26s %s\n' "------------------------------------------------------------------------" "--------------------------" "-----------------"
 while IFS='|' read -r name value target; do
   [ -z "$value" ] && value="(no figure: see $OUT)"

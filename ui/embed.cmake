@@ -1,4 +1,4 @@
-# Writes a C++ source holding the web page's files (SPEC §6, /ui) as byte
+# Writes a C++ source holding the web page's files (/ui, docs/api.md) as byte
 # arrays, with an ETag per file taken from its SHA-256. Run at build time by
 # src/CMakeLists.txt:
 #   cmake -DUI_DIR=<dir> -DFILES=a.html,b.js -DOUT=<file.cpp> -P embed.cmake

@@ -1,4 +1,4 @@
-// The agent's durable disk spool (SPEC §8).
+// The agent's durable disk spool (docs/operations.md, "An agent on every host").
 //
 // Every accepted post becomes one record, appended by a writer thread with
 // group commit; the post is acknowledged only once its record is written

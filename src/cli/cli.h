@@ -1,5 +1,5 @@
 // taba-cli: a command-line client for the query, operations and admin API
-// (SPEC §6, §9).
+// (docs/cli.md).
 //
 //   taba-cli [--server URL] [--json] [--token TOKEN] [--timeout-ms N] COMMAND [ARGS]
 //

@@ -25,10 +25,10 @@ struct HttpCall {
 // that is not JSON text or an invalid client ID.
 Result<HttpCall> plan_request(const Invocation& inv, double now, std::string_view file_body = {});
 
-// A wire-protocol-v1 body (SPEC §4): one client, one name, one event per
+// A wire-protocol-v1 body (docs/api.md §4.1): one client, one name, one event per
 // value, each `[type, now, "<value JSON text>"]` with the timestamp as
 // Python writes it (1400000000.25, 1400000002.0). Error: an invalid client
-// or name (SPEC §2), an empty type, or a value that is not one JSON value.
+// or name (docs/api.md §4.1), an empty type, or a value that is not one JSON value.
 Result<std::string> build_v1_body(std::string_view client, std::string_view name, std::string_view type,
                                   const std::vector<std::string>& values, double now);
 

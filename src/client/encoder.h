@@ -1,4 +1,4 @@
-// Encodes recorded events into wire protocol v1 bodies (SPEC §4,
+// Encodes recorded events into wire protocol v1 bodies (docs/api.md §4.1,
 // original-taba.md §2): "1", blank, client ID, blank, then per name a name
 // line, one `["Type", ts, "payload JSON as a JSON string"]` line per event
 // and a blank line; a last blank line ends the client. Events are grouped by

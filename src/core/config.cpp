@@ -13,7 +13,7 @@ namespace {
 constexpr std::pair<Role, std::string_view> kRoleNames[] = {
     {Role::kClientProxy, "client-proxy"}, {Role::kAgent, "agent"}, {Role::kFe, "fe"}, {Role::kBe, "be"},
     {Role::kCtrl, "ctrl"}};
-// Sections the SPEC defines that this build does not implement yet.
+// Sections the configuration reserves that this build does not implement yet.
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {

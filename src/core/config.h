@@ -46,7 +46,7 @@ struct Config {
     int64_t gc_interval_s = 600;  // be: prune dead states this often (both store modes); 0 = never
   } store;
 
-  // Present: state lives in Redis masters found through Sentinel (SPEC §3).
+  // Present: state lives in Redis masters found through Sentinel (docs/operations.md).
   struct Redis {
     struct Shard {
       std::string name;  // the Sentinel master name
@@ -89,7 +89,7 @@ struct Config {
     bool operator==(const Ingest&) const = default;
   } ingest;
 
-  // The agent role (SPEC §8): a durable spool in front of the fes.
+  // The agent role (docs/operations.md, "An agent on every host"): a durable spool in front of the fes.
   struct Agent {
     std::string listen = "127.0.0.1:8279";
     std::string spool_dir;        // "" = <server.data_dir>/spool

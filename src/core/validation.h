@@ -1,4 +1,4 @@
-// Names and client IDs (SPEC §2): 1..256 bytes from
+// Names and client IDs (docs/api.md §4.1): 1..256 bytes from
 // A-Z a-z 0-9 . _ ~ : / ? @ ! $ ( ) * + ; = -
 #pragma once
 

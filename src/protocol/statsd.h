@@ -1,4 +1,4 @@
-// StatsD / DogStatsD lines (SPEC §8, docs/statsd.md) for the client-proxy:
+// StatsD / DogStatsD lines (docs/statsd.md) for the client-proxy:
 //
 //   name:value[:value...]|type[|@rate][|#tag[:v],...][|T<unix seconds>][|c:container]
 //

@@ -1,4 +1,4 @@
-// Streaming decoder of wire protocol v1 bodies (SPEC §4).
+// Streaming decoder of wire protocol v1 bodies (docs/api.md §4.1).
 //
 // Bytes are fed as they arrive; complete lines are decoded in place and only
 // a line split across chunks is copied. Every event is validated (names,

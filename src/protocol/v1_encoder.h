@@ -1,4 +1,4 @@
-// Encoder of wire protocol v1 bodies (SPEC §4), the inverse of V1Decoder.
+// Encoder of wire protocol v1 bodies (docs/api.md §4.1), the inverse of V1Decoder.
 //
 // The agent spools validated batches in their binary form and forwards many
 // of them as one v1 body; the client-proxy builds bodies from StatsD lines.

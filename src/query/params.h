@@ -1,4 +1,4 @@
-// Query parameters (SPEC §6): from the query string, or from a JSON object
+// Query parameters (docs/api.md §5.1): from the query string, or from a JSON object
 // body when the query string is empty. Unknown parameters are an error.
 #pragma once
 

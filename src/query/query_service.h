@@ -1,4 +1,4 @@
-// The query API over a store (SPEC §6): /tabs, /projection,
+// The query API over a store (docs/api.md §6): /tabs, /projection,
 // /supertabs, /names, /clients, /types. Runs on the loop thread.
 //
 // Windows render "as of now minus the measured pipeline latency", so a 1m

@@ -1,4 +1,4 @@
-// The agent role (SPEC §8): one per host, between clients and the fes.
+// The agent role (docs/operations.md, "An agent on every host"; docs/api.md §14): one per host, between clients and the fes.
 //
 //   POST /post, /post_zip   validated like the fe (400 names the line), then
 //                           written to the spool; 200 only once written;

@@ -1,4 +1,4 @@
-// Self-instrumentation (SPEC §10): every server records its own tabs,
+// Self-instrumentation (docs/api.md §13, "Self-instrumentation"): every server records its own tabs,
 // without an external agent, through its own store:
 //   taba_events_received     CounterGroup  events accepted per interval (fe)
 //   taba_bodies_rejected     CounterGroup  bodies answered 4xx per interval (fe)

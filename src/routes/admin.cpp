@@ -126,7 +126,7 @@ void AdminRoutes::admin(const http::Request& req, std::string_view body, std::fu
 }
 
 void AdminRoutes::ops(const http::Request& req, std::function<void(http::Response)> done) {
-  auto params = query::parse_params(req.query, "", {});  // these routes take none (SPEC §6: unknown -> 400)
+  auto params = query::parse_params(req.query, "", {});  // these routes take none (docs/api.md §5.1: unknown -> 400)
   if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
   http::Response not_acceptable;
   std::string format = pick_format(req, &not_acceptable);

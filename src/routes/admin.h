@@ -1,4 +1,4 @@
-// The operations and admin routes every server role serves (SPEC §6), in
+// The operations and admin routes every server role serves (docs/api.md §7, §8), in
 // both store modes:
 //   GET  /status /servers /latency
 //   POST /delete?name=…[&re=1]   POST /gc   POST /check[?dry=false]   POST /flush

@@ -1,4 +1,4 @@
-// Bearer-token checks for the HTTP routes ([auth], SPEC §6).
+// Bearer-token checks for the HTTP routes ([auth], docs/api.md §3).
 #pragma once
 
 #include <optional>

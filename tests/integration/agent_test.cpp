@@ -1,4 +1,4 @@
-// The agent role (SPEC §8) end to end: real fe and agent processes on
+// The agent role (docs/operations.md, "An agent on every host") end to end: real fe and agent processes on
 // loopback, no mocks. Every test counts exactly what the fe ends up with.
 //
 // Events are TotalsCounter (all-time count and total) or read from a

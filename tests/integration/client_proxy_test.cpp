@@ -1,4 +1,4 @@
-// The client-proxy role (SPEC §8, docs/statsd.md) end to end: StatsD over
+// The client-proxy role (docs/statsd.md) end to end: StatsD over
 // UDP and a unix datagram socket, and Taba posts over HTTP, through a real
 // client-proxy, agent and fe on loopback.
 #include <catch2/catch.hpp>

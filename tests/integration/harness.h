@@ -171,7 +171,7 @@ class TabadProcess {
 };
 
 // ---------------------------------------------------------------------------
-// v1 bodies (SPEC §4, original-taba.md §2).
+// v1 bodies (docs/api.md §4.1).
 
 struct NameBlock {
   std::string name;

@@ -1,4 +1,4 @@
-// `cmake --install` into a staging prefix: the layout SPEC §10 names (bin/,
+// `cmake --install` into a staging prefix: the layout docs/operations.md names (bin/,
 // lib/taba/plugins/, include/taba/, share/doc/tabad/, the systemd units,
 // etc/taba/taba.toml), and the installed tabad finding the installed plugins
 // with no flag and running on the installed configuration.

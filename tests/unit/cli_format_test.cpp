@@ -1,4 +1,4 @@
-// taba-cli: output formats (SPEC §9), usage errors and exit codes.
+// taba-cli: output formats (docs/cli.md), usage errors and exit codes.
 #include <catch2/catch.hpp>
 
 #include <sstream>
@@ -16,7 +16,7 @@ using taba::test::CannedHttpServer;
 
 namespace {
 
-// A CounterGroup render as the server writes it (SPEC §5).
+// A CounterGroup render as the server writes it (docs/api.md §6.1).
 const char* const kCounterGroupRender =
     R"({"1m": {"count": 436, "total": 571.64, "average": 1.31}, )"
     R"("10m": {"count": 5285, "total": 6884.57, "average": 1.30}, )"

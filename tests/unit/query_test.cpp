@@ -55,7 +55,7 @@ TEST_CASE("query parameters: lists, regexes, JSON bodies, unknown keys", "[param
   CHECK_FALSE(badjson.ok());
 }
 
-TEST_CASE("identifiers follow SPEC section 2", "[validation]") {
+TEST_CASE("identifiers follow the rules of docs/api.md 4.1", "[validation]") {
   CHECK(check_identifier("web01.example:8080/a?b@c!$()*+;=-_~").empty());
   CHECK(check_identifier("") == "is empty");
   CHECK(check_identifier(std::string(257, 'a')).find("257 bytes") != std::string::npos);

@@ -1,4 +1,4 @@
-// The Redis store (SPEC §3 "Scale-out"): state in Redis masters found
+// The Redis store (docs/operations.md, "A two-shard cluster with Redis Sentinel"): state in Redis masters found
 // through Sentinel, split by vbucket over named shards (layout.h).
 //
 // fe (submit): bind the body's names (a Lua script per shard: first writer
