@@ -1,4 +1,4 @@
-// The client-proxy's StatsD buffer (src/roles/client_proxy.h): the v1 bodies
+// The client-proxy's StatsD buffer (src/roles/statsd_buffer.h): the v1 bodies
 // it builds must be exactly those of the straightforward implementation it
 // replaced (parse every value, map its name, format every number with fmt),
 // which lives on below as the reference; and the number helpers it uses
