@@ -1,4 +1,4 @@
-// The client-proxy role (SPEC §3, §8): a local, best-effort entry point.
+// The client-proxy role (docs/statsd.md, docs/operations.md): a local, best-effort entry point.
 //
 // StatsD / DogStatsD datagrams arrive on UDP (recvmmsg, a large receive
 // buffer) and optionally on a unix datagram socket; each line becomes an
@@ -34,7 +34,7 @@
 
 namespace taba::roles {
 
-class ClientProxyRole : public IngestSink {
+class ClientProxyRole : public routes::IngestSink {
  public:
   ClientProxyRole(uv_loop_t* loop, const Config& config, const plugin::Registry* registry);
   ~ClientProxyRole() override;
@@ -50,7 +50,7 @@ class ClientProxyRole : public IngestSink {
   void reload(const Config& config);
 
   ProxyStats stats() const;
-  void write_metrics(MetricsWriter* w) const;
+  void write_metrics(routes::MetricsWriter* w) const;
   std::string status_text() const;
 
   // IngestSink (POST /post on the proxy)
@@ -99,7 +99,7 @@ class ClientProxyRole : public IngestSink {
   Config config_;
   const plugin::Registry* registry_;
   std::string client_id_;
-  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<routes::Ingest> ingest_;
   std::unique_ptr<http::Server> server_;
 
   DatagramInput udp_in_;
