@@ -5,31 +5,15 @@
 
 #include <charconv>
 
+#include "core/ascii.h"
+
 namespace taba::http {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool is_unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
          c == '_' || c == '~';
-}
-
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // Parses the authority part ("host", "host:port", "[v6]", "[v6]:port").
@@ -84,7 +68,7 @@ Result<Url> parse_url(std::string_view text) {
     return Status::Invalid(fmt::format("URL must start with 'http://': '{}'", text));
   }
   std::string_view scheme = text.substr(0, sep);
-  if (!equals_ignore_case(scheme, "http")) {
+  if (!ascii_iequals(scheme, "http")) {
     return Status::Invalid(fmt::format("URL scheme '{}' is not supported (only http): '{}'", scheme, text));
   }
   for (char c : text) {
@@ -119,8 +103,8 @@ bool percent_decode(std::string_view in, std::string* out) {
     char c = in[i];
     if (c == '%') {
       if (i + 2 >= in.size()) return false;
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
+      int hi = hex_digit_value(in[i + 1]);
+      int lo = hex_digit_value(in[i + 2]);
       if (hi < 0 || lo < 0) return false;
       out->push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
