@@ -17,7 +17,7 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "http/client.h"
-#include "http/server.h"
+#include "http/url.h"
 #include "protocol/v1_encoder.h"
 
 namespace taba::agent {
