@@ -53,7 +53,7 @@
 
 #include "bench_support.h"
 #include "http/client.h"
-#include "http/server.h"
+#include "http/url.h"
 #include "roles/client_proxy.h"
 
 namespace {

@@ -25,7 +25,7 @@
 
 #include "taba/client.hpp"
 #include "http/client.h"
-#include "http/server.h"
+#include "http/url.h"
 
 namespace {
 

@@ -14,13 +14,13 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "core/ascii.h"
 #include "http/url.h"
 
 namespace taba::http {
@@ -43,15 +43,9 @@ std::string format_base_url(const std::string& host, int port) {
   return fmt::format("http://{}:{}", host, port);
 }
 
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool has_header(const std::vector<Header>& headers, std::string_view name) {
   return std::any_of(headers.begin(), headers.end(),
-                     [&](const Header& h) { return equals_ignore_case(h.name, name); });
+                     [&](const Header& h) { return ascii_iequals(h.name, name); });
 }
 
 // Waits until `fd` is ready for `events` or the deadline passes. Returns the
@@ -127,8 +121,7 @@ int on_header_field_complete(llhttp_t* p) {
   ParseState* s = state_of(p);
   std::string name = std::move(s->field);
   s->field.clear();
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (char& c : name) c = ascii_lower(c);
   s->response.headers.push_back(Header{std::move(name), std::string()});
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <exception>
 #include <utility>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "http/response_head.h"
 #include "http/server_core.h"
@@ -103,7 +104,7 @@ int Connection::on_header_field(const char* at, size_t n) {
   std::string& name = headers.back().name;
   for (size_t i = 0; i < n; ++i) {
     char ch = at[i];
-    name.push_back(ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch);
+    name.push_back(ascii_lower(ch));
   }
   return 0;
 }
@@ -152,7 +153,7 @@ int Connection::on_headers_complete() {
   core_->stats.requests++;
 
   bool has_body = req.chunked || (req.content_length && *req.content_length > 0);
-  bool expect_continue = req.http_minor >= 1 && iequals(req.header("expect"), "100-continue");
+  bool expect_continue = req.http_minor >= 1 && ascii_iequals(req.header("expect"), "100-continue");
   if (has_body) {
     body_started_ms_ = uv_now(core_->loop);
     start_timer(TimerMode::kBody, opt.body_timeout_ms);

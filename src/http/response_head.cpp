@@ -6,6 +6,7 @@
 
 #include <iterator>
 
+#include "core/ascii.h"
 #include "core/log.h"
 
 namespace taba::http::server_detail {
@@ -92,9 +93,9 @@ void write_response_head(const Response& r, bool keep_alive, std::string* out_he
   }
   out_head->append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
   for (const Header& h : r.headers) {
-    if (h.name.empty() || has_crlf(h.name) || has_crlf(h.value) || iequals(h.name, "content-length") ||
-        iequals(h.name, "connection") || iequals(h.name, "transfer-encoding") ||
-        iequals(h.name, "content-type")) {
+    if (h.name.empty() || has_crlf(h.name) || has_crlf(h.value) || ascii_iequals(h.name, "content-length") ||
+        ascii_iequals(h.name, "connection") || ascii_iequals(h.name, "transfer-encoding") ||
+        ascii_iequals(h.name, "content-type")) {
       log::debug("http: dropped response header '{}'", h.name);
       continue;
     }

@@ -13,19 +13,6 @@ namespace taba::http::server_detail {
 // What the server writes for "Expect: 100-continue" before reading the body.
 inline constexpr char kContinueLine[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-// ASCII case-insensitive equality, for header names and tokens.
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
 // A response with this status has no body (1xx, 204, 304): no Content-Type
 // or Content-Length either.
 inline bool bodyless_status(int status) {

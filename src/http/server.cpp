@@ -23,43 +23,6 @@
 
 namespace taba::http {
 
-// ---------------------------------------------------------------------------
-// Host and port text
-
-bool split_host_port(std::string_view text, std::string* host, int* port) {
-  std::string_view h;
-  std::string_view p;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
-    h = text.substr(1, close - 1);
-    p = text.substr(close + 2);
-    if (h.find(':') == std::string_view::npos) return false;  // brackets are for IPv6 only
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    h = text.substr(0, colon);
-    p = text.substr(colon + 1);
-    if (h.find(':') != std::string_view::npos) return false;  // bare IPv6 needs brackets
-  }
-  if (h.empty() || p.empty() || p.size() > 5) return false;
-  int value = 0;
-  for (char c : p) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + (c - '0');
-  }
-  if (value > 65535) return false;
-  if (host) host->assign(h);
-  if (port) *port = value;
-  return true;
-}
-
-bool split_endpoint(std::string_view text, std::string* host, int* port) {
-  if (text.substr(0, 7) == "http://") text.remove_prefix(7);
-  if (!text.empty() && text.back() == '/') text.remove_suffix(1);
-  return split_host_port(text, host, port) && (!port || *port > 0);
-}
-
 namespace server_detail {
 namespace {
 

@@ -102,10 +102,4 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// Splits "host:port" ("[::1]:8300" for IPv6). False if malformed.
-bool split_host_port(std::string_view text, std::string* host, int* port);
-// The same for a peer to connect to: "host:port" or "http://host:port[/]",
-// with a port in 1..65535.
-bool split_endpoint(std::string_view text, std::string* host, int* port);
-
 }  // namespace taba::http

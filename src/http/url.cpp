@@ -5,31 +5,15 @@
 
 #include <charconv>
 
+#include "core/ascii.h"
+
 namespace taba::http {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool is_unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
          c == '_' || c == '~';
-}
-
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // Parses the authority part ("host", "host:port", "[v6]", "[v6]:port").
@@ -84,7 +68,7 @@ Result<Url> parse_url(std::string_view text) {
     return Status::Invalid(fmt::format("URL must start with 'http://': '{}'", text));
   }
   std::string_view scheme = text.substr(0, sep);
-  if (!equals_ignore_case(scheme, "http")) {
+  if (!ascii_iequals(scheme, "http")) {
     return Status::Invalid(fmt::format("URL scheme '{}' is not supported (only http): '{}'", scheme, text));
   }
   for (char c : text) {
@@ -119,8 +103,8 @@ bool percent_decode(std::string_view in, std::string* out) {
     char c = in[i];
     if (c == '%') {
       if (i + 2 >= in.size()) return false;
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
+      int hi = hex_digit_value(in[i + 1]);
+      int lo = hex_digit_value(in[i + 2]);
       if (hi < 0 || lo < 0) return false;
       out->push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
@@ -167,6 +151,40 @@ Result<std::vector<QueryParam>> parse_query(std::string_view query) {
     params.push_back(std::move(param));
   }
   return params;
+}
+
+bool split_host_port(std::string_view text, std::string* host, int* port) {
+  std::string_view h;
+  std::string_view p;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+    if (h.find(':') == std::string_view::npos) return false;  // brackets are for IPv6 only
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+    if (h.find(':') != std::string_view::npos) return false;  // bare IPv6 needs brackets
+  }
+  if (h.empty() || p.empty() || p.size() > 5) return false;
+  int value = 0;
+  for (char c : p) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  if (value > 65535) return false;
+  if (host) host->assign(h);
+  if (port) *port = value;
+  return true;
+}
+
+bool split_endpoint(std::string_view text, std::string* host, int* port) {
+  if (text.substr(0, 7) == "http://") text.remove_prefix(7);
+  if (!text.empty() && text.back() == '/') text.remove_suffix(1);
+  return split_host_port(text, host, port) && (!port || *port > 0);
 }
 
 }  // namespace taba::http

@@ -1,4 +1,4 @@
-// URLs and query strings.
+// URLs, query strings and host:port addresses.
 #pragma once
 
 #include <string>
@@ -36,5 +36,11 @@ struct QueryParam {
 // Splits "a=1&b=x%2Cy" into decoded pairs, in order. Empty segments are
 // skipped; a key without '=' has an empty value. Errors name the bad segment.
 Result<std::vector<QueryParam>> parse_query(std::string_view query);
+
+// Splits "host:port" ("[::1]:8300" for IPv6). False if malformed.
+bool split_host_port(std::string_view text, std::string* host, int* port);
+// The same for a peer to connect to: "host:port" or "http://host:port[/]",
+// with a port in 1..65535.
+bool split_endpoint(std::string_view text, std::string* host, int* port);
 
 }  // namespace taba::http

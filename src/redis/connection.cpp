@@ -34,6 +34,7 @@
 #include <map>
 #include <utility>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "core/uv_timer.h"
 #include "redis/defer_queue.h"
@@ -81,18 +82,6 @@ Result<Address> parse_address(std::string_view text) {
 }
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 int kHandshakeTag;  // privdata of the handshake command (its address only)
 
@@ -532,7 +521,7 @@ void Connection::command(const std::vector<std::string_view>& argv, Callback cb,
     return;
   }
   for (std::string_view mode : {"subscribe", "psubscribe", "unsubscribe", "punsubscribe", "monitor"}) {
-    if (iequals(argv[0], mode)) {
+    if (ascii_iequals(argv[0], mode)) {
       c.fail_later(std::move(cb), Status::Invalid(fmt::format("{}: {} is not a command() (use subscribe())",
                                                               c.prefix, argv[0])));
       return;

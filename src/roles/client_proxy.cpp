@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/client.h"
+#include "http/url.h"
 #include "protocol/v1_encoder.h"
 #include "roles/server_options.h"
 #include "routes/auth.h"

@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/url.h"
 #include "roles/server_options.h"
 #include "routes/auth.h"
 #include "routes/buffered_request.h"

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/ascii.h"
+
 namespace taba::routes {
 
 Access access_of(std::string_view path) {
@@ -50,16 +52,9 @@ std::optional<http::Response> check_access(const Config::Auth& auth, Access acce
   if (wanted->empty()) return std::nullopt;
   std::string_view header = request.header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
-  auto is_bearer = [&] {  // the scheme is case-insensitive (RFC 7235)
-    if (header.size() <= kBearer.size()) return false;
-    for (size_t i = 0; i < kBearer.size(); ++i) {
-      char c = header[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      if (c != "bearer "[i]) return false;
-    }
-    return true;
-  };
-  if (!is_bearer()) {
+  // The scheme is case-insensitive (RFC 7235).
+  bool is_bearer = header.size() > kBearer.size() && ascii_iequals(header.substr(0, kBearer.size()), kBearer);
+  if (!is_bearer) {
     http::Response r = http::Response::text(
         401, fmt::format("{} {} a bearer token (Authorization: Bearer TOKEN)\n", what, verb));
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"tabad\""});

@@ -7,6 +7,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/ascii.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/string_map.h"
@@ -353,7 +354,7 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
   std::optional<http::Inflater::Format> compression;
   // Content codings are case-insensitive (RFC 9110 §8.4.1).
   std::string encoding(req.header("content-encoding"));
-  for (char& c : encoding) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  for (char& c : encoding) c = ascii_lower(c);
   if (encoding == "gzip" || encoding == "x-gzip") {
     compression = http::Inflater::Format::kZlibOrGzip;
   } else if (encoding == "deflate") {

@@ -22,6 +22,7 @@
 #include "plugin_batches.h"
 #include "query/params.h"
 #include "query/query_service.h"
+#include "temp_dir.h"
 
 using namespace taba;
 using taba::test::Event;
@@ -34,9 +35,6 @@ class StoreRun {
  public:
   StoreRun() {
     REQUIRE(uv_loop_init(&loop_) == 0);
-    std::string pattern = (std::filesystem::temp_directory_path() / "taba_store_test.XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    dir_ = pattern;
   }
   ~StoreRun() {
     if (store_) {
@@ -47,13 +45,11 @@ class StoreRun {
     }
     uv_run(&loop_, UV_RUN_DEFAULT);
     CHECK(uv_loop_close(&loop_) == 0);  // fails if the store leaked a handle
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
   StoreRun(const StoreRun&) = delete;
   StoreRun& operator=(const StoreRun&) = delete;
 
-  std::string data_dir() const { return dir_ + "/data"; }
+  std::string data_dir() const { return dir_.path() + "/data"; }
   // Takes the files of another run's open store as they are now: what a
   // process killed at this moment would leave (every record acknowledged so
   // far is written; kill -9 loses nothing the page cache holds).
@@ -145,7 +141,7 @@ class StoreRun {
   }
 
   uv_loop_t loop_;
-  std::string dir_;
+  taba::test_support::TempDir dir_{"taba_store_test."};  // removed after the store is closed
   std::unique_ptr<store::EmbeddedStore> store_;
 };
 

@@ -487,29 +487,6 @@ uint64_t chunks_of(const std::string& s) {
 
 // ---------------------------------------------------------------------------
 
-TEST_CASE("http helpers: split_host_port", "[http]") {
-  std::string host;
-  int port = 0;
-  CHECK(split_host_port("127.0.0.1:8300", &host, &port));
-  CHECK(host == "127.0.0.1");
-  CHECK(port == 8300);
-  CHECK(split_host_port("[::1]:80", &host, &port));
-  CHECK(host == "::1");
-  CHECK(port == 80);
-  CHECK(split_host_port("example.com:0", &host, &port));
-  CHECK(host == "example.com");
-  CHECK(port == 0);
-  CHECK_FALSE(split_host_port("127.0.0.1", &host, &port));
-  CHECK_FALSE(split_host_port("127.0.0.1:", &host, &port));
-  CHECK_FALSE(split_host_port(":80", &host, &port));
-  CHECK_FALSE(split_host_port("::1:80", &host, &port));
-  CHECK_FALSE(split_host_port("[::1]80", &host, &port));
-  CHECK_FALSE(split_host_port("[::1]", &host, &port));
-  CHECK_FALSE(split_host_port("host:65536", &host, &port));
-  CHECK_FALSE(split_host_port("host:8a", &host, &port));
-  CHECK_FALSE(split_host_port("", &host, &port));
-}
-
 TEST_CASE("http helpers: Response and Request", "[http]") {
   Response t = Response::text(404, "nope");
   CHECK(t.status == 404);

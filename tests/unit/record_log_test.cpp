@@ -15,11 +15,13 @@
 #include <vector>
 
 #include "core/file_io.h"
+#include "temp_dir.h"
 
 using namespace taba;
 using recordlog::ReadResult;
 using recordlog::Reader;
 namespace fs = std::filesystem;
+using taba::test_support::TempDir;
 
 namespace {
 
@@ -48,19 +50,7 @@ std::vector<std::string> read_all(std::string_view data, size_t offset, ReadResu
   return out;
 }
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/taba_record_log_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    root = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-  void touch(const std::string& name) const { std::ofstream(root + "/" + name) << "x"; }
-  std::string root;
-};
+void touch(const TempDir& dir, const std::string& name) { std::ofstream(dir.path() + "/" + name) << "x"; }
 
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -241,38 +231,38 @@ TEST_CASE("record log: segment names have 20 digits and parse back exactly", "[r
 }
 
 TEST_CASE("record log: listing finds each family's segments in number order", "[record_log]") {
-  TempDir dir;
+  TempDir dir("taba_record_log_test.");
   constexpr recordlog::SegmentName open_name{"seg-", ".open"};
   constexpr recordlog::SegmentName sealed_name{"seg-", ".batch"};
-  dir.touch(sealed_name.format(3));
-  dir.touch(open_name.format(10));
-  dir.touch(sealed_name.format(10));
-  dir.touch(sealed_name.format(2));
-  dir.touch("seg-00000000000000000002.batch.split");
-  dir.touch("wal-00000000000000000001.log");
-  dir.touch("seg-99999999999999999999.batch");
-  dir.touch("notes.txt");
+  touch(dir, sealed_name.format(3));
+  touch(dir, open_name.format(10));
+  touch(dir, sealed_name.format(10));
+  touch(dir, sealed_name.format(2));
+  touch(dir, "seg-00000000000000000002.batch.split");
+  touch(dir, "wal-00000000000000000001.log");
+  touch(dir, "seg-99999999999999999999.batch");
+  touch(dir, "notes.txt");
 
-  auto listed = recordlog::list_segments(dir.root, {open_name, sealed_name});
+  auto listed = recordlog::list_segments(dir.path(), {open_name, sealed_name});
   REQUIRE(listed.ok());
   std::vector<std::pair<uint64_t, size_t>> got;
   for (const recordlog::ListedSegment& s : listed.value()) got.emplace_back(s.number, s.kind);
   CHECK(got == std::vector<std::pair<uint64_t, size_t>>{{2, 1}, {3, 1}, {10, 0}, {10, 1}});
 
-  auto wal = recordlog::list_segments(dir.root, {recordlog::SegmentName{"wal-", ".log"}});
+  auto wal = recordlog::list_segments(dir.path(), {recordlog::SegmentName{"wal-", ".log"}});
   REQUIRE(wal.ok());
   REQUIRE(wal->size() == 1);
   CHECK(wal->front().number == 1);
   CHECK(wal->front().kind == 0);
 
-  auto missing = recordlog::list_segments(dir.root + "/nope", {open_name});
+  auto missing = recordlog::list_segments(dir.path() + "/nope", {open_name});
   REQUIRE_FALSE(missing.ok());
-  CHECK(missing.status().message().find("cannot list " + dir.root + "/nope") == 0);
+  CHECK(missing.status().message().find("cannot list " + dir.path() + "/nope") == 0);
 }
 
 TEST_CASE("record log: a segment is created with its header, never over an existing file", "[record_log]") {
-  TempDir dir;
-  const std::string path = dir.root + "/wal-00000000000000000001.log";
+  TempDir dir("taba_record_log_test.");
+  const std::string path = dir.path() + "/wal-00000000000000000001.log";
   recordlog::CreatedSegment made = recordlog::create_segment(path, "TABAWAL1");
   REQUIRE(made.fd >= 0);
   CHECK(made.status.ok());
@@ -290,7 +280,7 @@ TEST_CASE("record log: a segment is created with its header, never over an exist
   CHECK(again.status.message().find("cannot create " + path) == 0);
   CHECK(file_bytes(path) == "TABAWAL1" + record);  // untouched
 
-  recordlog::CreatedSegment nowhere = recordlog::create_segment(dir.root + "/no/such/dir/x", "H");
+  recordlog::CreatedSegment nowhere = recordlog::create_segment(dir.path() + "/no/such/dir/x", "H");
   CHECK(nowhere.fd < 0);
   CHECK(nowhere.err == ENOENT);
 }

@@ -28,11 +28,13 @@
 #include "redis/connection.h"
 #include "redis/sentinels.h"
 #include "redis/shard.h"
+#include "temp_dir.h"
 
 namespace {
 
 using namespace taba;
 using namespace taba::redis;
+using taba::test_support::TempDir;
 using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------
@@ -53,23 +55,6 @@ int free_port() {
   ::close(fd);
   return port;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/taba-redis-test-XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Blocking hiredis round trip for the test's own checks; "" when unreachable.
 std::string describe(const redisReply* r) {
@@ -211,7 +196,7 @@ class RedisServer {
   }
 
  private:
-  TempDir dir_;
+  TempDir dir_{"taba-redis-test-"};
   Process proc_;
   int port_ = 0;
   std::vector<std::string> extra_;
@@ -241,7 +226,7 @@ class SentinelServer {
   std::string command(const std::vector<std::string>& args) const { return sync_command(port_, args); }
 
  private:
-  TempDir dir_;
+  TempDir dir_{"taba-redis-test-"};
   Process proc_;
   int port_ = 0;
 };

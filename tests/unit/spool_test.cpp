@@ -14,26 +14,22 @@
 #include <vector>
 
 #include "plugin/registry.h"
+#include "plugin_batches.h"
 #include "protocol/batch.h"
 #include "protocol/v1_decoder.h"
 #include "protocol/v1_encoder.h"
+#include "temp_dir.h"
 
 using namespace taba;
 namespace fs = std::filesystem;
+using taba::test_support::TempDir;
 
 namespace {
-
-plugin::Registry& plugins() {
-  static plugin::Registry r;
-  static bool loaded = r.load_dir(TABA_TEST_PLUGIN_DIR);
-  (void)loaded;
-  return r;
-}
 
 class AnyType : public protocol::TypeResolver {
  public:
   const plugin::Handler* resolve(std::string_view, std::string_view type, std::string* err) override {
-    const plugin::Handler* h = plugins().find(type);
+    const plugin::Handler* h = test::built_plugins().find(type);
     if (!h) *err = "unknown type";
     return h;
   }
@@ -52,19 +48,6 @@ std::string batch_of(const std::string& body, uint64_t* events = nullptr) {
   if (events) *events = dec.events();
   return writer.finish();
 }
-
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/taba_spool_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    root = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-  std::string root;
-};
 
 struct Harness {
   uv_loop_t loop;
@@ -128,10 +111,10 @@ std::string body(const std::string& client, const std::string& name, int value) 
 }  // namespace
 
 TEST_CASE("spool: records are sealed into segments with their own batch id and read back", "[spool]") {
-  TempDir dir;
+  TempDir dir("taba_spool_test.");
   Harness h;
   agent::SpoolOptions o;
-  o.dir = dir.root + "/spool";
+  o.dir = dir.path() + "/spool";
   o.seal_after_ms = 20;
   REQUIRE(h.open(o).ok());
   REQUIRE(h.append("id-1", body("c1", "a", 5)).ok());
@@ -162,10 +145,10 @@ TEST_CASE("spool: records are sealed into segments with their own batch id and r
 }
 
 TEST_CASE("spool: the byte cap refuses appends, and space comes back when a segment goes", "[spool]") {
-  TempDir dir;
+  TempDir dir("taba_spool_test.");
   Harness h;
   agent::SpoolOptions o;
-  o.dir = dir.root + "/spool";
+  o.dir = dir.path() + "/spool";
   o.seal_after_ms = 10;
   o.max_bytes = 400;
   REQUIRE(h.open(o).ok());
@@ -187,9 +170,9 @@ TEST_CASE("spool: the byte cap refuses appends, and space comes back when a segm
 }
 
 TEST_CASE("spool: a restart hands back sealed segments with the same ids and the client ids", "[spool]") {
-  TempDir dir;
+  TempDir dir("taba_spool_test.");
   agent::SpoolOptions o;
-  o.dir = dir.root + "/spool";
+  o.dir = dir.path() + "/spool";
   o.seal_after_ms = 60'000;  // nothing is sealed while running: close() seals
   std::string first_id;
   {
@@ -212,9 +195,9 @@ TEST_CASE("spool: a restart hands back sealed segments with the same ids and the
 }
 
 TEST_CASE("spool: a torn last record of an open segment is cut off and the rest sealed", "[spool]") {
-  TempDir dir;
+  TempDir dir("taba_spool_test.");
   agent::SpoolOptions o;
-  o.dir = dir.root + "/spool";
+  o.dir = dir.path() + "/spool";
   o.seal_after_ms = 60'000;
   {
     Harness h;
@@ -226,12 +209,12 @@ TEST_CASE("spool: a torn last record of an open segment is cut off and the rest 
     std::string open_file;
     for (const auto& e : fs::directory_iterator(o.dir)) open_file = e.path().string();
     REQUIRE(open_file.ends_with(".open"));
-    fs::copy_file(open_file, dir.root + "/saved.open");
+    fs::copy_file(open_file, dir.path() + "/saved.open");
   }
   for (const auto& e : fs::directory_iterator(o.dir)) fs::remove(e.path());
   std::string saved;
   {
-    std::ifstream in(dir.root + "/saved.open", std::ios::binary);
+    std::ifstream in(dir.path() + "/saved.open", std::ios::binary);
     saved.assign(std::istreambuf_iterator<char>(in), {});
   }
   saved.resize(saved.size() - 5);  // the second record loses its last bytes
@@ -254,9 +237,9 @@ TEST_CASE("spool: a torn last record of an open segment is cut off and the rest 
 }
 
 TEST_CASE("spool: a record with a bad checksum inside a segment is skipped, the others kept", "[spool]") {
-  TempDir dir;
+  TempDir dir("taba_spool_test.");
   agent::SpoolOptions o;
-  o.dir = dir.root + "/spool";
+  o.dir = dir.path() + "/spool";
   o.seal_after_ms = 60'000;
   std::string path;
   {

@@ -1,4 +1,5 @@
-// URL parsing, percent-encoding and query strings (src/http/url.h).
+// URL parsing, percent-encoding, query strings and host:port addresses
+// (src/http/url.h).
 #include "http/url.h"
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@ using taba::http::parse_query;
 using taba::http::parse_url;
 using taba::http::percent_decode;
 using taba::http::percent_encode;
+using taba::http::split_host_port;
 
 TEST_CASE("parse_url splits host, port and target", "[url]") {
   auto u = parse_url("http://127.0.0.1:8300/tabs?name=a,b");
@@ -119,4 +121,27 @@ TEST_CASE("parse_query names the malformed segment", "[url]") {
   auto q = parse_query("a=1&name=bad%zz&c=3");
   REQUIRE_FALSE(q.ok());
   CHECK_THAT(q.status().message(), Catch::Contains("name=bad%zz"));
+}
+
+TEST_CASE("http helpers: split_host_port", "[http]") {
+  std::string host;
+  int port = 0;
+  CHECK(split_host_port("127.0.0.1:8300", &host, &port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 8300);
+  CHECK(split_host_port("[::1]:80", &host, &port));
+  CHECK(host == "::1");
+  CHECK(port == 80);
+  CHECK(split_host_port("example.com:0", &host, &port));
+  CHECK(host == "example.com");
+  CHECK(port == 0);
+  CHECK_FALSE(split_host_port("127.0.0.1", &host, &port));
+  CHECK_FALSE(split_host_port("127.0.0.1:", &host, &port));
+  CHECK_FALSE(split_host_port(":80", &host, &port));
+  CHECK_FALSE(split_host_port("::1:80", &host, &port));
+  CHECK_FALSE(split_host_port("[::1]80", &host, &port));
+  CHECK_FALSE(split_host_port("[::1]", &host, &port));
+  CHECK_FALSE(split_host_port("host:65536", &host, &port));
+  CHECK_FALSE(split_host_port("host:8a", &host, &port));
+  CHECK_FALSE(split_host_port("", &host, &port));
 }

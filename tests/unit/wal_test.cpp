@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
+
 namespace {
 
 using taba::Status;
@@ -31,23 +33,10 @@ using taba::store::WriteAheadLog;
 using WalPtr = std::unique_ptr<WriteAheadLog>;
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/taba_wal_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    root_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  // The log directory itself does not exist yet: open() creates it.
-  std::string wal() const { return root_ + "/wal"; }
+using taba::test_support::TempDir;
 
- private:
-  std::string root_;
-};
+// The log directory itself does not exist yet: open() creates it.
+std::string wal_dir_of(const TempDir& dir) { return dir.path() + "/wal"; }
 
 class TestLoop {
  public:
@@ -98,7 +87,7 @@ taba::Result<WalPtr> open_wal(uv_loop_t* loop, const WalOptions& options, Recove
 
 WalOptions options_for(const TempDir& dir, FsyncPolicy fsync = FsyncPolicy::kEverySec) {
   WalOptions o;
-  o.dir = dir.wal();
+  o.dir = wal_dir_of(dir);
   o.fsync = fsync;
   return o;
 }
@@ -132,7 +121,7 @@ std::vector<std::string> segment_files(const std::string& dir) {
 std::string segment_path(const TempDir& dir, int n) {
   char name[64];
   snprintf(name, sizeof name, "/wal-%020d.log", n);
-  return dir.wal() + name;
+  return wal_dir_of(dir) + name;
 }
 
 uint64_t file_size(const std::string& path) {
@@ -229,7 +218,7 @@ bool is_prefix(const std::vector<std::string>& prefix, const std::vector<std::st
 }  // namespace
 
 TEST_CASE("wal: appended records are recovered in order after reopen", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   auto first = records(0, 500);
   {
     TestLoop loop;
@@ -260,7 +249,7 @@ TEST_CASE("wal: appended records are recovered in order after reopen", "[wal]") 
 }
 
 TEST_CASE("wal: fsync=always completes a record only after it is written and synced", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   TestLoop loop;
   Recovered rec;
   auto opened = open_wal(loop.get(), options_for(dir, FsyncPolicy::kAlways), &rec);
@@ -295,7 +284,7 @@ TEST_CASE("wal: fsync=always completes a record only after it is written and syn
 
 TEST_CASE("wal: close writes, syncs and completes everything queued", "[wal]") {
   for (FsyncPolicy policy : {FsyncPolicy::kEverySec, FsyncPolicy::kAlways}) {
-    TempDir d;
+    TempDir d("taba_wal_test.");
     TestLoop loop;
     Recovered rec;
     auto wal = open_wal(loop.get(), options_for(d, policy), &rec);
@@ -322,7 +311,7 @@ TEST_CASE("wal: close writes, syncs and completes everything queued", "[wal]") {
 }
 
 TEST_CASE("wal: a completion may close and destroy the log", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   TestLoop loop;
   Recovered rec;
   auto opened = open_wal(loop.get(), options_for(dir, FsyncPolicy::kAlways), &rec);
@@ -344,7 +333,7 @@ TEST_CASE("wal: a completion may close and destroy the log", "[wal]") {
 }
 
 TEST_CASE("wal: append refuses beyond max_queued_bytes and bad sizes", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   TestLoop loop;
   Recovered rec;
   WalOptions options = options_for(dir);
@@ -379,7 +368,7 @@ TEST_CASE("wal: append refuses beyond max_queued_bytes and bad sizes", "[wal]") 
 }
 
 TEST_CASE("wal: a snapshot replaces the records before it and deletes their segments", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   {
     TestLoop loop;
     Recovered rec;
@@ -399,8 +388,8 @@ TEST_CASE("wal: a snapshot replaces the records before it and deletes their segm
     CHECK(wal.stats().last_snapshot_bytes == 28 + std::string("state-after-10").size());
     CHECK(!fs::exists(segment_path(dir, 1)));
     CHECK(fs::exists(segment_path(dir, 2)));
-    CHECK(fs::exists(dir.wal() + "/snapshot"));
-    CHECK(!fs::exists(dir.wal() + "/snapshot.tmp"));
+    CHECK(fs::exists(wal_dir_of(dir) + "/snapshot"));
+    CHECK(!fs::exists(wal_dir_of(dir) + "/snapshot.tmp"));
     wal.close();
   }
   Recovered rec = reopen(dir);  // creates segment 3
@@ -425,13 +414,13 @@ TEST_CASE("wal: a snapshot replaces the records before it and deletes their segm
   REQUIRE(rec.snapshot);
   CHECK(*rec.snapshot == "state-after-18");
   CHECK(rec.records.empty());
-  auto segments = segment_files(dir.wal());
+  auto segments = segment_files(wal_dir_of(dir));
   REQUIRE(!segments.empty());
   CHECK(segments.front() > segment_path(dir, 4));  // 1..4 are covered and gone
 }
 
 TEST_CASE("wal: an empty snapshot payload round-trips", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   CHECK(snapshot_session(dir, "").ok());
   Recovered rec = reopen(dir);
   REQUIRE(rec.snapshot);
@@ -440,7 +429,7 @@ TEST_CASE("wal: an empty snapshot payload round-trips", "[wal]") {
 }
 
 TEST_CASE("wal: a torn tail of the last segment is dropped and truncated", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   auto payloads = records(0, 20);
   write_session(dir, payloads);
   const std::string segment = segment_path(dir, 1);
@@ -484,7 +473,7 @@ TEST_CASE("wal: a torn tail of the last segment is dropped and truncated", "[wal
 }
 
 TEST_CASE("wal: a torn segment header of the last segment is repaired", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   write_session(dir, records(0, 5));
   // A crash right after creating segment 2 may leave part of its magic.
   {
@@ -499,7 +488,7 @@ TEST_CASE("wal: a torn segment header of the last segment is repaired", "[wal]")
 }
 
 TEST_CASE("wal: damage before the last segment is corruption", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   auto payloads = records(0, 10);
   write_session(dir, payloads);         // segment 1
   write_session(dir, records(10, 20));  // segment 2
@@ -530,9 +519,9 @@ TEST_CASE("wal: damage before the last segment is corruption", "[wal]") {
 }
 
 TEST_CASE("wal: a corrupt snapshot is an error naming the file", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   REQUIRE(snapshot_session(dir, std::string(1000, 's')).ok());
-  const std::string file = dir.wal() + "/snapshot";
+  const std::string file = wal_dir_of(dir) + "/snapshot";
   SECTION("flipped payload byte") {
     flip_byte(file, 500);
   }
@@ -551,16 +540,16 @@ TEST_CASE("wal: a corrupt snapshot is an error naming the file", "[wal]") {
 }
 
 TEST_CASE("wal: segment numbers near 2^64 are corruption, not a wrap (found by fuzz_wal)", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   REQUIRE(snapshot_session(dir, "payload").ok());
   SECTION("a snapshot covering up to 2^64 - 3") {
     // The covered number is outside the checksum, so only the bound catches it.
-    patch_file(dir.wal() + "/snapshot", 8, std::string("\xfd\xff\xff\xff\xff\xff\xff\xff", 8));
+    patch_file(wal_dir_of(dir) + "/snapshot", 8, std::string("\xfd\xff\xff\xff\xff\xff\xff\xff", 8));
   }
   SECTION("a segment numbered 2^64 - 2") {
     // Past what the old name parser read: it was left out of the listing,
     // and a new segment of that number then could not be created.
-    std::ofstream(dir.wal() + "/wal-18446744073709551614.log") << "TABAWAL1";
+    std::ofstream(wal_dir_of(dir) + "/wal-18446744073709551614.log") << "TABAWAL1";
   }
   Status s = reopen_status(dir);
   INFO(s.message());
@@ -569,14 +558,14 @@ TEST_CASE("wal: segment numbers near 2^64 are corruption, not a wrap (found by f
 }
 
 TEST_CASE("wal: segments rotate past segment_bytes", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   WalOptions options = options_for(dir);
   options.segment_bytes = 1000;
   auto payloads = records(0, 100, 150);        // 158 bytes on disk: 6 per segment
   payloads.push_back(std::string(3000, 'L'));  // larger than a segment: alone in one
   payloads.push_back(record(101, 150));
   write_session(dir, payloads, options);
-  auto segments = segment_files(dir.wal());
+  auto segments = segment_files(wal_dir_of(dir));
   CHECK(segments.size() == 19);  // 17 of small records, the large one, the last small one
   int oversized = 0;
   for (const auto& s : segments) {
@@ -590,7 +579,7 @@ TEST_CASE("wal: segments rotate past segment_bytes", "[wal]") {
 }
 
 TEST_CASE("wal: the visitor's error stops recovery", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   write_session(dir, records(0, 10));
   TestLoop loop;
   int seen = 0;
@@ -606,7 +595,7 @@ TEST_CASE("wal: the visitor's error stops recovery", "[wal]") {
 }
 
 TEST_CASE("wal: one directory cannot be opened twice", "[wal]") {
-  TempDir dir;
+  TempDir dir("taba_wal_test.");
   TestLoop loop;
   Recovered rec;
   auto first = open_wal(loop.get(), options_for(dir), &rec);
@@ -622,7 +611,7 @@ TEST_CASE("wal: recovery survives arbitrary damage", "[wal]") {
   std::mt19937_64 rng(12345);
   auto payloads = records(0, 30);
   for (int round = 0; round < 60; ++round) {
-    TempDir dir;
+    TempDir dir("taba_wal_test.");
     write_session(dir, std::vector<std::string>(payloads.begin(), payloads.begin() + 15));
     write_session(dir, std::vector<std::string>(payloads.begin() + 15, payloads.end()));
     bool last = rng() % 2 == 0;
@@ -746,8 +735,8 @@ TEST_CASE("wal: a write refused for lack of room fails its records and removes t
           "[wal]") {
   for (bool burst : {false, true}) {
     for (FsyncPolicy policy : {FsyncPolicy::kAlways, FsyncPolicy::kEverySec}) {
-      TempDir dir;
-      const std::string wal_dir = dir.wal();
+      TempDir dir("taba_wal_test.");
+      const std::string wal_dir = wal_dir_of(dir);
       std::string report =
           run_child([&](int out) { child_with_file_limit(out, wal_dir, policy, 20000, burst); });
       INFO("burst " << burst << " always " << (policy == FsyncPolicy::kAlways) << ": " << report);
@@ -795,8 +784,8 @@ TEST_CASE("wal: a write refused for lack of room fails its records and removes t
 }
 
 TEST_CASE("wal: after kill -9, every acknowledged record is recovered (fsync=always)", "[wal]") {
-  TempDir dir;
-  const std::string wal_dir = dir.wal();
+  TempDir dir("taba_wal_test.");
+  const std::string wal_dir = wal_dir_of(dir);
   uint64_t next = 0;  // records 0..next-1 are in the log
   for (int round = 0; round < 3; ++round) {
     int fds[2];

@@ -14,20 +14,10 @@
 #include "core/clock.h"
 #include "core/le_bytes.h"
 #include "store/embedded/records.h"
+#include "store/state_json.h"
 
 namespace taba::store {
 namespace {
-
-// Renders a state as JSON at `now` (for comparing an aggregate with its
-// re-merged form); "" when the handler cannot. Taba's rounded form, not
-// TABA_FORMAT_JSON_EXACT: window sums added up in another order may differ
-// in their last bits, and that is not damage.
-std::string render_json(const taba_handler* h, const taba_state* st, double now) {
-  std::string out;
-  taba_output sink = plugin::string_output(&out);
-  if (h->render(st, TABA_FORMAT_JSON, now, &sink) != TABA_OK) return "";
-  return out;
-}
 
 // Turns "k=v k=v" summaries into report counts.
 void add_summary(Report* report, const std::string& summary) {

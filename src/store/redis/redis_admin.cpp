@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "redis/reply.h"
 #include "store/redis/redis_store_internal.h"
+#include "store/state_json.h"
 
 namespace taba::store {
 namespace {
@@ -81,17 +82,6 @@ end
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
 )lua";
-
-// A state's JSON at `now`, to compare an aggregate with the merge of its
-// client states; "" when the handler cannot. Taba's rounded form, not
-// TABA_FORMAT_JSON_EXACT: window sums added up in another order may differ
-// in their last bits, and that is not damage.
-std::string render_json(const taba_handler* h, const taba_state* st, double now) {
-  std::string out;
-  taba_output sink = plugin::string_output(&out);
-  if (h->render(st, TABA_FORMAT_JSON, now, &sink) != TABA_OK) return "";
-  return out;
-}
 
 }  // namespace
 

@@ -1,0 +1,64 @@
+// The forwarder's fe endpoints: which one a request goes to, and how long an
+// endpoint rests after a failure.
+//
+// The endpoint for each request is the least loaded usable one (fewest
+// requests in flight, then fewest recent failures, then round robin). An
+// endpoint that fails backs off exponentially from backoff_initial_ms to
+// backoff_max_ms, with equal jitter, and at least as long as the fe's
+// Retry-After asked. Not thread-safe: the forwarder calls it under its lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "agent/forwarder.h"
+
+namespace taba::agent {
+
+struct Endpoint {
+  std::string address;
+  std::string host;
+  int port = 0;
+  int in_flight = 0;
+  uint64_t requests = 0;
+  uint64_t ok = 0;
+  uint64_t failures = 0;
+  uint32_t consecutive_failures = 0;
+  int64_t retry_at_ms = 0;  // steady clock; usable from then on
+  double latency_ms_ewma = 0;
+  std::string last_error;
+};
+
+class EndpointPool {
+ public:
+  // `addresses` are host:port.
+  EndpointPool(const std::vector<std::string>& addresses, int backoff_initial_ms, int backoff_max_ms);
+
+  size_t size() const { return endpoints_.size(); }
+  Endpoint& at(size_t i) { return endpoints_[i]; }
+
+  // The endpoint to use now, or -1 (then *wait_until_ms says when one
+  // becomes usable).
+  int choose(int64_t now, int64_t* wait_until_ms);
+  // An attempt on `ep` failed with `error` (the fe asked for at least
+  // `retry_after_ms`): it backs off.
+  void failed(Endpoint& ep, std::string error, int64_t retry_after_ms);
+  // The fe at `ep` answered (whatever the outcome) in `latency_ms`.
+  void answered(Endpoint& ep, double latency_ms);
+  // Each endpoint's state, for ForwarderStats.
+  std::vector<EndpointStatus> status(int64_t now) const;
+
+ private:
+  int64_t backoff_ms(uint32_t failures);
+
+  std::vector<Endpoint> endpoints_;
+  int backoff_initial_ms_;
+  int backoff_max_ms_;
+  uint64_t round_robin_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+}  // namespace taba::agent
