@@ -89,7 +89,10 @@ int main(int argc, char** argv) {
       TABA_RETURN_IF_ERROR(
           taba::parse_fsync_policy("store.fsync", args["fsync"].as<std::string>(), &config.store.fsync));
     }
-    if (args.count("log-level")) config.server.log_level = args["log-level"].as<std::string>();
+    if (args.count("log-level")) {
+      TABA_RETURN_IF_ERROR(
+          taba::parse_log_level(args["log-level"].as<std::string>(), &config.server.log_level));
+    }
     TABA_RETURN_IF_ERROR(taba::validate_config(config));
     return config;
   };
@@ -103,8 +106,6 @@ int main(int argc, char** argv) {
     fmt::print("{}", taba::dump_config(config));
     return 0;
   }
-  taba::log::Level level;
-  taba::log::parse_level(config.server.log_level, &level);
-  taba::log::set_level(level);
+  taba::log::set_level(config.server.log_level);
   return taba::roles::run_daemon(config, effective);
 }

@@ -102,16 +102,17 @@ class TableReader {
   std::set<std::string> seen_;
 };
 
-// The enum-valued keys (server.roles, store.fsync, agent.fsync) are read as
-// text here and into their enums once the whole file is read (see
+// The enum-valued keys (server.roles, server.log_level, store.fsync,
+// agent.fsync) are read as text here and into their enums once the whole file is read (see
 // load_config_table).
-Status read_server(const toml::table& t, Config::Server* s, std::vector<std::string>* roles) {
+Status read_server(const toml::table& t, Config::Server* s, std::vector<std::string>* roles,
+                   std::string* log_level) {
   TableReader r(t, "server");
   TABA_RETURN_IF_ERROR(r.strings("roles", roles));
   TABA_RETURN_IF_ERROR(r.string("listen", &s->listen));
   TABA_RETURN_IF_ERROR(r.string("data_dir", &s->data_dir));
   TABA_RETURN_IF_ERROR(r.string("plugins_dir", &s->plugins_dir));
-  TABA_RETURN_IF_ERROR(r.string("log_level", &s->log_level));
+  TABA_RETURN_IF_ERROR(r.string("log_level", log_level));
   TABA_RETURN_IF_ERROR(r.integer("self_tabs_interval_s", 0, 3600, &s->self_tabs_interval_s));
   return r.unknown_keys();
 }
@@ -302,6 +303,12 @@ Status parse_fsync_policy(std::string_view key, std::string_view text, FsyncPoli
   return Status::Invalid(fmt::format("{}: must be \"always\" or \"everysec\", not \"{}\"", key, text));
 }
 
+Status parse_log_level(std::string_view text, log::Level* level) {
+  if (log::parse_level(text, level)) return Status::Ok();
+  return Status::Invalid(
+      fmt::format("server.log_level: must be debug, info, warn or error, not \"{}\"", text));
+}
+
 Status load_config_file(const std::string& path, Config* config) {
   toml::table root;
   try {
@@ -328,12 +335,13 @@ static Status load_config_table(const toml::table& root, const std::string& path
   std::vector<std::string> roles = role_names(config->server.roles);
   std::string store_fsync(fsync_policy_name(config->store.fsync));
   std::string agent_fsync(fsync_policy_name(config->agent.fsync));
+  std::string log_level(log::level_spelling(config->server.log_level));
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     const toml::table* table = node.as_table();
     if (!table) return Status::Invalid(fmt::format("{}: {}: unknown key", path, k));
     Status s;
-    if (k == "server") s = read_server(*table, &config->server, &roles);
+    if (k == "server") s = read_server(*table, &config->server, &roles, &log_level);
     else if (k == "store") s = read_store(*table, &config->store, &store_fsync);
     else if (k == "http") s = read_http(*table, &config->http);
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
@@ -350,7 +358,8 @@ static Status load_config_table(const toml::table& root, const std::string& path
   // the file.
   TABA_RETURN_IF_ERROR(parse_roles(roles, &config->server.roles));
   TABA_RETURN_IF_ERROR(parse_fsync_policy("store.fsync", store_fsync, &config->store.fsync));
-  return parse_fsync_policy("agent.fsync", agent_fsync, &config->agent.fsync);
+  TABA_RETURN_IF_ERROR(parse_fsync_policy("agent.fsync", agent_fsync, &config->agent.fsync));
+  return parse_log_level(log_level, &config->server.log_level);
 }
 
 Status validate_redis(const Config::Redis& r) {
@@ -467,11 +476,6 @@ Status validate_config(const Config& c) {
   if (c.redis.enabled) {
     TABA_RETURN_IF_ERROR(validate_redis(c.redis));
   }
-  if (c.server.log_level != "debug" && c.server.log_level != "info" && c.server.log_level != "warn" &&
-      c.server.log_level != "error") {
-    return Status::Invalid(fmt::format("server.log_level: must be debug, info, warn or error, not \"{}\"",
-                                       c.server.log_level));
-  }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
   if (c.has_role(Role::kAgent)) {
     TABA_RETURN_IF_ERROR(validate_agent(c.agent));
@@ -569,7 +573,7 @@ std::string dump_config(const Config& c) {
       "[plugins]\ntypes = {{{}}}\n\n"
       "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
-      toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
+      toml_string(log::level_spelling(c.server.log_level)), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.min_body_rate, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,
