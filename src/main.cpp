@@ -65,12 +65,11 @@ int main(int argc, char** argv) {
   auto effective = [args]() -> taba::Result<taba::Config> {
     taba::Config config;
     if (args.count("config")) {
-      taba::Status s = taba::load_config_file(args["config"].as<std::string>(), &config);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(taba::load_config_file(args["config"].as<std::string>(), &config));
     }
     if (args.count("role")) {
-      taba::Status s = taba::parse_roles(split_roles(args["role"].as<std::string>()), &config.server.roles);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(
+          taba::parse_roles(split_roles(args["role"].as<std::string>()), &config.server.roles));
     }
     if (args.count("listen")) {
       // The HTTP address of the first thing this process serves: the fe/be/ctrl
@@ -87,12 +86,14 @@ int main(int argc, char** argv) {
     if (args.count("data-dir")) config.server.data_dir = args["data-dir"].as<std::string>();
     if (args.count("plugins-dir")) config.server.plugins_dir = args["plugins-dir"].as<std::string>();
     if (args.count("fsync")) {
-      taba::Status s = taba::parse_fsync_policy("store.fsync", args["fsync"].as<std::string>(), &config.store.fsync);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(
+          taba::parse_fsync_policy("store.fsync", args["fsync"].as<std::string>(), &config.store.fsync));
     }
-    if (args.count("log-level")) config.server.log_level = args["log-level"].as<std::string>();
-    taba::Status s = taba::validate_config(config);
-    if (!s.ok()) return s;
+    if (args.count("log-level")) {
+      TABA_RETURN_IF_ERROR(
+          taba::parse_log_level(args["log-level"].as<std::string>(), &config.server.log_level));
+    }
+    TABA_RETURN_IF_ERROR(taba::validate_config(config));
     return config;
   };
   taba::Result<taba::Config> loaded = effective();
@@ -105,8 +106,6 @@ int main(int argc, char** argv) {
     fmt::print("{}", taba::dump_config(config));
     return 0;
   }
-  taba::log::Level level;
-  taba::log::parse_level(config.server.log_level, &level);
-  taba::log::set_level(level);
+  taba::log::set_level(config.server.log_level);
   return taba::roles::run_daemon(config, effective);
 }

@@ -79,8 +79,10 @@
  *               events, n, now);
  *
  * (client_state being a new_state() when the client is new), and must get
- * the same result as from the delta sequence. A handler with fold_many may
- * also provide prefetch, a cache hint the host calls one block ahead.
+ * the same result as from the delta sequence. A handler may also provide
+ * prefetch (ABI 1.1), a cache hint the host calls one block ahead. Which
+ * field decides whether each optional hook is present is stated beside
+ * the ABI 1.1 fields of taba_handler.
  *
  * Time: every hook that depends on time receives `now`, in epoch seconds.
  * It is the host's clock, already discounted by the measured pipeline
@@ -97,6 +99,16 @@
  * The host calls a handler's hooks for one state from one thread at a time.
  * Different states may be used from different threads concurrently, so a
  * handler must not keep unsynchronized mutable global data.
+ *
+ * serialize may run in a forked child process: the embedded store writes
+ * its snapshots by fork()ing and serializing every state in the child. Only
+ * the forking thread exists there, and any lock another thread of the host
+ * held at the moment of the fork stays held forever. So serialize must
+ * take no locks (no mutex, no stdio stream, nothing that locks inside),
+ * allocate only through malloc/new (or not at all), and must not call
+ * host->log (the host's log lock may be held by another thread at the
+ * fork, and the child would deadlock). It may also be called in the host
+ * process, so it must work in both.
  *
  * ---------------------------------------------------------------------------
  * 4. Memory and errors
@@ -264,7 +276,9 @@ typedef struct taba_handler {
   /* Nonzero when the state holds nothing worth keeping as of `now`. */
   int (*prunable)(const taba_state* state, double now);
 
-  /* Writes the state's serialized form (version state_version). */
+  /* Writes the state's serialized form (version state_version). May run in
+   * a forked child process: no locks, allocation only through malloc/new,
+   * never host->log (section 3). */
   taba_status (*serialize)(const taba_state* state, taba_output* out);
 
   /* Reads a serialized state written with `version` (<= state_version).
@@ -274,7 +288,17 @@ typedef struct taba_handler {
 
   /* --- ABI 1.1 ------------------------------------------------------- */
 
-  /* Optional (NULL when absent; always absent in a plugin built for 1.0).
+  /* Presence of the optional hooks below, exactly as the host checks it:
+   * the host reads fold_many and prefetch only when the plugin table's
+   * abi_minor (taba_plugin, not the handler) is 1 or more, and then a
+   * hook is present when its pointer is not NULL. For a plugin whose
+   * abi_minor is 0 both are absent whatever the fields hold. The host does
+   * not compare the handler's struct_size with the 1.1 layout, so a plugin
+   * declaring abi_minor >= 1 must give every handler the whole 1.1 table
+   * (sizeof(taba_handler) of this header does). Every hook above this line
+   * is required: a handler with one of them NULL is refused. */
+
+  /* Optional (present when abi_minor >= 1 and not NULL; see above).
    * Folds the same n checked events of one client into each of the `count`
    * states, with the same effect as folding them into a fresh state for
    * `client` and merging that into each state in turn (section 2). The
@@ -287,14 +311,16 @@ typedef struct taba_handler {
   void (*fold_many)(taba_state* const* states, size_t count, const char* client, size_t client_len,
                     const taba_event* events, size_t n, double now);
 
-  /* Optional (NULL when absent; ABI 1.1). A cache hint: the host is about
-   * to call fold_many with these states (the client's state, when it
-   * exists, and the name's aggregate) and these events. The handler may
-   * read the states and events and issue prefetches for what fold_many
-   * will write, and must change nothing. The host calls it one
-   * (client, name) block ahead while applying a request, so the cache
-   * misses of a state that has not been used for a while overlap with the
-   * work on the block before. */
+  /* Optional (present when abi_minor >= 1 and not NULL; see above). A
+   * cache hint: the host is about to fold these events into these states
+   * (the client's state, when it exists, and the name's aggregate), with
+   * fold_many when the handler has it, else with the delta sequence of
+   * section 2; the host calls prefetch whenever it is present, with or
+   * without fold_many. The handler may read the states and events and
+   * issue prefetches for what the fold will write, and must change
+   * nothing. The host calls it one (client, name) block ahead while
+   * applying a request, so the cache misses of a state that has not been
+   * used for a while overlap with the work on the block before. */
   void (*prefetch)(const taba_state* const* states, size_t count, const taba_event* events, size_t n,
                    double now);
 

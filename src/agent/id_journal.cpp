@@ -64,8 +64,7 @@ Status IdJournal::append(const std::vector<std::string>& ids, double expires, do
   if (now - current_since_ >= ttl_s_) {
     // Every id in the other file has expired by now: it was last written
     // at least ttl ago.
-    Status s = switch_to(1 - current_, true);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(switch_to(1 - current_, true));
     current_since_ = now;
   }
   std::string text;

@@ -128,8 +128,7 @@ bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
 
 Result<SegmentContents> read_segment(const std::string& path) {
   std::string bytes;
-  Status s = fileio::read_whole_file(path, &bytes);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(fileio::read_whole_file(path, &bytes));
   return parse_segment(std::move(bytes), path);
 }
 
@@ -200,7 +199,7 @@ struct Spool::Impl {
     std::filesystem::create_directories(options.dir, ec);
     if (ec) return Status::IoError(fmt::format("cannot create the spool directory {}: {}", options.dir, ec.message()));
     auto found = recordlog::list_segments(options.dir, {kOpenName, kSealedName});
-    if (!found.ok()) return found.status();
+    TABA_RETURN_IF_ERROR(found);
     for (const recordlog::ListedSegment& listed : found.value()) {
       const uint64_t n = listed.number;
       const bool is_sealed = listed.kind == 1;
@@ -208,7 +207,7 @@ struct Spool::Impl {
       std::string p = path(segment_name(n, is_sealed));
       std::string data;
       Status s = fileio::read_whole_file(p, &data);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(s);
       if (data.size() < kHeaderBytes || std::string_view(data).substr(0, kMagicBytes) != kMagic ||
           !is_hex_id(std::string_view(data).substr(kMagicBytes, kBatchIdBytes))) {
         if (!is_sealed) {
@@ -450,10 +449,8 @@ Result<std::unique_ptr<Spool>> Spool::open(uv_loop_t* loop, SpoolOptions options
   m->options = std::move(options);
   m->on_sealed = std::move(on_sealed);
   std::vector<Segment> sealed;
-  Status s = m->recover(on_recovered_id, &sealed);
-  if (!s.ok()) return s;
-  s = m->completions.start(loop);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(m->recover(on_recovered_id, &sealed));
+  TABA_RETURN_IF_ERROR(m->completions.start(loop));
   m->last_sync = Clock::now();
   for (Segment& seg : sealed) m->on_sealed(std::move(seg));
   m->started = true;

@@ -321,7 +321,7 @@ Result<Invocation> parse_command_line(const std::vector<std::string>& args, cons
     inv.timeout_ms = ms;
   }
   Result<ServerAddress> address = parse_server(server ? *server : env.server.value_or(kDefaultServer));
-  if (!address.ok()) return address.status();
+  TABA_RETURN_IF_ERROR(address);
   inv.server = std::move(*address);
   inv.token = token ? *token : env.token.value_or("");
 

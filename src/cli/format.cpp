@@ -45,8 +45,7 @@ Status for_each_member(std::string_view json,
         member.value().get(value) != simdjson::SUCCESS) {
       return Status::Corruption("malformed JSON object");
     }
-    Status st = visit(std::string(key), value);
-    if (!st.ok()) return st;
+    TABA_RETURN_IF_ERROR(visit(std::string(key), value));
   }
   return Status::Ok();
 }
@@ -177,7 +176,7 @@ Result<std::string> format_agg(const std::vector<std::string>& names, std::strin
     if (s.ok()) renders.emplace(key, std::move(raw));
     return s;
   });
-  if (!st.ok()) return st;
+  TABA_RETURN_IF_ERROR(st);
   std::string out;
   for (const std::string& name : names) {
     auto it = renders.find(name);
@@ -222,7 +221,7 @@ Result<std::string> format_types(std::string_view json_object, const std::vector
     types.emplace(key, std::string(type));
     return Status::Ok();
   });
-  if (!st.ok()) return st;
+  TABA_RETURN_IF_ERROR(st);
   for (const std::string& name : wanted) {
     if (types.count(name) == 0 && std::find(missing->begin(), missing->end(), name) == missing->end()) {
       missing->push_back(name);
@@ -253,7 +252,7 @@ Result<std::string> format_reply(const Invocation& inv, std::string_view body, s
   } else {
     return with_newline(body);
   }
-  if (!text.ok()) return text.status();
+  TABA_RETURN_IF_ERROR(text);
   return inv.json ? with_newline(body) : std::move(*text);
 }
 

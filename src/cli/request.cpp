@@ -111,7 +111,7 @@ Result<HttpCall> plan_request(const Invocation& inv, double now, std::string_vie
       if (!inv.client || inv.args.size() < 3) return Status::Invalid("post needs --client C NAME TYPE VALUE...");
       std::vector<std::string> values(inv.args.begin() + 2, inv.args.end());
       Result<std::string> body = build_v1_body(*inv.client, inv.args[0], inv.args[1], values, now);
-      if (!body.ok()) return body.status();
+      TABA_RETURN_IF_ERROR(body);
       call.body = std::move(*body);
     }
   } else {

@@ -102,53 +102,49 @@ class TableReader {
   std::set<std::string> seen_;
 };
 
-#define TABA_TRY(expr)            \
-  do {                            \
-    Status _s = (expr);           \
-    if (!_s.ok()) return _s;      \
-  } while (0)
-
-// The enum-valued keys (server.roles, store.fsync, agent.fsync) are read as
-// text here and into their enums once the whole file is read (see
+// The enum-valued keys (server.roles, server.log_level, store.fsync,
+// agent.fsync) are read as text here and into their enums once the whole file is read (see
 // load_config_table).
-Status read_server(const toml::table& t, Config::Server* s, std::vector<std::string>* roles) {
+Status read_server(const toml::table& t, Config::Server* s, std::vector<std::string>* roles,
+                   std::string* log_level) {
   TableReader r(t, "server");
-  TABA_TRY(r.strings("roles", roles));
-  TABA_TRY(r.string("listen", &s->listen));
-  TABA_TRY(r.string("data_dir", &s->data_dir));
-  TABA_TRY(r.string("plugins_dir", &s->plugins_dir));
-  TABA_TRY(r.string("log_level", &s->log_level));
-  TABA_TRY(r.integer("self_tabs_interval_s", 0, 3600, &s->self_tabs_interval_s));
+  TABA_RETURN_IF_ERROR(r.strings("roles", roles));
+  TABA_RETURN_IF_ERROR(r.string("listen", &s->listen));
+  TABA_RETURN_IF_ERROR(r.string("data_dir", &s->data_dir));
+  TABA_RETURN_IF_ERROR(r.string("plugins_dir", &s->plugins_dir));
+  TABA_RETURN_IF_ERROR(r.string("log_level", log_level));
+  TABA_RETURN_IF_ERROR(r.integer("self_tabs_interval_s", 0, 3600, &s->self_tabs_interval_s));
   return r.unknown_keys();
 }
 
 Status read_store(const toml::table& t, Config::Store* s, std::string* fsync) {
   TableReader r(t, "store");
-  TABA_TRY(r.string("fsync", fsync));
-  TABA_TRY(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
-  TABA_TRY(r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
-  TABA_TRY(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
-  TABA_TRY(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
+  TABA_RETURN_IF_ERROR(r.string("fsync", fsync));
+  TABA_RETURN_IF_ERROR(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
+  TABA_RETURN_IF_ERROR(
+      r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
   return r.unknown_keys();
 }
 
 Status read_redis(const toml::table& t, Config::Redis* rc) {
   TableReader r(t, "redis");
   rc->enabled = true;
-  TABA_TRY(r.strings("sentinels", &rc->sentinels));
-  TABA_TRY(r.integer("vbuckets", 1, 1 << 16, &rc->vbuckets));
-  TABA_TRY(r.integer("min_replica_acks", 0, 64, &rc->min_replica_acks));
-  TABA_TRY(r.integer("replica_ack_timeout_ms", 1, 60'000, &rc->replica_ack_timeout_ms));
-  TABA_TRY(r.integer("connect_timeout_ms", 10, 60'000, &rc->connect_timeout_ms));
-  TABA_TRY(r.integer("command_timeout_ms", 10, 600'000, &rc->command_timeout_ms));
-  TABA_TRY(r.integer("pool_size", 1, 64, &rc->pool_size));
-  TABA_TRY(r.string("password", &rc->password));
-  TABA_TRY(r.string("key_prefix", &rc->key_prefix));
-  TABA_TRY(r.integer("dedup_ttl_s", 60, 86400 * 365, &rc->dedup_ttl_s));
-  TABA_TRY(r.integer("claim_idle_ms", 100, 3'600'000, &rc->claim_idle_ms));
-  TABA_TRY(r.integer("max_stream_entries", 1, int64_t{1} << 32, &rc->max_stream_entries));
+  TABA_RETURN_IF_ERROR(r.strings("sentinels", &rc->sentinels));
+  TABA_RETURN_IF_ERROR(r.integer("vbuckets", 1, 1 << 16, &rc->vbuckets));
+  TABA_RETURN_IF_ERROR(r.integer("min_replica_acks", 0, 64, &rc->min_replica_acks));
+  TABA_RETURN_IF_ERROR(r.integer("replica_ack_timeout_ms", 1, 60'000, &rc->replica_ack_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("connect_timeout_ms", 10, 60'000, &rc->connect_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("command_timeout_ms", 10, 600'000, &rc->command_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("pool_size", 1, 64, &rc->pool_size));
+  TABA_RETURN_IF_ERROR(r.string("password", &rc->password));
+  TABA_RETURN_IF_ERROR(r.string("key_prefix", &rc->key_prefix));
+  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 60, 86400 * 365, &rc->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.integer("claim_idle_ms", 100, 3'600'000, &rc->claim_idle_ms));
+  TABA_RETURN_IF_ERROR(r.integer("max_stream_entries", 1, int64_t{1} << 32, &rc->max_stream_entries));
   r.mark("shards");
-  TABA_TRY(r.unknown_keys());
+  TABA_RETURN_IF_ERROR(r.unknown_keys());
   const toml::node* shards = t.get("shards");
   if (!shards) return Status::Ok();
   const toml::array* arr = shards->as_array();
@@ -160,9 +156,9 @@ Status read_redis(const toml::table& t, Config::Redis* rc) {
     if (!st) return Status::Invalid(where + ": must be a table with name and vbuckets");
     TableReader sr(*st, where);
     Config::Redis::Shard shard;
-    TABA_TRY(sr.string("name", &shard.name));
+    TABA_RETURN_IF_ERROR(sr.string("name", &shard.name));
     sr.mark("vbuckets");
-    TABA_TRY(sr.unknown_keys());
+    TABA_RETURN_IF_ERROR(sr.unknown_keys());
     if (shard.name.empty()) return Status::Invalid(where + ".name: the Sentinel master name is required");
     const toml::node* vb = st->get("vbuckets");
     const toml::array* range = vb ? vb->as_array() : nullptr;
@@ -178,75 +174,75 @@ Status read_redis(const toml::table& t, Config::Redis* rc) {
 
 Status read_http(const toml::table& t, Config::Http* h) {
   TableReader r(t, "http");
-  TABA_TRY(r.integer("max_body_bytes", 1024, int64_t{1} << 40, &h->max_body_bytes));
-  TABA_TRY(r.integer("max_header_bytes", 1024, 16 << 20, &h->max_header_bytes));
-  TABA_TRY(r.integer("header_timeout_ms", 100, 3'600'000, &h->header_timeout_ms));
-  TABA_TRY(r.integer("body_timeout_ms", 100, 3'600'000, &h->body_timeout_ms));
-  TABA_TRY(r.integer("min_body_rate", 0, int64_t{1} << 30, &h->min_body_rate));
-  TABA_TRY(r.integer("idle_timeout_ms", 100, 86'400'000, &h->idle_timeout_ms));
-  TABA_TRY(r.integer("max_connections", 1, 1'000'000, &h->max_connections));
+  TABA_RETURN_IF_ERROR(r.integer("max_body_bytes", 1024, int64_t{1} << 40, &h->max_body_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("max_header_bytes", 1024, 16 << 20, &h->max_header_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("header_timeout_ms", 100, 3'600'000, &h->header_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("body_timeout_ms", 100, 3'600'000, &h->body_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("min_body_rate", 0, int64_t{1} << 30, &h->min_body_rate));
+  TABA_RETURN_IF_ERROR(r.integer("idle_timeout_ms", 100, 86'400'000, &h->idle_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("max_connections", 1, 1'000'000, &h->max_connections));
   return r.unknown_keys();
 }
 
 Status read_ingest(const toml::table& t, Config::Ingest* g) {
   TableReader r(t, "ingest");
-  TABA_TRY(r.integer("max_inflated_bytes", 1024, int64_t{1} << 40, &g->max_inflated_bytes));
-  TABA_TRY(r.integer("max_inflate_ratio", 2, 1'000'000, &g->max_inflate_ratio));
-  TABA_TRY(r.integer("future_clamp_s", 0, 86400 * 365, &g->future_clamp_s));
-  TABA_TRY(r.integer("max_events_per_body", 0, int64_t{1} << 40, &g->max_events_per_body));
-  TABA_TRY(r.integer("max_names", 0, int64_t{1} << 40, &g->max_names));
-  TABA_TRY(r.integer("max_names_per_client", 0, int64_t{1} << 40, &g->max_names_per_client));
+  TABA_RETURN_IF_ERROR(r.integer("max_inflated_bytes", 1024, int64_t{1} << 40, &g->max_inflated_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("max_inflate_ratio", 2, 1'000'000, &g->max_inflate_ratio));
+  TABA_RETURN_IF_ERROR(r.integer("future_clamp_s", 0, 86400 * 365, &g->future_clamp_s));
+  TABA_RETURN_IF_ERROR(r.integer("max_events_per_body", 0, int64_t{1} << 40, &g->max_events_per_body));
+  TABA_RETURN_IF_ERROR(r.integer("max_names", 0, int64_t{1} << 40, &g->max_names));
+  TABA_RETURN_IF_ERROR(r.integer("max_names_per_client", 0, int64_t{1} << 40, &g->max_names_per_client));
   return r.unknown_keys();
 }
 
 Status read_auth(const toml::table& t, Config::Auth* a) {
   TableReader r(t, "auth");
-  TABA_TRY(r.string("ingest_token", &a->ingest_token));
-  TABA_TRY(r.string("admin_token", &a->admin_token));
-  TABA_TRY(r.string("query_token", &a->query_token));
+  TABA_RETURN_IF_ERROR(r.string("ingest_token", &a->ingest_token));
+  TABA_RETURN_IF_ERROR(r.string("admin_token", &a->admin_token));
+  TABA_RETURN_IF_ERROR(r.string("query_token", &a->query_token));
   return r.unknown_keys();
 }
 
 Status read_agent(const toml::table& t, Config::Agent* a, std::string* fsync) {
   TableReader r(t, "agent");
-  TABA_TRY(r.string("listen", &a->listen));
-  TABA_TRY(r.string("spool_dir", &a->spool_dir));
-  TABA_TRY(r.string("dead_letter_dir", &a->dead_letter_dir));
-  TABA_TRY(r.integer("spool_max_bytes", 1 << 20, int64_t{1} << 50, &a->spool_max_bytes));
-  TABA_TRY(r.integer("max_dead_letter_bytes", 0, int64_t{1} << 50, &a->max_dead_letter_bytes));
-  TABA_TRY(r.string("fsync", fsync));
-  TABA_TRY(r.strings("endpoints", &a->endpoints));
-  TABA_TRY(r.integer("batch_max_bytes", 1024, 1 << 30, &a->batch_max_bytes));
-  TABA_TRY(r.integer("flush_interval_ms", 1, 60'000, &a->flush_interval_ms));
-  TABA_TRY(r.integer("forward_concurrency", 1, 64, &a->forward_concurrency));
-  TABA_TRY(r.integer("forward_timeout_ms", 100, 600'000, &a->forward_timeout_ms));
-  TABA_TRY(r.integer("backoff_initial_ms", 1, 600'000, &a->backoff_initial_ms));
-  TABA_TRY(r.integer("backoff_max_ms", 1, 3'600'000, &a->backoff_max_ms));
-  TABA_TRY(r.integer("shutdown_grace_ms", 0, 600'000, &a->shutdown_grace_ms));
-  TABA_TRY(r.string("forward_token", &a->forward_token));
-  TABA_TRY(r.integer("dedup_ttl_s", 0, 86400 * 7, &a->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.string("listen", &a->listen));
+  TABA_RETURN_IF_ERROR(r.string("spool_dir", &a->spool_dir));
+  TABA_RETURN_IF_ERROR(r.string("dead_letter_dir", &a->dead_letter_dir));
+  TABA_RETURN_IF_ERROR(r.integer("spool_max_bytes", 1 << 20, int64_t{1} << 50, &a->spool_max_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("max_dead_letter_bytes", 0, int64_t{1} << 50, &a->max_dead_letter_bytes));
+  TABA_RETURN_IF_ERROR(r.string("fsync", fsync));
+  TABA_RETURN_IF_ERROR(r.strings("endpoints", &a->endpoints));
+  TABA_RETURN_IF_ERROR(r.integer("batch_max_bytes", 1024, 1 << 30, &a->batch_max_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("flush_interval_ms", 1, 60'000, &a->flush_interval_ms));
+  TABA_RETURN_IF_ERROR(r.integer("forward_concurrency", 1, 64, &a->forward_concurrency));
+  TABA_RETURN_IF_ERROR(r.integer("forward_timeout_ms", 100, 600'000, &a->forward_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.integer("backoff_initial_ms", 1, 600'000, &a->backoff_initial_ms));
+  TABA_RETURN_IF_ERROR(r.integer("backoff_max_ms", 1, 3'600'000, &a->backoff_max_ms));
+  TABA_RETURN_IF_ERROR(r.integer("shutdown_grace_ms", 0, 600'000, &a->shutdown_grace_ms));
+  TABA_RETURN_IF_ERROR(r.string("forward_token", &a->forward_token));
+  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 0, 86400 * 7, &a->dedup_ttl_s));
   return r.unknown_keys();
 }
 
 Status read_client_proxy(const toml::table& t, Config::ClientProxy* p) {
   TableReader r(t, "client_proxy");
-  TABA_TRY(r.string("listen", &p->listen));
-  TABA_TRY(r.string("statsd_udp", &p->statsd_udp));
-  TABA_TRY(r.string("statsd_unix", &p->statsd_unix));
-  TABA_TRY(r.string("agent", &p->agent));
-  TABA_TRY(r.string("client_id", &p->client_id));
-  TABA_TRY(r.integer("flush_interval_ms", 1, 60'000, &p->flush_interval_ms));
-  TABA_TRY(r.integer("max_buffered_events", 1, int64_t{1} << 40, &p->max_buffered_events));
-  TABA_TRY(r.integer("max_retry_bytes", 0, int64_t{1} << 40, &p->max_retry_bytes));
-  TABA_TRY(r.integer("udp_recv_buffer_bytes", 0, 1 << 30, &p->udp_recv_buffer_bytes));
-  TABA_TRY(r.integer("forward_timeout_ms", 100, 600'000, &p->forward_timeout_ms));
-  TABA_TRY(r.string("forward_token", &p->forward_token));
+  TABA_RETURN_IF_ERROR(r.string("listen", &p->listen));
+  TABA_RETURN_IF_ERROR(r.string("statsd_udp", &p->statsd_udp));
+  TABA_RETURN_IF_ERROR(r.string("statsd_unix", &p->statsd_unix));
+  TABA_RETURN_IF_ERROR(r.string("agent", &p->agent));
+  TABA_RETURN_IF_ERROR(r.string("client_id", &p->client_id));
+  TABA_RETURN_IF_ERROR(r.integer("flush_interval_ms", 1, 60'000, &p->flush_interval_ms));
+  TABA_RETURN_IF_ERROR(r.integer("max_buffered_events", 1, int64_t{1} << 40, &p->max_buffered_events));
+  TABA_RETURN_IF_ERROR(r.integer("max_retry_bytes", 0, int64_t{1} << 40, &p->max_retry_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("udp_recv_buffer_bytes", 0, 1 << 30, &p->udp_recv_buffer_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("forward_timeout_ms", 100, 600'000, &p->forward_timeout_ms));
+  TABA_RETURN_IF_ERROR(r.string("forward_token", &p->forward_token));
   return r.unknown_keys();
 }
 
 Status read_plugins(const toml::table& t, Config::Plugins* p) {
   TableReader r(t, "plugins");
-  TABA_TRY(r.string_table("types", &p->types));
+  TABA_RETURN_IF_ERROR(r.string_table("types", &p->types));
   return r.unknown_keys();
 }
 
@@ -307,6 +303,12 @@ Status parse_fsync_policy(std::string_view key, std::string_view text, FsyncPoli
   return Status::Invalid(fmt::format("{}: must be \"always\" or \"everysec\", not \"{}\"", key, text));
 }
 
+Status parse_log_level(std::string_view text, log::Level* level) {
+  if (log::parse_level(text, level)) return Status::Ok();
+  return Status::Invalid(
+      fmt::format("server.log_level: must be debug, info, warn or error, not \"{}\"", text));
+}
+
 Status load_config_file(const std::string& path, Config* config) {
   toml::table root;
   try {
@@ -333,12 +335,13 @@ static Status load_config_table(const toml::table& root, const std::string& path
   std::vector<std::string> roles = role_names(config->server.roles);
   std::string store_fsync(fsync_policy_name(config->store.fsync));
   std::string agent_fsync(fsync_policy_name(config->agent.fsync));
+  std::string log_level(log::level_spelling(config->server.log_level));
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     const toml::table* table = node.as_table();
     if (!table) return Status::Invalid(fmt::format("{}: {}: unknown key", path, k));
     Status s;
-    if (k == "server") s = read_server(*table, &config->server, &roles);
+    if (k == "server") s = read_server(*table, &config->server, &roles, &log_level);
     else if (k == "store") s = read_store(*table, &config->store, &store_fsync);
     else if (k == "http") s = read_http(*table, &config->http);
     else if (k == "ingest") s = read_ingest(*table, &config->ingest);
@@ -353,9 +356,10 @@ static Status load_config_table(const toml::table& root, const std::string& path
   // An unknown spelling is reported like the other cross-key checks of
   // validate_config, after everything else in the file: naming the key, not
   // the file.
-  TABA_TRY(parse_roles(roles, &config->server.roles));
-  TABA_TRY(parse_fsync_policy("store.fsync", store_fsync, &config->store.fsync));
-  return parse_fsync_policy("agent.fsync", agent_fsync, &config->agent.fsync);
+  TABA_RETURN_IF_ERROR(parse_roles(roles, &config->server.roles));
+  TABA_RETURN_IF_ERROR(parse_fsync_policy("store.fsync", store_fsync, &config->store.fsync));
+  TABA_RETURN_IF_ERROR(parse_fsync_policy("agent.fsync", agent_fsync, &config->agent.fsync));
+  return parse_log_level(log_level, &config->server.log_level);
 }
 
 Status validate_redis(const Config::Redis& r) {
@@ -470,22 +474,14 @@ Status validate_config(const Config& c) {
     return Status::Invalid("server.roles: ctrl is the query-and-admin-only role; do not combine it with fe or be");
   }
   if (c.redis.enabled) {
-    Status s = validate_redis(c.redis);
-    if (!s.ok()) return s;
-  }
-  if (c.server.log_level != "debug" && c.server.log_level != "info" && c.server.log_level != "warn" &&
-      c.server.log_level != "error") {
-    return Status::Invalid(fmt::format("server.log_level: must be debug, info, warn or error, not \"{}\"",
-                                       c.server.log_level));
+    TABA_RETURN_IF_ERROR(validate_redis(c.redis));
   }
   if (c.server.data_dir.empty()) return Status::Invalid("server.data_dir: must not be empty");
   if (c.has_role(Role::kAgent)) {
-    Status s = validate_agent(c.agent);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(validate_agent(c.agent));
   }
   if (c.has_role(Role::kClientProxy)) {
-    Status s = validate_client_proxy(c.client_proxy);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(validate_client_proxy(c.client_proxy));
   }
   for (const auto& [key, token] : {std::pair<const char*, const std::string*>{"ingest_token", &c.auth.ingest_token},
                                    {"admin_token", &c.auth.admin_token},
@@ -577,7 +573,7 @@ std::string dump_config(const Config& c) {
       "[plugins]\ntypes = {{{}}}\n\n"
       "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
-      toml_string(c.server.log_level), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
+      toml_string(log::level_spelling(c.server.log_level)), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.min_body_rate, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,

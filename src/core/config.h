@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/fsync_policy.h"
+#include "core/log.h"
 #include "core/status.h"
 
 namespace taba {
@@ -27,7 +28,7 @@ struct Config {
     std::string listen = "127.0.0.1:8300";
     std::string data_dir = "./taba-data";
     std::string plugins_dir;  // empty: <exe dir>/plugins, then <exe dir>/../lib/taba/plugins
-    std::string log_level = "info";
+    log::Level log_level = log::Level::kInfo;
     int64_t self_tabs_interval_s = 10;  // this process's own taba_* tabs; 0 = off
   } server;
 
@@ -149,6 +150,10 @@ Status parse_roles(const std::vector<std::string>& names, std::vector<Role>* rol
 // Reads an fsync spelling ("always" or "everysec") into `policy`; anything
 // else is an error naming `key` ("store.fsync", "agent.fsync").
 Status parse_fsync_policy(std::string_view key, std::string_view text, FsyncPolicy* policy);
+
+// Reads a log level spelling (server.log_level, --log-level: "debug",
+// "info", "warn" or "error") into `level`; anything else is an error.
+Status parse_log_level(std::string_view text, log::Level* level);
 
 // Checks cross-field rules (roles, ranges).
 Status validate_config(const Config& config);

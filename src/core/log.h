@@ -7,13 +7,19 @@
 
 namespace taba::log {
 
+// The host's log levels. Plugins pass theirs as the integers of
+// taba_host::log (include/taba/handler.h), converted in one place
+// (plugin/registry.cpp).
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 // Sets the minimum level written. Thread-safe.
 void set_level(Level level);
 Level level();
-// Parses "debug" | "info" | "warn" | "error".
+// Parses "debug" | "info" | "warn" | "error" (the spelling of
+// server.log_level and --log-level).
 bool parse_level(std::string_view text, Level* out);
+// The spelling parse_level reads: "debug", "info", "warn" or "error".
+std::string_view level_spelling(Level level);
 
 // Writes one line: "<utc time> <level> <message>". Thread-safe.
 void write(Level level, std::string_view message);

@@ -1,5 +1,9 @@
 // Status and Result: the error values returned on every fallible path.
 // Errors are values, never exceptions across module lines.
+//
+// Both types are [[nodiscard]]: a call whose Status or Result is dropped does
+// not compile (warnings are errors). A caller that means to ignore an error
+// says so: `(void)call();  // why ignoring is right here`.
 #pragma once
 
 #include <string>
@@ -8,7 +12,7 @@
 
 namespace taba {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   // kLimit: well-formed, but refused by a configured limit (HTTP 422; the
   // agent dead-letters it rather than retrying forever).
@@ -34,12 +38,21 @@ class Status {
   std::string message_;
 };
 
-// A value or an error Status.
+// A value or an error Status; never both, never neither.
+//
+// A Result built from a Status holds an error. Building one from an OK
+// Status is a programming mistake (a Result with no value and no error);
+// since whether a Status is OK is known only at run time, the mistake is
+// caught there, in every build: the Result holds Status::Internal naming the
+// mistake, so the caller sees an ordinary error instead of a Result that
+// claims success and has no value.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {}  // NOLINT
+  Result(Status status)  // NOLINT: implicit by design
+      : v_(status.ok() ? Status::Internal("Result built from an OK Status: no value and no error")
+                       : std::move(status)) {}
   bool ok() const { return std::holds_alternative<T>(v_); }
   T& value() { return std::get<T>(v_); }
   const T& value() const { return std::get<T>(v_); }
@@ -54,4 +67,22 @@ class Result {
   std::variant<T, Status> v_;
 };
 
+// The Status of a Status or of a Result (for TABA_RETURN_IF_ERROR).
+inline const Status& status_of(const Status& status) { return status; }
+template <typename T>
+const Status& status_of(const Result<T>& result) {
+  return result.status();
+}
+
 }  // namespace taba
+
+// The early return of the plain "stop at the first error" pattern:
+// TABA_RETURN_IF_ERROR(expr) evaluates expr, a Status or a Result<T>, and
+// when it holds an error returns that error (as a Status) from the enclosing
+// function, which may return Status or any Result<U>. Sites that add context
+// to the message, or clean up first, keep their own `if`.
+#define TABA_RETURN_IF_ERROR(expr)                                             \
+  do {                                                                         \
+    ::taba::Status taba_return_if_error_ = ::taba::status_of(expr);            \
+    if (!taba_return_if_error_.ok()) return taba_return_if_error_;             \
+  } while (0)

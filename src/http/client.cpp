@@ -239,8 +239,7 @@ std::string ClientConnection::base_url() const {
 
 Result<ClientConnection> ClientConnection::connect(const std::string& host, int port, int timeout_ms) {
   ClientConnection conn(host, port, -1);
-  Status st = conn.reopen(now_ms() + std::max(timeout_ms, 0), timeout_ms);
-  if (!st.ok()) return st;
+  TABA_RETURN_IF_ERROR(conn.reopen(now_ms() + std::max(timeout_ms, 0), timeout_ms));
   return conn;
 }
 
@@ -289,16 +288,14 @@ Result<ClientResponse> ClientConnection::request_until(std::string_view method, 
                                                        int timeout_ms) {
   bool reused = fd_ >= 0;
   if (!reused) {
-    Status st = reopen(deadline, timeout_ms);
-    if (!st.ok()) return st;
+    TABA_RETURN_IF_ERROR(reopen(deadline, timeout_ms));
   }
   bool closed_before_response = false;
   Result<ClientResponse> result =
       attempt(method, target, headers, body, deadline, timeout_ms, &closed_before_response);
   if (!result.ok() && reused && closed_before_response) {
     // The server had closed this idle keep-alive connection: one fresh try.
-    Status st = reopen(deadline, timeout_ms);
-    if (!st.ok()) return st;
+    TABA_RETURN_IF_ERROR(reopen(deadline, timeout_ms));
     closed_before_response = false;
     result = attempt(method, target, headers, body, deadline, timeout_ms, &closed_before_response);
   }
@@ -411,7 +408,7 @@ Result<ClientResponse> ClientConnection::attempt(std::string_view method, std::s
 Result<ClientResponse> fetch(std::string_view method, std::string_view url,
                              const std::vector<Header>& headers, std::string_view body, int timeout_ms) {
   Result<Url> parsed = parse_url(url);
-  if (!parsed.ok()) return parsed.status();
+  TABA_RETURN_IF_ERROR(parsed);
   int64_t deadline = now_ms() + std::max(timeout_ms, 0);
   ClientConnection conn(parsed->host, parsed->port, -1);
   return conn.request_until(method, parsed->target, headers, body, deadline, timeout_ms);

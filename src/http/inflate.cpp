@@ -36,12 +36,10 @@ Status Inflater::feed(std::string_view in, const std::function<bool(std::string_
       head_.append(in);
       std::string joined = std::move(head_);
       head_.clear();
-      Status s = start(joined);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(start(joined));
       return feed(joined, sink);
     }
-    Status s = start(in);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(start(in));
   }
   if (ended_) return Status::Invalid("compressed body: data after the end of the compressed stream");
   in_total_ += in.size();

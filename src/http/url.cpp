@@ -84,8 +84,7 @@ Result<Url> parse_url(std::string_view text) {
 
   Url url;
   url.scheme = "http";
-  Status st = parse_authority(authority, text, &url);
-  if (!st.ok()) return st;
+  TABA_RETURN_IF_ERROR(parse_authority(authority, text, &url));
   if (target.empty()) {
     url.target = "/";
   } else if (target.front() == '?') {

@@ -14,11 +14,18 @@
 namespace taba::plugin {
 namespace {
 
+// The one place a plugin's log level (the integer of taba_host::log in
+// include/taba/handler.h: 0 debug, 1 info, 2 warn, 3 error) becomes the
+// host's log::Level. Out-of-range values clamp to the nearest level.
+log::Level level_from_abi(int level) {
+  if (level <= 0) return log::Level::kDebug;
+  if (level == 1) return log::Level::kInfo;
+  if (level == 2) return log::Level::kWarn;
+  return log::Level::kError;
+}
+
 void host_log(int level, const char* msg, size_t len) {
-  log::Level l = level <= 0 ? log::Level::kDebug : level == 1 ? log::Level::kInfo
-                                                 : level == 2 ? log::Level::kWarn
-                                                              : log::Level::kError;
-  log::write(l, fmt::format("plugin: {}", std::string_view(msg, len)));
+  log::write(level_from_abi(level), fmt::format("plugin: {}", std::string_view(msg, len)));
 }
 
 const taba_host kHost = {sizeof(taba_host), TABA_ABI_MAJOR, TABA_ABI_MINOR, host_log, {}};

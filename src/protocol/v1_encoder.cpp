@@ -91,7 +91,7 @@ Status V1Encoder::add_batch(std::string_view batch_bytes) {
 Status V1Encoder::add_batch(std::string_view batch_bytes, const std::function<bool(size_t)>& include) {
   BatchReader reader(batch_bytes);
   Status s = reader.open();
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   size_t mark = out_.size();
   std::string client_before = client_;
   bool in_client_before = in_client_, in_block_before = in_block_;

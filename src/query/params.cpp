@@ -76,11 +76,11 @@ Result<Params> parse_params(std::string_view query_string, std::string_view body
   std::vector<http::QueryParam> raw;
   if (!query_string.empty()) {
     auto parsed = http::parse_query(query_string);
-    if (!parsed.ok()) return parsed.status();
+    TABA_RETURN_IF_ERROR(parsed);
     raw = std::move(parsed.value());
   } else if (!body.empty()) {
     auto parsed = json_body_params(body);
-    if (!parsed.ok()) return parsed.status();
+    TABA_RETURN_IF_ERROR(parsed);
     raw = std::move(parsed.value());
   }
   Params p;
@@ -97,8 +97,7 @@ Result<Params> parse_params(std::string_view query_string, std::string_view body
       p.has_client = true;
       split_list(kv.value, &p.clients);
     } else if (kv.key == "re") {
-      Status s = parse_bool("re", kv.value, &p.re);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(parse_bool("re", kv.value, &p.re));
     } else {
       p.extra.emplace_back(kv.key, kv.value);
     }

@@ -74,8 +74,11 @@ Status AgentRole::start() {
     std::filesystem::create_directories(spool_dir_, ec);
     Status js = journal_.open(spool_dir_, ttl, wall_now(),
                               [this](std::string_view id, double expires) { remember(std::string(id), expires); });
-    if (!js.ok()) return js;
+    TABA_RETURN_IF_ERROR(js);
     fo.on_settled = [this, ttl](const std::vector<std::string>& ids) {
+      // Best effort: the batches are already delivered, and a lost journal
+      // line costs at most a duplicate spooling after a restart (append logs
+      // its write failures itself).
       (void)journal_.append(ids, wall_now() + ttl, wall_now());
     };
   }
@@ -94,11 +97,11 @@ Status AgentRole::start() {
   auto spool = agent::Spool::open(
       loop_, so, [fw](agent::Segment seg) { fw->enqueue(std::move(seg)); },
       [this, expires](std::string_view id) { remember(std::string(id), expires); });
-  if (!spool.ok()) return spool.status();
+  TABA_RETURN_IF_ERROR(spool);
   spool_ = std::move(spool.value());
   forwarder_->set_spool(spool_.get());
   Status s = forwarder_->start();
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   agent::SpoolStats ss = spool_->stats();
   if (ss.segments > 0) {
     log::info("agent: spool {} holds {} batch(es), {} events, {} bytes to forward", spool_dir_, ss.segments, ss.events,

@@ -93,11 +93,11 @@ Status ClientProxyRole::start() {
 
   if (!config_.client_proxy.statsd_udp.empty()) {
     s = open_udp_socket();
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(s);
   }
   if (!config_.client_proxy.statsd_unix.empty()) {
     s = open_unix_socket();
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(s);
   }
 
   uv_timer_init(loop_, &flush_timer_);

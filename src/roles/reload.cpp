@@ -55,10 +55,8 @@ bool reload_config(Config* running, Result<Config> next, plugin::Registry* regis
     }
   }
   if (n.server.log_level != now.server.log_level) {
-    log::Level level;
-    log::parse_level(n.server.log_level, &level);
-    log::set_level(level);
-    applied.push_back("log_level " + n.server.log_level);
+    log::set_level(n.server.log_level);
+    applied.push_back(fmt::format("log_level {}", log::level_spelling(n.server.log_level)));
   }
   if (n.auth.ingest_token != now.auth.ingest_token || n.auth.admin_token != now.auth.admin_token ||
       n.auth.query_token != now.auth.query_token) {

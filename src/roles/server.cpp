@@ -39,7 +39,7 @@ Status ServerRole::start() {
     server_id_ = p ? fmt::format("{}:{}", hostname, p) : fmt::format("{}:pid{}", hostname, getpid());
   }
   Status s = open_store();
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   store_open_ = true;
   store_->set_name_limits(name_limits(config_.ingest));
   ingest_ = std::make_unique<routes::Ingest>(store_.get(), registry_, config_.ingest);

@@ -328,13 +328,13 @@ Status TabadProcess::start_impl(const std::vector<std::string>& extra_args, std:
   Status last;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
     last = spawn(extra_args, fixed_port);
-    if (!last.ok()) return last;
+    TABA_RETURN_IF_ERROR(last);
     last = wait_healthy(kStartTimeoutMs);
     if (last.ok()) return last;
     bool port_taken = !running() && log_text().find("in use") != std::string::npos;
     if (running()) {
       kill9();
-      (void)wait_exit(kStartTimeoutMs);
+      (void)wait_exit(kStartTimeoutMs);  // just killed: only reaping it; the loop decides what next
     }
     if (!port_taken || fixed_port != 0) break;
   }
@@ -348,7 +348,7 @@ Status TabadProcess::spawn(const std::vector<std::string>& extra_args, int fixed
                                    data_dir_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   Result<pid_t> pid = spawn_logged(args, log_path(), /*truncate_log=*/true, file_size_limit_);
-  if (!pid.ok()) return pid.status();
+  TABA_RETURN_IF_ERROR(pid);
   pid_ = pid.value();
   exited_ = false;
   exit_code_ = -1;

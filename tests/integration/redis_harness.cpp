@@ -304,7 +304,7 @@ const RedisCluster::Proc* RedisCluster::find(int port) const {
 
 Status RedisCluster::spawn(Proc* p) {
   Result<pid_t> pid = spawn_logged(p->args, p->log, /*truncate_log=*/false);
-  if (!pid.ok()) return pid.status();
+  TABA_RETURN_IF_ERROR(pid);
   p->pid = pid.value();
   p->alive = true;
   p->paused = false;
@@ -604,7 +604,7 @@ Result<std::string> RedisCluster::cli(int port, const std::vector<std::string>& 
 
 Result<int> RedisCluster::failover(int shard) {
   auto before = master_port(shard);
-  if (!before.ok()) return before.status();
+  TABA_RETURN_IF_ERROR(before);
   const int old_port = *before;
   const std::string name = shard_name(shard);
   const int64_t deadline = now_ms() + kFailoverTimeoutMs;

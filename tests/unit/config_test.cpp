@@ -67,6 +67,17 @@ TEST_CASE("config errors name the key path and the reason", "[config]") {
   CHECK(role_names(roles) == std::vector<std::string>{"client-proxy", "agent", "fe", "be", "ctrl"});
   CHECK(parse_fsync_policy("store.fsync", "Always", &v.store.fsync).message() ==
         "store.fsync: must be \"always\" or \"everysec\", not \"Always\"");
+
+  // So is the log level.
+  Config l;
+  CHECK(l.server.log_level == log::Level::kInfo);
+  REQUIRE(load("[server]\nlog_level = \"warn\"\n", &l).ok());
+  CHECK(l.server.log_level == log::Level::kWarn);
+  s = load("[server]\nlog_level = \"loud\"\n", &l);
+  CHECK(s.message() == "server.log_level: must be debug, info, warn or error, not \"loud\"");
+  CHECK(parse_log_level("debug", &l.server.log_level).ok());
+  CHECK(l.server.log_level == log::Level::kDebug);
+  CHECK(dump_config(l).find("log_level = \"debug\"") != std::string::npos);
 }
 
 TEST_CASE("config maps extra type names to plugins", "[config]") {
@@ -88,8 +99,8 @@ namespace {
 // A config with a [redis] section and the given shard tables; the status of
 // loading and validating it.
 Status load_redis(const std::string& shards, Config* c, const std::string& extra = "") {
-  Status s = load("[redis]\nsentinels = [\"127.0.0.1:26379\"]\nvbuckets = 8\n" + extra + shards, c);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(
+      load("[redis]\nsentinels = [\"127.0.0.1:26379\"]\nvbuckets = 8\n" + extra + shards, c));
   return validate_config(*c);
 }
 }  // namespace

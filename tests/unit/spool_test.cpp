@@ -70,7 +70,7 @@ struct Harness {
           sealed.push_back(std::move(s));
         },
         [this](std::string_view id) { recovered_ids.emplace_back(id); });
-    if (!r.ok()) return r.status();
+    TABA_RETURN_IF_ERROR(r);
     spool = std::move(r.value());
     return Status::Ok();
   }
@@ -85,7 +85,7 @@ struct Harness {
                                result = st;
                                done = true;
                              });
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(s);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (!done && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_ONCE);
     REQUIRE(done);

@@ -114,8 +114,7 @@ Status EmbeddedStore::apply_admin(std::string_view record, std::string* summary)
         if (entry->states.size() == 0) {
           empty.push_back(name);
         } else {
-          Status s = rebuild_aggregate(entry.get(), time);
-          if (!s.ok()) return s;
+          TABA_RETURN_IF_ERROR(rebuild_aggregate(entry.get(), time));
         }
       }
       for (const std::string& n : empty) {
@@ -130,8 +129,7 @@ Status EmbeddedStore::apply_admin(std::string_view record, std::string* summary)
       for (std::string_view n : names) {
         auto it = names_.find(n);
         if (it == names_.end()) continue;
-        Status s = rebuild_aggregate(it->second.get(), time);
-        if (!s.ok()) return s;
+        TABA_RETURN_IF_ERROR(rebuild_aggregate(it->second.get(), time));
         ++repaired;
       }
       *summary = fmt::format("aggregates_repaired={}", repaired);

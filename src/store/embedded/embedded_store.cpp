@@ -40,7 +40,7 @@ Status EmbeddedStore::open() {
     return apply(bytes, true);
   };
   auto wal = WriteAheadLog::open(loop_, wo, visitor);
-  if (!wal.ok()) return wal.status();
+  TABA_RETURN_IF_ERROR(wal);
   wal_ = std::move(wal.value());
   changes_since_snapshot_ = stats_.batches_replayed;
   lower_max_client_states();
@@ -365,7 +365,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
   if (!split_batch_record(record, &batch_id, &batch)) return Status::Corruption("batch record: truncated batch id");
   protocol::BatchReader reader(batch, /*written_here=*/!replay);
   Status s = reader.open();
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   const double now = reader.receive_time();
   if (!batch_id.empty()) {
     if (applied_ids_.find(batch_id) != applied_ids_.end()) return Status::Ok();  // logged twice: apply once
@@ -471,7 +471,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
     ++stats_.blocks_applied;
     stats_.events_applied += block.event_count;
   }
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   ++stats_.batches_applied;
   ++changes_since_snapshot_;
   if (!replay) {
@@ -500,7 +500,7 @@ void EmbeddedStore::remember_batch_id(std::string_view id, double time) {
 Status EmbeddedStore::load_snapshot(std::string_view bytes) {
   LoadedSnapshot loaded;
   Status s = decode_snapshot(bytes, *registry_, &loaded);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   // Recovery starts from an empty store: the snapshot's client indexes are
   // the store's.
   for (std::string_view c : loaded.clients) intern_client(c);

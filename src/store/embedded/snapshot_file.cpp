@@ -36,8 +36,7 @@ Status read_snapshot_file(const std::string& dir, const std::function<Status(std
   struct stat st;
   if (stat(file.c_str(), &st) != 0) return errno == ENOENT ? Status::Ok() : io_error("cannot stat", file, errno);
   fileio::MappedFile map;
-  Status s = map.open(file);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(map.open(file));
   std::string_view data = map.data();
   auto corrupt = [&](std::string why) {
     return Status::Corruption(fmt::format("snapshot file {}: {}", file, why));

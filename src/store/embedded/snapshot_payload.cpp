@@ -122,16 +122,14 @@ Status decode_snapshot(std::string_view bytes, const plugin::Registry& registry,
     auto entry = std::make_unique<NameEntry>();
     entry->name.assign(name);
     entry->handler = handler;
-    Status s = load(blob, &entry->aggregate);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(load(blob, &entry->aggregate));
     if (!r.get(&nstates)) return corrupt("truncated state count");
     for (uint32_t k = 0; k < nstates; ++k) {
       uint32_t ci = 0;
       if (!r.get(&ci) || !r.get(&len) || !r.bytes(len, &blob)) return corrupt("truncated state");
       if (ci >= out->clients.size()) return corrupt(fmt::format("state refers to unknown client #{}", ci));
       State st;
-      s = load(blob, &st);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(load(blob, &st));
       entry->states[ci] = std::move(st);
     }
     out->names.emplace(entry->name, std::move(entry));

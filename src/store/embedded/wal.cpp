@@ -186,8 +186,7 @@ struct WriteAheadLog::Impl {
   // Moves to the next segment. The old one is synced first, so a torn record can
   // only ever be at the tail of the newest segment.
   Status rotate(std::vector<Completion>* out) {
-    Status s = sync_segment();
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(sync_segment());
     acknowledge_unacked(out);
     ::close(fd);
     fd = -1;
@@ -386,11 +385,9 @@ struct WriteAheadLog::Impl {
   }
 
   Status start(uint64_t first_segment) {
-    Status s = create_segment(first_segment);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(create_segment(first_segment));
     last_sync = Clock::now();
-    s = completions.start(loop);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(completions.start(loop));
     started = true;
     try {
       writer = std::thread([this] { writer_main(); });
@@ -435,13 +432,11 @@ Result<std::unique_ptr<WriteAheadLog>> WriteAheadLog::open(uv_loop_t* loop, WalO
   Impl& impl = *wal->impl_;
   impl.loop = loop;
   impl.options = std::move(options);
-  Status s = impl.lock_directory();
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(impl.lock_directory());
   Result<WalRecovery> recovered = recover_wal(impl.options.dir, visitor);
-  if (!recovered.ok()) return recovered.status();
+  TABA_RETURN_IF_ERROR(recovered);
   impl.torn_records_skipped = recovered->torn_records_skipped;
-  s = impl.start(recovered->next_segment);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(impl.start(recovered->next_segment));
   return Result<std::unique_ptr<WriteAheadLog>>(std::move(wal));
 }
 

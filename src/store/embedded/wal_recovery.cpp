@@ -50,8 +50,7 @@ Status rewrite_segment_header(const std::string& path) {
 Status replay_segment(const std::string& file, bool is_last, const WriteAheadLog::RecoveryVisitor& visitor,
                       uint64_t* records, uint64_t* torn_records_skipped) {
   fileio::MappedFile map;
-  Status s = map.open(file);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(map.open(file));
   std::string_view data = map.data();
   const size_t magic_bytes = kWalSegmentMagic.size();
   if (data.size() < magic_bytes) {
@@ -68,8 +67,7 @@ Status replay_segment(const std::string& file, bool is_last, const WriteAheadLog
   recordlog::ReadResult read;
   while ((read = reader.next(&payload)) == recordlog::ReadResult::kRecord) {
     if (visitor.on_record) {
-      s = visitor.on_record(payload);
-      if (!s.ok()) return s;
+      TABA_RETURN_IF_ERROR(visitor.on_record(payload));
     }
     ++*records;
   }
@@ -92,7 +90,7 @@ Result<WalRecovery> recover_wal(const std::string& dir, const WriteAheadLog::Rec
   WalRecovery recovered;
   uint64_t covered = 0;
   Status s = read_snapshot_file(dir, visitor.on_snapshot, &covered);
-  if (!s.ok()) return s;
+  TABA_RETURN_IF_ERROR(s);
   // A real log never comes near 2^63 segments (one a second for 3e11
   // years); a number there is a corrupt snapshot header, and going on would
   // soon wrap the segment numbers.
@@ -101,7 +99,7 @@ Result<WalRecovery> recover_wal(const std::string& dir, const WriteAheadLog::Rec
                                           covered, kMaxWalSegmentNumber));
   }
   auto listed = recordlog::list_segments(dir, {kWalSegmentName});
-  if (!listed.ok()) return listed.status();
+  TABA_RETURN_IF_ERROR(listed);
   std::vector<uint64_t> segments;
   for (const recordlog::ListedSegment& found : listed.value()) {
     const uint64_t n = found.number;
@@ -126,7 +124,7 @@ Result<WalRecovery> recover_wal(const std::string& dir, const WriteAheadLog::Rec
     }
     s = replay_segment(path(segment_name(segments[i])), i + 1 == segments.size(), visitor, &records,
                        &recovered.torn_records_skipped);
-    if (!s.ok()) return s;
+    TABA_RETURN_IF_ERROR(s);
   }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at).count();
   log::info("wal: {}: recovered {} records from {} segments (snapshot covers {}) in {} ms", dir, records,
