@@ -11,7 +11,6 @@
 #include "client/json_text.h"
 #include "client/recorder.h"
 #include "plugin/registry.h"
-#include "plugin_batches.h"
 #include "protocol/batch.h"
 #include "protocol/v1_decoder.h"
 
@@ -35,7 +34,16 @@ Buffers take(Recorder* r) {
 // Decodes `body` with the server's decoder over the built-in plugins: its
 // error, or "" and the event count.
 std::string server_decode(const std::string& body, uint64_t* events) {
-  taba::test::AnyTypeResolver resolver;
+  static taba::plugin::Registry plugins;
+  static bool loaded = plugins.load_dir(TABA_TEST_PLUGIN_DIR);
+  (void)loaded;
+  struct Resolver : taba::protocol::TypeResolver {
+    const taba::plugin::Handler* resolve(std::string_view, std::string_view type, std::string* err) override {
+      const taba::plugin::Handler* h = plugins.find(type);
+      if (!h) *err = "unknown type " + std::string(type);
+      return h;
+    }
+  } resolver;
   taba::protocol::BatchWriter writer;
   writer.reset(1400000010.0);
   taba::protocol::DecodeOptions opts;

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "plugin/registry.h"
-#include "plugin_batches.h"
 #include "protocol/batch.h"
 #include "protocol/payload.h"
 #include "protocol/v1_decoder.h"
@@ -17,6 +16,13 @@
 using namespace taba;
 
 namespace {
+
+plugin::Registry& plugins() {
+  static plugin::Registry r;
+  static bool loaded = r.load_dir(TABA_TEST_PLUGIN_DIR);
+  (void)loaded;
+  return r;
+}
 
 // Binds nothing in advance; names bind to the type of their first block,
 // and a fixed binding can be preset.
@@ -30,7 +36,7 @@ class TestResolver : public protocol::TypeResolver {
         return nullptr;
       }
     }
-    const plugin::Handler* h = test::built_plugins().find(type);
+    const plugin::Handler* h = plugins().find(type);
     if (!h) *err = "unknown type " + std::string(type);
     if (h) resolved.emplace_back(name);
     return h;

@@ -1,6 +1,5 @@
 // The built plugins (TABA_TEST_PLUGIN_DIR), loaded once per test process,
-// a resolver binding every name to its block's type among them, and v1
-// bodies decoded into binary batches against them the way the ingest
+// and v1 bodies decoded into binary batches against them the way the ingest
 // route decodes a post: what the unit tests of the store, and of the routes
 // that run on a store, feed in.
 #pragma once
@@ -34,17 +33,6 @@ inline const plugin::Handler* handler_of(std::string_view type) {
   REQUIRE(h != nullptr);
   return h;
 }
-
-// Binds every name to the handler of its block's type among the built
-// plugins; "unknown type <type>" for a type none of them serves.
-class AnyTypeResolver : public protocol::TypeResolver {
- public:
-  const plugin::Handler* resolve(std::string_view, std::string_view type, std::string* err) override {
-    const plugin::Handler* h = built_plugins().find(type);
-    if (!h) *err = "unknown type " + std::string(type);
-    return h;
-  }
-};
 
 // One event of a v1 body: `payload` is the payload's JSON text.
 struct Event {

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "plugin/registry.h"
-#include "plugin_batches.h"
 #include "protocol/batch.h"
 #include "protocol/v1_decoder.h"
 #include "protocol/v1_encoder.h"
@@ -24,9 +23,25 @@ namespace fs = std::filesystem;
 
 namespace {
 
+plugin::Registry& plugins() {
+  static plugin::Registry r;
+  static bool loaded = r.load_dir(TABA_TEST_PLUGIN_DIR);
+  (void)loaded;
+  return r;
+}
+
+class AnyType : public protocol::TypeResolver {
+ public:
+  const plugin::Handler* resolve(std::string_view, std::string_view type, std::string* err) override {
+    const plugin::Handler* h = plugins().find(type);
+    if (!h) *err = "unknown type";
+    return h;
+  }
+};
+
 // A v1 body decoded into a binary batch, as the agent's ingest makes it.
 std::string batch_of(const std::string& body, uint64_t* events = nullptr) {
-  test::AnyTypeResolver resolver;
+  AnyType resolver;
   protocol::BatchWriter writer;
   writer.reset(1400000010.0);
   protocol::DecodeOptions opts;
