@@ -1,6 +1,7 @@
 // Process helpers shared by the benchmark programs: CPU accounting from
-// /proc, pinning, free loopback ports, and starting / stopping a tabad with
-// a fresh data directory (pinned to a CPU, its output in a log file).
+// /proc, pinning (a started tabad, or the benchmark itself), free loopback
+// ports, and starting / stopping a tabad with a fresh data directory
+// (pinned to a CPU, its output in a log file).
 #pragma once
 
 #include <arpa/inet.h>
@@ -72,6 +73,17 @@ inline bool cpu_available(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
   return cpu >= 0 && cpu < CPU_SETSIZE && ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(cpu, &set);
+}
+
+// Pins the benchmark itself to `cpu` (-1: not pinned) and says so on
+// stderr, or that the CPU is not available.
+inline void pin_benchmark(const std::string& who, int cpu) {
+  if (cpu < 0) return;
+  if (cpu_available(cpu) && pin_to_cpu(cpu)) {
+    std::cerr << who << ": benchmark pinned to CPU " << cpu << "\n";
+  } else {
+    std::cerr << who << ": CPU " << cpu << " is not available; benchmark not pinned\n";
+  }
 }
 
 // Binds port 0 on loopback, reads the port the kernel chose, releases it.

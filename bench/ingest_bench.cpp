@@ -36,17 +36,8 @@
 
 #include <fmt/format.h>
 
-// GCC 12 reports false -Wmaybe-uninitialized inside <regex> (used by
-// cxxopts) in optimized sanitizer builds.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <cxxopts.hpp>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
+#include "bench_options.h"
+#include "bench_stats.h"
 #include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
@@ -56,11 +47,8 @@ namespace {
 using namespace taba::bench;
 using Clock = std::chrono::steady_clock;
 
-struct Config {
-  std::string server_url;  // attach mode when set
-  long attach_pid = 0;     // with --server: whose CPU to measure (0: not measured)
-  std::string tabad_path;
-  std::vector<std::string> server_args;
+// The shared options (bench_options.h) and ingest_bench's own.
+struct Config : ServerOptions {
   double duration_s = 10;
   double warmup_s = 1;
   int runs = 3;
@@ -71,10 +59,6 @@ struct Config {
   int events_per_block = 10;
   int bodies = 200;
   bool zlib = false;
-  int server_cpu = 0;
-  int bench_cpu = 1;
-  int timeout_ms = 10'000;
-  bool keep_data = false;
 };
 
 struct Body {
@@ -217,13 +201,6 @@ void post_until(const Config& cfg, const taba::http::Url& target, const std::str
   }
 }
 
-double percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 RunResult run_once(const Config& cfg, const taba::http::Url& target, const std::string& path, long server_pid,
                    const std::vector<Body>& bodies, double seconds, bool report_problems) {
   std::vector<WorkerStats> stats(static_cast<size_t>(cfg.connections));
@@ -294,12 +271,6 @@ void print_row(const std::string& label, const RunResult& r) {
                            r.non200, r.errors);
 }
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t mid = v.size() / 2;
-  return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-}
-
 // Per-column medians (over runs) of the run results.
 RunResult median_result(const std::vector<RunResult>& runs) {
   auto column = [&](auto get) {
@@ -331,17 +302,9 @@ RunResult median_result(const std::vector<RunResult>& runs) {
 // Command line
 
 std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
-  std::vector<std::string> args(argv, argv + argc);
-  Config cfg;
-  cfg.server_args = take_server_args(&args);
   cxxopts::Options options("ingest_bench", "Ingest throughput of tabad with agent-sized v1 bodies.");
-  options.add_options()("server", "attach to a running tabad at this URL instead of starting one",
-                        cxxopts::value<std::string>())(
-      "pid", "with --server: the server's pid, to measure its CPU time", cxxopts::value<long>())(
-      "tabad", "tabad binary to start", cxxopts::value<std::string>()->default_value(TABA_BENCH_TABAD))(
-      "server-arg", "extra argument for the started tabad (repeatable; commas kept)",
-      cxxopts::value<std::string>())("duration", "seconds per run",
-                                     cxxopts::value<double>()->default_value("10"))(
+  add_server_options(options, "with --server: the server's pid, to measure its CPU time", TABA_BENCH_TABAD);
+  options.add_options()("duration", "seconds per run", cxxopts::value<double>()->default_value("10"))(
       "warmup", "seconds of load before the first run", cxxopts::value<double>()->default_value("1"))(
       "runs", "number of runs (the median is reported)", cxxopts::value<int>()->default_value("3"))(
       "connections", "keep-alive connections, one thread each", cxxopts::value<int>()->default_value("4"))(
@@ -350,82 +313,35 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
       "clients", "client blocks per body", cxxopts::value<int>()->default_value("10"))(
       "events-per-block", "events per (client, name) block", cxxopts::value<int>()->default_value("10"))(
       "bodies", "distinct pre-built bodies", cxxopts::value<int>()->default_value("200"))(
-      "zlib", "zlib the bodies and POST them to /post_zip")(
-      "server-cpu", "CPU to pin a started tabad to (-1: none)", cxxopts::value<int>()->default_value("0"))(
-      "bench-cpu", "CPU to pin this benchmark to (-1: none)", cxxopts::value<int>()->default_value("1"))(
-      "timeout-ms", "per-request timeout", cxxopts::value<int>()->default_value("10000"))(
-      "keep-data", "keep a started tabad's data directory")("h,help", "show this help");
-  try {
-    std::vector<const char*> cargv;
-    for (const std::string& a : args) cargv.push_back(a.c_str());
-    auto r = options.parse(static_cast<int>(cargv.size()), cargv.data());
-    if (r.count("help") != 0) {
-      std::cout << options.help();
-      *exit_code = 0;
-      return std::nullopt;
-    }
-    if (!r.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + r.unmatched()[0] + "'");
-    if (r.count("server") != 0) cfg.server_url = r["server"].as<std::string>();
-    if (r.count("pid") != 0) cfg.attach_pid = r["pid"].as<long>();
-    cfg.tabad_path = r["tabad"].as<std::string>();
-    cfg.duration_s = r["duration"].as<double>();
-    cfg.warmup_s = r["warmup"].as<double>();
-    cfg.runs = r["runs"].as<int>();
-    cfg.connections = r["connections"].as<int>();
-    cfg.events_per_body = r["events-per-body"].as<int>();
-    cfg.names = r["names"].as<int>();
-    cfg.clients = r["clients"].as<int>();
-    cfg.events_per_block = r["events-per-block"].as<int>();
-    cfg.bodies = r["bodies"].as<int>();
-    cfg.zlib = r.count("zlib") != 0;
-    cfg.server_cpu = r["server-cpu"].as<int>();
-    cfg.bench_cpu = r["bench-cpu"].as<int>();
-    cfg.timeout_ms = r["timeout-ms"].as<int>();
-    cfg.keep_data = r.count("keep-data") != 0;
-    if (cfg.duration_s <= 0 || cfg.warmup_s < 0 || cfg.runs < 1 || cfg.connections < 1 ||
-        cfg.events_per_body < 1 || cfg.names < 1 || cfg.clients < 1 || cfg.events_per_block < 1 ||
-        cfg.bodies < 1 || cfg.timeout_ms < 1) {
+      "zlib", "zlib the bodies and POST them to /post_zip");
+  add_run_options(options, "10000");
+  auto read_own = [](const cxxopts::ParseResult& r, Config* cfg) {
+    cfg->duration_s = r["duration"].as<double>();
+    cfg->warmup_s = r["warmup"].as<double>();
+    cfg->runs = r["runs"].as<int>();
+    cfg->connections = r["connections"].as<int>();
+    cfg->events_per_body = r["events-per-body"].as<int>();
+    cfg->names = r["names"].as<int>();
+    cfg->clients = r["clients"].as<int>();
+    cfg->events_per_block = r["events-per-block"].as<int>();
+    cfg->bodies = r["bodies"].as<int>();
+    cfg->zlib = r.count("zlib") != 0;
+    if (cfg->duration_s <= 0 || cfg->warmup_s < 0 || cfg->runs < 1 || cfg->connections < 1 ||
+        cfg->events_per_body < 1 || cfg->names < 1 || cfg->clients < 1 || cfg->events_per_block < 1 ||
+        cfg->bodies < 1 || cfg->timeout_ms < 1) {
       throw std::invalid_argument("counts and durations must be positive");
     }
-    if (cfg.server_url.empty() && (r.count("pid") != 0)) throw std::invalid_argument("--pid needs --server");
-    if (!cfg.server_url.empty() && !cfg.server_args.empty()) {
-      throw std::invalid_argument("--server-arg only applies to a tabad this benchmark starts");
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "ingest_bench: " << e.what() << "\nRun 'ingest_bench --help' for usage.\n";
-    *exit_code = 2;
-    return std::nullopt;
-  }
-  return cfg;
+  };
+  return parse_command_line<Config>("ingest_bench", options, argc, argv, read_own, exit_code);
 }
 
 int run_benchmark(const Config& cfg) {
-  std::optional<OwnServer> own;
-  taba::http::Url target;
-  long server_pid = 0;
-  if (cfg.server_url.empty()) {
-    own = start_tabad("ingest_bench", cfg.tabad_path, cfg.server_args, cfg.server_cpu);
-    if (!own) return 1;
-    target.host = "127.0.0.1";
-    target.port = own->port;
-    server_pid = own->pid;
-  } else {
-    auto url = taba::http::parse_url(cfg.server_url);
-    if (!url.ok()) {
-      std::cerr << "ingest_bench: --server: " << url.status().message() << "\n";
-      return 2;
-    }
-    target = *url;
-    server_pid = cfg.attach_pid;
-    if (server_pid == 0) std::cerr << "ingest_bench: no --pid: server CPU time is not measured\n";
-  }
-  if (cfg.bench_cpu >= 0) {
-    if (cpu_available(cfg.bench_cpu) && pin_to_cpu(cfg.bench_cpu)) {
-      std::cerr << "ingest_bench: benchmark pinned to CPU " << cfg.bench_cpu << "\n";
-    } else {
-      std::cerr << "ingest_bench: CPU " << cfg.bench_cpu << " is not available; benchmark not pinned\n";
-    }
-  }
+  int exit_code = 0;
+  std::optional<ServerUnderTest> server =
+      open_server("ingest_bench", cfg, "server CPU time is not measured", &exit_code);
+  if (!server) return exit_code;
+  const taba::http::Url& target = server->url;
+  const long server_pid = server->pid;
 
   auto build_start = Clock::now();
   std::vector<Body> bodies = build_bodies(cfg);
@@ -461,7 +377,7 @@ int run_benchmark(const Config& cfg) {
 
   // Peak resident memory of the server over the whole benchmark.
   if (auto hwm = proc_status_kb(server_pid, "VmHWM")) std::cout << "ingest_bench: server_peak_rss_kb=" << *hwm << "\n";
-  if (own) stop_tabad("ingest_bench", *own, cfg.keep_data);
+  if (server->own) stop_tabad("ingest_bench", *server->own, cfg.keep_data);
   bool clean = std::all_of(results.begin(), results.end(),
                            [](const RunResult& r) { return r.non200 == 0 && r.errors == 0; });
   return clean ? 0 : 1;

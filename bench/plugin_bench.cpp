@@ -40,9 +40,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "taba/handler.h"
 
 namespace {
+
+using taba::bench::median_of;
 
 struct Options {
   int cpu = 1;
@@ -75,12 +78,6 @@ double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // Loads every *.so of dir and returns the handlers of kTypes found there.
@@ -230,7 +227,7 @@ Row measure(const taba_handler& h, const Options& opt) {
   for (int i = 0; i < 3; ++i) {
     std::vector<double> rates;
     for (int r = 0; r < opt.reps; ++r) rates.push_back(fold_rate(h, block_sizes[i], blocks[i], pool, ids));
-    row.fold[i] = median(rates);
+    row.fold[i] = median_of(rates);
   }
 
   // Memory and serialized size of kMemoryStates day-of-data states.
@@ -250,8 +247,8 @@ Row measure(const taba_handler& h, const Options& opt) {
     serialized.push_back(static_cast<double>(bytes) / kMemoryStates);
     for (taba_state* s : states) h.free_state(s);
   }
-  row.memory = median(memory);
-  row.serialized = median(serialized);
+  row.memory = median_of(memory);
+  row.serialized = median_of(serialized);
 
   // Merge of kMergeStates day-of-data client states into a fresh aggregate,
   // as of the end of the day.
@@ -270,7 +267,7 @@ Row measure(const taba_handler& h, const Options& opt) {
     h.render(aggregate, TABA_FORMAT_JSON, now, &out);
     h.free_state(aggregate);
   }
-  row.merge_ms = median(times);
+  row.merge_ms = median_of(times);
   for (taba_state* s : states) h.free_state(s);
   return row;
 }

@@ -17,51 +17,13 @@ RUNS=${2:-3}
 DURATION=${3:-5}
 [ $# -gt 3 ] && shift 3 || set --
 RATES=${*:-100000 300000 1000000}
-DIR=$(mktemp -d /tmp/taba-proxy-bench-XXXXXX)
-BASE=$((30000 + $$ % 20000))
+. "$(dirname "$0")/lib.sh"
+bench_scratch proxy-bench
 FEP=$BASE; AP=$((BASE + 1)); PP=$((BASE + 2)); UP=$((BASE + 3))
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+trap stop_all EXIT INT TERM
 
-cat >"$DIR/fe.toml" <<EOF
-[server]
-data_dir = "$DIR/fe"
-listen = "127.0.0.1:$FEP"
-self_tabs_interval_s = 0
-EOF
-cat >"$DIR/agent.toml" <<EOF
-[server]
-roles = ["agent"]
-data_dir = "$DIR/agent"
-[agent]
-listen = "127.0.0.1:$AP"
-endpoints = ["127.0.0.1:$FEP"]
-EOF
-cat >"$DIR/proxy.toml" <<EOF
-[server]
-roles = ["client-proxy"]
-data_dir = "$DIR/proxy"
-[client_proxy]
-listen = "127.0.0.1:$PP"
-statsd_udp = "127.0.0.1:$UP"
-agent = "127.0.0.1:$AP"
-udp_recv_buffer_bytes = 33554432
-EOF
-taskset -c 1 "$BUILD/tabad" --config "$DIR/fe.toml" >"$DIR/fe.log" 2>&1 &
-PIDS="$PIDS $!"
-taskset -c 1 "$BUILD/tabad" --config "$DIR/agent.toml" >"$DIR/agent.log" 2>&1 &
-PIDS="$PIDS $!"
-taskset -c 0 "$BUILD/tabad" --config "$DIR/proxy.toml" >"$DIR/proxy.log" 2>&1 &
-PROXY=$!
-PIDS="$PIDS $PROXY"
-for p in $FEP $AP $PP; do
-  n=0; until curl -sf "http://127.0.0.1:$p/healthz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$p/healthz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
-done
+start_statsd_chain 33554432
+for p in $FEP $AP $PP; do wait_answers "$p"; done
 echo "proxy_bench: receive buffer: $(grep -o 'UDP receive buffer.*' "$DIR/proxy.log" || echo 'as asked')"
 printf '%12s %10s %12s %12s %8s %9s %14s %14s %8s\n' "" "rate" "sent" "received" "loss%" "cpu_s" "cpu_s/M lines" "lines/cpu_s" "wait_s"
 for rate in $RATES; do

@@ -68,17 +68,8 @@
 
 #include <fmt/format.h>
 
-// GCC 12 reports false -Wmaybe-uninitialized inside <regex> (used by
-// cxxopts) in optimized sanitizer builds.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <cxxopts.hpp>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
+#include "bench_options.h"
+#include "bench_stats.h"
 #include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
@@ -88,11 +79,8 @@ namespace {
 using namespace taba::bench;
 using Clock = std::chrono::steady_clock;
 
-struct Config {
-  std::string server_url;  // attach mode when set
-  long attach_pid = 0;
-  std::string tabad_path;
-  std::vector<std::string> server_args;
+// The shared options (bench_options.h) and query_bench's own.
+struct Config : ServerOptions {
   int clients = 1'000;
   int names = 200;
   int events = 5;              // per (client, name)
@@ -106,10 +94,6 @@ struct Config {
   int runs = 3;
   double snapshot_probe_s = 70;  // 0: no snapshot-stall probe
   std::string only;            // --only: run the query kinds whose label contains this
-  int server_cpu = 0;
-  int bench_cpu = 1;
-  int timeout_ms = 60'000;
-  bool keep_data = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -359,13 +343,6 @@ std::string accept_header(const std::string& accept) {
   return "text/plain";
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 Figures measure(Session* s, const Kind& k, long pid) {
   std::vector<taba::http::Header> headers = {{"Accept", accept_header(k.accept)}};
   Figures f;
@@ -402,13 +379,6 @@ Figures measure(Session* s, const Kind& k, long pid) {
   if (cpu0 && cpu1 && !ms.empty()) f.srv_cpu_ms = (*cpu1 - *cpu0) * 1e3 / static_cast<double>(ms.size());
   if (f.failures > 0) std::cerr << fmt::format("query_bench: {} failed requests; first: {}\n", f.failures, problem);
   return f;
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t mid = v.size() / 2;
-  return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
 Figures median_figures(const std::vector<Figures>& runs) {
@@ -654,16 +624,9 @@ std::vector<Kind> filtered(const Config& cfg, std::vector<Kind> kinds) {
 // Command line
 
 std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
-  std::vector<std::string> args(argv, argv + argc);
-  Config cfg;
-  cfg.server_args = take_server_args(&args);
   cxxopts::Options options("query_bench", "Query latency, query-time merges and memory per state of tabad.");
-  options.add_options()("server", "attach to a running tabad at this URL instead of starting one",
-                        cxxopts::value<std::string>())(
-      "pid", "with --server: the server's pid, for memory and CPU figures", cxxopts::value<long>())(
-      "tabad", "tabad binary to start", cxxopts::value<std::string>()->default_value(TABA_BENCH_TABAD))(
-      "server-arg", "extra argument for the started tabad (repeatable; commas kept)", cxxopts::value<std::string>())(
-      "clients", "clients posting every name", cxxopts::value<int>()->default_value("1000"))(
+  add_server_options(options, "with --server: the server's pid, for memory and CPU figures", TABA_BENCH_TABAD);
+  options.add_options()("clients", "clients posting every name", cxxopts::value<int>()->default_value("1000"))(
       "names", "names (a mix of types)", cxxopts::value<int>()->default_value("200"))(
       "events", "events per (client, name)", cxxopts::value<int>()->default_value("5"))(
       "clients-per-body", "client blocks per posted body", cxxopts::value<int>()->default_value("10"))(
@@ -677,91 +640,41 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
       "runs", "runs (medians of the per-run figures are reported)", cxxopts::value<int>()->default_value("3"))(
       "snapshot-probe", "after each load, poll a cheap query until a store snapshot is written, at most this many "
       "seconds, and report the slowest request (0: skip)", cxxopts::value<double>()->default_value("70"))(
-      "only", "run only the query kinds whose 'label type accept' contains this", cxxopts::value<std::string>())(
-      "server-cpu", "CPU to pin a started tabad to (-1: none)", cxxopts::value<int>()->default_value("0"))(
-      "bench-cpu", "CPU to pin this benchmark to (-1: none)", cxxopts::value<int>()->default_value("1"))(
-      "timeout-ms", "per-request timeout", cxxopts::value<int>()->default_value("60000"))(
-      "keep-data", "keep a started tabad's data directory")("h,help", "show this help");
-  try {
-    std::vector<const char*> cargv;
-    for (const std::string& a : args) cargv.push_back(a.c_str());
-    auto r = options.parse(static_cast<int>(cargv.size()), cargv.data());
-    if (r.count("help") != 0) {
-      std::cout << options.help();
-      *exit_code = 0;
-      return std::nullopt;
-    }
-    if (!r.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + r.unmatched()[0] + "'");
-    if (r.count("server") != 0) cfg.server_url = r["server"].as<std::string>();
-    if (r.count("pid") != 0) cfg.attach_pid = r["pid"].as<long>();
-    if (r.count("only") != 0) cfg.only = r["only"].as<std::string>();
-    cfg.tabad_path = r["tabad"].as<std::string>();
-    cfg.clients = r["clients"].as<int>();
-    cfg.names = r["names"].as<int>();
-    cfg.events = r["events"].as<int>();
-    cfg.clients_per_body = r["clients-per-body"].as<int>();
-    cfg.spread_s = r["spread"].as<double>();
-    cfg.requests = r["requests"].as<int>();
-    cfg.warmup = r["warmup"].as<int>();
-    cfg.merge_clients = r["merge-clients"].as<int>();
-    cfg.merge_requests = r["merge-requests"].as<int>();
-    cfg.merge_warmup = r["merge-warmup"].as<int>();
-    cfg.runs = r["runs"].as<int>();
-    cfg.snapshot_probe_s = r["snapshot-probe"].as<double>();
-    cfg.server_cpu = r["server-cpu"].as<int>();
-    cfg.bench_cpu = r["bench-cpu"].as<int>();
-    cfg.timeout_ms = r["timeout-ms"].as<int>();
-    cfg.keep_data = r.count("keep-data") != 0;
-    if (cfg.clients < 1 || cfg.names < 1 || cfg.events < 1 || cfg.clients_per_body < 1 || cfg.spread_s < 0 ||
-        cfg.requests < 1 || cfg.warmup < 0 || cfg.merge_clients < 0 || cfg.merge_requests < 1 ||
-        cfg.merge_warmup < 0 || cfg.runs < 1 || cfg.timeout_ms < 1 || cfg.snapshot_probe_s < 0) {
+      "only", "run only the query kinds whose 'label type accept' contains this", cxxopts::value<std::string>());
+  add_run_options(options, "60000");
+  auto read_own = [](const cxxopts::ParseResult& r, Config* cfg) {
+    if (r.count("only") != 0) cfg->only = r["only"].as<std::string>();
+    cfg->clients = r["clients"].as<int>();
+    cfg->names = r["names"].as<int>();
+    cfg->events = r["events"].as<int>();
+    cfg->clients_per_body = r["clients-per-body"].as<int>();
+    cfg->spread_s = r["spread"].as<double>();
+    cfg->requests = r["requests"].as<int>();
+    cfg->warmup = r["warmup"].as<int>();
+    cfg->merge_clients = r["merge-clients"].as<int>();
+    cfg->merge_requests = r["merge-requests"].as<int>();
+    cfg->merge_warmup = r["merge-warmup"].as<int>();
+    cfg->runs = r["runs"].as<int>();
+    cfg->snapshot_probe_s = r["snapshot-probe"].as<double>();
+    if (cfg->clients < 1 || cfg->names < 1 || cfg->events < 1 || cfg->clients_per_body < 1 || cfg->spread_s < 0 ||
+        cfg->requests < 1 || cfg->warmup < 0 || cfg->merge_clients < 0 || cfg->merge_requests < 1 ||
+        cfg->merge_warmup < 0 || cfg->runs < 1 || cfg->timeout_ms < 1 || cfg->snapshot_probe_s < 0) {
       throw std::invalid_argument("counts must be positive");
     }
-    if (cfg.merge_clients > 0 && cfg.merge_clients < cfg.clients) {
+    if (cfg->merge_clients > 0 && cfg->merge_clients < cfg->clients) {
       throw std::invalid_argument("--merge-clients must be 0 or at least --clients");
     }
-    if (cfg.server_url.empty() && r.count("pid") != 0) throw std::invalid_argument("--pid needs --server");
-    if (!cfg.server_url.empty() && !cfg.server_args.empty()) {
-      throw std::invalid_argument("--server-arg only applies to a tabad this benchmark starts");
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "query_bench: " << e.what() << "\nRun 'query_bench --help' for usage.\n";
-    *exit_code = 2;
-    return std::nullopt;
-  }
-  return cfg;
+  };
+  return parse_command_line<Config>("query_bench", options, argc, argv, read_own, exit_code);
 }
 
 int run_benchmark(const Config& cfg) {
-  std::optional<OwnServer> own;
-  taba::http::Url target;
-  long pid = 0;
-  if (cfg.server_url.empty()) {
-    own = start_tabad("query_bench", cfg.tabad_path, cfg.server_args, cfg.server_cpu);
-    if (!own) return 1;
-    target.host = "127.0.0.1";
-    target.port = own->port;
-    target.target = "/";
-    pid = own->pid;
-  } else {
-    auto url = taba::http::parse_url(cfg.server_url);
-    if (!url.ok()) {
-      std::cerr << "query_bench: --server: " << url.status().message() << "\n";
-      return 2;
-    }
-    target = *url;
-    pid = cfg.attach_pid;
-    if (pid == 0) std::cerr << "query_bench: no --pid: memory and server CPU are not measured\n";
-  }
-  if (cfg.bench_cpu >= 0) {
-    if (cpu_available(cfg.bench_cpu) && pin_to_cpu(cfg.bench_cpu)) {
-      std::cerr << "query_bench: benchmark pinned to CPU " << cfg.bench_cpu << "\n";
-    } else {
-      std::cerr << "query_bench: CPU " << cfg.bench_cpu << " is not available; benchmark not pinned\n";
-    }
-  }
-  Session session(target, cfg.timeout_ms);
   int rc = 0;
+  std::optional<ServerUnderTest> server =
+      open_server("query_bench", cfg, "memory and server CPU are not measured", &rc);
+  if (!server) return rc;
+  const long pid = server->pid;
+  Session session(server->url, cfg.timeout_ms);
   [&] {
     // Main scenario.
     std::vector<Name> names = main_names(cfg.names);
@@ -783,7 +696,7 @@ int run_benchmark(const Config& cfg) {
     std::cout << fmt::format(
         "query_bench: {} clients x {} names ({} states), {} events per state, timestamps within {} s\n",
         cfg.clients, cfg.names, int64_t{cfg.clients} * cfg.names, cfg.events, cfg.spread_s);
-    print_memory("main", mem, int64_t{cfg.clients} * cfg.names, own.has_value());
+    print_memory("main", mem, int64_t{cfg.clients} * cfg.names, server->own.has_value());
     if (cfg.snapshot_probe_s > 0) {
       snapshot_probe(&session, "main", "/tabs?name=" + url_escape(names[0].name), cfg.snapshot_probe_s);
     }
@@ -811,7 +724,7 @@ int run_benchmark(const Config& cfg) {
     }
     run_kinds(cfg, &session, pid, filtered(cfg, merge_kinds(cfg, mnames)));
   }();
-  if (own) stop_tabad("query_bench", *own, cfg.keep_data);
+  if (server->own) stop_tabad("query_bench", *server->own, cfg.keep_data);
   return rc;
 }
 

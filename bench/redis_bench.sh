@@ -14,6 +14,7 @@
 set -eu
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
+. "$(dirname "$0")/lib.sh"
 DIR=$(mktemp -d /tmp/taba-redis-bench-XXXXXX)
 RP=$((20000 + $$ % 20000))
 SP=$((RP + 1))
@@ -44,7 +45,7 @@ EOF
 until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.1; done
 taskset -c 1 "$BUILD/tabad" --config "$DIR/taba.toml" --role be --listen "127.0.0.1:$BEP" >"$DIR/be.log" 2>&1 &
 BE=$!
-n=0; until curl -sf "http://127.0.0.1:$BEP/readyz" >/dev/null; do n=$((n + 1)); [ $n -lt 150 ] || { echo "$0: http://127.0.0.1:$BEP/readyz did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }; sleep 0.1; done
+wait_answers "$BEP" readyz
 
 cmds() { redis-cli -p "$RP" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'; }
 be_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$BE/stat"; }

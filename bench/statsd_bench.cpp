@@ -25,7 +25,6 @@
 // thread pinned to --bench-cpu.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,15 +41,7 @@
 
 #include <fmt/format.h>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <cxxopts.hpp>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
+#include "bench_options.h"
 #include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
@@ -129,6 +120,21 @@ std::vector<std::string> build_lines(int names) {
   return lines;
 }
 
+// The lines packed per_datagram to a datagram (each line ends in '\n'),
+// cycling through them so that every datagram is full.
+std::vector<std::string> build_datagrams(const std::vector<std::string>& lines, int per_datagram) {
+  std::vector<std::string> datagrams;
+  for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
+    std::string d;
+    for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) {
+      d += lines[j % lines.size()];
+      d += '\n';
+    }
+    datagrams.push_back(std::move(d));
+  }
+  return datagrams;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -172,13 +178,7 @@ int main(int argc, char** argv) {
   }
   long in_process = args["in-process"].as<long>();
   if (in_process > 0) {
-    std::vector<std::string> lines = build_lines(args["names"].as<int>());
-    std::vector<std::string> datagrams;
-    for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
-      std::string d;
-      for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) d += lines[j % lines.size()] + "\n";
-      datagrams.push_back(std::move(d));
-    }
+    std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>()), per_datagram);
     taba::roles::StatsdBuffer buffer(1'000'000);
     taba::roles::ProxyStats stats;
     std::string body;
@@ -214,12 +214,7 @@ int main(int argc, char** argv) {
     std::cerr << "statsd_bench: give --metrics or --received-cmd\n";
     return 2;
   }
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-  }
+  if (cpu >= 0) taba::bench::pin_to_cpu(cpu);
   std::string host;
   int port = 0;
   if (!taba::http::split_host_port(target, &host, &port)) {
@@ -234,16 +229,7 @@ int main(int argc, char** argv) {
   int sndbuf = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 
-  std::vector<std::string> lines = build_lines(args["names"].as<int>());
-  std::vector<std::string> datagrams;
-  for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
-    std::string d;
-    for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) {
-      d += lines[j % lines.size()];
-      d += '\n';
-    }
-    datagrams.push_back(std::move(d));
-  }
+  std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>()), per_datagram);
 
   auto before = received_lines(metrics, cmd);
   if (!before) {

@@ -39,6 +39,7 @@
 # Needs node and npm (Debian: apt-get install nodejs npm). Etsy StatsD is
 # installed once with `npm install --prefix BUILD_DIR/etsy-statsd statsd`.
 set -eu
+. "$(dirname "$0")/lib.sh"
 SHORT=0
 if [ "${1:-}" = "--short" ]; then
   SHORT=1
@@ -127,37 +128,7 @@ wait_for() {
 }
 
 # ---- tabad: fe + agent on CPU 1, client-proxy on CPU 0 (as proxy_bench.sh).
-cat >"$DIR/fe.toml" <<EOF
-[server]
-data_dir = "$DIR/fe"
-listen = "127.0.0.1:$FEP"
-self_tabs_interval_s = 0
-EOF
-cat >"$DIR/agent.toml" <<EOF
-[server]
-roles = ["agent"]
-data_dir = "$DIR/agent"
-[agent]
-listen = "127.0.0.1:$AP"
-endpoints = ["127.0.0.1:$FEP"]
-EOF
-cat >"$DIR/proxy.toml" <<EOF
-[server]
-roles = ["client-proxy"]
-data_dir = "$DIR/proxy"
-[client_proxy]
-listen = "127.0.0.1:$PP"
-statsd_udp = "127.0.0.1:$UP"
-agent = "127.0.0.1:$AP"
-udp_recv_buffer_bytes = $UDP_RCVBUF_BYTES
-EOF
-taskset -c 1 "$BUILD/tabad" --config "$DIR/fe.toml" >"$DIR/fe.log" 2>&1 &
-PIDS="$PIDS $!"
-taskset -c 1 "$BUILD/tabad" --config "$DIR/agent.toml" >"$DIR/agent.log" 2>&1 &
-PIDS="$PIDS $!"
-taskset -c 0 "$BUILD/tabad" --config "$DIR/proxy.toml" >"$DIR/proxy.log" 2>&1 &
-PROXY=$!
-PIDS="$PIDS $PROXY"
+start_statsd_chain "$UDP_RCVBUF_BYTES"
 for p in $FEP $AP $PP; do
   wait_for 30 curl -sf "http://127.0.0.1:$p/healthz" || {
     tail -5 "$DIR"/*.log >&2

@@ -27,20 +27,6 @@ using namespace taba::test;
 
 namespace {
 
-double now_s() { return static_cast<double>(std::time(nullptr)); }
-
-int status_of(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
-
-template <typename F>
-bool eventually(F pred, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
-  while (now_ms() < deadline) {
-    if (pred()) return true;
-    sleep_ms(50);
-  }
-  return pred();
-}
-
 // An fe (fe,be, embedded store) without its own taba_* tabs.
 std::string fe_config(const std::string& dir) {
   std::string path = dir + "/fe.toml";
@@ -149,8 +135,6 @@ std::map<std::string, Agg> tabs_json(const TabadProcess& fe, const std::string& 
   return out;
 }
 
-std::string body_text(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().body : r.status().message(); }
-
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> names;
   if (DIR* d = opendir(dir.c_str())) {
@@ -162,14 +146,6 @@ std::vector<std::string> list_dir(const std::string& dir) {
   }
   std::sort(names.begin(), names.end());
   return names;
-}
-
-// The value of one series in a Prometheus exposition, or -1 if absent.
-double metric(const std::string& text, const std::string& series) {
-  std::string key = "\n" + series + " ";
-  size_t at = ("\n" + text).find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + key.size() - 1));
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {

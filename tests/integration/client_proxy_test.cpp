@@ -18,28 +18,6 @@ using namespace taba::test;
 
 namespace {
 
-template <typename F>
-bool eventually(F pred, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
-  while (now_ms() < deadline) {
-    if (pred()) return true;
-    sleep_ms(50);
-  }
-  return pred();
-}
-
-std::string body_text(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().body : r.status().message(); }
-
-int status_of(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
-
-// The value of one series in a Prometheus exposition, or -1 if absent.
-double metric(const std::string& text, const std::string& series) {
-  std::string key = "\n" + series + " ";
-  size_t at = ("\n" + text).find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + key.size() - 1));
-}
-
 // fe <- agent <- client-proxy, each its own process.
 struct Chain {
   explicit Chain(const std::string& dir) : dir_(dir) {}

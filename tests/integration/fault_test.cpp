@@ -45,30 +45,6 @@ using namespace taba::test;
 
 namespace {
 
-double now_s() { return static_cast<double>(std::time(nullptr)); }
-
-int status_of(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
-
-std::string body_text(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().body : r.status().message(); }
-
-template <typename F>
-bool eventually(F pred, int timeout_ms, int step_ms = 50) {
-  int64_t deadline = now_ms() + timeout_ms;
-  while (now_ms() < deadline) {
-    if (pred()) return true;
-    sleep_ms(step_ms);
-  }
-  return pred();
-}
-
-// The value of one series in a Prometheus exposition, or -1 if absent.
-double metric(const std::string& text, const std::string& series) {
-  std::string key = "\n" + series + " ";
-  size_t at = ("\n" + text).find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + key.size() - 1));
-}
-
 // The number at a JSON pointer of GET `path` (JSON), or -1.
 double json_at(const TabadProcess& p, const std::string& path, const char* pointer) {
   auto r = test::get(p.url(), path, "application/json", 5000);

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,6 +36,24 @@ int64_t now_ms() {
 }
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+double now_s() { return static_cast<double>(std::time(nullptr)); }
+
+std::string find_on_path(std::string_view name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + std::string(name);
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return {};
+}
 
 TempDir::~TempDir() {
   const char* keep = std::getenv("TABA_TEST_KEEP_DIRS");
@@ -264,6 +283,17 @@ Result<http::ClientResponse> get(const std::string& base_url, std::string_view p
 Result<http::ClientResponse> post(const std::string& base_url, std::string_view path, std::string_view body,
                                   const std::vector<http::Header>& headers, int timeout_ms) {
   return http::fetch("POST", base_url + std::string(path), headers, body, timeout_ms);
+}
+
+int status_of(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
+
+std::string body_text(const Result<http::ClientResponse>& r) { return r.ok() ? r.value().body : r.status().message(); }
+
+double metric(const std::string& text, const std::string& series) {
+  std::string key = "\n" + series + " ";
+  size_t at = ("\n" + text).find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + key.size() - 1));
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,25 @@ int64_t now_ms();
 void sleep_ms(int ms);
 int decode_wait_status(int status);
 
+// Wall-clock seconds (time(nullptr)): the timestamps of posted events.
+double now_s();
+
+// Polls pred every step_ms until it holds or timeout_ms have passed, so
+// that timed behaviour is not a race; pred's last answer.
+template <typename F>
+bool eventually(F pred, int timeout_ms, int step_ms = 50) {
+  int64_t deadline = now_ms() + timeout_ms;
+  while (now_ms() < deadline) {
+    if (pred()) return true;
+    sleep_ms(step_ms);
+  }
+  return pred();
+}
+
+// The first executable `name` in the directories of $PATH (an empty entry
+// is the current directory), or "" if there is none.
+std::string find_on_path(std::string_view name);
+
 // Starts argv[0] (a path) with its output appended to (or, with
 // truncate_log, replacing) log_path and stdin from /dev/null; the child dies
 // with the test process. Returns its pid. A file_size_limit > 0 becomes the
@@ -94,6 +113,15 @@ Result<http::ClientResponse> get(const std::string& base_url, std::string_view p
 // POST body to base_url + path with extra headers.
 Result<http::ClientResponse> post(const std::string& base_url, std::string_view path, std::string_view body,
                                   const std::vector<http::Header>& headers = {}, int timeout_ms = 10000);
+
+// A reply's HTTP status, or -1 when the request failed.
+int status_of(const Result<http::ClientResponse>& r);
+
+// A reply's body, or the error's message when the request failed.
+std::string body_text(const Result<http::ClientResponse>& r);
+
+// The value of one series in a Prometheus exposition, or -1 if absent.
+double metric(const std::string& text, const std::string& series);
 
 // One tabad child process.
 class TabadProcess {

@@ -16,8 +16,6 @@ using namespace taba::test;
 
 namespace {
 
-double now_s() { return static_cast<double>(std::time(nullptr)); }
-
 // The worked example of original-taba.md §2.5 with current timestamps.
 std::string example_body(double t, const std::string& client = "web01") {
   return v1_body({{client,

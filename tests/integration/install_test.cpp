@@ -14,6 +14,7 @@
 #include <string>
 
 #include "harness.h"
+#include "install_build.h"
 
 using namespace taba::test;
 using Catch::Matchers::Contains;
@@ -25,15 +26,6 @@ const std::string kSourceDir = TABA_SOURCE_DIR;
 bool is_executable_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXOTH) != 0;
-}
-
-// `cmake --install <build> --prefix <prefix>`; fails the test on error.
-void install_to(const std::string& prefix) {
-  auto install =
-      run_process({TABA_CMAKE_COMMAND, "--install", TABA_BUILD_DIR, "--prefix", prefix}, {}, 120000);
-  REQUIRE(install.ok());
-  INFO(install.value().out << install.value().err);
-  REQUIRE(install.value().exit_code == 0);
 }
 
 }  // namespace

@@ -26,7 +26,6 @@ std::string write_config(const std::string& dir, const std::string& text) {
   return path;
 }
 
-int status_of(const taba::Result<taba::http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
 
 std::vector<taba::http::Header> bearer(const char* token) { return {{"Authorization", std::string("Bearer ") + token}}; }
 

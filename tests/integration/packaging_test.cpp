@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "install_build.h"
 #include "taba/version.h"
 
 using namespace taba::test;
@@ -62,14 +63,6 @@ ProcessOutput run_tool(std::vector<std::string> argv, int timeout_ms = 60000) {
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-void install_to(const std::string& prefix) {
-  auto install =
-      run_process({TABA_CMAKE_COMMAND, "--install", TABA_BUILD_DIR, "--prefix", prefix}, {}, 120000);
-  REQUIRE(install.ok());
-  INFO(install.value().out << install.value().err);
-  REQUIRE(install.value().exit_code == 0);
 }
 
 // The check the units must pass: `systemd-analyze verify` exits 0 and says

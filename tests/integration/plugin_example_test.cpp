@@ -28,20 +28,7 @@ const std::string kExampleDir = kSourceDir + "/examples/plugins/max_gauge";
 const std::string kIncludeDir = kSourceDir + "/include";
 
 // The C compiler: `cc` on $PATH (run_process wants a path).
-std::string c_compiler() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(start, end - start);
-    std::string candidate = (dir.empty() ? "." : dir) + "/cc";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return {};
-}
+std::string c_compiler() { return find_on_path("cc"); }
 
 // Compiles one C source into a plugin with the command docs/plugins.md and
 // the example's README give, plus warnings as errors.
@@ -81,10 +68,6 @@ void write_source(const std::string& path, std::string_view text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   REQUIRE(out.good());
-}
-
-double now_s() {
-  return static_cast<double>(std::time(nullptr));
 }
 
 std::string tabs(TabadProcess& p, std::string_view query) {

@@ -40,19 +40,7 @@ constexpr int kStartAttempts = 3;
 // $env if set, else `name` found on PATH, else empty.
 std::string find_program(const char* env, const char* name) {
   if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return v;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(start, end - start);
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return {};
+  return find_on_path(name);
 }
 
 std::string read_tail(const std::string& path, size_t max = 3000) {

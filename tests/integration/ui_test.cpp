@@ -19,7 +19,6 @@ namespace {
 
 constexpr const char* kQueryToken = "query-token-ui-0123456789";
 
-int status_of(const taba::Result<taba::http::ClientResponse>& r) { return r.ok() ? r.value().status : -1; }
 
 taba::Result<taba::http::ClientResponse> request(const TabadProcess& p, std::string_view method, std::string_view path,
                                                  std::vector<taba::http::Header> headers = {}) {

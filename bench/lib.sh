@@ -1,0 +1,103 @@
+# lib.sh: the shell pieces the benchmark scripts share; sourced, not run:
+#   . "$(dirname "$0")/lib.sh"
+# A scratch directory with ports from a per-process base, the trap that
+# stops the started servers and removes it, the configs of an fe, an agent
+# and a client-proxy, starting tabad pinned to a CPU, and waiting for a
+# server to answer. The scripts set BUILD (the build directory) first.
+
+# bench_scratch NAME: DIR, a fresh /tmp/taba-NAME-XXXXXX, and BASE, the
+# first of the loopback ports this run uses (30000..49999, by process id).
+bench_scratch() {
+  DIR=$(mktemp -d "/tmp/taba-$1-XXXXXX")
+  BASE=$((30000 + $$ % 20000))
+}
+
+# The servers started so far (start_tabad adds to it); stop_all, the
+# scripts' EXIT/INT/TERM trap, stops them and removes DIR.
+PIDS=""
+stop_all() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  rm -rf "$DIR"
+}
+
+# fe_config PORT [LINE...]: an fe with the embedded store in $DIR/fe,
+# listening on PORT; each LINE is one more line of [server].
+fe_config() {
+  cat <<EOT
+[server]
+data_dir = "$DIR/fe"
+listen = "127.0.0.1:$1"
+EOT
+  shift
+  for line in "$@"; do echo "$line"; done
+}
+
+# agent_config PORT FE_PORT [LINE...]: an agent spooling in $DIR/agent,
+# listening on PORT and forwarding to the fe on FE_PORT; each LINE is one
+# more line of [agent].
+agent_config() {
+  cat <<EOT
+[server]
+roles = ["agent"]
+data_dir = "$DIR/agent"
+[agent]
+listen = "127.0.0.1:$1"
+endpoints = ["127.0.0.1:$2"]
+EOT
+  shift 2
+  for line in "$@"; do echo "$line"; done
+}
+
+# proxy_config PORT UDP_PORT AGENT_PORT RCVBUF_BYTES: a client-proxy
+# listening on PORT, taking StatsD on UDP_PORT and forwarding to the agent
+# on AGENT_PORT, asking the kernel for a receive buffer of RCVBUF_BYTES.
+proxy_config() {
+  cat <<EOT
+[server]
+roles = ["client-proxy"]
+data_dir = "$DIR/proxy"
+[client_proxy]
+listen = "127.0.0.1:$1"
+statsd_udp = "127.0.0.1:$2"
+agent = "127.0.0.1:$3"
+udp_recv_buffer_bytes = $4
+EOT
+}
+
+# start_tabad CPU LOG ARGS...: $BUILD/tabad ARGS in the background, pinned
+# to CPU, its output in $DIR/LOG.log; its pid in TABAD_PID and added to PIDS.
+start_tabad() {
+  cpu=$1
+  log=$2
+  shift 2
+  taskset -c "$cpu" "$BUILD/tabad" "$@" >"$DIR/$log.log" 2>&1 &
+  TABAD_PID=$!
+  PIDS="$PIDS $TABAD_PID"
+}
+
+# start_statsd_chain RCVBUF_BYTES: an fe on FEP and an agent on AP pinned
+# to CPU 1, and a client-proxy on PP (StatsD on UDP port UP, asking for a
+# receive buffer of RCVBUF_BYTES) pinned to CPU 0, each with its config and
+# log in DIR (fe, agent, proxy); the proxy's pid in PROXY.
+start_statsd_chain() {
+  fe_config "$FEP" "self_tabs_interval_s = 0" >"$DIR/fe.toml"
+  agent_config "$AP" "$FEP" >"$DIR/agent.toml"
+  proxy_config "$PP" "$UP" "$AP" "$1" >"$DIR/proxy.toml"
+  start_tabad 1 fe --config "$DIR/fe.toml"
+  start_tabad 1 agent --config "$DIR/agent.toml"
+  start_tabad 0 proxy --config "$DIR/proxy.toml"
+  PROXY=$TABAD_PID
+}
+
+# wait_answers PORT [PATH]: until http://127.0.0.1:PORT/PATH (default
+# healthz) answers 200; the script exits after 15 s without.
+wait_answers() {
+  url="http://127.0.0.1:$1/${2:-healthz}"
+  n=0
+  until curl -sf "$url" >/dev/null; do
+    n=$((n + 1))
+    [ $n -lt 150 ] || { echo "$0: $url did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }
+    sleep 0.1
+  done
+}
