@@ -34,9 +34,9 @@
 #include <map>
 #include <utility>
 
+#include "core/defer_queue.h"
 #include "core/log.h"
 #include "core/uv_timer.h"
-#include "redis/defer_queue.h"
 #include "redis/internal.h"
 #include "redis/uv_events.h"
 
