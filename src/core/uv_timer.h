@@ -41,7 +41,9 @@ class UvTimer {
 
   // Closes the handle now, for an owner whose shutdown waits for the loop to
   // run out of handles; the timer never fires again and start() does
-  // nothing. Idempotent; the destructor does it.
+  // nothing. Idempotent; the destructor does it. A handle that something
+  // else closed already (a uv_walk closing every handle at teardown) is left
+  // to that close: closing twice would abort, so the box is lost instead.
   void close() {
     if (!box_) return;
     Box* box = std::exchange(box_, nullptr);

@@ -1,7 +1,7 @@
 // The HTTP server's state that its connections see: options, router,
 // counters, the list of live connections, and the handles that may outlive
-// the Server (the listener, heap-allocated; the shutdown timer, a UvTimer). Internal to the server (server.cpp, connection.cpp,
-// connection_parser.cpp).
+// the Server (the heap-allocated listener; the shutdown timer, a UvTimer).
+// Internal to the server (server.cpp, connection.cpp, connection_parser.cpp).
 #pragma once
 
 #include <sys/socket.h>
