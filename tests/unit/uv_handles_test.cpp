@@ -72,7 +72,7 @@ TEST_CASE("uv timer: the owner may be destroyed from the timer's callback", "[uv
   Loop l;
   struct Owner {
     explicit Owner(uv_loop_t* loop, int* fired, std::unique_ptr<Owner>* self)
-        : timer(loop, [this, fired, self] {
+        : timer(loop, [fired, self] {
             ++*fired;
             std::vector<int> payload(100, 7);  // touch memory after the owner is gone
             self->reset();  // destroys this Owner and its timer, from the timer's callback
