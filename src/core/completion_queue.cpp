@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "core/uv_close.h"
+
 namespace taba {
 
 CompletionQueue::~CompletionQueue() {
@@ -67,7 +69,7 @@ void CompletionQueue::close() {
   if (!async_) return;
   if (!run()) return;
   async_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+  uv_close_and_delete(async_);
   async_ = nullptr;
 }
 

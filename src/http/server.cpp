@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/log.h"
+#include "core/uv_close.h"
 #include "http/connection.h"
 #include "http/server_core.h"
 
@@ -61,15 +62,10 @@ Core::~Core() {
   if (listener) {
     listener->core = nullptr;
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener->tcp))) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp),
-               [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+      uv_close_and_delete_owner<Listener>(&listener->tcp);
     }
   }
-  if (done_timer) {
-    done_timer->core = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&done_timer->timer),
-             [](uv_handle_t* h) { delete static_cast<DoneTimer*>(h->data); });
-  }
+  done_timer.reset();
 }
 
 void Core::on_connection(uv_stream_t* l, int status) {
@@ -85,8 +81,7 @@ void Core::on_connection(uv_stream_t* l, int status) {
       return;
     }
     uv_accept(l, reinterpret_cast<uv_stream_t*>(t));
-    uv_close(reinterpret_cast<uv_handle_t*>(t),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    uv_close_and_delete(t);
     stats.connections_rejected++;
     return;
   }
@@ -159,8 +154,7 @@ Status Server::listen(const std::string& host_in, int port) {
   }
   l->tcp.data = l;
   auto fail = [&](const char* what, int err) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
-             [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+    uv_close_and_delete_owner<Listener>(&l->tcp);
     return Status::IoError(fmt::format("{} {}:{}: {}", what, host_in, port, uv_strerror(err)));
   };
   if (s.options.reuse_port) {
@@ -207,7 +201,6 @@ int Server::port() const {
 
 void Server::shutdown(std::function<void()> done) {
   using server_detail::Connection;
-  using server_detail::DoneTimer;
   Impl& s = *impl_;
   s.draining = true;
   if (done) s.done.push_back(std::move(done));
@@ -215,30 +208,17 @@ void Server::shutdown(std::function<void()> done) {
     server_detail::Listener* l = s.listener;
     s.listener = nullptr;
     l->core = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
-             [](uv_handle_t* h) { delete static_cast<server_detail::Listener*>(h->data); });
+    uv_close_and_delete_owner<server_detail::Listener>(&l->tcp);
   }
   for (Connection* c = s.conns; c; c = c->next_) c->on_drain();  // closing unlinks only later
   if (s.stats.connections_active == 0 && !s.done_timer) {
     // Nothing to wait for: report on the next loop turn, not from inside this call.
-    auto* t = new DoneTimer;
-    t->core = &s;
-    uv_timer_init(s.loop, &t->timer);
-    t->timer.data = t;
-    s.done_timer = t;
-    uv_timer_start(
-        &t->timer,
-        [](uv_timer_t* h) {
-          auto* dt = static_cast<DoneTimer*>(h->data);
-          server_detail::Core* core = dt->core;
-          uv_close(reinterpret_cast<uv_handle_t*>(&dt->timer),
-                   [](uv_handle_t* hh) { delete static_cast<DoneTimer*>(hh->data); });
-          if (core) {
-            core->done_timer = nullptr;
-            core->maybe_done();
-          }
-        },
-        0, 0);
+    server_detail::Core* core = &s;
+    s.done_timer = std::make_unique<UvTimer>(s.loop, [core] {
+      core->done_timer.reset();  // the timer goes from inside its own callback (uv_timer.h)
+      core->maybe_done();
+    });
+    s.done_timer->start(0);
   }
 }
 

@@ -1,17 +1,19 @@
 // The HTTP server's state that its connections see: options, router,
-// counters, the list of live connections, and the heap-allocated handles that
-// may outlive the Server. Internal to the server (server.cpp, connection.cpp,
-// connection_parser.cpp).
+// counters, the list of live connections, and the handles that may outlive
+// the Server (the heap-allocated listener; the shutdown timer, a UvTimer).
+// Internal to the server (server.cpp, connection.cpp, connection_parser.cpp).
 #pragma once
 
 #include <sys/socket.h>
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/uv_timer.h"
 #include "http/server.h"
 
 namespace taba::http::server_detail {
@@ -22,13 +24,6 @@ struct Core;
 // Heap-allocated so that its asynchronous close can outlive the Server.
 struct Listener {
   uv_tcp_t tcp;
-  Core* core = nullptr;
-};
-
-// Heap-allocated one-shot timer that reports shutdown completion when there
-// was no connection left to wait for.
-struct DoneTimer {
-  uv_timer_t timer;
   Core* core = nullptr;
 };
 
@@ -46,7 +41,9 @@ struct Core {
   Router router;
   ServerStats stats;
   Listener* listener = nullptr;
-  DoneTimer* done_timer = nullptr;
+  // Reports shutdown completion on the next loop turn when there was no
+  // connection left to wait for.
+  std::unique_ptr<UvTimer> done_timer;
   int port = 0;
   bool draining = false;
   std::vector<std::function<void()>> done;

@@ -35,9 +35,9 @@
 #include <utility>
 
 #include "core/ascii.h"
+#include "core/defer_queue.h"
 #include "core/log.h"
 #include "core/uv_timer.h"
-#include "redis/defer_queue.h"
 #include "redis/internal.h"
 #include "redis/uv_events.h"
 

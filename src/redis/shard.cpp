@@ -9,9 +9,9 @@
 #include <cstring>
 #include <utility>
 
+#include "core/defer_queue.h"
 #include "core/log.h"
 #include "core/uv_timer.h"
-#include "redis/defer_queue.h"
 #include "redis/internal.h"
 
 namespace taba::redis {

@@ -122,9 +122,7 @@ Status AgentRole::start() {
   if (!s.ok()) return Status::IoError(fmt::format("agent: cannot listen on {}: {}", config_.agent.listen, s.message()));
   log::info("agent: listening on {}:{}, spool {} (max {} bytes, fsync {}), forwarding to {}", host, server_->port(),
             spool_dir_, config_.agent.spool_max_bytes, fsync_policy_name(config_.agent.fsync), fmt::join(config_.agent.endpoints, ", "));
-  uv_timer_init(loop_, &drain_timer_);
-  drain_timer_.data = this;
-  timer_open_ = true;
+  drain_timer_ = std::make_unique<UvTimer>(loop_, [this] { on_drain_timer(this); });
   return Status::Ok();
 }
 
@@ -134,10 +132,7 @@ void AgentRole::release_handles() {
     forwarder_->join();
   }
   if (spool_) spool_->close();
-  if (timer_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
-    timer_open_ = false;
-  }
+  if (drain_timer_) drain_timer_->close();
 }
 
 int AgentRole::port() const { return server_ ? server_->port() : 0; }
@@ -389,19 +384,17 @@ void AgentRole::shutdown(std::function<void()> done) {
     // that it can go too.
     spool_->close();
     forwarder_->stop_at(steady_ms() + config_.agent.shutdown_grace_ms);
-    uv_timer_start(&drain_timer_, on_drain_timer, 50, 50);
+    drain_timer_->start(50, 50);
   });
 }
 
-void AgentRole::on_drain_timer(uv_timer_t* t) {
-  auto* self = static_cast<AgentRole*>(t->data);
+void AgentRole::on_drain_timer(AgentRole* self) {
   if (!self->forwarder_->stopped()) return;
-  uv_timer_stop(t);
+  self->drain_timer_->stop();
   self->forwarder_->join();
   agent::SpoolStats ss = self->spool_->stats();
   log::info("agent: stopped; {} batch(es) with {} events stay spooled for the next start", ss.segments, ss.events);
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_timer_), nullptr);
-  self->timer_open_ = false;
+  self->drain_timer_->close();
   if (self->shutdown_done_) self->shutdown_done_();
 }
 

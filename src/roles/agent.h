@@ -27,6 +27,7 @@
 #include "agent/id_journal.h"
 #include "agent/spool.h"
 #include "core/config.h"
+#include "core/uv_timer.h"
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "routes/ingest.h"
@@ -70,7 +71,7 @@ class AgentRole : public routes::IngestSink {
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);
   void remember(const std::string& id, double expires);
   bool seen(const std::string& id);
-  static void on_drain_timer(uv_timer_t* t);
+  static void on_drain_timer(AgentRole* self);
 
   uv_loop_t* loop_;
   Config config_;
@@ -90,8 +91,7 @@ class AgentRole : public routes::IngestSink {
   uint64_t duplicate_posts_ = 0;
   uint64_t events_spooled_ = 0;  // duplicates not counted
 
-  uv_timer_t drain_timer_;
-  bool timer_open_ = false;
+  std::unique_ptr<UvTimer> drain_timer_;  // every 50 ms while shutting down, until the forwarder stops
   bool stopping_ = false;
   std::function<void()> shutdown_done_;
   double started_at_ = 0;

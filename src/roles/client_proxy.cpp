@@ -100,14 +100,9 @@ Status ClientProxyRole::start() {
     TABA_RETURN_IF_ERROR(s);
   }
 
-  uv_timer_init(loop_, &flush_timer_);
-  flush_timer_.data = this;
-  timer_open_ = true;
+  flush_timer_ = std::make_unique<UvTimer>(loop_, [this] { flush(); });
   auto every = static_cast<uint64_t>(config_.client_proxy.flush_interval_ms);
-  uv_timer_start(&flush_timer_, [](uv_timer_t* t) { static_cast<ClientProxyRole*>(t->data)->flush(); }, every, every);
-  uv_timer_init(loop_, &drain_timer_);
-  drain_timer_.data = this;
-  drain_open_ = true;
+  flush_timer_->start(every, every);
   forwarder_ = std::thread([this] { forward_main(); });
   log::info("client-proxy: HTTP {}:{}, StatsD UDP {} (recvmmsg {}), unix {}, forwarding to the agent at {} as client {}",
             host, server_->port(), config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
@@ -182,10 +177,9 @@ Status ClientProxyRole::start_input(DatagramInput* in) {
   in->self = this;
   int rc = uv_poll_init(loop_, &in->poll, in->fd);
   if (rc != 0) return Status::Internal(fmt::format("uv_poll_init: {}", uv_strerror(rc)));
-  uv_timer_init(loop_, &in->timer);
+  in->timer = std::make_unique<UvTimer>(loop_, [in] { in->self->service_input(in); });
   in->open = true;
   in->poll.data = in;
-  in->timer.data = in;
   in->polling = true;
   uv_poll_start(&in->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
     if (status < 0) return;
@@ -244,19 +238,13 @@ void ClientProxyRole::service_input(DatagramInput* in) {
   // Busy: read again shortly rather than wake for every datagram.
   in->polling = false;
   uv_poll_stop(&in->poll);
-  uv_timer_start(
-      &in->timer,
-      [](uv_timer_t* t) {
-        auto* input = static_cast<DatagramInput*>(t->data);
-        input->self->service_input(input);
-      },
-      kCoalesceMs, 0);
+  in->timer->start(kCoalesceMs);
 }
 
 void ClientProxyRole::stop_input(DatagramInput* in) {
   if (!in->open) return;
   uv_poll_stop(&in->poll);
-  uv_timer_stop(&in->timer);
+  in->timer->stop();
   in->polling = false;
 }
 
@@ -521,24 +509,22 @@ void ClientProxyRole::shutdown(std::function<void()> done) {
       stop_deadline_ms_ = steady_ms() + config_.agent.shutdown_grace_ms;
     }
     wake_.notify_all();
-    uv_timer_start(
-        &drain_timer_,
-        [](uv_timer_t* t) {
-          auto* self = static_cast<ClientProxyRole*>(t->data);
-          {
-            std::lock_guard<std::mutex> lock(self->mu_);
-            if (!self->forward_idle_ || (!self->queue_.empty() && steady_ms() < self->stop_deadline_ms_)) return;
-          }
-          uv_timer_stop(t);
-          if (self->forwarder_.joinable()) self->forwarder_.join();
-          ProxyStats s = self->stats();
-          if (s.queued_bodies > 0) {
-            log::warn("client-proxy: stopped with {} bodies the agent did not take; they are dropped", s.queued_bodies);
-          }
-          self->close_handles();  // the loop ends once every role's handles are closed
-          if (self->shutdown_done_) self->shutdown_done_();
-        },
-        50, 50);
+    ClientProxyRole* self = this;
+    drain_timer_ = std::make_unique<UvTimer>(loop_, [self] {
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        if (!self->forward_idle_ || (!self->queue_.empty() && steady_ms() < self->stop_deadline_ms_)) return;
+      }
+      self->drain_timer_->stop();
+      if (self->forwarder_.joinable()) self->forwarder_.join();
+      ProxyStats s = self->stats();
+      if (s.queued_bodies > 0) {
+        log::warn("client-proxy: stopped with {} bodies the agent did not take; they are dropped", s.queued_bodies);
+      }
+      self->close_handles();  // the loop ends once every role's handles are closed
+      if (self->shutdown_done_) self->shutdown_done_();
+    });
+    drain_timer_->start(50, 50);
   });
 }
 
@@ -560,12 +546,11 @@ void ClientProxyRole::close_handles() {
   for (DatagramInput* in : {&udp_in_, &unix_in_}) {
     if (!in->open) continue;
     close(&in->poll);
-    close(&in->timer);
+    in->timer->close();
     in->open = false;
   }
-  if (timer_open_) close(&flush_timer_);
-  if (drain_open_) close(&drain_timer_);
-  timer_open_ = drain_open_ = false;
+  if (flush_timer_) flush_timer_->close();
+  if (drain_timer_) drain_timer_->close();
 }
 
 }  // namespace taba::roles

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/uv_timer.h"
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "roles/statsd_buffer.h"
@@ -83,7 +84,7 @@ class ClientProxyRole : public routes::IngestSink {
     ClientProxyRole* self = nullptr;
     int fd = -1;
     uv_poll_t poll;
-    uv_timer_t timer;
+    std::unique_ptr<UvTimer> timer;
     bool open = false;     // poll and timer initialised
     bool polling = false;  // waiting for readiness (else the timer is due)
   };
@@ -104,8 +105,7 @@ class ClientProxyRole : public routes::IngestSink {
 
   DatagramInput udp_in_;
   DatagramInput unix_in_;
-  uv_timer_t flush_timer_;
-  bool timer_open_ = false;
+  std::unique_ptr<UvTimer> flush_timer_;
   std::vector<char> recv_buf_;
 
   // Loop thread: the current buffer and its counters.
@@ -124,8 +124,7 @@ class ClientProxyRole : public routes::IngestSink {
   ProxyStats fwd_stats_;  // the forwarding thread's counters, under mu_
 
   bool stopping_ = false;
-  uv_timer_t drain_timer_;
-  bool drain_open_ = false;
+  std::unique_ptr<UvTimer> drain_timer_;  // from shutdown() until the forwarder is done
   std::function<void()> shutdown_done_;
   uint64_t rng_state_;
 };

@@ -65,10 +65,8 @@ Status ServerRole::start() {
   listen_ = fmt::format("{}:{}", host, server_->port());
 
   last_self_tabs_ = wall_now();  // the first self tabs one interval after start
-  uv_timer_init(loop_, &tick_);
-  tick_.data = this;
-  uv_timer_start(&tick_, on_tick, 1000, 1000);
-  ticking_ = true;
+  tick_ = std::make_unique<UvTimer>(loop_, [this] { on_tick(this); });
+  tick_->start(1000, 1000);
   return Status::Ok();
 }
 
@@ -98,7 +96,7 @@ Status ServerRole::open_store() {
 
 void ServerRole::mark_stopping() {
   stopping_ = true;
-  if (ticking_) uv_timer_stop(&tick_);
+  if (tick_) tick_->stop();
 }
 
 void ServerRole::shutdown(std::function<void()> done) {
@@ -106,11 +104,14 @@ void ServerRole::shutdown(std::function<void()> done) {
 }
 
 void ServerRole::close_store(std::function<void()> done) {
-  if (ticking_) uv_timer_stop(&tick_);
+  if (tick_) tick_->stop();
   store_->close(std::move(done));
 }
 
-void ServerRole::release_handles() { store_.reset(); }
+void ServerRole::release_handles() {
+  store_.reset();
+  tick_.reset();
+}
 
 void ServerRole::reload(const Config& config) {
   if (config.ingest != config_.ingest) {
@@ -121,8 +122,7 @@ void ServerRole::reload(const Config& config) {
 }
 
 // Once a second: load figures for the heartbeat; self tabs; periodic GC (be).
-void ServerRole::on_tick(uv_timer_t* t) {
-  auto* self = static_cast<ServerRole*>(t->data);
+void ServerRole::on_tick(ServerRole* self) {
   double now = wall_now();
   uint64_t events = self->ingest_->stats().events_received;
   uint64_t deltas = self->store_->local_deltas_applied();

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/uv_timer.h"
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "query/query_service.h"
@@ -46,8 +47,9 @@ class ServerRole {
   // without draining anything.
   void close_store(std::function<void()> done);
   // Before the loop is torn down: destroys the store (its destructor closes
-  // its own handles: timers, Redis connections). The HTTP server's and the
-  // tick's handles are closed by the loop walk; destroy the role after that.
+  // its own handles: timers, Redis connections) and closes the tick. The
+  // HTTP server's handles are closed by the loop walk; destroy the role after
+  // that.
   void release_handles();
   // SIGHUP: the configuration to run with from now on (what needs a restart
   // is already as running; roles/reload.h): tokens, ingest limits, the GC
@@ -60,7 +62,7 @@ class ServerRole {
   // The routes this server answers, for "/" and 404s.
   std::string route_list() const;
   store::ServerInfo self_info() const;
-  static void on_tick(uv_timer_t* t);
+  static void on_tick(ServerRole* self);  // once a second
 
   uv_loop_t* loop_;
   Config config_;
@@ -77,8 +79,7 @@ class ServerRole {
   std::unique_ptr<routes::ServerMetrics> metrics_;
   std::unique_ptr<http::Server> server_;  // last: destroyed first, before what its requests use
 
-  uv_timer_t tick_;
-  bool ticking_ = false;
+  std::unique_ptr<UvTimer> tick_;
   bool stopping_ = false;
   double last_self_tabs_ = 0;
   double last_tick_ = 0;

@@ -47,19 +47,16 @@ Status EmbeddedStore::open() {
   log::info("store: recovered {} names, {} clients, {} WAL batches replayed from {}", names_.size(),
             clients_.size(), stats_.batches_replayed, options_.dir);
 
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  timer_ = std::make_unique<UvTimer>(loop_, [this] { on_timer(); });
   uint64_t ms = uint64_t{options_.snapshot_interval_s} * 1000;
-  uv_timer_start(timer_, &EmbeddedStore::on_timer, ms, ms);
+  timer_->start(ms, ms);
   return Status::Ok();
 }
 
-void EmbeddedStore::on_timer(uv_timer_t* t) {
-  auto* self = static_cast<EmbeddedStore*>(t->data);
-  if (self->changes_since_snapshot_ > 0 && !self->snapshot_running_) {
-    self->snapshot_wanted_ = true;
-    self->maybe_snapshot();
+void EmbeddedStore::on_timer() {
+  if (changes_since_snapshot_ > 0 && !snapshot_running_) {
+    snapshot_wanted_ = true;
+    maybe_snapshot();
   }
 }
 
@@ -273,11 +270,7 @@ void EmbeddedStore::snapshot_now(std::function<void(const Status&)> done) {
 
 void EmbeddedStore::close(std::function<void()> done) {
   closing_ = true;
-  if (timer_) {
-    uv_timer_stop(timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
-  }
+  timer_.reset();
   // Drain what is in flight, snapshot, then stop the WAL.
   auto finish = [this, done = std::move(done)](const Status& s) {
     if (!s.ok()) log::error("store: final snapshot failed: {}", s.message());

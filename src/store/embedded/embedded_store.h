@@ -22,6 +22,7 @@
 #include "core/latency.h"
 #include "core/status.h"
 #include "core/string_map.h"
+#include "core/uv_timer.h"
 #include "plugin/registry.h"
 #include "store/client_states.h"
 #include "store/embedded/wal.h"
@@ -152,13 +153,13 @@ class EmbeddedStore final : public Store, public ReadView {
   void start_snapshot(std::function<void(const Status&)> done);
   // Restores the tables from a snapshot payload (snapshot_payload.h).
   Status load_snapshot(std::string_view bytes);
-  static void on_timer(uv_timer_t* t);
+  void on_timer();  // every snapshot_interval_s
 
   uv_loop_t* loop_;
   const plugin::Registry* registry_;
   StoreOptions options_;
   std::unique_ptr<WriteAheadLog> wal_;
-  uv_timer_t* timer_ = nullptr;
+  std::unique_ptr<UvTimer> timer_;
 
   StringMap<std::unique_ptr<NameEntry>> names_;
   StringMap<const plugin::Handler*> reserved_;  // bound by in-flight batches

@@ -46,41 +46,35 @@ Applier::Applier(RedisStore* store, RedisStore::ShardCtx* shard, std::string con
 
 Applier::~Applier() {
   *alive_ = false;
-  if (timer_) {
-    uv_timer_stop(timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  }
+  timer_.reset();
 }
 
 void Applier::start() {
   reader_ = shard_->shard->dedicated();
   txn_ = shard_->shard->dedicated();
-  timer_ = new uv_timer_t;
-  uv_timer_init(store_->loop(), timer_);
-  timer_->data = this;
+  timer_ = std::make_unique<UvTimer>(store_->loop(), [this] { on_timer(); });
   retry_later(10);
 }
 
 void Applier::stop() {
   stopping_ = true;
-  if (timer_) uv_timer_stop(timer_);
+  if (timer_) timer_->stop();
 }
 
-void Applier::on_timer(uv_timer_t* t) {
-  auto* self = static_cast<Applier*>(t->data);
-  if (self->stopping_) return;
-  if (!self->batch_.empty()) {
-    self->attempt();
-  } else if (!self->group_ready_) {
-    self->ensure_group();
+void Applier::on_timer() {
+  if (stopping_) return;
+  if (!batch_.empty()) {
+    attempt();
+  } else if (!group_ready_) {
+    ensure_group();
   } else {
-    self->next();
+    next();
   }
 }
 
 void Applier::retry_later(uint32_t ms) {
   if (stopping_ || !timer_) return;
-  uv_timer_start(timer_, on_timer, ms, 0);
+  timer_->start(ms);
 }
 
 void Applier::ensure_group() {

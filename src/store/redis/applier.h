@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/uv_timer.h"
 #include "store/redis/redis_store.h"
 
 namespace taba::store {
@@ -58,14 +59,14 @@ class Applier {
   void commit(const std::shared_ptr<ApplyAttempt>& a);
   void transaction_failed(std::string_view what, const Status& s);
   void retry_later(uint32_t ms);
-  static void on_timer(uv_timer_t* t);
+  void on_timer();
 
   RedisStore* store_;
   RedisStore::ShardCtx* shard_;
   std::string consumer_;
   redis::Connection* reader_ = nullptr;
   redis::Connection* txn_ = nullptr;
-  uv_timer_t* timer_ = nullptr;
+  std::unique_ptr<UvTimer> timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<Entry> batch_;
   bool group_ready_ = false;

@@ -11,6 +11,7 @@
 #include <map>
 
 #include "core/clock.h"
+#include "core/uv_timer.h"
 #include "redis/reply.h"
 #include "store/redis/redis_store_internal.h"
 #include "store/state_json.h"
@@ -350,20 +351,9 @@ void RedisStore::flush(ReportCallback done) {
         *poll = nullptr;
         return;
       }
-      auto* timer = new uv_timer_t;
-      uv_timer_init(loop_, timer);
-      timer->data = new std::function<void()>([poll] {
+      UvTimer::after(loop_, 20, [poll] {
         if (*poll) (*poll)();
       });
-      uv_timer_start(
-          timer,
-          [](uv_timer_t* t) {
-            auto* fn = static_cast<std::function<void()>*>(t->data);
-            (*fn)();
-            delete fn;
-            uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-          },
-          20, 0);
     });
     for (size_t i = 0; i < shards_.size(); ++i) {
       if (st->drained[i]) continue;

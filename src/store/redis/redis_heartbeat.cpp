@@ -61,8 +61,6 @@ bool decode_server(std::string_view id, std::string_view value, double now, Serv
 
 }  // namespace
 
-void RedisStore::on_tick(uv_timer_t* t) { static_cast<RedisStore*>(t->data)->heartbeat(); }
-
 void RedisStore::heartbeat() {
   if (closing_) return;
   double now = wall_now();

@@ -31,10 +31,7 @@ RedisStore::~RedisStore() {
   }
   shards_.clear();
   sentinels_.reset();
-  if (tick_) {
-    uv_timer_stop(tick_);
-    uv_close(reinterpret_cast<uv_handle_t*>(tick_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  }
+  tick_.reset();
 }
 
 Status RedisStore::open() {
@@ -76,10 +73,8 @@ Status RedisStore::open() {
       s->applier->start();
     }
   }
-  tick_ = new uv_timer_t;
-  uv_timer_init(loop_, tick_);
-  tick_->data = this;
-  uv_timer_start(tick_, on_tick, 200, 1000);
+  tick_ = std::make_unique<UvTimer>(loop_, [this] { heartbeat(); });
+  tick_->start(200, 1000);
   log::info("store: redis, {} shards over {} vbuckets, sentinels {}{}", shards_.size(), config_.vbuckets,
             fmt::join(config_.sentinels, ","), run_be_ ? "; applying as be " + consumer_ : "");
   return Status::Ok();
@@ -90,7 +85,7 @@ void RedisStore::close(std::function<void()> done) {
   for (auto& s : shards_) {
     if (s->applier) s->applier->stop();
   }
-  if (tick_) uv_timer_stop(tick_);
+  if (tick_) tick_->stop();
   // Unregister, best effort, then stop the connections.
   auto alive = alive_;
   auto gather = std::make_shared<redis::Gather>([this, alive, done = std::move(done)](const Status&) {

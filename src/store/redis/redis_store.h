@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "core/latency.h"
+#include "core/uv_timer.h"
 #include "redis/connection.h"
 #include "redis/sentinels.h"
 #include "redis/shard.h"
@@ -110,8 +111,7 @@ class RedisStore final : public Store {
  private:
   struct Submit;  // redis_submit.cpp
   struct Fetch;   // redis_fetch.cpp
-  static void on_tick(uv_timer_t* t);  // redis_heartbeat.cpp
-  void heartbeat();
+  void heartbeat();  // redis_heartbeat.cpp; every second
   void bind_then_append(const std::shared_ptr<Submit>& sub);  // redis_submit.cpp
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
@@ -129,7 +129,7 @@ class RedisStore final : public Store {
   std::unique_ptr<redis::Sentinels> sentinels_;
   std::vector<std::unique_ptr<ShardCtx>> shards_;
   std::vector<uint16_t> vbucket_shard_;
-  uv_timer_t* tick_ = nullptr;
+  std::unique_ptr<UvTimer> tick_;
   RedisStoreStats stats_;
   NameLimits limits_;
   LatencyWindow latencies_;

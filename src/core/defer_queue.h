@@ -1,6 +1,8 @@
 // Closures run on a later loop iteration: how the Redis layer keeps its
 // promise that no callback runs inside the call that registered it (a failure
-// known at once is reported from here). Private to src/redis/.
+// known at once is reported from here). The uv_idle_t lives in a box that its
+// close callback frees, so a closure may destroy the queue's owner. Loop
+// thread only.
 #pragma once
 
 #include <uv.h>
@@ -9,7 +11,9 @@
 #include <utility>
 #include <vector>
 
-namespace taba::redis {
+#include "core/uv_close.h"
+
+namespace taba {
 
 // Runs closures on a later loop iteration (uv_idle: a closure posted while the
 // queue runs waits for the next iteration, so retry loops cannot starve I/O).
@@ -22,8 +26,7 @@ class DeferQueue {
   }
   ~DeferQueue() {
     box_->queue = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&box_->idle),
-             [](uv_handle_t* h) { delete static_cast<Box*>(h->data); });
+    uv_close_and_delete_owner<Box>(&box_->idle);
   }
   DeferQueue(const DeferQueue&) = delete;
   DeferQueue& operator=(const DeferQueue&) = delete;
@@ -56,4 +59,4 @@ class DeferQueue {
   std::vector<std::function<void()>> items_;
 };
 
-}  // namespace taba::redis
+}  // namespace taba
