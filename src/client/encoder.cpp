@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "client/json_text.h"
+#include "core/json_escape.h"
 
 namespace taba::client {
 
@@ -69,7 +70,7 @@ void Encoder::append_event_line(std::string* out, std::string_view type, const E
       break;
     case PayloadKind::kText:
       scratch_.push_back('"');
-      append_json_escaped(&scratch_, buf.text_of(e));
+      append_json_escaped(&scratch_, buf.text_of(e), JsonControls::kLetters);
       scratch_.push_back('"');
       break;
     case PayloadKind::kNumberExpiry:
@@ -81,7 +82,7 @@ void Encoder::append_event_line(std::string* out, std::string_view type, const E
       break;
     case PayloadKind::kTextExpiry:
       scratch_.append("[\"");
-      append_json_escaped(&scratch_, buf.text_of(e));
+      append_json_escaped(&scratch_, buf.text_of(e), JsonControls::kLetters);
       scratch_.append("\",");
       append_json_number(&scratch_, e.expiry);
       scratch_.push_back(']');
@@ -90,7 +91,7 @@ void Encoder::append_event_line(std::string* out, std::string_view type, const E
       scratch_.append(buf.text_of(e));
       break;
   }
-  append_json_escaped(out, scratch_);
+  append_json_escaped(out, scratch_, JsonControls::kLetters);
   out->append("\"]\n");
 }
 

@@ -7,8 +7,6 @@ namespace taba::client {
 
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
-
 std::string at_byte(std::string what, size_t pos) {
   return what + " at byte " + std::to_string(pos);
 }
@@ -181,44 +179,6 @@ class JsonChecker {
 };
 
 }  // namespace
-
-void append_json_escaped(std::string* out, std::string_view text) {
-  size_t run = 0;  // start of the bytes not yet copied
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(text.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      default: {
-        char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
-        out->append(u, sizeof u);
-      }
-    }
-  }
-  out->append(text.data() + run, text.size() - run);
-}
 
 void append_json_number(std::string* out, double value) {
   char buf[32];

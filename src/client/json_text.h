@@ -1,17 +1,12 @@
 // JSON text helpers for the client library's encoder and its checks on
 // payloads. Small and dependency-free on purpose: the library must not pull
-// in the server's JSON parser.
+// in the server's JSON parser. (String escaping is core/json_escape.h's.)
 #pragma once
 
 #include <string>
 #include <string_view>
 
 namespace taba::client {
-
-// Appends `text` escaped as the inside of a JSON string (no quotes): '"' and
-// '\' get a backslash, control bytes become \n, \t, ... or \u00XX; other
-// bytes (UTF-8 included) are copied.
-void append_json_escaped(std::string* out, std::string_view text);
 
 // Appends the shortest text that reads back as `value` (finite).
 void append_json_number(std::string* out, double value);

@@ -64,13 +64,6 @@ std::string missing_hook(const taba_handler* h) {
 
 const taba_host* host_table() { return &kHost; }
 
-taba_output string_output(std::string* out) {
-  return taba_output{out, [](taba_output* o, const char* data, size_t len) {
-                       static_cast<std::string*>(o->host_data)->append(data, len);
-                       return 0;
-                     }};
-}
-
 Registry::~Registry() {
   by_type_.clear();
   for (void* h : dl_handles_) dlclose(h);
@@ -156,8 +149,8 @@ bool Registry::load_file(const std::string& path) {
     handler->type_name = h->type_name;
     handler->table = h;
     if (p->abi_minor >= 1) {
-      handler->fold_many = h->fold_many;
-      handler->prefetch = h->prefetch;
+      handler->fold_many_hook = h->fold_many;
+      handler->prefetch_hook = h->prefetch;
     }
     handler->abi_minor = std::min<uint16_t>(p->abi_minor, TABA_ABI_MINOR);
     handler->plugin_name = report.plugin_name;

@@ -10,24 +10,10 @@
 
 #include "core/status.h"
 #include "core/string_map.h"
+#include "plugin/handler.h"
 #include "taba/handler.h"
 
 namespace taba::plugin {
-
-// One loaded handler (one tab type).
-struct Handler {
-  std::string type_name;        // the name events use, e.g. "CounterGroup"
-  const taba_handler* table;    // hooks; owned by the plugin
-  // The ABI 1.1 fold_many hook, or nullptr (absent, or a plugin built for
-  // 1.0, whose table holds reserved zeros there).
-  decltype(taba_handler::fold_many) fold_many = nullptr;
-  decltype(taba_handler::prefetch) prefetch = nullptr;  // ABI 1.1, likewise
-  // The ABI minor its plugin was built for (at most this host's): which
-  // render formats it may be asked for (handler.h, taba_format).
-  uint16_t abi_minor = 0;
-  std::string plugin_name;      // the plugin that serves it
-  std::string plugin_path;
-};
 
 // What happened to one plugin file at load time.
 struct LoadReport {
@@ -73,9 +59,6 @@ class Registry {
 // The directory tabad loads plugins from when none is configured:
 // <exe dir>/plugins if it exists, else <exe dir>/../lib/taba/plugins.
 std::string default_plugins_dir();
-
-// A taba_output that appends to *out (which must outlive it).
-taba_output string_output(std::string* out);
 
 // The host table handed to every plugin's entry point.
 const taba_host* host_table();

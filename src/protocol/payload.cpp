@@ -7,6 +7,8 @@
 #include <cstring>
 #include <cmath>
 
+#include "core/json_escape.h"
+
 namespace taba::protocol {
 namespace {
 
@@ -367,22 +369,7 @@ std::string unescape_json_string(std::string_view body, std::string* out) {
 
 void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      default:
-        if (u < 0x20) {
-          *out += fmt::format("\\u{:04x}", u);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
+  append_json_escaped(out, s, JsonControls::kNewlines);
   out->push_back('"');
 }
 

@@ -22,7 +22,8 @@ std::string scan_value(std::string_view text, size_t* pos, taba_value* value);
 // still in place) into *out (UTF-8). Returns "" or a reason.
 std::string unescape_json_string(std::string_view body, std::string* out);
 
-// Appends `s` to *out as a JSON string literal with quotes.
+// Appends `s` to *out as a JSON string literal with quotes, in the form of
+// replies (JsonControls::kNewlines, core/json_escape.h).
 void append_json_string(std::string* out, std::string_view s);
 
 // Parses a JSON number token into *out; false if it is not a valid finite

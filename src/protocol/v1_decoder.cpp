@@ -361,12 +361,10 @@ bool V1Decoder::accept_event(std::string_view type, double ts, std::string_view 
     ++block_clamped_;
   }
   ev->timestamp = ts;
-  char err[256];
-  err[0] = '\0';
-  if (handler_->table->check_event(ev, err, sizeof err) != TABA_OK) {
-    err[sizeof err - 1] = '\0';
+  plugin::HookError why;
+  if (!handler_->check_event(ev, &why)) {
     return refuse("payload", fmt::format("{} payload \"{}\" rejected: {}", block_type_, quote_for_error(payload),
-                                         err[0] ? err : "invalid payload"));
+                                         why.reason("invalid payload")));
   }
   out_->add_event(ts, ev->payload);
   ++events_;

@@ -4,29 +4,10 @@
 
 #include <vector>
 
+#include "core/json_escape.h"
 #include "protocol/batch.h"
 
 namespace taba::protocol {
-
-void append_json_string_body(std::string_view text, std::string* out) {
-  size_t run = 0;  // start of the bytes not yet copied
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c != '"' && c != '\\' && c >= 0x20) continue;
-    out->append(text.data() + run, i - run);
-    run = i + 1;
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(static_cast<char>(c));
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out->append("\\u00");
-      out->push_back(kHex[c >> 4]);
-      out->push_back(kHex[c & 15]);
-    }
-  }
-  out->append(text.data() + run, text.size() - run);
-}
 
 void V1Encoder::clear() {
   out_.assign("1\n\n");
@@ -73,7 +54,7 @@ void append_event_line(std::string_view type, double timestamp, std::string_view
   // Shortest text that reads back as the same double.
   fmt::format_to(std::back_inserter(*out), "{}", timestamp);
   out->append(",\"");
-  append_json_string_body(payload_json, out);
+  append_json_escaped(out, payload_json, JsonControls::kHex);
   out->append("\"]\n");
 }
 

@@ -68,8 +68,4 @@ class V1Encoder {
 // Appends one event line, `["Type",ts,"payload"]` and "\n", to *out.
 void append_event_line(std::string_view type, double timestamp, std::string_view payload_json, std::string* out);
 
-// Appends `text` to *out as the contents of a JSON string literal (without
-// the quotes): '"' and '\' escaped, control bytes as \u00XX.
-void append_json_string_body(std::string_view text, std::string* out);
-
 }  // namespace taba::protocol

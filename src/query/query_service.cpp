@@ -75,17 +75,6 @@ std::vector<const store::NameEntry*> matching_names(const store::ReadView& store
   return out;
 }
 
-// What a handler is asked when it does not support `format` (handler.h).
-uint32_t render_fallback(uint32_t format) {
-  return format == TABA_FORMAT_JSON_DETAILED ? TABA_FORMAT_JSON_EXACT : TABA_FORMAT_JSON;
-}
-
-// The ABI minor that introduced each format: a plugin built for an older
-// minor has never heard of it and is asked its fallback instead.
-uint16_t format_minor(uint32_t format) {
-  return format == TABA_FORMAT_JSON_EXACT ? 2 : 0;
-}
-
 // Whatever a plugin writes, a reply is valid UTF-8.
 std::string valid_utf8(std::string text) {
   if (is_valid_utf8(text)) return text;
@@ -98,16 +87,8 @@ std::string valid_utf8(std::string text) {
 
 std::string render_state(const plugin::Handler* handler, const taba_state* state, uint32_t format, double now) {
   std::string out;
-  taba_output sink = plugin::string_output(&out);
-  for (;;) {
-    if (handler->abi_minor >= format_minor(format)) {
-      const taba_status rc = handler->table->render(state, format, now, &sink);
-      if (rc == TABA_OK) return valid_utf8(std::move(out));
-      if (rc != TABA_ERR_UNSUPPORTED || format == TABA_FORMAT_JSON) return "null";
-      out.clear();
-    }
-    format = render_fallback(format);
-  }
+  if (!handler->render(state, format, now, &out).ok()) return "null";
+  return valid_utf8(std::move(out));
 }
 
 bool QueryService::handles(std::string_view path) {
@@ -222,12 +203,12 @@ void QueryService::select(const store::ReadView& view, const Plan& p, Selection*
 // Merges the selected clients' states of `e` into *into (created on first
 // use). False when none of them has a state.
 bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& sel, taba_state** into) {
-  const taba_handler* h = e.handler->table;
+  const plugin::Handler* h = e.handler;
   bool any = false;
   for (store::ClientIndex ci : sel.clients) {
     const store::State* st = e.states.find(ci);
     if (!st) continue;
-    if (!*into) *into = h->new_state("", 0, sel.now);
+    if (!*into) *into = h->new_state(sel.now);
     if (!*into) return false;
     h->merge(*into, st->get(), sel.now);
     any = true;
@@ -247,14 +228,14 @@ http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan)
     // window empty) is left out, as its name will be at the next GC.
     if (sel.all_clients) {
       if (!e->aggregate) continue;  // a store could not provide it
-      if (e->handler->table->prunable(e->aggregate.get(), sel.now)) continue;
+      if (e->handler->prunable(e->aggregate.get(), sel.now)) continue;
       rendered = render_state(e->handler, e->aggregate.get(), plan.render_format, sel.now);
     } else {
       taba_state* reduced = nullptr;
       if (!reduce_clients(*e, sel, &reduced)) continue;
-      bool empty = e->handler->table->prunable(reduced, sel.now) != 0;
+      bool empty = e->handler->prunable(reduced, sel.now);
       if (!empty) rendered = render_state(e->handler, reduced, plan.render_format, sel.now);
-      e->handler->table->free_state(reduced);
+      e->handler->free_state(reduced);
       if (empty) continue;
     }
     if (plan.format == kText) {
@@ -284,7 +265,7 @@ http::Response QueryService::projection(const store::ReadView& view, const Plan&
     // This name's (client, state) pairs, sorted by client ID.
     std::vector<std::pair<std::string_view, const store::State*>> rows;
     auto add = [&](store::ClientIndex ci, const store::State& st) {
-      if (!e->handler->table->prunable(st.get(), sel.now)) rows.emplace_back(view.clients()[ci], &st);
+      if (!e->handler->prunable(st.get(), sel.now)) rows.emplace_back(view.clients()[ci], &st);
     };
     if (sel.all_clients) {
       e->states.for_each(add);
@@ -329,18 +310,17 @@ http::Response QueryService::supertabs(const store::ReadView& view, const Plan& 
                                      sel.names.front()->name, handler->type_name, e->name, e->handler->type_name));
     }
   }
-  const taba_handler* h = handler->table;
-  taba_state* reduced = h->new_state("", 0, sel.now);
+  taba_state* reduced = handler->new_state(sel.now);
   if (!reduced) return http::Response::text(500, fmt::format("the {} handler could not create a state\n", handler->type_name));
   for (const store::NameEntry* e : sel.names) {
     if (sel.all_clients) {
-      if (e->aggregate) h->merge(reduced, e->aggregate.get(), sel.now);
+      if (e->aggregate) handler->merge(reduced, e->aggregate.get(), sel.now);
     } else {
       reduce_clients(*e, sel, &reduced);
     }
   }
   std::string rendered = render_state(handler, reduced, plan.render_format, sel.now);
-  h->free_state(reduced);
+  handler->free_state(reduced);
   if (plan.format == kText) rendered += '\n';
   return reply(plan.format, std::move(rendered));
 }

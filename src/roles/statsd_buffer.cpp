@@ -13,7 +13,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "protocol/v1_encoder.h"
+#include "core/json_escape.h"
 
 namespace taba::roles {
 namespace {
@@ -338,10 +338,10 @@ void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, con
         quoted = true;
       } else {
         set_scratch_.assign("\"");
-        protocol::append_json_string_body(v.value, &set_scratch_);
+        append_json_escaped(&set_scratch_, v.value, JsonControls::kHex);
         set_scratch_.push_back('"');
         set_text_.clear();
-        protocol::append_json_string_body(set_scratch_, &set_text_);
+        append_json_escaped(&set_text_, set_scratch_, JsonControls::kHex);
         payload = set_text_;
       }
       break;

@@ -3,10 +3,9 @@
 
 namespace taba::store {
 
-std::string render_json(const taba_handler* h, const taba_state* st, double now) {
+std::string render_json(const plugin::Handler* h, const taba_state* st, double now) {
   std::string out;
-  taba_output sink = plugin::string_output(&out);
-  if (h->render(st, TABA_FORMAT_JSON, now, &sink) != TABA_OK) return "";
+  if (!h->render(st, TABA_FORMAT_JSON, now, &out).ok()) return "";
   return out;
 }
 

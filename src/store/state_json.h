@@ -7,12 +7,12 @@
 
 #include <string>
 
-#include "plugin/registry.h"
+#include "plugin/handler.h"
 
 namespace taba::store {
 
-// Renders `st` as JSON at `now` with handler table `h`; "" when the handler
+// Renders `st` as JSON at `now` with its handler `h`; "" when the handler
 // cannot.
-std::string render_json(const taba_handler* h, const taba_state* st, double now);
+std::string render_json(const plugin::Handler* h, const taba_state* st, double now);
 
 }  // namespace taba::store

@@ -15,41 +15,14 @@
 #include "core/latency.h"
 #include "core/status.h"
 #include "plugin/registry.h"
+#include "plugin/state.h"
 #include "core/matcher.h"
 #include "store/client_states.h"
 
 namespace taba::store {
 
 // A handler state owned by the store; freed through its handler.
-class State {
- public:
-  State() = default;
-  State(const plugin::Handler* h, taba_state* s) : handler_(h), state_(s) {}
-  ~State() { reset(); }
-  State(State&& o) noexcept : handler_(o.handler_), state_(o.state_) { o.state_ = nullptr; }
-  State& operator=(State&& o) noexcept {
-    if (this != &o) {
-      reset();
-      handler_ = o.handler_;
-      state_ = o.state_;
-      o.state_ = nullptr;
-    }
-    return *this;
-  }
-  State(const State&) = delete;
-  State& operator=(const State&) = delete;
-
-  taba_state* get() const { return state_; }
-  explicit operator bool() const { return state_ != nullptr; }
-  void reset() {
-    if (state_) handler_->table->free_state(state_);
-    state_ = nullptr;
-  }
-
- private:
-  const plugin::Handler* handler_ = nullptr;
-  taba_state* state_ = nullptr;
-};
+using State = plugin::State;
 
 using ClientIndex = uint32_t;
 

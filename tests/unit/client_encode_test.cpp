@@ -10,6 +10,7 @@
 #include "client/encoder.h"
 #include "client/json_text.h"
 #include "client/recorder.h"
+#include "core/json_escape.h"
 #include "plugin/registry.h"
 #include "plugin_batches.h"
 #include "protocol/batch.h"
@@ -56,7 +57,7 @@ std::string server_decode(const std::string& body, uint64_t* events) {
 
 TEST_CASE("client json: escaping, numbers, UTF-8 and JSON checks", "[client]") {
   std::string out;
-  taba::client::append_json_escaped(&out, "a\"b\\c\nd\x01\xc3\xa9");
+  taba::append_json_escaped(&out, "a\"b\\c\nd\x01\xc3\xa9", taba::JsonControls::kLetters);
   CHECK(out == "a\\\"b\\\\c\\nd\\u0001\xc3\xa9");
   out.clear();
   taba::client::append_json_number(&out, 12.5);

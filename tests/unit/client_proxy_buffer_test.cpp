@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json_escape.h"
 #include "core/string_map.h"
 #include "protocol/statsd.h"
 #include "protocol/v1_encoder.h"
@@ -78,7 +79,7 @@ class Reference {
             }
             case statsd::Kind::kSet:
               payload.push_back('"');
-              taba::protocol::append_json_string_body(line.value, &payload);
+              taba::append_json_escaped(&payload, line.value, taba::JsonControls::kHex);
               payload.push_back('"');
               break;
           }
@@ -93,7 +94,7 @@ class Reference {
           }
           std::string& out = blocks_[st.slot].second;
           out += fmt::format("[\"{}\",{},\"", type, event_ts);
-          taba::protocol::append_json_string_body(payload, &out);
+          taba::append_json_escaped(&out, payload, taba::JsonControls::kHex);
           out += "\"]\n";
           ++events_;
           ++stats->events_buffered;

@@ -61,8 +61,8 @@ size_t EmbeddedStore::erase_name(std::string_view name) {
 }
 
 Status EmbeddedStore::rebuild_aggregate(NameEntry* entry, double now) {
-  const taba_handler* h = entry->handler->table;
-  taba_state* fresh = h->new_state("", 0, now);
+  const plugin::Handler* h = entry->handler;
+  taba_state* fresh = h->new_state(now);
   if (!fresh) return Status::Internal(fmt::format("{} handler: new_state failed", entry->handler->type_name));
   entry->states.for_each([&](ClientIndex, const State& st) { h->merge(fresh, st.get(), now); });
   entry->aggregate = State(entry->handler, fresh);
@@ -100,7 +100,7 @@ Status EmbeddedStore::apply_admin(std::string_view record, std::string* summary)
       size_t pruned = 0, names_removed = 0;
       std::vector<std::string> empty;
       for (auto& [name, entry] : names_) {
-        const taba_handler* h = entry->handler->table;
+        const plugin::Handler* h = entry->handler;
         std::vector<ClientIndex> dead;
         entry->states.for_each([&](ClientIndex ci, const State& st) {
           if (h->prunable(st.get(), time)) dead.push_back(ci);
@@ -167,7 +167,7 @@ void EmbeddedStore::gc(ReportCallback done) {
   double now = wall_now();
   int64_t prunable = 0;
   for (const auto& [name, entry] : names_) {
-    const taba_handler* h = entry->handler->table;
+    const plugin::Handler* h = entry->handler;
     entry->states.for_each([&](ClientIndex, const State& st) { prunable += h->prunable(st.get(), now) ? 1 : 0; });
   }
   if (prunable == 0) {
@@ -192,12 +192,12 @@ void EmbeddedStore::check(bool repair, ReportCallback done) {
   std::vector<std::string> broken;
   std::vector<uint32_t> counts(clients_.size(), 0);
   for (const NameEntry* e : names()) {
-    const taba_handler* h = e->handler->table;
+    const plugin::Handler* h = e->handler;
     states += static_cast<int64_t>(e->states.size());
     e->states.for_each([&](ClientIndex ci, const State&) {
       if (ci < counts.size()) ++counts[ci];
     });
-    taba_state* fresh = h->new_state("", 0, now);
+    taba_state* fresh = h->new_state(now);
     if (!fresh) continue;
     e->states.for_each([&](ClientIndex, const State& st) { h->merge(fresh, st.get(), now); });
     std::string want = render_json(h, fresh, now);

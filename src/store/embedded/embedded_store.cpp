@@ -382,7 +382,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
     if (found == names_.end()) return;
     next_entry = found->second.get();
     next_client_known = find_client(next_block.client, &next_client);
-    if (!next_entry->handler->prefetch || next_entry->handler->type_name != next_block.type) return;
+    if (!next_entry->handler->has_prefetch() || next_entry->handler->type_name != next_block.type) return;
     const taba_state* targets[2] = {next_entry->aggregate.get(), nullptr};
     size_t count = 1;
     if (next_client_known) {
@@ -412,7 +412,7 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
       auto fresh = std::make_unique<NameEntry>();
       fresh->name.assign(block.name);
       fresh->handler = handler;
-      taba_state* aggregate = handler->table->new_state("", 0, now);
+      taba_state* aggregate = handler->new_state(now);
       if (!aggregate) return Status::Internal(fmt::format("{} handler: new_state failed", handler->type_name));
       fresh->aggregate = State(handler, aggregate);
       entry = fresh.get();
@@ -426,12 +426,12 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
         continue;
       }
     }
-    const taba_handler* h = entry->handler->table;
+    const plugin::Handler* h = entry->handler;
     ClientIndex ci = client_known ? client_ahead : intern_client(block.client);
     State* existing = entry->states.find(ci);
     taba_state* fresh_state = nullptr;
-    if (!existing || !entry->handler->fold_many) {
-      fresh_state = h->new_state(block.client.data(), block.client.size(), now);
+    if (!existing || !h->has_fold_many()) {
+      fresh_state = h->new_state(block.client, now);
       if (!fresh_state) {
         ++stats_.blocks_dropped;
         log::error("store: {} handler could not create a state: {} events of \"{}\" dropped",
@@ -446,11 +446,10 @@ Status EmbeddedStore::apply(std::string_view record, bool replay) {
       *client_state = State(entry->handler, fresh_state);
       max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
     }
-    if (entry->handler->fold_many) {
+    if (h->has_fold_many()) {
       // One pass over the events into both states (handler.h, ABI 1.1).
       taba_state* const targets[2] = {client_state->get(), entry->aggregate.get()};
-      entry->handler->fold_many(targets, 2, block.client.data(), block.client.size(), events_.data(),
-                                events_.size(), now);
+      h->fold_many(targets, 2, block.client, events_.data(), events_.size(), now);
     } else if (!existing) {
       h->fold(client_state->get(), events_.data(), events_.size(), now);
       h->merge(entry->aggregate.get(), client_state->get(), now);

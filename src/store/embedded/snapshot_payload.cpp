@@ -31,21 +31,19 @@ Result<std::string> encode_snapshot(const SnapshotSource& source) {
   }
   put<uint32_t>(&out, static_cast<uint32_t>(source.names.size()));
   std::string tmp;
-  taba_output sink = plugin::string_output(&tmp);
   bool failed = false;
-  auto put_state = [&](const taba_handler* h, const State& st) {
-    tmp.clear();
-    if (h->serialize(st.get(), &sink) != TABA_OK) failed = true;
+  auto put_state = [&](const plugin::Handler* h, const State& st) {
+    if (!h->serialize(st.get(), &tmp)) failed = true;
     put<uint32_t>(&out, static_cast<uint32_t>(tmp.size()));
     out += tmp;
   };
   for (const auto& [name, entry] : source.names) {
-    const taba_handler* h = entry->handler->table;
+    const plugin::Handler* h = entry->handler;
     put<uint16_t>(&out, static_cast<uint16_t>(name.size()));
     out += name;
     put<uint8_t>(&out, static_cast<uint8_t>(entry->handler->type_name.size()));
     out += entry->handler->type_name;
-    put<uint32_t>(&out, h->state_version);
+    put<uint32_t>(&out, h->state_version());
     put_state(h, entry->aggregate);
     put<uint32_t>(&out, static_cast<uint32_t>(entry->states.size()));
     entry->states.for_each([&](ClientIndex ci, const State& st) {
@@ -86,7 +84,6 @@ Status decode_snapshot(std::string_view bytes, const plugin::Registry& registry,
     out->clients.push_back(c);
   }
   if (!r.get(&nnames)) return corrupt("truncated name count");
-  char err[256];
   for (uint32_t i = 0; i < nnames; ++i) {
     uint16_t name_len = 0;
     uint8_t type_len = 0;
@@ -106,17 +103,13 @@ Status decode_snapshot(std::string_view bytes, const plugin::Registry& registry,
           "map the type to one) so its states are not lost",
           name, type));
     }
-    const taba_handler* h = handler->table;
     auto load = [&](std::string_view data, State* state) -> Status {
-      taba_state* st = nullptr;
-      err[0] = '\0';
-      taba_status rc = h->deserialize(data.data(), data.size(), state_version, &st, err, sizeof err);
-      if (rc != TABA_OK || !st) {
-        err[sizeof err - 1] = '\0';
+      Result<State> st = handler->deserialize(data, state_version);
+      if (!st.ok()) {
         return Status::Corruption(fmt::format("snapshot: state of name \"{}\" ({} v{}) unreadable: {}", name, type,
-                                              state_version, err));
+                                              state_version, st.status().message()));
       }
-      *state = State(handler, st);
+      *state = std::move(*st);
       return Status::Ok();
     };
     auto entry = std::make_unique<NameEntry>();

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <unordered_set>
 
 #include "core/clock.h"
@@ -116,17 +115,20 @@ const redis::Delta* ApplyAttempt::merge() {
     }
   }
   states_.resize(names_.size());
-  char err[256] = "malformed stored state";
+  // Why the last state or delta could not be read: its handler's reason,
+  // or "malformed stored state" when there is none.
+  std::string err;
+  auto unreadable = [&](std::string_view why) {
+    err = why.empty() ? std::string_view("malformed stored state") : why;
+    return false;
+  };
   auto load = [&](const plugin::Handler* h, const std::string& blob, State* out) {
     uint32_t version = 0;
     std::string_view bytes;
-    taba_state* st = nullptr;
-    std::snprintf(err, sizeof err, "%s", "malformed stored state");
-    if (!redis::decode_state(blob, &version, &bytes) ||
-        h->table->deserialize(bytes.data(), bytes.size(), version, &st, err, sizeof err) != TABA_OK || !st) {
-      return false;
-    }
-    *out = State(h, st);
+    if (!redis::decode_state(blob, &version, &bytes)) return unreadable("");
+    Result<State> st = h->deserialize(bytes, version);
+    if (!st.ok()) return unreadable(st.status().message());
+    *out = std::move(*st);
     return true;
   };
   for (size_t i = 0; i < batch_.size(); ++i) {
@@ -158,7 +160,7 @@ const redis::Delta* ApplyAttempt::merge() {
           }
         }
         if (!nw.aggregate_present || !load(nw.handler, nw.aggregate_blob, &st.aggregate.state)) {
-          taba_state* fresh = nw.handler->table->new_state("", 0, now);
+          taba_state* fresh = nw.handler->new_state(now);
           if (fresh) st.aggregate.state = State(nw.handler, fresh);
         }
         if (!st.aggregate.state) {
@@ -170,11 +172,12 @@ const redis::Delta* ApplyAttempt::merge() {
         ++dropped_;
         continue;
       }
-      const taba_handler* h = nw.handler->table;
+      const plugin::Handler* h = nw.handler;
       State delta;
-      taba_state* raw = nullptr;
-      if (h->deserialize(d.state.data(), d.state.size(), d.state_version, &raw, err, sizeof err) == TABA_OK && raw) {
-        delta = State(nw.handler, raw);
+      if (Result<State> read = h->deserialize(d.state, d.state_version); read.ok()) {
+        delta = std::move(*read);
+      } else {
+        unreadable(read.status().message());
       }
       if (!delta) {
         log::error("be {}: a delta of \"{}\" is unreadable ({}); dropped", shard_name_, nw.name, err);
@@ -201,11 +204,9 @@ void ApplyAttempt::commit(redis::Connection* txn, redis::Gather* gather) {
   const redis::Keys& k = store_->keys();
   std::vector<std::vector<std::string>> cmds;
   std::string tmp;
-  taba_output sink = plugin::string_output(&tmp);
   auto serialize = [&](const plugin::Handler* h, const State& s2, std::string* out) {
-    tmp.clear();
-    if (h->table->serialize(s2.get(), &sink) != TABA_OK) return false;
-    *out = redis::encode_state(h->table->state_version, tmp);
+    if (!h->serialize(s2.get(), &tmp)) return false;
+    *out = redis::encode_state(h->state_version(), tmp);
     return true;
   };
   std::unordered_map<std::string, std::vector<std::string>> client_names;

@@ -158,7 +158,7 @@ void RedisStore::gc(ReportCallback done) {
               std::string blob(redis::reply_str(all_states->element[i + 1]));
               State state;
               if (!load_state(h, blob, &state)) continue;
-              if (h->table->prunable(state.get(), now)) {
+              if (h->prunable(state.get(), now)) {
                 dead.emplace_back(std::string(redis::reply_str(all_states->element[i])), std::move(blob));
               } else {
                 live.push_back(std::move(state));
@@ -167,14 +167,13 @@ void RedisStore::gc(ReportCallback done) {
             if (dead.empty()) return cb(Status::Ok(), nullptr);
             std::string aggregate;
             if (!live.empty()) {
-              taba_state* fresh = h->table->new_state("", 0, now);
+              taba_state* fresh = h->new_state(now);
               if (!fresh) return cb(Status::Ok(), nullptr);
               State agg(h, fresh);
-              for (const State& l : live) h->table->merge(agg.get(), l.get(), now);
+              for (const State& l : live) h->merge(agg.get(), l.get(), now);
               std::string tmp;
-              taba_output sink = plugin::string_output(&tmp);
-              if (h->table->serialize(agg.get(), &sink) != TABA_OK) return cb(Status::Ok(), nullptr);
-              aggregate = redis::encode_state(h->table->state_version, tmp);
+              if (!h->serialize(agg.get(), &tmp)) return cb(Status::Ok(), nullptr);
+              aggregate = redis::encode_state(h->state_version(), tmp);
             }
             std::string aggregate_read;
             if (r->elements > 1 && !redis::reply_is_nil(r->element[1])) {
@@ -260,7 +259,7 @@ void RedisStore::check(bool repair, ReportCallback done) {
             }
             const redisReply* all_states = r->element[0];
             std::vector<std::string> fields;
-            taba_state* fresh = h->table->new_state("", 0, now);
+            taba_state* fresh = h->new_state(now);
             if (!fresh) return cb(Status::Ok(), nullptr);
             State merged(h, fresh);
             bool bad_state = false;
@@ -276,23 +275,22 @@ void RedisStore::check(bool repair, ReportCallback done) {
                                                       fields[fields.size() - 2]));
                 continue;
               }
-              h->table->merge(merged.get(), state.get(), now);
+              h->merge(merged.get(), state.get(), now);
             }
             State aggregate;
             bool have = r->elements > 1 && !redis::reply_is_nil(r->element[1]) &&
                         load_state(h, redis::reply_str(r->element[1]), &aggregate);
-            std::string want = render_json(h->table, merged.get(), now);
-            std::string got = have ? render_json(h->table, aggregate.get(), now) : "";
+            std::string want = render_json(h, merged.get(), now);
+            std::string got = have ? render_json(h, aggregate.get(), now) : "";
             if (want == got || bad_state) return cb(Status::Ok(), nullptr);
             ++totals->problems;
             totals->details.push_back(fmt::format("name \"{}\": aggregate differs from the merge of its {} client states",
                                                   name, fields.size() / 2));
             if (!repair) return cb(Status::Ok(), nullptr);
             std::string tmp;
-            taba_output sink = plugin::string_output(&tmp);
-            if (h->table->serialize(merged.get(), &sink) != TABA_OK) return cb(Status::Ok(), nullptr);
+            if (!h->serialize(merged.get(), &tmp)) return cb(Status::Ok(), nullptr);
             std::vector<std::string> argv{"EVAL", kRepairScript, "2", keys_.states(name), keys_.aggregate(name),
-                                          redis::encode_state(h->table->state_version, tmp),
+                                          redis::encode_state(h->state_version(), tmp),
                                           std::to_string(fields.size())};
             for (auto& f : fields) argv.push_back(std::move(f));
             shard->command(views(argv), [alive, totals, cb](const Status& s2, const redisReply* r2) {

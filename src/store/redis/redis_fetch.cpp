@@ -163,7 +163,7 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
                                return;
                              }
                              // Bound, not applied yet (or unreadable): an empty aggregate.
-                             taba_state* fresh = e->handler->table->new_state("", 0, now);
+                             taba_state* fresh = e->handler->new_state(now);
                              if (fresh) e->aggregate = State(e->handler, fresh);
                            },
                            false, sname));

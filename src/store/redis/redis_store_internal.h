@@ -33,13 +33,10 @@ inline std::vector<std::string_view> views(const std::vector<std::string>& v) {
 inline bool load_state(const plugin::Handler* h, std::string_view blob, State* out) {
   uint32_t version = 0;
   std::string_view bytes;
-  taba_state* st = nullptr;
-  char err[128];
-  if (!redis::decode_state(blob, &version, &bytes) ||
-      h->table->deserialize(bytes.data(), bytes.size(), version, &st, err, sizeof err) != TABA_OK || !st) {
-    return false;
-  }
-  *out = State(h, st);
+  if (!redis::decode_state(blob, &version, &bytes)) return false;
+  Result<State> st = h->deserialize(bytes, version);
+  if (!st.ok()) return false;
+  *out = std::move(*st);
   return true;
 }
 

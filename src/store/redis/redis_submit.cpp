@@ -120,9 +120,9 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   while (reader.next(&block, &events, &s)) {
     const plugin::Handler* h = registry_->find(block.type);
     if (!h) return defer(Status::Invalid(fmt::format("no loaded plugin serves type \"{}\"", block.type)));
-    taba_state* delta = h->table->new_state(block.client.data(), block.client.size(), now);
+    taba_state* delta = h->new_state(block.client, now);
     if (!delta) return defer(Status::Unavailable(fmt::format("the {} handler could not create a state", block.type)));
-    h->table->fold(delta, events.data(), events.size(), now);
+    h->fold(delta, events.data(), events.size(), now);
     key.assign(block.client);
     key.push_back('\0');
     key.append(block.name);
@@ -131,8 +131,8 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
       accs.push_back(Acc{h, State(h, delta), std::string(block.client), std::string(block.name), block.event_count});
     } else {
       Acc& acc = accs[it->second];
-      h->table->merge(acc.state.get(), delta, now);
-      h->table->free_state(delta);
+      h->merge(acc.state.get(), delta, now);
+      h->free_state(delta);
       acc.events += block.event_count;
     }
   }
@@ -140,14 +140,12 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   std::vector<redis::DeltaWriter> writers(shards_.size());
   sub->events.assign(shards_.size(), 0);
   std::string tmp;
-  taba_output sink = plugin::string_output(&tmp);
   for (const Acc& acc : accs) {
-    tmp.clear();
-    if (acc.handler->table->serialize(acc.state.get(), &sink) != TABA_OK) {
+    if (!acc.handler->serialize(acc.state.get(), &tmp)) {
       return defer(Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name)));
     }
     size_t shard = shard_of(acc.name);
-    writers[shard].add(acc.name, acc.handler->type_name, acc.client, acc.handler->table->state_version, tmp);
+    writers[shard].add(acc.name, acc.handler->type_name, acc.client, acc.handler->state_version(), tmp);
     sub->events[shard] += acc.events;
   }
   sub->payloads.resize(shards_.size());
