@@ -290,15 +290,15 @@ typedef struct taba_handler {
 
   /* Presence of the optional hooks below, exactly as the host checks it:
    * the host reads fold_many and prefetch only when the plugin table's
-   * abi_minor (taba_plugin, not the handler) is 1 or more, and then a
-   * hook is present when its pointer is not NULL. For a plugin whose
-   * abi_minor is 0 both are absent whatever the fields hold. The host does
-   * not compare the handler's struct_size with the 1.1 layout, so a plugin
-   * declaring abi_minor >= 1 must give every handler the whole 1.1 table
-   * (sizeof(taba_handler) of this header does). Every hook above this line
-   * is required: a handler with one of them NULL is refused. */
+   * abi_minor (taba_plugin, not the handler) is 1 or more AND the
+   * handler's struct_size covers both fields (sizeof(taba_handler) of this
+   * header does); then a hook is present when its pointer is not NULL. For
+   * a plugin whose abi_minor is 0, or a handler table shorter than the 1.1
+   * layout, both are absent whatever the fields hold. Every hook above
+   * this line is required: a handler with one of them NULL is refused. */
 
-  /* Optional (present when abi_minor >= 1 and not NULL; see above).
+  /* Optional (present when abi_minor >= 1, struct_size covers it and not
+   * NULL; see above).
    * Folds the same n checked events of one client into each of the `count`
    * states, with the same effect as folding them into a fresh state for
    * `client` and merging that into each state in turn (section 2). The
@@ -311,7 +311,8 @@ typedef struct taba_handler {
   void (*fold_many)(taba_state* const* states, size_t count, const char* client, size_t client_len,
                     const taba_event* events, size_t n, double now);
 
-  /* Optional (present when abi_minor >= 1 and not NULL; see above). A
+  /* Optional (present when abi_minor >= 1, struct_size covers it and not
+   * NULL; see above). A
    * cache hint: the host is about to fold these events into these states
    * (the client's state, when it exists, and the name's aggregate), with
    * fold_many when the handler has it, else with the delta sequence of

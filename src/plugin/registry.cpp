@@ -33,6 +33,9 @@ const taba_host kHost = {sizeof(taba_host), TABA_ABI_MAJOR, TABA_ABI_MINOR, host
 // Smallest sizes of the 1.0 layouts: everything up to the last 1.0 field.
 constexpr size_t kMinPluginSize = offsetof(taba_plugin, handlers) + sizeof(void*);
 constexpr size_t kMinHandlerSize = offsetof(taba_handler, deserialize) + sizeof(void*);
+// The handler table up to the ABI 1.1 hooks: fold_many and prefetch are read
+// only from a table this long, so a short one is never read past its end.
+constexpr size_t kHandlerSize11 = offsetof(taba_handler, prefetch) + sizeof(void*);
 
 bool valid_type_name(const char* name) {
   if (!name) return false;
@@ -148,7 +151,7 @@ bool Registry::load_file(const std::string& path) {
     auto handler = std::make_unique<Handler>();
     handler->type_name = h->type_name;
     handler->table = h;
-    if (p->abi_minor >= 1) {
+    if (p->abi_minor >= 1 && h->struct_size >= kHandlerSize11) {
       handler->fold_many_hook = h->fold_many;
       handler->prefetch_hook = h->prefetch;
     }

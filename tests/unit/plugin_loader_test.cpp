@@ -66,3 +66,18 @@ TEST_CASE("broken plugins are refused with a clear reason - the rest load", "[pl
 
   CHECK_FALSE(r.load_dir("/nonexistent/plugins"));
 }
+
+TEST_CASE("a handler table shorter than the ABI 1.1 layout has no 1.1 hooks, whatever its plugin declares",
+          "[plugin]") {
+  plugin::Registry r;
+  REQUIRE(r.load_dir(TABA_TEST_BAD_PLUGIN_DIR));
+  const plugin::LoadReport* rep = report_for(r, "/short_table.so");
+  REQUIRE(rep);
+  CHECK(rep->loaded);
+  const plugin::Handler* h = r.find("ShortTable");
+  REQUIRE(h);
+  // The fields past its struct_size hold functions that abort: the loader
+  // must not have read them.
+  CHECK(h->fold_many_hook == nullptr);
+  CHECK(h->prefetch_hook == nullptr);
+}
