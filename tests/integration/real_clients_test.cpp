@@ -104,16 +104,21 @@ std::string body_of(const std::string& url, const std::string& path, const std::
   return r->body;
 }
 
-// Waits (15 s at most) until `p`logins shows all three events: through an
-// agent, posts arrive after its flush interval.
+// Waits (15 s at most) until the events of all three senders show at the fe:
+// through an agent, posts arrive after its flush interval, the three bodies
+// possibly in different flushes, and on Redis a be applies them after the fe
+// acknowledged them. `p`logins is in the first two bodies, `p`city in all three.
 void wait_arrived(const std::string& url, const std::string& p) {
-  std::string want = "\"1d\": {\"count\": 3, \"total\": 3";
+  const std::string logins = "\"1d\": {\"count\": 3, \"total\": 3";
+  const std::string city = p + "city: {\"Z\xc3\xbcrich\": 3}\n";
   for (int i = 0; i < 300; ++i) {
-    auto r = get(url, "/tabs?name=" + p + "logins");
-    if (r.ok() && r->body.find(want) != std::string::npos) return;
+    auto l = get(url, "/tabs?name=" + p + "logins");
+    auto c = get(url, "/tabs?name=" + p + "city");
+    if (l.ok() && l->body.find(logins) != std::string::npos && c.ok() && c->body == city) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  FAIL("the events of " << p << " never arrived: " << body_of(url, "/tabs?name=" + p + "logins"));
+  FAIL("the events of " << p << " never all arrived: " << body_of(url, "/tabs?name=" + p + "logins")
+                        << body_of(url, "/tabs?name=" + p + "city"));
 }
 
 // The aggregates all three senders make together, read at the fe.
@@ -208,6 +213,9 @@ TEST_CASE("real clients' bytes, to an fe and through an agent, on Redis + Sentin
   REQUIRE_OK(agent.start({"--config", agent_config(dir, fe.port())}));
   post_all(agent.url(), "a.", now);
   wait_arrived(fe.url(), "a.");
+  // The fe took every body; its names live on both shards, applied by the
+  // be each at its own pace: /flush returns once all of it is applied.
+  REQUIRE(post(fe.url(), "/flush", "").value().status == 200);
   check_aggregates(fe.url(), "a.");
   remove_tree(dir);
 }
