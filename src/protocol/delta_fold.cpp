@@ -1,0 +1,79 @@
+#include "protocol/delta_fold.h"
+
+#include <fmt/format.h>
+
+#include "protocol/delta_batch.h"
+
+namespace taba::protocol {
+
+bool DeltaFolder::fold(std::string_view client, std::string_view name, std::string_view type,
+                       const taba_event* events, size_t n, double now) {
+  key_.assign(client);
+  key_.push_back('\0');
+  key_.append(name);
+  key_.push_back('\0');
+  key_.append(type);
+  auto found = index_.find(key_);
+  if (found == index_.end()) {
+    const plugin::Handler* h = registry_->find(type);
+    if (!h) return false;
+    taba_state* s = h->new_state(client, now);
+    if (!s) return false;
+    h->fold(s, events, n, now);
+    index_.emplace(key_, entries_.size());
+    entries_.push_back(Entry{h, plugin::State(h, s), std::string(client), std::string(name), n});
+    events_ += n;
+    return true;
+  }
+  Entry& e = entries_[found->second];
+  const plugin::Handler* h = e.handler;
+  if (h->has_fold_many()) {
+    taba_state* const target[1] = {e.state.get()};
+    h->fold_many(target, 1, client, events, n, now);
+  } else {
+    taba_state* delta = h->new_state(client, now);
+    if (!delta) return false;
+    h->fold(delta, events, n, now);
+    h->merge(e.state.get(), delta, now);
+    h->free_state(delta);
+  }
+  e.events += n;
+  events_ += n;
+  return true;
+}
+
+Status DeltaFolder::fold_batch(std::string_view batch, bool written_here, BatchWriter* leftover) {
+  BatchReader reader(batch, written_here);
+  TABA_RETURN_IF_ERROR(reader.open());
+  const double now = reader.receive_time();
+  BatchBlock block;
+  Status s;
+  while (reader.next(&block, &scratch_, &s)) {
+    if (fold(block.client, block.name, block.type, scratch_.data(), scratch_.size(), now)) continue;
+    unfoldable_events_ += scratch_.size();
+    if (!leftover) continue;
+    leftover->begin_block(block.client, block.name, block.type);
+    for (const taba_event& e : scratch_) leftover->add_event(e.timestamp, e.payload);
+  }
+  return s;
+}
+
+Result<std::string> DeltaFolder::finish(double time) {
+  DeltaWriter w(time);
+  std::string bytes;
+  for (const Entry& e : entries_) {
+    bytes.clear();
+    if (!e.handler->serialize(e.state.get(), &bytes)) {
+      return Status::Internal(fmt::format("the {} handler could not serialize the delta of \"{}\" (client \"{}\")",
+                                          e.handler->type_name, e.name, e.client));
+    }
+    w.add(e.client, e.name, e.handler->type_name, e.events, e.handler->state_version(), bytes);
+  }
+  entries_.clear();
+  index_.clear();
+  events_ = 0;
+  unfoldable_events_ = 0;
+  return w.finish();
+}
+
+}  // namespace taba::protocol
