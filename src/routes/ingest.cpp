@@ -30,6 +30,7 @@ class BodyResolver : public protocol::TypeResolver {
 
   const plugin::Handler* resolve(std::string_view name, std::string_view type, std::string* err) override {
     const plugin::Handler* wanted = registry_->find(type);
+    if (!wanted && sink_->forwards_unknown_types()) wanted = unchecked(type);
     if (!wanted) {
       *err = fmt::format("unknown type \"{}\" (no loaded plugin serves it)", quote_for_error(type));
       return nullptr;
@@ -71,9 +72,29 @@ class BodyResolver : public protocol::TypeResolver {
     const plugin::Handler* handler;
     uint32_t blocks;  // blocks of this body using it, not refused
   };
+  // A stand-in handler for a type no loaded plugin serves (one per type, so
+  // that two such types still conflict under one name): its check_event
+  // accepts every event, and nothing else of it is called.
+  const plugin::Handler* unchecked(std::string_view type) {
+    static const taba_handler table = [] {
+      taba_handler t{};
+      t.struct_size = sizeof t;
+      t.check_event = [](const taba_event*, char*, size_t) { return TABA_OK; };
+      return t;
+    }();
+    auto it = unchecked_.find(type);
+    if (it == unchecked_.end()) {
+      auto h = std::make_unique<plugin::Handler>();
+      h->type_name.assign(type);
+      h->table = &table;
+      it = unchecked_.emplace(std::string(type), std::move(h)).first;
+    }
+    return it->second.get();
+  }
   const IngestSink* sink_;
   const plugin::Registry* registry_;
   StringMap<NewBinding> new_bindings_;
+  StringMap<std::unique_ptr<plugin::Handler>> unchecked_;
 };
 
 // The reply's account of refused blocks: "line N: reason" lines, or with
