@@ -1,7 +1,8 @@
-// The example plugin of examples/plugins/max_gauge (type MaxGauge) built
-// for a test with the system C compiler, and a plugins directory holding it
-// beside the built-in plugins: a type only the processes given that
-// directory serve.
+// The out-of-tree example plugin (examples/plugins/max_gauge) compiled with
+// the system C compiler into a plugins directory beside links to the
+// built-in plugins: what the tests that run tabad with a plugin built only
+// against the installed headers share (plugin_example_test.cpp,
+// delta_differential_test.cpp).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -14,9 +15,8 @@
 
 namespace taba::test {
 
-inline const std::string kSourceDir = TABA_SOURCE_DIR;
-inline const std::string kExampleDir = kSourceDir + "/examples/plugins/max_gauge";
-inline const std::string kIncludeDir = kSourceDir + "/include";
+inline const std::string kExampleDir = std::string(TABA_SOURCE_DIR) + "/examples/plugins/max_gauge";
+inline const std::string kIncludeDir = std::string(TABA_SOURCE_DIR) + "/include";
 
 // The C compiler: `cc` on $PATH (run_process wants a path).
 inline std::string c_compiler() { return find_on_path("cc"); }
