@@ -31,15 +31,14 @@ void DeadLetters::scan() {
 }
 
 bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t events, const std::string& reason,
-                        Form form) {
+                        const std::string& suffix) {
   // Named by the (derived) batch id alone, so that settling the same post
   // again (after a retry or a restart in the middle of a split) finds its
   // dead letter already written instead of writing and counting another.
   std::string stem = fmt::format("{}/dl-{}", dir_, id);
-  const std::string body_path = stem + (form == Form::kDelta ? ".delta" : ".v1");
   struct stat existing;
   if (::stat((stem + ".reason").c_str(), &existing) == 0) {
-    log::info("agent: dead letter {} was written before; not again", body_path);
+    log::info("agent: dead letter {}{} was written before; not again", stem, suffix);
     return true;
   }
   // Durable before the segment holding the same events is deleted.
@@ -52,21 +51,22 @@ bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t
     ok = std::fclose(f) == 0 && ok;
     return ok;
   };
-  bool ok = write_file(body_path, body) && write_file(stem + ".reason", reason);
+  bool ok = write_file(stem + suffix, body) && write_file(stem + ".reason", reason);
   if (!ok) {
     int err = errno;
-    ::unlink(body_path.c_str());
+    ::unlink((stem + suffix).c_str());
     ::unlink((stem + ".reason").c_str());
-    log::error("agent: cannot write the dead letter {} ({}): the batch stays in the spool and is retried",
-               body_path, fileio::errno_text(err));
+    log::error("agent: cannot write the dead letter {}{} ({}): the batch stays in the spool and is retried",
+               stem, suffix, fileio::errno_text(err));
     return false;
   }
   fileio::sync_dir(dir_);
-  log::error("agent: {} -> dead letter {}", reason.substr(0, std::min(reason.find('\n'), size_t{300})), body_path);
+  log::error("agent: {} -> dead letter {}{}", reason.substr(0, std::min(reason.find('\n'), size_t{300})), stem,
+             suffix);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.letters;
   stats_.events += events;
-  for (const std::string& p : {body_path, stem + ".reason"}) {
+  for (const std::string& p : {stem + suffix, stem + ".reason"}) {
     struct stat st;
     if (::stat(p.c_str(), &st) == 0) {
       files_.emplace_back(p, static_cast<uint64_t>(st.st_size));
@@ -78,10 +78,7 @@ bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t
     files_.pop_front();
     ::unlink(path.c_str());
     stats_.bytes -= size;
-    auto ends_with = [&](std::string_view suffix) {
-      return path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (ends_with(".v1") || ends_with(".delta")) ++stats_.discarded;
+    if (path.ends_with(".v1") || path.ends_with(".delta")) ++stats_.discarded;  // one per letter: its body
     log::warn("agent: dead letters over {} bytes: deleted the oldest, {}", max_bytes_, path);
   }
   return true;
@@ -112,6 +109,21 @@ std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events) {
+  protocol::V1Encoder enc;
+  size_t base = 0;
+  for (const SpoolRecord& r : contents.records) {
+    size_t seen = 0;
+    Status st = enc.add_batch(r.batch, [&](size_t b) {
+      seen = std::max(seen, b + 1);
+      return std::binary_search(picks.begin(), picks.end(), base + b);
+    });
+    if (st.ok()) base += seen;
+  }
+  *events = enc.events();
+  return enc.events() == 0 ? std::string() : enc.finish();
 }
 
 }  // namespace taba::agent

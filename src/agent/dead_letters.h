@@ -3,10 +3,9 @@
 // dead letters").
 //
 // A dead letter is two files, `dl-<id>.v1` (the refused blocks or posts as a
-// wire-protocol-v1 body) or `dl-<id>.delta` (refused delta blocks as a delta
-// batch in its envelope, a body for POST /post_delta), and `dl-<id>.reason`
-// (who refused what, and why), both fsynced before the caller drops its own
-// copy. Written once per id:
+// wire-protocol-v1 body; `dl-<id>.delta` for refused delta blocks, in the
+// envelope POST /post_delta takes) and `dl-<id>.reason` (who refused what, and why),
+// both fsynced before the caller drops its own copy. Written once per id:
 // writing an id again (a retry, a restart in the middle of settling) finds
 // it and counts nothing. Past `max_bytes` the oldest files are deleted and
 // counted. Thread-safe.
@@ -39,11 +38,10 @@ class DeadLetters {
   // Creates the directory if needed and takes stock of what it holds
   // (oldest first, for the cap). Call once, before write().
   void scan();
-  enum class Form { kV1, kDelta };
-  // Writes dl-<id>.v1 (or .delta) and dl-<id>.reason. `id` must be safe as
-  // part of a file name. False when they could not be written.
-  bool write(const std::string& id, const std::string& body, uint64_t events, const std::string& reason,
-             Form form = Form::kV1);
+  // Writes dl-<id><suffix> (the body) and dl-<id>.reason. `id` must be safe
+  // as part of a file name. False when they could not be written.
+  bool write(const std::string& id, const std::string& v1_body, uint64_t events, const std::string& reason,
+             const std::string& suffix = ".v1");
   Stats stats() const;
   const std::string& dir() const { return dir_; }
 
@@ -59,5 +57,9 @@ class DeadLetters {
 // point into, ascending.
 std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<protocol::V1Encoder::BlockLines>& lines);
 
+// The blocks `picks` (sorted; numbered across the records in order, as one
+// V1Encoder over every record numbers them, a corrupt record having none)
+// as one v1 body; *events receives their event count.
+std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events);
 
 }  // namespace taba::agent

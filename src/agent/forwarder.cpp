@@ -233,9 +233,9 @@ Status Forwarder::start() {
   return Status::Ok();
 }
 
-bool Forwarder::dead_letter(const std::string& id, const std::string& body, uint64_t events,
-                            const std::string& reason, DeadLetters::Form form) {
-  return impl_->dead_letters->write(id, body, events, reason, form);
+bool Forwarder::dead_letter(const std::string& id, const std::string& v1_body, uint64_t events,
+                            const std::string& reason, const std::string& suffix) {
+  return impl_->dead_letters->write(id, v1_body, events, reason, suffix);
 }
 
 void Forwarder::set_handlers(std::shared_ptr<const HandlerMap> handlers) {

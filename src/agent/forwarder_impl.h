@@ -71,7 +71,9 @@ struct Forwarder::Impl {
   // Sends a segment: its main part (as deltas, or as v1 to an fe without
   // /post_delta), then its leftovers; or post by post once it was split.
   Attempt send_segment(Sending& s);
-  Attempt send_main_deltas(Sending& s, bool* no_route);
+  // *as_v1: the fe does not take /post_delta, or the segment does not
+  // fold: its main part is to go as v1.
+  Attempt send_main_deltas(Sending& s, bool* as_v1);
   Attempt send_main_v1(Sending& s);
   Attempt send_leftovers(Sending& s);
   // Records what an endpoint's answer to /post_delta says of it (logged
@@ -112,7 +114,7 @@ struct Forwarder::Impl {
   // Writes the body and the reason into the dead-letter directory. False
   // when they could not be written (the caller then keeps the segment).
   bool dead_letter(const std::string& id, const std::string& body, uint64_t events, const Attempt& a,
-                   const std::string& endpoint, DeadLetters::Form form = DeadLetters::Form::kV1);
+                   const std::string& endpoint, const std::string& suffix = ".v1");
 };
 
 }  // namespace taba::agent

@@ -47,9 +47,10 @@ bool Forwarder::Impl::settle_refusals(
   }
   return dead_letters->write(
       id + "-refused", body, *refused_events,
-      fmt::format("batch {}: {} events in {} name block(s) refused by {} (the rest was "
-                  "applied): {}",
-                  id, *refused_events, blocks.size(), endpoint, a.refusals));
+      fmt::format("batch {}: {} events in {} name block(s) refused by {} ({}): {}", id, *refused_events,
+                  blocks.size(), endpoint,
+                  a.outcome == Outcome::kOk ? "the rest was applied" : fmt::format("HTTP {}", a.status),
+                  a.refusals));
 }
 
 bool Forwarder::Impl::settle_delta_refusals(const std::string& id, const RefusedDeltas& refused, const Attempt& a,
@@ -75,7 +76,7 @@ bool Forwarder::Impl::settle_delta_refusals(const std::string& id, const Refused
   }
   if (refused.delta.blocks > 0 &&
       !dead_letters->write(id + "-refused-delta", protocol::wrap_delta_body(refused.delta.body), refused.delta.events,
-                           reason(refused.delta), DeadLetters::Form::kDelta)) {
+                           reason(refused.delta), ".delta")) {
     return false;
   }
   return true;
@@ -250,7 +251,7 @@ Attempt Forwarder::Impl::send_delta_post(Sending& s, size_t i) {
   } else {
     // Refused whole for a reason naming no block: kept whole.
     if (!dead_letter(id, protocol::wrap_delta_body(one.batch), one.events, a, s.ep.address,
-                     DeadLetters::Form::kDelta)) {
+                     ".delta")) {
       return unsettled(a);
     }
     refused_events = one.events;
@@ -275,11 +276,11 @@ Attempt Forwarder::Impl::unsettled(Attempt a) {
 }
 
 bool Forwarder::Impl::dead_letter(const std::string& id, const std::string& body, uint64_t events,
-                                  const Attempt& a, const std::string& endpoint, DeadLetters::Form form) {
+                                  const Attempt& a, const std::string& endpoint, const std::string& suffix) {
   return dead_letters->write(
       id, body, events,
       fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", id, events, endpoint, a.status, a.message),
-      form);
+      suffix);
 }
 
 }  // namespace taba::agent

@@ -46,9 +46,9 @@ Attempt Forwarder::Impl::send_segment(Sending& s) {
       std::lock_guard<std::mutex> lock(mu);
       deltas = EndpointPool::may_take_deltas(s.ep, steady_ms());
     }
-    bool no_route = false;
-    if (deltas) a = send_main_deltas(s, &no_route);
-    if (!deltas || no_route) {
+    bool as_v1 = false;
+    if (deltas) a = send_main_deltas(s, &as_v1);
+    if (!deltas || as_v1) {
       if (s.forms.holds_deltas()) return wait_for_delta(s, a);
       a = send_main_v1(s);
     }
@@ -60,7 +60,7 @@ Attempt Forwarder::Impl::send_segment(Sending& s) {
   return send_leftovers(s);
 }
 
-Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* no_route) {
+Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* as_v1) {
   Segment& seg = s.seg;
   DeltaBody body;
   Status folded = s.forms.fold(&body);
@@ -68,7 +68,15 @@ Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* no_route) {
     Attempt a;
     a.status = -1;  // not the endpoint's fault
     a.message = fmt::format("cannot fold batch {}: {}", seg.batch_id, folded.message());
-    log::error("agent: {}; it stays in the spool and is tried again", a.message);
+    if (folded.code() != Status::Code::kUnavailable) {
+      // A record that reads but does not fold (damage its checksum missed),
+      // or a handler that cannot serialize: v1 needs neither (the encoder
+      // skips what it cannot read).
+      log::error("agent: {}; sending it as v1", a.message);
+      *as_v1 = true;
+    } else {
+      log::error("agent: {}; it stays in the spool and is tried again", a.message);
+    }
     return a;
   }
   std::string wire = protocol::wrap_delta_body(body.batch);
@@ -76,7 +84,7 @@ Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* no_route) {
   Attempt a = post_delta(wire, options.compress_deltas, seg.batch_id, s.ep, options.token, s.conn, s.timeout_ms);
   if (a.no_delta_route) {
     note_delta_route(s.ep, false, a);
-    *no_route = true;
+    *as_v1 = true;
     return a;
   }
   if (a.outcome != Outcome::kRetry) note_delta_route(s.ep, true, a);
