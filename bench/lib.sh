@@ -101,3 +101,11 @@ wait_answers() {
     sleep 0.1
   done
 }
+
+# cpu_s PID...: the CPU-seconds (utime + stime, all threads) the processes
+# have used so far, from /proc/PID/stat.
+cpu_s() {
+  tck=$(getconf CLK_TCK)
+  for p in "$@"; do cat "/proc/$p/stat"; done |
+    awk -v tck="$tck" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.3f\n", t / tck }'
+}
