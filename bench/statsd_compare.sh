@@ -726,6 +726,9 @@ run_one() {
     return 0
   fi
   field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+  if [ "$rt" != burst ] && [ "$(field sent_lines)" -lt "$(echo "$rt $DURATION" | awk '{ printf "%.0f", 0.95 * $1 * $2 }')" ]; then
+    say "$tg at $rt: the sender offered only $(field sent_lines) lines in ${DURATION} s (CPU 1 busy, or the rate beyond one sender): a lower rate in this run"
+  fi
   echo "$tg $rt $(field sent_lines) $(field received_lines) $(field loss_pct) $(field receiver_cpu_s)" \
     "$(field cpu_s_per_million_lines) $(field lines_per_cpu_s) $delivered $(field cpu_by_pid) $(field send_secs)" \
     >>"$TOP/results.txt"
