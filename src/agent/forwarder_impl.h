@@ -76,6 +76,9 @@ struct Forwarder::Impl {
   Attempt send_main_deltas(Sending& s, bool* as_v1);
   Attempt send_main_v1(Sending& s);
   Attempt send_leftovers(Sending& s);
+  // Counts a delta post the fe answered (acknowledged when a.outcome is
+  // kOk; refused whole otherwise: its bytes only).
+  void count_delta_post(const Attempt& a, size_t wire_bytes, uint64_t blocks_applied);
   // Records what an endpoint's answer to /post_delta says of it (logged
   // when it changes).
   void note_delta_route(Endpoint& ep, bool served, const Attempt& a);

@@ -257,13 +257,7 @@ Attempt Forwarder::Impl::send_delta_post(Sending& s, size_t i) {
     refused_events = one.events;
   }
   s.events_ok += one.events - std::min(one.events, refused_events);
-  count([&](ForwarderStats& t) {
-    t.bytes_sent += wire.size();
-    if (a.outcome == Outcome::kOk) {
-      ++t.delta_posts;
-      t.delta_blocks += one.blocks - refused.blocks;
-    }
-  });
+  count_delta_post(a, wire.size(), one.blocks - refused.blocks);
   a.outcome = Outcome::kOk;
   return a;
 }

@@ -96,13 +96,7 @@ Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* as_v1) {
   if (a.outcome == Outcome::kOk || all_named) {
     if (!settle_delta_refusals(seg.batch_id, refused, a, s.ep.address)) return unsettled(a);
     s.events_ok += body.events - std::min(body.events, refused.events());
-    count([&](ForwarderStats& t) {
-      t.bytes_sent += wire.size();
-      if (a.outcome == Outcome::kOk) {
-        ++t.delta_posts;
-        t.delta_blocks += body.blocks - refused.blocks;
-      }
-    });
+    count_delta_post(a, wire.size(), body.blocks - refused.blocks);
     a.outcome = Outcome::kOk;
     return a;
   }
@@ -170,6 +164,16 @@ Attempt Forwarder::Impl::send_leftovers(Sending& s) {
   });
   a.outcome = Outcome::kOk;
   return a;
+}
+
+void Forwarder::Impl::count_delta_post(const Attempt& a, size_t wire_bytes, uint64_t blocks_applied) {
+  count([&](ForwarderStats& t) {
+    t.bytes_sent += wire_bytes;
+    if (a.outcome == Outcome::kOk) {
+      ++t.delta_posts;
+      t.delta_blocks += blocks_applied;
+    }
+  });
 }
 
 void Forwarder::Impl::note_delta_route(Endpoint& ep, bool served, const Attempt& a) {

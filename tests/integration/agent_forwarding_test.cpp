@@ -331,13 +331,7 @@ TEST_CASE("agent forwarding: leftover blocks an fe without their plugin refuses 
   double t = now_s();
   REQUIRE(status_of(agent.post("/post", v1_body({{"c1", {{"nope", {event_line("NoSuchPlugin", t, "1")}}}}}))) == 200);
   REQUIRE(status_of(agent.post("/post", totals_body("c2", "lr.good", 3, 1, t))) == 200);
-  AgentStatus s;
-  REQUIRE(eventually(
-      [&] {
-        s = agent_status(agent);
-        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 1;
-      },
-      15000));
+  AgentStatus s = wait_dead_lettered(agent, 15000);
   fe_flush(fe);
   CHECK(tabs_json(fe, "name=lr.good")["lr.good"].count == 3);
   CHECK(s.dead_events == 1);
@@ -369,13 +363,7 @@ TEST_CASE("agent forwarding: a block the fe refuses is a dead letter that applie
                                                    event_line("TotalsCounter", t, "3")}},
                                       {"rp.good", {event_line("TotalsCounter", t, "7")}}}}});
   REQUIRE(status_of(agent.post("/post", body)) == 200);
-  AgentStatus s;
-  REQUIRE(eventually(
-      [&] {
-        s = agent_status(agent);
-        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 1;
-      },
-      15000));
+  AgentStatus s = wait_dead_lettered(agent, 15000);
   fe_flush(fe);
   CHECK(tabs_json(fe, "name=rp.good")["rp.good"].count == 1);
   CHECK(s.dead_events == 3);

@@ -92,6 +92,21 @@ inline bool wait_drained(const TabadProcess& agent, int timeout_ms) {
       timeout_ms);
 }
 
+// Waits until the agent's spool is empty, nothing is in flight and at least
+// one dead letter was written; its status then.
+inline AgentStatus wait_dead_lettered(const TabadProcess& agent, int timeout_ms) {
+  AgentStatus s;
+  bool settled = eventually(
+      [&] {
+        s = agent_status(agent);
+        return s.ok && s.spool_events == 0 && s.in_flight == 0 && s.dead_batches >= 1;
+      },
+      timeout_ms);
+  INFO(s.raw);
+  REQUIRE(settled);
+  return s;
+}
+
 // POST /flush on the fe: everything it acknowledged is applied.
 inline void fe_flush(const TabadProcess& fe) {
   auto r = fe.post("/flush", "");
