@@ -168,10 +168,10 @@ Status EmbeddedStore::apply_events(protocol::BatchReader* reader_ptr, double now
   return s;
 }
 
-// Per delta block: the name's entry (created, or skipped when bound to
-// another type, as for events); the state deserialized (a block that does
-// not read - corrupt at replay, or a plugin that changed - is logged,
-// counted in blocks_dropped and skipped); then a client without a state
+// Per delta block: the state deserialized (a block that does not read -
+// corrupt at replay, or a plugin that changed - is logged, counted in
+// blocks_dropped and skipped); the name's entry (created, or skipped when
+// bound to another type, as for events); then a client without a state
 // takes the delta as its state and it is merged into the aggregate,
 // otherwise it is merged into both the client's state and the aggregate,
 // then freed.
@@ -179,10 +179,11 @@ Status EmbeddedStore::apply_deltas(protocol::DeltaReader* reader, double now, bo
   protocol::DeltaBlock block;
   Status s;
   while (reader->next(&block, &s)) {
-    NameEntry* entry = nullptr;
-    TABA_RETURN_IF_ERROR(name_entry(block.name, block.type, now, replay, &entry));
-    if (!entry) continue;  // bound to another type: skipped
-    const plugin::Handler* h = entry->handler;
+    const plugin::Handler* h = registry_->find(block.type);
+    if (!h) {
+      return Status::Invalid(
+          fmt::format("name \"{}\" has type \"{}\", which no loaded plugin serves", block.name, block.type));
+    }
     Result<State> delta = h->deserialize(block.state, block.state_version);
     if (!delta.ok()) {
       ++stats_.blocks_dropped;
@@ -190,8 +191,15 @@ Status EmbeddedStore::apply_deltas(protocol::DeltaReader* reader, double now, bo
                  "is dropped: {}",
                  replay ? "replayed" : "live", block.name, block.client, block.events, block.state_version,
                  delta.status().message());
+      // A name this block would have made is not held for it any longer.
+      if (names_.find(block.name) == names_.end()) {
+        if (auto r = reserved_.find(block.name); r != reserved_.end()) reserved_.erase(r);
+      }
       continue;
     }
+    NameEntry* entry = nullptr;
+    TABA_RETURN_IF_ERROR(name_entry(block.name, block.type, now, replay, &entry));
+    if (!entry) continue;  // bound to another type: skipped
     ClientIndex ci = intern_client(block.client);
     if (State* existing = entry->states.find(ci)) {
       h->merge(existing->get(), delta.value().get(), now);
