@@ -266,9 +266,9 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
       ex->reply(http::Response::text(200, "ready\n"));
     }
   } else {
-    ex->reply(http::Response::text(
-        404, fmt::format("no such route: {} (the agent serves /post /post_zip /post_delta /status /metrics /healthz /readyz)\n",
-                         req.path)));
+    ex->reply(http::Response::text(404, fmt::format("no such route: {} (the agent serves /post /post_zip /post_delta "
+                                                    "/status /metrics /healthz /readyz)\n",
+                                                    req.path)));
   }
   return nullptr;
 }

@@ -20,7 +20,9 @@ std::string printable(std::string_view value) {
   return check_identifier(value).empty() ? std::string(value) : quote_for_error(value);
 }
 
-uint64_t saturating_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+uint64_t saturating_add(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
 // The smallest block: empty client, name, type and state.
 constexpr size_t kMinBlockBytes = 2 + 2 + 1 + 8 + 4 + 4;
@@ -44,7 +46,8 @@ bool DeltaIngestRequest::take(std::string_view bytes) {
   // A body that does not start with the magic (a v1 body sent here, say)
   // is refused as soon as that shows.
   const size_t magic = protocol::kDeltaMagic.size();
-  if (before < magic && body_.size() >= magic && std::string_view(body_).substr(0, magic) != protocol::kDeltaMagic) {
+  if (before < magic && body_.size() >= magic &&
+      std::string_view(body_).substr(0, magic) != protocol::kDeltaMagic) {
     reject(400, protocol::unwrap_delta_body(body_).status().message());
     return false;
   }
@@ -169,8 +172,9 @@ bool DeltaIngestRequest::judge(const protocol::DeltaBlock& block, protocol::Refu
   if (!state.ok()) {
     resolver_.refused(block.name);
     const std::string& why = state.status().message();
-    r->reason = fmt::format("{} state ({} bytes, version {}) does not deserialize: {}", h->type_name,
-                            block.state.size(), block.state_version, why.empty() ? "the plugin gave no reason" : why);
+    r->reason =
+        fmt::format("{} state ({} bytes, version {}) does not deserialize: {}", h->type_name,
+                    block.state.size(), block.state_version, why.empty() ? "the plugin gave no reason" : why);
     return false;
   }
   return true;

@@ -33,8 +33,8 @@ std::string refusal_body(const std::vector<protocol::Refusal>& refusals, uint64_
   return out;
 }
 
-void Refused::fill(const http::Request& request, const std::vector<protocol::Refusal>& refusals, uint64_t applied,
-                   const char* unit) {
+void Refused::fill(const http::Request& request, const std::vector<protocol::Refusal>& refusals,
+                   uint64_t applied, const char* unit) {
   if (refusals.empty()) return;
   blocks = refusals.size();
   for (const protocol::Refusal& r : refusals) events += r.events;
