@@ -397,4 +397,10 @@ TEST_CASE("delta differential in Redis: events posted as v1 and as folded deltas
   const uint64_t events = post_rounds(pair, plugins.registry, rng);
   compare_renders(pair);
   CHECK(metric(body_text(b.get("/metrics")), "taba_delta_events_total") == static_cast<double>(events));
+  // The two sides are two stores: an event posted to A alone shows in A only.
+  REQUIRE(status_of(a.post("/post", v1_body({{"web01", {{"only.a", {event_line("TotalsCounter", now_s(), "1")}}}}}))) ==
+          200);
+  REQUIRE(status_of(a.post("/flush", "")) == 200);
+  CHECK(render(a, "/names", "text/plain").find("only.a") != std::string::npos);
+  CHECK(render(b, "/names", "text/plain").find("only.a") == std::string::npos);
 }
