@@ -89,6 +89,13 @@ class StoreRun {
   Status submit(const std::string& body, store::BatchId id = {}) {
     return submit_decoded(test::decode_v1(body, wall_now(), store_.get()), std::move(id));
   }
+  // The events of `body`, received at `t`, folded into a delta batch (as
+  // the edge folds them) and submitted with the bindings the body makes.
+  Status submit_folded(const std::string& body, double t, store::BatchId id = {}) {
+    test::DecodedBody folded = test::decode_v1(body, t, store_.get());
+    folded.batch = test::delta_batch(body, t);
+    return submit_decoded(std::move(folded), std::move(id));
+  }
   Status submit_decoded(test::DecodedBody decoded, store::BatchId id = {}) {
     Status result = Status::Internal("submit did not answer");
     bool done = false;
@@ -442,9 +449,7 @@ TEST_CASE("embedded store: delta batches give the states their events give, live
   for (size_t i = 0; i < bodies.size(); ++i) {
     const std::string v1 = test::v1_body(bodies[i], t);
     REQUIRE(events.submit_decoded(test::decode_v1(v1, t, &events.store())).ok());
-    test::DecodedBody folded = test::decode_v1(v1, t, &deltas.store());
-    folded.batch = test::delta_batch(v1, t);
-    REQUIRE(deltas.submit_decoded(std::move(folded)).ok());
+    REQUIRE(deltas.submit_folded(v1, t).ok());
     if (i == 0) REQUIRE(deltas.snapshot().ok());  // the second batch only in the WAL
   }
   const std::vector<std::string> want = contents(events.store(), t);
@@ -457,9 +462,7 @@ TEST_CASE("embedded store: delta batches give the states their events give, live
   const std::string again = test::v1_body({{"web04", "hits", "TotalsCounter", "9"}}, t);
   for (int attempt = 0; attempt < 2; ++attempt) {
     REQUIRE(events.submit_decoded(test::decode_v1(again, t, &events.store()), {"b-9", true}).ok());
-    test::DecodedBody folded = test::decode_v1(again, t, &deltas.store());
-    folded.batch = test::delta_batch(again, t);
-    REQUIRE(deltas.submit_decoded(std::move(folded), {"b-9", true}).ok());
+    REQUIRE(deltas.submit_folded(again, t, {"b-9", true}).ok());
   }
   CHECK(deltas.store().stats().batches_duplicate == 1);
   const std::vector<std::string> after = contents(events.store(), t);
@@ -498,9 +501,7 @@ TEST_CASE("embedded store: delta batches give the states their events give, live
   recovered.set_name_limits({0, 10});
   std::vector<Event> many;
   for (int i = 0; i < 8; ++i) many.push_back({"web03", fmt::format("n{}", i), "TotalsCounter", "1"});
-  test::DecodedBody wide = test::decode_v1(test::v1_body(many, t), t, &recovered);
-  wide.batch = test::delta_batch(test::v1_body(many, t), t);
-  Status limited = crashed.submit_decoded(std::move(wide));
+  Status limited = crashed.submit_folded(test::v1_body(many, t), t);
   CHECK(limited.code() == Status::Code::kLimit);
   CHECK(limited.message() ==
         "client \"web03\" has 3 names and this body adds 8 new, more than ingest.max_names_per_client (10); nothing "
