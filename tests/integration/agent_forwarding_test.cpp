@@ -29,6 +29,7 @@
 #include "http/inflate.h"
 #include "plugin/registry.h"
 #include "protocol/batch.h"
+#include "protocol/delta_batch.h"
 #include "protocol/delta_fold.h"
 #include "protocol/payload.h"
 
@@ -115,34 +116,42 @@ std::string exchange_raw(int port, const std::string& request) {
   return response;
 }
 
-// A v1 batch received at `t` (as the agent's ingest writes them), every
-// event stamped `t`.
-std::string v1_batch(double t, const std::string& client, const std::string& name, const std::string& type,
-                     const std::vector<std::string>& payloads) {
-  protocol::BatchWriter w;
-  w.reset(t);
-  w.begin_block(client, name, type);
-  for (const std::string& p : payloads) {
-    taba_event ev;
-    REQUIRE(protocol::parse_payload(p, &ev).empty());
-    w.add_event(t, ev.payload);
-  }
-  return w.finish();
-}
+// One (client, name) block of events of one type, payloads as JSON text.
+struct Block {
+  std::string client, name, type;
+  std::vector<std::string> payloads;
+};
 
-// A spool segment file holding one record: a delta batch folded from
-// `payloads` of one (client, name, type), as a client-proxy posts them.
-// Returns the batch id in its header.
-std::string write_delta_segment(const std::string& spool_dir, const std::string& client, const std::string& name,
-                                const std::string& type, const std::vector<std::string>& payloads) {
+// The delta batch a client-proxy would fold `blocks` into, every event
+// stamped `t`.
+std::string delta_batch(double t, const std::vector<Block>& blocks) {
   static plugin::Registry registry;
   static const bool loaded = registry.load_dir(TABA_TEST_PLUGIN_DIR);
   REQUIRE(loaded);
+  protocol::BatchWriter w;
+  w.reset(t);
+  for (const Block& b : blocks) {
+    w.begin_block(b.client, b.name, b.type);
+    for (const std::string& p : b.payloads) {
+      taba_event ev;
+      REQUIRE(protocol::parse_payload(p, &ev).empty());
+      w.add_event(t, ev.payload);
+    }
+  }
   protocol::DeltaFolder folder(&registry);
-  REQUIRE(folder.fold_batch(v1_batch(now_s(), client, name, type, payloads), true, nullptr).ok());
-  auto delta = folder.finish(now_s());
+  REQUIRE(folder.fold_batch(w.finish(), true, nullptr).ok());
+  auto delta = folder.finish(t);
   REQUIRE(delta.ok());
-  std::string payload = agent::encode_spool_record("", static_cast<uint32_t>(payloads.size()), delta.value());
+  return delta.value();
+}
+
+// A spool segment file holding one record, a delta batch of `blocks` (a
+// client-proxy's post). Returns the batch id in its header.
+std::string write_delta_segment(const std::string& spool_dir, const std::vector<Block>& blocks) {
+  std::string batch = delta_batch(now_s(), blocks);
+  uint32_t events = 0;
+  for (const Block& b : blocks) events += static_cast<uint32_t>(b.payloads.size());
+  std::string payload = agent::encode_spool_record("", events, batch);
   const std::string batch_id(32, 'd');
   std::string bytes = "TABASPL1" + batch_id;
   char header[recordlog::kHeaderBytes];
@@ -152,6 +161,14 @@ std::string write_delta_segment(const std::string& spool_dir, const std::string&
   std::filesystem::create_directories(spool_dir);
   REQUIRE(write_text_file(spool_dir + "/seg-00000000000000000001.batch", bytes).ok());
   return batch_id;
+}
+
+// POSTs a delta batch, in its envelope, to `path` of `p`.
+Result<http::ClientResponse> post_delta(const TabadProcess& p, const std::string& batch,
+                                        const std::vector<http::Header>& extra = {}) {
+  std::vector<http::Header> headers{{"Content-Type", std::string(protocol::kDeltaContentType)}};
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  return p.post("/post_delta", protocol::wrap_delta_body(batch), headers);
 }
 
 std::string metrics_of(const TabadProcess& p) { return body_text(p.get("/metrics")); }
@@ -181,7 +198,7 @@ TEST_CASE("agent forwarding: an fe without /post_delta gets v1 on /post_zip (rem
   });
   // A batch of deltas from a client-proxy, spooled before the agent starts.
   std::string agent_dir = dir.path + "/agent";
-  std::string delta_id = write_delta_segment(agent_dir + "/spool", "proxyhost", "old.delta", "TotalsCounter", {"1", "2"});
+  std::string delta_id = write_delta_segment(agent_dir + "/spool", {{"proxyhost", "old.delta", "TotalsCounter", {"1", "2"}}});
   TabadProcess agent;
   REQUIRE_OK(agent.start({"--config", agent_config(dir.path, old_fe.port(), "forward_concurrency = 1\n")}, agent_dir));
 
@@ -252,7 +269,7 @@ TEST_CASE("agent forwarding: a batch whose 200 is lost is sent again under its i
     std::string response = exchange_raw(fe_port, raw);
     if (r.path == "/post_delta" || r.path == "/post_zip") {
       std::lock_guard<std::mutex> lock(mu);
-      ids.push_back(r.header("taba-batch-id"));
+      ids.push_back(r.path + " " + r.header("taba-batch-id"));
     }
     bool applied = response.rfind("HTTP/1.1 200", 0) == 0;
     if (applied && (r.path == "/post_delta" || r.path == "/post_zip") && dropped.fetch_add(1) < 2) {
@@ -273,10 +290,11 @@ TEST_CASE("agent forwarding: a batch whose 200 is lost is sent again under its i
   {
     std::lock_guard<std::mutex> lock(mu);
     INFO(fmt::format("{}", fmt::join(ids, " ")));
-    // The post applied twice more carries the same id each time.
-    REQUIRE(ids.size() >= 3);
-    CHECK(ids[ids.size() - 1] == ids[ids.size() - 3]);
-    CHECK(ids[ids.size() - 2] == ids[ids.size() - 3]);
+    // The batch went as deltas three times, under the same id each time.
+    REQUIRE(ids.size() == 3);
+    CHECK(ids[0].rfind("/post_delta ", 0) == 0);
+    CHECK(ids[1] == ids[0]);
+    CHECK(ids[2] == ids[0]);
   }
   AgentStatus s = agent_status(agent);
   CHECK(s.forwarded_events == 4);
@@ -315,6 +333,9 @@ TEST_CASE("agent forwarding: blocks of a type the agent has no plugin for are ap
   std::string metrics = metrics_of(agent);
   CHECK(metric(metrics, "taba_agent_leftover_events_total") == 4);
   CHECK(metric(metrics, "taba_agent_events_forwarded_total") == 5);
+  // lo.tot folded into the batch's deltas, the MaxGauge events as v1.
+  CHECK(metric(metrics, "taba_agent_forward_posts_total{form=\"delta\"}") == 1);
+  CHECK(metric(metrics, "taba_agent_forward_posts_total{form=\"v1\"}") == 1);
   // The one dead letter is the agent's own refusal of the post that was not JSON.
   AgentStatus s = agent_status(agent);
   CHECK(s.dead_batches == 1);
@@ -385,4 +406,99 @@ TEST_CASE("agent forwarding: a block the fe refuses is a dead letter that applie
   CHECK(got["rp.bound"].count == 3);
   CHECK(got["rp.bound"].total == Approx(6.0));
   CHECK(body_text(fe.get("/types?name=rp.bound")) == "rp.bound: TotalsCounter\n");
+}
+
+TEST_CASE("agent forwarding: v1 and delta posts of one batch reach the fe as one delta batch and arrive exactly",
+          "[e2e][agent][delta]") {
+  TempDir dir("agent-deltas");
+  TabadProcess fe;
+  REQUIRE_OK(fe.start({"--config", fe_config(dir.path)}));
+  TabadProcess agent;  // one batch for both posts
+  REQUIRE_OK(agent.start({"--config", agent_config(dir.path, fe.port(), "flush_interval_ms = 1000\n")}));
+  double t = now_s();
+  std::string v1 = v1_body({{"c1", {{"f.cnt", {event_line("CounterGroup", t, "12.5"), event_line("CounterGroup", t, "3")}},
+                                    {"f.tot", {event_line("TotalsCounter", t, "1"), event_line("TotalsCounter", t, "2")}}}},
+                            {"c2", {{"f.cnt", {event_line("CounterGroup", t, "4")}},
+                                    {"f.tot", {event_line("TotalsCounter", t, "10")}}}}});
+  REQUIRE(status_of(agent.post("/post", v1)) == 200);
+  auto r = post_delta(agent, delta_batch(t, {{"proxyhost", "f.tot", "TotalsCounter", {"5", "6"}},
+                                             {"proxyhost", "f.pd", "TotalsCounter", {"7"}}}));
+  INFO(body_text(r));
+  REQUIRE(status_of(r) == 200);
+  REQUIRE(wait_drained(agent, 15000));
+  fe_flush(fe);
+
+  auto cnt = tabs_json(fe, "name=f.cnt", "/pct/count", "/pct/total");
+  CHECK(cnt["f.cnt"].count == 3);
+  CHECK(cnt["f.cnt"].total == Approx(19.5));
+  auto cnt1m = tabs_json(fe, "name=f.cnt", "/1m/count", "/1m/total");
+  CHECK(cnt1m["f.cnt"].count == 3);
+  auto tot = tabs_json(fe, "name=f.tot,f.pd");
+  CHECK(tot["f.tot"].count == 5);
+  CHECK(tot["f.tot"].total == Approx(24.0));
+  CHECK(tot["f.pd"].count == 1);
+  CHECK(tot["f.pd"].total == Approx(7.0));
+  CHECK(body_text(fe.get("/clients")) == "c1\nc2\nproxyhost\n");
+  CHECK(body_text(fe.get("/tabs?name=f.tot&client=c2", "application/json")).find("\"count\": 1") != std::string::npos);
+
+  // One delta batch: four folded states and the two blocks copied.
+  std::string fe_metrics = metrics_of(fe);
+  CHECK(metric(fe_metrics, "taba_delta_bodies_total") == 1);
+  CHECK(metric(fe_metrics, "taba_delta_blocks_total") == 6);
+  CHECK(metric(fe_metrics, "taba_delta_events_total") == 9);
+  std::string metrics = metrics_of(agent);
+  CHECK(metric(metrics, "taba_agent_forward_posts_total{form=\"delta\"}") == 1);
+  CHECK(metric(metrics, "taba_agent_forward_posts_total{form=\"v1\"}") == 0);
+  CHECK(metric(metrics, "taba_agent_delta_blocks_forwarded_total") == 6);
+  CHECK(metric(metrics, "taba_agent_events_forwarded_total") == 9);
+  CHECK(metric(metrics, fmt::format("taba_agent_endpoint_takes_deltas{{endpoint=\"127.0.0.1:{}\"}}", fe.port())) == 1);
+}
+
+TEST_CASE("agent forwarding: a client-proxy's delta block the fe refuses is a .delta dead letter that /post_delta takes "
+          "once the name is deleted",
+          "[e2e][agent][delta]") {
+  TempDir dir("agent-delta-dead");
+  TabadProcess fe;
+  REQUIRE_OK(fe.start({"--config", fe_config(dir.path)}));
+  double t = now_s();
+  REQUIRE(status_of(fe.post("/post", v1_body({{"direct", {{"dd.bound", {event_line("Gauge", t, "\"red\"")}}}}}))) ==
+          200);
+  TabadProcess agent;
+  REQUIRE_OK(agent.start({"--config", agent_config(dir.path, fe.port())}));
+  REQUIRE(status_of(post_delta(agent, delta_batch(t, {{"proxyhost", "dd.bound", "TotalsCounter", {"1", "2", "3"}},
+                                                      {"proxyhost", "dd.good", "TotalsCounter", {"4"}}}))) == 200);
+  AgentStatus s = wait_dead_lettered(agent, 15000);
+  fe_flush(fe);
+  CHECK(tabs_json(fe, "name=dd.good")["dd.good"].count == 1);
+  CHECK(s.dead_events == 3);
+  CHECK(s.forwarded_events == 1);
+  std::string dl_dir = agent.data_dir() + "/dead-letters";
+  std::vector<std::string> files = list_dir(dl_dir);
+  INFO(fmt::format("{}", fmt::join(files, " ")));
+  REQUIRE(files.size() == 2);
+  REQUIRE(ends_with(files[0], "-refused-delta.delta"));
+  REQUIRE(files[1] == files[0].substr(0, files[0].size() - 6) + ".reason");
+  std::string letter = read_file(dl_dir + "/" + files[0]);
+  std::string reason = read_file(dl_dir + "/" + files[1]);
+  CHECK(reason.find("3 events in 1 name block(s) refused by") != std::string::npos);
+  CHECK(reason.find("block 1: client \"proxyhost\" name \"dd.bound\" type TotalsCounter, 3 events: type "
+                    "\"TotalsCounter\" conflicts with type \"Gauge\" bound to name \"dd.bound\"") != std::string::npos);
+  // The refused block alone, in the envelope /post_delta takes.
+  auto batch = protocol::unwrap_delta_body(letter);
+  REQUIRE(batch.ok());
+  protocol::DeltaReader reader(batch.value());
+  REQUIRE(reader.open().ok());
+  CHECK(reader.block_count() == 1);
+
+  // Refused again while the name is bound; applied once it is deleted.
+  auto again = fe.post("/post_delta", letter, {{"Content-Type", std::string(protocol::kDeltaContentType)}});
+  CHECK(status_of(again) == 400);
+  REQUIRE(status_of(fe.post("/delete?name=dd.bound", "")) == 200);
+  auto replay = fe.post("/post_delta", letter, {{"Content-Type", std::string(protocol::kDeltaContentType)}});
+  INFO(body_text(replay));
+  REQUIRE(status_of(replay) == 200);
+  fe_flush(fe);
+  auto got = tabs_json(fe, "name=dd.bound");
+  CHECK(got["dd.bound"].count == 3);
+  CHECK(got["dd.bound"].total == Approx(6.0));
 }
