@@ -63,7 +63,7 @@ bool Forwarder::Impl::settle_delta_refusals(const std::string& id, const Refused
     return true;
   }
   auto reason = [&](const RefusedDeltas::Part& part) {
-    return fmt::format("batch {}: {} events in {} name block(s) refused by {} ({}):\n{}", id, part.events,
+    return fmt::format("batch {}: {} events in {} name block(s) refused by {} ({}): {}", id, part.events,
                        part.blocks, endpoint,
                        a.outcome == Outcome::kOk ? "the rest was applied" : fmt::format("HTTP {}", a.status),
                        part.reasons);
