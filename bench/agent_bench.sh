@@ -42,7 +42,7 @@ for policy in everysec always; do
   fe_cpu=$(awk -v a="$fe_cpu0" -v b="$(cpu_s "$FE")" 'BEGIN { printf "%.3f", b - a }')
   fe_events=$(( $(metric "$FEP" taba_store_events_applied_total) - fe_events0 ))
   echo "agent_bench: fsync = $policy: fe: $fe_events events applied for $fe_cpu CPU-s:" \
-    "$(awk -v e="$fe_events" -v c="$fe_cpu" 'BEGIN { printf "%.0f", c > 0 ? e / c : 0 }') events per fe CPU-second"
+    "$(awk -v e="$fe_events" -v c="$fe_cpu" 'BEGIN { printf "%.0f", (c > 0 ? e / c : 0) }') events per fe CPU-second"
   kill "$AGENT"
   wait "$AGENT" 2>/dev/null || true
   PIDS=" $FE"
