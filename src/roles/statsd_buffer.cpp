@@ -38,6 +38,9 @@ constexpr size_t kFoldChunk = 4096;
 // The Taba types, in the order of StatsdBuffer::Name::type.
 constexpr std::string_view kTypes[] = {"CounterGroup", "PercentileGroup", "Gauge", "Set"};
 constexpr uint8_t kSetType = 3;
+// The start of their v1 events: ["<type>",
+constexpr std::string_view kTypePrefixes[] = {"[\"CounterGroup\",", "[\"PercentileGroup\",", "[\"Gauge\",",
+                                              "[\"Set\","};
 
 uint8_t type_index(statsd::Kind kind) {
   switch (kind) {
@@ -163,6 +166,15 @@ inline bool plain_member(std::string_view member, bool* ascii) {
   }
   *ascii = any < 0x80;
   return true;
+}
+
+// Whether a JSON string's text ("...", quotes included) holds no escape
+// and no other '"', so that escaping it again only escapes its quotes.
+inline bool plain_json_string(std::string_view text) {
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    if (text[i] == '"' || text[i] == '\\') return false;
+  }
+  return text.size() >= 2;
 }
 
 // The masks of the 64 bytes at p (all readable).
@@ -485,10 +497,14 @@ void StatsdBuffer::fold_name(const Name& n, const plugin::Handler* h, const Delt
         continue;
       }
       state = plugin::State(h, s);
-      h->fold(s, fold_events_.data(), k, flush.now);
-    } else if (h->has_fold_many()) {
+    }
+    if (h->has_fold_many()) {
+      // Into the fresh state too: fold_many reads each event once and sums
+      // a chunk's events per bucket before adding them (CounterGroup).
       taba_state* const target[1] = {state.get()};
       h->fold_many(target, 1, flush.client_id, fold_events_.data(), k, flush.now);
+    } else if (folded == 0) {
+      h->fold(state.get(), fold_events_.data(), k, flush.now);
     } else {
       taba_state* delta = h->new_state(flush.client_id, flush.now);
       if (delta == nullptr) {
@@ -511,41 +527,47 @@ void StatsdBuffer::fold_name(const Name& n, const plugin::Handler* h, const Delt
   out->add(flush.client_id, n.name, h->type_name, folded, h->state_version(), state_bytes_);
 }
 
-const StatsdBuffer::Prefix& StatsdBuffer::prefix_for(uint8_t type, double ts) {
-  // Direct-mapped by the stamp's bits: a flush's events share a few
-  // hundred distinct milliseconds.
+std::string_view StatsdBuffer::stamp_text(double ts) {
+  // Open addressing by the stamp's bits, emptied by each take_body: a
+  // flush's events share a few hundred distinct milliseconds.
   uint64_t bits;
   std::memcpy(&bits, &ts, sizeof bits);
-  if (prefixes_.empty()) prefixes_.resize(kPrefixSlots);
-  Prefix& p = prefixes_[fold_mul(bits ^ type, 0x9e3779b97f4a7c15ull) & (kPrefixSlots - 1)];
-  if (p.len != 0 && p.type == type && p.ts == ts) return p;
-  std::string text = "[\"";
-  text.append(kTypes[type]);
-  text.append("\",");
-  statsd::append_number(ts, &text);
-  text.append(",\"");
-  // At most 2 + 15 + 2 + 24 + 2 bytes: always fits.
-  p.len = std::min(text.size(), sizeof p.text);
-  std::memcpy(p.text, text.data(), p.len);
-  p.type = type;
-  p.ts = ts;
-  return p;
+  const size_t mask = stamps_.size() - 1;
+  size_t i = fold_mul(bits, 0x9e3779b97f4a7c15ull) & mask;
+  for (; stamps_[i].len != 0; i = (i + 1) & mask) {
+    if (stamps_[i].ts == ts) return {stamps_[i].text, stamps_[i].len};
+  }
+  if (++stamps_used_ * 2 > stamps_.size()) {
+    // Many distinct stamps (|T fields): start over.
+    for (Stamp& st : stamps_) st.len = 0;
+    stamps_used_ = 1;
+    i = fold_mul(bits, 0x9e3779b97f4a7c15ull) & mask;
+  }
+  Stamp& st = stamps_[i];
+  st.len = static_cast<uint8_t>(statsd::format_number(ts, st.text) - st.text);
+  st.ts = ts;
+  return {st.text, st.len};
 }
 
 bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
   if (dirty_.empty()) return false;
-  size_t bytes = 8 + client_id.size();
-  for (uint32_t id : dirty_) bytes += names_[id].name.size() + names_[id].records.size() + names_[id].count * 40 + 2;
-  out->reserve(out->size() + bytes);
   out->append("1\n\n");
   out->append(client_id);
   out->append("\n\n");
+  stamps_.assign(kStampSlots, Stamp{});
+  stamps_used_ = 0;
   for (uint32_t id : dirty_) {
     const Name& n = *by_id_[id];
-    const bool set = n.type == kSetType;
+    const std::string_view type_prefix = kTypePrefixes[n.type];
+    const std::string_view records = n.records.view();
     out->append(n.name);
     out->push_back('\n');
-    const std::string_view records = n.records.view();
+    // Each event is ["<type>",<ts>,"<payload>"] and a newline. A number's
+    // JSON text needs no escaping: the name's events are written with a
+    // few short copies into one buffer, appended whole. A set member's
+    // quotes and escapes are escaped again, by the one escaper.
+    const bool set = n.type == kSetType;
+    text_scratch_.clear();
     for (size_t pos = 0; pos < records.size();) {
       double ts;
       uint32_t len;
@@ -553,17 +575,35 @@ bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
       std::memcpy(&len, records.data() + pos + 16, 4);
       const std::string_view text(records.data() + pos + kHeadBytes, len);
       pos += kHeadBytes + len;
-      const Prefix& prefix = prefix_for(n.type, ts);
-      out->append(prefix.text, prefix.len);
-      // The payload's JSON text as the body of a JSON string: a number needs
-      // no escaping, a set member's quotes and escapes are escaped again.
-      if (set) {
+      const std::string_view stamp = stamp_text(ts);
+      char* p = text_scratch_.reserve(type_prefix.size() + stamp.size() + 2 + len + 2 + 3);
+      copy_short(p, type_prefix.data(), type_prefix.size());
+      p += type_prefix.size();
+      copy_short(p, stamp.data(), stamp.size());
+      p += stamp.size();
+      std::memcpy(p, ",\"", 2);
+      p += 2;
+      if (set && plain_json_string(text)) {
+        // "member" as the body of a JSON string: \"member\"
+        *p++ = '\\';
+        copy_short(p, text.data(), text.size() - 1);
+        p += text.size() - 1;
+        *p++ = '\\';
+        *p++ = '"';
+      } else if (set) {
+        text_scratch_.commit(p);
+        out->append(text_scratch_.view());
+        text_scratch_.clear();
         append_json_escaped(out, text, JsonControls::kHex);
+        p = text_scratch_.reserve(3);
       } else {
-        out->append(text);
+        copy_short(p, text.data(), text.size());
+        p += text.size();
       }
-      out->append("\"]\n");
+      std::memcpy(p, "\"]\n", 3);
+      text_scratch_.commit(p + 3);
     }
+    out->append(text_scratch_.view());
     out->push_back('\n');
   }
   out->push_back('\n');

@@ -138,14 +138,13 @@ class StatsdBuffer {
     uint64_t generation = 0;   // the take generation `records` belongs to
     uint8_t type = 0;          // the first Taba type seen (index into kTypes)
   };
-  // An event's v1 prefix, ["<type>",<ts>," (take_body).
-  struct Prefix {
-    char text[56];
-    size_t len = 0;
+  // A stamp's v1 text (take_body).
+  struct Stamp {
     double ts = 0;
-    uint8_t type = 0;
+    char text[protocol::statsd::kMaxNumberText];
+    uint8_t len = 0;
   };
-  static constexpr size_t kPrefixSlots = 1024;
+  static constexpr size_t kStampSlots = 1024;
   // Open addressing over (name, tags) as sent: hash 0 marks an empty slot.
   struct RawSlot {
     uint64_t hash = 0;
@@ -165,7 +164,7 @@ class StatsdBuffer {
   uint32_t find_or_add(const protocol::statsd::Line& line);
   uint32_t add_spelling(const protocol::statsd::Line& line, uint64_t hash, size_t slot);
   void grow_raw();
-  const Prefix& prefix_for(uint8_t type, double ts);
+  std::string_view stamp_text(double ts);
   void append_value(uint32_t id, Name& n, const protocol::statsd::Line& value, double ts, ProxyStats* stats);
   // take_deltas for one name: its records as events, folded, serialized.
   void fold_name(const Name& n, const plugin::Handler* handler, const DeltaFlush& flush, protocol::DeltaWriter* out,
@@ -186,7 +185,9 @@ class StatsdBuffer {
   std::vector<uint32_t> dirty_;  // names with events since the last take, in first-event order
   std::string name_scratch_;
   std::vector<ByteMasks> masks_;
-  std::vector<Prefix> prefixes_;  // take_body's cache of prefixes
+  std::vector<Stamp> stamps_;  // take_body's stamp texts
+  size_t stamps_used_ = 0;
+  Records text_scratch_;       // take_body: one name's event text
   std::string set_scratch_;
   std::string latin1_scratch_;
   // take_deltas: the events of one name, its serialized state.
