@@ -24,78 +24,37 @@ namespace statsd = taba::protocol::statsd;
 
 namespace {
 
-void check_stats(const ProxyStats& got, const ProxyStats& want) {
-  CHECK(got.datagrams == want.datagrams);
-  CHECK(got.lines == want.lines);
-  CHECK(got.bad_lines == want.bad_lines);
-  CHECK(got.type_conflicts == want.type_conflicts);
-  CHECK(got.events_buffered == want.events_buffered);
-  CHECK(got.events_dropped_full == want.events_dropped_full);
-}
-
 // Feeds the same datagrams (a take_body after each group) to both and
 // compares every body and the counters.
 void compare(const std::vector<std::vector<std::string>>& flushes, uint64_t max_events = 1'000'000) {
   StatsdBuffer buffer(max_events);
   Reference ref(max_events);
-  ProxyStats got, want;
-  double now = 1763830000.1234;
-  for (const auto& group : flushes) {
-    for (const std::string& d : group) {
-      buffer.add_datagram(d, now, &got);
-      ref.add_datagram(d, now, &want);
-      now += 0.0007;
-    }
+  ProxyStats got;
+  taba::test::feed_both(flushes, &buffer, &ref, &got, [&](double) {
     std::string a = "keep:", b = "keep:";
     bool ga = buffer.take_body("host-1", &a);
     bool gb = ref.take_body("host-1", &b);
     CHECK(ga == gb);
     CHECK(a == b);
     CHECK(buffer.events() == 0);
-  }
-  check_stats(got, want);
+  });
 }
 
 }  // namespace
 
 TEST_CASE("proxy buffer: bodies for every StatsD type are those of the reference", "[statsd][proxy-buffer]") {
-  compare({
-      {"hits:1|c|@0.5\nhits:3|c\nlat:10|ms|#region:us,env:prod\ngarbage\nresp:100|h\ntemp:42|g\nusers:alice|s\n",
-       "hits:2|c|@0.25\r\nlat:12:15.5:3|ms|#env:prod,region:us\n\nresp:300|d\ntemp:+3|g\nusers:bob|s\nusers:alice|s\n"
-       "hits:1|x\n:1|c\nhits:nan|c",
-       "temp:-5|g\nhits:5|ms\n_e{5,4}:title|text\nmulti:1:2:3|c|@0.5\n",
-       "hits:4|c\nunix.only:7|c|#b,a\nq:5:+1:-2|g\n"},
-      {"hits:1|c\n", "q:+1|g\nq:-0.5|g\ntemp:0|g\ntemp:-0|g\n"},
-      {},
-      {"jobs.done:3|c|T1763829700\njobs.done:4|c|T12345678901234567\nlat:1|ms|T17|#region:us,env:prod\n"},
-  });
+  auto flushes = taba::test::every_type_flushes();
+  flushes.push_back({"jobs.done:3|c|T1763829700\njobs.done:4|c|T12345678901234567\nlat:1|ms|T17|#region:us,env:prod\n"});
+  compare(flushes);
 }
 
 TEST_CASE("proxy buffer: number texts as sent or formatted", "[statsd][proxy-buffer]") {
-  std::vector<std::string> group;
-  const char* values[] = {"0",      "-0",        "+0",         "7",         "+4",          "-4",
-                          "007",    "1.",        ".5",         "-.5",       "0.5",         "0.50",
-                          "1e3",    "1E3",       "1.5e-7",     "0.0001",    "0.00001",     "0.00012",
-                          "-0.001", "12.5",      "100",        "1000.125",  "0.1",         "0.3",
-                          "123456789012345", "1234567890123456", "12345678901234567890", "1e15", "1e16",
-                          "999999999999999", "0.123456789012345", "0.1234567890123456", "3.14159265358979323846",
-                          "1e-300", "4.9e-324",  "1.7976931348623157e308", "00.5", "0.0", "10.10"};
-  int i = 0;
-  for (const char* v : values) {
-    for (const char* type : {"c", "c|@0.5", "c|@0.1", "ms", "h", "d", "g"}) {
-      group.push_back(fmt::format("n{}.{}:{}|{}\n", i, type[0], v, type));
-    }
-    // Deltas on top of a value.
-    group.push_back(fmt::format("g{}:5|g\ng{}:+{}|g\ng{}:-{}|g\n", i, i, v[0] == '+' || v[0] == '-' ? v + 1 : v, i,
-                                v[0] == '+' || v[0] == '-' ? v + 1 : v));
-    ++i;
-  }
+  std::vector<std::string> group = taba::test::number_text_lines(true);
   compare({group});
 }
 
 TEST_CASE("proxy buffer: set members are escaped twice, as before", "[statsd][proxy-buffer]") {
-  compare({{"u:alice|s\nu:a\"b|s\nu:back\\slash|s\nu:tab\there|s\nu:ctl\x01x|s\nu:a:b:c|s\nu:caf\xc3\xa9|s\n"
-            "u:  spaced |s\nu:{\"json\":1}|s\n"}});
+  compare({{taba::test::kSetMemberLines}});
   StatsdBuffer buffer(100);
   ProxyStats stats;
   buffer.add_datagram("u:a\"b|s\nu:plain|s\n", 1700000000.5, &stats);
@@ -168,7 +127,7 @@ TEST_CASE("proxy buffer: tags in any order are one name, bound to the first type
 }
 
 TEST_CASE("proxy buffer: a full buffer drops values and keeps gauges right", "[statsd][proxy-buffer]") {
-  compare({{"a:1|c\nb:2|g\nc:3|ms\nd:4:5:6|c\nb:+1|g\ne:x|s\nb:+2|g\n"}, {"b:+1|g\na:1|c\nf:1|c\n"}}, 3);
+  compare(taba::test::full_buffer_flushes(), 3);
   StatsdBuffer buffer(2);
   ProxyStats stats;
   buffer.add_datagram("g:10|g\ng:+1|g\ng:+100|g\n", 1, &stats);

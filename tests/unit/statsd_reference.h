@@ -5,6 +5,7 @@
 // bodies, client_proxy_delta_test.cpp delta states).
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
 
 #include <cmath>
@@ -124,6 +125,83 @@ class Reference {
   StringMap<State> states_;
   std::vector<std::pair<std::string, std::string>> blocks_;
 };
+
+// Feeds the same datagrams to both, 0.7 ms apart, calling take(now) after
+// each group (now: just after its last datagram), then compares the
+// counters both keep.
+template <class Take>
+void feed_both(const std::vector<std::vector<std::string>>& flushes, roles::StatsdBuffer* buffer, Reference* ref,
+               ProxyStats* got, Take&& take) {
+  ProxyStats want;
+  double now = 1763830000.1234;
+  for (const auto& group : flushes) {
+    for (const std::string& d : group) {
+      buffer->add_datagram(d, now, got);
+      ref->add_datagram(d, now, &want);
+      now += 0.0007;
+    }
+    take(now + 0.05);
+  }
+  CHECK(got->datagrams == want.datagrams);
+  CHECK(got->lines == want.lines);
+  CHECK(got->bad_lines == want.bad_lines);
+  CHECK(got->type_conflicts == want.type_conflicts);
+  CHECK(got->events_buffered == want.events_buffered);
+  CHECK(got->events_dropped_full == want.events_dropped_full);
+}
+
+// Flushes (a take after each group) of every StatsD type: sample rates,
+// tags in either order, multi-value lines, gauge deltas, sets, bad lines,
+// a type conflict, an empty flush.
+inline std::vector<std::vector<std::string>> every_type_flushes() {
+  return {
+      {"hits:1|c|@0.5\nhits:3|c\nlat:10|ms|#region:us,env:prod\ngarbage\nresp:100|h\ntemp:42|g\nusers:alice|s\n",
+       "hits:2|c|@0.25\r\nlat:12:15.5:3|ms|#env:prod,region:us\n\nresp:300|d\ntemp:+3|g\nusers:bob|s\nusers:alice|s\n"
+       "hits:1|x\n:1|c\nhits:nan|c",
+       "temp:-5|g\nhits:5|ms\n_e{5,4}:title|text\nmulti:1:2:3|c|@0.5\n",
+       "hits:4|c\nunix.only:7|c|#b,a\nq:5:+1:-2|g\n"},
+      {"hits:1|c\n", "q:+1|g\nq:-0.5|g\ntemp:0|g\ntemp:-0|g\n"},
+      {},
+  };
+}
+
+// Datagrams of numbers in every spelling (as sent when that is fmt's text,
+// else formatted) for every numeric type, and gauge deltas on top of a
+// value. `overflowing`: also the largest double at sample rates below 1,
+// which divide it to infinity.
+inline std::vector<std::string> number_text_lines(bool overflowing) {
+  std::vector<std::string> group;
+  const char* values[] = {"0",      "-0",        "+0",         "7",         "+4",          "-4",
+                          "007",    "1.",        ".5",         "-.5",       "0.5",         "0.50",
+                          "1e3",    "1E3",       "1.5e-7",     "0.0001",    "0.00001",     "0.00012",
+                          "-0.001", "12.5",      "100",        "1000.125",  "0.1",         "0.3",
+                          "123456789012345", "1234567890123456", "12345678901234567890", "1e15", "1e16",
+                          "999999999999999", "0.123456789012345", "0.1234567890123456", "3.14159265358979323846",
+                          "1e-300", "4.9e-324",  "1.7976931348623157e308", "00.5", "0.0", "10.10"};
+  int i = 0;
+  for (const char* v : values) {
+    for (const char* type : {"c", "c|@0.5", "c|@0.1", "ms", "h", "d", "g"}) {
+      if (!overflowing && std::string_view(v) == "1.7976931348623157e308" && type[1] == '|') continue;
+      group.push_back(fmt::format("n{}.{}:{}|{}\n", i, type[0], v, type));
+    }
+    // Deltas on top of a value.
+    group.push_back(fmt::format("g{}:5|g\ng{}:+{}|g\ng{}:-{}|g\n", i, i, v[0] == '+' || v[0] == '-' ? v + 1 : v, i,
+                                v[0] == '+' || v[0] == '-' ? v + 1 : v));
+    ++i;
+  }
+  return group;
+}
+
+// Set members that need escaping (quotes, backslashes, control bytes),
+// colons, UTF-8, spaces, JSON-looking text.
+inline constexpr const char* kSetMemberLines =
+    "u:alice|s\nu:a\"b|s\nu:back\\slash|s\nu:tab\there|s\nu:ctl\x01x|s\nu:a:b:c|s\nu:caf\xc3\xa9|s\n"
+    "u:  spaced |s\nu:{\"json\":1}|s\n";
+
+// A buffer of 3 events: values dropped, gauges kept right.
+inline std::vector<std::vector<std::string>> full_buffer_flushes() {
+  return {{"a:1|c\nb:2|g\nc:3|ms\nd:4:5:6|c\nb:+1|g\ne:x|s\nb:+2|g\n"}, {"b:+1|g\na:1|c\nf:1|c\n"}};
+}
 
 // Datagrams of flushes (a take after each group): 5 flushes of 200
 // datagrams of 20 lines over 3,000 names, every StatsD type, tags in
