@@ -27,6 +27,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -35,19 +36,64 @@
 
 namespace taba::bench {
 
-// utime + stime of all threads of `pid`, in seconds; nullopt if unreadable.
-inline std::optional<double> process_cpu_seconds(long pid) {
-  if (pid <= 0) return std::nullopt;
+// The fields of /proc/PID/stat after "(comm)": [0] is field 3 (state),
+// [1] the parent pid, [11] utime, [12] stime, [13] cutime, [14] cstime;
+// empty if unreadable.
+inline std::vector<std::string> proc_stat_fields(long pid) {
+  std::vector<std::string> f;
+  if (pid <= 0) return f;
   std::ifstream in(fmt::format("/proc/{}/stat", pid));
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return std::nullopt;
+  if (paren == std::string::npos) return f;
   std::istringstream fields(stat.substr(paren + 1));
-  std::vector<std::string> f;
   for (std::string s; fields >> s;) f.push_back(s);
-  // After "(comm)": f[0] is field 3 (state); utime is field 14, stime 15.
+  return f;
+}
+
+// utime + stime of all threads of `pid`, in seconds; nullopt if unreadable.
+inline std::optional<double> process_cpu_seconds(long pid) {
+  std::vector<std::string> f = proc_stat_fields(pid);
   if (f.size() < 13) return std::nullopt;
   double ticks = std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr);
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// `pid` and every process below it (children, their children, ...), from
+// the parent pids in /proc/*/stat; `pid` first. Empty if `pid` is gone.
+inline std::vector<long> process_tree(long pid) {
+  if (proc_stat_fields(pid).empty()) return {};
+  std::vector<std::pair<long, long>> parent_of;  // (pid, parent pid)
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    long p = std::strtol(name.c_str(), nullptr, 10);
+    std::vector<std::string> f = proc_stat_fields(p);
+    if (f.size() > 1) parent_of.emplace_back(p, std::strtol(f[1].c_str(), nullptr, 10));
+  }
+  std::vector<long> tree{pid};
+  for (size_t i = 0; i < tree.size(); ++i) {
+    for (const auto& [p, parent] : parent_of) {
+      if (parent == tree[i]) tree.push_back(p);
+    }
+  }
+  return tree;
+}
+
+// CPU seconds of `pid` and all its descendants: utime + stime of each
+// living process plus cutime + cstime (children that exited and were
+// reaped), so a helper process that comes and goes is still counted once.
+// nullopt if `pid` is gone.
+inline std::optional<double> process_tree_cpu_seconds(long pid) {
+  std::vector<long> tree = process_tree(pid);
+  if (tree.empty()) return std::nullopt;
+  double ticks = 0;
+  for (long p : tree) {
+    std::vector<std::string> f = proc_stat_fields(p);
+    if (f.size() < 15) continue;  // exited meanwhile: its parent's cutime has it
+    for (int i = 11; i <= 14; ++i) ticks += std::strtod(f[static_cast<size_t>(i)].c_str(), nullptr);
+  }
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 

@@ -51,7 +51,8 @@ EOT
 
 # proxy_config PORT UDP_PORT AGENT_PORT RCVBUF_BYTES: a client-proxy
 # listening on PORT, taking StatsD on UDP_PORT and forwarding to the agent
-# on AGENT_PORT, asking the kernel for a receive buffer of RCVBUF_BYTES.
+# on AGENT_PORT (or an fe: it takes the same posts), asking the kernel for a
+# receive buffer of RCVBUF_BYTES.
 proxy_config() {
   cat <<EOT
 [server]
@@ -76,16 +77,33 @@ start_tabad() {
   PIDS="$PIDS $TABAD_PID"
 }
 
-# start_statsd_chain RCVBUF_BYTES: an fe on FEP and an agent on AP pinned
-# to CPU 1, and a client-proxy on PP (StatsD on UDP port UP, asking for a
-# receive buffer of RCVBUF_BYTES) pinned to CPU 0, each with its config and
-# log in DIR (fe, agent, proxy); the proxy's pid in PROXY.
+# start_statsd_chain RCVBUF_BYTES [CPUS]: the three tabad processes of the
+# StatsD path as a host runs them: an fe (roles fe,be, the embedded store)
+# on FEP and an agent on AP, both pinned to CPUS (a taskset list; default
+# 1), and a client-proxy on PP (StatsD on UDP port UP, asking for a receive
+# buffer of RCVBUF_BYTES, forwarding to the agent) pinned to CPU 0; each
+# with its config and log in DIR (fe, agent, proxy); their pids in FE,
+# AGENT and PROXY.
 start_statsd_chain() {
   fe_config "$FEP" "self_tabs_interval_s = 0" >"$DIR/fe.toml"
   agent_config "$AP" "$FEP" >"$DIR/agent.toml"
   proxy_config "$PP" "$UP" "$AP" "$1" >"$DIR/proxy.toml"
-  start_tabad 1 fe --config "$DIR/fe.toml"
-  start_tabad 1 agent --config "$DIR/agent.toml"
+  start_tabad "${2:-1}" fe --config "$DIR/fe.toml"
+  FE=$TABAD_PID
+  start_tabad "${2:-1}" agent --config "$DIR/agent.toml"
+  AGENT=$TABAD_PID
+  start_tabad 0 proxy --config "$DIR/proxy.toml"
+  PROXY=$TABAD_PID
+}
+
+# start_statsd_direct RCVBUF_BYTES [CPUS]: as start_statsd_chain without
+# the agent: the client-proxy (CPU 0) posts its bodies straight to the fe
+# (CPUS, default 1); pids in FE and PROXY.
+start_statsd_direct() {
+  fe_config "$FEP" "self_tabs_interval_s = 0" >"$DIR/fe.toml"
+  proxy_config "$PP" "$UP" "$FEP" "$1" >"$DIR/proxy.toml"
+  start_tabad "${2:-1}" fe --config "$DIR/fe.toml"
+  FE=$TABAD_PID
   start_tabad 0 proxy --config "$DIR/proxy.toml"
   PROXY=$TABAD_PID
 }
@@ -100,4 +118,12 @@ wait_answers() {
     [ $n -lt 150 ] || { echo "$0: $url did not answer within 15 s (port taken? see the logs)" >&2; exit 1; }
     sleep 0.1
   done
+}
+
+# cpu_s PID...: the CPU-seconds (utime + stime, all threads) the processes
+# have used so far, from /proc/PID/stat.
+cpu_s() {
+  tck=$(getconf CLK_TCK)
+  for p in "$@"; do cat "/proc/$p/stat"; done |
+    awk -v tck="$tck" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.3f\n", t / tck }'
 }

@@ -5,8 +5,10 @@
 # Usage: bench/run_all.sh [--quick] [--compare] [BUILD_DIR]
 #   --quick    shorter runs (3 runs of 3 s instead of 10 s; fewer query
 #              requests): about 6 minutes instead of about 25
-#   --compare  also run bench/statsd_compare.sh (Etsy StatsD side by side;
-#              needs node and npm, installs Etsy StatsD once under BUILD_DIR)
+#   --compare  also run bench/statsd_compare.sh (tabad's StatsD chain beside
+#              netdata, collectd and Etsy StatsD, those of them installed:
+#              netdata-core, collectd-core, node and npm; Etsy StatsD is
+#              installed once under BUILD_DIR)
 # Or through CMake: cmake --build build --target bench
 #
 # Every scenario is a program or script of its own in bench/ (see each for
@@ -112,11 +114,15 @@ f=$OUT/visibility.log
 row "visibility, client -> agent -> fe -> /tabs: p99 (ms)" "$(kv "$f" 'visibility_bench: via=client' '' p99_ms)" "< 2,000"
 row "visibility, StatsD -> proxy -> agent -> fe: p99 (ms)" "$(kv "$f" 'visibility_bench: via=statsd' '' p99_ms)" "< 2,000"
 
-# 7. Etsy StatsD side by side (optional).
+# 7. The StatsD peers side by side (optional; the peers that are installed).
 if [ "$COMPARE" = 1 ]; then
-  step "Etsy StatsD vs client-proxy (statsd_compare.sh)"
-  sh "$HERE/statsd_compare.sh" "$BUILD" 3 "$PDUR" 100000 300000 1000000 >"$OUT/compare.log" 2>&1
-  row "Etsy StatsD comparison" "see $OUT/compare.log" ""
+  targets="tabad-chain tabad-direct"
+  [ -x /usr/sbin/netdata ] && targets="$targets netdata"
+  [ -x /usr/sbin/collectd ] && targets="$targets collectd"
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && targets="$targets etsy"
+  step "StatsD peers vs tabad's chain (statsd_compare.sh: $targets)"
+  TARGETS=$targets sh "$HERE/statsd_compare.sh" "$BUILD" 3 "$PDUR" 100000 300000 1000000 >"$OUT/compare.log" 2>&1
+  row "StatsD peers comparison" "see $OUT/compare.log" ""
 fi
 
 echo

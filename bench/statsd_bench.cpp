@@ -8,10 +8,25 @@
 //   statsd_bench --target 127.0.0.1:8125 --rate 1000000 --duration 5
 //       --metrics http://127.0.0.1:8280/metrics --pid PID
 //
-// With --pid it also reports how long the receiver's threads were runnable
-// but waiting for a CPU (/proc/PID/task/*/schedstat): when that is large
-// and lines were lost, the receiver was starved by other processes on its
-// CPU rather than too slow itself.
+// --pid names the receiver: one pid or a comma-separated list (a chain of
+// processes, e.g. client-proxy, agent and fe). Its CPU time is that of each
+// listed process and all its descendants (utime + stime, plus cutime +
+// cstime for children already reaped), reported in all and per listed pid.
+// It also reports how long the receiver's threads were runnable but waiting
+// for a CPU (/proc/PID/task/*/schedstat): when that is large and lines were
+// lost, the receiver was starved by other processes on its CPU rather than
+// too slow itself.
+//
+// --burst N sends N lines (rounded up to whole datagrams) as fast as it can
+// instead of pacing them, then waits --settle seconds and counts: what a
+// receiver keeps of a burst, with the receive buffer it has.
+//
+// --check-name NAME makes the last line of every datagram "NAME:1|c", so a
+// receiver's count of NAME is the number of datagrams it parsed: a count
+// at the aggregate level for daemons without a received-lines counter, and
+// a way to check that a chain delivered what its first hop received.
+// --mix plain sends the same kinds of lines without DogStatsD tags and with
+// timers in place of histograms, for daemons that parse neither.
 //
 // --in-process N skips the network: it feeds N lines of the same datagrams
 // straight into the client-proxy's StatsD buffer (roles::StatsdBuffer) on
@@ -22,7 +37,7 @@
 // fold and serialize or text), and the takes alone (per take, and per line).
 //
 // Lines are pre-built (counters with and without sample rates, timers,
-// gauges, sets, DogStatsD tags) and packed into datagrams of
+// histograms, gauges, sets, DogStatsD tags) and packed into datagrams of
 // --lines-per-datagram lines, sent with sendmmsg in paced batches from one
 // thread pinned to --bench-cpu.
 #include <arpa/inet.h>
@@ -31,8 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -53,7 +70,8 @@
 
 namespace {
 
-using taba::bench::process_cpu_seconds;
+using taba::bench::process_tree;
+using taba::bench::process_tree_cpu_seconds;
 using Clock = std::chrono::steady_clock;
 
 // Seconds the threads of a process spent runnable but waiting for a CPU
@@ -69,6 +87,47 @@ std::optional<double> process_wait_seconds(long pid) {
     if (in >> run >> wait) ns += wait;
   }
   return ns / 1e9;
+}
+
+// The receiver's processes: the pids of --pid ("123" or "123,456,789").
+std::optional<std::vector<long>> parse_pids(const std::string& text) {
+  std::vector<long> pids;
+  size_t pos = 0;
+  while (pos <= text.size() && !text.empty()) {
+    size_t comma = text.find(',', pos);
+    std::string one = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    long pid = std::strtol(one.c_str(), &end, 10);
+    if (one.empty() || *end != '\0' || pid < 0) return std::nullopt;
+    if (pid > 0) pids.push_back(pid);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return pids;
+}
+
+// CPU seconds of each receiver process with its descendants, and how long
+// their threads waited for a CPU; nullopt entries for processes gone.
+struct ReceiverSample {
+  std::vector<std::optional<double>> cpu;
+  std::optional<double> wait;
+};
+
+ReceiverSample sample_receiver(const std::vector<long>& pids) {
+  ReceiverSample r;
+  double wait = 0;
+  bool any_wait = false;
+  for (long pid : pids) {
+    r.cpu.push_back(process_tree_cpu_seconds(pid));
+    for (long p : process_tree(pid)) {
+      if (auto w = process_wait_seconds(p)) {
+        wait += *w;
+        any_wait = true;
+      }
+    }
+  }
+  if (any_wait) r.wait = wait;
+  return r;
 }
 
 // The value of a counter (sum over its label sets) in Prometheus text.
@@ -109,14 +168,22 @@ std::optional<double> received_lines(const std::string& metrics_url, const std::
   return *good + bad.value_or(0);
 }
 
-std::vector<std::string> build_lines(int names) {
+// One line per name, cycling through the kinds: counter, sampled counter,
+// timer (with DogStatsD tags unless plain), histogram (a second untagged
+// timer when plain: not every daemon knows "h"), gauge, set.
+std::vector<std::string> build_lines(int names, bool plain) {
   std::vector<std::string> lines;
   for (int i = 0; i < names; ++i) {
     switch (i % 6) {
       case 0: lines.push_back(fmt::format("bench.requests.{}:1|c", i)); break;
       case 1: lines.push_back(fmt::format("bench.sampled.{}:3|c|@0.5", i)); break;
-      case 2: lines.push_back(fmt::format("bench.latency.{}:{}|ms|#env:prod,region:us", i, 5 + i % 90)); break;
-      case 3: lines.push_back(fmt::format("bench.hist.{}:{}|h", i, i % 1000)); break;
+      case 2:
+        lines.push_back(plain ? fmt::format("bench.latency.{}:{}|ms", i, 5 + i % 90)
+                              : fmt::format("bench.latency.{}:{}|ms|#env:prod,region:us", i, 5 + i % 90));
+        break;
+      case 3:
+        lines.push_back(plain ? fmt::format("bench.hist.{}:{}|ms", i, i % 1000) : fmt::format("bench.hist.{}:{}|h", i, i % 1000));
+        break;
       case 4: lines.push_back(fmt::format("bench.queue.{}:{}|g", i, i % 50)); break;
       default: lines.push_back(fmt::format("bench.users.{}:user{}|s", i, i % 300)); break;
     }
@@ -125,13 +192,20 @@ std::vector<std::string> build_lines(int names) {
 }
 
 // The lines packed per_datagram to a datagram (each line ends in '\n'),
-// cycling through them so that every datagram is full.
-std::vector<std::string> build_datagrams(const std::vector<std::string>& lines, int per_datagram) {
+// cycling through them so that every datagram is full. With a check line,
+// it is the last line of every datagram, after per_datagram - 1 others.
+std::vector<std::string> build_datagrams(const std::vector<std::string>& lines, int per_datagram,
+                                         const std::string& check_line = "") {
+  const size_t others = static_cast<size_t>(per_datagram) - (check_line.empty() ? 0 : 1);
   std::vector<std::string> datagrams;
-  for (size_t i = 0; i < lines.size(); i += static_cast<size_t>(per_datagram)) {
+  for (size_t i = 0; i < lines.size(); i += std::max<size_t>(others, 1)) {
     std::string d;
-    for (size_t j = i; j < i + static_cast<size_t>(per_datagram); ++j) {
+    for (size_t j = i; j < i + others; ++j) {
       d += lines[j % lines.size()];
+      d += '\n';
+    }
+    if (!check_line.empty()) {
+      d += check_line;
       d += '\n';
     }
     datagrams.push_back(std::move(d));
@@ -146,12 +220,17 @@ int main(int argc, char** argv) {
   options.add_options()("target", "host:port of the StatsD server", cxxopts::value<std::string>()->default_value("127.0.0.1:8125"))(
       "rate", "lines per second offered", cxxopts::value<double>()->default_value("100000"))(
       "duration", "seconds of sending", cxxopts::value<double>()->default_value("5"))(
+      "burst", "send this many lines as fast as possible instead of --rate for --duration",
+      cxxopts::value<long>()->default_value("0"))(
       "lines-per-datagram", "StatsD lines per datagram", cxxopts::value<int>()->default_value("20"))(
       "names", "distinct metric names", cxxopts::value<int>()->default_value("1000"))(
+      "mix", "dogstatsd (tagged timers, histograms) or plain (neither)", cxxopts::value<std::string>()->default_value("dogstatsd"))(
+      "check-name", "make every datagram's last line NAME:1|c", cxxopts::value<std::string>()->default_value(""))(
       "metrics", "the client-proxy's /metrics URL (received lines)", cxxopts::value<std::string>()->default_value(""))(
       "received-cmd", "shell command printing the receiver's received-line count (other daemons)",
       cxxopts::value<std::string>()->default_value(""))(
-      "pid", "receiver process whose CPU time is measured", cxxopts::value<long>()->default_value("0"))(
+      "pid", "receiver process(es) whose CPU time is measured, with descendants: PID or PID,PID,...",
+      cxxopts::value<std::string>()->default_value(""))(
       "settle", "seconds to wait after sending before counting", cxxopts::value<double>()->default_value("1"))(
       "bench-cpu", "CPU to pin the sender to (-1: none)", cxxopts::value<int>()->default_value("1"))(
       "in-process", "no network: feed this many lines into the proxy's StatsD buffer and report ns per line",
@@ -175,15 +254,32 @@ int main(int argc, char** argv) {
   std::string target = args["target"].as<std::string>();
   double rate = args["rate"].as<double>();
   double duration = args["duration"].as<double>();
+  long burst = args["burst"].as<long>();
   int per_datagram = args["lines-per-datagram"].as<int>();
   std::string metrics = args["metrics"].as<std::string>();
   std::string cmd = args["received-cmd"].as<std::string>();
-  long pid = args["pid"].as<long>();
+  std::string mix = args["mix"].as<std::string>();
+  std::string check_name = args["check-name"].as<std::string>();
   int cpu = args["bench-cpu"].as<int>();
-  if (rate <= 0 || duration <= 0 || per_datagram <= 0) {
-    std::cerr << "statsd_bench: rate, duration and lines-per-datagram must be positive\n";
+  if (rate <= 0 || duration <= 0 || per_datagram <= 0 || burst < 0) {
+    std::cerr << "statsd_bench: rate, duration and lines-per-datagram must be positive, burst not negative\n";
     return 2;
   }
+  if (mix != "dogstatsd" && mix != "plain") {
+    std::cerr << "statsd_bench: --mix is dogstatsd or plain, not '" << mix << "'\n";
+    return 2;
+  }
+  if (!check_name.empty() && (per_datagram < 2 || check_name.find_first_of(":|\n@#") != std::string::npos)) {
+    std::cerr << "statsd_bench: --check-name needs 2 or more lines per datagram and a name without : | @ # or newline\n";
+    return 2;
+  }
+  std::optional<std::vector<long>> pids = parse_pids(args["pid"].as<std::string>());
+  if (!pids) {
+    std::cerr << "statsd_bench: --pid is a pid or a comma-separated list of pids\n";
+    return 2;
+  }
+  const bool plain = mix == "plain";
+  const std::string check_line = check_name.empty() ? "" : check_name + ":1|c";
   long in_process = args["in-process"].as<long>();
   if (in_process > 0) {
     const std::string format = args["format"].as<std::string>();
@@ -197,7 +293,7 @@ int main(int argc, char** argv) {
       std::cerr << "statsd_bench: no plugins in " << args["plugins"].as<std::string>() << "\n";
       return 1;
     }
-    std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>()), per_datagram);
+    std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>(), plain), per_datagram, check_line);
     taba::roles::StatsdBuffer buffer(1'000'000);
     taba::roles::ProxyStats stats;
     taba::protocol::DeltaWriter writer;
@@ -262,15 +358,14 @@ int main(int argc, char** argv) {
   int sndbuf = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 
-  std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>()), per_datagram);
+  std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>(), plain), per_datagram, check_line);
 
   auto before = received_lines(metrics, cmd);
   if (!before) {
     std::cerr << "statsd_bench: cannot read the receiver's count\n";
     return 1;
   }
-  std::optional<double> cpu0 = pid ? process_cpu_seconds(pid) : std::nullopt;
-  std::optional<double> wait0 = pid ? process_wait_seconds(pid) : std::nullopt;
+  ReceiverSample r0 = sample_receiver(*pids);
   constexpr int kBatch = 32;
   std::vector<mmsghdr> msgs(kBatch);
   std::vector<iovec> iov(kBatch);
@@ -278,15 +373,23 @@ int main(int argc, char** argv) {
   size_t next = 0;
   Clock::time_point t0 = Clock::now();
   double lines_per_datagram = per_datagram;
+  const uint64_t burst_lines = static_cast<uint64_t>(burst);
   for (;;) {
-    double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (elapsed >= duration) break;
-    double due = rate * elapsed - static_cast<double>(sent_lines);
-    if (due < lines_per_datagram) {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-      continue;
+    int n = 0;
+    if (burst > 0) {
+      if (sent_lines >= burst_lines) break;
+      uint64_t left = (burst_lines - sent_lines + static_cast<uint64_t>(per_datagram) - 1) / static_cast<uint64_t>(per_datagram);
+      n = static_cast<int>(std::min<uint64_t>(left, kBatch));
+    } else {
+      double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (elapsed >= duration) break;
+      double due = rate * elapsed - static_cast<double>(sent_lines);
+      if (due < lines_per_datagram) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        continue;
+      }
+      n = static_cast<int>(std::min<double>(due / lines_per_datagram, kBatch));
     }
-    int n = static_cast<int>(std::min<double>(due / lines_per_datagram, kBatch));
     for (int i = 0; i < n; ++i) {
       const std::string& d = datagrams[next++ % datagrams.size()];
       iov[static_cast<size_t>(i)] = {const_cast<char*>(d.data()), d.size()};
@@ -301,34 +404,48 @@ int main(int argc, char** argv) {
       ++send_errors;
       m = 0;
     }
+    // A datagram not sent is offered again by the next call.
+    next -= static_cast<size_t>(n - m);
     sent_lines += static_cast<uint64_t>(m) * static_cast<uint64_t>(per_datagram);
   }
   double send_secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::this_thread::sleep_for(std::chrono::duration<double>(args["settle"].as<double>()));
   auto after = received_lines(metrics, cmd);
-  std::optional<double> cpu1 = pid ? process_cpu_seconds(pid) : std::nullopt;
-  std::optional<double> wait1 = pid ? process_wait_seconds(pid) : std::nullopt;
+  ReceiverSample r1 = sample_receiver(*pids);
   if (!after) {
     std::cerr << "statsd_bench: cannot read the receiver's count after the run\n";
     return 1;
   }
   double received = *after - *before;
   double loss = sent_lines ? 100.0 * (1.0 - received / static_cast<double>(sent_lines)) : 0;
-  std::string cpu_text = "n/a", per_m = "n/a", per_cpu = "n/a";
-  if (cpu0 && cpu1) {
-    double c = *cpu1 - *cpu0;
+  std::string cpu_text = "n/a", per_m = "n/a", per_cpu = "n/a", by_pid;
+  bool cpu_known = !pids->empty();
+  double c = 0;
+  for (size_t i = 0; i < pids->size(); ++i) {
+    if (!r0.cpu[i] || !r1.cpu[i]) {
+      cpu_known = false;
+      by_pid += fmt::format("{}{}:n/a", by_pid.empty() ? "" : ",", (*pids)[i]);
+      continue;
+    }
+    c += *r1.cpu[i] - *r0.cpu[i];
+    by_pid += fmt::format("{}{}:{:.2f}", by_pid.empty() ? "" : ",", (*pids)[i], *r1.cpu[i] - *r0.cpu[i]);
+  }
+  if (cpu_known) {
     cpu_text = fmt::format("{:.2f}", c);
     if (received > 0) {
       per_m = fmt::format("{:.3f}", c / (received / 1e6));
       per_cpu = fmt::format("{:.0f}", c > 0 ? received / c : 0);
     }
   }
-  std::string wait_text = wait0 && wait1 ? fmt::format("{:.2f}", *wait1 - *wait0) : "n/a";
-  std::cout << fmt::format("{:>12} {:>10.0f} {:>12} {:>12.0f} {:>8.2f} {:>9} {:>14} {:>14} {:>8}\n", "offered/s", rate,
-                           sent_lines, received, loss, cpu_text, per_m, per_cpu, wait_text);
+  std::string wait_text = r0.wait && r1.wait ? fmt::format("{:.2f}", *r1.wait - *r0.wait) : "n/a";
+  std::cout << fmt::format("{:>12} {:>10.0f} {:>12} {:>12.0f} {:>8.2f} {:>9} {:>14} {:>14} {:>8}\n",
+                           burst > 0 ? "burst" : "offered/s", burst > 0 ? 0.0 : rate, sent_lines, received, loss, cpu_text,
+                           per_m, per_cpu, wait_text);
   std::cout << fmt::format(
       "statsd_bench: offered_rate={:.0f} sent_lines={} send_secs={:.2f} received_lines={:.0f} loss_pct={:.3f} "
-      "receiver_cpu_s={} cpu_s_per_million_lines={} lines_per_cpu_s={} send_errors={} receiver_wait_s={}\n",
-      rate, sent_lines, send_secs, received, loss, cpu_text, per_m, per_cpu, send_errors, wait_text);
+      "receiver_cpu_s={} cpu_s_per_million_lines={} lines_per_cpu_s={} send_errors={} receiver_wait_s={} "
+      "sent_datagrams={} cpu_by_pid={}\n",
+      burst > 0 ? 0.0 : rate, sent_lines, send_secs, received, loss, cpu_text, per_m, per_cpu, send_errors, wait_text,
+      sent_lines / static_cast<uint64_t>(per_datagram), by_pid.empty() ? "n/a" : by_pid);
   return 0;
 }

@@ -54,8 +54,20 @@
  *               one state;
  *   render      to produce the JSON text shown by /tabs and friends;
  *   prunable    to ask whether a state holds nothing worth keeping (GC);
- *   serialize / deserialize   only when writing or reading the store
- *               (snapshots, Redis); never on the ingest hot path;
+ *   serialize / deserialize   when writing or reading the store
+ *               (snapshots, Redis), and to carry deltas from the edge:
+ *               the client-proxy and the agent fold the events of each
+ *               (client, name) into a state made with new_state(client)
+ *               and serialize it, and the fe deserializes it and merges
+ *               it as the delta of the ingest contract below (POST
+ *               /post_delta, docs/api.md). So deserialize reads bytes
+ *               that came over the network from another process, maybe
+ *               another release of the plugin: it must check every
+ *               length and count against `len` before it reads or
+ *               allocates, never read outside data[0, len), and refuse
+ *               what does not read (TABA_ERR_CORRUPT with a reason; a
+ *               version it does not read, TABA_ERR_VERSION). Its reason
+ *               is shown to the sender;
  *   free_state  when the host drops the state.
  *
  * Ingest contract. For each (client, name) block of a request the host does
@@ -71,6 +83,11 @@
  * ever sees fresh per-client states, and merge is the hot path: a handler
  * should make merge cost proportional to what `from` holds (a delta of a
  * few events), not to the size of `into`.
+ *
+ * A delta folded at the edge (see serialize / deserialize above) arrives
+ * serialized: the host deserializes it and uses it as `delta` in the
+ * sequence above (as the client's state when the client has none). The
+ * edge folds it at its own `now`; the fe merges it at its own.
  *
  * A handler that provides the optional fold_many hook (ABI 1.1) replaces
  * that sequence: the host calls
@@ -282,7 +299,11 @@ typedef struct taba_handler {
   taba_status (*serialize)(const taba_state* state, taba_output* out);
 
   /* Reads a serialized state written with `version` (<= state_version).
-   * On success stores a new state in *out and returns TABA_OK. */
+   * On success stores a new state in *out and returns TABA_OK. The bytes
+   * may come from the network (deltas folded at the edge, section 2):
+   * validate every length and count, never read outside data[0, len), and
+   * return TABA_ERR_CORRUPT (or TABA_ERR_VERSION) with a reason in err for
+   * bytes that do not read. */
   taba_status (*deserialize)(const char* data, size_t len, uint32_t version, taba_state** out, char* err,
                              size_t err_cap);
 

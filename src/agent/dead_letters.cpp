@@ -30,14 +30,15 @@ void DeadLetters::scan() {
   }
 }
 
-bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t events, const std::string& reason) {
+bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t events, const std::string& reason,
+                        const std::string& suffix) {
   // Named by the (derived) batch id alone, so that settling the same post
   // again (after a retry or a restart in the middle of a split) finds its
   // dead letter already written instead of writing and counting another.
   std::string stem = fmt::format("{}/dl-{}", dir_, id);
   struct stat existing;
   if (::stat((stem + ".reason").c_str(), &existing) == 0) {
-    log::info("agent: dead letter {}.v1 was written before; not again", stem);
+    log::info("agent: dead letter {}{} was written before; not again", stem, suffix);
     return true;
   }
   // Durable before the segment holding the same events is deleted.
@@ -50,21 +51,22 @@ bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t
     ok = std::fclose(f) == 0 && ok;
     return ok;
   };
-  bool ok = write_file(stem + ".v1", body) && write_file(stem + ".reason", reason);
+  bool ok = write_file(stem + suffix, body) && write_file(stem + ".reason", reason);
   if (!ok) {
     int err = errno;
-    ::unlink((stem + ".v1").c_str());
+    ::unlink((stem + suffix).c_str());
     ::unlink((stem + ".reason").c_str());
-    log::error("agent: cannot write the dead letter {}.v1 ({}): the batch stays in the spool and is retried",
-               stem, fileio::errno_text(err));
+    log::error("agent: cannot write the dead letter {}{} ({}): the batch stays in the spool and is retried",
+               stem, suffix, fileio::errno_text(err));
     return false;
   }
   fileio::sync_dir(dir_);
-  log::error("agent: {} -> dead letter {}.v1", reason.substr(0, std::min(reason.find('\n'), size_t{300})), stem);
+  log::error("agent: {} -> dead letter {}{}", reason.substr(0, std::min(reason.find('\n'), size_t{300})), stem,
+             suffix);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.letters;
   stats_.events += events;
-  for (const std::string& p : {stem + ".v1", stem + ".reason"}) {
+  for (const std::string& p : {stem + suffix, stem + ".reason"}) {
     struct stat st;
     if (::stat(p.c_str(), &st) == 0) {
       files_.emplace_back(p, static_cast<uint64_t>(st.st_size));
@@ -76,7 +78,7 @@ bool DeadLetters::write(const std::string& id, const std::string& body, uint64_t
     files_.pop_front();
     ::unlink(path.c_str());
     stats_.bytes -= size;
-    if (path.size() > 3 && path.compare(path.size() - 3, 3, ".v1") == 0) ++stats_.discarded;
+    if (path.ends_with(".v1") || path.ends_with(".delta")) ++stats_.discarded;  // one per letter: its body
     log::warn("agent: dead letters over {} bytes: deleted the oldest, {}", max_bytes_, path);
   }
   return true;

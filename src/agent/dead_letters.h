@@ -3,7 +3,8 @@
 // dead letters").
 //
 // A dead letter is two files, `dl-<id>.v1` (the refused blocks or posts as a
-// wire-protocol-v1 body) and `dl-<id>.reason` (who refused what, and why),
+// wire-protocol-v1 body; `dl-<id>.delta` for refused delta blocks, in the
+// envelope POST /post_delta takes) and `dl-<id>.reason` (who refused what, and why),
 // both fsynced before the caller drops its own copy. Written once per id:
 // writing an id again (a retry, a restart in the middle of settling) finds
 // it and counts nothing. Past `max_bytes` the oldest files are deleted and
@@ -37,9 +38,10 @@ class DeadLetters {
   // Creates the directory if needed and takes stock of what it holds
   // (oldest first, for the cap). Call once, before write().
   void scan();
-  // Writes dl-<id>.v1 and dl-<id>.reason. `id` must be safe as part of a
-  // file name. False when they could not be written.
-  bool write(const std::string& id, const std::string& v1_body, uint64_t events, const std::string& reason);
+  // Writes dl-<id><suffix> (the body) and dl-<id>.reason. `id` must be safe
+  // as part of a file name. False when they could not be written.
+  bool write(const std::string& id, const std::string& v1_body, uint64_t events, const std::string& reason,
+             const std::string& suffix = ".v1");
   Stats stats() const;
   const std::string& dir() const { return dir_; }
 

@@ -233,8 +233,8 @@ Status Forwarder::start() {
 }
 
 bool Forwarder::dead_letter(const std::string& id, const std::string& v1_body, uint64_t events,
-                            const std::string& reason) {
-  return impl_->dead_letters->write(id, v1_body, events, reason);
+                            const std::string& reason, const std::string& suffix) {
+  return impl_->dead_letters->write(id, v1_body, events, reason, suffix);
 }
 
 void Forwarder::enqueue(Segment segment) {

@@ -96,10 +96,12 @@ class Forwarder {
   void join();
 
   ForwarderStats stats() const;
-  // Writes a dead letter `dl-<id>.v1` (the body) and `dl-<id>.reason`,
+  // Writes a dead letter `dl-<id>.v1` (the body; `dl-<id><suffix>` with
+  // another suffix, e.g. ".delta" for a delta body) and `dl-<id>.reason`,
   // counted with the forwarder's own, once per id. Any thread (it writes
   // and fsyncs two small files). False when they could not be written.
-  bool dead_letter(const std::string& id, const std::string& v1_body, uint64_t events, const std::string& reason);
+  bool dead_letter(const std::string& id, const std::string& v1_body, uint64_t events, const std::string& reason,
+                   const std::string& suffix = ".v1");
 
  private:
   struct Impl;

@@ -9,6 +9,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "http/url.h"
+#include "protocol/delta_batch.h"
 #include "roles/server_options.h"
 #include "routes/auth.h"
 #include "taba/version.h"
@@ -186,22 +187,41 @@ void AgentRole::submit(std::string batch, store::BatchId batch_id, store::Bindin
   }
 }
 
-void AgentRole::refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
-                        const std::string& reasons) {
-  if (v1_text.empty()) return;
-  // Named after the post's batch id, so that a client's retry finds the
-  // dead letter written and does not write another; a client's id may hold
-  // any printable byte ('/' too), so the file name keeps only the safe ones
-  // and adds a hash of the whole id.
+namespace {
+
+// The dead-letter id of a post's refused blocks: named after the post's
+// batch id, so that a client's retry finds the dead letter written and does
+// not write another; a client's id may hold any printable byte ('/' too),
+// so the file name keeps only the safe ones and adds a hash of the whole id.
+std::string refused_letter_id(const std::string& batch_id) {
   std::string id = "refused-";
   for (char c : batch_id.substr(0, 64)) {
     bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     id.push_back(safe ? c : '_');
   }
   id += fmt::format("-{:016x}", fnv1a64(batch_id));
-  forwarder_->dead_letter(id, v1_text, events,
+  return id;
+}
+
+}  // namespace
+
+void AgentRole::refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
+                        const std::string& reasons) {
+  if (v1_text.empty()) return;
+  forwarder_->dead_letter(refused_letter_id(batch_id), v1_text, events,
                           fmt::format("post {} refused by the agent: {} events in refused blocks: {}", batch_id, events,
                                       reasons));
+}
+
+void AgentRole::refused_deltas(const std::string& delta_batch, const std::string& batch_id, uint64_t events,
+                               const std::string& reasons) {
+  if (delta_batch.empty()) return;
+  // The refused blocks in their wire envelope, as POST /post_delta takes
+  // them: dl-<id>.delta.
+  forwarder_->dead_letter(refused_letter_id(batch_id), protocol::wrap_delta_body(delta_batch), events,
+                          fmt::format("post {} refused by the agent: {} events in refused blocks: {}", batch_id, events,
+                                      reasons),
+                          ".delta");
 }
 
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
@@ -246,9 +266,9 @@ std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<htt
       ex->reply(http::Response::text(200, "ready\n"));
     }
   } else {
-    ex->reply(http::Response::text(
-        404, fmt::format("no such route: {} (the agent serves /post /post_zip /status /metrics /healthz /readyz)\n",
-                         req.path)));
+    ex->reply(http::Response::text(404, fmt::format("no such route: {} (the agent serves /post /post_zip /post_delta "
+                                                    "/status /metrics /healthz /readyz)\n",
+                                                    req.path)));
   }
   return nullptr;
 }

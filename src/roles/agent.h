@@ -3,6 +3,9 @@
 //   POST /post, /post_zip   validated like the fe (400 names the line), then
 //                           written to the spool; 200 only once written;
 //                           503 + Retry-After when the spool is full
+//   POST /post_delta        delta batches (protocol/delta_batch.h), validated
+//                           like the fe (400 names the block), then spooled
+//                           as they are
 //   GET /status             spool, forwarding, endpoints, dead letters
 //                           (text, or JSON with ?format=json / Accept)
 //   GET /metrics            Prometheus text
@@ -62,10 +65,14 @@ class AgentRole : public routes::IngestSink {
   const plugin::Handler* bound_handler(std::string_view) const override { return nullptr; }
   void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t events,
               std::function<void(const Status&)> done) override;
-  // Refused blocks of a post become a dead letter "dl-refused-<batch id>".
+  // Refused blocks of a post become a dead letter "dl-refused-<batch id>"
+  // (.v1, or .delta holding the refused delta blocks' envelope).
   bool keeps_refused() const override { return true; }
   void refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
                const std::string& reasons) override;
+  bool accepts_deltas() const override { return true; }
+  void refused_deltas(const std::string& delta_batch, const std::string& batch_id, uint64_t events,
+                      const std::string& reasons) override;
 
  private:
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);

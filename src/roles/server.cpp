@@ -243,7 +243,7 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
 
 std::string ServerRole::route_list() const {
   std::string out = "routes: ";
-  if (config_.has_role(Role::kFe)) out += "/post /post_zip, ";
+  if (config_.has_role(Role::kFe)) out += "/post /post_zip /post_delta, ";
   out += "/tabs /projection /supertabs /names /clients /types, /status /servers /latency, "
          "/delete /gc /check /flush, /metrics /healthz /readyz /ui";
   return out;

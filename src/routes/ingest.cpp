@@ -10,104 +10,21 @@
 #include "core/ascii.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/string_map.h"
-#include "core/validation.h"
 #include "http/inflate.h"
-#include "protocol/payload.h"
 #include "protocol/v1_decoder.h"
-#include "query/accept.h"
+#include "routes/body_resolver.h"
+#include "routes/delta_ingest.h"
+#include "routes/ingest_reply.h"
 #include "routes/metrics.h"
 
 namespace taba::routes {
 namespace {
 
-// Resolves types against the store's bindings plus the bindings this body
-// makes for the first time. A new binding counts the blocks using it; one
-// whose blocks were all refused is forgotten (a refused block binds nothing).
-class BodyResolver : public protocol::TypeResolver {
- public:
-  BodyResolver(const IngestSink* sink, const plugin::Registry* registry) : sink_(sink), registry_(registry) {}
-
-  const plugin::Handler* resolve(std::string_view name, std::string_view type, std::string* err) override {
-    const plugin::Handler* wanted = registry_->find(type);
-    if (!wanted) {
-      *err = fmt::format("unknown type \"{}\" (no loaded plugin serves it)", quote_for_error(type));
-      return nullptr;
-    }
-    const plugin::Handler* bound = sink_->bound_handler(name);
-    NewBinding* fresh = nullptr;
-    if (!bound) {
-      auto it = new_bindings_.find(name);
-      if (it == new_bindings_.end()) {
-        new_bindings_.emplace(std::string(name), NewBinding{wanted, 1});
-        return wanted;
-      }
-      fresh = &it->second;
-      bound = fresh->handler;
-    }
-    if (bound != wanted) {
-      *err = fmt::format("type \"{}\" conflicts with type \"{}\" bound to name \"{}\"", wanted->type_name,
-                         bound->type_name, name);
-      return nullptr;
-    }
-    if (fresh) ++fresh->blocks;
-    return wanted;
-  }
-
-  void refused(std::string_view name) override {
-    auto it = new_bindings_.find(name);
-    if (it != new_bindings_.end() && --it->second.blocks == 0) new_bindings_.erase(it);
-  }
-
-  std::vector<std::pair<std::string, const plugin::Handler*>> take_bindings() {
-    std::vector<std::pair<std::string, const plugin::Handler*>> out;
-    out.reserve(new_bindings_.size());
-    for (const auto& [name, b] : new_bindings_) out.emplace_back(name, b.handler);
-    return out;
-  }
-
- private:
-  struct NewBinding {
-    const plugin::Handler* handler;
-    uint32_t blocks;  // blocks of this body using it, not refused
-  };
-  const IngestSink* sink_;
-  const plugin::Registry* registry_;
-  StringMap<NewBinding> new_bindings_;
-};
-
-// The reply's account of refused blocks: "line N: reason" lines, or with
-// JSON {"events": <applied>, "refused": [{"line", "client", "name",
-// "events", "reason"}]} (docs/api.md, "Partial acceptance").
-std::string refusal_body(const std::vector<protocol::Refusal>& refusals, uint64_t applied, bool json) {
-  std::string out;
-  if (!json) {
-    for (const protocol::Refusal& r : refusals) out += fmt::format("line {}: {}\n", r.line, r.reason);
-    return out;
-  }
-  out = fmt::format("{{\"events\": {}, \"refused\": [", applied);
-  for (size_t i = 0; i < refusals.size(); ++i) {
-    const protocol::Refusal& r = refusals[i];
-    out += fmt::format("{}{{\"line\": {}, \"client\": ", i ? ", " : "", r.line);
-    protocol::append_json_string(&out, r.client);
-    out += ", \"name\": ";
-    if (r.name.empty()) {
-      out += "null";
-    } else {
-      protocol::append_json_string(&out, r.name);
-    }
-    out += fmt::format(", \"events\": {}, \"reason\": ", r.events);
-    protocol::append_json_string(&out, r.reason);
-    out += "}";
-  }
-  out += "]}\n";
-  return out;
-}
-
 class StoreSink : public IngestSink {
  public:
   explicit StoreSink(store::Store* store) : store_(store) {}
   const plugin::Handler* bound_handler(std::string_view name) const override { return store_->bound_handler(name); }
+  bool accepts_deltas() const override { return true; }
   void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t,
               std::function<void(const Status&)> done) override {
     store_->submit(std::move(batch), std::move(batch_id), std::move(new_bindings), std::move(done));
@@ -118,23 +35,6 @@ class StoreSink : public IngestSink {
 };
 
 }  // namespace
-
-// What a body's refused blocks make of its reply.
-struct Refused {
-  size_t blocks = 0;
-  uint64_t events = 0;
-  bool json = false;
-  std::string body;  // refusal_body()
-  std::string text;  // the refused blocks as a v1 body, when the sink keeps them
-  std::string reasons;  // "line N: reason" lines
-
-  http::Response response(int status) const {
-    http::Response r = http::Response::text(status, body);
-    if (json) r.content_type = "application/json";
-    r.headers.push_back({"Taba-Refused-Blocks", std::to_string(blocks)});
-    return r;
-  }
-};
 
 class IngestRequest : public http::RequestHandler {
  public:
@@ -151,14 +51,7 @@ class IngestRequest : public http::RequestHandler {
       uint64_t expect = compression ? *length * 4 : *length;
       batch_.reserve(static_cast<size_t>(std::min(expect, kMaxReserve)));
     }
-    if (compression) {
-      http::Inflater::Limits limits;
-      limits.max_output_bytes = static_cast<uint64_t>(ingest->options_.max_inflated_bytes);
-      limits.max_ratio = static_cast<uint64_t>(ingest->options_.max_inflate_ratio);
-      limits.output_limit_name = "ingest.max_inflated_bytes";
-      limits.ratio_limit_name = "ingest.max_inflate_ratio";
-      inflater_ = std::make_unique<http::Inflater>(*compression, limits);
-    }
+    if (compression) inflater_ = ingest->make_inflater(*compression);
   }
 
   void on_body(std::string_view chunk) override {
@@ -182,72 +75,22 @@ class IngestRequest : public http::RequestHandler {
     }
     if (!decoder_.finish()) return reject(400, decoder_.error());
     if (check_event_limit()) return;
-    uint64_t events = decoder_.events();
-    uint64_t clamped = decoder_.clamped();
-    Ingest* ingest = ingest_;
-    std::shared_ptr<http::Exchange> exchange = exchange_;
-    // A body without a batch id gets one; a 503 names it so that a retry
-    // with it is applied at most once.
-    std::string batch_id(exchange_->request().header("taba-batch-id"));
-    bool generated = batch_id.empty();
-    if (generated) batch_id = ingest->new_batch_id();
     // Refused blocks: logged and counted now; the good blocks go on.
     auto refused = std::make_shared<Refused>();
     if (!decoder_.refusals().empty()) {
-      ingest->note_refusals(exchange_->request(), decoder_.refusals());
-      refused->blocks = decoder_.refusals().size();
-      for (const protocol::Refusal& r : decoder_.refusals()) refused->events += r.events;
-      refused->json = query::negotiate(exchange_->request().header("accept"), {"text/plain", "application/json"}) ==
-                      "application/json";
-      refused->body = refusal_body(decoder_.refusals(), events, refused->json);
+      ingest_->note_refusals(exchange_->request(), decoder_.refusals(), "line");
+      refused->fill(exchange_->request(), decoder_.refusals(), decoder_.events(), "line");
       refused->text = decoder_.refused_text();
-      refused->reasons = refused->json ? refusal_body(decoder_.refusals(), events, false) : refused->body;
     }
-    if (events == 0) {
-      if (refused->blocks == 0) {
-        ++ingest->stats_.bodies_ok;
-        exchange_->reply(http::Response::text(200, ""));
-        return;
-      }
-      // Every block refused: nothing to apply.
-      failed_ = true;
-      ++ingest->stats_.bodies_rejected;
-      ingest->sink_->refused(refused->text, batch_id, refused->events, refused->reasons);
-      exchange_->reply(refused->response(400));
-      return;
+    failed_ = true;  // answered from here on
+    Ingest::Accepted body;
+    body.events = decoder_.events();
+    body.clamped = decoder_.clamped();
+    if (body.events > 0) {
+      body.batch = batch_.finish();
+      body.bindings = resolver_.take_bindings();
     }
-    uint64_t t0 = uv_hrtime();
-    ingest->sink_->submit(batch_.finish(), store::BatchId{batch_id, !generated}, resolver_.take_bindings(), events,
-                           [ingest, exchange, events, clamped, batch_id, generated, t0, refused](const Status& s) {
-                             if (ingest->latency_observer_) {
-                               ingest->latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);
-                             }
-                             if (s.ok()) {
-                               ++ingest->stats_.bodies_ok;
-                               ingest->stats_.events_received += events;
-                               ingest->stats_.events_clamped += clamped;
-                               if (refused->blocks == 0) {
-                                 exchange->reply(http::Response::text(200, ""));
-                                 return;
-                               }
-                               ++ingest->stats_.bodies_partial;
-                               ingest->sink_->refused(refused->text, batch_id, refused->events, refused->reasons);
-                               exchange->reply(refused->response(200));
-                             } else if (s.code() == Status::Code::kInvalid) {
-                               ++ingest->stats_.bodies_rejected;
-                               exchange->reply(http::Response::text(400, s.message() + "\n"));
-                             } else if (s.code() == Status::Code::kLimit) {
-                               ++ingest->stats_.bodies_rejected;
-                               ++ingest->stats_.bodies_over_limit;
-                               exchange->reply(http::Response::text(422, s.message() + "\n"));
-                             } else {
-                               ++ingest->stats_.bodies_unavailable;
-                               http::Response r = http::Response::text(503, s.message() + "\n");
-                               r.headers.push_back({"Retry-After", "1"});
-                               if (generated) r.headers.push_back({"Taba-Batch-Id", batch_id});
-                               exchange->reply(std::move(r));
-                             }
-                           });
+    ingest_->settle(exchange_, std::move(body), std::move(refused));
   }
 
  private:
@@ -271,9 +114,7 @@ class IngestRequest : public http::RequestHandler {
 
   void reject(int status, const std::string& why) {
     failed_ = true;
-    ++ingest_->stats_.bodies_rejected;
-    log::debug("ingest: {} from {} rejected: {}", exchange_->request().path, exchange_->request().peer, why);
-    exchange_->reply(http::Response::text(status, why + "\n"));
+    ingest_->reject(*exchange_, status, why);
   }
 
   Ingest* ingest_;
@@ -286,7 +127,81 @@ class IngestRequest : public http::RequestHandler {
   bool failed_ = false;
 };
 
-void Ingest::note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals) {
+std::unique_ptr<http::Inflater> Ingest::make_inflater(http::Inflater::Format format) const {
+  http::Inflater::Limits limits;
+  limits.max_output_bytes = static_cast<uint64_t>(options_.max_inflated_bytes);
+  limits.max_ratio = static_cast<uint64_t>(options_.max_inflate_ratio);
+  limits.output_limit_name = "ingest.max_inflated_bytes";
+  limits.ratio_limit_name = "ingest.max_inflate_ratio";
+  return std::make_unique<http::Inflater>(format, limits);
+}
+
+void Ingest::reject(http::Exchange& exchange, int status, const std::string& why) {
+  ++stats_.bodies_rejected;
+  log::debug("ingest: {} from {} rejected: {}", exchange.request().path, exchange.request().peer, why);
+  exchange.reply(http::Response::text(status, why + "\n"));
+}
+
+void Ingest::settle(const std::shared_ptr<http::Exchange>& exchange, Accepted body, std::shared_ptr<Refused> refused) {
+  // A body without a batch id gets one; a 503 names it so that a retry
+  // with it is applied at most once.
+  std::string batch_id(exchange->request().header("taba-batch-id"));
+  bool generated = batch_id.empty();
+  if (generated) batch_id = new_batch_id();
+  if (body.batch.empty()) {
+    if (refused->blocks == 0) {
+      ++stats_.bodies_ok;
+      exchange->reply(http::Response::text(200, ""));
+      return;
+    }
+    // Every block refused: nothing to apply.
+    ++stats_.bodies_rejected;
+    refused->hand_to(sink_, batch_id);
+    exchange->reply(refused->response(400));
+    return;
+  }
+  uint64_t t0 = uv_hrtime();
+  const uint64_t events = body.events, clamped = body.clamped, delta_blocks = body.delta_blocks;
+  const bool delta = body.delta;
+  sink_->submit(std::move(body.batch), store::BatchId{batch_id, !generated}, std::move(body.bindings), events,
+                [this, exchange, events, clamped, delta, delta_blocks, batch_id, generated, t0,
+                 refused](const Status& s) {
+                  if (latency_observer_) latency_observer_(static_cast<double>(uv_hrtime() - t0) / 1e6);
+                  if (s.ok()) {
+                    ++stats_.bodies_ok;
+                    stats_.events_received += events;
+                    stats_.events_clamped += clamped;
+                    if (delta) {
+                      ++stats_.delta_bodies;
+                      stats_.delta_blocks += delta_blocks;
+                      stats_.delta_events += events;
+                    }
+                    if (refused->blocks == 0) {
+                      exchange->reply(http::Response::text(200, ""));
+                      return;
+                    }
+                    ++stats_.bodies_partial;
+                    refused->hand_to(sink_, batch_id);
+                    exchange->reply(refused->response(200));
+                  } else if (s.code() == Status::Code::kInvalid) {
+                    ++stats_.bodies_rejected;
+                    exchange->reply(http::Response::text(400, s.message() + "\n"));
+                  } else if (s.code() == Status::Code::kLimit) {
+                    ++stats_.bodies_rejected;
+                    ++stats_.bodies_over_limit;
+                    exchange->reply(http::Response::text(422, s.message() + "\n"));
+                  } else {
+                    ++stats_.bodies_unavailable;
+                    http::Response r = http::Response::text(503, s.message() + "\n");
+                    r.headers.push_back({"Retry-After", "1"});
+                    if (generated) r.headers.push_back({"Taba-Batch-Id", batch_id});
+                    exchange->reply(std::move(r));
+                  }
+                });
+}
+
+void Ingest::note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals,
+                           const char* unit) {
   for (const protocol::Refusal& r : refusals) {
     stats_.events_refused += r.events;
     for (size_t k = 0; k < kRefusalKinds.size(); ++k) {
@@ -311,16 +226,16 @@ void Ingest::note_refusals(const http::Request& req, const std::vector<protocol:
       suppressed = fmt::format(" ({} earlier refusals not logged)", refusals_not_logged_);
       refusals_not_logged_ = 0;
     }
-    log::warn("ingest: {} from {}: block of client \"{}\" name \"{}\" refused ({} events): line {}: {}{}", req.path,
-              req.peer, r.client, r.name, r.events, r.line, r.reason, suppressed);
+    log::warn("ingest: {} from {}: block of client \"{}\" name \"{}\" refused ({} events): {} {}: {}{}", req.path,
+              req.peer, r.client, r.name, r.events, unit, r.line, r.reason, suppressed);
   }
 }
 
 void Ingest::write_refusal_metrics(MetricsWriter* w, std::string_view prefix) const {
   std::string blocks = fmt::format("{}_blocks_refused_total", prefix);
   w->family(blocks, "counter",
-            "Name blocks of ingest bodies refused, by kind (client, name, event, type, payload); the body's good "
-            "blocks were applied.");
+            "Name blocks of ingest bodies refused, by kind (client, name, event, type, payload, state); the body's "
+            "good blocks were applied.");
   for (size_t k = 0; k < kRefusalKinds.size(); ++k) {
     w->sample(blocks, static_cast<double>(stats_.blocks_refused[k]), {{"kind", std::string(kRefusalKinds[k])}});
   }
@@ -329,6 +244,16 @@ void Ingest::write_refusal_metrics(MetricsWriter* w, std::string_view prefix) co
   w->counter(fmt::format("{}_bodies_partial_total", prefix),
              "Bodies applied in part: some blocks refused, the rest accepted (200 with the refusals listed).",
              static_cast<double>(stats_.bodies_partial));
+  w->counter(fmt::format("{}_delta_bodies_total", prefix),
+             "POST /post_delta bodies accepted (their deltas folded at the edge; also counted among the accepted "
+             "bodies).",
+             static_cast<double>(stats_.delta_bodies));
+  w->counter(fmt::format("{}_delta_blocks_total", prefix),
+             "Delta blocks (one (client, name) state each) of accepted /post_delta bodies.",
+             static_cast<double>(stats_.delta_blocks));
+  w->counter(fmt::format("{}_delta_events_total", prefix),
+             "Events folded into the delta blocks accepted (also counted among the events received).",
+             static_cast<double>(stats_.delta_events));
 }
 
 std::string Ingest::new_batch_id() {
@@ -345,6 +270,10 @@ Ingest::~Ingest() = default;
 
 std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::Exchange>& exchange) {
   const http::Request& req = exchange->request();
+  if (req.path == "/post_delta" && !sink_->accepts_deltas()) {
+    exchange->reply(http::Response::text(404, "/post_delta: this process takes no delta bodies; post v1 to /post\n"));
+    return nullptr;
+  }
   if (req.method != "POST") {
     http::Response r = http::Response::text(405, fmt::format("{} accepts only POST\n", req.path));
     r.headers.push_back({"Allow", "POST"});
@@ -374,6 +303,7 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
         400, "Taba-Batch-Id must be 1..128 printable ASCII characters without spaces\n"));
     return nullptr;
   }
+  if (req.path == "/post_delta") return std::make_unique<DeltaIngestRequest>(this, exchange, compression);
   return std::make_unique<IngestRequest>(this, exchange, compression);
 }
 

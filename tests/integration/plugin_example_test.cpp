@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "example_plugin.h"
 #include "harness.h"
 
 using namespace taba;
@@ -22,47 +23,6 @@ using namespace taba::test;
 using Catch::Matchers::Contains;
 
 namespace {
-
-const std::string kSourceDir = TABA_SOURCE_DIR;
-const std::string kExampleDir = kSourceDir + "/examples/plugins/max_gauge";
-const std::string kIncludeDir = kSourceDir + "/include";
-
-// The C compiler: `cc` on $PATH (run_process wants a path).
-std::string c_compiler() { return find_on_path("cc"); }
-
-// Compiles one C source into a plugin with the command docs/plugins.md and
-// the example's README give, plus warnings as errors.
-void compile_plugin(const std::string& source, const std::string& output,
-                    const std::vector<std::string>& defines) {
-  std::string cc = c_compiler();
-  REQUIRE_FALSE(cc.empty());
-  std::vector<std::string> argv = {cc,      "-std=c11", "-shared", "-fPIC",           "-O2",
-                                   "-Wall", "-Wextra",  "-Werror", "-I" + kIncludeDir};
-  for (const std::string& d : defines) argv.push_back("-D" + d);
-  argv.insert(argv.end(), {source, "-o", output});
-  auto r = run_process(argv, {}, 60000);
-  REQUIRE(r.ok());
-  INFO(source << ":\n" << r.value().out << r.value().err);
-  REQUIRE(r.value().exit_code == 0);
-  REQUIRE(std::filesystem::exists(output));
-}
-
-void compile_max_gauge(const std::string& plugins_dir, int state_version) {
-  compile_plugin(kExampleDir + "/max_gauge.c", plugins_dir + "/max_gauge.so",
-                 {"STATE_VERSION=" + std::to_string(state_version)});
-}
-
-// Symlinks to every built-in plugin of the build.
-void link_builtins(const std::string& plugins_dir) {
-  size_t linked = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(TABA_TEST_PLUGIN_DIR)) {
-    if (entry.path().extension() != ".so") continue;
-    std::filesystem::create_symlink(entry.path(),
-                                    std::filesystem::path(plugins_dir) / entry.path().filename());
-    ++linked;
-  }
-  REQUIRE(linked >= 3);
-}
 
 void write_source(const std::string& path, std::string_view text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

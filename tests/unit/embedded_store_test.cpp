@@ -2,12 +2,14 @@
 // directory and the built plugins: batches decoded as the ingest route
 // decodes them are submitted and read back through fetch's ReadView; a
 // snapshot plus the WAL after it recover the same state in a reopened store;
-// type-binding conflicts, the name limits, and the delete and GC reports.
+// type-binding conflicts, the name limits, and the delete and GC reports;
+// delta batches (folded at the edge) give the states their events give.
 #include "store/embedded/embedded_store.h"
 
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -20,6 +22,7 @@
 
 #include "core/clock.h"
 #include "plugin_batches.h"
+#include "protocol/delta_batch.h"
 #include "query/params.h"
 #include "query/query_service.h"
 #include "temp_dir.h"
@@ -85,6 +88,13 @@ class StoreRun {
   // the outcome.
   Status submit(const std::string& body, store::BatchId id = {}) {
     return submit_decoded(test::decode_v1(body, wall_now(), store_.get()), std::move(id));
+  }
+  // The events of `body`, received at `t`, folded into a delta batch (as
+  // the edge folds them) and submitted with the bindings the body makes.
+  Status submit_folded(const std::string& body, double t, store::BatchId id = {}) {
+    test::DecodedBody folded = test::decode_v1(body, t, store_.get());
+    folded.batch = test::delta_batch(body, t);
+    return submit_decoded(std::move(folded), std::move(id));
   }
   Status submit_decoded(test::DecodedBody decoded, store::BatchId id = {}) {
     Status result = Status::Internal("submit did not answer");
@@ -402,4 +412,98 @@ TEST_CASE("embedded store: delete_names and gc report what they removed, and a W
   CHECK(contents(crashed.open(), t) == left);
   CHECK(crashed.store().stats().batches_replayed == 3);  // the body, the delete, the gc
   CHECK(crashed.store().stats().admin_records == 2);
+}
+
+TEST_CASE("embedded store: delta batches give the states their events give, live and replayed from the WAL",
+          "[embedded_store]") {
+  // Two stores: `events` takes v1 batches, `deltas` the same events folded
+  // into delta batches (protocol::DeltaFolder) at the same time. Every type
+  // the built plugins serve, new clients (the delta becomes the state) and
+  // known ones (merged), a handler with fold_many (CounterGroup) and without.
+  StoreRun events, deltas;
+  events.open();
+  deltas.open();
+  const double t = wall_now();
+  const std::vector<std::vector<Event>> bodies = {
+      {{"web01", "hits", "TotalsCounter", "1"},
+       {"web01", "hits", "TotalsCounter", "[2, 3]"},
+       {"web01", "lat", "CounterGroup", "12.5"},
+       {"web01", "lat", "CounterGroup", "7"},
+       {"web02", "lat", "CounterGroup", "[3, 2]"},
+       {"web01", "color", "Gauge", "\"red\""},
+       {"web02", "eg", "ExpiryGauge", fmt::format("[\"x\", {}]", t + 3600)},
+       {"web02", "pg", "PercentileGroup", "5"},
+       {"web02", "pc", "PercentileCounter", "[5, 2]"},
+       {"web03", "buf", "Buffer", "\"a\\\"b\""},
+       {"web03", "set", "Set", "true"},
+       {"web03", "quiet", "Noop", "1"}},
+      {{"web01", "hits", "TotalsCounter", "10"},
+       {"web02", "hits", "TotalsCounter", "4"},
+       {"web01", "lat", "CounterGroup", "1"},
+       {"web01", "color", "Gauge", "\"blue\""},
+       {"web03", "set", "Set", "\"s\""},
+       {"web03", "set", "Set", "3"},
+       {"web03", "buf", "Buffer", fmt::format("[1, {}]", t + 60)},
+       {"web02", "pg", "PercentileGroup", "50"}},
+  };
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    const std::string v1 = test::v1_body(bodies[i], t);
+    REQUIRE(events.submit_decoded(test::decode_v1(v1, t, &events.store())).ok());
+    REQUIRE(deltas.submit_folded(v1, t).ok());
+    if (i == 0) REQUIRE(deltas.snapshot().ok());  // the second batch only in the WAL
+  }
+  const std::vector<std::string> want = contents(events.store(), t);
+  CHECK(want.size() == 9 + 11 + 3);  // aggregates, client states, clients
+  CHECK(contents(deltas.store(), t) == want);
+  CHECK(deltas.store().stats().events_applied == events.store().stats().events_applied);
+  CHECK(deltas.store().stats().blocks_dropped == 0);
+
+  // A delta batch with a client's batch id is applied once.
+  const std::string again = test::v1_body({{"web04", "hits", "TotalsCounter", "9"}}, t);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    REQUIRE(events.submit_decoded(test::decode_v1(again, t, &events.store()), {"b-9", true}).ok());
+    REQUIRE(deltas.submit_folded(again, t, {"b-9", true}).ok());
+  }
+  CHECK(deltas.store().stats().batches_duplicate == 1);
+  const std::vector<std::string> after = contents(events.store(), t);
+  CHECK(contents(deltas.store(), t) == after);
+
+  // A block whose state does not deserialize is dropped and counted (its
+  // name is not made), the rest of its batch applied; replay does the same.
+  const std::string good = test::delta_batch(test::v1_body({{"web05", "hits", "TotalsCounter", "6"}}, t), t);
+  protocol::DeltaReader reader(good);
+  REQUIRE(reader.open().ok());
+  protocol::DeltaBlock block;
+  Status read;
+  REQUIRE(reader.next(&block, &read));
+  protocol::DeltaWriter mixed(t);
+  mixed.add("web05", "fresh", "TotalsCounter", 3, block.state_version, "\x01");
+  mixed.add(block);
+  REQUIRE(deltas.submit_decoded({mixed.finish(), 0, {{"fresh", test::handler_of("TotalsCounter")}}}).ok());
+  REQUIRE(events.submit_decoded(test::decode_v1(test::v1_body({{"web05", "hits", "TotalsCounter", "6"}}, t), t,
+                                                &events.store()))
+              .ok());
+  CHECK(deltas.store().stats().blocks_dropped == 1);
+  const std::vector<std::string> last = contents(events.store(), t);
+  CHECK(contents(deltas.store(), t) == last);
+  CHECK(deltas.store().find_name("fresh") == nullptr);
+  CHECK(deltas.store().bound_handler("fresh") == nullptr);
+
+  StoreRun crashed;
+  crashed.copy_data_of(deltas);
+  store::EmbeddedStore& recovered = crashed.open();
+  CHECK(recovered.stats().batches_replayed == 3);  // the snapshot holds the first batch
+  CHECK(recovered.stats().blocks_dropped == 1);
+  CHECK(contents(recovered, t) == last);
+  CHECK(recovered.bound_handler("fresh") == nullptr);
+
+  // The name limits read a delta batch's blocks as they read events'.
+  recovered.set_name_limits({0, 10});
+  std::vector<Event> many;
+  for (int i = 0; i < 8; ++i) many.push_back({"web03", fmt::format("n{}", i), "TotalsCounter", "1"});
+  Status limited = crashed.submit_folded(test::v1_body(many, t), t);
+  CHECK(limited.code() == Status::Code::kLimit);
+  CHECK(limited.message() ==
+        "client \"web03\" has 3 names and this body adds 8 new, more than ingest.max_names_per_client (10); nothing "
+        "from it was applied");
 }

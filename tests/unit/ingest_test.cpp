@@ -1,7 +1,7 @@
 // The ingest route (POST /post, /post_zip) against a fake store, driven the
-// way the HTTP server drives a route: start() once the headers are
-// complete, the body in chunks, on_complete(), the reply through the
-// request's Exchange. Partial acceptance, bodies refused whole, the store's
+// way the HTTP server drives a route (ingest_driver.h): start() once the
+// headers are complete, the body in chunks, on_complete(), the reply
+// through the request's Exchange. Partial acceptance, bodies refused whole, the store's
 // own refusals (400, 422, 503) and the reply texts.
 #include "routes/ingest.h"
 
@@ -18,91 +18,19 @@
 #include "core/config.h"
 #include "fake_store.h"
 #include "http/client.h"
+#include "ingest_driver.h"
 #include "plugin_batches.h"
 
 using namespace taba;
 using taba::test::Event;
+using taba::test::IngestDriver;
+using taba::test::Post;
+using taba::test::refused;
 
 namespace {
 
-// The reply side of one request, as the server's connection would hold it.
-class RecordingExchange final : public http::Exchange {
- public:
-  explicit RecordingExchange(http::Request request) : request_(std::move(request)) {}
-  const http::Request& request() const override { return request_; }
-  void reply(http::Response response) override {
-    ++replies_;
-    if (!response_) response_ = std::move(response);
-  }
-  bool replied() const override { return response_.has_value(); }
-  bool alive() const override { return true; }
-
-  int replies() const { return replies_; }
-  const http::Response& response() const {
-    REQUIRE(response_);
-    return *response_;
-  }
-  // The reply's header `name` (as the route spelled it), or "(none)".
-  std::string header(std::string_view name) const {
-    for (const http::Header& h : response().headers) {
-      if (h.name == name) return h.value;
-    }
-    return "(none)";
-  }
-
- private:
-  http::Request request_;
-  std::optional<http::Response> response_;
-  int replies_ = 0;
-};
-
-struct Post {
-  std::string path = "/post";
-  std::string method = "POST";
-  std::vector<http::Header> headers;  // lower-case names, as the server delivers them
-};
-
-// Hands `body` to the route as the server would: in 7-byte chunks while the
-// route has not replied, then on_complete unless it has. The handler is
-// kept (the server keeps it until the connection's next request).
-class IngestDriver {
- public:
-  explicit IngestDriver(store::Store* store, Config::Ingest options = {}) : ingest(store, &test::built_plugins(), options) {}
-
-  std::shared_ptr<RecordingExchange> post(std::string_view body, const Post& how = {}) {
-    http::Request req;
-    req.method = how.method;
-    req.target = how.path;
-    req.path = how.path;
-    req.headers = how.headers;
-    req.content_length = body.size();
-    req.peer = "127.0.0.1:40000";
-    auto exchange = std::make_shared<RecordingExchange>(std::move(req));
-    handlers_.push_back(ingest.start(exchange));
-    http::RequestHandler* handler = handlers_.back().get();
-    if (handler == nullptr) {
-      REQUIRE(exchange->replied());  // a route that declines replies itself
-      return exchange;
-    }
-    for (size_t i = 0; i < body.size() && !exchange->replied(); i += 7) handler->on_body(body.substr(i, 7));
-    if (!exchange->replied()) handler->on_complete();
-    return exchange;
-  }
-
-  routes::Ingest ingest;
-
- private:
-  std::vector<std::unique_ptr<http::RequestHandler>> handlers_;
-};
-
 bool is_hex_id(const std::string& id) {
   return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(c) && !std::isupper(c); });
-}
-
-uint64_t refused(const routes::IngestStats& stats, std::string_view kind) {
-  auto it = std::find(routes::kRefusalKinds.begin(), routes::kRefusalKinds.end(), kind);
-  REQUIRE(it != routes::kRefusalKinds.end());
-  return stats.blocks_refused[static_cast<size_t>(it - routes::kRefusalKinds.begin())];
 }
 
 // A body whose second and third blocks are refused: "color" is bound to

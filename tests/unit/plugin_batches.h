@@ -1,7 +1,8 @@
 // The built plugins (TABA_TEST_PLUGIN_DIR), loaded once per test process,
 // and v1 bodies decoded into binary batches against them the way the ingest
-// route decodes a post: what the unit tests of the store, and of the routes
-// that run on a store, feed in.
+// route decodes a post, or folded into delta batches the way the edge folds
+// them: what the unit tests of the store, and of the routes that run on a
+// store, feed in.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 
 #include "plugin/registry.h"
 #include "protocol/batch.h"
+#include "protocol/delta_fold.h"
 #include "protocol/v1_decoder.h"
 #include "protocol/v1_encoder.h"
 #include "store/store.h"
@@ -102,6 +104,20 @@ inline DecodedBody decode_v1(std::string_view body, double now, const store::Sto
   DecodedBody out{writer.finish(), decoder.events(), std::move(resolver.bindings)};
   std::sort(out.new_bindings.begin(), out.new_bindings.end());
   return out;
+}
+
+// The events of a v1 body, decoded at `now`, folded into one delta per
+// (client, name) with protocol::DeltaFolder and written as a delta batch
+// stamped `now` (protocol/delta_batch.h; no envelope).
+inline std::string delta_batch(std::string_view v1, double now) {
+  protocol::DeltaFolder folder(&built_plugins());
+  Status s = folder.fold_batch(decode_v1(v1, now).batch, true, nullptr);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  REQUIRE(folder.unfoldable_events() == 0);
+  Result<std::string> batch = folder.finish(now);
+  REQUIRE(batch.ok());
+  return std::move(batch.value());
 }
 
 // The blocks of a batch as "client/name/type/events" strings, in order.

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "protocol/batch.h"
+#include "protocol/delta_batch.h"
 #include "store/embedded/records.h"
 #include "store/embedded/snapshot_child.h"
 #include "store/embedded/snapshot_payload.h"
@@ -309,29 +310,36 @@ Status EmbeddedStore::check_name_limits(std::string_view batch, const Bindings& 
   if (limits_.max_names_per_client == 0) return Status::Ok();
   std::string_view id, records;
   if (!split_batch_record(batch, &id, &records)) return Status::Ok();  // apply reports the corruption
+  // The block headers (client, name) of an event batch or a delta batch.
+  const bool deltas = protocol::is_delta_batch(records);
   protocol::BatchReader reader(records);
-  if (!reader.open().ok()) return Status::Ok();
+  protocol::DeltaReader delta_reader(records);
+  if (!(deltas ? delta_reader.open() : reader.open()).ok()) return Status::Ok();
+  const uint32_t block_count = deltas ? delta_reader.block_count() : reader.block_count();
   // Cheap and usually enough: no client can reach the limit even if every
   // block of this body gave it a new name.
-  if (uint64_t{max_client_states_} + reader.block_count() <= limits_.max_names_per_client) return Status::Ok();
+  if (uint64_t{max_client_states_} + block_count <= limits_.max_names_per_client) return Status::Ok();
   std::unordered_map<std::string_view, std::unordered_set<std::string_view>> fresh_names;  // client -> new names
   protocol::BatchBlock block;
+  protocol::DeltaBlock delta;
   Status s;
-  while (reader.next_header(&block, &s)) {
+  while (deltas ? delta_reader.next(&delta, &s) : reader.next_header(&block, &s)) {
+    const std::string_view client = deltas ? delta.client : block.client;
+    const std::string_view name = deltas ? delta.name : block.name;
     ClientIndex ci = 0;
-    bool known = find_client(block.client, &ci);
+    bool known = find_client(client, &ci);
     if (known) {
-      auto it = names_.find(block.name);
+      auto it = names_.find(name);
       if (it != names_.end() && it->second->states.find(ci)) continue;
     }
-    auto& names = fresh_names[block.client];
-    names.insert(block.name);
+    auto& names = fresh_names[client];
+    names.insert(name);
     uint64_t held = known ? client_state_counts_[ci] : 0;
     if (held + names.size() > limits_.max_names_per_client) {
       ++stats_.refused_max_names_per_client;
       return Status::Limit(fmt::format("client \"{}\" has {} names and this body adds {} new, more than "
                                        "ingest.max_names_per_client ({}); nothing from it was applied",
-                                       block.client, held, names.size(), limits_.max_names_per_client));
+                                       client, held, names.size(), limits_.max_names_per_client));
     }
   }
   return Status::Ok();
@@ -351,130 +359,6 @@ ClientIndex EmbeddedStore::intern_client(std::string_view client) {
   client_state_counts_.push_back(0);
   client_index_.emplace(std::string(client), index);
   return index;
-}
-
-Status EmbeddedStore::apply(std::string_view record, bool replay) {
-  std::string_view batch_id, batch;
-  if (!split_batch_record(record, &batch_id, &batch)) return Status::Corruption("batch record: truncated batch id");
-  protocol::BatchReader reader(batch, /*written_here=*/!replay);
-  Status s = reader.open();
-  TABA_RETURN_IF_ERROR(s);
-  const double now = reader.receive_time();
-  if (!batch_id.empty()) {
-    if (applied_ids_.find(batch_id) != applied_ids_.end()) return Status::Ok();  // logged twice: apply once
-    remember_batch_id(batch_id, now);
-  }
-  // Blocks are read one ahead: the next block's name, client and states are
-  // looked up and its handler's prefetch hint issued before the current
-  // block is folded, so the cache misses of cold states overlap with work.
-  // A lookup ahead is kept only when it found something (entries and client
-  // indexes are never removed while a batch applies); a miss is looked up
-  // again, since the current block may create that name or client.
-  protocol::BatchBlock block;
-  protocol::BatchBlock next_block;
-  NameEntry* next_entry = nullptr;
-  ClientIndex next_client = 0;
-  bool next_client_known = false;
-  auto look_ahead = [&] {
-    next_entry = nullptr;
-    next_client_known = false;
-    auto found = names_.find(next_block.name);
-    if (found == names_.end()) return;
-    next_entry = found->second.get();
-    next_client_known = find_client(next_block.client, &next_client);
-    if (!next_entry->handler->has_prefetch() || next_entry->handler->type_name != next_block.type) return;
-    const taba_state* targets[2] = {next_entry->aggregate.get(), nullptr};
-    size_t count = 1;
-    if (next_client_known) {
-      if (const State* st = next_entry->states.find(next_client)) targets[count++] = st->get();
-    }
-    next_entry->handler->prefetch(targets, count, events_ahead_.data(), events_ahead_.size(), now);
-  };
-  bool have_next = reader.next(&next_block, &events_ahead_, &s);
-  if (have_next) look_ahead();
-  while (have_next) {
-    block = next_block;
-    std::swap(events_, events_ahead_);
-    NameEntry* const entry_ahead = next_entry;
-    const bool client_known = next_client_known;
-    const ClientIndex client_ahead = next_client;
-    have_next = reader.next(&next_block, &events_ahead_, &s);
-    if (have_next) look_ahead();
-
-    NameEntry* entry = entry_ahead;
-    auto it = entry ? names_.end() : names_.find(block.name);
-    if (!entry && it == names_.end()) {
-      const plugin::Handler* handler = registry_->find(block.type);
-      if (!handler) {
-        return Status::Invalid(fmt::format("name \"{}\" has type \"{}\", which no loaded plugin serves", block.name,
-                                           block.type));
-      }
-      auto fresh = std::make_unique<NameEntry>();
-      fresh->name.assign(block.name);
-      fresh->handler = handler;
-      taba_state* aggregate = handler->new_state(now);
-      if (!aggregate) return Status::Internal(fmt::format("{} handler: new_state failed", handler->type_name));
-      fresh->aggregate = State(handler, aggregate);
-      entry = fresh.get();
-      names_.emplace(fresh->name, std::move(fresh));
-      if (auto r = reserved_.find(block.name); r != reserved_.end()) reserved_.erase(r);
-    } else {
-      if (!entry) entry = it->second.get();
-      if (entry->handler->type_name != block.type) {
-        log::warn("store: {} block for name \"{}\" of type {} skipped (bound to {})", replay ? "replayed" : "live",
-                  block.name, block.type, entry->handler->type_name);
-        continue;
-      }
-    }
-    const plugin::Handler* h = entry->handler;
-    ClientIndex ci = client_known ? client_ahead : intern_client(block.client);
-    State* existing = entry->states.find(ci);
-    taba_state* fresh_state = nullptr;
-    if (!existing || !h->has_fold_many()) {
-      fresh_state = h->new_state(block.client, now);
-      if (!fresh_state) {
-        ++stats_.blocks_dropped;
-        log::error("store: {} handler could not create a state: {} events of \"{}\" dropped",
-                   entry->handler->type_name, block.event_count, block.name);
-        continue;
-      }
-    }
-    State* client_state = existing;
-    if (!existing) {
-      // A new client: its first events fold straight into its new state.
-      client_state = &entry->states[ci];
-      *client_state = State(entry->handler, fresh_state);
-      max_client_states_ = std::max(max_client_states_, ++client_state_counts_[ci]);
-    }
-    if (h->has_fold_many()) {
-      // One pass over the events into both states (handler.h, ABI 1.1).
-      taba_state* const targets[2] = {client_state->get(), entry->aggregate.get()};
-      h->fold_many(targets, 2, block.client, events_.data(), events_.size(), now);
-    } else if (!existing) {
-      h->fold(client_state->get(), events_.data(), events_.size(), now);
-      h->merge(entry->aggregate.get(), client_state->get(), now);
-    } else {
-      taba_state* delta = fresh_state;
-      h->fold(delta, events_.data(), events_.size(), now);
-      h->merge(client_state->get(), delta, now);
-      h->merge(entry->aggregate.get(), delta, now);
-      h->free_state(delta);
-    }
-    ++stats_.blocks_applied;
-    stats_.events_applied += block.event_count;
-  }
-  TABA_RETURN_IF_ERROR(s);
-  ++stats_.batches_applied;
-  ++changes_since_snapshot_;
-  if (!replay) {
-    double applied_at = wall_now();
-    double lag = std::clamp(applied_at - now, 0.0, 30.0);
-    stats_.last_apply_lag_s = lag;
-    latencies_.add(applied_at, lag);
-    latency_ewma_s_ = last_live_apply_ == 0 ? lag : 0.8 * latency_ewma_s_ + 0.2 * lag;
-    last_live_apply_ = applied_at;
-  }
-  return Status::Ok();
 }
 
 void EmbeddedStore::remember_batch_id(std::string_view id, double time) {

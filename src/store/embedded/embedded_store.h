@@ -1,9 +1,9 @@
 // The embedded store: every state in memory, made durable by a write-ahead
 // log of accepted batches plus periodic snapshots (see wal.h).
 //
-// Ingest: a decoded, validated batch is appended to the WAL; when the WAL
-// reports it durable (per the fsync policy) the batch is applied to memory
-// and the request is answered. Recovery replays the snapshot and the WAL
+// Ingest: a decoded, validated batch (events, or deltas folded at the edge)
+// is appended to the WAL; when the WAL reports it durable (per the fsync
+// policy) the batch is applied to memory and the request is answered. Recovery replays the snapshot and the WAL
 // through the same apply code, with each batch's recorded receive time, so
 // the result is the same as before the crash.
 #pragma once
@@ -28,6 +28,11 @@
 #include "store/embedded/wal.h"
 #include "store/store.h"
 
+namespace taba::protocol {
+class BatchReader;
+class DeltaReader;
+}  // namespace taba::protocol
+
 namespace taba::store {
 
 struct StoreOptions {
@@ -44,7 +49,7 @@ struct StoreStats {
   uint64_t blocks_applied = 0;
   uint64_t batches_replayed = 0;
   uint64_t batches_failed = 0;  // WAL write failed; the request got 503
-  uint64_t blocks_dropped = 0;  // a handler could not allocate a state
+  uint64_t blocks_dropped = 0;  // a handler could not allocate a state, or a delta did not deserialize
   uint64_t admin_records = 0;   // delete / gc / repair records applied (live and replayed)
   uint64_t batches_duplicate = 0;  // a batch id seen before: acknowledged, not applied again
   uint64_t refused_max_names = 0;             // bodies refused by NameLimits::max_names
@@ -133,7 +138,17 @@ class EmbeddedStore final : public Store, public ReadView {
     std::function<void(const Status&)> done;
     std::function<void(const Status&, const std::string&)> admin_done;  // admin records
   };
+  // Applies a WAL record's batch (apply.cpp): events (apply_events) or
+  // deltas folded at the edge (apply_deltas); live and at replay alike.
   Status apply(std::string_view record, bool replay);
+  Status apply_events(protocol::BatchReader* reader, double now, bool replay);
+  Status apply_deltas(protocol::DeltaReader* reader, double now, bool replay);
+  // The entry of `name` for a block of `type`, created when the name is
+  // new; *out nullptr (and OK) when the name is bound to another type (the
+  // block is skipped and logged). Error: no loaded plugin serves `type`.
+  Status name_entry(std::string_view name, std::string_view type, double now, bool replay, NameEntry** out);
+  // Makes `state` the client's state of the entry (the client had none).
+  State* add_client_state(NameEntry* entry, ClientIndex client, State state);
   // Status::Limit when the batch would pass a NameLimits guard.
   Status check_name_limits(std::string_view batch, const Bindings& new_bindings);
   // Recomputes max_client_states_ after states were removed.

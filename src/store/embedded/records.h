@@ -1,7 +1,9 @@
 // The records the embedded store appends to its WAL (the payloads wal.h
 // frames), told apart by their first byte:
 //   batch             the batch bytes as decoded from a request
-//                     (protocol/batch.h; batch version 1, first byte 0x01)
+//                     (protocol/batch.h; batch version 1, first byte 0x01),
+//                     or a delta batch as POST /post_delta accepted it
+//                     (protocol/delta_batch.h; version 2, first byte 0x02)
 //   identified batch  u8 0x81 | u16 id_len | id | batch bytes
 //   admin             u8 0x80 | u8 op | f64 time | u32 count |
 //                     count x (u16 len, name)
@@ -19,7 +21,7 @@
 namespace taba::store {
 
 // Admin records share the WAL with batches; their first byte (0x80) can
-// never start a batch (batch version 1).
+// never start a batch (batch version 1 or 2).
 constexpr uint8_t kAdminTag = 0x80;
 // A batch with its Taba-Batch-Id.
 constexpr uint8_t kIdentifiedBatchTag = 0x81;
@@ -39,7 +41,8 @@ inline std::string identified_batch_record(std::string_view batch_id, std::strin
 }
 
 // Splits an identified batch record into its id and batch; plain batches
-// (version 1, logged before batch ids were kept) have no id.
+// (version 1 or 2 without a client's batch id, or logged before batch ids
+// were kept) have no id.
 inline bool split_batch_record(std::string_view record, std::string_view* id, std::string_view* batch) {
   if (record.empty() || uint8_t(record[0]) != kIdentifiedBatchTag) {
     *id = {};

@@ -112,7 +112,12 @@ class RedisStore final : public Store {
   struct Submit;  // redis_submit.cpp
   struct Fetch;   // redis_fetch.cpp
   void heartbeat();  // redis_heartbeat.cpp; every second
-  void bind_then_append(const std::shared_ptr<Submit>& sub);  // redis_submit.cpp
+  // A post's stream payloads per shard (sub->payloads, events, bytes):
+  // from an event batch, one pre-aggregated delta per (client, name); from
+  // a delta batch (POST /post_delta), its blocks as they are.
+  Status shard_events(std::string_view batch, Submit* sub);  // redis_submit.cpp
+  Status shard_deltas(std::string_view batch, Submit* sub);
+  void bind_then_append(const std::shared_ptr<Submit>& sub);
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
   // Lists every bound name (name -> type) matching `names` across shards

@@ -1,5 +1,6 @@
 // The fe's side of the Redis store: a post becomes one delta per (client,
-// name) (pre-aggregated here), its new names are bound to their types on
+// name) (pre-aggregated here; a delta batch from POST /post_delta already
+// is one), its new names are bound to their types on
 // their shards (first writer wins, within the shard's share of
 // ingest.max_names), one stream entry per shard is appended with XADD, and
 // WAIT holds the answer until enough replicas have it when configured.
@@ -11,6 +12,7 @@
 
 #include "core/clock.h"
 #include "protocol/batch.h"
+#include "protocol/delta_batch.h"
 #include "redis/reply.h"
 #include "store/redis/redis_store_internal.h"
 
@@ -73,6 +75,20 @@ struct RedisStore::Submit {
   uint64_t bytes = 0;
 };
 
+namespace {
+
+// Each shard's deltas as its stream entry's payload ("" for none).
+void take_payloads(std::vector<redis::DeltaWriter>* writers, std::vector<std::string>* payloads, uint64_t* bytes) {
+  payloads->resize(writers->size());
+  for (size_t i = 0; i < writers->size(); ++i) {
+    if ((*writers)[i].count() == 0) continue;
+    (*payloads)[i] = (*writers)[i].finish();
+    *bytes += (*payloads)[i].size();
+  }
+}
+
+}  // namespace
+
 void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindings,
                         std::function<void(const Status&)> done) {
   auto defer = [this, &done](Status s) {
@@ -100,10 +116,17 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   if (batch_id.value.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
   sub->batch_id = std::move(batch_id.value);
 
+  Status s = protocol::is_delta_batch(batch) ? shard_deltas(batch, sub.get()) : shard_events(batch, sub.get());
+  if (!s.ok()) return defer(s);
+  in_flight_bytes_ += sub->bytes;
+  bind_then_append(sub);
+}
+
+Status RedisStore::shard_events(std::string_view batch, Submit* sub) {
   // Pre-aggregate: one delta state per (client, name).
   protocol::BatchReader reader(batch, /*written_here=*/true);
   Status s = reader.open();
-  if (!s.ok()) return defer(s);
+  TABA_RETURN_IF_ERROR(s);
   const double now = reader.receive_time();
   struct Acc {
     const plugin::Handler* handler;
@@ -119,9 +142,9 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   std::string key;
   while (reader.next(&block, &events, &s)) {
     const plugin::Handler* h = registry_->find(block.type);
-    if (!h) return defer(Status::Invalid(fmt::format("no loaded plugin serves type \"{}\"", block.type)));
+    if (!h) return Status::Invalid(fmt::format("no loaded plugin serves type \"{}\"", block.type));
     taba_state* delta = h->new_state(block.client, now);
-    if (!delta) return defer(Status::Unavailable(fmt::format("the {} handler could not create a state", block.type)));
+    if (!delta) return Status::Unavailable(fmt::format("the {} handler could not create a state", block.type));
     h->fold(delta, events.data(), events.size(), now);
     key.assign(block.client);
     key.push_back('\0');
@@ -136,27 +159,40 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
       acc.events += block.event_count;
     }
   }
-  if (!s.ok()) return defer(s);
+  TABA_RETURN_IF_ERROR(s);
   std::vector<redis::DeltaWriter> writers(shards_.size());
   sub->events.assign(shards_.size(), 0);
   std::string tmp;
   for (const Acc& acc : accs) {
     if (!acc.handler->serialize(acc.state.get(), &tmp)) {
-      return defer(Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name)));
+      return Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name));
     }
     size_t shard = shard_of(acc.name);
     writers[shard].add(acc.name, acc.handler->type_name, acc.client, acc.handler->state_version(), tmp);
     sub->events[shard] += acc.events;
   }
-  sub->payloads.resize(shards_.size());
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    if (writers[i].count() > 0) {
-      sub->payloads[i] = writers[i].finish();
-      sub->bytes += sub->payloads[i].size();
-    }
+  take_payloads(&writers, &sub->payloads, &sub->bytes);
+  return Status::Ok();
+}
+
+// The delta batch's blocks go to their shards unchanged: folded at the
+// edge, they need no pre-aggregation (POST /post_delta checked that each
+// deserializes with a loaded plugin).
+Status RedisStore::shard_deltas(std::string_view batch, Submit* sub) {
+  protocol::DeltaReader reader(batch);
+  TABA_RETURN_IF_ERROR(reader.open());
+  std::vector<redis::DeltaWriter> writers(shards_.size());
+  sub->events.assign(shards_.size(), 0);
+  protocol::DeltaBlock block;
+  Status s;
+  while (reader.next(&block, &s)) {
+    size_t shard = shard_of(block.name);
+    writers[shard].add(block.name, block.type, block.client, block.state_version, block.state);
+    sub->events[shard] += block.events;
   }
-  in_flight_bytes_ += sub->bytes;
-  bind_then_append(sub);
+  TABA_RETURN_IF_ERROR(s);
+  take_payloads(&writers, &sub->payloads, &sub->bytes);
+  return Status::Ok();
 }
 
 void RedisStore::set_name_limits(const NameLimits& limits) {
