@@ -111,19 +111,4 @@ std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<
   return out;
 }
 
-std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events) {
-  protocol::V1Encoder enc;
-  size_t base = 0;
-  for (const SpoolRecord& r : contents.records) {
-    size_t seen = 0;
-    Status st = enc.add_batch(r.batch, [&](size_t b) {
-      seen = std::max(seen, b + 1);
-      return std::binary_search(picks.begin(), picks.end(), base + b);
-    });
-    if (st.ok()) base += seen;
-  }
-  *events = enc.events();
-  return enc.events() == 0 ? std::string() : enc.finish();
-}
-
 }  // namespace taba::agent

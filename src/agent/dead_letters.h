@@ -57,9 +57,4 @@ class DeadLetters {
 // point into, ascending.
 std::vector<size_t> refused_blocks(std::string_view refusals, const std::vector<protocol::V1Encoder::BlockLines>& lines);
 
-// The blocks `picks` (sorted; numbered across the records in order, as one
-// V1Encoder over every record numbers them, a corrupt record having none)
-// as one v1 body; *events receives their event count.
-std::string encode_blocks(const SegmentContents& contents, const std::vector<size_t>& picks, uint64_t* events);
-
 }  // namespace taba::agent

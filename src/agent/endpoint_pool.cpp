@@ -20,15 +20,17 @@ EndpointPool::EndpointPool(const std::vector<std::string>& addresses, int backof
   }
 }
 
-int EndpointPool::choose(int64_t now, int64_t* wait_until_ms) {
+int EndpointPool::choose(int64_t now, int64_t* wait_until_ms, bool need_delta) {
   int best = -1;
   *wait_until_ms = INT64_MAX;
   size_t n = endpoints_.size();
   for (size_t k = 0; k < n; ++k) {
     size_t i = (round_robin_ + k) % n;
     const Endpoint& e = endpoints_[i];
-    if (e.retry_at_ms > now) {
-      *wait_until_ms = std::min(*wait_until_ms, e.retry_at_ms);
+    int64_t usable_at = e.retry_at_ms;
+    if (need_delta && !may_take_deltas(e, now)) usable_at = std::max(usable_at, e.delta_probe_at_ms);
+    if (usable_at > now) {
+      *wait_until_ms = std::min(*wait_until_ms, usable_at);
       continue;
     }
     if (best < 0) {
@@ -43,6 +45,20 @@ int EndpointPool::choose(int64_t now, int64_t* wait_until_ms) {
   }
   if (best >= 0) ++round_robin_;
   return best;
+}
+
+bool EndpointPool::any_takes_deltas(int64_t now) const {
+  for (const Endpoint& e : endpoints_) {
+    if (may_take_deltas(e, now)) return true;
+  }
+  return false;
+}
+
+bool EndpointPool::delta_answered(Endpoint& ep, bool served, int64_t now, int64_t probe_ms) {
+  int before = ep.delta;
+  ep.delta = served ? 1 : -1;
+  if (!served) ep.delta_probe_at_ms = now + probe_ms;
+  return before != ep.delta;
 }
 
 int64_t EndpointPool::backoff_ms(uint32_t failures) {
@@ -81,6 +97,9 @@ std::vector<EndpointStatus> EndpointPool::status(int64_t now) const {
     es.retry_in_s = e.retry_at_ms > now ? static_cast<double>(e.retry_at_ms - now) / 1000.0 : 0;
     es.latency_ms_ewma = e.latency_ms_ewma;
     es.last_error = e.last_error;
+    es.delta = e.delta;
+    es.delta_probe_in_s =
+        e.delta < 0 && e.delta_probe_at_ms > now ? static_cast<double>(e.delta_probe_at_ms - now) / 1000.0 : 0;
     if (e.retry_at_ms > now) {
       es.state = "backoff";
     } else if (e.consecutive_failures > 0) {

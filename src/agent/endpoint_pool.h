@@ -5,7 +5,10 @@
 // requests in flight, then fewest recent failures, then round robin). An
 // endpoint that fails backs off exponentially from backoff_initial_ms to
 // backoff_max_ms, with equal jitter, and at least as long as the fe's
-// Retry-After asked. Not thread-safe: the forwarder calls it under its lock.
+// Retry-After asked. An endpoint that answered POST /post_delta with 404,
+// 405 or 415 (an older tabad) is sent v1 until its probe time, when the
+// next segment tries /post_delta again. Not thread-safe: the forwarder calls
+// it under its lock.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +33,10 @@ struct Endpoint {
   int64_t retry_at_ms = 0;  // steady clock; usable from then on
   double latency_ms_ewma = 0;
   std::string last_error;
+  // /post_delta: 0 not tried yet, 1 served, -1 not served (v1 until
+  // delta_probe_at_ms, steady clock).
+  int delta = 0;
+  int64_t delta_probe_at_ms = 0;
 };
 
 class EndpointPool {
@@ -41,8 +48,18 @@ class EndpointPool {
   Endpoint& at(size_t i) { return endpoints_[i]; }
 
   // The endpoint to use now, or -1 (then *wait_until_ms says when one
-  // becomes usable).
-  int choose(int64_t now, int64_t* wait_until_ms);
+  // becomes usable). With `need_delta`, only endpoints that may take
+  // /post_delta now (served it, not tried, or due for a probe).
+  int choose(int64_t now, int64_t* wait_until_ms, bool need_delta = false);
+  // Whether `ep` is to be sent /post_delta now.
+  static bool may_take_deltas(const Endpoint& ep, int64_t now) {
+    return ep.delta >= 0 || now >= ep.delta_probe_at_ms;
+  }
+  // Whether some endpoint takes (or may take) /post_delta, backoff aside.
+  bool any_takes_deltas(int64_t now) const;
+  // `ep` answered /post_delta: served it, or not (then v1 until now + probe_ms).
+  // True when this changed what is known of it.
+  bool delta_answered(Endpoint& ep, bool served, int64_t now, int64_t probe_ms);
   // An attempt on `ep` failed with `error` (the fe asked for at least
   // `retry_after_ms`): it backs off.
   void failed(Endpoint& ep, std::string error, int64_t retry_after_ms);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "protocol/delta_batch.h"
 
 namespace taba::agent {
 
@@ -16,8 +17,11 @@ std::string first_line(std::string_view body) {
   return std::string(line);
 }
 
-Attempt post_zip(const std::string& compressed, const std::string& batch_id, const Endpoint& ep,
-                 const std::string& token, std::optional<http::ClientConnection>& conn, int timeout_ms) {
+namespace {
+
+Attempt post(std::string_view path, std::vector<http::Header> headers, const std::string& body,
+             const std::string& batch_id, const Endpoint& ep, const std::string& token,
+             std::optional<http::ClientConnection>& conn, int timeout_ms) {
   Attempt a;
   int64_t t0 = steady_ms();
   if (!conn || !conn->is_open()) {
@@ -28,12 +32,10 @@ Attempt post_zip(const std::string& compressed, const std::string& batch_id, con
     }
     conn.emplace(std::move(c.value()));
   }
-  std::vector<http::Header> headers{{"Taba-Batch-Id", batch_id},
-                                    {"Content-Type", "application/octet-stream"}};
+  headers.push_back({"Taba-Batch-Id", batch_id});
   if (!token.empty()) headers.push_back({"Authorization", "Bearer " + token});
   int64_t left = timeout_ms - (steady_ms() - t0);
-  auto r =
-      conn->request("POST", "/post_zip", headers, compressed, static_cast<int>(std::max<int64_t>(left, 1)));
+  auto r = conn->request("POST", path, headers, body, static_cast<int>(std::max<int64_t>(left, 1)));
   a.latency_ms = static_cast<double>(steady_ms() - t0);
   if (!r.ok()) {
     conn.reset();
@@ -51,14 +53,37 @@ Attempt post_zip(const std::string& compressed, const std::string& batch_id, con
     }
     a.retry_after_ms = std::min<int64_t>(secs, 3600) * 1000;
   }
+  std::string_view refused = r->header("taba-refused-blocks");
+  if (!refused.empty() && refused != "0") a.refusals = r->body;
   if (a.status >= 200 && a.status < 300) {
     a.outcome = Outcome::kOk;
-    std::string_view refused = r->header("taba-refused-blocks");
-    if (!refused.empty() && refused != "0") a.refusals = r->body;
   } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
              a.status != 408 && a.status != 429) {
     // The fe read the body and refused it: resending cannot help.
     a.outcome = Outcome::kDeadLetter;
+  }
+  return a;
+}
+
+}  // namespace
+
+Attempt post_zip(const std::string& compressed, const std::string& batch_id, const Endpoint& ep,
+                 const std::string& token, std::optional<http::ClientConnection>& conn, int timeout_ms) {
+  return post("/post_zip", {{"Content-Type", "application/octet-stream"}}, compressed, batch_id, ep, token, conn,
+              timeout_ms);
+}
+
+Attempt post_delta(const std::string& body, bool compressed, const std::string& batch_id, const Endpoint& ep,
+                   const std::string& token, std::optional<http::ClientConnection>& conn, int timeout_ms) {
+  std::vector<http::Header> headers{{"Content-Type", std::string(protocol::kDeltaContentType)}};
+  if (compressed) headers.push_back({"Content-Encoding", "deflate"});
+  Attempt a = post("/post_delta", std::move(headers), body, batch_id, ep, token, conn, timeout_ms);
+  // An older fe: no such route (404), or a route it reads as something
+  // else (405, 415). Its answer blames neither the body nor the moment.
+  if (a.status == 404 || a.status == 405 || a.status == 415) {
+    a.outcome = Outcome::kRetry;
+    a.no_delta_route = true;
+    conn.reset();  // it may not have read the body it refused at its headers
   }
   return a;
 }

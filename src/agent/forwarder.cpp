@@ -1,6 +1,7 @@
 // The forwarder's public calls and its worker loop: take the next segment,
-// read it, post it to the least loaded endpoint, settle or requeue it (see
-// forwarder.h; refusals are settled in refusal_settlement.cpp).
+// read it, send it to the least loaded endpoint, settle or requeue it (see
+// forwarder.h; how a segment is sent is in segment_sending.cpp, refusals
+// are settled in refusal_settlement.cpp).
 #include "agent/forwarder.h"
 
 #include <unistd.h>
@@ -32,33 +33,14 @@ Forwarder::Impl::Impl(Spool* s, ForwarderOptions o)
       endpoints(options.endpoints, options.backoff_initial_ms, options.backoff_max_ms),
       dead_letters(std::make_unique<DeadLetters>(options.dead_letter_dir, options.max_dead_letter_bytes)) {}
 
-bool Forwarder::Impl::load(const Segment& seg, SegmentContents* contents, std::string* body, uint64_t* events,
-                           std::vector<protocol::V1Encoder::BlockLines>* block_lines, std::string* err) {
-  Result<SegmentContents> c = read_segment(seg.path);
-  if (!c.ok()) {
-    *err = c.status().message();
-    return false;
-  }
-  *contents = std::move(c.value());
-  uint64_t corrupt = contents->corrupt;
-  protocol::V1Encoder enc;
-  for (const SpoolRecord& r : contents->records) {
-    if (!enc.add_batch(r.batch).ok()) ++corrupt;
-  }
-  if (corrupt > 0) {
-    log::error("agent: {}: {} corrupt record(s) skipped (disk corruption?)", seg.path, corrupt);
-    std::lock_guard<std::mutex> lock(mu);
-    totals.corrupt_records_skipped += corrupt;
-  }
-  *events = enc.events();
-  *block_lines = enc.block_lines();
-  *body = enc.events() == 0 ? std::string() : enc.finish();
-  return true;
-}
-
 bool Forwarder::Impl::past_stop_deadline() {
   std::lock_guard<std::mutex> lock(mu);
   return stop_requested && steady_ms() >= stop_deadline_ms;
+}
+
+void Forwarder::Impl::count(const std::function<void(ForwarderStats&)>& f) {
+  std::lock_guard<std::mutex> lock(mu);
+  f(totals);
 }
 
 void Forwarder::Impl::worker_main() {
@@ -71,8 +53,18 @@ void Forwarder::Impl::worker_main() {
       wake.wait_for(lock, std::chrono::milliseconds(200));
       continue;
     }
-    int64_t wait_until = 0;
-    int ep_index = endpoints.choose(now, &wait_until);
+    // The first queued segment an endpoint can take now: one known to hold
+    // deltas needs an endpoint that may take /post_delta.
+    int64_t wait_until = INT64_MAX;
+    int ep_index = -1;
+    auto it = queue.begin();
+    for (; it != queue.end(); ++it) {
+      int64_t until = 0;
+      ep_index = endpoints.choose(now, &until, it->holds_deltas == 1);
+      if (ep_index >= 0) break;
+      wait_until = std::min(wait_until, until);
+      if (it->holds_deltas != 1) break;  // no endpoint at all: none for the rest either
+    }
     if (ep_index < 0) {
       int64_t until = std::min<int64_t>(wait_until, now + 1000);
       if (stop_requested) until = std::min(until, stop_deadline_ms);
@@ -80,8 +72,8 @@ void Forwarder::Impl::worker_main() {
       continue;
     }
     Endpoint& ep = endpoints.at(static_cast<size_t>(ep_index));
-    Segment seg = std::move(queue.front());
-    queue.pop_front();
+    Segment seg = std::move(*it);
+    queue.erase(it);
     ++ep.in_flight;
     ++ep.requests;
     ++totals.in_flight;
@@ -89,14 +81,18 @@ void Forwarder::Impl::worker_main() {
     if (stop_requested)
       timeout_ms = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms - now, 100, timeout_ms));
     std::string address = ep.address;
+    std::shared_ptr<const HandlerMap> handlers = options.handlers;
     lock.unlock();
 
-    uint64_t events = 0;
     std::string err;
     SegmentContents contents;
-    std::string body;
-    std::vector<protocol::V1Encoder::BlockLines> block_lines;
-    bool readable = load(seg, &contents, &body, &events, &block_lines, &err);
+    Result<SegmentContents> read = read_segment(seg.path);
+    bool readable = read.ok();
+    if (readable) {
+      contents = std::move(read.value());
+    } else {
+      err = read.status().message();
+    }
     Attempt a;
     uint64_t events_ok = 0;
     if (!readable && ::access(seg.path.c_str(), F_OK) != 0 && errno == ENOENT) {
@@ -121,35 +117,22 @@ void Forwarder::Impl::worker_main() {
     } else if (!readable) {
       log::error("agent: cannot read {}: {}; it stays in the spool", seg.path, err);
       a.message = err;
-    } else if (events == 0) {
-      a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
-      log::warn("agent: {} held no readable events; deleting it", seg.path);
     } else {
-      if (!seg.split) {
-        std::string compressed = http::zlib_compress(body, options.zlib_level);
-        a = post_zip(compressed, seg.batch_id, ep, options.token, conns[static_cast<size_t>(ep_index)],
-                     timeout_ms);
-        uint64_t refused_events = 0;
-        if (a.outcome == Outcome::kOk && !settle_refusals(
-                                             seg.batch_id, a, block_lines,
-                                             [&](const std::vector<size_t>& blocks, uint64_t* n) {
-                                               return encode_blocks(contents, blocks, n);
-                                             },
-                                             ep.address, &refused_events)) {
-          a = unsettled(a);
-        }
-        if (a.outcome == Outcome::kOk) {
-          events_ok = events - refused_events;
-          std::lock_guard<std::mutex> g(mu);
-          totals.bytes_sent += compressed.size();
-        }
-        if (a.outcome == Outcome::kDeadLetter) {
-          log::warn("agent: batch {} of {} post(s) refused ({}: {}); sending its posts one by one",
-                    seg.batch_id, contents.records.size(), a.status, a.message);
-        }
+      static const HandlerMap kNoHandlers;
+      SegmentForms forms(contents, handlers ? *handlers : kNoHandlers);
+      uint64_t corrupt = contents.corrupt + forms.corrupt();
+      if (corrupt > 0) {
+        log::error("agent: {}: {} corrupt record(s) skipped (disk corruption?)", seg.path, corrupt);
+        count([&](ForwarderStats& t) { t.corrupt_records_skipped += corrupt; });
       }
-      if (seg.split || a.outcome == Outcome::kDeadLetter) {
-        a = send_split(seg, contents, ep, conns[static_cast<size_t>(ep_index)], timeout_ms, &events_ok);
+      seg.holds_deltas = forms.holds_deltas() ? 1 : 0;
+      if (forms.events() == 0) {
+        a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
+        log::warn("agent: {} held no readable events; deleting it", seg.path);
+      } else {
+        Sending sending{seg, contents, forms, ep, conns[static_cast<size_t>(ep_index)], timeout_ms};
+        a = send_segment(sending);
+        events_ok = sending.events_ok;
       }
     }
     if (a.outcome != Outcome::kRetry && options.on_settled) {
@@ -170,7 +153,23 @@ void Forwarder::Impl::worker_main() {
     // status -1: a local problem (a dead letter could not be written), not the endpoint's.
     bool local_problem = !readable || a.status == -1;
     bool reached = a.status > 0;
-    if (a.outcome == Outcome::kRetry && !local_problem) {
+    if (!a.waiting_for_delta) seg.waiting_for_delta = false;
+    if (a.waiting_for_delta) {
+      // No fe takes /post_delta now: the segment waits until one may (the
+      // endpoints' probe times), without blaming the endpoint.
+      if (reached) endpoints.answered(ep, a.latency_ms);
+      seg.waiting_for_delta = true;
+      ++totals.delta_waits;
+      now = steady_ms();
+      if (now - wait_logged_ms >= 60'000) {
+        wait_logged_ms = now;
+        size_t waiting = 1;
+        for (const Segment& q : queue) waiting += q.waiting_for_delta ? 1 : 0;
+        log::warn("agent: {} batch(es) hold delta records (from a client-proxy) and no fe takes POST /post_delta "
+                  "now ({}); they wait, and the fes are tried with deltas again every {} s",
+                  waiting, a.message, options.delta_probe_ms / 1000);
+      }
+    } else if (a.outcome == Outcome::kRetry && !local_problem) {
       endpoints.failed(ep, reached ? fmt::format("HTTP {}: {}", a.status, a.message) : a.message,
                        a.retry_after_ms);
       log::warn("agent: batch {} to {} failed ({}); endpoint backs off {} ms", seg.batch_id, address,
@@ -183,8 +182,10 @@ void Forwarder::Impl::worker_main() {
       totals.events_forwarded += events_ok;
     }
     if (a.outcome == Outcome::kRetry) {
-      ++totals.retries;
-      ++seg.attempts;
+      if (!a.waiting_for_delta) {
+        ++totals.retries;
+        ++seg.attempts;
+      }
       if (local_problem) {
         // Unreadable or unwritable for now (EMFILE, a full disk): try again a little later.
         lock.unlock();
@@ -237,6 +238,11 @@ bool Forwarder::dead_letter(const std::string& id, const std::string& v1_body, u
   return impl_->dead_letters->write(id, v1_body, events, reason, suffix);
 }
 
+void Forwarder::set_handlers(std::shared_ptr<const HandlerMap> handlers) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->options.handlers = std::move(handlers);
+}
+
 void Forwarder::enqueue(Segment segment) {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -275,6 +281,7 @@ ForwarderStats Forwarder::stats() const {
   s.dead_letters_discarded = d.discarded;
   s.dead_letter_bytes = d.bytes;
   s.queued_segments = impl_->queue.size();
+  for (const Segment& q : impl_->queue) s.waiting_for_delta += q.waiting_for_delta ? 1 : 0;
   if (!impl_->enqueued_at.empty()) {
     int64_t oldest = INT64_MAX;
     for (const auto& [n, at] : impl_->enqueued_at) oldest = std::min(oldest, at);

@@ -1,17 +1,28 @@
 // The agent's forwarder: sends sealed spool segments to fe endpoints.
 //
 // Worker threads (blocking HTTP with timeouts, one keep-alive connection per
-// endpoint each) take segments in order, encode each as one v1 body (many
-// clients), zlib it, and POST it to /post_zip with the segment's
-// Taba-Batch-Id, so a retry after a lost 200 (or a restart) is applied once.
+// endpoint each) take segments in order. A segment's main part (the blocks
+// of types the agent has plugins for, folded into one state per (client,
+// name, type), and the blocks of its delta records) goes as one delta batch
+// to POST /post_delta with the segment's Taba-Batch-Id, so a retry after a
+// lost 200 (or a restart) is applied once; blocks of types no plugin of the
+// agent serves go as a zlib'd v1 body to /post_zip under "<id>-v1" (see
+// segment_forms.h). An fe that does not know /post_delta gets the main part
+// as a zlib'd v1 body to /post_zip instead, and is tried with deltas again
+// every few minutes; a segment holding delta records waits for an fe that
+// takes them.
 //
-//   200                        -> the segment is deleted
+//   200                        -> the segment is deleted; blocks it names as
+//                                 refused ("block N:" / "line N:") become
+//                                 dead letters
 //   400, 413, other 4xx        -> the body can never be accepted as it is:
-//                                 its posts are re-sent one by one (ids
-//                                 "<id>-<post>"), and a refused post without
-//                                 the name block the fe named in "line N:"
-//                                 (ids "<id>-<post>-x<blocks>"); what is
-//                                 refused moves to the dead-letter directory
+//                                 a 400 naming every block dead-letters
+//                                 them; otherwise the segment's posts are
+//                                 re-sent one by one (ids "<id>-<post>"),
+//                                 and a refused post without the name block
+//                                 the fe named in "line N:" (ids
+//                                 "<id>-<post>-x<blocks>"); what is refused
+//                                 moves to the dead-letter directory
 //                                 (counted, logged)
 //   401, 403, 404, 408, 429,
 //   5xx, timeouts, refused     -> the endpoint backs off (exponential, with
@@ -28,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/dead_letters.h"
+#include "agent/segment_forms.h"
 #include "agent/spool.h"
 
 namespace taba::agent {
@@ -42,6 +55,11 @@ struct ForwarderOptions {
   std::string dead_letter_dir;
   uint64_t max_dead_letter_bytes = 256ull << 20;  // oldest dead letters deleted beyond this
   int zlib_level = 1;
+  // The agent's handlers (type name -> handler), for folding v1 events into
+  // deltas; none: every v1 block goes as a v1 leftover.
+  std::shared_ptr<const HandlerMap> handlers;
+  bool compress_deltas = true;       // zlib /post_delta bodies (Content-Encoding: deflate)
+  int64_t delta_probe_ms = 300'000;  // an fe without /post_delta is tried again after this
   // Called on a worker thread with the client batch ids of a segment's posts
   // once it is settled, before its file is deleted (the agent journals them).
   std::function<void(const std::vector<std::string>& client_ids)> on_settled;
@@ -58,12 +76,20 @@ struct EndpointStatus {
   double retry_in_s = 0;             // backoff left
   double latency_ms_ewma = 0;
   std::string last_error;
+  int delta = 0;                // /post_delta: 1 served, -1 not (v1 to it), 0 not tried
+  double delta_probe_in_s = 0;  // delta -1: when it is tried again
 };
 
 struct ForwarderStats {
   uint64_t batches_forwarded = 0;
   uint64_t events_forwarded = 0;
-  uint64_t bytes_sent = 0;           // compressed
+  uint64_t bytes_sent = 0;           // request bodies (as sent: compressed unless compress_deltas is off)
+  uint64_t delta_posts = 0;          // acknowledged posts by form: /post_delta
+  uint64_t v1_posts = 0;             // and /post_zip
+  uint64_t delta_blocks = 0;         // delta blocks acknowledged (folded states and copied blocks)
+  uint64_t leftover_events = 0;      // events forwarded as v1 because no plugin of the agent serves their type
+  uint64_t delta_waits = 0;          // times a segment holding deltas waited: no fe took /post_delta
+  uint64_t waiting_for_delta = 0;    // segments waiting so now
   uint64_t retries = 0;              // attempts that failed and will be retried
   uint64_t dead_letters = 0;         // batches moved to the dead letters
   uint64_t dead_letter_events = 0;
@@ -83,6 +109,9 @@ class Forwarder {
 
   // The spool segments are deleted from (set before start()).
   void set_spool(Spool* spool);
+  // New handlers (SIGHUP loaded plugins); segments read from now on fold
+  // with them. Any thread.
+  void set_handlers(std::shared_ptr<const HandlerMap> handlers);
   Status start();
   // A sealed segment to send. Any thread.
   void enqueue(Segment segment);

@@ -1,8 +1,10 @@
 // Forwarder::Impl: the state the forwarder's worker threads share, for the
-// two files that implement it: forwarder.cpp (the public calls and the
-// worker loop: take a segment, read it, post it, settle it) and
-// refusal_settlement.cpp (what the fe refused: a refused batch re-sent post
-// by post, refused blocks and posts moved to the dead letters).
+// three files that implement it: forwarder.cpp (the public calls and the
+// worker loop: take a segment, read it, send it, settle it),
+// segment_sending.cpp (how one segment is sent: its main part as deltas or
+// v1, then its leftovers) and refusal_settlement.cpp (what the fe refused:
+// a refused batch re-sent post by post, refused blocks and posts moved to
+// the dead letters).
 #pragma once
 
 #include <condition_variable>
@@ -21,6 +23,7 @@
 #include "agent/endpoint_pool.h"
 #include "agent/fe_post.h"
 #include "agent/forwarder.h"
+#include "agent/segment_forms.h"
 #include "http/client.h"
 #include "protocol/v1_encoder.h"
 
@@ -30,7 +33,7 @@ struct Forwarder::Impl {
   Impl(Spool* s, ForwarderOptions o);
 
   Spool* spool = nullptr;
-  ForwarderOptions options;
+  ForwarderOptions options;  // options.handlers under mu (set_handlers)
 
   mutable std::mutex mu;
   std::condition_variable wake;
@@ -43,20 +46,49 @@ struct Forwarder::Impl {
   std::map<int64_t, int64_t> enqueued_at;  // segment number -> wall ms, for the oldest age
   ForwarderStats totals;                   // counters only (dead letters: dead_letters)
   std::unique_ptr<DeadLetters> dead_letters;
+  int64_t wait_logged_ms = 0;  // steady ms of the last "waits for /post_delta" line
+
+  // One segment being sent: what a worker holds for it.
+  struct Sending {
+    Segment& seg;
+    const SegmentContents& contents;
+    const SegmentForms& forms;
+    Endpoint& ep;
+    std::optional<http::ClientConnection>& conn;
+    int timeout_ms;
+    uint64_t events_ok = 0;  // applied by the fe so far
+  };
 
   // forwarder.cpp
 
-  // Reads a segment and encodes its records as one body (or, for a split
-  // segment, leaves the encoding to send_split). Returns false when the file
-  // cannot be read (*err says why).
-  bool load(const Segment& seg, SegmentContents* contents, std::string* body, uint64_t* events,
-            std::vector<protocol::V1Encoder::BlockLines>* block_lines, std::string* err);
   bool past_stop_deadline();
   void worker_main();
+  // Adds to the forwarder's counters (under mu).
+  void count(const std::function<void(ForwarderStats&)>& f);
+
+  // segment_sending.cpp
+
+  // Sends a segment: its main part (as deltas, or as v1 to an fe without
+  // /post_delta), then its leftovers; or post by post once it was split.
+  Attempt send_segment(Sending& s);
+  // *as_v1: the fe does not take /post_delta, or the segment does not
+  // fold: its main part is to go as v1.
+  Attempt send_main_deltas(Sending& s, bool* as_v1);
+  Attempt send_main_v1(Sending& s);
+  Attempt send_leftovers(Sending& s);
+  // Counts a delta post the fe answered (acknowledged when a.outcome is
+  // kOk; refused whole otherwise: its bytes only).
+  void count_delta_post(const Attempt& a, size_t wire_bytes, uint64_t blocks_applied);
+  // Records what an endpoint's answer to /post_delta says of it (logged
+  // when it changes).
+  void note_delta_route(Endpoint& ep, bool served, const Attempt& a);
+  // The segment holds delta records and `ep` takes no deltas now (`last`:
+  // its answer to /post_delta, if it was asked).
+  Attempt wait_for_delta(const Sending& s, const Attempt& last) const;
 
   // refusal_settlement.cpp
 
-  // The fe applied a body but refused some of its blocks (200 with
+  // The fe applied a v1 body but refused some of its blocks (200 with
   // Taba-Refused-Blocks): those blocks become one dead letter. `encode`
   // maps blocks of the body sent (indices into its block lines) to a v1
   // body of the segment's records holding just them. False when the dead
@@ -66,18 +98,26 @@ struct Forwarder::Impl {
                        const std::vector<protocol::V1Encoder::BlockLines>& lines,
                        const std::function<std::string(const std::vector<size_t>&, uint64_t*)>& encode,
                        const std::string& endpoint, uint64_t* refused_events);
+  // The same for a delta body (SegmentForms::refused): refused blocks
+  // folded from v1 blocks become a v1 dead letter ("<id>-refused") of the
+  // events they were folded from, refused copied delta blocks a delta dead
+  // letter ("<id>-refused-delta"). False when one could not be written.
+  bool settle_delta_refusals(const std::string& id, const RefusedDeltas& refused, const Attempt& a,
+                             const std::string& endpoint);
   // The fe refused a batch of several posts: sends each post on its own
   // (see refusal_settlement.cpp). kRetry when some post could not be settled
   // yet.
-  Attempt send_split(Segment& seg, const SegmentContents& contents, Endpoint& ep,
-                     std::optional<http::ClientConnection>& conn, int timeout_ms, uint64_t* events_ok);
+  Attempt send_split(Sending& s);
+  // Split: record `i` (a delta batch) on its own to /post_delta, as
+  // "<id>-<i>".
+  Attempt send_delta_post(Sending& s, size_t i);
   // A dead letter could not be written: the segment stays and is tried
   // again later (the endpoint is not to blame).
   static Attempt unsettled(Attempt a);
   // Writes the body and the reason into the dead-letter directory. False
   // when they could not be written (the caller then keeps the segment).
-  bool dead_letter(const Segment& seg, const std::string& body, uint64_t events, const Attempt& a,
-                   const std::string& endpoint);
+  bool dead_letter(const std::string& id, const std::string& body, uint64_t events, const Attempt& a,
+                   const std::string& endpoint, const std::string& suffix = ".v1");
 };
 
 }  // namespace taba::agent

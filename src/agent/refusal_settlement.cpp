@@ -2,7 +2,8 @@
 // 200 naming refused blocks dead-letters just those blocks; a batch refused
 // whole is re-sent post by post under ids derived from the segment's, each
 // refused post losing the name block its "line N:" points into, until every
-// post is applied or dead-lettered.
+// post is applied or dead-lettered. A post of delta records goes to
+// /post_delta on its own, its refused blocks ("block N:") dead-lettered.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "protocol/delta_batch.h"
 
 namespace taba::agent {
 namespace {
@@ -45,9 +47,39 @@ bool Forwarder::Impl::settle_refusals(
   }
   return dead_letters->write(
       id + "-refused", body, *refused_events,
-      fmt::format("batch {}: {} events in {} name block(s) refused by {} (the rest was "
-                  "applied): {}",
-                  id, *refused_events, blocks.size(), endpoint, a.refusals));
+      fmt::format("batch {}: {} events in {} name block(s) refused by {} ({}): {}", id, *refused_events,
+                  blocks.size(), endpoint,
+                  a.outcome == Outcome::kOk ? "the rest was applied" : fmt::format("HTTP {}", a.status),
+                  a.refusals));
+}
+
+bool Forwarder::Impl::settle_delta_refusals(const std::string& id, const RefusedDeltas& refused, const Attempt& a,
+                                            const std::string& endpoint) {
+  if (refused.blocks == 0) {
+    if (!a.refusals.empty()) {
+      log::warn("agent: batch {}: refused blocks named blocks this batch does not have: {}", id,
+                first_line(a.refusals));
+    }
+    return true;
+  }
+  auto reason = [&](const RefusedDeltas::Part& part) {
+    return fmt::format("batch {}: {} events in {} name block(s) refused by {} ({}): {}", id, part.events,
+                       part.blocks, endpoint,
+                       a.outcome == Outcome::kOk ? "the rest was applied" : fmt::format("HTTP {}", a.status),
+                       part.reasons);
+  };
+  // The folded blocks as the v1 events they were folded from: readable,
+  // and re-posted as they are to any fe; the copied ones as a delta batch.
+  if (refused.v1.blocks > 0 &&
+      !dead_letters->write(id + "-refused", refused.v1.body, refused.v1.events, reason(refused.v1))) {
+    return false;
+  }
+  if (refused.delta.blocks > 0 &&
+      !dead_letters->write(id + "-refused-delta", protocol::wrap_delta_body(refused.delta.body), refused.delta.events,
+                           reason(refused.delta), ".delta")) {
+    return false;
+  }
+  return true;
 }
 
 // The fe refused a batch of several posts: sends each post on its own,
@@ -56,10 +88,16 @@ bool Forwarder::Impl::settle_refusals(
 // line ("line N: ...") loses just the name block holding that line, which
 // becomes a dead letter, and the rest is sent again under an id naming
 // the blocks left out; a refusal without a line dead-letters the rest of
-// the post. kRetry when some post could not be settled yet.
-Attempt Forwarder::Impl::send_split(Segment& seg, const SegmentContents& contents, Endpoint& ep,
-                                    std::optional<http::ClientConnection>& conn, int timeout_ms,
-                                    uint64_t* events_ok) {
+// the post. A post of delta records goes to /post_delta whole, its refused
+// blocks dead-lettered; it waits while the endpoint takes no deltas.
+// kRetry when some post could not be settled yet.
+Attempt Forwarder::Impl::send_split(Sending& s) {
+  Segment& seg = s.seg;
+  const SegmentContents& contents = s.contents;
+  Endpoint& ep = s.ep;
+  std::optional<http::ClientConnection>& conn = s.conn;
+  const int timeout_ms = s.timeout_ms;
+  uint64_t* events_ok = &s.events_ok;
   if (!seg.split) {
     // From now on this segment goes post by post, also after a restart.
     std::string marker = seg.path + ".split";
@@ -79,6 +117,13 @@ Attempt Forwarder::Impl::send_split(Segment& seg, const SegmentContents& content
   for (size_t i = 0; i < contents.records.size(); ++i) {
     if (seg.done[i]) continue;
     std::string_view batch = contents.records[i].batch;
+    if (protocol::is_delta_batch(batch)) {
+      Attempt a = send_delta_post(s, i);
+      if (a.outcome == Outcome::kRetry) return a;
+      last = a;
+      seg.done[i] = 1;
+      continue;
+    }
     std::vector<size_t>& skipped = seg.skipped[i];  // block indices left out, ascending
     for (;;) {
       if (past_stop_deadline()) {
@@ -141,7 +186,7 @@ Attempt Forwarder::Impl::send_split(Segment& seg, const SegmentContents& content
         if (line >= lines[k].name_line && line <= lines[k].name_line + lines[k].events) culprit = k;
       }
       if (!culprit || included.size() == 1) {
-        if (!dead_letter(one, body, events, a, ep.address)) return unsettled(a);
+        if (!dead_letter(one.batch_id, body, events, a, ep.address)) return unsettled(a);
         break;
       }
       size_t b = included[*culprit];
@@ -150,7 +195,7 @@ Attempt Forwarder::Impl::send_split(Segment& seg, const SegmentContents& content
         uint64_t n = alone.events();
         Segment bad = seg;
         bad.batch_id = fmt::format("{}-{}-b{}", seg.batch_id, i, b);
-        if (!dead_letter(bad, alone.finish(), n, a, ep.address)) return unsettled(a);
+        if (!dead_letter(bad.batch_id, alone.finish(), n, a, ep.address)) return unsettled(a);
       }
       skipped.insert(std::upper_bound(skipped.begin(), skipped.end(), b), b);
       log::warn("agent: post {} of batch {}: name block {} refused ({}); sending the rest of the post", i,
@@ -163,6 +208,60 @@ Attempt Forwarder::Impl::send_split(Segment& seg, const SegmentContents& content
   return last;
 }
 
+Attempt Forwarder::Impl::send_delta_post(Sending& s, size_t i) {
+  std::string_view batch = s.contents.records[i].batch;
+  DeltaBody one;
+  protocol::DeltaReader reader(batch);
+  Status st = reader.open();
+  protocol::DeltaBlock block;
+  while (st.ok() && reader.next(&block, &st)) {
+    ++one.blocks;
+    one.events += block.events;
+  }
+  Attempt a;
+  a.outcome = Outcome::kOk;
+  if (!st.ok() || one.blocks == 0) return a;  // counted as corrupt when the segment was read
+  bool deltas = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    deltas = EndpointPool::may_take_deltas(s.ep, steady_ms());
+  }
+  if (!deltas) return wait_for_delta(s, Attempt{});
+  if (past_stop_deadline()) {
+    a.outcome = Outcome::kRetry;
+    a.message = "stopping";
+    return unsettled(a);
+  }
+  one.batch = std::string(batch);
+  const std::string id = fmt::format("{}-{}", s.seg.batch_id, i);
+  std::string wire = protocol::wrap_delta_body(one.batch);
+  if (options.compress_deltas) wire = http::zlib_compress(wire, options.zlib_level);
+  a = post_delta(wire, options.compress_deltas, id, s.ep, options.token, s.conn, s.timeout_ms);
+  if (a.no_delta_route) {
+    note_delta_route(s.ep, false, a);
+    return wait_for_delta(s, a);
+  }
+  if (a.outcome == Outcome::kRetry) return a;
+  note_delta_route(s.ep, true, a);
+  RefusedDeltas refused = s.forms.refused(one, a.refusals);
+  uint64_t refused_events = 0;
+  if (a.outcome == Outcome::kOk || refused.blocks == one.blocks) {
+    if (!settle_delta_refusals(id, refused, a, s.ep.address)) return unsettled(a);
+    refused_events = refused.events();
+  } else {
+    // Refused whole for a reason naming no block: kept whole.
+    if (!dead_letter(id, protocol::wrap_delta_body(one.batch), one.events, a, s.ep.address,
+                     ".delta")) {
+      return unsettled(a);
+    }
+    refused_events = one.events;
+  }
+  s.events_ok += one.events - std::min(one.events, refused_events);
+  count_delta_post(a, wire.size(), one.blocks - refused.blocks);
+  a.outcome = Outcome::kOk;
+  return a;
+}
+
 Attempt Forwarder::Impl::unsettled(Attempt a) {
   a.outcome = Outcome::kRetry;
   a.status = -1;
@@ -170,11 +269,12 @@ Attempt Forwarder::Impl::unsettled(Attempt a) {
   return a;
 }
 
-bool Forwarder::Impl::dead_letter(const Segment& seg, const std::string& body, uint64_t events,
-                                  const Attempt& a, const std::string& endpoint) {
-  return dead_letters->write(seg.batch_id, body, events,
-                             fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", seg.batch_id,
-                                         events, endpoint, a.status, a.message));
+bool Forwarder::Impl::dead_letter(const std::string& id, const std::string& body, uint64_t events,
+                                  const Attempt& a, const std::string& endpoint, const std::string& suffix) {
+  return dead_letters->write(
+      id, body, events,
+      fmt::format("batch {} ({} events) refused by {}: HTTP {}: {}\n", id, events, endpoint, a.status, a.message),
+      suffix);
 }
 
 }  // namespace taba::agent

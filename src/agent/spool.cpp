@@ -92,9 +92,15 @@ ScanResult scan_records(std::string_view bytes, OnRecord&& on_record) {
 }
 
 struct Item {
-  std::string payload;  // framed by the writer thread
+  // The record's payload is head + payload, framed by the writer thread
+  // (AgentRole puts the record head in `head` and the post's batch, moved
+  // from the decoder, in `payload`: no copy of the batch).
+  std::string head;
+  std::string payload;
   uint64_t events = 0;
   Done done;
+
+  size_t payload_bytes() const { return head.size() + payload.size(); }
 };
 
 std::string random_batch_id() {
@@ -104,7 +110,7 @@ std::string random_batch_id() {
 
 }  // namespace
 
-std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch) {
+std::string encode_spool_record_head(std::string_view client_batch_id, uint32_t events) {
   std::string p;
   size_t id_len = std::min<size_t>(client_batch_id.size(), 0xffff);
   p.resize(2 + id_len + 4);
@@ -112,6 +118,11 @@ std::string encode_spool_record(std::string_view client_batch_id, uint32_t event
   p[1] = static_cast<char>(id_len >> 8);
   std::copy_n(client_batch_id.data(), id_len, p.data() + 2);
   put_u32(p.data() + 2 + id_len, events);
+  return p;
+}
+
+std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch) {
+  std::string p = encode_spool_record_head(client_batch_id, events);
   p.append(batch);
   return p;
 }
@@ -126,21 +137,16 @@ bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
   return true;
 }
 
-Result<SegmentContents> read_segment(const std::string& path) {
-  std::string bytes;
-  TABA_RETURN_IF_ERROR(fileio::read_whole_file(path, &bytes));
-  return parse_segment(std::move(bytes), path);
-}
+namespace {
 
-Result<SegmentContents> parse_segment(std::string bytes, const std::string& path) {
-  SegmentContents c;
-  c.bytes = std::move(bytes);
-  if (c.bytes.size() < kHeaderBytes || std::string_view(c.bytes).substr(0, kMagicBytes) != kMagic) {
+// Reads the header and the records of `all` (the bytes c holds) into c.
+Status parse_contents(std::string_view all, const std::string& path, SegmentContents* out) {
+  SegmentContents& c = *out;
+  if (all.size() < kHeaderBytes || all.substr(0, kMagicBytes) != kMagic) {
     return Status::Invalid(fmt::format("{} is not a spool segment (bad header)", path));
   }
-  c.batch_id = c.bytes.substr(kMagicBytes, kBatchIdBytes);
+  c.batch_id = all.substr(kMagicBytes, kBatchIdBytes);
   if (!is_hex_id(c.batch_id)) return Status::Invalid(fmt::format("{}: bad batch id in the header", path));
-  std::string_view all(c.bytes);
   bool bad_payload = false;
   ScanResult r = scan_records(all, [&](std::string_view payload) {
     SpoolRecord rec;
@@ -151,6 +157,23 @@ Result<SegmentContents> parse_segment(std::string bytes, const std::string& path
     }
   });
   c.corrupt = r.corrupt + (r.torn ? 1 : 0) + (bad_payload ? 1 : 0);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<SegmentContents> read_segment(const std::string& path) {
+  SegmentContents c;
+  c.mapped = std::make_unique<fileio::MappedFile>();
+  TABA_RETURN_IF_ERROR(c.mapped->open(path));
+  TABA_RETURN_IF_ERROR(parse_contents(c.mapped->data(), path, &c));
+  return c;
+}
+
+Result<SegmentContents> parse_segment(std::string bytes, const std::string& path) {
+  SegmentContents c;
+  c.bytes = std::move(bytes);
+  TABA_RETURN_IF_ERROR(parse_contents(c.bytes, path, &c));
   return c;
 }
 
@@ -205,11 +228,12 @@ struct Spool::Impl {
       const bool is_sealed = listed.kind == 1;
       next_number = std::max(next_number, n + 1);
       std::string p = path(segment_name(n, is_sealed));
-      std::string data;
-      Status s = fileio::read_whole_file(p, &data);
-      TABA_RETURN_IF_ERROR(s);
-      if (data.size() < kHeaderBytes || std::string_view(data).substr(0, kMagicBytes) != kMagic ||
-          !is_hex_id(std::string_view(data).substr(kMagicBytes, kBatchIdBytes))) {
+      fileio::MappedFile file;  // read in place; only the scan below touches it
+      TABA_RETURN_IF_ERROR(file.open(p));
+      std::string_view data = file.data();
+      uint64_t size = data.size();
+      if (data.size() < kHeaderBytes || data.substr(0, kMagicBytes) != kMagic ||
+          !is_hex_id(data.substr(kMagicBytes, kBatchIdBytes))) {
         if (!is_sealed) {
           // Created but its header never reached the disk: nothing in it was acknowledged.
           log::warn("spool: {} has no complete header (a crash while creating it); removing it", p);
@@ -220,7 +244,7 @@ struct Spool::Impl {
       }
       Segment seg;
       seg.number = n;
-      seg.batch_id = data.substr(kMagicBytes, kBatchIdBytes);
+      seg.batch_id = std::string(data.substr(kMagicBytes, kBatchIdBytes));
       ScanResult r = scan_records(data, [&](std::string_view payload) {
         SpoolRecord rec;
         if (!decode_spool_record(payload, &rec)) return;
@@ -234,8 +258,9 @@ struct Spool::Impl {
         ++torn_skipped;
         log::warn("spool: {}: torn record at byte {} of {} (a crash mid-write); cutting it off", p, r.good_end,
                   data.size());
+        file.reset();  // before the file shrinks under the mapping
         if (::truncate(p.c_str(), static_cast<off_t>(r.good_end)) != 0) return io_error("cannot truncate", p, errno);
-        data.resize(r.good_end);
+        size = r.good_end;
       }
       if (seg.records == 0 && r.corrupt == 0) {
         ::unlink(p.c_str());
@@ -248,7 +273,7 @@ struct Spool::Impl {
       }
       seg.path = p;
       seg.split = ::access((p + ".split").c_str(), F_OK) == 0;
-      seg.bytes = data.size();
+      seg.bytes = size;
       bytes += seg.bytes;
       events += seg.events;
       ++segments;
@@ -332,7 +357,7 @@ struct Spool::Impl {
     if (s.ok()) {
       recordlog::WriteGroup group;
       for (const Item& it : items) {
-        group.add(it.payload);
+        group.add(it.head, it.payload);
         group_events += it.events;
       }
       group_bytes = group.bytes();
@@ -370,7 +395,7 @@ struct Spool::Impl {
 
   static uint64_t queued_bytes_of(const std::vector<Item>& items) {
     uint64_t n = 0;
-    for (const Item& it : items) n += kRecordHeaderBytes + it.payload.size();
+    for (const Item& it : items) n += kRecordHeaderBytes + it.payload_bytes();
     return n;
   }
 
@@ -393,7 +418,7 @@ struct Spool::Impl {
       std::vector<Item> items;
       uint64_t take = 0;
       while (!queue.empty() && take < (8u << 20)) {
-        take += kRecordHeaderBytes + queue.front().payload.size();
+        take += kRecordHeaderBytes + queue.front().payload_bytes();
         items.push_back(std::move(queue.front()));
         queue.pop_front();
       }
@@ -459,9 +484,14 @@ Result<std::unique_ptr<Spool>> Spool::open(uv_loop_t* loop, SpoolOptions options
 }
 
 Status Spool::append(std::string payload, uint64_t events, std::function<void(const Status&)> done) {
+  return append(std::string(), std::move(payload), events, std::move(done));
+}
+
+Status Spool::append(std::string head, std::string batch, uint64_t events, std::function<void(const Status&)> done) {
   Impl* m = impl_.get();
-  uint64_t frame_bytes = kRecordHeaderBytes + payload.size();
-  if (payload.size() > kMaxRecordBytes || frame_bytes > m->options.max_bytes) {
+  const uint64_t payload_bytes = head.size() + batch.size();
+  uint64_t frame_bytes = kRecordHeaderBytes + payload_bytes;
+  if (payload_bytes > kMaxRecordBytes || frame_bytes > m->options.max_bytes) {
     return Status::Invalid(fmt::format("the post is larger than the whole spool ({} bytes)", m->options.max_bytes));
   }
   uint64_t before = m->bytes.load();
@@ -471,7 +501,8 @@ Status Spool::append(std::string payload, uint64_t events, std::function<void(co
         fmt::format("the spool is full ({} of {} bytes); retry later", before, m->options.max_bytes));
   }
   Item it;
-  it.payload = std::move(payload);
+  it.head = std::move(head);
+  it.payload = std::move(batch);
   it.events = events;
   it.done = std::move(done);
   m->bytes += frame_bytes;

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 
 namespace taba::agent {
@@ -60,6 +61,14 @@ struct Segment {
   bool split = false;
   std::vector<uint8_t> done;
   std::vector<std::vector<size_t>> skipped;  // per record: name blocks left out so far
+  // The forwarder's, in memory only (agent/segment_forms.h): whether the
+  // segment holds delta records (-1 not read yet), which only an fe serving
+  // /post_delta takes; whether its main part (sent under batch_id) was
+  // settled, so that a retry sends only its leftovers ("<batch_id>-v1");
+  // whether it was requeued because no fe took /post_delta.
+  int holds_deltas = -1;
+  bool main_settled = false;
+  bool waiting_for_delta = false;
 };
 
 // One record read back from a segment.
@@ -73,10 +82,14 @@ struct SpoolRecord {
 // skipped and counted in *corrupt (nullptr: not counted).
 struct SegmentContents {
   std::string batch_id;
-  std::string bytes;  // the file; records point into it
+  // The file, mapped (read_segment) or in a string (parse_segment); records
+  // point into it.
+  std::unique_ptr<fileio::MappedFile> mapped;
+  std::string bytes;
   std::vector<SpoolRecord> records;
   uint32_t corrupt = 0;
 };
+// Maps the file (no copy of its bytes).
 Result<SegmentContents> read_segment(const std::string& path);
 // The same for a segment's bytes; `origin` names it in errors.
 Result<SegmentContents> parse_segment(std::string bytes, const std::string& origin);
@@ -84,6 +97,9 @@ Result<SegmentContents> parse_segment(std::string bytes, const std::string& orig
 // Encodes / decodes a record payload.
 std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch);
 bool decode_spool_record(std::string_view payload, SpoolRecord* out);
+// A record payload's head, the part before the batch: encode_spool_record
+// is this followed by the batch.
+std::string encode_spool_record_head(std::string_view client_batch_id, uint32_t events);
 
 struct SpoolStats {
   uint64_t bytes = 0;             // segments on disk + queued records
@@ -114,6 +130,9 @@ class Spool {
   // spooled). Returns Unavailable without queuing when the spool is full,
   // and IoError while the disk refuses writes.
   Status append(std::string payload, uint64_t events, std::function<void(const Status&)> done);
+  // The same for the payload `head` + `batch` (encode_spool_record_head),
+  // written from the two strings without joining them.
+  Status append(std::string head, std::string batch, uint64_t events, std::function<void(const Status&)> done);
 
   // A segment forwarded (or moved to the dead letters): deletes its file
   // (and split marker) and its bytes from the total. False (logged) when the

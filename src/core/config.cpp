@@ -50,6 +50,14 @@ class TableReader {
     *out = v;
     return Status::Ok();
   }
+  Status boolean(const char* key, bool* out) {
+    seen_.insert(key);
+    const toml::node* n = table_.get(key);
+    if (!n) return Status::Ok();
+    if (!n->is_boolean()) return bad(key, fmt::format("must be true or false, not {}", type_name(*n)));
+    *out = n->as_boolean()->get();
+    return Status::Ok();
+  }
   Status strings(const char* key, std::vector<std::string>* out) {
     seen_.insert(key);
     const toml::node* n = table_.get(key);
@@ -221,6 +229,7 @@ Status read_agent(const toml::table& t, Config::Agent* a, std::string* fsync) {
   TABA_RETURN_IF_ERROR(r.integer("shutdown_grace_ms", 0, 600'000, &a->shutdown_grace_ms));
   TABA_RETURN_IF_ERROR(r.string("forward_token", &a->forward_token));
   TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 0, 86400 * 7, &a->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.boolean("compress_deltas", &a->compress_deltas));
   return r.unknown_keys();
 }
 
@@ -557,11 +566,11 @@ std::string dump_config(const Config& c) {
       "\n[agent]\nlisten = {}\nspool_dir = {}\ndead_letter_dir = {}\nspool_max_bytes = {}\nmax_dead_letter_bytes = {}\n"
       "fsync = {}\nendpoints = [{}]\nbatch_max_bytes = {}\nflush_interval_ms = {}\nforward_concurrency = {}\n"
       "forward_timeout_ms = {}\nbackoff_initial_ms = {}\nbackoff_max_ms = {}\nshutdown_grace_ms = {}\n"
-      "forward_token = {}\ndedup_ttl_s = {}\n",
+      "forward_token = {}\ndedup_ttl_s = {}\ncompress_deltas = {}\n",
       toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.spool_max_bytes,
       a.max_dead_letter_bytes, toml_string(fsync_policy_name(a.fsync)), endpoints, a.batch_max_bytes, a.flush_interval_ms,
       a.forward_concurrency, a.forward_timeout_ms, a.backoff_initial_ms, a.backoff_max_ms, a.shutdown_grace_ms,
-      secret(a.forward_token), a.dedup_ttl_s);
+      secret(a.forward_token), a.dedup_ttl_s, a.compress_deltas);
   std::string proxy = fmt::format(
       "\n[client_proxy]\nlisten = {}\nstatsd_udp = {}\nstatsd_unix = {}\nagent = {}\nclient_id = {}\n"
       "flush_interval_ms = {}\nmax_buffered_events = {}\nmax_retry_bytes = {}\nudp_recv_buffer_bytes = {}\n"

@@ -113,6 +113,7 @@ struct Config {
     int64_t shutdown_grace_ms = 5000;  // SIGTERM: keep forwarding this long
     std::string forward_token;         // Bearer token sent to the fes
     int64_t dedup_ttl_s = 600;         // a client's Taba-Batch-Id is remembered this long
+    bool compress_deltas = true;       // zlib the /post_delta bodies (Content-Encoding: deflate)
   } agent;
 
   // The client-proxy role: StatsD/DogStatsD and local posts, forwarded to an agent.

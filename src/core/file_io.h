@@ -41,6 +41,10 @@ inline uint64_t get_u64(const char* p) {
 inline uint32_t checksum(std::string_view data) {
   return static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
 }
+// The checksum of (the bytes `crc` is the checksum of) followed by `data`.
+inline uint32_t checksum_more(uint32_t crc, std::string_view data) {
+  return static_cast<uint32_t>(crc32_z(crc, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+}
 
 inline std::string errno_text(int err) { return std::generic_category().message(err); }
 inline Status io_error(std::string_view what, const std::string& path, int err) {

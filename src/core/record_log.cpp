@@ -29,16 +29,24 @@ void encode_header(std::string_view payload, char* out) {
 
 // --- WriteGroup ---
 
-void WriteGroup::add(std::string_view payload) {
+void WriteGroup::add(std::string_view payload) { add(payload, {}); }
+
+void WriteGroup::add(std::string_view head, std::string_view tail) {
   char header[kHeaderBytes];
-  encode_header(payload, header);
+  const size_t length = head.size() + tail.size();
+  uint32_t crc = fileio::checksum(head);
+  if (!tail.empty()) crc = fileio::checksum_more(crc, tail);
+  fileio::put_u32(header, static_cast<uint32_t>(length));
+  fileio::put_u32(header + 4, crc);
   append_copy(header, sizeof header);
-  if (payload.size() <= kCopyPayloadBytes) {
-    append_copy(payload.data(), payload.size());
-  } else {
-    pieces_.push_back({payload.data(), 0, payload.size()});
+  for (std::string_view part : {head, tail}) {
+    if (part.size() <= kCopyPayloadBytes) {
+      append_copy(part.data(), part.size());
+    } else {
+      pieces_.push_back({part.data(), 0, part.size()});
+    }
   }
-  bytes_ += kHeaderBytes + payload.size();
+  bytes_ += kHeaderBytes + length;
   ++records_;
 }
 

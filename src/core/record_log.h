@@ -50,6 +50,10 @@ void encode_header(std::string_view payload, char* out);
 class WriteGroup {
  public:
   void add(std::string_view payload);
+  // One record whose payload is `head` followed by `tail`, written from
+  // where they are (the checksum runs over both): a caller that prefixes a
+  // large payload with a few bytes of its own need not concatenate them.
+  void add(std::string_view head, std::string_view tail);
   // The pieces to write, in order (for fileio::pwrite_all).
   std::vector<iovec> iovecs() const;
   uint64_t bytes() const { return bytes_; }  // headers included

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "protocol/delta_batch.h"
 
 namespace taba::protocol {
 
@@ -15,7 +14,7 @@ bool DeltaFolder::fold(std::string_view client, std::string_view name, std::stri
   key_.append(type);
   auto found = index_.find(key_);
   if (found == index_.end()) {
-    const plugin::Handler* h = registry_->find(type);
+    const plugin::Handler* h = find_(type);
     if (!h) return false;
     taba_state* s = h->new_state(client, now);
     if (!s) return false;
@@ -60,6 +59,11 @@ Status DeltaFolder::fold_batch(std::string_view batch, bool written_here, BatchW
 
 Result<std::string> DeltaFolder::finish(double time) {
   DeltaWriter w(time);
+  TABA_RETURN_IF_ERROR(finish_into(&w));
+  return w.finish();
+}
+
+Status DeltaFolder::finish_into(DeltaWriter* out) {
   std::string bytes;
   for (const Entry& e : entries_) {
     bytes.clear();
@@ -67,13 +71,13 @@ Result<std::string> DeltaFolder::finish(double time) {
       return Status::Internal(fmt::format("the {} handler could not serialize the delta of \"{}\" (client \"{}\")",
                                           e.handler->type_name, e.name, e.client));
     }
-    w.add(e.client, e.name, e.handler->type_name, e.events, e.handler->state_version(), bytes);
+    out->add(e.client, e.name, e.handler->type_name, e.events, e.handler->state_version(), bytes);
   }
   entries_.clear();
   index_.clear();
   events_ = 0;
   unfoldable_events_ = 0;
-  return w.finish();
+  return Status::Ok();
 }
 
 }  // namespace taba::protocol

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,12 +24,21 @@
 #include "plugin/registry.h"
 #include "plugin/state.h"
 #include "protocol/batch.h"
+#include "protocol/delta_batch.h"
 
 namespace taba::protocol {
 
 class DeltaFolder {
  public:
-  explicit DeltaFolder(const plugin::Registry* registry) : registry_(registry) {}
+  // The handler of a type name, or nullptr when none serves it.
+  using FindHandler = std::function<const plugin::Handler*(std::string_view type)>;
+
+  explicit DeltaFolder(const plugin::Registry* registry)
+      : find_([registry](std::string_view type) { return registry->find(type); }) {}
+  // With a handler lookup of the caller's (the agent's forwarder threads
+  // use a copy of the registry's type map, which SIGHUP may change on the
+  // loop thread meanwhile).
+  explicit DeltaFolder(FindHandler find) : find_(std::move(find)) {}
 
   // Folds n checked events of one (client, name) block into its delta.
   // False, folding nothing, when no loaded plugin serves `type`; an
@@ -50,6 +60,9 @@ class DeltaFolder {
   // batch stamped `time`, and forgets them. An error names the handler
   // whose serialize failed (nothing is written then).
   Result<std::string> finish(double time);
+  // The same, appending the deltas to *out (which may hold blocks
+  // already; after an error it holds some of the deltas: discard it).
+  Status finish_into(DeltaWriter* out);
 
  private:
   struct Entry {
@@ -59,7 +72,7 @@ class DeltaFolder {
     std::string name;
     uint64_t events = 0;
   };
-  const plugin::Registry* registry_;
+  FindHandler find_;
   std::vector<Entry> entries_;
   std::unordered_map<std::string, size_t> index_;  // client \0 name \0 type -> entries_
   std::string key_;

@@ -69,6 +69,8 @@ Status AgentRole::start() {
   fo.token = config_.agent.forward_token;
   fo.dead_letter_dir = dead_letter_dir_;
   fo.max_dead_letter_bytes = static_cast<uint64_t>(config_.agent.max_dead_letter_bytes);
+  fo.handlers = std::make_shared<const agent::HandlerMap>(agent::handler_map(*registry_));
+  fo.compress_deltas = config_.agent.compress_deltas;
   double ttl = static_cast<double>(config_.agent.dedup_ttl_s);
   if (ttl > 0) {
     std::error_code ec;
@@ -170,17 +172,20 @@ void AgentRole::submit(std::string batch, store::BatchId batch_id, store::Bindin
       return done(Status::Unavailable("a post with this Taba-Batch-Id is still being written; retry"));
     }
   }
-  std::string record = agent::encode_spool_record(dedup ? batch_id.value : std::string_view(),
-                                                  static_cast<uint32_t>(events), batch);
-  std::string id = dedup ? batch_id.value : std::string();
-  Status s = spool_->append(std::move(record), events, [this, id, dedup, events, done](const Status& st) {
+  // The record is its head and the batch, handed to the spool as they are:
+  // the batch (moved here from the decoder) is written from where it is.
+  std::string head =
+      agent::encode_spool_record_head(dedup ? batch_id.value : std::string_view(), static_cast<uint32_t>(events));
+  std::string id = dedup ? std::move(batch_id.value) : std::string();
+  auto written = [this, id, dedup, events, done](const Status& st) {
     if (st.ok()) events_spooled_ += events;
     if (dedup) {
       in_flight_ids_.erase(id);
       if (st.ok()) remember(id, wall_now() + static_cast<double>(config_.agent.dedup_ttl_s));
     }
     done(st.ok() ? st : Status::Unavailable(st.message()));
-  });
+  };
+  Status s = spool_->append(std::move(head), std::move(batch), events, std::move(written));
   if (!s.ok()) {
     if (dedup) in_flight_ids_.erase(id);
     done(s.code() == Status::Code::kInvalid ? s : Status::Unavailable(s.message()));
@@ -306,7 +311,26 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   w->counter("taba_agent_batches_forwarded_total", "Batches the fes acknowledged.", static_cast<double>(fs.batches_forwarded));
   w->counter("taba_agent_events_forwarded_total", "Events in batches the fes acknowledged.",
              static_cast<double>(fs.events_forwarded));
-  w->counter("taba_agent_forward_bytes_total", "Compressed bytes of acknowledged batches.", static_cast<double>(fs.bytes_sent));
+  w->counter("taba_agent_forward_bytes_total",
+             "Body bytes of acknowledged posts to the fes (zlib'd v1 bodies, and delta bodies, zlib'd unless "
+             "agent.compress_deltas is false).",
+             static_cast<double>(fs.bytes_sent));
+  w->family("taba_agent_forward_posts_total", "counter",
+            "Posts the fes acknowledged, by form: delta (POST /post_delta) or v1 (POST /post_zip).");
+  w->sample("taba_agent_forward_posts_total", static_cast<double>(fs.delta_posts), {{"form", "delta"}});
+  w->sample("taba_agent_forward_posts_total", static_cast<double>(fs.v1_posts), {{"form", "v1"}});
+  w->counter("taba_agent_delta_blocks_forwarded_total",
+             "Delta blocks (one folded state per client, name and type, or a client-proxy's) the fes applied.",
+             static_cast<double>(fs.delta_blocks));
+  w->counter("taba_agent_leftover_events_total",
+             "Events forwarded as v1 because no plugin of the agent serves their type (the fe checks them).",
+             static_cast<double>(fs.leftover_events));
+  w->counter("taba_agent_delta_waits_total",
+             "Times a batch holding delta records was put back because no fe took POST /post_delta.",
+             static_cast<double>(fs.delta_waits));
+  w->gauge("taba_agent_delta_batches_waiting",
+           "Batches holding delta records waiting for an fe that takes POST /post_delta.",
+           static_cast<double>(fs.waiting_for_delta));
   w->counter("taba_agent_forward_retries_total", "Forwarding attempts that failed and are retried.",
              static_cast<double>(fs.retries));
   w->counter("taba_agent_dead_letters_total", "Batches the fes refused (4xx), moved to the dead-letter directory.",
@@ -324,6 +348,12 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   w->family("taba_agent_endpoint_failures_total", "counter", "Failed requests per fe endpoint.");
   for (const auto& e : fs.endpoints) {
     w->sample("taba_agent_endpoint_failures_total", static_cast<double>(e.failures), {{"endpoint", e.address}});
+  }
+  w->family("taba_agent_endpoint_takes_deltas", "gauge",
+            "0 when the fe endpoint answered POST /post_delta with 404, 405 or 415 (an older tabad: it is sent v1 "
+            "until it is tried again), else 1.");
+  for (const auto& e : fs.endpoints) {
+    w->sample("taba_agent_endpoint_takes_deltas", e.delta < 0 ? 0 : 1, {{"endpoint", e.address}});
   }
 }
 
@@ -345,13 +375,22 @@ std::string AgentRole::status_text() const {
       in.bodies_ok, events_spooled_, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
   out += fmt::format("forwarded  {} batch(es), {} events, {} bytes compressed; {} retried attempt(s); {} in flight\n",
                      fs.batches_forwarded, fs.events_forwarded, fs.bytes_sent, fs.retries, fs.in_flight);
+  out += fmt::format("  as       {} delta post(s) ({} blocks), {} v1 post(s); {} leftover events as v1 (no plugin here)\n",
+                     fs.delta_posts, fs.delta_blocks, fs.v1_posts, fs.leftover_events);
+  if (fs.waiting_for_delta > 0) {
+    out += fmt::format("  waiting  {} batch(es) hold delta records and no fe takes POST /post_delta now\n",
+                       fs.waiting_for_delta);
+  }
   out += fmt::format("dead       {} batch(es), {} events, {} bytes in {}; {} discarded over the cap\n", fs.dead_letters,
                      fs.dead_letter_events, fs.dead_letter_bytes, dead_letter_dir_, fs.dead_letters_discarded);
   out += "endpoints\n";
   for (const auto& e : fs.endpoints) {
-    out += fmt::format("  {:<22} {:<8} in flight {}, {} ok, {} failed ({} in a row){}{}\n", e.address, e.state,
+    out += fmt::format("  {:<22} {:<8} in flight {}, {} ok, {} failed ({} in a row){}{}{}\n", e.address, e.state,
                        e.in_flight, e.ok, e.failures, e.consecutive_failures,
                        e.retry_in_s > 0 ? fmt::format(", retry in {:.1f} s", e.retry_in_s) : std::string(),
+                       e.delta < 0 ? fmt::format("; v1 only (no POST /post_delta; deltas again in {:.0f} s)",
+                                                 e.delta_probe_in_s)
+                                   : std::string(),
                        e.last_error.empty() ? std::string() : fmt::format("; last error: {}", e.last_error));
   }
   return out;
@@ -366,9 +405,11 @@ std::string AgentRole::status_json() const {
     if (!eps.empty()) eps += ",";
     eps += fmt::format(
         "{{\"address\":{},\"state\":{},\"in_flight\":{},\"requests\":{},\"ok\":{},\"failures\":{},"
-        "\"consecutive_failures\":{},\"retry_in_s\":{:.3f},\"latency_ms\":{:.3f},\"last_error\":{}}}",
+        "\"consecutive_failures\":{},\"retry_in_s\":{:.3f},\"latency_ms\":{:.3f},\"last_error\":{},"
+        "\"deltas\":{},\"delta_probe_in_s\":{:.3f}}}",
         json_quote(e.address), json_quote(e.state), e.in_flight, e.requests, e.ok, e.failures, e.consecutive_failures,
-        e.retry_in_s, e.latency_ms_ewma, json_quote(e.last_error));
+        e.retry_in_s, e.latency_ms_ewma, json_quote(e.last_error),
+        json_quote(e.delta > 0 ? "yes" : e.delta < 0 ? "no" : "unknown"), e.delta_probe_in_s);
   }
   return fmt::format(
       "{{\"role\":\"agent\",\"version\":{},\"listen\":{},\"uptime_s\":{:.1f},\"stopping\":{},"
@@ -376,7 +417,9 @@ std::string AgentRole::status_json() const {
       "\"refused_full\":{},\"write_errors\":{},\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
       "\"oldest_batch_age_s\":{:.3f}}},"
       "\"posts\":{{\"accepted\":{},\"events_spooled\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
-      "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{}}},"
+      "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{},"
+      "\"delta_posts\":{},\"delta_blocks\":{},\"v1_posts\":{},\"leftover_events\":{},\"delta_waits\":{},"
+      "\"waiting_for_delta\":{}}},"
       "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{}}},"
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
@@ -384,7 +427,8 @@ std::string AgentRole::status_json() const {
       ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
-      fs.bytes_sent, fs.retries, fs.in_flight, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,
+      fs.bytes_sent, fs.retries, fs.in_flight, fs.delta_posts, fs.delta_blocks, fs.v1_posts, fs.leftover_events,
+      fs.delta_waits, fs.waiting_for_delta, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,
       fs.dead_letter_bytes, fs.dead_letters_discarded, eps);
 }
 
@@ -392,6 +436,8 @@ void AgentRole::reload(const Config& config) {
   config_.auth = config.auth;
   config_.ingest = config.ingest;
   if (ingest_) ingest_->set_options(config.ingest);
+  // Plugins SIGHUP loaded fold from now on.
+  if (forwarder_) forwarder_->set_handlers(std::make_shared<const agent::HandlerMap>(agent::handler_map(*registry_)));
 }
 
 void AgentRole::shutdown(std::function<void()> done) {

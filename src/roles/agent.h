@@ -68,6 +68,8 @@ class AgentRole : public routes::IngestSink {
   // Refused blocks of a post become a dead letter "dl-refused-<batch id>"
   // (.v1, or .delta holding the refused delta blocks' envelope).
   bool keeps_refused() const override { return true; }
+  // Blocks of types no plugin here serves are spooled and forwarded as v1.
+  bool forwards_unknown_types() const override { return true; }
   void refused(const std::string& v1_text, const std::string& batch_id, uint64_t events,
                const std::string& reasons) override;
   bool accepts_deltas() const override { return true; }

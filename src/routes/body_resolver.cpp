@@ -8,6 +8,7 @@ namespace taba::routes {
 
 const plugin::Handler* BodyResolver::resolve(std::string_view name, std::string_view type, std::string* err) {
   const plugin::Handler* wanted = registry_->find(type);
+  if (!wanted && unknown_types_) wanted = unchecked(type);
   if (!wanted) {
     *err = fmt::format("unknown type \"{}\" (no loaded plugin serves it)", quote_for_error(type));
     return nullptr;
@@ -30,6 +31,23 @@ const plugin::Handler* BodyResolver::resolve(std::string_view name, std::string_
   }
   if (fresh) ++fresh->blocks;
   return wanted;
+}
+
+const plugin::Handler* BodyResolver::unchecked(std::string_view type) {
+  static const taba_handler table = [] {
+    taba_handler t{};
+    t.struct_size = sizeof t;
+    t.check_event = [](const taba_event*, char*, size_t) { return TABA_OK; };
+    return t;
+  }();
+  auto it = unchecked_.find(type);
+  if (it == unchecked_.end()) {
+    auto h = std::make_unique<plugin::Handler>();
+    h->type_name.assign(type);
+    h->table = &table;
+    it = unchecked_.emplace(std::string(type), std::move(h)).first;
+  }
+  return it->second.get();
 }
 
 void BodyResolver::refused(std::string_view name) {

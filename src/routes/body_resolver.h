@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,7 +20,12 @@ namespace taba::routes {
 
 class BodyResolver : public protocol::TypeResolver {
  public:
-  BodyResolver(const IngestSink* sink, const plugin::Registry* registry) : sink_(sink), registry_(registry) {}
+  // `unknown_types`: a type no loaded plugin serves resolves to a stand-in
+  // handler whose check_event takes every event (a v1 body for a sink that
+  // forwards such blocks: IngestSink::forwards_unknown_types); otherwise it
+  // is refused.
+  BodyResolver(const IngestSink* sink, const plugin::Registry* registry, bool unknown_types = false)
+      : sink_(sink), registry_(registry), unknown_types_(unknown_types) {}
 
   // The handler of `type` for `name`, or nullptr with *err: "unknown type
   // ..." or "type ... conflicts with type ... bound to name ...".
@@ -34,9 +40,14 @@ class BodyResolver : public protocol::TypeResolver {
     const plugin::Handler* handler;
     uint32_t blocks;  // blocks of this body using it, not refused
   };
+  // The stand-in of an unknown type, one per type so that two such types
+  // still conflict under one name; nothing but check_event is called on it.
+  const plugin::Handler* unchecked(std::string_view type);
   const IngestSink* sink_;
   const plugin::Registry* registry_;
+  const bool unknown_types_;
   StringMap<NewBinding> new_bindings_;
+  StringMap<std::unique_ptr<plugin::Handler>> unchecked_;
 };
 
 }  // namespace taba::routes

@@ -42,7 +42,7 @@ class IngestRequest : public http::RequestHandler {
                 std::optional<http::Inflater::Format> compression)
       : ingest_(ingest),
         exchange_(std::move(exchange)),
-        resolver_(ingest->sink_, ingest->registry_),
+        resolver_(ingest->sink_, ingest->registry_, ingest->sink_->forwards_unknown_types()),
         decoder_(&resolver_, &batch_, decode_options(ingest, now_)) {
     batch_.reset(now_);
     // Sizing the batch from the body length saves its regrowth copies.

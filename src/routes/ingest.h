@@ -68,6 +68,12 @@ class IngestSink {
   // Whether refused() wants the refused blocks' text (the agent keeps them
   // as dead letters; the fe only reports them).
   virtual bool keeps_refused() const { return false; }
+  // Whether a v1 block of a type no loaded plugin serves is taken with the
+  // checks that need no plugin only (client, name, timestamps, payload
+  // JSON), for the next hop to check: the agent forwards such blocks as v1.
+  // Otherwise (the fe) it is refused: "unknown type". (A delta block of such
+  // a type is refused everywhere: its state cannot be read.)
+  virtual bool forwards_unknown_types() const { return false; }
   // Called once a body's good blocks are accepted (or it had none), with
   // its refused blocks as a v1 body (empty unless keeps_refused()), the
   // body's batch id, their event count and the "line N: reason" lines.

@@ -104,6 +104,22 @@ TEST_CASE("record log: records written by a group read back in order, small and 
   CHECK(bytes_of(group) == framed({"again"}));
 }
 
+TEST_CASE("record log: a record given as head and tail is the record of both joined", "[record_log]") {
+  std::string big(6000, 't');
+  big.back() = 'E';
+  recordlog::WriteGroup group;
+  group.add("head", "tail");
+  group.add("only", "");
+  group.add("", "tail only");
+  group.add("h", big);  // the tail written in place
+  CHECK(group.records() == 4);
+  CHECK(bytes_of(group) == framed({"headtail", "only", "tail only", "h" + big}));
+  CHECK(group.bytes() == bytes_of(group).size());
+  ReadResult stop;
+  CHECK(read_all(bytes_of(group), 0, &stop) == std::vector<std::string>{"headtail", "only", "tail only", "h" + big});
+  CHECK(stop == ReadResult::kEnd);
+}
+
 TEST_CASE("record log: a torn tail stops the reader where the torn record starts", "[record_log]") {
   const std::string whole = framed({"first", "second record"});
   const size_t second = 8 + 5;

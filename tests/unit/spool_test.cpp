@@ -144,6 +144,33 @@ TEST_CASE("spool: records are sealed into segments with their own batch id and r
   CHECK(h.spool->stats().events == 0);
 }
 
+TEST_CASE("spool: a record appended as head and batch reads back as one record", "[spool]") {
+  TempDir dir("taba_spool_test.");
+  Harness h;
+  agent::SpoolOptions o;
+  o.dir = dir.path() + "/spool";
+  o.seal_after_ms = 20;
+  REQUIRE(h.open(o).ok());
+  uint64_t events = 0;
+  std::string batch = batch_of(body("c1", "a", 5), &events);
+  std::string head = agent::encode_spool_record_head("id-7", static_cast<uint32_t>(events));
+  CHECK(head + batch == agent::encode_spool_record("id-7", static_cast<uint32_t>(events), batch));
+  bool done = false;
+  REQUIRE(h.spool->append(head, batch, events, [&](const Status& st) {
+    CHECK(st.ok());
+    done = true;
+  }).ok());
+  while (!done) uv_run(&h.loop, UV_RUN_ONCE);
+  h.wait_sealed(1);
+  auto c = agent::read_segment(h.sealed[0].path);
+  REQUIRE(c.ok());
+  REQUIRE(c->records.size() == 1);
+  CHECK(c->records[0].client_batch_id == "id-7");
+  CHECK(c->records[0].events == 1);
+  CHECK(c->records[0].batch == batch);
+  CHECK(h.sealed[0].bytes == 40 + 8 + head.size() + batch.size());
+}
+
 TEST_CASE("spool: the byte cap refuses appends, and space comes back when a segment goes", "[spool]") {
   TempDir dir("taba_spool_test.");
   Harness h;
