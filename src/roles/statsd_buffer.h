@@ -79,7 +79,10 @@ class StatsdBuffer {
   // it to *out as one block (names in the order they first had an event
   // since the last take), then empties the buffer. The states are exactly
   // those the fe would fold from the v1 body take_body writes, received at
-  // `now`. An event the handler refuses (a counter value that overflowed to
+  // `now` (fold_many with the one state when the handler has it, else fold;
+  // past 4096 events a name's later events fold as a later block of the
+  // ingest contract would, so their sums may be added in another order).
+  // An event the handler refuses (a counter value that overflowed to
   // infinity) is left out, and so are the events of a type no plugin
   // serves; both counted in events_dropped_fold. False, touching nothing,
   // when the buffer is empty. Names, their types and gauge values are kept.
