@@ -30,9 +30,11 @@
 //
 // --in-process N skips the network: it feeds N lines of the same datagrams
 // straight into the client-proxy's StatsD buffer (roles::StatsdBuffer) on
-// this thread, taking a body every 200,000 events as the proxy's flush
-// would, and reports the user-space cost per line (parse, name lookup,
-// event text, body).
+// this thread, taking what it holds every 200,000 events as the proxy's
+// flush would (--format delta: folded by the plugins of --plugins into a
+// delta batch, the proxy's default; v1: a v1 body), and reports the CPU
+// time of this thread per line (parse, name lookup, record, and the take's
+// fold and serialize or text), and the takes alone (per take, and per line).
 //
 // Lines are pre-built (counters with and without sample rates, timers,
 // histograms, gauges, sets, DogStatsD tags) and packed into datagrams of
@@ -62,6 +64,8 @@
 #include "bench_support.h"
 #include "http/client.h"
 #include "http/url.h"
+#include "plugin/registry.h"
+#include "protocol/delta_batch.h"
 #include "roles/client_proxy.h"
 
 namespace {
@@ -231,6 +235,10 @@ int main(int argc, char** argv) {
       "bench-cpu", "CPU to pin the sender to (-1: none)", cxxopts::value<int>()->default_value("1"))(
       "in-process", "no network: feed this many lines into the proxy's StatsD buffer and report ns per line",
       cxxopts::value<long>()->default_value("0"))(
+      "format", "--in-process: what a flush makes: delta (a delta batch, folded by the plugins) or v1 (a v1 body)",
+      cxxopts::value<std::string>()->default_value("delta"))(
+      "plugins", "--in-process --format delta: the plugins directory",
+      cxxopts::value<std::string>()->default_value(TABA_BENCH_PLUGIN_DIR))(
       "h,help", "show this help");
   cxxopts::ParseResult args;
   try {
@@ -274,9 +282,21 @@ int main(int argc, char** argv) {
   const std::string check_line = check_name.empty() ? "" : check_name + ":1|c";
   long in_process = args["in-process"].as<long>();
   if (in_process > 0) {
+    const std::string format = args["format"].as<std::string>();
+    if (format != "delta" && format != "v1") {
+      std::cerr << "statsd_bench: --format is delta or v1\n";
+      return 2;
+    }
+    const bool delta = format == "delta";
+    taba::plugin::Registry registry;
+    if (delta && (!registry.load_dir(args["plugins"].as<std::string>()) || registry.handlers().empty())) {
+      std::cerr << "statsd_bench: no plugins in " << args["plugins"].as<std::string>() << "\n";
+      return 1;
+    }
     std::vector<std::string> datagrams = build_datagrams(build_lines(args["names"].as<int>(), plain), per_datagram, check_line);
     taba::roles::StatsdBuffer buffer(1'000'000);
     taba::roles::ProxyStats stats;
+    taba::protocol::DeltaWriter writer;
     std::string body;
     size_t bodies = 0, body_bytes = 0;
     double now = 1763830000.0;
@@ -286,24 +306,37 @@ int main(int argc, char** argv) {
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
       return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
     };
+    double take_secs = 0;
+    auto take = [&] {
+      double t = thread_cpu();
+      if (delta) {
+        writer.reset(now);
+        buffer.take_deltas(registry, {"bench-host", now, 60}, &writer, &stats);
+        body = taba::protocol::wrap_delta_body(writer.finish());
+      } else {
+        body.clear();
+        buffer.take_body("bench-host", &body);
+      }
+      take_secs += thread_cpu() - t;
+      ++bodies;
+      body_bytes += body.size();
+    };
     double t0 = thread_cpu();
     for (long sent = 0; sent < in_process; sent += per_datagram) {
       buffer.add_datagram(datagrams[static_cast<size_t>(sent / per_datagram) % datagrams.size()], now, &stats);
       now += 0.00002;
-      if (buffer.events() >= 200'000) {
-        body.clear();
-        buffer.take_body("bench-host", &body);
-        ++bodies;
-        body_bytes += body.size();
-      }
+      if (buffer.events() >= 200'000) take();
     }
+    if (buffer.events() > 0) take();
     double secs = thread_cpu() - t0;
     std::cout << fmt::format(
-        "statsd_bench: in_process lines={} bad={} cpu_s={:.3f} ns_per_line={:.1f} lines_per_s={:.0f} bodies={} "
-        "bytes_per_event={:.1f}\n",
-        stats.lines, stats.bad_lines, secs, secs * 1e9 / static_cast<double>(stats.lines),
-        static_cast<double>(stats.lines) / secs, bodies,
-        bodies ? static_cast<double>(body_bytes) / static_cast<double>(bodies * 200'000) : 0.0);
+        "statsd_bench: in_process format={} lines={} bad={} dropped={} cpu_s={:.3f} ns_per_line={:.1f} "
+        "lines_per_s={:.0f} takes={} take_ms={:.2f} take_ns_per_line={:.1f} bytes_per_event={:.1f}\n",
+        format, stats.lines, stats.bad_lines, stats.events_dropped_fold, secs,
+        secs * 1e9 / static_cast<double>(stats.lines), static_cast<double>(stats.lines) / secs, bodies,
+        bodies ? take_secs * 1e3 / static_cast<double>(bodies) : 0.0,
+        take_secs * 1e9 / static_cast<double>(stats.lines),
+        stats.lines ? static_cast<double>(body_bytes) / static_cast<double>(stats.lines) : 0.0);
     return 0;
   }
   if (metrics.empty() && cmd.empty()) {

@@ -246,6 +246,13 @@ Status read_client_proxy(const toml::table& t, Config::ClientProxy* p) {
   TABA_RETURN_IF_ERROR(r.integer("udp_recv_buffer_bytes", 0, 1 << 30, &p->udp_recv_buffer_bytes));
   TABA_RETURN_IF_ERROR(r.integer("forward_timeout_ms", 100, 600'000, &p->forward_timeout_ms));
   TABA_RETURN_IF_ERROR(r.string("forward_token", &p->forward_token));
+  std::string format(forward_format_name(p->forward_format));
+  TABA_RETURN_IF_ERROR(r.string("forward_format", &format));
+  if (format == "delta" || format == "v1") {
+    p->forward_format = format == "v1" ? ForwardFormat::kV1 : ForwardFormat::kDelta;
+  } else {
+    return Status::Invalid(fmt::format("client_proxy.forward_format: must be \"delta\" or \"v1\", not \"{}\"", format));
+  }
   return r.unknown_keys();
 }
 
@@ -567,10 +574,11 @@ std::string dump_config(const Config& c) {
   std::string proxy = fmt::format(
       "\n[client_proxy]\nlisten = {}\nstatsd_udp = {}\nstatsd_unix = {}\nagent = {}\nclient_id = {}\n"
       "flush_interval_ms = {}\nmax_buffered_events = {}\nmax_retry_bytes = {}\nudp_recv_buffer_bytes = {}\n"
-      "forward_timeout_ms = {}\nforward_token = {}\n",
+      "forward_timeout_ms = {}\nforward_token = {}\nforward_format = {}\n",
       toml_string(p.listen), toml_string(p.statsd_udp), toml_string(p.statsd_unix), toml_string(p.agent),
       toml_string(p.client_id), p.flush_interval_ms, p.max_buffered_events, p.max_retry_bytes,
-      p.udp_recv_buffer_bytes, p.forward_timeout_ms, secret(p.forward_token));
+      p.udp_recv_buffer_bytes, p.forward_timeout_ms, secret(p.forward_token),
+      toml_string(forward_format_name(p.forward_format)));
   return fmt::format(
       "[server]\nroles = [{}]\nlisten = {}\ndata_dir = {}\nplugins_dir = {}\nlog_level = {}\n"
       "self_tabs_interval_s = {}\n\n"

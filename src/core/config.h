@@ -14,6 +14,11 @@
 
 namespace taba {
 
+// What the client-proxy posts to its agent (client_proxy.forward_format).
+enum class ForwardFormat { kDelta, kV1 };
+// The configuration spelling: "delta", "v1".
+constexpr std::string_view forward_format_name(ForwardFormat f) { return f == ForwardFormat::kV1 ? "v1" : "delta"; }
+
 // The roles one tabad process runs (server.roles, --role).
 enum class Role { kClientProxy, kAgent, kFe, kBe, kCtrl };
 
@@ -124,6 +129,10 @@ struct Config {
     int64_t udp_recv_buffer_bytes = 8ll << 20;
     int64_t forward_timeout_ms = 5000;
     std::string forward_token;                  // Bearer token sent to the agent
+    // What a flush becomes: "delta" (one delta batch of the names' folded
+    // states, POST /post_delta; v1 when the agent has no such route) or
+    // "v1" (a v1 body of the events, POST /post).
+    ForwardFormat forward_format = ForwardFormat::kDelta;
   } client_proxy;
 
   struct Plugins {

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "http/client.h"
 #include "http/url.h"
+#include "protocol/statsd.h"
 #include "protocol/v1_encoder.h"
 #include "roles/server_options.h"
 #include "routes/auth.h"
@@ -38,6 +39,13 @@ constexpr int kRoundsPerRead = 16;
 constexpr uint64_t kCoalesceMs = 1;
 // Names remembered for type checks and gauge deltas (bounded memory).
 constexpr size_t kMaxRememberedNames = 1'000'000;
+// An agent without POST /post_delta is asked again this often (it may have
+// been upgraded meanwhile).
+constexpr int64_t kAskAgainMs = 60'000;
+
+// Answers to a POST /post_delta that mean "no such route here": an agent
+// (or fe) of a release before delta batches.
+bool no_delta_route(int status) { return status == 404 || status == 405 || status == 415; }
 
 }  // namespace
 
@@ -100,15 +108,29 @@ Status ClientProxyRole::start() {
     TABA_RETURN_IF_ERROR(s);
   }
 
+  // Delta batches need the plugins of the StatsD types in this process.
+  std::string missing;
+  for (auto kind : {protocol::statsd::Kind::kCounter, protocol::statsd::Kind::kTimer, protocol::statsd::Kind::kGauge,
+                    protocol::statsd::Kind::kSet}) {
+    std::string_view type = protocol::statsd::taba_type(kind);
+    if (registry_ == nullptr || registry_->find(type) == nullptr) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", type);
+  }
+  may_delta_ = config_.client_proxy.forward_format == ForwardFormat::kDelta && missing.empty();
+  if (config_.client_proxy.forward_format == ForwardFormat::kDelta && !missing.empty()) {
+    log::warn("client-proxy: no loaded plugin serves {} (server.plugins_dir): forwarding v1 bodies, not delta batches",
+              missing);
+  }
+  format_.store(may_delta_ ? Format::kAsking : Format::kV1);
+
   flush_timer_ = std::make_unique<UvTimer>(loop_, [this] { flush(); });
   auto every = static_cast<uint64_t>(config_.client_proxy.flush_interval_ms);
   flush_timer_->start(every, every);
   forwarder_ = std::thread([this] { forward_main(); });
-  log::info("client-proxy: HTTP {}:{}, StatsD UDP {} (recvmmsg {}), unix {}, forwarding to the agent at {} as client {}",
-            host, server_->port(), config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
-            udp_in_.open ? "on" : "off",
-            config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix,
-            config_.client_proxy.agent, client_id_);
+  log::info(
+      "client-proxy: HTTP {}:{}, StatsD UDP {} (recvmmsg {}), unix {}, forwarding {} to the agent at {} as client {}",
+      host, server_->port(), config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
+      udp_in_.open ? "on" : "off", config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix,
+      may_delta_ ? "delta batches (v1 bodies if it takes none)" : "v1 bodies", config_.client_proxy.agent, client_id_);
   return Status::Ok();
 }
 
@@ -253,13 +275,28 @@ void ClientProxyRole::handle_datagram(std::string_view datagram, double now) {
 }
 
 void ClientProxyRole::flush() {
-  uint64_t events = buffer_->events();
-  auto text = std::make_shared<std::string>();
-  if (!buffer_->take_body(client_id_, text.get())) return;
+  const Format format = format_.load();
+  // Until the agent has said whether it takes delta batches, the events
+  // stay in the buffer (bounded by max_buffered_events).
+  if (format == Format::kAsking) return;
   Body body;
-  body.batch_id = new_batch_id();
-  body.text = std::move(text);
-  body.events = events;
+  if (format == Format::kV1) {
+    uint64_t events = buffer_->events();
+    auto text = std::make_shared<std::string>();
+    if (!buffer_->take_body(client_id_, text.get())) return;
+    body.text = std::move(text);
+    body.events = events;
+  } else {
+    const double now = wall_now();
+    delta_writer_.reset(now);
+    const DeltaFlush fold{client_id_, now, static_cast<double>(config_.ingest.future_clamp_s)};
+    if (!buffer_->take_deltas(*registry_, fold, &delta_writer_, &loop_stats_)) return;
+    body.events = delta_writer_.event_count();
+    const bool any = delta_writer_.block_count() > 0;
+    std::string batch = delta_writer_.finish();
+    if (any) body.text = std::make_shared<const std::string>(protocol::wrap_delta_body(batch));
+    body.delta = true;
+  }
   if (buffer_->names() > kMaxRememberedNames) {
     // Bounded memory: forget every name (their types and gauge values) and
     // start over; counted so that it shows.
@@ -267,6 +304,8 @@ void ClientProxyRole::flush() {
     buffer_->forget_names();
     ++loop_stats_.names_forgotten;
   }
+  if (!body.text) return;  // every event of the flush was dropped (counted)
+  body.batch_id = new_batch_id();
   enqueue(std::move(body), true);
 }
 
@@ -306,79 +345,151 @@ void ClientProxyRole::submit(std::string batch, store::BatchId batch_id, store::
   done(Status::Ok());
 }
 
+int ClientProxyRole::ask_agent(std::optional<http::ClientConnection>* conn, const std::string& host, int port,
+                               int timeout, std::string* error) {
+  if (!*conn || !(*conn)->is_open()) {
+    auto c = http::ClientConnection::connect(host, port, timeout);
+    if (!c.ok()) {
+      *error = c.status().message();
+      return 0;
+    }
+    conn->emplace(std::move(c.value()));
+  }
+  std::vector<http::Header> headers{{"Content-Type", std::string(protocol::kDeltaContentType)}};
+  if (!config_.client_proxy.forward_token.empty()) {
+    headers.push_back({"Authorization", "Bearer " + config_.client_proxy.forward_token});
+  }
+  // No blocks: nothing to apply, only the route is asked.
+  const std::string empty = protocol::wrap_delta_body(protocol::DeltaWriter(wall_now()).finish());
+  auto r = (*conn)->request("POST", "/post_delta", headers, empty, timeout);
+  if (!r.ok()) {
+    conn->reset();
+    *error = r.status().message();
+    return 0;
+  }
+  if (r->status != 200) *error = fmt::format("HTTP {}: {}", r->status, r->body.substr(0, r->body.find('\n')));
+  return r->status;
+}
+
 void ClientProxyRole::forward_main() {
   std::string host;
   int port = 0;
   http::split_endpoint(config_.client_proxy.agent, &host, &port);
   std::optional<http::ClientConnection> conn;
   int64_t backoff_ms = 0;
+  int64_t ask_at_ms = 0;  // when to ask the agent (again) whether it takes delta batches
   std::mt19937_64 rng{std::random_device{}()};
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     int64_t now = steady_ms();
     if (stop_ && (queue_.empty() || now >= stop_deadline_ms_)) break;
-    if (queue_.empty()) {
+    const bool ask = may_delta_ && !stop_ && format_.load() != Format::kDelta && now >= ask_at_ms;
+    if (queue_.empty() && !ask) {
       forward_idle_ = true;
-      wake_.wait_for(lock, std::chrono::milliseconds(200));
+      wake_.wait_for(lock, std::chrono::milliseconds(
+                               format_.load() == Format::kAsking ? std::max<int64_t>(ask_at_ms - now, 1) : 200));
       continue;
     }
     forward_idle_ = false;
-    Body body = queue_.front();  // the queue keeps it (shared text) until the agent has it
     int timeout = static_cast<int>(config_.client_proxy.forward_timeout_ms);
     if (stop_) timeout = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms_ - now, 100, timeout));
-    lock.unlock();
     int status = 0;
     std::string error;
-    if (!conn || !conn->is_open()) {
-      auto c = http::ClientConnection::connect(host, port, timeout);
-      if (c.ok()) {
-        conn.emplace(std::move(c.value()));
-      } else {
-        error = c.status().message();
+    if (ask) {
+      lock.unlock();
+      status = ask_agent(&conn, host, port, timeout, &error);
+      lock.lock();
+      const Format was = format_.load();
+      if (no_delta_route(status)) {
+        if (was != Format::kV1) {
+          log::warn("client-proxy: the agent at {} takes no delta batches ({}); forwarding v1 bodies to its POST /post "
+                    "(asking again every {} s)",
+                    config_.client_proxy.agent, error, kAskAgainMs / 1000);
+        }
+        format_.store(Format::kV1);
+        ask_at_ms = steady_ms() + kAskAgainMs;
+        backoff_ms = 0;
+        continue;
       }
-    }
-    if (conn && conn->is_open()) {
-      std::vector<http::Header> headers{{"Taba-Batch-Id", body.batch_id}};
-      if (!config_.client_proxy.forward_token.empty()) {
-        headers.push_back({"Authorization", "Bearer " + config_.client_proxy.forward_token});
+      // Any other answer but those worth retrying comes from the route.
+      if (status != 0 && status != 401 && status != 403 && status != 408 && status != 429 && status < 500) {
+        format_.store(Format::kDelta);
+        log::info("client-proxy: the agent at {} takes delta batches: forwarding one per flush to its POST /post_delta",
+                  config_.client_proxy.agent);
+        backoff_ms = 0;
+        continue;
       }
-      auto r = conn->request("POST", "/post", headers, *body.text, timeout);
-      if (r.ok()) {
-        status = r->status;
-        if (status != 200) error = fmt::format("HTTP {}: {}", status, r->body.substr(0, r->body.find('\n')));
-      } else {
-        conn.reset();
-        error = r.status().message();
+      if (was == Format::kV1) {
+        // Still v1 meanwhile: ask again later, and forward what is queued.
+        ask_at_ms = steady_ms() + kAskAgainMs;
+        continue;
       }
-    }
-    lock.lock();
-    // 401/403 (a token to fix), 404 (not an agent there yet), 408 and 429
-    // are worth retrying; any other 4xx can never succeed.
-    bool done = status == 200 || (status >= 400 && status < 500 && status != 401 && status != 403 && status != 404 &&
-                                  status != 408 && status != 429);
-    if (done) {
-      // The front may have been dropped for space meanwhile; find ours.
-      bool found = false;
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (it->batch_id == body.batch_id) {
-          queued_bytes_ -= it->text->size();
-          queue_.erase(it);
-          found = true;
-          break;
+    } else {
+      Body body = queue_.front();  // the queue keeps it (shared text) until the agent has it
+      lock.unlock();
+      if (!conn || !conn->is_open()) {
+        auto c = http::ClientConnection::connect(host, port, timeout);
+        if (c.ok()) {
+          conn.emplace(std::move(c.value()));
+        } else {
+          error = c.status().message();
         }
       }
-      // Pushed out for space while on its way: already counted as dropped.
-      if (!found && status == 200) fwd_stats_.events_dropped_retry -= body.events;  // delivered after all
-      if (status == 200) {
-        ++fwd_stats_.bodies_forwarded;
-        fwd_stats_.events_forwarded += body.events;
-      } else {
-        ++fwd_stats_.bodies_rejected;
-        if (found) fwd_stats_.events_rejected += body.events;
-        log::error("client-proxy: the agent refused a body of {} events ({}); dropped", body.events, error);
+      if (conn && conn->is_open()) {
+        std::vector<http::Header> headers{{"Taba-Batch-Id", body.batch_id}};
+        if (body.delta) headers.push_back({"Content-Type", std::string(protocol::kDeltaContentType)});
+        if (!config_.client_proxy.forward_token.empty()) {
+          headers.push_back({"Authorization", "Bearer " + config_.client_proxy.forward_token});
+        }
+        auto r = conn->request("POST", body.delta ? "/post_delta" : "/post", headers, *body.text, timeout);
+        if (r.ok()) {
+          status = r->status;
+          if (status != 200) error = fmt::format("HTTP {}: {}", status, r->body.substr(0, r->body.find('\n')));
+        } else {
+          conn.reset();
+          error = r.status().message();
+        }
       }
-      backoff_ms = 0;
-      continue;
+      lock.lock();
+      // A delta batch to an agent that has no /post_delta (an older one took
+      // its place): v1 from the next flush on; this batch cannot be sent.
+      const bool refused_delta = body.delta && no_delta_route(status);
+      if (refused_delta && format_.load() != Format::kV1) {
+        log::warn("client-proxy: the agent at {} takes no delta batches ({}); forwarding v1 bodies to its POST /post",
+                  config_.client_proxy.agent, error);
+        format_.store(Format::kV1);
+        ask_at_ms = steady_ms() + kAskAgainMs;
+      }
+      // 401/403 (a token to fix), 404 (not an agent there yet), 408 and 429
+      // are worth retrying; any other 4xx can never succeed.
+      bool done = refused_delta || status == 200 ||
+                  (status >= 400 && status < 500 && status != 401 && status != 403 && status != 404 && status != 408 &&
+                   status != 429);
+      if (done) {
+        // The front may have been dropped for space meanwhile; find ours.
+        bool found = false;
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+          if (it->batch_id == body.batch_id) {
+            queued_bytes_ -= it->text->size();
+            queue_.erase(it);
+            found = true;
+            break;
+          }
+        }
+        // Pushed out for space while on its way: already counted as dropped.
+        if (!found && status == 200) fwd_stats_.events_dropped_retry -= body.events;  // delivered after all
+        if (status == 200) {
+          ++fwd_stats_.bodies_forwarded;
+          fwd_stats_.events_forwarded += body.events;
+        } else {
+          ++fwd_stats_.bodies_rejected;
+          if (found) fwd_stats_.events_rejected += body.events;
+          log::error("client-proxy: the agent refused a {} of {} events ({}); dropped",
+                     body.delta ? "delta batch" : "body", body.events, error);
+        }
+        backoff_ms = 0;
+        continue;
+      }
     }
     ++fwd_stats_.forward_failures;
     backoff_ms = backoff_ms == 0 ? 100 : std::min<int64_t>(backoff_ms * 2, 5000);
@@ -386,6 +497,7 @@ void ClientProxyRole::forward_main() {
     log::warn("client-proxy: cannot forward to the agent at {} ({}); retrying in {} ms", config_.client_proxy.agent,
               error, wait);
     if (stop_) wait = std::min<int64_t>(wait, std::max<int64_t>(stop_deadline_ms_ - steady_ms(), 0));
+    ask_at_ms = steady_ms() + wait;
     wake_.wait_for(lock, std::chrono::milliseconds(wait));
   }
   forward_idle_ = true;
@@ -449,7 +561,9 @@ void ClientProxyRole::write_metrics(routes::MetricsWriter* w) const {
   w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_full), {{"reason", "buffer_full"}});
   w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_retry), {{"reason", "queue_full"}});
   w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_rejected), {{"reason", "rejected"}});
-  w->counter("taba_proxy_bodies_forwarded_total", "Bodies the agent accepted.", static_cast<double>(s.bodies_forwarded));
+  w->sample("taba_proxy_events_dropped_total", static_cast<double>(s.events_dropped_fold), {{"reason", "not_foldable"}});
+  w->counter("taba_proxy_bodies_forwarded_total", "Bodies (delta batches or v1 bodies) the agent accepted.",
+             static_cast<double>(s.bodies_forwarded));
   w->counter("taba_proxy_events_forwarded_total", "Events in bodies the agent accepted.", static_cast<double>(s.events_forwarded));
   w->counter("taba_proxy_bodies_rejected_total", "Bodies the agent refused (4xx) and the proxy dropped.",
              static_cast<double>(s.bodies_rejected));
@@ -464,18 +578,25 @@ void ClientProxyRole::write_metrics(routes::MetricsWriter* w) const {
 
 std::string ClientProxyRole::status_text() const {
   ProxyStats s = stats();
+  const Format format = format_.load();
+  std::string forwarding = format == Format::kDelta   ? "delta batches (POST /post_delta)"
+                           : format == Format::kAsking ? "waiting for the agent to say whether it takes delta batches"
+                           : may_delta_ ? "v1 bodies (POST /post): the agent takes no delta batches; asking again every minute"
+                                        : "v1 bodies (POST /post)";
   return fmt::format(
       "client-proxy {} as client {}{}\n"
       "statsd     udp {}, unix {}: {} datagrams, {} values, {} bad lines ({} type conflicts)\n"
-      "buffer     {} events now (max {}), {} dropped while full\n"
+      "buffer     {} events now (max {}), {} dropped while full, {} not foldable\n"
       "queue      {} bodies, {} bytes (max {}), {} events dropped while full\n"
-      "forwarded  to {}: {} bodies, {} events; {} failed attempts retried; {} bodies refused\n",
+      "forwarded  to {}: {} bodies, {} events; {} failed attempts retried; {} bodies refused\n"
+      "format     {}\n",
       config_.client_proxy.listen, client_id_, stopping_ ? ", shutting down" : "",
       config_.client_proxy.statsd_udp.empty() ? "off" : config_.client_proxy.statsd_udp,
       config_.client_proxy.statsd_unix.empty() ? "off" : config_.client_proxy.statsd_unix, s.datagrams, s.lines,
-      s.bad_lines, s.type_conflicts, buffer_ ? buffer_->events() : 0, config_.client_proxy.max_buffered_events, s.events_dropped_full,
-      s.queued_bodies, s.queued_bytes, config_.client_proxy.max_retry_bytes, s.events_dropped_retry,
-      config_.client_proxy.agent, s.bodies_forwarded, s.events_forwarded, s.forward_failures, s.bodies_rejected);
+      s.bad_lines, s.type_conflicts, buffer_ ? buffer_->events() : 0, config_.client_proxy.max_buffered_events,
+      s.events_dropped_full, s.events_dropped_fold, s.queued_bodies, s.queued_bytes,
+      config_.client_proxy.max_retry_bytes, s.events_dropped_retry, config_.client_proxy.agent, s.bodies_forwarded,
+      s.events_forwarded, s.forward_failures, s.bodies_rejected, forwarding);
 }
 
 int ClientProxyRole::http_port() const { return server_ ? server_->port() : 0; }

@@ -3,12 +3,18 @@
 // StatsD / DogStatsD datagrams arrive on UDP (recvmmsg, a large receive
 // buffer) and optionally on a unix datagram socket; each line becomes an
 // event (docs/statsd.md) in a buffer bounded by max_buffered_events
-// (StatsdBuffer, statsd_buffer.h). Every flush_interval_ms the buffer becomes
-// one v1 body, queued for a forwarding thread that posts it to the agent with
-// its own Taba-Batch-Id (kept across retries, so the agent spools it once).
-// Taba posts to POST /post on the proxy's own HTTP port are validated and
-// queued the same way. Queued bodies are bounded by max_retry_bytes; what
-// does not fit is dropped and counted. Bad lines are counted and skipped.
+// (StatsdBuffer, statsd_buffer.h). Every flush_interval_ms the buffer's
+// events are folded by the plugins into one state per name, written as one
+// delta batch (protocol/delta_batch.h) and queued for a forwarding thread
+// that posts it to the agent's POST /post_delta with its own Taba-Batch-Id
+// (kept across retries, so the agent spools it once). With
+// client_proxy.forward_format = "v1", or when the agent has no
+// /post_delta (an older release: the forwarding thread asks it before the
+// first flush, and again every minute), a flush is one v1 body for
+// POST /post instead. Taba posts to POST /post on the proxy's own HTTP port
+// are validated and queued as v1 bodies. Queued bodies are bounded by
+// max_retry_bytes; what does not fit is dropped and counted. Bad lines are
+// counted and skipped.
 #pragma once
 
 #include <uv.h>
@@ -20,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -27,8 +34,10 @@
 
 #include "core/config.h"
 #include "core/uv_timer.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "plugin/registry.h"
+#include "protocol/delta_batch.h"
 #include "roles/statsd_buffer.h"
 #include "routes/ingest.h"
 #include "routes/metrics.h"
@@ -69,12 +78,20 @@ class ClientProxyRole : public routes::IngestSink {
     // the queue keeps it until the agent has it.
     std::shared_ptr<const std::string> text;
     uint64_t events = 0;
+    bool delta = false;  // a delta batch in its envelope (POST /post_delta), else a v1 body (POST /post)
   };
+  // What flushes make (format_): kAsking until the agent has answered
+  // whether it takes delta batches.
+  enum class Format : int { kAsking, kDelta, kV1 };
 
   std::unique_ptr<http::RequestHandler> route(const std::shared_ptr<http::Exchange>& ex);
   void flush();
   bool enqueue(Body body, bool drop_oldest);
   void forward_main();
+  // One POST of an empty delta batch to the agent's /post_delta: its HTTP
+  // status, or 0 with *error set when there was no answer.
+  int ask_agent(std::optional<http::ClientConnection>* conn, const std::string& host, int port, int timeout,
+                std::string* error);
   std::string new_batch_id();
   // A datagram socket (UDP or unix) read with recvmmsg. After a read that
   // found datagrams the proxy stops waiting for readiness and reads again
@@ -111,6 +128,12 @@ class ClientProxyRole : public routes::IngestSink {
   // Loop thread: the current buffer and its counters.
   ProxyStats loop_stats_;
   std::unique_ptr<StatsdBuffer> buffer_;
+  protocol::DeltaWriter delta_writer_;
+  // Set by the forwarding thread (the agent's answers), read by flush().
+  std::atomic<Format> format_{Format::kAsking};
+  // forward_format is "delta" and the plugins of every StatsD type are
+  // loaded: the forwarding thread asks the agent (start() sets it).
+  bool may_delta_ = false;
 
   // Shared with the forwarding thread.
   mutable std::mutex mu_;

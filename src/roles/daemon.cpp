@@ -4,6 +4,8 @@
 #include <uv.h>
 
 #include <csignal>
+#include <string_view>
+#include <vector>
 
 #include "core/log.h"
 #include "plugin/registry.h"
@@ -85,7 +87,13 @@ class Daemon {
     auto* self = static_cast<Daemon*>(handle->data);
     if (self->stopping_) return;
     self->stopping_ = true;
-    log::info("received {}: draining requests, flushing the store", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    // What stopping means depends on the roles this process runs: only the
+    // server role has a store to flush.
+    std::vector<std::string_view> steps;
+    if (self->proxy_) steps.push_back("handing the client-proxy's buffer to the agent");
+    if (self->agent_) steps.push_back("forwarding the agent's spool");
+    if (self->server_) steps.push_back("draining requests, flushing the store");
+    log::info("received {}: {}", signum == SIGTERM ? "SIGTERM" : "SIGINT", fmt::join(steps, "; "));
     if (self->server_) self->server_->mark_stopping();
     uv_signal_stop(&self->sighup_);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup_), nullptr);

@@ -1,12 +1,14 @@
 // The client-proxy's StatsD buffer (statsd_buffer.h): one vector pass over a
 // datagram finds its lines, a hash of each line's name and tags as sent finds
-// the Taba name, and the event is appended to that name's lines with a few
-// fixed-size copies.
+// the Taba name, and the event is appended to that name's records with a few
+// fixed-size copies; a take folds each name's records with its handler (or
+// writes them as v1 text).
 #include "roles/statsd_buffer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #if defined(__SSE2__)
@@ -14,6 +16,9 @@
 #endif
 
 #include "core/json_escape.h"
+#include "core/log.h"
+#include "core/utf8.h"
+#include "plugin/state.h"
 
 namespace taba::roles {
 namespace {
@@ -26,9 +31,16 @@ constexpr uint64_t kIdleFlushes = 64;
 constexpr size_t kKeepCapacity = 1 << 20;
 // The raw-spelling table is a cache: cleared past this many entries.
 constexpr size_t kMaxRawSpellings = 4'000'000;
+// take_deltas hands a handler at most this many events per call (bounded
+// scratch: a taba_event is ~100 bytes).
+constexpr size_t kFoldChunk = 4096;
 
 // The Taba types, in the order of StatsdBuffer::Name::type.
 constexpr std::string_view kTypes[] = {"CounterGroup", "PercentileGroup", "Gauge", "Set"};
+constexpr uint8_t kSetType = 3;
+// The start of their v1 events: ["<type>",
+constexpr std::string_view kTypePrefixes[] = {"[\"CounterGroup\",", "[\"PercentileGroup\",", "[\"Gauge\",",
+                                              "[\"Set\","};
 
 uint8_t type_index(statsd::Kind kind) {
   switch (kind) {
@@ -143,13 +155,26 @@ inline void copy_short(char* dst, const char* src, size_t n) {
   }
 }
 
-// Whether a set member needs no JSON escaping.
-inline bool plain_member(std::string_view member) {
+// Whether a set member needs no JSON escaping (no '"', '\\' or control
+// byte), and whether it is all ASCII (so valid UTF-8 without a check).
+inline bool plain_member(std::string_view member, bool* ascii) {
+  unsigned char any = 0;
   for (char ch : member) {
     auto c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\' || c < 0x20) return false;
+    any |= c;
   }
+  *ascii = any < 0x80;
   return true;
+}
+
+// Whether a JSON string's text ("...", quotes included) holds no escape
+// and no other '"', so that escaping it again only escapes its quotes.
+inline bool plain_json_string(std::string_view text) {
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    if (text[i] == '"' || text[i] == '\\') return false;
+  }
+  return text.size() >= 2;
 }
 
 // The masks of the 64 bytes at p (all readable).
@@ -203,29 +228,12 @@ inline size_t next_bit(const Masks* m, uint64_t Masks::*field, size_t pos, size_
 
 }  // namespace
 
-void StatsdBuffer::EventText::grow(size_t n) {
+void StatsdBuffer::Records::grow(size_t n) {
   size_t cap = std::max<size_t>({cap_ * 2, size_ + n, 1024});
   auto* data = static_cast<char*>(std::realloc(data_, cap));
   if (data == nullptr) throw std::bad_alloc();
   data_ = data;
   cap_ = cap;
-}
-
-void StatsdBuffer::make_prefix(std::string_view type, double ts, Prefix* out) {
-  std::string p = "[\"";
-  p.append(type);
-  p.append("\",");
-  statsd::append_number(ts, &p);
-  p.append(",\"");
-  // At most 19 + 24 + 2 bytes: always fits the block.
-  std::memset(out->text, 0, Prefix::kBlock);
-  std::memcpy(out->text, p.data(), std::min(p.size(), Prefix::kBlock));
-  out->len = std::min(p.size(), Prefix::kBlock);
-}
-
-void StatsdBuffer::set_time(double ts) {
-  ts_cached_ = ts;
-  for (size_t t = 0; t < 4; ++t) make_prefix(kTypes[t], ts, &prefixes_[t]);
 }
 
 void StatsdBuffer::grow_raw() {
@@ -291,7 +299,7 @@ __attribute__((noinline)) uint32_t StatsdBuffer::add_spelling(const statsd::Line
   return id;
 }
 
-void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, const Prefix& prefix, ProxyStats* stats) {
+void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, double ts, ProxyStats* stats) {
   ++stats->lines;
   if (events_ >= max_events_) {
     // Dropped before a gauge takes the value: a later +n/-n stays right.
@@ -302,18 +310,20 @@ void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, con
     n.generation = generation_;
     dirty_.push_back(id);
   }
-  // The payload: the value as sent when that is the text fmt would write
-  // for it, else formatted; a set member as a JSON string, escaped again
-  // as the body of the event's JSON string (\"alice\").
+  // The payload's JSON text, as the fe's v1 decoder hands it to the handler
+  // for the event of a v1 body: a number as sent when that is the text fmt
+  // would write for it, else formatted; a set member as a JSON string (its
+  // bytes read as Latin-1 when they are not UTF-8, as the decoder reads
+  // them).
   char number[statsd::kMaxNumberText];
-  std::string_view payload;
+  std::string_view text;
   bool quoted = false;
   double value = v.number;
   switch (v.kind) {
     case statsd::Kind::kCounter:
       if (v.sample_rate != 1) {
         value = v.number / v.sample_rate;
-        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+        text = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
         break;
       }
       [[fallthrough]];
@@ -322,60 +332,61 @@ void StatsdBuffer::append_value(uint32_t id, Name& n, const statsd::Line& v, con
     case statsd::Kind::kDistribution:
     case statsd::Kind::kGauge:
       if (v.value_is_shortest) {
-        payload = v.value;
+        text = v.value;
       } else {
-        payload = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
+        text = std::string_view(number, static_cast<size_t>(statsd::format_number(value, number) - number));
       }
       if (v.kind == statsd::Kind::kGauge) n.gauge = value;
       break;
     case statsd::Kind::kGaugeDelta:
-      n.gauge = v.number + n.gauge;
-      payload = std::string_view(number, static_cast<size_t>(statsd::format_number(n.gauge, number) - number));
+      value = n.gauge = v.number + n.gauge;
+      text = std::string_view(number, static_cast<size_t>(statsd::format_number(n.gauge, number) - number));
       break;
-    case statsd::Kind::kSet:
-      if (plain_member(v.value)) {
-        payload = v.value;
+    case statsd::Kind::kSet: {
+      value = 0;
+      bool ascii = false;
+      if (plain_member(v.value, &ascii) && (ascii || is_valid_utf8(v.value))) {
+        text = v.value;
         quoted = true;
-      } else {
-        set_scratch_.assign("\"");
-        append_json_escaped(&set_scratch_, v.value, JsonControls::kHex);
-        set_scratch_.push_back('"');
-        set_text_.clear();
-        append_json_escaped(&set_text_, set_scratch_, JsonControls::kHex);
-        payload = set_text_;
+        break;
       }
+      std::string_view member = v.value;
+      if (!is_valid_utf8(member)) {
+        latin1_scratch_.clear();
+        append_latin1_as_utf8(member, &latin1_scratch_);
+        member = latin1_scratch_;
+      }
+      set_scratch_.assign("\"");
+      append_json_escaped(&set_scratch_, member, JsonControls::kHex);
+      set_scratch_.push_back('"');
+      text = set_scratch_;
       break;
+    }
   }
-  char* p = n.lines.reserve(Prefix::kBlock + payload.size() + 8);
-  std::memcpy(p, prefix.text, Prefix::kBlock);  // one block copy; only len bytes count
-  p += prefix.len;
-  if (quoted) {
-    std::memcpy(p, "\\\"", 2);
-    p += 2;
-  }
-  copy_short(p, payload.data(), payload.size());
-  p += payload.size();
-  if (quoted) {
-    std::memcpy(p, "\\\"\"]\n", 5);
-    p += 5;
-  } else {
-    std::memcpy(p, "\"]\n", 3);
-    p += 3;
-  }
-  n.lines.commit(p);
+  const auto len = static_cast<uint32_t>(text.size() + (quoted ? 2 : 0));
+  char* p = n.records.reserve(kHeadBytes + len);
+  std::memcpy(p, &ts, 8);
+  std::memcpy(p + 8, &value, 8);
+  std::memcpy(p + 16, &len, 4);
+  p += kHeadBytes;
+  if (quoted) *p++ = '"';
+  copy_short(p, text.data(), text.size());
+  p += text.size();
+  if (quoted) *p++ = '"';
+  n.records.commit(p);
   // The next event of this name comes hundreds of other events later, into
   // a cache line not written yet: fetch it now, so that write does not wait
   // for memory (the proxy writes to as many places as it has busy names).
   __builtin_prefetch(p + 64, 1);
+  ++n.count;
   ++events_;
   ++stats->events_buffered;
 }
 
 void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStats* stats) {
   ++stats->datagrams;
-  // Millisecond stamps: one prefix per type and millisecond, shared by its lines.
-  double ts = std::floor(now * 1000) / 1000;
-  if (ts != ts_cached_) set_time(ts);
+  // Millisecond stamps, as the v1 bodies carried them.
+  const double ts = std::floor(now * 1000) / 1000;
   statsd::Line line;  // one for all lines: parse_line sets every field
   const char* d = datagram.data();
   size_t size = datagram.size();
@@ -418,43 +429,205 @@ void StatsdBuffer::add_datagram(std::string_view datagram, double now, ProxyStat
       if (id != kNoName) stats->type_conflicts += values;
       continue;
     }
-    const Prefix* prefix = &prefixes_[type];
-    if (line.timestamp > 0) {
-      make_prefix(kTypes[type], static_cast<double>(line.timestamp), &stamp_prefix_);
-      prefix = &stamp_prefix_;
-    }
-    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, *name, v, *prefix, stats); });
+    const double event_ts = line.timestamp > 0 ? static_cast<double>(line.timestamp) : ts;
+    statsd::for_each_value(line, [&](const statsd::Line& v) { append_value(id, *name, v, event_ts, stats); });
   }
+}
+
+bool StatsdBuffer::take_deltas(const plugin::Registry& registry, const DeltaFlush& flush, protocol::DeltaWriter* out,
+                               ProxyStats* stats) {
+  if (dirty_.empty()) return false;
+  const plugin::Handler* handlers[std::size(kTypes)];
+  for (size_t t = 0; t < std::size(kTypes); ++t) handlers[t] = registry.find(kTypes[t]);
+  for (uint32_t id : dirty_) {
+    const Name& n = *by_id_[id];
+    const plugin::Handler* h = handlers[n.type];
+    if (h == nullptr) {
+      stats->events_dropped_fold += n.count;
+      if (!warned_no_handler_[n.type]) {
+        warned_no_handler_[n.type] = true;
+        log::error("client-proxy: no loaded plugin serves {}: StatsD values of that type are dropped", kTypes[n.type]);
+      }
+      continue;
+    }
+    fold_name(n, h, flush, out, stats);
+  }
+  end_take();
+  return true;
+}
+
+void StatsdBuffer::fold_name(const Name& n, const plugin::Handler* h, const DeltaFlush& flush,
+                             protocol::DeltaWriter* out, ProxyStats* stats) {
+  const bool set = n.type == kSetType;
+  const std::string_view records = n.records.view();
+  plugin::State state;
+  uint64_t folded = 0;
+  plugin::HookError why;
+  size_t pos = 0;
+  // elem0 and elem1 stay NONE (zeroed once): no payload is an array.
+  if (fold_events_.size() < kFoldChunk) fold_events_.resize(kFoldChunk, taba_event{});
+  while (pos < records.size()) {
+    // Up to kFoldChunk events at a time: the first chunk into the fresh
+    // state, the next ones as the ingest contract folds a later block.
+    size_t k = 0;
+    while (pos < records.size() && k < kFoldChunk) {
+      double ts, number;
+      uint32_t len;
+      std::memcpy(&ts, records.data() + pos, 8);
+      std::memcpy(&number, records.data() + pos + 8, 8);
+      std::memcpy(&len, records.data() + pos + 16, 4);
+      const char* text = records.data() + pos + kHeadBytes;
+      pos += kHeadBytes + len;
+      taba_event& ev = fold_events_[k];
+      ev.timestamp = ts > flush.now + flush.future_clamp_s ? flush.now : ts;
+      ev.payload = taba_value{set ? TABA_VALUE_STRING : TABA_VALUE_NUMBER, 0, number, text, len};
+      // A value that overflowed (1e308|c|@0.1) has no JSON number text:
+      // the fe's decoder would refuse it too.
+      if ((!set && !std::isfinite(number)) || !h->check_event(&ev, &why)) {
+        ++stats->events_dropped_fold;
+        continue;
+      }
+      ++k;
+    }
+    if (k == 0) continue;
+    if (!state) {
+      taba_state* s = h->new_state(flush.client_id, flush.now);
+      if (s == nullptr) {
+        stats->events_dropped_fold += k;
+        continue;
+      }
+      state = plugin::State(h, s);
+    }
+    if (h->has_fold_many()) {
+      // Into the fresh state too: fold_many reads each event once and sums
+      // a chunk's events per bucket before adding them (CounterGroup).
+      taba_state* const target[1] = {state.get()};
+      h->fold_many(target, 1, flush.client_id, fold_events_.data(), k, flush.now);
+    } else if (folded == 0) {
+      h->fold(state.get(), fold_events_.data(), k, flush.now);
+    } else {
+      taba_state* delta = h->new_state(flush.client_id, flush.now);
+      if (delta == nullptr) {
+        stats->events_dropped_fold += k;
+        continue;
+      }
+      h->fold(delta, fold_events_.data(), k, flush.now);
+      h->merge(state.get(), delta, flush.now);
+      h->free_state(delta);
+    }
+    folded += k;
+  }
+  if (!state) return;
+  if (!h->serialize(state.get(), &state_bytes_)) {
+    log::error("client-proxy: the {} handler could not serialize the state of \"{}\"; its {} events are dropped",
+               h->type_name, n.name, folded);
+    stats->events_dropped_fold += folded;
+    return;
+  }
+  out->add(flush.client_id, n.name, h->type_name, folded, h->state_version(), state_bytes_);
+}
+
+std::string_view StatsdBuffer::stamp_text(double ts) {
+  // Open addressing by the stamp's bits, emptied by each take_body: a
+  // flush's events share a few hundred distinct milliseconds.
+  uint64_t bits;
+  std::memcpy(&bits, &ts, sizeof bits);
+  const size_t mask = stamps_.size() - 1;
+  size_t i = fold_mul(bits, 0x9e3779b97f4a7c15ull) & mask;
+  for (; stamps_[i].len != 0; i = (i + 1) & mask) {
+    if (stamps_[i].ts == ts) return {stamps_[i].text, stamps_[i].len};
+  }
+  if (++stamps_used_ * 2 > stamps_.size()) {
+    // Many distinct stamps (|T fields): start over.
+    for (Stamp& st : stamps_) st.len = 0;
+    stamps_used_ = 1;
+    i = fold_mul(bits, 0x9e3779b97f4a7c15ull) & mask;
+  }
+  Stamp& st = stamps_[i];
+  st.len = static_cast<uint8_t>(statsd::format_number(ts, st.text) - st.text);
+  st.ts = ts;
+  return {st.text, st.len};
 }
 
 bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
   if (dirty_.empty()) return false;
-  size_t bytes = 8 + client_id.size();
-  for (uint32_t id : dirty_) bytes += names_[id].name.size() + names_[id].lines.size() + 2;
-  out->reserve(out->size() + bytes);
   out->append("1\n\n");
   out->append(client_id);
   out->append("\n\n");
+  stamps_.assign(kStampSlots, Stamp{});
+  stamps_used_ = 0;
   for (uint32_t id : dirty_) {
-    Name& n = names_[id];
+    const Name& n = *by_id_[id];
+    const std::string_view type_prefix = kTypePrefixes[n.type];
+    const std::string_view records = n.records.view();
     out->append(n.name);
     out->push_back('\n');
-    out->append(n.lines.view());
-    out->push_back('\n');
-    if (n.lines.capacity() > kKeepCapacity && n.lines.size() < n.lines.capacity() / 4) {
-      n.lines.release();
-    } else {
-      n.lines.clear();
+    // Each event is ["<type>",<ts>,"<payload>"] and a newline. A number's
+    // JSON text needs no escaping: the name's events are written with a
+    // few short copies into one buffer, appended whole. A set member's
+    // quotes and escapes are escaped again, by the one escaper.
+    const bool set = n.type == kSetType;
+    text_scratch_.clear();
+    for (size_t pos = 0; pos < records.size();) {
+      double ts;
+      uint32_t len;
+      std::memcpy(&ts, records.data() + pos, 8);
+      std::memcpy(&len, records.data() + pos + 16, 4);
+      const std::string_view text(records.data() + pos + kHeadBytes, len);
+      pos += kHeadBytes + len;
+      const std::string_view stamp = stamp_text(ts);
+      char* p = text_scratch_.reserve(type_prefix.size() + stamp.size() + 2 + len + 2 + 3);
+      copy_short(p, type_prefix.data(), type_prefix.size());
+      p += type_prefix.size();
+      copy_short(p, stamp.data(), stamp.size());
+      p += stamp.size();
+      std::memcpy(p, ",\"", 2);
+      p += 2;
+      if (set && plain_json_string(text)) {
+        // "member" as the body of a JSON string: \"member\"
+        *p++ = '\\';
+        copy_short(p, text.data(), text.size() - 1);
+        p += text.size() - 1;
+        *p++ = '\\';
+        *p++ = '"';
+      } else if (set) {
+        text_scratch_.commit(p);
+        out->append(text_scratch_.view());
+        text_scratch_.clear();
+        append_json_escaped(out, text, JsonControls::kHex);
+        p = text_scratch_.reserve(3);
+      } else {
+        copy_short(p, text.data(), text.size());
+        p += text.size();
+      }
+      std::memcpy(p, "\"]\n", 3);
+      text_scratch_.commit(p + 3);
     }
+    out->append(text_scratch_.view());
+    out->push_back('\n');
   }
   out->push_back('\n');
+  end_take();
+  return true;
+}
+
+void StatsdBuffer::end_take() {
+  for (uint32_t id : dirty_) {
+    Name& n = *by_id_[id];
+    n.count = 0;
+    if (n.records.capacity() > kKeepCapacity && n.records.size() < n.records.capacity() / 4) {
+      n.records.release();
+    } else {
+      n.records.clear();
+    }
+  }
   dirty_.clear();
   events_ = 0;
   ++generation_;
   if (generation_ % kIdleFlushes == 0) {
     // Release the buffers of names that have been quiet for a while.
     for (Name& n : names_) {
-      if (n.generation + kIdleFlushes < generation_ && n.lines.capacity() != 0) n.lines.release();
+      if (n.generation + kIdleFlushes < generation_ && n.records.capacity() != 0) n.records.release();
     }
   }
   if (raw_used_ > kMaxRawSpellings) {
@@ -462,7 +635,6 @@ bool StatsdBuffer::take_body(std::string_view client_id, std::string* out) {
     raw_used_ = 0;
     raw_keys_.clear();
   }
-  return true;
 }
 
 void StatsdBuffer::forget_names() {

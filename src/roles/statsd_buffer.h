@@ -1,6 +1,9 @@
-// The client-proxy's StatsD buffer: each line of the datagrams the role
-// (client_proxy.h) receives becomes an event (docs/statsd.md), held until the
-// role's next flush takes them all as one v1 body. Bounded by
+// The client-proxy's StatsD buffer: each value of the lines of the datagrams
+// the role (client_proxy.h) receives becomes an event (docs/statsd.md), kept
+// as a small record under its Taba name until the role's next flush takes
+// them all: folded into one handler state per name and written as a delta
+// batch (take_deltas; protocol/delta_batch.h), or, for an agent that takes
+// no deltas, written as one v1 body (take_body). Bounded by
 // max_buffered_events; also used alone by its unit test and the StatsD
 // benchmark.
 #pragma once
@@ -13,12 +16,15 @@
 #include <vector>
 
 #include "core/string_map.h"
+#include "plugin/registry.h"
+#include "protocol/delta_batch.h"
 #include "protocol/statsd.h"
+#include "taba/handler.h"
 
 namespace taba::roles {
 
 // The client-proxy's counters. The StatsD buffer counts datagrams through
-// events_dropped_full; the role the rest.
+// events_dropped_fold; the role the rest.
 struct ProxyStats {
   uint64_t datagrams = 0;
   uint64_t lines = 0;           // good lines (values of multi-value lines counted once each)
@@ -26,6 +32,7 @@ struct ProxyStats {
   uint64_t type_conflicts = 0;  // part of bad_lines
   uint64_t events_buffered = 0; // total accepted into the buffer
   uint64_t events_dropped_full = 0;   // buffer at max_buffered_events
+  uint64_t events_dropped_fold = 0;   // not foldable: refused by the handler (a number that overflowed), no handler, no memory
   uint64_t events_dropped_retry = 0;  // queued bodies over max_retry_bytes
   uint64_t bodies_forwarded = 0;
   uint64_t events_forwarded = 0;
@@ -37,15 +44,27 @@ struct ProxyStats {
   uint64_t names_forgotten = 0;       // times the name table passed its bound and was cleared
 };
 
+// What take_deltas folds with.
+struct DeltaFlush {
+  std::string_view client_id;  // the client of every state (new_state's client)
+  // The fold's time: the handlers' `now`. Event stamps beyond now +
+  // future_clamp_s become now, as the fe's v1 decoder clamps them.
+  double now = 0;
+  double future_clamp_s = 60;
+};
+
 // The StatsD half of the proxy, without sockets (the role feeds it; unit
-// tests drive it directly): datagrams in, one v1 body per flush out.
+// tests drive it directly): datagrams in, one delta batch (or v1 body) per
+// flush out.
 //
 // Per line it costs one parse, one hash lookup keyed by the name and tags as
-// sent (map_name runs once per distinct spelling), and appends to the name's
-// event lines: a per-type, per-millisecond prefix, the value (the text as
-// sent when it is already the text fmt would write), a fixed suffix. Names
-// keep their event buffers across flushes, so a steady stream allocates
-// nothing per event.
+// sent (map_name runs once per distinct spelling), and one record appended
+// to the name's buffer: the event's stamp, its number and the JSON text the
+// fe would hand the handler for it (the value as sent when that is the text
+// fmt would write, else formatted; a set member as a JSON string). Names
+// keep their buffers across flushes, so a steady stream allocates nothing
+// per event. The plugins' work (one fold per name and flush over all its
+// events, one serialize) happens in take_deltas.
 class StatsdBuffer {
  public:
   explicit StatsdBuffer(uint64_t max_events) : max_events_(max_events) {}
@@ -54,8 +73,23 @@ class StatsdBuffer {
   // bad_lines, type_conflicts, events_buffered and events_dropped_full.
   void add_datagram(std::string_view datagram, double now, ProxyStats* stats);
   uint64_t events() const { return events_; }
+
+  // Folds each name's buffered events (in arrival order) into a fresh state
+  // of the loaded handler of its type, new_state(client_id, now), and adds
+  // it to *out as one block (names in the order they first had an event
+  // since the last take), then empties the buffer. The states are exactly
+  // those the fe would fold from the v1 body take_body writes, received at
+  // `now` (fold_many with the one state when the handler has it, else fold;
+  // past 4096 events a name's later events fold as a later block of the
+  // ingest contract would, so their sums may be added in another order).
+  // An event the handler refuses (a counter value that overflowed to
+  // infinity) is left out, and so are the events of a type no plugin
+  // serves; both counted in events_dropped_fold. False, touching nothing,
+  // when the buffer is empty. Names, their types and gauge values are kept.
+  bool take_deltas(const plugin::Registry& registry, const DeltaFlush& flush, protocol::DeltaWriter* out,
+                   ProxyStats* stats);
   // Appends the v1 body of the buffered events (client `client_id`, names
-  // in the order they first had an event since the last call) to *out and
+  // in the order they first had an event since the last take) to *out and
   // empties the buffer; false, leaving *out alone, when it is empty. Names,
   // their types and gauge values are kept.
   bool take_body(std::string_view client_id, std::string* out);
@@ -65,14 +99,14 @@ class StatsdBuffer {
   void forget_names();
 
  private:
-  // A growable byte buffer written through raw pointers: an event is a few
+  // A growable byte buffer written through raw pointers: a record is a few
   // fixed-size copies into reserved space, not several string appends.
-  class EventText {
+  class Records {
    public:
-    EventText() = default;
-    EventText(const EventText&) = delete;
-    EventText& operator=(const EventText&) = delete;
-    ~EventText() { std::free(data_); }
+    Records() = default;
+    Records(const Records&) = delete;
+    Records& operator=(const Records&) = delete;
+    ~Records() { std::free(data_); }
     // Room for n more bytes; write them, then commit(the end written).
     char* reserve(size_t n) {
       if (cap_ - size_ < n) grow(n);
@@ -95,20 +129,25 @@ class StatsdBuffer {
     size_t size_ = 0;
     size_t cap_ = 0;
   };
+  // One buffered event: f64 timestamp | f64 number (the value; 0 for a
+  // set member) | u32 len | len bytes of its payload's JSON text. Written
+  // and read with memcpy (records are not aligned).
+  static constexpr size_t kHeadBytes = 8 + 8 + 4;
   struct Name {
     std::string name;          // the Taba name
-    EventText lines;           // v1 event lines since the last take_body
+    Records records;           // events since the last take
+    uint64_t count = 0;        // records held
     double gauge = 0;          // the last gauge value, for +n/-n
-    uint64_t generation = 0;   // the take_body generation `lines` belongs to
+    uint64_t generation = 0;   // the take generation `records` belongs to
     uint8_t type = 0;          // the first Taba type seen (index into kTypes)
   };
-  // An event's prefix, ["<type>",<ts>," : copied as a whole block, used
-  // for its length.
-  struct Prefix {
-    static constexpr size_t kBlock = 64;
-    char text[kBlock];
-    size_t len = 0;
+  // A stamp's v1 text (take_body).
+  struct Stamp {
+    double ts = 0;
+    char text[protocol::statsd::kMaxNumberText];
+    uint8_t len = 0;
   };
+  static constexpr size_t kStampSlots = 1024;
   // Open addressing over (name, tags) as sent: hash 0 marks an empty slot.
   struct RawSlot {
     uint64_t hash = 0;
@@ -128,9 +167,14 @@ class StatsdBuffer {
   uint32_t find_or_add(const protocol::statsd::Line& line);
   uint32_t add_spelling(const protocol::statsd::Line& line, uint64_t hash, size_t slot);
   void grow_raw();
-  void set_time(double ts);
-  static void make_prefix(std::string_view type, double ts, Prefix* out);
-  void append_value(uint32_t id, Name& n, const protocol::statsd::Line& value, const Prefix& prefix, ProxyStats* stats);
+  std::string_view stamp_text(double ts);
+  void append_value(uint32_t id, Name& n, const protocol::statsd::Line& value, double ts, ProxyStats* stats);
+  // take_deltas for one name: its records as events, folded, serialized.
+  void fold_name(const Name& n, const plugin::Handler* handler, const DeltaFlush& flush, protocol::DeltaWriter* out,
+                 ProxyStats* stats);
+  // After a take: every dirty name's records cleared (or released), the
+  // next generation, idle buffers released.
+  void end_take();
 
   uint64_t max_events_;
   uint64_t events_ = 0;
@@ -141,14 +185,18 @@ class StatsdBuffer {
   std::vector<RawSlot> raw_;
   size_t raw_used_ = 0;
   std::string raw_keys_;
-  std::vector<uint32_t> dirty_;  // names with events since the last take_body, in first-event order
+  std::vector<uint32_t> dirty_;  // names with events since the last take, in first-event order
   std::string name_scratch_;
   std::vector<ByteMasks> masks_;
+  std::vector<Stamp> stamps_;  // take_body's stamp texts
+  size_t stamps_used_ = 0;
+  Records text_scratch_;       // take_body: one name's event text
   std::string set_scratch_;
-  std::string set_text_;
-  Prefix stamp_prefix_;      // for a line with its own |T timestamp
-  double ts_cached_ = -1;
-  Prefix prefixes_[4];       // per Taba type, for the cached millisecond
+  std::string latin1_scratch_;
+  // take_deltas: the events of one name, its serialized state.
+  std::vector<taba_event> fold_events_;
+  std::string state_bytes_;
+  bool warned_no_handler_[4] = {false, false, false, false};
 };
 
 }  // namespace taba::roles

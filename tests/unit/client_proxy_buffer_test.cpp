@@ -1,8 +1,8 @@
 // The client-proxy's StatsD buffer (src/roles/statsd_buffer.h): the v1 bodies
 // it builds must be exactly those of the straightforward implementation it
 // replaced (parse every value, map its name, format every number with fmt),
-// which lives on below as the reference; and the number helpers it uses
-// (src/protocol/statsd.h) must write what fmt writes.
+// which lives on as the reference in statsd_reference.h; and the number
+// helpers it uses (src/protocol/statsd.h) must write what fmt writes.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -13,192 +13,48 @@
 #include <string>
 #include <vector>
 
-#include "core/json_escape.h"
-#include "core/string_map.h"
 #include "protocol/statsd.h"
-#include "protocol/v1_encoder.h"
 #include "roles/client_proxy.h"
+#include "statsd_reference.h"
 
 using taba::roles::ProxyStats;
-using taba::StringMap;
 using taba::roles::StatsdBuffer;
+using taba::test::Reference;
 namespace statsd = taba::protocol::statsd;
 
 namespace {
-
-// The proxy's StatsD path as it was before the buffer was rewritten for
-// speed: one map_name, one hash lookup and fmt formatting per value.
-class Reference {
- public:
-  explicit Reference(uint64_t max_events) : max_events_(max_events) {}
-
-  void add_datagram(std::string_view datagram, double now, ProxyStats* stats) {
-    ++stats->datagrams;
-    double ts = std::floor(now * 1000) / 1000;
-    statsd::parse_datagram(
-        datagram,
-        [&](const statsd::Line& line) {
-          std::string name;
-          if (!statsd::map_name(line, &name)) {
-            ++stats->bad_lines;
-            return;
-          }
-          std::string_view type = statsd::taba_type(line.kind);
-          auto [it, inserted] = states_.try_emplace(name);
-          State& st = it->second;
-          if (inserted) {
-            st.type = type;
-          } else if (st.type != type) {
-            ++stats->bad_lines;
-            ++stats->type_conflicts;
-            return;
-          }
-          ++stats->lines;
-          double event_ts = line.timestamp > 0 ? static_cast<double>(line.timestamp) : ts;
-          std::string payload;
-          switch (line.kind) {
-            case statsd::Kind::kCounter:
-              payload = fmt::format("{}", line.number / line.sample_rate);
-              break;
-            case statsd::Kind::kTimer:
-            case statsd::Kind::kHistogram:
-            case statsd::Kind::kDistribution:
-              payload = fmt::format("{}", line.number);
-              break;
-            case statsd::Kind::kGauge:
-            case statsd::Kind::kGaugeDelta: {
-              if (events_ >= max_events_) {
-                ++stats->events_dropped_full;
-                return;
-              }
-              double value = line.number;
-              if (line.kind == statsd::Kind::kGaugeDelta) value += st.gauge;
-              st.gauge = value;
-              payload = fmt::format("{}", value);
-              break;
-            }
-            case statsd::Kind::kSet:
-              payload.push_back('"');
-              taba::append_json_escaped(&payload, line.value, taba::JsonControls::kHex);
-              payload.push_back('"');
-              break;
-          }
-          if (events_ >= max_events_) {
-            ++stats->events_dropped_full;
-            return;
-          }
-          if (st.generation != generation_) {
-            st.generation = generation_;
-            st.slot = blocks_.size();
-            blocks_.push_back({name, ""});
-          }
-          std::string& out = blocks_[st.slot].second;
-          out += fmt::format("[\"{}\",{},\"", type, event_ts);
-          taba::append_json_escaped(&out, payload, taba::JsonControls::kHex);
-          out += "\"]\n";
-          ++events_;
-          ++stats->events_buffered;
-        },
-        [&](std::string_view, const char*) { ++stats->bad_lines; });
-  }
-
-  bool take_body(std::string_view client_id, std::string* out) {
-    if (blocks_.empty()) return false;
-    *out += "1\n\n" + std::string(client_id) + "\n\n";
-    for (const auto& [name, lines] : blocks_) *out += name + "\n" + lines + "\n";
-    *out += "\n";
-    blocks_.clear();
-    ++generation_;
-    events_ = 0;
-    return true;
-  }
-
- private:
-  struct State {
-    std::string_view type;
-    double gauge = 0;
-    uint64_t generation = 0;
-    size_t slot = 0;
-  };
-  uint64_t max_events_;
-  uint64_t events_ = 0;
-  uint64_t generation_ = 1;
-  StringMap<State> states_;
-  std::vector<std::pair<std::string, std::string>> blocks_;
-};
-
-void check_stats(const ProxyStats& got, const ProxyStats& want) {
-  CHECK(got.datagrams == want.datagrams);
-  CHECK(got.lines == want.lines);
-  CHECK(got.bad_lines == want.bad_lines);
-  CHECK(got.type_conflicts == want.type_conflicts);
-  CHECK(got.events_buffered == want.events_buffered);
-  CHECK(got.events_dropped_full == want.events_dropped_full);
-}
 
 // Feeds the same datagrams (a take_body after each group) to both and
 // compares every body and the counters.
 void compare(const std::vector<std::vector<std::string>>& flushes, uint64_t max_events = 1'000'000) {
   StatsdBuffer buffer(max_events);
   Reference ref(max_events);
-  ProxyStats got, want;
-  double now = 1763830000.1234;
-  for (const auto& group : flushes) {
-    for (const std::string& d : group) {
-      buffer.add_datagram(d, now, &got);
-      ref.add_datagram(d, now, &want);
-      now += 0.0007;
-    }
+  ProxyStats got;
+  taba::test::feed_both(flushes, &buffer, &ref, &got, [&](double) {
     std::string a = "keep:", b = "keep:";
     bool ga = buffer.take_body("host-1", &a);
     bool gb = ref.take_body("host-1", &b);
     CHECK(ga == gb);
     CHECK(a == b);
     CHECK(buffer.events() == 0);
-  }
-  check_stats(got, want);
+  });
 }
 
 }  // namespace
 
 TEST_CASE("proxy buffer: bodies for every StatsD type are those of the reference", "[statsd][proxy-buffer]") {
-  compare({
-      {"hits:1|c|@0.5\nhits:3|c\nlat:10|ms|#region:us,env:prod\ngarbage\nresp:100|h\ntemp:42|g\nusers:alice|s\n",
-       "hits:2|c|@0.25\r\nlat:12:15.5:3|ms|#env:prod,region:us\n\nresp:300|d\ntemp:+3|g\nusers:bob|s\nusers:alice|s\n"
-       "hits:1|x\n:1|c\nhits:nan|c",
-       "temp:-5|g\nhits:5|ms\n_e{5,4}:title|text\nmulti:1:2:3|c|@0.5\n",
-       "hits:4|c\nunix.only:7|c|#b,a\nq:5:+1:-2|g\n"},
-      {"hits:1|c\n", "q:+1|g\nq:-0.5|g\ntemp:0|g\ntemp:-0|g\n"},
-      {},
-      {"jobs.done:3|c|T1763829700\njobs.done:4|c|T12345678901234567\nlat:1|ms|T17|#region:us,env:prod\n"},
-  });
+  auto flushes = taba::test::every_type_flushes();
+  flushes.push_back({"jobs.done:3|c|T1763829700\njobs.done:4|c|T12345678901234567\nlat:1|ms|T17|#region:us,env:prod\n"});
+  compare(flushes);
 }
 
 TEST_CASE("proxy buffer: number texts as sent or formatted", "[statsd][proxy-buffer]") {
-  std::vector<std::string> group;
-  const char* values[] = {"0",      "-0",        "+0",         "7",         "+4",          "-4",
-                          "007",    "1.",        ".5",         "-.5",       "0.5",         "0.50",
-                          "1e3",    "1E3",       "1.5e-7",     "0.0001",    "0.00001",     "0.00012",
-                          "-0.001", "12.5",      "100",        "1000.125",  "0.1",         "0.3",
-                          "123456789012345", "1234567890123456", "12345678901234567890", "1e15", "1e16",
-                          "999999999999999", "0.123456789012345", "0.1234567890123456", "3.14159265358979323846",
-                          "1e-300", "4.9e-324",  "1.7976931348623157e308", "00.5", "0.0", "10.10"};
-  int i = 0;
-  for (const char* v : values) {
-    for (const char* type : {"c", "c|@0.5", "c|@0.1", "ms", "h", "d", "g"}) {
-      group.push_back(fmt::format("n{}.{}:{}|{}\n", i, type[0], v, type));
-    }
-    // Deltas on top of a value.
-    group.push_back(fmt::format("g{}:5|g\ng{}:+{}|g\ng{}:-{}|g\n", i, i, v[0] == '+' || v[0] == '-' ? v + 1 : v, i,
-                                v[0] == '+' || v[0] == '-' ? v + 1 : v));
-    ++i;
-  }
+  std::vector<std::string> group = taba::test::number_text_lines(true);
   compare({group});
 }
 
 TEST_CASE("proxy buffer: set members are escaped twice, as before", "[statsd][proxy-buffer]") {
-  compare({{"u:alice|s\nu:a\"b|s\nu:back\\slash|s\nu:tab\there|s\nu:ctl\x01x|s\nu:a:b:c|s\nu:caf\xc3\xa9|s\n"
-            "u:  spaced |s\nu:{\"json\":1}|s\n"}});
+  compare({{taba::test::kSetMemberLines}});
   StatsdBuffer buffer(100);
   ProxyStats stats;
   buffer.add_datagram("u:a\"b|s\nu:plain|s\n", 1700000000.5, &stats);
@@ -271,7 +127,7 @@ TEST_CASE("proxy buffer: tags in any order are one name, bound to the first type
 }
 
 TEST_CASE("proxy buffer: a full buffer drops values and keeps gauges right", "[statsd][proxy-buffer]") {
-  compare({{"a:1|c\nb:2|g\nc:3|ms\nd:4:5:6|c\nb:+1|g\ne:x|s\nb:+2|g\n"}, {"b:+1|g\na:1|c\nf:1|c\n"}}, 3);
+  compare(taba::test::full_buffer_flushes(), 3);
   StatsdBuffer buffer(2);
   ProxyStats stats;
   buffer.add_datagram("g:10|g\ng:+1|g\ng:+100|g\n", 1, &stats);
@@ -287,59 +143,13 @@ TEST_CASE("proxy buffer: a full buffer drops values and keeps gauges right", "[s
 }
 
 TEST_CASE("proxy buffer: many names and spellings across flushes", "[statsd][proxy-buffer]") {
-  std::mt19937 rng(42);
-  std::vector<std::vector<std::string>> flushes;
-  for (int f = 0; f < 5; ++f) {
-    std::vector<std::string> group;
-    for (int d = 0; d < 200; ++d) {
-      std::string datagram;
-      for (int l = 0; l < 20; ++l) {
-        int n = static_cast<int>(rng() % 3000);
-        switch (n % 7) {
-          case 0: datagram += fmt::format("m.{}:{}|c\n", n, rng() % 100); break;
-          case 1: datagram += fmt::format("m.{}:{}|c|@0.{}\n", n, rng() % 100, 1 + rng() % 9); break;
-          case 2:
-            datagram += rng() % 2 ? fmt::format("m.{}:{}.{}|ms|#env:prod,region:r{}\n", n, rng() % 100, rng() % 100, n % 5)
-                                  : fmt::format("m.{}:{}.{}|ms|#region:r{},env:prod\n", n, rng() % 100, rng() % 100, n % 5);
-            break;
-          case 3: datagram += fmt::format("m.{}:{}|g\n", n, rng() % 1000); break;
-          case 4: datagram += fmt::format("m.{}:{}{}|g\n", n, rng() % 2 ? "+" : "-", rng() % 10); break;
-          case 5: datagram += fmt::format("m.{}:user{}|s\n", n, rng() % 50); break;
-          default: datagram += fmt::format("m.{}:{}|{}\n", n % 50, rng() % 10, rng() % 2 ? "c" : "h"); break;
-        }
-      }
-      group.push_back(datagram);
-    }
-    flushes.push_back(group);
-  }
+  auto flushes = taba::test::random_names_flushes();
   compare(flushes);
 }
 
 TEST_CASE("proxy buffer: line splitting on random bytes and lengths", "[statsd][proxy-buffer]") {
-  // Datagrams of every length around the 64-byte blocks the splitter works
-  // in, from bytes that make lines good, bad and odd: lines with no ':' or
-  // no '|', '\r' in places, empty lines, no final newline, long names and
-  // tags that cross block boundaries, spellings that differ in one byte.
-  std::mt19937 rng(7);
-  const std::string alphabet = "ab.:|\n\r#,:1.5@cgsmhd-+T9 ";
-  std::vector<std::vector<std::string>> flushes;
-  for (int f = 0; f < 4; ++f) {
-    std::vector<std::string> group;
-    for (int d = 0; d < 400; ++d) {
-      std::string datagram;
-      size_t len = rng() % 300;
-      while (datagram.size() < len) {
-        switch (rng() % 4) {
-          case 0: datagram += alphabet[rng() % alphabet.size()]; break;
-          case 1: datagram += fmt::format("n{}{}:{}|{}", std::string(rng() % 40, 'x'), rng() % 7, rng() % 20, "cgmsh"[rng() % 5]); break;
-          case 2: datagram += fmt::format("|#t:{},{}:{}", rng() % 3, std::string(rng() % 30, 'k'), rng() % 2); break;
-          default: datagram += rng() % 3 ? "\n" : "\r\n"; break;
-        }
-      }
-      group.push_back(datagram.substr(0, len));
-    }
-    flushes.push_back(group);
-  }
+  // (statsd_reference.h says what they hold.)
+  auto flushes = taba::test::random_bytes_flushes();
   compare(flushes);
 }
 

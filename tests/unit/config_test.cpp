@@ -80,6 +80,20 @@ TEST_CASE("config errors name the key path and the reason", "[config]") {
   CHECK(dump_config(l).find("log_level = \"debug\"") != std::string::npos);
 }
 
+TEST_CASE("config: client_proxy.forward_format is delta (the default) or v1", "[config]") {
+  Config c;
+  CHECK(c.client_proxy.forward_format == ForwardFormat::kDelta);
+  REQUIRE(load("[client_proxy]\nforward_format = \"v1\"\n", &c).ok());
+  CHECK(c.client_proxy.forward_format == ForwardFormat::kV1);
+  CHECK(dump_config(c).find("forward_format = \"v1\"") != std::string::npos);
+  REQUIRE(load("[client_proxy]\nforward_format = \"delta\"\n", &c).ok());
+  CHECK(c.client_proxy.forward_format == ForwardFormat::kDelta);
+  Config bad;
+  Status s = load("[client_proxy]\nforward_format = \"deltas\"\n", &bad);
+  CHECK(s.message().find("client_proxy.forward_format: must be \"delta\" or \"v1\", not \"deltas\"") !=
+        std::string::npos);
+}
+
 TEST_CASE("config maps extra type names to plugins", "[config]") {
   Config c;
   REQUIRE(load("[plugins]\ntypes = { \"LatencyMs\" = \"CounterGroup\", \"Gauge\" = \"TotalsCounter\" }\n", &c).ok());
