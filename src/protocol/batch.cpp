@@ -55,23 +55,24 @@ void BatchWriter::begin_block(std::string_view client, std::string_view name, st
 }
 
 void BatchWriter::add_event(double timestamp, const taba_value& payload) {
-  // One resize and raw stores: this runs once per event.
+  // This runs once per event: the fixed part is put together on the stack
+  // and appended with the payload text, two appends (a resize would first
+  // zero the bytes these overwrite).
   const bool number = payload.kind == TABA_VALUE_NUMBER;
   const uint32_t len = static_cast<uint32_t>(payload.json_len);
-  const uint8_t kind = static_cast<uint8_t>(payload.kind);
-  size_t at = buf_.size();
-  buf_.resize(at + sizeof(double) + 1 + (number ? sizeof(double) : 0) + sizeof(uint32_t) + len);
-  char* p = buf_.data() + at;
+  char fixed[sizeof(double) + 1 + sizeof(double) + sizeof(uint32_t)];
+  char* p = fixed;
   std::memcpy(p, &timestamp, sizeof(double));
   p += sizeof(double);
-  *p++ = static_cast<char>(kind);
+  *p++ = static_cast<char>(payload.kind);
   if (number) {
     std::memcpy(p, &payload.number, sizeof(double));
     p += sizeof(double);
   }
   std::memcpy(p, &len, sizeof(uint32_t));
   p += sizeof(uint32_t);
-  std::memcpy(p, payload.json, len);
+  buf_.append(fixed, static_cast<size_t>(p - fixed));
+  buf_.append(payload.json, len);
   ++block_events_;
   ++total_events_;
 }

@@ -149,7 +149,8 @@ void EmbeddedStore::append(Pending p) {
   auto shared = std::make_shared<Pending>(std::move(p));
   ++stats_.in_flight;
   append_times_.push_back(wall_now());
-  Status s = wal_->append(shared->batch, [this, shared](const Status& st) {
+  // The log shares the batch's bytes with `shared` (no copy).
+  Status s = wal_->append(std::shared_ptr<const std::string>(shared, &shared->batch), [this, shared](const Status& st) {
     --stats_.in_flight;
     if (!append_times_.empty()) append_times_.pop_front();
     if (st.ok()) {

@@ -59,24 +59,28 @@ std::string segment_name(uint64_t number) { return kWalSegmentName.format(number
 // A queued append or snapshot marker.
 struct Item {
   bool is_snapshot = false;
-  std::string payload;
+  std::shared_ptr<const std::string> record;  // an append's payload, shared with the caller
   Done done;
+  std::string payload;                           // a snapshot's payload
   std::function<Result<std::string>()> produce;  // snapshot payload made on the snapshot thread
 };
 
 // The records of one write (the shared framing) and their completions.
 struct WriteGroup {
   void add(Item& item) {
-    frames.add(item.payload);
+    frames.add(*item.record);
+    payloads.push_back(std::move(item.record));  // keeps the bytes the frames point at
     done.push_back(std::move(item.done));
   }
   uint64_t bytes() const { return frames.bytes(); }
   size_t records() const { return frames.records(); }
   void clear() {
     frames.clear();
+    payloads.clear();
     done.clear();
   }
   recordlog::WriteGroup frames;
+  std::vector<std::shared_ptr<const std::string>> payloads;
   std::vector<Done> done;
 };
 
@@ -262,7 +266,7 @@ struct WriteAheadLog::Impl {
   void write_batch(std::vector<Item>& batch) {
     uint64_t batch_bytes = 0;
     for (const Item& item : batch) {
-      if (!item.is_snapshot) batch_bytes += kRecordHeaderBytes + item.payload.size();
+      if (!item.is_snapshot) batch_bytes += kRecordHeaderBytes + item.record->size();
     }
     std::vector<Completion> out;
     WriteGroup group;
@@ -292,7 +296,7 @@ struct WriteAheadLog::Impl {
         snapshots.add({std::move(item.payload), segment - 1, std::move(item.done), std::move(item.produce)});
         continue;
       }
-      uint64_t record = kRecordHeaderBytes + item.payload.size();
+      uint64_t record = kRecordHeaderBytes + item.record->size();
       uint64_t size = segment_size + group.bytes();
       if (size > kMagicBytes && size + record > options.segment_bytes) {
         s = write();
@@ -314,6 +318,9 @@ struct WriteAheadLog::Impl {
       space_failures = 0;
       out_of_room.store(false);
     }
+    // The log lets go of every payload before its completion can run (a
+    // record written went with its group; these are the ones a failure left).
+    for (Item& item : batch) item.record.reset();
     settle(&out, batch_bytes - settled_bytes);
   }
 
@@ -441,13 +448,17 @@ Result<std::unique_ptr<WriteAheadLog>> WriteAheadLog::open(uv_loop_t* loop, WalO
 }
 
 Status WriteAheadLog::append(std::string payload, std::function<void(const Status&)> done) {
-  if (payload.empty()) return Status::Invalid("write-ahead log record is empty");
-  if (payload.size() > kMaxRecordBytes) {
+  return append(std::make_shared<const std::string>(std::move(payload)), std::move(done));
+}
+
+Status WriteAheadLog::append(std::shared_ptr<const std::string> payload, std::function<void(const Status&)> done) {
+  if (payload->empty()) return Status::Invalid("write-ahead log record is empty");
+  if (payload->size() > kMaxRecordBytes) {
     return Status::Invalid(
-        fmt::format("write-ahead log record of {} bytes exceeds {}", payload.size(), kMaxRecordBytes));
+        fmt::format("write-ahead log record of {} bytes exceeds {}", payload->size(), kMaxRecordBytes));
   }
   Impl& impl = *impl_;
-  uint64_t bytes = kRecordHeaderBytes + payload.size();
+  uint64_t bytes = kRecordHeaderBytes + payload->size();
   {
     std::lock_guard<std::mutex> lock(impl.mu);
     if (impl.stopping || !impl.started) return Status::Unavailable("write-ahead log is closed");
@@ -457,7 +468,7 @@ Status WriteAheadLog::append(std::string payload, std::function<void(const Statu
           fmt::format("write-ahead log queue is full ({} bytes queued)", impl.queued_bytes));
     }
     impl.queued_bytes += bytes;
-    impl.queue.push_back({false, std::move(payload), std::move(done)});
+    impl.queue.push_back({false, std::move(payload), std::move(done), {}, {}});
   }
   impl.wake_writer.notify_one();
   return Status::Ok();
@@ -468,7 +479,7 @@ void WriteAheadLog::snapshot(std::string payload, std::function<void(const Statu
   {
     std::lock_guard<std::mutex> lock(impl.mu);
     if (!impl.stopping && impl.started) {
-      impl.queue.push_back({true, std::move(payload), std::move(done)});
+      impl.queue.push_back({true, nullptr, std::move(done), std::move(payload), {}});
       impl.wake_writer.notify_one();
       return;
     }
@@ -481,7 +492,7 @@ void WriteAheadLog::snapshot(std::function<Result<std::string>()> produce, std::
   {
     std::lock_guard<std::mutex> lock(impl.mu);
     if (!impl.stopping && impl.started) {
-      Item item{true, std::string(), std::move(done), std::move(produce)};
+      Item item{true, nullptr, std::move(done), std::string(), std::move(produce)};
       impl.queue.push_back(std::move(item));
       impl.wake_writer.notify_one();
       return;
