@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -62,6 +63,7 @@ struct Config : ServerOptions {
   int bodies = 200;
   bool zlib = false;
   std::vector<std::string> types = {"CounterGroup"};  // name n has types[n % size]
+  bool batch_ids = false;  // a Taba-Batch-Id header on every post, as agents and clients send
 };
 
 struct Body {
@@ -165,6 +167,14 @@ double self_cpu_seconds() {
 // ---------------------------------------------------------------------------
 // Load
 
+// Batch ids: unique within this process (the counter) and across processes
+// posting to one server (the prefix).
+std::atomic<uint64_t> batch_ids_sent{0};
+const std::string& batch_id_prefix() {
+  static const std::string prefix = fmt::format("bench-{:x}-{}", std::random_device()(), ::getpid());
+  return prefix;
+}
+
 void post_until(const Config& cfg, const taba::http::Url& target, const std::string& path,
                 const std::vector<Body>& bodies, int worker, Clock::time_point start, Clock::time_point end,
                 WorkerStats* stats) {
@@ -184,8 +194,10 @@ void post_until(const Config& cfg, const taba::http::Url& target, const std::str
     }
     const Body& body = bodies[next];
     next = (next + 1) % bodies.size();
+    std::vector<taba::http::Header> headers;
+    if (cfg.batch_ids) headers.push_back({"Taba-Batch-Id", fmt::format("{}-{}", batch_id_prefix(), ++batch_ids_sent)});
     auto t0 = Clock::now();
-    auto r = conn->request("POST", path, {}, body.bytes, cfg.timeout_ms);
+    auto r = conn->request("POST", path, headers, body.bytes, cfg.timeout_ms);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (!r.ok()) {
       ++stats->errors;
@@ -321,7 +333,8 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
       "bodies", "distinct pre-built bodies", cxxopts::value<int>()->default_value("200"))(
       "zlib", "zlib the bodies and POST them to /post_zip")(
       "types", "comma-separated numeric types, one per name in turn",
-      cxxopts::value<std::string>()->default_value("CounterGroup"));
+      cxxopts::value<std::string>()->default_value("CounterGroup"))(
+      "batch-ids", "send a Taba-Batch-Id header with every post (as agents and clients do)");
   add_run_options(options, "10000");
   auto read_own = [](const cxxopts::ParseResult& r, Config* cfg) {
     cfg->duration_s = r["duration"].as<double>();
@@ -334,6 +347,7 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
     cfg->events_per_block = r["events-per-block"].as<int>();
     cfg->bodies = r["bodies"].as<int>();
     cfg->zlib = r.count("zlib") != 0;
+    cfg->batch_ids = r.count("batch-ids") != 0;
     cfg->types.clear();
     std::stringstream list(r["types"].as<std::string>());
     for (std::string type; std::getline(list, type, ',');) {
@@ -383,11 +397,11 @@ int run_benchmark(const Config& cfg) {
       "p99_ms={:.3f} "
       "non200={} errors={} bench_cpu_s={:.2f} runs={} duration_s={} connections={} events_per_body={} "
       "names={} "
-      "clients={} events_per_block={} zlib={} types={}\n",
+      "clients={} events_per_block={} zlib={} types={} batch_ids={}\n",
       m.events_per_s, opt_number(m.server_cpu_s, "{:.2f}"), opt_number(m.events_per_cpu_s, "{:.0f}"),
       m.p50_ms, m.p99_ms, m.non200, m.errors, m.bench_cpu_s, cfg.runs, cfg.duration_s, cfg.connections,
       cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0,
-      fmt::join(cfg.types, ","));
+      fmt::join(cfg.types, ","), cfg.batch_ids ? 1 : 0);
 
   // Peak resident memory of the server over the whole benchmark.
   if (auto hwm = proc_status_kb(server_pid, "VmHWM")) std::cout << "ingest_bench: server_peak_rss_kb=" << *hwm << "\n";
