@@ -113,7 +113,7 @@ void EmbeddedStore::submit(std::string batch, BatchId id, Bindings new_bindings,
       first(st);
       for (auto& w : waiters) w(st);
     };
-    batch = identified_batch_record(batch_id, batch);
+    make_identified_batch_record(batch_id, &batch);
   }
   if (batch.size() > options_.wal_max_queued_bytes) {
     // Permanent: retrying cannot help, so not a 503.
