@@ -295,6 +295,11 @@ void PreparedValues::add(const SketchValue& v) {
   sum_.merge(v.sum);
 }
 
+void DDSketch::prefetch_bins(const PreparedValues& values) const {
+  for (uint32_t i = 0; i < values.positives_; ++i) positive_.prefetch(values.positive_[i]);
+  for (uint32_t i = 0; i < values.negatives_; ++i) negative_.prefetch(values.negative_[i]);
+}
+
 void DDSketch::add_prepared(const PreparedValues& values) {
   if (values.count_ == 0) return;
   const uint64_t before = count();

@@ -214,6 +214,9 @@ class DDSketch {
     positive_.prefetch_used(max_lines);
     negative_.prefetch_used(max_lines);
   }
+  // Prefetches the bins the prepared values will be added to (those
+  // allocated already).
+  void prefetch_bins(const PreparedValues& values) const;
   // Adds the prepared values: the same as add() of each. Throws
   // std::bad_alloc (some values may then be added).
   void add_prepared(const PreparedValues& values);
