@@ -350,6 +350,13 @@ void PercentileGroup::fold_many(StateSpan<PercentileGroupState> states, std::str
   for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
   int64_t newest[kWindowCount];
   for (int w = 0; w < kWindowCount; ++w) newest[w] = floor_div(effective_now, kWindowWidths[w]);
+  // Most events land in each window's newest bucket: ask for those sketches
+  // now, so that they arrive while the first chunk's values are sorted.
+  for (size_t s = 0; s < states.size(); ++s) {
+    for (int w = 0; w < kWindowCount; ++w) {
+      if (const DDSketch* sketch = states[s].windows[w].sketch_if_any(newest[w])) sketch->prefetch_fields();
+    }
+  }
   constexpr size_t kChunk = PreparedValues::kCapacity;
   for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, events + at, std::min(kChunk, n - at), newest);
 }
