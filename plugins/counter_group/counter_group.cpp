@@ -197,9 +197,7 @@ void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, s
     add_to_runs<900>(runs[3], &nruns[3], second, value);
   }
   // (The states' cache lines were asked for by prefetch, which the host
-  // calls one block ahead.) The sketches' bins for these values: asked for
-  // all at once, so their misses overlap with each other and the windows'.
-  for (size_t s = 0; s < states.size(); ++s) states[s].all_time.prefetch_bins(values);
+  // calls one block ahead.)
   for (size_t s = 0; s < states.size(); ++s) {
     CounterGroupState& st = states[s];
     for (int w = 0; w < kWindowCount; ++w) {
