@@ -3,6 +3,7 @@
 #include "common/sketch_index.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 namespace taba::builtin {
@@ -13,44 +14,32 @@ namespace {
 const double kLnGamma = std::log(SketchIndex::kGamma);
 const double kInvLnGamma = 1.0 / kLnGamma;
 
-uint64_t bits_of(double v) {
-  uint64_t b;
-  std::memcpy(&b, &v, sizeof b);
-  return b;
-}
-
-double double_of(uint64_t b) {
-  double v;
-  std::memcpy(&v, &b, sizeof v);
-  return v;
-}
-
 // The smallest positive double whose by_log() index is at least `index`,
 // searched over the bit patterns (ordered like the positive doubles they
 // encode) around gamma^(index - 1), where the formula steps to `index`.
 double smallest_of_index(int32_t index) {
-  const uint64_t guess = bits_of(std::exp((index - 1) * kLnGamma));
+  const uint64_t guess = std::bit_cast<uint64_t>(std::exp((index - 1) * kLnGamma));
   uint64_t below = guess;  // some pattern whose index is < index
   uint64_t reach = 1 << 10;
-  while (SketchIndex::by_log(double_of(below)) >= index) {
+  while (SketchIndex::by_log(std::bit_cast<double>(below)) >= index) {
     below = below > reach ? below - reach : 0;
     reach *= 2;
   }
   uint64_t above = guess;  // some pattern whose index is >= index
   reach = 1 << 10;
-  while (SketchIndex::by_log(double_of(above)) < index) {
+  while (SketchIndex::by_log(std::bit_cast<double>(above)) < index) {
     above += reach;
     reach *= 2;
   }
   while (above - below > 1) {
     const uint64_t mid = below + (above - below) / 2;
-    if (SketchIndex::by_log(double_of(mid)) >= index) {
+    if (SketchIndex::by_log(std::bit_cast<double>(mid)) >= index) {
       above = mid;
     } else {
       below = mid;
     }
   }
-  return double_of(above);
+  return std::bit_cast<double>(above);
 }
 
 }  // namespace

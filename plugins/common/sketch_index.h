@@ -30,8 +30,8 @@
 #ifndef TABA_PLUGINS_COMMON_SKETCH_INDEX_H
 #define TABA_PLUGINS_COMMON_SKETCH_INDEX_H
 
+#include <bit>
 #include <cstdint>
-#include <cstring>
 
 namespace taba::builtin {
 
@@ -85,18 +85,13 @@ class SketchIndex {
   // slice_bin(j) the bin of that double (at least first_index()).
   static constexpr int kSlices = (kTopExponent - kBottomExponent + 1) << kSliceBits;
   static double slice_start(int j) {
-    const uint64_t bits = (kFirstSlice + static_cast<uint64_t>(j)) << (52 - kSliceBits);
-    double v;
-    std::memcpy(&v, &bits, sizeof v);
-    return v;
+    return std::bit_cast<double>((kFirstSlice + static_cast<uint64_t>(j)) << (52 - kSliceBits));
   }
   int32_t slice_bin(int j) const { return first_ + slice_[j]; }
 
   int32_t find(double magnitude) const {
     if (!(magnitude >= kMinMagnitude && magnitude < kTableEnd)) return by_log(magnitude);
-    uint64_t bits;
-    std::memcpy(&bits, &magnitude, sizeof bits);
-    int32_t k = slice_[(bits >> (52 - kSliceBits)) - kFirstSlice];
+    int32_t k = slice_[(std::bit_cast<uint64_t>(magnitude) >> (52 - kSliceBits)) - kFirstSlice];
     k += magnitude >= lower_[k + 1];
     return first_ + k;
   }

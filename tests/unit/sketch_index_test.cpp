@@ -4,9 +4,9 @@
 // magnitude a sketch bins, and sketches must treat zeros, subnormals and
 // negatives as before.
 #include <catch2/catch.hpp>
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -21,18 +21,6 @@ using taba::builtin::PreparedValues;
 using taba::builtin::SketchIndex;
 
 namespace {
-
-uint64_t bits_of(double v) {
-  uint64_t b;
-  std::memcpy(&b, &v, sizeof b);
-  return b;
-}
-
-double double_of(uint64_t b) {
-  double v;
-  std::memcpy(&v, &b, sizeof v);
-  return v;
-}
 
 // The formula, written out here as DDSketch wrote it before the table
 // (ceil(log(m) / log(gamma)) through the reciprocal, clamped), so that a
@@ -53,8 +41,10 @@ std::string serialized(const DDSketch& s) {
 
 TEST_CASE("SketchIndex: by_log is the formula the stored bins were made with", "[ddsketch][sketch_index]") {
   std::mt19937_64 rng(11);
+  const uint64_t lo = std::bit_cast<uint64_t>(1e-9);
+  const uint64_t hi = std::bit_cast<uint64_t>(std::numeric_limits<double>::max());
   for (int i = 0; i < 200000; ++i) {
-    const double m = double_of(bits_of(1e-9) + rng() % (bits_of(std::numeric_limits<double>::max()) - bits_of(1e-9)));
+    const double m = std::bit_cast<double>(lo + rng() % (hi - lo));
     REQUIRE(SketchIndex::by_log(m) == formula(m));
   }
   CHECK(SketchIndex::by_log(1.0) == 0);
@@ -107,9 +97,9 @@ TEST_CASE("SketchIndex: of() equals the formula around every bin boundary", "[dd
   constexpr int64_t kWindow = 1024;
   uint64_t compared = 0;
   for (int32_t i = table.first_index() + 1; i <= table.last_index() + 1; ++i) {
-    const uint64_t at = bits_of(table.lower(i));
+    const uint64_t at = std::bit_cast<uint64_t>(table.lower(i));
     for (int64_t d = -kWindow; d <= kWindow; ++d) {
-      const double m = double_of(at + static_cast<uint64_t>(d));
+      const double m = std::bit_cast<double>(at + static_cast<uint64_t>(d));
       if (m < SketchIndex::kMinMagnitude) continue;
       const int32_t want = formula(m);
       if (SketchIndex::of(m) != want) {
@@ -131,14 +121,14 @@ TEST_CASE("SketchIndex: of() equals the formula around every bin boundary", "[dd
 
 TEST_CASE("SketchIndex: of() equals the formula on random magnitudes", "[ddsketch][sketch_index]") {
   std::mt19937_64 rng(5);
-  const uint64_t lo = bits_of(SketchIndex::kMinMagnitude);
-  const uint64_t hi = bits_of(std::numeric_limits<double>::max());
-  const uint64_t table_hi = bits_of(SketchIndex::kTableEnd);
+  const uint64_t lo = std::bit_cast<uint64_t>(SketchIndex::kMinMagnitude);
+  const uint64_t hi = std::bit_cast<uint64_t>(std::numeric_limits<double>::max());
+  const uint64_t table_hi = std::bit_cast<uint64_t>(SketchIndex::kTableEnd);
   for (int i = 0; i < 2'000'000; ++i) {
     // Uniform over the doubles of the whole range, of the table's range,
     // and the values instrumentation sends: decimals with a few digits.
-    const double whole = double_of(lo + rng() % (hi - lo + 1));
-    const double in_table = double_of(lo + rng() % (table_hi - lo));
+    const double whole = std::bit_cast<double>(lo + rng() % (hi - lo + 1));
+    const double in_table = std::bit_cast<double>(lo + rng() % (table_hi - lo));
     const double decimal = static_cast<double>(rng() % 100'000'000) / (i % 2 == 0 ? 100.0 : 1000.0);
     for (const double m : {whole, in_table, decimal}) {
       if (m < SketchIndex::kMinMagnitude) continue;
