@@ -1,7 +1,8 @@
 // ingest_bench: how many events per second, and per server CPU-second, a
 // tabad accepts over /post (or /post_zip) with agent-sized v1 bodies.
 //
-// It pre-builds a set of distinct multi-client CounterGroup bodies, then
+// It pre-builds a set of distinct multi-client bodies (CounterGroup events,
+// or with --types the given numeric types, one per name in turn), then
 // posts them over C keep-alive connections (one thread each) for D seconds,
 // R times, and prints a table plus one machine-readable summary line. It
 // either starts tabad itself (pinned to one CPU, the benchmark to another)
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +37,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "bench_options.h"
 #include "bench_stats.h"
@@ -59,6 +62,8 @@ struct Config : ServerOptions {
   int events_per_block = 10;
   int bodies = 200;
   bool zlib = false;
+  std::vector<std::string> types = {"CounterGroup"};  // name n has types[n % size]
+  bool batch_ids = false;  // a Taba-Batch-Id header on every post, as agents and clients send
 };
 
 struct Body {
@@ -105,8 +110,9 @@ void append_fixed(std::string* out, int64_t scaled, int digits) {
 }
 
 // The exact v1 format of the Python encoder (original-taba.md §2): one
-// client block per client, `events_per_block` CounterGroup events per name,
-// timestamps within the last second, values 0.00..999.99.
+// client block per client, `events_per_block` events per name (of the
+// name's type: cfg.types in turn), timestamps within the last second,
+// values 0.00..999.99.
 std::vector<Body> build_bodies(const Config& cfg) {
   std::vector<Body> bodies;
   bodies.reserve(static_cast<size_t>(cfg.bodies));
@@ -128,7 +134,9 @@ std::vector<Body> build_bodies(const Config& cfg) {
         text += "bench.name." + std::to_string(name) + "\n";
         for (int e = 0; e < block; ++e) {
           uint64_t r = rng();
-          text += "[\"CounterGroup\", ";
+          text += "[\"";
+          text += cfg.types[static_cast<size_t>(name) % cfg.types.size()];
+          text += "\", ";
           append_fixed(&text, now_ms - static_cast<int64_t>(r % 1000), 3);
           text += ", \"";
           append_fixed(&text, static_cast<int64_t>((r >> 20) % 100'000), 2);
@@ -159,6 +167,14 @@ double self_cpu_seconds() {
 // ---------------------------------------------------------------------------
 // Load
 
+// Batch ids: unique within this process (the counter) and across processes
+// posting to one server (the prefix).
+std::atomic<uint64_t> batch_ids_sent{0};
+const std::string& batch_id_prefix() {
+  static const std::string prefix = fmt::format("bench-{:x}-{}", std::random_device()(), ::getpid());
+  return prefix;
+}
+
 void post_until(const Config& cfg, const taba::http::Url& target, const std::string& path,
                 const std::vector<Body>& bodies, int worker, Clock::time_point start, Clock::time_point end,
                 WorkerStats* stats) {
@@ -178,8 +194,10 @@ void post_until(const Config& cfg, const taba::http::Url& target, const std::str
     }
     const Body& body = bodies[next];
     next = (next + 1) % bodies.size();
+    std::vector<taba::http::Header> headers;
+    if (cfg.batch_ids) headers.push_back({"Taba-Batch-Id", fmt::format("{}-{}", batch_id_prefix(), ++batch_ids_sent)});
     auto t0 = Clock::now();
-    auto r = conn->request("POST", path, {}, body.bytes, cfg.timeout_ms);
+    auto r = conn->request("POST", path, headers, body.bytes, cfg.timeout_ms);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (!r.ok()) {
       ++stats->errors;
@@ -313,7 +331,10 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
       "clients", "client blocks per body", cxxopts::value<int>()->default_value("10"))(
       "events-per-block", "events per (client, name) block", cxxopts::value<int>()->default_value("10"))(
       "bodies", "distinct pre-built bodies", cxxopts::value<int>()->default_value("200"))(
-      "zlib", "zlib the bodies and POST them to /post_zip");
+      "zlib", "zlib the bodies and POST them to /post_zip")(
+      "types", "comma-separated numeric types, one per name in turn",
+      cxxopts::value<std::string>()->default_value("CounterGroup"))(
+      "batch-ids", "send a Taba-Batch-Id header with every post (as agents and clients do)");
   add_run_options(options, "10000");
   auto read_own = [](const cxxopts::ParseResult& r, Config* cfg) {
     cfg->duration_s = r["duration"].as<double>();
@@ -326,9 +347,15 @@ std::optional<Config> parse_config(int argc, char** argv, int* exit_code) {
     cfg->events_per_block = r["events-per-block"].as<int>();
     cfg->bodies = r["bodies"].as<int>();
     cfg->zlib = r.count("zlib") != 0;
+    cfg->batch_ids = r.count("batch-ids") != 0;
+    cfg->types.clear();
+    std::stringstream list(r["types"].as<std::string>());
+    for (std::string type; std::getline(list, type, ',');) {
+      if (!type.empty()) cfg->types.push_back(type);
+    }
     if (cfg->duration_s <= 0 || cfg->warmup_s < 0 || cfg->runs < 1 || cfg->connections < 1 ||
         cfg->events_per_body < 1 || cfg->names < 1 || cfg->clients < 1 || cfg->events_per_block < 1 ||
-        cfg->bodies < 1 || cfg->timeout_ms < 1) {
+        cfg->bodies < 1 || cfg->timeout_ms < 1 || cfg->types.empty()) {
       throw std::invalid_argument("counts and durations must be positive");
     }
   };
@@ -370,10 +397,11 @@ int run_benchmark(const Config& cfg) {
       "p99_ms={:.3f} "
       "non200={} errors={} bench_cpu_s={:.2f} runs={} duration_s={} connections={} events_per_body={} "
       "names={} "
-      "clients={} events_per_block={} zlib={}\n",
+      "clients={} events_per_block={} zlib={} types={} batch_ids={}\n",
       m.events_per_s, opt_number(m.server_cpu_s, "{:.2f}"), opt_number(m.events_per_cpu_s, "{:.0f}"),
       m.p50_ms, m.p99_ms, m.non200, m.errors, m.bench_cpu_s, cfg.runs, cfg.duration_s, cfg.connections,
-      cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0);
+      cfg.events_per_body, cfg.names, cfg.clients, cfg.events_per_block, cfg.zlib ? 1 : 0,
+      fmt::join(cfg.types, ","), cfg.batch_ids ? 1 : 0);
 
   // Peak resident memory of the server over the whole benchmark.
   if (auto hwm = proc_status_kb(server_pid, "VmHWM")) std::cout << "ingest_bench: server_peak_rss_kb=" << *hwm << "\n";

@@ -9,11 +9,8 @@
 namespace taba::builtin {
 namespace {
 
-constexpr double kGamma = (1.0 + DDSketch::kRelativeAccuracy) / (1.0 - DDSketch::kRelativeAccuracy);
-const double kLnGamma = std::log(kGamma);
-const double kInvLnGamma = 1.0 / kLnGamma;
 // 2 / (gamma + 1): bin i stands for gamma^i * kRepresentativeFactor.
-constexpr double kRepresentativeFactor = 2.0 / (kGamma + 1.0);
+constexpr double kRepresentativeFactor = 2.0 / (SketchIndex::kGamma + 1.0);
 
 // Spare bins allocated beyond the range in use, on the side it grows
 // toward: enough that a stream of adds rarely reallocates, small enough to
@@ -228,13 +225,20 @@ bool BinStore::deserialize(ByteReader* r, const char** why) {
 // ---------------------------------------------------------------------------
 // DDSketch
 
-int32_t DDSketch::index_of(double magnitude) {
-  const double i = std::ceil(std::log(magnitude) * kInvLnGamma);
-  return static_cast<int32_t>(std::clamp(i, double{BinStore::kMinIndex}, double{BinStore::kMaxIndex}));
+double DDSketch::bin_value(int32_t index) {
+  return std::exp(index * SketchIndex::ln_gamma()) * kRepresentativeFactor;
 }
 
-double DDSketch::bin_value(int32_t index) {
-  return std::exp(index * kLnGamma) * kRepresentativeFactor;
+SketchValue DDSketch::prepare(double value) {
+  SketchValue v;
+  v.value = value == 0 ? 0.0 : value;  // as add(): one spelling of zero
+  const double magnitude = std::fabs(v.value);
+  if (magnitude >= kMinMagnitude) {
+    v.kind = v.value > 0 ? SketchValue::kPositive : SketchValue::kNegative;
+    v.bin = index_of(magnitude);
+  }
+  v.sum = ExactSum::of(v.value);
+  return v;
 }
 
 uint64_t DDSketch::nearest_rank(uint64_t count, uint32_t num, uint32_t den) {
@@ -266,23 +270,34 @@ void DDSketch::add(double value) {
 }
 
 void PreparedValues::add(double value) {
-  if (value == 0) value = 0.0;  // as DDSketch::add
-  if (count_ < kSketchExactCount) first_[count_] = value;
-  const double magnitude = std::fabs(value);
-  if (magnitude < DDSketch::kMinMagnitude) {
-    ++zeros_;
-  } else if (value > 0) {
-    positive_[positives_++] = DDSketch::index_of(magnitude);
-  } else {
-    negative_[negatives_++] = DDSketch::index_of(magnitude);
+  add(DDSketch::prepare(value));
+}
+
+void PreparedValues::add(const SketchValue& v) {
+  if (count_ < kSketchExactCount) first_[count_] = v.value;
+  switch (v.kind) {
+    case SketchValue::kZero:
+      ++zeros_;
+      break;
+    case SketchValue::kPositive:
+      positive_[positives_++] = v.bin;
+      break;
+    case SketchValue::kNegative:
+      negative_[negatives_++] = v.bin;
+      break;
   }
   if (count_++ == 0) {
-    min_ = max_ = value;
+    min_ = max_ = v.value;
   } else {
-    min_ = std::min(min_, value);
-    max_ = std::max(max_, value);
+    min_ = std::min(min_, v.value);
+    max_ = std::max(max_, v.value);
   }
-  sum_.add(value);
+  sum_.merge(v.sum);
+}
+
+void DDSketch::prefetch_bins(const PreparedValues& values) const {
+  for (uint32_t i = 0; i < values.positives_; ++i) positive_.prefetch(values.positive_[i]);
+  for (uint32_t i = 0; i < values.negatives_; ++i) negative_.prefetch(values.negative_[i]);
 }
 
 void DDSketch::add_prepared(const PreparedValues& values) {

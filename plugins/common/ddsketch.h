@@ -6,7 +6,8 @@
 // gamma^(i-1) < m <= gamma^i, and the bin stands for 2 gamma^i / (gamma + 1),
 // which is within alpha of every magnitude in the bin. Positive and negative
 // values have separate bin stores (by magnitude); values with magnitude
-// below kMinMagnitude are counted as zero.
+// below kMinMagnitude are counted as zero. The index is computed exactly as
+// it always was, without a logarithm per value (sketch_index.h).
 //
 // Exactness. Bins hold integer counts only, so merging (bin-wise addition)
 // is exact, commutative and associative: any merge order of any split of
@@ -55,6 +56,7 @@
 #include "common/byte_io.h"
 #include "common/count_array.h"
 #include "common/exact_sum.h"
+#include "common/sketch_index.h"
 #include "common/text.h"
 
 namespace taba::builtin {
@@ -67,8 +69,8 @@ class BinStore {
   static constexpr int32_t kMaxBins = 2048;
   // Bin indexes of DDSketch::kMinMagnitude and of the largest double lie
   // inside these; deserialize refuses anything outside.
-  static constexpr int32_t kMinIndex = -1100;
-  static constexpr int32_t kMaxIndex = 36000;
+  static constexpr int32_t kMinIndex = SketchIndex::kMinIndex;
+  static constexpr int32_t kMaxIndex = SketchIndex::kMaxIndex;
 
   bool empty() const { return total_ == 0; }
   uint64_t total() const { return total_; }
@@ -140,6 +142,17 @@ class BinStore {
 // While a sketch holds at most this many values it keeps them all exactly.
 inline constexpr uint32_t kSketchExactCount = 5;
 
+// One finite value made ready for sketches (DDSketch::prepare): -0 spelled
+// 0, its bin found and its fixed-point sum term computed, once however many
+// sketches it goes into.
+struct SketchValue {
+  enum Kind : int32_t { kZero, kPositive, kNegative };
+  double value = 0.0;
+  int32_t bin = 0;  // kPositive, kNegative: the bin of the magnitude
+  Kind kind = kZero;
+  ExactSum sum;  // ExactSum::of(value)
+};
+
 // The values of a few events prepared once for adding into several
 // sketches (the fold_many hook): each value's bin is found once.
 class PreparedValues {
@@ -151,6 +164,8 @@ class PreparedValues {
   size_t size() const { return count_; }
   // Adds a finite value; the caller checks full() first.
   void add(double value);
+  // Adds a prepared value; the caller checks full() first.
+  void add(const SketchValue& v);
 
  private:
   friend class DDSketch;
@@ -168,15 +183,17 @@ class PreparedValues {
 
 class DDSketch {
  public:
-  static constexpr double kRelativeAccuracy = 0.01;
+  static constexpr double kRelativeAccuracy = SketchIndex::kRelativeAccuracy;
   static constexpr int32_t kMaxBinsPerStore = BinStore::kMaxBins;
-  static constexpr double kMinMagnitude = 1e-9;
+  static constexpr double kMinMagnitude = SketchIndex::kMinMagnitude;
   static constexpr uint32_t kExactCount = kSketchExactCount;
   // The serialized form serialize() writes (see the header comment).
   static constexpr uint32_t kForm = 2;
 
   // Bin of a magnitude >= kMinMagnitude.
-  static int32_t index_of(double magnitude);
+  static int32_t index_of(double magnitude) { return SketchIndex::of(magnitude); }
+  // A finite value made ready for PreparedValues.
+  static SketchValue prepare(double value);
   // Representative (positive) value of bin index.
   static double bin_value(int32_t index);
   // ceil(count * num / den), exactly, for 0 <= num <= den, den > 0.
@@ -197,6 +214,9 @@ class DDSketch {
     positive_.prefetch_used(max_lines);
     negative_.prefetch_used(max_lines);
   }
+  // Prefetches the bins the prepared values will be added to (those
+  // allocated already).
+  void prefetch_bins(const PreparedValues& values) const;
   // Adds the prepared values: the same as add() of each. Throws
   // std::bad_alloc (some values may then be added).
   void add_prepared(const PreparedValues& values);

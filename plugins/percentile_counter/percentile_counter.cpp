@@ -20,6 +20,7 @@
 //
 // Serialized form, version 2: the DDSketch form 2 (ddsketch.h), nothing
 // else. Version 1 (still read): DDSketch form 1.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -59,6 +60,20 @@ struct PercentileCounter {
   }
   // O(non-empty bins of `from`).
   static void merge(State& into, const State& from, double) { into.sketch.merge(from.sketch); }
+  // The ingest path (handler.h, section 2): each chunk of up to 64 values
+  // is prepared once (bins found) and added to every state, which is what
+  // merging a delta of them would add.
+  static void fold_many(StateSpan<State> states, std::string_view, const taba_event* events, size_t n, double) {
+    for (size_t at = 0; at < n; at += PreparedValues::kCapacity) {
+      PreparedValues values;
+      const size_t end = std::min(n, at + PreparedValues::kCapacity);
+      for (size_t i = at; i < end; ++i) {
+        double value;
+        if (event_number(events[i], &value)) values.add(value);
+      }
+      for (size_t s = 0; s < states.size(); ++s) states[s].sketch.add_prepared(values);
+    }
+  }
   static taba_status render(const State& s, uint32_t format, double, taba_output* out) {
     TextBuffer text(numbers_for(format));
     append_percentile_summary(s.sketch, &text);

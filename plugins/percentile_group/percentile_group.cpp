@@ -41,7 +41,11 @@
 // Cost model. A bucket's sketch is allocated on its first value, so a fresh
 // per-request delta is one small allocation plus one sketch per window it
 // touches; merge walks only the (at most 4 per window) buckets of `from`
-// inside the destination's window and their non-empty bins.
+// inside the destination's window and their non-empty bins. On the ingest
+// path the host calls fold_many instead (handler.h, section 2): each
+// event's sketch bin is found once and its value sorted into the buckets
+// a delta would hold, then added to the client's state and the aggregate,
+// with no delta built or merged.
 //
 // Prunable: every window empty as of `now`.
 //
@@ -118,6 +122,23 @@ class SketchWindow {
     for (int64_t b = std::max(oldest_for(from.newest_), oldest_for(newest_)); b <= from.newest_; ++b) {
       const DDSketch* s = from.slots_[slot_of(b)].get();
       if (s != nullptr && s->count() != 0) sketch_for(b).merge(*s);
+    }
+  }
+
+  // The sketch of bucket b when the window holds one, else nullptr.
+  const DDSketch* sketch_if_any(int64_t b) const {
+    return b >= oldest_for(newest_) && b <= newest_ ? slots_[slot_of(b)].get() : nullptr;
+  }
+
+  // fold_many's part: adds the values a delta whose window ends at bucket
+  // `newest` would hold (by_age[a]: the values of bucket newest - a), with
+  // the effect of merge_from of that delta: rotates to `newest` first, and
+  // buckets older than the result are skipped. Throws std::bad_alloc.
+  void add_prepared(int64_t newest, const PreparedValues* by_age) {
+    rotate_to(newest);
+    const int64_t lowest = std::max(oldest_for(newest), oldest_for(newest_));
+    for (uint32_t age = 0; age < kBuckets && newest - age >= lowest; ++age) {
+      if (by_age[age].size() != 0) sketch_for(newest - age).add_prepared(by_age[age]);
     }
   }
 
@@ -232,6 +253,10 @@ struct PercentileGroup {
   }
   static void fold(State& s, const taba_event* events, size_t n, double now);
   static void merge(State& dst, const State& src, double now);
+  static void fold_many(StateSpan<State> states, std::string_view client, const taba_event* events, size_t n,
+                        double now);
+  static void prefetch(const taba_state* const* handles, size_t count, const taba_event* events, size_t n,
+                       double now);
   static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
   static bool prunable(const State& s, double now);
   static void write(const State& s, ByteWriter* w);
@@ -255,6 +280,95 @@ void PercentileGroup::merge(PercentileGroupState& dst, const PercentileGroupStat
   const int64_t now_second = epoch_second(now);
   for (int w = 0; w < kWindowCount; ++w) {
     dst.windows[w].merge_from(src.windows[w], dst.windows[w].bucket_of(now_second));
+  }
+}
+
+// fold_many: the effect of fold into a fresh delta and merge into each
+// state. The delta's windows would end at the latest of now and the
+// newest event, and hold each event in the bucket of its window's 4 it
+// falls into (older events skipped); here each chunk of up to 64 events is
+// sorted that way into PreparedValues per window and bucket (each value's
+// bin found once), which SketchWindow::add_prepared adds as merge_from
+// would add the delta's buckets.
+void fold_chunk(StateSpan<PercentileGroupState> states, const taba_event* events, size_t n,
+                const int64_t* newest) {
+  PreparedValues by_age[kWindowCount][kBuckets];
+  // Per window, the first second and age of the previous event's bucket:
+  // consecutive events mostly share it, which saves the division.
+  int64_t start[kWindowCount];
+  int64_t age[kWindowCount];
+  for (int w = 0; w < kWindowCount; ++w) {
+    start[w] = newest[w] * kWindowWidths[w];
+    age[w] = 0;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    double value;
+    if (!event_number(events[i], &value)) continue;
+    const SketchValue v = DDSketch::prepare(value);
+    const int64_t second = epoch_second(events[i].timestamp);
+    for (int w = 0; w < kWindowCount; ++w) {
+      if (second < start[w] || second - start[w] >= kWindowWidths[w]) {
+        const int64_t b = floor_div(second, kWindowWidths[w]);
+        start[w] = b * kWindowWidths[w];
+        age[w] = newest[w] - b;
+      }
+      if (age[w] < kBuckets) by_age[w][age[w]].add(v);
+    }
+  }
+  // The states are cold more often than not (tens of thousands of them):
+  // ask for every sketch the adds will touch, then for the bins the values
+  // fall in, so that their cache misses overlap instead of coming one
+  // after the other. (The host's prefetch hint, a block ahead, asked for
+  // the states' own lines.)
+  for (size_t s = 0; s < states.size(); ++s) {
+    for (int w = 0; w < kWindowCount; ++w) {
+      for (uint32_t a = 0; a < kBuckets; ++a) {
+        if (by_age[w][a].size() == 0) continue;
+        if (const DDSketch* sketch = states[s].windows[w].sketch_if_any(newest[w] - a)) sketch->prefetch_fields();
+      }
+    }
+  }
+  for (size_t s = 0; s < states.size(); ++s) {
+    for (int w = 0; w < kWindowCount; ++w) {
+      for (uint32_t a = 0; a < kBuckets; ++a) {
+        if (by_age[w][a].size() == 0) continue;
+        if (const DDSketch* sketch = states[s].windows[w].sketch_if_any(newest[w] - a)) {
+          sketch->prefetch_bins(by_age[w][a]);
+        }
+      }
+    }
+  }
+  for (size_t s = 0; s < states.size(); ++s) {
+    for (int w = 0; w < kWindowCount; ++w) states[s].windows[w].add_prepared(newest[w], by_age[w]);
+  }
+}
+
+void PercentileGroup::fold_many(StateSpan<PercentileGroupState> states, std::string_view, const taba_event* events,
+                                size_t n, double now) {
+  // As fold: the windows end at the latest of now and the newest event.
+  int64_t effective_now = epoch_second(now);
+  for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
+  int64_t newest[kWindowCount];
+  for (int w = 0; w < kWindowCount; ++w) newest[w] = floor_div(effective_now, kWindowWidths[w]);
+  // Most events land in each window's newest bucket: ask for those sketches
+  // now, so that they arrive while the first chunk's values are sorted.
+  for (size_t s = 0; s < states.size(); ++s) {
+    for (int w = 0; w < kWindowCount; ++w) {
+      if (const DDSketch* sketch = states[s].windows[w].sketch_if_any(newest[w])) sketch->prefetch_fields();
+    }
+  }
+  constexpr size_t kChunk = PreparedValues::kCapacity;
+  for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, events + at, std::min(kChunk, n - at), newest);
+}
+
+// The host's cache hint, one block ahead: the states' own lines (the
+// windows and their bucket pointers), which fold_many reads first.
+void PercentileGroup::prefetch(const taba_state* const* handles, size_t count, const taba_event*, size_t,
+                               double) {
+  const StateSpan<const PercentileGroupState> states(handles, count);
+  for (size_t s = 0; s < states.size(); ++s) {
+    const char* bytes = reinterpret_cast<const char*>(&states[s]);
+    for (size_t at = 0; at < sizeof(PercentileGroupState); at += 64) __builtin_prefetch(bytes + at, 1);
   }
 }
 

@@ -45,6 +45,8 @@ struct TotalsCounter {
   }
   static void fold(State& s, const taba_event* events, size_t n, double now);
   static void merge(State& dst, const State& src, double now);
+  static void fold_many(StateSpan<State> states, std::string_view client, const taba_event* events, size_t n,
+                        double now);
   static taba_status render(const State& s, uint32_t format, double now, taba_output* out);
   static bool prunable(const State& s, double) { return s.count == 0; }
   static void write(const State& s, ByteWriter* w);
@@ -63,6 +65,25 @@ void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, dou
 void TotalsCounter::merge(TotalsState& dst, const TotalsState& src, double) {
   dst.count = add_saturating(dst.count, src.count);
   dst.total += src.total;
+}
+
+// The ingest path (handler.h, section 2): the events' count and total,
+// summed from 0.0 in order as fold sums a delta's, added to every state
+// as merge adds the delta's.
+void TotalsCounter::fold_many(StateSpan<TotalsState> states, std::string_view, const taba_event* events, size_t n,
+                              double) {
+  uint64_t count = 0;
+  double total = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    double value;
+    if (!event_number(events[i], &value)) continue;
+    ++count;
+    total += value;
+  }
+  for (size_t s = 0; s < states.size(); ++s) {
+    states[s].count = add_saturating(states[s].count, count);
+    states[s].total += total;
+  }
 }
 
 taba_status TotalsCounter::render(const TotalsState& s, uint32_t format, double, taba_output* out) {

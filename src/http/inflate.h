@@ -1,5 +1,7 @@
 // Streaming decompression of request bodies (zlib, gzip, raw deflate) with
-// limits against compression bombs.
+// limits against compression bombs. A zlib body's Adler-32 is checked with
+// http/adler32 rather than zlib's own (several times faster); gzip's CRC
+// stays zlib's.
 #pragma once
 
 #include <zlib.h>
@@ -44,12 +46,19 @@ class Inflater {
 
  private:
   Status start(std::string_view first);
+  // Remembers the last 4 input bytes inflate consumed (at the end of a
+  // zlib stream, its Adler-32).
+  void note_consumed(const unsigned char* from, size_t n);
   Format format_;
   Limits limits_;
   z_stream zs_{};
   std::string head_;  // first byte of a "deflate" body, until a second arrives
   bool started_ = false;
   bool ended_ = false;
+  bool own_check_ = false;  // a zlib stream: zlib does not check it, adler32_update does
+  uint32_t adler_ = 1;      // of the output so far
+  unsigned char last_in_[4] = {};  // the last 4 bytes consumed
+  uint64_t consumed_ = 0;
   uint64_t in_total_ = 0;
   uint64_t out_total_ = 0;
   char out_buf_[64 * 1024];

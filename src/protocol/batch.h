@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,11 +41,29 @@ class BatchWriter {
 
   uint64_t event_count() const { return total_events_; }
   uint32_t block_count() const { return blocks_; }
-  size_t size() const { return buf_.size(); }
+  size_t size() const { return used_; }
 
  private:
   void close_block();
+  // Room for n more bytes at buf_.data() + used_.
+  char* room(size_t n) {
+    if (buf_.size() - used_ < n) grow(n);
+    return buf_.data() + used_;
+  }
+  void grow(size_t n);
+  void append(const void* data, size_t n) {
+    std::memcpy(room(n), data, n);
+    used_ += n;
+  }
+  template <typename T>
+  void append_value(T v) {
+    append(&v, sizeof v);
+  }
+  // The batch is buf_[0, used_). buf_ is sized ahead of the writes (in
+  // steps, within the reserved capacity first), so an event is stored
+  // with plain copies, not a string append (and its zero-fill) per field.
   std::string buf_;
+  size_t used_ = 0;
   uint32_t blocks_ = 0;
   bool block_open_ = false;     // a block was begun and its count is not written yet
   size_t block_start_ = 0;     // offset of the current block's header

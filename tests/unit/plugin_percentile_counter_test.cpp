@@ -92,3 +92,8 @@ TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plu
   CHECK(deserialize(h, "", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.rfind("corrupt PercentileCounter state: ", 0) == 0);
 }
+
+TEST_CASE("PercentileCounter: fold_many gives the states the delta sequence gives", "[plugins][percentile_counter]") {
+  REQUIRE(plugin("percentile_counter.so").abi_minor >= 1);
+  check_fold_many_equals_deltas(percentile_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}

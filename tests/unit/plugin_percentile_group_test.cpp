@@ -299,3 +299,8 @@ TEST_CASE("PercentileGroup: serialization round trip and corrupt input", "[plugi
   CHECK(deserialize(h, "\x05" + window(15, std::string("\x00", 1)) + rest, 1, &ignored, &reason) ==
         TABA_ERR_CORRUPT);
 }
+
+TEST_CASE("PercentileGroup: fold_many gives the states the delta sequence gives", "[plugins][percentile_group]") {
+  REQUIRE(plugin("percentile_group.so").abi_minor >= 1);
+  check_fold_many_equals_deltas(percentile_group(), kT0, 400, 100000, {0, 20, 200, 1000, 4000, 30000, 90000}, random_numeric_events);
+}

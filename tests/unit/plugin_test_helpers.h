@@ -242,4 +242,96 @@ inline void check_round_trip_json(const taba_handler& h, const State& s, const s
       });
 }
 
+// ---------------------------------------------------------------------------
+// fold_many against the delta sequence.
+
+// Up to 150 numeric events at `now` (more than one 64-event chunk of the
+// built-ins' fold_many), for the numeric types: stamps out of order, some
+// ahead of now, some older than the shorter windows and a few older than
+// every window; values zero and -0, too small to bin, negative, decimal,
+// large, some repeated, some given as [number, ...] or true.
+inline void random_numeric_events(std::mt19937_64& rng, double now, Events* ev) {
+  const int n = 1 + static_cast<int>(rng() % 150);
+  for (int i = 0; i < n; ++i) {
+    double stamp = now - static_cast<double>(rng() % 1200) - static_cast<double>(rng() % 1000) / 1000;
+    if (i % 17 == 3) stamp = now + 5;
+    if (i % 41 == 7) stamp = now - 30000 - static_cast<double>(rng() % 200000);
+    double value = static_cast<double>(static_cast<int64_t>(rng() % 8000) - 1000) / 4;
+    switch (rng() % 12) {
+      case 0: value = 0.0; break;
+      case 1: value = -0.0; break;
+      case 2: value = 1e-12; break;
+      case 3: value = static_cast<double>(rng() % 100'000'000) * 1000; break;
+      case 4: value = 42.5; break;
+      default: break;
+    }
+    if (i % 13 == 5) {
+      ev->array(stamp, TABA_VALUE_NUMBER, fmt_double(value), value);
+    } else if (i % 29 == 11) {
+      ev->value(stamp, TABA_VALUE_BOOL, "true", 1);
+    } else {
+      ev->number(stamp, value);
+    }
+  }
+}
+
+// The fold_many hook gives what the delta sequence gives (handler.h,
+// section 2; ingest() above): `requests` requests from three clients, each
+// of the events make(rng, now, &events) writes, go through fold_many into
+// {the client's state, the aggregate} on one side and through ingest() on
+// the other. The two states a request changed must serialize to the same
+// bytes after it; at the end every state must also render (every format)
+// and prune the same at the last request's time and `later` seconds after
+// it. Time moves between 3 s back (requests are
+// applied in completion order, each at its receive time) and 9 s ahead
+// between requests, and `jump` seconds every 60th. Last, fold_many into
+// one fresh state equals fold.
+template <class MakeEvents>
+void check_fold_many_equals_deltas(const taba_handler& h, double t0, int requests, double jump,
+                                   const std::vector<double>& later, MakeEvents make) {
+  REQUIRE(h.fold_many != nullptr);
+  std::mt19937_64 rng(static_cast<uint64_t>(requests) * 7919 + 1);
+  const std::vector<std::string> clients = {"a", "b", "c"};
+  State by_delta(h, t0);
+  State by_many(h, t0);
+  std::vector<State> delta_clients;
+  std::vector<State> many_clients;
+  for (const std::string& c : clients) {
+    delta_clients.emplace_back(h, t0, c);
+    many_clients.emplace_back(h, t0, c);
+  }
+  double now = t0;
+  for (int request = 0; request < requests; ++request) {
+    now += request % 60 == 59 ? jump : static_cast<double>(rng() % 1200) / 100 - 3;
+    const size_t ci = rng() % clients.size();
+    Events ev;
+    make(rng, now, &ev);
+    ingest(h, &delta_clients[ci], &by_delta, clients[ci], ev, now);
+    taba_state* const targets[2] = {many_clients[ci].raw(), by_many.raw()};
+    h.fold_many(targets, 2, clients[ci].data(), clients[ci].size(), ev.data(), ev.size(), now);
+    // After every request: what a short window held may be gone by the end.
+    INFO("request " << request);
+    REQUIRE(many_clients[ci].serialize() == delta_clients[ci].serialize());
+    REQUIRE(by_many.serialize() == by_delta.serialize());
+  }
+  std::vector<double> times = {now};
+  for (const double d : later) times.push_back(now + d);
+  CHECK(by_many.serialize() == by_delta.serialize());
+  check_same_in_all_formats(&by_many, by_delta, times);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    INFO("client " << clients[i]);
+    CHECK(many_clients[i].serialize() == delta_clients[i].serialize());
+    check_same_in_all_formats(&many_clients[i], delta_clients[i], times);
+  }
+  State folded(h, now, "z");
+  State many(h, now, "z");
+  Events ev;
+  make(rng, now, &ev);
+  folded.fold(ev, now);
+  taba_state* const one[1] = {many.raw()};
+  h.fold_many(one, 1, "z", 1, ev.data(), ev.size(), now);
+  CHECK(many.serialize() == folded.serialize());
+  check_same_in_all_formats(&many, folded, times);
+}
+
 }  // namespace taba::test_support

@@ -66,3 +66,8 @@ TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
   std::unique_ptr<State> ignored;
   CHECK(deserialize(h, std::string("\x01\x00", 2), 1, &ignored) == TABA_ERR_CORRUPT);
 }
+
+TEST_CASE("TotalsCounter: fold_many gives the states the delta sequence gives", "[plugins][totals_counter]") {
+  REQUIRE(plugin("totals_counter.so").abi_minor >= 1);
+  check_fold_many_equals_deltas(totals_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}

@@ -114,7 +114,7 @@ void EmbeddedStore::submit(std::string batch, BatchId id, Bindings new_bindings,
       first(st);
       for (auto& w : waiters) w(st);
     };
-    batch = identified_batch_record(batch_id, batch);
+    make_identified_batch_record(batch_id, &batch);
   }
   if (batch.size() > options_.wal_max_queued_bytes) {
     // Permanent: retrying cannot help, so not a 503.
@@ -150,7 +150,8 @@ void EmbeddedStore::append(Pending p) {
   auto shared = std::make_shared<Pending>(std::move(p));
   ++stats_.in_flight;
   append_times_.push_back(wall_now());
-  Status s = wal_->append(shared->batch, [this, shared](const Status& st) {
+  // The log shares the batch's bytes with `shared` (no copy).
+  Status s = wal_->append(std::shared_ptr<const std::string>(shared, &shared->batch), [this, shared](const Status& st) {
     --stats_.in_flight;
     if (!append_times_.empty()) append_times_.pop_front();
     if (st.ok()) {

@@ -83,6 +83,11 @@ class WriteAheadLog {
   // write or fdatasync error makes the log refuse appends until reopened.
   // Records complete in the order they were appended.
   Status append(std::string payload, std::function<void(const Status&)> done);
+  // The same for a payload the caller shares (no copy is made): the log
+  // keeps a reference until the record is written (or fails), and lets go
+  // of it, on its writer thread, before `done` can run; the bytes must not
+  // change meanwhile.
+  Status append(std::shared_ptr<const std::string> payload, std::function<void(const Status&)> done);
 
   // Writes a snapshot that reflects every record appended before this call:
   // the log switches to a new segment at once, and on the writer thread the
