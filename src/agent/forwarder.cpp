@@ -119,7 +119,7 @@ void Forwarder::Impl::worker_main() {
       a.message = err;
     } else {
       static const HandlerMap kNoHandlers;
-      SegmentForms forms(contents, handlers ? *handlers : kNoHandlers);
+      SegmentForms forms(contents, handlers ? *handlers : kNoHandlers, options.max_deltas);
       uint64_t corrupt = contents.corrupt + forms.corrupt();
       if (corrupt > 0) {
         log::error("agent: {}: {} corrupt record(s) skipped (disk corruption?)", seg.path, corrupt);

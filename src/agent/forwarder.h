@@ -59,6 +59,7 @@ struct ForwarderOptions {
   // deltas; none: every v1 block goes as a v1 leftover.
   std::shared_ptr<const HandlerMap> handlers;
   bool compress_deltas = true;       // zlib /post_delta bodies (Content-Encoding: deflate)
+  size_t max_deltas = 10'000;        // states folded per segment (SegmentForms)
   int64_t delta_probe_ms = 300'000;  // an fe without /post_delta is tried again after this
   // Called on a worker thread with the client batch ids of a segment's posts
   // once it is settled, before its file is deleted (the agent journals them).

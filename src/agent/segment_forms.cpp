@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <set>
+#include <string>
+#include <unordered_set>
 #include <tuple>
 
 #include "protocol/batch.h"
@@ -40,8 +42,13 @@ std::vector<std::pair<uint32_t, std::string_view>> refused_block_lines(std::stri
   return out;
 }
 
-SegmentForms::SegmentForms(const SegmentContents& contents, const HandlerMap& handlers)
-    : contents_(contents), handlers_(handlers) {
+SegmentForms::SegmentForms(const SegmentContents& contents, const HandlerMap& handlers, size_t max_deltas)
+    : contents_(contents), handlers_(handlers), max_deltas_(max_deltas) {
+  // The triples folded so far, keyed as DeltaFolder keys them: the fold
+  // reads the records in the same order, so it leaves out exactly the
+  // blocks marked here.
+  std::unordered_set<std::string> triples;
+  std::string key;
   for (uint32_t r = 0; r < contents.records.size(); ++r) {
     std::string_view batch = contents.records[r].batch;
     if (protocol::is_delta_batch(batch)) {
@@ -73,6 +80,18 @@ SegmentForms::SegmentForms(const SegmentContents& contents, const HandlerMap& ha
       b.type = block.type;
       b.events = block.event_count;
       b.foldable = handlers.find(block.type) != handlers.end();
+      if (b.foldable && max_deltas != 0) {
+        key.assign(block.client);
+        key.push_back('\0');
+        key.append(block.name);
+        key.push_back('\0');
+        key.append(block.type);
+        if (triples.size() >= max_deltas && triples.find(key) == triples.end()) {
+          b.foldable = false;
+        } else {
+          triples.insert(key);
+        }
+      }
       blocks_.push_back(b);
     }
     if (!s.ok()) {
@@ -94,6 +113,7 @@ Status SegmentForms::fold(DeltaBody* out) const {
     auto it = handlers->find(type);
     return it == handlers->end() ? nullptr : it->second;
   });
+  folder.set_max_deltas(max_deltas_);
   // Each record at its own receive time, as the fe would have folded it.
   for (uint32_t r : v1_records_) {
     Status s = folder.fold_batch(contents_.records[r].batch, false, nullptr);

@@ -95,8 +95,12 @@ std::vector<std::pair<uint32_t, std::string_view>> refused_block_lines(std::stri
 class SegmentForms {
  public:
   // Indexes the records of `contents` (which must outlive this). Records
-  // that cannot be read are counted in corrupt() and sent nowhere.
-  SegmentForms(const SegmentContents& contents, const HandlerMap& handlers);
+  // that cannot be read are counted in corrupt() and sent nowhere. At most
+  // `max_deltas` distinct (client, name, type) triples of v1 blocks are
+  // folded (0: no limit): the blocks of later triples, in record order,
+  // travel with the leftovers as v1, so the states one segment makes stay
+  // bounded (agent.max_deltas_per_batch).
+  SegmentForms(const SegmentContents& contents, const HandlerMap& handlers, size_t max_deltas = 0);
 
   uint32_t corrupt() const { return corrupt_; }
   bool holds_deltas() const { return !delta_records_.empty(); }
@@ -124,6 +128,7 @@ class SegmentForms {
  private:
   const SegmentContents& contents_;
   const HandlerMap& handlers_;
+  size_t max_deltas_ = 0;
   std::vector<V1Block> blocks_;
   std::vector<uint32_t> v1_records_;     // records holding v1 batches that index cleanly
   std::vector<uint32_t> delta_records_;  // records holding delta batches that read cleanly

@@ -104,7 +104,7 @@ struct Config {
     int64_t max_dead_letter_bytes = 256ll << 20;   // oldest dead letters deleted beyond this
     FsyncPolicy fsync = FsyncPolicy::kEverySec;
     std::vector<std::string> endpoints{"http://127.0.0.1:8300"};  // fes: http://host:port (or host:port)
-    int64_t batch_max_bytes = 1ll << 20;  // a forwarded batch is sealed past this size...
+    int64_t batch_max_bytes = 8ll << 20;  // a forwarded batch is sealed past this size...
     int64_t flush_interval_ms = 200;      // ...or this long after its first post
     int64_t forward_concurrency = 2;      // requests in flight
     int64_t forward_timeout_ms = 10'000;
@@ -114,6 +114,7 @@ struct Config {
     std::string forward_token;         // Bearer token sent to the fes
     int64_t dedup_ttl_s = 600;         // a client's Taba-Batch-Id is remembered this long
     bool compress_deltas = true;       // zlib the /post_delta bodies (Content-Encoding: deflate)
+    int64_t max_deltas_per_batch = 10'000;  // states folded per batch; later (client, name)s go as v1
   } agent;
 
   // The client-proxy role: StatsD/DogStatsD and local posts, forwarded to an agent.

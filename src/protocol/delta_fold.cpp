@@ -14,6 +14,7 @@ bool DeltaFolder::fold(std::string_view client, std::string_view name, std::stri
   key_.append(type);
   auto found = index_.find(key_);
   if (found == index_.end()) {
+    if (max_deltas_ != 0 && entries_.size() >= max_deltas_) return false;
     const plugin::Handler* h = find_(type);
     if (!h) return false;
     taba_state* s = h->new_state(client, now);

@@ -40,9 +40,15 @@ class DeltaFolder {
   // loop thread meanwhile).
   explicit DeltaFolder(FindHandler find) : find_(std::move(find)) {}
 
+  // At most this many deltas (0: no limit): a block that would start one
+  // more is not folded (fold returns false), so the caller's memory for
+  // states is bounded whatever a batch holds.
+  void set_max_deltas(size_t max) { max_deltas_ = max; }
+
   // Folds n checked events of one (client, name) block into its delta.
-  // False, folding nothing, when no loaded plugin serves `type`; an
-  // Unavailable-like failure to allocate a state also returns false.
+  // False, folding nothing, when no loaded plugin serves `type`, when the
+  // block would start a delta past set_max_deltas, or when a handler could
+  // not allocate a state.
   bool fold(std::string_view client, std::string_view name, std::string_view type, const taba_event* events,
             size_t n, double now);
   // Folds every block of a v1 batch (protocol/batch.h) at the batch's
@@ -73,6 +79,7 @@ class DeltaFolder {
     uint64_t events = 0;
   };
   FindHandler find_;
+  size_t max_deltas_ = 0;
   std::vector<Entry> entries_;
   std::unordered_map<std::string, size_t> index_;  // client \0 name \0 type -> entries_
   std::string key_;

@@ -71,6 +71,7 @@ Status AgentRole::start() {
   fo.max_dead_letter_bytes = static_cast<uint64_t>(config_.agent.max_dead_letter_bytes);
   fo.handlers = std::make_shared<const agent::HandlerMap>(agent::handler_map(*registry_));
   fo.compress_deltas = config_.agent.compress_deltas;
+  fo.max_deltas = static_cast<size_t>(config_.agent.max_deltas_per_batch);
   double ttl = static_cast<double>(config_.agent.dedup_ttl_s);
   if (ttl > 0) {
     std::error_code ec;

@@ -140,6 +140,42 @@ TEST_CASE("segment forms: v1 blocks fold per (client, name, type), delta records
   CHECK(left.text == fmt::format("1\n\nc1\n\nu\n[\"NoPluginHere\",{},\"5\"]\n\n\n", t0));
 }
 
+TEST_CASE("segment forms: past max_deltas triples, the blocks of new (client, name, type)s are left over as v1",
+          "[agent-forms]") {
+  const double t0 = 1763830000.0, t1 = 1763830001.0;
+  std::string a = v1_batch(t0, {{"c1", "a", "CounterGroup", {1}}, {"c2", "a", "CounterGroup", {2}}});
+  // c1/a is folded already: it stays foldable; c3/a and c1/b are new.
+  std::string b = v1_batch(t1, {{"c3", "a", "CounterGroup", {3, 4}},
+                                {"c1", "a", "CounterGroup", {5}},
+                                {"c1", "b", "TotalsCounter", {6}}});
+  std::string d = delta_batch(t0, {{"c9", "z", "TotalsCounter", {7}}});
+  const std::vector<std::string> batches{a, b, d};
+  agent::SegmentContents contents = contents_of(batches);
+  agent::SegmentForms forms(contents, handlers(), 2);
+  REQUIRE(forms.v1_blocks().size() == 5);
+  CHECK(forms.v1_blocks()[0].foldable);
+  CHECK(forms.v1_blocks()[1].foldable);
+  CHECK_FALSE(forms.v1_blocks()[2].foldable);
+  CHECK(forms.v1_blocks()[3].foldable);
+  CHECK_FALSE(forms.v1_blocks()[4].foldable);
+  CHECK(forms.main_events() == 1 + 1 + 1 + 1);  // c1/a twice, c2/a, the copied delta block
+  CHECK(forms.leftover_events() == 3);
+  agent::DeltaBody body;
+  REQUIRE(forms.fold(&body).ok());
+  CHECK(body.folded_blocks == 2);  // no more states than the cap, the copied delta block aside
+  CHECK(body.blocks == 3);
+  CHECK(body.events == 4);
+  agent::V1Body left = forms.leftovers();
+  CHECK(left.events == 3);
+  CHECK(left.blocks == std::vector<size_t>{2, 4});
+  // Without a cap every triple folds.
+  agent::SegmentForms all(contents, handlers());
+  CHECK(all.leftover_events() == 0);
+  agent::DeltaBody every;
+  REQUIRE(all.fold(&every).ok());
+  CHECK(every.folded_blocks == 4);
+}
+
 TEST_CASE("segment forms: refused delta blocks become the v1 events they were folded from and the delta blocks copied",
           "[agent-forms]") {
   const double t0 = 1763830000.0, t1 = 1763830002.0;
