@@ -21,6 +21,19 @@ void ByteWriter::put_svarint(int64_t v) {
   put_varint((u << 1) ^ (v < 0 ? ~uint64_t{0} : uint64_t{0}));
 }
 
+void ByteWriter::put_svarint128(__int128 v) {
+  using U = unsigned __int128;
+  U u = (static_cast<U>(v) << 1) ^ (v < 0 ? ~U{0} : U{0});
+  char tmp[19];
+  size_t n = 0;
+  while (u >= 0x80) {
+    tmp[n++] = static_cast<char>((static_cast<unsigned>(u) & 0x7f) | 0x80);
+    u >>= 7;
+  }
+  tmp[n++] = static_cast<char>(u);
+  buf_.append(tmp, n);
+}
+
 void ByteWriter::put_double(double v) {
   uint64_t bits;
   std::memcpy(&bits, &v, sizeof bits);
@@ -74,6 +87,26 @@ bool ByteReader::get_svarint(int64_t* v) {
   if (!get_varint(&u)) return false;
   *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
   return true;
+}
+
+bool ByteReader::get_svarint128(__int128* v) {
+  using U = unsigned __int128;
+  U u = 0;
+  const char* p = p_;
+  for (int shift = 0; shift < 128; shift += 7) {
+    if (p == end_) return false;
+    const auto byte = static_cast<unsigned char>(*p++);
+    const unsigned group = byte & 0x7f;
+    // The 19th byte may only carry the top two bits of a 128-bit value.
+    if (shift == 126 && group > 3) return false;
+    u |= static_cast<U>(group) << shift;
+    if ((byte & 0x80) == 0) {
+      p_ = p;
+      *v = static_cast<__int128>((u >> 1) ^ (~(u & 1) + 1));
+      return true;
+    }
+  }
+  return false;
 }
 
 bool ByteReader::get_double(double* v) {

@@ -36,6 +36,14 @@ TextBuffer& TextBuffer::number2(double v) {
   return *this;
 }
 
+TextBuffer& TextBuffer::number2(double v, double tolerance) {
+  if (numbers_ == Numbers::kExact) {
+    append_shortest_within(v, tolerance, &buf_);
+    return *this;
+  }
+  return number2(v);
+}
+
 TextBuffer& TextBuffer::number6(double v, double tolerance) {
   if (numbers_ == Numbers::kExact) {
     append_shortest_within(v, tolerance, &buf_);

@@ -33,6 +33,9 @@ class TextBuffer {
   TextBuffer& u64(uint64_t v);                  // printf "%" PRIu64
   TextBuffer& i64(int64_t v);                   // printf "%" PRId64
   TextBuffer& number2(double v);                // Taba: printf "%.2f"; exact: append_shortest_double
+  // A figure known to within tolerance, such as an ExactSum or an average
+  // of one. Taba: printf "%.2f"; exact: append_shortest_within.
+  TextBuffer& number2(double v, double tolerance);
   // A sum known to within tolerance. Taba: printf "%f"; exact:
   // append_shortest_within, so rounding noise below the sum's resolution
   // does not show as digits (0.003, not 0.0029999997373670340).

@@ -4,19 +4,27 @@
 // is: no integer truncation, unlike the original). NaN and infinities are
 // rejected.
 //
+// The total is an ExactSum (common/exact_sum.h: each value rounded once to
+// 2^-32 and added as an integer), so it is the same whatever the order of
+// folds and merges (events folded by the fe or into deltas at the edge).
+//
 // Render, TABA_FORMAT_JSON: {"count": %llu, "total": %.2f, "average": %.2f}
 // with average = total / count, or 0.00 when count is 0.
 // TABA_FORMAT_JSON_EXACT: the same with total and average as the shortest
-// text that reads back to the double ({"count": 3, "total": 0.003,
-// "average": 0.001}). No detailed format.
+// text within their resolution (ExactSum::tolerance of the count; 2^-32
+// for the average): {"count": 3, "total": 0.003, "average": 0.001}. No
+// detailed format.
 //
-// Serialized form, version 1: varint count, then the total as an IEEE-754
-// double (8 bytes, little-endian).
+// Serialized form, version 2: varint count, then the total's fixed-point
+// form (ExactSum::fixed, zigzag varint of up to 128 bits). Version 1 (still
+// read): varint count, then the total as an IEEE-754 double (8 bytes,
+// little-endian), read as ExactSum::of the double.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "common/byte_io.h"
+#include "common/exact_sum.h"
 #include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
@@ -27,7 +35,7 @@ namespace {
 
 struct TotalsState {
   uint64_t count = 0;  // events folded
-  double total = 0.0;  // sum of their values
+  ExactSum total;      // sum of their values
 };
 
 // The handler (common/handler_adapter.h makes its C-ABI table).
@@ -36,7 +44,7 @@ struct TotalsCounter {
   static constexpr char kPluginName[] = "totals_counter";
   static constexpr char kTypeName[] = "TotalsCounter";
   static constexpr char kDescription[] = "all-time count, total and average";
-  static constexpr uint32_t kStateVersion = 1;
+  static constexpr uint32_t kStateVersion = 2;
   static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
 
   static State make(std::string_view, double) { return TotalsState(); }
@@ -56,33 +64,45 @@ void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, dou
     double value;
     if (!event_number(events[i], &value)) continue;
     s.count = add_saturating(s.count, 1);
-    s.total += value;
+    s.total.add(value);
   }
 }
 
 void TotalsCounter::merge(TotalsState& dst, const TotalsState& src, double) {
   dst.count = add_saturating(dst.count, src.count);
-  dst.total += src.total;
+  dst.total.merge(src.total);
 }
 
 taba_status TotalsCounter::render(const TotalsState& s, uint32_t format, double, taba_output* out) {
-  const double average = s.count == 0 ? 0.0 : s.total / static_cast<double>(s.count);
+  const double total = s.total.value();
+  const double average = s.count == 0 ? 0.0 : total / static_cast<double>(s.count);
   TextBuffer text(numbers_for(format));
-  text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").number2(s.total);
-  text.raw(", \"average\": ").number2(average).raw("}");
+  text.raw("{\"count\": ").u64(s.count).raw(", \"total\": ").number2(total, ExactSum::tolerance(s.count));
+  text.raw(", \"average\": ").number2(average, ExactSum::kResolution).raw("}");
   return text.flush_to(out);
 }
 
 void TotalsCounter::write(const TotalsState& s, ByteWriter* w) {
   w->put_varint(s.count);
-  w->put_double(s.total);
+  w->put_svarint128(s.total.fixed());
 }
 
-bool TotalsCounter::read(ByteReader* r, uint32_t, TotalsState* s, const char** why) {
-  if (!r->get_varint(&s->count) || !r->get_double(&s->total) || !r->at_end()) {
-    *why = "expected a varint count and an 8-byte total";
+bool TotalsCounter::read(ByteReader* r, uint32_t version, TotalsState* s, const char** why) {
+  if (version == 1) {
+    double total;
+    if (!r->get_varint(&s->count) || !r->get_double(&total) || !r->at_end()) {
+      *why = "expected a varint count and an 8-byte total";
+      return false;
+    }
+    s->total = ExactSum::of(total);  // a double sum that overflowed reads as ExactSum's clamp
+    return true;
+  }
+  ExactSum::Fixed total;
+  if (!r->get_varint(&s->count) || !r->get_svarint128(&total) || !r->at_end()) {
+    *why = "expected a varint count and a varint fixed-point total";
     return false;
   }
+  s->total = ExactSum::from_fixed(total);
   return true;
 }
 
