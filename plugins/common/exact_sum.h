@@ -83,7 +83,7 @@ class ExactSum {
   }
 
  private:
-  static constexpr double kScale = 4294967296.0;                   // 2^32
+  static constexpr double kScale = 4294967296.0;                    // 2^32
   static constexpr double kLimit = 1237940039285380274899124224.0;  // 2^90
   static constexpr double kFastLimit = 4611686018427387904.0;       // 2^62
 

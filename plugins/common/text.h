@@ -33,15 +33,15 @@ class TextBuffer {
   TextBuffer& u64(uint64_t v);                  // printf "%" PRIu64
   TextBuffer& i64(int64_t v);                   // printf "%" PRId64
   TextBuffer& number2(double v);                // Taba: printf "%.2f"; exact: append_shortest_double
-  // A figure known to within tolerance, such as an ExactSum or an average
-  // of one. Taba: printf "%.2f"; exact: append_shortest_within.
-  TextBuffer& number2(double v, double tolerance);
   // A sum known to within tolerance. Taba: printf "%f"; exact:
   // append_shortest_within, so rounding noise below the sum's resolution
   // does not show as digits (0.003, not 0.0029999997373670340).
   TextBuffer& number6(double v, double tolerance);
   TextBuffer& shortest(double v);               // append_shortest_double
   TextBuffer& json_string(std::string_view s);  // quoted and escaped
+  // A figure known to within tolerance, such as an ExactSum or an average
+  // of one. Taba: printf "%.2f"; exact: append_shortest_within.
+  TextBuffer& number2(double v, double tolerance);
 
   const std::string& str() const { return buf_; }
   // Hands the text to the host. Returns TABA_OK or TABA_ERR_NOMEM.

@@ -214,13 +214,13 @@ class BucketWindow {
   uint32_t size_;
   double inv_width_;  // 1.0 / width_ and 1.0 / size_, for floor_div_by
   double inv_size_;
-  int64_t* sums_;                       // low 64 bits of each fixed-point sum
-  uint32_t* counts_;                    // low 32 bits of each count
+  int64_t* sums_;                      // low 64 bits of each fixed-point sum
+  uint32_t* counts_;                   // low 32 bits of each count
   std::unique_ptr<HighWords[]> high_;  // the high words, once needed
-  int64_t newest_;                         // bucket number of the newest bucket
-  int64_t newest_start_;                   // its first second: newest_ * width_
-  uint32_t newest_slot_;                   // its slot: newest_ mod size_
-  int64_t lo_ = 0;                         // valid range [lo_, hi_]; empty when lo_ > hi_
+  int64_t newest_;                     // bucket number of the newest bucket
+  int64_t newest_start_;               // its first second: newest_ * width_
+  uint32_t newest_slot_;               // its slot: newest_ mod size_
+  int64_t lo_ = 0;                     // valid range [lo_, hi_]; empty when lo_ > hi_
   int64_t hi_ = -1;
 };
 

@@ -180,9 +180,7 @@ const std::string kOldCounterGroup(
     152);
 
 // TotalsCounter, state version 1.
-const std::string kOldTotalsCounter(
-    "\x07\xcf\xf7\x53\xe3\x07\xe9\x46\x41",
-    9);
+const std::string kOldTotalsCounter("\x07\xcf\xf7\x53\xe3\x07\xe9\x46\x41", 9);
 
 // PercentileCounter, state version 2.
 const std::string kOldPercentileCounter(
@@ -207,8 +205,9 @@ const std::string kOldPercentileGroup(
 
 }  // namespace
 
-TEST_CASE("exact sums: fold_many, delta sequences, edge deltas and reductions in any order give the same bytes",
-          "[plugins][exact_sums]") {
+TEST_CASE(
+    "exact sums: fold_many, delta sequences, edge deltas and reductions in any order give the same bytes",
+    "[plugins][exact_sums]") {
   for (const std::string type : {"CounterGroup", "TotalsCounter", "PercentileCounter", "PercentileGroup"}) {
     const taba_handler& h = handler_of(type);
     for (const uint64_t seed : {1u, 2u, 3u}) {
@@ -273,9 +272,10 @@ TEST_CASE("exact sums: fold_many, delta sequences, edge deltas and reductions in
               kNow);
       }
       for (size_t at = 0; at < all.size(); at += 64)
-        single.fold(events_of(std::vector<Event>(all.begin() + static_cast<long>(at),
-                                                 all.begin() + static_cast<long>(std::min(all.size(), at + 64)))),
-                    kNow);
+        single.fold(
+            events_of(std::vector<Event>(all.begin() + static_cast<long>(at),
+                                         all.begin() + static_cast<long>(std::min(all.size(), at + 64)))),
+            kNow);
 
       // E: query-time reduction of the client states, last client first.
       State reduced(h, kNow);
@@ -334,9 +334,10 @@ TEST_CASE("exact sums: states of the previous release read and render as the sam
     uint32_t version;
     const std::string* bytes;
   };
-  for (const Old& old : {Old{"CounterGroup", 2, &kOldCounterGroup}, Old{"TotalsCounter", 1, &kOldTotalsCounter},
-                         Old{"PercentileCounter", 2, &kOldPercentileCounter},
-                         Old{"PercentileGroup", 2, &kOldPercentileGroup}}) {
+  for (const Old& old :
+       {Old{"CounterGroup", 2, &kOldCounterGroup}, Old{"TotalsCounter", 1, &kOldTotalsCounter},
+        Old{"PercentileCounter", 2, &kOldPercentileCounter},
+        Old{"PercentileGroup", 2, &kOldPercentileGroup}}) {
     INFO(old.type << " version " << old.version);
     const taba_handler& h = handler_of(old.type);
     REQUIRE(h.state_version > old.version);
@@ -385,11 +386,14 @@ TEST_CASE("exact sums: states of the previous release read and render as the sam
   // the record: the version 2 bytes hold the double sums.
   std::unique_ptr<State> cg;
   REQUIRE(deserialize(counter_group(), kOldCounterGroup, 2, &cg) == TABA_OK);
-  CHECK(cg->render(kOldNow, TABA_FORMAT_JSON_EXACT).rfind(
-            R"({"1m": {"count": 3, "total": 0.06, "average": 0.02}, "10m": {"count": 5, "total": 2896.066, )", 0) ==
-        0);
+  CHECK(
+      cg->render(kOldNow, TABA_FORMAT_JSON_EXACT)
+          .rfind(
+              R"({"1m": {"count": 3, "total": 0.06, "average": 0.02}, "10m": {"count": 5, "total": 2896.066, )",
+              0) == 0);
   CHECK(cg->render(kOldNow).rfind(
-            R"({"1m": {"count": 3, "total": 0.06, "average": 0.02}, "10m": {"count": 5, "total": 2896.07, )", 0) == 0);
+            R"({"1m": {"count": 3, "total": 0.06, "average": 0.02}, "10m": {"count": 5, "total": 2896.07, )",
+            0) == 0);
 }
 
 TEST_CASE("exact sums: ExactSum's fixed point and its 128-bit varint", "[exact_sum]") {
@@ -403,11 +407,12 @@ TEST_CASE("exact sums: ExactSum's fixed point and its 128-bit varint", "[exact_s
     INFO(fmt_double(v));
     REQUIRE(ExactSum::fixed_of(v) == static_cast<__int128>(std::nearbyint(scaled)));
   }
-  CHECK(ExactSum::fixed_of(std::ldexp(1, -33)) == 0);       // 0.5: to even
-  CHECK(ExactSum::fixed_of(std::ldexp(3, -33)) == 2);       // 1.5: to even
+  CHECK(ExactSum::fixed_of(std::ldexp(1, -33)) == 0);  // 0.5: to even
+  CHECK(ExactSum::fixed_of(std::ldexp(3, -33)) == 2);  // 1.5: to even
   CHECK(ExactSum::fixed_of(-std::ldexp(3, -33)) == -2);
-  CHECK(ExactSum::fixed_of(std::ldexp(1, 30)) == static_cast<__int128>(1) << 62);  // the first value past the fast path
-  CHECK(ExactSum::fixed_of(1e300) == static_cast<__int128>(1) << 122);             // clamped to 2^90
+  CHECK(ExactSum::fixed_of(std::ldexp(1, 30)) == static_cast<__int128>(1)
+                                                     << 62);            // the first value past the fast path
+  CHECK(ExactSum::fixed_of(1e300) == static_cast<__int128>(1) << 122);  // clamped to 2^90
   CHECK(ExactSum::fixed_of(-std::numeric_limits<double>::infinity()) == -(static_cast<__int128>(1) << 122));
   CHECK(ExactSum::fixed_of(std::numeric_limits<double>::quiet_NaN()) == 0);
   // Saturation at the ends of the 128-bit range.
@@ -415,9 +420,18 @@ TEST_CASE("exact sums: ExactSum's fixed point and its 128-bit varint", "[exact_s
   for (int i = 0; i < 40; ++i) big.merge(ExactSum::of(1e300));
   CHECK(big.fixed() == std::numeric_limits<__int128>::max());
   // Round trips of the zigzag varint, and its refusals.
-  const std::vector<__int128> values = {0, -1, 1, 63, -64, 64, INT64_MAX, INT64_MIN,
-                                        static_cast<__int128>(INT64_MAX) + 1, ExactSum::fixed_of(-2.5e9),
-                                        std::numeric_limits<__int128>::max(), std::numeric_limits<__int128>::min()};
+  const std::vector<__int128> values = {0,
+                                        -1,
+                                        1,
+                                        63,
+                                        -64,
+                                        64,
+                                        INT64_MAX,
+                                        INT64_MIN,
+                                        static_cast<__int128>(INT64_MAX) + 1,
+                                        ExactSum::fixed_of(-2.5e9),
+                                        std::numeric_limits<__int128>::max(),
+                                        std::numeric_limits<__int128>::min()};
   ByteWriter w;
   for (const __int128 v : values) w.put_svarint128(v);
   ByteReader r(w.bytes().data(), w.bytes().size());

@@ -23,7 +23,9 @@ using taba::builtin::FixedBucketWindow;
 
 namespace {
 
-ExactSum sum_of(double v) { return ExactSum::of(v); }
+ExactSum sum_of(double v) {
+  return ExactSum::of(v);
+}
 
 // The obvious implementation: every bucket ever written, kept forever.
 struct ModelWindow {
@@ -256,8 +258,8 @@ TEST_CASE("BucketWindow: counts past 2^32 keep all 64 bits", "[windows]") {
 
 TEST_CASE("BucketWindow: serialized form is sparse and validated", "[windows]") {
   FixedBucketWindow<120> w(30, 1400000000);
-  CHECK(serialized(w).size() <= 6);  // end + zero buckets
-  w.add(1400000000, 3, sum_of(3.0));         // sum equals count: no sum bytes
+  CHECK(serialized(w).size() <= 6);   // end + zero buckets
+  w.add(1400000000, 3, sum_of(3.0));  // sum equals count: no sum bytes
   w.add(1400000000 - 30 * 50, 2, sum_of(-7.0));
   w.add(1400000000 - 30 * 51, 1, sum_of(0.1));
   const std::string bytes = serialized(w);
