@@ -14,6 +14,10 @@
 // A sum of n values is within n * kResolution / 2 of their exact sum, so a
 // render shows it to that resolution (tolerance(n), TextBuffer::number2 and
 // number6 with a tolerance): three values of 0.001 show 0.003.
+//
+// The sum is kept as two 64-bit words rather than an __int128 member, so an
+// ExactSum needs 8-byte alignment only (a TotalsCounter state is 24 bytes,
+// not 32).
 #ifndef TABA_PLUGINS_COMMON_EXACT_SUM_H
 #define TABA_PLUGINS_COMMON_EXACT_SUM_H
 
@@ -37,19 +41,21 @@ class ExactSum {
   // The sum whose fixed-point form is f (as fixed() returned it).
   static ExactSum from_fixed(Fixed f) {
     ExactSum s;
-    s.fixed_ = f;
+    s.set(f);
     return s;
   }
 
   void add(double value) { add_fixed(fixed_of(value)); }
-  void merge(const ExactSum& other) { add_fixed(other.fixed_); }
+  void merge(const ExactSum& other) { add_fixed(other.fixed()); }
   // Adds a fixed-point number (a fixed_of(), or a sum of them), saturating.
-  void add_fixed(Fixed x) { fixed_ = add_saturating(fixed_, x); }
+  void add_fixed(Fixed x) { set(add_saturating(fixed(), x)); }
 
   // The sum, correctly rounded to a double.
-  double value() const { return to_double(fixed_); }
+  double value() const { return to_double(fixed()); }
   // The sum in fixed point: value * 2^32, an integer.
-  Fixed fixed() const { return fixed_; }
+  Fixed fixed() const {
+    return static_cast<Fixed>(static_cast<unsigned __int128>(static_cast<uint64_t>(hi_)) << 64 | lo_);
+  }
 
   // Each value added is rounded to a multiple of this (2^-32), so a sum of
   // n values is within n times this of their exact sum.
@@ -57,7 +63,7 @@ class ExactSum {
   // How far a sum of n values may be from their exact sum.
   static double tolerance(uint64_t n) { return static_cast<double>(n) * kResolution; }
 
-  bool operator==(const ExactSum& other) const { return fixed_ == other.fixed_; }
+  bool operator==(const ExactSum& other) const { return lo_ == other.lo_ && hi_ == other.hi_; }
 
   // value rounded to the nearest multiple of 2^-32 (ties to even), times
   // 2^32; NaN counts as 0, magnitudes beyond 2^90 are clamped. The common
@@ -65,7 +71,7 @@ class ExactSum {
   // instruction: this runs per event.
   static Fixed fixed_of(double value) {
     const double scaled = value * kScale;
-    if (scaled > -kFastLimit && scaled < kFastLimit) return round_to_int64(scaled);
+    if (std::fabs(scaled) < kFastLimit) return round_to_int64(scaled);  // false for NaN
     if (!(value == value)) return 0;  // NaN never reaches a handler; be safe anyway
     if (value > kLimit) value = kLimit;
     if (value < -kLimit) value = -kLimit;
@@ -97,7 +103,13 @@ class ExactSum {
 #endif
   }
 
-  Fixed fixed_ = 0;
+  void set(Fixed f) {
+    lo_ = static_cast<uint64_t>(f);
+    hi_ = static_cast<int64_t>(f >> 64);
+  }
+
+  uint64_t lo_ = 0;  // bits 0..63 of the fixed-point sum
+  int64_t hi_ = 0;   // bits 64..127
 };
 
 }  // namespace taba::builtin

@@ -157,10 +157,10 @@ void CounterGroup::merge(CounterGroupState& dst, const CounterGroupState& src, d
 // state: each state's windows are rotated to the chunk's newest second
 // (or now) first, and runs older than a window are dropped by it.
 // (The window widths below are those of CounterGroupState.)
-struct Run {
+struct Run {  // trivial (not an ExactSum): the chunk's run arrays are left uninitialized
   int64_t bucket;
   uint64_t count;
-  ExactSum sum;
+  ExactSum::Fixed sum;
 };
 
 template <uint32_t Width>
@@ -177,14 +177,14 @@ int64_t bucket_number(int64_t second) {
 // searched, so a chunk of events in a handful of buckets makes a handful of
 // runs, and out-of-order stamps cost a new run at worst.
 template <uint32_t Width>
-void add_to_runs(Run* runs, size_t* nruns, int64_t second, ExactSum value) {
+void add_to_runs(Run* runs, size_t* nruns, int64_t second, ExactSum::Fixed value) {
   const int64_t b = bucket_number<Width>(second);
   const size_t n = *nruns;
   for (size_t k = n, seen = 0; k > 0 && seen < 4; --k, ++seen) {
     Run& r = runs[k - 1];
     if (r.bucket == b) {
       ++r.count;
-      r.sum.merge(value);
+      r.sum = ExactSum::add_saturating(r.sum, value);
       return;
     }
   }
@@ -204,11 +204,11 @@ void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, s
     double value;
     if (!event_number(events[i], &value)) continue;
     values.add(value);
-    const ExactSum sum = ExactSum::of(value);
-    add_to_runs<1>(runs[0], &nruns[0], second, sum);
-    add_to_runs<10>(runs[1], &nruns[1], second, sum);
-    add_to_runs<30>(runs[2], &nruns[2], second, sum);
-    add_to_runs<900>(runs[3], &nruns[3], second, sum);
+    const ExactSum::Fixed fixed = ExactSum::fixed_of(value);
+    add_to_runs<1>(runs[0], &nruns[0], second, fixed);
+    add_to_runs<10>(runs[1], &nruns[1], second, fixed);
+    add_to_runs<30>(runs[2], &nruns[2], second, fixed);
+    add_to_runs<900>(runs[3], &nruns[3], second, fixed);
   }
   // (The states' cache lines were asked for by prefetch, which the host
   // calls one block ahead.)
@@ -218,7 +218,7 @@ void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, s
       BucketWindow& window = st.window(w);
       window.rotate_to(window.bucket_of(effective_now));
       for (size_t k = 0; k < nruns[w]; ++k)
-        window.add_to(runs[w][k].bucket, runs[w][k].count, runs[w][k].sum);
+        window.add_to(runs[w][k].bucket, runs[w][k].count, ExactSum::from_fixed(runs[w][k].sum));
     }
     st.all_time.add_prepared(values);
   }

@@ -59,13 +59,19 @@ struct TotalsCounter {
   static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
 };
 
+// The events' sum is taken in a local fixed-point number (kept in
+// registers), then added to the state's.
 void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, double) {
+  uint64_t count = 0;
+  ExactSum::Fixed total = 0;
   for (size_t i = 0; i < n; ++i) {
     double value;
     if (!event_number(events[i], &value)) continue;
-    s.count = add_saturating(s.count, 1);
-    s.total.add(value);
+    ++count;
+    total = ExactSum::add_saturating(total, ExactSum::fixed_of(value));
   }
+  s.count = add_saturating(s.count, count);
+  s.total.add_fixed(total);
 }
 
 void TotalsCounter::merge(TotalsState& dst, const TotalsState& src, double) {
