@@ -8,6 +8,9 @@
 //     the host's ingest contract (handler.h, section 2): per block
 //       delta = new_state(client); fold(delta); merge(client_state, delta);
 //       merge(aggregate, delta); free_state(delta);
+//     and, for a handler with the fold_many hook, the same blocks through
+//       fold_many({client_state, aggregate}, 2, ...)
+//     which the fe uses instead ("many" columns; "-" without the hook);
 //   - the time (this thread's CPU time, in ms) to merge 10,000 client states
 //     holding a day of data into one fresh aggregate, as a query-time
 //     reduction does;
@@ -167,10 +170,11 @@ void ingest(const taba_handler& h, taba_state* client_state, taba_state* aggrega
 }
 
 // Fold throughput (events per CPU second) with blocks of k events, over
-// kFoldClients client states and one aggregate; time advances so that the
-// run covers an hour of event time.
+// kFoldClients client states and one aggregate, by the ingest contract or
+// (many) by fold_many; time advances so that the run covers an hour of
+// event time.
 double fold_rate(const taba_handler& h, size_t k, size_t blocks, EventPool& pool,
-                 const std::vector<std::string>& ids) {
+                 const std::vector<std::string>& ids, bool many) {
   std::vector<taba_state*> clients(kFoldClients);
   for (size_t c = 0; c < kFoldClients; ++c) clients[c] = h.new_state(ids[c].data(), ids[c].size(), kStart);
   taba_state* aggregate = h.new_state("", 0, kStart);
@@ -183,7 +187,12 @@ double fold_rate(const taba_handler& h, size_t k, size_t blocks, EventPool& pool
     const taba_event* ev = pool.take(at, k, now - static_cast<double>(b % 3));
     at += k;
     const size_t c = (b * 7919) % kFoldClients;  // a fixed scatter over the clients
-    ingest(h, clients[c], aggregate, ids[c], ev, k, now);
+    if (many) {
+      taba_state* const targets[2] = {clients[c], aggregate};
+      h.fold_many(targets, 2, ids[c].data(), ids[c].size(), ev, k, now);
+    } else {
+      ingest(h, clients[c], aggregate, ids[c], ev, k, now);
+    }
   }
   const double cpu = thread_cpu_seconds() - t0;
   for (taba_state* s : clients) h.free_state(s);
@@ -211,6 +220,7 @@ taba_state* day_state(const taba_handler& h, const std::string& id, EventPool& p
 
 struct Row {
   double fold[3] = {};  // events/s per core for 1, 10, 100 events per block
+  double many[3] = {};  // the same through fold_many (0: no fold_many)
   double merge_ms = 0;
   double serialized = 0;
   double memory = 0;
@@ -226,8 +236,14 @@ Row measure(const taba_handler& h, const Options& opt) {
   const size_t blocks[3] = {200000 / scale, 100000 / scale, 20000 / scale};
   for (int i = 0; i < 3; ++i) {
     std::vector<double> rates;
-    for (int r = 0; r < opt.reps; ++r) rates.push_back(fold_rate(h, block_sizes[i], blocks[i], pool, ids));
+    for (int r = 0; r < opt.reps; ++r)
+      rates.push_back(fold_rate(h, block_sizes[i], blocks[i], pool, ids, false));
     row.fold[i] = median_of(rates);
+    if (h.fold_many == nullptr) continue;  // (the built-in plugins are ABI 1.1 or later)
+    std::vector<double> many_rates;
+    for (int r = 0; r < opt.reps; ++r)
+      many_rates.push_back(fold_rate(h, block_sizes[i], blocks[i], pool, ids, true));
+    row.many[i] = median_of(many_rates);
   }
 
   // Memory and serialized size of kMemoryStates day-of-data states.
@@ -315,6 +331,7 @@ bool parse_options(int argc, char** argv, Options* opt) {
 
 std::string human_rate(double r) {
   char buf[32];
+  if (r == 0) return "-";
   if (r >= 1e6) {
     std::snprintf(buf, sizeof buf, "%.2f M", r / 1e6);
   } else {
@@ -343,9 +360,11 @@ int main(int argc, char** argv) {
       kFoldClients);
   std::printf("merge: %zu day-of-data client states into one aggregate; sizes: per day-of-data state\n\n",
               opt.quick ? kMergeStates / 10 : kMergeStates);
-  std::printf("%-18s %12s %12s %12s %14s %12s %12s\n", "type", "fold 1/blk", "fold 10/blk", "fold 100/blk",
-              "merge (ms)", "serialized", "memory");
-  std::printf("%-18s %12s %12s %12s %14s %12s %12s\n", "", "ev/s", "ev/s", "ev/s", "", "B/state", "B/state");
+  std::printf("%-18s %12s %12s %12s %12s %12s %12s %14s %12s %12s\n", "type", "fold 1/blk", "fold 10/blk",
+              "fold 100/blk", "many 1/blk", "many 10/blk", "many 100/blk", "merge (ms)", "serialized",
+              "memory");
+  std::printf("%-18s %12s %12s %12s %12s %12s %12s %14s %12s %12s\n", "", "ev/s", "ev/s", "ev/s", "ev/s",
+              "ev/s", "ev/s", "", "B/state", "B/state");
   for (const char* type : kTypes) {
     if (!opt.only.empty() && opt.only != type) continue;
     const auto it = handlers.find(type);
@@ -354,8 +373,10 @@ int main(int argc, char** argv) {
       continue;
     }
     const Row row = measure(*it->second, opt);
-    std::printf("%-18s %12s %12s %12s %14.1f %12.0f %12.0f\n", type, human_rate(row.fold[0]).c_str(),
-                human_rate(row.fold[1]).c_str(), human_rate(row.fold[2]).c_str(), row.merge_ms,
+    std::printf("%-18s %12s %12s %12s %12s %12s %12s %14.1f %12.0f %12.0f\n", type,
+                human_rate(row.fold[0]).c_str(), human_rate(row.fold[1]).c_str(),
+                human_rate(row.fold[2]).c_str(), human_rate(row.many[0]).c_str(),
+                human_rate(row.many[1]).c_str(), human_rate(row.many[2]).c_str(), row.merge_ms,
                 row.serialized, row.memory);
     std::fflush(stdout);
   }

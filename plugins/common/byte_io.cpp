@@ -1,24 +1,64 @@
 #include "common/byte_io.h"
 
 #include <cstring>
+#include <string>
 
 namespace taba::builtin {
+namespace {
 
-void ByteWriter::put_varint(uint64_t v) {
-  char tmp[10];
+// The LEB128 form of an unsigned integer of type U (uint64_t, or unsigned
+// __int128 for exact sums).
+template <class U>
+void append_leb128(U v, std::string* buf) {
+  char tmp[(sizeof(U) * 8 + 6) / 7];
   size_t n = 0;
   while (v >= 0x80) {
-    tmp[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    tmp[n++] = static_cast<char>((static_cast<unsigned>(v) & 0x7f) | 0x80);
     v >>= 7;
   }
   tmp[n++] = static_cast<char>(v);
-  buf_.append(tmp, n);
+  buf->append(tmp, n);
+}
+
+// Reads a LEB128 integer of type U at *at (before end), advancing *at;
+// false (and *at unchanged) when truncated, longer than U allows, or
+// carrying bits beyond U's width in its last byte.
+template <class U>
+bool read_leb128(const char** at, const char* end, U* v) {
+  constexpr int kBits = sizeof(U) * 8;
+  U result = 0;
+  const char* p = *at;
+  for (int shift = 0; shift < kBits; shift += 7) {
+    if (p == end) return false;
+    const auto byte = static_cast<unsigned char>(*p++);
+    const unsigned group = byte & 0x7f;
+    // The last possible byte may only carry the top bits (1 of 64, 2 of 128).
+    if (kBits - shift < 7 && (group >> (kBits - shift)) != 0) return false;
+    result |= static_cast<U>(group) << shift;
+    if ((byte & 0x80) == 0) {
+      *at = p;
+      *v = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void ByteWriter::put_varint(uint64_t v) {
+  append_leb128(v, &buf_);
 }
 
 void ByteWriter::put_svarint(int64_t v) {
   // Zigzag: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
   const uint64_t u = static_cast<uint64_t>(v);
   put_varint((u << 1) ^ (v < 0 ? ~uint64_t{0} : uint64_t{0}));
+}
+
+void ByteWriter::put_svarint128(__int128 v) {
+  using U = unsigned __int128;
+  append_leb128((static_cast<U>(v) << 1) ^ (v < 0 ? ~U{0} : U{0}), &buf_);
 }
 
 void ByteWriter::put_double(double v) {
@@ -40,22 +80,7 @@ taba_status ByteWriter::flush_to(taba_output* out) const {
 }
 
 bool ByteReader::get_varint(uint64_t* v) {
-  uint64_t result = 0;
-  const char* p = p_;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (p == end_) return false;
-    const auto byte = static_cast<unsigned char>(*p++);
-    const uint64_t group = byte & 0x7f;
-    // The 10th byte may only carry the top bit of a 64-bit value.
-    if (shift == 63 && group > 1) return false;
-    result |= group << shift;
-    if ((byte & 0x80) == 0) {
-      p_ = p;
-      *v = result;
-      return true;
-    }
-  }
-  return false;
+  return read_leb128(&p_, end_, v);
 }
 
 bool ByteReader::get_varint_max(uint64_t max, uint64_t* v) {
@@ -73,6 +98,14 @@ bool ByteReader::get_svarint(int64_t* v) {
   uint64_t u;
   if (!get_varint(&u)) return false;
   *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+  return true;
+}
+
+bool ByteReader::get_svarint128(__int128* v) {
+  using U = unsigned __int128;
+  U u;
+  if (!read_leb128(&p_, end_, &u)) return false;
+  *v = static_cast<__int128>((u >> 1) ^ (~(u & 1) + 1));
   return true;
 }
 

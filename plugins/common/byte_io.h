@@ -1,7 +1,8 @@
 // Byte writer and bounds-checked reader for the plugins' serialized states.
 //
 // Encodings: unsigned integers are LEB128 varints (7 bits per byte, low
-// group first); signed integers are zigzag-mapped first; doubles are the 8
+// group first); signed integers are zigzag-mapped first (also the 128-bit
+// ones of exact sums, up to 19 bytes); doubles are the 8
 // bytes of their IEEE-754 binary64 form, little-endian. The reader never
 // reads past its end: every get_* returns false on truncated or malformed
 // input and leaves the output untouched.
@@ -21,6 +22,7 @@ class ByteWriter {
  public:
   void put_varint(uint64_t v);
   void put_svarint(int64_t v);
+  void put_svarint128(__int128 v);
   void put_double(double v);
   void put_bytes(std::string_view bytes);  // varint length, then the bytes
 
@@ -40,6 +42,7 @@ class ByteReader {
   // A varint that must be <= max (lengths, counts, indexes).
   bool get_varint_max(uint64_t max, uint64_t* v);
   bool get_svarint(int64_t* v);
+  bool get_svarint128(__int128* v);
   bool get_double(double* v);
   // A varint length, then that many bytes; at most max_len bytes.
   bool get_bytes(size_t max_len, std::string_view* v);

@@ -441,7 +441,7 @@ bool DDSketch::same_distribution(const DDSketch& other) const {
 
 void DDSketch::serialize(ByteWriter* w) const {
   w->put_varint(zero_count_);
-  w->put_double(sum_.value());
+  w->put_svarint128(sum_.fixed());
   positive_.serialize(w);
   negative_.serialize(w);
   if (count() != 0) {
@@ -452,16 +452,29 @@ void DDSketch::serialize(ByteWriter* w) const {
 }
 
 bool DDSketch::deserialize(ByteReader* r, uint32_t form, const char** why) {
-  double sum = 0;
-  if (!r->get_varint(&zero_count_) || !r->get_double(&sum)) {
+  if (!r->get_varint(&zero_count_)) {
     *why = "sketch header truncated";
     return false;
   }
-  if (!std::isfinite(sum)) {
-    *why = "sketch sum is not finite";
-    return false;
+  if (form >= 3) {
+    ExactSum::Fixed fixed;
+    if (!r->get_svarint128(&fixed)) {
+      *why = "sketch header truncated";
+      return false;
+    }
+    sum_ = ExactSum::from_fixed(fixed);
+  } else {
+    double sum = 0;
+    if (!r->get_double(&sum)) {
+      *why = "sketch header truncated";
+      return false;
+    }
+    if (!std::isfinite(sum)) {
+      *why = "sketch sum is not finite";
+      return false;
+    }
+    sum_ = ExactSum::of(sum);
   }
-  sum_ = ExactSum::of(sum);
   if (!positive_.deserialize(r, why) || !negative_.deserialize(r, why)) return false;
   const uint64_t stores = positive_.total() + negative_.total();
   if (stores < positive_.total() || zero_count_ + stores < stores) {

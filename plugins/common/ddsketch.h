@@ -13,7 +13,9 @@
 // is exact, commutative and associative: any merge order of any split of
 // the data gives bit-identical bins, count, min and max. The sum is an
 // ExactSum (fixed point, 2^-32 resolution per value), so it too is the same
-// for every order; it is stored as its correctly rounded double.
+// for every order; form 3 stores it exactly (forms 1 and 2 stored its
+// correctly rounded double, which loses bits once the sum passes 2^21, so a
+// delta sent as form 2 could change an aggregate's total).
 //
 // Bounded size. Each store keeps at most kMaxBinsPerStore consecutive bin
 // indexes; when a value would widen the range further, the lowest bins are
@@ -45,7 +47,7 @@
 // Serialized forms. Form 1 has no exact values but min and max; a sketch
 // read from it with 3 to 5 values takes its bins' values (clamped to [min,
 // max]) for the ones between, which is what form 1 rendered. Form 2 adds
-// them.
+// them. Form 3 stores the sum exactly.
 #ifndef TABA_PLUGINS_COMMON_DDSKETCH_H
 #define TABA_PLUGINS_COMMON_DDSKETCH_H
 
@@ -188,7 +190,7 @@ class DDSketch {
   static constexpr double kMinMagnitude = SketchIndex::kMinMagnitude;
   static constexpr uint32_t kExactCount = kSketchExactCount;
   // The serialized form serialize() writes (see the header comment).
-  static constexpr uint32_t kForm = 2;
+  static constexpr uint32_t kForm = 3;
 
   // Bin of a magnitude >= kMinMagnitude.
   static int32_t index_of(double magnitude) { return SketchIndex::of(magnitude); }
@@ -243,12 +245,14 @@ class DDSketch {
   // Bytes held outside the object itself.
   size_t heap_bytes() const { return positive_.heap_bytes() + negative_.heap_bytes(); }
 
-  // Form 2: zero count, sum, positive store, negative store, then when
+  // Form 3: zero count, the sum's ExactSum fixed-point form (zigzag varint
+  // of up to 128 bits), positive store, negative store, then when
   // count > 0 min and max, and when 3 <= count <= kExactCount the count - 2
   // values between them, ascending (doubles).
   void serialize(ByteWriter* w) const;
-  // Reads a sketch of the given form (1 or 2) into this (empty) sketch;
-  // false with a reason on malformed input.
+  // Reads a sketch of the given form (1, 2 or 3; forms 1 and 2 store the
+  // sum as a double) into this (empty) sketch; false with a reason on
+  // malformed input.
   bool deserialize(ByteReader* r, uint32_t form, const char** why);
 
   const BinStore& positive() const { return positive_; }

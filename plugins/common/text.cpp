@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 namespace taba::builtin {
 namespace {
@@ -34,6 +35,14 @@ TextBuffer& TextBuffer::number2(double v) {
   const int n = std::snprintf(tmp, sizeof tmp, "%.2f", v);
   buf_.append(tmp, static_cast<size_t>(n));
   return *this;
+}
+
+TextBuffer& TextBuffer::number2(double v, double tolerance) {
+  if (numbers_ == Numbers::kExact) {
+    append_shortest_within(v, tolerance, &buf_);
+    return *this;
+  }
+  return number2(v);
 }
 
 TextBuffer& TextBuffer::number6(double v, double tolerance) {
@@ -162,19 +171,71 @@ void append_shortest_within(double v, double tolerance, std::string* out) {
     out->push_back('0');
     return;
   }
-  // With d significant digits, the decimal nearest v is printf's "%.{d-1}e"
-  // (correctly rounded); if any d-digit decimal is within tolerance, that
-  // one is. 17 digits always give v back.
-  char digits[40];
-  for (int d = 1; d < 17; ++d) {
-    std::snprintf(digits, sizeof digits, "%.*e", d - 1, v);
-    const double rounded = std::strtod(digits, nullptr);
-    if (std::fabs(rounded - v) <= tolerance) {
-      append_shortest_double(rounded, out);
-      return;
+  // With d significant digits, the decimal nearest v is to_chars's (and
+  // printf's) "%.{d-1}e" (correctly rounded); if any d-digit decimal is
+  // within tolerance, that one is, and the nearest with d + 1 digits is at
+  // least as near. within(d) checks that exactly.
+  char text[40];
+  double found = v;  // the nearest decimal of the fewest digits found within tolerance so far
+  auto within = [&](int d) {
+    const auto end = std::to_chars(text, text + sizeof text, v, std::chars_format::scientific, d - 1);
+    double rounded = 0;
+    std::from_chars(text, end.ptr, rounded, std::chars_format::scientific);
+    if (!(std::fabs(rounded - v) <= tolerance)) return false;
+    found = rounded;
+    return true;
+  };
+  // A guess first, in double arithmetic: the fewest digits d whose nearest
+  // multiple of 10^(e - d + 1) (e: v's decimal exponent) lies within
+  // tolerance. When within(d) and not within(d - 1) confirm it, d is the
+  // answer. The guess's distances are within a few ulps of v of the exact
+  // ones, so a d - 1 the guess missed by more than `margin` needs no exact
+  // check.
+  static constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const double margin = 16 * std::fabs(v) * std::numeric_limits<double>::epsilon();
+  const int e = static_cast<int>(std::floor(std::log10(std::fabs(v))));
+  double missed_by = 0;  // how far the guess of d - 1 was from v, beyond tolerance
+  for (int d = 1; d <= 17; ++d) {
+    const int k = e - d + 1;  // the step is 10^k
+    double rounded;
+    if (k >= 0 && k <= 22) {
+      rounded = std::nearbyint(v / kPow10[k]) * kPow10[k];
+    } else if (k < 0 && k >= -22) {
+      rounded = std::nearbyint(v * kPow10[-k]) / kPow10[-k];
+    } else {
+      break;  // far from 1: the bisection alone
+    }
+    if (std::fabs(rounded - v) > tolerance) {
+      missed_by = std::fabs(rounded - v) - tolerance;
+      continue;
+    }
+    if (within(d)) {
+      const double at_d = found;
+      if (d == 1 || missed_by > margin || !within(d - 1)) {
+        append_shortest_double(at_d, out);
+        return;
+      }
+    }
+    break;
+  }
+  // Otherwise, bisection between 1 and the digits of v's own shortest text
+  // (which reads back to v itself).
+  const auto shortest = std::to_chars(text, text + sizeof text, v, std::chars_format::scientific);
+  int max_digits = 0;
+  for (const char* p = text; p < shortest.ptr && *p != 'e'; ++p) max_digits += *p >= '0' && *p <= '9';
+  found = v;
+  int lo = 1;
+  int hi = max_digits;  // within(max_digits): v itself
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (within(mid)) {
+      hi = mid;  // found is the decimal of hi digits
+    } else {
+      lo = mid + 1;
     }
   }
-  append_shortest_double(v, out);
+  append_shortest_double(found, out);
 }
 
 std::string_view trim_json_space(std::string_view s) {

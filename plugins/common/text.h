@@ -39,6 +39,9 @@ class TextBuffer {
   TextBuffer& number6(double v, double tolerance);
   TextBuffer& shortest(double v);               // append_shortest_double
   TextBuffer& json_string(std::string_view s);  // quoted and escaped
+  // A figure known to within tolerance, such as an ExactSum or an average
+  // of one. Taba: printf "%.2f"; exact: append_shortest_within.
+  TextBuffer& number2(double v, double tolerance);
 
   const std::string& str() const { return buf_; }
   // Hands the text to the host. Returns TABA_OK or TABA_ERR_NOMEM.

@@ -1,20 +1,24 @@
 #include "common/window.h"
 
 #include <algorithm>
-#include <cmath>
+#include <utility>
 
 namespace taba::builtin {
 namespace {
 
-// Sum kinds of the serialized form (see window.h).
+// Sum kinds of the serialized forms (see window.h).
 constexpr uint64_t kSumEqualsCount = 0;
 constexpr uint64_t kSumInteger = 1;
-constexpr uint64_t kSumDouble = 2;
-constexpr double kTwoPow53 = 9007199254740992.0;
+constexpr uint64_t kSumFixed = 2;   // form 2
+constexpr uint64_t kSumDouble = 2;  // form 1
+constexpr int64_t kTwoPow53 = int64_t{1} << 53;
+// An integer sum of form 2 is at most this in magnitude (its fixed-point
+// form, times 2^32, stays within 128 bits).
+constexpr __int128 kMaxIntegerSum = static_cast<__int128>(1) << 94;
 
 }  // namespace
 
-BucketWindow::BucketWindow(uint32_t width, uint32_t size, double* sums, uint32_t* counts, int64_t now_second)
+BucketWindow::BucketWindow(uint32_t width, uint32_t size, int64_t* sums, uint32_t* counts, int64_t now_second)
     : width_(width),
       size_(size),
       inv_width_(1.0 / width),
@@ -51,11 +55,11 @@ void BucketWindow::rotate_to(int64_t bucket) {
   }
 }
 
-bool BucketWindow::add(int64_t second, uint64_t count, double sum) {
+bool BucketWindow::add(int64_t second, uint64_t count, ExactSum sum) {
   const int64_t b = bucket_of(second);
   if (b > newest_) rotate_to(b);
   if (b < oldest_for(newest_)) return false;
-  add_to_bucket(b, count, sum);
+  add_to_bucket(b, count, sum.fixed());
   return true;
 }
 
@@ -63,12 +67,12 @@ void BucketWindow::zero_slots(int64_t first, int64_t last) {
   for (int64_t b = first; b <= last; ++b) {
     const uint32_t slot = slot_of(b);
     counts_[slot] = 0;
-    sums_[slot] = 0.0;
-    if (counts_hi_) counts_hi_[slot] = 0;
+    sums_[slot] = 0;
+    if (high_) high_[slot] = HighWords{0, 0};
   }
 }
 
-void BucketWindow::add_to_bucket(int64_t b, uint64_t count, double sum) {
+void BucketWindow::extend_valid_range_slow(int64_t b) {
   if (empty()) {
     zero_slots(b, b);
     lo_ = hi_ = b;
@@ -79,12 +83,22 @@ void BucketWindow::add_to_bucket(int64_t b, uint64_t count, double sum) {
     zero_slots(b, lo_ - 1);
     lo_ = b;
   }
-  const uint32_t slot = slot_of(b);
+}
+
+void BucketWindow::add_wide(uint32_t slot, uint64_t count, Fixed sum) {
+  if (!high_) {
+    // Every slot's high words extend its low words (garbage in the slots
+    // outside the valid range stays garbage).
+    std::unique_ptr<HighWords[]> high(new HighWords[size_]);
+    for (uint32_t i = 0; i < size_; ++i) high[i] = HighWords{sums_[i] < 0 ? -1 : 0, 0};
+    high_ = std::move(high);
+  }
   const uint64_t total = add_saturating(count_at(slot), count);
-  if (total > UINT32_MAX && !counts_hi_) counts_hi_.reset(new uint32_t[size_]());
+  const Fixed s = ExactSum::add_saturating(sum_at(slot), sum);
   counts_[slot] = static_cast<uint32_t>(total);
-  if (counts_hi_) counts_hi_[slot] = static_cast<uint32_t>(total >> 32);
-  sums_[slot] += sum;
+  high_[slot].count = static_cast<uint32_t>(total >> 32);
+  sums_[slot] = static_cast<int64_t>(static_cast<uint64_t>(s));
+  high_[slot].sum = static_cast<int64_t>(s >> 64);
 }
 
 void BucketWindow::merge_from(const BucketWindow& from, int64_t now_bucket) {
@@ -93,7 +107,7 @@ void BucketWindow::merge_from(const BucketWindow& from, int64_t now_bucket) {
   for (int64_t b = std::max(from.lo_, oldest_for(newest_)); b <= from.hi_; ++b) {
     const uint32_t slot = from.slot_of(b);
     const uint64_t c = from.count_at(slot);
-    if (c != 0) add_to_bucket(b, c, from.sums_[slot]);
+    if (c != 0) add_to_bucket(b, c, from.sum_at(slot));
   }
 }
 
@@ -104,7 +118,7 @@ BucketWindow::Totals BucketWindow::totals(int64_t as_of_bucket) const {
   for (int64_t b = std::max(lo_, oldest); b <= hi_; ++b) {
     const uint32_t slot = slot_of(b);
     t.count = add_saturating(t.count, count_at(slot));
-    t.sum += sums_[slot];
+    t.sum.add_fixed(sum_at(slot));
   }
   return t;
 }
@@ -123,7 +137,7 @@ BucketWindow::Totals BucketWindow::bucket(int64_t bucket_number) const {
   if (in_valid_range(bucket_number)) {
     const uint32_t slot = slot_of(bucket_number);
     t.count = count_at(slot);
-    t.sum = sums_[slot];
+    t.sum = ExactSum::from_fixed(sum_at(slot));
   }
   return t;
 }
@@ -139,24 +153,24 @@ void BucketWindow::serialize(ByteWriter* w) const {
     const uint32_t slot = slot_of(b);
     const uint64_t c = count_at(slot);
     if (c == 0) continue;
-    const double s = sums_[slot];
+    const Fixed s = sum_at(slot);
     const auto offset = static_cast<uint64_t>(first ? newest_ - b : b - prev);
-    uint64_t kind = kSumDouble;
-    if (c < uint64_t{1} << 53 && s == static_cast<double>(c)) {
+    uint64_t kind = kSumFixed;
+    if (s == static_cast<Fixed>(c) << 32) {
       kind = kSumEqualsCount;
-    } else if (std::fabs(s) < kTwoPow53 && s == std::trunc(s) && !(s == 0.0 && std::signbit(s))) {
+    } else if ((s & 0xffffffff) == 0) {
       kind = kSumInteger;
     }
     w->put_varint(offset << 2 | kind);
     w->put_varint(c);
-    if (kind == kSumInteger) w->put_svarint(static_cast<int64_t>(s));
-    if (kind == kSumDouble) w->put_double(s);
+    if (kind == kSumInteger) w->put_svarint128(s >> 32);
+    if (kind == kSumFixed) w->put_svarint128(s);
     first = false;
     prev = b;
   }
 }
 
-bool BucketWindow::deserialize(ByteReader* r, const char** why) {
+bool BucketWindow::deserialize(ByteReader* r, uint32_t form, const char** why) {
   int64_t newest;
   const int64_t limit = kMaxEpochSecond / width_;  // keeps newest * width within the epoch-second range
   if (!r->get_svarint(&newest) || newest > limit || newest < -limit) {
@@ -190,21 +204,29 @@ bool BucketWindow::deserialize(ByteReader* r, const char** why) {
       *why = "window bucket after the window end";
       return false;
     }
-    double sum;
+    Fixed sum;
     if (kind == kSumEqualsCount) {
-      sum = static_cast<double>(count);
+      sum = static_cast<Fixed>(count) << 32;
     } else if (kind == kSumInteger) {
-      int64_t v;
-      if (!r->get_svarint(&v) || v >= (int64_t{1} << 53) || v <= -(int64_t{1} << 53)) {
+      Fixed v;
+      const Fixed max = form == 1 ? kTwoPow53 : kMaxIntegerSum;
+      if (!r->get_svarint128(&v) || v >= max || v <= -max) {
         *why = "window bucket sum truncated or out of range";
         return false;
       }
-      sum = static_cast<double>(v);
-    } else if (kind == kSumDouble) {
-      if (!r->get_double(&sum)) {
+      sum = v << 32;
+    } else if (kind == kSumFixed && form >= 2) {
+      if (!r->get_svarint128(&sum)) {
         *why = "window bucket sum truncated";
         return false;
       }
+    } else if (kind == kSumDouble && form == 1) {
+      double d;
+      if (!r->get_double(&d)) {
+        *why = "window bucket sum truncated";
+        return false;
+      }
+      sum = ExactSum::fixed_of(d);  // a double sum that overflowed reads as ExactSum's clamp
     } else {
       *why = "window bucket sum kind unknown";
       return false;

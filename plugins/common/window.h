@@ -19,10 +19,14 @@
 //   - merging a window into another costs O(valid range of the source):
 //     a delta whose events fell in one bucket merges in O(1).
 //
-// Counts are 64-bit, stored as a 32-bit low word in the caller's storage
-// plus a high-word array allocated only when some bucket passes 2^32 - 1,
-// which keeps a CounterGroup state within its memory budget. Sums are
-// doubles.
+// Counts are 64-bit and sums are ExactSums (exact_sum.h: each value rounded
+// once to 2^-32 and added as an integer, so a bucket's sum is the same
+// whatever the order of its adds and merges). Both are stored as low words
+// in the caller's storage, a 32-bit count and a 64-bit fixed-point sum
+// (|sum| < 2^31) per bucket, plus high words allocated for the whole window
+// only when some bucket's count passes 2^32 - 1 or its sum leaves the 64-bit
+// range. That keeps a CounterGroup state within its memory budget: 12 bytes
+// per bucket, as when sums were doubles.
 #ifndef TABA_PLUGINS_COMMON_WINDOW_H
 #define TABA_PLUGINS_COMMON_WINDOW_H
 
@@ -31,6 +35,7 @@
 #include <memory>
 
 #include "common/byte_io.h"
+#include "common/exact_sum.h"
 #include "common/plugin_support.h"
 
 namespace taba::builtin {
@@ -39,14 +44,19 @@ class BucketWindow {
  public:
   struct Totals {
     uint64_t count = 0;
-    double sum = 0.0;
+    ExactSum sum;
+    // How far sum may be from the exact sum of the values.
+    double sum_tolerance() const { return ExactSum::tolerance(count); }
   };
+
+  // The serialized form serialize() writes (see serialize()).
+  static constexpr uint32_t kForm = 2;
 
   // width: seconds per bucket; size: number of buckets. `sums` and `counts`
   // are caller storage of `size` elements, uninitialized, that must outlive
   // the window. The window starts empty with its newest bucket holding
   // now_second.
-  BucketWindow(uint32_t width, uint32_t size, double* sums, uint32_t* counts, int64_t now_second);
+  BucketWindow(uint32_t width, uint32_t size, int64_t* sums, uint32_t* counts, int64_t now_second);
   BucketWindow(const BucketWindow&) = delete;
   BucketWindow& operator=(const BucketWindow&) = delete;
 
@@ -66,21 +76,21 @@ class BucketWindow {
   // back. O(1).
   void rotate_to(int64_t bucket);
 
-  // Adds count events with the given sum at epoch second `second`.
-  // Rotates forward first when the second is past the newest bucket.
-  // Returns false (and changes nothing) when it is older than the window.
-  // Throws std::bad_alloc only when a count passes 2^32 - 1 for the first
-  // time and the high words cannot be allocated.
-  bool add(int64_t second, uint64_t count, double sum);
+  // Adds count events with the given sum at epoch second `second`. Rotates
+  // forward first when the second is past the newest bucket. Returns false
+  // (and changes nothing) when it is older than the window. Throws
+  // std::bad_alloc only when a count passes 2^32 - 1 or a sum leaves the
+  // 64-bit range for the first time and the high words cannot be allocated.
+  bool add(int64_t second, uint64_t count, ExactSum sum);
 
   // Adds count events with the given sum to bucket number b, rotating
   // forward first when b is past the newest bucket. Returns false (and
   // changes nothing) when b is older than the window. Same failure rule as
   // add().
-  bool add_to(int64_t b, uint64_t count, double sum) {
+  bool add_to(int64_t b, uint64_t count, ExactSum sum) {
     if (b > newest_) rotate_to(b);
     if (b < oldest_for(newest_)) return false;
-    add_to_bucket(b, count, sum);
+    add_to_bucket(b, count, sum.fixed());
     return true;
   }
 
@@ -112,7 +122,7 @@ class BucketWindow {
   // Whether no event is in the window as of max(as_of_bucket, newest).
   bool empty_as_of(int64_t as_of_bucket) const;
 
-  // Calls f(bucket_number, count, sum) for each of the `size` buckets of the
+  // Calls f(bucket_number, count, sum (an ExactSum)) for each of the `size` buckets of the
   // window as of max(as_of_bucket, newest), oldest first, empty ones included.
   template <class F>
   void for_each_bucket(int64_t as_of_bucket, F&& f) const {
@@ -120,9 +130,9 @@ class BucketWindow {
     for (int64_t b = oldest_for(newest); b <= newest; ++b) {
       if (in_valid_range(b)) {
         const uint32_t slot = slot_of(b);
-        f(b, count_at(slot), sums_[slot]);
+        f(b, count_at(slot), ExactSum::from_fixed(sum_at(slot)));
       } else {
-        f(b, uint64_t{0}, 0.0);
+        f(b, uint64_t{0}, ExactSum());
       }
     }
   }
@@ -130,18 +140,22 @@ class BucketWindow {
   // Count and sum of one bucket (0 when it is outside the window).
   Totals bucket(int64_t bucket_number) const;
 
-  // newest (zigzag varint), number of non-empty buckets, then per non-empty
-  // bucket, oldest first: varint (offset << 2 | sum kind), varint count, and
-  // the sum by kind (0: equals the count, nothing stored; 1: an integer,
-  // zigzag varint; 2: a raw double). The offset of the first bucket is its
+  // Form 2: newest (zigzag varint), number of non-empty buckets, then per
+  // non-empty bucket, oldest first: varint (offset << 2 | sum kind), varint
+  // count, and the sum by kind (0: equals the count, nothing stored; 1: an
+  // integer, zigzag varint; 2: the exact fixed-point sum, value * 2^32,
+  // zigzag varint of up to 128 bits). The offset of the first bucket is its
   // age (newest - bucket), of the others the gap to the previous one.
+  // Form 1 (written before sums were exact) is the same with kind 2 a raw
+  // double (8 bytes) and integers below 2^53; its sums are read as
+  // ExactSum::of(the double).
   void serialize(ByteWriter* w) const;
-  // Reads that form into this window, which must be empty; validates every
-  // number. false with a reason on malformed input.
-  bool deserialize(ByteReader* r, const char** why);
+  // Reads form 1 or 2 into this window, which must be empty; validates
+  // every number. false with a reason on malformed input.
+  bool deserialize(ByteReader* r, uint32_t form, const char** why);
 
   // Bytes held outside the caller storage and the object (the high words).
-  size_t heap_bytes() const { return counts_hi_ ? size_t{size_} * sizeof(uint32_t) : 0; }
+  size_t heap_bytes() const { return high_ ? size_t{size_} * sizeof(HighWords) : 0; }
 
  private:
   bool empty() const { return lo_ > hi_; }
@@ -151,25 +165,62 @@ class BucketWindow {
     const auto age = static_cast<uint32_t>(newest_ - b);
     return newest_slot_ >= age ? newest_slot_ - age : newest_slot_ + size_ - age;
   }
+  using Fixed = ExactSum::Fixed;  // a sum in fixed point (ExactSum::fixed_of)
+
+  // The high words of one bucket: bits 64..127 of its fixed-point sum and
+  // bits 32..63 of its count.
+  struct HighWords {
+    int64_t sum;
+    uint32_t count;
+  };
+
   uint64_t count_at(uint32_t slot) const {
-    return counts_[slot] | (counts_hi_ ? uint64_t{counts_hi_[slot]} << 32 : 0);
+    return counts_[slot] | (high_ ? uint64_t{high_[slot].count} << 32 : 0);
+  }
+  Fixed sum_at(uint32_t slot) const {
+    if (!high_) return sums_[slot];
+    using U = unsigned __int128;
+    return static_cast<Fixed>(static_cast<U>(high_[slot].sum) << 64 | static_cast<uint64_t>(sums_[slot]));
   }
   void set_newest(int64_t bucket);
   void zero_slots(int64_t first, int64_t last);
   // Adds to bucket b, which must be within the window.
-  void add_to_bucket(int64_t b, uint64_t count, double sum);
+  void add_to_bucket(int64_t b, uint64_t count, Fixed sum) {
+    extend_valid_range(b);
+    const uint32_t slot = slot_of(b);
+    if (!high_) {  // the common case: both stay within their low words
+      const uint64_t c = uint64_t{counts_[slot]} + count;
+      int64_t s;
+      if (c >= count && c <= UINT32_MAX && sum == static_cast<int64_t>(sum) &&
+          !__builtin_add_overflow(sums_[slot], static_cast<int64_t>(sum), &s)) {
+        counts_[slot] = static_cast<uint32_t>(c);
+        sums_[slot] = s;
+        return;
+      }
+    }
+    add_wide(slot, count, sum);
+  }
+  // Makes bucket b (within the window) part of the valid range, zeroing
+  // the slots that join it.
+  void extend_valid_range(int64_t b) {
+    if (b >= lo_ && b <= hi_) return;
+    extend_valid_range_slow(b);
+  }
+  void extend_valid_range_slow(int64_t b);
+  // add_to_bucket with the high words (allocated here when missing).
+  void add_wide(uint32_t slot, uint64_t count, Fixed sum);
 
   uint32_t width_;
   uint32_t size_;
   double inv_width_;  // 1.0 / width_ and 1.0 / size_, for floor_div_by
   double inv_size_;
-  double* sums_;
-  uint32_t* counts_;                       // low 32 bits of each count
-  std::unique_ptr<uint32_t[]> counts_hi_;  // high 32 bits, once needed
-  int64_t newest_;                         // bucket number of the newest bucket
-  int64_t newest_start_;                   // its first second: newest_ * width_
-  uint32_t newest_slot_;                   // its slot: newest_ mod size_
-  int64_t lo_ = 0;                         // valid range [lo_, hi_]; empty when lo_ > hi_
+  int64_t* sums_;                      // low 64 bits of each fixed-point sum
+  uint32_t* counts_;                   // low 32 bits of each count
+  std::unique_ptr<HighWords[]> high_;  // the high words, once needed
+  int64_t newest_;                     // bucket number of the newest bucket
+  int64_t newest_start_;               // its first second: newest_ * width_
+  uint32_t newest_slot_;               // its slot: newest_ mod size_
+  int64_t lo_ = 0;                     // valid range [lo_, hi_]; empty when lo_ > hi_
   int64_t hi_ = -1;
 };
 
@@ -181,7 +232,7 @@ class FixedBucketWindow : public BucketWindow {
       : BucketWindow(width, N, sums_, counts_, now_second) {}
 
  private:
-  double sums_[N];
+  int64_t sums_[N];
   uint32_t counts_[N];
 };
 

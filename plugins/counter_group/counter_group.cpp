@@ -11,15 +11,23 @@
 // 0.00 for an empty window; the seven percentiles are 0.00 when empty.
 //
 // Render, TABA_FORMAT_JSON_EXACT: the same value with every non-integer
-// number (total, average, the sketch's total and percentiles) as the
-// shortest text that reads back to the double: three events of 0.001 show
-// "total": 0.003 where TABA_FORMAT_JSON shows 0.00.
+// number in full: the percentiles as the shortest text that reads back to
+// the double, and the totals and averages, which are exact sums (below), as
+// the shortest text within their resolution (ExactSum::tolerance of the
+// count): three events of 0.001 show "total": 0.003 where TABA_FORMAT_JSON
+// shows 0.00.
 //
 // Render, TABA_FORMAT_JSON_DETAILED: every bucket of every window, oldest
 // first, empty ones included, as [start, count, sum] with start the bucket's
 // first epoch second (integer), count an integer and sum exact (as above):
 //   {"1m": [[1400000000, 2, 15.5], [1400000001, 0, 0], ...],
 //    "10m": [...], "1h": [...], "1d": [...]}
+//
+// Sums. Every sum (window buckets, the sketch's total) is an ExactSum
+// (common/exact_sum.h): each value rounded once to 2^-32 and added as an
+// integer, so the states and every render are the same bytes whatever the
+// order of folds and merges, e.g. whether events were folded by the fe
+// (fold_many) or into deltas at the edge and merged.
 //
 // Cost model. The host folds each request's events of one (client, name)
 // into a fresh delta and merges it into the client's state and the name's
@@ -28,14 +36,17 @@
 // windows zero lazily, see window.h); merging walks only the buckets the
 // delta's windows hold and the non-empty bins of its sketch, so a delta of
 // a few events costs O(1) to merge whatever the size of the destination.
-// Memory: ~4.5 KB per state for the 336 buckets (32-bit counts with lazily
-// added high words, double sums) plus the sketch bins (1-2 bytes each for a
+// Memory: ~4.5 KB per state for the 336 buckets (32-bit counts and 64-bit
+// fixed-point sums, with high words added lazily for the window that needs
+// them) plus the sketch bins (1-2 bytes each for a
 // client state; ~380 bins for values spanning 3.3 decades).
 //
-// Serialized form, version 2: varint window count (4); per window varint
-// width, varint size and the BucketWindow form (window.h); then the DDSketch
-// form 2 (ddsketch.h). Sparse: an idle window costs a few bytes. Version 1
-// (still read) is the same with DDSketch form 1.
+// Serialized form, version 3: varint window count (4); per window varint
+// width, varint size and the BucketWindow form 2 (window.h: exact sums);
+// then the DDSketch form 3 (ddsketch.h: exact sum). Sparse: an idle window
+// costs a few bytes. Still read: version 2, the same with BucketWindow form 1
+// and DDSketch form 2 (sums as doubles, read as ExactSum::of the double),
+// and version 1, which has DDSketch form 1.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +54,7 @@
 
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
+#include "common/exact_sum.h"
 #include "common/handler_adapter.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
@@ -87,7 +99,7 @@ struct CounterGroup {
   static constexpr char kTypeName[] = "CounterGroup";
   static constexpr char kDescription[] =
       "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles";
-  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kStateVersion = 3;
   static constexpr uint32_t kFormats =
       format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
 
@@ -123,7 +135,8 @@ void CounterGroup::fold(CounterGroupState& s, const taba_event* events, size_t n
     if (!event_number(events[i], &value)) continue;
     s.all_time.add(value);
     const int64_t second = epoch_second(events[i].timestamp);
-    for (int w = 0; w < kWindowCount; ++w) s.window(w).add(second, 1, value);
+    const ExactSum sum = ExactSum::of(value);
+    for (int w = 0; w < kWindowCount; ++w) s.window(w).add(second, 1, sum);
   }
 }
 
@@ -138,16 +151,16 @@ void CounterGroup::merge(CounterGroupState& dst, const CounterGroupState& src, d
 
 // fold_many: the events are read once, in chunks of up to 64. Per chunk
 // and window, events that fall into the same bucket are summed into a run
-// (the order in which a delta's fold would sum them), and each value's
-// sketch bin is found once; then the runs and bins are added to every
+// (in fixed point, so in any order: ExactSum), and each value's sketch
+// bin is found once; then the runs and bins are added to every
 // state. The effect is that of fold into a fresh delta and merge into each
 // state: each state's windows are rotated to the chunk's newest second
 // (or now) first, and runs older than a window are dropped by it.
 // (The window widths below are those of CounterGroupState.)
-struct Run {
+struct Run {  // trivial (not an ExactSum): the chunk's run arrays are left uninitialized
   int64_t bucket;
   uint64_t count;
-  double sum;
+  ExactSum::Fixed sum;
 };
 
 template <uint32_t Width>
@@ -164,14 +177,14 @@ int64_t bucket_number(int64_t second) {
 // searched, so a chunk of events in a handful of buckets makes a handful of
 // runs, and out-of-order stamps cost a new run at worst.
 template <uint32_t Width>
-void add_to_runs(Run* runs, size_t* nruns, int64_t second, double value) {
+void add_to_runs(Run* runs, size_t* nruns, int64_t second, ExactSum::Fixed value) {
   const int64_t b = bucket_number<Width>(second);
   const size_t n = *nruns;
   for (size_t k = n, seen = 0; k > 0 && seen < 4; --k, ++seen) {
     Run& r = runs[k - 1];
     if (r.bucket == b) {
       ++r.count;
-      r.sum += value;
+      r.sum = ExactSum::add_saturating(r.sum, value);
       return;
     }
   }
@@ -191,10 +204,11 @@ void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, s
     double value;
     if (!event_number(events[i], &value)) continue;
     values.add(value);
-    add_to_runs<1>(runs[0], &nruns[0], second, value);
-    add_to_runs<10>(runs[1], &nruns[1], second, value);
-    add_to_runs<30>(runs[2], &nruns[2], second, value);
-    add_to_runs<900>(runs[3], &nruns[3], second, value);
+    const ExactSum::Fixed fixed = ExactSum::fixed_of(value);
+    add_to_runs<1>(runs[0], &nruns[0], second, fixed);
+    add_to_runs<10>(runs[1], &nruns[1], second, fixed);
+    add_to_runs<30>(runs[2], &nruns[2], second, fixed);
+    add_to_runs<900>(runs[3], &nruns[3], second, fixed);
   }
   // (The states' cache lines were asked for by prefetch, which the host
   // calls one block ahead.)
@@ -204,7 +218,7 @@ void fold_chunk(StateSpan<CounterGroupState> states, const taba_event* events, s
       BucketWindow& window = st.window(w);
       window.rotate_to(window.bucket_of(effective_now));
       for (size_t k = 0; k < nruns[w]; ++k)
-        window.add_to(runs[w][k].bucket, runs[w][k].count, runs[w][k].sum);
+        window.add_to(runs[w][k].bucket, runs[w][k].count, ExactSum::from_fixed(runs[w][k].sum));
     }
     st.all_time.add_prepared(values);
   }
@@ -248,9 +262,12 @@ void render_summary(const CounterGroupState& s, int64_t now_second, TextBuffer* 
   for (int w = 0; w < kWindowCount; ++w) {
     const BucketWindow& window = s.window(w);
     const BucketWindow::Totals totals = window.totals(window.bucket_of(now_second));
-    const double average = totals.count == 0 ? 0.0 : totals.sum / static_cast<double>(totals.count);
+    const double total = totals.sum.value();
+    // The average is within the resolution of one value (2^-32) of exact.
+    const double average = totals.count == 0 ? 0.0 : total / static_cast<double>(totals.count);
     t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": {\"count\": ").u64(totals.count);
-    t->raw(", \"total\": ").number2(totals.sum).raw(", \"average\": ").number2(average).raw("}");
+    t->raw(", \"total\": ").number2(total, totals.sum_tolerance());
+    t->raw(", \"average\": ").number2(average, ExactSum::kResolution).raw("}");
   }
   t->raw(", \"pct\": ");
   append_percentile_summary(s.all_time, t);
@@ -263,13 +280,13 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
     const BucketWindow& window = s.window(w);
     t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": [");
     bool first = true;
-    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, uint64_t count, double sum) {
+    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t bucket, uint64_t count, ExactSum sum) {
       t->raw(first ? "[" : ", [")
           .i64(bucket * window.width())
           .raw(", ")
           .u64(count)
           .raw(", ")
-          .number2(sum)
+          .number2(sum.value(), ExactSum::tolerance(count))
           .raw("]");
       first = false;
     });
@@ -318,10 +335,11 @@ bool CounterGroup::read(ByteReader* r, uint32_t version, CounterGroupState* s, c
         size != s->window(i).size()) {
       *why = "window shape missing or unexpected";
     } else {
-      s->window(i).deserialize(r, why);
+      s->window(i).deserialize(r, version <= 2 ? 1 : BucketWindow::kForm, why);
     }
   }
-  if (*why == nullptr) s->all_time.deserialize(r, version == 1 ? 1 : DDSketch::kForm, why);
+  // Sketch forms: 1 in version 1, 2 in version 2, 3 (DDSketch::kForm) since.
+  if (*why == nullptr) s->all_time.deserialize(r, version <= 2 ? version : DDSketch::kForm, why);
   if (*why == nullptr && !r->at_end()) *why = "trailing bytes";
   return *why == nullptr;
 }

@@ -18,8 +18,9 @@
 //
 // Prunable: count == 0 (the data never expires).
 //
-// Serialized form, version 2: the DDSketch form 2 (ddsketch.h), nothing
-// else. Version 1 (still read): DDSketch form 1.
+// Serialized form, version 3: the DDSketch form 3 (ddsketch.h: the sum
+// exact), nothing else. Still read: version 2, DDSketch form 2 (the sum as
+// a double), and version 1, DDSketch form 1.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +46,7 @@ struct PercentileCounter {
   static constexpr char kPluginName[] = "percentile_counter";
   static constexpr char kTypeName[] = "PercentileCounter";
   static constexpr char kDescription[] = "all-time percentiles (p25..p99.9), count and total";
-  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kStateVersion = 3;
   static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
 
   static State make(std::string_view, double) { return PercentileCounterState(); }
@@ -82,7 +83,8 @@ struct PercentileCounter {
   static bool prunable(const State& s, double) { return s.sketch.count() == 0; }
   static void write(const State& s, ByteWriter* w) { s.sketch.serialize(w); }
   static bool read(ByteReader* r, uint32_t version, State* s, const char** why) {
-    if (!s->sketch.deserialize(r, version == 1 ? 1 : DDSketch::kForm, why)) {
+    // Sketch forms: 1 in version 1, 2 in version 2, 3 (DDSketch::kForm) since.
+    if (!s->sketch.deserialize(r, version <= 2 ? version : DDSketch::kForm, why)) {
       if (*why == nullptr) *why = "malformed sketch";
     } else if (!r->at_end()) {
       *why = "trailing bytes";

@@ -49,12 +49,13 @@
 //
 // Prunable: every window empty as of `now`.
 //
-// Serialized form, version 2: varint window count (4); per window varint
+// Serialized form, version 3: varint window count (4); per window varint
 // width, varint bucket count (4), zigzag varint newest bucket number,
 // varint number of non-empty buckets, then per non-empty bucket, oldest
 // first: varint age (newest - bucket number, < 4, strictly decreasing) and
-// the DDSketch form 2 (ddsketch.h). Empty buckets are not stored. Version 1
-// (still read) is the same with DDSketch form 1.
+// the DDSketch form 3 (ddsketch.h: the sum exact). Empty buckets are not
+// stored. Still read: versions 1 and 2, the same with DDSketch forms 1 and 2
+// (form 2 stores the sum as a double).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -243,7 +244,7 @@ struct PercentileGroup {
   static constexpr char kTypeName[] = "PercentileGroup";
   static constexpr char kDescription[] =
       "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows";
-  static constexpr uint32_t kStateVersion = 2;
+  static constexpr uint32_t kStateVersion = 3;
   static constexpr uint32_t kFormats =
       format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
 
@@ -460,7 +461,8 @@ bool PercentileGroup::read(ByteReader* r, uint32_t version, PercentileGroupState
     if (!r->get_varint(&width) || !r->get_varint(&buckets) || width != kWindowWidths[i] ||
         buckets != kBuckets) {
       *why = "window shape missing or unexpected";
-    } else if (!s->windows[i].deserialize(r, version == 1 ? 1 : DDSketch::kForm, why) && *why == nullptr) {
+    } else if (!s->windows[i].deserialize(r, version <= 2 ? version : DDSketch::kForm, why) &&
+               *why == nullptr) {
       *why = "malformed window";
     }
   }

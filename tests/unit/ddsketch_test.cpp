@@ -457,14 +457,14 @@ TEST_CASE("DDSketch: serialization round trip and validation", "[ddsketch]") {
   };
   ByteWriter bad_index;  // zero count 0, sum 0, one positive bin at index 10^6
   bad_index.put_varint(0);
-  bad_index.put_double(0);
+  bad_index.put_svarint128(0);  // the sum (form 3: fixed point)
   bad_index.put_varint(1);
   bad_index.put_svarint(1000000);
   bad_index.put_varint(1);
   CHECK(refuses(bad_index.bytes()));
   ByteWriter too_wide;  // two bins 3000 apart
   too_wide.put_varint(0);
-  too_wide.put_double(0);
+  too_wide.put_svarint128(0);  // the sum (form 3: fixed point)
   too_wide.put_varint(2);
   too_wide.put_svarint(0);
   too_wide.put_varint(1);
@@ -473,14 +473,14 @@ TEST_CASE("DDSketch: serialization round trip and validation", "[ddsketch]") {
   CHECK(refuses(too_wide.bytes()));
   ByteWriter zero_bin;  // a bin with count 0
   zero_bin.put_varint(0);
-  zero_bin.put_double(0);
+  zero_bin.put_svarint128(0);  // the sum (form 3: fixed point)
   zero_bin.put_varint(1);
   zero_bin.put_svarint(5);
   zero_bin.put_varint(0);
   CHECK(refuses(zero_bin.bytes()));
   ByteWriter bad_minmax;  // one zero value, min > max
   bad_minmax.put_varint(1);
-  bad_minmax.put_double(0);
+  bad_minmax.put_svarint128(0);  // the sum (form 3: fixed point)
   bad_minmax.put_varint(0);
   bad_minmax.put_varint(0);
   bad_minmax.put_double(1.0);

@@ -277,7 +277,7 @@ TEST_CASE("post_delta: each bad block is refused with its reason, numbered, and 
   // The plugin's own reason ends the last line.
   CHECK(reply.substr(expected.size()) ==
         fmt::format("block 10: TotalsCounter state (3 bytes, version {}) does not deserialize: corrupt TotalsCounter "
-                    "state: expected a varint count and an 8-byte total\n",
+                    "state: expected a varint count and a varint fixed-point total\n",
                     totals_version));
 
   // The good blocks, rewritten into one batch; only block 6 binds a name.

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -81,5 +83,64 @@ TEST_CASE("shortest within a tolerance drops the digits below it", "[text]") {
     const std::string s = within(v, tolerance);
     INFO(shortest(v) << " within " << tolerance << ": " << s);
     REQUIRE(std::fabs(std::strtod(s.c_str(), nullptr) - v) <= tolerance);
+  }
+}
+
+TEST_CASE("shortest within a tolerance is the fewest digits, as a search of every digit count finds",
+          "[text]") {
+  // The reference: for d = 1, 2, ... the nearest d-digit decimal (printf's
+  // "%.{d-1}e"), the first whose double is within tolerance; v itself when
+  // none of up to 16 digits is.
+  auto reference = [](double v, double tolerance) {
+    std::string s;
+    if (std::fabs(v) <= tolerance) return std::string("0");
+    char digits[40];
+    for (int d = 1; d < 17; ++d) {
+      std::snprintf(digits, sizeof digits, "%.*e", d - 1, v);
+      const double rounded = std::strtod(digits, nullptr);
+      if (std::fabs(rounded - v) <= tolerance) {
+        taba::builtin::append_shortest_double(rounded, &s);
+        return s;
+      }
+    }
+    taba::builtin::append_shortest_double(v, &s);
+    return s;
+  };
+  auto within = [](double v, double tolerance) {
+    std::string s;
+    taba::builtin::append_shortest_within(v, tolerance, &s);
+    return s;
+  };
+  std::mt19937_64 rng(17);
+  // ExactSum figures (sums of decimals in fixed point, their averages) and
+  // any doubles with any tolerance, at every magnitude.
+  for (int i = 0; i < 200000; ++i) {
+    double v;
+    double tolerance;
+    const uint64_t n = 1 + rng() % 1000;
+    switch (i % 4) {
+      case 0: {  // a sum of n decimals of 2 or 3 places, in fixed point
+        const double decimal = static_cast<double>(static_cast<int64_t>(rng() % 2000000) - 500000) / 1000;
+        const double fixed =
+            std::nearbyint(decimal * 4294967296.0) +
+            static_cast<double>(static_cast<int64_t>(rng() % (2 * n + 1)) - static_cast<int64_t>(n));
+        v = fixed / 4294967296.0;
+        tolerance = static_cast<double>(n) / 4294967296.0;
+        break;
+      }
+      case 1:  // an average of such a sum
+        v = static_cast<double>(static_cast<int64_t>(rng() % 100000000)) / 1000 / static_cast<double>(n);
+        tolerance = 1 / 4294967296.0;
+        break;
+      case 2:  // huge and tiny
+        v = std::pow(10.0, std::uniform_real_distribution<double>(-30, 30)(rng)) * (rng() % 2 ? 1 : -1);
+        tolerance = std::fabs(v) * std::pow(10.0, -1 - static_cast<double>(rng() % 17));
+        break;
+      default:  // any double near 1..1e9, any tolerance
+        v = std::uniform_real_distribution<double>(-1e9, 1e9)(rng);
+        tolerance = std::pow(10.0, std::uniform_real_distribution<double>(-12, 2)(rng));
+    }
+    INFO(shortest(v) << " within " << shortest(tolerance));
+    REQUIRE(within(v, tolerance) == reference(v, tolerance));
   }
 }

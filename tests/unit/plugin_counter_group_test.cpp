@@ -364,7 +364,7 @@ TEST_CASE("CounterGroup: serialization round trip and corrupt input", "[plugins]
   check_round_trip_all_formats(h, s, {kT0 + 1500, kT0 + 1530, kT0 + 4000, kT0 + 100000});
   std::unique_ptr<State> ignored;
   std::string reason;
-  CHECK(deserialize(h, s.serialize() + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(deserialize(h, s.serialize() + "x", h.state_version, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("trailing") != std::string::npos);
   CHECK(deserialize(h, std::string("\x03", 1), 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.rfind("corrupt CounterGroup state: ", 0) == 0);

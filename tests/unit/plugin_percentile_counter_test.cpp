@@ -87,7 +87,7 @@ TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plu
   check_round_trip_strict(h, s, {kT0});
   std::unique_ptr<State> ignored;
   std::string reason;
-  CHECK(deserialize(h, s.serialize() + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(deserialize(h, s.serialize() + "x", h.state_version, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason == "corrupt PercentileCounter state: trailing bytes");
   CHECK(deserialize(h, "", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.rfind("corrupt PercentileCounter state: ", 0) == 0);

@@ -260,7 +260,7 @@ TEST_CASE("PercentileGroup: serialization round trip and corrupt input", "[plugi
   check_round_trip_strict(h, s, {kT0 + 2050, kT0 + 2100, kT0 + 4000, kT0 + 100000});
   std::unique_ptr<State> ignored;
   std::string reason;
-  CHECK(deserialize(h, s.serialize() + "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(deserialize(h, s.serialize() + "x", h.state_version, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("trailing") != std::string::npos);
   CHECK(deserialize(h, std::string("\x03", 1), 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.rfind("corrupt PercentileGroup state: ", 0) == 0);

@@ -23,8 +23,8 @@ constexpr double kT0 = 1400000400;
 
 TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
   for (const auto& [file, type, version] :
-       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 2},
-                                                                   {"totals_counter.so", "TotalsCounter", 1},
+       std::vector<std::tuple<std::string, std::string, uint32_t>>{{"counter_group.so", "CounterGroup", 3},
+                                                                   {"totals_counter.so", "TotalsCounter", 2},
                                                                    {"gauge.so", "Gauge", 2}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
@@ -84,7 +84,7 @@ TEST_CASE("Percentile plugins: entry tables", "[plugins][percentile]") {
            {"percentile_counter.so", "PercentileCounter", "percentile_counter"}}) {
     const taba_handler& h = handler(file, type);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 2);
+    CHECK(h.state_version == 3);
     CHECK(h.description != nullptr);
     const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/" + file;
     void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -18,9 +18,14 @@
 using taba::builtin::BucketWindow;
 using taba::builtin::ByteReader;
 using taba::builtin::ByteWriter;
+using taba::builtin::ExactSum;
 using taba::builtin::FixedBucketWindow;
 
 namespace {
+
+ExactSum sum_of(double v) {
+  return ExactSum::of(v);
+}
 
 // The obvious implementation: every bucket ever written, kept forever.
 struct ModelWindow {
@@ -55,21 +60,21 @@ void check_same(const BucketWindow& w, const ModelWindow& m, int64_t as_of) {
   double sum = 0;
   int64_t expected_b = std::max(m.newest, as_of) - m.size + 1;
   int visited = 0;
-  w.for_each_bucket(as_of, [&](int64_t b, uint64_t c, double s) {
+  w.for_each_bucket(as_of, [&](int64_t b, uint64_t c, ExactSum s) {
     REQUIRE(b == expected_b);
     const auto want = m.at(b, as_of);
     INFO("bucket " << b);
     REQUIRE(c == want.first);
-    REQUIRE(s == want.second);
+    REQUIRE(s.value() == want.second);  // the model's sums are dyadic: exact
     count += c;
-    sum += s;
+    sum += s.value();
     ++expected_b;
     ++visited;
   });
   REQUIRE(visited == m.size);
   const BucketWindow::Totals t = w.totals(as_of);
   CHECK(t.count == count);
-  CHECK(t.sum == sum);
+  CHECK(t.sum.value() == sum);
   CHECK(w.empty_as_of(as_of) == (count == 0));
 }
 
@@ -99,12 +104,12 @@ TEST_CASE("BucketWindow: adds, old events skipped, rotation forward only", "[win
   const int64_t t0 = 1400000000;   // a multiple of 10
   FixedBucketWindow<6> w(10, t0);  // buckets t0-50 .. t0+9
   CHECK(w.empty_as_of(w.newest()));
-  CHECK(w.add(t0 + 9, 1, 2.5));
-  CHECK(w.add(t0 - 50, 2, 4.0));        // oldest bucket: kept
-  CHECK_FALSE(w.add(t0 - 51, 1, 100));  // older than the window: skipped
+  CHECK(w.add(t0 + 9, 1, sum_of(2.5)));
+  CHECK(w.add(t0 - 50, 2, sum_of(4.0)));        // oldest bucket: kept
+  CHECK_FALSE(w.add(t0 - 51, 1, sum_of(100)));  // older than the window: skipped
   BucketWindow::Totals t = w.totals(w.newest());
   CHECK(t.count == 3);
-  CHECK(t.sum == 6.5);
+  CHECK(t.sum.value() == 6.5);
   // Rotation never moves back.
   w.rotate_to(w.newest() - 3);
   CHECK(w.newest() == t0 / 10);
@@ -113,35 +118,35 @@ TEST_CASE("BucketWindow: adds, old events skipped, rotation forward only", "[win
   CHECK(w.totals(w.newest() + 6).count == 0);
   CHECK(w.totals(w.newest()).count == 3);
   // Adding in the future rotates forward.
-  CHECK(w.add(t0 + 10, 1, 1.0));
+  CHECK(w.add(t0 + 10, 1, sum_of(1.0)));
   CHECK(w.newest() == t0 / 10 + 1);
   t = w.totals(w.newest());
   CHECK(t.count == 2);  // t0-50 fell out
-  CHECK(t.sum == 3.5);
+  CHECK(t.sum.value() == 3.5);
   CHECK(w.bucket(t0 / 10).count == 1);
   CHECK(w.bucket(t0 / 10 - 5).count == 0);
 }
 
 TEST_CASE("BucketWindow: a jump longer than the window empties it - huge jumps are O(1)", "[windows]") {
   FixedBucketWindow<60> w(1, 1000);
-  for (int64_t s = 941; s <= 1000; ++s) REQUIRE(w.add(s, 1, 1.0));
+  for (int64_t s = 941; s <= 1000; ++s) REQUIRE(w.add(s, 1, sum_of(1.0)));
   CHECK(w.totals(w.newest()).count == 60);
   w.rotate_to(1059);  // keeps only second 1000
   CHECK(w.totals(w.newest()).count == 1);
   w.rotate_to(1060);
   CHECK(w.empty_as_of(w.newest()));
   // Slots reused after the jump start from zero (lazy zeroing).
-  CHECK(w.add(1060, 1, 5.0));
-  CHECK(w.add(1055, 1, 7.0));  // the slot second 995 used
-  CHECK_FALSE(w.add(1000, 1, 1.0));
+  CHECK(w.add(1060, 1, sum_of(5.0)));
+  CHECK(w.add(1055, 1, sum_of(7.0)));  // the slot second 995 used
+  CHECK_FALSE(w.add(1000, 1, sum_of(1.0)));
   CHECK(w.totals(w.newest()).count == 2);
-  CHECK(w.totals(w.newest()).sum == 12.0);
+  CHECK(w.totals(w.newest()).sum.value() == 12.0);
   // Thousands of years ahead: rotation does not walk the elapsed buckets.
   const int64_t far = int64_t{1} << 50;
   w.rotate_to(far);
   CHECK(w.newest() == far);
   CHECK(w.empty_as_of(far));
-  CHECK(w.add(far, 3, 3.0));
+  CHECK(w.add(far, 3, sum_of(3.0)));
   CHECK(w.totals(far).count == 3);
 }
 
@@ -167,14 +172,14 @@ TEST_CASE("BucketWindow: matches a reference model under random operations", "[w
         const int64_t second = newest_second + delta(rng);
         const uint64_t count = 1 + small(rng);
         const double sum = static_cast<double>(small(rng)) - 1.5;
-        CHECK(w.add(second, count, sum) == m.add(second, count, sum));
+        CHECK(w.add(second, count, sum_of(sum)) == m.add(second, count, sum));
       } else if (kind <= 6) {  // rotate a little or a lot
         const int64_t by = op(rng) == 0 ? 5 + small(rng) * 7 : small(rng);
         w.rotate_to(w.newest() + by);
         m.rotate_to(m.newest + by);
       } else if (kind == 7) {  // grow the other window
         const int64_t second = om.newest * shape.width + (small(rng) - 2) * int64_t{shape.width};
-        CHECK(other.add(second, 2, 0.25) == om.add(second, 2, 0.25));
+        CHECK(other.add(second, 2, sum_of(0.25)) == om.add(second, 2, 0.25));
         if (small(rng) == 0) {
           other.rotate_to(other.newest() + small(rng) * 3);
           om.rotate_to(om.newest + (other.newest() - om.newest));
@@ -193,7 +198,7 @@ TEST_CASE("BucketWindow: matches a reference model under random operations", "[w
         FixedBucketWindow<7> copy(shape.width, 0);
         ByteReader r(bytes.data(), bytes.size());
         const char* why = nullptr;
-        REQUIRE(copy.deserialize(&r, &why));
+        REQUIRE(copy.deserialize(&r, BucketWindow::kForm, &why));
         CHECK(r.at_end());
         check_same(copy, m, m.newest);
         CHECK(serialized(copy) == bytes);
@@ -207,15 +212,15 @@ TEST_CASE("BucketWindow: matches a reference model under random operations", "[w
 TEST_CASE("BucketWindow: merge costs nothing for buckets the source does not hold", "[windows]") {
   FixedBucketWindow<96> into(900, 1400000400);
   FixedBucketWindow<96> delta(900, 1400000400);
-  for (int i = 0; i < 96; ++i) into.add(1400000400 - 900 * i, 1, 1.0);
-  delta.add(1400000401, 4, 10.0);
+  for (int i = 0; i < 96; ++i) into.add(1400000400 - 900 * i, 1, sum_of(1.0));
+  delta.add(1400000401, 4, sum_of(10.0));
   into.merge_from(delta, into.bucket_of(1400000401));
   CHECK(into.totals(into.newest()).count == 100);
   CHECK(into.bucket(into.newest()).count == 5);
-  CHECK(into.bucket(into.newest()).sum == 11.0);
+  CHECK(into.bucket(into.newest()).sum.value() == 11.0);
   // The source is later: the destination rotates to it first.
   FixedBucketWindow<96> later(900, 1400000400 + 900 * 10);
-  later.add(1400000400 + 900 * 10, 1, 1.0);
+  later.add(1400000400 + 900 * 10, 1, sum_of(1.0));
   into.merge_from(later, 0);
   CHECK(into.newest() == later.newest());
   CHECK(into.totals(into.newest()).count == 100 - 10 + 1);  // 10 oldest buckets left the window
@@ -224,39 +229,39 @@ TEST_CASE("BucketWindow: merge costs nothing for buckets the source does not hol
 TEST_CASE("BucketWindow: counts past 2^32 keep all 64 bits", "[windows]") {
   FixedBucketWindow<4> w(1, 100);
   const uint64_t big = (uint64_t{1} << 32) + 5;
-  w.add(100, big, 1.0);
-  w.add(99, 7, 7.0);
+  w.add(100, big, sum_of(1.0));
+  w.add(99, 7, sum_of(7.0));
   CHECK(w.bucket(100).count == big);
-  CHECK(w.heap_bytes() == 4 * sizeof(uint32_t));
-  w.add(100, uint64_t{3} << 32, 0.0);
+  CHECK(w.heap_bytes() == 4 * 16);  // a count and a sum high word per bucket
+  w.add(100, uint64_t{3} << 32, sum_of(0.0));
   CHECK(w.bucket(100).count == big + (uint64_t{3} << 32));
   CHECK(w.totals(100).count == big + (uint64_t{3} << 32) + 7);
   // Lazy zeroing clears the high words too.
   w.rotate_to(104);
-  w.add(104, 1, 1.0);  // the slot bucket 100 used
+  w.add(104, 1, sum_of(1.0));  // the slot bucket 100 used
   CHECK(w.bucket(104).count == 1);
   const std::string bytes = serialized(w);
   FixedBucketWindow<4> copy(1, 0);
   ByteReader r(bytes.data(), bytes.size());
   const char* why = nullptr;
-  REQUIRE(copy.deserialize(&r, &why));
+  REQUIRE(copy.deserialize(&r, BucketWindow::kForm, &why));
   CHECK(copy.totals(104).count == 1);
   FixedBucketWindow<4> huge(1, 100);
-  huge.add(100, big, 0.5);
+  huge.add(100, big, sum_of(0.5));
   const std::string huge_bytes = serialized(huge);
   FixedBucketWindow<4> huge_copy(1, 0);
   ByteReader hr(huge_bytes.data(), huge_bytes.size());
-  REQUIRE(huge_copy.deserialize(&hr, &why));
+  REQUIRE(huge_copy.deserialize(&hr, BucketWindow::kForm, &why));
   CHECK(huge_copy.bucket(100).count == big);
-  CHECK(huge_copy.bucket(100).sum == 0.5);
+  CHECK(huge_copy.bucket(100).sum.value() == 0.5);
 }
 
 TEST_CASE("BucketWindow: serialized form is sparse and validated", "[windows]") {
   FixedBucketWindow<120> w(30, 1400000000);
-  CHECK(serialized(w).size() <= 6);  // end + zero buckets
-  w.add(1400000000, 3, 3.0);         // sum equals count: no sum bytes
-  w.add(1400000000 - 30 * 50, 2, -7.0);
-  w.add(1400000000 - 30 * 51, 1, 0.1);
+  CHECK(serialized(w).size() <= 6);   // end + zero buckets
+  w.add(1400000000, 3, sum_of(3.0));  // sum equals count: no sum bytes
+  w.add(1400000000 - 30 * 50, 2, sum_of(-7.0));
+  w.add(1400000000 - 30 * 51, 1, sum_of(0.1));
   const std::string bytes = serialized(w);
   CHECK(bytes.size() <= 6 + 2 + 3 + 10 + 2);
   // Every truncation is refused without reading past the end.
@@ -264,14 +269,14 @@ TEST_CASE("BucketWindow: serialized form is sparse and validated", "[windows]") 
     FixedBucketWindow<120> copy(30, 0);
     ByteReader r(bytes.data(), len);
     const char* why = nullptr;
-    CHECK_FALSE(copy.deserialize(&r, &why));
+    CHECK_FALSE(copy.deserialize(&r, BucketWindow::kForm, &why));
     CHECK(why != nullptr);
   }
   auto refuses = [](const ByteWriter& bw) {
     FixedBucketWindow<120> copy(30, 0);
     ByteReader r(bw.bytes().data(), bw.bytes().size());
     const char* why = nullptr;
-    return !copy.deserialize(&r, &why) && why != nullptr;
+    return !copy.deserialize(&r, BucketWindow::kForm, &why) && why != nullptr;
   };
   ByteWriter too_many;  // 121 buckets in a 120-bucket window
   too_many.put_svarint(1000);
