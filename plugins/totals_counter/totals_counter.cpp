@@ -61,9 +61,9 @@ struct TotalsCounter {
   static bool read(ByteReader* r, uint32_t version, State* s, const char** why);
 };
 
-// The events' sum is taken in a local fixed-point number (kept in
-// registers), then added to the state's.
-void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, double) {
+// The events' count and sum, the sum taken in a local fixed-point number
+// (kept in registers) before it is added to any state.
+void sum_events(const taba_event* events, size_t n, uint64_t* count_out, ExactSum::Fixed* total_out) {
   uint64_t count = 0;
   ExactSum::Fixed total = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -72,6 +72,14 @@ void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, dou
     ++count;
     total = ExactSum::add_saturating(total, ExactSum::fixed_of(value));
   }
+  *count_out = count;
+  *total_out = total;
+}
+
+void TotalsCounter::fold(TotalsState& s, const taba_event* events, size_t n, double) {
+  uint64_t count = 0;
+  ExactSum::Fixed total = 0;
+  sum_events(events, n, &count, &total);
   s.count = add_saturating(s.count, count);
   s.total.add_fixed(total);
 }
@@ -88,12 +96,7 @@ void TotalsCounter::fold_many(StateSpan<TotalsState> states, std::string_view, c
                               double) {
   uint64_t count = 0;
   ExactSum::Fixed total = 0;
-  for (size_t i = 0; i < n; ++i) {
-    double value;
-    if (!event_number(events[i], &value)) continue;
-    ++count;
-    total = ExactSum::add_saturating(total, ExactSum::fixed_of(value));
-  }
+  sum_events(events, n, &count, &total);
   for (size_t s = 0; s < states.size(); ++s) {
     states[s].count = add_saturating(states[s].count, count);
     states[s].total.add_fixed(total);
