@@ -15,11 +15,13 @@
 //              the same id instead (a segment holding delta records
 //              cannot go there and waits).
 //   leftovers  the v1 blocks of types no plugin of the agent serves, which
-//              cannot be folded: one v1 body under "<id>-v1", for the fe
-//              to check and apply.
+//              cannot be folded, and those of (client, name, type)s past
+//              max_deltas: one v1 body under "<id>-v1", for the fe to
+//              check and apply.
 //
-// Everything here is a pure function of the segment's bytes and the
-// agent's handlers, so a retry (even after a restart) sends the same bytes.
+// Everything here is a pure function of the segment's bytes, the agent's
+// handlers and max_deltas, so a retry (even after a restart) sends the same
+// bytes.
 // The index reads block headers only; payloads are parsed by the fold.
 #pragma once
 

@@ -37,4 +37,33 @@ class State {
   taba_state* state_ = nullptr;
 };
 
+// Folds n checked events of `client` into *state the way the ingest
+// contract of include/taba/handler.h folds a block: into a new state of
+// `client` when *state is empty, then with fold_many when the handler has
+// it, else through a fresh delta merged in. What the edge (the agent's
+// DeltaFolder, the client-proxy's buffer) folds deltas with. False, folding
+// nothing, when the handler could not make a state.
+inline bool fold_block(const Handler& h, State* state, std::string_view client, const taba_event* events, size_t n,
+                       double now) {
+  const bool fresh = !*state;
+  if (fresh) {
+    taba_state* s = h.new_state(client, now);
+    if (s == nullptr) return false;
+    *state = State(&h, s);
+  }
+  if (h.has_fold_many()) {
+    taba_state* const target[1] = {state->get()};
+    h.fold_many(target, 1, client, events, n, now);
+  } else if (fresh) {
+    h.fold(state->get(), events, n, now);
+  } else {
+    taba_state* delta = h.new_state(client, now);
+    if (delta == nullptr) return false;
+    h.fold(delta, events, n, now);
+    h.merge(state->get(), delta, now);
+    h.free_state(delta);
+  }
+  return true;
+}
+
 }  // namespace taba::plugin

@@ -17,26 +17,15 @@ bool DeltaFolder::fold(std::string_view client, std::string_view name, std::stri
     if (max_deltas_ != 0 && entries_.size() >= max_deltas_) return false;
     const plugin::Handler* h = find_(type);
     if (!h) return false;
-    taba_state* s = h->new_state(client, now);
-    if (!s) return false;
-    h->fold(s, events, n, now);
+    plugin::State state;
+    if (!plugin::fold_block(*h, &state, client, events, n, now)) return false;
     index_.emplace(key_, entries_.size());
-    entries_.push_back(Entry{h, plugin::State(h, s), std::string(client), std::string(name), n});
+    entries_.push_back(Entry{h, std::move(state), std::string(client), std::string(name), n});
     events_ += n;
     return true;
   }
   Entry& e = entries_[found->second];
-  const plugin::Handler* h = e.handler;
-  if (h->has_fold_many()) {
-    taba_state* const target[1] = {e.state.get()};
-    h->fold_many(target, 1, client, events, n, now);
-  } else {
-    taba_state* delta = h->new_state(client, now);
-    if (!delta) return false;
-    h->fold(delta, events, n, now);
-    h->merge(e.state.get(), delta, now);
-    h->free_state(delta);
-  }
+  if (!plugin::fold_block(*e.handler, &e.state, client, events, n, now)) return false;
   e.events += n;
   events_ += n;
   return true;

@@ -324,7 +324,8 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
              "Delta blocks (one folded state per client, name and type, or a client-proxy's) the fes applied.",
              static_cast<double>(fs.delta_blocks));
   w->counter("taba_agent_leftover_events_total",
-             "Events forwarded as v1 because no plugin of the agent serves their type (the fe checks them).",
+             "Events forwarded as v1 because no plugin of the agent serves their type, or their (client, name, type) came "
+             "past agent.max_deltas_per_batch in their batch (the fe checks them).",
              static_cast<double>(fs.leftover_events));
   w->counter("taba_agent_delta_waits_total",
              "Times a batch holding delta records was put back because no fe took POST /post_delta.",

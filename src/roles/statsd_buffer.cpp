@@ -490,30 +490,11 @@ void StatsdBuffer::fold_name(const Name& n, const plugin::Handler* h, const Delt
       ++k;
     }
     if (k == 0) continue;
-    if (!state) {
-      taba_state* s = h->new_state(flush.client_id, flush.now);
-      if (s == nullptr) {
-        stats->events_dropped_fold += k;
-        continue;
-      }
-      state = plugin::State(h, s);
-    }
-    if (h->has_fold_many()) {
-      // Into the fresh state too: fold_many reads each event once and sums
-      // a chunk's events per bucket before adding them (CounterGroup).
-      taba_state* const target[1] = {state.get()};
-      h->fold_many(target, 1, flush.client_id, fold_events_.data(), k, flush.now);
-    } else if (folded == 0) {
-      h->fold(state.get(), fold_events_.data(), k, flush.now);
-    } else {
-      taba_state* delta = h->new_state(flush.client_id, flush.now);
-      if (delta == nullptr) {
-        stats->events_dropped_fold += k;
-        continue;
-      }
-      h->fold(delta, fold_events_.data(), k, flush.now);
-      h->merge(state.get(), delta, flush.now);
-      h->free_state(delta);
+    // fold_many, where the handler has it, also folds the first chunk: it
+    // sums a chunk's events per bucket before adding them (CounterGroup).
+    if (!plugin::fold_block(*h, &state, flush.client_id, fold_events_.data(), k, flush.now)) {
+      stats->events_dropped_fold += k;
+      continue;
     }
     folded += k;
   }
