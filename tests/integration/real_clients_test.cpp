@@ -203,6 +203,8 @@ TEST_CASE("real clients' bytes, to an fe and through an agent, on Redis + Sentin
   std::ofstream(config) << "[server]\nself_tabs_interval_s = 0\n" << cluster.toml();
   TabadProcess fe;
   REQUIRE_OK(fe.start({"--config", config, "--role", "fe,be"}));
+  // Posts get 503 until the fe has found every shard's master.
+  REQUIRE(eventually([&fe] { return status_of(fe.get("/readyz")) == 200; }, 15000));
   double now = static_cast<double>(std::time(nullptr));
 
   post_all(fe.url(), "d.", now);
