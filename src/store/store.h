@@ -82,6 +82,7 @@ struct ServerInfo {
   double latency_p50_s = 0;       // be: enqueue -> applied, last minute
   double latency_p99_s = 0;
   int64_t latency_samples = 0;
+  uint64_t placement_epoch = 0;   // Redis: the placement epoch this server routes by
 };
 
 struct ClusterStatus {
@@ -116,6 +117,54 @@ struct NameLimits {
   uint64_t max_names = 0;             // distinct names in the store
   uint64_t max_names_per_client = 0;  // names one client has a state for
 };
+// Re-sharding (Redis store): where every vbucket lives and the move in
+// progress. The configured [[redis.shards]] ranges are only the initial
+// placement; after that it lives in the cluster (docs/architecture.md,
+// "Placement and moves").
+struct VbucketRange {
+  uint32_t first = 0;
+  uint32_t last = 0;  // inclusive
+};
+
+struct MoveStatus {
+  std::string id;         // unique per move
+  std::string from;       // source shard (Sentinel master name)
+  std::string to;         // target shard
+  VbucketRange range;
+  std::string phase;      // "bindings", "switching", "draining", "states", "finishing", "done", "cancelled"
+  double started = 0;     // unix seconds
+  double elapsed_s = 0;   // since started (or until it ended)
+  uint64_t names_moved = 0;  // names whose states reached the target
+  uint64_t names_left = 0;   // names still on the source (known once "states" began)
+  uint64_t bytes_moved = 0;  // stored-state bytes copied
+  std::string driver;     // server id driving the move; "" = none
+  bool driver_alive = false;  // the driver renewed its lease recently
+  std::string error;      // the last error the driver hit (it retries); "" = none
+};
+
+struct PlacementStatus {
+  bool supported = false;  // false: one store, nothing to place (embedded)
+  uint64_t epoch = 0;      // bumped by every change of placement
+  uint32_t vbuckets = 0;
+  struct ShardRanges {
+    std::string shard;
+    std::vector<VbucketRange> ranges;  // sorted
+  };
+  std::vector<ShardRanges> shards;  // by name; a shard without ranges is listed while it may hold dedup history
+  bool moving = false;
+  MoveStatus move;                  // when moving
+  std::vector<MoveStatus> recent;   // ended moves, newest first (a few)
+};
+
+// POST /reshard: start (or resume, when the same move's driver is gone) a
+// move of `range` to `to`, or cancel the move in progress.
+struct ReshardRequest {
+  bool cancel = false;
+  std::string to;
+  VbucketRange range;
+};
+using PlacementCallback = std::function<void(const Status&, const PlacementStatus&)>;
+
 using ViewCallback = std::function<void(const Status&, const ReadView*)>;
 using ReportCallback = std::function<void(const Status&, const Report&)>;
 
@@ -156,6 +205,16 @@ class Store {
   virtual void check(bool repair, ReportCallback done) = 0;
   virtual void flush(ReportCallback done) = 0;
   virtual void status(std::function<void(const Status&, const ClusterStatus&)> done) = 0;
+  // Re-sharding; the embedded store answers Invalid ("one store, nothing to
+  // move") and a placement with supported = false. reshard's `done` runs
+  // once the move is started, resumed or cancelled (not when it ends);
+  // the status it passes is the placement right after.
+  virtual void reshard(const ReshardRequest& request, PlacementCallback done) {
+    (void)request;
+    done(Status::Invalid("re-sharding needs the Redis store; the embedded store is one store with nothing to move"),
+         PlacementStatus{});
+  }
+  virtual void placement(PlacementCallback done) { done(Status::Ok(), PlacementStatus{}); }
 
   // --- what this process did as a be (for the heartbeat and /latency) ---
   virtual LatencyWindow::Summary local_latency() const = 0;
