@@ -779,13 +779,14 @@ Status RedisCluster::restart(int port) {
 // ---------------------------------------------------------------------------
 // tabad configuration
 
-std::string RedisCluster::toml(int vbuckets, const std::vector<std::string>& extra_redis_lines) const {
+std::string RedisCluster::toml(int vbuckets, const std::vector<std::string>& extra_redis_lines,
+                               int placed_shards) const {
   std::string out = "[redis]\nsentinels = [";
   std::vector<std::string> addrs = sentinel_addrs();
   for (size_t i = 0; i < addrs.size(); ++i) out += fmt::format("{}\"{}\"", i ? ", " : "", addrs[i]);
   out += fmt::format("]\nvbuckets = {}\n", vbuckets);
   for (const std::string& line : extra_redis_lines) out += line + "\n";
-  const int64_t n = shards();
+  const int64_t n = placed_shards > 0 ? std::min(placed_shards, shards()) : shards();
   for (int64_t s = 0; s < n; ++s) {
     const int64_t lo = s * vbuckets / n;
     const int64_t hi = (s + 1) * vbuckets / n - 1;

@@ -126,7 +126,11 @@ class RedisCluster {
   //   vbuckets = [0, 511]
   //   ...
   // with 0..vbuckets-1 split into contiguous, near-equal ranges in shard order.
-  std::string toml(int vbuckets = 1024, const std::vector<std::string>& extra_redis_lines = {}) const;
+  // placed_shards > 0: only the first placed_shards shards get a range (the
+  // split is among them); the others are monitored by the sentinels but own
+  // no vbucket, e.g. the target of a re-sharding move.
+  std::string toml(int vbuckets = 1024, const std::vector<std::string>& extra_redis_lines = {},
+                   int placed_shards = 0) const;
 
  private:
   struct Proc {

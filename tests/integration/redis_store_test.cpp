@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include <atomic>
 #include <csignal>
 #include <chrono>
 #include <fstream>
@@ -12,6 +11,7 @@
 #include "admin_scenario.h"
 #include "harness.h"
 #include "redis_harness.h"
+#include "redis_load.h"
 
 using namespace taba::test;
 using Clock = std::chrono::steady_clock;
@@ -38,17 +38,6 @@ struct Deployment {
   }
 };
 
-// Waits until /readyz answers 200 (every shard reachable).
-void wait_ready(const TabadProcess& p, int timeout_ms = 15'000) {
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (Clock::now() < deadline) {
-    auto r = p.get("/readyz");
-    if (r.ok() && r.value().status == 200) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  FAIL("tabad never became ready:\n" << p.log_text());
-}
-
 // A body of `clients` x `names` TotalsCounter events of value 1.
 std::string load_body(int clients, int names, int events_each, int salt) {
   double now = static_cast<double>(std::time(nullptr));
@@ -67,58 +56,11 @@ std::string load_body(int clients, int names, int events_each, int salt) {
   return v1_body(blocks);
 }
 
-// Posts bodies with unique batch ids until stopped; a body that does not get
-// 200 is retried with the same id (as the agent does) until it does or the
-// deadline passes. Counts the events acknowledged.
-struct Loader {
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> acked_events{0};
-  std::atomic<int64_t> bodies{0};
-  std::atomic<int64_t> non_200{0};
-  std::atomic<int64_t> unacked_bodies{0};
-  std::atomic<int64_t> max_reply_ms{0};
-  std::thread thread;
-
-  void start(std::vector<const TabadProcess*> fes, const std::string& tag, int per_body_events_each = 1) {
-    thread = std::thread([this, fes, tag, per_body_events_each] {
-      int i = 0;
-      while (!stop.load()) {
-        std::string id = fmt::format("{}-{}", tag, i);
-        std::string body = load_body(3, 10, per_body_events_each, i);
-        int64_t events = 3 * 10 * per_body_events_each;
-        auto deadline = Clock::now() + std::chrono::seconds(40);
-        bool acked = false;
-        int attempt = 0;
-        while (Clock::now() < deadline) {
-          const TabadProcess* fe = fes[(i + attempt) % fes.size()];
-          auto t0 = Clock::now();
-          auto r = fe->post("/post", body, {{"Taba-Batch-Id", id}});
-          int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-          if (ms > max_reply_ms.load()) max_reply_ms = ms;
-          if (r.ok() && r.value().status == 200) {
-            acked = true;
-            break;
-          }
-          ++non_200;
-          ++attempt;
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        if (acked) {
-          acked_events += events;
-        } else {
-          ++unacked_bodies;
-        }
-        ++bodies;
-        ++i;
-      }
-    });
-  }
-  void finish() {
-    stop = true;
-    if (thread.joinable()) thread.join();
-  }
-  ~Loader() { finish(); }
-};
+// The i-th batch of a load tagged `tag`: 3 clients x 10 names x events_each
+// TotalsCounter events of value 1.
+LoadBatch load_batch(const std::string& tag, int events_each, int i) {
+  return LoadBatch{fmt::format("{}-{}", tag, i), load_body(3, 10, events_each, i), 3 * 10 * events_each, {}};
+}
 
 // The total count of load.n* across names, read through `query`.
 int64_t total_count(const TabadProcess& query) {
@@ -245,7 +187,7 @@ TEST_CASE("redis: kill -9 of a be under load loses and doubles nothing", "[redis
   d.run(&ctrl, "ctrl");
   wait_ready(fe);
   Loader load;
-  load.start({&fe}, "k9", 5);
+  load.start({&fe}, [](int i) { return load_batch("k9", 5, i); });
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   be1.kill9();
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -278,7 +220,7 @@ TEST_CASE("redis: a Sentinel failover under load loses no acknowledged event", "
   wait_ready(fe1);
   wait_ready(fe2);
   Loader load;
-  load.start({&fe1, &fe2}, "fo", 2);
+  load.start({&fe1, &fe2}, [](int i) { return load_batch("fo", 2, i); });
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   auto before = d.cluster.master_port(0);
   REQUIRE(before.ok());
