@@ -11,32 +11,12 @@
 #include "admin_scenario.h"
 #include "harness.h"
 #include "redis_harness.h"
-#include "redis_load.h"
+#include "redis_support.h"
 
 using namespace taba::test;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct Deployment {
-  RedisCluster cluster;
-  std::string dir = make_temp_dir("tabad-redis");
-  std::string config;
-
-  void start(RedisCluster::Options options, const std::vector<std::string>& extra_redis) {
-    taba::Status s = cluster.start(options);
-    REQUIRE(s.ok());
-    config = dir + "/taba.toml";
-    std::ofstream(config) << cluster.toml(1024, extra_redis);
-  }
-  ~Deployment() { remove_tree(dir); }
-
-  void run(TabadProcess* p, const std::string& roles) {
-    taba::Status s = p->start({"--config", config, "--role", roles});
-    INFO(s.message());
-    REQUIRE(s.ok());
-  }
-};
 
 // A body of `clients` x `names` TotalsCounter events of value 1.
 std::string load_body(int clients, int names, int events_each, int salt) {
@@ -84,7 +64,7 @@ void flush(const TabadProcess& query) {
 }  // namespace
 
 TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin routes work", "[redis][e2e]") {
-  Deployment d;
+  RedisDeployment d;
   d.start({}, {});
   TabadProcess fe1, fe2, be1, be2, ctrl;
   d.run(&fe1, "fe");
@@ -178,7 +158,7 @@ TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin rout
 }
 
 TEST_CASE("redis: kill -9 of a be under load loses and doubles nothing", "[redis][e2e]") {
-  Deployment d;
+  RedisDeployment d;
   d.start({}, {"claim_idle_ms = 1000"});
   TabadProcess fe, be1, be2, ctrl;
   d.run(&fe, "fe");
@@ -204,7 +184,7 @@ TEST_CASE("redis: kill -9 of a be under load loses and doubles nothing", "[redis
 }
 
 TEST_CASE("redis: a Sentinel failover under load loses no acknowledged event", "[redis][e2e]") {
-  Deployment d;
+  RedisDeployment d;
   // One replica and min_replica_acks = 1: an acknowledged entry is on the
   // replica that gets promoted. (With more replicas than acks, Redis's
   // asynchronous replication can lose an entry acknowledged by a replica
@@ -246,7 +226,7 @@ TEST_CASE("redis: a Sentinel failover under load loses no acknowledged event", "
 }
 
 TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and recovers", "[redis][e2e]") {
-  Deployment d;
+  RedisDeployment d;
   RedisCluster::Options o;
   o.down_after_ms = 60'000;  // no failover: the same master must come back
   d.start(o, {"command_timeout_ms = 500", "connect_timeout_ms = 500"});
@@ -305,7 +285,7 @@ TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and rec
 }
 
 TEST_CASE("redis: a be without a type's plugin leaves its entries for a be that has it", "[redis][e2e]") {
-  Deployment d;
+  RedisDeployment d;
   RedisCluster::Options o;
   o.shards = 1;
   d.start(o, {"claim_idle_ms = 1000"});
@@ -328,7 +308,7 @@ TEST_CASE("redis: a be without a type's plugin leaves its entries for a be that 
 
 TEST_CASE("redis: the max_names guard refuses a body with 422 per shard share and keeps none of its bindings",
           "[redis][e2e][limits]") {
-  Deployment d;
+  RedisDeployment d;
   d.start({}, {});  // 2 shards: each gets half of max_names
   std::ofstream(d.config, std::ios::app) << "\n[ingest]\nmax_names = 40\n";
   TabadProcess fe, be;

@@ -1,5 +1,5 @@
-// What the re-sharding integration tests (reshard_test.cpp) need beyond the
-// Redis harness: a three-shard deployment whose configuration places the
+// What the re-sharding integration tests (reshard_test.cpp) need beyond
+// redis_support.h: a three-shard deployment whose configuration places the
 // vbuckets on shard1 and shard2 only (shard3 is the target a move fills),
 // names picked by vbucket, the placement and the move as GET /reshard
 // reports them, where a name's keys live on a shard, and query answers in a
@@ -22,7 +22,7 @@
 #include "core/hash.h"
 #include "harness.h"
 #include "redis_harness.h"
-#include "redis_load.h"
+#include "redis_support.h"
 
 namespace taba::test {
 
@@ -48,68 +48,40 @@ inline std::vector<std::string> pick_names(const std::string& prefix, size_t cou
   return out;
 }
 
-// Redis + Sentinel with three shards and the tabad configuration files
-// that place vbuckets on the first two (0-511 on shard1, 512-1023 on shard2).
-struct ReshardDeployment {
-  RedisCluster cluster;
-  TempDir dir{"tabad-reshard"};
-  std::string config;  // every process's, unless given another
-
-  // Cheap: one master per shard, one sentinel.
-  static RedisCluster::Options light() {
-    RedisCluster::Options o;
-    o.shards = 3;
+// Three shards: one master each and one sentinel (cheap), or one replica
+// each and three sentinels (for failovers).
+inline RedisCluster::Options three_shards(bool replicated) {
+  RedisCluster::Options o;
+  o.shards = 3;
+  if (!replicated) {
     o.replicas_per_shard = 0;
     o.sentinels = 1;
     o.quorum = 1;
-    return o;
   }
-  // For failovers: one replica per shard, three sentinels.
-  static RedisCluster::Options replicated() {
-    RedisCluster::Options o;
-    o.shards = 3;
-    return o;
-  }
+  return o;
+}
 
-  void start(RedisCluster::Options options, const std::vector<std::string>& extra_redis) {
-    REQUIRE_OK(cluster.start(options));
-    config = write_config("taba.toml", extra_redis);
-  }
+// Starts the cluster and writes the tabad configuration that places the
+// vbuckets on shard1 (0-511) and shard2 (512-1023) only, without the
+// servers' own taba_* tabs.
+inline void start_three_shards(RedisDeployment* d, bool replicated, const std::vector<std::string>& extra_redis) {
+  d->start(three_shards(replicated), extra_redis, "[server]\nself_tabs_interval_s = 0\n\n", /*placed_shards=*/2);
+}
 
-  // Another configuration file like `config`, with other [redis] lines.
-  std::string write_config(const std::string& file, const std::vector<std::string>& extra_redis) {
-    std::string path = dir.path + "/" + file;
-    REQUIRE_OK(write_text_file(path, "[server]\nself_tabs_interval_s = 0\n\n" +
-                                         cluster.toml(kReshardVbuckets, extra_redis, /*placed_shards=*/2)));
-    return path;
+// Starts an agent forwarding to the fes, with short retry pauses.
+inline void run_agent(const RedisDeployment& d, TabadProcess* agent, const std::vector<const TabadProcess*>& fes) {
+  std::string endpoints;
+  for (const TabadProcess* fe : fes) {
+    endpoints += fmt::format("{}\"127.0.0.1:{}\"", endpoints.empty() ? "" : ", ", fe->port());
   }
-
-  // Starts a tabad with `roles` (and `config_path`, default `config`).
-  void run(TabadProcess* p, const std::string& roles, const std::string& config_path = {}) {
-    REQUIRE_OK(p->start({"--config", config_path.empty() ? config : config_path, "--role", roles}));
-  }
-
-  // An agent forwarding to the fes, with short retry pauses.
-  void run_agent(TabadProcess* agent, const std::vector<const TabadProcess*>& fes) {
-    std::string endpoints;
-    for (const TabadProcess* fe : fes) endpoints += fmt::format("{}\"127.0.0.1:{}\"", endpoints.empty() ? "" : ", ", fe->port());
-    std::string path = dir.path + "/agent.toml";
-    REQUIRE_OK(write_text_file(path, fmt::format("[server]\nroles = [\"agent\"]\nself_tabs_interval_s = 0\n"
-                                                 "[agent]\nendpoints = [{}]\nflush_interval_ms = 100\n"
-                                                 "backoff_initial_ms = 50\nbackoff_max_ms = 500\n"
-                                                 "forward_timeout_ms = 5000\n",
-                                                 endpoints)));
-    REQUIRE_OK(agent->start({"--config", path}));
-  }
-
-  // The current master's port of shard index s (0 = shard1).
-  int master(int s) const {
-    auto port = cluster.master_port(s);
-    INFO(port.status().message());
-    REQUIRE(port.ok());
-    return port.value();
-  }
-};
+  std::string path = d.dir.path + "/agent.toml";
+  REQUIRE_OK(write_text_file(path, fmt::format("[server]\nroles = [\"agent\"]\nself_tabs_interval_s = 0\n"
+                                               "[agent]\nendpoints = [{}]\nflush_interval_ms = 100\n"
+                                               "backoff_initial_ms = 50\nbackoff_max_ms = 500\n"
+                                               "forward_timeout_ms = 5000\n",
+                                               endpoints)));
+  REQUIRE_OK(agent->start({"--config", path}));
+}
 
 // ---------------------------------------------------------------------------
 // GET /reshard?format=json

@@ -23,7 +23,7 @@
 #include "agent_support.h"
 #include "harness.h"
 #include "redis_harness.h"
-#include "redis_load.h"
+#include "redis_support.h"
 #include "reshard_support.h"
 
 using namespace taba::test;
@@ -82,20 +82,21 @@ struct LoadPlan {
   }
 };
 
-// Binds `names` (TotalsCounter, one event each from client "bk") in bodies
-// of 100 names; every body must be acknowledged. The cells it stored.
+// Posts one TotalsCounter event of each of `names` from `client` through
+// fe, in bodies of 100 names with batch ids "<tag>-<n>"; every body must be
+// acknowledged. The cells ("name\tclient") it stored.
 std::map<std::string, int64_t> bulk_load(const TabadProcess& fe, const std::vector<std::string>& names,
-                                         const std::string& tag) {
+                                         const std::string& tag, const std::string& client = "bk") {
   std::map<std::string, int64_t> cells;
   const double t = now_s();
   for (size_t at = 0; at < names.size(); at += 100) {
-    ClientBlock cb{"bk", {}};
+    ClientBlock cb{client, {}};
     for (size_t k = at; k < std::min(names.size(), at + 100); ++k) {
       cb.names.push_back({names[k], {event_line("TotalsCounter", t, "1")}});
-      cells[names[k] + "\tbk"] += 1;
+      cells[names[k] + "\t" + client] += 1;
     }
     auto r = fe.post("/post", v1_body({cb}), {{"Taba-Batch-Id", fmt::format("{}-{}", tag, at)}});
-    INFO(body_text(r));
+    INFO("through " << fe.url() << ": " << body_text(r));
     REQUIRE(status_of(r) == 200);
   }
   return cells;
@@ -130,7 +131,7 @@ void check_epoch_metric(const std::vector<const TabadProcess*>& procs, uint64_t 
 
 // Where the keys of `names` (all in the moved range) live: states,
 // aggregates and type bindings all on shard index `on`, none on `off`.
-void check_keys_on(const ReshardDeployment& d, const std::vector<std::string>& names, int on, int off) {
+void check_keys_on(const RedisDeployment& d, const std::vector<std::string>& names, int on, int off) {
   const int yes = d.master(on), no = d.master(off);
   const auto n = static_cast<int64_t>(names.size());
   INFO("keys of " << n << " names of the range: all on shard" << on + 1 << ", none on shard" << off + 1);
@@ -151,15 +152,15 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
 // fe1, fe2, be1, be2 and a ctrl; kBulkNames names of the range bound first
 // (so that the move lasts), then a Loader posting through both fes.
 struct MoveUnderLoad {
-  ReshardDeployment d;
+  RedisDeployment d;
   TabadProcess fe1, fe2, be1, be2, ctrl;
   LoadPlan plan{"fl."};
   std::vector<std::string> bulk = pick_names("fb.", kBulkNames, kFirst, kLast, true);
   std::map<std::string, int64_t> bulk_cells;
   Loader load;
 
-  void start(RedisCluster::Options options, const std::vector<std::string>& extra_redis) {
-    d.start(options, extra_redis);
+  void start(bool replicated, const std::vector<std::string>& extra_redis) {
+    start_three_shards(&d, replicated, extra_redis);
     d.run(&fe1, "fe");
     d.run(&fe2, "fe");
     d.run(&be1, "be");
@@ -190,12 +191,31 @@ struct MoveUnderLoad {
   }
 };
 
+// A Sentinel failover of shard index `shard` while the move copies
+// states. With one replica and min_replica_acks = 1, what was acknowledged
+// (a post, a copied state) is on the promoted replica; the new master has no
+// replica until Sentinel turns the old one into one (~10 s), so writes get
+// 503 meanwhile and are retried.
+void failover_mid_move(int shard) {
+  MoveUnderLoad f;
+  f.start(true, {kSlow, "min_replica_acks = 1", "command_timeout_ms = 1000", "replica_ack_timeout_ms = 500",
+                 "claim_idle_ms = 1000"});
+  const std::string id = start_move(f.ctrl, "shard3", kFirst, kLast);
+  REQUIRE(wait_phase(f.ctrl, id, {"states"}, 30'000));
+  auto promoted = f.d.cluster.failover(shard);
+  INFO(promoted.status().message());
+  REQUIRE(promoted.ok());
+  const MoveView end = wait_move_end(f.ctrl, id, 60'000);
+  CHECK(end.phase == "done");
+  f.finish(f.ctrl, kPlacedAfter, 2);
+}
+
 }  // namespace
 
 TEST_CASE("reshard: a third of the vbuckets moves to a new shard under load (taba-cli --wait), and batches posted again after the move count once",
           "[redis][reshard]") {
-  ReshardDeployment d;
-  d.start(ReshardDeployment::light(), {});
+  RedisDeployment d;
+  start_three_shards(&d, false, {});
   TabadProcess fe1, fe2, be1, be2, agent;
   d.run(&fe1, "fe");
   d.run(&fe2, "fe");
@@ -203,7 +223,7 @@ TEST_CASE("reshard: a third of the vbuckets moves to a new shard under load (tab
   d.run(&be2, "be");
   wait_ready(fe1);
   wait_ready(fe2);
-  d.run_agent(&agent, {&fe1, &fe2});
+  run_agent(d, &agent, {&fe1, &fe2});
   PlacementView before = placement_ok(fe1);
   CHECK(before.supported);
   CHECK(before.vbuckets == kReshardVbuckets);
@@ -277,8 +297,8 @@ TEST_CASE("reshard: a third of the vbuckets moves to a new shard under load (tab
 }
 
 TEST_CASE("reshard: every query answers exactly as before while a move runs", "[redis][reshard]") {
-  ReshardDeployment d;
-  d.start(ReshardDeployment::light(), {kSlow});
+  RedisDeployment d;
+  start_three_shards(&d, false, {kSlow});
   TabadProcess fe, be, ctrl;
   d.run(&fe, "fe");
   d.run(&be, "be");
@@ -374,8 +394,8 @@ TEST_CASE("reshard: every query answers exactly as before while a move runs", "[
 }
 
 TEST_CASE("reshard: type bindings hold during and after a move, and live on the new shard", "[redis][reshard]") {
-  ReshardDeployment d;
-  d.start(ReshardDeployment::light(), {kSlow});
+  RedisDeployment d;
+  start_three_shards(&d, false, {kSlow});
   // fe binds the names; fe2 never saw them, so it asks the store about each.
   TabadProcess fe, fe2, be, ctrl;
   d.run(&fe, "fe");
@@ -450,7 +470,7 @@ TEST_CASE("reshard: type bindings hold during and after a move, and live on the 
 TEST_CASE("reshard: kill -9 of the driver mid-move, and the same move posted to another process resumes it",
           "[redis][reshard][fault]") {
   MoveUnderLoad f;
-  f.start(ReshardDeployment::light(), {kSlow, "reshard_lease_ms = 2000", "claim_idle_ms = 1000"});
+  f.start(false, {kSlow, "reshard_lease_ms = 2000", "claim_idle_ms = 1000"});
   const std::string id = start_move(f.be1, "shard3", kFirst, kLast);
   std::string phase;
   REQUIRE(wait_phase(f.ctrl, id, {"states"}, 30'000, &phase));
@@ -482,7 +502,7 @@ TEST_CASE("reshard: kill -9 of the driver mid-move, and the same move posted to 
 TEST_CASE("reshard: kill -9 of a be mid-move, restarted: the move ends and nothing is lost or doubled",
           "[redis][reshard][fault]") {
   MoveUnderLoad f;
-  f.start(ReshardDeployment::light(), {kSlow, "claim_idle_ms = 1000"});
+  f.start(false, {kSlow, "claim_idle_ms = 1000"});
   const std::string id = start_move(f.ctrl, "shard3", kFirst, kLast);
   REQUIRE(wait_phase(f.ctrl, id, {"switching", "draining", "states"}, 30'000));
   f.be2.kill9();
@@ -496,7 +516,7 @@ TEST_CASE("reshard: kill -9 of a be mid-move, restarted: the move ends and nothi
 
 TEST_CASE("reshard: kill -9 of an fe mid-move, clients retry through the other fe", "[redis][reshard][fault]") {
   MoveUnderLoad f;
-  f.start(ReshardDeployment::light(), {kSlow});
+  f.start(false, {kSlow});
   const std::string id = start_move(f.ctrl, "shard3", kFirst, kLast);
   REQUIRE(wait_phase(f.ctrl, id, {"states"}, 30'000));
   f.fe1.kill9();
@@ -505,41 +525,22 @@ TEST_CASE("reshard: kill -9 of an fe mid-move, clients retry through the other f
   CHECK(end.phase == "done");
   const int fe1_port = f.fe1.port();
   REQUIRE_OK(f.fe1.start_on_port(fe1_port, {"--config", f.d.config, "--role", "fe"}));
+  wait_ready(f.fe1);
   f.finish(f.fe1, kPlacedAfter, 2);
 }
 
 TEST_CASE("reshard: a failover of the source master mid-move (min_replica_acks = 1)", "[redis][reshard][fault]") {
-  MoveUnderLoad f;
-  f.start(ReshardDeployment::replicated(), {kSlow, "min_replica_acks = 1", "command_timeout_ms = 1000",
-                                           "replica_ack_timeout_ms = 500", "claim_idle_ms = 1000"});
-  const std::string id = start_move(f.ctrl, "shard3", kFirst, kLast);
-  REQUIRE(wait_phase(f.ctrl, id, {"states"}, 30'000));
-  auto promoted = f.d.cluster.failover(0);
-  INFO(promoted.status().message());
-  REQUIRE(promoted.ok());
-  const MoveView end = wait_move_end(f.ctrl, id, 60'000);
-  CHECK(end.phase == "done");
-  f.finish(f.ctrl, kPlacedAfter, 2);
+  failover_mid_move(0);
 }
 
 TEST_CASE("reshard: a failover of the target master mid-move (min_replica_acks = 1)", "[redis][reshard][fault]") {
-  MoveUnderLoad f;
-  f.start(ReshardDeployment::replicated(), {kSlow, "min_replica_acks = 1", "command_timeout_ms = 1000",
-                                           "replica_ack_timeout_ms = 500", "claim_idle_ms = 1000"});
-  const std::string id = start_move(f.ctrl, "shard3", kFirst, kLast);
-  REQUIRE(wait_phase(f.ctrl, id, {"states"}, 30'000));
-  auto promoted = f.d.cluster.failover(2);
-  INFO(promoted.status().message());
-  REQUIRE(promoted.ok());
-  const MoveView end = wait_move_end(f.ctrl, id, 60'000);
-  CHECK(end.phase == "done");
-  f.finish(f.ctrl, kPlacedAfter, 2);
+  failover_mid_move(2);
 }
 
 TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the old owner and re-routes",
           "[redis][reshard]") {
-  ReshardDeployment d;
-  d.start(ReshardDeployment::light(), {});
+  RedisDeployment d;
+  start_three_shards(&d, false, {});
   const std::string stale_config = d.write_config("stale.toml", {"placement_refresh_ms = 3600000"});
   TabadProcess fe, stale_binder, stale_appender, be, ctrl;
   d.run(&fe, "fe");
@@ -573,17 +574,7 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
   // and must not take one: refused (400), as by any fe.
   const double t = now_s();
   const std::vector<std::string> late = pick_names("fx.", 5, kFirst, kLast, true);
-  std::map<std::string, int64_t> late_cells;
-  {
-    ClientBlock cb{"c8", {}};
-    for (const std::string& n : late) {
-      cb.names.push_back({n, {event_line("TotalsCounter", t, "1")}});
-      late_cells[n + "\tc8"] = 1;
-    }
-    auto r = fe.post("/post", v1_body({cb}), {{"Taba-Batch-Id", "fx"}});
-    INFO(body_text(r));
-    REQUIRE(status_of(r) == 200);
-  }
+  const std::map<std::string, int64_t> late_cells = bulk_load(fe, late, "fx", "c8");
   auto conflict = stale_binder.post("/post", v1_body({{"c9", {{late[0], {event_line("Gauge", t, "\"x\"")}}}}}));
   INFO(body_text(conflict));
   CHECK(status_of(conflict) == 400);
@@ -591,17 +582,7 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
   // The other stale fe appends to names of the range (and binds new ones).
   const std::vector<std::string> fresh = pick_names("fn.new", 5, kFirst, kLast, true);
   for (int i = 6; i < 16; ++i) post_batch(stale_appender, i);
-  std::map<std::string, int64_t> fresh_cells;
-  {
-    ClientBlock cb{"c9", {}};
-    for (const std::string& n : fresh) {
-      cb.names.push_back({n, {event_line("TotalsCounter", t, "1")}});
-      fresh_cells[n + "\tc9"] = 1;
-    }
-    auto r = stale_appender.post("/post", v1_body({cb}), {{"Taba-Batch-Id", "fn-new"}});
-    INFO(body_text(r));
-    REQUIRE(status_of(r) == 200);
-  }
+  const std::map<std::string, int64_t> fresh_cells = bulk_load(stale_appender, fresh, "fn-new", "c9");
   // The batches of before, posted again through the stale fes, count once.
   for (size_t i = 0; i < 6; ++i) {
     auto r = (i % 2 ? stale_appender : stale_binder).post("/post", acked[i].body, {{"Taba-Batch-Id", acked[i].id}});
@@ -631,7 +612,7 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
 
 TEST_CASE("reshard: a move cancelled before and after the switch leaves the placement as it was", "[redis][reshard]") {
   MoveUnderLoad f;
-  f.start(ReshardDeployment::light(), {kSlow});
+  f.start(false, {kSlow});
   const PlacementView start = placement_ok(f.ctrl);
 
   // Before the switch (if the copy of the bindings can be caught): rolled back.

@@ -1,14 +1,16 @@
-// What the Redis-mode integration tests share for load (redis_store_test.cpp,
-// reshard_test.cpp): waiting until a process is ready, and a thread that
-// posts batches with Taba-Batch-Ids and retries each one with the same id
-// until it is acknowledged, as the agent does, keeping what was
-// acknowledged so that a test can compute the exact totals it expects.
+// What the Redis-mode integration tests share (redis_store_test.cpp,
+// reshard_test.cpp): a RedisCluster with the tabad configuration file that
+// points at it, waiting until a process is ready, and a thread that posts
+// batches with Taba-Batch-Ids and retries each one with the same id until it
+// is acknowledged, as the agent does, keeping what was acknowledged so that
+// a test can compute the exact totals it expects.
 #pragma once
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -17,8 +19,52 @@
 #include <vector>
 
 #include "harness.h"
+#include "redis_harness.h"
 
 namespace taba::test {
+
+// A RedisCluster and tabad configuration files for it, in a temporary
+// directory removed at the end.
+struct RedisDeployment {
+  RedisCluster cluster;
+  TempDir dir{"tabad-redis"};
+  std::string config;  // every process's, unless given another
+
+  // Starts the cluster and writes `config`: `preamble` (TOML sections
+  // before [redis], e.g. "[server]\n...") then cluster.toml() with
+  // extra_redis and placed_shards.
+  void start(RedisCluster::Options options, const std::vector<std::string>& extra_redis,
+             const std::string& preamble = {}, int placed_shards = 0) {
+    REQUIRE_OK(cluster.start(options));
+    preamble_ = preamble;
+    placed_shards_ = placed_shards;
+    config = write_config("taba.toml", extra_redis);
+  }
+
+  // Another configuration file like `config`, with other [redis] lines.
+  std::string write_config(const std::string& file, const std::vector<std::string>& extra_redis) {
+    std::string path = dir.path + "/" + file;
+    std::ofstream(path) << preamble_ << cluster.toml(1024, extra_redis, placed_shards_);
+    return path;
+  }
+
+  // Starts a tabad with `roles` and `config_path` (default `config`).
+  void run(TabadProcess* p, const std::string& roles, const std::string& config_path = {}) {
+    REQUIRE_OK(p->start({"--config", config_path.empty() ? config : config_path, "--role", roles}));
+  }
+
+  // The current master's port of shard index s (0 = shard1), per Sentinel.
+  int master(int s) const {
+    auto port = cluster.master_port(s);
+    INFO(port.status().message());
+    REQUIRE(port.ok());
+    return port.value();
+  }
+
+ private:
+  std::string preamble_;
+  int placed_shards_ = 0;
+};
 
 // Waits until /readyz answers 200 (every shard reachable): posted to before
 // that, an fe answers 503 "no reachable master".
