@@ -67,6 +67,7 @@ void Mover::schedule(uint32_t ms) {
 
 void Mover::failed(const std::string& what, const Status& s) {
   error_ = fmt::format("{}: {}", what, s.message());
+  ++errors_;
   if (failures_++ % 10 == 0) log::warn("reshard {}: {} (retrying)", move_.id, error_);
   schedule(static_cast<uint32_t>(std::min(2000, 100 << std::min(failures_, 4))));
 }
@@ -95,6 +96,17 @@ void Mover::tick() {
   to_->shard->command({"HSET", k.move(), "driver", driver_, "names_moved", std::to_string(names_moved_), "names_left",
                        left, "bytes_moved", std::to_string(bytes_moved_), "error", error_},
                       [](const Status&, const redisReply*) {});
+}
+
+void Mover::metrics(std::vector<Metric>* out) const {
+  out->push_back(Metric{"taba_reshard_names_moved", "gauge", "Names the move this process drives has moved so far.",
+                        static_cast<double>(names_moved_), {{"move", move_.id}}});
+  out->push_back(Metric{"taba_reshard_bytes_moved", "gauge",
+                        "Stored-state bytes the move this process drives has copied so far.",
+                        static_cast<double>(bytes_moved_), {{"move", move_.id}}});
+  out->push_back(Metric{"taba_reshard_errors_total", "counter",
+                        "Failed steps of the move this process drives (each retried).", static_cast<double>(errors_),
+                        {{"move", move_.id}}});
 }
 
 redis::Placement Mover::next() const {

@@ -48,6 +48,8 @@ class Mover {
   // cancel request, publish progress.
   void tick();
   bool finished() const { return finished_; }
+  // The driver's progress (taba_reshard_*), while this process drives.
+  void metrics(std::vector<Metric>* out) const;
   const std::string& move_id() const { return move_.id; }
 
  private:
@@ -99,6 +101,7 @@ class Mover {
   double barrier_since_ = 0;
   double chunk_started_ = 0;
   int failures_ = 0;
+  uint64_t errors_ = 0;
   bool cancel_ = false;
   bool lease_lost_ = false;
   bool finished_ = false;

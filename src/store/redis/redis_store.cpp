@@ -123,6 +123,33 @@ void RedisStore::metrics(std::vector<Metric>* out) const {
   add("taba_redis_txn_failures_total", "be: transactions failed (connection, timeout) and retried.",
       stats_.txn_failures);
   add("taba_redis_entries_claimed_total", "be: entries claimed from idle consumers.", stats_.entries_claimed);
+  add("taba_redis_fenced_total",
+      "fe: appends and bindings a shard refused because it no longer owns a vbucket of them (routed again).",
+      stats_.fenced);
+  add("taba_redis_entries_held_total", "be: read sets held back while their vbuckets drain on their old shard.",
+      stats_.entries_held);
+  add("taba_redis_dedup_lookups_total", "be: batch markers read from a vbucket's previous owner.",
+      stats_.dedup_lookups);
+  add("taba_redis_placement_changes_total", "Placements adopted (a higher epoch).", stats_.placement_changes);
+  add("taba_redis_placement_errors_total", "Placements that could not be read or parsed.", stats_.placement_errors);
+  out->push_back(Metric{"taba_redis_placement_epoch", "gauge", "The epoch of the placement this process routes by.",
+                        static_cast<double>(placement_.epoch), {}});
+  out->push_back(Metric{"taba_redis_placement_age_seconds", "gauge", "Seconds since the placement was last read.",
+                        placement_loaded_ ? placement_age_s() : -1.0, {}});
+  for (const auto& s : shards_) {
+    double owned = 0;
+    for (const auto& [first, last] : placement_.ranges_of(s->name)) owned += last - first + 1;
+    out->push_back(Metric{"taba_redis_shard_vbuckets", "gauge", "Vbuckets the shard owns in the placement.", owned,
+                          {{"shard", s->name}}});
+  }
+  out->push_back(Metric{"taba_redis_move_in_progress", "gauge",
+                        "1 while a re-shard move is in progress (labels: its source, target and phase).",
+                        placement_.move ? 1.0 : 0.0,
+                        placement_.move ? std::vector<std::pair<std::string, std::string>>{{"from", placement_.move->from},
+                                                                                             {"to", placement_.move->to},
+                                                                                             {"phase", placement_.move->phase}}
+                                        : std::vector<std::pair<std::string, std::string>>{}});
+  if (mover_) mover_->metrics(out);
   out->push_back(Metric{"taba_redis_in_flight_bytes", "gauge", "fe: bytes of posts being written to Redis.",
                         static_cast<double>(in_flight_bytes_), {}});
   for (const auto& s : shards_) {
