@@ -415,6 +415,10 @@ void Mover::reverse() {
     bytes_moved_ = 0;
     names_total_ = 0;
     cursor_ = "0";
+    found_in_pass_ = 0;
+    pass_end_ = false;
+    pending_.clear();
+    pending_index_ = 0;
     move_ = back;
     from_txn_ = nullptr;
     to_txn_ = nullptr;

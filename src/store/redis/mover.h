@@ -65,6 +65,7 @@ class Mover {
   void states();
   void scan_states();
   size_t chunk_names() const;
+  void page_done();
   void next_chunk();
   void move_chunk(std::shared_ptr<Chunk> chunk);
   void merge_chunk(std::shared_ptr<Chunk> chunk);
@@ -92,6 +93,7 @@ class Mover {
   std::string cursor_ = "0";
   std::vector<std::shared_ptr<Chunk>> pending_;  // the scan page's chunks, in order
   size_t pending_index_ = 0;
+  bool pass_end_ = false;   // the current scan page is the last of its pass
   bool in_flight_ = false;  // a chunk started and not yet deleted from the source
   bool settling_ = false;   // cancelled: deleting from the source what the target has merged
   uint64_t found_in_pass_ = 0;

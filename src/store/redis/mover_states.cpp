@@ -62,13 +62,6 @@ struct Mover::Chunk {
 
 void Mover::states() {
   if (pending_index_ < pending_.size()) return next_chunk();  // a chunk to finish (after a failure)
-  if (cancel_ && move_.cancels.empty() && !settling_) {
-    // Before turning round, no name may be both merged into the target and
-    // still on the source (a chunk a dead driver left half done).
-    settling_ = true;
-    cursor_ = "0";
-    found_in_pass_ = 0;
-  }
   scan_states();
 }
 
@@ -82,6 +75,7 @@ void Mover::scan_states() {
           return failed("scanning the source's names", s.ok() ? Status::Unavailable("bad HSCAN reply") : s);
         }
         cursor_ = std::string(redis::reply_str(r->element[0]));
+        pass_end_ = cursor_ == "0";
         const redisReply* items = r->element[1];
         pending_.clear();
         pending_index_ = 0;
@@ -99,18 +93,35 @@ void Mover::scan_states() {
           ++found_in_pass_;
         }
         if (!pending_.empty()) return next_chunk();
-        if (cursor_ != "0") return schedule(0);
-        if (settling_) {
-          settling_ = false;
-          return reverse();
-        }
-        if (found_in_pass_ > 0) {
-          // Another pass proves the source holds none of the range.
-          found_in_pass_ = 0;
-          return schedule(0);
-        }
-        verify_fence();
+        page_done();
       });
+}
+
+// A scan page's chunks are done (or it had none): the next page, or at the
+// end of a pass: another pass while the last one found names (the final
+// pass proves the source holds none of the range), then the fence check.
+// A cancel turns the pass into a settling one first (see states()).
+void Mover::page_done() {
+  pending_.clear();
+  pending_index_ = 0;
+  if (cancel_ && move_.cancels.empty() && !settling_) {
+    // Before turning round, no name may be both merged into the target and
+    // still on the source (a chunk a dead driver left half done): one pass
+    // that deletes only those.
+    settling_ = true;
+    cursor_ = "0";
+    pass_end_ = false;
+    return schedule(0);
+  }
+  if (!pass_end_) return schedule(0);
+  pass_end_ = false;
+  if (settling_) {
+    settling_ = false;
+    return reverse();
+  }
+  if (found_in_pass_ == 0) return verify_fence();
+  found_in_pass_ = 0;
+  schedule(0);
 }
 
 size_t Mover::chunk_names() const {
@@ -120,16 +131,8 @@ size_t Mover::chunk_names() const {
 }
 
 void Mover::next_chunk() {
-  if (pending_index_ == pending_.size()) {
-    pending_.clear();
-    pending_index_ = 0;
-    return schedule(0);
-  }
-  if (cancel_ && move_.cancels.empty() && !settling_ && !in_flight_) {
-    pending_.clear();
-    pending_index_ = 0;
-    return schedule(0);  // states() settles, then reverses
-  }
+  if (pending_index_ == pending_.size()) return page_done();
+  if (cancel_ && move_.cancels.empty() && !settling_ && !in_flight_) return page_done();  // settle, then reverse
   // reshard_names_per_s: a chunk starts no earlier than its share of a second after the last.
   int64_t rate = store_->config().reshard_names_per_s;
   double now = wall_now();
@@ -372,7 +375,7 @@ void Mover::delete_chunk(std::shared_ptr<Chunk> chunk) {
     failures_ = 0;
     error_.clear();
     names_moved_ += merged;
-    bytes_moved_ += chunk->bytes;
+    if (!settling_) bytes_moved_ += chunk->bytes;
     ++pending_index_;
     next_chunk();
   };
@@ -427,6 +430,7 @@ void Mover::switching_again() {
                        if (!*alive) return;
                        if (!s.ok()) return failed("fencing the source again", s);
                        cursor_ = "0";
+                       pass_end_ = false;
                        found_in_pass_ = 1;  // forces another full pass
                        barrier_since_ = 0;
                        draining();
