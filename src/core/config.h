@@ -73,6 +73,9 @@ struct Config {
     int64_t dedup_ttl_s = 3600;           // how long an applied batch id is remembered
     int64_t claim_idle_ms = 10'000;       // a pending entry idle this long is claimed by another be
     int64_t max_stream_entries = 100'000; // fe answers 503 while a shard's stream is longer
+    int64_t placement_refresh_ms = 1000;  // re-read the placement this often (and at once when fenced)
+    int64_t reshard_names_per_s = 0;      // a move copies at most this many names per second; 0 = no limit
+    int64_t reshard_lease_ms = 5000;      // a move driver silent this long is gone (the move can be resumed)
   } redis;
 
   struct Http {

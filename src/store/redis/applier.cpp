@@ -196,7 +196,51 @@ void Applier::transaction_failed(std::string_view what, const Status& s) {
 // step an ApplyAttempt's; what follows a step is decided here.
 void Applier::attempt() {
   if (stopping_) return;
-  auto a = std::make_shared<ApplyAttempt>(store_, shard_->name, batch_);
+  auto alive = alive_;
+  txn_->command({"GET", store_->keys().placement()}, [this, alive](const Status& s, const redisReply* r) {
+    if (!*alive || stopping_) return;
+    if (!s.ok() || redis::reply_is_error(r)) {
+      transaction_failed("reading the placement", s.ok() ? Status::Unavailable(std::string(redis::reply_str(r))) : s);
+      return;
+    }
+    if (!redis::reply_is_nil(r) && redis::reply_str(r) != placement_json_) {
+      Result<redis::Placement> p = redis::Placement::parse(redis::reply_str(r));
+      if (p.ok()) {
+        placement_json_ = std::string(redis::reply_str(r));
+        placement_ = std::move(*p);
+      } else {
+        log::error("be {}: the shard's placement is unreadable: {}", shard_->name, p.status().message());
+      }
+    }
+    const redis::Placement& mine = store_->current_placement();
+    attempt_with(placement_json_.empty() || mine.epoch > placement_.epoch ? mine : placement_);
+  });
+}
+
+void Applier::attempt_with(const redis::Placement& placement) {
+  if (placement.move && placement.move->to == shard_->name && placement.move->holds_back()) {
+    for (const Entry& e : batch_) {
+      if (e.deleted) continue;
+      std::vector<redis::Delta> deltas;
+      if (!redis::decode_deltas(e.deltas, &deltas).ok()) continue;
+      for (const redis::Delta& d : deltas) {
+        if (!placement.move->contains(redis::vbucket_of(d.name, placement.vbuckets))) continue;
+        // Applying it now could count a batch twice: its first attempt may
+        // still wait in the old shard's stream.
+        ++store_->mutable_stats().entries_held;
+        if (!holding_) {
+          log::info("be {}: holding entries of vbuckets {}-{} until shard {} has applied what it took before "
+                    "the switch",
+                    shard_->name, placement.move->first, placement.move->last, placement.move->from);
+          holding_ = true;
+        }
+        retry_later(100);
+        return;
+      }
+    }
+  }
+  holding_ = false;
+  auto a = std::make_shared<ApplyAttempt>(store_, shard_->name, batch_, placement);
   auto alive = alive_;
   auto gather = std::make_shared<redis::Gather>([this, alive, a](const Status& s) {
     if (!*alive || stopping_) return;

@@ -56,6 +56,10 @@ class Applier {
   // One transaction over batch_ (apply_attempt.h): its read and merge, then
   // its commit.
   void attempt();
+  // The placement this shard holds (or this process's, when newer), then
+  // the attempt: entries of a range still draining on its old shard are
+  // held back; a range's previous owners are consulted for dedup.
+  void attempt_with(const redis::Placement& placement);
   void commit(const std::shared_ptr<ApplyAttempt>& a);
   void transaction_failed(std::string_view what, const Status& s);
   void retry_later(uint32_t ms);
@@ -75,6 +79,9 @@ class Applier {
   double last_claim_ = 0;
   int failures_ = 0;
   std::string claim_cursor_ = "0-0";
+  std::string placement_json_;  // the last placement read from the shard, and its parse
+  redis::Placement placement_;
+  bool holding_ = false;        // logged once per hold
 };
 
 }  // namespace taba::store

@@ -4,19 +4,25 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "core/clock.h"
 #include "core/log.h"
 
 namespace taba::store {
 
-ApplyAttempt::ApplyAttempt(RedisStore* store, std::string shard_name, const std::vector<Applier::Entry>& batch)
-    : store_(store), shard_name_(std::move(shard_name)), batch_(batch) {
+ApplyAttempt::ApplyAttempt(RedisStore* store, std::string shard_name, const std::vector<Applier::Entry>& batch,
+                           const redis::Placement& placement)
+    : store_(store), shard_name_(std::move(shard_name)), batch_(batch), vbuckets_total_(placement.vbuckets) {
   const redis::Keys& keys = store_->keys();
   deltas_.resize(batch_.size());
+  vbuckets_.resize(batch_.size());
   dedup_keys_.resize(batch_.size());
-  applied_before_.assign(batch_.size(), false);
+  markers_.resize(batch_.size());
+  elsewhere_.resize(batch_.size());
+  foreign_.resize(batch_.size());
+  double now = wall_now();
+  double ttl = static_cast<double>(store_->config().dedup_ttl_s);
+  std::vector<std::string> owners;
   for (size_t i = 0; i < batch_.size(); ++i) {
     if (batch_[i].deleted) continue;
     Status s = redis::decode_deltas(batch_[i].deltas, &deltas_[i]);
@@ -27,6 +33,16 @@ ApplyAttempt::ApplyAttempt(RedisStore* store, std::string shard_name, const std:
     }
     if (!batch_[i].batch_id.empty()) dedup_keys_[i] = keys.dedup(batch_[i].batch_id);
     for (const redis::Delta& d : deltas_[i]) {
+      uint32_t vb = redis::vbucket_of(d.name, vbuckets_total_);
+      vbuckets_[i].push_back(vb);
+      if (!dedup_keys_[i].empty()) {
+        placement.previous_owners(vb, now, ttl, &owners);
+        for (const std::string& o : owners) {
+          if (std::find(elsewhere_[i].begin(), elsewhere_[i].end(), o) == elsewhere_[i].end()) {
+            elsewhere_[i].push_back(o);
+          }
+        }
+      }
       auto [it, fresh] = name_index_.emplace(std::string(d.name), names_.size());
       if (fresh) {
         NameWork nw;
@@ -59,8 +75,23 @@ void ApplyAttempt::read(redis::Connection* txn, redis::Gather* gather) {
   txn->command(watch, gather->add(nullptr, false, "WATCH"));
   for (size_t i = 0; i < batch_.size(); ++i) {
     if (dedup_keys_[i].empty()) continue;
-    txn->command({"EXISTS", dedup_keys_[i]},
-                 gather->add([w, i](const redisReply* r) { w->applied_before_[i] = redis::reply_int(r) > 0; }));
+    txn->command({"GET", dedup_keys_[i]}, gather->add([w, i](const redisReply* r) {
+      if (!redis::reply_is_nil(r)) w->markers_[i] = std::string(redis::reply_str(r));
+    }));
+    // The vbucket's previous owners: their markers are final (they no
+    // longer take its writes and applied everything from before the switch).
+    foreign_[i].resize(elsewhere_[i].size());
+    for (size_t k = 0; k < elsewhere_[i].size(); ++k) {
+      RedisStore::ShardCtx* other = store_->add_shard(elsewhere_[i][k]);
+      ++store_->mutable_stats().dedup_lookups;
+      other->shard->command({"GET", dedup_keys_[i]}, gather->add(
+                                                         [w, i, k](const redisReply* r) {
+                                                           if (!redis::reply_is_nil(r)) {
+                                                             w->foreign_[i][k] = std::string(redis::reply_str(r));
+                                                           }
+                                                         },
+                                                         false, other->name));
+    }
   }
   if (!names_.empty()) {
     std::vector<std::string_view> hmget{"HMGET"};
@@ -101,17 +132,35 @@ void ApplyAttempt::read(redis::Connection* txn, redis::Gather* gather) {
 const redis::Delta* ApplyAttempt::merge() {
   double now = wall_now();
   const plugin::Registry* registry = store_->registry();
-  std::unordered_set<std::string> seen_batches;
+  // Which (batch id, vbucket)s were applied: here, on a previous owner, or
+  // earlier in this read set. An entry's deltas of one vbucket all apply or
+  // all skip.
+  std::unordered_map<std::string, redis::DedupBits> applied;
+  std::unordered_map<std::string, std::string> key_of;
   apply_.assign(batch_.size(), false);
+  apply_delta_.assign(batch_.size(), {});
   for (size_t i = 0; i < batch_.size(); ++i) {
-    if (applied_before_[i]) continue;
-    if (!batch_[i].batch_id.empty() && !seen_batches.insert(batch_[i].batch_id).second) continue;
-    apply_[i] = true;
+    apply_delta_[i].assign(deltas_[i].size(), true);
+    if (dedup_keys_[i].empty() || deltas_[i].empty()) {
+      apply_[i] = true;  // (an entry with nothing to apply counts as applied, as it always did)
+      continue;
+    }
+    auto [it, fresh] = applied.try_emplace(batch_[i].batch_id, vbuckets_total_);
+    redis::DedupBits& bits = it->second;
+    if (fresh) key_of[batch_[i].batch_id] = dedup_keys_[i];
+    bits.merge_marker(markers_[i]);
+    for (const std::string& m : foreign_[i]) bits.merge_marker(m);
+    for (size_t j = 0; j < deltas_[i].size(); ++j) {
+      apply_delta_[i][j] = !bits.test(vbuckets_[i][j]);
+      if (apply_delta_[i][j]) apply_[i] = true;
+    }
+    for (uint32_t vb : vbuckets_[i]) bits.set(vb);
   }
+  marks_.clear();
+  for (auto& [batch_id, bits] : applied) marks_.emplace_back(key_of[batch_id], bits.bytes());
   for (size_t i = 0; i < batch_.size(); ++i) {
-    if (!apply_[i]) continue;
-    for (const redis::Delta& d : deltas_[i]) {
-      if (!registry->find(d.type)) return &d;
+    for (size_t j = 0; j < deltas_[i].size(); ++j) {
+      if (apply_delta_[i][j] && !registry->find(deltas_[i][j].type)) return &deltas_[i][j];
     }
   }
   states_.resize(names_.size());
@@ -133,7 +182,9 @@ const redis::Delta* ApplyAttempt::merge() {
   };
   for (size_t i = 0; i < batch_.size(); ++i) {
     if (!apply_[i]) continue;
-    for (const redis::Delta& d : deltas_[i]) {
+    for (size_t j = 0; j < deltas_[i].size(); ++j) {
+      if (!apply_delta_[i][j]) continue;
+      const redis::Delta& d = deltas_[i][j];
       size_t ni = name_index_[std::string(d.name)];
       NameWork& nw = names_[ni];
       NameState& st = states_[ni];
@@ -246,8 +297,8 @@ void ApplyAttempt::commit(redis::Connection* txn, redis::Gather* gather) {
   std::string ttl = std::to_string(store_->config().dedup_ttl_s);
   std::vector<std::string> ack{"XACK", k.stream(), redis::kGroup};
   std::vector<std::string> del{"XDEL", k.stream()};
+  for (auto& [key, marker] : marks_) cmds.push_back({"SET", key, std::move(marker), "EX", ttl});
   for (size_t i = 0; i < batch_.size(); ++i) {
-    if (apply_[i] && !dedup_keys_[i].empty()) cmds.push_back({"SET", dedup_keys_[i], "1", "EX", ttl});
     ack.push_back(batch_[i].id);
     del.push_back(batch_[i].id);
   }

@@ -1,10 +1,12 @@
 // One transaction of the be's apply loop (applier.h) over a read set of
 // stream entries, in three steps, each issued by the applier:
 //   read    WATCH the dedup keys, the types hash and the names' state and
-//           aggregate keys; EXISTS dedup keys, HMGET types, HMGET states,
-//           GET aggregates (pipelined, into one Gather)
-//   merge   in memory, through the handlers; entries whose batch id was
-//           applied (or repeats within the read set) are skipped
+//           aggregate keys; GET dedup keys, HMGET types, HMGET states,
+//           GET aggregates (pipelined, into one Gather); GET the batches'
+//           dedup keys on the previous owners of their vbuckets (a move)
+//   merge   in memory, through the handlers; a delta whose (batch id,
+//           vbucket) was applied here, on a previous owner, or earlier in
+//           the read set is skipped
 //   commit  MULTI; HSET states; SET aggregates; HSETNX binding; SADD
 //           clients, cn:<client>; SET dedup EX ttl; XACK; XDEL; EXEC
 // The applier decides what follows each step: a failed read or EXEC backs
@@ -19,6 +21,7 @@
 
 #include "store/redis/applier.h"
 #include "store/redis/layout.h"
+#include "store/redis/placement.h"
 #include "redis/reply.h"
 
 namespace taba::store {
@@ -28,7 +31,9 @@ class ApplyAttempt : public std::enable_shared_from_this<ApplyAttempt> {
   // Decodes the entries' deltas (an unreadable entry is logged, counted
   // and applies nothing) and lists the names and clients they touch.
   // `batch` must stay unchanged until the attempt is over.
-  ApplyAttempt(RedisStore* store, std::string shard_name, const std::vector<Applier::Entry>& batch);
+  // `placement` (this shard's view) names the previous owners to consult.
+  ApplyAttempt(RedisStore* store, std::string shard_name, const std::vector<Applier::Entry>& batch,
+               const redis::Placement& placement);
 
   // Read: queues WATCH and the reads on `txn`, each reply filling this
   // attempt. Hold the attempt in a shared_ptr (the replies keep it alive).
@@ -76,11 +81,17 @@ class ApplyAttempt : public std::enable_shared_from_this<ApplyAttempt> {
   std::string shard_name_;
   const std::vector<Applier::Entry>& batch_;
   std::vector<std::vector<redis::Delta>> deltas_;  // per entry
+  std::vector<std::vector<uint32_t>> vbuckets_;    // per entry, per delta
   std::vector<std::string> dedup_keys_;            // per entry ("" = none)
-  std::vector<bool> applied_before_;               // per entry
+  std::vector<std::string> markers_;               // per entry: its dedup marker here ("" = none)
+  std::vector<std::vector<std::string>> elsewhere_;  // per entry: previous owners to consult
+  std::vector<std::vector<std::string>> foreign_;  // per entry: their markers
+  std::vector<std::vector<bool>> apply_delta_;     // per entry, per delta
+  std::vector<std::pair<std::string, std::string>> marks_;  // dedup key -> new marker
   std::vector<NameWork> names_;
   std::unordered_map<std::string, size_t> name_index_;
-  std::vector<bool> apply_;                        // per entry: merged and marked applied
+  std::vector<bool> apply_;                        // per entry: some delta of it applied
+  uint32_t vbuckets_total_ = 0;
   std::vector<NameState> states_;                  // per name
   uint64_t deltas_applied_ = 0;
   uint64_t dropped_ = 0;

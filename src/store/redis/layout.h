@@ -13,8 +13,15 @@
 //   P a: name         STRING the name's aggregate over all clients
 //   P clients         SET clients with a state of a name on this shard
 //   P cn: client      SET names this client has a state of, on this shard
-//   P dedup: batchid  "1" with a TTL: the batch was applied on this shard
+//   P dedup: batchid  a bitmap with a TTL: bit v = the batch's deltas of vbucket v
+//                     were applied on this shard ("1", from older versions: all)
 //   P servers         HASH server id -> heartbeat (written to every shard)
+//   P placement       STRING the placement (placement.h), on every shard
+//   P owned           STRING one fence byte per vbucket (placement.h)
+//   P bindlog         SET names bound while their vbucket moves out
+//   P movedone        SET names a move has merged into this shard (target)
+//   P move            HASH the move's driver, cancel request and progress (target)
+//   P movelease       STRING the driver's id, expiring after reshard_lease_ms (target)
 //
 // A stored state is u32 state_version (LE) followed by the handler's bytes.
 // A stream entry has fields id (batch id), t (enqueue time, seconds), n
@@ -48,6 +55,12 @@ class Keys {
   std::string client_names(std::string_view client) const { return cat("cn:", client); }
   std::string dedup(std::string_view batch_id) const { return cat("dedup:", batch_id); }
   std::string servers() const { return p_ + "servers"; }
+  std::string placement() const { return p_ + "placement"; }
+  std::string owned() const { return p_ + "owned"; }
+  std::string bindlog() const { return p_ + "bindlog"; }
+  std::string move_done() const { return p_ + "movedone"; }
+  std::string move() const { return p_ + "move"; }
+  std::string move_lease() const { return p_ + "movelease"; }
   const std::string& prefix() const { return p_; }
 
  private:

@@ -86,7 +86,27 @@ return 1
 
 }  // namespace
 
+// /delete, /gc and /check walk names by their owner: while a move splits a
+// range they would miss or race the driver, so they wait for it to end.
+Status RedisStore::no_move_in_progress() const {
+  if (!placement_.move) return Status::Ok();
+  const redis::Move& m = *placement_.move;
+  return Status::Unavailable(fmt::format("a re-shard is in progress (move {}: vbuckets {}-{} from {} to {}); /delete, "
+                                         "/gc and /check run once it has ended",
+                                         m.id, m.first, m.last, m.from, m.to));
+}
+
 void RedisStore::delete_names(const Matcher& names, ReportCallback done) {
+  auto m = std::make_shared<Matcher>(names);
+  auto alive = alive_;
+  refresh_placement([this, alive, m, done = std::move(done)](const Status&) mutable {
+    if (!*alive) return;
+    if (Status busy = no_move_in_progress(); !busy.ok()) return done(busy, Report{});
+    delete_names_now(*m, std::move(done));
+  });
+}
+
+void RedisStore::delete_names_now(const Matcher& names, ReportCallback done) {
   auto alive = alive_;
   list_names(names, [this, alive, done = std::move(done)](const Status& s,
                                                           std::vector<std::pair<std::string, std::string>> listed) {
@@ -118,6 +138,16 @@ void RedisStore::delete_names(const Matcher& names, ReportCallback done) {
 }
 
 void RedisStore::gc(ReportCallback done) {
+  
+  auto alive = alive_;
+  refresh_placement([this, alive, done = std::move(done)](const Status&) mutable {
+    if (!*alive) return;
+    if (Status busy = no_move_in_progress(); !busy.ok()) return done(busy, Report{});
+    gc_now(std::move(done));
+  });
+}
+
+void RedisStore::gc_now(ReportCallback done) {
   auto alive = alive_;
   Matcher all;
   list_names(all, [this, alive, done = std::move(done)](const Status& s,
@@ -215,6 +245,16 @@ void RedisStore::gc(ReportCallback done) {
 }
 
 void RedisStore::check(bool repair, ReportCallback done) {
+  
+  auto alive = alive_;
+  refresh_placement([this, alive, repair, done = std::move(done)](const Status&) mutable {
+    if (!*alive) return;
+    if (Status busy = no_move_in_progress(); !busy.ok()) return done(busy, Report{});
+    check_now(repair, std::move(done));
+  });
+}
+
+void RedisStore::check_now(bool repair, ReportCallback done) {
   auto alive = alive_;
   Matcher all;
   list_names(all, [this, alive, repair, done = std::move(done)](

@@ -66,13 +66,27 @@ void RedisStore::list_names(const Matcher& names,
   auto alive = alive_;
   auto gather = std::make_shared<redis::Gather>([alive, out, done = std::move(done)](const Status& s) {
     if (!*alive) return;
+    // A moving name is bound on its source and its target: listed once.
     std::sort(out->begin(), out->end());
+    out->erase(std::unique(out->begin(), out->end(), [](const auto& a, const auto& b) { return a.first == b.first; }),
+               out->end());
     done(s, std::move(*out));
   });
   std::string types = keys_.types();
   if (!names.any() && !names.is_regex()) {
     std::vector<std::vector<std::string>> per(shards_.size());
-    for (const std::string& n : names.values()) per[shard_of(n)].push_back(n);
+    const redis::Placement& p = placement_;
+    for (const std::string& n : names.values()) {
+      uint32_t vb = vbucket(n);
+      per[vbucket_shard_[vb]].push_back(n);
+      if (p.move && p.move->split() && p.move->contains(vb)) {
+        for (size_t i = 0; i < shards_.size(); ++i) {
+          if ((shards_[i]->name == p.move->from || shards_[i]->name == p.move->to) && i != vbucket_shard_[vb]) {
+            per[i].push_back(n);
+          }
+        }
+      }
+    }
     for (size_t s = 0; s < shards_.size(); ++s) {
       if (per[s].empty()) continue;
       std::vector<std::string_view> argv{"HMGET", types};
@@ -91,6 +105,7 @@ void RedisStore::list_names(const Matcher& names,
   } else {
     auto matcher = std::make_shared<Matcher>(names);
     for (auto& sp : shards_) {
+      if (!sp->shard->ready() && !may_hold_data(sp.get())) continue;  // a shard that holds nothing may be gone
       sp->shard->command({"HGETALL", types}, gather->add(
                                                  [out, matcher](const redisReply* r) {
                                                    if (!redis::reply_is_array(r)) return;
@@ -117,7 +132,52 @@ struct RedisStore::Fetch {
   std::set<std::string> client_set;
 };
 
+namespace {
+
+// What one shard holds of one name.
+struct Part {
+  State aggregate;
+  std::vector<std::pair<std::string, State>> states;
+};
+
+// A name a query reads: from its owner, or, while a move splits its range,
+// from the move's source first and then its target (placement.h): the
+// driver merges a name into the target (marking it in `P movedone` in the
+// same transaction) before deleting it from the source, so reading the
+// source first never misses a part and `movedone` says when the source's
+// part is already inside the target's.
+struct Wanted {
+  NameEntry* entry = nullptr;
+  RedisStore::ShardCtx* first = nullptr;   // the owner, or the move's source
+  RedisStore::ShardCtx* second = nullptr;  // the move's target, when split
+  Part a, b;
+  bool merged_into_second = false;
+};
+
+}  // namespace
+
 void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
+  // A query routes reads by the placement: a copy older than this is
+  // re-read first (a process paused past a move's switch must not miss the
+  // range's new shard).
+  if (placement_age_s() > 2.0) {
+    auto alive = alive_;
+    auto names = std::make_shared<Matcher>(*need.names);
+    auto clients = std::make_shared<Matcher>(*need.clients);
+    QueryNeed copy = need;
+    refresh_placement([this, alive, copy, names, clients, ready = std::move(ready)](const Status& s) mutable {
+      if (!*alive) return;
+      if (!s.ok() && !placement_loaded_) return ready(s, nullptr);
+      copy.names = names.get();
+      copy.clients = clients.get();
+      fetch_now(copy, std::move(ready));
+    });
+    return;
+  }
+  fetch_now(need, std::move(ready));
+}
+
+void RedisStore::fetch_now(const QueryNeed& need, ViewCallback ready) {
   auto f = std::make_shared<Fetch>();
   f->need = need;
   f->names = *need.names;
@@ -131,77 +191,127 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
     if (!*alive) return;
     if (!s.ok()) return f->ready(s, nullptr);
     for (const std::string& c : f->client_set) f->view.intern(c);
-    struct Pending {
-      NameEntry* entry;
-      size_t shard;
-    };
-    std::vector<Pending> wanted;
+    auto wanted = std::make_shared<std::vector<Wanted>>();
+    const redis::Placement& p = placement_;
     for (const auto& [name, type] : f->listed) {
       const plugin::Handler* h = registry_->find(type);
       if (!h) {
         log::warn("query: name \"{}\" has type \"{}\", which no loaded plugin serves; skipped", name, type);
         continue;
       }
-      wanted.push_back({f->view.add(name, h), shard_of(name)});
+      Wanted w;
+      w.entry = f->view.add(name, h);
+      uint32_t vb = vbucket(name);
+      if (p.move && p.move->split() && p.move->contains(vb)) {
+        w.first = shard_named(p.move->from);
+        w.second = shard_named(p.move->to);
+      } else {
+        w.first = shards_[vbucket_shard_[vb]].get();
+      }
+      wanted->push_back(std::move(w));
     }
     f->view.sort();
     if (!f->need.aggregates && !f->need.states) return f->ready(Status::Ok(), &f->view);
-    auto gather = std::make_shared<redis::Gather>([alive, f](const Status& st) {
-      if (!*alive) return;
-      f->ready(st, st.ok() ? &f->view : nullptr);
-    });
-    for (const Pending& p : wanted) {
-      NameEntry* e = p.entry;
-      redis::Shard* shard = shards_[p.shard]->shard.get();
-      const std::string& sname = shards_[p.shard]->name;
+    // Issues the reads of one name's part on one shard.
+    auto read_part = [this, f](RedisStore::ShardCtx* shard, NameEntry* e, Part* part, redis::Gather* gather) {
+      const std::string& sname = shard->name;
       if (f->need.aggregates) {
-        double now = wall_now();
-        shard->command({"GET", keys_.aggregate(e->name)},
-                       gather->add(
-                           [e, now](const redisReply* r) {
-                             if (!redis::reply_is_nil(r) && load_state(e->handler, redis::reply_str(r), &e->aggregate)) {
-                               return;
-                             }
-                             // Bound, not applied yet (or unreadable): an empty aggregate.
-                             taba_state* fresh = e->handler->new_state(now);
-                             if (fresh) e->aggregate = State(e->handler, fresh);
-                           },
-                           false, sname));
+        shard->shard->command({"GET", keys_.aggregate(e->name)}, gather->add(
+                                                                     [e, part](const redisReply* r) {
+                                                                       if (redis::reply_is_nil(r)) return;
+                                                                       (void)load_state(e->handler, redis::reply_str(r),
+                                                                                        &part->aggregate);
+                                                                     },
+                                                                     false, sname));
       }
-      if (f->need.states) {
-        bool exact = !f->clients.any() && !f->clients.is_regex();
-        std::string key = keys_.states(e->name);
-        auto on_pair = [f, e](std::string_view client, const redisReply* blob) {
-          if (redis::reply_is_nil(blob)) return;
-          if (!f->clients.matches(client)) return;
-          State st;
-          if (!load_state(e->handler, redis::reply_str(blob), &st)) return;
-          e->states[f->view.intern(client)] = std::move(st);
-        };
-        if (exact && f->clients.values().empty()) {
-          // client= with no value selects no client.
-        } else if (exact) {
-          std::vector<std::string_view> argv{"HMGET", key};
-          for (const std::string& c : f->clients.values()) argv.push_back(c);
-          shard->command(argv, gather->add(
-                                   [f, on_pair](const redisReply* r) {
-                                     if (!redis::reply_is_array(r)) return;
-                                     const auto& cs = f->clients.values();
-                                     for (size_t i = 0; i < r->elements && i < cs.size(); ++i) on_pair(cs[i], r->element[i]);
-                                   },
-                                   false, sname));
-        } else {
-          shard->command({"HGETALL", key}, gather->add(
-                                               [on_pair](const redisReply* r) {
-                                                 if (!redis::reply_is_array(r)) return;
-                                                 for (size_t i = 0; i + 1 < r->elements; i += 2) {
-                                                   on_pair(redis::reply_str(r->element[i]), r->element[i + 1]);
-                                                 }
-                                               },
-                                               false, sname));
+      if (!f->need.states) return;
+      bool exact = !f->clients.any() && !f->clients.is_regex();
+      std::string key = keys_.states(e->name);
+      auto on_pair = [f, e, part](std::string_view client, const redisReply* blob) {
+        if (redis::reply_is_nil(blob)) return;
+        if (!f->clients.matches(client)) return;
+        State st;
+        if (!load_state(e->handler, redis::reply_str(blob), &st)) return;
+        part->states.emplace_back(std::string(client), std::move(st));
+      };
+      if (exact && f->clients.values().empty()) {
+        // client= with no value selects no client.
+      } else if (exact) {
+        std::vector<std::string_view> argv{"HMGET", key};
+        for (const std::string& c : f->clients.values()) argv.push_back(c);
+        shard->shard->command(argv, gather->add(
+                                        [f, on_pair](const redisReply* r) {
+                                          if (!redis::reply_is_array(r)) return;
+                                          const auto& cs = f->clients.values();
+                                          for (size_t i = 0; i < r->elements && i < cs.size(); ++i) {
+                                            on_pair(cs[i], r->element[i]);
+                                          }
+                                        },
+                                        false, sname));
+      } else {
+        shard->shard->command({"HGETALL", key}, gather->add(
+                                                    [on_pair](const redisReply* r) {
+                                                      if (!redis::reply_is_array(r)) return;
+                                                      for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                                                        on_pair(redis::reply_str(r->element[i]), r->element[i + 1]);
+                                                      }
+                                                    },
+                                                    false, sname));
+      }
+    };
+    // Last: each name's parts merged into its entry.
+    auto finish = [alive, f, wanted](const Status& st) {
+      if (!*alive) return;
+      if (!st.ok()) return f->ready(st, nullptr);
+      double now = wall_now();
+      for (Wanted& w : *wanted) {
+        NameEntry* e = w.entry;
+        const plugin::Handler* h = e->handler;
+        std::vector<Part*> parts{&w.a};
+        if (w.second) parts = w.merged_into_second ? std::vector<Part*>{&w.b} : std::vector<Part*>{&w.a, &w.b};
+        for (Part* part : parts) {
+          if (part->aggregate) {
+            if (!e->aggregate) {
+              e->aggregate = std::move(part->aggregate);
+            } else {
+              h->merge(e->aggregate.get(), part->aggregate.get(), now);
+            }
+          }
+          for (auto& [client, state] : part->states) {
+            State& slot = e->states[f->view.intern(client)];
+            if (!slot) {
+              slot = std::move(state);
+            } else {
+              h->merge(slot.get(), state.get(), now);
+            }
+          }
+        }
+        if (f->need.aggregates && !e->aggregate) {
+          // Bound, not applied yet (or unreadable): an empty aggregate.
+          taba_state* fresh = h->new_state(now);
+          if (fresh) e->aggregate = State(h, fresh);
         }
       }
-    }
+      f->ready(Status::Ok(), &f->view);
+    };
+    // Second: the targets of split names, and whether each name was merged there.
+    auto second = [this, alive, wanted, read_part, finish](const Status& st) {
+      if (!*alive) return;
+      if (!st.ok()) return finish(st);
+      auto gather = std::make_shared<redis::Gather>(finish);
+      for (Wanted& w : *wanted) {
+        if (!w.second) continue;
+        read_part(w.second, w.entry, &w.b, gather.get());
+        Wanted* wp = &w;
+        w.second->shard->command({"SISMEMBER", keys_.move_done(), w.entry->name},
+                                 gather->add([wp](const redisReply* r) { wp->merged_into_second = redis::reply_int(r) == 1; },
+                                             false, w.second->name));
+      }
+      gather->arm();
+    };
+    // First: every owner, and the sources of split names.
+    auto gather = std::make_shared<redis::Gather>(second);
+    for (Wanted& w : *wanted) read_part(w.first, w.entry, &w.a, gather.get());
     gather->arm();
   };
   auto gather = std::make_shared<redis::Gather>(phase2);
@@ -215,6 +325,7 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
   }
   if (need.client_list) {
     for (auto& sp : shards_) {
+      if (!sp->shard->ready() && !may_hold_data(sp.get())) continue;
       sp->shard->command({"SMEMBERS", keys_.clients()}, gather->add(
                                                            [f](const redisReply* r) {
                                                              if (!redis::reply_is_array(r)) return;

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "redis/reply.h"
+#include "store/redis/mover.h"
 #include "store/redis/redis_store_internal.h"
 
 namespace taba::store {
@@ -22,11 +23,12 @@ constexpr double kServerExpiryS = 15;    // a server unseen this long is not lis
 constexpr double kServerForgetS = 3600;  // ... and removed from the registry after this
 
 // Heartbeat value: time \t roles \t listen \t events/s \t deltas/s \t p50 \t p99 \t samples
+// \t placement epoch (absent from older servers)
 std::string encode_server(const ServerInfo& s, double now) {
   std::string roles;
   for (size_t i = 0; i < s.roles.size(); ++i) roles += (i ? "," : "") + s.roles[i];
-  return fmt::format("{:.3f}\t{}\t{}\t{:.1f}\t{:.1f}\t{:.6f}\t{:.6f}\t{}", now, roles, s.listen, s.events_per_s,
-                     s.deltas_per_s, s.latency_p50_s, s.latency_p99_s, s.latency_samples);
+  return fmt::format("{:.3f}\t{}\t{}\t{:.1f}\t{:.1f}\t{:.6f}\t{:.6f}\t{}\t{}", now, roles, s.listen, s.events_per_s,
+                     s.deltas_per_s, s.latency_p50_s, s.latency_p99_s, s.latency_samples, s.placement_epoch);
 }
 
 bool decode_server(std::string_view id, std::string_view value, double now, ServerInfo* out, double* seen_at) {
@@ -56,6 +58,7 @@ bool decode_server(std::string_view id, std::string_view value, double now, Serv
   out->latency_p50_s = std::strtod(f[5].c_str(), nullptr);
   out->latency_p99_s = std::strtod(f[6].c_str(), nullptr);
   out->latency_samples = std::strtoll(f[7].c_str(), nullptr, 10);
+  out->placement_epoch = f.size() > 8 ? std::strtoull(f[8].c_str(), nullptr, 10) : 0;
   return true;
 }
 
@@ -64,9 +67,14 @@ bool decode_server(std::string_view id, std::string_view value, double now, Serv
 void RedisStore::heartbeat() {
   if (closing_) return;
   double now = wall_now();
+  if (!placement_loaded_ || placement_age_s() * 1000 >= static_cast<double>(config_.placement_refresh_ms)) {
+    refresh_placement(nullptr);
+  }
+  if (mover_) mover_->tick();
   ServerInfo self;
   if (self_info_) self = self_info_();
   if (self.id.empty()) self.id = consumer_;
+  self.placement_epoch = placement_.epoch;
   std::string value = encode_server(self, now);
   auto alive = alive_;
   auto best = std::make_shared<std::map<std::string, std::pair<double, ServerInfo>>>();

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "redis/reply.h"
 #include "store/redis/applier.h"
+#include "store/redis/mover.h"
 
 namespace taba::store {
 
@@ -25,6 +26,7 @@ RedisStore::RedisStore(uv_loop_t* loop, const plugin::Registry* registry, const 
 
 RedisStore::~RedisStore() {
   *alive_ = false;
+  mover_.reset();
   for (auto& s : shards_) s->applier.reset();
   for (auto& s : shards_) {
     if (s->shard) s->shard->stop();
@@ -50,29 +52,12 @@ Status RedisStore::open() {
   sentinel_options.password.clear();
   sentinels_ = std::make_unique<redis::Sentinels>(loop_, sentinels, sentinel_options);
   sentinels_->start();
-  vbucket_shard_.assign(static_cast<size_t>(config_.vbuckets), 0);
-  for (const auto& sc : config_.shards) {
-    auto ctx = std::make_unique<ShardCtx>();
-    ctx->name = sc.name;
-    ctx->first_vbucket = static_cast<uint32_t>(sc.first_vbucket);
-    ctx->last_vbucket = static_cast<uint32_t>(sc.last_vbucket);
-    redis::ConnectionOptions so = co;
-    so.label = sc.name;
-    ctx->shard = std::make_unique<redis::Shard>(loop_, sentinels_.get(), sc.name, so,
-                                                static_cast<int>(config_.pool_size));
-    for (int64_t v = sc.first_vbucket; v <= sc.last_vbucket; ++v) {
-      vbucket_shard_[static_cast<size_t>(v)] = static_cast<uint16_t>(shards_.size());
-    }
-    shards_.push_back(std::move(ctx));
-  }
-  for (auto& s : shards_) {
-    s->shard->start();
-    s->writer = s->shard->dedicated();
-    if (run_be_) {
-      s->applier = std::make_unique<Applier>(this, s.get(), consumer_);
-      s->applier->start();
-    }
-  }
+  connection_options_ = co;
+  // The configured ranges are the initial placement; the cluster's own
+  // (a higher epoch) replaces it at the first refresh.
+  placement_ = redis::Placement::initial(config_);
+  for (const std::string& name : placement_.shards) add_shard(name);
+  adopt(placement_);
   tick_ = std::make_unique<UvTimer>(loop_, [this] { heartbeat(); });
   tick_->start(200, 1000);
   log::info("store: redis, {} shards over {} vbuckets, sentinels {}{}", shards_.size(), config_.vbuckets,
@@ -82,6 +67,7 @@ Status RedisStore::open() {
 
 void RedisStore::close(std::function<void()> done) {
   closing_ = true;
+  mover_.reset();
   for (auto& s : shards_) {
     if (s->applier) s->applier->stop();
   }
@@ -105,7 +91,7 @@ void RedisStore::close(std::function<void()> done) {
 }
 
 bool RedisStore::ready() const {
-  if (closing_) return false;
+  if (closing_ || !placement_loaded_) return false;
   for (const auto& s : shards_) {
     if (!s->shard->ready()) return false;
   }
@@ -137,6 +123,33 @@ void RedisStore::metrics(std::vector<Metric>* out) const {
   add("taba_redis_txn_failures_total", "be: transactions failed (connection, timeout) and retried.",
       stats_.txn_failures);
   add("taba_redis_entries_claimed_total", "be: entries claimed from idle consumers.", stats_.entries_claimed);
+  add("taba_redis_fenced_total",
+      "fe: appends and bindings a shard refused because it no longer owns a vbucket of them (routed again).",
+      stats_.fenced);
+  add("taba_redis_entries_held_total", "be: read sets held back while their vbuckets drain on their old shard.",
+      stats_.entries_held);
+  add("taba_redis_dedup_lookups_total", "be: batch markers read from a vbucket's previous owner.",
+      stats_.dedup_lookups);
+  add("taba_redis_placement_changes_total", "Placements adopted (a higher epoch).", stats_.placement_changes);
+  add("taba_redis_placement_errors_total", "Placements that could not be read or parsed.", stats_.placement_errors);
+  out->push_back(Metric{"taba_redis_placement_epoch", "gauge", "The epoch of the placement this process routes by.",
+                        static_cast<double>(placement_.epoch), {}});
+  out->push_back(Metric{"taba_redis_placement_age_seconds", "gauge", "Seconds since the placement was last read.",
+                        placement_loaded_ ? placement_age_s() : -1.0, {}});
+  for (const auto& s : shards_) {
+    double owned = 0;
+    for (const auto& [first, last] : placement_.ranges_of(s->name)) owned += last - first + 1;
+    out->push_back(Metric{"taba_redis_shard_vbuckets", "gauge", "Vbuckets the shard owns in the placement.", owned,
+                          {{"shard", s->name}}});
+  }
+  out->push_back(Metric{"taba_redis_move_in_progress", "gauge",
+                        "1 while a re-shard move is in progress (labels: its source, target and phase).",
+                        placement_.move ? 1.0 : 0.0,
+                        placement_.move ? std::vector<std::pair<std::string, std::string>>{{"from", placement_.move->from},
+                                                                                             {"to", placement_.move->to},
+                                                                                             {"phase", placement_.move->phase}}
+                                        : std::vector<std::pair<std::string, std::string>>{}});
+  if (mover_) mover_->metrics(out);
   out->push_back(Metric{"taba_redis_in_flight_bytes", "gauge", "fe: bytes of posts being written to Redis.",
                         static_cast<double>(in_flight_bytes_), {}});
   for (const auto& s : shards_) {

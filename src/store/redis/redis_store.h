@@ -28,11 +28,13 @@
 #include "redis/sentinels.h"
 #include "redis/shard.h"
 #include "store/redis/layout.h"
+#include "store/redis/placement.h"
 #include "store/store.h"
 
 namespace taba::store {
 
 class Applier;
+class Mover;
 
 struct RedisStoreStats {
   uint64_t entries_appended = 0;   // fe: stream entries written
@@ -46,6 +48,11 @@ struct RedisStoreStats {
   uint64_t txn_conflicts = 0;      // be: WATCH aborted, retried
   uint64_t txn_failures = 0;       // be: connection or command failed, retried
   uint64_t entries_claimed = 0;    // be: taken over from an idle consumer
+  uint64_t fenced = 0;             // fe: appends/bindings refused by a shard that no longer owns a vbucket
+  uint64_t entries_held = 0;       // be: read sets held back while their range drains on its old shard
+  uint64_t dedup_lookups = 0;      // be: dedup markers read from a vbucket's previous owner
+  uint64_t placement_changes = 0;  // placements adopted (a higher epoch)
+  uint64_t placement_errors = 0;   // placements that could not be read or parsed
 };
 
 class RedisStore final : public Store {
@@ -77,6 +84,8 @@ class RedisStore final : public Store {
   void check(bool repair, ReportCallback done) override;
   void flush(ReportCallback done) override;
   void status(std::function<void(const Status&, const ClusterStatus&)> done) override;
+  void reshard(const ReshardRequest& request, PlacementCallback done) override;  // mover.cpp
+  void placement(PlacementCallback done) override;                               // redis_placement.cpp
 
   LatencyWindow::Summary local_latency() const override;
   const LatencyWindow& local_latency_window() const override { return latencies_; }
@@ -88,8 +97,7 @@ class RedisStore final : public Store {
   // --- used by Applier and the admin operations ---
   struct ShardCtx {
     std::string name;
-    uint32_t first_vbucket = 0;
-    uint32_t last_vbucket = 0;
+    bool owns = false;     // owns at least one vbucket in the current placement
     uint64_t max_names = 0;  // this shard's share of NameLimits::max_names; 0 = no limit
     std::unique_ptr<redis::Shard> shard;
     redis::Connection* writer = nullptr;  // fe: XADD then WAIT on one connection
@@ -100,6 +108,27 @@ class RedisStore final : public Store {
     std::unique_ptr<Applier> applier;
   };
   size_t shard_of(std::string_view name) const;
+  uint32_t vbucket(std::string_view name) const { return redis::vbucket_of(name, placement_.vbuckets); }
+
+  // --- the placement (redis_placement.cpp) ---
+  const redis::Placement& current_placement() const { return placement_; }
+  ShardCtx* shard_named(std::string_view name) const;  // nullptr when unknown here
+  // Whether queries must read the shard: it owns vbuckets or a move splits a range onto it.
+  bool may_hold_data(const ShardCtx* shard) const;
+  // Connects to a shard this process does not know yet (a move's target);
+  // the be starts applying its stream.
+  ShardCtx* add_shard(const std::string& name);
+  // Re-reads the placement from every shard and adopts the highest epoch;
+  // concurrent callers share one read. Initialises a shard that has none.
+  void refresh_placement(std::function<void(const Status&)> done);
+  double placement_age_s() const;
+  // Writes `p` to the named shards (each: only when its stored epoch is
+  // lower), setting its fence bytes where `fence` says so, then WAITs for
+  // min_replica_acks replicas; then adopts it. (The mover's step.)
+  void write_placement(const redis::Placement& p, const std::vector<std::string>& shards, bool fence,
+                       std::function<void(const Status&)> done);
+  // WAIT min_replica_acks on the shard's writer (OK at once when 0).
+  void wait_replicas(ShardCtx* shard, std::function<void(const Status&)> done);
   std::vector<std::unique_ptr<ShardCtx>>& shards() { return shards_; }
   const redis::Keys& keys() const { return keys_; }
   const plugin::Registry* registry() const { return registry_; }
@@ -120,6 +149,17 @@ class RedisStore final : public Store {
   void bind_then_append(const std::shared_ptr<Submit>& sub);
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
+  void resubmit(const std::shared_ptr<Submit>& sub);
+  void describe_placement(PlacementCallback done);  // mover.cpp
+  void fetch_now(const QueryNeed& need, ViewCallback ready);
+  void begin_move(const ReshardRequest& request, const std::string& owner, int tries, PlacementCallback done);
+  // The admin operations, once no move is in progress (redis_admin.cpp).
+  Status no_move_in_progress() const;
+  void delete_names_now(const Matcher& names, ReportCallback done);
+  void gc_now(ReportCallback done);
+  void check_now(bool repair, ReportCallback done);
+  void adopt(redis::Placement p);
+  void init_placement(ShardCtx* shard);
   // Lists every bound name (name -> type) matching `names` across shards
   // (redis_fetch.cpp; the admin operations use it too).
   void list_names(const Matcher& names,
@@ -132,8 +172,15 @@ class RedisStore final : public Store {
   std::string consumer_;
   redis::Keys keys_;
   std::unique_ptr<redis::Sentinels> sentinels_;
+  redis::ConnectionOptions connection_options_;
   std::vector<std::unique_ptr<ShardCtx>> shards_;
-  std::vector<uint16_t> vbucket_shard_;
+  std::vector<uint16_t> vbucket_shard_;  // vbucket -> index in shards_, from placement_
+  redis::Placement placement_;
+  bool placement_loaded_ = false;
+  double placement_read_at_ = 0;
+  std::vector<std::function<void(const Status&)>> refresh_waiters_;
+  bool refreshing_ = false;
+  std::unique_ptr<Mover> mover_;
   std::unique_ptr<UvTimer> tick_;
   RedisStoreStats stats_;
   NameLimits limits_;

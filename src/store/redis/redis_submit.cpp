@@ -8,9 +8,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "core/clock.h"
+#include "core/uv_timer.h"
 #include "protocol/batch.h"
 #include "protocol/delta_batch.h"
 #include "redis/reply.h"
@@ -22,14 +24,21 @@ namespace {
 constexpr uint64_t kMaxInFlightBytes = 256ull << 20;
 
 // Binds names to types, first writer wins; returns each name's binding.
-// ARGV: this shard's share of ingest.max_names (0 = no limit), then (name,
-// type) pairs. Replies each name's binding, then a string with '1' for each
-// name this call bound and '0' for the others. When the new names would pass
-// the share, nothing is bound and the reply is {'!', names held, new names}.
+// KEYS: types, owned (fence bytes), bindlog. ARGV: this shard's share of
+// ingest.max_names (0 = no limit), then (name, type, vbucket) triples.
+// Replies each name's binding, then a string with '1' for each name this
+// call bound and '0' for the others. When the new names would pass the
+// share, nothing is bound and the reply is {'!', names held, new names}. A
+// vbucket this shard does not own (placement.h) fails the call with MOVED
+// and binds nothing; a name bound while its vbucket moves out is logged in
+// bindlog for the move to copy.
 constexpr const char* kBindScript = R"lua(
+local owned = redis.call('GET', KEYS[2])
 local cap = tonumber(ARGV[1])
 local out, fresh = {}, {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
+  local f = owned and string.byte(owned, tonumber(ARGV[i + 2]) + 1)
+  if f ~= 49 and f ~= 109 then return redis.error_reply('MOVED vbucket ' .. ARGV[i + 2] .. ' is not owned here') end
   local t = redis.call('HGET', KEYS[1], ARGV[i])
   if not t then
     fresh[#fresh + 1] = i
@@ -42,14 +51,33 @@ if #fresh > 0 and cap > 0 then
   if held + #fresh > cap then return {'!', tostring(held), tostring(#fresh)} end
 end
 local flags = {}
-for i = 2, #ARGV, 2 do flags[#flags + 1] = '0' end
+for i = 2, #ARGV, 3 do flags[#flags + 1] = '0' end
 for _, i in ipairs(fresh) do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  flags[i / 2] = '1'
+  flags[(i + 1) / 3] = '1'
+  if string.byte(owned, tonumber(ARGV[i + 2]) + 1) == 109 then redis.call('SADD', KEYS[3], ARGV[i]) end
 end
 out[#out + 1] = table.concat(flags)
 return out
 )lua";
+
+// Appends a stream entry when this shard owns every vbucket it holds deltas
+// of (the fence, placement.h); else fails with MOVED and appends nothing.
+// KEYS: stream, owned. ARGV: id, t, n, d, then the vbuckets.
+constexpr const char* kAppendScript = R"lua(
+local owned = redis.call('GET', KEYS[2])
+for i = 5, #ARGV do
+  local f = owned and string.byte(owned, tonumber(ARGV[i]) + 1)
+  if f ~= 49 and f ~= 109 then return redis.error_reply('MOVED vbucket ' .. ARGV[i] .. ' is not owned here') end
+end
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 't', ARGV[2], 'n', ARGV[3], 'd', ARGV[4])
+)lua";
+
+// Attempts of one post against placements that keep fencing it (a move's
+// switch takes a few round trips) before it is answered 503.
+constexpr int kMaxPlacementAttempts = 12;
+
+bool is_moved(const redisReply* r) { return redis::reply_is_error(r) && redis::reply_str(r).substr(0, 5) == "MOVED"; }
 
 // Undoes the bindings a refused body made: a name is unbound unless it has
 // states (another body bound to it since may have states in the stream not
@@ -66,7 +94,11 @@ return n
 }  // namespace
 
 struct RedisStore::Submit {
+  std::string batch;  // kept to route it again when a shard fences it
   std::string batch_id;
+  int attempts = 0;
+  bool moved = false;                       // a shard answered MOVED
+  std::vector<std::vector<uint32_t>> vbuckets;  // per shard: the vbuckets of its deltas
   Bindings bindings;
   std::function<void(const Status&)> done;
   std::vector<std::string> payloads;  // per shard; "" = nothing for that shard
@@ -77,8 +109,13 @@ struct RedisStore::Submit {
 
 namespace {
 
+void note_vbucket(std::vector<uint32_t>* list, uint32_t v) {
+  if (std::find(list->begin(), list->end(), v) == list->end()) list->push_back(v);
+}
+
 // Each shard's deltas as its stream entry's payload ("" for none).
 void take_payloads(std::vector<redis::DeltaWriter>* writers, std::vector<std::string>* payloads, uint64_t* bytes) {
+  payloads->clear();
   payloads->resize(writers->size());
   for (size_t i = 0; i < writers->size(); ++i) {
     if ((*writers)[i].count() == 0) continue;
@@ -97,6 +134,7 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   };
   if (closing_) return defer(Status::Unavailable("server is shutting down"));
   for (const auto& s : shards_) {
+    if (!s->owns) continue;
     if (!s->shard->ready()) {
       return defer(Status::Unavailable(fmt::format("shard {} has no reachable master", s->name)));
     }
@@ -116,10 +154,52 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   if (batch_id.value.empty()) return defer(Status::Internal("a post reached the redis store without a batch id"));
   sub->batch_id = std::move(batch_id.value);
 
-  Status s = protocol::is_delta_batch(batch) ? shard_deltas(batch, sub.get()) : shard_events(batch, sub.get());
+  sub->batch = std::move(batch);
+  Status s = protocol::is_delta_batch(sub->batch) ? shard_deltas(sub->batch, sub.get())
+                                                  : shard_events(sub->batch, sub.get());
   if (!s.ok()) return defer(s);
+  sub->bytes += sub->batch.size();
   in_flight_bytes_ += sub->bytes;
   bind_then_append(sub);
+}
+
+// A shard fenced part of the post (it no longer owns a vbucket of it): learn
+// the placement and route the whole post again. Parts already appended are
+// appended again; the be applies each (batch id, vbucket) once, so they
+// count once. A post still fenced after kMaxPlacementAttempts (a move's
+// switch stuck) is answered 503, to be retried with the same batch id.
+void RedisStore::resubmit(const std::shared_ptr<Submit>& sub) {
+  ++stats_.fenced;
+  if (++sub->attempts >= kMaxPlacementAttempts) {
+    in_flight_bytes_ -= sub->bytes;
+    ++stats_.submit_failures;
+    sub->done(Status::Unavailable(
+        "its vbuckets are moving between shards and the move has not switched yet; retry with the same "
+        "Taba-Batch-Id"));
+    return;
+  }
+  auto alive = alive_;
+  uint64_t epoch = placement_.epoch;
+  refresh_placement([this, alive, sub, epoch](const Status&) {
+    if (!*alive) return;
+    auto again = [this, alive, sub] {
+      if (!*alive) return;
+      in_flight_bytes_ -= sub->bytes;
+      sub->bytes = sub->batch.size();
+      sub->moved = false;
+      Status s = protocol::is_delta_batch(sub->batch) ? shard_deltas(sub->batch, sub.get())
+                                                      : shard_events(sub->batch, sub.get());
+      if (!s.ok()) {
+        ++stats_.submit_failures;
+        return sub->done(s);
+      }
+      in_flight_bytes_ += sub->bytes;
+      bind_then_append(sub);
+    };
+    if (placement_.epoch != epoch) return again();
+    // Same placement: the move is between its fence and its switch; wait.
+    UvTimer::after(loop_, static_cast<uint64_t>(25 * sub->attempts), again);
+  });
 }
 
 Status RedisStore::shard_events(std::string_view batch, Submit* sub) {
@@ -162,14 +242,17 @@ Status RedisStore::shard_events(std::string_view batch, Submit* sub) {
   TABA_RETURN_IF_ERROR(s);
   std::vector<redis::DeltaWriter> writers(shards_.size());
   sub->events.assign(shards_.size(), 0);
+  sub->vbuckets.assign(shards_.size(), {});
   std::string tmp;
   for (const Acc& acc : accs) {
     if (!acc.handler->serialize(acc.state.get(), &tmp)) {
       return Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name));
     }
-    size_t shard = shard_of(acc.name);
+    uint32_t vb = vbucket(acc.name);
+    size_t shard = vbucket_shard_[vb];
     writers[shard].add(acc.name, acc.handler->type_name, acc.client, acc.handler->state_version(), tmp);
     sub->events[shard] += acc.events;
+    note_vbucket(&sub->vbuckets[shard], vb);
   }
   take_payloads(&writers, &sub->payloads, &sub->bytes);
   return Status::Ok();
@@ -183,12 +266,15 @@ Status RedisStore::shard_deltas(std::string_view batch, Submit* sub) {
   TABA_RETURN_IF_ERROR(reader.open());
   std::vector<redis::DeltaWriter> writers(shards_.size());
   sub->events.assign(shards_.size(), 0);
+  sub->vbuckets.assign(shards_.size(), {});
   protocol::DeltaBlock block;
   Status s;
   while (reader.next(&block, &s)) {
-    size_t shard = shard_of(block.name);
+    uint32_t vb = vbucket(block.name);
+    size_t shard = vbucket_shard_[vb];
     writers[shard].add(block.name, block.type, block.client, block.state_version, block.state);
     sub->events[shard] += block.events;
+    note_vbucket(&sub->vbuckets[shard], vb);
   }
   TABA_RETURN_IF_ERROR(s);
   take_payloads(&writers, &sub->payloads, &sub->bytes);
@@ -197,10 +283,12 @@ Status RedisStore::shard_deltas(std::string_view batch, Submit* sub) {
 
 void RedisStore::set_name_limits(const NameLimits& limits) {
   limits_ = limits;
-  const auto vbuckets = static_cast<uint64_t>(config_.vbuckets);
+  const auto vbuckets = static_cast<uint64_t>(placement_.vbuckets);
   for (auto& s : shards_) {
-    uint64_t own = uint64_t{s->last_vbucket} - s->first_vbucket + 1;
-    s->max_names = limits.max_names == 0 ? 0 : (limits.max_names * own + vbuckets - 1) / vbuckets;
+    uint64_t own = 0;
+    for (const auto& [first, last] : placement_.ranges_of(s->name)) own += uint64_t{last} - first + 1;
+    // A shard that owns nothing yet (a move's target) gets at least 1: 0 means no limit.
+    s->max_names = limits.max_names == 0 ? 0 : std::max<uint64_t>(1, (limits.max_names * own + vbuckets - 1) / vbuckets);
   }
 }
 
@@ -208,19 +296,27 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
   std::vector<std::vector<std::string>> argv(shards_.size());
   std::vector<std::vector<const std::pair<std::string, const plugin::Handler*>*>> wanted(shards_.size());
   for (const auto& b : sub->bindings) {
-    size_t s = shard_of(b.first);
-    if (argv[s].empty()) argv[s] = {"EVAL", kBindScript, "1", keys_.types(), std::to_string(shards_[s]->max_names)};
+    uint32_t vb = vbucket(b.first);
+    size_t s = vbucket_shard_[vb];
+    if (argv[s].empty()) {
+      argv[s] = {"EVAL", kBindScript, "3", keys_.types(), keys_.owned(), keys_.bindlog(),
+                 std::to_string(shards_[s]->max_names)};
+    }
     argv[s].push_back(b.first);
     argv[s].push_back(b.second->type_name);
+    argv[s].push_back(std::to_string(vb));
     wanted[s].push_back(&b);
   }
   auto alive = alive_;
   auto conflict = std::make_shared<std::string>();
   auto limited = std::make_shared<std::string>();
+  auto failed = std::make_shared<std::string>();  // an error reply other than MOVED
   // Per shard, the names this body bound there first.
   auto fresh = std::make_shared<std::vector<std::vector<std::string>>>(shards_.size());
-  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited, fresh](const Status& s) {
+  auto gather = std::make_shared<redis::Gather>([this, alive, sub, conflict, limited, fresh, failed](Status s) {
     if (!*alive) return;
+    if (s.ok() && !failed->empty()) s = Status::Unavailable(*failed);
+    if (s.ok() && sub->moved && conflict->empty() && limited->empty()) return resubmit(sub);
     if (!s.ok() || !conflict->empty() || !limited->empty()) {
       in_flight_bytes_ -= sub->bytes;
       Status outcome;
@@ -260,7 +356,11 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
     auto names = wanted[s];
     const ShardCtx* shard = shards_[s].get();
     shards_[s]->shard->command(views(argv[s]), gather->add(
-                                                   [names, conflict, limited, fresh, s, shard, this](const redisReply* r) {
+                                                   [names, conflict, limited, fresh, s, shard, this, sub, failed](const redisReply* r) {
+                                                     if (is_moved(r)) sub->moved = true;
+                                                     if (redis::reply_is_error(r) && !is_moved(r) && failed->empty()) {
+                                                       *failed = fmt::format("{}: {}", shard->name, redis::reply_str(r));
+                                                     }
                                                      if (!redis::reply_is_array(r)) return;
                                                      if (r->elements == 3 && redis::reply_str(r->element[0]) == "!") {
                                                        *limited = fmt::format(
@@ -289,7 +389,7 @@ void RedisStore::bind_then_append(const std::shared_ptr<Submit>& sub) {
                                                        }
                                                      }
                                                    },
-                                                   false, shards_[s]->name));
+                                                   true, shards_[s]->name));
   }
   gather->arm();
 }
@@ -298,6 +398,7 @@ void RedisStore::append(const std::shared_ptr<Submit>& sub) {
   auto alive = alive_;
   auto gather = std::make_shared<redis::Gather>([this, alive, sub](const Status& s) {
     if (!*alive) return;
+    if (s.ok() && sub->moved) return resubmit(sub);
     in_flight_bytes_ -= sub->bytes;
     if (!s.ok()) {
       ++stats_.submit_failures;
@@ -310,16 +411,26 @@ void RedisStore::append(const std::shared_ptr<Submit>& sub) {
   // An XADD may wait behind one WAIT on the writer connection.
   auto xadd_timeout = static_cast<uint32_t>(config_.command_timeout_ms +
                                             (config_.min_replica_acks > 0 ? config_.replica_ack_timeout_ms : 0));
-  for (size_t i = 0; i < shards_.size(); ++i) {
+  std::string stream = keys_.stream();
+  std::string owned = keys_.owned();
+  for (size_t i = 0; i < sub->payloads.size(); ++i) {
     if (sub->payloads[i].empty()) continue;
     ShardCtx* s = shards_[i].get();
     std::string n = std::to_string(sub->events[i]);
-    std::string stream = keys_.stream();
+    std::vector<std::string> vbs;
+    vbs.reserve(sub->vbuckets[i].size());
+    for (uint32_t v : sub->vbuckets[i]) vbs.push_back(std::to_string(v));
+    std::vector<std::string_view> argv{"EVAL", kAppendScript, "2", stream, owned, sub->batch_id, t, n, sub->payloads[i]};
+    for (const std::string& v : vbs) argv.push_back(v);
     redis::Connection::Callback done = gather->add(nullptr, false, s->name);
     s->writer->command(
-        {"XADD", stream, "*", "id", sub->batch_id, "t", t, "n", n, "d", sub->payloads[i]},
-        [this, alive, s, done](const Status& st, const redisReply* r) {
+        argv,
+        [this, alive, s, sub, done](const Status& st, const redisReply* r) {
           if (!*alive) return;
+          if (st.ok() && is_moved(r)) {
+            sub->moved = true;
+            return done(st, nullptr);
+          }
           if (!st.ok() || redis::reply_is_error(r) || config_.min_replica_acks == 0) {
             if (st.ok() && !redis::reply_is_error(r)) ++stats_.entries_appended;
             return done(st, r);
