@@ -118,8 +118,8 @@ const std::vector<CommandSpec>& commands() {
        "Apply everything queued now and wait for it (POST /flush); prints the server's report.",
        {},
        {"taba-cli flush"}},
-      {"reshard", "reshard --to S --vbuckets F-L | --status | --cancel",
-       "move vbuckets between Redis shards, or show where they are",
+      {"reshard", "reshard --to S --vbuckets F-L",
+       "move vbuckets between Redis shards (or --status, --cancel)",
        {"reshard --to SHARD --vbuckets FIRST-LAST [--wait [--timeout SECONDS]]", "reshard --status",
         "reshard --cancel [--wait [--timeout SECONDS]]"},
        "Re-sharding of the Redis store (docs/api.md, \"/reshard\"). --to with --vbuckets starts a\n"
@@ -192,7 +192,7 @@ std::string option_rows(const std::vector<OptionDoc>& options) {
   for (const OptionDoc& o : options) {
     std::string left = std::string_view(o.name) == "help" ? "-h, --help" : fmt::format("--{}", o.name);
     if (o.value != nullptr) left += fmt::format(" {}", o.value);
-    out += fmt::format("  {:<20}{}\n", left, o.help);
+    out += fmt::format("  {:<19} {}\n", left, o.help);  // a space even after a long option
   }
   return out;
 }
