@@ -4,19 +4,12 @@
 
 #include <algorithm>
 
-#include "protocol/payload.h"
 #include "query/params.h"
 #include "routes/admin_reply.h"
 #include "routes/placement_format.h"
 
 namespace taba::routes {
 namespace {
-
-std::string json_string(std::string_view s) {
-  std::string out;
-  protocol::append_json_string(&out, s);
-  return out;
-}
 
 std::string json_number(double v) { return fmt::format("{:.6g}", v); }
 

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "protocol/payload.h"
 #include "query/accept.h"
 
 namespace taba::routes {
@@ -19,6 +20,12 @@ std::string pick_reply_format(const http::Request& req, http::Response* not_acce
                          req.header("accept")));
   }
   return f;
+}
+
+std::string json_string(std::string_view text) {
+  std::string out;
+  protocol::append_json_string(&out, text);
+  return out;
 }
 
 http::Response store_error(const Status& s) {

@@ -1,7 +1,7 @@
 // What the operations and admin routes (admin.h, reshard.h) share in their
 // replies: the form a reply takes, text/plain (the default) or
-// application/json, negotiated from Accept; and the answer to an error the
-// store reports (docs/api.md §7, §8).
+// application/json, negotiated from Accept; JSON string literals; and the
+// answer to an error the store reports (docs/api.md §7, §8).
 #pragma once
 
 #include <string>
@@ -18,6 +18,10 @@ inline constexpr std::string_view kApplicationJson = "application/json";
 // kTextPlain or kApplicationJson from the request's Accept; "" means 406,
 // with *not_acceptable filled in.
 std::string pick_reply_format(const http::Request& request, http::Response* not_acceptable);
+
+// `text` as a JSON string literal, quotes included, in the form of replies
+// (protocol::append_json_string).
+std::string json_string(std::string_view text);
 
 // A store's error: Invalid is 400, anything else 503 with Retry-After: 1;
 // the body is the store's message.

@@ -6,16 +6,10 @@
 #include <cmath>
 
 #include "core/byte_size.h"
-#include "protocol/payload.h"
+#include "routes/admin_reply.h"
 
 namespace taba::routes {
 namespace {
-
-std::string json_string(std::string_view s) {
-  std::string out;
-  protocol::append_json_string(&out, s);
-  return out;
-}
 
 // Seconds with millisecond digits; a value that is not finite (never
 // expected) as 0, so the JSON stays valid.

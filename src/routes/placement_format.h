@@ -16,7 +16,7 @@ std::string vbucket_range_text(const store::VbucketRange& range);
 // {"supported":true,"epoch":3,"vbuckets":1024,"shards":[{"shard":"shard1",
 // "ranges":[[0,340],[600,700]]}],"move":<move>|null,"recent":[<move>,...]}
 // where <move> is move_json's object. Compact (no spaces), strings through
-// the reply escaper (protocol::append_json_string).
+// the reply escaper (admin_reply.h json_string).
 std::string placement_json(const store::PlacementStatus& placement);
 
 // {"id":"..","from":"shard1","to":"shard3","first":0,"last":340,
