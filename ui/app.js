@@ -71,6 +71,14 @@
     const d = new Date(epochS * 1000);
     return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + clock(epochS);
   }
+  function fmtBytes(n) {
+    if (typeof n !== 'number' || !Number.isFinite(n)) return '—';
+    if (n < 1024) return n + ' B';
+    const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+    let v = n / 1024, u = 0;
+    while (v >= 1023.95 && u + 1 < units.length) { v /= 1024; u++; }
+    return v.toFixed(1) + ' ' + units[u];
+  }
   const ago = (epochS) => fmtSeconds(Math.max(0, Date.now() / 1000 - epochS)) + ' ago';
   const fmtRate = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(x && x < 10 ? 1 : 0) : '—');
   const valueText = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
@@ -508,6 +516,14 @@
         : 'no batch applied in the last minute' }),
       el('dt', { text: 'queries read as of now −' }),
       el('dd', { 'data-field': 'query-lag', text: fmtSeconds(status.pipeline_latency_s) }));
+    // Where the vbuckets live (Redis store; GET /reshard has the same).
+    const placement = status.placement;
+    const placed = !!(placement && placement.supported);
+    if (placement) {
+      facts.append(el('dt', { text: 'placement' }), el('dd', { 'data-field': 'placement',
+        text: placed ? 'epoch ' + placement.epoch + ' · ' + plural(placement.vbuckets, 'vbucket')
+          : 'one store, nothing to place' }));
+    }
 
     const shards = (status.shards || []).map((sh) => el('tr', { 'data-shard': sh.name, class: sh.up ? null : 'bad' },
       el('td', { class: 'name', text: sh.name }), el('td', { text: sh.master || '?' }),
@@ -531,22 +547,46 @@
           text: fmtRate(sv.events_per_s) }),
         el('td', { class: 'num', 'data-field': 'deltas-per-s', title: 'deltas applied per second',
           text: fmtRate(sv.deltas_per_s) }),
-        el('td', { class: 'num', text: fmtSeconds(sv.latency_p50_s) + ' / ' + fmtSeconds(sv.latency_p99_s) }));
+        el('td', { class: 'num', text: fmtSeconds(sv.latency_p50_s) + ' / ' + fmtSeconds(sv.latency_p99_s) }),
+        placed ? el('td', { class: 'num', 'data-field': 'epoch', title: 'the placement epoch it routes by',
+          text: fmt(sv.placement_epoch) }) : null);
     });
 
     const parts = [facts,
       el('h3', { text: 'Queues' }),
       table('shards', ['#shard', '#master', '#state', 'queued', 'pending', 'oldest pending', '#error'], shards),
       el('h3', { text: 'Servers' }),
-      table('servers', ['#server', '#roles', '#listen', 'seen', 'in/s', 'applied/s', 'latency p50 / p99'],
-        serverRows)];
+      table('servers', ['#server', '#roles', '#listen', 'seen', 'in/s', 'applied/s', 'latency p50 / p99']
+        .concat(placed ? ['epoch'] : []), serverRows)];
+    if (placed) parts.push(el('h3', { text: 'Placement' }), ...placementParts(placement));
     // Anything else /status reports (e.g. a spool), shown as it comes.
-    const known = new Set(['store', 'pipeline_latency_s', 'shards', 'servers']);
+    const known = new Set(['store', 'pipeline_latency_s', 'shards', 'servers', 'placement']);
     for (const [k, v] of Object.entries(status)) {
       if (known.has(k)) continue;
       parts.push(el('h3', { text: k }), el('pre', { 'data-status-field': k, text: JSON.stringify(v, null, 2) }));
     }
     $('cluster').replaceChildren(...parts);
+  }
+
+  // Each shard's vbucket ranges, and the move in progress on one line.
+  function placementParts(p) {
+    const range = (r) => (r[0] === r[1] ? String(r[0]) : r[0] + '–' + r[1]);
+    const rows = (p.shards || []).map((sh) => el('tr', { 'data-placement-shard': sh.shard },
+      el('td', { class: 'name', text: sh.shard }),
+      el('td', { 'data-field': 'ranges', text: sh.ranges.length ? sh.ranges.map(range).join(', ') : '(none)' })));
+    const m = p.move;
+    let move = 'no move in progress';
+    if (m) {
+      const total = m.names_moved + m.names_left;
+      move = m.id + ': ' + m.from + ' → ' + m.to + ', vbuckets ' + range([m.first, m.last]) + ' · ' + m.phase +
+        ' · ' + m.names_moved + ' names moved, ' + m.names_left + ' left' +
+        (total ? ' (' + Math.floor((100 * m.names_moved) / total) + ' %)' : '') + ' · ' + fmtBytes(m.bytes_moved) +
+        ' · ' + fmtSeconds(m.elapsed_s) + ' · ' +
+        (m.driver ? 'driver ' + m.driver + (m.driver_alive ? ' (alive)' : ' (gone)') : 'no driver') +
+        (m.error ? ' · last error: ' + m.error : '');
+    }
+    return [table('placement', ['#shard', '#vbuckets'], rows),
+      el('p', { 'data-field': 'move', class: m && (m.error || !m.driver_alive) ? 'bad' : null, text: move })];
   }
 
   // ---------------------------------------------------------------- refresh loop

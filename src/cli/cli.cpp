@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cli/request.h"
+#include "cli/reshard_wait.h"
 #include "cli/text.h"
 #include "http/client.h"
 
@@ -59,24 +60,36 @@ bool read_post_file(const std::string& path, std::istream& in, std::ostream& err
   return true;
 }
 
-int execute(const Invocation& inv, const HttpCall& call, std::ostream& out, std::ostream& err) {
+// One exchange on a fresh connection. Error: no answer, as the stderr line
+// without "taba-cli: " (cannot connect, or no reply).
+Result<http::ClientResponse> send(const Invocation& inv, const HttpCall& call) {
   const std::string url = inv.server.origin + call.target;
   const auto start = std::chrono::steady_clock::now();
   Result<http::ClientConnection> conn =
       http::ClientConnection::connect(inv.server.host, inv.server.port, inv.timeout_ms);
   if (!conn.ok()) {
-    err << fmt::format("taba-cli: cannot connect to {}: {}\n", inv.server.origin,
-                       connect_failure_reason(conn.status().message(), inv.server.origin));
-    return kExitUsage;
+    return Status::Unavailable(fmt::format("cannot connect to {}: {}", inv.server.origin,
+                                           connect_failure_reason(conn.status().message(), inv.server.origin)));
   }
   auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   int left = std::max(1, inv.timeout_ms - static_cast<int>(spent.count()));
   Result<http::ClientResponse> response = conn->request(call.method, call.target, call.headers, call.body, left);
   if (!response.ok()) {
-    err << fmt::format("taba-cli: no reply to {} {}: {}\n", call.method, url, response.status().message());
+    return Status::Unavailable(fmt::format("no reply to {} {}: {}", call.method, url, response.status().message()));
+  }
+  return response;
+}
+
+int execute(const Invocation& inv, const HttpCall& call, std::ostream& out, std::ostream& err) {
+  const std::string url = inv.server.origin + call.target;
+  Result<http::ClientResponse> response = send(inv, call);
+  if (!response.ok()) {
+    err << "taba-cli: " << response.status().message() << "\n";
     return kExitUsage;
   }
-  if (response->status != 200) {
+  // POST /reshard answers 202: the move is started, not done.
+  const bool accepted = response->status == 202 && inv.command == "reshard";
+  if (response->status != 200 && !accepted) {
     err << format_http_error(call.method, url, response->status, response->reason, response->body);
     return kExitServerError;
   }
@@ -115,6 +128,10 @@ int run(const std::vector<std::string>& args, std::istream& in, std::ostream& ou
   if (inv.command == "post" && inv.file && !read_post_file(*inv.file, in, err, &file_body)) return kExitUsage;
   Result<HttpCall> call = plan_request(inv, now_seconds(), file_body);
   if (!call.ok()) return usage_error(err, call.status().message(), inv.command);
+  if (inv.command == "reshard" && inv.wait) {
+    return reshard_and_wait(
+        inv, *call, [&inv](const HttpCall& c) { return send(inv, c); }, 1000, out, err);
+  }
   return execute(inv, *call, out, err);
 }
 

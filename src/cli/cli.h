@@ -6,7 +6,8 @@
 // The logic lives in plain functions so that tests can drive it, one part a
 // file: parse_command_line() (commands.h) turns argv into an Invocation,
 // plan_request() (request.h) turns an Invocation into the HTTP request to
-// send, format_reply() (format.h) turns a 200 reply into what is printed.
+// send, format_reply() (format.h) turns a 200 reply into what is printed;
+// reshard_and_wait() (reshard_wait.h) is `reshard --wait`'s polling.
 // run() strings them together around the network; main.cpp only calls run().
 #pragma once
 
@@ -19,6 +20,7 @@ namespace taba::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitServerError = 1;  // the server answered with an error, a bad reply or without the data asked for
 inline constexpr int kExitUsage = 2;        // bad flags or arguments, an unreadable --file, or no answer from the server
+inline constexpr int kExitGaveUp = 3;       // reshard --wait: --timeout passed before the move ended
 
 // Runs taba-cli with argv-style arguments; args[0] is the program name.
 // Reads `post --file -` from `in`, writes results to `out` and diagnostics

@@ -118,6 +118,26 @@ const std::vector<CommandSpec>& commands() {
        "Apply everything queued now and wait for it (POST /flush); prints the server's report.",
        {},
        {"taba-cli flush"}},
+      {"reshard", "reshard --to S --vbuckets F-L",
+       "move vbuckets between Redis shards (or --status, --cancel)",
+       {"reshard --to SHARD --vbuckets FIRST-LAST [--wait [--timeout SECONDS]]", "reshard --status",
+        "reshard --cancel [--wait [--timeout SECONDS]]"},
+       "Re-sharding of the Redis store (docs/api.md, \"/reshard\"). --to with --vbuckets starts a\n"
+       "move of the vbuckets FIRST to LAST (inclusive; N alone is N-N) to SHARD (POST /reshard)\n"
+       "and prints the placement; --status prints the placement, the move in progress and the\n"
+       "recent moves (GET /reshard); --cancel cancels the move in progress. With --wait it polls\n"
+       "every second, printing a line when the phase or the counts change, until the move ends,\n"
+       "then prints the placement: exit 0 when the move ended done (cancelled, for --cancel),\n"
+       "1 when it ended otherwise, 3 when --timeout passed first (the move goes on). A move\n"
+       "refused because another is in progress (409) prints the server's message and exits 1.",
+       {{"to", "SHARD", "the shard to move the vbuckets to (a [[redis.shards]] name)"},
+        {"vbuckets", "FIRST-LAST", "the vbuckets to move, inclusive (N alone: N-N)"},
+        {"status", nullptr, "print the placement and the moves"},
+        {"cancel", nullptr, "cancel the move in progress"},
+        {"wait", nullptr, "with --to or --cancel: wait until the move ends"},
+        {"timeout", "SECONDS", "with --wait: give up waiting after this long (default 3600)"}},
+       {"taba-cli reshard --status", "taba-cli reshard --to shard3 --vbuckets 0-340 --wait",
+        "taba-cli reshard --cancel --wait"}},
       {"post", "post --client C NAME TYPE VALUE...", "send events (a ready v1 body with --file FILE|-)",
        {"post --client C NAME TYPE VALUE...", "post --file FILE|-"},
        "Send events (POST /post); prints nothing on success. With --client: one event per\n"
@@ -172,7 +192,7 @@ std::string option_rows(const std::vector<OptionDoc>& options) {
   for (const OptionDoc& o : options) {
     std::string left = std::string_view(o.name) == "help" ? "-h, --help" : fmt::format("--{}", o.name);
     if (o.value != nullptr) left += fmt::format(" {}", o.value);
-    out += fmt::format("  {:<20}{}\n", left, o.help);
+    out += fmt::format("  {:<19} {}\n", left, o.help);  // a space even after a long option
   }
   return out;
 }
@@ -180,6 +200,36 @@ std::string option_rows(const std::vector<OptionDoc>& options) {
 constexpr const char* kExitStatusHelp =
     "Exit status: 0 ok; 1 the server answered with an error (or without the data asked for);\n"
     "2 usage error, or the server could not be reached.\n";
+
+// A positive decimal integer that is all of `text`.
+bool parse_positive(std::string_view text, int* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && *out > 0;
+}
+
+// reshard's options: one mode, --wait and --timeout where they mean
+// something; the --timeout value into inv->wait_timeout_s.
+Status check_reshard(const std::optional<std::string>& wait_timeout, Invocation* inv) {
+  const bool moving = inv->to || inv->vbuckets;
+  const int modes = (moving ? 1 : 0) + (inv->placement ? 1 : 0) + (inv->cancel ? 1 : 0);
+  if (modes == 0) return Status::Invalid("reshard needs --to SHARD --vbuckets FIRST-LAST, --status or --cancel");
+  if (modes > 1) return Status::Invalid("reshard takes one of --to/--vbuckets, --status and --cancel");
+  if (moving && !inv->vbuckets) return Status::Invalid("reshard --to needs --vbuckets FIRST-LAST");
+  if (moving && !inv->to) return Status::Invalid("reshard --vbuckets needs --to SHARD");
+  if (moving && inv->to->empty()) return Status::Invalid("--to needs a shard name");
+  if (moving && inv->vbuckets->empty()) return Status::Invalid("--vbuckets needs FIRST-LAST");
+  if (inv->wait && inv->placement) return Status::Invalid("--wait goes with --to or --cancel, not --status");
+  if (wait_timeout) {
+    if (!inv->wait) return Status::Invalid("--timeout goes with --wait");
+    int seconds = 0;
+    if (!parse_positive(*wait_timeout, &seconds)) {
+      return Status::Invalid(fmt::format("--timeout must be a positive number of seconds, not '{}'", *wait_timeout));
+    }
+    inv->wait_timeout_s = seconds;
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -243,7 +293,7 @@ Result<ServerAddress> parse_server(std::string_view text) {
 Result<Invocation> parse_command_line(const std::vector<std::string>& args, const Env& env,
                                       std::string* command_seen) {
   Invocation inv;
-  std::optional<std::string> server, token, timeout;
+  std::optional<std::string> server, token, timeout, wait_timeout;
   std::vector<std::string> command_options;  // command-specific options given
   bool options_done = false;
   for (size_t i = 1; i < args.size(); ++i) {
@@ -301,6 +351,18 @@ Result<Invocation> parse_command_line(const std::vector<std::string>& args, cons
       inv.repair = true;
     } else if (name == "file") {
       inv.file = value;
+    } else if (name == "to") {
+      inv.to = value;
+    } else if (name == "vbuckets") {
+      inv.vbuckets = value;
+    } else if (name == "status") {
+      inv.placement = true;
+    } else if (name == "cancel") {
+      inv.cancel = true;
+    } else if (name == "wait") {
+      inv.wait = true;
+    } else if (name == "timeout") {
+      wait_timeout = value;
     }
   }
   if (inv.help) return inv;
@@ -313,9 +375,7 @@ Result<Invocation> parse_command_line(const std::vector<std::string>& args, cons
 
   if (timeout) {
     int ms = 0;
-    const char* end = timeout->data() + timeout->size();
-    auto [ptr, ec] = std::from_chars(timeout->data(), end, ms);
-    if (ec != std::errc() || ptr != end || ms <= 0) {
+    if (!parse_positive(*timeout, &ms)) {
       return Status::Invalid(fmt::format("--timeout-ms must be a positive number of milliseconds, not '{}'", *timeout));
     }
     inv.timeout_ms = ms;
@@ -354,6 +414,7 @@ Result<Invocation> parse_command_line(const std::vector<std::string>& args, cons
       if (inv.args.size() < 3) return Status::Invalid("post needs NAME, TYPE and at least one VALUE");
     }
   }
+  if (cmd == "reshard") TABA_RETURN_IF_ERROR(check_reshard(wait_timeout, &inv));
   return inv;
 }
 

@@ -14,6 +14,7 @@ namespace taba::cli {
 
 inline constexpr const char* kDefaultServer = "http://127.0.0.1:8300";
 inline constexpr int kDefaultTimeoutMs = 10000;
+inline constexpr double kDefaultWaitTimeoutS = 3600;  // reshard --wait
 
 // What the environment contributes (TABA_SERVER, TABA_TOKEN; unset or
 // empty variables are nullopt).
@@ -48,6 +49,13 @@ struct Invocation {
   std::optional<std::string> regex;   // --re (delete)
   bool repair = false;                // --repair (check)
   std::optional<std::string> file;    // --file (post); "-" is standard input
+  // reshard: exactly one of --to with --vbuckets, --status, --cancel.
+  std::optional<std::string> to;        // --to SHARD
+  std::optional<std::string> vbuckets;  // --vbuckets FIRST-LAST, as given (the server checks it)
+  bool placement = false;               // --status
+  bool cancel = false;                  // --cancel
+  bool wait = false;                    // --wait (with --to or --cancel)
+  double wait_timeout_s = kDefaultWaitTimeoutS;  // --timeout SECONDS (with --wait)
 };
 
 // Parses argv (args[0] is the program name). Options may come before or

@@ -101,6 +101,17 @@ Result<HttpCall> plan_request(const Invocation& inv, double now, std::string_vie
   } else if (cmd == "check") {
     call.method = "POST";
     path = inv.repair ? "/check?dry=false" : "/check";
+  } else if (cmd == "reshard") {
+    path = "/reshard";
+    if (inv.cancel) {
+      call.method = "POST";
+      path += "?cancel=1";
+    } else if (inv.to && inv.vbuckets) {
+      call.method = "POST";
+      path += "?to=" + http::percent_encode(*inv.to) + "&vbuckets=" + http::percent_encode(*inv.vbuckets);
+    }
+    // --wait reads the move's id from the POST's JSON answer.
+    if (inv.wait) accept = "application/json";
   } else if (cmd == "post") {
     call.method = "POST";
     path = "/post";

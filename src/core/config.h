@@ -40,8 +40,8 @@ struct Config {
   // Bearer tokens (Authorization: Bearer TOKEN); empty = not required.
   struct Auth {
     std::string ingest_token;  // /post, /post_zip
-    std::string admin_token;   // /delete /gc /check /flush; also valid wherever query_token is
-    std::string query_token;   // queries, /status /servers /latency /metrics
+    std::string admin_token;   // /delete /gc /check /flush, POST /reshard; also valid wherever query_token is
+    std::string query_token;   // queries, /status /servers /latency /metrics, GET /reshard
   } auth;
 
   struct Store {

@@ -232,7 +232,7 @@ void AgentRole::refused_deltas(const std::string& delta_batch, const std::string
 
 std::unique_ptr<http::RequestHandler> AgentRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.method, req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }

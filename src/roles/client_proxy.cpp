@@ -505,7 +505,7 @@ void ClientProxyRole::forward_main() {
 
 std::unique_ptr<http::RequestHandler> ClientProxyRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.method, req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }

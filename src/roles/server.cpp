@@ -47,6 +47,7 @@ Status ServerRole::start() {
   ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
   queries_ = std::make_unique<query::QueryService>(store_.get());
   admin_ = std::make_unique<routes::AdminRoutes>(store_.get());
+  reshard_ = std::make_unique<routes::ReshardRoutes>(store_.get());
 
   http::ServerOptions ho = server_options(config_.http);
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
@@ -178,7 +179,7 @@ store::ServerInfo ServerRole::self_info() const {
 
 std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<http::Exchange>& ex) {
   const http::Request& req = ex->request();
-  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.path), req)) {
+  if (auto denied = routes::check_access(config_.auth, routes::access_of(req.method, req.path), req)) {
     ex->reply(std::move(*denied));
     return nullptr;
   }
@@ -210,6 +211,13 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
     return std::make_unique<routes::BufferedRequest>(
         ex, [a](const http::Request& r, std::string_view body, std::function<void(http::Response)> done) {
           a->handle(r, body, std::move(done));
+        });
+  }
+  if (routes::ReshardRoutes::handles(req.path)) {
+    routes::ReshardRoutes* r = reshard_.get();
+    return std::make_unique<routes::BufferedRequest>(
+        ex, [r](const http::Request& q, std::string_view body, std::function<void(http::Response)> done) {
+          r->handle(q, body, std::move(done));
         });
   }
   if (routes::is_ui_path(req.path)) {
@@ -245,7 +253,7 @@ std::string ServerRole::route_list() const {
   std::string out = "routes: ";
   if (config_.has_role(Role::kFe)) out += "/post /post_zip /post_delta, ";
   out += "/tabs /projection /supertabs /names /clients /types, /status /servers /latency, "
-         "/delete /gc /check /flush, /metrics /healthz /readyz /ui";
+         "/delete /gc /check /flush /reshard, /metrics /healthz /readyz /ui";
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include "roles/self_tabs.h"
 #include "routes/admin.h"
 #include "routes/ingest.h"
+#include "routes/reshard.h"
 #include "routes/server_metrics.h"
 #include "store/store.h"
 
@@ -76,6 +77,7 @@ class ServerRole {
   std::unique_ptr<SelfTabs> self_tabs_;
   std::unique_ptr<query::QueryService> queries_;
   std::unique_ptr<routes::AdminRoutes> admin_;
+  std::unique_ptr<routes::ReshardRoutes> reshard_;
   std::unique_ptr<routes::ServerMetrics> metrics_;
   std::unique_ptr<http::Server> server_;  // last: destroyed first, before what its requests use
 

@@ -4,39 +4,18 @@
 
 #include <algorithm>
 
-#include "protocol/payload.h"
-#include "query/accept.h"
 #include "query/params.h"
+#include "routes/admin_reply.h"
+#include "routes/placement_format.h"
 
 namespace taba::routes {
 namespace {
-
-constexpr std::string_view kText = "text/plain";
-constexpr std::string_view kJson = "application/json";
-
-// "" means 406, with the response filled in.
-std::string pick_format(const http::Request& req, http::Response* not_acceptable) {
-  std::vector<std::string> offered{std::string(kText), std::string(kJson)};
-  std::string f = query::negotiate(req.header("accept"), offered);
-  if (f.empty()) {
-    *not_acceptable = http::Response::text(
-        406, fmt::format("none of the types in Accept: {} is available; offered: text/plain, application/json\n",
-                         req.header("accept")));
-  }
-  return f;
-}
-
-std::string json_string(std::string_view s) {
-  std::string out;
-  protocol::append_json_string(&out, s);
-  return out;
-}
 
 std::string json_number(double v) { return fmt::format("{:.6g}", v); }
 
 http::Response render_report(const std::string& format, const store::Report& report) {
   std::string out;
-  if (format == kText) {
+  if (format == kTextPlain) {
     for (const auto& [k, v] : report.counts) out += fmt::format("{}: {}\n", k, v);
     for (const std::string& d : report.details) out += fmt::format("  {}\n", d);
     return http::Response::text(200, std::move(out));
@@ -47,13 +26,6 @@ http::Response render_report(const std::string& format, const store::Report& rep
   for (size_t i = 0; i < report.details.size(); ++i) out += (i ? ", " : "") + json_string(report.details[i]);
   out += "]}";
   return http::Response::json(200, std::move(out));
-}
-
-http::Response store_error(const Status& s) {
-  int code = s.code() == Status::Code::kInvalid ? 400 : 503;
-  http::Response r = http::Response::text(code, s.message() + "\n");
-  if (code == 503) r.headers.push_back({"Retry-After", "1"});
-  return r;
 }
 
 std::string roles_list(const std::vector<std::string>& roles, bool json) {
@@ -90,7 +62,7 @@ void AdminRoutes::handle(const http::Request& req, std::string_view body, std::f
 
 void AdminRoutes::admin(const http::Request& req, std::string_view body, std::function<void(http::Response)> done) {
   http::Response not_acceptable;
-  std::string format = pick_format(req, &not_acceptable);
+  std::string format = pick_reply_format(req, &not_acceptable);
   if (format.empty()) return done(std::move(not_acceptable));
   auto reply = [format, done](const Status& s, const store::Report& report) {
     if (!s.ok()) return done(store_error(s));
@@ -129,12 +101,13 @@ void AdminRoutes::ops(const http::Request& req, std::function<void(http::Respons
   auto params = query::parse_params(req.query, "", {});  // these routes take none (docs/api.md §5.1: unknown -> 400)
   if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
   http::Response not_acceptable;
-  std::string format = pick_format(req, &not_acceptable);
+  std::string format = pick_reply_format(req, &not_acceptable);
   if (format.empty()) return done(std::move(not_acceptable));
   std::string route = req.path;
-  store_->status([format, route, done = std::move(done)](const Status& s, const store::ClusterStatus& cs) {
+  store::Store* store = store_;
+  store_->status([store, format, route, done = std::move(done)](const Status& s, const store::ClusterStatus& cs) {
     if (!s.ok()) return done(store_error(s));
-    bool json = format == kJson;
+    bool json = format == kApplicationJson;
     std::vector<const store::ServerInfo*> servers;
     for (const auto& sv : cs.servers) servers.push_back(&sv);
     std::sort(servers.begin(), servers.end(), [](auto* a, auto* b) { return a->id < b->id; });
@@ -145,7 +118,9 @@ void AdminRoutes::ops(const http::Request& req, std::function<void(http::Respons
         if (json) {
           out += fmt::format("{}{}: [{}]", i ? ", " : "", json_string(servers[i]->id), roles_list(servers[i]->roles, true));
         } else {
-          out += fmt::format("{}: {}\n", servers[i]->id, roles_list(servers[i]->roles, false));
+          // The placement epoch first: "ID: roles" stays the end of the line.
+          out += fmt::format("epoch {}  {}: {}\n", servers[i]->placement_epoch, servers[i]->id,
+                             roles_list(servers[i]->roles, false));
         }
       }
       if (json) out += '}';
@@ -197,12 +172,12 @@ void AdminRoutes::ops(const http::Request& req, std::function<void(http::Respons
           const auto* sv = servers[i];
           out += fmt::format(
               "{}{{\"id\": {}, \"roles\": [{}], \"listen\": {}, \"last_seen_age_s\": {}, \"events_per_s\": {}, "
-              "\"deltas_per_s\": {}, \"latency_p50_s\": {}, \"latency_p99_s\": {}}}",
+              "\"deltas_per_s\": {}, \"latency_p50_s\": {}, \"latency_p99_s\": {}, \"placement_epoch\": {}}}",
               i ? ", " : "", json_string(sv->id), roles_list(sv->roles, true), json_string(sv->listen),
               json_number(sv->last_seen_age_s), json_number(sv->events_per_s), json_number(sv->deltas_per_s),
-              json_number(sv->latency_p50_s), json_number(sv->latency_p99_s));
+              json_number(sv->latency_p50_s), json_number(sv->latency_p99_s), sv->placement_epoch);
         }
-        out += "]}";
+        out += "]";  // the placement and the closing brace follow
       } else {
         out += fmt::format("store: {}\npipeline_latency_s: {:.3f}\n", cs.store, cs.pipeline_latency_s);
         for (const auto& sh : cs.shards) {
@@ -217,7 +192,21 @@ void AdminRoutes::ops(const http::Request& req, std::function<void(http::Respons
         }
       }
     }
-    done(json ? http::Response::json(200, std::move(out)) : http::Response::text(200, std::move(out)));
+    if (route != "/status") {
+      return done(json ? http::Response::json(200, std::move(out)) : http::Response::text(200, std::move(out)));
+    }
+    // The placement after the rest (docs/api.md, "/reshard"); a store that
+    // cannot tell it now still answers the rest.
+    store->placement([json, out = std::move(out), done](const Status& ps, const store::PlacementStatus& p) mutable {
+      if (json) {
+        out += ps.ok() ? ", \"placement\": " + placement_json(p)
+                       : ", \"placement\": null, \"placement_error\": " + json_string(ps.message());
+        out += '}';
+        return done(http::Response::json(200, std::move(out)));
+      }
+      out += ps.ok() ? placement_text(p, false) : fmt::format("placement: unavailable ({})\n", ps.message());
+      done(http::Response::text(200, std::move(out)));
+    });
   });
 }
 

@@ -2,6 +2,8 @@
 // both store modes:
 //   GET  /status /servers /latency
 //   POST /delete?name=…[&re=1]   POST /gc   POST /check[?dry=false]   POST /flush
+// (/reshard is routes/reshard.h). /status ends with the placement
+// (routes/placement_format.h).
 // Replies are text (default) or JSON, chosen from Accept.
 #pragma once
 

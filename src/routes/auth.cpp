@@ -6,9 +6,10 @@
 
 namespace taba::routes {
 
-Access access_of(std::string_view path) {
+Access access_of(std::string_view method, std::string_view path) {
   if (path == "/post" || path == "/post_zip" || path == "/post_delta") return Access::kIngest;
   if (path == "/delete" || path == "/gc" || path == "/check" || path == "/flush") return Access::kAdmin;
+  if (path == "/reshard") return method == "POST" ? Access::kAdmin : Access::kQuery;
   if (path == "/healthz" || path == "/readyz") return Access::kOpen;
   if (path == "/ui" || path.starts_with("/ui/")) return Access::kOpen;  // the page; its queries need the token
   return Access::kQuery;

@@ -12,8 +12,9 @@ namespace taba::routes {
 
 enum class Access { kOpen, kIngest, kQuery, kAdmin };
 
-// Which token a path needs.
-Access access_of(std::string_view path);
+// Which token a request for `path` with `method` needs. Only /reshard
+// depends on the method: GET reads (query), POST moves (admin).
+Access access_of(std::string_view method, std::string_view path);
 
 // Compares in time that depends only on the lengths, not on where the
 // strings differ.

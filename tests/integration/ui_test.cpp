@@ -218,6 +218,8 @@ TEST_CASE("ui: headless Chromium shows the posted tabs, their numbers, clients, 
   CHECK(field_text(dom, "<tr data-shard=\"embedded\"", "data-field=\"up\"") == "up");
   CHECK(field_text(dom, "<tr data-server=", "data-field=\"roles\"") == "fe,be");
   CHECK(field_text(dom, "<dl", "data-field=\"store\"", "</dl>") == "embedded");
+  CHECK(field_text(dom, "<dl", "data-field=\"placement\"", "</dl>") == "one store, nothing to place");
+  CHECK_FALSE(contains(dom, "<table id=\"placement\""));
 
   // A gauge as a value → clients table, a buffer as a list.
   std::string gauge = run_chromium(p.url() + "/ui/#tab=config_version", {"--dump-dom"});

@@ -172,7 +172,7 @@ TEST_CASE("help: the command list, and each command's usage, options and example
   }
   CHECK(taba::cli::command_names() ==
         std::vector<std::string>{"agg", "proj", "super", "names", "clients", "types", "status", "servers",
-                                 "latency", "delete", "gc", "check", "flush", "post"});
+                                 "latency", "delete", "gc", "check", "flush", "reshard", "post"});
   CHECK_THAT(top, Catch::Contains("TABA_SERVER"));
   CHECK_THAT(top, Catch::Contains("TABA_TOKEN"));
   CHECK_THAT(help_text("delete"), Catch::Contains("--re PATTERN"));

@@ -434,8 +434,11 @@ void Mover::finishing() {
   p.history.push_back(redis::Owned{move_.first, move_.last, move_.from, move_.drained_at});
   std::string outcome = move_.cancels.empty() ? "done" : "cancelled";
   std::string id = move_.cancels.empty() ? move_.id : move_.cancels;
-  p.recent.insert(p.recent.begin(), redis::Ended{id, move_.from, move_.to, move_.first, move_.last, outcome,
-                                                 move_.started, now, names_moved_, bytes_moved_});
+  // A reverse move is reported as the move it undid: its direction, "cancelled".
+  bool undo = !move_.cancels.empty();
+  p.recent.insert(p.recent.begin(),
+                  redis::Ended{id, undo ? move_.to : move_.from, undo ? move_.from : move_.to, move_.first, move_.last,
+                               outcome, move_.started, now, names_moved_, bytes_moved_});
   p.move.reset();
   p.prune(now, static_cast<double>(store_->config().dedup_ttl_s));
   write(p, [this, outcome] { end(outcome); });
