@@ -328,15 +328,10 @@ void Mover::commit_chunk(std::shared_ptr<Chunk> chunk) {
     cmds.push_back(std::move(sadd));
   }
   if (done.size() > 2) cmds.push_back(std::move(done));
-  if (cmds.empty()) {
-    to_txn_->command({"UNWATCH"}, [](const Status&, const redisReply*) {});
-    return delete_chunk(chunk);
-  }
-  auto exec = std::make_shared<redis::Gather>([this, alive, chunk](const Status& s) {
-    if (!*alive) return;
-    if (!s.ok()) return failed("merging into the target", s);
-    if (!chunk->committed) return merge_chunk(chunk);  // a WATCHed key changed (its be applied): again
-    // Durable on the target's replicas before the source lets go.
+  // Durable on the target's replicas before the source lets go; also when
+  // an earlier attempt merged the names (its WAIT may have failed: a
+  // failover can still drop what it wrote).
+  auto durable = [this, alive, chunk] {
     to_txn_->command({"WAIT", std::to_string(store_->config().min_replica_acks),
                       std::to_string(store_->config().replica_ack_timeout_ms)},
                      [this, alive, chunk](const Status& w, const redisReply* r) {
@@ -351,6 +346,17 @@ void Mover::commit_chunk(std::shared_ptr<Chunk> chunk) {
                      },
                      static_cast<uint32_t>(store_->config().replica_ack_timeout_ms +
                                            store_->config().command_timeout_ms));
+  };
+  if (cmds.empty()) {
+    to_txn_->command({"UNWATCH"}, [](const Status&, const redisReply*) {});
+    if (store_->config().min_replica_acks == 0) return delete_chunk(chunk);
+    return durable();
+  }
+  auto exec = std::make_shared<redis::Gather>([this, alive, chunk, durable](const Status& s) {
+    if (!*alive) return;
+    if (!s.ok()) return failed("merging into the target", s);
+    if (!chunk->committed) return merge_chunk(chunk);  // a WATCHed key changed (its be applied): again
+    durable();
   });
   chunk->committed = false;
   to_txn_->command({"MULTI"}, exec->add(nullptr));
