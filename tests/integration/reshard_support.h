@@ -418,6 +418,27 @@ inline std::map<std::string, int64_t> expected_cells(const std::vector<LoadBatch
   return out;
 }
 
+// What differs between two count maps, one line per key (at most 20):
+// "key: got G, want W" (-1 = absent); "" when equal.
+inline std::string count_diff(const std::map<std::string, int64_t>& got, const std::map<std::string, int64_t>& want) {
+  std::set<std::string> keys;
+  for (const auto& [k, v] : got) keys.insert(k);
+  for (const auto& [k, v] : want) keys.insert(k);
+  std::string out;
+  int shown = 0, differing = 0;
+  for (const std::string& k : keys) {
+    auto g = got.find(k);
+    auto w = want.find(k);
+    int64_t gv = g == got.end() ? -1 : g->second;
+    int64_t wv = w == want.end() ? -1 : w->second;
+    if (gv == wv) continue;
+    ++differing;
+    if (shown++ < 20) out += fmt::format("{}: got {}, want {}\n", k, gv, wv);
+  }
+  if (differing > 20) out += fmt::format("... {} keys differ in all\n", differing);
+  return out;
+}
+
 // Checks, through q, that the TotalsCounter names matching `regex` hold
 // exactly `cells` ("name\tclient" -> events): /tabs per name, /projection
 // per (name, client). `what` names the check in failure messages.
@@ -429,7 +450,7 @@ inline void check_totals(const TabadProcess& q, const std::string& regex, const 
 
   simdjson::dom::parser parser;
   auto tabs = test::get(q.url(), "/tabs?re=1&name=" + regex, "application/json", 20000);
-  INFO("/tabs: " << body_text(tabs).substr(0, 2000));
+  INFO("/tabs: " << status_of(tabs) << " " << body_text(tabs).substr(0, 300));
   REQUIRE(status_of(tabs) == 200);
   simdjson::dom::object obj;
   REQUIRE(parser.parse(tabs->body).get(obj) == simdjson::SUCCESS);
@@ -439,10 +460,11 @@ inline void check_totals(const TabadProcess& q, const std::string& regex, const 
     if (field.value["count"].get(c) != simdjson::SUCCESS) c = -1;
     got_names[std::string(field.key)] = c;
   }
-  CHECK(got_names == want_names);
+  INFO("per name (of " << want_names.size() << "):\n" << count_diff(got_names, want_names));
+  CHECK(count_diff(got_names, want_names).empty());
 
   auto proj = test::get(q.url(), "/projection?re=1&name=" + regex, "application/json", 20000);
-  INFO("/projection: " << body_text(proj).substr(0, 2000));
+  INFO("/projection: " << status_of(proj) << " " << body_text(proj).substr(0, 300));
   REQUIRE(status_of(proj) == 200);
   REQUIRE(parser.parse(proj->body).get(obj) == simdjson::SUCCESS);
   std::map<std::string, int64_t> got_cells;
@@ -455,7 +477,8 @@ inline void check_totals(const TabadProcess& q, const std::string& regex, const 
       got_cells[std::string(name.key) + "\t" + std::string(client.key)] = c;
     }
   }
-  CHECK(got_cells == cells);
+  INFO("per (name, client) (of " << cells.size() << "):\n" << count_diff(got_cells, cells));
+  CHECK(count_diff(got_cells, cells).empty());
 }
 
 }  // namespace taba::test

@@ -26,6 +26,7 @@
 #include "redis_support.h"
 #include "reshard_support.h"
 
+using namespace taba;
 using namespace taba::test;
 
 namespace {
@@ -82,11 +83,31 @@ struct LoadPlan {
   }
 };
 
+// POSTs a body to fe until it is answered otherwise than 503 (a shard not
+// reachable yet, e.g. the target of a move just learned: a client retries,
+// with the batch id the 503 names if it sent none), 20 s at most; the last
+// answer. Each 503 adds one to *retries.
+Result<http::ClientResponse> post_answered(const TabadProcess& fe, const std::string& body,
+                                           std::vector<http::Header> headers = {}, int* retries = nullptr) {
+  Result<http::ClientResponse> r = fe.post("/post", body, headers);
+  for (int attempt = 0; attempt < 200 && status_of(r) == 503; ++attempt) {
+    if (retries != nullptr) ++*retries;
+    bool has_id = false;
+    for (const http::Header& h : headers) has_id = has_id || h.name == "Taba-Batch-Id";
+    const std::string named(r->header("taba-batch-id"));
+    if (!has_id && !named.empty()) headers.push_back({"Taba-Batch-Id", named});
+    sleep_ms(100);
+    r = fe.post("/post", body, headers);
+  }
+  return r;
+}
+
 // Posts one TotalsCounter event of each of `names` from `client` through
 // fe, in bodies of 100 names with batch ids "<tag>-<n>"; every body must be
 // acknowledged. The cells ("name\tclient") it stored.
 std::map<std::string, int64_t> bulk_load(const TabadProcess& fe, const std::vector<std::string>& names,
-                                         const std::string& tag, const std::string& client = "bk") {
+                                         const std::string& tag, const std::string& client = "bk",
+                                         int* retries = nullptr) {
   std::map<std::string, int64_t> cells;
   const double t = now_s();
   for (size_t at = 0; at < names.size(); at += 100) {
@@ -95,7 +116,7 @@ std::map<std::string, int64_t> bulk_load(const TabadProcess& fe, const std::vect
       cb.names.push_back({names[k], {event_line("TotalsCounter", t, "1")}});
       cells[names[k] + "\t" + client] += 1;
     }
-    auto r = fe.post("/post", v1_body({cb}), {{"Taba-Batch-Id", fmt::format("{}-{}", tag, at)}});
+    auto r = post_answered(fe, v1_body({cb}), {{"Taba-Batch-Id", fmt::format("{}-{}", tag, at)}}, retries);
     INFO("through " << fe.url() << ": " << body_text(r));
     REQUIRE(status_of(r) == 200);
   }
@@ -415,6 +436,7 @@ TEST_CASE("reshard: type bindings hold during and after a move, and live on the 
   const std::vector<std::string> fresh = pick_names("tn.", 200, kFirst, kLast, true);
   const std::string id = start_move(ctrl, "shard3", kFirst, kLast);
   size_t conflicts = 0, bound = 0;
+  int retries = 0;  // 503s answered during the move (retried)
   std::set<std::string> phases;
   for (;;) {
     PlacementView v = placement_of(ctrl);
@@ -422,7 +444,7 @@ TEST_CASE("reshard: type bindings hold during and after a move, and live on the 
     if (v.ok) phases.insert(v.move->phase);
     const std::string& name = names[conflicts % names.size()];
     const double t = now_s();
-    auto r = fe2.post("/post", v1_body({{"c2", {{name, {event_line("Gauge", t, "\"x\"")}}}}}));
+    auto r = post_answered(fe2, v1_body({{"c2", {{name, {event_line("Gauge", t, "\"x\"")}}}}}), {}, &retries);
     INFO("conflicting post of " << name << " in phase " << (v.ok ? v.move->phase : "?") << ": " << status_of(r) << " "
                                 << body_text(r));
     CHECK(status_of(r) == 400);
@@ -431,8 +453,8 @@ TEST_CASE("reshard: type bindings hold during and after a move, and live on the 
     ++conflicts;
     if (bound < fresh.size()) {
       const std::string& n = fresh[bound];
-      auto b = fe2.post("/post", v1_body({{"c3", {{n, {event_line("Gauge", t, "\"y\"")}}}}}),
-                       {{"Taba-Batch-Id", "tn-" + n}});
+      auto b = post_answered(fe2, v1_body({{"c3", {{n, {event_line("Gauge", t, "\"y\"")}}}}}),
+                             {{"Taba-Batch-Id", "tn-" + n}}, &retries);
       INFO("new name " << n << ": " << body_text(b));
       CHECK(status_of(b) == 200);
       ++bound;
@@ -444,6 +466,7 @@ TEST_CASE("reshard: type bindings hold during and after a move, and live on the 
   std::string seen;
   for (const std::string& p : phases) seen += p + " ";
   INFO("conflicting posts " << conflicts << ", new names " << bound << "; phases seen: " << seen);
+  if (retries > 0) WARN(retries << " posts during the move were answered 503 and retried");
   CHECK(conflicts >= 5);
   CHECK(phases.count("states") == 1);
 
@@ -553,9 +576,10 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
   // Names of the range, bound and counted through both stale fes before the move.
   LoadPlan plan("fn.");
   std::vector<LoadBatch> acked;
+  int retries = 0;  // posts answered 503 (retried)
   auto post_batch = [&](const TabadProcess& via, int i) {
     LoadBatch b = plan.batch(i);
-    auto r = via.post("/post", b.body, {{"Taba-Batch-Id", b.id}});
+    auto r = post_answered(via, b.body, {{"Taba-Batch-Id", b.id}}, &retries);
     INFO("batch " << b.id << " through " << via.url() << ": " << body_text(r));
     REQUIRE(status_of(r) == 200);
     acked.push_back(std::move(b));
@@ -575,17 +599,19 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
   const double t = now_s();
   const std::vector<std::string> late = pick_names("fx.", 5, kFirst, kLast, true);
   const std::map<std::string, int64_t> late_cells = bulk_load(fe, late, "fx", "c8");
-  auto conflict = stale_binder.post("/post", v1_body({{"c9", {{late[0], {event_line("Gauge", t, "\"x\"")}}}}}));
+  auto conflict =
+      post_answered(stale_binder, v1_body({{"c9", {{late[0], {event_line("Gauge", t, "\"x\"")}}}}}), {}, &retries);
   INFO(body_text(conflict));
   CHECK(status_of(conflict) == 400);
   CHECK(body_text(conflict).find(fmt::format("bound to name \"{}\"", late[0])) != std::string::npos);
   // The other stale fe appends to names of the range (and binds new ones).
   const std::vector<std::string> fresh = pick_names("fn.new", 5, kFirst, kLast, true);
   for (int i = 6; i < 16; ++i) post_batch(stale_appender, i);
-  const std::map<std::string, int64_t> fresh_cells = bulk_load(stale_appender, fresh, "fn-new", "c9");
+  const std::map<std::string, int64_t> fresh_cells = bulk_load(stale_appender, fresh, "fn-new", "c9", &retries);
   // The batches of before, posted again through the stale fes, count once.
   for (size_t i = 0; i < 6; ++i) {
-    auto r = (i % 2 ? stale_appender : stale_binder).post("/post", acked[i].body, {{"Taba-Batch-Id", acked[i].id}});
+    auto r = post_answered(i % 2 ? stale_appender : stale_binder, acked[i].body, {{"Taba-Batch-Id", acked[i].id}},
+                           &retries);
     INFO("batch " << acked[i].id << " posted again: " << body_text(r));
     CHECK(status_of(r) == 200);
   }
@@ -608,6 +634,7 @@ TEST_CASE("reshard: an fe that has not re-read the placement is fenced by the ol
     CHECK(members_present(d.cluster, d.master(0), "cn:" + std::string(client), moved, /*is_set=*/true) == 0);
   }
   CHECK(bound_type(d.cluster, d.master(2), late[0]) == "TotalsCounter");
+  if (retries > 0) WARN(retries << " posts through the stale fes were answered 503 and retried");
 }
 
 TEST_CASE("reshard: a move cancelled before and after the switch leaves the placement as it was", "[redis][reshard]") {
