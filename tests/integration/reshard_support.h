@@ -249,16 +249,16 @@ inline void cancel_move(const TabadProcess& p) {
 }
 
 // Polls p's placement until the move `id` has ended ("move" null or another,
-// and recent lists it); its final state. Fails after timeout_ms.
+// and recent[0] is it); its final state. Fails after timeout_ms.
 inline MoveView wait_move_end(const TabadProcess& p, const std::string& id, int timeout_ms = 45'000) {
   PlacementView v;
   std::optional<MoveView> end;
   bool ended = eventually(
       [&] {
         v = placement_of(p);
-        if (!v.ok || (v.move && v.move->id == id)) return false;
-        end = v.ended(id);
-        return end.has_value();
+        if (!v.ok || (v.move && v.move->id == id) || v.recent.empty() || v.recent.front().id != id) return false;
+        end = v.recent.front();
+        return true;
       },
       timeout_ms, 100);
   INFO("move " << id << " did not end within " << timeout_ms << " ms; last placement: " << v.raw);
