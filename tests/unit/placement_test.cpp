@@ -119,6 +119,15 @@ TEST_CASE("placement: previous owners count until their markers expire", "[redis
   p.prune(4601, 3600);
   REQUIRE(p.history.size() == 1);
   CHECK(p.history[0].shard == "c");
+  // "a" still owns 0-1 and 6-7; once "c" owns nothing and its history has
+  // expired, it leaves the placement and the owners are re-indexed.
+  CHECK(p.find_shard("c") >= 0);
+  for (uint32_t v = 2; v <= 5; ++v) p.owner[v] = static_cast<uint16_t>(p.find_shard("b"));
+  p.prune(5601, 3600);
+  CHECK(p.find_shard("c") < 0);
+  CHECK(p.owner_of(2) == "b");
+  CHECK(p.owner_of(0) == "a");
+  CHECK(p.owner_of(15) == "b");
 }
 
 TEST_CASE("dedup markers: a bit per vbucket, and the old \"1\" means all", "[redis][placement]") {
