@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <unordered_map>
 
@@ -57,7 +58,22 @@ Mover::~Mover() {
 
 void Mover::start() {
   timer_ = std::make_unique<UvTimer>(store_->loop(), [this] { step(); });
-  schedule(0);
+  const redis::Placement& p = store_->current_placement();
+  if (!p.move) return schedule(0);
+  // A resumed move goes on counting from what its last driver published.
+  auto alive = alive_;
+  store_->add_shard(p.move->to)->shard->command(
+      {"HGETALL", store_->keys().move()}, [this, alive](const Status& s, const redisReply* r) {
+        if (!*alive) return;
+        for (size_t i = 0; s.ok() && redis::reply_is_array(r) && i + 1 < r->elements; i += 2) {
+          std::string_view key = redis::reply_str(r->element[i]);
+          uint64_t v = std::strtoull(std::string(redis::reply_str(r->element[i + 1])).c_str(), nullptr, 10);
+          if (key == "names_moved") names_moved_ = v;
+          else if (key == "bytes_moved") bytes_moved_ = v;
+          else if (key == "names_total") names_total_ = v;
+        }
+        schedule(0);
+      });
 }
 
 void Mover::schedule(uint32_t ms) {
@@ -94,7 +110,8 @@ void Mover::tick() {
   });
   std::string left = std::to_string(names_total_ > names_moved_ ? names_total_ - names_moved_ : 0);
   to_->shard->command({"HSET", k.move(), "driver", driver_, "names_moved", std::to_string(names_moved_), "names_left",
-                       left, "bytes_moved", std::to_string(bytes_moved_), "error", error_},
+                       left, "names_total", std::to_string(names_total_), "bytes_moved", std::to_string(bytes_moved_),
+                       "error", error_},
                       [](const Status&, const redisReply*) {});
 }
 
@@ -172,6 +189,7 @@ void Mover::step() {
 
 void Mover::bindings() {
   if (cancel_ && move_.cancels.empty()) return rollback();
+  if (cursor_ == "0") names_total_ = 0;  // a scan (re)starts
   auto alive = alive_;
   const redis::Keys& k = store_->keys();
   from_->shard->command(

@@ -137,6 +137,28 @@ void Placement::prune(double now, double dedup_ttl_s) {
                                [&](const Owned& h) { return h.until + dedup_ttl_s < now; }),
                 history.end());
   if (recent.size() > kRecentKept) recent.resize(kRecentKept);
+  // A shard that owns nothing and that no move or history names any more
+  // (emptied more than dedup_ttl_s ago) leaves the placement.
+  std::vector<bool> used(shards.size(), false);
+  for (uint16_t o : owner) used[o] = true;
+  auto use = [&](std::string_view name) {
+    int i = find_shard(name);
+    if (i >= 0) used[static_cast<size_t>(i)] = true;
+  };
+  for (const Owned& h : history) use(h.shard);
+  if (move) {
+    use(move->from);
+    use(move->to);
+  }
+  std::vector<std::string> kept;
+  std::vector<uint16_t> index(shards.size(), 0);
+  for (size_t i = 0; i < shards.size(); ++i) {
+    if (!used[i]) continue;
+    index[i] = static_cast<uint16_t>(kept.size());
+    kept.push_back(shards[i]);
+  }
+  for (uint16_t& o : owner) o = index[o];
+  shards = std::move(kept);
 }
 
 std::string Placement::to_json() const {

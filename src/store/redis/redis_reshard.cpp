@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -13,6 +14,8 @@
 
 namespace taba::store {
 namespace {
+
+constexpr double kServerListedS = 15;  // a heartbeat this recent is a live server (as /servers lists them)
 
 bool parse_range_owner(const redis::Placement& p, const VbucketRange& r, std::string* owner, std::string* why) {
   if (r.first > r.last || r.last >= p.vbuckets) {
@@ -135,6 +138,33 @@ void RedisStore::begin_move(const ReshardRequest& request, const std::string& ow
     }
     UvTimer::after(loop_, 100, [this, alive, request, owner, tries, done] {
       if (*alive) begin_move(request, owner, tries + 1, done);
+    });
+    return;
+  }
+  if (tries >= 0) {
+    // Every live server must know placements: an older fe appends without
+    // the fence and would write the range to its old shard after the switch.
+    ShardCtx* source = shard_named(owner);
+    source->shard->command({"HGETALL", keys_.servers()}, [this, alive, request, owner, done](const Status& s,
+                                                                                          const redisReply* r) {
+      if (!*alive) return;
+      if (!s.ok()) return done(s, PlacementStatus{});
+      double now = wall_now();
+      std::vector<std::string> old;
+      for (size_t i = 0; redis::reply_is_array(r) && i + 1 < r->elements; i += 2) {
+        std::string_view v = redis::reply_str(r->element[i + 1]);
+        double seen = std::strtod(std::string(v.substr(0, v.find('\t'))).c_str(), nullptr);
+        if (now - seen <= kServerListedS && std::count(v.begin(), v.end(), '\t') < 8) {
+          old.emplace_back(redis::reply_str(r->element[i]));
+        }
+      }
+      if (!old.empty()) {
+        return done(Status::Invalid(fmt::format("servers {} run a tabad without re-sharding (no placement epoch in "
+                                                "their heartbeat); upgrade every fe, be and ctrl first",
+                                                fmt::join(old, ", "))),
+                    PlacementStatus{});
+      }
+      begin_move(request, owner, -1, done);
     });
     return;
   }
