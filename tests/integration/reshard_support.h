@@ -395,6 +395,35 @@ inline std::string canonical_json(const std::string& json) {
   return out;
 }
 
+// Where two JSON answers differ, for failure messages: for two objects, the
+// members that differ (at most 5, each side canonical and cut to 200
+// characters); else both texts cut.
+inline std::string json_diff(const std::string& got, const std::string& want) {
+  simdjson::dom::parser pg, pw;
+  simdjson::dom::object g, w;
+  auto cut = [](const std::string& t) { return t.size() > 200 ? t.substr(0, 200) + "..." : t; };
+  if (pg.parse(got).get(g) != simdjson::SUCCESS || pw.parse(want).get(w) != simdjson::SUCCESS) {
+    return fmt::format("got  {}\nwant {}\n", cut(got), cut(want));
+  }
+  std::map<std::string, std::string> gm, wm;
+  for (auto f : g) canonical_into(f.value, &gm[std::string(f.key)]);
+  for (auto f : w) canonical_into(f.value, &wm[std::string(f.key)]);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : gm) keys.insert(k);
+  for (const auto& [k, v] : wm) keys.insert(k);
+  std::string out;
+  int n = 0;
+  for (const std::string& k : keys) {
+    auto a = gm.find(k);
+    auto b = wm.find(k);
+    std::string av = a == gm.end() ? "(absent)" : a->second;
+    std::string bv = b == wm.end() ? "(absent)" : b->second;
+    if (av == bv) continue;
+    if (n++ < 5) out += fmt::format("  {}: got {} want {}\n", k, cut(av), cut(bv));
+  }
+  return fmt::format("{} members differ\n{}", n, out);
+}
+
 // GET each path (JSON) from p: path -> canonical answer, or "status N: body"
 // when it did not answer 200.
 inline std::map<std::string, std::string> answers_of(const TabadProcess& p, const std::vector<std::string>& paths) {
