@@ -275,6 +275,12 @@ void Mover::rollback() {
 // --- switching ------------------------------------------------------------
 
 void Mover::switching() {
+  // Every live server connects to the target (named since "bindings")
+  // before it takes writes: a post routed to it must not find it unknown.
+  barrier(store_->current_placement().epoch, wall_now(), [this] { fence(); });
+}
+
+void Mover::fence() {
   auto alive = alive_;
   const redis::Keys& k = store_->keys();
   std::string offset = std::to_string(move_.first);
@@ -304,7 +310,6 @@ void Mover::switching() {
             if (!*alive) return;
             log::info("reshard {}: switched: {} takes vbuckets {}-{}", move_.id, move_.to, move_.first, move_.last);
             from_->shard->command({"DEL", store_->keys().bindlog()}, [](const Status&, const redisReply*) {});
-            barrier_since_ = 0;
             schedule(0);
           });
         };
@@ -326,15 +331,15 @@ void Mover::switching() {
 
 // --- draining -------------------------------------------------------------
 
-void Mover::draining() {
+// Waits until every server heartbeating in the last kServerLiveS reports
+// (as connected to every shard it names) a placement of epoch `want` or
+// later, for kBarrierTimeoutS at most (a server paused past that re-reads
+// the placement before its next query, and its writes are fenced).
+void Mover::barrier(uint64_t want, double since, std::function<void()> then) {
   auto alive = alive_;
-  const redis::Keys& k = store_->keys();
-  if (barrier_since_ == 0) barrier_since_ = wall_now();
-  // First every live server must route by a placement from after the
-  // switch: queries of one that does not would read only the source.
-  uint64_t want = store_->current_placement().epoch;
-  from_->shard->command({"HGETALL", k.servers()}, [this, alive, want](const Status& s, const redisReply* r) {
-    if (!*alive) return;
+  from_->shard->command({"HGETALL", store_->keys().servers()}, [this, alive, want, since, then](const Status& s,
+                                                                                             const redisReply* r) {
+    if (!*alive || finished_) return;
     if (!s.ok() || !redis::reply_is_array(r)) return failed("reading the server registry", s);
     double now = wall_now();
     std::vector<std::string> behind;
@@ -346,12 +351,26 @@ void Mover::draining() {
       uint64_t epoch = std::strtoull(std::string(v.substr(last_tab + 1)).c_str(), nullptr, 10);
       if (now - seen <= kServerLiveS && epoch < want) behind.emplace_back(redis::reply_str(r->element[i]));
     }
-    if (!behind.empty() && now - barrier_since_ < kBarrierTimeoutS) return schedule(200);
-    if (!behind.empty()) {
-      log::warn("reshard {}: servers {} still route by an older placement after {:.0f} s; going on (their queries "
-                "re-read the placement when it is 2 s old)",
-                move_.id, fmt::join(behind, ", "), kBarrierTimeoutS);
+    if (!behind.empty() && now - since < kBarrierTimeoutS) {
+      UvTimer::after(store_->loop(), 100, [this, alive, want, since, then] {
+        if (*alive && !finished_) barrier(want, since, then);
+      });
+      return;
     }
+    if (!behind.empty()) {
+      log::warn("reshard {}: servers {} still route by a placement older than epoch {} after {:.0f} s; going on "
+                "(their writes are fenced, their queries re-read a placement {:.0f} s old)",
+                move_.id, fmt::join(behind, ", "), want, kBarrierTimeoutS, RedisStore::kQueryFreshnessS);
+    }
+    then();
+  });
+}
+
+void Mover::draining() {
+  auto alive = alive_;
+  // First every live server must route by a placement from after the
+  // switch: queries of one that does not would read only the source.
+  barrier(store_->current_placement().epoch, wall_now(), [this, alive] {
     // Then the source's stream must hold nothing from before the switch.
     from_->shard->command({"XINFO", "STREAM", store_->keys().stream()},
                           [this, alive](const Status& st, const redisReply* rr) {

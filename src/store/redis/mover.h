@@ -5,7 +5,8 @@
 //
 //   bindings   HSCAN the source's types; copy the range's bindings to the
 //              target (HSETNX). Cancelled here: roll back.
-//   switching  fence the source (its fence bytes of the range -> '0', in a
+//   switching  wait until every live server is connected to the target,
+//              fence the source (its fence bytes of the range -> '0', in a
 //              script that also returns the bindings logged since the
 //              copy), copy those, then write the placement that gives the
 //              range to the target (its fence bytes -> '1').
@@ -23,6 +24,7 @@
 // Every placement write WAITs for min_replica_acks replicas.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +62,8 @@ class Mover {
   void bindings();
   void rollback();
   void switching();
+  void fence();
+  void barrier(uint64_t want, double since, std::function<void()> then);
   void draining();
   void drain_wait(std::string last_id);
   void states();
@@ -100,7 +104,6 @@ class Mover {
   uint64_t names_moved_ = 0;
   uint64_t bytes_moved_ = 0;
   uint64_t names_total_ = 0;
-  double barrier_since_ = 0;
   double chunk_started_ = 0;
   int failures_ = 0;
   uint64_t errors_ = 0;

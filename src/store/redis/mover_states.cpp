@@ -350,6 +350,14 @@ void Mover::commit_chunk(std::shared_ptr<Chunk> chunk) {
   if (cmds.empty()) {
     to_txn_->command({"UNWATCH"}, [](const Status&, const redisReply*) {});
     if (store_->config().min_replica_acks == 0) return delete_chunk(chunk);
+    // WAIT covers this connection's own writes: marking the names again
+    // (no change) makes it cover the earlier attempt's, when this master
+    // still holds them.
+    std::vector<std::string> again{"SADD", k.move_done()};
+    for (const auto& n : chunk->names) {
+      if (n.done_there) again.push_back(n.name);
+    }
+    if (again.size() > 2) to_txn_->command(views(again), [](const Status&, const redisReply*) {});
     return durable();
   }
   auto exec = std::make_shared<redis::Gather>([this, alive, chunk, durable](const Status& s) {
@@ -438,7 +446,6 @@ void Mover::switching_again() {
                        cursor_ = "0";
                        pass_end_ = false;
                        found_in_pass_ = 1;  // forces another full pass
-                       barrier_since_ = 0;
                        draining();
                      });
 }

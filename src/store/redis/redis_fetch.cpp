@@ -134,6 +134,32 @@ struct RedisStore::Fetch {
 
 namespace {
 
+// A split name's part on the move's target, with whether the driver has
+// merged the source's part into it, atomically. KEYS: movedone, aggregate,
+// states. ARGV: name, '1' to read the aggregate, states mode ('all', 'some'
+// with the clients after it, 'none'). Replies {marked, aggregate or nil,
+// {client, state, ...}}.
+constexpr const char* kSplitReadScript = R"lua(
+local done = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+local agg = false
+if ARGV[2] == '1' then agg = redis.call('GET', KEYS[2]) end
+local st = {}
+if ARGV[3] == 'all' then
+  st = redis.call('HGETALL', KEYS[3])
+elseif ARGV[3] == 'some' then
+  local cs = {}
+  for i = 4, #ARGV do cs[#cs + 1] = ARGV[i] end
+  local vals = redis.call('HMGET', KEYS[3], unpack(cs))
+  for i, v in ipairs(vals) do
+    if v then
+      st[#st + 1] = cs[i]
+      st[#st + 1] = v
+    end
+  end
+end
+return {done, agg, st}
+)lua";
+
 // What one shard holds of one name.
 struct Part {
   State aggregate;
@@ -160,7 +186,7 @@ void RedisStore::fetch(const QueryNeed& need, ViewCallback ready) {
   // A query routes reads by the placement: a copy older than this is
   // re-read first (a process paused past a move's switch must not miss the
   // range's new shard).
-  if (placement_age_s() > 2.0) {
+  if (placement_age_s() > kQueryFreshnessS) {
     auto alive = alive_;
     auto names = std::make_shared<Matcher>(*need.names);
     auto clients = std::make_shared<Matcher>(*need.clients);
@@ -295,17 +321,46 @@ void RedisStore::fetch_now(const QueryNeed& need, ViewCallback ready) {
       f->ready(Status::Ok(), &f->view);
     };
     // Second: the targets of split names, and whether each name was merged there.
-    auto second = [this, alive, wanted, read_part, finish](const Status& st) {
+    // (The target's part and its mark are read in one script: the driver's
+    // merge could otherwise fall between them and a part be lost or doubled.)
+    auto second = [this, alive, f, wanted, finish](const Status& st) {
       if (!*alive) return;
       if (!st.ok()) return finish(st);
       auto gather = std::make_shared<redis::Gather>(finish);
+      bool exact = !f->clients.any() && !f->clients.is_regex();
+      std::string mode = !f->need.states ? "none" : !exact ? "all" : f->clients.values().empty() ? "none" : "some";
       for (Wanted& w : *wanted) {
         if (!w.second) continue;
-        read_part(w.second, w.entry, &w.b, gather.get());
+        NameEntry* e = w.entry;
+        std::vector<std::string> argv{"EVAL", kSplitReadScript, "3", keys_.move_done(), keys_.aggregate(e->name),
+                                      keys_.states(e->name), e->name, f->need.aggregates ? "1" : "0", mode};
+        if (mode == "some") {
+          for (const std::string& c : f->clients.values()) argv.push_back(c);
+        }
         Wanted* wp = &w;
-        w.second->shard->command({"SISMEMBER", keys_.move_done(), w.entry->name},
-                                 gather->add([wp](const redisReply* r) { wp->merged_into_second = redis::reply_int(r) == 1; },
-                                             false, w.second->name));
+        w.second->shard->command(views(argv), gather->add(
+                                                  [f, wp](const redisReply* r) {
+                                                    if (!redis::reply_is_array(r) || r->elements != 3) return;
+                                                    wp->merged_into_second = redis::reply_int(r->element[0]) == 1;
+                                                    NameEntry* en = wp->entry;
+                                                    if (!redis::reply_is_nil(r->element[1])) {
+                                                      (void)load_state(en->handler, redis::reply_str(r->element[1]),
+                                                                       &wp->b.aggregate);
+                                                    }
+                                                    const redisReply* pairs = r->element[2];
+                                                    for (size_t i = 0; redis::reply_is_array(pairs) && i + 1 < pairs->elements;
+                                                         i += 2) {
+                                                      std::string_view client = redis::reply_str(pairs->element[i]);
+                                                      if (!f->clients.matches(client)) continue;
+                                                      State one;
+                                                      if (!load_state(en->handler, redis::reply_str(pairs->element[i + 1]),
+                                                                      &one)) {
+                                                        continue;
+                                                      }
+                                                      wp->b.states.emplace_back(std::string(client), std::move(one));
+                                                    }
+                                                  },
+                                                  false, w.second->name));
       }
       gather->arm();
     };

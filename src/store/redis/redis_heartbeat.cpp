@@ -74,7 +74,16 @@ void RedisStore::heartbeat() {
   ServerInfo self;
   if (self_info_) self = self_info_();
   if (self.id.empty()) self.id = consumer_;
-  self.placement_epoch = placement_.epoch;
+  // The epoch reported is one this process can act on: it is connected to
+  // every shard the placement has it read or write (a move's driver waits
+  // for every live server to report an epoch; redis_placement.cpp).
+  bool connected = true;
+  for (const auto& s : shards_) {
+    bool needed = may_hold_data(s.get()) || (placement_.move && placement_.move->to == s->name);
+    if (needed && !s->shard->ready()) connected = false;
+  }
+  if (connected) ready_epoch_ = placement_.epoch;
+  self.placement_epoch = ready_epoch_;
   std::string value = encode_server(self, now);
   auto alive = alive_;
   auto best = std::make_shared<std::map<std::string, std::pair<double, ServerInfo>>>();

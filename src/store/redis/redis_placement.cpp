@@ -43,8 +43,6 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end
 return 1
 )lua";
 
-constexpr double kQueryFreshnessS = 2.0;
-
 }  // namespace
 
 RedisStore::ShardCtx* RedisStore::shard_named(std::string_view name) const {

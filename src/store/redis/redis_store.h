@@ -122,6 +122,8 @@ class RedisStore final : public Store {
   // concurrent callers share one read. Initialises a shard that has none.
   void refresh_placement(std::function<void(const Status&)> done);
   double placement_age_s() const;
+  // A query re-reads a placement older than this before routing its reads.
+  static constexpr double kQueryFreshnessS = 2.0;
   // Writes `p` to the named shards (each: only when its stored epoch is
   // lower), setting its fence bytes where `fence` says so, then WAITs for
   // min_replica_acks replicas; then adopts it. (The mover's step.)
@@ -177,6 +179,7 @@ class RedisStore final : public Store {
   std::vector<uint16_t> vbucket_shard_;  // vbucket -> index in shards_, from placement_
   redis::Placement placement_;
   bool placement_loaded_ = false;
+  uint64_t ready_epoch_ = 0;  // the last epoch adopted with every shard it needs connected
   double placement_read_at_ = 0;
   std::vector<std::function<void(const Status&)>> refresh_waiters_;
   bool refreshing_ = false;

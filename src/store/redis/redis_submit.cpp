@@ -196,8 +196,14 @@ void RedisStore::resubmit(const std::shared_ptr<Submit>& sub) {
       in_flight_bytes_ += sub->bytes;
       bind_then_append(sub);
     };
-    if (placement_.epoch != epoch) return again();
-    // Same placement: the move is between its fence and its switch; wait.
+    // A shard the post now goes to may have just joined: let it connect.
+    bool connecting = false;
+    for (const auto& s : shards_) {
+      if (s->owns && !s->shard->ready()) connecting = true;
+    }
+    if (placement_.epoch != epoch && !connecting) return again();
+    // Same placement (the move is between its fence and its switch), or a
+    // shard still connecting: wait.
     UvTimer::after(loop_, static_cast<uint64_t>(25 * sub->attempts), again);
   });
 }
