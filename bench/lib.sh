@@ -8,10 +8,13 @@
 # cluster counted. The scripts set BUILD (the build directory) first.
 
 # bench_scratch NAME: DIR, a fresh /tmp/taba-NAME-XXXXXX, and BASE, the
-# first of the loopback ports this run uses (30000..49999, by process id).
+# first of the loopback ports this run uses (20000..31999, by process id:
+# below the kernel's ephemeral ports, 32768 and up by default, so that no
+# outgoing connection of another program holds one; a script may use a few
+# hundred from BASE on).
 bench_scratch() {
   DIR=$(mktemp -d "/tmp/taba-$1-XXXXXX")
-  BASE=$((30000 + $$ % 20000))
+  BASE=$((20000 + $$ % 12000))
 }
 
 # The servers started so far (start_tabad adds to it); stop_all, the
@@ -117,7 +120,7 @@ start_redis() {
   taskset -c "$1" redis-server --port "$3" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$DIR" --logfile "$DIR/$2.log" >/dev/null 2>&1 &
   PIDS="$PIDS $!"
-  wait_redis "$3"
+  wait_redis "$3" "$DIR/$2.log"
 }
 
 # start_sentinel CPU PORT SHARD=REDIS_PORT...: a redis-sentinel on loopback
@@ -134,16 +137,20 @@ start_sentinel() {
   } >"$DIR/sentinel.conf"
   taskset -c "$cpu" redis-sentinel "$DIR/sentinel.conf" --logfile "$DIR/sentinel.log" >/dev/null 2>&1 &
   PIDS="$PIDS $!"
-  wait_redis "$port"
+  wait_redis "$port" "$DIR/sentinel.log"
 }
 
-# wait_redis PORT: until the Redis (or Sentinel) on PORT answers PING; the
-# script exits after 15 s without.
+# wait_redis PORT LOG: until the Redis (or Sentinel) on PORT answers PING;
+# after 15 s without, the script shows the end of LOG and exits.
 wait_redis() {
   n=0
   until redis-cli -p "$1" ping >/dev/null 2>&1; do
     n=$((n + 1))
-    [ $n -lt 150 ] || { echo "$0: redis on port $1 did not answer within 15 s (see the logs in $DIR)" >&2; exit 1; }
+    if [ $n -ge 150 ]; then
+      echo "$0: redis on port $1 did not answer within 15 s; $2 ends:" >&2
+      tail -3 "$2" >&2
+      exit 1
+    fi
     sleep 0.1
   done
 }

@@ -127,7 +127,7 @@ fail() {
 # One run: prints its figures and appends its key=value line to $RESULTS.
 run_once() {
   bench_scratch reshard-bench
-  BASE=$((BASE + 10 * RUN))
+  BASE=$((BASE + 10 * (RUN % 20)))
   PORT_shard1=$BASE; PORT_shard2=$((BASE + 1)); PORT_shard3=$((BASE + 2)); SP=$((BASE + 3))
   FEP=$((BASE + 4)); BEP=$((BASE + 5)); CP=$((BASE + 6))
   for s in $SHARDS; do eval "start_redis 1 $s \$PORT_$s"; done

@@ -130,15 +130,16 @@ std::string build_body(const Config& cfg, int64_t first, int64_t pairs, int even
 }
 
 // Posts `body` under batch id `id` until it is acknowledged, resending after
-// a 5xx or a transport error (100 ms apart); gives up on another status, or
-// 10 s after the load was told to stop.
+// a 5xx or a transport error (100 ms apart); gives up on another status, 60 s
+// after the first send, or 10 s after the load was told to stop.
 Sample post_body(const Config& cfg, std::optional<taba::http::ClientConnection>* conn, const std::string& id,
                  const std::string& body, int64_t events) {
   Sample s;
   s.sent = wall_now();
   s.events = events;
   auto t0 = Clock::now();
-  std::optional<Clock::time_point> give_up;
+  Clock::time_point give_up = t0 + std::chrono::seconds(60);
+  bool stop_seen = false;
   for (;;) {
     std::string problem;
     bool retry = true;
@@ -162,8 +163,11 @@ Sample post_body(const Config& cfg, std::optional<taba::http::ClientConnection>*
       }
     }
     note_problem(problem);
-    if (stopping && !give_up) give_up = Clock::now() + std::chrono::seconds(10);
-    if (!retry || (give_up && Clock::now() > *give_up)) break;
+    if (stopping && !stop_seen) {
+      stop_seen = true;
+      give_up = std::min(give_up, Clock::now() + std::chrono::seconds(10));
+    }
+    if (!retry || Clock::now() > give_up) break;
     ++s.resends;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
