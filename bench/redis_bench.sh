@@ -33,33 +33,20 @@ BE=""
 FE=""
 AGENT=""
 cleanup() {
-  for p in $BE $FE $AGENT; do kill "$p" 2>/dev/null || true; done
-  [ -f "$DIR/sentinel.pid" ] && kill "$(cat "$DIR/sentinel.pid")" 2>/dev/null || true
-  [ -f "$DIR/redis.pid" ] && kill "$(cat "$DIR/redis.pid")" 2>/dev/null || true
+  for p in $BE $FE $AGENT $PIDS; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
 
-taskset -c 1 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
-  --dir "$DIR" --logfile "$DIR/redis.log" --pidfile "$DIR/redis.pid"
-printf 'port %s\nbind 127.0.0.1\nsentinel monitor s1 127.0.0.1 %s 1\n' "$SP" "$RP" >"$DIR/sentinel.conf"
-taskset -c 1 redis-sentinel "$DIR/sentinel.conf" --daemonize yes --logfile "$DIR/sentinel.log" \
-  --pidfile "$DIR/sentinel.pid"
-cat >"$DIR/taba.toml" <<EOF
-[redis]
-sentinels = ["127.0.0.1:$SP"]
-max_stream_entries = 1000000000
-[[redis.shards]]
-name = "s1"
-vbuckets = [0, 1023]
-EOF
-until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.1; done
+start_redis 1 redis "$RP"
+start_sentinel 1 "$SP" s1="$RP"
+redis_config "$SP" "s1=0-1023" "max_stream_entries = 1000000000" >"$DIR/taba.toml"
 taskset -c 1 "$BUILD/tabad" --config "$DIR/taba.toml" --role be --listen "127.0.0.1:$BEP" >"$DIR/be.log" 2>&1 &
 BE=$!
 wait_answers "$BEP" readyz
 
-cmds() { redis-cli -p "$RP" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'; }
+cmds() { redis_info "$RP" total_commands_processed; }
 be_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$BE/stat"; }
 if [ $VIA_AGENT = 1 ]; then
   taskset -c 0 "$BUILD/tabad" --config "$DIR/taba.toml" --role fe --listen "127.0.0.1:$FEP" >"$DIR/fe.log" 2>&1 &
@@ -87,11 +74,8 @@ while [ "$(redis-cli -p "$RP" xlen taba:stream)" != "0" ]; do sleep 0.1; done
 t2=$(date +%s.%N)
 c1=$(cmds)
 be1=$(be_cpu)
-# (Only the benchmark's names: the server's own taba_* tabs are of other types.)
-events=$(curl -s -G -H 'Accept: application/json' --data-urlencode 'name=bench\.name\..*' --data 're=1' \
-  "http://127.0.0.1:$BEP/supertabs" |
-  sed -n 's/.*"1d": {"count": \([0-9]*\).*/\1/p')
-deltas=$(redis-cli -p "$RP" eval "local n = 0 for _, k in ipairs(redis.call('keys', 'taba:s:*')) do n = n + redis.call('hlen', k) end return n" 0)
+events=$(bench_events "$BEP")
+deltas=$(redis_states "$RP")
 awk -v c0="$c0" -v c1="$c1" -v ev="$events" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v b0="$be0" -v b1="$be1" \
   -v states="$deltas" 'BEGIN {
   printf "redis_bench: %d events posted; the be drained the stream %.1f s after the load ended\n", ev, t2 - t1;
