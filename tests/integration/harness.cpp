@@ -21,6 +21,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -209,13 +211,25 @@ void remove_tree(const std::string& path) {
 
 namespace {
 // A port the kernel picks for a socket of `type` on 127.0.0.1, then frees.
+// A port below the kernel's ephemeral range (32768 and up here): a port
+// the kernel hands out itself could, once a test stops its process, be taken
+// by any outgoing connection (tests open thousands) before the process is
+// started again on it. Random, checked free by binding; port 0 as the last
+// resort.
 int free_loopback_port(int type) {
-  for (int attempt = 0; attempt < 10; ++attempt) {
+  static std::mt19937 rng(static_cast<uint32_t>(::getpid()) * 2654435761u ^
+                          static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  static std::mutex mu;
+  for (int attempt = 0; attempt < 60; ++attempt) {
     int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (attempt < 50) {
+      std::lock_guard<std::mutex> lock(mu);
+      addr.sin_port = htons(static_cast<uint16_t>(20000 + rng() % 12000));
+    }
     socklen_t len = sizeof addr;
     int port = 0;
     if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
