@@ -280,6 +280,7 @@ TEST_CASE("redis: a paused master gives timeouts and 503s, never a hang, and rec
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK(status == 200);
+  wait_ready(ctrl);  // its connections come back on their own backoff
   flush(ctrl);
   CHECK(total_count(ctrl) == 60);  // "before" and "during", each once
 }

@@ -81,6 +81,7 @@ TEST_CASE("placement: fence bytes follow the phases of a move", "[redis][placeme
   p.move->phase = "switching";
   CHECK(p.owned_bytes("a") == "11mmmm1100000000");
   CHECK(p.owned_bytes("c") == "0000000000000000");
+  CHECK(!p.move->split());  // the target holds nothing of the range yet
   // The switch gives the range to the target.
   uint16_t c = p.shard_index("c");
   for (uint32_t v = 2; v <= 5; ++v) p.owner[v] = c;

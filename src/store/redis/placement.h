@@ -49,11 +49,10 @@ struct Move {
   bool contains(uint32_t v) const { return v >= first && v <= last; }
   // Whether the target's be must hold back entries of the range.
   bool holds_back() const { return phase == "switching" || phase == "draining"; }
-  // Whether the source may still hold states of the range (queries read
-  // both). A reverse move starts with states on both sides.
-  bool split() const {
-    return phase == "switching" || phase == "draining" || phase == "states" || !cancels.empty();
-  }
+  // Whether both the source and the target may hold states of the range
+  // (queries read both). Until "draining" the target takes none of its
+  // writes; a reverse move starts with states on both sides.
+  bool split() const { return phase == "draining" || phase == "states" || !cancels.empty(); }
 };
 
 // A shard that owned [first, last] until `until` (the time its last entry
