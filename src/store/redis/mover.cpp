@@ -173,8 +173,8 @@ void Mover::step() {
   from_ = store_->add_shard(move_.from);
   to_ = store_->add_shard(move_.to);
   if (!from_txn_ || !to_txn_) {
-    from_txn_ = from_->shard->dedicated();
-    to_txn_ = to_->shard->dedicated();
+    from_txn_ = from_->mover_connection();
+    to_txn_ = to_->mover_connection();
   }
   if (move_.phase == "bindings") return bindings();
   if (move_.phase == "switching") return switching();

@@ -101,6 +101,13 @@ class RedisStore final : public Store {
     uint64_t max_names = 0;  // this shard's share of NameLimits::max_names; 0 = no limit
     std::unique_ptr<redis::Shard> shard;
     redis::Connection* writer = nullptr;  // fe: XADD then WAIT on one connection
+    // A move's driver: WATCH/MULTI/EXEC or deletes, then WAIT, on one
+    // connection (made at the first move; every later move reuses it).
+    redis::Connection* mover = nullptr;
+    redis::Connection* mover_connection() {
+      if (!mover) mover = shard->dedicated();
+      return mover;
+    }
     int64_t stream_length = 0;            // from the last heartbeat
     // XADDs answered and waiting for replica acknowledgement (one WAIT at a time).
     std::vector<std::function<void(const Status&)>> wait_queue;
