@@ -344,12 +344,12 @@ void Mover::barrier(uint64_t want, double since, std::function<void()> then) {
     double now = wall_now();
     std::vector<std::string> behind;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
-      std::string_view v = redis::reply_str(r->element[i + 1]);
-      // time \t ... \t epoch (redis_heartbeat.cpp)
-      double seen = std::strtod(std::string(v.substr(0, v.find('\t'))).c_str(), nullptr);
-      size_t last_tab = v.rfind('\t');
-      uint64_t epoch = std::strtoull(std::string(v.substr(last_tab + 1)).c_str(), nullptr, 10);
-      if (now - seen <= kServerLiveS && epoch < want) behind.emplace_back(redis::reply_str(r->element[i]));
+      ServerInfo info;
+      double seen = 0;
+      if (!decode_server(redis::reply_str(r->element[i]), redis::reply_str(r->element[i + 1]), now, &info, &seen)) {
+        continue;
+      }
+      if (now - seen <= kServerLiveS && info.placement_epoch < want) behind.push_back(info.id);
     }
     if (!behind.empty() && now - since < kBarrierTimeoutS) {
       UvTimer::after(store_->loop(), 100, [this, alive, want, since, then] {

@@ -31,7 +31,10 @@ std::string encode_server(const ServerInfo& s, double now) {
                      s.deltas_per_s, s.latency_p50_s, s.latency_p99_s, s.latency_samples, s.placement_epoch);
 }
 
-bool decode_server(std::string_view id, std::string_view value, double now, ServerInfo* out, double* seen_at) {
+}  // namespace
+
+bool decode_server(std::string_view id, std::string_view value, double now, ServerInfo* out, double* seen_at,
+                   bool* has_epoch) {
   std::vector<std::string> f;
   size_t pos = 0;
   while (pos <= value.size()) {
@@ -59,10 +62,9 @@ bool decode_server(std::string_view id, std::string_view value, double now, Serv
   out->latency_p99_s = std::strtod(f[6].c_str(), nullptr);
   out->latency_samples = std::strtoll(f[7].c_str(), nullptr, 10);
   out->placement_epoch = f.size() > 8 ? std::strtoull(f[8].c_str(), nullptr, 10) : 0;
+  if (has_epoch) *has_epoch = f.size() > 8;
   return true;
 }
-
-}  // namespace
 
 void RedisStore::heartbeat() {
   if (closing_) return;

@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "redis/reply.h"
 #include "store/redis/mover.h"
 #include "store/redis/redis_store.h"
+#include "store/redis/redis_store_internal.h"
 
 namespace taba::store {
 namespace {
@@ -44,7 +44,6 @@ void RedisStore::reshard(const ReshardRequest& request, PlacementCallback done) 
     std::string self = self_info_ ? self_info_().id : consumer_;
     if (self.empty()) self = consumer_;
     const redis::Placement& p = placement_;
-    const redis::Keys& k = keys_;
     if (mover_ && mover_->finished()) mover_.reset();
     auto take_over = [this, alive, self, done](ShardCtx* target, bool cancel) {
       // Take the lease (free, or ours), then drive.
@@ -118,8 +117,6 @@ void RedisStore::reshard(const ReshardRequest& request, PlacementCallback done) 
                                               request.range.last, request.to)),
                   PlacementStatus{});
     }
-    (void)take_over;
-    (void)k;
     begin_move(request, owner, 0, done);
   });
 }
@@ -152,11 +149,14 @@ void RedisStore::begin_move(const ReshardRequest& request, const std::string& ow
       double now = wall_now();
       std::vector<std::string> old;
       for (size_t i = 0; redis::reply_is_array(r) && i + 1 < r->elements; i += 2) {
-        std::string_view v = redis::reply_str(r->element[i + 1]);
-        double seen = std::strtod(std::string(v.substr(0, v.find('\t'))).c_str(), nullptr);
-        if (now - seen <= kServerListedS && std::count(v.begin(), v.end(), '\t') < 8) {
-          old.emplace_back(redis::reply_str(r->element[i]));
+        ServerInfo info;
+        double seen = 0;
+        bool has_epoch = false;
+        if (!decode_server(redis::reply_str(r->element[i]), redis::reply_str(r->element[i + 1]), now, &info, &seen,
+                           &has_epoch)) {
+          continue;
         }
+        if (now - seen <= kServerListedS && !has_epoch) old.push_back(info.id);
       }
       if (!old.empty()) {
         return done(Status::Invalid(fmt::format("servers {} run a tabad without re-sharding (no placement epoch in "

@@ -40,4 +40,10 @@ inline bool load_state(const plugin::Handler* h, std::string_view blob, State* o
   return true;
 }
 
+// A server's line in the registry (P servers; redis_heartbeat.cpp writes
+// it): false when malformed. *has_epoch (optional) says whether the line
+// carries a placement epoch (servers older than re-sharding do not).
+bool decode_server(std::string_view id, std::string_view value, double now, ServerInfo* out, double* seen_at,
+                   bool* has_epoch = nullptr);
+
 }  // namespace taba::store
