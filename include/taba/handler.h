@@ -156,7 +156,7 @@ extern "C" {
 #endif
 
 #define TABA_ABI_MAJOR 1
-#define TABA_ABI_MINOR 2
+#define TABA_ABI_MINOR 3
 
 #define TABA_PLUGIN_ENTRY_SYMBOL "taba_plugin_entry"
 
@@ -196,7 +196,47 @@ typedef enum taba_format {
    * return TABA_ERR_UNSUPPORTED and the host uses TABA_FORMAT_JSON (a
    * handler whose JSON form is already exact, or has no numbers, need not
    * support it). */
-  TABA_FORMAT_JSON_EXACT = 2
+  TABA_FORMAT_JSON_EXACT = 2,
+  /* ABI 1.3. The state as Prometheus samples, for GET /metrics/tabs
+   * (docs/prometheus.md). Optional: a handler that returns
+   * TABA_ERR_UNSUPPORTED (or whose plugin predates 1.3) is exported by
+   * the host from its TABA_FORMAT_JSON_EXACT render, one gauge sample per
+   * number labelled with its JSON path (`field`); it never falls back to
+   * another format the way the JSON formats do.
+   *
+   * The value is a JSON array of families, each an array of four:
+   *
+   *   [suffix, type, help, samples]
+   *
+   *   suffix   a string appended to the metric name the host derives from
+   *            the tab's name: "" or "_" followed by [a-z0-9_]; a counter's
+   *            ends in "_total", an info's in "_info";
+   *   type     "counter" (a value that only grows while the state lives:
+   *            rate() and increase() read it), "gauge" or "info" (a
+   *            string-valued fact: every sample's value is 1 and the
+   *            facts are labels);
+   *   help     one line for humans, without the tab's name (the host
+   *            prefixes the type and the name);
+   *   samples  an array of [labels, value]: labels an object of string
+   *            values whose keys are among "client", "window", "quantile",
+   *            "value" (the host reserves these and renames a tab's tags
+   *            that would collide); value a finite number (a counter's is
+   *            >= 0).
+   *
+   * for example a TotalsCounter:
+   *
+   *   [["_total", "counter", "Sum of the values.", [[{}, 12.5]]],
+   *    ["_events_total", "counter", "Events recorded.", [[{}, 3]]]]
+   *
+   * Each suffix appears once. Samples of one family have distinct label
+   * sets. Put the samples that matter most first: the host keeps at most
+   * a configured number of samples per tab, in the order written, and
+   * counts the rest as left out; a handler with one sample per client
+   * writes its aggregates (min, max, ...) first and the clients sorted by
+   * ID. Numbers in full precision, as for TABA_FORMAT_JSON_EXACT. A window
+   * with nothing in it writes no percentile samples (its count reads 0).
+   * The host checks all of this and drops (and counts) what breaks it. */
+  TABA_FORMAT_METRICS = 3
 } taba_format;
 
 /* Kinds of JSON values. */

@@ -17,7 +17,7 @@ uint32_t render_fallback(uint32_t format) {
 // The ABI minor that introduced each format: a plugin built for an older
 // minor has never heard of it and is asked its fallback instead.
 uint16_t format_minor(uint32_t format) {
-  return format == TABA_FORMAT_JSON_EXACT ? 2 : 0;
+  return format == TABA_FORMAT_METRICS ? 3 : format == TABA_FORMAT_JSON_EXACT ? 2 : 0;
 }
 
 }  // namespace
@@ -40,6 +40,10 @@ Status Handler::render(const taba_state* state, uint32_t format, double now, std
       if (rc != TABA_ERR_UNSUPPORTED || format == TABA_FORMAT_JSON) {
         return Status::Internal(fmt::format("the {} handler could not render a state", type_name));
       }
+    }
+    // The metrics form has no JSON fallback: its caller builds one.
+    if (format == TABA_FORMAT_METRICS) {
+      return Status::NotFound(fmt::format("the {} handler does not write metrics", type_name));
     }
     format = render_fallback(format);
   }

@@ -85,6 +85,8 @@ struct Handler {
   // the formats it falls back to (handler.h, taba_format) when the handler
   // does not write it or its plugin predates it. Error when the handler
   // fails (or writes no TABA_FORMAT_JSON); *out is then empty.
+  // TABA_FORMAT_METRICS does not fall back: NotFound when the handler does
+  // not write it.
   Status render(const taba_state* state, uint32_t format, double now, std::string* out) const;
 
   // Writes the serialized form of `state` (version state_version()) into
