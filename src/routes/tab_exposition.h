@@ -70,6 +70,7 @@ class TabExposition {
   std::unique_ptr<simdjson::dom::parser> parser_;
   std::vector<std::unique_ptr<Family>> families_;         // in the order first claimed
   std::unordered_map<std::string, Family*> by_name_;      // OpenMetrics family name -> family
+  std::unordered_set<std::string> seen_;                  // suffix + labels of the tab being added
   uint64_t samples_ = 0;
   std::array<uint64_t, 4> left_out_{};
 };
