@@ -2,7 +2,8 @@
 // only through the C ABI (include/taba/handler.h), as tabad uses it: golden
 // renders in every format, window boundaries and expiry, the per-request
 // delta contract and fold_many, merges, check_event, serialization round
-// trips, corrupt input, version-1 states and state sizes.
+// trips, corrupt input, version-1 states, state sizes and the metrics
+// render.
 #include <malloc.h>
 
 #include <catch2/catch.hpp>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/text.h"
+#include "plugin_metrics_helpers.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -451,4 +453,113 @@ TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][count
   if (heap_after > heap_before)
     CHECK((heap_after - heap_before) / kStates <= 6144);  // 0 under ASan's allocator
   CHECK(serialized <= 2500);
+}
+
+TEST_CASE("CounterGroup: metrics render - all-time counters, windows, all-time percentiles",
+          "[plugins][counter_group][metrics]") {
+  const taba_handler& h = counter_group();
+  State s(h, kT0, "c");
+  // 1 in every window, 2 ten minutes' and an hour's (not the last minute's),
+  // 4.5 the day's only.
+  s.fold(Events().number(kT0 + 10, 1).number(kT0 - 100, 2).number(kT0 - 5000, 4.5, "4.5"), kT0 + 20);
+  const MetricRender m = metrics_of(s, kT0 + 20);
+  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events", ""});
+  CHECK(m.family("_total").type == "counter");
+  CHECK(m.family("_events_total").type == "counter");
+  CHECK(m.family("_window_sum").type == "gauge");
+  CHECK(m.family("_window_events").type == "gauge");
+  CHECK(m.family("").type == "gauge");
+  CHECK(m.family("_total").help == "Sum of every value recorded (all time).");
+  CHECK(m.value("_total") == 7.5);
+  CHECK(m.value("_events_total") == 3);
+  const std::vector<std::string> windows = {"1m", "10m", "1h", "1d"};
+  const std::vector<double> sums = {1, 3, 3, 7.5};
+  const std::vector<double> counts = {1, 2, 2, 3};
+  REQUIRE(m.family("_window_sum").samples.size() == 4);
+  for (size_t w = 0; w < windows.size(); ++w) {
+    INFO(windows[w]);
+    CHECK(m.family("_window_sum").samples[w].labels == MetricLabels{{"window", windows[w]}});
+    CHECK(m.value("_window_sum", {{"window", windows[w]}}) == sums[w]);
+    CHECK(m.value("_window_events", {{"window", windows[w]}}) == counts[w]);
+  }
+  // Nearest ranks of 3 values: 1 2 3 3 3 3 3, exact (the sketch keeps them).
+  const std::vector<double> pct = {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5};
+  REQUIRE(m.family("").samples.size() == 7);
+  for (size_t q = 0; q < kQuantiles.size(); ++q) {
+    INFO(kQuantiles[q]);
+    CHECK(m.family("").samples[q].labels == MetricLabels{{"window", "all"}, {"quantile", kQuantiles[q]}});
+    CHECK(m.value("", {{"window", "all"}, {"quantile", kQuantiles[q]}}) == pct[q]);
+  }
+  // A day later the windows are empty; the all-time figures stay.
+  const MetricRender later = metrics_of(s, kT0 + 2 * 86400);
+  CHECK(later.value("_total") == 7.5);
+  CHECK(later.value("_events_total") == 3);
+  for (const std::string& w : windows) {
+    CHECK(later.value("_window_sum", {{"window", w}}) == 0);
+    CHECK(later.value("_window_events", {{"window", w}}) == 0);
+  }
+  CHECK(later.value("", {{"window", "all"}, {"quantile", "0.5"}}) == 2);
+  // Rendering did not modify the state.
+  CHECK(s.render(kT0 + 20, TABA_FORMAT_METRICS) == s.render(kT0 + 20, TABA_FORMAT_METRICS));
+  CHECK(metrics_of(s, kT0 + 20).value("_window_sum", {{"window", "1m"}}) == 1);
+}
+
+TEST_CASE("CounterGroup: metrics render of an empty state has no percentile samples",
+          "[plugins][counter_group][metrics]") {
+  const State s(counter_group(), kT0);
+  const MetricRender m = metrics_of(s, kT0);
+  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events"});
+  CHECK(m.value("_total") == 0);
+  CHECK(m.value("_events_total") == 0);
+  CHECK(m.value("_window_events", {{"window", "1d"}}) == 0);
+  CHECK(m.family("_window_events").samples.size() == 4);
+}
+
+TEST_CASE("CounterGroup: metrics render - sums to their resolution, negative sums as they are",
+          "[plugins][counter_group][metrics]") {
+  State small(counter_group(), kT0, "c");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  const std::string text = small.render(kT0, TABA_FORMAT_METRICS);
+  CHECK(text.find(R"(["_total", "counter", "Sum of every value recorded (all time).", [[{}, 0.003]]])") !=
+        std::string::npos);
+  CHECK(text.find(R"([{"window": "1m"}, 0.003])") != std::string::npos);
+  CHECK(text.find("0.00299") == std::string::npos);
+  State negative(counter_group(), kT0, "c");
+  negative.fold(Events().number(kT0, -5).number(kT0, 2), kT0);
+  const MetricRender m = metrics_of(negative, kT0);
+  CHECK(m.value("_total") == -3);
+  CHECK(m.value("_window_sum", {{"window", "1m"}}) == -3);
+  CHECK(m.value("", {{"window", "all"}, {"quantile", "0.25"}}) == -5);
+}
+
+TEST_CASE("CounterGroup: metrics of merged states equal those of one state of every event",
+          "[plugins][counter_group][metrics]") {
+  const taba_handler& h = counter_group();
+  Events first;
+  first.number(kT0 - 30, 1).number(kT0 - 4000, 0.1).number(kT0, 17.25);
+  Events second;
+  second.number(kT0 - 2, 2).number(kT0 - 500, 0.2).number(kT0 - 40000, 4.5);
+  State a(h, kT0, "a");
+  a.fold(first, kT0);
+  State b(h, kT0, "b");
+  b.fold(second, kT0);
+  State single(h, kT0);
+  single.fold(first, kT0);
+  single.fold(second, kT0);
+  State ab(h, kT0);
+  ab.merge(a, kT0);
+  ab.merge(b, kT0);
+  State ba(h, kT0);
+  ba.merge(b, kT0);
+  ba.merge(a, kT0);
+  for (const double t : {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000}) {
+    INFO("at " << fmt_double(t));
+    CHECK(ab.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
+    CHECK(ba.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
+  }
+  const MetricRender m = metrics_of(ab, kT0);
+  CHECK(m.value("_total") == 25.05);  // the shortest text within the sum's resolution
+  CHECK(m.value("_events_total") == 6);
+  CHECK(m.value("_window_events", {{"window", "1m"}}) == 3);
+  CHECK(m.value("_window_sum", {{"window", "10m"}}) == 20.45);
 }

@@ -1,12 +1,14 @@
 // The built-in PercentileCounter plugin, loaded from its built .so file
 // and used only through the C ABI (include/taba/handler.h), as tabad uses
-// it: renders, merge, prunable, serialization round trips and corrupt
-// input.
+// it: renders, merge, prunable, serialization round trips, corrupt input
+// and the metrics render.
 #include <catch2/catch.hpp>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
+#include "plugin_metrics_helpers.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -96,4 +98,65 @@ TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plu
 TEST_CASE("PercentileCounter: fold_many gives the states the delta sequence gives", "[plugins][percentile_counter]") {
   REQUIRE(plugin("percentile_counter.so").abi_minor >= 1);
   check_fold_many_equals_deltas(percentile_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}
+
+TEST_CASE("PercentileCounter: metrics render - all-time counters and percentiles",
+          "[plugins][percentile_counter][metrics]") {
+  const taba_handler& h = percentile_counter();
+  State s(h, kT0, "c");
+  s.fold(Events().number(kT0, 1).number(kT0 - 100000, 2).number(kT0 + 5, 4.5, "4.5"), kT0);
+  const MetricRender m = metrics_of(s, kT0 + 1e6);  // all time: nothing expires
+  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", ""});
+  CHECK(m.family("_total").type == "counter");
+  CHECK(m.family("_events_total").type == "counter");
+  CHECK(m.family("").type == "gauge");
+  CHECK(m.value("_total") == 7.5);
+  CHECK(m.value("_events_total") == 3);
+  const std::vector<double> pct = {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5};
+  REQUIRE(m.family("").samples.size() == 7);
+  for (size_t q = 0; q < kQuantiles.size(); ++q) {
+    INFO(kQuantiles[q]);
+    CHECK(m.family("").samples[q].labels == MetricLabels{{"window", "all"}, {"quantile", kQuantiles[q]}});
+    CHECK(m.value("", {{"window", "all"}, {"quantile", kQuantiles[q]}}) == pct[q]);
+  }
+  // Empty: the counters read 0 and there are no percentile samples.
+  const MetricRender empty = metrics_of(State(h, kT0), kT0);
+  CHECK(empty.suffixes() == std::vector<std::string>{"_total", "_events_total"});
+  CHECK(empty.value("_total") == 0);
+  CHECK(empty.value("_events_total") == 0);
+  // Timers in seconds: the sum to its resolution, the percentiles exact.
+  State timer(h, kT0, "t");
+  timer.fold(Events().number(kT0, 0.0012).number(kT0, 0.0034), kT0);
+  const std::string text = timer.render(kT0, TABA_FORMAT_METRICS);
+  CHECK(text.find(R"([[{}, 0.0046]])") != std::string::npos);
+  CHECK(text.find(R"([{"window": "all", "quantile": "0.25"}, 0.0012])") != std::string::npos);
+}
+
+TEST_CASE("PercentileCounter: metrics of merged states equal those of one state of every event",
+          "[plugins][percentile_counter][metrics]") {
+  const taba_handler& h = percentile_counter();
+  Events first;
+  for (int i = 1; i <= 40; ++i) first.number(kT0 + i, i * 0.5);
+  Events second;
+  for (int i = 1; i <= 30; ++i) second.number(kT0 - i, -i * 0.1);
+  State a(h, kT0, "a");
+  a.fold(first, kT0);
+  State b(h, kT0, "b");
+  b.fold(second, kT0);
+  State single(h, kT0);
+  single.fold(second, kT0);
+  single.fold(first, kT0);
+  State ab(h, kT0);
+  ab.merge(a, kT0);
+  ab.merge(b, kT0);
+  State ba(h, kT0);
+  ba.merge(b, kT0);
+  ba.merge(a, kT0);
+  CHECK(ab.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
+  CHECK(ba.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
+  const MetricRender m = metrics_of(ab, kT0);
+  CHECK(m.value("_total") == 363.5);  // 410 - 46.5
+  CHECK(m.value("_events_total") == 70);
+  CHECK(m.value("", {{"window", "all"}, {"quantile", "0.999"}}) == 20);  // the max, exactly
+  CHECK(m.value("", {{"window", "all"}, {"quantile", "0.25"}}) < 0);
 }

@@ -1,8 +1,8 @@
 // The built-in PercentileGroup plugin, loaded from its built .so file and
 // used only through the C ABI (include/taba/handler.h), as tabad uses it:
 // golden renders in every format, window boundaries and expiry, the
-// per-request delta contract, merges, serialization round trips and
-// corrupt input.
+// per-request delta contract, merges, serialization round trips, corrupt
+// input, the metrics render and states of version 3.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_helpers.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -27,6 +28,29 @@ static_assert(static_cast<int64_t>(kT0) % 21600 == 0);
 std::string pg_render(const std::string& m1, const std::string& m10, const std::string& h1,
                       const std::string& d1) {
   return R"({"1m": )" + m1 + R"(, "10m": )" + m10 + R"(, "1h": )" + h1 + R"(, "1d": )" + d1 + "}";
+}
+
+// A state of version 3 (no all-time count and sum), written by the plugin
+// of that version: c's events 1 at kT0 + 5, 2 at kT0 - 100, 4.5 at
+// kT0 - 3000 and 8 at kT0 - 90000 (in no window), folded as of kT0 + 10.
+const std::string kVersion3State(
+    "\x04\x0f\x04\xc0\xa1\x81\x59\x01\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00"
+    "\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0\x3f\x96\x01\x04\xe0\xa9\xf3\x08\x02\x01\x00\x80\x80\x80"
+    "\x80\x40\x01\x46\x01\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00"
+    "\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0"
+    "\x3f\x84\x07\x04\xd0\xf1\xbd\x01\x02\x01\x00\x80\x80\x80\x80\x40\x01\x46\x01\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00"
+    "\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0\x3f\xe0\xa8\x01\x04\xde\xf4\x07\x02\x01"
+    "\x00\x80\x80\x80\x80\xd0\x01\x02\x46\x01\x29\x01\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00"
+    "\x00\x00\x00\x12\x40\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f"
+    "\x00\x00\x00\x00\x00\x00\xf0\x3f",
+    224);
+
+// Those events.
+Events version3_events() {
+  Events ev;
+  ev.number(kT0 + 5, 1).number(kT0 - 100, 2).number(kT0 - 3000, 4.5, "4.5").number(kT0 - 90000, 8);
+  return ev;
 }
 
 // The count of each window in a PercentileGroup render.
@@ -303,4 +327,146 @@ TEST_CASE("PercentileGroup: serialization round trip and corrupt input", "[plugi
 TEST_CASE("PercentileGroup: fold_many gives the states the delta sequence gives", "[plugins][percentile_group]") {
   REQUIRE(plugin("percentile_group.so").abi_minor >= 1);
   check_fold_many_equals_deltas(percentile_group(), kT0, 400, 100000, {0, 20, 200, 1000, 4000, 30000, 90000}, random_numeric_events);
+}
+
+TEST_CASE("PercentileGroup: metrics render - all-time counters, windows and their percentiles",
+          "[plugins][percentile_group][metrics]") {
+  const taba_handler& h = percentile_group();
+  State s(h, kT0, "c");
+  s.fold(version3_events(), kT0 + 10);
+  const MetricRender m = metrics_of(s, kT0 + 10);
+  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events", ""});
+  CHECK(m.family("_total").type == "counter");
+  CHECK(m.family("_events_total").type == "counter");
+  CHECK(m.family("_window_sum").type == "gauge");
+  CHECK(m.family("_window_events").type == "gauge");
+  CHECK(m.family("").type == "gauge");
+  // All time: every value, also 8, which is in no window.
+  CHECK(m.value("_total") == 15.5);
+  CHECK(m.value("_events_total") == 4);
+  const std::vector<std::string> windows = {"1m", "10m", "1h", "1d"};
+  const std::vector<double> sums = {1, 3, 3, 7.5};
+  const std::vector<double> counts = {1, 2, 2, 3};
+  for (size_t w = 0; w < windows.size(); ++w) {
+    INFO(windows[w]);
+    CHECK(m.value("_window_sum", {{"window", windows[w]}}) == sums[w]);
+    CHECK(m.value("_window_events", {{"window", windows[w]}}) == counts[w]);
+  }
+  // Each window's nearest ranks (1 value: all 1; 2: 1 1 2 2 2 2 2; 3: 1 2 3 3 3 3 3).
+  const std::vector<std::vector<double>> pct = {{1, 1, 1, 1, 1, 1, 1},
+                                                {1, 1, 2, 2, 2, 2, 2},
+                                                {1, 1, 2, 2, 2, 2, 2},
+                                                {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}};
+  REQUIRE(m.family("").samples.size() == 28);
+  for (size_t w = 0; w < windows.size(); ++w) {
+    for (size_t q = 0; q < kQuantiles.size(); ++q) {
+      INFO(windows[w] << " " << kQuantiles[q]);
+      CHECK(m.family("").samples[w * 7 + q].labels == MetricLabels{{"window", windows[w]}, {"quantile", kQuantiles[q]}});
+      CHECK(m.value("", {{"window", windows[w]}, {"quantile", kQuantiles[q]}}) == pct[w][q]);
+    }
+  }
+  CHECK_FALSE(m.has("", {{"window", "all"}, {"quantile", "0.5"}}));
+}
+
+TEST_CASE("PercentileGroup: metrics render - an empty window has no percentile samples",
+          "[plugins][percentile_group][metrics]") {
+  const taba_handler& h = percentile_group();
+  State s(h, kT0, "c");
+  s.fold(version3_events(), kT0 + 10);
+  // As of kT0 + 70 the 1m window (kT0 + 15 .. kT0 + 75) is empty.
+  const MetricRender m = metrics_of(s, kT0 + 70);
+  CHECK(m.value("_window_events", {{"window", "1m"}}) == 0);
+  CHECK(m.value("_window_sum", {{"window", "1m"}}) == 0);
+  CHECK(m.family("").samples.size() == 21);
+  for (const std::string& q : kQuantiles) {
+    CHECK_FALSE(m.has("", {{"window", "1m"}, {"quantile", q}}));
+    CHECK(m.has("", {{"window", "10m"}, {"quantile", q}}));
+  }
+  // A day later every window is empty: no percentile family at all; the
+  // all-time counters stay.
+  const MetricRender later = metrics_of(s, kT0 + 86400);
+  CHECK(later.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events"});
+  CHECK(later.value("_events_total") == 4);
+  CHECK(later.value("_window_events", {{"window", "1d"}}) == 0);
+  const MetricRender empty = metrics_of(State(h, kT0), kT0);
+  CHECK(empty.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events"});
+  CHECK(empty.value("_total") == 0);
+  CHECK(empty.value("_events_total") == 0);
+}
+
+TEST_CASE("PercentileGroup: metrics of merged states equal those of one state of every event",
+          "[plugins][percentile_group][metrics]") {
+  const taba_handler& h = percentile_group();
+  Events first;
+  first.number(kT0 - 30, 1).number(kT0 - 4000, 0.1).number(kT0, 17.25).number(kT0 - 100000, 3);
+  Events second;
+  second.number(kT0 - 2, 2).number(kT0 - 500, 0.2).number(kT0 - 40000, 4.5);
+  State a(h, kT0, "a");
+  a.fold(first, kT0);
+  State b(h, kT0, "b");
+  b.fold(second, kT0);
+  State single(h, kT0);
+  single.fold(first, kT0);
+  single.fold(second, kT0);
+  State ab(h, kT0);
+  ab.merge(a, kT0);
+  ab.merge(b, kT0);
+  State ba(h, kT0);
+  ba.merge(b, kT0);
+  ba.merge(a, kT0);
+  CHECK(ab.serialize() == single.serialize());
+  CHECK(ba.serialize() == single.serialize());
+  for (const double t : {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000}) {
+    INFO("at " << fmt_double(t));
+    CHECK(ab.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
+    CHECK(ba.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
+  }
+  const MetricRender m = metrics_of(ab, kT0);
+  CHECK(m.value("_total") == 28.05);
+  CHECK(m.value("_events_total") == 7);
+  CHECK(m.value("_window_sum", {{"window", "1d"}}) == 25.05);
+}
+
+TEST_CASE("PercentileGroup: a version 3 state starts its all-time figures from its 1d window",
+          "[plugins][percentile_group][metrics][upgrade]") {
+  const taba_handler& h = percentile_group();
+  REQUIRE(h.state_version == 4);
+  std::unique_ptr<State> old;
+  std::string reason;
+  REQUIRE(deserialize(h, kVersion3State, 3, &old, &reason) == TABA_OK);
+  // Its windows are those of the same events folded now; its all-time
+  // figures are the 1d window's (8 was in no window, so it is not there).
+  State fresh(h, kT0, "c");
+  fresh.fold(version3_events(), kT0 + 10);
+  for (const double t : {kT0 + 10, kT0 + 70, kT0 + 4000, kT0 + 90000}) {
+    for (const uint32_t format : {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED}) {
+      INFO("at " << fmt_double(t) << ", format " << format);
+      CHECK(old->render(t, format) == fresh.render(t, format));
+    }
+  }
+  const MetricRender m = metrics_of(*old, kT0 + 10);
+  CHECK(m.value("_total") == 7.5);
+  CHECK(m.value("_events_total") == 3);
+  CHECK(m.value("_window_sum", {{"window", "1d"}}) == 7.5);
+  CHECK(m.value("", {{"window", "1d"}, {"quantile", "0.75"}}) == 4.5);
+  CHECK(metrics_of(fresh, kT0 + 10).value("_events_total") == 4);
+  // Written again at version 4, it reads back the same.
+  const std::string bytes = old->serialize();
+  CHECK(bytes.size() > kVersion3State.size());
+  std::unique_ptr<State> again;
+  REQUIRE(deserialize(h, bytes, 4, &again, &reason) == TABA_OK);
+  CHECK(again->serialize() == bytes);
+  CHECK(again->render(kT0 + 10, TABA_FORMAT_METRICS) == old->render(kT0 + 10, TABA_FORMAT_METRICS));
+  // New events add on.
+  State aggregate(h, kT0 + 10);
+  aggregate.merge(*old, kT0 + 10);
+  ingest(h, &fresh, &aggregate, "c", Events().number(kT0 + 12, 10), kT0 + 12);
+  const MetricRender merged = metrics_of(aggregate, kT0 + 12);
+  CHECK(merged.value("_total") == 17.5);
+  CHECK(merged.value("_events_total") == 4);
+  CHECK(merged.value("_window_events", {{"window", "1m"}}) == 2);
+  // The version 3 bytes are not a version 4 state: the all-time figures are missing.
+  std::unique_ptr<State> ignored;
+  CHECK(deserialize(h, kVersion3State, 4, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason == "corrupt PercentileGroup state: all-time count or sum missing");
 }

@@ -1,12 +1,14 @@
 // The built-in TotalsCounter plugin, loaded from its built .so file and
 // used only through the C ABI (include/taba/handler.h), as tabad uses it:
-// renders, merge, serialization round trips and check_event.
+// renders, merge, serialization round trips, check_event and the metrics
+// render.
 #include <catch2/catch.hpp>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_helpers.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -70,4 +72,59 @@ TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
 TEST_CASE("TotalsCounter: fold_many gives the states the delta sequence gives", "[plugins][totals_counter]") {
   REQUIRE(plugin("totals_counter.so").abi_minor >= 1);
   check_fold_many_equals_deltas(totals_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}
+
+TEST_CASE("TotalsCounter: metrics render - the all-time counters", "[plugins][totals_counter][metrics]") {
+  const taba_handler& h = totals_counter();
+  State s(h, kT0, "c");
+  s.fold(Events().number(kT0, 1).number(kT0, 2).array(kT0, TABA_VALUE_NUMBER, "4.5", 4.5), kT0);
+  const MetricRender m = metrics_of(s, kT0 + 1e6);
+  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total"});
+  CHECK(m.family("_total").type == "counter");
+  CHECK(m.family("_events_total").type == "counter");
+  CHECK(m.family("_total").help == "Sum of every value recorded (all time).");
+  CHECK(m.family("_events_total").help == "Events recorded (all time).");
+  CHECK(m.value("_total") == 7.5);
+  CHECK(m.value("_events_total") == 3);
+  CHECK(s.render(kT0, TABA_FORMAT_METRICS) ==
+        R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 7.5]]], )"
+        R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 3]]]])");
+  const MetricRender empty = metrics_of(State(h, kT0), kT0);
+  CHECK(empty.value("_total") == 0);
+  CHECK(empty.value("_events_total") == 0);
+  // The sum to its resolution (as the exact form shows it), and a negative
+  // one as it is.
+  State small(h, kT0, "s");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  CHECK(small.render(kT0, TABA_FORMAT_METRICS).find("[[{}, 0.003]]") != std::string::npos);
+  State negative(h, kT0, "n");
+  negative.fold(Events().number(kT0, -5).number(kT0, 1.25), kT0);
+  CHECK(metrics_of(negative, kT0).value("_total") == -3.75);
+}
+
+TEST_CASE("TotalsCounter: metrics of merged states equal those of one state of every event",
+          "[plugins][totals_counter][metrics]") {
+  const taba_handler& h = totals_counter();
+  Events first;
+  first.number(kT0, 0.1).number(kT0, 0.7).number(kT0, 1e12);
+  Events second;
+  second.number(kT0, 0.2).number(kT0, -3);
+  State a(h, kT0, "a");
+  a.fold(first, kT0);
+  State b(h, kT0, "b");
+  b.fold(second, kT0);
+  State single(h, kT0);
+  single.fold(second, kT0);
+  single.fold(first, kT0);
+  State ab(h, kT0);
+  ab.merge(a, kT0);
+  ab.merge(b, kT0);
+  State ba(h, kT0);
+  ba.merge(b, kT0);
+  ba.merge(a, kT0);
+  CHECK(ab.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
+  CHECK(ba.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
+  const MetricRender m = metrics_of(ab, kT0);
+  CHECK(m.value("_total") == 999999999998.0);
+  CHECK(m.value("_events_total") == 5);
 }
