@@ -10,18 +10,19 @@ void add_all_time_counters(MetricFamilies* families, uint64_t count, const Exact
 }
 
 void add_window_gauges(MetricFamilies* families, const WindowFigures* windows, size_t n) {
-  families->family("_window_sum", "gauge", "Sum of the values in the window.");
+  families->family("_sum_in_window", "gauge", "Sum of the values in the window.");
   for (size_t i = 0; i < n; ++i) {
-    families->sample({{"window", windows[i].window}}, windows[i].sum.value(), ExactSum::tolerance(windows[i].count));
+    families->sample({{"window", windows[i].window}}, windows[i].sum.value(),
+                     ExactSum::tolerance(windows[i].count));
   }
-  families->family("_window_events", "gauge", "Events in the window.");
+  families->family("_events_in_window", "gauge", "Events in the window.");
   for (size_t i = 0; i < n; ++i) {
     families->sample({{"window", windows[i].window}}, static_cast<double>(windows[i].count));
   }
 }
 
 void open_percentiles(MetricFamilies* families, std::string_view help) {
-  families->family("", "gauge", help);
+  families->family("", "summary", help);
 }
 
 void add_percentile_samples(MetricFamilies* families, std::string_view window, const DDSketch& sketch) {

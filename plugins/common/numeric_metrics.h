@@ -1,8 +1,9 @@
 // The TABA_FORMAT_METRICS families the numeric built-in types share
 // (docs/prometheus.md, "Families by type"): the all-time counters m_total
-// and m_events_total, the windowed gauges m_window_sum and m_window_events,
-// and the percentile family m, one sample per quantile of a sketch. Each
-// type writes the ones it has, in this order, through MetricFamilies.
+// and m_events_total, the windowed gauges m_sum_in_window and
+// m_events_in_window, and the percentile family m, a summary of quantile
+// samples only (one per percentile of a sketch). Each type writes the ones
+// it has, in this order, through MetricFamilies.
 #ifndef TABA_PLUGINS_COMMON_NUMERIC_METRICS_H
 #define TABA_PLUGINS_COMMON_NUMERIC_METRICS_H
 
@@ -30,11 +31,12 @@ struct WindowFigures {
 // of the count) and "_events_total" (the count).
 void add_all_time_counters(MetricFamilies* families, uint64_t count, const ExactSum& sum);
 
-// "_window_sum" and "_window_events", one sample per window labelled
+// "_sum_in_window" and "_events_in_window", one sample per window labelled
 // `window`, in the order given.
 void add_window_gauges(MetricFamilies* families, const WindowFigures* windows, size_t n);
 
-// Opens the percentile family "" (a gauge) with the given help.
+// Opens the percentile family "" (a summary, without _sum and _count
+// samples: m_total and m_events_total are those) with the given help.
 void open_percentiles(MetricFamilies* families, std::string_view help);
 
 // Adds to the open family the seven percentiles of the sketch (nearest

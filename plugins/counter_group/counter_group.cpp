@@ -25,11 +25,12 @@
 //
 // Render, TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"):
 // "_total" and "_events_total", counters, the all-time sketch's exact sum
-// and count; "_window_sum" and "_window_events", gauges labelled window
-// (1m, 10m, 1h, 1d), each window's sum and count as of `now`; "", a gauge
-// of the all-time sketch's seven percentiles labelled window="all" and
-// quantile (none while the sketch is empty). Sums as the exact form shows
-// them (the shortest text within their resolution).
+// and count; "_sum_in_window" and "_events_in_window", gauges labelled
+// window (1m, 10m, 1h, 1d), each window's sum and count as of `now`; "", a
+// summary of the all-time sketch's seven percentiles labelled window="all"
+// and quantile (none while the sketch is empty), without _sum and _count.
+// Sums as the exact form shows them (the shortest text within their
+// resolution).
 //
 // Sums. Every sum (window buckets, the sketch's total) is an ExactSum
 // (common/exact_sum.h): each value rounded once to 2^-32 and added as an
@@ -110,8 +111,8 @@ struct CounterGroup {
   static constexpr char kDescription[] =
       "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles";
   static constexpr uint32_t kStateVersion = 3;
-  static constexpr uint32_t kFormats = format_bits(
-      {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
 
   static State make(std::string_view client, double now);
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap);

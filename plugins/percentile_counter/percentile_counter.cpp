@@ -13,8 +13,9 @@
 // the shortest text that reads back to the double. No detailed format.
 // TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"): "_total"
 // and "_events_total", counters, the sketch's exact sum (the shortest text
-// within its resolution) and count; "", a gauge of the seven percentiles
-// labelled window="all" and quantile (none while the sketch is empty).
+// within its resolution) and count; "", a summary of the seven percentiles
+// labelled window="all" and quantile (none while the sketch is empty),
+// without _sum and _count.
 //
 // Merging is exact and order-free: the bins, count, sum, min, max and the
 // exact values of a sketch of 5 values or fewer, hence every rendered

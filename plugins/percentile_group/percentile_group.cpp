@@ -37,11 +37,12 @@
 //
 // Render, TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"):
 // "_total" and "_events_total", counters, the all-time sum and count;
-// "_window_sum" and "_window_events", gauges labelled window (1m, 10m, 1h,
-// 1d), each window's sum and count as of `now`; "", a gauge of each
-// window's seven percentiles (of its merged buckets, as in the JSON
-// render) labelled window and quantile, none for an empty window. Sums as
-// the exact form shows them (the shortest text within their resolution).
+// "_sum_in_window" and "_events_in_window", gauges labelled window (1m,
+// 10m, 1h, 1d), each window's sum and count as of `now`; "", a summary of
+// each window's seven percentiles (of its merged buckets, as in the JSON
+// render) labelled window and quantile, none for an empty window, without
+// _sum and _count. Sums as the exact form shows them (the shortest text
+// within their resolution).
 //
 // Time. fold ends the windows at the latest of now and the newest event;
 // merge at the latest of now and `from`'s windows. Windows only move
@@ -268,8 +269,8 @@ struct PercentileGroup {
   static constexpr char kDescription[] =
       "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows";
   static constexpr uint32_t kStateVersion = 4;
-  static constexpr uint32_t kFormats = format_bits(
-      {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double now) { return PercentileGroupState(epoch_second(now)); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "plugin_metrics_helpers.h"
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -105,31 +105,24 @@ TEST_CASE("PercentileCounter: metrics render - all-time counters and percentiles
   const taba_handler& h = percentile_counter();
   State s(h, kT0, "c");
   s.fold(Events().number(kT0, 1).number(kT0 - 100000, 2).number(kT0 + 5, 4.5, "4.5"), kT0);
-  const MetricRender m = metrics_of(s, kT0 + 1e6);  // all time: nothing expires
-  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", ""});
-  CHECK(m.family("_total").type == "counter");
-  CHECK(m.family("_events_total").type == "counter");
-  CHECK(m.family("").type == "gauge");
-  CHECK(m.value("_total") == 7.5);
-  CHECK(m.value("_events_total") == 3);
-  const std::vector<double> pct = {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5};
-  REQUIRE(m.family("").samples.size() == 7);
-  for (size_t q = 0; q < kQuantiles.size(); ++q) {
-    INFO(kQuantiles[q]);
-    CHECK(m.family("").samples[q].labels == MetricLabels{{"window", "all"}, {"quantile", kQuantiles[q]}});
-    CHECK(m.value("", {{"window", "all"}, {"quantile", kQuantiles[q]}}) == pct[q]);
-  }
+  const std::string expected = "_total counter {} 7.5\n_events_total counter {} 3\n" +
+                               quantile_lines("all", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5});
+  CHECK(metrics_lines(s, kT0) == expected);
+  CHECK(metrics_lines(s, kT0 + 1e6) == expected);  // all time: nothing expires
   // Empty: the counters read 0 and there are no percentile samples.
-  const MetricRender empty = metrics_of(State(h, kT0), kT0);
-  CHECK(empty.suffixes() == std::vector<std::string>{"_total", "_events_total"});
-  CHECK(empty.value("_total") == 0);
-  CHECK(empty.value("_events_total") == 0);
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n");
   // Timers in seconds: the sum to its resolution, the percentiles exact.
   State timer(h, kT0, "t");
   timer.fold(Events().number(kT0, 0.0012).number(kT0, 0.0034), kT0);
-  const std::string text = timer.render(kT0, TABA_FORMAT_METRICS);
-  CHECK(text.find(R"([[{}, 0.0046]])") != std::string::npos);
-  CHECK(text.find(R"([{"window": "all", "quantile": "0.25"}, 0.0012])") != std::string::npos);
+  CHECK(
+      timer.render(kT0, TABA_FORMAT_METRICS) ==
+      R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 0.0046]]], )"
+      R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 2]]], )"
+      R"(["", "summary", "Percentiles of every value recorded (all time).", [)"
+      R"([{"window": "all", "quantile": "0.25"}, 0.0012], [{"window": "all", "quantile": "0.5"}, 0.0012], )"
+      R"([{"window": "all", "quantile": "0.75"}, 0.0034], [{"window": "all", "quantile": "0.9"}, 0.0034], )"
+      R"([{"window": "all", "quantile": "0.95"}, 0.0034], [{"window": "all", "quantile": "0.99"}, 0.0034], )"
+      R"([{"window": "all", "quantile": "0.999"}, 0.0034]]]])");
 }
 
 TEST_CASE("PercentileCounter: metrics of merged states equal those of one state of every event",
@@ -139,24 +132,9 @@ TEST_CASE("PercentileCounter: metrics of merged states equal those of one state 
   for (int i = 1; i <= 40; ++i) first.number(kT0 + i, i * 0.5);
   Events second;
   for (int i = 1; i <= 30; ++i) second.number(kT0 - i, -i * 0.1);
-  State a(h, kT0, "a");
-  a.fold(first, kT0);
-  State b(h, kT0, "b");
-  b.fold(second, kT0);
-  State single(h, kT0);
-  single.fold(second, kT0);
-  single.fold(first, kT0);
-  State ab(h, kT0);
-  ab.merge(a, kT0);
-  ab.merge(b, kT0);
-  State ba(h, kT0);
-  ba.merge(b, kT0);
-  ba.merge(a, kT0);
-  CHECK(ab.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
-  CHECK(ba.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
-  const MetricRender m = metrics_of(ab, kT0);
-  CHECK(m.value("_total") == 363.5);  // 410 - 46.5
-  CHECK(m.value("_events_total") == 70);
-  CHECK(m.value("", {{"window", "all"}, {"quantile", "0.999"}}) == 20);  // the max, exactly
-  CHECK(m.value("", {{"window", "all"}, {"quantile", "0.25"}}) < 0);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0});
+  // 410 - 46.5; the p99.9 of 70 values is the max, exactly.
+  const std::string lines = metrics_lines(merged, kT0);
+  CHECK(lines.rfind("_total counter {} 363.5\n_events_total counter {} 70\n", 0) == 0);
+  CHECK(lines.find(" summary {window=\"all\",quantile=\"0.999\"} 20\n") != std::string::npos);
 }

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "plugin_metrics_helpers.h"
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -329,69 +329,38 @@ TEST_CASE("PercentileGroup: fold_many gives the states the delta sequence gives"
   check_fold_many_equals_deltas(percentile_group(), kT0, 400, 100000, {0, 20, 200, 1000, 4000, 30000, 90000}, random_numeric_events);
 }
 
-TEST_CASE("PercentileGroup: metrics render - all-time counters, windows and their percentiles",
-          "[plugins][percentile_group][metrics]") {
+TEST_CASE(
+    "PercentileGroup: metrics render - all-time counters, windows and their percentiles, none when empty",
+    "[plugins][percentile_group][metrics]") {
   const taba_handler& h = percentile_group();
   State s(h, kT0, "c");
   s.fold(version3_events(), kT0 + 10);
-  const MetricRender m = metrics_of(s, kT0 + 10);
-  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events", ""});
-  CHECK(m.family("_total").type == "counter");
-  CHECK(m.family("_events_total").type == "counter");
-  CHECK(m.family("_window_sum").type == "gauge");
-  CHECK(m.family("_window_events").type == "gauge");
-  CHECK(m.family("").type == "gauge");
-  // All time: every value, also 8, which is in no window.
-  CHECK(m.value("_total") == 15.5);
-  CHECK(m.value("_events_total") == 4);
-  const std::vector<std::string> windows = {"1m", "10m", "1h", "1d"};
-  const std::vector<double> sums = {1, 3, 3, 7.5};
-  const std::vector<double> counts = {1, 2, 2, 3};
-  for (size_t w = 0; w < windows.size(); ++w) {
-    INFO(windows[w]);
-    CHECK(m.value("_window_sum", {{"window", windows[w]}}) == sums[w]);
-    CHECK(m.value("_window_events", {{"window", windows[w]}}) == counts[w]);
-  }
-  // Each window's nearest ranks (1 value: all 1; 2: 1 1 2 2 2 2 2; 3: 1 2 3 3 3 3 3).
-  const std::vector<std::vector<double>> pct = {{1, 1, 1, 1, 1, 1, 1},
-                                                {1, 1, 2, 2, 2, 2, 2},
-                                                {1, 1, 2, 2, 2, 2, 2},
-                                                {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}};
-  REQUIRE(m.family("").samples.size() == 28);
-  for (size_t w = 0; w < windows.size(); ++w) {
-    for (size_t q = 0; q < kQuantiles.size(); ++q) {
-      INFO(windows[w] << " " << kQuantiles[q]);
-      CHECK(m.family("").samples[w * 7 + q].labels == MetricLabels{{"window", windows[w]}, {"quantile", kQuantiles[q]}});
-      CHECK(m.value("", {{"window", windows[w]}, {"quantile", kQuantiles[q]}}) == pct[w][q]);
-    }
-  }
-  CHECK_FALSE(m.has("", {{"window", "all"}, {"quantile", "0.5"}}));
-}
-
-TEST_CASE("PercentileGroup: metrics render - an empty window has no percentile samples",
-          "[plugins][percentile_group][metrics]") {
-  const taba_handler& h = percentile_group();
-  State s(h, kT0, "c");
-  s.fold(version3_events(), kT0 + 10);
-  // As of kT0 + 70 the 1m window (kT0 + 15 .. kT0 + 75) is empty.
-  const MetricRender m = metrics_of(s, kT0 + 70);
-  CHECK(m.value("_window_events", {{"window", "1m"}}) == 0);
-  CHECK(m.value("_window_sum", {{"window", "1m"}}) == 0);
-  CHECK(m.family("").samples.size() == 21);
-  for (const std::string& q : kQuantiles) {
-    CHECK_FALSE(m.has("", {{"window", "1m"}, {"quantile", q}}));
-    CHECK(m.has("", {{"window", "10m"}, {"quantile", q}}));
-  }
+  // All time: every value, also 8, which is in no window. Each window's
+  // nearest ranks (1 value: all 1; 2: 1 1 2 2 2 2 2; 3: 1 2 3 3 3 3 3).
+  CHECK(metrics_lines(s, kT0 + 10) ==
+        "_total counter {} 15.5\n"
+        "_events_total counter {} 4\n" +
+            window_lines("_sum_in_window", {1, 3, 3, 7.5}) + window_lines("_events_in_window", {1, 2, 2, 3}) +
+            quantile_lines("1m", {1, 1, 1, 1, 1, 1, 1}) + quantile_lines("10m", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1h", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1d", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}));
+  const std::string text = s.render(kT0 + 10, TABA_FORMAT_METRICS);
+  CHECK(text.find(R"(["", "summary", "Percentiles of the values in the window.", )"
+                  R"([[{"window": "1m", "quantile": "0.25"}, 1], )") != std::string::npos);
+  // An empty window has no percentile samples: as of kT0 + 70 the 1m
+  // window (kT0 + 15 .. kT0 + 75) is empty.
+  CHECK(metrics_lines(s, kT0 + 70) ==
+        "_total counter {} 15.5\n"
+        "_events_total counter {} 4\n" +
+            window_lines("_sum_in_window", {0, 3, 3, 7.5}) + window_lines("_events_in_window", {0, 2, 2, 3}) +
+            quantile_lines("10m", {1, 1, 2, 2, 2, 2, 2}) + quantile_lines("1h", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1d", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}));
   // A day later every window is empty: no percentile family at all; the
-  // all-time counters stay.
-  const MetricRender later = metrics_of(s, kT0 + 86400);
-  CHECK(later.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events"});
-  CHECK(later.value("_events_total") == 4);
-  CHECK(later.value("_window_events", {{"window", "1d"}}) == 0);
-  const MetricRender empty = metrics_of(State(h, kT0), kT0);
-  CHECK(empty.suffixes() == std::vector<std::string>{"_total", "_events_total", "_window_sum", "_window_events"});
-  CHECK(empty.value("_total") == 0);
-  CHECK(empty.value("_events_total") == 0);
+  // all-time counters stay. An empty state has them at 0.
+  const std::string idle =
+      window_lines("_sum_in_window", {0, 0, 0, 0}) + window_lines("_events_in_window", {0, 0, 0, 0});
+  CHECK(metrics_lines(s, kT0 + 86400) == "_total counter {} 15.5\n_events_total counter {} 4\n" + idle);
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n" + idle);
 }
 
 TEST_CASE("PercentileGroup: metrics of merged states equal those of one state of every event",
@@ -400,31 +369,19 @@ TEST_CASE("PercentileGroup: metrics of merged states equal those of one state of
   Events first;
   first.number(kT0 - 30, 1).number(kT0 - 4000, 0.1).number(kT0, 17.25).number(kT0 - 100000, 3);
   Events second;
-  second.number(kT0 - 2, 2).number(kT0 - 500, 0.2).number(kT0 - 40000, 4.5);
-  State a(h, kT0, "a");
-  a.fold(first, kT0);
-  State b(h, kT0, "b");
-  b.fold(second, kT0);
-  State single(h, kT0);
-  single.fold(first, kT0);
-  single.fold(second, kT0);
-  State ab(h, kT0);
-  ab.merge(a, kT0);
-  ab.merge(b, kT0);
-  State ba(h, kT0);
-  ba.merge(b, kT0);
-  ba.merge(a, kT0);
-  CHECK(ab.serialize() == single.serialize());
-  CHECK(ba.serialize() == single.serialize());
-  for (const double t : {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000}) {
-    INFO("at " << fmt_double(t));
-    CHECK(ab.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
-    CHECK(ba.render(t, TABA_FORMAT_METRICS) == single.render(t, TABA_FORMAT_METRICS));
-  }
-  const MetricRender m = metrics_of(ab, kT0);
-  CHECK(m.value("_total") == 28.05);
-  CHECK(m.value("_events_total") == 7);
-  CHECK(m.value("_window_sum", {{"window", "1d"}}) == 25.05);
+  second.number(kT0 - 2, 2).number(kT0 - 400, 0.2).number(kT0 - 40000, 4.5);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000});
+  // 3 is in no window; 0.1 and 4.5 in the day's only. The 1m window
+  // (kT0 - 45 .. kT0 + 15) holds 1, 17.25 and 2; the 10m and 1h windows
+  // also 0.2.
+  const std::string lines = metrics_lines(merged, kT0);
+  CHECK(lines.rfind("_total counter {} 28.05\n"
+                    "_events_total counter {} 7\n" +
+                        window_lines("_sum_in_window", {20.25, 20.45, 20.45, 25.05}) +
+                        window_lines("_events_in_window", {3, 4, 4, 6}) +
+                        quantile_lines("1m", {1, 2, 17.25, 17.25, 17.25, 17.25, 17.25}) +
+                        quantile_lines("10m", {0.2, 1, 2, 17.25, 17.25, 17.25, 17.25}),
+                    0) == 0);
 }
 
 TEST_CASE("PercentileGroup: a version 3 state starts its all-time figures from its 1d window",
@@ -444,12 +401,13 @@ TEST_CASE("PercentileGroup: a version 3 state starts its all-time figures from i
       CHECK(old->render(t, format) == fresh.render(t, format));
     }
   }
-  const MetricRender m = metrics_of(*old, kT0 + 10);
-  CHECK(m.value("_total") == 7.5);
-  CHECK(m.value("_events_total") == 3);
-  CHECK(m.value("_window_sum", {{"window", "1d"}}) == 7.5);
-  CHECK(m.value("", {{"window", "1d"}, {"quantile", "0.75"}}) == 4.5);
-  CHECK(metrics_of(fresh, kT0 + 10).value("_events_total") == 4);
+  const std::string windows = window_lines("_sum_in_window", {1, 3, 3, 7.5}) +
+                              window_lines("_events_in_window", {1, 2, 2, 3}) +
+                              quantile_lines("1m", {1, 1, 1, 1, 1, 1, 1});
+  CHECK(metrics_lines(*old, kT0 + 10)
+            .rfind("_total counter {} 7.5\n_events_total counter {} 3\n" + windows, 0) == 0);
+  CHECK(metrics_lines(fresh, kT0 + 10)
+            .rfind("_total counter {} 15.5\n_events_total counter {} 4\n" + windows, 0) == 0);
   // Written again at version 4, it reads back the same.
   const std::string bytes = old->serialize();
   CHECK(bytes.size() > kVersion3State.size());
@@ -461,10 +419,10 @@ TEST_CASE("PercentileGroup: a version 3 state starts its all-time figures from i
   State aggregate(h, kT0 + 10);
   aggregate.merge(*old, kT0 + 10);
   ingest(h, &fresh, &aggregate, "c", Events().number(kT0 + 12, 10), kT0 + 12);
-  const MetricRender merged = metrics_of(aggregate, kT0 + 12);
-  CHECK(merged.value("_total") == 17.5);
-  CHECK(merged.value("_events_total") == 4);
-  CHECK(merged.value("_window_events", {{"window", "1m"}}) == 2);
+  CHECK(metrics_lines(aggregate, kT0 + 12)
+            .rfind("_total counter {} 17.5\n_events_total counter {} 4\n" +
+                       window_lines("_sum_in_window", {11, 13, 13, 17.5}),
+                   0) == 0);
   // The version 3 bytes are not a version 4 state: the all-time figures are missing.
   std::unique_ptr<State> ignored;
   CHECK(deserialize(h, kVersion3State, 4, &ignored, &reason) == TABA_ERR_CORRUPT);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "plugin_metrics_helpers.h"
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -78,28 +78,26 @@ TEST_CASE("TotalsCounter: metrics render - the all-time counters", "[plugins][to
   const taba_handler& h = totals_counter();
   State s(h, kT0, "c");
   s.fold(Events().number(kT0, 1).number(kT0, 2).array(kT0, TABA_VALUE_NUMBER, "4.5", 4.5), kT0);
-  const MetricRender m = metrics_of(s, kT0 + 1e6);
-  CHECK(m.suffixes() == std::vector<std::string>{"_total", "_events_total"});
-  CHECK(m.family("_total").type == "counter");
-  CHECK(m.family("_events_total").type == "counter");
-  CHECK(m.family("_total").help == "Sum of every value recorded (all time).");
-  CHECK(m.family("_events_total").help == "Events recorded (all time).");
-  CHECK(m.value("_total") == 7.5);
-  CHECK(m.value("_events_total") == 3);
-  CHECK(s.render(kT0, TABA_FORMAT_METRICS) ==
+  CHECK(s.render(kT0 + 1e6, TABA_FORMAT_METRICS) ==
         R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 7.5]]], )"
         R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 3]]]])");
-  const MetricRender empty = metrics_of(State(h, kT0), kT0);
-  CHECK(empty.value("_total") == 0);
-  CHECK(empty.value("_events_total") == 0);
+  CHECK(metrics_lines(s, kT0) == "_total counter {} 7.5\n_events_total counter {} 3\n");
+  CHECK(host_exposition("jobs", "TotalsCounter", s.render(kT0, TABA_FORMAT_METRICS)) ==
+        "# HELP jobs_total TotalsCounter jobs: Sum of every value recorded (all time).\n"
+        "# TYPE jobs_total counter\n"
+        "jobs_total 7.5\n"
+        "# HELP jobs_events_total TotalsCounter jobs: Events recorded (all time).\n"
+        "# TYPE jobs_events_total counter\n"
+        "jobs_events_total 3\n");
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n");
   // The sum to its resolution (as the exact form shows it), and a negative
   // one as it is.
   State small(h, kT0, "s");
   small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
-  CHECK(small.render(kT0, TABA_FORMAT_METRICS).find("[[{}, 0.003]]") != std::string::npos);
+  CHECK(metrics_lines(small, kT0) == "_total counter {} 0.003\n_events_total counter {} 3\n");
   State negative(h, kT0, "n");
   negative.fold(Events().number(kT0, -5).number(kT0, 1.25), kT0);
-  CHECK(metrics_of(negative, kT0).value("_total") == -3.75);
+  CHECK(metrics_lines(negative, kT0) == "_total counter {} -3.75\n_events_total counter {} 2\n");
 }
 
 TEST_CASE("TotalsCounter: metrics of merged states equal those of one state of every event",
@@ -109,22 +107,6 @@ TEST_CASE("TotalsCounter: metrics of merged states equal those of one state of e
   first.number(kT0, 0.1).number(kT0, 0.7).number(kT0, 1e12);
   Events second;
   second.number(kT0, 0.2).number(kT0, -3);
-  State a(h, kT0, "a");
-  a.fold(first, kT0);
-  State b(h, kT0, "b");
-  b.fold(second, kT0);
-  State single(h, kT0);
-  single.fold(second, kT0);
-  single.fold(first, kT0);
-  State ab(h, kT0);
-  ab.merge(a, kT0);
-  ab.merge(b, kT0);
-  State ba(h, kT0);
-  ba.merge(b, kT0);
-  ba.merge(a, kT0);
-  CHECK(ab.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
-  CHECK(ba.render(kT0, TABA_FORMAT_METRICS) == single.render(kT0, TABA_FORMAT_METRICS));
-  const MetricRender m = metrics_of(ab, kT0);
-  CHECK(m.value("_total") == 999999999998.0);
-  CHECK(m.value("_events_total") == 5);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0});
+  CHECK(metrics_lines(merged, kT0) == "_total counter {} 999999999998\n_events_total counter {} 5\n");
 }
