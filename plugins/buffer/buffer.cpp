@@ -38,7 +38,7 @@
 // Render, TABA_FORMAT_METRICS (docs/prometheus.md): _values (the entries
 // unexpired as of now); when there is one, _newest_timestamp_seconds (the
 // event time of the first in rank order) and that value as the gauge
-// _newest when it is a number, else as the info family _newest_info
+// _newest when it is a number, else as the info family _newest_value_info
 // (label value: a string's content, any other value's JSON text, at most
 // 256 bytes; common/value_labels.h).
 //
@@ -245,7 +245,7 @@ taba_status render_metrics(const BufferState& s, double now, taba_output* out) {
       families.family("_newest", "gauge", "The newest value.");
       families.sample(v);
     } else {
-      families.family("_newest_info", "info", "The newest value, which is not a number.");
+      families.family("_newest_value_info", "info", "The newest value, which is not a number.");
       const std::string text = value_label(newest->value);
       families.sample({{"value", text}}, 1);
     }

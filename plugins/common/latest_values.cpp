@@ -190,7 +190,7 @@ taba_status LatestValues::render_metrics(double now, taba_output* out) const {
   }
   families.family("", "gauge", "Each client's live numeric value.");
   for (const Numeric& n : numbers) families.sample({{"client", cut_label(n.client)}}, n.value);
-  families.family("_info", "info", "Each client's live value that is not a number.");
+  families.family("_value_info", "info", "Each client's live value that is not a number.");
   for (const auto& [client, entry] : others) {
     const std::string text = value_label(entry->value);
     families.sample({{"client", cut_label(client)}, {"value", text}}, 1);

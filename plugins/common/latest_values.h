@@ -89,7 +89,7 @@ class LatestValues {
   // "_min", "_max" and "_last" over the numeric values (left out when
   // there is none; "_last" is the value with the latest event timestamp,
   // ties going to the client whose ID sorts last), "" with a sample per
-  // numeric value labelled "client", then "_info" with a sample of 1 per
+  // numeric value labelled "client", then "_value_info" with a sample of 1 per
   // other value labelled "client" and "value" (common/value_labels.h);
   // the per-client samples sorted by client ID.
   taba_status render_metrics(double now, taba_output* out) const;

@@ -22,7 +22,7 @@ void add_window_gauges(MetricFamilies* families, const WindowFigures* windows, s
 }
 
 void open_percentiles(MetricFamilies* families, std::string_view help) {
-  families->family("", "summary", help);
+  families->family("_quantiles", "summary", help);
 }
 
 void add_percentile_samples(MetricFamilies* families, std::string_view window, const DDSketch& sketch) {

@@ -1,7 +1,7 @@
 // The TABA_FORMAT_METRICS families the numeric built-in types share
 // (docs/prometheus.md, "Families by type"): the all-time counters m_total
 // and m_events_total, the windowed gauges m_sum_in_window and
-// m_events_in_window, and the percentile family m, a summary of quantile
+// m_events_in_window, and the percentile family m_quantiles, a summary of quantile
 // samples only (one per percentile of a sketch). Each type writes the ones
 // it has, in this order, through MetricFamilies.
 #ifndef TABA_PLUGINS_COMMON_NUMERIC_METRICS_H
@@ -35,7 +35,7 @@ void add_all_time_counters(MetricFamilies* families, uint64_t count, const Exact
 // `window`, in the order given.
 void add_window_gauges(MetricFamilies* families, const WindowFigures* windows, size_t n);
 
-// Opens the percentile family "" (a summary, without _sum and _count
+// Opens the percentile family "_quantiles" (a summary, without _sum and _count
 // samples: m_total and m_events_total are those) with the given help.
 void open_percentiles(MetricFamilies* families, std::string_view help);
 

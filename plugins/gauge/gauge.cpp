@@ -30,7 +30,7 @@
 //
 // Render, TABA_FORMAT_METRICS (docs/prometheus.md): the live values
 // themselves, _clients, _min, _max and _last, then each client's numeric
-// value (label client) and its other values as the info family _info
+// value (label client) and its other values as the info family _value_info
 // (labels client and value); LatestValues::render_metrics.
 //
 // Serialized form: bytes client, varint entry count, then per entry

@@ -24,8 +24,7 @@ bool valid_suffix(std::string_view s) {
 bool suffix_fits(std::string_view type, std::string_view suffix) {
   if (type == "counter") return suffix.ends_with("_total");
   if (type == "info") return suffix.ends_with("_info");
-  if (type == "summary") return suffix.empty();
-  if (type != "gauge") return false;
+  if (type != "gauge" && type != "summary") return false;
   return !suffix.ends_with("_total") && !suffix.ends_with("_sum") && !suffix.ends_with("_count") &&
          !suffix.ends_with("_bucket");
 }

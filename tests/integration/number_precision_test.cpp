@@ -66,7 +66,7 @@ TEST_CASE("numbers: text rounds as Taba did, JSON and /metrics keep full precisi
   const std::string metrics = body_of(p.get("/metrics/tabs?name=jobs_s,query_s,bytes"));
   CHECK(metrics.find("jobs_s_sum_in_window{window=\"1m\"} 0.003\n") != std::string::npos);
   CHECK(metrics.find("jobs_s_total 0.003\n") != std::string::npos);
-  CHECK(metrics.find("jobs_s{window=\"all\",quantile=\"0.5\"} 0.001\n") != std::string::npos);
-  CHECK(metrics.find("query_s{window=\"1m\",quantile=\"0.25\"} 0.0012\n") != std::string::npos);
+  CHECK(metrics.find("jobs_s_quantiles{window=\"all\",quantile=\"0.5\"} 0.001\n") != std::string::npos);
+  CHECK(metrics.find("query_s_quantiles{window=\"1m\",quantile=\"0.25\"} 0.0012\n") != std::string::npos);
   CHECK(metrics.find("bytes_total 0.75\n") != std::string::npos);
 }

@@ -130,34 +130,34 @@ TEST_CASE("Buffer: the metrics render shows the count and the newest value", "[m
   CHECK(metrics_lines(aggregate, kT0 + 4) ==
         "_values gauge {} 4\n"
         "_newest_timestamp_seconds gauge {} 1400000404\n"
-        "_newest_info info {value=\"{\"k\":1.5,\"s\":\"\\\"\"}\"} 1\n");
+        "_newest_value_info info {value=\"{\"k\":1.5,\"s\":\"\\\"\"}\"} 1\n");
   ingest(h, &a, &aggregate, "a", Events().value(kT0 + 5, str("Z\\u00fcrich \\\"x\\\"")), kT0 + 5);
   CHECK(metrics_lines(aggregate, kT0 + 5) ==
         "_values gauge {} 5\n"
         "_newest_timestamp_seconds gauge {} 1400000405\n"
-        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+        "_newest_value_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
   // Expired values leave the count, and the newest is the newest left.
   CHECK(metrics_lines(aggregate, kT0 + 20) ==
         "_values gauge {} 3\n"
         "_newest_timestamp_seconds gauge {} 1400000405\n"
-        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+        "_newest_value_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
   CHECK(metrics_lines(aggregate, kT0 + 3605) == "_values gauge {} 0\n");
   CHECK(metrics_lines(aggregate, kT0 + 3603) ==
         "_values gauge {} 1\n"
         "_newest_timestamp_seconds gauge {} 1400000405\n"
-        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+        "_newest_value_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
   // Equal timestamps: the first in rank order (by value text).
   State ties(h, kT0, "t");
   ties.fold(Events().value(kT0, str("b")).value(kT0, str("a")).value(kT0, num(7)), kT0);
   CHECK(metrics_lines(ties, kT0) ==
         "_values gauge {} 3\n"
         "_newest_timestamp_seconds gauge {} 1400000400\n"
-        "_newest_info info {value=\"a\"} 1\n");
+        "_newest_value_info info {value=\"a\"} 1\n");
   // The label is cut to 256 bytes at a UTF-8 character boundary (a 3-byte
   // character straddling byte 256 is left out).
   State long_value(h, kT0, "l");
   long_value.fold(Events().value(kT0, str(std::string(254, 'y') + "\xe2\x82\xac" + "more")), kT0);
-  const std::string info_line = "_newest_info info {value=\"" + std::string(254, 'y') + "\"} 1\n";
+  const std::string info_line = "_newest_value_info info {value=\"" + std::string(254, 'y') + "\"} 1\n";
   CHECK(metrics_lines(long_value, kT0) ==
         "_values gauge {} 1\n"
         "_newest_timestamp_seconds gauge {} 1400000400\n" +

@@ -183,7 +183,7 @@ TEST_CASE("ExpiryGauge: the metrics render shows the values until each expiry",
         "_last gauge {} 44\n"
         " gauge {client=\"a\"} 5\n"
         " gauge {client=\"b\"} 44\n"
-        "_info info {client=\"c\",value=\"red\"} 1\n");
+        "_value_info info {client=\"c\",value=\"red\"} 1\n");
   // Each value shows while now < its expiry.
   CHECK(metrics_lines(aggregate, kT0 + 100) ==
         "_clients gauge {} 2\n"
@@ -191,7 +191,7 @@ TEST_CASE("ExpiryGauge: the metrics render shows the values until each expiry",
         "_max gauge {} 44\n"
         "_last gauge {} 44\n"
         " gauge {client=\"b\"} 44\n"
-        "_info info {client=\"c\",value=\"red\"} 1\n");
+        "_value_info info {client=\"c\",value=\"red\"} 1\n");
   CHECK(metrics_lines(a, kT0 + 100) == "_clients gauge {} 0\n");
   CHECK(metrics_lines(aggregate, kT0 + 200) ==
         "_clients gauge {} 1\n"
@@ -210,7 +210,7 @@ TEST_CASE("ExpiryGauge: the metrics render shows the values until each expiry",
         "_max gauge {} 5\n"
         "_last gauge {} 5\n"
         " gauge {client=\"a\"} 5\n"
-        "_info info {client=\"c\",value=\"red\"} 1\n");
+        "_value_info info {client=\"c\",value=\"red\"} 1\n");
   CHECK(metrics_lines(b, kT0 + 20) == "_clients gauge {} 0\n");
 }
 

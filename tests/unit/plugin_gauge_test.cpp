@@ -240,7 +240,7 @@ TEST_CASE("Gauge: the metrics render shows the live values", "[plugins][gauge]")
         " gauge {client=\"a\"} 5\n"
         " gauge {client=\"b\"} 44\n"
         " gauge {client=\"c\"} -3\n"
-        "_info info {client=\"d\",value=\"on\"} 1\n");
+        "_value_info info {client=\"d\",value=\"on\"} 1\n");
   // A client's state is its own entry.
   CHECK(metrics_lines(a, kT0 + 4) ==
         "_clients gauge {} 1\n"
@@ -250,7 +250,7 @@ TEST_CASE("Gauge: the metrics render shows the live values", "[plugins][gauge]")
         " gauge {client=\"a\"} 5\n");
   CHECK(metrics_lines(d, kT0 + 4) ==
         "_clients gauge {} 1\n"
-        "_info info {client=\"d\",value=\"on\"} 1\n");
+        "_value_info info {client=\"d\",value=\"on\"} 1\n");
   // b's value (the greatest) expires 48 h after its event: gone from every
   // family; the JSON render agrees.
   CHECK(metrics_lines(aggregate, kT0 + 1 + 2 * kDay) ==
@@ -260,12 +260,12 @@ TEST_CASE("Gauge: the metrics render shows the live values", "[plugins][gauge]")
         "_last gauge {} 5\n"
         " gauge {client=\"a\"} 5\n"
         " gauge {client=\"c\"} -3\n"
-        "_info info {client=\"d\",value=\"on\"} 1\n");
+        "_value_info info {client=\"d\",value=\"on\"} 1\n");
   CHECK(aggregate.render(kT0 + 1 + 2 * kDay) == R"({"-3": 1, "5": 1, "on": 1})");
   // Only the string left: no numeric family.
   CHECK(metrics_lines(aggregate, kT0 + 3 + 2 * kDay) ==
         "_clients gauge {} 1\n"
-        "_info info {client=\"d\",value=\"on\"} 1\n");
+        "_value_info info {client=\"d\",value=\"on\"} 1\n");
   CHECK(metrics_lines(aggregate, kT0 + 4 + 2 * kDay) == "_clients gauge {} 0\n");
   // Merged in another order, the query-time reduction renders the same.
   State reduced(h, kT0 + 4);
@@ -305,10 +305,10 @@ TEST_CASE("Gauge: the metrics render's ties and label texts", "[plugins][gauge]"
         "_max gauge {} 0.1\n"
         "_last gauge {} 0.1\n"
         " gauge {client=\"h\"} 0.1\n"
-        "_info info {client=\"e\",value=\"a\"b\\c\n\xc3\xbc/\x07\"} 1\n"
-        "_info info {client=\"f\",value=\"true\"} 1\n"
-        "_info info {client=\"g\",value=\"null\"} 1\n"
-        "_info info {client=\"i\",value=\"5\"} 1\n");
+        "_value_info info {client=\"e\",value=\"a\"b\\c\n\xc3\xbc/\x07\"} 1\n"
+        "_value_info info {client=\"f\",value=\"true\"} 1\n"
+        "_value_info info {client=\"g\",value=\"null\"} 1\n"
+        "_value_info info {client=\"i\",value=\"5\"} 1\n");
   // A number in exponent form is a number too.
   State big(h, kT0, "x");
   big.fold(Events().number(kT0, 1e21, "1e21"), kT0);
@@ -323,7 +323,7 @@ TEST_CASE("Gauge: the metrics render's ties and label texts", "[plugins][gauge]"
   State k(h, kT0, "k");
   ingest(h, &j, &labels, "j", Events().value(kT0, str(fits)), kT0);
   ingest(h, &k, &labels, "k", Events().value(kT0, str(cut)), kT0);
-  const std::string j_line = "_info info {client=\"j\",value=\"" + fits + "\"} 1\n";
-  const std::string k_line = "_info info {client=\"k\",value=\"" + std::string(255, 'x') + "\"} 1\n";
+  const std::string j_line = "_value_info info {client=\"j\",value=\"" + fits + "\"} 1\n";
+  const std::string k_line = "_value_info info {client=\"k\",value=\"" + std::string(255, 'x') + "\"} 1\n";
   CHECK(metrics_lines(labels, kT0) == "_clients gauge {} 2\n" + j_line + k_line);
 }

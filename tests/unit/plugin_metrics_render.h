@@ -94,13 +94,13 @@ inline std::string window_lines(const std::string& suffix, const std::vector<dou
 }
 
 // The lines of the seven percentile samples (p25 ... p99.9) of `window` in
-// the summary family "", of the values given in that order.
+// the summary family "_quantiles", of the values given in that order.
 inline std::string quantile_lines(const std::string& window, const std::vector<double>& values) {
   static const char* const kQuantiles[] = {"0.25", "0.5", "0.75", "0.9", "0.95", "0.99", "0.999"};
   REQUIRE(values.size() == 7);
   std::string lines;
   for (size_t q = 0; q < 7; ++q) {
-    lines += std::string(" summary {window=\"") + window + "\",quantile=\"" + kQuantiles[q] + "\"} " +
+    lines += std::string("_quantiles summary {window=\"") + window + "\",quantile=\"" + kQuantiles[q] + "\"} " +
              metric_number(values[q]) + "\n";
   }
   return lines;

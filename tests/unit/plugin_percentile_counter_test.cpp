@@ -118,7 +118,7 @@ TEST_CASE("PercentileCounter: metrics render - all-time counters and percentiles
       timer.render(kT0, TABA_FORMAT_METRICS) ==
       R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 0.0046]]], )"
       R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 2]]], )"
-      R"(["", "summary", "Percentiles of every value recorded (all time).", [)"
+      R"(["_quantiles", "summary", "Percentiles of every value recorded (all time).", [)"
       R"([{"window": "all", "quantile": "0.25"}, 0.0012], [{"window": "all", "quantile": "0.5"}, 0.0012], )"
       R"([{"window": "all", "quantile": "0.75"}, 0.0034], [{"window": "all", "quantile": "0.9"}, 0.0034], )"
       R"([{"window": "all", "quantile": "0.95"}, 0.0034], [{"window": "all", "quantile": "0.99"}, 0.0034], )"

@@ -345,7 +345,7 @@ TEST_CASE(
             quantile_lines("1h", {1, 1, 2, 2, 2, 2, 2}) +
             quantile_lines("1d", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}));
   const std::string text = s.render(kT0 + 10, TABA_FORMAT_METRICS);
-  CHECK(text.find(R"(["", "summary", "Percentiles of the values in the window.", )"
+  CHECK(text.find(R"(["_quantiles", "summary", "Percentiles of the values in the window.", )"
                   R"([[{"window": "1m", "quantile": "0.25"}, 1], )") != std::string::npos);
   // An empty window has no percentile samples: as of kT0 + 70 the 1m
   // window (kT0 + 15 .. kT0 + 75) is empty.
