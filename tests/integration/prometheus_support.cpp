@@ -20,8 +20,8 @@ namespace taba::test {
 
 namespace {
 
-constexpr int kReadyTimeoutMs = 20'000;  // prometheus answering /-/ready after spawn
-constexpr int kStopTimeoutMs = 5'000;    // SIGTERM taking effect before SIGKILL
+constexpr int kReadyTimeoutMs = 20'000;   // prometheus answering /-/ready after spawn
+constexpr int kStopTimeoutMs = 5'000;     // SIGTERM taking effect before SIGKILL
 constexpr int kRequestTimeoutMs = 5'000;  // one API request of the harness's own
 constexpr int kPollStepMs = 250;
 constexpr int kStartAttempts = 3;
@@ -79,16 +79,16 @@ Result<simdjson::dom::element> api_data(simdjson::dom::parser& parser, const Res
   if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
   simdjson::dom::element doc;
   if (parser.parse(r.value().body).get(doc) != simdjson::SUCCESS) {
-    return Status::Corruption(fmt::format("{}: HTTP {}, not JSON: {}", what, r.value().status,
-                                          r.value().body.substr(0, 500)));
+    return Status::Corruption(
+        fmt::format("{}: HTTP {}, not JSON: {}", what, r.value().status, r.value().body.substr(0, 500)));
   }
   std::string_view status;
   if (doc["status"].get(status) != simdjson::SUCCESS || status != "success") {
     std::string_view type, error;
     if (doc["errorType"].get(type) != simdjson::SUCCESS) type = "?";
     if (doc["error"].get(error) != simdjson::SUCCESS) error = std::string_view(r.value().body).substr(0, 500);
-    return Status::Invalid(fmt::format("{}: HTTP {}, status \"{}\": {}: {}", what, r.value().status, status, type,
-                                       error));
+    return Status::Invalid(
+        fmt::format("{}: HTTP {}, status \"{}\": {}: {}", what, r.value().status, status, type, error));
   }
   simdjson::dom::element data;
   if (doc["data"].get(data) != simdjson::SUCCESS) {
@@ -101,7 +101,8 @@ Result<simdjson::dom::element> api_data(simdjson::dom::parser& parser, const Res
 bool parse_pair(simdjson::dom::element pair, double* out) {
   simdjson::dom::array a;
   std::string_view text;
-  if (pair.get(a) != simdjson::SUCCESS || a.size() != 2 || a.at(1).get(text) != simdjson::SUCCESS) return false;
+  if (pair.get(a) != simdjson::SUCCESS || a.size() != 2 || a.at(1).get(text) != simdjson::SUCCESS)
+    return false;
   return parse_value(text, out);
 }
 
@@ -128,9 +129,13 @@ PrometheusServer::~PrometheusServer() {
   if (!dir_.empty() && (keep == nullptr || *keep == '\0')) remove_tree(dir_);
 }
 
-std::string PrometheusServer::url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+std::string PrometheusServer::url() const {
+  return fmt::format("http://127.0.0.1:{}", port_);
+}
 
-std::string PrometheusServer::log_text() const { return log_path_.empty() ? std::string() : read_file(log_path_); }
+std::string PrometheusServer::log_text() const {
+  return log_path_.empty() ? std::string() : read_file(log_path_);
+}
 
 bool PrometheusServer::reap(bool block) {
   if (!alive_) return true;
@@ -157,15 +162,14 @@ void PrometheusServer::stop() {
 Status PrometheusServer::spawn() {
   std::string program = find_program("TABA_PROMETHEUS", "prometheus");
   if (program.empty()) {
-    return Status::NotFound("prometheus not found on PATH (Debian package prometheus; or set $TABA_PROMETHEUS)");
+    return Status::NotFound(
+        "prometheus not found on PATH (Debian package prometheus; or set $TABA_PROMETHEUS)");
   }
   port_ = free_port();
   if (port_ == 0) return Status::Unavailable("no free loopback port for prometheus");
-  std::vector<std::string> args = {program,
-                                   "--config.file=" + dir_ + "/prometheus.yml",
-                                   "--storage.tsdb.path=" + dir_ + "/data",
-                                   fmt::format("--web.listen-address=127.0.0.1:{}", port_),
-                                   "--log.level=info"};
+  std::vector<std::string> args = {
+      program, "--config.file=" + dir_ + "/prometheus.yml", "--storage.tsdb.path=" + dir_ + "/data",
+      fmt::format("--web.listen-address=127.0.0.1:{}", port_), "--log.level=info"};
   auto pid = spawn_logged(args, log_path_, /*truncate_log=*/false);
   if (!pid.ok()) return pid.status();
   pid_ = pid.value();
@@ -200,7 +204,8 @@ Status PrometheusServer::start(const std::vector<ScrapeJob>& jobs) {
 
 Result<std::vector<PromSample>> PrometheusServer::query(std::string_view promql) const {
   std::string what = fmt::format("query {}", promql);
-  auto r = get(url(), "/api/v1/query?query=" + http::percent_encode(promql), "application/json", kRequestTimeoutMs);
+  auto r = get(url(), "/api/v1/query?query=" + http::percent_encode(promql), "application/json",
+               kRequestTimeoutMs);
   simdjson::dom::parser parser;
   auto data = api_data(parser, r, what);
   if (!data.ok()) return data.status();
@@ -208,7 +213,8 @@ Result<std::vector<PromSample>> PrometheusServer::query(std::string_view promql)
   simdjson::dom::element result;
   if (data.value()["resultType"].get(type) != simdjson::SUCCESS ||
       data.value()["result"].get(result) != simdjson::SUCCESS) {
-    return Status::Corruption(fmt::format("{}: no resultType/result in {}", what, r.value().body.substr(0, 500)));
+    return Status::Corruption(
+        fmt::format("{}: no resultType/result in {}", what, r.value().body.substr(0, 500)));
   }
   std::vector<PromSample> out;
   if (type == "scalar") {
@@ -219,7 +225,8 @@ Result<std::vector<PromSample>> PrometheusServer::query(std::string_view promql)
   }
   if (type != "vector") return Status::Invalid(fmt::format("{}: a {} answer, not a vector", what, type));
   simdjson::dom::array series;
-  if (result.get(series) != simdjson::SUCCESS) return Status::Corruption(fmt::format("{}: result not an array", what));
+  if (result.get(series) != simdjson::SUCCESS)
+    return Status::Corruption(fmt::format("{}: result not an array", what));
   for (simdjson::dom::element one : series) {
     PromSample s;
     simdjson::dom::object metric;
@@ -230,7 +237,8 @@ Result<std::vector<PromSample>> PrometheusServer::query(std::string_view promql)
     }
     for (auto field : metric) {
       std::string_view v;
-      if (field.value.get(v) != simdjson::SUCCESS) return Status::Corruption(fmt::format("{}: bad label", what));
+      if (field.value.get(v) != simdjson::SUCCESS)
+        return Status::Corruption(fmt::format("{}: bad label", what));
       s.labels.emplace(std::string(field.key), std::string(v));
     }
     out.push_back(std::move(s));
@@ -250,9 +258,10 @@ Result<std::vector<PromSample>> PrometheusServer::wait_for(
     if (now_ms() >= deadline) break;
     sleep_ms(kPollStepMs);
   }
-  return Status::Unavailable(fmt::format("query {}: no accepted answer within {} ms; last answer:\n{}\ntargets:\n{}\n"
-                                         "prometheus log:\n{}",
-                                         promql, timeout_ms, last, describe_targets(), tail_of(log_text(), 1500)));
+  return Status::Unavailable(
+      fmt::format("query {}: no accepted answer within {} ms; last answer:\n{}\ntargets:\n{}\n"
+                  "prometheus log:\n{}",
+                  promql, timeout_ms, last, describe_targets(), tail_of(log_text(), 1500)));
 }
 
 Result<std::vector<PromTarget>> PrometheusServer::targets() const {
@@ -268,8 +277,9 @@ Result<std::vector<PromTarget>> PrometheusServer::targets() const {
   for (simdjson::dom::element t : active) {
     PromTarget target;
     std::string_view job, scrape_url, health, last_error;
-    if (t["labels"]["job"].get(job) != simdjson::SUCCESS || t["scrapeUrl"].get(scrape_url) != simdjson::SUCCESS ||
-        t["health"].get(health) != simdjson::SUCCESS || t["lastError"].get(last_error) != simdjson::SUCCESS) {
+    if (t["labels"]["job"].get(job) != simdjson::SUCCESS ||
+        t["scrapeUrl"].get(scrape_url) != simdjson::SUCCESS || t["health"].get(health) != simdjson::SUCCESS ||
+        t["lastError"].get(last_error) != simdjson::SUCCESS) {
       return Status::Corruption(fmt::format("targets: bad target {}", simdjson::minify(t)));
     }
     out.push_back({std::string(job), std::string(scrape_url), std::string(health), std::string(last_error)});
@@ -283,7 +293,8 @@ std::string PrometheusServer::describe_targets() const {
   if (r.value().empty()) return "(no active targets)";
   std::string out;
   for (const PromTarget& t : r.value()) {
-    out += fmt::format("job {} {}: {} (lastError {})\n", t.job, t.scrape_url, t.health, json_string(t.last_error));
+    out += fmt::format("job {} {}: {} (lastError {})\n", t.job, t.scrape_url, t.health,
+                       json_string(t.last_error));
   }
   return out;
 }
