@@ -171,29 +171,6 @@ std::string build_body(const Config& cfg, int64_t first, int64_t pairs, int per_
 // ---------------------------------------------------------------------------
 // Requests
 
-// One keep-alive connection to the server, reopened after an error.
-class Connection {
- public:
-  explicit Connection(const Config& cfg) : cfg_(cfg) {}
-
-  taba::Result<taba::http::ClientResponse> request(const std::string& method, const std::string& target,
-                                                   const std::vector<taba::http::Header>& headers,
-                                                   const std::string& body) {
-    if (!conn_) {
-      auto c = taba::http::ClientConnection::connect(cfg_.server.host, cfg_.server.port, cfg_.timeout_ms);
-      if (!c.ok()) return c.status();
-      conn_.emplace(std::move(*c));
-    }
-    auto r = conn_->request(method, target, headers, body, cfg_.timeout_ms);
-    if (!r.ok()) conn_.reset();
-    return r;
-  }
-
- private:
-  const Config& cfg_;
-  std::optional<taba::http::ClientConnection> conn_;
-};
-
 std::string describe(const taba::Result<taba::http::ClientResponse>& r) {
   if (!r.ok()) return r.status().message();
   const taba::http::ClientResponse& v = r.value();
@@ -202,7 +179,7 @@ std::string describe(const taba::Result<taba::http::ClientResponse>& r) {
 
 // POST /post, resent after a 503 or a transport error (100 ms apart, 50
 // times at most).
-bool post(Connection* conn, const std::string& body) {
+bool post(Session* conn, const std::string& body) {
   for (int attempt = 0;; ++attempt) {
     auto r = conn->request("POST", "/post", {}, body);
     if (r.ok() && r->status == 200) return true;
@@ -214,7 +191,7 @@ bool post(Connection* conn, const std::string& body) {
   }
 }
 
-std::optional<std::string> get(Connection* conn, const std::string& target, const std::string& accept = "text/plain") {
+std::optional<std::string> get(Session* conn, const std::string& target, const std::string& accept = "text/plain") {
   auto r = conn->request("GET", target, {{"Accept", accept}}, "");
   if (!r.ok() || r->status != 200) {
     std::cerr << "prom_export_load: GET " << target << ": " << describe(r) << "\n";
@@ -223,7 +200,7 @@ std::optional<std::string> get(Connection* conn, const std::string& target, cons
   return std::move(r->body);
 }
 
-bool flush(Connection* conn) {
+bool flush(Session* conn) {
   auto r = conn->request("POST", "/flush", {}, "");
   if (r.ok() && r->status == 200) return true;
   std::cerr << "prom_export_load: POST /flush: " << describe(r) << "\n";
@@ -242,16 +219,6 @@ int64_t sample_lines(const std::string& text) {
   return n;
 }
 
-// A counter of /metrics (first sample of the family `name`), or nullopt.
-std::optional<double> server_counter(Connection* conn, const std::string& name) {
-  auto r = conn->request("GET", "/metrics", {}, "");
-  if (!r.ok() || r->status != 200) return std::nullopt;
-  const std::string key = "\n" + name + " ";
-  size_t at = r->body.find(key);
-  if (at == std::string::npos) return std::nullopt;
-  return std::strtod(r->body.c_str() + at + key.size(), nullptr);
-}
-
 std::string kb(std::optional<long> v) { return v ? std::to_string(*v) : std::string("n/a"); }
 
 void print_memory(const Config& cfg, const std::string& when) {
@@ -264,7 +231,7 @@ void print_memory(const Config& cfg, const std::string& when) {
 
 // Posts `per_pair` events for every (client, name): one client and 1,000
 // names a body.
-bool post_all(const Config& cfg, Connection* conn, int per_pair, uint64_t seed) {
+bool post_all(const Config& cfg, Session* conn, int per_pair, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const int64_t total = int64_t{cfg.clients} * cfg.names;
   const int64_t chunk = std::min(1'000, cfg.names);
@@ -282,7 +249,7 @@ bool post_all(const Config& cfg, Connection* conn, int per_pair, uint64_t seed) 
 }
 
 int fill(const Config& cfg) {
-  Connection conn(cfg);
+  Session conn(cfg.server, cfg.timeout_ms);
   print_memory(cfg, "empty");
   auto t0 = Clock::now();
   if (!post_all(cfg, &conn, cfg.events, 1)) return 1;
@@ -313,7 +280,7 @@ int fill(const Config& cfg) {
 
 // The path to scrape: --path, or for "auto" /metrics/tabs if it answers
 // 200, else /metrics?tabs=1.
-std::string scrape_path(const Config& cfg, Connection* conn) {
+std::string scrape_path(const Config& cfg, Session* conn) {
   if (cfg.path != "auto") return cfg.path;
   auto r = conn->request("GET", "/metrics/tabs?name=pm-no-such-name", {{"Accept", kTextAccept}}, "");
   std::string p = r.ok() && r->status == 200 ? "/metrics/tabs" : "/metrics?tabs=1";
@@ -331,7 +298,7 @@ struct Scrape {
 };
 
 int expose(const Config& cfg) {
-  Connection conn(cfg);
+  Session conn(cfg.server, cfg.timeout_ms);
   const std::string path = scrape_path(cfg, &conn);
   auto last_post = Clock::now();
   for (const auto& [format, accept] : {std::pair{"text", kTextAccept}, std::pair{"openmetrics", kPrometheusAccept}}) {
@@ -421,7 +388,7 @@ void note_problem(const std::string& what) {
 }
 
 void post_loop(const Config& cfg, int thread, std::vector<PostSample>* out) {
-  Connection conn(cfg);
+  Session conn(cfg.server, cfg.timeout_ms);
   std::mt19937_64 rng(1000 + static_cast<uint64_t>(thread));
   const int64_t total = int64_t{cfg.clients} * cfg.names;
   int64_t cursor = total / cfg.connections * thread;
@@ -443,7 +410,7 @@ void post_loop(const Config& cfg, int thread, std::vector<PostSample>* out) {
 }
 
 void scrape_loop(const Config& cfg, const std::string& path, std::vector<ScrapeSample>* out) {
-  Connection conn(cfg);
+  Session conn(cfg.server, cfg.timeout_ms);
   const double every = cfg.scrape_every_s;
   const std::string accept = cfg.scrape_format == "text" ? kTextAccept : kPrometheusAccept;
   double next = 0;
@@ -556,7 +523,7 @@ void print_phase(const std::string& label, const PhaseFigures& f) {
 }
 
 int stall(const Config& cfg) {
-  Connection conn(cfg);
+  Session conn(cfg.server, cfg.timeout_ms);
   const std::string path = scrape_path(cfg, &conn);
   std::vector<std::vector<PostSample>> posts(static_cast<size_t>(cfg.connections));
   std::vector<ScrapeSample> scrapes;
@@ -573,7 +540,7 @@ int stall(const Config& cfg) {
       Phase ph;
       ph.kind = kind;
       ph.round = round;
-      auto snap0 = server_counter(&conn, "taba_wal_snapshots_written_total");
+      auto snap0 = metric_value(&conn, "taba_wal_snapshots_written_total");
       auto cpu0 = process_cpu_seconds(cfg.pid);
       ph.span.start = steady_s();
       set_scraping(kind == 'B');
@@ -584,7 +551,7 @@ int stall(const Config& cfg) {
       // The last scrape ends before the next phase starts (its posts go
       // uncounted meanwhile).
       while (scrape_running) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      auto snap1 = server_counter(&conn, "taba_wal_snapshots_written_total");
+      auto snap1 = metric_value(&conn, "taba_wal_snapshots_written_total");
       if (cpu0 && cpu1) ph.cpu_s = *cpu1 - *cpu0;
       if (snap0 && snap1) ph.snapshots = *snap1 - *snap0;
       phases.push_back(ph);
