@@ -130,7 +130,7 @@ row "server VmRSS empty / filled / after the scrapes (KB)" "$(kv 'prom_export_lo
 row "server VmHWM filled / after the scrapes (KB)" "$(kv 'prom_export_load: memory' when=filled vm_hwm_kb) / $(kv 'prom_export_load: memory' when=after_openmetrics vm_hwm_kb)"
 for fmt in text openmetrics; do
   row "scrape, $fmt: median (min-max) ms, idle server" "$(kv "$e" "format=$fmt" median_ms) ($(kv "$e" "format=$fmt" min_ms)-$(kv "$e" "format=$fmt" max_ms))"
-  row "scrape, $fmt: server CPU ms per scrape" "$(kv "$e" "format=$fmt" server_cpu_ms)"
+  row "scrape, $fmt: route's own time (ms), server CPU ms" "$(kv "$e" "format=$fmt" server_ms), $(kv "$e" "format=$fmt" server_cpu_ms)"
   row "scrape, $fmt: bytes, sample lines" "$(mb "$(kv "$e" "format=$fmt" bytes)"), $(kv "$e" "format=$fmt" samples)"
 done
 row "scrape, text, curl: time to first byte / total (s)" "$ttfb / $curl_total"

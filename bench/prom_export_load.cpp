@@ -16,9 +16,11 @@
 //                  counts every event; prints VmRSS and VmHWM before/after.
 //   --mode expose  --scrapes (7) sequential GETs of --path in the text
 //                  format 0.0.4, then as many with Prometheus's own Accept
-//                  header (OpenMetrics first); per GET the wall time, bytes,
-//                  sample lines and the server's CPU time (utime + stime of
-//                  all its threads, /proc/<pid>/stat). Before a GET it
+//                  header (OpenMetrics first); per GET the wall time, the
+//                  route's own time from request to reply (the change of
+//                  taba_prometheus_export_seconds_sum on /metrics; -1
+//                  without it), bytes, sample lines and the server's CPU
+//                  time (utime + stime of all its threads, /proc/<pid>/stat). Before a GET it
 //                  re-posts one event for every (client, name) when the last
 //                  post is older than 30 s, so that the 1m windows (and so
 //                  the number of samples) stay full.
@@ -102,10 +104,13 @@ enum Type { kCounterGroup, kPercentileGroup, kGauge, kTotalsCounter };
 constexpr const char* kTypeNames[] = {"CounterGroup", "PercentileGroup", "Gauge", "TotalsCounter"};
 constexpr const char* kTypeTags[] = {"cg", "pg", "gauge", "tc"};
 // 4 CounterGroup, 3 PercentileGroup, 2 Gauge, 1 TotalsCounter in every 10.
-constexpr Type kPattern[10] = {kCounterGroup,  kPercentileGroup, kCounterGroup, kGauge,           kPercentileGroup,
-                               kCounterGroup, kTotalsCounter,   kPercentileGroup, kCounterGroup, kGauge};
+constexpr Type kPattern[10] = {
+    kCounterGroup, kPercentileGroup, kCounterGroup,    kGauge,        kPercentileGroup,
+    kCounterGroup, kTotalsCounter,   kPercentileGroup, kCounterGroup, kGauge};
 
-Type type_of(int i) { return kPattern[i % 10]; }
+Type type_of(int i) {
+  return kPattern[i % 10];
+}
 
 std::string name_of(int i) {
   const char* tag = kTypeTags[type_of(i)];
@@ -118,7 +123,9 @@ std::string name_of(int i) {
   return n;
 }
 
-std::string client_of(int c) { return fmt::format("pm-client-{}", c); }
+std::string client_of(int c) {
+  return fmt::format("pm-client-{}", c);
+}
 
 double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -134,7 +141,8 @@ void append_event(std::string* out, int i, int c, double ts, std::mt19937_64& rn
       value = fmt::format("{:.2f}", latency(rng));
       break;
     case kGauge:
-      value = fmt::format("{:.1f}", static_cast<double>((c * 37 + i) % 1000) / 10 + static_cast<double>(rng() % 10));
+      value = fmt::format("{:.1f}",
+                          static_cast<double>((c * 37 + i) % 1000) / 10 + static_cast<double>(rng() % 10));
       break;
     case kTotalsCounter:
       value = std::to_string(1 + rng() % 100);
@@ -161,7 +169,8 @@ std::string build_body(const Config& cfg, int64_t first, int64_t pairs, int per_
       current = c;
     }
     text += name_of(i) + "\n";
-    for (int e = 0; e < per_pair; ++e) append_event(&text, i, c, now - static_cast<double>(rng() % 1000) / 1000, rng);
+    for (int e = 0; e < per_pair; ++e)
+      append_event(&text, i, c, now - static_cast<double>(rng() % 1000) / 1000, rng);
     text += '\n';
   }
   if (current >= 0) text += '\n';
@@ -191,7 +200,8 @@ bool post(Session* conn, const std::string& body) {
   }
 }
 
-std::optional<std::string> get(Session* conn, const std::string& target, const std::string& accept = "text/plain") {
+std::optional<std::string> get(Session* conn, const std::string& target,
+                               const std::string& accept = "text/plain") {
   auto r = conn->request("GET", target, {{"Accept", accept}}, "");
   if (!r.ok() || r->status != 200) {
     std::cerr << "prom_export_load: GET " << target << ": " << describe(r) << "\n";
@@ -219,7 +229,9 @@ int64_t sample_lines(const std::string& text) {
   return n;
 }
 
-std::string kb(std::optional<long> v) { return v ? std::to_string(*v) : std::string("n/a"); }
+std::string kb(std::optional<long> v) {
+  return v ? std::to_string(*v) : std::string("n/a");
+}
 
 void print_memory(const Config& cfg, const std::string& when) {
   std::cout << fmt::format("prom_export_load: memory when={} vm_rss_kb={} vm_hwm_kb={}\n", when,
@@ -244,7 +256,8 @@ bool post_all(const Config& cfg, Session* conn, int per_pair, uint64_t seed) {
   }
   if (!flush(conn)) return false;
   std::cerr << fmt::format("prom_export_load: posted {} events ({:.1f} MB) in {:.1f} s\n", total * per_pair,
-                           static_cast<double>(bytes) / 1e6, std::chrono::duration<double>(Clock::now() - t0).count());
+                           static_cast<double>(bytes) / 1e6,
+                           std::chrono::duration<double>(Clock::now() - t0).count());
   return true;
 }
 
@@ -268,8 +281,8 @@ int fill(const Config& cfg) {
   std::cout << fmt::format(
       "prom_export_load: fill names={} clients={} events={} seconds={:.1f} names_listed={} check_name={} "
       "check_count={} check_expected={}\n",
-      cfg.names, cfg.clients, int64_t{cfg.names} * cfg.clients * cfg.events, seconds, listed, name_of(check), count,
-      want);
+      cfg.names, cfg.clients, int64_t{cfg.names} * cfg.clients * cfg.events, seconds, listed, name_of(check),
+      count, want);
   print_memory(cfg, "filled");
   if (listed != cfg.names || count != want) {
     std::cerr << "prom_export_load: the fill did not arrive whole (names listed or events counted differ)\n";
@@ -291,6 +304,7 @@ std::string scrape_path(const Config& cfg, Session* conn) {
 
 struct Scrape {
   double ms = 0;
+  double server_ms = -1;  // request to reply as the route measured it; < 0: not known
   double cpu_ms = -1;
   int64_t bytes = 0;
   int64_t samples = 0;
@@ -301,7 +315,8 @@ int expose(const Config& cfg) {
   Session conn(cfg.server, cfg.timeout_ms);
   const std::string path = scrape_path(cfg, &conn);
   auto last_post = Clock::now();
-  for (const auto& [format, accept] : {std::pair{"text", kTextAccept}, std::pair{"openmetrics", kPrometheusAccept}}) {
+  for (const auto& [format, accept] :
+       {std::pair{"text", kTextAccept}, std::pair{"openmetrics", kPrometheusAccept}}) {
     std::vector<Scrape> runs;
     for (int n = 0; n < cfg.scrapes; ++n) {
       if (Clock::now() - last_post > std::chrono::seconds(30)) {
@@ -309,6 +324,8 @@ int expose(const Config& cfg) {
         last_post = Clock::now();
       }
       Scrape s;
+      auto sum0 = metric_value(&conn, "taba_prometheus_export_seconds_sum");
+      auto count0 = metric_value(&conn, "taba_prometheus_export_seconds_count");
       auto cpu0 = process_cpu_seconds(cfg.pid);
       auto t0 = Clock::now();
       auto r = conn.request("GET", path, {{"Accept", accept}}, "");
@@ -319,29 +336,35 @@ int expose(const Config& cfg) {
         return 1;
       }
       if (cpu0 && cpu1) s.cpu_ms = (*cpu1 - *cpu0) * 1e3;
+      auto sum1 = metric_value(&conn, "taba_prometheus_export_seconds_sum");
+      auto count1 = metric_value(&conn, "taba_prometheus_export_seconds_count");
+      if (sum0 && sum1 && count0 && count1 && *count1 - *count0 == 1) s.server_ms = (*sum1 - *sum0) * 1e3;
       s.bytes = static_cast<int64_t>(r->body.size());
       s.samples = sample_lines(r->body);
       s.content_type = std::string(r->header("content-type"));
-      std::cout << fmt::format("scrape format={} n={} ms={:.1f} server_cpu_ms={:.0f} bytes={} samples={}\n", format,
-                               n + 1, s.ms, s.cpu_ms, s.bytes, s.samples);
+      std::cout << fmt::format(
+          "scrape format={} n={} ms={:.1f} server_ms={:.1f} server_cpu_ms={:.0f} bytes={} samples={}\n",
+          format, n + 1, s.ms, s.server_ms, s.cpu_ms, s.bytes, s.samples);
       std::cout.flush();
       runs.push_back(std::move(s));
     }
-    std::vector<double> ms, cpu, bytes, samples;
+    std::vector<double> ms, server_ms, cpu, bytes, samples;
     for (const Scrape& s : runs) {
       ms.push_back(s.ms);
+      server_ms.push_back(s.server_ms);
       cpu.push_back(s.cpu_ms);
       bytes.push_back(static_cast<double>(s.bytes));
       samples.push_back(static_cast<double>(s.samples));
     }
     std::cout << fmt::format(
         "prom_export_load: expose path={} format={} scrapes={} median_ms={:.1f} min_ms={:.1f} max_ms={:.1f} "
-        "server_cpu_ms={:.0f} bytes={:.0f} samples={:.0f} samples_min={:.0f} samples_max={:.0f} "
+        "server_ms={:.1f} server_cpu_ms={:.0f} bytes={:.0f} samples={:.0f} samples_min={:.0f} "
+        "samples_max={:.0f} "
         "content_type=\"{}\"\n",
         path, format, runs.size(), median_of(ms), *std::min_element(ms.begin(), ms.end()),
-        *std::max_element(ms.begin(), ms.end()), median_of(cpu), median_of(bytes), median_of(samples),
-        *std::min_element(samples.begin(), samples.end()), *std::max_element(samples.begin(), samples.end()),
-        runs.back().content_type);
+        *std::max_element(ms.begin(), ms.end()), median_of(server_ms), median_of(cpu), median_of(bytes),
+        median_of(samples), *std::min_element(samples.begin(), samples.end()),
+        *std::max_element(samples.begin(), samples.end()), runs.back().content_type);
     print_memory(cfg, std::string("after_") + format);
   }
   return 0;
@@ -353,7 +376,9 @@ struct Span {
   double start = 0, end = 0;  // seconds on the steady clock
 };
 
-double steady_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+double steady_s() {
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
 
 struct PostSample {
   Span span;
@@ -434,8 +459,10 @@ void scrape_loop(const Config& cfg, const std::string& path, std::vector<ScrapeS
     s.span.end = steady_s();
     scrape_running = false;
     s.ok = r.ok() && r->status == 200;
-    if (s.ok) s.bytes = static_cast<int64_t>(r->body.size());
-    else note_problem("GET " + path + ": " + describe(r));
+    if (s.ok)
+      s.bytes = static_cast<int64_t>(r->body.size());
+    else
+      note_problem("GET " + path + ": " + describe(r));
     out->push_back(s);
     // Ticks missed while the scrape ran are skipped, as Prometheus does.
     while (next <= s.span.end) next += every;
@@ -446,7 +473,7 @@ struct Phase {
   char kind = 'A';
   int round = 0;
   Span span;
-  double cpu_s = -1;     // server CPU seconds during the phase
+  double cpu_s = -1;      // server CPU seconds during the phase
   double snapshots = -1;  // store snapshots written during the phase
 };
 
@@ -460,7 +487,9 @@ struct PhaseFigures {
   double cpu_per_s = -1, snapshots = -1;
 };
 
-bool overlaps(const Span& a, const Span& b) { return a.start < b.end && b.start < a.end; }
+bool overlaps(const Span& a, const Span& b) {
+  return a.start < b.end && b.start < a.end;
+}
 
 PhaseFigures figures_of(const Phase& ph, const std::vector<std::vector<PostSample>>& posts,
                         const std::vector<ScrapeSample>& scrapes) {
@@ -490,9 +519,12 @@ PhaseFigures figures_of(const Phase& ph, const std::vector<std::vector<PostSampl
       events += p.events;
       double ms = (p.span.end - p.span.start) * 1e3;
       all.push_back(ms);
-      bool over = std::any_of(in_phase.begin(), in_phase.end(), [&](const Span& s) { return overlaps(p.span, s); });
-      if (over) overlapping.push_back(ms);
-      else f.clear_max = std::max(f.clear_max, ms);
+      bool over =
+          std::any_of(in_phase.begin(), in_phase.end(), [&](const Span& s) { return overlaps(p.span, s); });
+      if (over)
+        overlapping.push_back(ms);
+      else
+        f.clear_max = std::max(f.clear_max, ms);
     }
   }
   f.events_per_s = static_cast<double>(events) / f.seconds;
@@ -611,26 +643,31 @@ int stall(const Config& cfg) {
 // Command line
 
 std::optional<Config> parse(int argc, char** argv, int* exit_code) {
-  cxxopts::Options options("prom_export_load",
-                           "Fill a tabad with tabs, time its Prometheus export, and measure how a scrape stalls ingest.");
+  cxxopts::Options options(
+      "prom_export_load",
+      "Fill a tabad with tabs, time its Prometheus export, and measure how a scrape stalls ingest.");
   options.add_options()("mode", "fill, expose or stall", cxxopts::value<std::string>())(
-      "server", "the tabad's URL", cxxopts::value<std::string>())(
-      "pid", "the tabad's pid (CPU time, memory)", cxxopts::value<long>()->default_value("0"))(
+      "server", "the tabad's URL", cxxopts::value<std::string>())("pid", "the tabad's pid (CPU time, memory)",
+                                                                  cxxopts::value<long>()->default_value("0"))(
       "path", "what to scrape; auto: /metrics/tabs if it answers, else /metrics?tabs=1",
-      cxxopts::value<std::string>()->default_value("auto"))(
-      "names", "tab names", cxxopts::value<int>()->default_value("10000"))(
+      cxxopts::value<std::string>()->default_value("auto"))("names", "tab names",
+                                                            cxxopts::value<int>()->default_value("10000"))(
       "clients", "clients posting every name", cxxopts::value<int>()->default_value("100"))(
       "events", "fill: events per (client, name)", cxxopts::value<int>()->default_value("3"))(
       "scrapes", "expose: GETs per format", cxxopts::value<int>()->default_value("7"))(
-      "rounds", "stall: rounds of phase A (no scrapes) then B (scrapes)", cxxopts::value<int>()->default_value("3"))(
-      "phase-s", "stall: seconds per phase", cxxopts::value<double>()->default_value("10"))(
-      "warmup-s", "stall: seconds of load before the first phase", cxxopts::value<double>()->default_value("3"))(
-      "connections", "stall: posting connections (one thread each)", cxxopts::value<int>()->default_value("2"))(
+      "rounds", "stall: rounds of phase A (no scrapes) then B (scrapes)",
+      cxxopts::value<int>()->default_value("3"))("phase-s", "stall: seconds per phase",
+                                                 cxxopts::value<double>()->default_value("10"))(
+      "warmup-s", "stall: seconds of load before the first phase",
+      cxxopts::value<double>()->default_value("3"))("connections",
+                                                    "stall: posting connections (one thread each)",
+                                                    cxxopts::value<int>()->default_value("2"))(
       "events-per-post", "stall: events per post", cxxopts::value<int>()->default_value("50"))(
       "scrape-every-s", "stall: scrape interval in phase B", cxxopts::value<double>()->default_value("1"))(
       "scrape-format", "stall: openmetrics (Prometheus's Accept) or text",
       cxxopts::value<std::string>()->default_value("openmetrics"))(
-      "timeout-ms", "per request", cxxopts::value<int>()->default_value("120000"))("h,help", "show this help");
+      "timeout-ms", "per request", cxxopts::value<int>()->default_value("120000"))("h,help",
+                                                                                   "show this help");
   try {
     auto r = options.parse(argc, argv);
     if (r.count("help") != 0) {
@@ -639,7 +676,8 @@ std::optional<Config> parse(int argc, char** argv, int* exit_code) {
       return std::nullopt;
     }
     if (!r.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + r.unmatched()[0] + "'");
-    if (r.count("mode") == 0 || r.count("server") == 0) throw std::invalid_argument("--mode and --server are required");
+    if (r.count("mode") == 0 || r.count("server") == 0)
+      throw std::invalid_argument("--mode and --server are required");
     Config cfg;
     cfg.mode = r["mode"].as<std::string>();
     if (cfg.mode != "fill" && cfg.mode != "expose" && cfg.mode != "stall") {
