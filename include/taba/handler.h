@@ -212,9 +212,12 @@ typedef enum taba_format {
    *            the tab's name: "" or "_" followed by [a-z0-9_]; a counter's
    *            ends in "_total", an info's in "_info";
    *   type     "counter" (a value that only grows while the state lives:
-   *            rate() and increase() read it), "gauge" or "info" (a
-   *            string-valued fact: every sample's value is 1 and the
-   *            facts are labels);
+   *            rate() and increase() read it), "gauge", "summary" (suffix
+   *            "", every sample a percentile with a "quantile" label; no
+   *            _sum or _count samples) or "info" (a string-valued fact:
+   *            every sample's value is 1 and the facts are labels); only
+   *            a summary has "quantile" labels, and no gauge suffix ends in
+   *            "_total", "_sum", "_count" or "_bucket" (promtool's rules);
    *   help     one line for humans, without the tab's name (the host
    *            prefixes the type and the name);
    *   samples  an array of [labels, value]: labels an object of string

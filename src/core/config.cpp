@@ -206,6 +206,23 @@ Status read_ingest(const toml::table& t, Config::Ingest* g) {
   return r.unknown_keys();
 }
 
+Status read_prometheus(const toml::table& t, Config::Prometheus* p) {
+  TableReader r(t, "prometheus");
+  TABA_RETURN_IF_ERROR(r.string("prefix", &p->prefix));
+  TABA_RETURN_IF_ERROR(r.integer("max_series_per_tab", 1, int64_t{1} << 30, &p->max_series_per_tab));
+  TABA_RETURN_IF_ERROR(r.integer("max_series", 1, int64_t{1} << 40, &p->max_series));
+  TABA_RETURN_IF_ERROR(r.unknown_keys());
+  for (size_t i = 0; i < p->prefix.size(); ++i) {
+    const char c = p->prefix[i];
+    const bool ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) {
+      return Status::Invalid(fmt::format("prometheus.prefix: \"{}\" is not a metric name prefix ([A-Za-z_][A-Za-z0-9_]*)",
+                                         p->prefix));
+    }
+  }
+  return Status::Ok();
+}
+
 Status read_auth(const toml::table& t, Config::Auth* a) {
   TableReader r(t, "auth");
   TABA_RETURN_IF_ERROR(r.string("ingest_token", &a->ingest_token));
@@ -368,6 +385,7 @@ static Status load_config_table(const toml::table& root, const std::string& path
     else if (k == "plugins") s = read_plugins(*table, &config->plugins);
     else if (k == "redis") s = read_redis(*table, &config->redis);
     else if (k == "auth") s = read_auth(*table, &config->auth);
+    else if (k == "prometheus") s = read_prometheus(*table, &config->prometheus);
     else if (k == "agent") s = read_agent(*table, &config->agent, &agent_fsync);
     else if (k == "client_proxy") s = read_client_proxy(*table, &config->client_proxy);
     else return Status::Invalid(fmt::format("{}: [{}]: unknown section", path, k));
@@ -594,14 +612,16 @@ std::string dump_config(const Config& c) {
       "[ingest]\nmax_inflated_bytes = {}\nmax_inflate_ratio = {}\nfuture_clamp_s = {}\nmax_events_per_body = {}\n"
       "max_names = {}\nmax_names_per_client = {}\n\n"
       "[plugins]\ntypes = {{{}}}\n\n"
-      "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n",
+      "[auth]\ningest_token = {}\nadmin_token = {}\nquery_token = {}\n\n"
+      "[prometheus]\nprefix = {}\nmax_series_per_tab = {}\nmax_series = {}\n",
       roles, toml_string(c.server.listen), toml_string(c.server.data_dir), toml_string(c.server.plugins_dir),
       toml_string(log::level_spelling(c.server.log_level)), c.server.self_tabs_interval_s, toml_string(fsync_policy_name(c.store.fsync)), c.store.snapshot_interval_s,
       c.store.wal_max_queued_bytes, c.store.dedup_ttl_s, c.store.gc_interval_s, c.http.max_body_bytes, c.http.max_header_bytes, c.http.header_timeout_ms,
       c.http.body_timeout_ms, c.http.min_body_rate, c.http.idle_timeout_ms, c.http.max_connections, c.ingest.max_inflated_bytes,
       c.ingest.max_inflate_ratio, c.ingest.future_clamp_s, c.ingest.max_events_per_body, c.ingest.max_names,
       c.ingest.max_names_per_client, type_map, secret(c.auth.ingest_token),
-      secret(c.auth.admin_token), secret(c.auth.query_token)) + agent + proxy + dump_redis(c.redis);
+      secret(c.auth.admin_token), secret(c.auth.query_token), toml_string(c.prometheus.prefix),
+      c.prometheus.max_series_per_tab, c.prometheus.max_series) + agent + proxy + dump_redis(c.redis);
 }
 
 }  // namespace taba

@@ -98,6 +98,14 @@ struct Config {
     bool operator==(const Ingest&) const = default;
   } ingest;
 
+  // GET /metrics/tabs, the tabs as Prometheus families (docs/prometheus.md).
+  struct Prometheus {
+    std::string prefix;                   // in front of every tab's metric name ([A-Za-z_][A-Za-z0-9_]* or "")
+    int64_t max_series_per_tab = 1000;    // samples of one tab beyond it are left out (counted)
+    int64_t max_series = 1'000'000;       // samples of one reply beyond it are left out (counted)
+    bool operator==(const Prometheus&) const = default;
+  } prometheus;
+
   // The agent role (docs/operations.md, "An agent on every host"): a durable spool in front of the fes.
   struct Agent {
     std::string listen = "127.0.0.1:8279";

@@ -60,7 +60,17 @@ http::Response list_reply(const std::string& format, const std::vector<std::stri
   return reply(format, std::move(out));
 }
 
-// The names matched by the name filter, sorted.
+
+// Whatever a plugin writes, a reply is valid UTF-8.
+std::string valid_utf8(std::string text) {
+  if (is_valid_utf8(text)) return text;
+  std::string clean;
+  append_sanitized_utf8(text, &clean);
+  return clean;
+}
+
+}  // namespace
+
 std::vector<const store::NameEntry*> matching_names(const store::ReadView& store, const Matcher& m) {
   std::vector<const store::NameEntry*> out;
   if (!m.any() && !m.is_regex()) {
@@ -75,15 +85,20 @@ std::vector<const store::NameEntry*> matching_names(const store::ReadView& store
   return out;
 }
 
-// Whatever a plugin writes, a reply is valid UTF-8.
-std::string valid_utf8(std::string text) {
-  if (is_valid_utf8(text)) return text;
-  std::string clean;
-  append_sanitized_utf8(text, &clean);
-  return clean;
+bool reduce_states(const store::NameEntry& e, const std::vector<store::ClientIndex>& clients, double now,
+                   taba_state** into) {
+  const plugin::Handler* h = e.handler;
+  bool any = false;
+  for (store::ClientIndex ci : clients) {
+    const store::State* st = e.states.find(ci);
+    if (!st) continue;
+    if (!*into) *into = h->new_state(now);
+    if (!*into) return false;
+    h->merge(*into, st->get(), now);
+    any = true;
+  }
+  return any;
 }
-
-}  // namespace
 
 std::string render_state(const plugin::Handler* handler, const taba_state* state, uint32_t format, double now) {
   std::string out;
@@ -200,22 +215,6 @@ void QueryService::select(const store::ReadView& view, const Plan& p, Selection*
   }
 }
 
-// Merges the selected clients' states of `e` into *into (created on first
-// use). False when none of them has a state.
-bool QueryService::reduce_clients(const store::NameEntry& e, const Selection& sel, taba_state** into) {
-  const plugin::Handler* h = e.handler;
-  bool any = false;
-  for (store::ClientIndex ci : sel.clients) {
-    const store::State* st = e.states.find(ci);
-    if (!st) continue;
-    if (!*into) *into = h->new_state(sel.now);
-    if (!*into) return false;
-    h->merge(*into, st->get(), sel.now);
-    any = true;
-  }
-  return any;
-}
-
 http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan) {
   Selection sel;
   select(view, plan, &sel);
@@ -232,7 +231,7 @@ http::Response QueryService::tabs(const store::ReadView& view, const Plan& plan)
       rendered = render_state(e->handler, e->aggregate.get(), plan.render_format, sel.now);
     } else {
       taba_state* reduced = nullptr;
-      if (!reduce_clients(*e, sel, &reduced)) continue;
+      if (!reduce_states(*e, sel.clients, sel.now, &reduced)) continue;
       bool empty = e->handler->prunable(reduced, sel.now);
       if (!empty) rendered = render_state(e->handler, reduced, plan.render_format, sel.now);
       e->handler->free_state(reduced);
@@ -316,7 +315,7 @@ http::Response QueryService::supertabs(const store::ReadView& view, const Plan& 
     if (sel.all_clients) {
       if (e->aggregate) handler->merge(reduced, e->aggregate.get(), sel.now);
     } else {
-      reduce_clients(*e, sel, &reduced);
+      reduce_states(*e, sel.clients, sel.now, &reduced);
     }
   }
   std::string rendered = render_state(handler, reduced, plan.render_format, sel.now);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/server.h"
 #include <functional>
@@ -33,7 +34,6 @@ class QueryService {
   // Parses a request into what to fetch; a response when it is bad.
   std::optional<http::Response> plan(const http::Request& request, std::string_view body, Plan* plan) const;
   static void select(const store::ReadView& view, const Plan& plan, Selection* sel);
-  static bool reduce_clients(const store::NameEntry& entry, const Selection& sel, taba_state** into);
 
   static http::Response tabs(const store::ReadView& view, const Plan& plan);
   static http::Response projection(const store::ReadView& view, const Plan& plan);
@@ -44,6 +44,14 @@ class QueryService {
 
   store::Store* store_;
 };
+
+// The names a name filter matches, sorted.
+std::vector<const store::NameEntry*> matching_names(const store::ReadView& view, const Matcher& names);
+
+// Merges the states of `clients` (indexes into view.clients()) of `entry`
+// into *into, created on first use. False when none of them has a state.
+bool reduce_states(const store::NameEntry& entry, const std::vector<store::ClientIndex>& clients, double now,
+                   taba_state** into);
 
 // Renders a state through its handler in `format`, or else in the first
 // fallback the handler supports (handler.h: JSON_DETAILED -> JSON_EXACT ->

@@ -53,8 +53,9 @@ Status ServerRole::start() {
   server_ = std::make_unique<http::Server>(loop_, ho, [this](const std::shared_ptr<http::Exchange>& ex) {
     return route(ex);
   });
+  tab_metrics_ = std::make_unique<routes::TabMetrics>(loop_, store_.get(), config_.prometheus);
   metrics_ = std::make_unique<routes::ServerMetrics>(routes::ServerMetrics::Sources{
-      config_.server.roles, started_at_, ingest_.get(), server_.get(), registry_, store_.get()});
+      config_.server.roles, started_at_, ingest_.get(), server_.get(), registry_, store_.get(), tab_metrics_.get()});
   std::string host;
   int port = 0;
   if (!http::split_host_port(config_.server.listen, &host, &port)) {
@@ -110,6 +111,7 @@ void ServerRole::close_store(std::function<void()> done) {
 }
 
 void ServerRole::release_handles() {
+  tab_metrics_.reset();  // its deferred slices, before the store they read
   store_.reset();
   tick_.reset();
 }
@@ -119,6 +121,7 @@ void ServerRole::reload(const Config& config) {
     if (ingest_) ingest_->set_options(config.ingest);
     if (store_) store_->set_name_limits(name_limits(config.ingest));
   }
+  if (tab_metrics_) tab_metrics_->set_options(config.prometheus);
   config_ = config;
 }
 
@@ -190,6 +193,13 @@ std::unique_ptr<http::RequestHandler> ServerRole::route(const std::shared_ptr<ht
           m->handle(r, std::move(done));
         });
   }
+  if (req.path == "/metrics/tabs") {
+    routes::TabMetrics* t = tab_metrics_.get();
+    return std::make_unique<routes::BufferedRequest>(
+        ex, [t](const http::Request& r, std::string_view, std::function<void(http::Response)> done) {
+          t->handle(r, std::move(done));
+        });
+  }
   if (routes::Ingest::handles(req.path)) {
     if (!config_.has_role(Role::kFe)) {
       ex->reply(http::Response::text(
@@ -253,7 +263,7 @@ std::string ServerRole::route_list() const {
   std::string out = "routes: ";
   if (config_.has_role(Role::kFe)) out += "/post /post_zip /post_delta, ";
   out += "/tabs /projection /supertabs /names /clients /types, /status /servers /latency, "
-         "/delete /gc /check /flush /reshard, /metrics /healthz /readyz /ui";
+         "/delete /gc /check /flush /reshard, /metrics /metrics/tabs /healthz /readyz /ui";
   return out;
 }
 

@@ -78,6 +78,7 @@ class ServerRole {
   std::unique_ptr<query::QueryService> queries_;
   std::unique_ptr<routes::AdminRoutes> admin_;
   std::unique_ptr<routes::ReshardRoutes> reshard_;
+  std::unique_ptr<routes::TabMetrics> tab_metrics_;
   std::unique_ptr<routes::ServerMetrics> metrics_;
   std::unique_ptr<http::Server> server_;  // last: destroyed first, before what its requests use
 

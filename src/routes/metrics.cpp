@@ -1,22 +1,37 @@
 #include "routes/metrics.h"
 
 #include <fmt/format.h>
-#include <simdjson.h>
 
 #include <cmath>
 
+#include "query/accept.h"
+
 namespace taba::routes {
+
+void append_label_value(std::string* out, std::string_view value) {
+  for (char c : value) {
+    if (c == '\\') *out += "\\\\";
+    else if (c == '"') *out += "\\\"";
+    else if (c == '\n') *out += "\\n";
+    else *out += c;
+  }
+}
 
 std::string escape_label(std::string_view value) {
   std::string out;
   out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
+  append_label_value(&out, value);
   return out;
+}
+
+Exposition exposition_for(std::string_view accept) {
+  static const std::vector<std::string> kOffered{"text/plain", "application/openmetrics-text"};
+  return query::negotiate(accept, kOffered) == kOffered[1] ? Exposition::kOpenMetrics : Exposition::kText;
+}
+
+std::string_view content_type(Exposition format) {
+  return format == Exposition::kOpenMetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                            : "text/plain; version=0.0.4; charset=utf-8";
 }
 
 namespace {
@@ -28,8 +43,35 @@ std::string format_value(double v) {
 }
 }  // namespace
 
+void append_sample_value(std::string* out, double value) { *out += format_value(value); }
+
 void MetricsWriter::family(std::string_view name, std::string_view type, std::string_view help) {
-  out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  const bool om = format_ == Exposition::kOpenMetrics;
+  std::string_view family = name;
+  if (om && type == "counter" && family.ends_with("_total")) family.remove_suffix(6);
+  if (type == "info") {
+    if (om && family.ends_with("_info")) family.remove_suffix(5);
+    if (!om) type = "gauge";
+  }
+  out_ += "# HELP ";
+  out_ += family;
+  out_ += ' ';
+  for (char c : help) {
+    if (c == '\\') out_ += "\\\\";
+    else if (c == '\n') out_ += "\\n";
+    else if (c == '"' && om) out_ += "\\\"";
+    else out_ += c;
+  }
+  out_ += "\n# TYPE ";
+  out_ += family;
+  out_ += ' ';
+  out_ += type;
+  out_ += '\n';
+}
+
+std::string MetricsWriter::take() {
+  if (format_ == Exposition::kOpenMetrics) out_ += "# EOF\n";
+  return std::move(out_);
 }
 
 void MetricsWriter::sample(std::string_view name, double value, const Labels& labels) {
@@ -67,46 +109,6 @@ void MetricsWriter::histogram(std::string_view name, std::string_view help, cons
   sample(bucket, static_cast<double>(window.total()), {{"le", "+Inf"}});
   sample(std::string(name) + "_sum", window.sum_s());
   sample(std::string(name) + "_count", static_cast<double>(window.total()));
-}
-
-namespace {
-void walk(MetricsWriter* w, std::string_view name, std::string_view type, const std::string& path,
-          simdjson::dom::element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::OBJECT:
-      for (auto [key, value] : e.get_object()) {
-        walk(w, name, type, path.empty() ? std::string(key) : path + "." + std::string(key), value);
-      }
-      break;
-    case simdjson::dom::element_type::ARRAY: {
-      size_t i = 0;
-      for (auto value : e.get_array()) {
-        walk(w, name, type, path.empty() ? std::to_string(i) : path + "." + std::to_string(i), value);
-        ++i;
-      }
-      break;
-    }
-    case simdjson::dom::element_type::INT64:
-      w->sample("taba_tab", static_cast<double>(int64_t(e)), {{"name", std::string(name)}, {"type", std::string(type)}, {"field", path}});
-      break;
-    case simdjson::dom::element_type::UINT64:
-      w->sample("taba_tab", static_cast<double>(uint64_t(e)), {{"name", std::string(name)}, {"type", std::string(type)}, {"field", path}});
-      break;
-    case simdjson::dom::element_type::DOUBLE:
-      w->sample("taba_tab", double(e), {{"name", std::string(name)}, {"type", std::string(type)}, {"field", path}});
-      break;
-    default:
-      break;  // strings, booleans, null: not numbers
-  }
-}
-}  // namespace
-
-void flatten_tab(MetricsWriter* w, std::string_view name, std::string_view type, std::string_view json) {
-  simdjson::dom::parser parser;
-  simdjson::padded_string padded(json);
-  simdjson::dom::element doc;
-  if (parser.parse(padded).get(doc)) return;
-  walk(w, name, type, "", doc);
 }
 
 }  // namespace taba::routes

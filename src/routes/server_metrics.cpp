@@ -2,11 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <memory>
 
 #include "core/clock.h"
 #include "query/params.h"
-#include "query/query_service.h"
 #include "routes/metrics.h"
 #include "taba/version.h"
 
@@ -18,13 +16,17 @@ void ServerMetrics::handle(const http::Request& req, std::function<void(http::Re
     r.headers.push_back({"Allow", "GET"});
     return done(std::move(r));
   }
-  auto params = query::parse_params(req.query, "", {"tabs", "name", "re"});
-  if (!params.ok()) return done(http::Response::text(400, params.status().message() + "\n"));
-  bool tabs = false;
-  for (const auto& [k, v] : params->extra) tabs = k == "tabs" && (v == "1" || v == "true");
+  auto params = query::parse_params(req.query, "", {"tabs"});
+  if (!params.ok()) {
+    return done(http::Response::text(400, params.status().message() + " (the tabs are on /metrics/tabs)\n"));
+  }
+  if (!params->extra.empty()) {
+    return done(http::Response::text(
+        400, "tabs: the tabs moved to GET /metrics/tabs, as Prometheus families (docs/prometheus.md)\n"));
+  }
   store::Store* store = sources_.store;
   const plugin::Registry& registry = *sources_.registry;
-  MetricsWriter w;
+  MetricsWriter w(exposition_for(req.header("accept")));
   w.gauge("taba_build_info", "tabad version.", 1, {{"version", TABA_VERSION_STRING}});
   w.gauge("taba_start_time_seconds", "When this process started (epoch seconds).", sources_.started_at);
   w.family("taba_role", "gauge", "Roles this process runs.");
@@ -69,37 +71,11 @@ void ServerMetrics::handle(const http::Request& req, std::function<void(http::Re
     last = m.name;
     w.sample(m.name, m.value, m.labels);
   }
-  if (!tabs) {
-    http::Response r = http::Response::text(200, w.take());
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    return done(std::move(r));
-  }
-  auto names = Matcher::make(params->names, params->re, params->has_name);
-  if (!names.ok()) return done(http::Response::text(400, names.status().message() + "\n"));
-  auto ctx = std::make_shared<std::pair<Matcher, Matcher>>(std::move(names.value()), Matcher());
-  store::QueryNeed need;
-  need.names = &ctx->first;
-  need.clients = &ctx->second;
-  need.aggregates = true;
-  auto writer = std::make_shared<MetricsWriter>(std::move(w));
-  double now = wall_now() - store->pipeline_latency_s();
-  store->fetch(need, [ctx, writer, now, done = std::move(done)](const Status& s, const store::ReadView* view) {
-    if (!s.ok()) {
-      http::Response r = http::Response::text(503, fmt::format("the store did not answer: {}\n", s.message()));
-      r.headers.push_back({"Retry-After", "1"});
-      return done(std::move(r));
-    }
-    writer->family("taba_tab", "gauge", "Numbers of each tab's aggregate, by the field path in its JSON render.");
-    for (const store::NameEntry* e : view->names()) {
-      if (!e->aggregate || !ctx->first.matches(e->name)) continue;
-      // Full precision: a gauge of 0.0012 s must not read 0.
-      std::string json = query::render_state(e->handler, e->aggregate.get(), TABA_FORMAT_JSON_EXACT, now);
-      flatten_tab(writer.get(), e->name, e->handler->type_name, json);
-    }
-    http::Response r = http::Response::text(200, writer->take());
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    done(std::move(r));
-  });
+  if (sources_.tab_metrics) sources_.tab_metrics->write_metrics(&w);
+  const Exposition format = w.format();
+  http::Response r = http::Response::text(200, w.take());
+  r.content_type = std::string(content_type(format));
+  done(std::move(r));
 }
 
 }  // namespace taba::routes

@@ -1,9 +1,9 @@
-// GET /metrics[?tabs=1[&name=…&re=1]] of a server (fe, be, ctrl): the
-// process's own metrics in the Prometheus text format (build and roles,
-// ingest outcomes, HTTP, plugins, pipeline latency and the store's own
-// figures), and with ?tabs=1 also the numbers of every matching tab's
-// aggregate as taba_tab gauges. The agent and the client-proxy write their
-// own /metrics (roles/agent.h, roles/client_proxy.h).
+// GET /metrics of a server (fe, be, ctrl): the process's own metrics in the
+// Prometheus text format 0.0.4 or OpenMetrics (build and roles, ingest
+// outcomes, HTTP, plugins, pipeline latency, the store's own figures and
+// the export of /metrics/tabs). The tabs themselves are on /metrics/tabs
+// (routes/tab_metrics.h); the agent and the client-proxy write their own
+// /metrics (roles/agent.h, roles/client_proxy.h).
 #pragma once
 
 #include <functional>
@@ -15,6 +15,7 @@
 #include "http/server.h"
 #include "plugin/registry.h"
 #include "routes/ingest.h"
+#include "routes/tab_metrics.h"
 #include "store/store.h"
 
 namespace taba::routes {
@@ -29,6 +30,7 @@ class ServerMetrics {
     const http::Server* server = nullptr;
     const plugin::Registry* registry = nullptr;
     store::Store* store = nullptr;
+    const TabMetrics* tab_metrics = nullptr;
   };
   explicit ServerMetrics(Sources sources) : sources_(std::move(sources)) {}
 
