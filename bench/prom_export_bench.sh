@@ -16,8 +16,10 @@
 #      is counted; the server's VmRSS / VmHWM before and after;
 #   2. exposition: SCRAPES sequential GETs in the text format 0.0.4, then as
 #      many with Prometheus's Accept header (OpenMetrics): wall time
-#      (median, min, max), bytes, sample lines, server CPU per scrape; then 3
-#      GETs through curl for the time to the first byte;
+#      (median, min, max), the route's own time, bytes, sample lines, server
+#      CPU per scrape; then 3 GETs of each type's tabs alone (the cost of a
+#      slice of 256 tabs of that type); then 3 GETs through curl for the time
+#      to the first byte;
 #   3. ingest stall: a closed loop of posts of 50 events (one per (client,
 #      name), walking over all of them, so every tab stays live) on 2
 #      connections, ROUNDS rounds of phase A (no scrapes, PHASE_S seconds)
@@ -134,6 +136,12 @@ for fmt in text openmetrics; do
   row "scrape, $fmt: bytes, sample lines" "$(mb "$(kv "$e" "format=$fmt" bytes)"), $(kv "$e" "format=$fmt" samples)"
 done
 row "scrape, text, curl: time to first byte / total (s)" "$ttfb / $curl_total"
+for t in CounterGroup PercentileGroup Gauge TotalsCounter; do
+  x="prom_export_load: expose_type"
+  [ -n "$(kv "$x" "type=$t " tabs)" ] || continue
+  row "only the $(kv "$x" "type=$t " tabs) $t tabs: route ms, CPU ms, samples" "$(kv "$x" "type=$t " server_ms), $(kv "$x" "type=$t " server_cpu_ms), $(kv "$x" "type=$t " samples)"
+  row "  per slice of 256 $t tabs: route ms, CPU ms" "$(kv "$x" "type=$t " server_ms_per_256_tabs), $(kv "$x" "type=$t " server_cpu_ms_per_256_tabs)"
+done
 for ph in A B; do
   k="phase=${ph}_median"
   row "ingest, phase $ph: events/s" "$(kv "$s" "$k" events_per_s)"

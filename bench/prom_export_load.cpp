@@ -20,7 +20,9 @@
 //                  route's own time from request to reply (the change of
 //                  taba_prometheus_export_seconds_sum on /metrics; -1
 //                  without it), bytes, sample lines and the server's CPU
-//                  time (utime + stime of all its threads, /proc/<pid>/stat). Before a GET it
+//                  time (utime + stime of all its threads, /proc/<pid>/stat);
+//                  then 3 GETs of the tabs of each type alone
+//                  (?re=1&name=pm[._]cg[._].* ...), the cost per type. Before a GET it
 //                  re-posts one event for every (client, name) when the last
 //                  post is older than 30 s, so that the 1m windows (and so
 //                  the number of samples) stay full.
@@ -311,42 +313,57 @@ struct Scrape {
   std::string content_type;
 };
 
+// One timed GET of `target`; nullopt (the reason printed) unless 200.
+std::optional<Scrape> scrape_once(const Config& cfg, Session* conn, const std::string& target,
+                                  const std::string& accept) {
+  Scrape s;
+  auto sum0 = metric_value(conn, "taba_prometheus_export_seconds_sum");
+  auto count0 = metric_value(conn, "taba_prometheus_export_seconds_count");
+  auto cpu0 = process_cpu_seconds(cfg.pid);
+  auto t0 = Clock::now();
+  auto r = conn->request("GET", target, {{"Accept", accept}}, "");
+  s.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  auto cpu1 = process_cpu_seconds(cfg.pid);
+  if (!r.ok() || r->status != 200) {
+    std::cerr << "prom_export_load: GET " << target << ": " << describe(r) << "\n";
+    return std::nullopt;
+  }
+  if (cpu0 && cpu1) s.cpu_ms = (*cpu1 - *cpu0) * 1e3;
+  auto sum1 = metric_value(conn, "taba_prometheus_export_seconds_sum");
+  auto count1 = metric_value(conn, "taba_prometheus_export_seconds_count");
+  if (sum0 && sum1 && count0 && count1 && *count1 - *count0 == 1) s.server_ms = (*sum1 - *sum0) * 1e3;
+  s.bytes = static_cast<int64_t>(r->body.size());
+  s.samples = sample_lines(r->body);
+  s.content_type = std::string(r->header("content-type"));
+  return s;
+}
+
+// Posts one event for every (client, name) when the last post is older
+// than 30 s (the 1m windows stay full); false when a post failed.
+bool keep_fresh(const Config& cfg, Session* conn, Clock::time_point* last_post, uint64_t seed) {
+  if (Clock::now() - *last_post <= std::chrono::seconds(30)) return true;
+  if (!post_all(cfg, conn, 1, seed)) return false;
+  *last_post = Clock::now();
+  return true;
+}
+
 int expose(const Config& cfg) {
   Session conn(cfg.server, cfg.timeout_ms);
   const std::string path = scrape_path(cfg, &conn);
   auto last_post = Clock::now();
+  uint64_t seed = 100;
   for (const auto& [format, accept] :
        {std::pair{"text", kTextAccept}, std::pair{"openmetrics", kPrometheusAccept}}) {
     std::vector<Scrape> runs;
     for (int n = 0; n < cfg.scrapes; ++n) {
-      if (Clock::now() - last_post > std::chrono::seconds(30)) {
-        if (!post_all(cfg, &conn, 1, 100 + static_cast<uint64_t>(n))) return 1;
-        last_post = Clock::now();
-      }
-      Scrape s;
-      auto sum0 = metric_value(&conn, "taba_prometheus_export_seconds_sum");
-      auto count0 = metric_value(&conn, "taba_prometheus_export_seconds_count");
-      auto cpu0 = process_cpu_seconds(cfg.pid);
-      auto t0 = Clock::now();
-      auto r = conn.request("GET", path, {{"Accept", accept}}, "");
-      s.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      auto cpu1 = process_cpu_seconds(cfg.pid);
-      if (!r.ok() || r->status != 200) {
-        std::cerr << "prom_export_load: GET " << path << ": " << describe(r) << "\n";
-        return 1;
-      }
-      if (cpu0 && cpu1) s.cpu_ms = (*cpu1 - *cpu0) * 1e3;
-      auto sum1 = metric_value(&conn, "taba_prometheus_export_seconds_sum");
-      auto count1 = metric_value(&conn, "taba_prometheus_export_seconds_count");
-      if (sum0 && sum1 && count0 && count1 && *count1 - *count0 == 1) s.server_ms = (*sum1 - *sum0) * 1e3;
-      s.bytes = static_cast<int64_t>(r->body.size());
-      s.samples = sample_lines(r->body);
-      s.content_type = std::string(r->header("content-type"));
+      if (!keep_fresh(cfg, &conn, &last_post, seed++)) return 1;
+      std::optional<Scrape> s = scrape_once(cfg, &conn, path, accept);
+      if (!s) return 1;
       std::cout << fmt::format(
           "scrape format={} n={} ms={:.1f} server_ms={:.1f} server_cpu_ms={:.0f} bytes={} samples={}\n",
-          format, n + 1, s.ms, s.server_ms, s.cpu_ms, s.bytes, s.samples);
+          format, n + 1, s->ms, s->server_ms, s->cpu_ms, s->bytes, s->samples);
       std::cout.flush();
-      runs.push_back(std::move(s));
+      runs.push_back(std::move(*s));
     }
     std::vector<double> ms, server_ms, cpu, bytes, samples;
     for (const Scrape& s : runs) {
@@ -359,13 +376,38 @@ int expose(const Config& cfg) {
     std::cout << fmt::format(
         "prom_export_load: expose path={} format={} scrapes={} median_ms={:.1f} min_ms={:.1f} max_ms={:.1f} "
         "server_ms={:.1f} server_cpu_ms={:.0f} bytes={:.0f} samples={:.0f} samples_min={:.0f} "
-        "samples_max={:.0f} "
-        "content_type=\"{}\"\n",
+        "samples_max={:.0f} content_type=\"{}\"\n",
         path, format, runs.size(), median_of(ms), *std::min_element(ms.begin(), ms.end()),
         *std::max_element(ms.begin(), ms.end()), median_of(server_ms), median_of(cpu), median_of(bytes),
         median_of(samples), *std::min_element(samples.begin(), samples.end()),
         *std::max_element(samples.begin(), samples.end()), runs.back().content_type);
     print_memory(cfg, std::string("after_") + format);
+  }
+  // The tabs of one type at a time (?name=<regex>&re=1; /metrics/tabs only):
+  // what a tab of each type costs, and so a slice of 256 of them.
+  if (path != "/metrics/tabs") return 0;
+  for (int t = 0; t < 4; ++t) {
+    const std::string target = fmt::format("{}?re=1&name=pm[._]{}[._].*", path, kTypeTags[t]);
+    int64_t tabs = 0;
+    for (int i = 0; i < cfg.names; ++i) tabs += type_of(i) == t ? 1 : 0;
+    std::vector<double> ms, server_ms, cpu;
+    Scrape last;
+    for (int n = 0; n < 3; ++n) {
+      if (!keep_fresh(cfg, &conn, &last_post, seed++)) return 1;
+      std::optional<Scrape> s = scrape_once(cfg, &conn, target, kTextAccept);
+      if (!s) return 1;
+      ms.push_back(s->ms);
+      server_ms.push_back(s->server_ms);
+      cpu.push_back(s->cpu_ms);
+      last = *s;
+    }
+    std::cout << fmt::format(
+        "prom_export_load: expose_type type={} tabs={} median_ms={:.1f} server_ms={:.1f} "
+        "server_cpu_ms={:.0f} "
+        "bytes={} samples={} server_ms_per_256_tabs={:.1f} server_cpu_ms_per_256_tabs={:.1f}\n",
+        kTypeNames[t], tabs, median_of(ms), median_of(server_ms), median_of(cpu), last.bytes, last.samples,
+        median_of(server_ms) * 256 / static_cast<double>(tabs),
+        median_of(cpu) * 256 / static_cast<double>(tabs));
   }
   return 0;
 }
@@ -554,6 +596,51 @@ void print_phase(const std::string& label, const PhaseFigures& f) {
       f.snapshots);
 }
 
+// Where in a scrape the posts that overlap it wait: by the tenth of the
+// scrape in which each one was answered (a slow post at the end points at
+// the reply's assembly, slow posts all along at the slices), then the five
+// slowest with their place in their scrape.
+void print_stall_positions(const std::vector<Phase>& phases,
+                           const std::vector<std::vector<PostSample>>& posts,
+                           const std::vector<ScrapeSample>& scrapes) {
+  struct Wait {
+    double ms, from_start_ms, to_end_ms, scrape_ms;
+  };
+  std::vector<std::vector<double>> by_tenth(10);
+  std::vector<Wait> waits;
+  for (const ScrapeSample& sc : scrapes) {
+    const bool in_b = std::any_of(phases.begin(), phases.end(), [&](const Phase& ph) {
+      return ph.kind == 'B' && sc.span.start >= ph.span.start && sc.span.start < ph.span.end;
+    });
+    const double length = sc.span.end - sc.span.start;
+    if (!in_b || !sc.ok || length <= 0) continue;
+    for (const auto& list : posts) {
+      for (const PostSample& p : list) {
+        if (!p.ok || !overlaps(p.span, sc.span)) continue;
+        const double ms = (p.span.end - p.span.start) * 1e3;
+        const double at = std::clamp((p.span.end - sc.span.start) / length, 0.0, 0.999);
+        by_tenth[static_cast<size_t>(at * 10)].push_back(ms);
+        waits.push_back(
+            Wait{ms, (p.span.start - sc.span.start) * 1e3, (sc.span.end - p.span.end) * 1e3, length * 1e3});
+      }
+    }
+  }
+  for (size_t t = 0; t < by_tenth.size(); ++t) {
+    const auto& v = by_tenth[t];
+    std::cout << fmt::format(
+        "prom_export_load: stall_position tenth={} posts={} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f}\n", t,
+        v.size(), percentile(v, 0.5), percentile(v, 0.99),
+        v.empty() ? 0 : *std::max_element(v.begin(), v.end()));
+  }
+  std::sort(waits.begin(), waits.end(), [](const Wait& x, const Wait& y) { return x.ms > y.ms; });
+  for (size_t i = 0; i < std::min<size_t>(5, waits.size()); ++i) {
+    std::cout << fmt::format(
+        "prom_export_load: stall_slowest rank={} post_ms={:.1f} sent_after_scrape_start_ms={:.1f} "
+        "answered_before_scrape_end_ms={:.1f} scrape_ms={:.0f}\n",
+        i + 1, waits[i].ms, waits[i].from_start_ms, waits[i].to_end_ms, waits[i].scrape_ms);
+  }
+}
+
 int stall(const Config& cfg) {
   Session conn(cfg.server, cfg.timeout_ms);
   const std::string path = scrape_path(cfg, &conn);
@@ -630,6 +717,7 @@ int stall(const Config& cfg) {
     }
     print_phase(std::string(label) + "_median", m);
   }
+  print_stall_positions(phases, posts, scrapes);
   int64_t failed = 0;
   for (const auto& list : posts) {
     for (const PostSample& p : list) failed += p.ok ? 0 : 1;
