@@ -26,7 +26,8 @@
 #      then phase B (a Prometheus-like scrape every second): per phase the
 #      post latency p50/p99/max, events/s, the largest latency of a post that
 #      overlapped a scrape, the scrapes' times and the store snapshots that
-#      fell in the phase.
+#      fell in the phase; beside the posts, GET /healthz every 5 ms: how long
+#      the loop went without reading a socket.
 # It prints each step's lines, then a table of the figures (phase figures
 # are medians over the rounds). The script builds nothing: build tabad, the
 # plugins and bench/prom_export_load first. Before GET /metrics/tabs exists
@@ -152,6 +153,8 @@ k="phase=B_median"
 row "phase B: scrape median / max (ms), under load" "$(kv "$s" "$k" scrape_median_ms) / $(kv "$s" "$k" scrape_max_ms) (share of B scraping $(kv "$s" "$k" scrape_busy))"
 row "phase B: posts overlapping a scrape: p99 / max (ms)" "$(kv "$s" "$k" overlap_p99_ms) / $(kv "$s" "$k" overlap_max_ms)"
 row "phase B: largest latency of a post clear of scrapes (ms)" "$(kv "$s" "$k" clear_max_ms)"
+row "phase B: GET /healthz overlapping a scrape: p99 / max (ms)" "$(kv "$s" "$k" probe_overlap_p99_ms) / $(kv "$s" "$k" probe_overlap_max_ms)"
+row "phase A: GET /healthz max (ms)" "$(kv "$s" "phase=A_median" probe_clear_max_ms)"
 snaps() { grep "^${s}$1[0-9]" "$OUT" | tr ' ' '\n' | sed -n 's/^snapshots=//p' | awk '{ t += $1 } END { print t + 0 }'; }
 row "store snapshots written during A / B phases (all rounds)" "$(snaps A) / $(snaps B)"
 echo "prom_export_bench: machine at start: $MACHINE_START; at end: $MACHINE_END; $(uname -n), commit $(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -41,7 +41,11 @@
 //                  that overlapped a scrape, the scrapes' times, the
 //                  server's CPU seconds per second and the store snapshots
 //                  written (taba_wal_snapshots_written_total: a snapshot's
-//                  fork pauses the loop too).
+//                  fork pauses the loop too). Beside the posts, a GET
+//                  /healthz every --probe-every-ms (5): answered on the
+//                  loop's next turn, its latency is how long the loop went
+//                  without reading a socket (a post needs more turns: read,
+//                  then the WAL's completion).
 // --path auto (the default) takes /metrics/tabs when it answers 200 on the
 // empty server, else /metrics?tabs=1 (the tabs flattened into one gauge
 // family, before issue 20). Lines starting "prom_export_load: " are the
@@ -96,6 +100,7 @@ struct Config {
   int events_per_post = 50;
   double scrape_every_s = 1;
   std::string scrape_format = "openmetrics";
+  int probe_every_ms = 5;
   int timeout_ms = 120'000;
 };
 
@@ -476,6 +481,21 @@ void post_loop(const Config& cfg, int thread, std::vector<PostSample>* out) {
   }
 }
 
+// GET /healthz every --probe-every-ms, one at a time.
+void probe_loop(const Config& cfg, std::vector<PostSample>* out) {
+  Session conn(cfg.server, cfg.timeout_ms);
+  while (!stopping) {
+    PostSample s;
+    s.span.start = steady_s();
+    auto r = conn.request("GET", "/healthz", {}, "");
+    s.span.end = steady_s();
+    s.ok = r.ok() && r->status == 200;
+    if (!s.ok) note_problem("GET /healthz: " + describe(r));
+    out->push_back(s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(cfg.probe_every_ms));
+  }
+}
+
 void scrape_loop(const Config& cfg, const std::string& path, std::vector<ScrapeSample>* out) {
   Session conn(cfg.server, cfg.timeout_ms);
   const double every = cfg.scrape_every_s;
@@ -527,6 +547,9 @@ struct PhaseFigures {
   int64_t scrapes = 0;
   double scrape_median_ms = 0, scrape_max_ms = 0, scrape_busy = 0;  // busy: share of the phase scraping
   double cpu_per_s = -1, snapshots = -1;
+  // GET /healthz probes: answered at the loop's next turn, so their
+  // latency is the longest the loop went without reading a socket.
+  double probe_overlap_max = 0, probe_overlap_p99 = 0, probe_clear_max = 0;
 };
 
 bool overlaps(const Span& a, const Span& b) {
@@ -534,7 +557,7 @@ bool overlaps(const Span& a, const Span& b) {
 }
 
 PhaseFigures figures_of(const Phase& ph, const std::vector<std::vector<PostSample>>& posts,
-                        const std::vector<ScrapeSample>& scrapes) {
+                        const std::vector<PostSample>& probes, const std::vector<ScrapeSample>& scrapes) {
   PhaseFigures f;
   f.seconds = ph.span.end - ph.span.start;
   std::vector<Span> in_phase;
@@ -569,6 +592,19 @@ PhaseFigures figures_of(const Phase& ph, const std::vector<std::vector<PostSampl
         f.clear_max = std::max(f.clear_max, ms);
     }
   }
+  std::vector<double> probe_overlapping;
+  for (const PostSample& p : probes) {
+    if (!p.ok || p.span.start < ph.span.start || p.span.start >= ph.span.end) continue;
+    const double ms = (p.span.end - p.span.start) * 1e3;
+    if (std::any_of(in_phase.begin(), in_phase.end(), [&](const Span& s) { return overlaps(p.span, s); })) {
+      probe_overlapping.push_back(ms);
+    } else {
+      f.probe_clear_max = std::max(f.probe_clear_max, ms);
+    }
+  }
+  f.probe_overlap_p99 = percentile(probe_overlapping, 0.99);
+  f.probe_overlap_max =
+      probe_overlapping.empty() ? 0 : *std::max_element(probe_overlapping.begin(), probe_overlapping.end());
   f.events_per_s = static_cast<double>(events) / f.seconds;
   f.p50 = percentile(all, 0.50);
   f.p99 = percentile(all, 0.99);
@@ -590,10 +626,11 @@ void print_phase(const std::string& label, const PhaseFigures& f) {
       "prom_export_load: stall phase={} seconds={:.1f} posts={} failed={} events_per_s={:.0f} p50_ms={:.2f} "
       "p99_ms={:.2f} max_ms={:.2f} overlapping_posts={} overlap_p99_ms={:.2f} overlap_max_ms={:.2f} "
       "clear_max_ms={:.2f} scrapes={} scrape_median_ms={:.0f} scrape_max_ms={:.0f} scrape_busy={:.2f} "
-      "server_cpu_per_s={:.2f} snapshots={:.0f}\n",
+      "server_cpu_per_s={:.2f} snapshots={:.0f} probe_overlap_p99_ms={:.2f} probe_overlap_max_ms={:.2f} "
+      "probe_clear_max_ms={:.2f}\n",
       label, f.seconds, f.posts, f.failed, f.events_per_s, f.p50, f.p99, f.max, f.overlapping, f.overlap_p99,
       f.overlap_max, f.clear_max, f.scrapes, f.scrape_median_ms, f.scrape_max_ms, f.scrape_busy, f.cpu_per_s,
-      f.snapshots);
+      f.snapshots, f.probe_overlap_p99, f.probe_overlap_max, f.probe_clear_max);
 }
 
 // Where in a scrape the posts that overlap it wait: by the tenth of the
@@ -651,6 +688,8 @@ int stall(const Config& cfg) {
     threads.emplace_back(post_loop, std::cref(cfg), t, &posts[static_cast<size_t>(t)]);
   }
   threads.emplace_back(scrape_loop, std::cref(cfg), std::cref(path), &scrapes);
+  std::vector<PostSample> probes;
+  if (cfg.probe_every_ms > 0) threads.emplace_back(probe_loop, std::cref(cfg), &probes);
   auto sleep_s = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
   sleep_s(cfg.warmup_s);
   std::vector<Phase> phases;
@@ -685,7 +724,7 @@ int stall(const Config& cfg) {
             << " scrape_every_s=" << cfg.scrape_every_s << "\n";
   std::vector<PhaseFigures> a, b;
   for (const Phase& ph : phases) {
-    PhaseFigures f = figures_of(ph, posts, scrapes);
+    PhaseFigures f = figures_of(ph, posts, probes, scrapes);
     print_phase(fmt::format("{}{}", ph.kind, ph.round), f);
     (ph.kind == 'A' ? a : b).push_back(f);
   }
@@ -709,6 +748,9 @@ int stall(const Config& cfg) {
     m.scrape_busy = col(&PhaseFigures::scrape_busy);
     m.cpu_per_s = col(&PhaseFigures::cpu_per_s);
     m.snapshots = col(&PhaseFigures::snapshots);
+    m.probe_overlap_p99 = col(&PhaseFigures::probe_overlap_p99);
+    m.probe_overlap_max = col(&PhaseFigures::probe_overlap_max);
+    m.probe_clear_max = col(&PhaseFigures::probe_clear_max);
     for (const PhaseFigures& f : *list) {
       m.posts += f.posts;
       m.failed += f.failed;
@@ -754,6 +796,8 @@ std::optional<Config> parse(int argc, char** argv, int* exit_code) {
       "scrape-every-s", "stall: scrape interval in phase B", cxxopts::value<double>()->default_value("1"))(
       "scrape-format", "stall: openmetrics (Prometheus's Accept) or text",
       cxxopts::value<std::string>()->default_value("openmetrics"))(
+      "probe-every-ms", "stall: GET /healthz this often, one at a time (0: no probe)",
+      cxxopts::value<int>()->default_value("5"))(
       "timeout-ms", "per request", cxxopts::value<int>()->default_value("120000"))("h,help",
                                                                                    "show this help");
   try {
@@ -788,6 +832,8 @@ std::optional<Config> parse(int argc, char** argv, int* exit_code) {
     cfg.scrape_every_s = r["scrape-every-s"].as<double>();
     cfg.scrape_format = r["scrape-format"].as<std::string>();
     cfg.timeout_ms = r["timeout-ms"].as<int>();
+    cfg.probe_every_ms = r["probe-every-ms"].as<int>();
+    if (cfg.probe_every_ms < 0) throw std::invalid_argument("--probe-every-ms must be 0 or more");
     if (cfg.names < 10 || cfg.clients < 1 || cfg.events < 1 || cfg.scrapes < 1 || cfg.rounds < 1 ||
         cfg.phase_s <= 0 || cfg.warmup_s < 0 || cfg.connections < 1 || cfg.events_per_post < 1 ||
         cfg.scrape_every_s <= 0 || cfg.timeout_ms < 1) {
