@@ -633,11 +633,12 @@ void print_phase(const std::string& label, const PhaseFigures& f) {
       f.snapshots, f.probe_overlap_p99, f.probe_overlap_max, f.probe_clear_max);
 }
 
-// Where in a scrape the posts that overlap it wait: by the tenth of the
-// scrape in which each one was answered (a slow post at the end points at
-// the reply's assembly, slow posts all along at the slices), then the five
-// slowest with their place in their scrape.
-void print_stall_positions(const std::vector<Phase>& phases,
+// Where in a scrape the requests (`what`: posts, or the /healthz probes)
+// that overlap it wait: by the tenth of the scrape in which each one was
+// answered (slow ones at the end point at the reply's assembly, slow ones
+// all along at the slices), then the five slowest with their place in their
+// scrape.
+void print_stall_positions(const std::string& what, const std::vector<Phase>& phases,
                            const std::vector<std::vector<PostSample>>& posts,
                            const std::vector<ScrapeSample>& scrapes) {
   struct Wait {
@@ -665,16 +666,17 @@ void print_stall_positions(const std::vector<Phase>& phases,
   for (size_t t = 0; t < by_tenth.size(); ++t) {
     const auto& v = by_tenth[t];
     std::cout << fmt::format(
-        "prom_export_load: stall_position tenth={} posts={} p50_ms={:.2f} p99_ms={:.2f} max_ms={:.2f}\n", t,
-        v.size(), percentile(v, 0.5), percentile(v, 0.99),
+        "prom_export_load: stall_position what={} tenth={} requests={} p50_ms={:.2f} p99_ms={:.2f} "
+        "max_ms={:.2f}\n",
+        what, t, v.size(), percentile(v, 0.5), percentile(v, 0.99),
         v.empty() ? 0 : *std::max_element(v.begin(), v.end()));
   }
   std::sort(waits.begin(), waits.end(), [](const Wait& x, const Wait& y) { return x.ms > y.ms; });
   for (size_t i = 0; i < std::min<size_t>(5, waits.size()); ++i) {
     std::cout << fmt::format(
-        "prom_export_load: stall_slowest rank={} post_ms={:.1f} sent_after_scrape_start_ms={:.1f} "
+        "prom_export_load: stall_slowest what={} rank={} ms={:.1f} sent_after_scrape_start_ms={:.1f} "
         "answered_before_scrape_end_ms={:.1f} scrape_ms={:.0f}\n",
-        i + 1, waits[i].ms, waits[i].from_start_ms, waits[i].to_end_ms, waits[i].scrape_ms);
+        what, i + 1, waits[i].ms, waits[i].from_start_ms, waits[i].to_end_ms, waits[i].scrape_ms);
   }
 }
 
@@ -759,7 +761,8 @@ int stall(const Config& cfg) {
     }
     print_phase(std::string(label) + "_median", m);
   }
-  print_stall_positions(phases, posts, scrapes);
+  print_stall_positions("post", phases, posts, scrapes);
+  print_stall_positions("healthz", phases, {probes}, scrapes);
   int64_t failed = 0;
   for (const auto& list : posts) {
     for (const PostSample& p : list) failed += p.ok ? 0 : 1;
