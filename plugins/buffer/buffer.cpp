@@ -35,6 +35,13 @@
 // 1400000000.5, 1400000002 (no fraction for integral stamps),
 // 1400000000.125. No detailed format.
 //
+// Render, TABA_FORMAT_METRICS (docs/prometheus.md): _values (the entries
+// unexpired as of now); when there is one, _newest_timestamp_seconds (the
+// event time of the first in rank order) and that value as the gauge
+// _newest when it is a number, else as the info family _newest_info
+// (label value: a string's content, any other value's JSON text, at most
+// 256 bytes; common/value_labels.h).
+//
 // prunable: no entry is unexpired as of now.
 //
 // Serialized form: varint entry count (<= kCapacity), then per entry in
@@ -59,8 +66,10 @@
 #include "common/handler_adapter.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
+#include "common/metric_families.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
+#include "common/value_labels.h"
 #include "taba/handler.h"
 
 namespace taba::builtin {
@@ -162,7 +171,7 @@ struct Buffer {
   static constexpr char kTypeName[] = "Buffer";
   static constexpr char kDescription[] = "the 1000 most recent unexpired values across clients, newest first";
   static constexpr uint32_t kStateVersion = 2;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double) { return BufferState(); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
@@ -216,7 +225,36 @@ void append_number(double v, TextBuffer* text) {
                                   : std::string_view("0"));
 }
 
-taba_status Buffer::render(const BufferState& s, uint32_t, double now, taba_output* out) {
+// The TABA_FORMAT_METRICS render: the count, then the newest entry.
+taba_status render_metrics(const BufferState& s, double now, taba_output* out) {
+  size_t live = 0;
+  const Entry* newest = nullptr;
+  for (const Entry& e : s.heap) {
+    if (!(e.expiry > now)) continue;
+    ++live;
+    if (newest == nullptr || ranks_before(e, *newest)) newest = &e;
+  }
+  MetricFamilies families;
+  families.family("_values", "gauge", "Values held.");
+  families.sample(static_cast<double>(live));
+  if (newest != nullptr) {
+    families.family("_newest_timestamp_seconds", "gauge", "Event time of the newest value.");
+    families.sample(newest->timestamp);
+    double v;
+    if (canonical_number(newest->value, &v)) {
+      families.family("_newest", "gauge", "The newest value.");
+      families.sample(v);
+    } else {
+      families.family("_newest_info", "info", "The newest value, which is not a number.");
+      const std::string text = value_label(newest->value);
+      families.sample({{"value", text}}, 1);
+    }
+  }
+  return families.flush_to(out);
+}
+
+taba_status Buffer::render(const BufferState& s, uint32_t format, double now, taba_output* out) {
+  if (format == TABA_FORMAT_METRICS) return render_metrics(s, now, out);
   TextBuffer text;
   text.raw("[");
   bool first = true;

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "common/json_canonical.h"
+#include "common/metric_families.h"
 #include "common/text.h"
+#include "common/value_labels.h"
 
 namespace taba::builtin {
 namespace {
@@ -138,6 +140,62 @@ taba_status LatestValues::render_counts(double now, taba_output* out) const {
   }
   text.raw("}");
   return text.flush_to(out);
+}
+
+taba_status LatestValues::render_metrics(double now, taba_output* out) const {
+  std::vector<std::pair<std::string_view, const LatestEntry*>> live;
+  live.reserve(others_.size() + 1);
+  if (has_own_ && own_.expiry > now) live.emplace_back(client_, &own_);
+  for (const auto& [client, entry] : others_) {
+    if (entry.expiry > now) live.emplace_back(client, &entry);
+  }
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  struct Numeric {
+    std::string_view client;
+    double value;
+  };
+  std::vector<Numeric> numbers;
+  std::vector<std::pair<std::string_view, const LatestEntry*>> others;
+  const LatestEntry* last = nullptr;
+  double last_value = 0;
+  double min = 0;
+  double max = 0;
+  for (const auto& [client, entry] : live) {
+    double v;
+    if (!canonical_number(entry->value, &v)) {
+      others.emplace_back(client, entry);
+      continue;
+    }
+    min = numbers.empty() ? v : std::min(min, v);
+    max = numbers.empty() ? v : std::max(max, v);
+    numbers.push_back({client, v});
+    // In client order, so a tie goes to the client that sorts last.
+    if (last == nullptr || entry->timestamp >= last->timestamp) {
+      last = entry;
+      last_value = v;
+    }
+  }
+
+  MetricFamilies families;
+  families.family("_clients", "gauge", "Clients whose value is live.");
+  families.sample(static_cast<double>(live.size()));
+  if (!numbers.empty()) {
+    families.family("_min", "gauge", "Least live numeric value.");
+    families.sample(min);
+    families.family("_max", "gauge", "Greatest live numeric value.");
+    families.sample(max);
+    families.family("_last", "gauge", "The live numeric value set last (by event time).");
+    families.sample(last_value);
+  }
+  families.family("", "gauge", "Each client's live numeric value.");
+  for (const Numeric& n : numbers) families.sample({{"client", cut_label(n.client)}}, n.value);
+  families.family("_info", "info", "Each client's live value that is not a number.");
+  for (const auto& [client, entry] : others) {
+    const std::string text = value_label(entry->value);
+    families.sample({{"client", cut_label(client)}, {"value", text}}, 1);
+  }
+  return families.flush_to(out);
 }
 
 void LatestValues::write(ByteWriter* w) const {

@@ -24,6 +24,9 @@
 // the handlers canonicalize in fold, so that one value is one key of the
 // render however clients write it.
 //
+// Two renders: render_counts (TABA_FORMAT_JSON, clients per value) and
+// render_metrics (TABA_FORMAT_METRICS, the values themselves).
+//
 // Serialized form (shared by both types): bytes own client, varint entry
 // count, then per entry, sorted by client: bytes client, bytes value JSON
 // text, double event timestamp and, unless the table has a fixed lifetime
@@ -80,6 +83,16 @@ class LatestValues {
   // "1.5", true -> "true"), so a number and a string with the same text
   // share a key.
   taba_status render_counts(double now, taba_output* out) const;
+
+  // Writes the TABA_FORMAT_METRICS families over the live entries
+  // (docs/prometheus.md, "Families by type", Gauge): "_clients" (entries),
+  // "_min", "_max" and "_last" over the numeric values (left out when
+  // there is none; "_last" is the value with the latest event timestamp,
+  // ties going to the client whose ID sorts last), "" with a sample per
+  // numeric value labelled "client", then "_info" with a sample of 1 per
+  // other value labelled "client" and "value" (common/value_labels.h);
+  // the per-client samples sorted by client ID.
+  taba_status render_metrics(double now, taba_output* out) const;
 
   void write(ByteWriter* w) const;
   // Reads the serialized form into this (empty) table, checking it fully;

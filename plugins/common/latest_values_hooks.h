@@ -22,13 +22,13 @@ struct LatestValuesHooks {
   static constexpr uint32_t kStateVersion = 2;
   static constexpr uint32_t kCanonicalSince = 2;
   // No detailed form.
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_METRICS});
 
   // O(entries of `from`) plus, when an entry of `into` is past its
   // retention, one sweep.
   static void merge(State& into, const State& from, double now) { into.merge_from(from, now); }
-  static taba_status render(const State& s, uint32_t, double now, taba_output* out) {
-    return s.render_counts(now, out);
+  static taba_status render(const State& s, uint32_t format, double now, taba_output* out) {
+    return format == TABA_FORMAT_METRICS ? s.render_metrics(now, out) : s.render_counts(now, out);
   }
   static bool prunable(const State& s, double now) { return !s.any_live(now); }
   static void write(const State& s, ByteWriter* w) { s.write(w); }

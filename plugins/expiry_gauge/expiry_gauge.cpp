@@ -27,6 +27,9 @@
 // empty; a string value's key is its canonical JSON text, any other
 // scalar's canonical text is quoted (1.50 -> "1.5"). No detailed format.
 //
+// Render, TABA_FORMAT_METRICS: as Gauge, the live values themselves
+// (LatestValues::render_metrics; docs/prometheus.md).
+//
 // prunable: no entry is live as of now.
 //
 // Serialized form: bytes client, varint entry count, then per entry

@@ -28,6 +28,11 @@
 // "true"). A number and a string with the same text share a key. No
 // detailed format.
 //
+// Render, TABA_FORMAT_METRICS (docs/prometheus.md): the live values
+// themselves, _clients, _min, _max and _last, then each client's numeric
+// value (label client) and its other values as the info family _info
+// (labels client and value); LatestValues::render_metrics.
+//
 // Serialized form: bytes client, varint entry count, then per entry
 // (sorted by client): bytes client, bytes value JSON text, double event
 // timestamp; "bytes" is a varint length and the bytes. Version 2 holds

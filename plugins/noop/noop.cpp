@@ -1,6 +1,8 @@
 // Noop: silences a type. Accepts any payload, ignores every event, renders
 // the JSON literal `null` (the original printed a bare `noop`, which is not
-// JSON), and is always prunable.
+// JSON) and, as TABA_FORMAT_METRICS, no family (`[]`: the export shows
+// nothing rather than the host's fallback from the JSON render), and is
+// always prunable.
 //
 // There is nothing to keep, so every state is one shared, immutable,
 // static sentinel: new_state never allocates and free_state does nothing
@@ -9,6 +11,7 @@
 // byte.
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "common/handler_adapter.h"
 #include "taba/handler.h"
@@ -17,6 +20,7 @@ namespace taba::builtin {
 namespace {
 
 constexpr char kNull[] = "null";
+constexpr char kNoFamilies[] = "[]";
 
 // Nothing to keep: the adapter's one shared, never written state.
 struct NoopState {};
@@ -28,15 +32,16 @@ struct Noop {
   static constexpr char kTypeName[] = "Noop";
   static constexpr char kDescription[] = "ignores its events (silences a type); renders null";
   static constexpr uint32_t kStateVersion = 1;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_METRICS});
   static constexpr bool kStateless = true;
 
   static taba_status check_event(const taba_event*, char*, size_t) { return TABA_OK; }
   static void fold(State&, const taba_event*, size_t, double) {}
   static void merge(State&, const State&, double) {}
-  static taba_status render(const State&, uint32_t, double, taba_output* out) {
+  static taba_status render(const State&, uint32_t format, double, taba_output* out) {
     if (out == nullptr || out->write == nullptr) return TABA_ERR_INTERNAL;
-    return out->write(out, kNull, sizeof kNull - 1) == 0 ? TABA_OK : TABA_ERR_NOMEM;
+    const std::string_view text = format == TABA_FORMAT_METRICS ? kNoFamilies : kNull;
+    return out->write(out, text.data(), text.size()) == 0 ? TABA_OK : TABA_ERR_NOMEM;
   }
   static bool prunable(const State&, double) { return true; }
 };

@@ -34,6 +34,9 @@
 // Render, TABA_FORMAT_JSON: {"count": N}, N the exact count (sparse) or the
 // estimate rounded to the nearest integer (dense). No detailed format.
 //
+// Render, TABA_FORMAT_METRICS (docs/prometheus.md): the gauge _distinct,
+// the same N.
+//
 // prunable: no member was ever added (a set is all-time: no windows).
 //
 // Serialized form, version 1, one form byte then:
@@ -69,6 +72,7 @@
 #include "common/handler_adapter.h"
 #include "common/json_canonical.h"
 #include "common/json_text.h"
+#include "common/metric_families.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
@@ -205,7 +209,7 @@ struct Set {
   static constexpr char kDescription[] =
       "the number of distinct members (HyperLogLog, exact up to 512, then about 0.81 % standard error)";
   static constexpr uint32_t kStateVersion = 1;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON});
+  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double) { return SetState(); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
@@ -270,7 +274,13 @@ void Set::merge(SetState& dst, const SetState& src, double) {
   }
 }
 
-taba_status Set::render(const SetState& s, uint32_t, double, taba_output* out) {
+taba_status Set::render(const SetState& s, uint32_t format, double, taba_output* out) {
+  if (format == TABA_FORMAT_METRICS) {
+    MetricFamilies families;
+    families.family("_distinct", "gauge", "Distinct members.");
+    families.sample(static_cast<double>(count(s)));
+    return families.flush_to(out);
+  }
   TextBuffer text;
   text.raw("{\"count\": ").u64(count(s)).raw("}");
   return text.flush_to(out);

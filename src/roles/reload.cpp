@@ -69,6 +69,7 @@ bool reload_config(Config* running, Result<Config> next, plugin::Registry* regis
   if (n.ingest != now.ingest) {
     applied.push_back("[ingest] limits");
   }
+  if (n.prometheus != now.prometheus) applied.push_back("[prometheus]");
   if (n.server.roles != now.server.roles) restart.push_back("server.roles");
   if (n.server.listen != now.server.listen) restart.push_back("server.listen");
   if (n.server.data_dir != now.server.data_dir) restart.push_back("server.data_dir");

@@ -81,7 +81,7 @@ MetricName metric_name(std::string_view tab_name, std::string_view prefix) {
     if (next == std::string_view::npos) break;
     rest = rest.substr(next + 1);
   }
-  if (!tags_same) {
+  if (!tags_same || base.empty()) {
     out.labels.emplace_back("tab", std::string(tab_name));
   } else if (!base_same) {
     out.labels.emplace_back("tab", std::string(base));

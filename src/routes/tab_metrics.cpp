@@ -76,7 +76,6 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
   const size_t end = std::min(ex->todo.size(), ex->next + kNamesPerSlice);
   std::vector<std::string> slice(ex->todo.begin() + static_cast<ptrdiff_t>(ex->next),
                                  ex->todo.begin() + static_cast<ptrdiff_t>(end));
-  ex->next = end;
   auto names = std::make_shared<Matcher>(Matcher::make(slice, false, true).value());
   store::QueryNeed need;
   need.names = names.get();
@@ -96,7 +95,13 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
         if (ex->clients.matches(all[i])) clients.push_back(i);
       }
     }
+    // The slice's names in order, until the time budget is spent; the rest
+    // go to the next slice (fetched again: a Redis view ends with this call).
+    const int64_t deadline = steady_ms() + kSliceBudgetMs;
     for (const std::string& n : names->values()) {
+      if (n != ex->todo[ex->next]) continue;  // values() is sorted like todo; skip nothing else
+      if (steady_ms() > deadline) break;
+      ++ex->next;
       const store::NameEntry* e = view->find_name(n);
       if (!e) continue;  // deleted since the export began
       const plugin::Handler* h = e->handler;

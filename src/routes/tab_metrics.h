@@ -6,9 +6,9 @@
 //
 // A reply of 10,000 tabs takes tens of milliseconds to render, and the
 // embedded store is read and written on the loop thread, so the export
-// works in slices of kNamesPerSlice names: each slice is fetched from the
-// store, rendered and added to the reply, and the next one waits for a
-// later loop iteration, so posts arriving meanwhile are applied between
+// works in slices of at most kNamesPerSlice names and kSliceBudgetMs of
+// rendering: each slice is fetched from the store, rendered and added to
+// the reply, and the next one waits for a later loop iteration, so posts arriving meanwhile are applied between
 // slices instead of after the whole export. Names created or deleted
 // during an export are simply found or not by their slice; each series is
 // a consistent reading of its own tab.
@@ -33,6 +33,7 @@ namespace taba::routes {
 class TabMetrics {
  public:
   static constexpr size_t kNamesPerSlice = 256;
+  static constexpr int64_t kSliceBudgetMs = 4;  // a slice stops rendering after this long
   static constexpr int kMaxExports = 4;  // exports in progress at once; more get 503
 
   TabMetrics(uv_loop_t* loop, store::Store* store, Config::Prometheus options);

@@ -1,6 +1,6 @@
 // Number precision per reply format, through a real tabad: text/plain keeps
 // Taba's rounded numbers; application/json, json-detailed and
-// /metrics?tabs=1 carry every digit.
+// /metrics/tabs carry every digit.
 #include <catch2/catch.hpp>
 
 #include <ctime>
@@ -62,14 +62,11 @@ TEST_CASE("numbers: text rounds as Taba did, JSON and /metrics keep full precisi
   CHECK(body_of(p.get("/supertabs?name=bytes", "application/json")) ==
         R"({"count": 2, "total": 0.75, "average": 0.375})");
 
-  // /metrics?tabs=1 flattens the exact form.
-  const std::string metrics = body_of(p.get("/metrics?tabs=1&name=jobs_s,query_s,bytes"));
-  CHECK(metrics.find("taba_tab{name=\"jobs_s\",type=\"CounterGroup\",field=\"1m.total\"} 0.003\n") !=
-        std::string::npos);
-  CHECK(metrics.find("taba_tab{name=\"jobs_s\",type=\"CounterGroup\",field=\"pct.pct.1\"} 0.001\n") !=
-        std::string::npos);
-  CHECK(metrics.find("taba_tab{name=\"query_s\",type=\"PercentileGroup\",field=\"1m.pct.0\"} 0.0012\n") !=
-        std::string::npos);
-  CHECK(metrics.find("taba_tab{name=\"bytes\",type=\"TotalsCounter\",field=\"average\"} 0.375\n") !=
-        std::string::npos);
+  // /metrics/tabs: the same digits as application/json.
+  const std::string metrics = body_of(p.get("/metrics/tabs?name=jobs_s,query_s,bytes"));
+  CHECK(metrics.find("jobs_s_sum_in_window{window=\"1m\"} 0.003\n") != std::string::npos);
+  CHECK(metrics.find("jobs_s_total 0.003\n") != std::string::npos);
+  CHECK(metrics.find("jobs_s{window=\"all\",quantile=\"0.5\"} 0.001\n") != std::string::npos);
+  CHECK(metrics.find("query_s{window=\"1m\",quantile=\"0.25\"} 0.0012\n") != std::string::npos);
+  CHECK(metrics.find("bytes_total 0.75\n") != std::string::npos);
 }

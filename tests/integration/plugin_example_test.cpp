@@ -198,7 +198,7 @@ const taba_plugin* taba_plugin_entrypoint(const taba_host* host) {
   start(p, {"--plugins-dir", plugins.path});
   const std::string refused = "ERROR plugin " + plugins.path + "/";
   CHECK_THAT(p.log_text(),
-             Contains(refused + "bad_abi.so refused: ABI major version 2 (this tabad speaks 1.2)"));
+             Contains(refused + "bad_abi.so refused: ABI major version 2 (this tabad speaks 1.3)"));
   CHECK_THAT(p.log_text(),
              Contains(refused + "declines.so refused: entry point returned no plugin table (the "
                                 "plugin declined this host)"));

@@ -95,6 +95,20 @@ TEST_CASE("redis: 2 shards, 2 fe, 2 be, 1 ctrl give exact totals, and admin rout
     flush(ctrl);
     CHECK(total_count(ctrl) == events);
     CHECK(total_count(fe2) == events);
+    // /metrics/tabs reads every shard, a slice at a time: the counters add up.
+    {
+      const std::string prom = reply_body(ctrl.get("/metrics/tabs?name=load%5C.n.*&re=1"));
+      int64_t sum = 0;
+      int lines = 0;
+      for (size_t at = prom.find("_events_total{tab=\"load.n"); at != std::string::npos;
+           at = prom.find("_events_total{tab=\"load.n", at + 1)) {
+        sum += std::stoll(prom.substr(prom.find("} ", at) + 2));
+        ++lines;
+      }
+      INFO(prom.substr(0, 2000));
+      CHECK(lines == 10);
+      CHECK(sum == events);
+    }
     std::string one = reply_body(ctrl.get("/tabs?name=load.n3&client=c1,c2", "application/json"));
     CHECK(one.find("\"count\": ") != std::string::npos);
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -99,6 +100,68 @@ TEST_CASE("Buffer: renders the newest values first until they expire", "[more_pl
   CHECK(spelled.render(kT0) ==
         "[[\"Z\xc3\xbcrich\", 1400000400], [\"a/b\", 1400000400], [\"a/b\", 1400000400], "
         "[1.5, 1400000400], [{\"k\":1.5,\"c\":\"Z\xc3\xbcrich\"}, 1400000400]]");
+}
+
+TEST_CASE("Buffer: the metrics render shows the count and the newest value", "[more_plugins][buffer]") {
+  const taba_handler& h = buffer();
+  REQUIRE(plugin("buffer.so").abi_minor == TABA_ABI_MINOR);
+  State empty(h, kT0);
+  CHECK(empty.render(kT0, TABA_FORMAT_METRICS) == R"([["_values", "gauge", "Values held.", [[{}, 0]]]])");
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  State b(h, kT0, "b");
+  ingest(h, &a, &aggregate, "a", Events().value(kT0 + 0.5, str("hello")).number(kT0 + 2.25, 4.5, "4.50"),
+         kT0 + 3);
+  ingest(h, &b, &aggregate, "b", Events().pair(kT0 + 1, num(3), num(kT0 + 10)), kT0 + 3);
+  // The newest is a number.
+  CHECK(metrics_lines(aggregate, kT0 + 3) ==
+        "_values gauge {} 3\n"
+        "_newest_timestamp_seconds gauge {} 1400000402.25\n"
+        "_newest gauge {} 4.5\n");
+  CHECK(metrics_lines(b, kT0 + 3) ==
+        "_values gauge {} 1\n"
+        "_newest_timestamp_seconds gauge {} 1400000401\n"
+        "_newest gauge {} 3\n");
+  // Newer, not numbers: a container as its canonical JSON text, a string
+  // as its content.
+  ingest(h, &b, &aggregate, "b",
+         Events().pair(kT0 + 4, raw(TABA_VALUE_OBJECT, "{\"k\": 1.50, \"s\": \"\\\"\"}"), num(kT0 + 20)),
+         kT0 + 4);
+  CHECK(metrics_lines(aggregate, kT0 + 4) ==
+        "_values gauge {} 4\n"
+        "_newest_timestamp_seconds gauge {} 1400000404\n"
+        "_newest_info info {value=\"{\"k\":1.5,\"s\":\"\\\"\"}\"} 1\n");
+  ingest(h, &a, &aggregate, "a", Events().value(kT0 + 5, str("Z\\u00fcrich \\\"x\\\"")), kT0 + 5);
+  CHECK(metrics_lines(aggregate, kT0 + 5) ==
+        "_values gauge {} 5\n"
+        "_newest_timestamp_seconds gauge {} 1400000405\n"
+        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+  // Expired values leave the count, and the newest is the newest left.
+  CHECK(metrics_lines(aggregate, kT0 + 20) ==
+        "_values gauge {} 3\n"
+        "_newest_timestamp_seconds gauge {} 1400000405\n"
+        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+  CHECK(metrics_lines(aggregate, kT0 + 3605) == "_values gauge {} 0\n");
+  CHECK(metrics_lines(aggregate, kT0 + 3603) ==
+        "_values gauge {} 1\n"
+        "_newest_timestamp_seconds gauge {} 1400000405\n"
+        "_newest_info info {value=\"Z\xc3\xbcrich \"x\"\"} 1\n");
+  // Equal timestamps: the first in rank order (by value text).
+  State ties(h, kT0, "t");
+  ties.fold(Events().value(kT0, str("b")).value(kT0, str("a")).value(kT0, num(7)), kT0);
+  CHECK(metrics_lines(ties, kT0) ==
+        "_values gauge {} 3\n"
+        "_newest_timestamp_seconds gauge {} 1400000400\n"
+        "_newest_info info {value=\"a\"} 1\n");
+  // The label is cut to 256 bytes at a UTF-8 character boundary (a 3-byte
+  // character straddling byte 256 is left out).
+  State long_value(h, kT0, "l");
+  long_value.fold(Events().value(kT0, str(std::string(254, 'y') + "\xe2\x82\xac" + "more")), kT0);
+  const std::string info_line = "_newest_info info {value=\"" + std::string(254, 'y') + "\"} 1\n";
+  CHECK(metrics_lines(long_value, kT0) ==
+        "_values gauge {} 1\n"
+        "_newest_timestamp_seconds gauge {} 1400000400\n" +
+            info_line);
 }
 
 TEST_CASE("Buffer: keeps the 1000 newest across clients", "[more_plugins][buffer]") {

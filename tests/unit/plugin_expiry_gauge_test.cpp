@@ -1,7 +1,7 @@
 // The built-in ExpiryGauge plugin, loaded from its built .so file and used
 // only through the C ABI (include/taba/handler.h), as tabad uses it: golden
-// renders, the per-request delta contract, merge order, check_event,
-// serialization round trips and corrupt input.
+// renders, the per-request delta contract, merge order, check_event, the
+// metrics render, serialization round trips and corrupt input.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -162,6 +163,55 @@ TEST_CASE("ExpiryGauge: the latest event by timestamp wins, not the furthest exp
     CHECK(aggregate.render(kT0) == R"({"third": 1})");
     CHECK(client.render(kT0) == R"({"third": 1})");
   }
+}
+
+TEST_CASE("ExpiryGauge: the metrics render shows the values until each expiry",
+          "[more_plugins][expiry_gauge]") {
+  const taba_handler& h = expiry_gauge();
+  REQUIRE(plugin("expiry_gauge.so").abi_minor == TABA_ABI_MINOR);
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  State b(h, kT0, "b");
+  State c(h, kT0, "c");
+  ingest(h, &a, &aggregate, "a", Events().pair(kT0, num(5), num(kT0 + 100)), kT0);
+  ingest(h, &b, &aggregate, "b", Events().pair(kT0 + 1, num(44), num(kT0 + 300)), kT0 + 1);
+  ingest(h, &c, &aggregate, "c", Events().pair(kT0 + 2, str("red"), num(kT0 + 200)), kT0 + 2);
+  CHECK(metrics_lines(aggregate, kT0 + 2) ==
+        "_clients gauge {} 3\n"
+        "_min gauge {} 5\n"
+        "_max gauge {} 44\n"
+        "_last gauge {} 44\n"
+        " gauge {client=\"a\"} 5\n"
+        " gauge {client=\"b\"} 44\n"
+        "_info info {client=\"c\",value=\"red\"} 1\n");
+  // Each value shows while now < its expiry.
+  CHECK(metrics_lines(aggregate, kT0 + 100) ==
+        "_clients gauge {} 2\n"
+        "_min gauge {} 44\n"
+        "_max gauge {} 44\n"
+        "_last gauge {} 44\n"
+        " gauge {client=\"b\"} 44\n"
+        "_info info {client=\"c\",value=\"red\"} 1\n");
+  CHECK(metrics_lines(a, kT0 + 100) == "_clients gauge {} 0\n");
+  CHECK(metrics_lines(aggregate, kT0 + 200) ==
+        "_clients gauge {} 1\n"
+        "_min gauge {} 44\n"
+        "_max gauge {} 44\n"
+        "_last gauge {} 44\n"
+        " gauge {client=\"b\"} 44\n");
+  CHECK(metrics_lines(aggregate, kT0 + 300) == "_clients gauge {} 0\n");
+  // A later value that has expired is a tombstone: it shows nothing, and
+  // the older value it replaced does not come back.
+  ingest(h, &b, &aggregate, "b", Events().pair(kT0 + 10, num(7), num(kT0 + 20)), kT0 + 10);
+  CHECK(metrics_lines(aggregate, kT0 + 15).find(" gauge {client=\"b\"} 7\n") != std::string::npos);
+  CHECK(metrics_lines(aggregate, kT0 + 20) ==
+        "_clients gauge {} 2\n"
+        "_min gauge {} 5\n"
+        "_max gauge {} 5\n"
+        "_last gauge {} 5\n"
+        " gauge {client=\"a\"} 5\n"
+        "_info info {client=\"c\",value=\"red\"} 1\n");
+  CHECK(metrics_lines(b, kT0 + 20) == "_clients gauge {} 0\n");
 }
 
 TEST_CASE("ExpiryGauge: deltas merged in any order equal one fold", "[more_plugins][expiry_gauge]") {

@@ -1,11 +1,12 @@
 // The built-in Gauge plugin, loaded from its built .so file and used only
 // through the C ABI (include/taba/handler.h), as tabad uses it: check_event,
-// the latest value per client, value keys, expiry after 48 h,
-// serialization round trips and corrupt input.
+// the latest value per client, value keys, expiry after 48 h, the metrics
+// render, serialization round trips and corrupt input.
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -211,4 +212,118 @@ TEST_CASE("Gauge: serialization round trip and corrupt input", "[plugins][gauge]
   CHECK(old_form->render(0) == R"({"1.5": 1})");
   CHECK(deserialize(h, one_entry, 2, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK(reason.find("canonical") != std::string::npos);
+}
+
+TEST_CASE("Gauge: the metrics render shows the live values", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  REQUIRE(plugin("gauge.so").abi_minor == TABA_ABI_MINOR);
+  constexpr double kDay = 86400;
+  State empty(h, kT0);
+  CHECK(empty.render(kT0, TABA_FORMAT_METRICS) ==
+        R"([["_clients", "gauge", "Clients whose value is live.", [[{}, 0]]]])");
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  State b(h, kT0, "b");
+  State c(h, kT0, "c");
+  State d(h, kT0, "d");
+  // Posted out of client order; a's 5 is the numeric value set last, d's
+  // string later still.
+  ingest(h, &c, &aggregate, "c", Events().number(kT0 + 2, -3), kT0 + 2);
+  ingest(h, &d, &aggregate, "d", Events().value(kT0 + 4, str("on")), kT0 + 4);
+  ingest(h, &b, &aggregate, "b", Events().number(kT0 + 1, 44), kT0 + 4);
+  ingest(h, &a, &aggregate, "a", Events().number(kT0 + 3, 5, "5.0"), kT0 + 4);
+  CHECK(metrics_lines(aggregate, kT0 + 4) ==
+        "_clients gauge {} 4\n"
+        "_min gauge {} -3\n"
+        "_max gauge {} 44\n"
+        "_last gauge {} 5\n"
+        " gauge {client=\"a\"} 5\n"
+        " gauge {client=\"b\"} 44\n"
+        " gauge {client=\"c\"} -3\n"
+        "_info info {client=\"d\",value=\"on\"} 1\n");
+  // A client's state is its own entry.
+  CHECK(metrics_lines(a, kT0 + 4) ==
+        "_clients gauge {} 1\n"
+        "_min gauge {} 5\n"
+        "_max gauge {} 5\n"
+        "_last gauge {} 5\n"
+        " gauge {client=\"a\"} 5\n");
+  CHECK(metrics_lines(d, kT0 + 4) ==
+        "_clients gauge {} 1\n"
+        "_info info {client=\"d\",value=\"on\"} 1\n");
+  // b's value (the greatest) expires 48 h after its event: gone from every
+  // family; the JSON render agrees.
+  CHECK(metrics_lines(aggregate, kT0 + 1 + 2 * kDay) ==
+        "_clients gauge {} 3\n"
+        "_min gauge {} -3\n"
+        "_max gauge {} 5\n"
+        "_last gauge {} 5\n"
+        " gauge {client=\"a\"} 5\n"
+        " gauge {client=\"c\"} -3\n"
+        "_info info {client=\"d\",value=\"on\"} 1\n");
+  CHECK(aggregate.render(kT0 + 1 + 2 * kDay) == R"({"-3": 1, "5": 1, "on": 1})");
+  // Only the string left: no numeric family.
+  CHECK(metrics_lines(aggregate, kT0 + 3 + 2 * kDay) ==
+        "_clients gauge {} 1\n"
+        "_info info {client=\"d\",value=\"on\"} 1\n");
+  CHECK(metrics_lines(aggregate, kT0 + 4 + 2 * kDay) == "_clients gauge {} 0\n");
+  // Merged in another order, the query-time reduction renders the same.
+  State reduced(h, kT0 + 4);
+  for (const State* s : {&d, &b, &c, &a}) reduced.merge(*s, kT0 + 4);
+  CHECK(reduced.render(kT0 + 4, TABA_FORMAT_METRICS) == aggregate.render(kT0 + 4, TABA_FORMAT_METRICS));
+}
+
+TEST_CASE("Gauge: the metrics render's ties and label texts", "[plugins][gauge]") {
+  const taba_handler& h = gauge();
+  // Equal event times: _last is the value of the client whose ID sorts
+  // last, whatever the order of arrival.
+  for (const bool y_first : {true, false}) {
+    State aggregate(h, kT0);
+    State x(h, kT0, "x");
+    State y(h, kT0, "y");
+    if (y_first) ingest(h, &y, &aggregate, "y", Events().number(kT0, 2), kT0);
+    ingest(h, &x, &aggregate, "x", Events().number(kT0, 1), kT0);
+    if (!y_first) ingest(h, &y, &aggregate, "y", Events().number(kT0, 2), kT0);
+    INFO("y first: " << y_first);
+    CHECK(metrics_lines(aggregate, kT0).find("_last gauge {} 2\n") != std::string::npos);
+  }
+  // Labels: a string's content decoded; true, false and null as their
+  // JSON text; numbers in full precision.
+  State aggregate(h, kT0);
+  auto post = [&](const std::string& client, const Events& ev) {
+    State cs(h, kT0, client);
+    ingest(h, &cs, &aggregate, client, ev, kT0);
+  };
+  post("e", Events().value(kT0, str(R"(a\"b\\c\n\u00fc\/\u0007)")));
+  post("f", Events().value(kT0, raw(TABA_VALUE_BOOL, "true", 1)));
+  post("g", Events().value(kT0, raw(TABA_VALUE_NULL, "null")));
+  post("h", Events().number(kT0, 0.1, "1e-1"));
+  post("i", Events().value(kT0, str("5")));
+  CHECK(metrics_lines(aggregate, kT0) ==
+        "_clients gauge {} 5\n"
+        "_min gauge {} 0.1\n"
+        "_max gauge {} 0.1\n"
+        "_last gauge {} 0.1\n"
+        " gauge {client=\"h\"} 0.1\n"
+        "_info info {client=\"e\",value=\"a\"b\\c\n\xc3\xbc/\x07\"} 1\n"
+        "_info info {client=\"f\",value=\"true\"} 1\n"
+        "_info info {client=\"g\",value=\"null\"} 1\n"
+        "_info info {client=\"i\",value=\"5\"} 1\n");
+  // A number in exponent form is a number too.
+  State big(h, kT0, "x");
+  big.fold(Events().number(kT0, 1e21, "1e21"), kT0);
+  CHECK(metrics_lines(big, kT0).find(" gauge {client=\"x\"} 1e+21\n") != std::string::npos);
+  // A label value is cut to 256 bytes, at a UTF-8 character boundary: 254
+  // bytes and a 2-byte character fit whole; 255 and one do not, and the
+  // character is left out.
+  const std::string fits = std::string(254, 'x') + "\xc3\xa9";
+  const std::string cut = std::string(255, 'x') + "\xc3\xa9" + "tail";
+  State labels(h, kT0);
+  State j(h, kT0, "j");
+  State k(h, kT0, "k");
+  ingest(h, &j, &labels, "j", Events().value(kT0, str(fits)), kT0);
+  ingest(h, &k, &labels, "k", Events().value(kT0, str(cut)), kT0);
+  const std::string j_line = "_info info {client=\"j\",value=\"" + fits + "\"} 1\n";
+  const std::string k_line = "_info info {client=\"k\",value=\"" + std::string(255, 'x') + "\"} 1\n";
+  CHECK(metrics_lines(labels, kT0) == "_clients gauge {} 2\n" + j_line + k_line);
 }

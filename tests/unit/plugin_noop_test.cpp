@@ -1,10 +1,11 @@
 // The built-in Noop plugin, loaded from its built .so file and used only
 // through the C ABI (include/taba/handler.h), as tabad uses it: it accepts
-// anything, keeps nothing and renders null.
+// anything, keeps nothing, renders null and writes no metrics family.
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -38,4 +39,16 @@ TEST_CASE("Noop: accepts anything, keeps nothing, renders null", "[more_plugins]
   std::string reason;
   CHECK(deserialize(h, "x", 1, &ignored, &reason) == TABA_ERR_CORRUPT);
   CHECK_FALSE(reason.empty());
+}
+
+TEST_CASE("Noop: the metrics render has no family", "[more_plugins][noop]") {
+  const taba_handler& h = noop();
+  REQUIRE(plugin("noop.so").abi_minor == TABA_ABI_MINOR);
+  State aggregate(h, kT0);
+  State client(h, kT0, "a");
+  ingest(h, &client, &aggregate, "a", Events().value(kT0, num(5)), kT0);
+  CHECK(aggregate.render(kT0, TABA_FORMAT_METRICS) == "[]");
+  CHECK(client.render(kT0, TABA_FORMAT_METRICS) == "[]");
+  CHECK(metrics_lines(aggregate, kT0).empty());
+  CHECK(aggregate.render(kT0) == "null");
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -105,6 +106,25 @@ TEST_CASE("Set: exact distinct counts while small", "[more_plugins][set]") {
   const uint64_t n = set_count(big);
   CHECK(std::fabs(static_cast<double>(n) - 513) <= 3 * kSetStandardError * 513);
   CHECK(big.serialize().size() == 2 + 2 + 16384);
+}
+
+TEST_CASE("Set: the metrics render is the distinct count", "[more_plugins][set]") {
+  const taba_handler& h = set();
+  REQUIRE(plugin("set.so").abi_minor == TABA_ABI_MINOR);
+  State empty(h, kT0);
+  CHECK(empty.render(kT0, TABA_FORMAT_METRICS) ==
+        R"([["_distinct", "gauge", "Distinct members.", [[{}, 0]]]])");
+  State aggregate(h, kT0);
+  State a(h, kT0, "a");
+  ingest(h, &a, &aggregate, "a",
+         Events().value(kT0, str("x")).value(kT0, str("5")).value(kT0, num(5, "5")).value(kT0, str("x")),
+         kT0);
+  CHECK(metrics_lines(aggregate, kT0) == "_distinct gauge {} 3\n");
+  // Dense: the estimate the JSON render shows.
+  add_members(h, &a, &aggregate, "a", "m", 0, 5000, 1);
+  const uint64_t n = set_count(aggregate);
+  CHECK(n != 5003);  // an estimate (the check below would pass with an exact count too)
+  CHECK(metrics_lines(aggregate, kT0) == "_distinct gauge {} " + std::to_string(n) + "\n");
 }
 
 // Accuracy. The estimate's relative standard error is about 0.81 %
