@@ -18,7 +18,7 @@
 #      many with Prometheus's Accept header (OpenMetrics): wall time
 #      (median, min, max), the route's own time, bytes, sample lines, server
 #      CPU per scrape; then 3 GETs of each type's tabs alone (the cost of a
-#      slice of 256 tabs of that type); then 3 GETs through curl for the time
+#      256 tabs of that type); then 3 GETs through curl for the time
 #      to the first byte;
 #   3. ingest stall: a closed loop of posts of 50 events (one per (client,
 #      name), walking over all of them, so every tab stays live) on 2
@@ -141,7 +141,7 @@ for t in CounterGroup PercentileGroup Gauge TotalsCounter; do
   x="prom_export_load: expose_type"
   [ -n "$(kv "$x" "type=$t " tabs)" ] || continue
   row "only the $(kv "$x" "type=$t " tabs) $t tabs: route ms, CPU ms, samples" "$(kv "$x" "type=$t " server_ms), $(kv "$x" "type=$t " server_cpu_ms), $(kv "$x" "type=$t " samples)"
-  row "  per slice of 256 $t tabs: route ms, CPU ms" "$(kv "$x" "type=$t " server_ms_per_256_tabs), $(kv "$x" "type=$t " server_cpu_ms_per_256_tabs)"
+  row "  per 256 $t tabs: route ms, CPU ms" "$(kv "$x" "type=$t " server_ms_per_256_tabs), $(kv "$x" "type=$t " server_cpu_ms_per_256_tabs)"
 done
 for ph in A B; do
   k="phase=${ph}_median"

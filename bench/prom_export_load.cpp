@@ -389,7 +389,8 @@ int expose(const Config& cfg) {
     print_memory(cfg, std::string("after_") + format);
   }
   // The tabs of one type at a time (?name=<regex>&re=1; /metrics/tabs only):
-  // what a tab of each type costs, and so a slice of 256 of them.
+  // what the tabs of each type cost, per 256 of them (a slice of names
+  // before slices were also bounded by time).
   if (path != "/metrics/tabs") return 0;
   for (int t = 0; t < 4; ++t) {
     const std::string target = fmt::format("{}?re=1&name=pm[._]{}[._].*", path, kTypeTags[t]);
