@@ -17,7 +17,7 @@
 #   2. exposition: SCRAPES sequential GETs in the text format 0.0.4, then as
 #      many with Prometheus's Accept header (OpenMetrics): wall time
 #      (median, min, max), the route's own time, bytes, sample lines, server
-#      CPU per scrape; then 3 GETs of each type's tabs alone (the cost of a
+#      CPU per scrape; then 3 GETs of each type's tabs alone (the cost per
 #      256 tabs of that type); then 3 GETs through curl for the time
 #      to the first byte;
 #   3. ingest stall: a closed loop of posts of 50 events (one per (client,
