@@ -530,14 +530,17 @@ bool DDSketch::deserialize(ByteReader* r, uint32_t form, const char** why) {
   return true;
 }
 
-void append_percentile_summary(const DDSketch& sketch, TextBuffer* text) {
-  const uint64_t n = sketch.count();
+void rendered_percentiles(const DDSketch& sketch, double out[7]) {
   uint64_t ranks[7];
+  for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(sketch.count(), kRenderedPerMille[j], 1000);
+  sketch.values_at_ranks(ranks, 7, out);
+}
+
+void append_percentile_summary(const DDSketch& sketch, TextBuffer* text) {
   double values[7];
-  for (int j = 0; j < 7; ++j) ranks[j] = DDSketch::nearest_rank(n, kRenderedPerMille[j], 1000);
-  sketch.values_at_ranks(ranks, 7, values);
+  rendered_percentiles(sketch, values);
   text->raw("{\"count\": ")
-      .u64(n)
+      .u64(sketch.count())
       .raw(", \"total\": ")
       .number6(sketch.sum(), sketch.sum_tolerance())
       .raw(", \"pct\": [");

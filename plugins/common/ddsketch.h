@@ -225,6 +225,8 @@ class DDSketch {
 
   uint64_t count() const { return zero_count_ + positive_.total() + negative_.total(); }
   double sum() const { return sum_.value(); }
+  // The sum itself, to add to another exact sum.
+  const ExactSum& exact_sum() const { return sum_; }
   // How far sum() may be from the exact sum of the values: each was
   // rounded once to ExactSum's resolution.
   double sum_tolerance() const { return static_cast<double>(count()) * ExactSum::kResolution; }
@@ -288,6 +290,10 @@ class DDSketch {
 // The seven percentiles every percentile render shows: p25, p50, p75, p90,
 // p95, p99, p99.9, as per-mille fractions.
 inline constexpr uint32_t kRenderedPerMille[7] = {250, 500, 750, 900, 950, 990, 999};
+
+// The seven rendered percentiles of the sketch, nearest rank, in the
+// order of kRenderedPerMille (all 0 when it is empty).
+void rendered_percentiles(const DDSketch& sketch, double out[7]);
 
 // Appends {"count": %llu, "total": %f, "pct": [%.2f, ... 7 values]} for the
 // sketch (all seven 0.00 when it is empty); total and percentiles in the

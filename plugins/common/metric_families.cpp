@@ -10,7 +10,7 @@ void MetricFamilies::family(std::string_view suffix, std::string_view type, std:
   pending_ = head.str();
 }
 
-void MetricFamilies::sample(std::initializer_list<Label> labels, double value) {
+void MetricFamilies::open_sample(std::initializer_list<Label> labels) {
   if (!family_has_samples_) {
     text_.raw(any_family_ ? ", " : "[").raw(pending_);
     any_family_ = true;
@@ -25,7 +25,17 @@ void MetricFamilies::sample(std::initializer_list<Label> labels, double value) {
     first = false;
     text_.json_string(l.first).raw(": ").json_string(l.second);
   }
-  text_.raw("}, ").shortest(value).raw("]");
+  text_.raw("}, ");
+}
+
+void MetricFamilies::sample(std::initializer_list<Label> labels, double value) {
+  open_sample(labels);
+  text_.shortest(value).raw("]");
+}
+
+void MetricFamilies::sample(std::initializer_list<Label> labels, double value, double tolerance) {
+  open_sample(labels);
+  text_.number6(value, tolerance).raw("]");  // exact numbers: the shortest within tolerance
 }
 
 taba_status MetricFamilies::flush_to(taba_output* out) {

@@ -31,11 +31,19 @@ class MetricFamilies {
   // Adds a sample to the open family (value in full precision).
   void sample(std::initializer_list<Label> labels, double value);
   void sample(double value) { sample({}, value); }
+  // Adds a sample of a figure known to within tolerance, such as an
+  // ExactSum (ExactSum::tolerance of its count): the shortest number within
+  // it, as TABA_FORMAT_JSON_EXACT writes such figures (0.003, not
+  // 0.0029999999329447746).
+  void sample(std::initializer_list<Label> labels, double value, double tolerance);
 
   // Hands the array to the host. Returns TABA_OK or TABA_ERR_NOMEM.
   taba_status flush_to(taba_output* out);
 
  private:
+  // Writes a sample's opening and labels; its value follows.
+  void open_sample(std::initializer_list<Label> labels);
+
   TextBuffer text_{Numbers::kExact};
   std::string pending_;     // the open family's head, until its first sample
   bool any_family_ = false;

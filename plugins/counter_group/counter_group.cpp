@@ -23,6 +23,15 @@
 //   {"1m": [[1400000000, 2, 15.5], [1400000001, 0, 0], ...],
 //    "10m": [...], "1h": [...], "1d": [...]}
 //
+// Render, TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"):
+// "_total" and "_events_total", counters, the all-time sketch's exact sum
+// and count; "_sum_in_window" and "_events_in_window", gauges labelled
+// window (1m, 10m, 1h, 1d), each window's sum and count as of `now`; "", a
+// summary of the all-time sketch's seven percentiles labelled window="all"
+// and quantile (none while the sketch is empty), without _sum and _count.
+// Sums as the exact form shows them (the shortest text within their
+// resolution).
+//
 // Sums. Every sum (window buckets, the sketch's total) is an ExactSum
 // (common/exact_sum.h): each value rounded once to 2^-32 and added as an
 // integer, so the states and every render are the same bytes whatever the
@@ -56,6 +65,8 @@
 #include "common/ddsketch.h"
 #include "common/exact_sum.h"
 #include "common/handler_adapter.h"
+#include "common/metric_families.h"
+#include "common/numeric_metrics.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "common/window.h"
@@ -101,7 +112,7 @@ struct CounterGroup {
       "count, total and average over 1m/10m/1h/1d windows, plus all-time percentiles";
   static constexpr uint32_t kStateVersion = 3;
   static constexpr uint32_t kFormats =
-      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
 
   static State make(std::string_view client, double now);
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap);
@@ -295,7 +306,23 @@ void render_detailed(const CounterGroupState& s, int64_t now_second, TextBuffer*
   t->raw("}");
 }
 
+taba_status render_metrics(const CounterGroupState& s, int64_t now_second, taba_output* out) {
+  MetricFamilies families;
+  add_all_time_counters(&families, s.all_time.count(), s.all_time.exact_sum());
+  WindowFigures windows[kWindowCount];
+  for (int w = 0; w < kWindowCount; ++w) {
+    const BucketWindow& window = s.window(w);
+    const BucketWindow::Totals totals = window.totals(window.bucket_of(now_second));
+    windows[w] = WindowFigures{kWindowLabels[w], totals.count, totals.sum};
+  }
+  add_window_gauges(&families, windows, kWindowCount);
+  open_percentiles(&families, "Percentiles of every value recorded (all time).");
+  add_percentile_samples(&families, kAllTimeWindow, s.all_time);
+  return families.flush_to(out);
+}
+
 taba_status CounterGroup::render(const CounterGroupState& s, uint32_t format, double now, taba_output* out) {
+  if (format == TABA_FORMAT_METRICS) return render_metrics(s, epoch_second(now), out);
   TextBuffer text(numbers_for(format));
   if (format == TABA_FORMAT_JSON_DETAILED) {
     render_detailed(s, epoch_second(now), &text);

@@ -11,6 +11,11 @@
 // sketch; all 0.00 when empty) and total the exact sum (%f, 6 decimals).
 // TABA_FORMAT_JSON_EXACT: the same with the total and the percentiles as
 // the shortest text that reads back to the double. No detailed format.
+// TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"): "_total"
+// and "_events_total", counters, the sketch's exact sum (the shortest text
+// within its resolution) and count; "", a summary of the seven percentiles
+// labelled window="all" and quantile (none while the sketch is empty),
+// without _sum and _count.
 //
 // Merging is exact and order-free: the bins, count, sum, min, max and the
 // exact values of a sketch of 5 values or fewer, hence every rendered
@@ -29,6 +34,8 @@
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
 #include "common/handler_adapter.h"
+#include "common/metric_families.h"
+#include "common/numeric_metrics.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
@@ -47,7 +54,8 @@ struct PercentileCounter {
   static constexpr char kTypeName[] = "PercentileCounter";
   static constexpr char kDescription[] = "all-time percentiles (p25..p99.9), count and total";
   static constexpr uint32_t kStateVersion = 3;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double) { return PercentileCounterState(); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
@@ -76,6 +84,13 @@ struct PercentileCounter {
     }
   }
   static taba_status render(const State& s, uint32_t format, double, taba_output* out) {
+    if (format == TABA_FORMAT_METRICS) {
+      MetricFamilies families;
+      add_all_time_counters(&families, s.sketch.count(), s.sketch.exact_sum());
+      open_percentiles(&families, "Percentiles of every value recorded (all time).");
+      add_percentile_samples(&families, kAllTimeWindow, s.sketch);
+      return families.flush_to(out);
+    }
     TextBuffer text(numbers_for(format));
     append_percentile_summary(s.sketch, &text);
     return text.flush_to(out);

@@ -2,6 +2,9 @@
 // ring of 4 buckets, each bucket a DDSketch (alpha = 1 %) with exact count,
 // sum, min and max, and every value while it holds 5 or fewer:
 //   1m = 4 x 15 s, 10m = 4 x 150 s, 1h = 4 x 900 s, 1d = 4 x 21600 s.
+// Besides the windows, the all-time count and exact sum (ExactSum,
+// common/exact_sum.h) of every value folded, which the Prometheus export
+// reads as counters.
 // Bucket b of a window of width w covers the epoch seconds [b*w, (b+1)*w)
 // (b = floor(second / w), also for negative stamps). As of `now` a window
 // holds the bucket containing now and the 3 before it, so it spans between
@@ -32,11 +35,21 @@
 //   {"1m": [[1400000355, 0, 0, [0, 0, 0, 0, 0, 0, 0]], ...,
 //   [1400000400, 2, 15.5, [3, ...]]], "10m": [...], "1h": [...], "1d": [...]}
 //
+// Render, TABA_FORMAT_METRICS (docs/prometheus.md, "Families by type"):
+// "_total" and "_events_total", counters, the all-time sum and count;
+// "_sum_in_window" and "_events_in_window", gauges labelled window (1m,
+// 10m, 1h, 1d), each window's sum and count as of `now`; "", a summary of
+// each window's seven percentiles (of its merged buckets, as in the JSON
+// render) labelled window and quantile, none for an empty window, without
+// _sum and _count. Sums as the exact form shows them (the shortest text
+// within their resolution).
+//
 // Time. fold ends the windows at the latest of now and the newest event;
 // merge at the latest of now and `from`'s windows. Windows only move
 // forward; rotating by k buckets clears min(k, 4) slots; a jump past the
 // window clears it. Events older than a window's oldest bucket are skipped
-// for that window (they still count in the longer windows).
+// for that window (they still count in the longer windows, and always in
+// the all-time count and sum).
 //
 // Cost model. A bucket's sketch is allocated on its first value, so a fresh
 // per-request delta is one small allocation plus one sketch per window it
@@ -47,15 +60,21 @@
 // a delta would hold, then added to the client's state and the aggregate,
 // with no delta built or merged.
 //
-// Prunable: every window empty as of `now`.
+// Prunable: every window empty as of `now` (the all-time figures alone are
+// not kept: the export reads their loss as a counter reset).
 //
-// Serialized form, version 3: varint window count (4); per window varint
+// Serialized form, version 4: varint window count (4); per window varint
 // width, varint bucket count (4), zigzag varint newest bucket number,
 // varint number of non-empty buckets, then per non-empty bucket, oldest
 // first: varint age (newest - bucket number, < 4, strictly decreasing) and
 // the DDSketch form 3 (ddsketch.h: the sum exact). Empty buckets are not
-// stored. Still read: versions 1 and 2, the same with DDSketch forms 1 and 2
-// (form 2 stores the sum as a double).
+// stored. Then the all-time figures: varint count and the sum's
+// fixed-point form (ExactSum::fixed, zigzag varint of up to 128 bits).
+// Still read: version 3, the same without the all-time figures, and
+// versions 1 and 2, which also have DDSketch forms 1 and 2 (form 2 stores
+// the sum as a double). Those had no all-time figures: a state of version
+// 1 to 3 starts them from what it holds, the count and the sum of its 1d
+// window's buckets (values older than that window are not in them).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -64,7 +83,10 @@
 
 #include "common/byte_io.h"
 #include "common/ddsketch.h"
+#include "common/exact_sum.h"
 #include "common/handler_adapter.h"
+#include "common/metric_families.h"
+#include "common/numeric_metrics.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
@@ -235,6 +257,8 @@ struct PercentileGroupState {
                 {kWindowWidths[3], now_second}} {}
 
   SketchWindow windows[kWindowCount];
+  uint64_t count = 0;  // every value folded (all time)
+  ExactSum total;      // their sum
 };
 
 // The handler (common/handler_adapter.h makes its C-ABI table).
@@ -244,9 +268,9 @@ struct PercentileGroup {
   static constexpr char kTypeName[] = "PercentileGroup";
   static constexpr char kDescription[] =
       "percentiles (p25..p99.9), count and total over 1m/10m/1h/1d windows";
-  static constexpr uint32_t kStateVersion = 3;
+  static constexpr uint32_t kStateVersion = 4;
   static constexpr uint32_t kFormats =
-      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED});
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double now) { return PercentileGroupState(epoch_second(now)); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
@@ -269,12 +293,20 @@ void PercentileGroup::fold(PercentileGroupState& s, const taba_event* events, si
   int64_t effective_now = epoch_second(now);
   for (size_t i = 0; i < n; ++i) effective_now = std::max(effective_now, epoch_second(events[i].timestamp));
   for (SketchWindow& w : s.windows) w.rotate_to(w.bucket_of(effective_now));
+  // The all-time sum is taken in a local first, as a delta's would be
+  // before its merge (the same bytes whichever way the events come).
+  uint64_t count = 0;
+  ExactSum::Fixed total = 0;
   for (size_t i = 0; i < n; ++i) {
     double value;
     if (!event_number(events[i], &value)) continue;
+    ++count;
+    total = ExactSum::add_saturating(total, ExactSum::fixed_of(value));
     const int64_t second = epoch_second(events[i].timestamp);
     for (SketchWindow& w : s.windows) w.add(second, value);
   }
+  s.count = add_saturating(s.count, count);
+  s.total.add_fixed(total);
 }
 
 void PercentileGroup::merge(PercentileGroupState& dst, const PercentileGroupState& src, double now) {
@@ -282,6 +314,8 @@ void PercentileGroup::merge(PercentileGroupState& dst, const PercentileGroupStat
   for (int w = 0; w < kWindowCount; ++w) {
     dst.windows[w].merge_from(src.windows[w], dst.windows[w].bucket_of(now_second));
   }
+  dst.count = add_saturating(dst.count, src.count);
+  dst.total.merge(src.total);
 }
 
 // fold_many: the effect of fold into a fresh delta and merge into each
@@ -290,9 +324,11 @@ void PercentileGroup::merge(PercentileGroupState& dst, const PercentileGroupStat
 // falls into (older events skipped); here each chunk of up to 64 events is
 // sorted that way into PreparedValues per window and bucket (each value's
 // bin found once), which SketchWindow::add_prepared adds as merge_from
-// would add the delta's buckets.
+// would add the delta's buckets. The chunk's values are also counted and
+// summed into *count and *total (the delta's all-time figures, added to the
+// states once every chunk is in).
 void fold_chunk(StateSpan<PercentileGroupState> states, const taba_event* events, size_t n,
-                const int64_t* newest) {
+                const int64_t* newest, uint64_t* count, ExactSum::Fixed* total) {
   PreparedValues by_age[kWindowCount][kBuckets];
   // Per window, the first second and age of the previous event's bucket:
   // consecutive events mostly share it, which saves the division.
@@ -306,6 +342,8 @@ void fold_chunk(StateSpan<PercentileGroupState> states, const taba_event* events
     double value;
     if (!event_number(events[i], &value)) continue;
     const SketchValue v = DDSketch::prepare(value);
+    ++*count;
+    *total = ExactSum::add_saturating(*total, v.sum.fixed());
     const int64_t second = epoch_second(events[i].timestamp);
     for (int w = 0; w < kWindowCount; ++w) {
       if (second < start[w] || second - start[w] >= kWindowWidths[w]) {
@@ -359,7 +397,15 @@ void PercentileGroup::fold_many(StateSpan<PercentileGroupState> states, std::str
     }
   }
   constexpr size_t kChunk = PreparedValues::kCapacity;
-  for (size_t at = 0; at < n; at += kChunk) fold_chunk(states, events + at, std::min(kChunk, n - at), newest);
+  uint64_t count = 0;
+  ExactSum::Fixed total = 0;
+  for (size_t at = 0; at < n; at += kChunk) {
+    fold_chunk(states, events + at, std::min(kChunk, n - at), newest, &count, &total);
+  }
+  for (size_t s = 0; s < states.size(); ++s) {
+    states[s].count = add_saturating(states[s].count, count);
+    states[s].total.add_fixed(total);
+  }
 }
 
 // The host's cache hint, one block ahead: the states' own lines (the
@@ -376,12 +422,7 @@ void PercentileGroup::prefetch(const taba_state* const* handles, size_t count, c
 // [p25, p50, p75, p90, p95, p99, p99.9] as number2 (all 0 when empty).
 void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   double values[7] = {};
-  if (sketch != nullptr) {
-    uint64_t ranks[7];
-    for (int j = 0; j < 7; ++j)
-      ranks[j] = DDSketch::nearest_rank(sketch->count(), kRenderedPerMille[j], 1000);
-    sketch->values_at_ranks(ranks, 7, values);
-  }
+  if (sketch != nullptr) rendered_percentiles(*sketch, values);
   t->raw("[");
   for (int j = 0; j < 7; ++j) {
     if (j != 0) t->raw(", ");
@@ -390,14 +431,20 @@ void append_pct_list(const DDSketch* sketch, TextBuffer* t) {
   t->raw("]");
 }
 
+// The window's buckets as of now_second, merged (oldest first) into one
+// sketch. Throws std::bad_alloc.
+DDSketch merged_window(const SketchWindow& window, int64_t now_second) {
+  DDSketch merged;
+  window.for_each_bucket(window.bucket_of(now_second), [&](int64_t, const DDSketch* bucket) {
+    if (bucket != nullptr) merged.merge(*bucket);
+  });
+  return merged;
+}
+
 void render_summary(const PercentileGroupState& s, int64_t now_second, TextBuffer* t) {
   t->raw("{");
   for (int w = 0; w < kWindowCount; ++w) {
-    const SketchWindow& window = s.windows[w];
-    DDSketch merged;  // the window's buckets, oldest first
-    window.for_each_bucket(window.bucket_of(now_second), [&](int64_t, const DDSketch* bucket) {
-      if (bucket != nullptr) merged.merge(*bucket);
-    });
+    const DDSketch merged = merged_window(s.windows[w], now_second);
     t->raw(w == 0 ? "\"" : ", \"").raw(kWindowLabels[w]).raw("\": ");
     append_percentile_summary(merged, t);
   }
@@ -424,8 +471,24 @@ void render_detailed(const PercentileGroupState& s, int64_t now_second, TextBuff
   t->raw("}");
 }
 
+taba_status render_metrics(const PercentileGroupState& s, int64_t now_second, taba_output* out) {
+  MetricFamilies families;
+  add_all_time_counters(&families, s.count, s.total);
+  DDSketch merged[kWindowCount];
+  WindowFigures figures[kWindowCount];
+  for (int w = 0; w < kWindowCount; ++w) {
+    merged[w] = merged_window(s.windows[w], now_second);
+    figures[w] = WindowFigures{kWindowLabels[w], merged[w].count(), merged[w].exact_sum()};
+  }
+  add_window_gauges(&families, figures, kWindowCount);
+  open_percentiles(&families, "Percentiles of the values in the window.");
+  for (int w = 0; w < kWindowCount; ++w) add_percentile_samples(&families, kWindowLabels[w], merged[w]);
+  return families.flush_to(out);
+}
+
 taba_status PercentileGroup::render(const PercentileGroupState& s, uint32_t format, double now,
                                     taba_output* out) {
+  if (format == TABA_FORMAT_METRICS) return render_metrics(s, epoch_second(now), out);
   TextBuffer text(numbers_for(format));
   if (format == TABA_FORMAT_JSON_DETAILED) {
     render_detailed(s, epoch_second(now), &text);
@@ -450,6 +513,19 @@ void PercentileGroup::write(const PercentileGroupState& s, ByteWriter* w) {
     w->put_varint(kBuckets);
     window.serialize(w);
   }
+  w->put_varint(s.count);
+  w->put_svarint128(s.total.fixed());
+}
+
+// The all-time figures a state of version 1 to 3 starts from: the count
+// and sum of its 1d window's buckets.
+void start_all_time_from_day(PercentileGroupState* s) {
+  const SketchWindow& day = s->windows[kWindowCount - 1];
+  day.for_each_bucket(day.newest(), [&](int64_t, const DDSketch* bucket) {
+    if (bucket == nullptr) return;
+    s->count = add_saturating(s->count, bucket->count());
+    s->total.merge(bucket->exact_sum());
+  });
 }
 
 bool PercentileGroup::read(ByteReader* r, uint32_t version, PercentileGroupState* s, const char** why) {
@@ -464,6 +540,16 @@ bool PercentileGroup::read(ByteReader* r, uint32_t version, PercentileGroupState
     } else if (!s->windows[i].deserialize(r, version <= 2 ? version : DDSketch::kForm, why) &&
                *why == nullptr) {
       *why = "malformed window";
+    }
+  }
+  if (*why == nullptr && version <= 3) {
+    start_all_time_from_day(s);
+  } else if (*why == nullptr) {
+    ExactSum::Fixed total;
+    if (!r->get_varint(&s->count) || !r->get_svarint128(&total)) {
+      *why = "all-time count or sum missing";
+    } else {
+      s->total = ExactSum::from_fixed(total);
     }
   }
   if (*why == nullptr && !r->at_end()) *why = "trailing bytes";

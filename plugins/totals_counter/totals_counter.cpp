@@ -13,7 +13,9 @@
 // TABA_FORMAT_JSON_EXACT: the same with total and average as the shortest
 // text within their resolution (ExactSum::tolerance of the count; 2^-32
 // for the average): {"count": 3, "total": 0.003, "average": 0.001}. No
-// detailed format.
+// detailed format. TABA_FORMAT_METRICS (docs/prometheus.md, "Families by
+// type"): the counters "_total" (the total, as the exact form shows it)
+// and "_events_total" (the count).
 //
 // Serialized form, version 2: varint count, then the total's fixed-point
 // form (ExactSum::fixed, zigzag varint of up to 128 bits). Version 1 (still
@@ -26,6 +28,8 @@
 #include "common/byte_io.h"
 #include "common/exact_sum.h"
 #include "common/handler_adapter.h"
+#include "common/metric_families.h"
+#include "common/numeric_metrics.h"
 #include "common/plugin_support.h"
 #include "common/text.h"
 #include "taba/handler.h"
@@ -45,7 +49,8 @@ struct TotalsCounter {
   static constexpr char kTypeName[] = "TotalsCounter";
   static constexpr char kDescription[] = "all-time count, total and average";
   static constexpr uint32_t kStateVersion = 2;
-  static constexpr uint32_t kFormats = format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT});
+  static constexpr uint32_t kFormats =
+      format_bits({TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_METRICS});
 
   static State make(std::string_view, double) { return TotalsState(); }
   static taba_status check_event(const taba_event* event, char* err, size_t err_cap) {
@@ -104,6 +109,11 @@ void TotalsCounter::fold_many(StateSpan<TotalsState> states, std::string_view, c
 }
 
 taba_status TotalsCounter::render(const TotalsState& s, uint32_t format, double, taba_output* out) {
+  if (format == TABA_FORMAT_METRICS) {
+    MetricFamilies families;
+    add_all_time_counters(&families, s.count, s.total);
+    return families.flush_to(out);
+  }
   const double total = s.total.value();
   const double average = s.count == 0 ? 0.0 : total / static_cast<double>(s.count);
   TextBuffer text(numbers_for(format));

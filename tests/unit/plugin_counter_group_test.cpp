@@ -2,7 +2,8 @@
 // only through the C ABI (include/taba/handler.h), as tabad uses it: golden
 // renders in every format, window boundaries and expiry, the per-request
 // delta contract and fold_many, merges, check_event, serialization round
-// trips, corrupt input, version-1 states and state sizes.
+// trips, corrupt input, version-1 states, state sizes and the metrics
+// render.
 #include <malloc.h>
 
 #include <catch2/catch.hpp>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/text.h"
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -451,4 +453,105 @@ TEST_CASE("CounterGroup: state sizes in memory and serialized", "[plugins][count
   if (heap_after > heap_before)
     CHECK((heap_after - heap_before) / kStates <= 6144);  // 0 under ASan's allocator
   CHECK(serialized <= 2500);
+}
+
+TEST_CASE("CounterGroup: metrics render - all-time counters, windows, all-time percentiles",
+          "[plugins][counter_group][metrics]") {
+  const taba_handler& h = counter_group();
+  State s(h, kT0, "c");
+  // 1 in every window; 2 in the ten minutes', the hour's and the day's (not
+  // the last minute's); 4.5 in the day's only.
+  s.fold(Events().number(kT0 + 10, 1).number(kT0 - 100, 2).number(kT0 - 5000, 4.5, "4.5"), kT0 + 20);
+  // Nearest ranks of 3 values: 1 2 3 3 3 3 3, exact (the sketch keeps them).
+  const std::string all_time = quantile_lines("all", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5});
+  CHECK(metrics_lines(s, kT0 + 20) ==
+        "_total counter {} 7.5\n"
+        "_events_total counter {} 3\n" +
+            window_lines("_sum_in_window", {1, 3, 3, 7.5}) + window_lines("_events_in_window", {1, 2, 2, 3}) +
+            all_time);
+  // Two days later the windows are empty; the all-time figures stay.
+  CHECK(metrics_lines(s, kT0 + 2 * 86400) ==
+        "_total counter {} 7.5\n"
+        "_events_total counter {} 3\n" +
+            window_lines("_sum_in_window", {0, 0, 0, 0}) + window_lines("_events_in_window", {0, 0, 0, 0}) +
+            all_time);
+  // Rendering did not move the windows.
+  CHECK(metrics_lines(s, kT0 + 20).find("_sum_in_window gauge {window=\"1m\"} 1\n") != std::string::npos);
+  // The help lines.
+  const std::string text = s.render(kT0 + 20, TABA_FORMAT_METRICS);
+  CHECK(text.rfind(
+            R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 7.5]]], )"
+            R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 3]]], )"
+            R"(["_sum_in_window", "gauge", "Sum of the values in the window.", [[{"window": "1m"}, 1], )",
+            0) == 0);
+  CHECK(text.find(R"(["_events_in_window", "gauge", "Events in the window.", )") != std::string::npos);
+  CHECK(text.find(R"(["", "summary", "Percentiles of every value recorded (all time).", )"
+                  R"([[{"window": "all", "quantile": "0.25"}, 1], )") != std::string::npos);
+}
+
+TEST_CASE("CounterGroup: metrics render of an empty state has no percentile samples",
+          "[plugins][counter_group][metrics]") {
+  const State s(counter_group(), kT0);
+  CHECK(metrics_lines(s, kT0) ==
+        "_total counter {} 0\n"
+        "_events_total counter {} 0\n" +
+            window_lines("_sum_in_window", {0, 0, 0, 0}) + window_lines("_events_in_window", {0, 0, 0, 0}));
+}
+
+TEST_CASE("CounterGroup: metrics render - sums to their resolution, a negative sum as it is",
+          "[plugins][counter_group][metrics]") {
+  State small(counter_group(), kT0, "c");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  const std::string text = small.render(kT0, TABA_FORMAT_METRICS);
+  CHECK(text.find(R"(["_total", "counter", "Sum of every value recorded (all time).", [[{}, 0.003]]])") !=
+        std::string::npos);
+  CHECK(text.find(R"([{"window": "1m"}, 0.003])") != std::string::npos);
+  CHECK(text.find("0.00299") == std::string::npos);
+  State negative(counter_group(), kT0, "c");
+  negative.fold(Events().number(kT0, -5).number(kT0, 2), kT0);
+  CHECK(metrics_lines(negative, kT0) ==
+        "_total counter {} -3\n"
+        "_events_total counter {} 2\n" +
+            window_lines("_sum_in_window", {-3, -3, -3, -3}) +
+            window_lines("_events_in_window", {2, 2, 2, 2}) + quantile_lines("all", {-5, -5, 2, 2, 2, 2, 2}));
+}
+
+TEST_CASE("CounterGroup: metrics of merged states equal those of one state of every event",
+          "[plugins][counter_group][metrics]") {
+  const taba_handler& h = counter_group();
+  Events first;
+  first.number(kT0 - 30, 1).number(kT0, 17.25);
+  Events second;
+  second.number(kT0 - 2, 2).number(kT0 - 500, 0.2).number(kT0 - 40000, 4.5);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000});
+  // The sums to their resolution (24.95, not the fixed-point sum's
+  // digits); nearest ranks of 5 values: 2 3 4 5 5 5 5.
+  CHECK(metrics_lines(merged, kT0) ==
+        "_total counter {} 24.95\n"
+        "_events_total counter {} 5\n" +
+            window_lines("_sum_in_window", {20.25, 20.45, 20.45, 24.95}) +
+            window_lines("_events_in_window", {3, 4, 4, 5}) +
+            quantile_lines("all", {1, 2, 4.5, 17.25, 17.25, 17.25, 17.25}));
+}
+
+// Known to fail today, hence [!mayfail]: docs/prometheus.md gives these
+// types a counter m_total and a summary m, and in OpenMetrics both are the
+// family "m" (a counter's family name drops its _total), so tabad's
+// exposition (routes/tab_exposition.cpp) keeps m_total and leaves the seven
+// percentile samples out as invalid. Drop the tag once the names differ.
+TEST_CASE("Numeric types: tabad exports every sample of their metrics renders",
+          "[plugins][metrics][!mayfail]") {
+  struct Case {
+    const taba_handler* h;
+    const char* name;
+  };
+  for (const Case& c : {Case{&counter_group(), "api.latency"}, Case{&percentile_group(), "rpc"},
+                        Case{&percentile_counter(), "queue_wait"}}) {
+    State s(*c.h, kT0, "c");
+    s.fold(Events().number(kT0, 1).number(kT0, 2).number(kT0, 4.5, "4.5"), kT0);
+    INFO(c.h->type_name);
+    const std::string exposed = host_exposition(c.name, c.h->type_name, s.render(kT0, TABA_FORMAT_METRICS));
+    CHECK(exposed.find(" summary\n") != std::string::npos);
+    CHECK(exposed.find("quantile=\"0.75\"") != std::string::npos);
+  }
 }

@@ -119,7 +119,8 @@ void fe_fold(const taba_handler& h, State* client, State* aggregate, const Block
 std::vector<std::string> renders(const State& s) {
   std::vector<std::string> out;
   for (const double t : {kNow, kNow + 45, kNow + 700, kNow + 5000, kNow + 90000}) {
-    for (const uint32_t format : {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED}) {
+    for (const uint32_t format :
+         {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED, TABA_FORMAT_METRICS}) {
       taba_status st = TABA_OK;
       const std::string text = s.render(t, format, &st);
       out.push_back(text + " (status " + std::to_string(st) + ")");

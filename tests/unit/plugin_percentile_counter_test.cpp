@@ -1,12 +1,14 @@
 // The built-in PercentileCounter plugin, loaded from its built .so file
 // and used only through the C ABI (include/taba/handler.h), as tabad uses
-// it: renders, merge, prunable, serialization round trips and corrupt
-// input.
+// it: renders, merge, prunable, serialization round trips, corrupt input
+// and the metrics render.
 #include <catch2/catch.hpp>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -96,4 +98,43 @@ TEST_CASE("PercentileCounter: serialization round trip and corrupt input", "[plu
 TEST_CASE("PercentileCounter: fold_many gives the states the delta sequence gives", "[plugins][percentile_counter]") {
   REQUIRE(plugin("percentile_counter.so").abi_minor >= 1);
   check_fold_many_equals_deltas(percentile_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}
+
+TEST_CASE("PercentileCounter: metrics render - all-time counters and percentiles",
+          "[plugins][percentile_counter][metrics]") {
+  const taba_handler& h = percentile_counter();
+  State s(h, kT0, "c");
+  s.fold(Events().number(kT0, 1).number(kT0 - 100000, 2).number(kT0 + 5, 4.5, "4.5"), kT0);
+  const std::string expected = "_total counter {} 7.5\n_events_total counter {} 3\n" +
+                               quantile_lines("all", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5});
+  CHECK(metrics_lines(s, kT0) == expected);
+  CHECK(metrics_lines(s, kT0 + 1e6) == expected);  // all time: nothing expires
+  // Empty: the counters read 0 and there are no percentile samples.
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n");
+  // Timers in seconds: the sum to its resolution, the percentiles exact.
+  State timer(h, kT0, "t");
+  timer.fold(Events().number(kT0, 0.0012).number(kT0, 0.0034), kT0);
+  CHECK(
+      timer.render(kT0, TABA_FORMAT_METRICS) ==
+      R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 0.0046]]], )"
+      R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 2]]], )"
+      R"(["", "summary", "Percentiles of every value recorded (all time).", [)"
+      R"([{"window": "all", "quantile": "0.25"}, 0.0012], [{"window": "all", "quantile": "0.5"}, 0.0012], )"
+      R"([{"window": "all", "quantile": "0.75"}, 0.0034], [{"window": "all", "quantile": "0.9"}, 0.0034], )"
+      R"([{"window": "all", "quantile": "0.95"}, 0.0034], [{"window": "all", "quantile": "0.99"}, 0.0034], )"
+      R"([{"window": "all", "quantile": "0.999"}, 0.0034]]]])");
+}
+
+TEST_CASE("PercentileCounter: metrics of merged states equal those of one state of every event",
+          "[plugins][percentile_counter][metrics]") {
+  const taba_handler& h = percentile_counter();
+  Events first;
+  for (int i = 1; i <= 40; ++i) first.number(kT0 + i, i * 0.5);
+  Events second;
+  for (int i = 1; i <= 30; ++i) second.number(kT0 - i, -i * 0.1);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0});
+  // 410 - 46.5; the p99.9 of 70 values is the max, exactly.
+  const std::string lines = metrics_lines(merged, kT0);
+  CHECK(lines.rfind("_total counter {} 363.5\n_events_total counter {} 70\n", 0) == 0);
+  CHECK(lines.find(" summary {window=\"all\",quantile=\"0.999\"} 20\n") != std::string::npos);
 }

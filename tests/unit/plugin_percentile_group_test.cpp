@@ -1,8 +1,8 @@
 // The built-in PercentileGroup plugin, loaded from its built .so file and
 // used only through the C ABI (include/taba/handler.h), as tabad uses it:
 // golden renders in every format, window boundaries and expiry, the
-// per-request delta contract, merges, serialization round trips and
-// corrupt input.
+// per-request delta contract, merges, serialization round trips, corrupt
+// input, the metrics render and states of version 3.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -27,6 +28,29 @@ static_assert(static_cast<int64_t>(kT0) % 21600 == 0);
 std::string pg_render(const std::string& m1, const std::string& m10, const std::string& h1,
                       const std::string& d1) {
   return R"({"1m": )" + m1 + R"(, "10m": )" + m10 + R"(, "1h": )" + h1 + R"(, "1d": )" + d1 + "}";
+}
+
+// A state of version 3 (no all-time count and sum), written by the plugin
+// of that version: c's events 1 at kT0 + 5, 2 at kT0 - 100, 4.5 at
+// kT0 - 3000 and 8 at kT0 - 90000 (in no window), folded as of kT0 + 10.
+const std::string kVersion3State(
+    "\x04\x0f\x04\xc0\xa1\x81\x59\x01\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00"
+    "\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0\x3f\x96\x01\x04\xe0\xa9\xf3\x08\x02\x01\x00\x80\x80\x80"
+    "\x80\x40\x01\x46\x01\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00"
+    "\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0"
+    "\x3f\x84\x07\x04\xd0\xf1\xbd\x01\x02\x01\x00\x80\x80\x80\x80\x40\x01\x46\x01\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00"
+    "\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\xf0\x3f\xe0\xa8\x01\x04\xde\xf4\x07\x02\x01"
+    "\x00\x80\x80\x80\x80\xd0\x01\x02\x46\x01\x29\x01\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00"
+    "\x00\x00\x00\x12\x40\x00\x00\x80\x80\x80\x80\x20\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xf0\x3f"
+    "\x00\x00\x00\x00\x00\x00\xf0\x3f",
+    224);
+
+// Those events.
+Events version3_events() {
+  Events ev;
+  ev.number(kT0 + 5, 1).number(kT0 - 100, 2).number(kT0 - 3000, 4.5, "4.5").number(kT0 - 90000, 8);
+  return ev;
 }
 
 // The count of each window in a PercentileGroup render.
@@ -303,4 +327,104 @@ TEST_CASE("PercentileGroup: serialization round trip and corrupt input", "[plugi
 TEST_CASE("PercentileGroup: fold_many gives the states the delta sequence gives", "[plugins][percentile_group]") {
   REQUIRE(plugin("percentile_group.so").abi_minor >= 1);
   check_fold_many_equals_deltas(percentile_group(), kT0, 400, 100000, {0, 20, 200, 1000, 4000, 30000, 90000}, random_numeric_events);
+}
+
+TEST_CASE(
+    "PercentileGroup: metrics render - all-time counters, windows and their percentiles, none when empty",
+    "[plugins][percentile_group][metrics]") {
+  const taba_handler& h = percentile_group();
+  State s(h, kT0, "c");
+  s.fold(version3_events(), kT0 + 10);
+  // All time: every value, also 8, which is in no window. Each window's
+  // nearest ranks (1 value: all 1; 2: 1 1 2 2 2 2 2; 3: 1 2 3 3 3 3 3).
+  CHECK(metrics_lines(s, kT0 + 10) ==
+        "_total counter {} 15.5\n"
+        "_events_total counter {} 4\n" +
+            window_lines("_sum_in_window", {1, 3, 3, 7.5}) + window_lines("_events_in_window", {1, 2, 2, 3}) +
+            quantile_lines("1m", {1, 1, 1, 1, 1, 1, 1}) + quantile_lines("10m", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1h", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1d", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}));
+  const std::string text = s.render(kT0 + 10, TABA_FORMAT_METRICS);
+  CHECK(text.find(R"(["", "summary", "Percentiles of the values in the window.", )"
+                  R"([[{"window": "1m", "quantile": "0.25"}, 1], )") != std::string::npos);
+  // An empty window has no percentile samples: as of kT0 + 70 the 1m
+  // window (kT0 + 15 .. kT0 + 75) is empty.
+  CHECK(metrics_lines(s, kT0 + 70) ==
+        "_total counter {} 15.5\n"
+        "_events_total counter {} 4\n" +
+            window_lines("_sum_in_window", {0, 3, 3, 7.5}) + window_lines("_events_in_window", {0, 2, 2, 3}) +
+            quantile_lines("10m", {1, 1, 2, 2, 2, 2, 2}) + quantile_lines("1h", {1, 1, 2, 2, 2, 2, 2}) +
+            quantile_lines("1d", {1, 2, 4.5, 4.5, 4.5, 4.5, 4.5}));
+  // A day later every window is empty: no percentile family at all; the
+  // all-time counters stay. An empty state has them at 0.
+  const std::string idle =
+      window_lines("_sum_in_window", {0, 0, 0, 0}) + window_lines("_events_in_window", {0, 0, 0, 0});
+  CHECK(metrics_lines(s, kT0 + 86400) == "_total counter {} 15.5\n_events_total counter {} 4\n" + idle);
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n" + idle);
+}
+
+TEST_CASE("PercentileGroup: metrics of merged states equal those of one state of every event",
+          "[plugins][percentile_group][metrics]") {
+  const taba_handler& h = percentile_group();
+  Events first;
+  first.number(kT0 - 30, 1).number(kT0 - 4000, 0.1).number(kT0, 17.25).number(kT0 - 100000, 3);
+  Events second;
+  second.number(kT0 - 2, 2).number(kT0 - 400, 0.2).number(kT0 - 40000, 4.5);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0, kT0 + 60, kT0 + 1000, kT0 + 90000});
+  // 3 is in no window; 0.1 and 4.5 in the day's only. The 1m window
+  // (kT0 - 45 .. kT0 + 15) holds 1, 17.25 and 2; the 10m and 1h windows
+  // also 0.2.
+  const std::string lines = metrics_lines(merged, kT0);
+  CHECK(lines.rfind("_total counter {} 28.05\n"
+                    "_events_total counter {} 7\n" +
+                        window_lines("_sum_in_window", {20.25, 20.45, 20.45, 25.05}) +
+                        window_lines("_events_in_window", {3, 4, 4, 6}) +
+                        quantile_lines("1m", {1, 2, 17.25, 17.25, 17.25, 17.25, 17.25}) +
+                        quantile_lines("10m", {0.2, 1, 2, 17.25, 17.25, 17.25, 17.25}),
+                    0) == 0);
+}
+
+TEST_CASE("PercentileGroup: a version 3 state starts its all-time figures from its 1d window",
+          "[plugins][percentile_group][metrics][upgrade]") {
+  const taba_handler& h = percentile_group();
+  REQUIRE(h.state_version == 4);
+  std::unique_ptr<State> old;
+  std::string reason;
+  REQUIRE(deserialize(h, kVersion3State, 3, &old, &reason) == TABA_OK);
+  // Its windows are those of the same events folded now; its all-time
+  // figures are the 1d window's (8 was in no window, so it is not there).
+  State fresh(h, kT0, "c");
+  fresh.fold(version3_events(), kT0 + 10);
+  for (const double t : {kT0 + 10, kT0 + 70, kT0 + 4000, kT0 + 90000}) {
+    for (const uint32_t format : {TABA_FORMAT_JSON, TABA_FORMAT_JSON_EXACT, TABA_FORMAT_JSON_DETAILED}) {
+      INFO("at " << fmt_double(t) << ", format " << format);
+      CHECK(old->render(t, format) == fresh.render(t, format));
+    }
+  }
+  const std::string windows = window_lines("_sum_in_window", {1, 3, 3, 7.5}) +
+                              window_lines("_events_in_window", {1, 2, 2, 3}) +
+                              quantile_lines("1m", {1, 1, 1, 1, 1, 1, 1});
+  CHECK(metrics_lines(*old, kT0 + 10)
+            .rfind("_total counter {} 7.5\n_events_total counter {} 3\n" + windows, 0) == 0);
+  CHECK(metrics_lines(fresh, kT0 + 10)
+            .rfind("_total counter {} 15.5\n_events_total counter {} 4\n" + windows, 0) == 0);
+  // Written again at version 4, it reads back the same.
+  const std::string bytes = old->serialize();
+  CHECK(bytes.size() > kVersion3State.size());
+  std::unique_ptr<State> again;
+  REQUIRE(deserialize(h, bytes, 4, &again, &reason) == TABA_OK);
+  CHECK(again->serialize() == bytes);
+  CHECK(again->render(kT0 + 10, TABA_FORMAT_METRICS) == old->render(kT0 + 10, TABA_FORMAT_METRICS));
+  // New events add on.
+  State aggregate(h, kT0 + 10);
+  aggregate.merge(*old, kT0 + 10);
+  ingest(h, &fresh, &aggregate, "c", Events().number(kT0 + 12, 10), kT0 + 12);
+  CHECK(metrics_lines(aggregate, kT0 + 12)
+            .rfind("_total counter {} 17.5\n_events_total counter {} 4\n" +
+                       window_lines("_sum_in_window", {11, 13, 13, 17.5}),
+                   0) == 0);
+  // The version 3 bytes are not a version 4 state: the all-time figures are missing.
+  std::unique_ptr<State> ignored;
+  CHECK(deserialize(h, kVersion3State, 4, &ignored, &reason) == TABA_ERR_CORRUPT);
+  CHECK(reason == "corrupt PercentileGroup state: all-time count or sum missing");
 }

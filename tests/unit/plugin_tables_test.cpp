@@ -27,6 +27,7 @@ TEST_CASE("plugins: entry tables describe their handlers", "[plugins]") {
                                                                    {"totals_counter.so", "TotalsCounter", 2},
                                                                    {"gauge.so", "Gauge", 2}}) {
     const taba_handler& h = handler(file, type);
+    CHECK(plugin(file).abi_minor == 3);  // built for ABI 1.3 (TABA_FORMAT_METRICS)
     CHECK(h.struct_size == sizeof(taba_handler));
     CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
@@ -79,12 +80,14 @@ TEST_CASE("more plugins: entry tables describe their handlers", "[more_plugins]"
 }
 
 TEST_CASE("Percentile plugins: entry tables", "[plugins][percentile]") {
-  for (const auto& [file, type, name] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"percentile_group.so", "PercentileGroup", "percentile_group"},
-           {"percentile_counter.so", "PercentileCounter", "percentile_counter"}}) {
+  for (const auto& [file, type, name, version] :
+       std::vector<std::tuple<std::string, std::string, std::string, uint32_t>>{
+           {"percentile_group.so", "PercentileGroup", "percentile_group", 4},
+           {"percentile_counter.so", "PercentileCounter", "percentile_counter", 3}}) {
     const taba_handler& h = handler(file, type);
+    CHECK(plugin(file).abi_minor == 3);
     CHECK(h.struct_size == sizeof(taba_handler));
-    CHECK(h.state_version == 3);
+    CHECK(h.state_version == version);
     CHECK(h.description != nullptr);
     const std::string path = std::string(TABA_TEST_PLUGIN_DIR) + "/" + file;
     void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -1,12 +1,14 @@
 // The built-in TotalsCounter plugin, loaded from its built .so file and
 // used only through the C ABI (include/taba/handler.h), as tabad uses it:
-// renders, merge, serialization round trips and check_event.
+// renders, merge, serialization round trips, check_event and the metrics
+// render.
 #include <catch2/catch.hpp>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "plugin_metrics_render.h"
 #include "plugin_test_helpers.h"
 #include "taba/handler.h"
 
@@ -70,4 +72,41 @@ TEST_CASE("TotalsCounter: check_event", "[plugins][totals_counter]") {
 TEST_CASE("TotalsCounter: fold_many gives the states the delta sequence gives", "[plugins][totals_counter]") {
   REQUIRE(plugin("totals_counter.so").abi_minor >= 1);
   check_fold_many_equals_deltas(totals_counter(), kT0, 400, 5000, {0, 100000}, random_numeric_events);
+}
+
+TEST_CASE("TotalsCounter: metrics render - the all-time counters", "[plugins][totals_counter][metrics]") {
+  const taba_handler& h = totals_counter();
+  State s(h, kT0, "c");
+  s.fold(Events().number(kT0, 1).number(kT0, 2).array(kT0, TABA_VALUE_NUMBER, "4.5", 4.5), kT0);
+  CHECK(s.render(kT0 + 1e6, TABA_FORMAT_METRICS) ==
+        R"([["_total", "counter", "Sum of every value recorded (all time).", [[{}, 7.5]]], )"
+        R"(["_events_total", "counter", "Events recorded (all time).", [[{}, 3]]]])");
+  CHECK(metrics_lines(s, kT0) == "_total counter {} 7.5\n_events_total counter {} 3\n");
+  CHECK(host_exposition("jobs", "TotalsCounter", s.render(kT0, TABA_FORMAT_METRICS)) ==
+        "# HELP jobs_total TotalsCounter jobs: Sum of every value recorded (all time).\n"
+        "# TYPE jobs_total counter\n"
+        "jobs_total 7.5\n"
+        "# HELP jobs_events_total TotalsCounter jobs: Events recorded (all time).\n"
+        "# TYPE jobs_events_total counter\n"
+        "jobs_events_total 3\n");
+  CHECK(metrics_lines(State(h, kT0), kT0) == "_total counter {} 0\n_events_total counter {} 0\n");
+  // The sum to its resolution (as the exact form shows it), and a negative
+  // one as it is.
+  State small(h, kT0, "s");
+  small.fold(Events().number(kT0, 0.001).number(kT0, 0.001).number(kT0, 0.001), kT0);
+  CHECK(metrics_lines(small, kT0) == "_total counter {} 0.003\n_events_total counter {} 3\n");
+  State negative(h, kT0, "n");
+  negative.fold(Events().number(kT0, -5).number(kT0, 1.25), kT0);
+  CHECK(metrics_lines(negative, kT0) == "_total counter {} -3.75\n_events_total counter {} 2\n");
+}
+
+TEST_CASE("TotalsCounter: metrics of merged states equal those of one state of every event",
+          "[plugins][totals_counter][metrics]") {
+  const taba_handler& h = totals_counter();
+  Events first;
+  first.number(kT0, 0.1).number(kT0, 0.7).number(kT0, 1e12);
+  Events second;
+  second.number(kT0, 0.2).number(kT0, -3);
+  const State merged = merge_of_two(h, first, second, kT0, {kT0});
+  CHECK(metrics_lines(merged, kT0) == "_total counter {} 999999999998\n_events_total counter {} 5\n");
 }
