@@ -1,7 +1,7 @@
 // Process helpers shared by the benchmark programs: CPU accounting from
 // /proc, pinning (a started tabad, or the benchmark itself), free loopback
-// ports, and starting / stopping a tabad with a fresh data directory
-// (pinned to a CPU, its output in a log file).
+// ports, starting / stopping a tabad with a fresh data directory (pinned to
+// a CPU, its output in a log file), and a keep-alive session to it.
 #pragma once
 
 #include <arpa/inet.h>
@@ -33,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "http/client.h"
+#include "http/url.h"
 
 namespace taba::bench {
 
@@ -270,6 +271,46 @@ inline void stop_tabad(const std::string& who, const OwnServer& s, bool keep_dat
     std::error_code ec;
     std::filesystem::remove_all(s.data_dir, ec);
   }
+}
+
+// One keep-alive connection to a server, reopened after errors. Paths are
+// appended to the target URL's path (a server mounted under a prefix).
+class Session {
+ public:
+  Session(taba::http::Url target, int timeout_ms) : target_(std::move(target)), timeout_ms_(timeout_ms) {
+    prefix_ = target_.target == "/" ? std::string() : target_.target;
+    if (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
+  }
+
+  taba::Result<taba::http::ClientResponse> request(const std::string& method, const std::string& path,
+                                                   const std::vector<taba::http::Header>& headers,
+                                                   const std::string& body) {
+    if (!conn_) {
+      auto c = taba::http::ClientConnection::connect(target_.host, target_.port, timeout_ms_);
+      if (!c.ok()) return c.status();
+      conn_.emplace(std::move(*c));
+    }
+    auto r = conn_->request(method, prefix_ + path, headers, body, timeout_ms_);
+    if (!r.ok()) conn_.reset();
+    return r;
+  }
+
+ private:
+  taba::http::Url target_;
+  int timeout_ms_;
+  std::string prefix_;
+  std::optional<taba::http::ClientConnection> conn_;
+};
+
+// The first sample of the unlabelled family `name` on the server's GET
+// /metrics (taba_wal_snapshots_written_total, ...), or nullopt.
+inline std::optional<double> metric_value(Session* s, const std::string& name) {
+  auto r = s->request("GET", "/metrics", {}, "");
+  if (!r.ok() || r->status != 200) return std::nullopt;
+  const std::string key = "\n" + name + " ";
+  size_t at = r->body.find(key);
+  if (at == std::string::npos) return std::nullopt;
+  return std::strtod(r->body.c_str() + at + key.size(), nullptr);
 }
 
 }  // namespace taba::bench

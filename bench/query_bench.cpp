@@ -205,34 +205,6 @@ std::vector<std::string> build_bodies(const Config& cfg, int clients, const std:
 // ---------------------------------------------------------------------------
 // Requests
 
-// One keep-alive connection, reopened after errors.
-class Session {
- public:
-  Session(taba::http::Url target, int timeout_ms) : target_(std::move(target)), timeout_ms_(timeout_ms) {
-    prefix_ = target_.target == "/" ? std::string() : target_.target;
-    if (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
-  }
-
-  taba::Result<taba::http::ClientResponse> request(const std::string& method, const std::string& path,
-                                                   const std::vector<taba::http::Header>& headers,
-                                                   const std::string& body) {
-    if (!conn_) {
-      auto c = taba::http::ClientConnection::connect(target_.host, target_.port, timeout_ms_);
-      if (!c.ok()) return c.status();
-      conn_.emplace(std::move(*c));
-    }
-    auto r = conn_->request(method, prefix_ + path, headers, body, timeout_ms_);
-    if (!r.ok()) conn_.reset();
-    return r;
-  }
-
- private:
-  taba::http::Url target_;
-  int timeout_ms_;
-  std::string prefix_;
-  std::optional<taba::http::ClientConnection> conn_;
-};
-
 bool post_bodies(Session* s, const std::vector<std::string>& bodies) {
   for (const std::string& body : bodies) {
     for (int attempt = 0;; ++attempt) {
@@ -414,14 +386,7 @@ void print_row(const Kind& k, const Figures& f) {
 }
 
 // taba_wal_snapshots_written_total from /metrics, or nullopt.
-std::optional<double> snapshots_written(Session* s) {
-  auto r = s->request("GET", "/metrics", {}, "");
-  if (!r.ok() || r->status != 200) return std::nullopt;
-  const std::string key = "\ntaba_wal_snapshots_written_total ";
-  size_t at = r->body.find(key);
-  if (at == std::string::npos) return std::nullopt;
-  return std::strtod(r->body.c_str() + at + key.size(), nullptr);
-}
+std::optional<double> snapshots_written(Session* s) { return metric_value(s, "taba_wal_snapshots_written_total"); }
 
 // The embedded store writes a snapshot of every state every
 // snapshot_interval_s (60 s) while anything changed (the server's own
