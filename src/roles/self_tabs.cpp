@@ -9,9 +9,19 @@
 #include "protocol/batch.h"
 
 namespace taba::roles {
+
 namespace {
 constexpr size_t kMaxSamples = 512;  // per name and interval
+constexpr const char* kReceived = "taba_events_received";
+constexpr const char* kRejected = "taba_bodies_rejected";
+constexpr const char* kUnavailable = "taba_bodies_unavailable";
+constexpr const char* kIngestLatency = "taba_ingest_latency_ms";
+constexpr const char* kPipelineLatency = "taba_pipeline_latency_ms";
 }  // namespace
+
+std::vector<std::string> SelfTabs::names() {
+  return {kReceived, kRejected, kUnavailable, kIngestLatency, kPipelineLatency};
+}
 
 void SelfTabs::record_ingest_latency_ms(double ms) {
   // Reservoir sampling keeps the interval's sample bounded and unbiased.
@@ -63,11 +73,11 @@ void SelfTabs::flush(const std::string& client, uint64_t received, uint64_t reje
     batch.begin_block(client, name, "CounterGroup");
     event(static_cast<double>(delta));
   };
-  counter("taba_events_received", received, &last_received_);
-  counter("taba_bodies_rejected", rejected, &last_rejected_);
-  counter("taba_bodies_unavailable", unavailable, &last_unavailable_);
-  if (!ingest_ms_.empty() && usable("taba_ingest_latency_ms", "PercentileGroup")) {
-    batch.begin_block(client, "taba_ingest_latency_ms", "PercentileGroup");
+  counter(kReceived, received, &last_received_);
+  counter(kRejected, rejected, &last_rejected_);
+  counter(kUnavailable, unavailable, &last_unavailable_);
+  if (!ingest_ms_.empty() && usable(kIngestLatency, "PercentileGroup")) {
+    batch.begin_block(client, kIngestLatency, "PercentileGroup");
     for (double ms : ingest_ms_) event(ms);
   }
   ingest_ms_.clear();
@@ -76,9 +86,9 @@ void SelfTabs::flush(const std::string& client, uint64_t received, uint64_t reje
   const LatencyWindow& lat = store_->local_latency_window();
   uint64_t fresh = lat.total() - last_latency_total_;
   last_latency_total_ = lat.total();
-  if (fresh > 0 && usable("taba_pipeline_latency_ms", "PercentileGroup")) {
+  if (fresh > 0 && usable(kPipelineLatency, "PercentileGroup")) {
     std::vector<double> recent = lat.recent(std::min<uint64_t>(fresh, kMaxSamples));
-    batch.begin_block(client, "taba_pipeline_latency_ms", "PercentileGroup");
+    batch.begin_block(client, kPipelineLatency, "PercentileGroup");
     for (double s : recent) event(s * 1000.0);
   }
   if (batch.event_count() == 0) return;

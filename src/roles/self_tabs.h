@@ -23,6 +23,9 @@ class SelfTabs {
  public:
   SelfTabs(store::Store* store, const plugin::Registry* registry) : store_(store), registry_(registry) {}
 
+  // The names it records (/metrics/tabs leaves them out: /metrics has them).
+  static std::vector<std::string> names();
+
   // A finished ingest request's latency (bounded sample per interval).
   void record_ingest_latency_ms(double ms);
   // Builds and submits this interval's events. `received` etc. are the

@@ -54,6 +54,7 @@ Status ServerRole::start() {
     return route(ex);
   });
   tab_metrics_ = std::make_unique<routes::TabMetrics>(loop_, store_.get(), config_.prometheus);
+  tab_metrics_->set_left_out_names(SelfTabs::names());
   metrics_ = std::make_unique<routes::ServerMetrics>(routes::ServerMetrics::Sources{
       config_.server.roles, started_at_, ingest_.get(), server_.get(), registry_, store_.get(), tab_metrics_.get()});
   std::string host;

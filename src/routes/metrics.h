@@ -30,6 +30,8 @@ class MetricsWriter {
  public:
   using Labels = std::vector<std::pair<std::string, std::string>>;
   explicit MetricsWriter(Exposition format = Exposition::kText) : format_(format) {}
+  // Goes on appending to `text` (a part of the same exposition so far).
+  MetricsWriter(Exposition format, std::string text) : format_(format), out_(std::move(text)) {}
   // A family's header. `name` is the name its samples carry in 0.0.4 (a
   // counter's ends in "_total", an info's in "_info"); type is "counter",
   // "gauge", "histogram" or "info".
@@ -42,6 +44,8 @@ class MetricsWriter {
   void histogram(std::string_view name, std::string_view help, const LatencyWindow& window);
   // The text (with "# EOF" in OpenMetrics); the writer is then empty.
   std::string take();
+  // The text so far, without the end: more of the exposition follows.
+  std::string take_part() { return std::move(out_); }
   Exposition format() const { return format_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 
 #include "core/utf8.h"
@@ -74,59 +75,139 @@ TabExposition::TabExposition(Limits limits)
 
 TabExposition::~TabExposition() = default;
 
-bool TabExposition::read_metrics(std::string_view render, std::vector<TabFamily>* out) {
-  simdjson::padded_string padded(render);
+TabExposition::Family* TabExposition::claim(const std::string& metric, std::string_view suffix, std::string_view type,
+                                            std::string_view help, uint64_t samples_if_refused) {
+  std::string sample_name = metric;
+  sample_name += suffix;
+  const std::string_view key = family_name(sample_name, type);
+  if (auto it = by_name_.find(std::string(key)); it != by_name_.end()) {
+    Family* fam = it->second;
+    if (fam->metric == metric && fam->type == type && fam->sample_name == sample_name) {
+      for (size_t i = 0; i < staged_count_; ++i) {
+        if (staged_[i].family == fam) {  // this tab has it already
+          leave_out(LeftOut::kInvalid, samples_if_refused);
+          return nullptr;
+        }
+      }
+      return fam;
+    }
+    leave_out(LeftOut::kConflict, samples_if_refused);
+    return nullptr;
+  }
+  for (auto& f : fresh_) {
+    if (family_name(f->sample_name, f->type) == key) {  // two families of this tab with one name
+      leave_out(LeftOut::kInvalid, samples_if_refused);
+      return nullptr;
+    }
+  }
+  auto f = std::make_unique<Family>();
+  f->sample_name = std::move(sample_name);
+  f->metric = metric;
+  f->type = std::string(type);
+  f->help = std::string(help);
+  fresh_.push_back(std::move(f));
+  return fresh_.back().get();
+}
+
+void TabExposition::stage_sample(Staged* st, std::string_view suffix, double value) {
+  // The label set's hash, with the suffix: one per family and label set.
+  const uint64_t h = std::hash<std::string_view>()(labels_) * 31 + std::hash<std::string_view>()(suffix);
+  if (!seen_.insert(h).second) {
+    leave_out(LeftOut::kInvalid, 1);
+    return;
+  }
+  if (kept_ >= limits_.max_series_per_tab) {
+    leave_out(LeftOut::kTabLimit, 1);
+    return;
+  }
+  ++kept_;
+  std::string& out = st->lines;
+  out += st->family->sample_name;
+  if (!labels_.empty() || !tab_labels_.empty()) {
+    out += '{';
+    out += labels_;
+    if (!labels_.empty() && !tab_labels_.empty()) out += ',';
+    out += tab_labels_;
+    out += '}';
+  }
+  out += ' ';
+  append_sample_value(&out, value);
+  out += '\n';
+  ++st->samples;
+}
+
+bool TabExposition::stage_metrics(std::string_view render, const std::string& metric, std::string_view help_prefix) {
+  padded_.assign(render);
+  padded_.append(simdjson::SIMDJSON_PADDING, '\0');
   simdjson::dom::element doc;
-  if (parser_->parse(padded).get(doc)) return false;
+  if (parser_->parse(padded_.data(), render.size(), false).get(doc)) return false;
   simdjson::dom::array families;
   if (doc.get_array().get(families)) return false;
+  std::string help;
   for (simdjson::dom::element f : families) {
     simdjson::dom::array parts;
-    std::string_view suffix, type, help;
+    std::string_view suffix, type, text;
     simdjson::dom::array samples;
     if (f.get_array().get(parts) || parts.size() != 4 || parts.at(0).get_string().get(suffix) ||
-        parts.at(1).get_string().get(type) || parts.at(2).get_string().get(help) ||
+        parts.at(1).get_string().get(type) || parts.at(2).get_string().get(text) ||
         parts.at(3).get_array().get(samples) || !valid_suffix(suffix) || !suffix_fits(type, suffix)) {
       leave_out(LeftOut::kInvalid, 1);
       continue;
     }
-    TabFamily tf{std::string(suffix), std::string(type), one_line(help), {}};
-    for (simdjson::dom::element s : samples) {
+    help.assign(help_prefix);
+    help += one_line(text);
+    Family* fam = claim(metric, suffix, type, help, samples.size());
+    if (!fam) continue;
+    if (staged_count_ == staged_.size()) staged_.emplace_back();
+    Staged* st = &staged_[staged_count_++];
+    st->family = fam;
+    st->lines.clear();
+    st->samples = 0;
+    const bool counter = type == "counter", summary = type == "summary";
+    for (simdjson::dom::element sample : samples) {
       simdjson::dom::array pair;
       simdjson::dom::object labels;
       double value = 0;
-      if (s.get_array().get(pair) || pair.size() != 2 || pair.at(0).get_object().get(labels) ||
-          pair.at(1).get_double().get(value) || !std::isfinite(value) || (tf.type == "counter" && value < 0)) {
+      if (sample.get_array().get(pair) || pair.size() != 2 || pair.at(0).get_object().get(labels) ||
+          pair.at(1).get_double().get(value) || !std::isfinite(value) || (counter && value < 0)) {
         leave_out(LeftOut::kInvalid, 1);
         continue;
       }
-      Sample sample{{}, value};
+      labels_.clear();
       bool ok = true, has_quantile = false;
       for (auto [key, v] : labels) {
-        std::string_view text;
-        if (!is_export_label(key) || key == "tab" || v.get_string().get(text)) {
+        std::string_view label_value;
+        if (!is_export_label(key) || key == "tab" || v.get_string().get(label_value)) {
           ok = false;
           break;
         }
         has_quantile |= key == "quantile";
-        append_label(&sample.labels, key, text);
+        append_label(&labels_, key, label_value);
       }
-      if (!ok || has_quantile != (tf.type == "summary")) {
+      if (!ok || has_quantile != summary) {
         leave_out(LeftOut::kInvalid, 1);
         continue;
       }
-      tf.samples.push_back(std::move(sample));
+      stage_sample(st, suffix, value);
     }
-    out->push_back(std::move(tf));
   }
   return true;
 }
 
-bool TabExposition::read_json(std::string_view render, std::vector<TabFamily>* out) {
-  simdjson::padded_string padded(render);
+bool TabExposition::stage_json(std::string_view render, const std::string& metric, std::string_view help_prefix) {
+  padded_.assign(render);
+  padded_.append(simdjson::SIMDJSON_PADDING, '\0');
   simdjson::dom::element doc;
-  if (parser_->parse(padded).get(doc)) return false;
-  TabFamily tf{"", "gauge", "Numbers of its JSON render, by path (its type writes no metrics form).", {}};
+  if (parser_->parse(padded_.data(), render.size(), false).get(doc)) return false;
+  std::string help(help_prefix);
+  help += "Numbers of its JSON render, by path (its type writes no metrics form).";
+  Family* fam = claim(metric, "", "gauge", help, 0);
+  if (!fam) return true;
+  if (staged_count_ == staged_.size()) staged_.emplace_back();
+  Staged* st = &staged_[staged_count_++];
+  st->family = fam;
+  st->lines.clear();
+  st->samples = 0;
   std::function<void(const std::string&, simdjson::dom::element)> walk = [&](const std::string& path,
                                                                             simdjson::dom::element e) {
     switch (e.type()) {
@@ -143,120 +224,73 @@ bool TabExposition::read_json(std::string_view render, std::vector<TabFamily>* o
       }
       case simdjson::dom::element_type::INT64:
       case simdjson::dom::element_type::UINT64:
-      case simdjson::dom::element_type::DOUBLE: {
-        Sample s{{}, double(e)};
-        append_label(&s.labels, "field", path);
-        tf.samples.push_back(std::move(s));
+      case simdjson::dom::element_type::DOUBLE:
+        labels_.clear();
+        append_label(&labels_, "field", path);
+        stage_sample(st, "", double(e));
         break;
-      }
       default:
         break;  // strings, booleans, null: not numbers
     }
   };
   walk("", doc);
-  out->push_back(std::move(tf));
   return true;
 }
 
 void TabExposition::add(std::string_view tab_name, std::string_view type_name, std::string_view render, bool from_json) {
-  std::vector<TabFamily> families;
-  if (!(from_json ? read_json(render, &families) : read_metrics(render, &families))) {
+  const MetricName name = metric_name(tab_name, limits_.prefix);
+  tab_labels_.clear();
+  for (const auto& [k, v] : name.labels) append_label(&tab_labels_, k, v);
+  std::string help_prefix(type_name);
+  help_prefix += ' ';
+  help_prefix += tab_name.substr(0, tab_name.find(';'));
+  help_prefix += ": ";
+  staged_count_ = 0;
+  fresh_.clear();
+  seen_.clear();
+  kept_ = 0;
+  const bool read = from_json ? stage_json(render, name.metric, help_prefix)
+                              : stage_metrics(render, name.metric, help_prefix);
+  if (!read) {
     leave_out(LeftOut::kInvalid, 1);
     return;
   }
-  const MetricName name = metric_name(tab_name, limits_.prefix);
-  std::string tab_labels;
-  for (const auto& [k, v] : name.labels) append_label(&tab_labels, k, v);
-  const std::string_view base = tab_name.substr(0, tab_name.find(';'));
-
-  // Which samples stay: distinct suffixes and label sets, the first
-  // max_series_per_tab of them, and families no other metric or type holds.
-  seen_.clear();
-  int64_t kept = 0;
-  std::vector<std::pair<Family*, const TabFamily*>> claims;
-  std::vector<std::unique_ptr<Family>> fresh;
-  std::unordered_set<std::string> suffixes;
-  for (TabFamily& tf : families) {
-    if (!suffixes.insert(tf.suffix).second) {
-      leave_out(LeftOut::kInvalid, tf.samples.size());
-      tf.samples.clear();
-      continue;
-    }
-    std::string sample_name = name.metric + tf.suffix;
-    const std::string key(family_name(sample_name, tf.type));
-    Family* fam = nullptr;
-    if (auto it = by_name_.find(key); it != by_name_.end()) {
-      fam = it->second;
-      if (fam->metric != name.metric || fam->type != tf.type || fam->sample_name != sample_name) {
-        leave_out(LeftOut::kConflict, tf.samples.size());
-        tf.samples.clear();
-        continue;
-      }
-    } else {
-      for (auto& f : fresh) {
-        if (family_name(f->sample_name, f->type) == key) fam = f.get();
-      }
-      if (fam) {  // two families of this tab with one OpenMetrics name
-        leave_out(LeftOut::kInvalid, tf.samples.size());
-        tf.samples.clear();
-        continue;
-      }
-      auto f = std::make_unique<Family>();
-      f->sample_name = std::move(sample_name);
-      f->metric = name.metric;
-      f->type = tf.type;
-      f->help = std::string(type_name) + " " + std::string(base) + ": " + tf.help;
-      fam = f.get();
-      fresh.push_back(std::move(f));
-    }
-    std::vector<Sample> keep;
-    for (Sample& s : tf.samples) {
-      if (!seen_.insert(tf.suffix + "{" + s.labels).second) {
-        leave_out(LeftOut::kInvalid, 1);
-      } else if (kept >= limits_.max_series_per_tab) {
-        leave_out(LeftOut::kTabLimit, 1);
-      } else {
-        ++kept;
-        keep.push_back(std::move(s));
-      }
-    }
-    tf.samples = std::move(keep);
-    claims.emplace_back(fam, &tf);
-  }
-  if (static_cast<int64_t>(samples_) + kept > limits_.max_series) {
-    leave_out(LeftOut::kReplyLimit, static_cast<uint64_t>(kept));
+  // A tab is kept whole or left out whole at the reply's limit.
+  if (static_cast<int64_t>(samples_) + kept_ > limits_.max_series) {
+    leave_out(LeftOut::kReplyLimit, static_cast<uint64_t>(kept_));
     return;
   }
-  for (auto& f : fresh) {
+  for (auto& f : fresh_) {
     by_name_.emplace(std::string(family_name(f->sample_name, f->type)), f.get());
     families_.push_back(std::move(f));
   }
-  for (const auto& [fam, tf] : claims) {
-    for (const Sample& s : tf->samples) {
-      fam->lines += fam->sample_name;
-      if (!s.labels.empty() || !tab_labels.empty()) {
-        fam->lines += '{';
-        fam->lines += s.labels;
-        if (!s.labels.empty() && !tab_labels.empty()) fam->lines += ',';
-        fam->lines += tab_labels;
-        fam->lines += '}';
-      }
-      fam->lines += ' ';
-      append_sample_value(&fam->lines, s.value);
-      fam->lines += '\n';
-    }
-    samples_ += tf->samples.size();
+  for (size_t i = 0; i < staged_count_; ++i) {
+    staged_[i].family->lines += staged_[i].lines;
+    samples_ += staged_[i].samples;
   }
 }
 
-std::string TabExposition::finish(Exposition format) {
-  MetricsWriter w(format);
-  for (const auto& f : families_) {
-    if (f->lines.empty()) continue;
-    w.family(f->sample_name, f->type, f->help);
-    w.raw(f->lines);
+bool TabExposition::write_some(Exposition format, std::string* out, size_t max_bytes) {
+  MetricsWriter w(format, std::move(*out));
+  size_t bytes = 0;
+  while (written_ < families_.size() && bytes < max_bytes) {
+    Family& f = *families_[written_++];
+    if (f.lines.empty()) continue;
+    w.family(f.sample_name, f.type, f.help);
+    w.raw(f.lines);
+    bytes += f.lines.size();
+    std::string().swap(f.lines);
   }
-  return w.take();
+  const bool done = written_ == families_.size();
+  *out = done ? w.take() : w.take_part();
+  return done;
+}
+
+std::string TabExposition::finish(Exposition format) {
+  std::string out;
+  while (!write_some(format, &out, SIZE_MAX)) {
+  }
+  return out;
 }
 
 }  // namespace taba::routes

@@ -41,11 +41,16 @@ class TabExposition {
   explicit TabExposition(Limits limits);
   ~TabExposition();
 
-  // Adds one tab: `metrics` is its handler's TABA_FORMAT_METRICS render,
+  // Adds one tab: `render` is its handler's TABA_FORMAT_METRICS render,
   // or, when `from_json` is true, its TABA_FORMAT_JSON_EXACT render.
   void add(std::string_view tab_name, std::string_view type_name, std::string_view render, bool from_json);
 
-  // The reply in `format`.
+  // Appends the reply in `format` to *out, about `max_bytes` at a time (a
+  // family is never split): false while there is more, true once the whole
+  // reply is written. Each family's text is freed as it is written, so a
+  // caller can spread a large reply over several loop iterations.
+  bool write_some(Exposition format, std::string* out, size_t max_bytes);
+  // The whole reply at once.
   std::string finish(Exposition format);
 
   uint64_t samples() const { return samples_; }
@@ -53,24 +58,40 @@ class TabExposition {
 
  private:
   struct Family;
-  struct Sample {
-    std::string labels;  // "a=\"b\",c=\"d\"" without braces
-    double value;
+  // One family of the tab being added, as it is read.
+  struct Staged {
+    Family* family = nullptr;  // where its samples go (fresh or existing); null when left out
+    std::string lines;         // its kept samples as exposition lines (capacity reused)
+    uint64_t samples = 0;
   };
-  struct TabFamily {
-    std::string suffix, type, help;
-    std::vector<Sample> samples;
-  };
-  // Reads a render into families; false (with *why) when it is not the form.
-  bool read_metrics(std::string_view render, std::vector<TabFamily>* out);
-  bool read_json(std::string_view render, std::vector<TabFamily>* out);
+  // Reads a render into staged_ (families of the tab); false when it is
+  // not the form at all.
+  bool stage_metrics(std::string_view render, const std::string& metric, std::string_view help_prefix);
+  bool stage_json(std::string_view render, const std::string& metric, std::string_view help_prefix);
+  // The family of this tab for (suffix, type): an existing one it may join,
+  // a new one, or null (a conflict or a second family of one name, counted).
+  Family* claim(const std::string& metric, std::string_view suffix, std::string_view type, std::string_view help,
+                uint64_t samples_if_refused);
+  // Adds one sample line to `st` if its label set is new for the tab and the
+  // tab's limit allows.
+  void stage_sample(Staged* st, std::string_view suffix, double value);
   void leave_out(LeftOut reason, uint64_t n) { left_out_[static_cast<size_t>(reason)] += n; }
 
   Limits limits_;
   std::unique_ptr<simdjson::dom::parser> parser_;
-  std::vector<std::unique_ptr<Family>> families_;         // in the order first claimed
-  std::unordered_map<std::string, Family*> by_name_;      // OpenMetrics family name -> family
-  std::unordered_set<std::string> seen_;                  // suffix + labels of the tab being added
+  std::string padded_;                                // the render with simdjson's padding
+  std::vector<std::unique_ptr<Family>> families_;     // in the order first claimed
+  std::unordered_map<std::string, Family*> by_name_;  // OpenMetrics family name -> family
+  // The tab being added.
+  std::vector<Staged> staged_;
+  size_t staged_count_ = 0;
+  std::vector<std::unique_ptr<Family>> fresh_;  // families it would create
+  std::unordered_set<uint64_t> seen_;           // hashes of suffix + labels of its samples
+  std::string tab_labels_;                      // its tag and tab labels, as label text
+  std::string labels_;                          // one sample's labels (capacity reused)
+  int64_t kept_ = 0;                            // its samples kept so far
+  size_t written_ = 0;                          // families written by write_some
+  bool header_pending_ = true;
   uint64_t samples_ = 0;
   std::array<uint64_t, 4> left_out_{};
 };

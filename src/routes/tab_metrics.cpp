@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct TabMetrics::Export {
   size_t next = 0;
   TabExposition expo;
   std::string render;  // reused
+  std::string body;    // the reply, written a part at a time
   int64_t started_ms = 0;
   std::function<void(http::Response)> done;
 };
@@ -66,7 +68,10 @@ void TabMetrics::handle(const http::Request& req, std::function<void(http::Respo
   store_->fetch(need, [this, alive, ex](const Status& s, const store::ReadView* view) {
     if (alive.expired()) return;
     if (!s.ok()) return fail(ex, s);
-    for (const store::NameEntry* e : query::matching_names(*view, ex->names)) ex->todo.push_back(e->name);
+    for (const store::NameEntry* e : query::matching_names(*view, ex->names)) {
+      if (std::find(left_out_names_.begin(), left_out_names_.end(), e->name) != left_out_names_.end()) continue;
+      ex->todo.push_back(e->name);
+    }
     defer_.post([this, ex] { next_slice(ex); });
   });
 }
@@ -125,12 +130,17 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
 }
 
 void TabMetrics::finish(const std::shared_ptr<Export>& ex) {
+  // The reply is written in parts too: 25 MB at once would hold the loop.
+  if (!ex->expo.write_some(ex->format, &ex->body, kWriteBytesPerStep)) {
+    defer_.post([this, ex] { finish(ex); });
+    return;
+  }
   --in_progress_;
   ++exports_;
   samples_ += ex->expo.samples();
   last_samples_ = ex->expo.samples();
   for (size_t i = 0; i < left_out_.size(); ++i) left_out_[i] += ex->expo.left_out()[i];
-  http::Response r = http::Response::text(200, ex->expo.finish(ex->format));
+  http::Response r = http::Response::text(200, std::move(ex->body));
   r.content_type = std::string(content_type(ex->format));
   durations_.add(wall_now(), static_cast<double>(steady_ms() - ex->started_ms) / 1000);
   ex->done(std::move(r));

@@ -237,15 +237,15 @@ TEST_CASE(
   CHECK(ask.value_of("queue_depth_max") == 44);
   CHECK(ask.value_of("queue_depth_min") == 7);
   CHECK(ask.value_of("queue_depth_clients") == 3);
-  CHECK(ask.value_of("queue_depth_info{client=\"c\",value=\"full\"}") == 1);
+  CHECK(ask.value_of("queue_depth_value_info{client=\"c\",value=\"full\"}") == 1);
 
   // The PercentileGroup: the 1m window's p99 is what GET /tabs answers, and
   // each window has its seven quantiles as labels of one family.
   const double want_p99 = json_p99_1m(tabad, "request_latency_seconds");
   CHECK(want_p99 > 0.09);  // 1 % sketch accuracy around the 99th of 1..100 ms
-  double p99 = ask.value_of("request_latency_seconds{quantile=\"0.99\",window=\"1m\"}");
+  double p99 = ask.value_of("request_latency_seconds_quantiles{quantile=\"0.99\",window=\"1m\"}");
   CHECK(p99 == Approx(want_p99).epsilon(1e-9).margin(0));
-  CHECK(ask.answer("request_latency_seconds{window=\"1m\"}",
+  CHECK(ask.answer("request_latency_seconds_quantiles{window=\"1m\"}",
                    [](const std::vector<PromSample>& v) { return v.size() == 7; })
             .size() == 7);
   CHECK(ask.value_of("request_latency_seconds_events_in_window{window=\"1m\"}") == 100);
