@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -62,18 +63,37 @@ std::string one_line(std::string_view text) {
 }  // namespace
 
 // One family of the reply: the metric name that claimed it, and its samples
-// as exposition lines.
+// as exposition lines, in chunks of about kChunkBytes: the family of a base
+// name with thousands of tagged tabs grows to megabytes, and one string
+// would be copied whole each time it doubled, and again whole when the
+// reply is assembled.
 struct TabExposition::Family {
+  static constexpr size_t kChunkBytes = 64 << 10;
   std::string sample_name;  // metric + suffix: what its samples are called in 0.0.4
   std::string metric;       // the tab metric name that claimed it
   std::string type, help;
-  std::string lines;
+  std::vector<std::string> chunks;
+  size_t bytes = 0;
+
+  void append(std::string_view text) {
+    if (chunks.empty() || (!chunks.back().empty() && chunks.back().size() + text.size() > kChunkBytes)) {
+      chunks.emplace_back().reserve(std::max(text.size(), chunks.empty() ? size_t{0} : kChunkBytes));
+    }
+    chunks.back() += text;
+    bytes += text.size();
+  }
 };
 
 TabExposition::TabExposition(Limits limits)
     : limits_(std::move(limits)), parser_(std::make_unique<simdjson::dom::parser>()) {}
 
 TabExposition::~TabExposition() = default;
+
+void TabExposition::expect(size_t tabs) {
+  // A tab writes 2 (counters) to 5 (CounterGroup) families.
+  by_name_.reserve(tabs * 5);
+  families_.reserve(tabs * 5);
+}
 
 TabExposition::Family* TabExposition::claim(const std::string& metric, std::string_view suffix, std::string_view type,
                                             std::string_view help, uint64_t samples_if_refused) {
@@ -265,21 +285,34 @@ void TabExposition::add(std::string_view tab_name, std::string_view type_name, s
     families_.push_back(std::move(f));
   }
   for (size_t i = 0; i < staged_count_; ++i) {
-    staged_[i].family->lines += staged_[i].lines;
+    staged_[i].family->append(staged_[i].lines);
     samples_ += staged_[i].samples;
   }
 }
 
 bool TabExposition::write_some(Exposition format, std::string* out, size_t max_bytes) {
+  if (written_ == 0) {
+    // The whole reply's size, so it is allocated once.
+    size_t total = 8;
+    for (const auto& f : families_) total += f->bytes + 2 * f->sample_name.size() + f->help.size() + 32;
+    out->reserve(out->size() + total);
+  }
   MetricsWriter w(format, std::move(*out));
   size_t bytes = 0;
   while (written_ < families_.size() && bytes < max_bytes) {
-    Family& f = *families_[written_++];
-    if (f.lines.empty()) continue;
-    w.family(f.sample_name, f.type, f.help);
-    w.raw(f.lines);
-    bytes += f.lines.size();
-    std::string().swap(f.lines);
+    Family& f = *families_[written_];
+    if (chunk_ == 0 && f.bytes > 0) w.family(f.sample_name, f.type, f.help);
+    // A chunk at a time, each freed as it is copied.
+    while (chunk_ < f.chunks.size() && bytes < max_bytes) {
+      w.raw(f.chunks[chunk_]);
+      bytes += f.chunks[chunk_].size();
+      std::string().swap(f.chunks[chunk_++]);
+    }
+    bytes += 1;
+    if (chunk_ < f.chunks.size()) break;
+    by_name_.erase(std::string(family_name(f.sample_name, f.type)));
+    families_[written_++].reset();  // nothing of the export is left to free at the end
+    chunk_ = 0;
   }
   const bool done = written_ == families_.size();
   *out = done ? w.take() : w.take_part();

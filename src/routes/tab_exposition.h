@@ -41,6 +41,10 @@ class TabExposition {
   explicit TabExposition(Limits limits);
   ~TabExposition();
 
+  // Room for about `tabs` tabs, so that the family index is not rehashed
+  // (tens of milliseconds at once) while they are added.
+  void expect(size_t tabs);
+
   // Adds one tab: `render` is its handler's TABA_FORMAT_METRICS render,
   // or, when `from_json` is true, its TABA_FORMAT_JSON_EXACT render.
   void add(std::string_view tab_name, std::string_view type_name, std::string_view render, bool from_json);
@@ -48,7 +52,8 @@ class TabExposition {
   // Appends the reply in `format` to *out, about `max_bytes` at a time (a
   // family is never split): false while there is more, true once the whole
   // reply is written. Each family's text is freed as it is written, so a
-  // caller can spread a large reply over several loop iterations.
+  // caller can spread a large reply over several loop iterations. No add()
+  // after the first call.
   bool write_some(Exposition format, std::string* out, size_t max_bytes);
   // The whole reply at once.
   std::string finish(Exposition format);
@@ -91,7 +96,7 @@ class TabExposition {
   std::string labels_;                          // one sample's labels (capacity reused)
   int64_t kept_ = 0;                            // its samples kept so far
   size_t written_ = 0;                          // families written by write_some
-  bool header_pending_ = true;
+  size_t chunk_ = 0;                            // chunks written of families_[written_]
   uint64_t samples_ = 0;
   std::array<uint64_t, 4> left_out_{};
 };

@@ -72,6 +72,7 @@ void TabMetrics::handle(const http::Request& req, std::function<void(http::Respo
       if (std::find(left_out_names_.begin(), left_out_names_.end(), e->name) != left_out_names_.end()) continue;
       ex->todo.push_back(e->name);
     }
+    ex->expo.expect(ex->todo.size());
     defer_.post([this, ex] { next_slice(ex); });
   });
 }
@@ -102,10 +103,10 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
     }
     // The slice's names in order, until the time budget is spent; the rest
     // go to the next slice (fetched again: a Redis view ends with this call).
-    const int64_t deadline = steady_ms() + kSliceBudgetMs;
+    const auto deadline = std::chrono::steady_clock::now() + kSliceBudget;
     for (const std::string& n : names->values()) {
       if (n != ex->todo[ex->next]) continue;  // values() is sorted like todo; skip nothing else
-      if (steady_ms() > deadline) break;
+      if (std::chrono::steady_clock::now() > deadline) break;
       ++ex->next;
       const store::NameEntry* e = view->find_name(n);
       if (!e) continue;  // deleted since the export began

@@ -6,7 +6,7 @@
 //
 // A reply of 10,000 tabs takes hundreds of milliseconds to render, and
 // the embedded store is read and written on the loop thread, so the export
-// works in slices of at most kNamesPerSlice names and kSliceBudgetMs of
+// works in slices of at most kNamesPerSlice names and kSliceBudget of
 // rendering: each slice is fetched from the store, rendered and added to
 // the reply, and the next one waits for a later loop iteration, so posts
 // arriving meanwhile are applied between slices instead of after the whole
@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,8 +37,8 @@ namespace taba::routes {
 class TabMetrics {
  public:
   static constexpr size_t kNamesPerSlice = 256;
-  static constexpr int64_t kSliceBudgetMs = 4;  // a slice stops rendering after this long
-  static constexpr size_t kWriteBytesPerStep = 2 << 20;  // the reply is assembled this much at a time
+  static constexpr std::chrono::microseconds kSliceBudget{2000};  // a slice stops rendering after this long
+  static constexpr size_t kWriteBytesPerStep = 256 << 10;  // the reply is assembled this much at a time
   static constexpr int kMaxExports = 4;  // exports in progress at once; more get 503
 
   TabMetrics(uv_loop_t* loop, store::Store* store, Config::Prometheus options);
