@@ -77,7 +77,10 @@ struct TabExposition::Family {
 
   void append(std::string_view text) {
     if (chunks.empty() || (!chunks.back().empty() && chunks.back().size() + text.size() > kChunkBytes)) {
-      chunks.emplace_back().reserve(std::max(text.size(), chunks.empty() ? size_t{0} : kChunkBytes));
+      // A family's first chunk is as long as its first text (most families
+      // have one tab); later ones take kChunkBytes.
+      const size_t room = chunks.empty() ? text.size() : std::max(text.size(), kChunkBytes);
+      chunks.emplace_back().reserve(room);
     }
     chunks.back() += text;
     bytes += text.size();
