@@ -22,7 +22,7 @@ struct MetricName {
   std::vector<std::pair<std::string, std::string>> labels;
 };
 
-// Maps a tab name. `prefix` is [A-Za-z_][A-Za-z0-9_]* or empty (checked when
+// Maps a tab name (1 or more bytes, as every stored name). `prefix` is [A-Za-z_][A-Za-z0-9_]* or empty (checked when
 // the configuration is read).
 MetricName metric_name(std::string_view tab_name, std::string_view prefix);
 

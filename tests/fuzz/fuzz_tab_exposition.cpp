@@ -23,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t nl = in.find('\n');
   const std::string_view name = in.substr(0, nl == std::string_view::npos ? in.size() : nl);
   const std::string_view render = nl == std::string_view::npos ? std::string_view() : in.substr(nl + 1);
+  if (name.empty()) return 0;  // a tab name has 1 to 256 bytes (checked at ingest)
   taba::routes::MetricName m = taba::routes::metric_name(name, "");
   if (!valid_name(m.metric)) __builtin_trap();
   for (const auto& [k, v] : m.labels) {
