@@ -90,7 +90,7 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
   need.states = ex->by_client;
   need.client_list = ex->by_client;
   std::weak_ptr<bool> alive = alive_;
-  store_->fetch(need, [this, alive, ex, names](const Status& s, const store::ReadView* view) {
+  store_->fetch(need, [this, alive, ex, names, end](const Status& s, const store::ReadView* view) {
     if (alive.expired()) return;
     if (!s.ok()) return fail(ex, s);
     const double now = wall_now() - store_->pipeline_latency_s();
@@ -104,11 +104,9 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
     // The slice's names in order, until the time budget is spent; the rest
     // go to the next slice (fetched again: a Redis view ends with this call).
     const auto deadline = std::chrono::steady_clock::now() + kSliceBudget;
-    for (const std::string& n : names->values()) {
-      if (n != ex->todo[ex->next]) continue;  // values() is sorted like todo; skip nothing else
-      if (std::chrono::steady_clock::now() > deadline) break;
-      ++ex->next;
-      const store::NameEntry* e = view->find_name(n);
+    for (size_t taken = 0; ex->next < end; ++taken) {
+      if (taken > 0 && std::chrono::steady_clock::now() > deadline) break;  // one name at least: progress
+      const store::NameEntry* e = view->find_name(ex->todo[ex->next++]);
       if (!e) continue;  // deleted since the export began
       const plugin::Handler* h = e->handler;
       taba_state* reduced = nullptr;
