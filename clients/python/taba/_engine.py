@@ -10,7 +10,8 @@ and sends the bodies (_sender.py).
 Every event offered to a recording call ends in exactly one counter of
 status() at any moment: recorded events are pending (not yet encoded), in
 the retry queue, sent, or dropped (conflict, rejected, retry overflow,
-unsent); refused ones are dropped_invalid, dropped_full or dropped_unsent.
+unsent); refused ones are dropped_invalid or dropped_full. (An event recorded
+after Stop() is recorded and dropped_unsent at once.)
 All counters change under one lock, so a status() is a consistent snapshot.
 
 Fork: os.register_at_fork takes every client's lock before a fork and, in
@@ -190,7 +191,8 @@ class Client:
         ts = time.time()
         with self._lock:
             stats = self._stats
-            if self._closed:
+            if self._closed:  # after Stop(): accepted, and never to be sent
+                stats.recorded += 1
                 stats.dropped_unsent += 1
                 return
             if self._buffered >= self._max_events or (

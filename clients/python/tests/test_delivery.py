@@ -31,7 +31,7 @@ def tearDownModule():
 def accounted(s):
     """Where the accepted events are: each in exactly one place."""
     return (s["sent"] + s["pending_events"] + s["retry_events"] + s["dropped_conflict"] + s["dropped_rejected"]
-            + s["dropped_retry_overflow"])
+            + s["dropped_retry_overflow"] + s["dropped_unsent"])
 
 
 class GlobalClientTest(unittest.TestCase):
@@ -288,7 +288,8 @@ class StopAndExit(GlobalClientTest):
         client.Counter("stop.count")
         client.Stop()  # idempotent
         s = client.GetStatus()
-        self.assertEqual((s["state"], s["recorded"], s["sent"], s["dropped_unsent"]), ("stopped", 50, 50, 1))
+        self.assertEqual((s["state"], s["recorded"], s["sent"], s["dropped_unsent"]), ("stopped", 51, 50, 1))
+        self.assertEqual(accounted(s), 51)
 
     def test_atexit_flushes_what_was_recorded(self):
         code = ("import os\nfrom taba import client\n"
