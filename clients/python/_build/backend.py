@@ -119,9 +119,32 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return _write_wheel(wheel_directory, files)
 
 
+_EDITABLE_FINDER = """\"\"\"Imports the package taba from its source tree (an editable install).\"\"\"
+import importlib.util
+import sys
+
+_PACKAGE = %r
+
+
+class _Finder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "taba":
+            return None
+        return importlib.util.spec_from_file_location(
+            name, _PACKAGE + "/__init__.py", submodule_search_locations=[_PACKAGE])
+
+
+sys.meta_path.append(_Finder)
+"""
+
+
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
-    # A .pth file puts this directory on sys.path: edits take effect at once.
-    return _write_wheel(wheel_directory, [("taba_editable.pth", (ROOT + "\n").encode())])
+    # A finder for the name `taba` only, so that edits take effect at once
+    # without putting the rest of clients/python (tests/) on sys.path.
+    finder = _EDITABLE_FINDER % os.path.join(ROOT, PACKAGE)
+    return _write_wheel(wheel_directory, [("_taba_editable.py", finder.encode()),
+                                          ("taba_editable.pth", b"import _taba_editable\n")])
 
 
 def build_sdist(sdist_directory, config_settings=None):

@@ -22,6 +22,7 @@ double, exactly as C++'s std::to_chars writes them ("1", "0.5", "1e+05",
 import json
 import math
 import re
+import reprlib
 
 # How an event's payload is kept until the flush thread formats it.
 KIND_NUMBER = 0  # number
@@ -50,14 +51,11 @@ def check_identifier(value):
     Names and client IDs are 1..256 bytes of A-Z a-z 0-9 . _ ~ : / ? @ ! $
     ( ) * + ; = - (docs/api.md section 4.1).
     """
-    if isinstance(value, str):
-        if _IDENTIFIER.match(value):
-            return ""
-        raw = value.encode("utf-8", "surrogatepass")
-    elif isinstance(value, bytes):
-        raw = value
-    else:
+    if not isinstance(value, str):
         return "is a %s, not a str" % type(value).__name__
+    if _IDENTIFIER.match(value):
+        return ""
+    raw = value.encode("utf-8", "surrogatepass")
     if not raw:
         return "is empty"
     if len(raw) > MAX_IDENTIFIER_BYTES:
@@ -79,7 +77,7 @@ def quote_for_error(value):
     elif isinstance(value, bytes):
         raw = value
     else:
-        raw = repr(value).encode("utf-8", "backslashreplace")
+        raw = describe(value).encode("utf-8", "backslashreplace")
     out = []
     for c in raw[:64]:
         if c in (0x22, 0x5C):
@@ -91,6 +89,18 @@ def quote_for_error(value):
     if len(raw) > 64:
         out.append("...")
     return "".join(out)
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def describe(value):
+    """A short repr of any value for a message; never raises."""
+    try:
+        return _short.repr(value)
+    except Exception:
+        return "<%s>" % type(value).__name__
 
 
 def format_number(value):
@@ -166,7 +176,8 @@ class Body:
 
 class Encoder:
     """Turns recorded events into bodies. Used by one thread (the flush
-    thread). An event is a tuple (name, type, kind, value, expiry, ts)."""
+    thread). An event is a tuple (name, type, kind, value, expiry, ts,
+    text_bytes)."""
 
     # Type bound to each name seen; cleared past this many names (a program
     # with more distinct names than that loses only the check).
@@ -248,7 +259,7 @@ class Encoder:
                 size += len(name) + 1
                 span_events = 0
                 while i < count:
-                    _, _, kind, value, expiry, ts = block_events[i]
+                    _, _, kind, value, expiry, ts, _ = block_events[i]
                     i += 1
                     if kind == KIND_NUMBER:
                         text = '%s%.3f,"%s"]\n' % (prefix, ts, number(value))

@@ -1,50 +1,53 @@
-"""One client: the record path, the flush thread, the bounds, the counters,
-and what happens at a fork and at exit.
+"""One client: the record path, the flush thread, the bounds and the counters.
 
-Record path: a recording call validates the name (once per distinct name),
-reads the clock and appends one tuple to a list under a lock held for a few
-hundred nanoseconds. It never does I/O and never raises. The flush thread
-swaps the list for an empty one every flush_period, encodes it (_encode.py)
-and sends the bodies (_sender.py).
+Record path. A recording call looks the name up in a dict of names already
+found valid, reads the clock and appends one tuple to a deque. It takes no
+lock: a deque's append and popleft are atomic, so the flush thread drains
+the deque with popleft while threads keep appending. It never does I/O and
+never raises; what it refuses is counted (under the lock, off the fast
+path), and the reason logged later by the flush thread, rate-limited.
 
-Every event offered to a recording call ends in exactly one counter of
-status() at any moment: recorded events are pending (not yet encoded), in
-the retry queue, sent, or dropped (conflict, rejected, retry overflow,
-unsent); refused ones are dropped_invalid or dropped_full. (An event recorded
-after Stop() is recorded and dropped_unsent at once.)
-All counters change under one lock, so a status() is a consistent snapshot.
+Flush thread. Every flush_period, or early when the deque reaches half of
+either bound, it drains the deque, encodes (_encode.py) and sends (_sender.py). It
+starts at the first event, so a process that forks before recording (a
+pre-fork server's master) has no thread to lose at the fork.
 
-Fork: os.register_at_fork takes every client's lock before a fork and, in
-the child, gives each client a new lock, an empty buffer and retry queue,
-zeroed counters and (at its next call) a new flush thread: what was recorded
-before the fork is the parent's to send, once.
+Counters. Every event offered to a recording call ends in exactly one
+counter of status() at any moment: an accepted event ("recorded") is in the
+deque or being encoded (pending_events), in the retry queue, sent, or
+dropped (conflict, rejected, retry overflow, unsent); a refused one is
+dropped_invalid or dropped_full. The counters change under one lock, and
+status() adds the deque's length under it, so a status is a consistent
+snapshot.
+
+Bounds. max_pending_events bounds the deque; with several threads recording
+at once it can be passed by at most one event per thread (the length check
+and the append are two steps). max_pending_bytes bounds the text payloads
+exactly (text events take the lock to reserve their bytes).
 """
 
-import atexit
+import collections
 import logging
-import os
 import threading
 import time
 import urllib.parse
-import weakref
 
-from . import _encode
+from . import _encode, _process
 from ._sender import Sender
 
 LOG = logging.getLogger("taba.client")
 
 FLUSH_RETRY_PAUSE = 0.1  # seconds between tries of a failing receiver in Flush()
-LOG_INTERVAL = 10.0  # at most one message about refused events per interval
+LOG_INTERVAL = 10.0  # at most one message about dropped events per interval
 MAX_CACHED_NAMES = 100_000  # valid names remembered, so each is checked once
 
-# Every client of this process, for the fork handlers and the final flush at
-# exit. A fork holds _registry_lock and then each client's lock.
-_clients = weakref.WeakSet()
-_registry_lock = threading.Lock()
+_now = time.time
 
 
 class Stats:
-    """The counters of status(); changed under the client's lock."""
+    """The counters of status(); changed under the client's lock. `recorded`
+    and `pending_events` leave out the events still in the deque (status()
+    adds them)."""
 
     def __init__(self):
         self.recorded = 0
@@ -69,60 +72,53 @@ def check_url(url):
     """(SplitResult, '') or (None, reason)."""
     if not isinstance(url, str):
         return None, "event_post_url is a %s, not a str" % type(url).__name__
+    quoted = _encode.quote_for_error(url)
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # raises ValueError on a bad port
     except ValueError as e:
-        return None, 'event_post_url "%s": %s' % (_encode.quote_for_error(url), e)
+        return None, 'event_post_url "%s": %s' % (quoted, e)
     if parts.scheme not in ("http", "https"):
-        return None, 'event_post_url "%s": the scheme must be http or https' % _encode.quote_for_error(url)
+        return None, 'event_post_url "%s": the scheme must be http or https' % quoted
     if not parts.hostname:
-        return None, 'event_post_url "%s": no host' % _encode.quote_for_error(url)
+        return None, 'event_post_url "%s": no host' % quoted
+    if parts.username is not None or parts.password is not None:
+        return None, "event_post_url: user and password in the URL are not sent; use token="
     return parts, ""
 
 
+def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token):
+    why = _encode.check_identifier(client_id)
+    if why:
+        return 'client ID "%s" %s' % (_encode.quote_for_error(client_id), why), None
+    url, why = check_url(event_post_url)
+    if why:
+        return why, None
+    for name, value, least in (("flush_period", flush_period, 0.001), ("timeout", timeout, 0.001),
+                               ("stop_timeout", stop_timeout, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
+            return "%s must be a number of seconds >= %g, not %s" % (name, least, _encode.describe(value)), None
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return "%s must be a positive int, not %s" % (name, _encode.describe(value)), None
+    if token is not None and (not isinstance(token, str) or not token.isascii() or not token.isprintable()):
+        return "token must be a str of printable ASCII", None
+    return "", url
+
+
 class Client:
-    def __init__(
-        self,
-        client_id,
-        event_post_url,
-        flush_period=1.0,
-        max_pending_events=500_000,
-        max_pending_bytes=64 << 20,
-        max_retry_bytes=64 << 20,
-        max_body_bytes=4 << 20,
-        timeout=5.0,
-        stop_timeout=5.0,
-        token=None,
-        compress=False,
-    ):
+    def __init__(self, client_id, event_post_url, flush_period=1.0, max_pending_events=100_000,
+                 max_pending_bytes=64 << 20, max_retry_bytes=64 << 20, max_body_bytes=4 << 20, timeout=5.0,
+                 stop_timeout=5.0, token=None, compress=False):
         """Raises ValueError naming the first invalid argument."""
-        why = _encode.check_identifier(client_id)
-        if why:
-            raise ValueError('client ID "%s" %s' % (_encode.quote_for_error(client_id), why))
-        url, why = check_url(event_post_url)
+        limits = {"max_pending_events": max_pending_events, "max_pending_bytes": max_pending_bytes,
+                  "max_retry_bytes": max_retry_bytes, "max_body_bytes": max_body_bytes}
+        why, url = _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token)
         if why:
             raise ValueError(why)
-        for name, value, least in (
-            ("flush_period", flush_period, 0.001),
-            ("timeout", timeout, 0.001),
-            ("stop_timeout", stop_timeout, 0.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
-                raise ValueError("%s must be a number of seconds >= %g, not %r" % (name, least, value))
-        for name, value in (
-            ("max_pending_events", max_pending_events),
-            ("max_pending_bytes", max_pending_bytes),
-            ("max_retry_bytes", max_retry_bytes),
-            ("max_body_bytes", max_body_bytes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError("%s must be a positive int, not %r" % (name, value))
-        if token is not None and (not isinstance(token, str) or not token.isprintable()):
-            raise ValueError("token must be a printable str")
-
         self.client_id = client_id
         self.event_post_url = event_post_url
+        self._inert_reason = ""
         self._period = float(flush_period)
         self._max_events = max_pending_events
         self._max_bytes = max_pending_bytes
@@ -132,107 +128,216 @@ class Client:
         self._init_sync()
         self._encoder = _encode.Encoder(client_id, max_body_bytes)
         self._sender = Sender(url, self._stats, self._lock, max_retry_bytes, self._timeout, token, compress)
-        self._names = set()  # names already found valid
-        self._log_at = 0.0
-        self._log_skipped = 0
-        with _registry_lock:
-            _clients.add(self)
-        self._ensure_thread()
+        self._names = {}  # valid names, each mapped to itself (events share one str per name)
+        self._successor = None  # the client Initialize() replaced this one with
+        _process.register(self)
+
+    @classmethod
+    def inert(cls, reason):
+        """A client that counts every event as dropped_invalid: what the
+        first event gets when the default client cannot be made (a bad
+        $TABA_CLIENT_ID, say), since a recording call must not raise."""
+        self = cls.__new__(cls)
+        self.client_id = ""
+        self.event_post_url = ""
+        self._inert_reason = reason
+        self._max_events = 0  # every event takes the slow path, which refuses it
+        self._max_bytes = 0
+        self._stats = Stats()
+        self._stats.last_invalid = reason
+        self._init_sync()
+        self._closed = self._stopped = True
+        self._names = {}
+        self._successor = None
+        LOG.error("taba: no client, every event is dropped: %s", reason)
+        return self
 
     def _init_sync(self):
-        """The lock, the buffer and the flush thread's state (also after a
-        fork, in the child)."""
-        self._lock = threading.Lock()
+        """The lock, the deque and the flush thread's state (also in a forked
+        child, where the parent's are not to be used)."""
+        # Reentrant: a signal handler that records while its thread is
+        # inside a locked section must not deadlock.
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
-        self._events = []  # (name, type, kind, value, expiry, ts)
-        self._buffered = 0  # events in self._events (the bound)
-        self._buffered_bytes = 0  # their text payload bytes
-        self._closed = False  # Stop() has taken the last events
+        self._queue = collections.deque()
+        self._queued_bytes = 0  # text payload bytes reserved by events in the deque
+        self._high_water = max(1, self._max_events // 2)
+        self._closed = False  # the final flush took the last events
         self._stopping = False
         self._stopped = False
         self._thread = None
+        self._thread_failed = False  # a thread could not be started: flush on the caller's thread
+        self._inline = threading.Lock()  # serializes those flushes
+        self._early = False  # the deque passed its high-water mark
         self._flush_wanted = 0
         self._flush_done = 0
         self._flush_ok = True
         self._flush_deadline = 0.0
+        self._log_reason = ""
+        self._log_count = 0
+        self._log_at = 0.0
 
-    # -- the record path ------------------------------------------------------
+    # -- the record path --------------------------------------------------------
+
+    def add_number(self, name, type_name, value):
+        """Buffers a numeric event (`value` a finite float)."""
+        canonical = self._names.get(name)
+        if canonical is None:
+            canonical = self._admit(name)
+            if canonical is None:
+                return
+        queue = self._queue
+        if len(queue) >= self._max_events or self._closed:
+            return self._overflow(canonical, type_name, _encode.KIND_NUMBER, value, None, 0)
+        queue.append((canonical, type_name, _encode.KIND_NUMBER, value, None, _now(), 0))
+        if len(queue) == self._high_water or self._thread is None:
+            self._nudge()
+
+    def add(self, name, type_name, kind, value, expiry, size):
+        """Buffers an event whose payload the caller checked; `size` is the
+        UTF-8 size of a text payload (0 for numbers)."""
+        if not size:
+            if kind == _encode.KIND_NUMBER:
+                return self.add_number(name, type_name, value)
+        canonical = self._names.get(name)
+        if canonical is None:
+            canonical = self._admit(name)
+            if canonical is None:
+                return
+        event = (canonical, type_name, kind, value, expiry, _now(), size)
+        queue = self._queue
+        with self._lock:
+            if (len(queue) >= self._max_events or self._closed
+                    or self._queued_bytes + size > self._max_bytes):
+                return self._overflow(*event)
+            half = self._max_bytes // 2
+            early = self._queued_bytes < half <= self._queued_bytes + size
+            self._queued_bytes += size
+            queue.append(event)
+        if early or len(queue) == self._high_water or self._thread is None:
+            self._nudge()
+
+    def _admit(self, name):
+        """The name itself when it is valid (remembered), else None (the
+        event counted as refused)."""
+        why = _encode.check_identifier(name)
+        if why:
+            self.refuse(name, why)
+            return None
+        if len(self._names) >= MAX_CACHED_NAMES:
+            self._names.clear()
+        self._names[name] = name
+        return name
+
+    def _overflow(self, name, type_name, kind, value, expiry, ts, size=0):
+        """An event the deque cannot take: full, or after Stop()."""
+        successor = None
+        with self._lock:
+            stats = self._stats
+            if self._inert_reason:
+                stats.dropped_invalid += 1
+                return
+            if not self._closed:
+                stats.dropped_full += 1
+                return
+            successor = self._successor
+            if successor is None:  # accepted, and never to be sent
+                stats.recorded += 1
+                stats.dropped_unsent += 1
+                return
+        # Initialize() replaced this client while the event was on its way.
+        successor.add(name, type_name, kind, value, expiry, size)
 
     def refuse(self, name, why):
-        """Counts one event refused at the call; `why` names the problem."""
+        """Counts one event refused at the call; `why` names the problem.
+        The flush thread logs it."""
         reason = 'name "%s": %s' % (_encode.quote_for_error(name), why)
         with self._lock:
             self._stats.dropped_invalid += 1
             self._stats.last_invalid = reason
-        self._log(reason)
+            self._note(reason)
+            log_due = time.monotonic() >= self._log_at
+        if log_due:  # wake the flush thread to log it now, not at the next tick
+            self._nudge()
 
-    def _log(self, reason):
-        now = time.monotonic()
-        if now < self._log_at:
-            self._log_skipped += 1
-            return
-        skipped, self._log_skipped = self._log_skipped, 0
-        self._log_at = now + LOG_INTERVAL
-        if skipped:
-            LOG.warning("taba: event dropped: %s (and %d more since the last message)", reason, skipped)
+    def _note(self, reason):
+        """Counts a dropped event for the next log message, which quotes the
+        first reason since the last message (under the lock)."""
+        if not self._log_count:
+            self._log_reason = reason
+        self._log_count += 1
+
+    def _emit_log(self):
+        """Logs the dropped events noted since the last message, at most
+        once per LOG_INTERVAL (on the flush thread: logging may block)."""
+        with self._lock:
+            if not self._log_count or time.monotonic() < self._log_at:
+                return
+            reason, count = self._log_reason, self._log_count
+            self._log_count = 0
+            self._log_at = time.monotonic() + LOG_INTERVAL
+        if count > 1:
+            LOG.warning("taba: events dropped: %s (and %d more since the last message)", reason, count - 1)
         else:
             LOG.warning("taba: event dropped: %s", reason)
 
-    def add(self, name, type_name, kind, value, expiry, text_bytes):
-        """Buffers one event whose payload the caller checked. text_bytes:
-        the UTF-8 size of a text payload (0 for numbers)."""
-        if name not in self._names:
-            why = _encode.check_identifier(name)
-            if why:
-                return self.refuse(name, why)
-            if len(self._names) >= MAX_CACHED_NAMES:
-                self._names.clear()
-            self._names.add(name)
-        ts = time.time()
-        with self._lock:
-            stats = self._stats
-            if self._closed:  # after Stop(): accepted, and never to be sent
-                stats.recorded += 1
-                stats.dropped_unsent += 1
-                return
-            if self._buffered >= self._max_events or (
-                text_bytes and self._buffered_bytes + text_bytes > self._max_bytes
-            ):
-                stats.dropped_full += 1
-                return
-            self._events.append((name, type_name, kind, value, expiry, ts))
-            self._buffered += 1
-            self._buffered_bytes += text_bytes
-            stats.recorded += 1
-            stats.pending_events += 1
-            if self._thread is not None:
-                return
-        self._ensure_thread()  # the first event in a forked child
+    def _nudge(self):
+        if self._thread is None:
+            self._ensure_thread()
+            return
+        with self._wake:
+            self._early = True
+            self._wake.notify_all()
 
-    # -- the flush thread -----------------------------------------------------
+    # -- the flush thread -------------------------------------------------------
 
     def _ensure_thread(self):
+        """Starts the flush thread if none runs; False when none can (at
+        interpreter shutdown, say): flushes then run on the caller's thread."""
         with self._lock:
-            if self._thread is not None or self._stopped:
-                return
-            self._thread = threading.Thread(target=self._run, name="taba-client-flush", daemon=True)
-            thread = self._thread
-        thread.start()
+            if self._thread is not None:
+                return True
+            if self._thread_failed or self._stopping or self._stopped or self._inert_reason:
+                return False
+            thread = self._thread = threading.Thread(target=self._run, name="taba-client-flush", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as e:
+                self._thread = None
+                self._thread_failed = True
+                self._stats.last_error = "no flush thread: %s" % e
+                return False
+        return True
 
     def _collect(self, close):
+        """Drains the deque into bodies in the retry queue."""
         with self._lock:
-            events, self._events = self._events, []
-            self._buffered = self._buffered_bytes = 0
+            queue = self._queue
+            popleft = queue.popleft
+            events = [popleft() for _ in range(len(queue))]
+            self._stats.recorded += len(events)
+            self._stats.pending_events += len(events)
+            if self._queued_bytes:
+                self._queued_bytes -= sum(e[6] for e in events)
             if close:
                 self._closed = True
         if not events:
             return
-        bodies, conflicts, note = self._encoder.encode(events)
+        try:
+            bodies, conflicts, note = self._encoder.encode(events)
+        except Exception as e:  # a bug: the events are counted, not left pending
+            with self._lock:
+                self._stats.pending_events -= len(events)
+                self._stats.dropped_rejected += len(events)
+                self._stats.last_error = "encoding failed: %s" % _encode.describe(e)
+                self._note(self._stats.last_error)
+            return
         with self._lock:
             self._stats.pending_events -= len(events)
             if conflicts:
                 self._stats.dropped_conflict += conflicts
                 self._stats.last_invalid = note
+                self._note(note)
             for body in bodies:
                 self._sender.enqueue_locked(body)
 
@@ -245,11 +350,31 @@ class Client:
                 return False
             time.sleep(min(FLUSH_RETRY_PAUSE, deadline - now))
 
+    def _final(self, deadline):
+        """The last flush: everything recorded is sent or counted unsent."""
+        try:
+            self._collect(True)
+            return self._send_until(deadline)
+        finally:
+            self._sender.drop_all()
+            self._sender.close()
+
+    def _tick(self):
+        """A periodic flush: sends while the receiver takes bodies, for about
+        one period (or one request timeout); skips a receiver backing off;
+        gives up early when Stop() is called meanwhile."""
+        self._collect(False)
+        now = time.monotonic()
+        if now >= self._sender.retry_at:
+            self._sender.send(now + max(self._period, self._timeout), lambda: self._stopping)
+        return self._sender.empty()
+
     def _run(self):
         next_tick = time.monotonic() + self._period
+        errors_logged_at = 0.0
         while True:
             with self._wake:
-                while not (self._stopping or self._flush_wanted > self._flush_done):
+                while not (self._stopping or self._flush_wanted > self._flush_done or self._early):
                     remaining = next_tick - time.monotonic()
                     if remaining <= 0:
                         break
@@ -259,26 +384,24 @@ class Client:
                 explicit = final or serving > self._flush_done
                 deadline = time.monotonic() + self._stop_timeout if final else self._flush_deadline
                 self._flush_deadline = 0.0
+                self._early = False
             all_sent = False
             try:
-                self._collect(final)
-                if explicit:
+                self._emit_log()
+                if final:
+                    all_sent = self._final(deadline)
+                elif explicit:
+                    self._collect(False)
                     all_sent = self._send_until(deadline)
                 else:
-                    # A tick sends while the receiver takes bodies, for about
-                    # one period (or one request timeout), and skips a
-                    # receiver that is backing off.
-                    now = time.monotonic()
-                    if now >= self._sender.retry_at:
-                        self._sender.send(now + max(self._period, self._timeout))
-                    all_sent = self._sender.empty()
-                if final:
-                    self._sender.drop_all()
-                    self._sender.close()
-            except Exception as e:  # a bug here must not end the thread silently
-                LOG.exception("taba: flush failed")
+                    all_sent = self._tick()
+                self._emit_log()
+            except Exception as e:  # a bug here must not end the thread
                 with self._lock:
-                    self._stats.last_error = "flush failed: %r" % (e,)
+                    self._stats.last_error = "flush failed: %s" % _encode.describe(e)
+                if time.monotonic() >= errors_logged_at:
+                    errors_logged_at = time.monotonic() + LOG_INTERVAL
+                    LOG.exception("taba: flush failed")
             with self._wake:
                 if explicit:
                     self._flush_done = serving
@@ -290,92 +413,94 @@ class Client:
                     return
             next_tick = time.monotonic() + self._period
 
-    # -- flush, stop, status --------------------------------------------------
+    # -- flush, stop, status ----------------------------------------------------
+
+    def _idle(self):
+        return not self._queue and self._sender.empty()
 
     def flush(self, timeout):
         """Ships everything recorded before the call; True when all of it
         (and every older body) was acknowledged within `timeout` seconds."""
-        self._ensure_thread()
+        if self._inert_reason:
+            return False
+        if self._thread is None and self._idle() and not self._stopping:
+            return True
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self._ensure_thread():
+            with self._inline:
+                if self._stopped:
+                    return self._flush_ok
+                self._collect(False)
+                return self._send_until(deadline)
         with self._wake:
             if self._stopped or self._stopping:
                 self._wake.wait_for(lambda: self._stopped)
                 return self._flush_ok
             self._flush_wanted += 1
             ticket = self._flush_wanted
-            deadline = time.monotonic() + max(0.0, timeout)
             self._flush_deadline = max(self._flush_deadline, deadline)
             self._wake.notify_all()
             # One POST may run past the deadline by up to its own timeout.
             give_up = deadline + self._timeout + 1.0
-            served = self._wake.wait_for(
-                lambda: self._flush_done >= ticket or self._stopped, max(0.0, give_up - time.monotonic())
-            )
+            served = self._wake.wait_for(lambda: self._flush_done >= ticket or self._stopped,
+                                         max(0.0, give_up - time.monotonic()))
             return bool(served) and self._flush_done >= ticket and self._flush_ok
 
     def stop(self):
         """A final flush bounded by stop_timeout, then the thread ends.
         Idempotent; later events count as dropped_unsent."""
-        self._ensure_thread()
+        if self._inert_reason:
+            return
         with self._wake:
-            if not (self._stopped or self._stopping):
-                self._stopping = True
-                self._wake.notify_all()
+            if self._stopped:
+                return
+            first = not self._stopping
+            self._stopping = True
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+            if thread is not None:
+                self._wake.notify_all()
+            elif not first:  # another caller is doing the final flush
+                self._wake.wait_for(lambda: self._stopped)
+                return
+        if thread is None:  # nothing recorded yet, or no thread could start
+            with self._inline:
+                self._flush_ok = self._final(time.monotonic() + self._stop_timeout)
+            with self._wake:
+                self._stopped = True
+                self._wake.notify_all()
+            return
+        if thread is not threading.current_thread():
             thread.join()
 
     def status(self):
         with self._lock:
             s = dict(vars(self._stats))
-            s["state"] = "stopped" if self._stopped else "stopping" if self._stopping else "running"
+            in_queue = len(self._queue)
+            s["recorded"] += in_queue
+            if self._stopped:  # a straggler appended after the final drain
+                s["dropped_unsent"] += in_queue
+            else:
+                s["pending_events"] += in_queue
+            if self._inert_reason:
+                s["state"] = "inert"
+            else:
+                s["state"] = "stopped" if self._stopped else "stopping" if self._stopping else "running"
         s["client_id"] = self.client_id
         s["event_post_url"] = self.event_post_url
         return s
 
-    # -- fork -----------------------------------------------------------------
+    # -- fork -------------------------------------------------------------------
 
-    def _after_fork_in_child(self):
+    def after_fork_in_child(self):
+        """In a forked child: a new lock, deque and (at the first event)
+        thread; zeroed counters. The parent's events and bodies are the
+        parent's to send. A client the parent had stopped stays stopped."""
         was_running = not (self._stopping or self._stopped)
         self._init_sync()
-        self._sender.reset_after_fork(self._lock)
-        self._log_at = 0.0
-        self._log_skipped = 0
-        if was_running:
-            self._stats.__init__()
-        else:  # the parent's stopped client stays stopped in the child
+        self._stats.__init__()
+        if self._inert_reason:
             self._closed = self._stopped = True
-
-
-def _before_fork():
-    _registry_lock.acquire()
-    for client in _clients:
-        client._lock.acquire()
-
-
-def _after_fork_in_parent():
-    for client in _clients:
-        client._lock.release()
-    _registry_lock.release()
-
-
-def _after_fork_in_child():
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for client in _clients:
-        client._after_fork_in_child()
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
-
-
-def _stop_all_at_exit():
-    with _registry_lock:
-        clients = list(_clients)
-    for client in clients:
-        try:
-            client.stop()
-        except Exception:  # exiting: nothing to raise into
-            LOG.exception("taba: final flush at exit failed")
-
-
-atexit.register(_stop_all_at_exit)
+            return
+        self._sender.reset_after_fork(self._lock)
+        if not was_running:
+            self._closed = self._stopped = True

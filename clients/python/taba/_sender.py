@@ -195,13 +195,13 @@ class Sender:
         # Jitter in [delay/2, delay): clients that failed together spread out.
         self.retry_at = time.monotonic() + delay / 2 + random.random() * delay / 2
 
-    def send(self, deadline):
+    def send(self, deadline, interrupted=None):
         """POSTs queued bodies, oldest first, until the queue is empty (True),
-        a post fails (False; the body stays first and a backoff starts) or
-        the monotonic `deadline` passes (False)."""
+        a post fails (False; the body stays first and a backoff starts), the
+        monotonic `deadline` passes or interrupted() says so (False)."""
         while self._queue:
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or (interrupted is not None and interrupted()):
                 return False
             timeout = min(max(deadline - now, MIN_REQUEST_TIMEOUT), self._timeout)
             pending = self._queue[0]

@@ -16,6 +16,7 @@ an invalid one, logged on the "taba.client" logger at most every 10 s.
 """
 
 import asyncio
+import decimal
 import numbers
 import os
 import socket
@@ -71,27 +72,55 @@ def Initialize(client_id=None, event_post_url=None, flush_period=1, engine_class
     local agent. `options`: max_pending_events, max_pending_bytes,
     max_retry_bytes, max_body_bytes, timeout, stop_timeout (seconds), token,
     compress. Raises ValueError for an invalid argument. Called again, it
-    stops (and flushes) the previous client first."""
+    stops (and flushes) the previous client first; events that reach the old
+    client after that go to the new one."""
     global _client
     client_id, event_post_url = _defaults(client_id, event_post_url)
     new = Client(client_id, event_post_url, flush_period, **options)
     with _client_lock:
         old, _client = _client, new
     if old is not None:
+        old._successor = new
         old.stop()
 
 
 def _get():
     """The process-wide client, started with the defaults by the first
-    event when Initialize() was not called."""
+    event when Initialize() was not called (an inert one that counts every
+    event as invalid when the defaults do not make a client)."""
     global _client
     c = _client
     if c is not None:
         return c
+    # Made outside _client_lock: a client registers itself under the fork
+    # registry's lock, which a fork holds while it takes _client_lock.
+    try:
+        made = Client(*_defaults(None, None))
+    except ValueError as e:
+        made = Client.inert("the default client: %s" % e)
     with _client_lock:
         if _client is None:
-            _client = Client(*_defaults(None, None))
+            _client = made
         return _client
+
+
+def _lock_for_fork():
+    _client_lock.acquire()
+
+
+def _unlock_after_fork():
+    _client_lock.release()
+
+
+def _new_lock_in_child():
+    global _client_lock
+    _client_lock = threading.Lock()
+
+
+# Registered after the clients' own handlers (_process.py, imported first),
+# so it takes _client_lock before they take theirs, and never the reverse.
+os.register_at_fork(before=_lock_for_fork, after_in_parent=_unlock_after_fork,
+                    after_in_child=_new_lock_in_child)
 
 
 def Stop():
@@ -140,7 +169,7 @@ def _number(value):
             v = float(value)
         except OverflowError:
             return None
-    elif isinstance(value, numbers.Real):  # bool, Decimal, Fraction, numpy
+    elif isinstance(value, (numbers.Real, decimal.Decimal)):  # bool, Fraction, numpy floats
         try:
             v = float(value)
         except (OverflowError, ValueError):
@@ -197,14 +226,15 @@ def _record_number(c, name, type_name, value):
     if v is None:
         if isinstance(value, (list, tuple)) and value and _number(value[0]) is not None:
             return _raw(c, name, type_name, value)  # [n, ...]: the handler reads [0]
-        return c.refuse(name, "%s value %r is not a finite number" % (type_name, value))
+        return c.refuse(name, "%s value %s is not a finite number" % (type_name, _encode.describe(value)))
     c.add(name, type_name, KIND_NUMBER, v, None, 0)
 
 
 def _expiry(c, name, type_name, expiration):
     e = _number(getattr(expiration, "timestamp", lambda: expiration)())
     if e is None:
-        c.refuse(name, "%s expiration %r is not a finite number of epoch seconds" % (type_name, expiration))
+        c.refuse(name, "%s expiration %s is not a finite number of epoch seconds"
+                 % (type_name, _encode.describe(expiration)))
     return e
 
 
@@ -321,57 +351,76 @@ def _record(c, name, value, tab_type):
 def RecordEvent(name, value, tab_type):
     """Records `value` under `name` as an event of `tab_type` (a TabType
     constant or a type name a plugin serves)."""
-    c = _client or _get()
+    c = _client
     try:
+        if c is None:
+            c = _get()
         _record(c, name, value, tab_type)
     except Exception as e:  # the record path never raises into the caller
-        c.refuse(name, "unexpected %r" % (e,))
+        _unexpected(c, name, e)
 
 
 def Counter(name, value=1):
     """A CounterGroup event (count, total and percentiles over windows)."""
-    c = _client or _get()
+    c = _client
     try:
+        if c is None:
+            c = _get()
         if type(value) is int or type(value) is float:
             v = float(value)
             if v - v == 0.0:
-                return c.add(name, "CounterGroup", KIND_NUMBER, v, None, 0)
+                return c.add_number(name, "CounterGroup", v)
         _record_number(c, name, TabType.COUNTER_GROUP, value)
     except Exception as e:
-        c.refuse(name, "unexpected %r" % (e,))
+        _unexpected(c, name, e)
 
 
 def Percentile(name, value=1):
     """A PercentileGroup event."""
-    c = _client or _get()
+    c = _client
     try:
+        if c is None:
+            c = _get()
         if type(value) is int or type(value) is float:
             v = float(value)
             if v - v == 0.0:
-                return c.add(name, "PercentileGroup", KIND_NUMBER, v, None, 0)
+                return c.add_number(name, "PercentileGroup", v)
         _record_number(c, name, TabType.PERCENTILE_GROUP, value)
     except Exception as e:
-        c.refuse(name, "unexpected %r" % (e,))
+        _unexpected(c, name, e)
 
 
 def Gauge(name, value, expiration=None):
     """A Gauge event; with `expiration` (epoch seconds, or a datetime), an
     ExpiryGauge event whose value is shown until then."""
-    c = _client or _get()
+    c = _client
     try:
+        if c is None:
+            c = _get()
         _record_gauge(c, name, value, expiration)
     except Exception as e:
-        c.refuse(name, "unexpected %r" % (e,))
+        _unexpected(c, name, e)
 
 
 def Buffer(name, value, expiration=None):
     """A Buffer event. As in the original client, `value` may be the pair
     (value, expiry_epoch_seconds); a bare value is kept one hour."""
-    c = _client or _get()
+    c = _client
     try:
+        if c is None:
+            c = _get()
         _record_buffer(c, name, value, expiration)
     except Exception as e:
-        c.refuse(name, "unexpected %r" % (e,))
+        _unexpected(c, name, e)
+
+
+def _unexpected(c, name, error):
+    """An exception inside a recording call: counted, never raised."""
+    try:
+        if c is not None:
+            c.refuse(name, "unexpected %s" % _encode.describe(error))
+    except Exception:
+        pass
 
 
 class Tab:

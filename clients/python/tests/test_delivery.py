@@ -63,7 +63,10 @@ class ReadmeExample(unittest.TestCase):
 
 class Threads(GlobalClientTest):
     def test_eight_threads_record_every_type_and_the_totals_are_exact(self):
-        client.Initialize(client_id="py-threads", event_post_url=SERVER.post_url, flush_period=0.1)
+        # A bound above what 8 threads can record before the flush thread
+        # drains: everything is taken, so the totals are exact.
+        client.Initialize(client_id="py-threads", event_post_url=SERVER.post_url, flush_period=0.1,
+                          max_pending_events=1_000_000)
         per_thread = 20000
 
         def work(t):
@@ -196,24 +199,123 @@ class Refusals(unittest.TestCase):
                 client.RecordEvent("ok", 1, "No Such")
                 client.RecordEvent("ok", {1, 2}, "Set")
                 client.Gauge("ok", 1, expiration="tomorrow")
+                client.Flush(5)  # the flush thread logs
             s = client.GetStatus()
             self.assertEqual(s["dropped_invalid"], 11)
             self.assertEqual(s["recorded"], 0)
             self.assertEqual(len(logs.output), 1)  # rate-limited: one message per 10 s
-            self.assertIn('name "a b": contains \' \' (0x20) at byte 1', logs.output[0])
+            self.assertIn('name "a b": contains \' \' (0x20) at byte 1 (and 10 more since the last message)',
+                          logs.output[0])
             self.assertIn("expiration 'tomorrow'", s["last_invalid"])
         finally:
             client._client = None
             c.stop()
 
 
+class Robustness(GlobalClientTest):
+    def test_bytes_names_are_refused_and_lose_nothing_else(self):
+        client.Initialize(client_id="py-bytesname", event_post_url=SERVER.post_url, flush_period=3600)
+        for _ in range(10):
+            client.Counter("bytesname.ok")
+        client.Counter(b"bytesname.bytes")
+        self.assertTrue(client.Flush(10))
+        s = client.GetStatus()
+        self.assertEqual((s["sent"], s["dropped_invalid"], s["pending_events"]), (10, 1, 0))
+        self.assertIn("is a bytes, not a str", s["last_invalid"])
+        self.assertEqual(SERVER.day("bytesname.ok"), (10, 10))
+        with self.assertRaisesRegex(ValueError, "client ID"):
+            client.Initialize(client_id=b"web01", event_post_url=SERVER.post_url)
+
+    def test_a_bad_default_makes_an_inert_client_not_an_exception(self):
+        code = ("from taba import client\n"
+                "client.Counter('x')\n"
+                "client.Gauge('y', 'z')\n"
+                "s = client.GetStatus()\n"
+                "assert s['state'] == 'inert' and s['dropped_invalid'] == 2, s\n"
+                "assert 'client ID \"web 01\"' in s['last_invalid'], s\n"
+                "assert client.Flush(1) is False\n"
+                "client.Stop()\n")
+        done = run_python(code, env={"TABA_CLIENT_ID": "web 01"})
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+    def test_events_reaching_a_replaced_client_go_to_its_successor(self):
+        client.Initialize(client_id="py-first", event_post_url=SERVER.post_url, flush_period=3600)
+        first = client._client
+        client.Counter("successor.count")
+        client.Initialize(client_id="py-second", event_post_url=SERVER.post_url, flush_period=3600)
+        first.add_number("successor.count", "CounterGroup", 1.0)  # a thread still holding the old one
+        self.assertTrue(client.Flush(10))
+        self.assertEqual(SERVER.day("successor.count", client="py-first"), (1, 1))
+        self.assertEqual(SERVER.day("successor.count", client="py-second"), (1, 1))
+        self.assertEqual(first.status()["dropped_unsent"], 0)
+
+    def test_recording_from_a_signal_handler_does_not_deadlock(self):
+        code = ("import os, signal\n"
+                "from taba import client\n"
+                "client.Initialize('py-signal', os.environ['URL'], flush_period=0.01, max_pending_events=10**7)\n"
+                "handled = [0]\n"
+                "def handler(signo, frame):\n"
+                "    client.Gauge('signal.gauge', 'in handler')\n"
+                "    handled[0] += 1\n"
+                "signal.signal(signal.SIGALRM, handler)\n"
+                "signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
+                "for i in range(200000):\n"
+                "    client.Gauge('signal.main', 'v')\n"
+                "signal.setitimer(signal.ITIMER_REAL, 0, 0)\n"
+                "assert client.Flush(10)\n"
+                "s = client.GetStatus()\n"
+                "assert s['sent'] == 200000 + handled[0], (s, handled)\n"
+                "print(handled[0])\n")
+        done = run_python(code, env={"URL": SERVER.post_url}, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertGreater(int(done.stdout), 0)
+
+    def test_a_fork_racing_the_first_event_never_hangs_the_child(self):
+        # The first event makes the process-wide client while another thread
+        # forks; the child records too. A child that hangs is killed and
+        # fails the test.
+        code = r"""
+import os, random, signal, threading, time
+from taba import client
+hung = 0
+for i in range(300):
+    client._client = None
+    t = threading.Thread(target=client.Counter, args=('race.first',))
+    t.start()
+    time.sleep(random.random() * 0.0004)  # fork at any point of the first event
+    pid = os.fork()
+    if pid == 0:
+        client.Counter('race.child')
+        os._exit(0)
+    t.join()
+    deadline = time.monotonic() + 10
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            hung += 1
+            break
+        time.sleep(0.001)
+    client._client.stop()
+print(hung)
+"""
+        done = run_python(code, env={"TABA_EVENT_POST_URL": SERVER.post_url, "TABA_CLIENT_ID": "py-race"},
+                          timeout=240)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "0")
+
+
 class Bounds(unittest.TestCase):
     def test_events_past_max_pending_events_are_counted_exactly(self):
         c = client.Client("py-bound", SERVER.post_url, flush_period=3600, max_pending_events=1000)
         try:
-            for _ in range(5000):
-                _record(c, "bound.count", 1)
-            s = c.status()
+            # The flush thread drains the buffer early, at half the bound;
+            # holding the client's lock keeps it from draining, as a busy
+            # flush thread would.
+            with c._lock:
+                for _ in range(5000):
+                    _record(c, "bound.count", 1)
+                s = c.status()
             self.assertEqual((s["recorded"], s["dropped_full"], s["pending_events"]), (1000, 4000, 1000))
             self.assertTrue(c.flush(10))
             for _ in range(10):  # the bound is free again after a flush
@@ -227,10 +329,11 @@ class Bounds(unittest.TestCase):
         c = client.Client("py-bytes", SERVER.post_url, flush_period=3600, max_pending_bytes=1000)
         try:
             client._client = c
-            for i in range(20):
-                client.Gauge("bytes.gauge", "%099d" % i)  # 101 bytes of JSON text each
-            client.Counter("bytes.count")  # numbers take no text bytes
-            s = c.status()
+            with c._lock:  # keeps the flush thread from draining early
+                for i in range(20):
+                    client.Gauge("bytes.gauge", "%0100d" % i)  # 100 bytes each
+                client.Counter("bytes.count")  # numbers take no text bytes
+                s = c.status()
             self.assertEqual((s["recorded"], s["dropped_full"]), (10 + 1, 10))
         finally:
             client._client = None
@@ -379,13 +482,15 @@ class Fork(unittest.TestCase):
         code = r"""
 import json, os, threading, time
 from taba import client
-client.Initialize('py-fork', os.environ['URL'], flush_period=0.05)
+client.Initialize('py-fork', os.environ['URL'], flush_period=0.05, max_pending_events=10_000_000)
 stop = threading.Event()
 background = [0]
 def record():
     while not stop.is_set():
         client.Counter('fork.background')
         background[0] += 1
+        if background[0] % 100 == 0:
+            time.sleep(0.0005)
 thread = threading.Thread(target=record)
 thread.start()
 for _ in range(1000):

@@ -30,7 +30,7 @@ KIND_NAMES = {
 def cpp_encode(client_id, max_body_bytes, events):
     """The C++ encoder's bodies [(bytes, events)] and conflict count."""
     lines = []
-    for name, type_name, kind, value, expiry, ts in events:
+    for name, type_name, kind, value, expiry, ts, _ in events:
         number = value if kind in (KIND_NUMBER, KIND_NUMBER_EXPIRY) else 0.0
         text = value if kind in (KIND_TEXT, KIND_TEXT_EXPIRY, KIND_RAW) else ""
         lines.append("\t".join([name, type_name, KIND_NAMES[kind], repr(ts), repr(number),
@@ -93,7 +93,7 @@ def random_events(rng, n):
         else:
             raw = _encode.json_text(rng.choice([[rng.randrange(10000)], random_text(rng), {"k": random_text(rng)}]))
             event = (name, rng.choice(("TotalsCounter", "Set")), KIND_RAW, raw, None)
-        events.append(event + (ts,))
+        events.append(event + (ts, 0))
     return events
 
 
@@ -113,7 +113,7 @@ class EncoderIdentity(unittest.TestCase):
         values = [0.0, -0.0, 1.0, 100000.0, 10000.0, 1e21, 1e-7, 0.1, 5e-324, 1.7976931348623157e308,
                   1.2345678901234568e20, 123456.0, 2.5e-5, 0.0001]
         values += [random_double(rng) for _ in range(20000)]
-        events = [("n", "CounterGroup", KIND_NUMBER, v, None, 1796534240.5) for v in values]
+        events = [("n", "CounterGroup", KIND_NUMBER, v, None, 1796534240.5, 0) for v in values]
         self.check_same(events, 1 << 30)
 
     def test_random_events_of_every_kind(self):
@@ -133,9 +133,9 @@ class EncoderIdentity(unittest.TestCase):
     def test_the_worked_example(self):
         # Taba's worked example (the same events the original client sends),
         # in the compact form both of tabad's clients write.
-        events = [("req_ms", "CounterGroup", KIND_NUMBER, 12.5, None, 1400000000.25),
-                  ("req_ms", "CounterGroup", KIND_NUMBER, 3.0, None, 1400000001.5),
-                  ("color", "Gauge", KIND_TEXT, "red", None, 1400000002.0)]
+        events = [("req_ms", "CounterGroup", KIND_NUMBER, 12.5, None, 1400000000.25, 0),
+                  ("req_ms", "CounterGroup", KIND_NUMBER, 3.0, None, 1400000001.5, 0),
+                  ("color", "Gauge", KIND_TEXT, "red", None, 1400000002.0, 3)]
         bodies = self.check_same(events, 4 << 20, client_id="web01")
         self.assertEqual(bodies[0].data, b'1\n\nweb01\n\nreq_ms\n["CounterGroup",1400000000.250,"12.5"]\n'
                          b'["CounterGroup",1400000001.500,"3"]\n\ncolor\n["Gauge",1400000002.000,"\\"red\\""]\n\n\n')
@@ -174,8 +174,7 @@ class WireBody(unittest.TestCase):
             client.Gauge("e", 3, expiration=1796534300.25)
             client.Buffer("b", ("msg", 1796534400))
             client.RecordEvent("t", [1500], "TotalsCounter")
-            with c._lock:
-                recorded = list(c._events)
+            recorded = list(c._queue)
             self.assertTrue(client.Flush(5))
             self.assertEqual(len(_Capture.bodies), 1)
             headers, data = _Capture.bodies[0]
