@@ -213,6 +213,19 @@ class Encoder:
             return "[%s,%s]" % (json_string(value), self._number(expiry))
         return value  # KIND_RAW
 
+    def _lines(self, type_name, events):
+        """The event lines of one name block."""
+        prefix = '["%s",' % type_name
+        cached = self._numbers.get
+        number = self._number
+        payload = self._payload
+        return [
+            '%s%.3f,"%s"]\n' % (prefix, e[5], cached(e[3]) or number(e[3]))
+            if e[2] == KIND_NUMBER
+            else "%s%.3f,%s]\n" % (prefix, e[5], json_string(payload(e[2], e[3], e[4])))
+            for e in events
+        ]
+
     def encode(self, events):
         """Returns (bodies, conflicts, conflict_note): conflicts counts the
         events dropped because their name was recorded with another type
@@ -241,36 +254,41 @@ class Encoder:
 
         bodies = []
         max_bytes = self._max_body_bytes
-        number = self._number
-        payload = self._payload
         parts = [self._header]
         size = len(self._header)
         line = 5  # lines 1-4: version, blank, client ID, blank
         spans = []
         body_events = 0
         for name, (type_name, block_events) in blocks.items():
-            prefix = '["%s",' % type_name
+            lines = self._lines(type_name, block_events)
+            count = len(lines)
+            text = "".join(lines)
+            nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
             i = 0
-            count = len(block_events)
             while i < count:
                 first_line = line
                 line += 1
                 parts.append(name + "\n")
                 size += len(name) + 1
-                span_events = 0
-                while i < count:
-                    _, _, kind, value, expiry, ts, _ = block_events[i]
-                    i += 1
-                    if kind == KIND_NUMBER:
-                        text = '%s%.3f,"%s"]\n' % (prefix, ts, number(value))
-                    else:
-                        text = "%s%.3f,%s]\n" % (prefix, ts, json_string(payload(kind, value, expiry)))
+                if i == 0 and size + nbytes < max_bytes:
+                    # The whole block fits (the common case).
                     parts.append(text)
-                    size += len(text) if text.isascii() else len(text.encode("utf-8"))
-                    line += 1
-                    span_events += 1
-                    if size >= max_bytes:
-                        break
+                    size += nbytes
+                    span_events = count
+                    i = count
+                else:
+                    # The block reaches the size limit: event by event, and
+                    # the body is cut after the event that reaches it.
+                    span_events = 0
+                    while i < count:
+                        one = lines[i]
+                        i += 1
+                        parts.append(one)
+                        size += len(one) if one.isascii() else len(one.encode("utf-8"))
+                        span_events += 1
+                        if size >= max_bytes:
+                            break
+                line += span_events
                 parts.append("\n")
                 size += 1
                 spans.append(Block(first_line, line, span_events))
