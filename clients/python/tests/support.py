@@ -52,15 +52,20 @@ def _die_with_parent():
 
 
 class Tabad:
-    """A tabad fe+be with the embedded store in a temporary directory."""
+    """A tabad fe+be with the embedded store in a temporary directory, or,
+    with agent_for (a Tabad), an agent forwarding to that server."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, agent_for=None):
         self.dir = tempfile.mkdtemp(prefix="taba-pytest-")
         self.port = port or free_port()
         self.proc = None
         config = os.path.join(self.dir, "taba.toml")
         with open(config, "w") as f:
-            f.write("[server]\nself_tabs_interval_s = 0\n")
+            if agent_for is None:
+                f.write("[server]\nself_tabs_interval_s = 0\n")
+            else:
+                f.write('[server]\nroles = ["agent"]\nself_tabs_interval_s = 0\n'
+                        '[agent]\nendpoints = ["127.0.0.1:%d"]\nbackoff_max_ms = 1000\n' % agent_for.port)
         self.config = config
 
     @property

@@ -144,6 +144,26 @@ def _record(c, name, value):
     c.add(name, "CounterGroup", 0, float(value), None, 0)
 
 
+class ThroughAnAgent(unittest.TestCase):
+    def test_through_an_agent_a_lost_200_still_counts_once(self):
+        # The usual deployment: the client posts to the agent on its host,
+        # which forwards to the fe. The agent deduplicates batch ids.
+        agent = Tabad(agent_for=SERVER).start()
+        relay = LosingRelay(agent.port, lose=1)
+        c = client.Client("py-agent", relay.post_url, flush_period=0.2, timeout=2.0)
+        try:
+            for i in range(250):
+                _record(c, "agent.count", i % 5)
+            self.assertTrue(c.flush(15))
+            s = c.status()
+            self.assertEqual((s["sent"], s["posts_failed"], relay.relayed), (250, 1, 2))
+            self.assertTrue(eventually(lambda: SERVER.day("agent.count") == (250, 500), timeout=15))
+        finally:
+            c.stop()
+            relay.close()
+            agent.close()
+
+
 class Refusals(unittest.TestCase):
     def test_a_refused_block_loses_only_its_own_events(self):
         # The server binds "bad.block" to Gauge first: the client's Counter
@@ -181,6 +201,25 @@ class Refusals(unittest.TestCase):
             self.assertEqual(SERVER.tab("bad.block", client="py-refused"), None)
         finally:
             client._client = None
+            c.stop()
+
+    def test_a_body_answered_400_loses_only_its_own_block(self):
+        # Bodies of one event each: the bad block's bodies are answered 400
+        # (every block of them refused) and dropped; the others are applied.
+        status, reply = SERVER.post('1\n\nother\n\nbad400.block\n["Gauge",1796534240,"\\"x\\""]\n\n\n')
+        self.assertEqual(status, 200, reply)
+        c = client.Client("py-400", SERVER.post_url, flush_period=3600, max_body_bytes=50)
+        try:
+            for name in ("bad400.a", "bad400.block", "bad400.b"):
+                for _ in range(3):
+                    _record(c, name, 1)
+            self.assertTrue(c.flush(10))
+            s = c.status()
+            self.assertEqual((s["sent"], s["dropped_rejected"], s["posts_ok"], s["posts_failed"]), (6, 3, 6, 3))
+            self.assertRegex(s["last_error"], r"^HTTP 400 from http://127\.0\.0\.1:\d+/post: line \d+: type \"CounterGroup\" conflicts")
+            self.assertEqual(SERVER.day("bad400.a"), (3, 3))
+            self.assertEqual(SERVER.day("bad400.b"), (3, 3))
+        finally:
             c.stop()
 
     def test_invalid_calls_never_raise_and_say_why(self):
