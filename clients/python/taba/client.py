@@ -238,40 +238,38 @@ def _expiry(c, name, type_name, expiration):
     return e
 
 
-def _record_gauge(c, name, value, expiration):
-    if expiration is None:
-        type_name = TabType.GAUGE
-        if isinstance(value, (str, bytes)):
-            text, size = _text(value)
-            if text is None:
-                return c.refuse(name, "Gauge value %s" % size)
-            return c.add(name, type_name, KIND_TEXT, text, None, size)
-        v = _number(value) if not isinstance(value, bool) else None
-        if v is not None:
-            return c.add(name, type_name, KIND_NUMBER, v, None, 0)
-        scalar = _scalar_json(value)
-        if scalar is not None:
-            return c.add(name, type_name, KIND_RAW, scalar, None, len(scalar))
-        if isinstance(value, (list, tuple)) and value and _is_scalar(value[0]):
-            return _raw(c, name, type_name, value)
-        return c.refuse(name, "Gauge value %s is not a string, number, bool or None" % _describe(value))
-    type_name = TabType.EXPIRY_GAUGE
-    e = _expiry(c, name, type_name, expiration)
-    if e is None:
-        return
+def _scalar(c, name, type_name, value, expiry):
+    """Records a string, number, bool or None value (with `expiry`, epoch
+    seconds, or None); False when the value is none of those."""
     if isinstance(value, (str, bytes)):
         text, size = _text(value)
         if text is None:
-            return c.refuse(name, "ExpiryGauge value %s" % size)
-        return c.add(name, type_name, KIND_TEXT_EXPIRY, text, e, size)
+            c.refuse(name, "%s value %s" % (type_name, size))
+        else:
+            c.add(name, type_name, KIND_TEXT if expiry is None else KIND_TEXT_EXPIRY, text, expiry, size)
+        return True
     v = _number(value) if not isinstance(value, bool) else None
     if v is not None:
-        return c.add(name, type_name, KIND_NUMBER_EXPIRY, v, e, 0)
+        c.add(name, type_name, KIND_NUMBER if expiry is None else KIND_NUMBER_EXPIRY, v, expiry, 0)
+        return True
     scalar = _scalar_json(value)
-    if scalar is not None:
-        text = "[%s,%s]" % (scalar, _encode.format_number(e))
-        return c.add(name, type_name, KIND_RAW, text, None, len(text))
-    return c.refuse(name, "ExpiryGauge value %s is not a string, number, bool or None" % _describe(value))
+    if scalar is None:
+        return False
+    text = scalar if expiry is None else "[%s,%s]" % (scalar, _encode.format_number(expiry))
+    c.add(name, type_name, KIND_RAW, text, None, len(text))
+    return True
+
+
+def _record_gauge(c, name, value, expiration):
+    if expiration is None:
+        if _scalar(c, name, TabType.GAUGE, value, None):
+            return
+        if isinstance(value, (list, tuple)) and value and _is_scalar(value[0]):
+            return _raw(c, name, TabType.GAUGE, value)
+        return c.refuse(name, "Gauge value %s is not a string, number, bool or None" % _describe(value))
+    e = _expiry(c, name, TabType.EXPIRY_GAUGE, expiration)
+    if e is not None and not _scalar(c, name, TabType.EXPIRY_GAUGE, value, e):
+        c.refuse(name, "ExpiryGauge value %s is not a string, number, bool or None" % _describe(value))
 
 
 def _record_buffer(c, name, value, expiration):
@@ -284,17 +282,13 @@ def _record_buffer(c, name, value, expiration):
         and _number(value[1]) is not None
     ):
         value, expiration = value  # the original client's Buffer(name, (value, expiry))
+    e = None
     if expiration is not None:
         e = _expiry(c, name, type_name, expiration)
         if e is None:
             return
-    if isinstance(value, (str, bytes)):
-        text, size = _text(value)
-        if text is None:
-            return c.refuse(name, "Buffer value %s" % size)
-        if expiration is None:
-            return c.add(name, type_name, KIND_TEXT, text, None, size)
-        return c.add(name, type_name, KIND_TEXT_EXPIRY, text, e, size)
+    if _scalar(c, name, type_name, value, e):
+        return
     if expiration is None and isinstance(value, (list, tuple)):
         return c.refuse(name, "a Buffer value that is an array needs an expiry: Buffer(name, (array, expiry))")
     try:
@@ -348,70 +342,62 @@ def _record(c, name, value, tab_type):
 # -- recording calls (never raise) ---------------------------------------------
 
 
+def _guarded(record, name, *args):
+    """Runs record(client, name, *args) on the process-wide client; any
+    exception is counted as a refused event, never raised."""
+    c = _client
+    try:
+        if c is None:
+            c = _get()
+        record(c, name, *args)
+    except Exception as e:
+        _unexpected(c, name, e)
+
+
 def RecordEvent(name, value, tab_type):
     """Records `value` under `name` as an event of `tab_type` (a TabType
     constant or a type name a plugin serves)."""
-    c = _client
-    try:
-        if c is None:
-            c = _get()
-        _record(c, name, value, tab_type)
-    except Exception as e:  # the record path never raises into the caller
-        _unexpected(c, name, e)
+    _guarded(_record, name, value, tab_type)
 
 
-def Counter(name, value=1):
-    """A CounterGroup event (count, total and percentiles over windows)."""
-    c = _client
-    try:
-        if c is None:
-            c = _get()
-        if type(value) is int or type(value) is float:
-            v = float(value)
-            if v - v == 0.0:
-                return c.add_number(name, "CounterGroup", v)
-        _record_number(c, name, TabType.COUNTER_GROUP, value)
-    except Exception as e:
-        _unexpected(c, name, e)
+def _numeric_call(type_name, doc):
+    """Counter() and Percentile(): the hot calls, written out (without
+    _guarded's extra call) for a number's fast path."""
+
+    def record(name, value=1):
+        c = _client
+        try:
+            if c is None:
+                c = _get()
+            if type(value) is int or type(value) is float:
+                v = float(value)
+                if v - v == 0.0:  # finite
+                    return c.add_number(name, type_name, v)
+            _record_number(c, name, type_name, value)
+        except Exception as e:
+            _unexpected(c, name, e)
+
+    record.__doc__ = doc
+    return record
 
 
-def Percentile(name, value=1):
-    """A PercentileGroup event."""
-    c = _client
-    try:
-        if c is None:
-            c = _get()
-        if type(value) is int or type(value) is float:
-            v = float(value)
-            if v - v == 0.0:
-                return c.add_number(name, "PercentileGroup", v)
-        _record_number(c, name, TabType.PERCENTILE_GROUP, value)
-    except Exception as e:
-        _unexpected(c, name, e)
+Counter = _numeric_call(TabType.COUNTER_GROUP, "Counter(name, value=1): a CounterGroup event (count, total and "
+                        "percentiles over windows).")
+Counter.__name__ = Counter.__qualname__ = "Counter"
+Percentile = _numeric_call(TabType.PERCENTILE_GROUP, "Percentile(name, value=1): a PercentileGroup event.")
+Percentile.__name__ = Percentile.__qualname__ = "Percentile"
 
 
 def Gauge(name, value, expiration=None):
     """A Gauge event; with `expiration` (epoch seconds, or a datetime), an
     ExpiryGauge event whose value is shown until then."""
-    c = _client
-    try:
-        if c is None:
-            c = _get()
-        _record_gauge(c, name, value, expiration)
-    except Exception as e:
-        _unexpected(c, name, e)
+    _guarded(_record_gauge, name, value, expiration)
 
 
 def Buffer(name, value, expiration=None):
     """A Buffer event. As in the original client, `value` may be the pair
     (value, expiry_epoch_seconds); a bare value is kept one hour."""
-    c = _client
-    try:
-        if c is None:
-            c = _get()
-        _record_buffer(c, name, value, expiration)
-    except Exception as e:
-        _unexpected(c, name, e)
+    _guarded(_record_buffer, name, value, expiration)
 
 
 def _unexpected(c, name, error):
