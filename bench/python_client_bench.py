@@ -11,15 +11,20 @@
 # the other way round on even runs) since a small machine is noisy:
 #   record1  ns per `client.Counter(name, 1)` call (wall time / calls) and
 #            process CPU per call, one thread, --calls calls, flush_period
-#            1 s: the flush thread encodes and posts meanwhile, and its CPU
-#            (and its share of the GIL) is in the figures;
-#   record8  the same with --threads threads of --thread-calls calls each,
-#            started together: all calls / wall time, process CPU / calls;
+#            1 s: the flush thread takes the events every second, encodes
+#            and posts them meanwhile, and its CPU (and its share of the GIL)
+#            is in the figures ("flushes begun during the timed loop" says
+#            how many of its flushes started before the loop ended);
+#   recordT  the same with --threads (T) threads of --thread-calls calls
+#            each, started together: all calls / wall time, process CPU /
+#            all calls;
+#   idle1, idleT  the record path alone: flush_period 3600, so nothing
+#            flushes during the loop; --idle-calls calls in all;
 #   flush    --flush-events Counter events recorded with flush_period 3600
 #            (nothing flushes), then process CPU (time.process_time) and wall
 #            time around client.Flush(30): the recording thread is idle, so
-#            that is the flush thread's encode + HTTP cost; then, untimed
-#            before, the CPU of encoding the same events alone;
+#            that is the flush thread's encode + HTTP cost; then the CPU of
+#            encoding the same events alone (a copy taken before the flush);
 #   mixed    the same for a quarter each of Counter, Percentile, Gauge with
 #            a string and Buffer with (string, expiry).
 # After every run the benchmark checks that tabad counted every event (GET
@@ -36,33 +41,39 @@
 # imports: cjson (json.dumps / json.loads: same text, but the real cjson is a
 # C extension, so its encode figures are an estimate) and, when the
 # interpreter has no `requests`, requests (a session whose post() sends the
-# body over one keep-alive http.client connection). Its figures: record1 and
-# record8 after client.Initialize(client_id, url, flush_period) (its record
-# path takes no lock: with several threads, events can be lost or counted
-# twice at a flush, see the events row); flush: its engine's _Flush() (encode
-# + post, what its flush thread calls) in the main thread, then its
-# transport.Encode() of the same events alone. Its encoder calls
-# time.sleep(0) once per event: Python 2 did that with a zero-timeout
+# body over one keep-alive http.client connection). Its figures: the record
+# runs after client.Initialize(client_id, url, flush_period) (its record path
+# takes no lock: with several threads, events can be lost at a flush); flush:
+# its engine's _Flush() (encode + post, what its flush thread calls) in the
+# main thread, then its transport.Encode() of the same events alone. It sends
+# one body per flush whatever its size: tabad refuses a body of more than
+# 1,000,000 events or 64 MiB (413), which the events rows show. Its encoder
+# calls time.sleep(0) once per event: Python 2 did that with a zero-timeout
 # select() (under a microsecond), Python 3.11 with clock_nanosleep(), which
-# sleeps the timer slack (~50 us on Linux). So the flush is measured with
-# its module's `time` given a sleep() that does what Python 2 did (the
-# figures compared), then again unchanged (rows "original unchanged on
-# Python 3"). Nothing of its code is in this file. What does not work is
-# reported as not measured, with the reason.
+# sleeps the timer slack (~50 us on Linux). So its transport module is given
+# a `time` whose sleep() does what Python 2 did (the figures compared), and
+# the flush is measured once more unchanged (rows "original unchanged on
+# Python 3"). To count flushes, the benchmark wraps each client's encode
+# function at run time. Nothing of the original's code is in this file. What
+# does not work is reported as not measured, with the reason.
 #
 # Usage: bench/python_client_bench.py [--tabad PATH] [--original PATH] [--runs N]
-#          [--calls N] [--threads T] [--thread-calls N] [--flush-events N]
+#          [--calls N] [--threads T] [--thread-calls N] [--idle-calls N]
+#          [--flush-events N] [--max-pending N] [--child-timeout S]
 #   --tabad       the tabad binary (default $TABAD_PATH, else build/tabad)
 #   --original    the original client's source tree (default: not measured)
 #   --runs        runs of every measurement; the table shows medians (5)
-#   --calls       calls of the 1-thread record run (1,000,000)
-#   --threads     threads of the multi-thread run (8), each --thread-calls
-#                 calls (250,000)
+#   --calls       calls of the 1-thread record run (3,000,000: about three
+#                 flush periods)
+#   --threads     threads of the multi-thread runs (8), each --thread-calls
+#                 calls (375,000)
+#   --idle-calls  calls of each idle run, over all its threads (1,000,000)
 #   --flush-events  events of the flush and mixed runs (100,000)
 #   --child-timeout seconds before one measurement is cut off (300)
 # Prints one line per measurement (key=value), then a table of medians (min-
-# max). Standard library only. Takes about 3 minutes with the defaults and
-# --original on a 2-core machine.
+# max). Standard library only (Python 3.9 or later; lib2to3 for --original,
+# which Python 3.13 no longer has). Takes about 2 minutes with the defaults,
+# about 8 with --original, on a 2-core machine.
 
 import argparse
 import importlib.util
@@ -85,9 +96,10 @@ RESULT_PREFIX = "python_client_bench-result "
 # -- the measured process -------------------------------------------------------
 
 
-def time_calls(module, name, threads, calls):
+def time_calls(module, name, threads, calls, flushes=lambda: 0):
     """Wall and process CPU time of `threads` threads calling
-    module.Counter(name, 1) `calls` times each."""
+    module.Counter(name, 1) `calls` times each; flushes() counts the
+    client's flushes begun so far (encodes of recorded events)."""
     import itertools
     import threading
 
@@ -100,6 +112,7 @@ def time_calls(module, name, threads, calls):
         for _ in itertools.repeat(None, calls):
             module.Counter(name, 1)
 
+    flushes0 = flushes()
     if threads == 1:
         c0, t0 = time.process_time(), time.perf_counter()
         work()
@@ -114,12 +127,14 @@ def time_calls(module, name, threads, calls):
         for w in workers:
             w.join()
         t1, c1 = time.perf_counter(), time.process_time()
+    flushes1 = flushes()
     total = threads * calls
     return {
         "ns_per_call": (t1 - t0) / total * 1e9,
         "cpu_ns_per_call": (c1 - c0) / total * 1e9,
         "wall_s": t1 - t0,
         "calls": total,
+        "flushes_in_loop": flushes1 - flushes0,
         "expect": {name: total + WARMUP_CALLS},
     }
 
@@ -141,17 +156,25 @@ def child_ours(spec):
     from taba import _encode, client
 
     case = spec["case"]
-    flush_period = 1 if case.startswith("record") else 3600
     client.Initialize(
         client_id=spec["client_id"],
         event_post_url=spec["post_url"],
-        flush_period=flush_period,
+        flush_period=spec["flush_period"],
         max_pending_events=spec["max_pending"],
     )
     result = {}
     name = spec["name"]
-    if case.startswith("record"):
-        result.update(time_calls(client, name, spec["threads"], spec["calls"]))
+    if case.startswith(("record", "idle")):
+        flushes = [0]
+        engine = client._get()
+        encode = engine._encoder.encode
+
+        def counted_encode(events):
+            flushes[0] += 1
+            return encode(events)
+
+        engine._encoder.encode = counted_encode  # the flush thread calls it once per flush
+        result.update(time_calls(client, name, spec["threads"], spec["calls"], lambda: flushes[0]))
         result["final_flush_ok"] = client.Flush(60)
     else:
         if case == "flush":
@@ -224,15 +247,20 @@ def _standin_requests():
                 try:
                     self._conn.request("POST", parts.path or "/", body=body, headers=dict(headers or {}))
                     reply = self._conn.getresponse()
-                    return Response(reply.status, reply.read().decode("utf-8", "replace"))
-                except (http.client.HTTPException, OSError):
+                    response = Response(reply.status, reply.read().decode("utf-8", "replace"))
+                    if response.status_code != 200:
+                        module.refusals.append("HTTP %d %s" % (response.status_code, response.text.strip()[:200]))
+                    return response
+                except (http.client.HTTPException, OSError) as e:
                     self._conn.close()
                     self._conn = None
                     if attempt:
+                        module.refusals.append("post failed: %r" % (e,))
                         raise
 
     module = types.ModuleType("requests")
     module.session = module.Session = Session
+    module.refusals = []  # what went wrong, for the report
     return module
 
 
@@ -255,32 +283,41 @@ def child_original(spec):
 
     logging.getLogger().addHandler(Errors(logging.ERROR))
     sys.path.insert(0, spec["original_root"])
+    import select
+    import types
+
     import taba.client as client
     import taba.client.api as api
     from taba.common import transport
 
+    # Its transport.Encode() calls time.sleep(0) once per event (to yield to
+    # other greenlets). Python 2 did that with a select() of zero timeout;
+    # Python 3.11 calls clock_nanosleep(), which sleeps the timer slack (~50
+    # us on Linux). So its module gets a time.sleep() that does what Python
+    # 2 did; the flush is measured once more unchanged (below).
+    unchanged = transport.time
+    python2_sleep = types.SimpleNamespace(sleep=lambda s: select.select([], [], [], s), time=time.time)
+    transport.time = python2_sleep
+
     case = spec["case"]
-    flush_period = 1 if case.startswith("record") else 3600
-    client.Initialize(spec["client_id"], spec["post_url"], flush_period)
+    client.Initialize(spec["client_id"], spec["post_url"], spec["flush_period"])
     engine = api._ENGINE
     result = {"post_via": post_via}
     name = spec["name"]
-    if case.startswith("record"):
-        result.update(time_calls(client, name, spec["threads"], spec["calls"]))
-        client.Stop()  # stops its thread (after its current sleep) and flushes
-        engine.thread.join(flush_period + 60)
-    else:
-        # Its transport.Encode() calls time.sleep(0) once per event (to yield
-        # to other greenlets). Python 2 did that with a select() of zero
-        # timeout; Python 3.11 calls clock_nanosleep(), which sleeps the
-        # timer slack (~50 us on Linux). So it is measured twice: first with
-        # time.sleep(0) done as Python 2 did (the figures compared), then as
-        # it runs unchanged under this interpreter.
-        import select
-        import types
+    if case.startswith(("record", "idle")):
+        flushes = [0]
+        encode = transport.Encode
 
-        unchanged = transport.time
-        python2_sleep = types.SimpleNamespace(sleep=lambda s: select.select([], [], [], s), time=time.time)
+        def counted_encode(*args, **kwargs):
+            flushes[0] += 1
+            return encode(*args, **kwargs)
+
+        transport.Encode = counted_encode  # its flush calls it once per flush
+        result.update(time_calls(client, name, spec["threads"], spec["calls"], lambda: flushes[0]))
+        client.Stop()  # flushes; its thread ends after its current sleep
+        if spec["flush_period"] < 60:
+            engine.thread.join(spec["flush_period"] + 60)  # a flush it may be in
+    else:
         result["expect"], result["exist"] = {}, []
         for prefix, module_time, suffix in (("", python2_sleep, ""), ("py3_", unchanged, ".py3")):
             transport.time = module_time
@@ -301,6 +338,8 @@ def child_original(spec):
             result[prefix + "flush_ok"] = engine.failures == failures and len(errors) == logged
             result[prefix + "flush_cpu_ms"] = (c1 - c0) * 1e3
             result[prefix + "flush_wall_ms"] = (t1 - t0) * 1e3
+            if prefix:
+                continue  # the encode-only figure would sleep as long again
             c0 = time.process_time()
             body = transport.Encode(spec["client_id"], buffered)
             c1 = time.process_time()
@@ -308,7 +347,7 @@ def child_original(spec):
             result[prefix + "body_bytes"] = len(body.encode("utf-8"))
         transport.time = unchanged
     result["failures"] = engine.failures
-    result["errors"] = errors[:3]
+    result["errors"] = errors[:3] + getattr(sys.modules["requests"], "refusals", [])[:3]
     return result
 
 
@@ -436,9 +475,10 @@ def main():
     parser.add_argument("--tabad", default=os.environ.get("TABAD_PATH") or os.path.join("build", "tabad"))
     parser.add_argument("--original", help="source tree of the original Taba client (Python 2)")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=3_000_000)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--thread-calls", type=int, default=250_000)
+    parser.add_argument("--thread-calls", type=int, default=375_000)
+    parser.add_argument("--idle-calls", type=int, default=1_000_000)
     parser.add_argument("--flush-events", type=int, default=100_000)
     parser.add_argument("--max-pending", type=int, default=4_000_000)
     parser.add_argument("--child-timeout", type=int, default=300)
@@ -446,7 +486,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child_main(json.loads(args.child))
-    for name in ("runs", "calls", "threads", "thread_calls", "flush_events", "max_pending", "child_timeout"):
+    for name in ("runs", "calls", "threads", "thread_calls", "idle_calls", "flush_events", "max_pending", "child_timeout"):
         if getattr(args, name) < 1:
             parser.error("--%s takes a positive number" % name.replace("_", "-"))
     if not os.access(args.tabad, os.X_OK):
@@ -472,11 +512,14 @@ def main():
         say("tabad pid %d at %s; %s; %s" % (tabad.proc.pid, tabad.url, sys.executable, start_machine))
         for note in notes:
             say(note)
+        t = args.threads
         cases = {
-            "record1": dict(threads=1, calls=args.calls),
-            "record%d" % args.threads: dict(threads=args.threads, calls=args.thread_calls),
-            "flush": dict(events=args.flush_events),
-            "mixed": dict(events=args.flush_events),
+            "record1": dict(threads=1, calls=args.calls, flush_period=1),
+            "record%d" % t: dict(threads=t, calls=args.thread_calls, flush_period=1),
+            "idle1": dict(threads=1, calls=args.idle_calls, flush_period=3600),
+            "idle%d" % t: dict(threads=t, calls=max(1, args.idle_calls // t), flush_period=3600),
+            "flush": dict(events=args.flush_events, flush_period=3600),
+            "mixed": dict(events=args.flush_events, flush_period=3600),
         }
         results = {}  # (impl, case) -> [result]
         for run in range(1, args.runs + 1):
@@ -523,13 +566,16 @@ def main():
             len(short), len(ok), min(r["received"] for r in short),
             max(r["expected"] for r in short))
 
-    t = args.threads
     rows = [
-        ("Counter(): ns per call, 1 thread (wall)", "record1", "ns_per_call", 0, 1.0),
-        ("Counter(): process CPU ns per call, 1 thread", "record1", "cpu_ns_per_call", 0, 1.0),
-        ("Counter(): ns per call, %d threads (wall / all calls)" % t, "record%d" % t, "ns_per_call", 0, 1.0),
-        ("Counter(): process CPU ns per call, %d threads" % t, "record%d" % t, "cpu_ns_per_call", 0, 1.0),
-        ("record runs: tabad CPU s per run, 1 thread", "record1", "server_cpu_s", 2, 1.0),
+        ("Counter(), flush every 1 s: ns per call, 1 thread", "record1", "ns_per_call", 0, 1.0),
+        ("  process CPU ns per call", "record1", "cpu_ns_per_call", 0, 1.0),
+        ("  flushes begun during the timed loop", "record1", "flushes_in_loop", 0, 1.0),
+        ("Counter(), flush every 1 s: ns per call, %d threads" % t, "record%d" % t, "ns_per_call", 0, 1.0),
+        ("  process CPU ns per call", "record%d" % t, "cpu_ns_per_call", 0, 1.0),
+        ("  flushes begun during the timed loop", "record%d" % t, "flushes_in_loop", 0, 1.0),
+        ("Counter(), nothing flushes: ns per call, 1 thread", "idle1", "ns_per_call", 0, 1.0),
+        ("Counter(), nothing flushes: ns per call, %d threads" % t, "idle%d" % t, "ns_per_call", 0, 1.0),
+        ("  process CPU ns per call", "idle%d" % t, "cpu_ns_per_call", 0, 1.0),
         ("flush of %d Counter events: process CPU ms" % args.flush_events, "flush", "flush_cpu_ms", 0, 1.0),
         ("flush of %d Counter events: wall ms" % args.flush_events, "flush", "flush_wall_ms", 0, 1.0),
         ("  of which encoding alone: CPU ms", "flush", "encode_cpu_ms", 0, 1.0),
