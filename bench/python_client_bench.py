@@ -32,7 +32,11 @@
 # Buffer: that the tab exists). Our client runs with max_pending_events
 # raised to --max-pending (default 4,000,000) so that no call is refused as
 # dropped_full (the default 500,000 bounds a 1 s flush period to 500,000
-# events/s, less than one thread records); the drops are reported.
+# events/s, less than one thread records), and max_retry_bytes to
+# --max-retry-mb (default 512 MiB): at ~1.5 M events/s its bodies can queue
+# past the default 64 MiB while tabad is slow (e.g. after the original's
+# large posts), and the oldest are then dropped as dropped_retry_overflow.
+# The drops are reported.
 #
 # The original client (--original PATH: a checkout of it, or its src/
 # directory) is Python 2 code. At run time the benchmark copies its taba/
@@ -59,7 +63,8 @@
 #
 # Usage: bench/python_client_bench.py [--tabad PATH] [--original PATH] [--runs N]
 #          [--calls N] [--threads T] [--thread-calls N] [--idle-calls N]
-#          [--flush-events N] [--max-pending N] [--child-timeout S]
+#          [--flush-events N] [--max-pending N] [--max-retry-mb N]
+#          [--child-timeout S]
 #   --tabad       the tabad binary (default $TABAD_PATH, else build/tabad)
 #   --original    the original client's source tree (default: not measured)
 #   --runs        runs of every measurement; the table shows medians (5)
@@ -67,13 +72,17 @@
 #                 flush periods)
 #   --threads     threads of the multi-thread runs (8), each --thread-calls
 #                 calls (375,000)
-#   --idle-calls  calls of each idle run, over all its threads (1,000,000)
+#   --idle-calls  calls of each idle run, over all its threads (500,000:
+#                 the original sends them in one body, which tabad takes
+#                 up to 1,000,000 events)
 #   --flush-events  events of the flush and mixed runs (100,000)
+#   --max-pending, --max-retry-mb  our client's max_pending_events and
+#                 max_retry_bytes (see above)
 #   --child-timeout seconds before one measurement is cut off (300)
 # Prints one line per measurement (key=value), then a table of medians (min-
 # max). Standard library only (Python 3.9 or later; lib2to3 for --original,
-# which Python 3.13 no longer has). Takes about 2 minutes with the defaults,
-# about 8 with --original, on a 2-core machine.
+# which Python 3.13 no longer has). Takes about a minute with the defaults,
+# about 12 with --original, on a 2-core machine.
 
 import argparse
 import importlib.util
@@ -161,6 +170,7 @@ def child_ours(spec):
         event_post_url=spec["post_url"],
         flush_period=spec["flush_period"],
         max_pending_events=spec["max_pending"],
+        max_retry_bytes=spec["max_retry_mb"] << 20,
     )
     result = {}
     name = spec["name"]
@@ -204,6 +214,10 @@ def child_ours(spec):
     status = client.GetStatus()
     result["dropped"] = sum(v for k, v in status.items() if k.startswith("dropped_"))
     result["posts"] = status["posts_ok"]
+    if result["dropped"] or status["posts_failed"]:
+        result["errors"] = ["%s=%d" % (k, v) for k, v in sorted(status.items()) if k.startswith("dropped_") and v]
+        result["errors"] += ["posts_failed=%d" % status["posts_failed"]]
+        result["errors"] += [status[k] for k in ("last_error", "last_invalid") if status[k]]
     client.Stop()
     return result
 
@@ -478,15 +492,17 @@ def main():
     parser.add_argument("--calls", type=int, default=3_000_000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--thread-calls", type=int, default=375_000)
-    parser.add_argument("--idle-calls", type=int, default=1_000_000)
+    parser.add_argument("--idle-calls", type=int, default=500_000)
     parser.add_argument("--flush-events", type=int, default=100_000)
     parser.add_argument("--max-pending", type=int, default=4_000_000)
+    parser.add_argument("--max-retry-mb", type=int, default=512)
     parser.add_argument("--child-timeout", type=int, default=300)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child_main(json.loads(args.child))
-    for name in ("runs", "calls", "threads", "thread_calls", "idle_calls", "flush_events", "max_pending", "child_timeout"):
+    for name in ("runs", "calls", "threads", "thread_calls", "idle_calls", "flush_events", "max_pending", "max_retry_mb",
+                 "child_timeout"):
         if getattr(args, name) < 1:
             parser.error("--%s takes a positive number" % name.replace("_", "-"))
     if not os.access(args.tabad, os.X_OK):
@@ -532,6 +548,7 @@ def main():
                 for impl in order:
                     spec = dict(params, impl=impl, case=case, name="bench.py.%s.%s.r%d" % (impl, case, run),
                                 client_id="pybench-" + impl, post_url=tabad.post_url, max_pending=args.max_pending,
+                                max_retry_mb=args.max_retry_mb,
                                 package_root=PACKAGE_ROOT, original_root=workdir + "/original")
                     spec.setdefault("threads", 1)
                     server0 = process_cpu_s(tabad.proc.pid)
@@ -615,8 +632,8 @@ def main():
             line += " " + delivery("original", case)
         print(line.rstrip())
     dropped = [r.get("dropped", 0) for (impl, _), rs in results.items() if impl == "ours" for r in rs]
-    print("python_client_bench: new client: events dropped at the call in all runs: %d (max_pending_events %d)" % (
-        sum(dropped), args.max_pending))
+    print("python_client_bench: new client: events dropped in all runs: %d (max_pending_events %d, max_retry_bytes %d MiB)" % (
+        sum(dropped), args.max_pending, args.max_retry_mb))
     if "original" in impls:
         vias = {r.get("post_via") for (impl, _), rs in results.items() if impl == "original" for r in rs} - {None}
         print("python_client_bench: original client: cjson stand-in (json module); posts via %s" % ", ".join(sorted(vias)))
