@@ -107,7 +107,7 @@ def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeou
 
 
 class Client:
-    def __init__(self, client_id, event_post_url, flush_period=1.0, max_pending_events=100_000,
+    def __init__(self, client_id, event_post_url, flush_period=1.0, max_pending_events=250_000,
                  max_pending_bytes=64 << 20, max_retry_bytes=64 << 20, max_body_bytes=4 << 20, timeout=5.0,
                  stop_timeout=5.0, token=None, compress=False):
         """Raises ValueError naming the first invalid argument."""
