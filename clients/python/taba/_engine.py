@@ -28,6 +28,7 @@ exactly (text events take the lock to reserve their bytes).
 
 import collections
 import logging
+import sys
 import threading
 import time
 import urllib.parse
@@ -149,7 +150,11 @@ class Client:
         self._closed = self._stopped = True
         self._names = {}
         self._successor = None
-        LOG.error("taba: no client, every event is dropped: %s", reason)
+        _process.register(self)
+        # Logged from a thread of its own: the recording call that made this
+        # client must not wait on a log handler.
+        threading.Thread(target=LOG.error, args=("taba: no client, every event is dropped: %s", reason),
+                         name="taba-client-log", daemon=True).start()
         return self
 
     def _init_sync(self):
@@ -166,8 +171,10 @@ class Client:
         self._stopping = False
         self._stopped = False
         self._thread = None
-        self._thread_failed = False  # a thread could not be started: flush on the caller's thread
+        self._thread_failed = False  # no thread can start (interpreter shutdown): flush on the caller's thread
+        self._thread_retry_at = 0.0  # after a failed start, when to try again
         self._inline = threading.Lock()  # serializes those flushes
+        self._inline_owner = None  # the thread doing an inline final flush
         self._early = False  # the deque passed its high-water mark
         self._flush_wanted = 0
         self._flush_done = 0
@@ -190,8 +197,8 @@ class Client:
         if len(queue) >= self._max_events or self._closed:
             return self._overflow(canonical, type_name, _encode.KIND_NUMBER, value, None, 0)
         queue.append((canonical, type_name, _encode.KIND_NUMBER, value, None, _now(), 0))
-        if len(queue) == self._high_water or self._thread is None:
-            self._nudge()
+        if (len(queue) >= self._high_water and not self._early) or self._thread is None or self._closed:
+            self._after_append()
 
     def add(self, name, type_name, kind, value, expiry, size):
         """Buffers an event whose payload the caller checked; `size` is the
@@ -206,16 +213,39 @@ class Client:
                 return
         event = (canonical, type_name, kind, value, expiry, _now(), size)
         queue = self._queue
+        early = False
         with self._lock:
-            if (len(queue) >= self._max_events or self._closed
-                    or self._queued_bytes + size > self._max_bytes):
-                return self._overflow(*event)
-            half = self._max_bytes // 2
-            early = self._queued_bytes < half <= self._queued_bytes + size
-            self._queued_bytes += size
-            queue.append(event)
-        if early or len(queue) == self._high_water or self._thread is None:
-            self._nudge()
+            taken = not (len(queue) >= self._max_events or self._closed
+                         or self._queued_bytes + size > self._max_bytes)
+            if taken:
+                half = self._max_bytes // 2
+                early = self._queued_bytes < half <= self._queued_bytes + size
+                self._queued_bytes += size
+                queue.append(event)
+        if not taken:  # outside the lock: client locks never nest
+            return self._overflow(*event)
+        if early or (len(queue) >= self._high_water and not self._early) or self._thread is None or self._closed:
+            self._after_append()
+
+    def _after_append(self):
+        """The rare cases after an append: the deque passed half its bound
+        (wake the flush thread), no thread runs yet (start one), or the
+        client was closed between the check and the append (the event is
+        late: it goes to the successor, or counts as unsent)."""
+        if self._closed:
+            with self._lock:
+                queue = self._queue
+                late = [queue.popleft() for _ in range(len(queue))]
+                successor = self._successor
+                if late and successor is None:
+                    self._stats.recorded += len(late)
+                    self._stats.dropped_unsent += len(late)
+                    self._queued_bytes -= sum(e[6] for e in late)
+            if late and successor is not None:
+                for e in late:
+                    successor.add(e[0], e[1], e[2], e[3], e[4], e[6])
+            return
+        self._nudge()
 
     def _admit(self, name):
         """The name itself when it is valid (remembered), else None (the
@@ -231,21 +261,20 @@ class Client:
 
     def _overflow(self, name, type_name, kind, value, expiry, ts, size=0):
         """An event the deque cannot take: full, or after Stop()."""
-        successor = None
         with self._lock:
             stats = self._stats
-            if self._inert_reason:
-                stats.dropped_invalid += 1
+            successor = self._successor if self._closed else None
+            if successor is None:
+                if self._inert_reason:
+                    stats.dropped_invalid += 1
+                elif not self._closed:
+                    stats.dropped_full += 1
+                else:  # accepted, and never to be sent
+                    stats.recorded += 1
+                    stats.dropped_unsent += 1
                 return
-            if not self._closed:
-                stats.dropped_full += 1
-                return
-            successor = self._successor
-            if successor is None:  # accepted, and never to be sent
-                stats.recorded += 1
-                stats.dropped_unsent += 1
-                return
-        # Initialize() replaced this client while the event was on its way.
+        # Initialize() replaced this client while the event was on its way
+        # (outside the lock: client locks never nest).
         successor.add(name, type_name, kind, value, expiry, size)
 
     def refuse(self, name, why):
@@ -299,13 +328,18 @@ class Client:
                 return True
             if self._thread_failed or self._stopping or self._stopped or self._inert_reason:
                 return False
+            if time.monotonic() < self._thread_retry_at:
+                return False
             thread = self._thread = threading.Thread(target=self._run, name="taba-client-flush", daemon=True)
             try:
                 thread.start()
-            except RuntimeError as e:
+            except RuntimeError as e:  # "can't start new thread" (now or for good)
                 self._thread = None
-                self._thread_failed = True
                 self._stats.last_error = "no flush thread: %s" % e
+                if sys.is_finalizing():
+                    self._thread_failed = True
+                else:  # try again a second later, at the next event
+                    self._thread_retry_at = time.monotonic() + 1.0
                 return False
         return True
 
@@ -361,12 +395,14 @@ class Client:
 
     def _tick(self):
         """A periodic flush: sends while the receiver takes bodies, for about
-        one period (or one request timeout); skips a receiver backing off;
-        gives up early when Stop() is called meanwhile."""
+        one period (or one request timeout); skips a receiver backing off."""
         self._collect(False)
         now = time.monotonic()
         if now >= self._sender.retry_at:
-            self._sender.send(now + max(self._period, self._timeout), lambda: self._stopping)
+            # Cut short by Stop(), or by a deque passing half its bound
+            # while the receiver is slow (the events are drained, then
+            # sending goes on).
+            self._sender.send(now + max(self._period, self._timeout), lambda: self._stopping or self._early)
         return self._sender.empty()
 
     def _run(self):
@@ -418,6 +454,11 @@ class Client:
     def _idle(self):
         return not self._queue and self._sender.empty()
 
+    def _wait_bound(self):
+        """How long Stop() waits for the flush thread: its final flush, plus
+        one POST that may run past it."""
+        return self._stop_timeout + self._timeout + 1.0
+
     def flush(self, timeout):
         """Ships everything recorded before the call; True when all of it
         (and every older body) was acknowledged within `timeout` seconds."""
@@ -427,15 +468,17 @@ class Client:
             return True
         deadline = time.monotonic() + max(0.0, timeout)
         if not self._ensure_thread():
+            if self._inline_owner == threading.get_ident():
+                return False  # a signal handler inside this thread's final flush
             with self._inline:
-                if self._stopped:
+                if self._stopped or self._stopping:
                     return self._flush_ok
                 self._collect(False)
                 return self._send_until(deadline)
         with self._wake:
             if self._stopped or self._stopping:
-                self._wake.wait_for(lambda: self._stopped)
-                return self._flush_ok
+                self._wake.wait_for(lambda: self._stopped, self._wait_bound())
+                return self._stopped and self._flush_ok
             self._flush_wanted += 1
             ticket = self._flush_wanted
             self._flush_deadline = max(self._flush_deadline, deadline)
@@ -448,7 +491,9 @@ class Client:
 
     def stop(self):
         """A final flush bounded by stop_timeout, then the thread ends.
-        Idempotent; later events count as dropped_unsent."""
+        Idempotent; later events count as dropped_unsent. Waits at most
+        stop_timeout + timeout + 1 s (a receiver that trickles its reply,
+        or a host name whose lookup hangs, cannot hold up an exit longer)."""
         if self._inert_reason:
             return
         with self._wake:
@@ -460,17 +505,31 @@ class Client:
             if thread is not None:
                 self._wake.notify_all()
             elif not first:  # another caller is doing the final flush
-                self._wake.wait_for(lambda: self._stopped)
+                if self._inline_owner != threading.get_ident():  # (not a signal handler inside it)
+                    self._wake.wait_for(lambda: self._stopped, self._wait_bound())
                 return
-        if thread is None:  # nothing recorded yet, or no thread could start
-            with self._inline:
-                self._flush_ok = self._final(time.monotonic() + self._stop_timeout)
-            with self._wake:
-                self._stopped = True
-                self._wake.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            try:
+                thread.join(self._wait_bound())
+                return
+            except RuntimeError:  # its start was interrupted: it never ran
+                with self._lock:
+                    self._thread = None
+        if thread is threading.current_thread():
             return
-        if thread is not threading.current_thread():
-            thread.join()
+        # No thread (nothing recorded yet, or none can start): the final
+        # flush runs here.
+        with self._inline:
+            self._inline_owner = threading.get_ident()
+            ok = False
+            try:
+                ok = self._final(time.monotonic() + self._stop_timeout)
+            finally:
+                self._inline_owner = None
+                with self._wake:
+                    self._flush_ok = ok
+                    self._stopped = True
+                    self._wake.notify_all()
 
     def status(self):
         with self._lock:

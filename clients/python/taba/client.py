@@ -50,7 +50,7 @@ __all__ = [
 DEFAULT_EVENT_POST_URL = "http://127.0.0.1:8279/post"
 
 _client = None
-_client_lock = threading.Lock()
+_client_lock = threading.RLock()  # reentrant: a signal handler may record first
 
 
 class ThreadEngine:
@@ -114,7 +114,7 @@ def _unlock_after_fork():
 
 def _new_lock_in_child():
     global _client_lock
-    _client_lock = threading.Lock()
+    _client_lock = threading.RLock()
 
 
 # Registered after the clients' own handlers (_process.py, imported first),

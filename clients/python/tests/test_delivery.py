@@ -13,7 +13,7 @@ import tracemalloc
 import unittest
 
 from .support import LosingRelay, Tabad, eventually, free_port, run_python  # noqa: E402
-from taba import client  # noqa: E402
+from taba import _engine, client  # noqa: E402
 from taba.handlers.tab_type import TabType  # noqa: E402
 
 SERVER = None
@@ -288,6 +288,61 @@ class Robustness(GlobalClientTest):
         self.assertEqual(SERVER.day("successor.count", client="py-second"), (1, 1))
         self.assertEqual(first.status()["dropped_unsent"], 0)
 
+    def test_an_event_appended_while_its_client_is_replaced_goes_to_the_successor(self):
+        # The old client is stopped between the recording call's check and
+        # its append (here: inside its clock read).
+        client.Initialize(client_id="py-late-old", event_post_url=SERVER.post_url, flush_period=3600)
+        old = client._client
+        real_now = _engine._now
+        replaced = []
+
+        def now_and_replace():
+            if not replaced:
+                replaced.append(True)
+                client.Initialize(client_id="py-late-new", event_post_url=SERVER.post_url, flush_period=3600)
+            return real_now()
+
+        _engine._now = now_and_replace
+        try:
+            old.add_number("late.count", "CounterGroup", 1.0)
+        finally:
+            _engine._now = real_now
+        self.assertTrue(client.Flush(10))
+        s_old, s_new = old.status(), client.GetStatus()
+        self.assertEqual((s_old["recorded"], s_old["dropped_unsent"]), (0, 0))
+        self.assertEqual((s_new["recorded"], s_new["sent"]), (1, 1))
+        self.assertEqual(SERVER.day("late.count", client="py-late-new"), (1, 1))
+
+    def test_stop_is_bounded_when_the_receiver_trickles_its_reply(self):
+        # A server that answers one byte every 0.3 s: no read times out, and
+        # Stop() still returns after stop_timeout + timeout + 1 s at most.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        stop = threading.Event()
+
+        def trickle():
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 100:
+                    if stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.3)
+
+        threading.Thread(target=trickle, daemon=True).start()
+        c = client.Client("py-trickle", "http://127.0.0.1:%d/post" % listener.getsockname()[1], flush_period=3600,
+                          timeout=1.0, stop_timeout=0.5)
+        try:
+            _record(c, "trickle.count", 1)
+            start = time.monotonic()
+            c.stop()
+            self.assertLess(time.monotonic() - start, 2.5 + 2.0)  # the bound, and scheduling slack
+        finally:
+            stop.set()
+            listener.close()
+
     def test_recording_from_a_signal_handler_does_not_deadlock(self):
         code = ("import os, signal\n"
                 "from taba import client\n"
@@ -517,6 +572,32 @@ class Asyncio(GlobalClientTest):
 
 
 class Fork(unittest.TestCase):
+    def test_a_multiprocessing_child_delivers_without_stop(self):
+        # multiprocessing ends a forked child with os._exit, past atexit;
+        # the client's finalizer sends what the child recorded.
+        code = r"""
+import multiprocessing, os
+from taba import client
+client.Initialize('py-mp', os.environ['URL'], flush_period=3600)
+client.Counter('mp.parent')
+def work(n):
+    for _ in range(n):
+        client.Counter('mp.child')
+ctx = multiprocessing.get_context('fork')
+workers = [ctx.Process(target=work, args=(100,)) for _ in range(3)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+print(max(w.exitcode for w in workers))
+"""
+        done = run_python(code, env={"URL": SERVER.post_url})
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "0")
+        self.assertEqual(SERVER.day("mp.child"), (300, 300))
+        self.assertEqual(SERVER.day("mp.parent"), (1, 1))
+
+
     def test_a_fork_in_the_middle_of_recording_sends_each_event_once(self):
         code = r"""
 import json, os, threading, time
