@@ -36,8 +36,7 @@ def _metadata(p):
         "Name: %s\n"
         "Version: %s\n"
         "Summary: %s\n"
-        "Requires-Python: %s\n"
-        "License: Apache-2.0\n" % (p["name"], p["version"], p["description"], p["requires-python"])
+        "Requires-Python: %s\n" % (p["name"], p["version"], p["description"], p["requires-python"])
     )
 
 
