@@ -41,7 +41,6 @@ __all__ = [
     "Buffer",
     "Tab",
     "TabType",
-    "Client",
     "ThreadEngine",
     "DEFAULT_EVENT_POST_URL",
 ]
