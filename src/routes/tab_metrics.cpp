@@ -20,7 +20,7 @@ struct TabMetrics::Export {
   Matcher names, clients;
   bool by_client = false;  // a client filter: reduce the matching clients' states
   Exposition format = Exposition::kText;
-  std::vector<std::string> todo;  // the matching names, sorted
+  std::vector<std::string> sorted_names;  // the matching names, sorted
   size_t next = 0;
   TabExposition expo;
   std::string render;  // reused
@@ -70,18 +70,18 @@ void TabMetrics::handle(const http::Request& req, std::function<void(http::Respo
     if (!s.ok()) return fail(ex, s);
     for (const store::NameEntry* e : query::matching_names(*view, ex->names)) {
       if (std::find(left_out_names_.begin(), left_out_names_.end(), e->name) != left_out_names_.end()) continue;
-      ex->todo.push_back(e->name);
+      ex->sorted_names.push_back(e->name);
     }
-    ex->expo.expect(ex->todo.size());
+    ex->expo.expect(ex->sorted_names.size());
     defer_.post([this, ex] { next_slice(ex); });
   });
 }
 
 void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
-  if (ex->next >= ex->todo.size()) return finish(ex);
-  const size_t end = std::min(ex->todo.size(), ex->next + kNamesPerSlice);
-  std::vector<std::string> slice(ex->todo.begin() + static_cast<ptrdiff_t>(ex->next),
-                                 ex->todo.begin() + static_cast<ptrdiff_t>(end));
+  if (ex->next >= ex->sorted_names.size()) return finish(ex);
+  const size_t end = std::min(ex->sorted_names.size(), ex->next + kNamesPerSlice);
+  std::vector<std::string> slice(ex->sorted_names.begin() + static_cast<ptrdiff_t>(ex->next),
+                                 ex->sorted_names.begin() + static_cast<ptrdiff_t>(end));
   auto names = std::make_shared<Matcher>(Matcher::make(slice, false, true).value());
   store::QueryNeed need;
   need.names = names.get();
@@ -106,7 +106,7 @@ void TabMetrics::next_slice(const std::shared_ptr<Export>& ex) {
     const auto deadline = std::chrono::steady_clock::now() + kSliceBudget;
     for (size_t taken = 0; ex->next < end; ++taken) {
       if (taken > 0 && std::chrono::steady_clock::now() > deadline) break;  // one name at least: progress
-      const store::NameEntry* e = view->find_name(ex->todo[ex->next++]);
+      const store::NameEntry* e = view->find_name(ex->sorted_names[ex->next++]);
       if (!e) continue;  // deleted since the export began
       const plugin::Handler* h = e->handler;
       taba_state* reduced = nullptr;
