@@ -265,10 +265,10 @@ def _record_gauge(c, name, value, expiration):
             return
         if isinstance(value, (list, tuple)) and value and _is_scalar(value[0]):
             return _raw(c, name, TabType.GAUGE, value)
-        return c.refuse(name, "Gauge value %s is not a string, number, bool or None" % _describe(value))
+        return c.refuse(name, "Gauge value %s is not a string, number, bool or None" % _type_of(value))
     e = _expiry(c, name, TabType.EXPIRY_GAUGE, expiration)
     if e is not None and not _scalar(c, name, TabType.EXPIRY_GAUGE, value, e):
-        c.refuse(name, "ExpiryGauge value %s is not a string, number, bool or None" % _describe(value))
+        c.refuse(name, "ExpiryGauge value %s is not a string, number, bool or None" % _type_of(value))
 
 
 def _record_buffer(c, name, value, expiration):
@@ -306,7 +306,7 @@ def _is_scalar(value):
     return value is None or isinstance(value, (str, bool)) or _number(value) is not None
 
 
-def _describe(value):
+def _type_of(value):
     return "of type %s" % type(value).__name__
 
 

@@ -4,17 +4,15 @@ Stop() and the final flush at exit."""
 
 import asyncio
 import json
-import os
 import socket
-import sys
 import threading
 import time
 import tracemalloc
 import unittest
 
-from .support import LosingRelay, Tabad, eventually, free_port, run_python  # noqa: E402
-from taba import _engine, client  # noqa: E402
-from taba.handlers.tab_type import TabType  # noqa: E402
+from .support import LosingRelay, Tabad, eventually, free_port, run_python
+from taba import _engine, client
+from taba.handlers.tab_type import TabType
 
 SERVER = None
 

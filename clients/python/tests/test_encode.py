@@ -10,13 +10,12 @@ import random
 import re
 import struct
 import subprocess
-import sys
 import threading
 import unittest
 
-from taba import _encode  # noqa: E402
-from taba import client  # noqa: E402
-from taba._encode import KIND_NUMBER, KIND_NUMBER_EXPIRY, KIND_RAW, KIND_TEXT, KIND_TEXT_EXPIRY  # noqa: E402
+from taba import _encode
+from taba import client
+from taba._encode import KIND_NUMBER, KIND_NUMBER_EXPIRY, KIND_RAW, KIND_TEXT, KIND_TEXT_EXPIRY
 
 KIND_NAMES = {
     KIND_NUMBER: "number",
