@@ -133,9 +133,18 @@ class Daemon {
     if (server_) server_->reload(config_);
   }
 
+  // A role failed to start: the store finishes its final writes, then every
+  // handle closes. Other handles (the fe's listener, an agent started
+  // before the failing role) keep the loop alive, so the store's completion
+  // stops it; running until no handle is left would never return.
   int close_store_and_loop(int code) {
-    server_->close_store([] {});
-    uv_run(&loop_, UV_RUN_DEFAULT);  // until the store's final writes complete
+    bool closed = false;
+    server_->close_store([this, &closed] {
+      closed = true;
+      uv_stop(&loop_);
+    });
+    while (!closed && uv_run(&loop_, UV_RUN_DEFAULT) != 0) {
+    }
     return close_loop(code);
   }
 

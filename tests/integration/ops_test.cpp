@@ -1,6 +1,10 @@
 // Bearer tokens, /metrics (checked by promtool), self-instrumentation tabs
 // and SIGHUP reloads, against real tabad processes.
+#include <arpa/inet.h>
 #include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include <chrono>
@@ -179,4 +183,64 @@ TEST_CASE("SIGHUP reloads tokens, log level and new plugins, and names what need
   CHECK(eventually([&] { return p.log_text().find("SIGHUP: the configuration is not valid") != std::string::npos; }));
   CHECK(status_of(p.post("/gc", "")) == 401);
   remove_tree(dir);
+}
+
+namespace {
+
+// A loopback TCP port held open (listening) for the life of the object, so a
+// role configured on it cannot listen.
+struct BusyPort {
+  int fd = -1;
+  int port = 0;
+  BusyPort() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, 1) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port = ntohs(a.sin_port);
+    }
+  }
+  ~BusyPort() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+// A later role failing to start (its port taken) used to leave the process
+// hanging: the store's close ran the loop until no handle was left, while the
+// fe's listener or an agent started before it kept it alive.
+TEST_CASE("a process whose second role cannot start exits 1 instead of hanging", "[e2e][lifecycle]") {
+  TempDir dir("taba-role-start");
+  BusyPort busy;
+  REQUIRE(busy.port > 0);
+  const int fe_port = free_port();
+
+  SECTION("fe,be then an agent") {
+    std::string config = write_config(dir.path, fmt::format("[agent]\nlisten = \"127.0.0.1:{}\"\n"
+                                                            "endpoints = [\"http://127.0.0.1:{}\"]\n",
+                                                            busy.port, fe_port));
+    auto r = run_process({tabad_path(), "--role", "fe,be,agent", "--listen", fmt::format("127.0.0.1:{}", fe_port),
+                          "--config", config, "--data-dir", dir.path + "/data" },
+                         {}, 20000);
+    REQUIRE(r.ok());
+    CHECK(r.value().exit_code == 1);
+    CHECK(r.value().err.find("cannot start the agent") != std::string::npos);
+    CHECK(r.value().err.find("store: closed") != std::string::npos);
+  }
+  SECTION("an agent then a client-proxy") {
+    std::string config = write_config(
+        dir.path, fmt::format("[agent]\nlisten = \"127.0.0.1:{}\"\nendpoints = [\"http://127.0.0.1:{}\"]\n"
+                              "[client_proxy]\nlisten = \"127.0.0.1:{}\"\nstatsd_udp = \"\"\n",
+                              free_port(), fe_port, busy.port));
+    auto r = run_process({tabad_path(), "--role", "agent,client-proxy", "--config", config, "--data-dir",
+                          dir.path + "/data" },
+                         {}, 20000);
+    REQUIRE(r.ok());
+    CHECK(r.value().exit_code == 1);
+    CHECK(r.value().err.find("cannot start the client-proxy") != std::string::npos);
+  }
 }
