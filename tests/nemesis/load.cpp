@@ -108,7 +108,8 @@ void Load::run_poster(int p) {
     bool acked = false;
     for (int attempt = 0;; ++attempt) {
       std::string url = direct ? options_.fe_urls[static_cast<size_t>(i + attempt) % options_.fe_urls.size()]
-                               : options_.agent_urls[static_cast<size_t>(p)];
+                     : options_.agent_urls[static_cast<size_t>(options_.roaming_retries ? p + attempt : p) %
+                                           options_.agent_urls.size()];
       auto r = test::post(url, "/post", body, {{"Taba-Batch-Id", id}}, kPostTimeoutMs);
       if (test::status_of(r) == 200) {
         acked = true;

@@ -60,6 +60,10 @@ struct LoadOptions {
   int statsd_port = 0;
   int lib_threads = 2;
   int events_per_ms = 2;  // per library thread
+  // Posters 0 and 1 retry a batch through the other agent too, as a client
+  // behind a load balancer without affinity would: outside the promise
+  // (docs/reliability.md), a way to see what it costs.
+  bool roaming_retries = false;
 };
 
 class Load {

@@ -2,8 +2,12 @@
 // check that every acknowledged event is stored exactly once.
 //
 //   nemesis --mode embedded|redis --seed N|random --duration SECONDS
-//           [--max-concurrent K] [--tabad PATH] [--keep]
+//           [--max-concurrent K] [--tabad PATH] [--keep] [--roaming-retries]
 //
+// --roaming-retries: the two posters that post through agents retry a batch
+// through the other agent too, as clients behind a load balancer without
+// affinity would; outside the promise (docs/reliability.md), it shows what
+// that costs (the run is expected to find duplicates).
 // Starts the cluster (cluster.h) in a temporary directory, starts the load
 // (load.h), lets the nemesis (nemesis.h) carry out the faults drawn from the
 // seed for --duration seconds, heals everything, delivers what the senders
@@ -42,12 +46,13 @@ struct Options {
   int max_concurrent = 2;
   std::string tabad;
   bool keep = false;
+  bool roaming_retries = false;
 };
 
 int usage(const char* why) {
   fmt::print(stderr,
              "nemesis: {}\nusage: nemesis --mode embedded|redis --seed N|random --duration SECONDS "
-             "[--max-concurrent K] [--tabad PATH] [--keep]\n",
+             "[--max-concurrent K] [--tabad PATH] [--keep] [--roaming-retries]\n",
              why);
   return 2;
 }
@@ -98,6 +103,8 @@ bool parse(int argc, char** argv, Options* o, std::string* error) {
       o->tabad = value();
     } else if (a == "--keep") {
       o->keep = true;
+    } else if (a == "--roaming-retries") {
+      o->roaming_retries = true;
     } else {
       *error = "unknown argument \"" + a + "\"";
       return false;
@@ -128,8 +135,9 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, &o, &error)) return usage(error.c_str());
   if (o.tabad.empty()) o.tabad = test::tabad_path();
   const char* mode_text = o.mode == StoreMode::kRedis ? "redis" : "embedded";
-  const std::string replay = fmt::format("nemesis --mode {} --seed {} --duration {} --max-concurrent {}", mode_text,
-                                         o.seed, o.duration_s, o.max_concurrent);
+  const std::string replay =
+      fmt::format("nemesis --mode {} --seed {} --duration {} --max-concurrent {}{}", mode_text, o.seed, o.duration_s,
+                  o.max_concurrent, o.roaming_retries ? " --roaming-retries" : "");
   fmt::print("nemesis: {} store, seed {}{}, {} s of faults (replay: {})\n", mode_text, o.seed,
              o.seed_drawn ? " (drawn for this run)" : "", o.duration_s, replay);
   std::fflush(stdout);
@@ -152,6 +160,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 2; ++i) lo.agent_urls.push_back(fmt::format("http://127.0.0.1:{}", cluster.client_link(i)->port()));
     for (Node* fe : cluster.fes()) lo.fe_urls.push_back(fe->url());
     lo.statsd_port = cluster.statsd_port();
+    lo.roaming_retries = o.roaming_retries;
     Load load(lo, &ledger, &paths);
     load.start();
 
