@@ -228,12 +228,16 @@ int64_t Nemesis::stored_events() {
   return sum;
 }
 
-bool Nemesis::recovered(const FaultOutcome& o) {
+bool Nemesis::recovered(FaultOutcome& o) {
   const PlannedFault& f = o.fault;
   const int64_t healed_abs = o.healed_ms + t0_;
   auto stored_grew = [&] {
     int64_t s = stored_events();
-    return s >= 0 && o.stored_at_heal >= 0 && s > o.stored_at_heal;
+    if (s < 0) return false;
+    // The store could not be read at the heal (its query node was down too):
+    // the first reading after it is the baseline.
+    if (o.stored_at_heal < 0) o.stored_at_heal = s;
+    return s > o.stored_at_heal;
   };
   auto agent_index = [](const std::string& name) { return name.find('1') != std::string::npos ? 1 : 0; };
   if (f.kind == FaultKind::kClock) return true;

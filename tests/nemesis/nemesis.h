@@ -82,7 +82,7 @@ class Nemesis {
  private:
   void apply(FaultOutcome& f);
   void heal(FaultOutcome& f);
-  bool recovered(const FaultOutcome& f);
+  bool recovered(FaultOutcome& f);
   int64_t stored_events();
   void check_unexpected_exits(const std::vector<FaultOutcome*>& active);
   void note(std::string text);
