@@ -75,6 +75,8 @@ class Cluster {
   bool alive(Node* n);
   void pause(Node* n);
   void resume(Node* n);
+  // False when libfaketime is not installed: clocks cannot be stepped.
+  bool can_step_clocks() const { return !faketime_lib_.empty(); }
   // Steps n's wall clock to `seconds` off the real one (0: back to real).
   void step_clock(Node* n, int seconds);
   // RLIMIT_FSIZE on n (0: lifted): writes past `bytes` fail, a full disk.

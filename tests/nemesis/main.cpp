@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
       fmt::print("nemesis: the cluster did not start: {}\n", s.message());
       return 2;
     }
+    if (!cluster.can_step_clocks()) {
+      fmt::print("nemesis: libfaketime is not installed (Debian: libfaketime): no clock steps in this run\n");
+    }
     std::vector<PlannedFault> plan = plan_faults(o.seed, cluster, o.duration_s * 1000LL, o.max_concurrent);
 
     Ledger ledger;

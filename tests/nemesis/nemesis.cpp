@@ -69,6 +69,7 @@ std::vector<PlannedFault> plan_faults(uint64_t seed, Cluster& cluster, int64_t d
   int total_weight = 0;
   for (const KindSpec& s : kSpecs) {
     if (is_redis_kind(s.kind) && shards.empty()) continue;
+    if (s.kind == FaultKind::kClock && !cluster.can_step_clocks()) continue;
     specs.push_back(s);
     total_weight += s.weight;
   }
