@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!cluster.can_step_clocks()) {
-      fmt::print("nemesis: libfaketime is not installed (Debian: libfaketime): no clock steps in this run\n");
+      fmt::print("nemesis: no clock steps in this run: libfaketime is not installed (Debian: libfaketime), or this is "
+                 "a sanitized build (libfaketime hangs AddressSanitizer's start-up)\n");
     }
     std::vector<PlannedFault> plan = plan_faults(o.seed, cluster, o.duration_s * 1000LL, o.max_concurrent);
 
