@@ -58,6 +58,13 @@ struct ClientOptions {
   std::string token;
   // zlib-compress bodies (sent with Content-Encoding: deflate).
   bool compress = false;
+  // A batch id is deduplicated only by the agent that received it, so once
+  // a body may have reached a server, its retries go to that address (IP and
+  // port) only, even when the endpoint's host resolves to several. When that
+  // address gives no answer for this long, the body may go to any address
+  // (counted in repinned; it may then be counted twice). The default is the
+  // agent's default dedup window, agent.dedup_ttl_s = 600 s.
+  std::chrono::milliseconds retry_pin_timeout{600'000};
 };
 
 // Counters since the client started, and what it holds now. Every event
@@ -82,6 +89,7 @@ struct ClientStatus {
   uint64_t retry_bodies = 0;            // number of those bodies
   std::string last_error;               // the last failed POST, e.g. "connection refused: http://..."
   std::string last_invalid;  // the last refused event, e.g. name "a b": contains ' ' (0x20) at byte 1
+  uint64_t repinned = 0;     // bodies whose retries left their address after retry_pin_timeout
 };
 
 class TABA_CLIENT_API Client {

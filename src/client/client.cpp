@@ -60,6 +60,7 @@ std::string check_options(const ClientOptions& o, http::Url* url) {
   if (o.flush_interval.count() <= 0) return "flush_interval must be positive";
   if (o.max_body_bytes == 0) return "max_body_bytes must be positive";
   if (o.timeout_ms <= 0) return "timeout_ms must be positive";
+  if (o.retry_pin_timeout.count() <= 0) return "retry_pin_timeout must be positive";
   return {};
 }
 
@@ -128,8 +129,9 @@ Client::Impl::Impl(ClientOptions options)
     return;
   }
   encoder_ = std::make_unique<client::Encoder>(options_.client_id, options_.max_body_bytes);
-  sender_ = std::make_unique<client::Sender>(client::SenderOptions{
-      std::move(url), options_.max_retry_bytes, options_.timeout_ms, options_.token, options_.compress});
+  sender_ = std::make_unique<client::Sender>(
+      client::SenderOptions{std::move(url), options_.max_retry_bytes, options_.timeout_ms, options_.token,
+                            options_.compress, static_cast<int64_t>(options_.retry_pin_timeout.count())});
   thread_ = std::thread([this] { run(); });
 }
 
@@ -265,6 +267,7 @@ ClientStatus Client::Impl::status() const {
     s.retry_bytes = ss.queued_bytes;
     s.retry_bodies = ss.queued_bodies;
     s.last_error = ss.last_error;
+    s.repinned = ss.repinned;
   }
   std::lock_guard<std::mutex> lock(invalid_mu_);
   s.last_invalid = last_invalid_;

@@ -77,7 +77,7 @@ void Sender::enqueue(Body body) {
   queue_.push_back(Pending{std::move(body), new_batch_id()});
 }
 
-Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* error, std::string* refused) {
+Sender::Outcome Sender::post(Pending& p, int timeout_ms, std::string* error, std::string* refused) {
   std::vector<http::Header> headers = {{"Content-Type", "text/plain; charset=utf-8"},
                                        {"Taba-Batch-Id", p.batch_id}};
   if (!options_.token.empty()) headers.push_back({"Authorization", "Bearer " + options_.token});
@@ -88,8 +88,11 @@ Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* erro
     payload = compressed;
     headers.push_back({"Content-Encoding", "deflate"});
   }
-  if (!conn_) {
-    auto conn = http::ClientConnection::connect(options_.endpoint.host, options_.endpoint.port, timeout_ms);
+  if (conn_) {
+    conn_->set_only(p.pin);
+  } else {
+    auto conn =
+        http::ClientConnection::connect(options_.endpoint.host, options_.endpoint.port, timeout_ms, p.pin);
     if (!conn.ok()) {
       *error = conn.status().message();
       return Outcome::kRetry;
@@ -97,6 +100,12 @@ Sender::Outcome Sender::post(const Pending& p, int timeout_ms, std::string* erro
     conn_.emplace(std::move(conn.value()));
   }
   auto resp = conn_->request("POST", target_, headers, payload, timeout_ms);
+  if (p.pin) {
+    if (resp.ok()) p.pin_heard_ms = steady_ms();
+  } else if (conn_->reached()) {
+    p.pin = conn_->reached();
+    p.pin_heard_ms = steady_ms();
+  }
   if (!resp.ok()) {
     conn_.reset();
     *error = resp.status().message();
@@ -154,12 +163,27 @@ void Sender::backoff(int64_t now) {
   retry_at_ms_ = now + delay;
 }
 
+std::string Sender::release_stale_pin(int64_t now) {
+  Pending& p = queue_.front();
+  if (!p.pin || now - p.pin_heard_ms <= options_.pin_timeout_ms) return {};
+  std::string note = "retry of batch " + p.batch_id + " pinned to " + p.pin->text() + " got no answer for " +
+                     std::to_string(now - p.pin_heard_ms) + " ms (retry_pin_timeout " +
+                     std::to_string(options_.pin_timeout_ms) + " ms): sent to any address of " + base_url_ +
+                     " now, so it may be counted twice";
+  p.pin.reset();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  ++stats_.repinned;
+  stats_.last_error = note;
+  return note;
+}
+
 bool Sender::send(int64_t deadline_ms) {
   while (!queue_.empty()) {
     int64_t now = steady_ms();
     if (now >= deadline_ms) return false;
     int timeout =
         static_cast<int>(std::clamp<int64_t>(deadline_ms - now, kMinRequestTimeoutMs, options_.timeout_ms));
+    std::string released = release_stale_pin(now);
     std::string error, refused;
     Outcome outcome = post(queue_.front(), timeout, &error, &refused);
     if (outcome == Outcome::kOk) {
@@ -168,7 +192,7 @@ bool Sender::send(int64_t deadline_ms) {
       {
         std::lock_guard<std::mutex> lock(stats_mu_);
         ++stats_.posts_ok;
-        if (!refused.empty()) stats_.last_error = error;
+        if (!refused.empty()) stats_.last_error = released.empty() ? error : released + "; then: " + error;
       }
       settle_front(applied);
       failures_ = 0;
@@ -178,7 +202,7 @@ bool Sender::send(int64_t deadline_ms) {
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.posts_failed;
-      stats_.last_error = error;
+      stats_.last_error = released.empty() ? error : released + "; then: " + error;
     }
     if (outcome == Outcome::kRejected) {
       settle_front(0);

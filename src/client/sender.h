@@ -11,6 +11,17 @@
 // nothing of the body can ever be taken (every block refused, or the body
 // unreadable): it is dropped whole.
 //
+// A receiver remembers batch ids only for itself (an agent for
+// agent.dedup_ttl_s), so a retry must go where the first attempt went: once
+// a body's request bytes may have reached a server (the connection was made
+// and sending began), the body is pinned to that address (IP and port) and
+// every retry connects only there, even when the endpoint's host name
+// resolves to other addresses too. The pin goes with the body's answer
+// (200, 400, 413, 415). A pinned address that gives no HTTP answer for
+// pin_timeout_ms releases the body to any address: counted in `repinned`
+// and said in last_error, since the body may then be counted twice. Bodies
+// go oldest first, so only the front body can be pinned (docs/client.md).
+//
 // Thread-safety: one thread (the flush thread) calls everything except
 // stats(), which any thread may call.
 #pragma once
@@ -35,6 +46,7 @@ struct SenderOptions {
   int timeout_ms = 5000;
   std::string token;
   bool compress = false;
+  int64_t pin_timeout_ms = 600'000;
 };
 
 struct SenderStats {
@@ -47,6 +59,7 @@ struct SenderStats {
   uint64_t queued_events = 0;
   uint64_t queued_bytes = 0;
   uint64_t queued_bodies = 0;
+  uint64_t repinned = 0;  // pinned bodies released to any address after pin_timeout_ms
   std::string last_error;
 };
 
@@ -76,13 +89,19 @@ class Sender {
  private:
   struct Pending {
     Body body;
-    std::string batch_id;  // 32 lowercase hex digits
+    std::string batch_id;                  // 32 lowercase hex digits
+    std::optional<http::PeerAddress> pin;  // where its bytes may have gone; retries go there only
+    int64_t pin_heard_ms = 0;              // when pinned, or when the pinned address last answered
   };
   enum class Outcome { kOk, kRejected, kRetry };
 
   std::string new_batch_id();
   // *refused: a 200's refusal lines (blocks the receiver did not apply).
-  Outcome post(const Pending& p, int timeout_ms, std::string* error, std::string* refused);
+  // Pins `p` to the address its bytes may have reached.
+  Outcome post(Pending& p, int timeout_ms, std::string* error, std::string* refused);
+  // Releases the front body's pin when its address has not answered for
+  // pin_timeout_ms; the note for last_error, or "".
+  std::string release_stale_pin(int64_t now);
   // Takes the front body off the queue: `applied` of its events were
   // taken, the rest refused.
   void settle_front(uint64_t applied);

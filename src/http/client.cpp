@@ -2,6 +2,7 @@
 // every step honours one deadline; responses parsed by llhttp.
 #include "http/client.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <llhttp.h>
 #include <netdb.h>
@@ -198,6 +199,38 @@ std::string build_head(std::string_view method, std::string_view target, const s
 
 }  // namespace
 
+std::string PeerAddress::text() const {
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (storage.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+    ::inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+    return fmt::format("{}:{}", ip, ntohs(in->sin_port));
+  }
+  if (storage.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+    if (in6->sin6_scope_id != 0) return fmt::format("[{}%{}]:{}", ip, in6->sin6_scope_id, ntohs(in6->sin6_port));
+    return fmt::format("[{}]:{}", ip, ntohs(in6->sin6_port));
+  }
+  return fmt::format("(address family {})", storage.ss_family);
+}
+
+bool operator==(const PeerAddress& a, const PeerAddress& b) {
+  if (a.storage.ss_family != b.storage.ss_family) return false;
+  if (a.storage.ss_family == AF_INET) {
+    const auto* x = reinterpret_cast<const sockaddr_in*>(&a.storage);
+    const auto* y = reinterpret_cast<const sockaddr_in*>(&b.storage);
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a.storage.ss_family == AF_INET6) {
+    const auto* x = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    const auto* y = reinterpret_cast<const sockaddr_in6*>(&b.storage);
+    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+           std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
 std::string_view ClientResponse::header(std::string_view lower_name) const {
   for (const Header& h : headers) {
     if (h.name == lower_name) return h.value;
@@ -209,7 +242,12 @@ ClientConnection::ClientConnection(std::string host, int port, int fd)
     : host_(std::move(host)), port_(port), fd_(fd) {}
 
 ClientConnection::ClientConnection(ClientConnection&& other) noexcept
-    : host_(std::move(other.host_)), port_(other.port_), fd_(other.fd_) {
+    : host_(std::move(other.host_)),
+      port_(other.port_),
+      fd_(other.fd_),
+      only_(std::move(other.only_)),
+      peer_(std::move(other.peer_)),
+      reached_(std::move(other.reached_)) {
   other.fd_ = -1;
 }
 
@@ -219,6 +257,9 @@ ClientConnection& ClientConnection::operator=(ClientConnection&& other) noexcept
     host_ = std::move(other.host_);
     port_ = other.port_;
     fd_ = other.fd_;
+    only_ = std::move(other.only_);
+    peer_ = std::move(other.peer_);
+    reached_ = std::move(other.reached_);
     other.fd_ = -1;
   }
   return *this;
@@ -231,20 +272,54 @@ ClientConnection::~ClientConnection() {
 void ClientConnection::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  peer_.reset();
+}
+
+void ClientConnection::set_only(const std::optional<PeerAddress>& only) {
+  only_ = only;
+  if (only_ && fd_ >= 0 && !(peer_ && *peer_ == *only_)) close();
 }
 
 std::string ClientConnection::base_url() const {
   return format_base_url(host_, port_);
 }
 
-Result<ClientConnection> ClientConnection::connect(const std::string& host, int port, int timeout_ms) {
+Result<ClientConnection> ClientConnection::connect(const std::string& host, int port, int timeout_ms,
+                                                   const std::optional<PeerAddress>& only) {
   ClientConnection conn(host, port, -1);
+  conn.only_ = only;
   TABA_RETURN_IF_ERROR(conn.reopen(now_ms() + std::max(timeout_ms, 0), timeout_ms));
   return conn;
 }
 
-Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms) {
+namespace {
+
+Status connect_failure(int err, const std::string& url, int timeout_ms) {
+  if (err == ECONNREFUSED) return Status::Unavailable(fmt::format("connection refused: {}", url));
+  if (err == ETIMEDOUT) {
+    return Status::Unavailable(fmt::format("timed out after {} ms connecting to {}", timeout_ms, url));
+  }
+  return Status::Unavailable(fmt::format("cannot connect to {}: {}", url, std::strerror(err)));
+}
+
+}  // namespace
+
+Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms, const PeerAddress* only) {
   close();
+  if (only == nullptr && only_) only = &*only_;
+  if (only != nullptr) {
+    addrinfo ai{};
+    ai.ai_family = only->storage.ss_family;
+    ai.ai_socktype = SOCK_STREAM;
+    ai.ai_protocol = IPPROTO_TCP;
+    ai.ai_addrlen = only->length;
+    ai.ai_addr = const_cast<sockaddr*>(reinterpret_cast<const sockaddr*>(&only->storage));
+    int err = 0;
+    fd_ = connect_address(&ai, deadline_ms, &err);
+    if (fd_ < 0) return connect_failure(err, fmt::format("{} at {}", base_url(), only->text()), timeout_ms);
+    peer_ = *only;
+    return Status::Ok();
+  }
   const std::string url = base_url();
   if (port_ < 1 || port_ > 65535) return Status::Invalid(fmt::format("bad port {}: {}", port_, url));
   addrinfo hints{};
@@ -265,15 +340,17 @@ Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms) {
   int err = ECONNREFUSED;
   for (const addrinfo* ai = list; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
     fd_ = connect_address(ai, deadline_ms, &err);
+    if (fd_ >= 0 && ai->ai_addrlen <= sizeof(sockaddr_storage)) {
+      PeerAddress peer;
+      std::memcpy(&peer.storage, ai->ai_addr, ai->ai_addrlen);
+      peer.length = ai->ai_addrlen;
+      peer_ = peer;
+    }
     if (err == ETIMEDOUT && fd_ < 0) break;
   }
   ::freeaddrinfo(list);
   if (fd_ >= 0) return Status::Ok();
-  if (err == ECONNREFUSED) return Status::Unavailable(fmt::format("connection refused: {}", url));
-  if (err == ETIMEDOUT) {
-    return Status::Unavailable(fmt::format("timed out after {} ms connecting to {}", timeout_ms, url));
-  }
-  return Status::Unavailable(fmt::format("cannot connect to {}: {}", url, std::strerror(err)));
+  return connect_failure(err, url, timeout_ms);
 }
 
 Result<ClientResponse> ClientConnection::request(std::string_view method, std::string_view target,
@@ -286,6 +363,7 @@ Result<ClientResponse> ClientConnection::request_until(std::string_view method, 
                                                        const std::vector<Header>& headers,
                                                        std::string_view body, int64_t deadline,
                                                        int timeout_ms) {
+  reached_.reset();
   bool reused = fd_ >= 0;
   if (!reused) {
     TABA_RETURN_IF_ERROR(reopen(deadline, timeout_ms));
@@ -294,8 +372,11 @@ Result<ClientResponse> ClientConnection::request_until(std::string_view method, 
   Result<ClientResponse> result =
       attempt(method, target, headers, body, deadline, timeout_ms, &closed_before_response);
   if (!result.ok() && reused && closed_before_response) {
-    // The server had closed this idle keep-alive connection: one fresh try.
-    TABA_RETURN_IF_ERROR(reopen(deadline, timeout_ms));
+    // The server had closed this idle keep-alive connection: one fresh try,
+    // at the same address (the server may also have taken the request and
+    // died before answering: another address would get it a second time).
+    std::optional<PeerAddress> same = reached_;
+    TABA_RETURN_IF_ERROR(reopen(deadline, timeout_ms, same ? &*same : nullptr));
     closed_before_response = false;
     result = attempt(method, target, headers, body, deadline, timeout_ms, &closed_before_response);
   }
@@ -312,6 +393,7 @@ Result<ClientResponse> ClientConnection::attempt(std::string_view method, std::s
     return Status::Unavailable(fmt::format("timed out after {} ms {} {}", timeout_ms, what, url));
   };
   const std::string head = build_head(method, target, host_, port_, headers, body);
+  reached_ = peer_;
 
   // Send head and body. Stop early if the server starts answering (e.g. 413
   // before the whole body arrived): its reply is read below.

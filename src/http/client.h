@@ -6,7 +6,10 @@
 // are independent.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,12 +29,26 @@ struct ClientResponse {
   std::string_view header(std::string_view lower_name) const;
 };
 
+// One resolved address of a server: an IP address and a port.
+struct PeerAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  // "127.0.0.1:8279" or "[::1]:8279".
+  std::string text() const;
+  // Same family, IP address (and IPv6 scope) and port.
+  friend bool operator==(const PeerAddress& a, const PeerAddress& b);
+};
+
 // One keep-alive connection to host:port.
 class ClientConnection {
  public:
-  // Connects (resolving `host` if it is not a literal address) within
-  // timeout_ms. Errors read like "connection refused: http://127.0.0.1:8300".
-  static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms);
+  // Connects within timeout_ms: to `only` when given (`host` then names the
+  // server in the Host header and in messages only), else to the addresses
+  // `host` resolves to, in order, until one answers. Errors read like
+  // "connection refused: http://127.0.0.1:8300".
+  static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms,
+                                          const std::optional<PeerAddress>& only = std::nullopt);
 
   ClientConnection(ClientConnection&& other) noexcept;
   ClientConnection& operator=(ClientConnection&& other) noexcept;
@@ -43,10 +60,22 @@ class ClientConnection {
   // Adds Host and Content-Length (when there is a body or the method is
   // POST/PUT) unless `headers` has them. If a reused connection turns out to
   // have been closed by the server before any response byte arrived, it
-  // reconnects and sends once more. The connection is closed (and reopened
+  // reconnects to the same address and sends once more. The connection is closed (and reopened
   // by the next request) when the response asks for it or an error occurs.
   Result<ClientResponse> request(std::string_view method, std::string_view target,
                                  const std::vector<Header>& headers, std::string_view body, int timeout_ms);
+
+  // From now on, (re)connect only to `only`; nullopt: to the addresses the
+  // host resolves to, in order. An open connection to another address is
+  // closed.
+  void set_only(const std::optional<PeerAddress>& only);
+
+  // The address the last request() started sending to: the connection was
+  // made and request bytes were written, so the server may have received
+  // them, even if the request then failed. nullopt when the last request
+  // reached no server (e.g. every connect failed). A request that reconnects
+  // (see request()) does so to that same address only.
+  const std::optional<PeerAddress>& reached() const { return reached_; }
 
   // "http://host:port", for messages.
   std::string base_url() const;
@@ -59,9 +88,10 @@ class ClientConnection {
                                       int timeout_ms);
 
   ClientConnection(std::string host, int port, int fd);
-  // (Re)connects before deadline_ms (steady clock); a timeout message names
-  // timeout_ms, the caller's whole budget.
-  Status reopen(int64_t deadline_ms, int timeout_ms);
+  // (Re)connects before deadline_ms (steady clock), to `only` if not null,
+  // else to only_ if set, else to what host_ resolves to; a timeout message
+  // names timeout_ms, the caller's whole budget.
+  Status reopen(int64_t deadline_ms, int timeout_ms, const PeerAddress* only = nullptr);
   // request() against an absolute deadline (steady clock, ms).
   Result<ClientResponse> request_until(std::string_view method, std::string_view target,
                                        const std::vector<Header>& headers, std::string_view body,
@@ -75,6 +105,9 @@ class ClientConnection {
   std::string host_;
   int port_ = 0;
   int fd_ = -1;
+  std::optional<PeerAddress> only_;     // set_only()
+  std::optional<PeerAddress> peer_;     // the address fd_ is connected to
+  std::optional<PeerAddress> reached_;  // reached()
 };
 
 // One request on a fresh connection to an absolute "http://host:port/path?q" URL.

@@ -42,16 +42,16 @@ struct AgentStatus {
   bool ok = false;
   std::string raw;
   uint64_t spool_events = 0, spool_batches = 0, spool_bytes = 0, refused_full = 0;
-  uint64_t accepted = 0, rejected = 0, duplicates = 0;
+  uint64_t accepted = 0, rejected = 0, duplicates = 0, events_spooled = 0;
   uint64_t forwarded_batches = 0, forwarded_events = 0, in_flight = 0;
   uint64_t dead_batches = 0, dead_events = 0;
   std::string ep_state, ep_last_error;
   uint64_t ep_failures = 0, ep_consecutive = 0;
 };
 
-inline AgentStatus agent_status(const TabadProcess& agent) {
+inline AgentStatus agent_status(const std::string& base_url) {
   AgentStatus s;
-  auto r = test::get(agent.url(), "/status?format=json", "", 3000);
+  auto r = test::get(base_url, "/status?format=json", "", 3000);
   if (!r.ok() || r->status != 200) return s;
   s.raw = r->body;
   simdjson::dom::parser parser;
@@ -68,6 +68,7 @@ inline AgentStatus agent_status(const TabadProcess& agent) {
   u("/posts/accepted", &s.accepted);
   u("/posts/rejected", &s.rejected);
   u("/posts/duplicates", &s.duplicates);
+  u("/posts/events_spooled", &s.events_spooled);
   u("/forwarded/batches", &s.forwarded_batches);
   u("/forwarded/events", &s.forwarded_events);
   u("/forwarded/in_flight", &s.in_flight);
@@ -81,16 +82,18 @@ inline AgentStatus agent_status(const TabadProcess& agent) {
   s.ok = good;
   return s;
 }
+inline AgentStatus agent_status(const TabadProcess& agent) { return agent_status(agent.url()); }
 
 // Waits until the agent's spool is empty and nothing is in flight.
-inline bool wait_drained(const TabadProcess& agent, int timeout_ms) {
+inline bool wait_drained(const std::string& base_url, int timeout_ms) {
   return eventually(
       [&] {
-        AgentStatus s = agent_status(agent);
+        AgentStatus s = agent_status(base_url);
         return s.ok && s.spool_events == 0 && s.spool_batches == 0 && s.in_flight == 0;
       },
       timeout_ms);
 }
+inline bool wait_drained(const TabadProcess& agent, int timeout_ms) { return wait_drained(agent.url(), timeout_ms); }
 
 // Waits until the agent's spool is empty, nothing is in flight and at least
 // one dead letter was written; its status then.

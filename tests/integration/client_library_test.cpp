@@ -22,8 +22,10 @@
 
 #include "harness.h"
 #include "http/client.h"
+#include "lossy_relay.h"
 #include "taba/client.hpp"
 
+using taba::test::LossyRelay;
 using taba::test::TabadProcess;
 
 namespace {
@@ -94,100 +96,6 @@ bool eventually(F done, int timeout_ms = 10000) {
   }
   return done();
 }
-
-// A one-connection-at-a-time HTTP relay in front of tabad that swallows the
-// responses to the first `lose` POSTs it relays (it closes the connection
-// instead), as when a 200 is lost on the way back. Requests are relayed
-// whole, with their Taba-Batch-Id.
-class LossyRelay {
- public:
-  LossyRelay(std::string upstream, int lose) : upstream_(std::move(upstream)), lose_(lose) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
-    REQUIRE(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    REQUIRE(::listen(listen_fd_, 8) == 0);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~LossyRelay() {
-    stop_ = true;
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    ::close(listen_fd_);
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  int relayed() const { return relayed_; }
-  std::set<std::string> batch_ids() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ids_;
-  }
-
- private:
-  void serve() {
-    while (!stop_) {
-      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) return;
-      while (relay_one(fd)) {
-      }
-      ::close(fd);
-    }
-  }
-
-  // Relays one request; false when the connection is done.
-  bool relay_one(int fd) {
-    std::string in;
-    size_t head_end;
-    char buf[65536];
-    while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return false;
-      in.append(buf, static_cast<size_t>(n));
-    }
-    std::string head = in.substr(0, head_end);
-    auto header = [&](const std::string& lower) {
-      std::string h;
-      for (size_t i = 0; i < head.size(); ++i) h.push_back(static_cast<char>(std::tolower(head[i])));
-      size_t at = h.find("\r\n" + lower + ":");
-      if (at == std::string::npos) return std::string();
-      size_t v = at + lower.size() + 3, e = head.find("\r\n", v);
-      std::string value = head.substr(v, e == std::string::npos ? std::string::npos : e - v);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      return value;
-    };
-    size_t length = std::stoul(header("content-length").empty() ? "0" : header("content-length"));
-    std::string body = in.substr(head_end + 4);
-    while (body.size() < length) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return false;
-      body.append(buf, static_cast<size_t>(n));
-    }
-    std::string id = header("taba-batch-id");
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ids_.insert(id);
-    }
-    auto r = taba::test::post(upstream_, "/post", body, {{"Taba-Batch-Id", id}});
-    if (++relayed_ <= lose_ || !r.ok()) return false;  // the answer is lost
-    std::string out = "HTTP/1.1 " + std::to_string(r.value().status) +
-                      " X\r\nContent-Length: " + std::to_string(r.value().body.size()) + "\r\n\r\n" +
-                      r.value().body;
-    return ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
-  }
-
-  std::string upstream_;
-  int lose_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> relayed_{0};
-  mutable std::mutex mu_;
-  std::set<std::string> ids_;
-  std::thread thread_;
-};
 
 }  // namespace
 

@@ -67,6 +67,7 @@ class Stats:
         self.retry_bodies = 0
         self.last_error = ""
         self.last_invalid = ""
+        self.repinned = 0
 
 
 def check_url(url):
@@ -88,7 +89,8 @@ def check_url(url):
     return parts, ""
 
 
-def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token):
+def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token,
+                   retry_pin_timeout=600.0):
     why = _encode.check_identifier(client_id)
     if why:
         return 'client ID "%s" %s' % (_encode.quote_for_error(client_id), why), None
@@ -96,7 +98,7 @@ def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeou
     if why:
         return why, None
     for name, value, least in (("flush_period", flush_period, 0.001), ("timeout", timeout, 0.001),
-                               ("stop_timeout", stop_timeout, 0.0)):
+                               ("stop_timeout", stop_timeout, 0.0), ("retry_pin_timeout", retry_pin_timeout, 0.001)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
             return "%s must be a number of seconds >= %g, not %s" % (name, least, _encode.describe(value)), None
     for name, value in limits.items():
@@ -110,11 +112,15 @@ def _check_options(client_id, event_post_url, flush_period, timeout, stop_timeou
 class Client:
     def __init__(self, client_id, event_post_url, flush_period=1.0, max_pending_events=250_000,
                  max_pending_bytes=64 << 20, max_retry_bytes=64 << 20, max_body_bytes=4 << 20, timeout=5.0,
-                 stop_timeout=5.0, token=None, compress=False):
-        """Raises ValueError naming the first invalid argument."""
+                 stop_timeout=5.0, token=None, compress=False, retry_pin_timeout=600.0):
+        """Raises ValueError naming the first invalid argument.
+        retry_pin_timeout: seconds a body that may have reached an address is
+        retried only there while that address gives no answer (the agent's
+        default dedup window, agent.dedup_ttl_s = 600 s; _sender.py)."""
         limits = {"max_pending_events": max_pending_events, "max_pending_bytes": max_pending_bytes,
                   "max_retry_bytes": max_retry_bytes, "max_body_bytes": max_body_bytes}
-        why, url = _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token)
+        why, url = _check_options(client_id, event_post_url, flush_period, timeout, stop_timeout, limits, token,
+                                  retry_pin_timeout)
         if why:
             raise ValueError(why)
         self.client_id = client_id
@@ -128,7 +134,8 @@ class Client:
         self._stats = Stats()
         self._init_sync()
         self._encoder = _encode.Encoder(client_id, max_body_bytes)
-        self._sender = Sender(url, self._stats, self._lock, max_retry_bytes, self._timeout, token, compress)
+        self._sender = Sender(url, self._stats, self._lock, max_retry_bytes, self._timeout, token, compress,
+                              float(retry_pin_timeout))
         self._names = {}  # valid names, each mapped to itself (events share one str per name)
         self._successor = None  # the client Initialize() replaced this one with
         _process.register(self)

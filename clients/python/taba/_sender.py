@@ -10,6 +10,17 @@ rest of the body, and its "line N: reason" lines name the refused blocks. A
 400, 413 or 415 means nothing of the body can ever be applied: it is dropped
 whole. Other statuses (401, 403, 404, 408, 429, 5xx) are retried.
 
+A receiver remembers batch ids only for itself (an agent for
+agent.dedup_ttl_s), so a retry must go where the first attempt went. The
+sender resolves the host itself (socket.getaddrinfo) and connects to one of
+its addresses; once a body's bytes may have reached a server (the connection
+was made and sending began), the body is pinned to that address (IP and
+port) and every retry connects only there. The pin goes with the body's
+answer (200, 400, 413, 415). A pinned address that gives no HTTP answer for
+retry_pin_timeout seconds releases the body to any address: counted in
+`repinned` and said in last_error, since it may then be counted twice.
+Bodies go oldest first, so only the front body can be pinned.
+
 The same rules as the C++ client (src/client/sender.cpp), so that the two
 behave alike in front of one receiver.
 
@@ -21,6 +32,7 @@ import collections
 import http.client
 import os
 import random
+import socket
 import time
 import zlib
 
@@ -45,16 +57,26 @@ def _first_line(text):
     return text.split("\n", 1)[0][:300]
 
 
+def _address_text(address):
+    """'127.0.0.1:8279' or '[::1]:8279' for a (family, sockaddr) pair."""
+    family, sockaddr = address
+    if family == socket.AF_INET6:
+        return "[%s]:%d" % (sockaddr[0], sockaddr[1])
+    return "%s:%d" % (sockaddr[0], sockaddr[1])
+
+
 class _Pending:
-    __slots__ = ("body", "batch_id")
+    __slots__ = ("body", "batch_id", "pin", "pin_heard")
 
     def __init__(self, body, batch_id):
         self.body = body
         self.batch_id = batch_id
+        self.pin = None  # (family, sockaddr) its bytes may have reached: retries go there only
+        self.pin_heard = 0.0  # monotonic time it was pinned, or the pinned address last answered
 
 
 class Sender:
-    def __init__(self, url, stats, lock, max_retry_bytes, timeout, token, compress):
+    def __init__(self, url, stats, lock, max_retry_bytes, timeout, token, compress, retry_pin_timeout=600.0):
         """url: a urllib.parse.SplitResult of an http or https URL; stats: the
         client's counters (attributes), changed under `lock`."""
         self._scheme = url.scheme
@@ -72,8 +94,11 @@ class Sender:
         self._compress = compress
         if compress:
             self._headers["Content-Encoding"] = "deflate"
+        self._pin_timeout = retry_pin_timeout
         self._queue = collections.deque()
         self._conn = None
+        self._only = None  # the address the next connection must use, or None: any
+        self._conn_addr = None  # the address of the open connection's socket
         self._failures = 0
         self.retry_at = 0.0  # monotonic time before which a tick does not retry
 
@@ -84,6 +109,7 @@ class Sender:
         self._lock = lock
         self._queue.clear()
         self._conn = None
+        self._conn_addr = None
         self._failures = 0
         self.retry_at = 0.0
 
@@ -119,13 +145,44 @@ class Sender:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._conn_addr = None
 
-    def _connection(self, timeout):
+    def _open_socket(self, _address, timeout, _source_address=None):
+        """Connects to self._only, else to the addresses the host resolves
+        to, in order, until one takes the connection; notes the address in
+        self._conn_addr. http.client calls it (as its _create_connection)
+        when it opens a connection, so that the host name still goes in the
+        Host header and, for https, in the TLS server name check."""
+        self._conn_addr = None
+        if self._only is not None:
+            candidates = [self._only]
+        else:
+            infos = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+            candidates = [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+        error = OSError("%s resolves to no address" % self._host)
+        for family, sockaddr in candidates:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
+            self._conn_addr = (family, sockaddr)
+            return sock
+        raise error
+
+    def _connection(self, timeout, pin):
+        self._only = pin
+        if self._conn is not None and pin is not None and self._conn_addr != pin:
+            self.close()  # open to another address, or not open
         if self._conn is None:
             if self._scheme == "https":
                 self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
             else:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._conn._create_connection = self._open_socket
         else:
             self._conn.timeout = timeout
             if self._conn.sock is not None:
@@ -140,24 +197,31 @@ class Sender:
         data = zlib.compress(pending.body.data) if self._compress else pending.body.data
         for attempt in (1, 2):
             reused = self._conn is not None and self._conn.sock is not None
+            pinned = pending.pin
             try:
-                conn = self._connection(timeout)
+                conn = self._connection(timeout, pinned)
                 conn.request("POST", self._target, body=data, headers=headers)
                 response = conn.getresponse()
                 text = response.read().decode("utf-8", "replace")
                 refused_count = response.getheader("Taba-Refused-Blocks", "")
+                self._pin(pending, answered=True)
                 if response.getheader("Connection", "").lower() == "close":
                     self.close()
                 break
             except (OSError, http.client.HTTPException) as e:
+                # The connection was made (its address noted) before the
+                # failure: the bytes may have reached that server.
+                self._pin(pending, answered=False)
                 self.close()
                 # A kept-alive connection the receiver closed while idle:
-                # once more on a new one (the batch id makes it safe).
+                # once more on a new one, to the same address (the server
+                # may also have taken the body and died before answering).
                 stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
                 if attempt == 1 and reused and stale:
                     continue
                 reason = str(e) or type(e).__name__
-                return _RETRY, "%s: %s" % (reason, self._url), ""
+                where = " at " + _address_text(pinned) if pinned is not None else ""
+                return _RETRY, "%s: %s%s" % (reason, self._url, where), ""
         status = response.status
         if status == 200:
             if refused_count and refused_count != "0":
@@ -166,6 +230,31 @@ class Sender:
             return _OK, "", ""
         error = "HTTP %d from %s: %s" % (status, self._url, _first_line(text))
         return (_REJECTED if status in (400, 413, 415) else _RETRY), error, ""
+
+    def _pin(self, pending, answered):
+        """After an attempt: a body not yet pinned is pinned to the address
+        its bytes went to, if any; a pinned one notes an answer."""
+        if pending.pin is None:
+            if self._conn_addr is not None:
+                pending.pin = self._conn_addr
+                pending.pin_heard = time.monotonic()
+        elif answered:
+            pending.pin_heard = time.monotonic()
+
+    def _release_stale_pin(self, pending, now):
+        """Releases the pin of a body whose address has not answered for
+        retry_pin_timeout; the note for last_error, or ''."""
+        if pending.pin is None or now - pending.pin_heard <= self._pin_timeout:
+            return ""
+        note = ("retry of batch %s pinned to %s got no answer for %d ms (retry_pin_timeout %g s): sent to any "
+                "address of %s now, so it may be counted twice"
+                % (pending.batch_id, _address_text(pending.pin), (now - pending.pin_heard) * 1000, self._pin_timeout,
+                   self._url))
+        pending.pin = None
+        with self._lock:
+            self._stats.repinned += 1
+            self._stats.last_error = note
+        return note
 
     @staticmethod
     def _refused_events(body, refused):
@@ -205,7 +294,10 @@ class Sender:
                 return False
             timeout = min(max(deadline - now, MIN_REQUEST_TIMEOUT), self._timeout)
             pending = self._queue[0]
+            released = self._release_stale_pin(pending, now)
             outcome, error, refused = self._post(pending, timeout)
+            if released and error:
+                error = released + "; then: " + error
             if outcome == _OK:
                 applied = pending.body.events - (self._refused_events(pending.body, refused) if refused else 0)
                 with self._lock:

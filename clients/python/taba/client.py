@@ -70,7 +70,7 @@ def Initialize(client_id=None, event_post_url=None, flush_period=1, engine_class
     else the host name; event_post_url to $TABA_EVENT_POST_URL, else the
     local agent. `options`: max_pending_events, max_pending_bytes,
     max_retry_bytes, max_body_bytes, timeout, stop_timeout (seconds), token,
-    compress. Raises ValueError for an invalid argument. Called again, it
+    compress, retry_pin_timeout (seconds). Raises ValueError for an invalid argument. Called again, it
     stops (and flushes) the previous client first; events that reach the old
     client after that go to the new one."""
     global _client

@@ -51,12 +51,18 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
+def _host_port(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
 class Tabad:
     """A tabad fe+be with the embedded store in a temporary directory, or,
-    with agent_for (a Tabad), an agent forwarding to that server."""
+    with agent_for (a Tabad), an agent forwarding to that server. It listens
+    on host (an IP address) at port (a free one if not given)."""
 
-    def __init__(self, port=None, agent_for=None):
+    def __init__(self, port=None, agent_for=None, host="127.0.0.1"):
         self.dir = tempfile.mkdtemp(prefix="taba-pytest-")
+        self.host = host
         self.port = port or free_port()
         self.proc = None
         config = os.path.join(self.dir, "taba.toml")
@@ -70,7 +76,7 @@ class Tabad:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "http://" + _host_port(self.host, self.port)
 
     @property
     def post_url(self):
@@ -79,7 +85,7 @@ class Tabad:
     def start(self):
         log = open(os.path.join(self.dir, "tabad.log"), "ab")
         self.proc = subprocess.Popen(
-            [tabad_path(), "--listen", "127.0.0.1:%d" % self.port, "--data-dir", os.path.join(self.dir, "data"),
+            [tabad_path(), "--listen", _host_port(self.host, self.port), "--data-dir", os.path.join(self.dir, "data"),
              "--config", self.config],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
         log.close()
@@ -150,18 +156,19 @@ class Tabad:
 
 
 class LosingRelay:
-    """A TCP relay in front of a server that loses the replies to the first
-    `lose` requests: it reads each request whole, forwards it, reads the
-    reply, and closes the client's connection without passing it on, as
-    when a 200 is lost on the way back."""
+    """A TCP relay in front of a server (at 127.0.0.1:target_port) that
+    loses the replies to the first `lose` requests: it reads each request
+    whole, forwards it, reads the reply, and closes the client's connection
+    without passing it on, as when a 200 is lost on the way back. It
+    listens on host (an IP address) at port (a free one if 0)."""
 
-    def __init__(self, target_port, lose):
+    def __init__(self, target_port, lose, host="127.0.0.1", port=0):
         self.target_port = target_port
         self.lose = lose
         self.relayed = 0
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self._stop = False
@@ -173,7 +180,13 @@ class LosingRelay:
         return "http://127.0.0.1:%d/post" % self.port
 
     def close(self):
+        """Stops listening: new connections are refused (a shutdown wakes
+        the accepting thread; a close alone would leave it listening)."""
         self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
     @staticmethod
