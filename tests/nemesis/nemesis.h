@@ -20,7 +20,11 @@
 //   kill-master
 //              kill -9 of a shard's master; when the fault ends (and Sentinel
 //              has promoted the replica) the old master is restarted and
-//              becomes a replica
+//              becomes a replica. A shard of a master and one replica survives
+//              one node fault at a time, and a restarted node (empty) counts
+//              as faulty until it has resynced: both Redis faults end only
+//              once the shard is in sync again (the first 30-minute run,
+//              which did not wait, lost what only the newest master held).
 #pragma once
 
 #include <cstdint>
