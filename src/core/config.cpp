@@ -154,6 +154,8 @@ Status read_redis(const toml::table& t, Config::Redis* rc) {
   TABA_RETURN_IF_ERROR(r.integer("placement_refresh_ms", 100, 86'400'000, &rc->placement_refresh_ms));
   TABA_RETURN_IF_ERROR(r.integer("reshard_names_per_s", 0, 100'000'000, &rc->reshard_names_per_s));
   TABA_RETURN_IF_ERROR(r.integer("reshard_lease_ms", 1000, 600'000, &rc->reshard_lease_ms));
+  TABA_RETURN_IF_ERROR(r.integer("max_read_bytes", 64 << 10, int64_t{1} << 30, &rc->max_read_bytes));
+  TABA_RETURN_IF_ERROR(r.integer("idle_consumer_ms", 1000, 30ll * 86'400'000, &rc->idle_consumer_ms));
   r.mark("shards");
   TABA_RETURN_IF_ERROR(r.unknown_keys());
   const toml::node* shards = t.get("shards");
@@ -559,11 +561,11 @@ std::string dump_redis(const Config::Redis& r) {
       "\n[redis]\nsentinels = [{}]\nvbuckets = {}\nmin_replica_acks = {}\nreplica_ack_timeout_ms = {}\n"
       "connect_timeout_ms = {}\ncommand_timeout_ms = {}\npool_size = {}\npassword = {}\nkey_prefix = {}\n"
       "dedup_ttl_s = {}\nclaim_idle_ms = {}\nmax_stream_entries = {}\nplacement_refresh_ms = {}\n"
-      "reshard_names_per_s = {}\nreshard_lease_ms = {}\n",
+      "reshard_names_per_s = {}\nreshard_lease_ms = {}\nmax_read_bytes = {}\nidle_consumer_ms = {}\n",
       sentinels, r.vbuckets, r.min_replica_acks, r.replica_ack_timeout_ms, r.connect_timeout_ms,
       r.command_timeout_ms, r.pool_size, r.password.empty() ? "\"\"" : "\"(set)\"", toml_string(r.key_prefix),
       r.dedup_ttl_s, r.claim_idle_ms, r.max_stream_entries, r.placement_refresh_ms, r.reshard_names_per_s,
-      r.reshard_lease_ms);
+      r.reshard_lease_ms, r.max_read_bytes, r.idle_consumer_ms);
   for (const auto& shard : r.shards) {
     out += fmt::format("\n[[redis.shards]]\nname = {}\nvbuckets = [{}, {}]\n", toml_string(shard.name),
                        shard.first_vbucket, shard.last_vbucket);

@@ -76,6 +76,8 @@ struct Config {
     int64_t placement_refresh_ms = 1000;  // re-read the placement this often (and at once when fenced)
     int64_t reshard_names_per_s = 0;      // a move copies at most this many names per second; 0 = no limit
     int64_t reshard_lease_ms = 5000;      // a move driver silent this long is gone (the move can be resumed)
+    int64_t max_read_bytes = 32ll << 20;  // a be reads and merges at most this many entry bytes per round (>= 1 entry)
+    int64_t idle_consumer_ms = 600'000;   // a stream consumer idle this long with nothing pending is deleted
   } redis;
 
   struct Http {

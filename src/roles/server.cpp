@@ -42,6 +42,7 @@ Status ServerRole::start() {
   TABA_RETURN_IF_ERROR(s);
   store_open_ = true;
   store_->set_name_limits(name_limits(config_.ingest));
+  gc_by_store_ = store_->schedule_gc(config_.has_role(Role::kBe) ? config_.store.gc_interval_s : 0);
   ingest_ = std::make_unique<routes::Ingest>(store_.get(), registry_, config_.ingest);
   self_tabs_ = std::make_unique<SelfTabs>(store_.get(), registry_);
   ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
@@ -123,10 +124,12 @@ void ServerRole::reload(const Config& config) {
     if (store_) store_->set_name_limits(name_limits(config.ingest));
   }
   if (tab_metrics_) tab_metrics_->set_options(config.prometheus);
+  if (store_) gc_by_store_ = store_->schedule_gc(config.has_role(Role::kBe) ? config.store.gc_interval_s : 0);
   config_ = config;
 }
 
-// Once a second: load figures for the heartbeat; self tabs; periodic GC (be).
+// Once a second: load figures for the heartbeat; self tabs; periodic GC (be,
+// unless the store schedules it: Redis).
 void ServerRole::on_tick(ServerRole* self) {
   double now = wall_now();
   uint64_t events = self->ingest_->stats().events_received;
@@ -146,7 +149,8 @@ void ServerRole::on_tick(ServerRole* self) {
     self->self_tabs_->flush(self->server_id_, st.events_received, st.bodies_rejected, st.bodies_unavailable);
   }
   int64_t gc_every = self->config_.store.gc_interval_s;
-  if (gc_every > 0 && self->config_.has_role(Role::kBe) && !self->stopping_ && !self->gc_running_ &&
+  if (!self->gc_by_store_ && gc_every > 0 && self->config_.has_role(Role::kBe) && !self->stopping_ &&
+      !self->gc_running_ &&
       now - self->last_gc_ >= static_cast<double>(gc_every)) {
     if (self->last_gc_ == 0) {
       self->last_gc_ = now;  // the first GC one interval after start

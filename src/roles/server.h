@@ -3,7 +3,8 @@
 // server.listen, the ingest routes (fe), the query and admin routes,
 // /metrics, /healthz, /readyz and the web page. Once a second it measures
 // the load figures of its heartbeat (events/s, deltas/s), records its self
-// tabs (roles/self_tabs.h) and runs the periodic GC (be).
+// tabs (roles/self_tabs.h) and runs the periodic GC (be; in Redis mode the
+// store has one be of the cluster run it).
 #pragma once
 
 #include <uv.h>
@@ -92,6 +93,7 @@ class ServerRole {
   double deltas_per_s_ = 0;
   double last_gc_ = 0;
   bool gc_running_ = false;
+  bool gc_by_store_ = false;  // the store runs the periodic GC itself (Store::schedule_gc)
 };
 
 }  // namespace taba::roles

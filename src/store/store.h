@@ -204,6 +204,14 @@ class Store {
   virtual void gc(ReportCallback done) = 0;
   virtual void check(bool repair, ReportCallback done) = 0;
   virtual void flush(ReportCallback done) = 0;
+  // The periodic GC of a be, every `interval_s` (store.gc_interval_s; 0 =
+  // none; called again on SIGHUP). True: the store schedules it itself (the
+  // Redis store: one be of the cluster runs it per interval); false: the
+  // caller runs gc() on its own timer (one process: the embedded store).
+  virtual bool schedule_gc(int64_t interval_s) {
+    (void)interval_s;
+    return false;
+  }
   virtual void status(std::function<void(const Status&, const ClusterStatus&)> done) = 0;
   // Re-sharding; the embedded store answers Invalid ("one store, nothing to
   // move") and a placement with supported = false. reshard's `done` runs

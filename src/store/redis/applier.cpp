@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <random>
 
@@ -16,6 +17,34 @@ namespace {
 
 constexpr int kReadCount = 32;
 constexpr uint32_t kBlockMs = 500;
+
+// Reads up to ARGV[4] entries for consumer ARGV[2] of group ARGV[1] from
+// the stream KEYS[1], one at a time, and stops before an entry that would
+// take the bytes read past ARGV[5] (the first entry is always taken, so
+// every round makes progress). ARGV[3]: ">" for new entries, or an id: this
+// consumer's pending entries after it. Returns {entries, cut}; cut = 1 when
+// an entry was left for the next round (a new one stays pending here).
+constexpr const char* kReadScript = R"lua(
+local out, bytes, from, cut = {}, 0, ARGV[3], 0
+local most, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+while #out < most do
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], from)
+  local e = r and r[1] and r[1][2][1]
+  if not e then break end
+  local size = #e[1]
+  if e[2] then
+    for i = 2, #e[2], 2 do size = size + #e[2][i] end
+  end
+  if #out > 0 and bytes + size > cap then
+    cut = 1
+    break
+  end
+  out[#out + 1] = e
+  bytes = bytes + size
+  if from ~= '>' then from = e[1] end
+end
+return {out, cut}
+)lua";
 
 // Parses [id, [field, value, ...]] into an Entry; false when malformed.
 bool parse_entry(const redisReply* r, Applier::Entry* e) {
@@ -108,8 +137,10 @@ void Applier::next() {
   uint32_t timeout = static_cast<uint32_t>(store_->config().command_timeout_ms);
   if (now - last_claim_ >= store_->config().claim_idle_ms / 2000.0) {
     last_claim_ = now;
+    // Only the ids: the entries are then read as this consumer's pending
+    // ones, within max_read_bytes per round.
     std::string idle = std::to_string(store_->config().claim_idle_ms);
-    reader_->command({"XAUTOCLAIM", stream, redis::kGroup, consumer_, idle, claim_cursor_, "COUNT", count},
+    reader_->command({"XAUTOCLAIM", stream, redis::kGroup, consumer_, idle, claim_cursor_, "COUNT", count, "JUSTID"},
                      [this, alive](const Status& s, const redisReply* r) {
                        if (!*alive || stopping_) return;
                        if (!s.ok() || !redis::reply_is_array(r) || r->elements < 2) {
@@ -120,53 +151,86 @@ void Applier::next() {
                        }
                        claim_cursor_ = std::string(redis::reply_str(r->element[0]));
                        if (claim_cursor_.empty()) claim_cursor_ = "0-0";
-                       read_reply(r->element[1], true);
+                       const redisReply* ids = r->element[1];
+                       if (redis::reply_is_array(ids) && ids->elements > 0) {
+                         store_->mutable_stats().entries_claimed += ids->elements;
+                         log::info("be {}: claimed {} entries left pending by another consumer", shard_->name,
+                                   ids->elements);
+                         own_pending_done_ = false;
+                       }
+                       next();
                      });
     return;
   }
-  const char* from = own_pending_done_ ? ">" : "0";
-  std::vector<std::string_view> argv{"XREADGROUP", "GROUP", redis::kGroup, consumer_, "COUNT", count};
-  std::string block = std::to_string(kBlockMs);
-  if (own_pending_done_) {
-    argv.push_back("BLOCK");
-    argv.push_back(block);
+  if (own_pending_done_ && idle_) {
+    // Nothing new at the last look: wait for one entry (a script cannot block).
+    reader_->command(
+        {"XREADGROUP", "GROUP", redis::kGroup, consumer_, "COUNT", "1", "BLOCK", std::to_string(kBlockMs), "STREAMS",
+         stream, ">"},
+        [this, alive](const Status& s, const redisReply* r) {
+          if (!*alive || stopping_) return;
+          if (!s.ok() || redis::reply_is_error(r)) return read_failed(s, r);
+          // [[stream, [entries]]] or nil (BLOCK timed out).
+          const redisReply* entries = nullptr;
+          if (redis::reply_is_array(r) && r->elements > 0 && redis::reply_is_array(r->element[0]) &&
+              r->element[0]->elements == 2) {
+            entries = r->element[0]->element[1];
+          }
+          if (entries && redis::reply_is_array(entries) && entries->elements > 0) idle_ = false;
+          read_reply(entries);
+        },
+        timeout + kBlockMs);
+    return;
   }
-  argv.push_back("STREAMS");
-  argv.push_back(stream);
-  argv.push_back(from);
+  // This consumer's pending entries from the start (after a start, a
+  // failure, a claim or a cut), else new ones; at most kReadCount entries
+  // and max_read_bytes.
   bool own = !own_pending_done_;
+  std::string cap = std::to_string(store_->config().max_read_bytes);
   reader_->command(
-      argv,
+      {"EVAL", kReadScript, "1", stream, redis::kGroup, consumer_, own ? "0" : ">", count, cap},
       [this, alive, own](const Status& s, const redisReply* r) {
         if (!*alive || stopping_) return;
-        if (!s.ok() || redis::reply_is_error(r)) {
-          if (redis::reply_is_error(r) && redis::reply_str(r).substr(0, 7) == "NOGROUP") group_ready_ = false;
-          if (failures_++ == 0) {
-            log::warn("be {}: reading the stream failed: {}", shard_->name,
-                      s.ok() ? std::string(redis::reply_str(r)) : s.message());
-          }
-          own_pending_done_ = false;
-          retry_later(std::min(2000, 50 << std::min(failures_, 5)));
-          return;
-        }
-        // [[stream, [entries]]] or nil (BLOCK timed out).
+        if (!s.ok() || redis::reply_is_error(r)) return read_failed(s, r);
         const redisReply* entries = nullptr;
-        if (redis::reply_is_array(r) && r->elements > 0 && redis::reply_is_array(r->element[0]) &&
-            r->element[0]->elements == 2) {
-          entries = r->element[0]->element[1];
+        bool cut = false;
+        if (redis::reply_is_array(r) && r->elements == 2) {
+          entries = r->element[0];
+          cut = redis::reply_int(r->element[1]) == 1;
         }
-        if (own && (!entries || entries->elements == 0)) own_pending_done_ = true;
-        read_reply(entries, false);
+        bool empty = !redis::reply_is_array(entries) || entries->elements == 0;
+        if (own && empty) own_pending_done_ = true;
+        if (!own) idle_ = empty;
+        if (cut) {
+          // The entry past the cap stays pending here: read it next round.
+          ++store_->mutable_stats().read_sets_cut;
+          own_pending_done_ = false;
+        }
+        read_reply(entries);
       },
-      timeout + kBlockMs);
+      timeout);
 }
 
-void Applier::read_reply(const redisReply* entries, bool from_claim) {
+void Applier::read_failed(const Status& s, const redisReply* r) {
+  if (redis::reply_is_error(r) && redis::reply_str(r).find("NOGROUP") != std::string_view::npos) group_ready_ = false;
+  if (failures_++ == 0) {
+    log::warn("be {}: reading the stream failed: {}", shard_->name,
+              s.ok() ? std::string(redis::reply_str(r)) : s.message());
+  }
+  own_pending_done_ = false;
+  retry_later(std::min(2000, 50 << std::min(failures_, 5)));
+}
+
+void Applier::read_reply(const redisReply* entries) {
   batch_.clear();
+  uint64_t bytes = 0;
   if (entries && redis::reply_is_array(entries)) {
     for (size_t i = 0; i < entries->elements; ++i) {
       Entry e;
-      if (parse_entry(entries->element[i], &e)) batch_.push_back(std::move(e));
+      if (parse_entry(entries->element[i], &e)) {
+        bytes += e.batch_id.size() + e.deltas.size();
+        batch_.push_back(std::move(e));
+      }
     }
   }
   if (batch_.empty()) {
@@ -177,10 +241,9 @@ void Applier::read_reply(const redisReply* entries, bool from_claim) {
     next();
     return;
   }
-  if (from_claim) {
-    store_->mutable_stats().entries_claimed += batch_.size();
-    log::info("be {}: claimed {} entries left pending by another consumer", shard_->name, batch_.size());
-  }
+  RedisStoreStats& stats = store_->mutable_stats();
+  stats.read_bytes += bytes;
+  stats.read_set_max_bytes = std::max(stats.read_set_max_bytes, bytes);
   attempt();
 }
 

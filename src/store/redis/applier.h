@@ -1,10 +1,13 @@
 // The be's work on one shard: read the ingest stream through the consumer
 // group and apply each entry exactly once (see redis_store.h).
 //
-// Loop: claim entries idle on other consumers (XAUTOCLAIM, every
+// Loop: claim entries idle on other consumers (XAUTOCLAIM JUSTID, every
 // claim_idle_ms / 2), re-read this consumer's own pending entries after a
-// (re)start or failure, else read new ones (XREADGROUP ... BLOCK). A read
-// set of entries is applied in one transaction:
+// (re)start, failure, claim or cut, else read new ones. Reads go through a
+// script that takes entries one at a time up to 32 entries and
+// redis.max_read_bytes (at least one entry: a round always progresses);
+// when it finds nothing new, one XREADGROUP COUNT 1 BLOCK waits for the
+// next entry. A read set of entries is applied in one transaction:
 //   WATCH dedup keys, the names' state and aggregate keys
 //   read: which batch ids were applied, the bindings, the states involved
 //   merge in memory (the handlers), then
@@ -52,7 +55,8 @@ class Applier {
  private:
   void ensure_group();
   void next();
-  void read_reply(const redisReply* r, bool from_claim);
+  void read_reply(const redisReply* entries);
+  void read_failed(const Status& s, const redisReply* r);
   // One transaction over batch_ (apply_attempt.h): its read and merge, then
   // its commit.
   void attempt();
@@ -75,6 +79,7 @@ class Applier {
   std::vector<Entry> batch_;
   bool group_ready_ = false;
   bool own_pending_done_ = false;
+  bool idle_ = false;  // the last read of new entries found none: block for the next
   bool stopping_ = false;
   double last_claim_ = 0;
   int failures_ = 0;

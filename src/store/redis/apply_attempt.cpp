@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "store/redis/redis_store_internal.h"
 
 namespace taba::store {
 
@@ -64,7 +66,10 @@ void ApplyAttempt::read(redis::Connection* txn, redis::Gather* gather) {
   for (const std::string& k : dedup_keys_) {
     if (!k.empty()) watch_keys.push_back(k);
   }
-  if (!names_.empty()) watch_keys.push_back(keys.types());  // a binding removed or made meanwhile
+  if (!names_.empty()) {
+    watch_keys.push_back(keys.types());  // a binding removed or made meanwhile
+    watch_keys.push_back(keys.tombs());  // a name deleted meanwhile
+  }
   for (const NameWork& nw : names_) {
     watch_keys.push_back(keys.states(nw.name));
     watch_keys.push_back(keys.aggregate(nw.name));
@@ -104,6 +109,14 @@ void ApplyAttempt::read(redis::Connection* txn, redis::Gather* gather) {
         w->names_[i].bound = std::string(redis::reply_str(r->element[i]));
       }
     }));
+    std::string tombs = keys.tombs();
+    hmget[1] = tombs;
+    txn->command(hmget, gather->add([w](const redisReply* r) {
+      if (!redis::reply_is_array(r)) return;
+      for (size_t i = 0; i < r->elements && i < w->names_.size(); ++i) {
+        w->names_[i].tomb = std::string(redis::reply_str(r->element[i]));
+      }
+    }));
   }
   for (size_t ni = 0; ni < names_.size(); ++ni) {
     NameWork& nw = names_[ni];
@@ -129,6 +142,27 @@ void ApplyAttempt::read(redis::Connection* txn, redis::Gather* gather) {
   }
 }
 
+// A delta of a name deleted after its entry was queued (the entry's id is
+// at most the name's tombstone, redis_admin.cpp) is skipped: it must not
+// bring the name back.
+void ApplyAttempt::skip_deleted(size_t i) {
+  if (batch_[i].deleted) return;
+  std::pair<uint64_t, uint64_t> id;
+  bool have_id = false;
+  for (size_t j = 0; j < deltas_[i].size(); ++j) {
+    const NameWork& nw = names_[name_index_[std::string(deltas_[i][j].name)]];
+    if (nw.tomb.empty()) continue;
+    if (!have_id) {
+      id = parse_stream_id(batch_[i].id);
+      have_id = true;
+    }
+    if (id <= parse_stream_id(nw.tomb)) {
+      apply_delta_[i][j] = false;
+      ++deleted_;
+    }
+  }
+}
+
 const redis::Delta* ApplyAttempt::merge() {
   double now = wall_now();
   const plugin::Registry* registry = store_->registry();
@@ -141,6 +175,7 @@ const redis::Delta* ApplyAttempt::merge() {
   apply_delta_.assign(batch_.size(), {});
   for (size_t i = 0; i < batch_.size(); ++i) {
     apply_delta_[i].assign(deltas_[i].size(), true);
+    skip_deleted(i);
     if (dedup_keys_[i].empty() || deltas_[i].empty()) {
       apply_[i] = true;  // (an entry with nothing to apply counts as applied, as it always did)
       continue;
@@ -151,7 +186,7 @@ const redis::Delta* ApplyAttempt::merge() {
     bits.merge_marker(markers_[i]);
     for (const std::string& m : foreign_[i]) bits.merge_marker(m);
     for (size_t j = 0; j < deltas_[i].size(); ++j) {
-      apply_delta_[i][j] = !bits.test(vbuckets_[i][j]);
+      apply_delta_[i][j] = apply_delta_[i][j] && !bits.test(vbuckets_[i][j]);
       if (apply_delta_[i][j]) apply_[i] = true;
     }
     for (uint32_t vb : vbuckets_[i]) bits.set(vb);
@@ -260,7 +295,7 @@ void ApplyAttempt::commit(redis::Connection* txn, redis::Gather* gather) {
     *out = redis::encode_state(h->state_version(), tmp);
     return true;
   };
-  std::unordered_map<std::string, std::vector<std::string>> client_names;
+  std::map<std::string, std::vector<std::string>> client_names;
   for (size_t ni = 0; ni < names_.size(); ++ni) {
     NameWork& nw = names_[ni];
     NameState& st = states_[ni];
@@ -284,16 +319,7 @@ void ApplyAttempt::commit(redis::Connection* txn, redis::Gather* gather) {
     cmds.push_back({"SET", k.aggregate(nw.name), std::move(agg)});
     if (st.bind) cmds.push_back({"HSETNX", k.types(), nw.name, nw.handler->type_name});
   }
-  if (!client_names.empty()) {
-    std::vector<std::string> sadd{"SADD", k.clients()};
-    for (auto& [client, names] : client_names) {
-      sadd.push_back(client);
-      std::vector<std::string> cn{"SADD", k.client_names(client)};
-      for (auto& n : names) cn.push_back(std::move(n));
-      cmds.push_back(std::move(cn));
-    }
-    cmds.push_back(std::move(sadd));
-  }
+  redis::register_clients(k, client_names, &cmds);
   std::string ttl = std::to_string(store_->config().dedup_ttl_s);
   std::vector<std::string> ack{"XACK", k.stream(), redis::kGroup};
   std::vector<std::string> del{"XDEL", k.stream()};
@@ -337,6 +363,7 @@ void ApplyAttempt::count_committed() {
   }
   stats.deltas_applied += deltas_applied_;
   stats.deltas_dropped += dropped_;
+  stats.deltas_deleted += deleted_;
 }
 
 }  // namespace taba::store

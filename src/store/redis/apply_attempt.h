@@ -1,12 +1,14 @@
 // One transaction of the be's apply loop (applier.h) over a read set of
 // stream entries, in three steps, each issued by the applier:
-//   read    WATCH the dedup keys, the types hash and the names' state and
-//           aggregate keys; GET dedup keys, HMGET types, HMGET states,
-//           GET aggregates (pipelined, into one Gather); GET the batches'
-//           dedup keys on the previous owners of their vbuckets (a move)
+//   read    WATCH the dedup keys, the types and tombs hashes and the names'
+//           state and aggregate keys; GET dedup keys, HMGET types, HMGET
+//           tombs, HMGET states, GET aggregates (pipelined, into one
+//           Gather); GET the batches' dedup keys on the previous owners of
+//           their vbuckets (a move)
 //   merge   in memory, through the handlers; a delta whose (batch id,
 //           vbucket) was applied here, on a previous owner, or earlier in
-//           the read set is skipped
+//           the read set is skipped, and so is one of a name deleted after
+//           its entry was queued (its tombstone, redis_admin.cpp)
 //   commit  MULTI; HSET states; SET aggregates; HSETNX binding; SADD
 //           clients, cn:<client>; SET dedup EX ttl; XACK; XDEL; EXEC
 // The applier decides what follows each step: a failed read or EXEC backs
@@ -62,6 +64,7 @@ class ApplyAttempt : public std::enable_shared_from_this<ApplyAttempt> {
     std::string name;
     const plugin::Handler* handler = nullptr;  // from the deltas' type
     std::string bound;                         // the binding read from Redis ("" = none)
+    std::string tomb;                          // its /delete tombstone: a stream id ("" = none)
     std::vector<std::string> clients;          // in read order
     std::unordered_map<std::string, size_t> client_index;
     std::vector<std::string> client_blobs;     // read replies
@@ -76,6 +79,8 @@ class ApplyAttempt : public std::enable_shared_from_this<ApplyAttempt> {
     bool bind = false;
     bool skip = false;
   };
+
+  void skip_deleted(size_t entry);
 
   RedisStore* store_;
   std::string shard_name_;
@@ -95,6 +100,7 @@ class ApplyAttempt : public std::enable_shared_from_this<ApplyAttempt> {
   std::vector<NameState> states_;                  // per name
   uint64_t deltas_applied_ = 0;
   uint64_t dropped_ = 0;
+  uint64_t deleted_ = 0;  // deltas skipped: their name was deleted after they were queued
   bool committed_ = false;
 };
 

@@ -82,3 +82,52 @@ Status decode_deltas(std::string_view bytes, std::vector<Delta>* out) {
 }
 
 }  // namespace taba::redis
+
+namespace taba::redis {
+namespace {
+
+// KEYS[1]: P cnmax; KEYS[2..]: P cn:<client>. Raises P cnmax to the
+// largest SCARD among them, only when P cnmax exists.
+constexpr const char* kRaiseNamesMaxScript = R"lua(
+local m = redis.call('GET', KEYS[1])
+if not m then return 0 end
+m = tonumber(m)
+local top = m
+for i = 2, #KEYS do
+  local n = redis.call('SCARD', KEYS[i])
+  if n > top then top = n end
+end
+if top > m then redis.call('SET', KEYS[1], top) end
+return top
+)lua";
+
+}  // namespace
+
+const char* const kRecountNamesMaxScript = R"lua(
+local m = 0
+for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local n = redis.call('SCARD', ARGV[1] .. c)
+  if n > m then m = n end
+end
+redis.call('SET', KEYS[1], m)
+return m
+)lua";
+
+void register_clients(const Keys& keys, const std::map<std::string, std::vector<std::string>>& client_names,
+                      std::vector<std::vector<std::string>>* cmds) {
+  if (client_names.empty()) return;
+  std::vector<std::string> sadd{"SADD", keys.clients()};
+  std::vector<std::string> raise{"EVAL", kRaiseNamesMaxScript, std::to_string(client_names.size() + 1),
+                                 keys.names_max()};
+  for (const auto& [client, names] : client_names) {
+    sadd.push_back(client);
+    std::vector<std::string> cn{"SADD", keys.client_names(client)};
+    cn.insert(cn.end(), names.begin(), names.end());
+    cmds->push_back(std::move(cn));
+    raise.push_back(keys.client_names(client));
+  }
+  cmds->push_back(std::move(sadd));
+  cmds->push_back(std::move(raise));
+}
+
+}  // namespace taba::redis

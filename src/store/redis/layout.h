@@ -22,6 +22,12 @@
 //   P movedone        SET names a move has merged into this shard (target)
 //   P move            HASH the move's driver, cancel request and progress (target)
 //   P movelease       STRING the driver's id, expiring after reshard_lease_ms (target)
+//   P tombs           HASH name -> the stream id of the newest entry queued when the name
+//                     was deleted: older entries skip the name (redis_admin.cpp)
+//   P cnmax           STRING an upper bound of the names any one client holds on this
+//                     shard (the fe's pre-check of ingest.max_names_per_client)
+//   P keeper          STRING the be holding the housekeeping lease (housekeeper.h), PX;
+//   P gclast          STRING when the periodic GC last started (both on the keeper shard)
 //
 // A stored state is u32 state_version (LE) followed by the handler's bytes.
 // A stream entry has fields id (batch id), t (enqueue time, seconds), n
@@ -31,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +68,10 @@ class Keys {
   std::string move_done() const { return p_ + "movedone"; }
   std::string move() const { return p_ + "move"; }
   std::string move_lease() const { return p_ + "movelease"; }
+  std::string tombs() const { return p_ + "tombs"; }
+  std::string names_max() const { return p_ + "cnmax"; }
+  std::string keeper() const { return p_ + "keeper"; }
+  std::string gc_last() const { return p_ + "gclast"; }
   const std::string& prefix() const { return p_; }
 
  private:
@@ -104,5 +115,17 @@ class DeltaWriter {
 
 // Parses an entry's deltas; every length is checked (views into `bytes`).
 Status decode_deltas(std::string_view bytes, std::vector<Delta>* out);
+
+// The commands that register clients' new states on a shard, for a
+// MULTI (the be's apply, a move's chunk): SADD P cn:<client> names per
+// client, SADD P clients, and a script raising P cnmax to the largest of
+// these clients' name counts (when P cnmax exists: the housekeeper creates
+// it from every client, so that it is a bound over all of them).
+void register_clients(const Keys& keys, const std::map<std::string, std::vector<std::string>>& client_names,
+                      std::vector<std::vector<std::string>>* cmds);
+
+// Sets P cnmax to the largest number of names any client holds on the
+// shard. KEYS: cnmax, clients. ARGV: the P cn: prefix. Returns it.
+extern const char* const kRecountNamesMaxScript;
 
 }  // namespace taba::redis

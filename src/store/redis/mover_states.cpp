@@ -317,16 +317,7 @@ void Mover::commit_chunk(std::shared_ptr<Chunk> chunk) {
     cmds.push_back({"HSETNX", k.types(), n.name, n.type});
     done.push_back(n.name);
   }
-  if (!client_names.empty()) {
-    std::vector<std::string> sadd{"SADD", k.clients()};
-    for (auto& [client, names] : client_names) {
-      sadd.push_back(client);
-      std::vector<std::string> cn{"SADD", k.client_names(client)};
-      for (auto& name : names) cn.push_back(name);
-      cmds.push_back(std::move(cn));
-    }
-    cmds.push_back(std::move(sadd));
-  }
+  redis::register_clients(k, client_names, &cmds);
   if (done.size() > 2) cmds.push_back(std::move(done));
   // Durable on the target's replicas before the source lets go; also when
   // an earlier attempt merged the names (its WAIT may have failed: a

@@ -21,8 +21,14 @@ namespace {
 
 constexpr int kFlushTimeoutMs = 30'000;
 
-// Deletes a name with its states and registry entries; returns {bound, states}.
-// KEYS: states, aggregate, types, clients. ARGV: name, client-names key prefix.
+// Deletes a name with its states and registry entries; returns {bound,
+// states}. When the stream still holds entries, the name gets a tombstone:
+// the id of the newest one. Entries up to it were queued before the delete
+// and the be skips their deltas of the name (apply_attempt.h); entries
+// appended later have higher ids and count. The keeper drops the tombstone
+// once the stream holds no entry up to it (housekeeper.h).
+// KEYS: states, aggregate, types, clients, stream, tombs.
+// ARGV: name, client-names key prefix.
 constexpr const char* kDeleteScript = R"lua(
 local clients = redis.call('HKEYS', KEYS[1])
 for _, c in ipairs(clients) do
@@ -32,6 +38,8 @@ for _, c in ipairs(clients) do
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 local had = redis.call('HDEL', KEYS[3], ARGV[1])
+local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]
+if newest then redis.call('HSET', KEYS[6], ARGV[1], newest[1]) end
 return {had, #clients}
 )lua";
 
@@ -123,8 +131,8 @@ void RedisStore::delete_names_now(const Matcher& names, ReportCallback done) {
     for (const auto& [name, type] : listed) {
       report->details.push_back(name);
       size_t sh = shard_of(name);
-      std::vector<std::string> argv{"EVAL", kDeleteScript, "4", keys_.states(name), keys_.aggregate(name),
-                                    keys_.types(), keys_.clients(), name, prefix};
+      std::vector<std::string> argv{"EVAL",         kDeleteScript,   "6",  keys_.states(name), keys_.aggregate(name),
+                                    keys_.types(),  keys_.clients(), keys_.stream(), keys_.tombs(), name, prefix};
       shards_[sh]->shard->command(views(argv), gather->add(
                                                    [counts](const redisReply* r) {
                                                      if (!redis::reply_is_array(r) || r->elements != 2) return;

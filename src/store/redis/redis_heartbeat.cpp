@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "redis/reply.h"
+#include "store/redis/housekeeper.h"
 #include "store/redis/mover.h"
 #include "store/redis/redis_store_internal.h"
 
@@ -73,6 +74,7 @@ void RedisStore::heartbeat() {
     refresh_placement(nullptr);
   }
   if (mover_) mover_->tick();
+  if (keeper_) keeper_->tick();
   ServerInfo self;
   if (self_info_) self = self_info_();
   if (self.id.empty()) self.id = consumer_;
@@ -104,6 +106,14 @@ void RedisStore::heartbeat() {
     s->shard->command({"HSET", keys_.servers(), self.id, value}, gather->add(nullptr, true));
     s->shard->command({"XLEN", keys_.stream()},
                       gather->add([s](const redisReply* r) { s->stream_length = redis::reply_int(r); }, true));
+    // The bound of the fe's max_names_per_client pre-check (redis_submit.cpp).
+    auto names_max = [s](const redisReply* r) {
+      s->names_max = -1;
+      if (!redis::reply_is_nil(r) && !redis::reply_is_error(r)) {
+        s->names_max = std::strtoll(std::string(redis::reply_str(r)).c_str(), nullptr, 10);
+      }
+    };
+    s->shard->command({"GET", keys_.names_max()}, gather->add(names_max, true));
     s->shard->command({"HGETALL", keys_.servers()}, gather->add(
                                                         [this, s, best, now](const redisReply* r) {
                                                           if (!redis::reply_is_array(r)) return;

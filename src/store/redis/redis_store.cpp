@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "redis/reply.h"
 #include "store/redis/applier.h"
+#include "store/redis/housekeeper.h"
 #include "store/redis/mover.h"
 
 namespace taba::store {
@@ -27,6 +28,7 @@ RedisStore::RedisStore(uv_loop_t* loop, const plugin::Registry* registry, const 
 RedisStore::~RedisStore() {
   *alive_ = false;
   mover_.reset();
+  keeper_.reset();
   for (auto& s : shards_) s->applier.reset();
   for (auto& s : shards_) {
     if (s->shard) s->shard->stop();
@@ -58,6 +60,7 @@ Status RedisStore::open() {
   placement_ = redis::Placement::initial(config_);
   for (const std::string& name : placement_.shards) add_shard(name);
   adopt(placement_);
+  if (run_be_) keeper_ = std::make_unique<Housekeeper>(this, consumer_);
   tick_ = std::make_unique<UvTimer>(loop_, [this] { heartbeat(); });
   tick_->start(200, 1000);
   log::info("store: redis, {} shards over {} vbuckets, sentinels {}{}", shards_.size(), config_.vbuckets,
@@ -87,6 +90,8 @@ void RedisStore::close(std::function<void()> done) {
   for (auto& s : shards_) {
     if (s->shard->ready()) s->shard->command({"HDEL", keys_.servers(), id}, gather->add(nullptr, true));
   }
+  if (keeper_) keeper_->release(gather.get());  // another be takes over at once
+  keeper_.reset();
   gather->arm();
 }
 
@@ -102,6 +107,11 @@ size_t RedisStore::shard_of(std::string_view name) const {
   return vbucket_shard_[redis::vbucket_of(name, static_cast<uint32_t>(vbucket_shard_.size()))];
 }
 
+bool RedisStore::schedule_gc(int64_t interval_s) {
+  if (keeper_) keeper_->set_gc_interval(interval_s);
+  return true;
+}
+
 LatencyWindow::Summary RedisStore::local_latency() const { return latencies_.summary(wall_now()); }
 
 void RedisStore::metrics(std::vector<Metric>* out) const {
@@ -114,15 +124,32 @@ void RedisStore::metrics(std::vector<Metric>* out) const {
   out->push_back(Metric{"taba_store_limit_refusals_total", "counter",
                         "Bodies refused (422) because they would pass a cardinality limit.",
                         static_cast<double>(stats_.refused_max_names), {{"limit", "max_names"}}});
+  out->push_back(Metric{"taba_store_limit_refusals_total", "counter",
+                        "Bodies refused (422) because they would pass a cardinality limit.",
+                        static_cast<double>(stats_.refused_max_names_per_client), {{"limit", "max_names_per_client"}}});
+  add("taba_redis_client_limit_checks_total",
+      "fe: bodies whose clients' names were counted on the shards for ingest.max_names_per_client (the rest passed "
+      "the P cnmax pre-check).",
+      stats_.client_limit_checks);
   add("taba_redis_entries_applied_total", "be: entries applied.", stats_.entries_applied);
   add("taba_redis_entries_duplicate_total", "be: entries skipped as already applied (batch id seen).",
       stats_.entries_duplicate);
   add("taba_redis_deltas_applied_total", "be: deltas merged.", stats_.deltas_applied);
   add("taba_redis_deltas_dropped_total", "be: deltas dropped (type mismatch, unreadable).", stats_.deltas_dropped);
+  add("taba_redis_deltas_deleted_total",
+      "be: deltas skipped because their name was deleted after they were queued (a /delete tombstone).",
+      stats_.deltas_deleted);
   add("taba_redis_txn_conflicts_total", "be: transactions aborted by WATCH and retried.", stats_.txn_conflicts);
   add("taba_redis_txn_failures_total", "be: transactions failed (connection, timeout) and retried.",
       stats_.txn_failures);
   add("taba_redis_entries_claimed_total", "be: entries claimed from idle consumers.", stats_.entries_claimed);
+  add("taba_redis_read_bytes_total", "be: bytes of stream entries read into read sets.", stats_.read_bytes);
+  add("taba_redis_read_sets_cut_total", "be: reads stopped at redis.max_read_bytes (the rest is read next round).",
+      stats_.read_sets_cut);
+  out->push_back(Metric{"taba_redis_read_set_max_bytes", "gauge",
+                        "be: the largest read set applied in one transaction, in entry bytes (at most "
+                        "redis.max_read_bytes, or one entry larger than that).",
+                        static_cast<double>(stats_.read_set_max_bytes), {}});
   add("taba_redis_fenced_total",
       "fe: appends and bindings a shard refused because it no longer owns a vbucket of them (routed again).",
       stats_.fenced);
@@ -150,6 +177,23 @@ void RedisStore::metrics(std::vector<Metric>* out) const {
                                                                                              {"phase", placement_.move->phase}}
                                         : std::vector<std::pair<std::string, std::string>>{}});
   if (mover_) mover_->metrics(out);
+  if (keeper_) keeper_->metrics(out);
+  {
+    // What the fe's ingest.max_names_per_client pre-check uses (redis_submit.cpp).
+    double bound = 0;
+    for (const auto& sh : shards_) {
+      if (!may_hold_data(sh.get())) continue;
+      if (sh->names_max < 0) {
+        bound = -1;
+        break;
+      }
+      bound += static_cast<double>(sh->names_max);
+    }
+    out->push_back(Metric{"taba_redis_client_names_bound", "gauge",
+                          "An upper bound of the names any one client holds (the shards' P cnmax summed, as of the "
+                          "last heartbeat); -1 while unknown.",
+                          bound, {}});
+  }
   out->push_back(Metric{"taba_redis_in_flight_bytes", "gauge", "fe: bytes of posts being written to Redis.",
                         static_cast<double>(in_flight_bytes_), {}});
   for (const auto& s : shards_) {

@@ -27,6 +27,7 @@
 #include "redis/connection.h"
 #include "redis/sentinels.h"
 #include "redis/shard.h"
+#include "store/redis/client_names.h"
 #include "store/redis/layout.h"
 #include "store/redis/placement.h"
 #include "store/store.h"
@@ -34,6 +35,7 @@
 namespace taba::store {
 
 class Applier;
+class Housekeeper;
 class Mover;
 
 struct RedisStoreStats {
@@ -41,13 +43,19 @@ struct RedisStoreStats {
   uint64_t submit_failures = 0;    // fe: bodies answered 503
   uint64_t binding_conflicts = 0;  // fe: bodies answered 400 for a type conflict
   uint64_t refused_max_names = 0;  // fe: bodies answered 422 by the max_names guard
+  uint64_t refused_max_names_per_client = 0;  // fe: ... by the max_names_per_client guard
+  uint64_t client_limit_checks = 0;  // fe: bodies whose clients' names were counted on the shards
   uint64_t entries_applied = 0;    // be
   uint64_t entries_duplicate = 0;  // be: batch id seen before, skipped
   uint64_t deltas_applied = 0;     // be
   uint64_t deltas_dropped = 0;     // be: type mismatch or unreadable state
+  uint64_t deltas_deleted = 0;     // be: deltas queued before a /delete of their name, skipped
   uint64_t txn_conflicts = 0;      // be: WATCH aborted, retried
   uint64_t txn_failures = 0;       // be: connection or command failed, retried
   uint64_t entries_claimed = 0;    // be: taken over from an idle consumer
+  uint64_t read_bytes = 0;         // be: entry bytes read into read sets
+  uint64_t read_set_max_bytes = 0; // be: the largest read set (bytes of its entries)
+  uint64_t read_sets_cut = 0;      // be: reads stopped at redis.max_read_bytes
   uint64_t fenced = 0;             // fe: appends/bindings refused by a shard that no longer owns a vbucket
   uint64_t entries_held = 0;       // be: read sets held back while their range drains on its old shard
   uint64_t dedup_lookups = 0;      // be: dedup markers read from a vbucket's previous owner
@@ -72,8 +80,9 @@ class RedisStore final : public Store {
               std::function<void(const Status&)> done) override;
   // max_names is split between the shards by their vbucket ranges (names
   // hash evenly onto vbuckets) and checked atomically where names are bound.
-  // max_names_per_client is not enforced in Redis mode: the fe does not see
-  // which (client, name) states exist.
+  // max_names_per_client is checked against the clients' applied names on
+  // every shard (P cn:<client>), when P cnmax says a client of the body
+  // could pass it (redis_submit.cpp).
   void set_name_limits(const NameLimits& limits) override;
 
   void fetch(const QueryNeed& need, ViewCallback ready) override;
@@ -83,6 +92,8 @@ class RedisStore final : public Store {
   void gc(ReportCallback done) override;
   void check(bool repair, ReportCallback done) override;
   void flush(ReportCallback done) override;
+  // The keeper be runs it (housekeeper.h); an fe or ctrl runs none.
+  bool schedule_gc(int64_t interval_s) override;
   void status(std::function<void(const Status&, const ClusterStatus&)> done) override;
   void reshard(const ReshardRequest& request, PlacementCallback done) override;  // mover.cpp
   void placement(PlacementCallback done) override;                               // redis_placement.cpp
@@ -109,6 +120,7 @@ class RedisStore final : public Store {
       return mover;
     }
     int64_t stream_length = 0;            // from the last heartbeat
+    int64_t names_max = -1;               // P cnmax from the last heartbeat; -1 = unknown
     // XADDs answered and waiting for replica acknowledgement (one WAIT at a time).
     std::vector<std::function<void(const Status&)>> wait_queue;
     bool wait_outstanding = false;
@@ -155,6 +167,9 @@ class RedisStore final : public Store {
   // a delta batch (POST /post_delta), its blocks as they are.
   Status shard_events(std::string_view batch, Submit* sub);  // redis_submit.cpp
   Status shard_deltas(std::string_view batch, Submit* sub);
+  // ingest.max_names_per_client for a body's clients (redis_client_limit.cpp):
+  // `then` gets OK, Limit (the refusal, counted) or Unavailable.
+  void check_client_names(const redis::ClientNames& names, std::function<void(const Status&)> then);
   void bind_then_append(const std::shared_ptr<Submit>& sub);
   void append(const std::shared_ptr<Submit>& sub);
   void issue_wait(ShardCtx* shard);
@@ -191,6 +206,7 @@ class RedisStore final : public Store {
   std::vector<std::function<void(const Status&)>> refresh_waiters_;
   bool refreshing_ = false;
   std::unique_ptr<Mover> mover_;
+  std::unique_ptr<Housekeeper> keeper_;  // a be's
   std::unique_ptr<UvTimer> tick_;
   RedisStoreStats stats_;
   NameLimits limits_;

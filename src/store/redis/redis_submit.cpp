@@ -1,8 +1,9 @@
 // The fe's side of the Redis store: a post becomes one delta per (client,
 // name) (pre-aggregated here; a delta batch from POST /post_delta already
-// is one), its new names are bound to their types on
-// their shards (first writer wins, within the shard's share of
-// ingest.max_names), one stream entry per shard is appended with XADD, and
+// is one), ingest.max_names_per_client is checked (redis_client_limit.cpp),
+// its new names are bound to their types on their shards (first writer
+// wins, within the shard's share of ingest.max_names), one stream entry
+// per shard is appended with XADD, and
 // WAIT holds the answer until enough replicas have it when configured.
 #include "store/redis/redis_store.h"
 
@@ -105,6 +106,7 @@ struct RedisStore::Submit {
   std::vector<uint64_t> events;       // per shard
   double enqueue_time = 0;
   uint64_t bytes = 0;
+  redis::ClientNames client_names;  // filled while ingest.max_names_per_client is on
 };
 
 namespace {
@@ -160,7 +162,14 @@ void RedisStore::submit(std::string batch, BatchId batch_id, Bindings new_bindin
   if (!s.ok()) return defer(s);
   sub->bytes += sub->batch.size();
   in_flight_bytes_ += sub->bytes;
-  bind_then_append(sub);
+  auto alive = alive_;
+  check_client_names(sub->client_names, [this, alive, sub](const Status& checked) {
+    if (!*alive) return;
+    if (checked.ok()) return bind_then_append(sub);
+    in_flight_bytes_ -= sub->bytes;
+    if (checked.code() != Status::Code::kLimit) ++stats_.submit_failures;
+    sub->done(checked);
+  });
 }
 
 // A shard fenced part of the post (it no longer owns a vbucket of it): learn
@@ -250,7 +259,10 @@ Status RedisStore::shard_events(std::string_view batch, Submit* sub) {
   sub->events.assign(shards_.size(), 0);
   sub->vbuckets.assign(shards_.size(), {});
   std::string tmp;
+  const bool per_client = limits_.max_names_per_client > 0;
+  sub->client_names.clear();
   for (const Acc& acc : accs) {
+    if (per_client) sub->client_names.add(acc.client, acc.name);
     if (!acc.handler->serialize(acc.state.get(), &tmp)) {
       return Status::Internal(fmt::format("the {} handler could not serialize a delta", acc.handler->type_name));
     }
@@ -275,7 +287,10 @@ Status RedisStore::shard_deltas(std::string_view batch, Submit* sub) {
   sub->vbuckets.assign(shards_.size(), {});
   protocol::DeltaBlock block;
   Status s;
+  const bool per_client = limits_.max_names_per_client > 0;
+  sub->client_names.clear();
   while (reader.next(&block, &s)) {
+    if (per_client) sub->client_names.add(block.client, block.name);
     uint32_t vb = vbucket(block.name);
     size_t shard = vbucket_shard_[vb];
     writers[shard].add(block.name, block.type, block.client, block.state_version, block.state);
