@@ -130,7 +130,8 @@ void Forwarder::Impl::worker_main() {
         a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
         log::warn("agent: {} held no readable events; deleting it", seg.path);
       } else {
-        Sending sending{seg, contents, forms, ep, conns[static_cast<size_t>(ep_index)], timeout_ms};
+        Sending sending{seg, contents, forms, ep, conns[static_cast<size_t>(ep_index)], timeout_ms, options.token,
+                        &cutoff_ms};
         a = send_segment(sending);
         events_ok = sending.events_ok;
       }
@@ -212,6 +213,7 @@ Forwarder::~Forwarder() {
     if (!impl_->stop_requested) {
       impl_->stop_requested = true;
       impl_->stop_deadline_ms = 0;
+      impl_->cutoff_ms = 0;
     }
   }
   impl_->wake.notify_all();
@@ -257,6 +259,7 @@ void Forwarder::stop_at(int64_t deadline_ms) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop_requested = true;
     impl_->stop_deadline_ms = deadline_ms;
+    impl_->cutoff_ms = deadline_ms;
   }
   impl_->wake.notify_all();
 }

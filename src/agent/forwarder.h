@@ -117,8 +117,8 @@ class Forwarder {
   // A sealed segment to send. Any thread.
   void enqueue(Segment segment);
   // Asks the workers to stop taking new segments once `deadline_ms` (steady
-  // clock, ms) has passed or the queue is empty; requests in flight keep
-  // their timeout, shortened to the deadline.
+  // clock, ms) has passed or the queue is empty; requests in flight end by
+  // the deadline (their segment stays in the spool).
   void stop_at(int64_t deadline_ms);
   // True once every worker has exited.
   bool stopped() const;

@@ -7,6 +7,7 @@
 // the dead letters).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,10 @@ struct Forwarder::Impl {
   ForwarderStats totals;                   // counters only (dead letters: dead_letters)
   std::unique_ptr<DeadLetters> dead_letters;
   int64_t wait_logged_ms = 0;  // steady ms of the last "waits for /post_delta" line
+  // The shutdown deadline (steady ms; INT64_MAX until stop_at): requests in
+  // flight end by it (http::ClientConnection::set_cutoff), so that a silent
+  // fe cannot hold the agent past its grace.
+  std::atomic<int64_t> cutoff_ms{INT64_MAX};
 
   // One segment being sent: what a worker holds for it.
   struct Sending {
@@ -56,7 +61,12 @@ struct Forwarder::Impl {
     Endpoint& ep;
     std::optional<http::ClientConnection>& conn;
     int timeout_ms;
-    uint64_t events_ok = 0;  // applied by the fe so far
+    const std::string& token;
+    const std::atomic<int64_t>* cutoff;
+    int64_t batch_age_s = -1;  // >= 0: its posts say Taba-Batch-Age (see note_batch_age)
+    uint64_t events_ok = 0;    // applied by the fe so far
+
+    PostTarget to() const { return PostTarget{ep, token, conn, timeout_ms, cutoff, batch_age_s}; }
   };
 
   // forwarder.cpp

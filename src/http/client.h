@@ -1,11 +1,12 @@
 // Blocking HTTP/1.1 client over POSIX sockets, for taba-cli, the benchmarks
 // and the tests. Not for the event loop: every call blocks its thread (bounded
-// by a timeout). The agent's forwarding path uses its own non-blocking client.
+// by a timeout). The agent's forwarder threads use it too.
 //
 // A ClientConnection is used by one thread at a time; distinct connections
 // are independent.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -31,7 +32,9 @@ class ClientConnection {
  public:
   // Connects (resolving `host` if it is not a literal address) within
   // timeout_ms. Errors read like "connection refused: http://127.0.0.1:8300".
-  static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms);
+  // `cutoff`: see set_cutoff (it applies to the connect, and stays set).
+  static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms,
+                                          const std::atomic<int64_t>* cutoff = nullptr);
 
   ClientConnection(ClientConnection&& other) noexcept;
   ClientConnection& operator=(ClientConnection&& other) noexcept;
@@ -47,6 +50,13 @@ class ClientConnection {
   // by the next request) when the response asks for it or an error occurs.
   Result<ClientResponse> request(std::string_view method, std::string_view target,
                                  const std::vector<Header>& headers, std::string_view body, int timeout_ms);
+
+  // A deadline (steady clock, ms) that another thread may bring forward at
+  // any time, e.g. to stop a request in flight at shutdown: every wait of
+  // this connection also ends once it has passed (it is looked at every
+  // 50 ms at least), with an error saying the request was cut short.
+  // nullptr (the default): none. The atomic must outlive every request.
+  void set_cutoff(const std::atomic<int64_t>* cutoff) { cutoff_ = cutoff; }
 
   // "http://host:port", for messages.
   std::string base_url() const;
@@ -75,6 +85,7 @@ class ClientConnection {
   std::string host_;
   int port_ = 0;
   int fd_ = -1;
+  const std::atomic<int64_t>* cutoff_ = nullptr;
 };
 
 // One request on a fresh connection to an absolute "http://host:port/path?q" URL.
