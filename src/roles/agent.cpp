@@ -305,6 +305,12 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   w->counter("taba_agent_spool_write_errors_total", "Spool writes that failed (the posts got 503).",
              static_cast<double>(ss.write_errors));
   w->counter("taba_agent_spool_fsyncs_total", "fdatasync calls on spool segments.", static_cast<double>(ss.fsyncs));
+  w->counter("taba_agent_spool_seal_failures_total",
+             "Seals of spool segments that failed (fdatasync or rename) and are retried by writing the segment again.",
+             static_cast<double>(ss.seal_failures));
+  w->gauge("taba_agent_spool_unsealed_batches",
+           "Spool segments whose seal failed: their records wait for a seal that works before they are forwarded.",
+           static_cast<double>(ss.unsealed_segments));
   w->counter("taba_agent_spool_torn_records_total", "Torn records cut off at startup (a crash mid-write; never acknowledged).",
              static_cast<double>(ss.torn_records_skipped));
   w->counter("taba_agent_corrupt_records_total", "Spooled records skipped because their checksum failed.",
@@ -372,6 +378,10 @@ std::string AgentRole::status_text() const {
                      fs.oldest_queued_age_s);
   out += fmt::format("  fsync    {} ({} fdatasync calls)\n", fsync_policy_name(config_.agent.fsync), ss.fsyncs);
   out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
+  if (ss.seal_failures > 0) {
+    out += fmt::format("  sealing  {} batch(es) wait for a seal that works; {} failed seal(s)\n", ss.unsealed_segments,
+                       ss.seal_failures);
+  }
   out += fmt::format(
       "posts      {} accepted ({} events spooled), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
       in.bodies_ok, events_spooled_, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
@@ -416,7 +426,8 @@ std::string AgentRole::status_json() const {
   return fmt::format(
       "{{\"role\":\"agent\",\"version\":{},\"listen\":{},\"uptime_s\":{:.1f},\"stopping\":{},"
       "\"spool\":{{\"dir\":{},\"bytes\":{},\"max_bytes\":{},\"events\":{},\"batches\":{},\"fsync\":{},\"fsyncs\":{},"
-      "\"refused_full\":{},\"write_errors\":{},\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
+      "\"refused_full\":{},\"write_errors\":{},\"seal_failures\":{},\"unsealed_batches\":{},"
+      "\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
       "\"oldest_batch_age_s\":{:.3f}}},"
       "\"posts\":{{\"accepted\":{},\"events_spooled\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
       "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{},"
@@ -426,7 +437,7 @@ std::string AgentRole::status_json() const {
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
       stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.spool_max_bytes, ss.events,
-      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
+      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.seal_failures, ss.unsealed_segments, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
       fs.bytes_sent, fs.retries, fs.in_flight, fs.delta_posts, fs.delta_blocks, fs.v1_posts, fs.leftover_events,
