@@ -73,6 +73,11 @@ struct Forwarder::Impl {
 
   bool past_stop_deadline();
   void worker_main();
+  // The age (s) to send as Taba-Batch-Age with `seg` to `ep`: since it may
+  // first have been sent, when that is close to or past the dedup window
+  // the fe last stated (less a tenth, at least 1 s); else -1. Notes now as
+  // the first send. Under mu.
+  static int64_t batch_age_to_mark(Segment& seg, const Endpoint& ep, int64_t now_wall_ms);
   // Adds to the forwarder's counters (under mu).
   void count(const std::function<void(ForwarderStats&)>& f);
 
@@ -95,6 +100,18 @@ struct Forwarder::Impl {
   // The segment holds delta records and `ep` takes no deltas now (`last`:
   // its answer to /post_delta, if it was asked).
   Attempt wait_for_delta(const Sending& s, const Attempt& last) const;
+
+  // poison_batch.cpp
+
+  // `a` is a 5xx the batch being sent got from the endpoint numbered
+  // `ep_index`, which had acknowledged `acks_before` segments when the
+  // attempt began: marks it a strike when the endpoint acknowledged other
+  // batches since (a.strike), and past the bound writes the batch's unsent
+  // part as dead letters (a.gave_up; outcome kOk).
+  void note_server_error(Sending& s, int ep_index, uint64_t acks_before, Attempt* a);
+  // The batch's unsent part as dead letters "<id>-failing" (v1; delta
+  // records: "<id>-failing-<record>.delta"), with `reason`.
+  Attempt give_up(Sending& s, const Attempt& a, const std::string& reason);
 
   // refusal_settlement.cpp
 

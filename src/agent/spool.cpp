@@ -311,6 +311,11 @@ struct Spool::Impl {
       }
       seg.path = p;
       seg.split = ::access((p + ".split").c_str(), F_OK) == 0;
+      struct stat st;
+      // When it may first have been sent: sealed about when last written.
+      if (::stat(p.c_str(), &st) == 0) {
+        seg.sent_since_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+      }
       seg.bytes = size;
       bytes += seg.bytes;
       events += seg.events;

@@ -85,6 +85,22 @@ struct Segment {
   int holds_deltas = -1;
   bool main_settled = false;
   bool waiting_for_delta = false;
+  // The forwarder's, in memory only (agent/poison_batch.cpp): 5xx answers
+  // to this batch from an fe that acknowledged other batches since the
+  // batch's previous 5xx from it ("strikes"), the first one's time, the
+  // batch's own backoff (steady ms: not sent before), and which endpoint
+  // answered its last 5xx with how many acknowledgements then.
+  uint32_t strikes = 0;
+  int64_t first_strike_ms = 0;
+  int64_t retry_at_ms = 0;
+  int last_5xx_endpoint = -1;
+  uint64_t last_5xx_acks = 0;
+  // Wall-clock ms since when the fe may have seen this batch: the
+  // forwarder's first attempt, or for a segment found at startup its file's
+  // modification time (about its seal); 0 = never sent. A re-send older
+  // than the fe's dedup window (less a margin) is marked (Taba-Batch-Age).
+  int64_t sent_since_ms = 0;
+  bool past_dedup_window = false;  // counted and logged once
 };
 
 // One record read back from a segment.
