@@ -131,7 +131,7 @@ Status read_store(const toml::table& t, Config::Store* s, std::string* fsync) {
   TABA_RETURN_IF_ERROR(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
   TABA_RETURN_IF_ERROR(
       r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
-  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 1, 86400 * 7, &s->dedup_ttl_s));
   TABA_RETURN_IF_ERROR(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
   return r.unknown_keys();
 }
