@@ -45,6 +45,7 @@ Attempt post(std::string_view path, std::vector<http::Header> headers, const std
     conn.emplace(std::move(c.value()));
   }
   conn->set_cutoff(to.cutoff);
+  if (to.sent) *to.sent = true;
   headers.push_back({"Taba-Batch-Id", batch_id});
   if (to.batch_age_s >= 0) headers.push_back({"Taba-Batch-Age", std::to_string(to.batch_age_s)});
   if (!to.token.empty()) headers.push_back({"Authorization", "Bearer " + to.token});

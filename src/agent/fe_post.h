@@ -60,6 +60,9 @@ struct PostTarget {
   // >= 0: sent as Taba-Batch-Age (the batch was first sent this many
   // seconds ago, close to or past the fe's dedup window).
   int64_t batch_age_s = -1;
+  // Set to true once the request goes out on a connection (the fe may then
+  // have it, answered or not). nullptr: not wanted.
+  bool* sent = nullptr;
 };
 
 // First line of a server's reply, for logs.

@@ -88,7 +88,8 @@ void Forwarder::Impl::worker_main() {
     std::string address = ep.address;
     std::shared_ptr<const HandlerMap> handlers = options.handlers;
     const uint64_t acks_before = ep.acked;
-    const int64_t batch_age_s = batch_age_to_mark(seg, ep, wall_ms());
+    const int64_t attempt_wall_ms = wall_ms();
+    const int64_t batch_age_s = batch_age_to_mark(seg, ep, attempt_wall_ms);
     const int64_t dedup_window_s = ep.dedup_window_s;
     lock.unlock();
 
@@ -146,6 +147,8 @@ void Forwarder::Impl::worker_main() {
           note_server_error(sending, ep_index, acks_before, &a);
         }
         events_ok = sending.events_ok;
+        // From its first post that went out, an fe may hold the batch.
+        if (sending.sent && seg.sent_since_ms == 0) seg.sent_since_ms = attempt_wall_ms;
       }
     }
     if (a.outcome != Outcome::kRetry && options.on_settled) {
@@ -238,12 +241,9 @@ void Forwarder::Impl::worker_main() {
   wake.notify_all();
 }
 
-int64_t Forwarder::Impl::batch_age_to_mark(Segment& seg, const Endpoint& ep, int64_t now_wall_ms) {
-  if (seg.sent_since_ms == 0) {
-    seg.sent_since_ms = now_wall_ms;  // its first send: no fe can have it yet
-    return -1;
-  }
-  if (ep.dedup_window_s < 0) return -1;  // the fe has not said
+int64_t Forwarder::Impl::batch_age_to_mark(const Segment& seg, const Endpoint& ep, int64_t now_wall_ms) {
+  if (seg.sent_since_ms == 0) return -1;  // no fe can have it yet
+  if (ep.dedup_window_s < 0) return -1;   // the fe has not said
   int64_t age_s = std::max<int64_t>(now_wall_ms - seg.sent_since_ms, 0) / 1000;
   // A margin for the time a request takes and for clocks: a tenth of the
   // window, at least a second.

@@ -63,10 +63,11 @@ struct Forwarder::Impl {
     int timeout_ms;
     const std::string& token;
     const std::atomic<int64_t>* cutoff;
-    int64_t batch_age_s = -1;  // >= 0: its posts say Taba-Batch-Age (see note_batch_age)
+    int64_t batch_age_s = -1;  // >= 0: its posts say Taba-Batch-Age (see batch_age_to_mark)
     uint64_t events_ok = 0;    // applied by the fe so far
+    mutable bool sent = false;  // a post went out (the fe may have it)
 
-    PostTarget to() const { return PostTarget{ep, token, conn, timeout_ms, cutoff, batch_age_s}; }
+    PostTarget to() const { return PostTarget{ep, token, conn, timeout_ms, cutoff, batch_age_s, &sent}; }
   };
 
   // forwarder.cpp
@@ -74,10 +75,10 @@ struct Forwarder::Impl {
   bool past_stop_deadline();
   void worker_main();
   // The age (s) to send as Taba-Batch-Age with `seg` to `ep`: since it may
-  // first have been sent, when that is close to or past the dedup window
-  // the fe last stated (less a tenth, at least 1 s); else -1. Notes now as
-  // the first send. Under mu.
-  static int64_t batch_age_to_mark(Segment& seg, const Endpoint& ep, int64_t now_wall_ms);
+  // first have reached an fe (Segment::sent_since_ms), when that is close to
+  // or past the dedup window the fe last stated (less a tenth, at least
+  // 1 s); else -1. Under mu.
+  static int64_t batch_age_to_mark(const Segment& seg, const Endpoint& ep, int64_t now_wall_ms);
   // Adds to the forwarder's counters (under mu).
   void count(const std::function<void(ForwarderStats&)>& f);
 

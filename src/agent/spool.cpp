@@ -1,7 +1,8 @@
 // The agent's spool: recovery on open, and the writer thread with group
-// commit that fills and seals segments. The record framing and the segment
-// files are the shared record log (core/record_log); completions reach the
-// loop through core/completion_queue.
+// commit that fills and seals segments (and retries a seal that failed).
+// The record framing and the segment files are the shared record log
+// (core/record_log; the spool's forms in spool_format.h); completions reach
+// the loop through core/completion_queue.
 #include "agent/spool.h"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "agent/spool_format.h"
 #include "core/completion_queue.h"
 #include "core/file_io.h"
 #include "core/log.h"
@@ -26,72 +28,14 @@
 namespace taba::agent {
 namespace {
 
+using namespace spool_format;
 using Clock = std::chrono::steady_clock;
 using Done = CompletionQueue::Done;
 using Completion = CompletionQueue::Completion;
-using fileio::get_u32;
 using fileio::io_error;
-using fileio::put_u32;
 
-constexpr char kMagic[] = "TABASPL1";
-constexpr size_t kMagicBytes = 8;
-constexpr size_t kBatchIdBytes = 32;
-constexpr size_t kHeaderBytes = kMagicBytes + kBatchIdBytes;
-constexpr size_t kRecordHeaderBytes = recordlog::kHeaderBytes;
-constexpr uint64_t kMaxRecordBytes = recordlog::kMaxPayloadBytes;
 constexpr auto kEverySec = std::chrono::seconds(1);
-
-constexpr recordlog::SegmentName kOpenName{"seg-", ".open"};
-constexpr recordlog::SegmentName kSealedName{"seg-", ".batch"};
-constexpr recordlog::SegmentName kResealName{"seg-", ".reseal"};  // a seal being retried (Impl::reseal)
-constexpr auto kResealEvery = std::chrono::seconds(1);
-
-std::string segment_name(uint64_t number, bool sealed) {
-  return (sealed ? kSealedName : kOpenName).format(number);
-}
-
-bool is_hex_id(std::string_view id) {
-  return id.size() == kBatchIdBytes &&
-         std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-// Walks the records of a segment's bytes. Returns the offset just past the
-// last whole record whose checksum holds... up to the first torn one; records
-// with a bad checksum but a plausible length are reported through on_corrupt
-// and skipped (their length is trusted only if the rest of the file still
-// parses from there; otherwise the tail is torn).
-struct ScanResult {
-  size_t good_end = kHeaderBytes;  // offset past the last intact record
-  bool torn = false;               // bytes after good_end that are not records
-  uint32_t corrupt = 0;            // checksum failures skipped
-};
-
-template <class OnRecord>
-ScanResult scan_records(std::string_view bytes, OnRecord&& on_record) {
-  ScanResult r;
-  recordlog::Reader reader(bytes, kHeaderBytes, recordlog::Reader::Empty::kValid);
-  std::string_view payload;
-  for (;;) {
-    recordlog::ReadResult read = reader.next(&payload);
-    if (read == recordlog::ReadResult::kEnd) break;
-    if (read == recordlog::ReadResult::kBadChecksum) {
-      if (reader.at_end()) {
-        r.torn = true;  // a last record half written
-        break;
-      }
-      ++r.corrupt;
-      r.good_end = reader.offset();
-      continue;
-    }
-    if (read != recordlog::ReadResult::kRecord) {
-      r.torn = true;
-      break;
-    }
-    on_record(payload);
-    r.good_end = reader.offset();
-  }
-  return r;
-}
+constexpr auto kResealEvery = std::chrono::seconds(1);  // a failed seal is retried this often (Impl::reseal)
 
 struct Item {
   // The record's payload is head + payload, framed by the writer thread
@@ -111,73 +55,6 @@ std::string random_batch_id() {
 }
 
 }  // namespace
-
-std::string encode_spool_record_head(std::string_view client_batch_id, uint32_t events) {
-  std::string p;
-  size_t id_len = std::min<size_t>(client_batch_id.size(), 0xffff);
-  p.resize(2 + id_len + 4);
-  p[0] = static_cast<char>(id_len & 0xff);
-  p[1] = static_cast<char>(id_len >> 8);
-  std::copy_n(client_batch_id.data(), id_len, p.data() + 2);
-  put_u32(p.data() + 2 + id_len, events);
-  return p;
-}
-
-std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch) {
-  std::string p = encode_spool_record_head(client_batch_id, events);
-  p.append(batch);
-  return p;
-}
-
-bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
-  if (payload.size() < 2) return false;
-  size_t id_len = static_cast<uint8_t>(payload[0]) | (static_cast<size_t>(static_cast<uint8_t>(payload[1])) << 8);
-  if (payload.size() < 2 + id_len + 4) return false;
-  out->client_batch_id = payload.substr(2, id_len);
-  out->events = get_u32(payload.data() + 2 + id_len);
-  out->batch = payload.substr(2 + id_len + 4);
-  return true;
-}
-
-namespace {
-
-// Reads the header and the records of `all` (the bytes c holds) into c.
-Status parse_contents(std::string_view all, const std::string& path, SegmentContents* out) {
-  SegmentContents& c = *out;
-  if (all.size() < kHeaderBytes || all.substr(0, kMagicBytes) != kMagic) {
-    return Status::Invalid(fmt::format("{} is not a spool segment (bad header)", path));
-  }
-  c.batch_id = all.substr(kMagicBytes, kBatchIdBytes);
-  if (!is_hex_id(c.batch_id)) return Status::Invalid(fmt::format("{}: bad batch id in the header", path));
-  bool bad_payload = false;
-  ScanResult r = scan_records(all, [&](std::string_view payload) {
-    SpoolRecord rec;
-    if (decode_spool_record(payload, &rec)) {
-      c.records.push_back(rec);
-    } else {
-      bad_payload = true;
-    }
-  });
-  c.corrupt = r.corrupt + (r.torn ? 1 : 0) + (bad_payload ? 1 : 0);
-  return Status::Ok();
-}
-
-}  // namespace
-
-Result<SegmentContents> read_segment(const std::string& path) {
-  SegmentContents c;
-  c.mapped = std::make_unique<fileio::MappedFile>();
-  TABA_RETURN_IF_ERROR(c.mapped->open(path));
-  TABA_RETURN_IF_ERROR(parse_contents(c.mapped->data(), path, &c));
-  return c;
-}
-
-Result<SegmentContents> parse_segment(std::string bytes, const std::string& path) {
-  SegmentContents c;
-  c.bytes = std::move(bytes);
-  TABA_RETURN_IF_ERROR(parse_contents(c.bytes, path, &c));
-  return c;
-}
 
 struct Spool::Impl {
   uv_loop_t* loop = nullptr;

@@ -95,10 +95,11 @@ struct Segment {
   int64_t retry_at_ms = 0;
   int last_5xx_endpoint = -1;
   uint64_t last_5xx_acks = 0;
-  // Wall-clock ms since when the fe may have seen this batch: the
-  // forwarder's first attempt, or for a segment found at startup its file's
-  // modification time (about its seal); 0 = never sent. A re-send older
-  // than the fe's dedup window (less a margin) is marked (Taba-Batch-Age).
+  // Wall-clock ms since when an fe may have this batch: the start of the
+  // forwarder's first attempt whose post went out on a connection, or for
+  // a segment found at startup its file's modification time (about its
+  // seal); 0 = not sent yet. A re-send older than the fe's dedup window
+  // (less a margin) is marked (Taba-Batch-Age).
   int64_t sent_since_ms = 0;
   bool past_dedup_window = false;  // counted and logged once
 };

@@ -116,10 +116,11 @@ TEST_CASE("agent: an fe that answers every batch 503 for a while makes no dead l
     return test::CannedHttpServer::Reply{exchange_raw(fe_port, raw), false};
   });
   // Bounds far below the defaults: an fe that fails everything still adds
-  // no strike to any batch.
+  // no strike to any batch. One request at a time (the canned server serves
+  // one connection at a time).
   TabadProcess agent;
   REQUIRE_OK(agent.start({"--config", agent_config(dir.path, relay.port(),
-                                                   "forward_concurrency = 2\nbackoff_initial_ms = 20\n"
+                                                   "forward_concurrency = 1\nbackoff_initial_ms = 20\n"
                                                    "flush_interval_ms = 20\n"
                                                    "dead_letter_after_errors = 1\ndead_letter_after_s = 0\n")}));
   double t = now_s();
