@@ -78,6 +78,11 @@ void EndpointPool::failed(Endpoint& ep, std::string error, int64_t retry_after_m
   ep.retry_at_ms = steady_ms() + std::max(backoff_ms(ep.consecutive_failures), retry_after_ms);
 }
 
+void EndpointPool::batch_failed(Endpoint& ep, std::string error) {
+  ++ep.failures;
+  ep.last_error = std::move(error);
+}
+
 void EndpointPool::answered(Endpoint& ep, double latency_ms) {
   ++ep.ok;
   ep.consecutive_failures = 0;
@@ -97,6 +102,7 @@ std::vector<EndpointStatus> EndpointPool::status(int64_t now) const {
     es.retry_in_s = e.retry_at_ms > now ? static_cast<double>(e.retry_at_ms - now) / 1000.0 : 0;
     es.latency_ms_ewma = e.latency_ms_ewma;
     es.last_error = e.last_error;
+    es.dedup_window_s = e.dedup_window_s;
     es.delta = e.delta;
     es.delta_probe_in_s =
         e.delta < 0 && e.delta_probe_at_ms > now ? static_cast<double>(e.delta_probe_at_ms - now) / 1000.0 : 0;

@@ -37,6 +37,12 @@ struct Endpoint {
   // delta_probe_at_ms, steady clock).
   int delta = 0;
   int64_t delta_probe_at_ms = 0;
+  // Segments it acknowledged (2xx), for telling a poison batch from a sick
+  // fe (poison_batch.cpp).
+  uint64_t acked = 0;
+  // The dedup window its last reply stated (Taba-Dedup-Window, seconds), or
+  // -1 when none did.
+  int64_t dedup_window_s = -1;
 };
 
 class EndpointPool {
@@ -65,12 +71,16 @@ class EndpointPool {
   void failed(Endpoint& ep, std::string error, int64_t retry_after_ms);
   // The fe at `ep` answered (whatever the outcome) in `latency_ms`.
   void answered(Endpoint& ep, double latency_ms);
+  // `ep` failed one batch (a 5xx) while it acknowledged others: counted
+  // against it, but it does not back off (the batch does).
+  void batch_failed(Endpoint& ep, std::string error);
+  // A backoff after `failures` failures in a row: min(initial × 2^(n-1),
+  // max), half of it random.
+  int64_t backoff_ms(uint32_t failures);
   // Each endpoint's state, for ForwarderStats.
   std::vector<EndpointStatus> status(int64_t now) const;
 
  private:
-  int64_t backoff_ms(uint32_t failures);
-
   std::vector<Endpoint> endpoints_;
   int backoff_initial_ms_;
   int backoff_max_ms_;

@@ -8,6 +8,7 @@
 // told apart, so that the forwarder sends it v1 instead.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,20 +37,44 @@ struct Attempt {
   // The forwarder's: the segment holds delta records and no endpoint that
   // takes /post_delta is usable now: it waits (not the endpoint's fault).
   bool waiting_for_delta = false;
+  // The reply's Taba-Dedup-Window (seconds the fe remembers a batch id),
+  // or -1 when it had none.
+  int64_t dedup_window_s = -1;
+  // The forwarder's: a 5xx to this batch while the endpoint acknowledged
+  // other batches (poison_batch.cpp); the batch backs off, not the endpoint.
+  bool strike = false;
+  // The forwarder's: the batch was moved to the dead letters after too many
+  // such answers (outcome kOk: settled).
+  bool gave_up = false;
+};
+
+// Where and how one post goes.
+struct PostTarget {
+  const Endpoint& ep;
+  const std::string& token;                     // Bearer token ("" = none)
+  std::optional<http::ClientConnection>& conn;  // opened if it is not; reset when the request fails
+  int timeout_ms;
+  // Ends a request in flight early (the forwarder's shutdown deadline; see
+  // http::ClientConnection::set_cutoff). nullptr: none.
+  const std::atomic<int64_t>* cutoff = nullptr;
+  // >= 0: sent as Taba-Batch-Age (the batch was first sent this many
+  // seconds ago, close to or past the fe's dedup window).
+  int64_t batch_age_s = -1;
+  // Set to true once the request goes out on a connection (the fe may then
+  // have it, answered or not). nullptr: not wanted.
+  bool* sent = nullptr;
 };
 
 // First line of a server's reply, for logs.
 std::string first_line(std::string_view body);
 
-// POSTs `compressed` (a zlib'd v1 body) to `ep` as batch `batch_id`, over
-// `conn` (opened if it is not; reset when the request fails), with a Bearer
-// `token` unless it is empty.
-Attempt post_zip(const std::string& compressed, const std::string& batch_id, const Endpoint& ep,
-                 const std::string& token, std::optional<http::ClientConnection>& conn, int timeout_ms);
+// POSTs `compressed` (a zlib'd v1 body) to `to`'s /post_zip as batch
+// `batch_id`.
+Attempt post_zip(const std::string& compressed, const std::string& batch_id, const PostTarget& to);
 
 // POSTs `body` (protocol::wrap_delta_body; zlib'd with Content-Encoding:
-// deflate when `compressed`) to `ep`'s /post_delta, as post_zip does.
-Attempt post_delta(const std::string& body, bool compressed, const std::string& batch_id, const Endpoint& ep,
-                   const std::string& token, std::optional<http::ClientConnection>& conn, int timeout_ms);
+// deflate when `compressed`) to `to`'s /post_delta, as post_zip does.
+Attempt post_delta(const std::string& body, bool compressed, const std::string& batch_id,
+                   const PostTarget& to);
 
 }  // namespace taba::agent

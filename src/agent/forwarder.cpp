@@ -59,6 +59,11 @@ void Forwarder::Impl::worker_main() {
     int ep_index = -1;
     auto it = queue.begin();
     for (; it != queue.end(); ++it) {
+      if (it->retry_at_ms > now) {
+        // The batch's own backoff (poison_batch.cpp): the others go on.
+        wait_until = std::min(wait_until, it->retry_at_ms);
+        continue;
+      }
       int64_t until = 0;
       ep_index = endpoints.choose(now, &until, it->holds_deltas == 1);
       if (ep_index >= 0) break;
@@ -82,6 +87,10 @@ void Forwarder::Impl::worker_main() {
       timeout_ms = static_cast<int>(std::clamp<int64_t>(stop_deadline_ms - now, 100, timeout_ms));
     std::string address = ep.address;
     std::shared_ptr<const HandlerMap> handlers = options.handlers;
+    const uint64_t acks_before = ep.acked;
+    const int64_t attempt_wall_ms = wall_ms();
+    const int64_t batch_age_s = batch_age_to_mark(seg, ep, attempt_wall_ms);
+    const int64_t dedup_window_s = ep.dedup_window_s;
     lock.unlock();
 
     std::string err;
@@ -130,9 +139,16 @@ void Forwarder::Impl::worker_main() {
         a.outcome = Outcome::kOk;  // nothing sendable in it: drop the file
         log::warn("agent: {} held no readable events; deleting it", seg.path);
       } else {
-        Sending sending{seg, contents, forms, ep, conns[static_cast<size_t>(ep_index)], timeout_ms};
+        Sending sending{seg, contents, forms, ep, conns[static_cast<size_t>(ep_index)], timeout_ms, options.token,
+                        &cutoff_ms};
+        sending.batch_age_s = batch_age_s;
         a = send_segment(sending);
+        if (a.outcome == Outcome::kRetry && a.status >= 500 && !a.waiting_for_delta) {
+          note_server_error(sending, ep_index, acks_before, &a);
+        }
         events_ok = sending.events_ok;
+        // From its first post that went out, an fe may hold the batch.
+        if (sending.sent && seg.sent_since_ms == 0) seg.sent_since_ms = attempt_wall_ms;
       }
     }
     if (a.outcome != Outcome::kRetry && options.on_settled) {
@@ -150,6 +166,15 @@ void Forwarder::Impl::worker_main() {
     lock.lock();
     --ep.in_flight;
     --totals.in_flight;
+    if (a.dedup_window_s >= 0) ep.dedup_window_s = a.dedup_window_s;
+    if (batch_age_s >= 0 && !seg.past_dedup_window) {
+      seg.past_dedup_window = true;
+      ++totals.past_dedup_window;
+      log::warn("agent: batch {} was sent again {} s after it may first have reached an fe, and {} remembers batch ids "
+                "for {} s: if the fe applied it then, it is applied twice (sent with Taba-Batch-Age; raise the fe's "
+                "dedup_ttl_s above the longest outage)",
+                seg.batch_id, batch_age_s, address, dedup_window_s);
+    }
     // status -1: a local problem (a dead letter could not be written), not the endpoint's.
     bool local_problem = !readable || a.status == -1;
     bool reached = a.status > 0;
@@ -169,6 +194,17 @@ void Forwarder::Impl::worker_main() {
                   "now ({}); they wait, and the fes are tried with deltas again every {} s",
                   waiting, a.message, options.delta_probe_ms / 1000);
       }
+    } else if (a.strike && !local_problem) {
+      // The fe acknowledges other batches: this one backs off (or was given
+      // up), not the endpoint.
+      endpoints.batch_failed(ep, fmt::format("HTTP {}: {}", a.status, a.message));
+      if (a.outcome == Outcome::kRetry) {
+        int64_t rest = std::max(endpoints.backoff_ms(seg.strikes), a.retry_after_ms);
+        seg.retry_at_ms = steady_ms() + rest;
+        log::warn("agent: batch {} to {} failed ({}), {} time(s) while it acknowledged other batches; the batch "
+                  "backs off {} ms",
+                  seg.batch_id, address, ep.last_error, seg.strikes, rest);
+      }
     } else if (a.outcome == Outcome::kRetry && !local_problem) {
       endpoints.failed(ep, reached ? fmt::format("HTTP {}: {}", a.status, a.message) : a.message,
                        a.retry_after_ms);
@@ -176,7 +212,9 @@ void Forwarder::Impl::worker_main() {
                 ep.last_error, ep.retry_at_ms - steady_ms());
     } else if (reached) {
       endpoints.answered(ep, a.latency_ms);
+      if (a.outcome == Outcome::kOk && a.status >= 200 && a.status < 300 && !a.gave_up) ++ep.acked;
     }
+    if (a.gave_up) ++totals.poison_batches;
     if (a.outcome == Outcome::kOk && events_ok > 0) {
       ++totals.batches_forwarded;
       totals.events_forwarded += events_ok;
@@ -203,6 +241,16 @@ void Forwarder::Impl::worker_main() {
   wake.notify_all();
 }
 
+int64_t Forwarder::Impl::batch_age_to_mark(const Segment& seg, const Endpoint& ep, int64_t now_wall_ms) {
+  if (seg.sent_since_ms == 0) return -1;  // no fe can have it yet
+  if (ep.dedup_window_s < 0) return -1;   // the fe has not said
+  int64_t age_s = std::max<int64_t>(now_wall_ms - seg.sent_since_ms, 0) / 1000;
+  // A margin for the time a request takes and for clocks: a tenth of the
+  // window, at least a second.
+  int64_t horizon_s = ep.dedup_window_s - std::max<int64_t>(ep.dedup_window_s / 10, 1);
+  return age_s >= horizon_s ? age_s : -1;
+}
+
 Forwarder::Forwarder(Spool* spool, ForwarderOptions options)
     : impl_(std::make_unique<Impl>(spool, std::move(options))) {}
 
@@ -212,6 +260,7 @@ Forwarder::~Forwarder() {
     if (!impl_->stop_requested) {
       impl_->stop_requested = true;
       impl_->stop_deadline_ms = 0;
+      impl_->cutoff_ms = 0;
     }
   }
   impl_->wake.notify_all();
@@ -257,6 +306,7 @@ void Forwarder::stop_at(int64_t deadline_ms) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop_requested = true;
     impl_->stop_deadline_ms = deadline_ms;
+    impl_->cutoff_ms = deadline_ms;
   }
   impl_->wake.notify_all();
 }
@@ -281,7 +331,10 @@ ForwarderStats Forwarder::stats() const {
   s.dead_letters_discarded = d.discarded;
   s.dead_letter_bytes = d.bytes;
   s.queued_segments = impl_->queue.size();
-  for (const Segment& q : impl_->queue) s.waiting_for_delta += q.waiting_for_delta ? 1 : 0;
+  for (const Segment& q : impl_->queue) {
+    s.waiting_for_delta += q.waiting_for_delta ? 1 : 0;
+    s.failing_batches += q.strikes > 0 ? 1 : 0;
+  }
   if (!impl_->enqueued_at.empty()) {
     int64_t oldest = INT64_MAX;
     for (const auto& [n, at] : impl_->enqueued_at) oldest = std::min(oldest, at);

@@ -29,6 +29,10 @@
 //                                 jitter, at least Retry-After) and the
 //                                 segment is retried, on another endpoint if
 //                                 one is healthy
+//   5xx while the same fe      -> the batch backs off, not the endpoint; after
+//   acknowledged other batches    dead_letter_after_errors such answers, the
+//                                 first dead_letter_after_ms ago, it becomes
+//                                 a dead letter (poison_batch.cpp)
 // The endpoint for each request is the least loaded healthy one (fewest
 // requests in flight, then fewest recent failures, then round robin).
 #pragma once
@@ -61,6 +65,11 @@ struct ForwarderOptions {
   bool compress_deltas = true;       // zlib /post_delta bodies (Content-Encoding: deflate)
   size_t max_deltas = 10'000;        // states folded per segment (SegmentForms)
   int64_t delta_probe_ms = 300'000;  // an fe without /post_delta is tried again after this
+  // A batch that an fe answers with 5xx while acknowledging other batches
+  // becomes a dead letter after this many such answers (0: never), the
+  // first at least dead_letter_after_ms ago.
+  uint32_t dead_letter_after_errors = 20;
+  int64_t dead_letter_after_ms = 600'000;
   // Called on a worker thread with the client batch ids of a segment's posts
   // once it is settled, before its file is deleted (the agent journals them).
   std::function<void(const std::vector<std::string>& client_ids)> on_settled;
@@ -77,6 +86,7 @@ struct EndpointStatus {
   double retry_in_s = 0;             // backoff left
   double latency_ms_ewma = 0;
   std::string last_error;
+  int64_t dedup_window_s = -1;  // as its last reply stated (Taba-Dedup-Window); -1 unknown
   int delta = 0;                // /post_delta: 1 served, -1 not (v1 to it), 0 not tried
   double delta_probe_in_s = 0;  // delta -1: when it is tried again
 };
@@ -97,6 +107,9 @@ struct ForwarderStats {
   uint64_t dead_letters_discarded = 0;  // deleted beyond max_dead_letter_bytes
   uint64_t dead_letter_bytes = 0;    // in the directory now
   uint64_t corrupt_records_skipped = 0;
+  uint64_t poison_batches = 0;       // batches moved to the dead letters after dead_letter_after_errors 5xx
+  uint64_t failing_batches = 0;      // queued batches that got such a 5xx and back off on their own
+  uint64_t past_dedup_window = 0;    // batches re-sent close to or past their fe's dedup window (Taba-Batch-Age)
   uint64_t queued_segments = 0;
   uint64_t in_flight = 0;
   double oldest_queued_age_s = 0;
@@ -117,8 +130,8 @@ class Forwarder {
   // A sealed segment to send. Any thread.
   void enqueue(Segment segment);
   // Asks the workers to stop taking new segments once `deadline_ms` (steady
-  // clock, ms) has passed or the queue is empty; requests in flight keep
-  // their timeout, shortened to the deadline.
+  // clock, ms) has passed or the queue is empty; requests in flight end by
+  // the deadline (their segment stays in the spool).
   void stop_at(int64_t deadline_ms);
   // True once every worker has exited.
   bool stopped() const;

@@ -7,6 +7,7 @@
 // the dead letters).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,10 @@ struct Forwarder::Impl {
   ForwarderStats totals;                   // counters only (dead letters: dead_letters)
   std::unique_ptr<DeadLetters> dead_letters;
   int64_t wait_logged_ms = 0;  // steady ms of the last "waits for /post_delta" line
+  // The shutdown deadline (steady ms; INT64_MAX until stop_at): requests in
+  // flight end by it (http::ClientConnection::set_cutoff), so that a silent
+  // fe cannot hold the agent past its grace.
+  std::atomic<int64_t> cutoff_ms{INT64_MAX};
 
   // One segment being sent: what a worker holds for it.
   struct Sending {
@@ -56,13 +61,24 @@ struct Forwarder::Impl {
     Endpoint& ep;
     std::optional<http::ClientConnection>& conn;
     int timeout_ms;
-    uint64_t events_ok = 0;  // applied by the fe so far
+    const std::string& token;
+    const std::atomic<int64_t>* cutoff;
+    int64_t batch_age_s = -1;  // >= 0: its posts say Taba-Batch-Age (see batch_age_to_mark)
+    uint64_t events_ok = 0;    // applied by the fe so far
+    mutable bool sent = false;  // a post went out (the fe may have it)
+
+    PostTarget to() const { return PostTarget{ep, token, conn, timeout_ms, cutoff, batch_age_s, &sent}; }
   };
 
   // forwarder.cpp
 
   bool past_stop_deadline();
   void worker_main();
+  // The age (s) to send as Taba-Batch-Age with `seg` to `ep`: since it may
+  // first have reached an fe (Segment::sent_since_ms), when that is close to
+  // or past the dedup window the fe last stated (less a tenth, at least
+  // 1 s); else -1. Under mu.
+  static int64_t batch_age_to_mark(const Segment& seg, const Endpoint& ep, int64_t now_wall_ms);
   // Adds to the forwarder's counters (under mu).
   void count(const std::function<void(ForwarderStats&)>& f);
 
@@ -85,6 +101,18 @@ struct Forwarder::Impl {
   // The segment holds delta records and `ep` takes no deltas now (`last`:
   // its answer to /post_delta, if it was asked).
   Attempt wait_for_delta(const Sending& s, const Attempt& last) const;
+
+  // poison_batch.cpp
+
+  // `a` is a 5xx the batch being sent got from the endpoint numbered
+  // `ep_index`, which had acknowledged `acks_before` segments when the
+  // attempt began: marks it a strike when the endpoint acknowledged other
+  // batches since (a.strike), and past the bound writes the batch's unsent
+  // part as dead letters (a.gave_up; outcome kOk).
+  void note_server_error(Sending& s, int ep_index, uint64_t acks_before, Attempt* a);
+  // The batch's unsent part as dead letters "<id>-failing" (v1; delta
+  // records: "<id>-failing-<record>.delta"), with `reason`.
+  Attempt give_up(Sending& s, const Attempt& a, const std::string& reason);
 
   // refusal_settlement.cpp
 

@@ -95,8 +95,6 @@ Attempt Forwarder::Impl::send_split(Sending& s) {
   Segment& seg = s.seg;
   const SegmentContents& contents = s.contents;
   Endpoint& ep = s.ep;
-  std::optional<http::ClientConnection>& conn = s.conn;
-  const int timeout_ms = s.timeout_ms;
   uint64_t* events_ok = &s.events_ok;
   if (!seg.split) {
     // From now on this segment goes post by post, also after a restart.
@@ -149,7 +147,7 @@ Attempt Forwarder::Impl::send_split(Sending& s) {
       // 128-character limit however many blocks go.
       if (!skipped.empty()) one.batch_id += fmt::format("-x{:016x}", hash_indices(skipped));
       std::string compressed = http::zlib_compress(body, options.zlib_level);
-      Attempt a = post_zip(compressed, one.batch_id, ep, options.token, conn, timeout_ms);
+      Attempt a = post_zip(compressed, one.batch_id, s.to());
       if (a.outcome == Outcome::kRetry) return a;
       if (a.outcome == Outcome::kOk) {
         uint64_t refused_events = 0;
@@ -236,7 +234,7 @@ Attempt Forwarder::Impl::send_delta_post(Sending& s, size_t i) {
   const std::string id = fmt::format("{}-{}", s.seg.batch_id, i);
   std::string wire = protocol::wrap_delta_body(one.batch);
   if (options.compress_deltas) wire = http::zlib_compress(wire, options.zlib_level);
-  a = post_delta(wire, options.compress_deltas, id, s.ep, options.token, s.conn, s.timeout_ms);
+  a = post_delta(wire, options.compress_deltas, id, s.to());
   if (a.no_delta_route) {
     note_delta_route(s.ep, false, a);
     return wait_for_delta(s, a);

@@ -81,7 +81,7 @@ Attempt Forwarder::Impl::send_main_deltas(Sending& s, bool* as_v1) {
   }
   std::string wire = protocol::wrap_delta_body(body.batch);
   if (options.compress_deltas) wire = http::zlib_compress(wire, options.zlib_level);
-  Attempt a = post_delta(wire, options.compress_deltas, seg.batch_id, s.ep, options.token, s.conn, s.timeout_ms);
+  Attempt a = post_delta(wire, options.compress_deltas, seg.batch_id, s.to());
   if (a.no_delta_route) {
     note_delta_route(s.ep, false, a);
     *as_v1 = true;
@@ -112,7 +112,7 @@ Attempt Forwarder::Impl::send_main_v1(Sending& s) {
   a.outcome = Outcome::kOk;
   if (body.events == 0) return a;
   std::string compressed = http::zlib_compress(body.text, options.zlib_level);
-  a = post_zip(compressed, seg.batch_id, s.ep, options.token, s.conn, s.timeout_ms);
+  a = post_zip(compressed, seg.batch_id, s.to());
   if (a.outcome == Outcome::kOk) {
     uint64_t refused_events = 0;
     if (!settle_refusals(seg.batch_id, a, body.lines, blocks_of(s.forms, body), s.ep.address, &refused_events)) {
@@ -140,7 +140,7 @@ Attempt Forwarder::Impl::send_leftovers(Sending& s) {
   if (body.events == 0) return a;
   const std::string id = s.seg.batch_id + "-v1";
   std::string compressed = http::zlib_compress(body.text, options.zlib_level);
-  a = post_zip(compressed, id, s.ep, options.token, s.conn, s.timeout_ms);
+  a = post_zip(compressed, id, s.to());
   if (a.outcome == Outcome::kRetry) return a;
   // A 400 naming every block refused each on its own (an fe without the
   // type's plugin either); settled like the refused blocks of a 200.

@@ -1,7 +1,8 @@
 // The agent's spool: recovery on open, and the writer thread with group
-// commit that fills and seals segments. The record framing and the segment
-// files are the shared record log (core/record_log); completions reach the
-// loop through core/completion_queue.
+// commit that fills and seals segments (and retries a seal that failed).
+// The record framing and the segment files are the shared record log
+// (core/record_log; the spool's forms in spool_format.h); completions reach
+// the loop through core/completion_queue.
 #include "agent/spool.h"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "agent/spool_format.h"
 #include "core/completion_queue.h"
 #include "core/file_io.h"
 #include "core/log.h"
@@ -26,70 +28,14 @@
 namespace taba::agent {
 namespace {
 
+using namespace spool_format;
 using Clock = std::chrono::steady_clock;
 using Done = CompletionQueue::Done;
 using Completion = CompletionQueue::Completion;
-using fileio::get_u32;
 using fileio::io_error;
-using fileio::put_u32;
 
-constexpr char kMagic[] = "TABASPL1";
-constexpr size_t kMagicBytes = 8;
-constexpr size_t kBatchIdBytes = 32;
-constexpr size_t kHeaderBytes = kMagicBytes + kBatchIdBytes;
-constexpr size_t kRecordHeaderBytes = recordlog::kHeaderBytes;
-constexpr uint64_t kMaxRecordBytes = recordlog::kMaxPayloadBytes;
 constexpr auto kEverySec = std::chrono::seconds(1);
-
-constexpr recordlog::SegmentName kOpenName{"seg-", ".open"};
-constexpr recordlog::SegmentName kSealedName{"seg-", ".batch"};
-
-std::string segment_name(uint64_t number, bool sealed) {
-  return (sealed ? kSealedName : kOpenName).format(number);
-}
-
-bool is_hex_id(std::string_view id) {
-  return id.size() == kBatchIdBytes &&
-         std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-// Walks the records of a segment's bytes. Returns the offset just past the
-// last whole record whose checksum holds... up to the first torn one; records
-// with a bad checksum but a plausible length are reported through on_corrupt
-// and skipped (their length is trusted only if the rest of the file still
-// parses from there; otherwise the tail is torn).
-struct ScanResult {
-  size_t good_end = kHeaderBytes;  // offset past the last intact record
-  bool torn = false;               // bytes after good_end that are not records
-  uint32_t corrupt = 0;            // checksum failures skipped
-};
-
-template <class OnRecord>
-ScanResult scan_records(std::string_view bytes, OnRecord&& on_record) {
-  ScanResult r;
-  recordlog::Reader reader(bytes, kHeaderBytes, recordlog::Reader::Empty::kValid);
-  std::string_view payload;
-  for (;;) {
-    recordlog::ReadResult read = reader.next(&payload);
-    if (read == recordlog::ReadResult::kEnd) break;
-    if (read == recordlog::ReadResult::kBadChecksum) {
-      if (reader.at_end()) {
-        r.torn = true;  // a last record half written
-        break;
-      }
-      ++r.corrupt;
-      r.good_end = reader.offset();
-      continue;
-    }
-    if (read != recordlog::ReadResult::kRecord) {
-      r.torn = true;
-      break;
-    }
-    on_record(payload);
-    r.good_end = reader.offset();
-  }
-  return r;
-}
+constexpr auto kResealEvery = std::chrono::seconds(1);  // a failed seal is retried this often (Impl::reseal)
 
 struct Item {
   // The record's payload is head + payload, framed by the writer thread
@@ -110,73 +56,6 @@ std::string random_batch_id() {
 
 }  // namespace
 
-std::string encode_spool_record_head(std::string_view client_batch_id, uint32_t events) {
-  std::string p;
-  size_t id_len = std::min<size_t>(client_batch_id.size(), 0xffff);
-  p.resize(2 + id_len + 4);
-  p[0] = static_cast<char>(id_len & 0xff);
-  p[1] = static_cast<char>(id_len >> 8);
-  std::copy_n(client_batch_id.data(), id_len, p.data() + 2);
-  put_u32(p.data() + 2 + id_len, events);
-  return p;
-}
-
-std::string encode_spool_record(std::string_view client_batch_id, uint32_t events, std::string_view batch) {
-  std::string p = encode_spool_record_head(client_batch_id, events);
-  p.append(batch);
-  return p;
-}
-
-bool decode_spool_record(std::string_view payload, SpoolRecord* out) {
-  if (payload.size() < 2) return false;
-  size_t id_len = static_cast<uint8_t>(payload[0]) | (static_cast<size_t>(static_cast<uint8_t>(payload[1])) << 8);
-  if (payload.size() < 2 + id_len + 4) return false;
-  out->client_batch_id = payload.substr(2, id_len);
-  out->events = get_u32(payload.data() + 2 + id_len);
-  out->batch = payload.substr(2 + id_len + 4);
-  return true;
-}
-
-namespace {
-
-// Reads the header and the records of `all` (the bytes c holds) into c.
-Status parse_contents(std::string_view all, const std::string& path, SegmentContents* out) {
-  SegmentContents& c = *out;
-  if (all.size() < kHeaderBytes || all.substr(0, kMagicBytes) != kMagic) {
-    return Status::Invalid(fmt::format("{} is not a spool segment (bad header)", path));
-  }
-  c.batch_id = all.substr(kMagicBytes, kBatchIdBytes);
-  if (!is_hex_id(c.batch_id)) return Status::Invalid(fmt::format("{}: bad batch id in the header", path));
-  bool bad_payload = false;
-  ScanResult r = scan_records(all, [&](std::string_view payload) {
-    SpoolRecord rec;
-    if (decode_spool_record(payload, &rec)) {
-      c.records.push_back(rec);
-    } else {
-      bad_payload = true;
-    }
-  });
-  c.corrupt = r.corrupt + (r.torn ? 1 : 0) + (bad_payload ? 1 : 0);
-  return Status::Ok();
-}
-
-}  // namespace
-
-Result<SegmentContents> read_segment(const std::string& path) {
-  SegmentContents c;
-  c.mapped = std::make_unique<fileio::MappedFile>();
-  TABA_RETURN_IF_ERROR(c.mapped->open(path));
-  TABA_RETURN_IF_ERROR(parse_contents(c.mapped->data(), path, &c));
-  return c;
-}
-
-Result<SegmentContents> parse_segment(std::string bytes, const std::string& path) {
-  SegmentContents c;
-  c.bytes = std::move(bytes);
-  TABA_RETURN_IF_ERROR(parse_contents(c.bytes, path, &c));
-  return c;
-}
-
 struct Spool::Impl {
   uv_loop_t* loop = nullptr;
   SpoolOptions options;
@@ -195,6 +74,8 @@ struct Spool::Impl {
   std::atomic<uint64_t> fsyncs{0};
   std::atomic<uint64_t> write_errors{0};
   std::atomic<uint64_t> refused_full{0};
+  std::atomic<uint64_t> seal_failures{0};
+  std::atomic<uint64_t> unsealed_count{0};
   uint64_t torn_skipped = 0;
   uint64_t corrupt_skipped = 0;
 
@@ -209,7 +90,18 @@ struct Spool::Impl {
   Clock::time_point opened_at;
   Clock::time_point last_sync;
   bool dirty = false;
+  // An fdatasync of the open segment failed: its seal must write it again
+  // (a later fdatasync of the same file may succeed without writing it).
+  bool open_sync_failed = false;
   uint64_t next_number = 1;
+  // Segments whose seal failed, oldest first; their records are in their
+  // .open files. Retried every kResealEvery from next_reseal on.
+  struct Unsealed {
+    Segment seg;  // path: the .open file
+    uint32_t attempts = 1;
+  };
+  std::vector<Unsealed> unsealed;
+  Clock::time_point next_reseal;
 
   CompletionQueue completions;  // finished appends waiting for the loop thread
   bool started = false;
@@ -217,17 +109,40 @@ struct Spool::Impl {
 
   std::string path(const std::string& name) const { return options.dir + "/" + name; }
 
+  // fdatasync, or the test's stand-in (SpoolOptions::sync_data_for_test).
+  int sync(int file) const {
+    return options.sync_data_for_test ? options.sync_data_for_test(file) : fileio::sync_data(file);
+  }
+
   Status recover(const RecoveredIdCallback& on_id, std::vector<Segment>* sealed) {
     std::error_code ec;
     std::filesystem::create_directories(options.dir, ec);
     if (ec) return Status::IoError(fmt::format("cannot create the spool directory {}: {}", options.dir, ec.message()));
-    auto found = recordlog::list_segments(options.dir, {kOpenName, kSealedName});
+    auto found = recordlog::list_segments(options.dir, {kOpenName, kSealedName, kResealName});
     TABA_RETURN_IF_ERROR(found);
+    std::vector<uint64_t> sealed_numbers;
+    for (const recordlog::ListedSegment& listed : found.value()) {
+      if (listed.kind == 1) sealed_numbers.push_back(listed.number);
+    }
     for (const recordlog::ListedSegment& listed : found.value()) {
       const uint64_t n = listed.number;
       const bool is_sealed = listed.kind == 1;
       next_number = std::max(next_number, n + 1);
+      if (listed.kind == 2) {
+        // A re-seal cut short: its .open file still holds the records.
+        std::string p = path(kResealName.format(n));
+        log::warn("spool: {} is a seal retry cut short; removing it (its .open file is recovered)", p);
+        ::unlink(p.c_str());
+        continue;
+      }
       std::string p = path(segment_name(n, is_sealed));
+      if (!is_sealed && std::binary_search(sealed_numbers.begin(), sealed_numbers.end(), n)) {
+        // Written again and sealed as seg-N.batch before the crash; this
+        // copy was about to go.
+        log::warn("spool: {} was sealed again as {}; removing the old copy", p, segment_name(n, true));
+        ::unlink(p.c_str());
+        continue;
+      }
       fileio::MappedFile file;  // read in place; only the scan below touches it
       TABA_RETURN_IF_ERROR(file.open(p));
       std::string_view data = file.data();
@@ -273,6 +188,11 @@ struct Spool::Impl {
       }
       seg.path = p;
       seg.split = ::access((p + ".split").c_str(), F_OK) == 0;
+      struct stat st;
+      // When it may first have been sent: sealed about when last written.
+      if (::stat(p.c_str(), &st) == 0) {
+        seg.sent_since_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+      }
       seg.bytes = size;
       bytes += seg.bytes;
       events += seg.events;
@@ -315,37 +235,97 @@ struct Spool::Impl {
     }
     // The sealed file must hold every record it says it does before it is
     // forwarded and (after a 200) deleted. If that cannot be made sure, the
-    // records stay in the .open file, which the next start seals.
-    int sync_err = fileio::sync_data(fd);
-    if (sync_err != 0) {
-      ++write_errors;
-      log::error("spool: cannot fsync {}: {}; not sealing it (the next start will)", open_path,
-                 fileio::errno_text(sync_err));
-      ::close(fd);
-      fd = -1;
-      return;
-    }
-    ++fsyncs;
-    ::close(fd);
-    fd = -1;
-    dirty = false;
-    std::string sealed_path = path(segment_name(open_number, true));
-    if (::rename(open_path.c_str(), sealed_path.c_str()) != 0) {
-      // The records stay in the .open file; the next start seals it.
-      ++write_errors;
-      log::error("spool: cannot seal {}: {}; it is forwarded after a restart", open_path, fileio::errno_text(errno));
-      return;
-    }
-    if (options.fsync_always) fileio::sync_dir(options.dir);
+    // records stay in the .open file and the seal is retried (reseal).
     Segment seg;
     seg.number = open_number;
-    seg.path = sealed_path;
+    seg.path = open_path;
     seg.batch_id = open_batch_id;
     seg.bytes = open_size;
     seg.events = open_events;
     seg.records = open_records;
+    int sync_err = open_sync_failed ? EIO : sync(fd);
+    if (sync_err == 0) ++fsyncs;
+    ::close(fd);
+    fd = -1;
+    dirty = false;
+    bool sync_failed_before = open_sync_failed;
+    open_sync_failed = false;
+    if (sync_err != 0) {
+      ++write_errors;
+      return seal_failed(std::move(seg), sync_failed_before ? "an earlier fdatasync of it failed"
+                                                            : "cannot fsync it: " + fileio::errno_text(sync_err));
+    }
+    std::string sealed_path = path(segment_name(open_number, true));
+    if (::rename(open_path.c_str(), sealed_path.c_str()) != 0) {
+      ++write_errors;
+      return seal_failed(std::move(seg), "cannot rename it: " + fileio::errno_text(errno));
+    }
+    if (options.fsync_always) fileio::sync_dir(options.dir);
+    seg.path = sealed_path;
     ++segments;
     on_sealed(std::move(seg));
+  }
+
+  // A seal that failed: the segment waits in `unsealed` for reseal.
+  void seal_failed(Segment seg, const std::string& why) {
+    ++seal_failures;
+    log::error("spool: cannot seal {} ({} events): {}; its records stay there and it is written again into a new "
+               "file every {} s until that works",
+               seg.path, seg.events, why, std::chrono::duration_cast<std::chrono::seconds>(kResealEvery).count());
+    if (unsealed.empty()) next_reseal = Clock::now() + kResealEvery;
+    unsealed.push_back({std::move(seg), 1});
+    ++unsealed_count;
+  }
+
+  // Seals the segments whose seal failed, oldest first, by writing each
+  // again: its .open file's bytes into seg-N.reseal, fsynced, renamed to
+  // seg-N.batch; then the .open file goes. Stops at the first that fails
+  // (tried again kResealEvery later).
+  void reseal() {
+    while (!unsealed.empty()) {
+      Unsealed& u = unsealed.front();
+      std::string err = reseal_one(u.seg);
+      if (!err.empty()) {
+        ++seal_failures;
+        ++u.attempts;
+        log::debug("spool: sealing {} failed again ({}); retried in a second", u.seg.path, err);
+        next_reseal = Clock::now() + kResealEvery;
+        return;
+      }
+      log::info("spool: sealed {} ({} events) after {} failed attempt(s)", u.seg.path, u.seg.events, u.attempts);
+      Segment seg = std::move(u.seg);
+      unsealed.erase(unsealed.begin());
+      --unsealed_count;
+      ++segments;
+      on_sealed(std::move(seg));
+    }
+  }
+
+  // One re-seal; "" when done (seg.path is then the sealed file), else why not.
+  std::string reseal_one(Segment& seg) {
+    std::string copy;
+    Status read = fileio::read_whole_file(seg.path, &copy);
+    if (!read.ok()) return read.message();
+    if (copy.size() < seg.bytes) return fmt::format("{} holds {} of its {} bytes", seg.path, copy.size(), seg.bytes);
+    copy.resize(seg.bytes);
+    std::string again = path(kResealName.format(seg.number));
+    int out = ::open(again.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) return fileio::io_error("cannot create", again, errno).message();
+    std::vector<iovec> iov{{copy.data(), copy.size()}};
+    int err = fileio::pwrite_all(out, iov, 0);
+    if (err == 0) err = sync(out);
+    if (err == 0) ++fsyncs;
+    ::close(out);
+    std::string sealed_path = path(segment_name(seg.number, true));
+    if (err == 0 && ::rename(again.c_str(), sealed_path.c_str()) != 0) err = errno;
+    if (err != 0) {
+      ::unlink(again.c_str());
+      return fileio::errno_text(err);
+    }
+    ::unlink(seg.path.c_str());
+    fileio::sync_dir(options.dir);
+    seg.path = sealed_path;
+    return "";
   }
 
   void write_group(std::vector<Item>& items) {
@@ -364,8 +344,9 @@ struct Spool::Impl {
       std::vector<iovec> iov = group.iovecs();
       int err = fileio::pwrite_all(fd, iov, static_cast<off_t>(open_size));
       if (err == 0 && options.fsync_always) {
-        err = fileio::sync_data(fd);
+        err = sync(fd);
         if (err == 0) ++fsyncs;
+        if (err != 0) open_sync_failed = true;
       }
       if (err != 0) {
         // Cut any partial write so the segment stays well formed; nothing
@@ -407,11 +388,13 @@ struct Spool::Impl {
                       (seal_requested || open_size >= options.segment_bytes ||
                        now - opened_at >= std::chrono::milliseconds(options.seal_after_ms));
       bool sync_due = dirty && now - last_sync >= kEverySec;
-      if (queue.empty() && !seal_due && !sync_due) {
+      bool reseal_due = !unsealed.empty() && now >= next_reseal;
+      if (queue.empty() && !seal_due && !sync_due && !reseal_due) {
         if (stopping) break;
         Clock::time_point until = now + std::chrono::milliseconds(options.seal_after_ms);
         if (fd >= 0 && open_records > 0) until = opened_at + std::chrono::milliseconds(options.seal_after_ms);
         if (dirty) until = std::min(until, last_sync + kEverySec);
+        if (!unsealed.empty()) until = std::min(until, next_reseal);
         wake.wait_until(lock, until);
         continue;
       }
@@ -426,12 +409,14 @@ struct Spool::Impl {
       lock.unlock();
       if (!items.empty()) write_group(items);
       if (dirty && Clock::now() - last_sync >= kEverySec) {
-        if (fileio::sync_data(fd) == 0) {
+        int err = sync(fd);
+        if (err == 0) {
           ++fsyncs;
         } else {
           ++write_errors;
+          open_sync_failed = true;  // its seal writes it again
           log::error("spool: fdatasync of {} failed: {}", path(segment_name(open_number, false)),
-                     fileio::errno_text(errno));
+                     fileio::errno_text(err));
         }
         dirty = false;
         last_sync = Clock::now();
@@ -442,10 +427,15 @@ struct Spool::Impl {
            now - opened_at >= std::chrono::milliseconds(options.seal_after_ms))) {
         seal();
       }
+      if (!unsealed.empty() && Clock::now() >= next_reseal) reseal();
       lock.lock();
     }
     lock.unlock();
     seal();
+    if (!unsealed.empty()) reseal();
+    for (const Unsealed& u : unsealed) {
+      log::error("spool: {} ({} events) could not be sealed; the next start seals it", u.seg.path, u.seg.events);
+    }
   }
 
   void close() {
@@ -553,6 +543,8 @@ SpoolStats Spool::stats() const {
   s.refused_full = m->refused_full.load();
   s.torn_records_skipped = m->torn_skipped;
   s.corrupt_records_skipped = m->corrupt_skipped;
+  s.seal_failures = m->seal_failures.load();
+  s.unsealed_segments = m->unsealed_count.load();
   return s;
 }
 

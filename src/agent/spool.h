@@ -13,13 +13,23 @@
 //   seg-<20 digits>.batch   sealed segments, waiting to be forwarded
 // A segment is: magic "TABASPL1" | 32 hex characters: batch id | records.
 // A record is: u32 length (LE) | u32 crc32 of payload (LE) | payload (the
-// shared record log, core/record_log), and a payload is: u16 id length | client Taba-Batch-Id | u32 events | batch
-// (protocol/batch.h).
+// shared record log, core/record_log), and a payload is: u16 id length | client Taba-Batch-Id | u32 events |
+// batch (protocol/batch.h).
+//
+// A segment whose seal cannot be made sure (its fdatasync fails, now or
+// earlier while it was open, or its rename does) is not lost until a
+// restart: it stays "unsealed" (counted, logged once), and every second its
+// bytes are written again into a new file (seg-<N>.reseal), which is
+// fsynced and renamed to seg-<N>.batch before the .open file goes. Written
+// again rather than fsynced again, since after a failed fdatasync Linux may
+// have dropped the pages' dirty state: a second fdatasync of the same file
+// can succeed without writing them.
 //
 // Recovery: a .open segment left by a crash is scanned; a torn or corrupt
-// tail is logged and cut off, and the segment is sealed. Sealed segments are
-// handed to the forwarder again. The spool is bounded by max_bytes (bytes of
-// all segments plus queued records): append() refuses beyond it.
+// tail is logged and cut off, and the segment is sealed (a .open whose
+// .batch already exists is the leftover of a re-seal and is removed, as is
+// a stray .reseal file). Sealed segments are handed to the forwarder again. The spool is bounded by max_bytes
+// (bytes of all segments plus queued records): append() refuses beyond it.
 #pragma once
 
 #include <uv.h>
@@ -42,6 +52,12 @@ struct SpoolOptions {
   uint64_t max_bytes = 1ull << 30;   // segments on disk + records queued
   uint64_t segment_bytes = 1 << 20;  // seal a segment past this size
   uint32_t seal_after_ms = 200;      // seal a non-empty segment open this long
+  // Tests only: called instead of fdatasync on a segment's file (returns 0
+  // or an errno value). An unprivileged test has no real way to make
+  // fdatasync fail (no small tmpfs, no fault injection; a file-size limit
+  // fails the write, not the sync), so the seal retry is tested through
+  // this (tests/unit/spool_test.cpp). Unset in every role.
+  std::function<int(int fd)> sync_data_for_test;
 };
 
 // A sealed segment: one batch to forward.
@@ -69,6 +85,23 @@ struct Segment {
   int holds_deltas = -1;
   bool main_settled = false;
   bool waiting_for_delta = false;
+  // The forwarder's, in memory only (agent/poison_batch.cpp): 5xx answers
+  // to this batch from an fe that acknowledged other batches since the
+  // batch's previous 5xx from it ("strikes"), the first one's time, the
+  // batch's own backoff (steady ms: not sent before), and which endpoint
+  // answered its last 5xx with how many acknowledgements then.
+  uint32_t strikes = 0;
+  int64_t first_strike_ms = 0;
+  int64_t retry_at_ms = 0;
+  int last_5xx_endpoint = -1;
+  uint64_t last_5xx_acks = 0;
+  // Wall-clock ms since when an fe may have this batch: the start of the
+  // forwarder's first attempt whose post went out on a connection, or for
+  // a segment found at startup its file's modification time (about its
+  // seal); 0 = not sent yet. A re-send older than the fe's dedup window
+  // (less a margin) is marked (Taba-Batch-Age).
+  int64_t sent_since_ms = 0;
+  bool past_dedup_window = false;  // counted and logged once
 };
 
 // One record read back from a segment.
@@ -102,15 +135,17 @@ bool decode_spool_record(std::string_view payload, SpoolRecord* out);
 std::string encode_spool_record_head(std::string_view client_batch_id, uint32_t events);
 
 struct SpoolStats {
-  uint64_t bytes = 0;             // segments on disk + queued records
-  uint64_t events = 0;            // in spooled records not yet forwarded
-  uint64_t segments = 0;          // sealed, waiting
+  uint64_t bytes = 0;     // segments on disk + queued records
+  uint64_t events = 0;    // in spooled records not yet forwarded
+  uint64_t segments = 0;  // sealed, waiting
   uint64_t records_written = 0;
   uint64_t fsyncs = 0;
   uint64_t write_errors = 0;
-  uint64_t refused_full = 0;      // appends refused: max_bytes reached
+  uint64_t refused_full = 0;  // appends refused: max_bytes reached
   uint64_t torn_records_skipped = 0;
   uint64_t corrupt_records_skipped = 0;
+  uint64_t seal_failures = 0;      // seals (and re-seals) that failed: fdatasync or rename
+  uint64_t unsealed_segments = 0;  // segments waiting for a seal that works (their records wait too)
 };
 
 class Spool {
@@ -132,7 +167,8 @@ class Spool {
   Status append(std::string payload, uint64_t events, std::function<void(const Status&)> done);
   // The same for the payload `head` + `batch` (encode_spool_record_head),
   // written from the two strings without joining them.
-  Status append(std::string head, std::string batch, uint64_t events, std::function<void(const Status&)> done);
+  Status append(std::string head, std::string batch, uint64_t events,
+                std::function<void(const Status&)> done);
 
   // A segment forwarded (or moved to the dead letters): deletes its file
   // (and split marker) and its bytes from the total. False (logged) when the

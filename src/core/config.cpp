@@ -131,7 +131,7 @@ Status read_store(const toml::table& t, Config::Store* s, std::string* fsync) {
   TABA_RETURN_IF_ERROR(r.integer("snapshot_interval_s", 1, 86400 * 7, &s->snapshot_interval_s));
   TABA_RETURN_IF_ERROR(
       r.integer("wal_max_queued_bytes", 1 << 20, int64_t{1} << 40, &s->wal_max_queued_bytes));
-  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 60, 86400 * 7, &s->dedup_ttl_s));
+  TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 1, 86400 * 7, &s->dedup_ttl_s));
   TABA_RETURN_IF_ERROR(r.integer("gc_interval_s", 0, 86400 * 7, &s->gc_interval_s));
   return r.unknown_keys();
 }
@@ -253,6 +253,8 @@ Status read_agent(const toml::table& t, Config::Agent* a, std::string* fsync) {
   TABA_RETURN_IF_ERROR(r.integer("dedup_ttl_s", 0, 86400 * 7, &a->dedup_ttl_s));
   TABA_RETURN_IF_ERROR(r.boolean("compress_deltas", &a->compress_deltas));
   TABA_RETURN_IF_ERROR(r.integer("max_deltas_per_batch", 1, 10'000'000, &a->max_deltas_per_batch));
+  TABA_RETURN_IF_ERROR(r.integer("dead_letter_after_errors", 0, 1'000'000, &a->dead_letter_after_errors));
+  TABA_RETURN_IF_ERROR(r.integer("dead_letter_after_s", 0, 86400 * 7, &a->dead_letter_after_s));
   return r.unknown_keys();
 }
 
@@ -592,11 +594,13 @@ std::string dump_config(const Config& c) {
       "\n[agent]\nlisten = {}\nspool_dir = {}\ndead_letter_dir = {}\nspool_max_bytes = {}\nmax_dead_letter_bytes = {}\n"
       "fsync = {}\nendpoints = [{}]\nbatch_max_bytes = {}\nflush_interval_ms = {}\nforward_concurrency = {}\n"
       "forward_timeout_ms = {}\nbackoff_initial_ms = {}\nbackoff_max_ms = {}\nshutdown_grace_ms = {}\n"
-      "forward_token = {}\ndedup_ttl_s = {}\ncompress_deltas = {}\nmax_deltas_per_batch = {}\n",
+      "forward_token = {}\ndedup_ttl_s = {}\ncompress_deltas = {}\nmax_deltas_per_batch = {}\n"
+      "dead_letter_after_errors = {}\ndead_letter_after_s = {}\n",
       toml_string(a.listen), toml_string(a.spool_dir), toml_string(a.dead_letter_dir), a.spool_max_bytes,
       a.max_dead_letter_bytes, toml_string(fsync_policy_name(a.fsync)), endpoints, a.batch_max_bytes, a.flush_interval_ms,
       a.forward_concurrency, a.forward_timeout_ms, a.backoff_initial_ms, a.backoff_max_ms, a.shutdown_grace_ms,
-      secret(a.forward_token), a.dedup_ttl_s, a.compress_deltas, a.max_deltas_per_batch);
+      secret(a.forward_token), a.dedup_ttl_s, a.compress_deltas, a.max_deltas_per_batch, a.dead_letter_after_errors,
+      a.dead_letter_after_s);
   std::string proxy = fmt::format(
       "\n[client_proxy]\nlisten = {}\nstatsd_udp = {}\nstatsd_unix = {}\nagent = {}\nclient_id = {}\n"
       "flush_interval_ms = {}\nmax_buffered_events = {}\nmax_retry_bytes = {}\nudp_recv_buffer_bytes = {}\n"

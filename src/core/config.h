@@ -128,6 +128,11 @@ struct Config {
     int64_t dedup_ttl_s = 600;         // a client's Taba-Batch-Id is remembered this long
     bool compress_deltas = true;       // zlib the /post_delta bodies (Content-Encoding: deflate)
     int64_t max_deltas_per_batch = 10'000;  // states folded per batch; later (client, name)s go as v1
+    // A batch an fe answers with 5xx while that fe acknowledges other
+    // batches becomes a dead letter after this many such answers (0 = never:
+    // retried for ever)...
+    int64_t dead_letter_after_errors = 20;
+    int64_t dead_letter_after_s = 600;  // ...the first of them at least this long ago
   } agent;
 
   // The client-proxy role: StatsD/DogStatsD and local posts, forwarded to an agent.

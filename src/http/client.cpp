@@ -49,21 +49,40 @@ bool has_header(const std::vector<Header>& headers, std::string_view name) {
                      [&](const Header& h) { return ascii_iequals(h.name, name); });
 }
 
-// Waits until `fd` is ready for `events` or the deadline passes. Returns the
-// revents (0 on timeout) or -1 with errno set.
-int wait_ready(int fd, short events, int64_t deadline_ms) {
+// How often a wait looks at a cutoff (ClientConnection::set_cutoff).
+constexpr int64_t kCutoffCheckMs = 50;
+
+// The earlier of a request's deadline and its cutoff (if any).
+int64_t effective_deadline(int64_t deadline_ms, const std::atomic<int64_t>* cutoff) {
+  return cutoff ? std::min(deadline_ms, cutoff->load(std::memory_order_relaxed)) : deadline_ms;
+}
+
+// Whether a wait that ended at `deadline_ms` was cut short by the cutoff.
+bool cut_short(int64_t deadline_ms, const std::atomic<int64_t>* cutoff) {
+  return cutoff && now_ms() < deadline_ms && now_ms() >= cutoff->load(std::memory_order_relaxed);
+}
+
+// Waits until `fd` is ready for `events` or the deadline (or the cutoff)
+// passes. Returns the revents (0 on timeout) or -1 with errno set.
+int wait_ready(int fd, short events, int64_t deadline_ms, const std::atomic<int64_t>* cutoff) {
   for (;;) {
+    int64_t until = effective_deadline(deadline_ms, cutoff);
+    int wait = remaining_ms(until);
+    if (cutoff) wait = static_cast<int>(std::min<int64_t>(wait, kCutoffCheckMs));
     pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, remaining_ms(deadline_ms));
+    int n = ::poll(&p, 1, wait);
     if (n > 0) return p.revents;
-    if (n == 0) return 0;
+    if (n == 0) {
+      if (now_ms() >= effective_deadline(deadline_ms, cutoff)) return 0;
+      continue;
+    }
     if (errno != EINTR) return -1;
   }
 }
 
 // Connects one resolved address. Returns the socket or -1 with *err set to
 // an errno value (ETIMEDOUT when the deadline passed).
-int connect_address(const addrinfo* ai, int64_t deadline_ms, int* err) {
+int connect_address(const addrinfo* ai, int64_t deadline_ms, const std::atomic<int64_t>* cutoff, int* err) {
   int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
   if (fd < 0) {
     *err = errno;
@@ -75,7 +94,7 @@ int connect_address(const addrinfo* ai, int64_t deadline_ms, int* err) {
       ::close(fd);
       return -1;
     }
-    int ready = wait_ready(fd, POLLOUT, deadline_ms);
+    int ready = wait_ready(fd, POLLOUT, deadline_ms, cutoff);
     if (ready <= 0) {
       *err = ready == 0 ? ETIMEDOUT : errno;
       ::close(fd);
@@ -247,7 +266,8 @@ ClientConnection::ClientConnection(ClientConnection&& other) noexcept
       fd_(other.fd_),
       only_(std::move(other.only_)),
       peer_(std::move(other.peer_)),
-      reached_(std::move(other.reached_)) {
+      reached_(std::move(other.reached_)),
+      cutoff_(other.cutoff_) {
   other.fd_ = -1;
 }
 
@@ -260,6 +280,7 @@ ClientConnection& ClientConnection::operator=(ClientConnection&& other) noexcept
     only_ = std::move(other.only_);
     peer_ = std::move(other.peer_);
     reached_ = std::move(other.reached_);
+    cutoff_ = other.cutoff_;
     other.fd_ = -1;
   }
   return *this;
@@ -285,17 +306,23 @@ std::string ClientConnection::base_url() const {
 }
 
 Result<ClientConnection> ClientConnection::connect(const std::string& host, int port, int timeout_ms,
-                                                   const std::optional<PeerAddress>& only) {
+                                                   const std::optional<PeerAddress>& only,
+                                                   const std::atomic<int64_t>* cutoff) {
   ClientConnection conn(host, port, -1);
   conn.only_ = only;
+  conn.cutoff_ = cutoff;
   TABA_RETURN_IF_ERROR(conn.reopen(now_ms() + std::max(timeout_ms, 0), timeout_ms));
   return conn;
 }
 
 namespace {
 
-Status connect_failure(int err, const std::string& url, int timeout_ms) {
+Status connect_failure(int err, const std::string& url, int timeout_ms, int64_t deadline_ms,
+                       const std::atomic<int64_t>* cutoff) {
   if (err == ECONNREFUSED) return Status::Unavailable(fmt::format("connection refused: {}", url));
+  if (err == ETIMEDOUT && cut_short(deadline_ms, cutoff)) {
+    return Status::Unavailable(fmt::format("cut short (cutoff reached) connecting to {}", url));
+  }
   if (err == ETIMEDOUT) {
     return Status::Unavailable(fmt::format("timed out after {} ms connecting to {}", timeout_ms, url));
   }
@@ -315,8 +342,11 @@ Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms, const PeerA
     ai.ai_addrlen = only->length;
     ai.ai_addr = const_cast<sockaddr*>(reinterpret_cast<const sockaddr*>(&only->storage));
     int err = 0;
-    fd_ = connect_address(&ai, deadline_ms, &err);
-    if (fd_ < 0) return connect_failure(err, fmt::format("{} at {}", base_url(), only->text()), timeout_ms);
+    fd_ = connect_address(&ai, deadline_ms, cutoff_, &err);
+    if (fd_ < 0) {
+      return connect_failure(err, fmt::format("{} at {}", base_url(), only->text()), timeout_ms, deadline_ms,
+                             cutoff_);
+    }
     peer_ = *only;
     return Status::Ok();
   }
@@ -339,7 +369,7 @@ Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms, const PeerA
   }
   int err = ECONNREFUSED;
   for (const addrinfo* ai = list; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
-    fd_ = connect_address(ai, deadline_ms, &err);
+    fd_ = connect_address(ai, deadline_ms, cutoff_, &err);
     if (fd_ >= 0 && ai->ai_addrlen <= sizeof(sockaddr_storage)) {
       PeerAddress peer;
       std::memcpy(&peer.storage, ai->ai_addr, ai->ai_addrlen);
@@ -350,7 +380,7 @@ Status ClientConnection::reopen(int64_t deadline_ms, int timeout_ms, const PeerA
   }
   ::freeaddrinfo(list);
   if (fd_ >= 0) return Status::Ok();
-  return connect_failure(err, url, timeout_ms);
+  return connect_failure(err, url, timeout_ms, deadline_ms, cutoff_);
 }
 
 Result<ClientResponse> ClientConnection::request(std::string_view method, std::string_view target,
@@ -390,6 +420,9 @@ Result<ClientResponse> ClientConnection::attempt(std::string_view method, std::s
                                                  bool* closed_before_response) {
   const std::string url = base_url();
   auto timed_out = [&](const char* what) {
+    if (cut_short(deadline_ms, cutoff_)) {
+      return Status::Unavailable(fmt::format("cut short (cutoff reached) {} {}", what, url));
+    }
     return Status::Unavailable(fmt::format("timed out after {} ms {} {}", timeout_ms, what, url));
   };
   const std::string head = build_head(method, target, host_, port_, headers, body);
@@ -420,7 +453,7 @@ Result<ClientResponse> ClientConnection::attempt(std::string_view method, std::s
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int ready = wait_ready(fd_, POLLOUT | POLLIN, deadline_ms);
+      int ready = wait_ready(fd_, POLLOUT | POLLIN, deadline_ms, cutoff_);
       if (ready == 0) return timed_out("sending to");
       if (ready < 0) return Status::IoError(fmt::format("poll failed on {}: {}", url, std::strerror(errno)));
       if ((ready & POLLIN) != 0) {
@@ -449,7 +482,7 @@ Result<ClientResponse> ClientConnection::attempt(std::string_view method, std::s
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        int ready = wait_ready(fd_, POLLIN, deadline_ms);
+        int ready = wait_ready(fd_, POLLIN, deadline_ms, cutoff_);
         if (ready == 0) return timed_out("waiting for a response from");
         if (ready < 0)
           return Status::IoError(fmt::format("poll failed on {}: {}", url, std::strerror(errno)));

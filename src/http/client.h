@@ -1,6 +1,6 @@
 // Blocking HTTP/1.1 client over POSIX sockets, for taba-cli, the benchmarks
 // and the tests. Not for the event loop: every call blocks its thread (bounded
-// by a timeout). The agent's forwarding path uses its own non-blocking client.
+// by a timeout). The agent's forwarder threads use it too.
 //
 // A ClientConnection is used by one thread at a time; distinct connections
 // are independent.
@@ -8,6 +8,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,9 +47,11 @@ class ClientConnection {
   // Connects within timeout_ms: to `only` when given (`host` then names the
   // server in the Host header and in messages only), else to the addresses
   // `host` resolves to, in order, until one answers. Errors read like
-  // "connection refused: http://127.0.0.1:8300".
+  // "connection refused: http://127.0.0.1:8300". `cutoff`: see set_cutoff
+  // (it applies to the connect, and stays set).
   static Result<ClientConnection> connect(const std::string& host, int port, int timeout_ms,
-                                          const std::optional<PeerAddress>& only = std::nullopt);
+                                          const std::optional<PeerAddress>& only = std::nullopt,
+                                          const std::atomic<int64_t>* cutoff = nullptr);
 
   ClientConnection(ClientConnection&& other) noexcept;
   ClientConnection& operator=(ClientConnection&& other) noexcept;
@@ -76,6 +79,13 @@ class ClientConnection {
   // reached no server (e.g. every connect failed). A request that reconnects
   // (see request()) does so to that same address only.
   const std::optional<PeerAddress>& reached() const { return reached_; }
+
+  // A deadline (steady clock, ms) that another thread may bring forward at
+  // any time, e.g. to stop a request in flight at shutdown: every wait of
+  // this connection also ends once it has passed (it is looked at every
+  // 50 ms at least), with an error saying the request was cut short.
+  // nullptr (the default): none. The atomic must outlive every request.
+  void set_cutoff(const std::atomic<int64_t>* cutoff) { cutoff_ = cutoff; }
 
   // "http://host:port", for messages.
   std::string base_url() const;
@@ -108,6 +118,7 @@ class ClientConnection {
   std::optional<PeerAddress> only_;     // set_only()
   std::optional<PeerAddress> peer_;     // the address fd_ is connected to
   std::optional<PeerAddress> reached_;  // reached()
+  const std::atomic<int64_t>* cutoff_ = nullptr;
 };
 
 // One request on a fresh connection to an absolute "http://host:port/path?q" URL.

@@ -72,6 +72,8 @@ Status AgentRole::start() {
   fo.handlers = std::make_shared<const agent::HandlerMap>(agent::handler_map(*registry_));
   fo.compress_deltas = config_.agent.compress_deltas;
   fo.max_deltas = static_cast<size_t>(config_.agent.max_deltas_per_batch);
+  fo.dead_letter_after_errors = static_cast<uint32_t>(config_.agent.dead_letter_after_errors);
+  fo.dead_letter_after_ms = config_.agent.dead_letter_after_s * 1000;
   double ttl = static_cast<double>(config_.agent.dedup_ttl_s);
   if (ttl > 0) {
     std::error_code ec;
@@ -305,6 +307,12 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   w->counter("taba_agent_spool_write_errors_total", "Spool writes that failed (the posts got 503).",
              static_cast<double>(ss.write_errors));
   w->counter("taba_agent_spool_fsyncs_total", "fdatasync calls on spool segments.", static_cast<double>(ss.fsyncs));
+  w->counter("taba_agent_spool_seal_failures_total",
+             "Seals of spool segments that failed (fdatasync or rename) and are retried by writing the segment again.",
+             static_cast<double>(ss.seal_failures));
+  w->gauge("taba_agent_spool_unsealed_batches",
+           "Spool segments whose seal failed: their records wait for a seal that works before they are forwarded.",
+           static_cast<double>(ss.unsealed_segments));
   w->counter("taba_agent_spool_torn_records_total", "Torn records cut off at startup (a crash mid-write; never acknowledged).",
              static_cast<double>(ss.torn_records_skipped));
   w->counter("taba_agent_corrupt_records_total", "Spooled records skipped because their checksum failed.",
@@ -339,6 +347,17 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
              static_cast<double>(fs.dead_letters));
   w->counter("taba_agent_dead_letter_events_total", "Events in dead-lettered batches.",
              static_cast<double>(fs.dead_letter_events));
+  w->counter("taba_agent_poison_batches_total",
+             "Batches an fe answered with 5xx agent.dead_letter_after_errors times while it acknowledged other batches, "
+             "moved to the dead letters (also counted in taba_agent_dead_letters_total).",
+             static_cast<double>(fs.poison_batches));
+  w->gauge("taba_agent_failing_batches",
+           "Queued batches an fe answered with 5xx while it acknowledged others: they back off on their own.",
+           static_cast<double>(fs.failing_batches));
+  w->counter("taba_agent_batches_past_dedup_window_total",
+             "Batches sent again close to or past the dedup window their fe stated (Taba-Dedup-Window): marked with "
+             "Taba-Batch-Age, applied twice if the fe had applied them before.",
+             static_cast<double>(fs.past_dedup_window));
   w->counter("taba_agent_dead_letters_discarded_total", "Dead letters deleted to stay under agent.max_dead_letter_bytes.",
              static_cast<double>(fs.dead_letters_discarded));
   w->gauge("taba_agent_dead_letter_bytes", "Bytes in the dead-letter directory.", static_cast<double>(fs.dead_letter_bytes));
@@ -357,6 +376,12 @@ void AgentRole::write_metrics(routes::MetricsWriter* w) const {
   for (const auto& e : fs.endpoints) {
     w->sample("taba_agent_endpoint_takes_deltas", e.delta < 0 ? 0 : 1, {{"endpoint", e.address}});
   }
+  w->family("taba_agent_endpoint_dedup_window_seconds", "gauge",
+            "How long the fe endpoint remembers a batch id, as its last reply stated (Taba-Dedup-Window); -1 unknown.");
+  for (const auto& e : fs.endpoints) {
+    w->sample("taba_agent_endpoint_dedup_window_seconds", static_cast<double>(e.dedup_window_s),
+              {{"endpoint", e.address}});
+  }
 }
 
 std::string AgentRole::status_text() const {
@@ -372,6 +397,10 @@ std::string AgentRole::status_text() const {
                      fs.oldest_queued_age_s);
   out += fmt::format("  fsync    {} ({} fdatasync calls)\n", fsync_policy_name(config_.agent.fsync), ss.fsyncs);
   out += fmt::format("  refused  {} post(s) while full, {} write error(s)\n", ss.refused_full, ss.write_errors);
+  if (ss.seal_failures > 0) {
+    out += fmt::format("  sealing  {} batch(es) wait for a seal that works; {} failed seal(s)\n", ss.unsealed_segments,
+                       ss.seal_failures);
+  }
   out += fmt::format(
       "posts      {} accepted ({} events spooled), {} rejected (400/413/415), {} unavailable (503), {} duplicate(s)\n",
       in.bodies_ok, events_spooled_, in.bodies_rejected, in.bodies_unavailable, duplicate_posts_);
@@ -383,13 +412,21 @@ std::string AgentRole::status_text() const {
     out += fmt::format("  waiting  {} batch(es) hold delta records and no fe takes POST /post_delta now\n",
                        fs.waiting_for_delta);
   }
-  out += fmt::format("dead       {} batch(es), {} events, {} bytes in {}; {} discarded over the cap\n", fs.dead_letters,
-                     fs.dead_letter_events, fs.dead_letter_bytes, dead_letter_dir_, fs.dead_letters_discarded);
+  if (fs.failing_batches > 0 || fs.past_dedup_window > 0) {
+    out += fmt::format("  failing  {} batch(es) got 5xx while their fe acknowledged others; {} batch(es) sent again "
+                       "near or past their fe's dedup window\n",
+                       fs.failing_batches, fs.past_dedup_window);
+  }
+  out += fmt::format("dead       {} batch(es), {} events, {} bytes in {}; {} discarded over the cap; {} given up "
+                     "after repeated 5xx\n",
+                     fs.dead_letters, fs.dead_letter_events, fs.dead_letter_bytes, dead_letter_dir_,
+                     fs.dead_letters_discarded, fs.poison_batches);
   out += "endpoints\n";
   for (const auto& e : fs.endpoints) {
-    out += fmt::format("  {:<22} {:<8} in flight {}, {} ok, {} failed ({} in a row){}{}{}\n", e.address, e.state,
+    out += fmt::format("  {:<22} {:<8} in flight {}, {} ok, {} failed ({} in a row){}{}{}{}\n", e.address, e.state,
                        e.in_flight, e.ok, e.failures, e.consecutive_failures,
                        e.retry_in_s > 0 ? fmt::format(", retry in {:.1f} s", e.retry_in_s) : std::string(),
+                       e.dedup_window_s >= 0 ? fmt::format(", dedup window {} s", e.dedup_window_s) : std::string(),
                        e.delta < 0 ? fmt::format("; v1 only (no POST /post_delta; deltas again in {:.0f} s)",
                                                  e.delta_probe_in_s)
                                    : std::string(),
@@ -408,30 +445,32 @@ std::string AgentRole::status_json() const {
     eps += fmt::format(
         "{{\"address\":{},\"state\":{},\"in_flight\":{},\"requests\":{},\"ok\":{},\"failures\":{},"
         "\"consecutive_failures\":{},\"retry_in_s\":{:.3f},\"latency_ms\":{:.3f},\"last_error\":{},"
-        "\"deltas\":{},\"delta_probe_in_s\":{:.3f}}}",
+        "\"deltas\":{},\"delta_probe_in_s\":{:.3f},\"dedup_window_s\":{}}}",
         json_quote(e.address), json_quote(e.state), e.in_flight, e.requests, e.ok, e.failures, e.consecutive_failures,
         e.retry_in_s, e.latency_ms_ewma, json_quote(e.last_error),
-        json_quote(e.delta > 0 ? "yes" : e.delta < 0 ? "no" : "unknown"), e.delta_probe_in_s);
+        json_quote(e.delta > 0 ? "yes" : e.delta < 0 ? "no" : "unknown"), e.delta_probe_in_s, e.dedup_window_s);
   }
   return fmt::format(
       "{{\"role\":\"agent\",\"version\":{},\"listen\":{},\"uptime_s\":{:.1f},\"stopping\":{},"
       "\"spool\":{{\"dir\":{},\"bytes\":{},\"max_bytes\":{},\"events\":{},\"batches\":{},\"fsync\":{},\"fsyncs\":{},"
-      "\"refused_full\":{},\"write_errors\":{},\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
+      "\"refused_full\":{},\"write_errors\":{},\"seal_failures\":{},\"unsealed_batches\":{},"
+      "\"torn_records_skipped\":{},\"corrupt_records_skipped\":{},"
       "\"oldest_batch_age_s\":{:.3f}}},"
       "\"posts\":{{\"accepted\":{},\"events_spooled\":{},\"rejected\":{},\"unavailable\":{},\"duplicates\":{}}},"
       "\"forwarded\":{{\"batches\":{},\"events\":{},\"bytes\":{},\"retries\":{},\"in_flight\":{},"
       "\"delta_posts\":{},\"delta_blocks\":{},\"v1_posts\":{},\"leftover_events\":{},\"delta_waits\":{},"
-      "\"waiting_for_delta\":{}}},"
-      "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{}}},"
+      "\"waiting_for_delta\":{},\"failing_batches\":{},\"past_dedup_window\":{}}},"
+      "\"dead_letters\":{{\"dir\":{},\"batches\":{},\"events\":{},\"bytes\":{},\"discarded\":{},"
+      "\"poison_batches\":{}}},"
       "\"endpoints\":[{}]}}\n",
       json_quote(TABA_VERSION_STRING), json_quote(config_.agent.listen), wall_now() - started_at_,
       stopping_ ? "true" : "false", json_quote(spool_dir_), ss.bytes, config_.agent.spool_max_bytes, ss.events,
-      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.torn_records_skipped,
+      ss.segments, json_quote(fsync_policy_name(config_.agent.fsync)), ss.fsyncs, ss.refused_full, ss.write_errors, ss.seal_failures, ss.unsealed_segments, ss.torn_records_skipped,
       ss.corrupt_records_skipped + fs.corrupt_records_skipped, fs.oldest_queued_age_s, in.bodies_ok, events_spooled_,
       in.bodies_rejected, in.bodies_unavailable, duplicate_posts_, fs.batches_forwarded, fs.events_forwarded,
       fs.bytes_sent, fs.retries, fs.in_flight, fs.delta_posts, fs.delta_blocks, fs.v1_posts, fs.leftover_events,
-      fs.delta_waits, fs.waiting_for_delta, json_quote(dead_letter_dir_), fs.dead_letters, fs.dead_letter_events,
-      fs.dead_letter_bytes, fs.dead_letters_discarded, eps);
+      fs.delta_waits, fs.waiting_for_delta, fs.failing_batches, fs.past_dedup_window, json_quote(dead_letter_dir_),
+      fs.dead_letters, fs.dead_letter_events, fs.dead_letter_bytes, fs.dead_letters_discarded, fs.poison_batches, eps);
 }
 
 void AgentRole::reload(const Config& config) {

@@ -44,6 +44,10 @@ Status ServerRole::start() {
   store_->set_name_limits(name_limits(config_.ingest));
   gc_by_store_ = store_->schedule_gc(config_.has_role(Role::kBe) ? config_.store.gc_interval_s : 0);
   ingest_ = std::make_unique<routes::Ingest>(store_.get(), registry_, config_.ingest);
+  // How long the store remembers an applied batch id: told to every poster
+  // (Taba-Dedup-Window), so that an agent knows when a re-send is no longer
+  // deduplicated.
+  ingest_->set_dedup_window_s(config_.redis.enabled ? config_.redis.dedup_ttl_s : config_.store.dedup_ttl_s);
   self_tabs_ = std::make_unique<SelfTabs>(store_.get(), registry_);
   ingest_->set_latency_observer([this](double ms) { self_tabs_->record_ingest_latency_ms(ms); });
   queries_ = std::make_unique<query::QueryService>(store_.get());

@@ -140,7 +140,35 @@ std::unique_ptr<http::Inflater> Ingest::make_inflater(http::Inflater::Format for
 void Ingest::reject(http::Exchange& exchange, int status, const std::string& why) {
   ++stats_.bodies_rejected;
   log::debug("ingest: {} from {} rejected: {}", exchange.request().path, exchange.request().peer, why);
-  exchange.reply(http::Response::text(status, why + "\n"));
+  reply(exchange, http::Response::text(status, why + "\n"));
+}
+
+void Ingest::reply(http::Exchange& exchange, http::Response response) const {
+  if (dedup_window_s_ >= 0) response.headers.push_back({"Taba-Dedup-Window", std::to_string(dedup_window_s_)});
+  exchange.reply(std::move(response));
+}
+
+bool Ingest::note_batch_age(http::Exchange& exchange, std::string_view age) {
+  const http::Request& req = exchange.request();
+  if (age.size() > 12 || !std::all_of(age.begin(), age.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    ++stats_.bodies_rejected;
+    reply(exchange, http::Response::text(400, "Taba-Batch-Age must be a whole number of seconds\n"));
+    return false;
+  }
+  ++stats_.batches_past_dedup_window;
+  int64_t now = steady_ms();
+  if (now - age_log_window_ms_ < 1000) {
+    ++ages_not_logged_;
+    return true;
+  }
+  age_log_window_ms_ = now;
+  std::string window = dedup_window_s_ >= 0 ? fmt::format("{} s", dedup_window_s_) : std::string("not stated");
+  log::warn("ingest: {} from {}: batch {} is sent again {} s after its first send (Taba-Batch-Age), near or past the "
+            "dedup window ({}): applied twice if it was applied before and its id is forgotten{}",
+            req.path, req.peer, req.header("taba-batch-id"), age, window,
+            ages_not_logged_ > 0 ? fmt::format(" ({} more such batches not logged)", ages_not_logged_) : std::string());
+  ages_not_logged_ = 0;
+  return true;
 }
 
 void Ingest::settle(const std::shared_ptr<http::Exchange>& exchange, Accepted body, std::shared_ptr<Refused> refused) {
@@ -152,13 +180,13 @@ void Ingest::settle(const std::shared_ptr<http::Exchange>& exchange, Accepted bo
   if (body.batch.empty()) {
     if (refused->blocks == 0) {
       ++stats_.bodies_ok;
-      exchange->reply(http::Response::text(200, ""));
+      reply(*exchange, http::Response::text(200, ""));
       return;
     }
     // Every block refused: nothing to apply.
     ++stats_.bodies_rejected;
     refused->hand_to(sink_, batch_id);
-    exchange->reply(refused->response(400));
+    reply(*exchange, refused->response(400));
     return;
   }
   uint64_t t0 = uv_hrtime();
@@ -178,25 +206,25 @@ void Ingest::settle(const std::shared_ptr<http::Exchange>& exchange, Accepted bo
                       stats_.delta_events += events;
                     }
                     if (refused->blocks == 0) {
-                      exchange->reply(http::Response::text(200, ""));
+                      reply(*exchange, http::Response::text(200, ""));
                       return;
                     }
                     ++stats_.bodies_partial;
                     refused->hand_to(sink_, batch_id);
-                    exchange->reply(refused->response(200));
+                    reply(*exchange, refused->response(200));
                   } else if (s.code() == Status::Code::kInvalid) {
                     ++stats_.bodies_rejected;
-                    exchange->reply(http::Response::text(400, s.message() + "\n"));
+                    reply(*exchange, http::Response::text(400, s.message() + "\n"));
                   } else if (s.code() == Status::Code::kLimit) {
                     ++stats_.bodies_rejected;
                     ++stats_.bodies_over_limit;
-                    exchange->reply(http::Response::text(422, s.message() + "\n"));
+                    reply(*exchange, http::Response::text(422, s.message() + "\n"));
                   } else {
                     ++stats_.bodies_unavailable;
                     http::Response r = http::Response::text(503, s.message() + "\n");
                     r.headers.push_back({"Retry-After", "1"});
                     if (generated) r.headers.push_back({"Taba-Batch-Id", batch_id});
-                    exchange->reply(std::move(r));
+                    reply(*exchange, std::move(r));
                   }
                 });
 }
@@ -272,13 +300,13 @@ Ingest::~Ingest() = default;
 std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::Exchange>& exchange) {
   const http::Request& req = exchange->request();
   if (req.path == "/post_delta" && !sink_->accepts_deltas()) {
-    exchange->reply(http::Response::text(404, "/post_delta: this process takes no delta bodies; post v1 to /post\n"));
+    reply(*exchange, http::Response::text(404, "/post_delta: this process takes no delta bodies; post v1 to /post\n"));
     return nullptr;
   }
   if (req.method != "POST") {
     http::Response r = http::Response::text(405, fmt::format("{} accepts only POST\n", req.path));
     r.headers.push_back({"Allow", "POST"});
-    exchange->reply(std::move(r));
+    reply(*exchange, std::move(r));
     return nullptr;
   }
   std::optional<http::Inflater::Format> compression;
@@ -291,8 +319,8 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
     compression = http::Inflater::Format::kDeflate;
   } else if (!encoding.empty() && encoding != "identity") {
     ++stats_.bodies_rejected;
-    exchange->reply(http::Response::text(
-        415, fmt::format("unsupported Content-Encoding \"{}\" (use gzip, deflate or none)\n", encoding)));
+    reply(*exchange, http::Response::text(
+                         415, fmt::format("unsupported Content-Encoding \"{}\" (use gzip, deflate or none)\n", encoding)));
     return nullptr;
   } else if (req.path == "/post_zip") {
     compression = http::Inflater::Format::kZlibOrGzip;  // the original agent's zlib body, no header
@@ -300,8 +328,12 @@ std::unique_ptr<http::RequestHandler> Ingest::start(const std::shared_ptr<http::
   std::string_view batch_id = req.header("taba-batch-id");
   if (batch_id.size() > 128 || std::any_of(batch_id.begin(), batch_id.end(), [](char c) { return c <= ' ' || c > '~'; })) {
     ++stats_.bodies_rejected;
-    exchange->reply(http::Response::text(
-        400, "Taba-Batch-Id must be 1..128 printable ASCII characters without spaces\n"));
+    reply(*exchange,
+          http::Response::text(400, "Taba-Batch-Id must be 1..128 printable ASCII characters without spaces\n"));
+    return nullptr;
+  }
+  // An agent's re-send near or past the dedup window (an empty header counts as absent).
+  if (std::string_view age = req.header("taba-batch-age"); !age.empty() && !note_batch_age(*exchange, age)) {
     return nullptr;
   }
   if (req.path == "/post_delta") return std::make_unique<DeltaIngestRequest>(this, exchange, compression);

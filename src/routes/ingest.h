@@ -34,8 +34,8 @@ class MetricsWriter;
 
 // The kinds of Refusal::kind, in the order of IngestStats::blocks_refused
 // ("state": a delta block whose state the plugin cannot read).
-inline constexpr std::array<std::string_view, 6> kRefusalKinds = {"client", "name", "event", "type", "payload",
-                                                                   "state"};
+inline constexpr std::array<std::string_view, 6> kRefusalKinds = {"client", "name",    "event",
+                                                                  "type",   "payload", "state"};
 
 struct IngestStats {
   uint64_t bodies_ok = 0;
@@ -47,12 +47,15 @@ struct IngestStats {
   uint64_t bytes_received = 0;      // on the wire
   uint64_t bodies_partial = 0;      // 200 with some blocks refused
   std::array<uint64_t, kRefusalKinds.size()> blocks_refused{};  // by kind
-  uint64_t events_refused = 0;      // in refused blocks
+  uint64_t events_refused = 0;                                  // in refused blocks
   // POST /post_delta: accepted bodies, the blocks they applied and the
   // events those fold (also counted in bodies_ok and events_received).
   uint64_t delta_bodies = 0;
   uint64_t delta_blocks = 0;
   uint64_t delta_events = 0;
+  // Bodies marked Taba-Batch-Age: a batch sent again close to or past the
+  // dedup window this process states (an agent's retry after a long outage).
+  uint64_t batches_past_dedup_window = 0;
 };
 
 // Where an accepted body goes: the store (fe) or the agent's spool.
@@ -63,8 +66,8 @@ class IngestSink {
   virtual const plugin::Handler* bound_handler(std::string_view name) const = 0;
   // Takes a validated batch of `events` events (a v1 batch, or a delta
   // batch from /post_delta: protocol::is_delta_batch); done as Store::submit.
-  virtual void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings, uint64_t events,
-                      std::function<void(const Status&)> done) = 0;
+  virtual void submit(std::string batch, store::BatchId batch_id, store::Bindings new_bindings,
+                      uint64_t events, std::function<void(const Status&)> done) = 0;
   // Whether refused() wants the refused blocks' text (the agent keeps them
   // as dead letters; the fe only reports them).
   virtual bool keeps_refused() const { return false; }
@@ -114,6 +117,10 @@ class Ingest {
   const IngestStats& stats() const { return stats_; }
   // SIGHUP: new limits for bodies that start from now on.
   void set_options(const Config::Ingest& options) { options_ = options; }
+  // The fe: how long the store remembers an applied batch id (seconds),
+  // stated in every reply as Taba-Dedup-Window (docs/api.md 4.3). -1 (the
+  // default, the agent): not stated.
+  void set_dedup_window_s(int64_t seconds) { dedup_window_s_ = seconds; }
   // Called with each accepted or refused body's time from its last byte to
   // its reply (milliseconds).
   void set_latency_observer(std::function<void(double)> f) { latency_observer_ = std::move(f); }
@@ -130,12 +137,18 @@ class Ingest {
   static constexpr int kRefusalLogBurst = 10;  // log lines per second
   // Counts and logs refused blocks; `unit` is what Refusal::line numbers
   // ("line", or "block" in a delta body).
-  void note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals, const char* unit);
+  void note_refusals(const http::Request& req, const std::vector<protocol::Refusal>& refusals,
+                     const char* unit);
   // The decompressor of a body with Content-Encoding, bounded by
   // ingest.max_inflated_bytes and ingest.max_inflate_ratio.
   std::unique_ptr<http::Inflater> make_inflater(http::Inflater::Format format) const;
   // Answers `status` with the one-line reason (a body refused whole).
   void reject(http::Exchange& exchange, int status, const std::string& why);
+  // Every reply of the ingest routes goes through here (Taba-Dedup-Window).
+  void reply(http::Exchange& exchange, http::Response response) const;
+  // A Taba-Batch-Age header: counted and logged (at most a line a second).
+  // False when it is not a whole number of seconds (then answered 400).
+  bool note_batch_age(http::Exchange& exchange, std::string_view age);
   // An accepted body: hands its batch (when it has blocks to apply) to the
   // sink and replies once the sink settles it: 200 (listing `refused`), or
   // the sink's 400 / 422 / 503; a body with nothing to apply answers at
@@ -150,7 +163,8 @@ class Ingest {
     uint64_t delta_blocks = 0;  // a delta body's blocks applied (0 for v1)
     bool delta = false;
   };
-  void settle(const std::shared_ptr<http::Exchange>& exchange, Accepted body, std::shared_ptr<Refused> refused);
+  void settle(const std::shared_ptr<http::Exchange>& exchange, Accepted body,
+              std::shared_ptr<Refused> refused);
   std::unique_ptr<IngestSink> owned_sink_;
   IngestSink* sink_;
   const plugin::Registry* registry_;
@@ -158,6 +172,9 @@ class Ingest {
   IngestStats stats_;
   std::function<void(double)> latency_observer_;
   std::mt19937_64 rng_{std::random_device{}()};
+  int64_t dedup_window_s_ = -1;
+  int64_t age_log_window_ms_ = 0;
+  uint64_t ages_not_logged_ = 0;
   int64_t refusal_log_window_ms_ = 0;
   int refusal_log_lines_ = 0;
   uint64_t refusals_not_logged_ = 0;

@@ -45,6 +45,10 @@ void ServerMetrics::handle(const http::Request& req, std::function<void(http::Re
             "max_names_per_client: 422); also counted as rejected.",
             static_cast<double>(in.bodies_over_limit));
   sources_.ingest->write_refusal_metrics(&w, "taba");
+  w.counter("taba_batches_past_dedup_window_total",
+            "Ingest bodies marked Taba-Batch-Age by an agent: a batch sent again close to or past the dedup window "
+            "this fe states (Taba-Dedup-Window); applied twice if it was applied before and its id is forgotten.",
+            static_cast<double>(in.batches_past_dedup_window));
   const http::ServerStats& hs = sources_.server->stats();
   w.counter("taba_http_requests_total", "HTTP requests received.", static_cast<double>(hs.requests));
   w.counter("taba_http_connections_accepted_total", "Connections accepted.", static_cast<double>(hs.connections_accepted));

@@ -38,45 +38,6 @@ using namespace taba::test;
 
 namespace {
 
-// One request a canned server received.
-struct RawRequest {
-  std::string method, path, body;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-
-  std::string header(std::string_view name) const {
-    for (const auto& [k, v] : headers) {
-      if (k == name) return v;
-    }
-    return "";
-  }
-};
-
-RawRequest parse_request(const std::string& raw) {
-  RawRequest r;
-  size_t head_end = raw.find("\r\n\r\n");
-  REQUIRE(head_end != std::string::npos);
-  std::string head = raw.substr(0, head_end);
-  r.body = raw.substr(head_end + 4);
-  size_t eol = head.find("\r\n");
-  std::string first = head.substr(0, eol);
-  size_t sp1 = first.find(' '), sp2 = first.rfind(' ');
-  r.method = first.substr(0, sp1);
-  r.path = first.substr(sp1 + 1, sp2 - sp1 - 1);
-  while (eol != std::string::npos) {
-    size_t next = head.find("\r\n", eol + 2);
-    std::string line = head.substr(eol + 2, next == std::string::npos ? std::string::npos : next - eol - 2);
-    size_t colon = line.find(':');
-    if (colon != std::string::npos) {
-      std::string name = line.substr(0, colon);
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      size_t v = line.find_first_not_of(' ', colon + 1);
-      r.headers.emplace_back(name, v == std::string::npos ? "" : line.substr(v));
-    }
-    eol = next;
-  }
-  return r;
-}
-
 std::string inflate(const std::string& compressed) {
   http::Inflater inflater(http::Inflater::Format::kZlibOrGzip, {});
   std::string out;
@@ -86,34 +47,6 @@ std::string inflate(const std::string& compressed) {
                   }).ok());
   REQUIRE(inflater.finish().ok());
   return out;
-}
-
-// Sends raw request bytes to 127.0.0.1:port and returns the raw response
-// (head and Content-Length body), or "" when the connection failed.
-std::string exchange_raw(int port, const std::string& request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    char chunk[16384];
-    for (;;) {
-      size_t head_end = response.find("\r\n\r\n");
-      if (head_end != std::string::npos) {
-        RawRequest head = parse_request(response.substr(0, head_end + 4));
-        size_t length = static_cast<size_t>(std::strtoull(head.header("content-length").c_str(), nullptr, 10));
-        if (response.size() >= head_end + 4 + length) break;
-      }
-      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      response.append(chunk, static_cast<size_t>(n));
-    }
-  }
-  if (fd >= 0) ::close(fd);
-  return response;
 }
 
 // One (client, name) block of events of one type, payloads as JSON text.
@@ -171,7 +104,6 @@ Result<http::ClientResponse> post_delta(const TabadProcess& p, const std::string
   return p.post("/post_delta", protocol::wrap_delta_body(batch), headers);
 }
 
-std::string metrics_of(const TabadProcess& p) { return body_text(p.get("/metrics")); }
 
 uint64_t status_number(const TabadProcess& agent, const char* pointer) {
   auto r = test::get(agent.url(), "/status?format=json", "", 3000);

@@ -1,18 +1,24 @@
-// What the agent's integration tests share (agent_test.cpp,
-// agent_forwarding_test.cpp): configs for an fe and an agent, the agent's
-// /status as numbers, waiting for its spool to drain, and reading an fe's
-// aggregates.
+// What the agent's integration tests share (agent_*_test.cpp): configs for
+// an fe and an agent, the agent's /status as numbers, waiting for its spool
+// to drain, reading an fe's aggregates, and the raw requests a canned
+// server in front of an fe sees and relays.
 #pragma once
 
 #include <catch2/catch.hpp>
 #include <dirent.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <simdjson.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
@@ -169,5 +175,75 @@ inline std::string totals_body(const std::string& client, const std::string& nam
   for (int k = 0; k < events; ++k) nb.event_lines.push_back(event_line("TotalsCounter", t, fmt::format("{}", value)));
   return v1_body({{client, {nb}}});
 }
+
+// One request a canned server received.
+struct RawRequest {
+  std::string method, path, body;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+
+  std::string header(std::string_view name) const {
+    for (const auto& [k, v] : headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
+};
+
+inline RawRequest parse_request(const std::string& raw) {
+  RawRequest r;
+  size_t head_end = raw.find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  std::string head = raw.substr(0, head_end);
+  r.body = raw.substr(head_end + 4);
+  size_t eol = head.find("\r\n");
+  std::string first = head.substr(0, eol);
+  size_t sp1 = first.find(' '), sp2 = first.rfind(' ');
+  r.method = first.substr(0, sp1);
+  r.path = first.substr(sp1 + 1, sp2 - sp1 - 1);
+  while (eol != std::string::npos) {
+    size_t next = head.find("\r\n", eol + 2);
+    std::string line = head.substr(eol + 2, next == std::string::npos ? std::string::npos : next - eol - 2);
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      size_t v = line.find_first_not_of(' ', colon + 1);
+      r.headers.emplace_back(name, v == std::string::npos ? "" : line.substr(v));
+    }
+    eol = next;
+  }
+  return r;
+}
+
+// Sends raw request bytes to 127.0.0.1:port and returns the raw response
+// (head and Content-Length body), or "" when the connection failed.
+inline std::string exchange_raw(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char chunk[16384];
+    for (;;) {
+      size_t head_end = response.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        RawRequest head = parse_request(response.substr(0, head_end + 4));
+        size_t length = static_cast<size_t>(std::strtoull(head.header("content-length").c_str(), nullptr, 10));
+        if (response.size() >= head_end + 4 + length) break;
+      }
+      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      response.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  return response;
+}
+
+// A process's GET /metrics text.
+inline std::string metrics_of(const TabadProcess& p) { return body_text(p.get("/metrics")); }
 
 }  // namespace taba::test

@@ -4,7 +4,10 @@
 
 #include <uv.h>
 
+#include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "core/file_io.h"
 #include "plugin/registry.h"
 #include "plugin_batches.h"
 #include "protocol/batch.h"
@@ -103,6 +109,17 @@ struct Harness {
     REQUIRE(sealed_count() == n);
   }
 };
+
+std::string test_read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool write_test_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+  return static_cast<bool>(out);
+}
 
 std::string body(const std::string& client, const std::string& name, int value) {
   return "1\n\n" + client + "\n\n" + name + "\n[\"CounterGroup\", 1400000000, \"" + std::to_string(value) + "\"]\n\n";
@@ -290,6 +307,149 @@ TEST_CASE("spool: a record with a bad checksum inside a segment is skipped, the 
   CHECK(c->records.size() == 2);
   CHECK(c->corrupt == 1);
   CHECK_FALSE(agent::parse_segment("TABASPL1short", "test").ok());
+}
+
+namespace {
+
+// The client batch ids of a sealed segment's records, in order.
+std::vector<std::string> client_ids_of(const agent::Segment& seg) {
+  auto c = agent::read_segment(seg.path);
+  REQUIRE(c.ok());
+  CHECK(c->corrupt == 0);
+  std::vector<std::string> ids;
+  for (const auto& r : c->records) ids.emplace_back(r.client_batch_id);
+  return ids;
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+// fdatasync cannot be made to fail without root (no small tmpfs, no fault
+// injection), so the spool's stand-in for it (SpoolOptions::
+// sync_data_for_test) fails here while `failing` is set.
+TEST_CASE("spool: a seal whose fsync fails is retried, and its records are sealed once a later fsync works",
+          "[spool]") {
+  TempDir dir("taba_spool_test.");
+  agent::SpoolOptions o;
+  o.dir = dir.path() + "/spool";
+  o.seal_after_ms = 20;
+  std::atomic<bool> failing{true};
+  std::atomic<int> failed{0};
+  o.sync_data_for_test = [&](int fd) {
+    if (failing) {
+      ++failed;
+      return EIO;
+    }
+    return fileio::sync_data(fd);
+  };
+  Harness h;
+  REQUIRE(h.open(o).ok());
+  // Acknowledged (everysec: written, not yet fsynced), then the seal fails.
+  REQUIRE(h.append("a-1", body("c1", "a", 1)).ok());
+  REQUIRE(h.append("a-2", body("c1", "a", 2)).ok());
+  auto unsealed = [&](uint64_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (h.spool->stats().unsealed_segments != n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return h.spool->stats().unsealed_segments == n;
+  };
+  REQUIRE(unsealed(1));
+  // Later posts go into a new segment, whose seal fails too.
+  REQUIRE(h.append("b-1", body("c2", "b", 3)).ok());
+  REQUIRE(unsealed(2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a retry that fails as well
+  CHECK(h.sealed_count() == 0);
+  agent::SpoolStats failing_stats = h.spool->stats();
+  CHECK(failing_stats.seal_failures >= 3);
+  CHECK(failing_stats.write_errors >= 2);
+  CHECK(failing_stats.events == 3);
+
+  failing = false;
+  h.wait_sealed(2);
+  CHECK(h.spool->stats().unsealed_segments == 0);
+  // Each record once, in its segment, under the segment's own batch id.
+  CHECK(client_ids_of(h.sealed[0]) == std::vector<std::string>{"a-1", "a-2"});
+  CHECK(client_ids_of(h.sealed[1]) == std::vector<std::string>{"b-1"});
+  CHECK(h.sealed[0].events == 2);
+  CHECK(h.sealed[1].events == 1);
+  CHECK(h.sealed[0].batch_id != h.sealed[1].batch_id);
+  std::vector<std::string> files = files_in(o.dir);
+  INFO(fmt::format("{}", fmt::join(files, " ")));
+  for (const std::string& f : files) {
+    CHECK_FALSE(f.ends_with(".open"));
+    CHECK_FALSE(f.ends_with(".reseal"));
+  }
+  CHECK(h.spool->stats().events == 3);
+  CHECK(h.spool->stats().segments == 2);
+  // Forwarded: both go, and nothing is left.
+  for (const agent::Segment& seg : std::vector<agent::Segment>(h.sealed)) REQUIRE(h.spool->remove(seg));
+  CHECK(h.spool->stats().events == 0);
+  CHECK(h.spool->stats().bytes == 0);
+}
+
+TEST_CASE("spool: a seal that never works is left to the next start, which seals its records once", "[spool]") {
+  TempDir dir("taba_spool_test.");
+  agent::SpoolOptions o;
+  o.dir = dir.path() + "/spool";
+  o.seal_after_ms = 20;
+  {
+    Harness h;
+    agent::SpoolOptions failing = o;
+    failing.sync_data_for_test = [](int) { return EIO; };
+    REQUIRE(h.open(failing).ok());
+    REQUIRE(h.append("x-1", body("c1", "a", 1)).ok());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (h.spool->stats().unsealed_segments != 1 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE(h.spool->stats().unsealed_segments == 1);
+    h.spool->close();
+    CHECK(h.sealed_count() == 0);
+  }
+  Harness h;
+  REQUIRE(h.open(o).ok());
+  REQUIRE(h.sealed.size() == 1);
+  CHECK(client_ids_of(h.sealed[0]) == std::vector<std::string>{"x-1"});
+  CHECK(h.recovered_ids == std::vector<std::string>{"x-1"});
+}
+
+TEST_CASE("spool: a restart after a seal retry cut short recovers each record once", "[spool]") {
+  TempDir dir("taba_spool_test.");
+  agent::SpoolOptions o;
+  o.dir = dir.path() + "/spool";
+  o.seal_after_ms = 60'000;
+  std::string sealed_bytes;
+  {
+    Harness h;
+    REQUIRE(h.open(o).ok());
+    REQUIRE(h.append("r-1", body("c1", "a", 1)).ok());
+    h.spool->close();
+    REQUIRE(h.sealed.size() == 1);
+    sealed_bytes = test_read(h.sealed[0].path);
+  }
+  // A crash after the copy was renamed into place but before the .open went
+  // (segment 1), and one before the copy was renamed (segment 2).
+  std::string sealed1 = o.dir + "/seg-00000000000000000001.batch";
+  REQUIRE(fs::exists(sealed1));
+  REQUIRE(write_test_file(o.dir + "/seg-00000000000000000001.open", sealed_bytes));
+  REQUIRE(write_test_file(o.dir + "/seg-00000000000000000002.open", sealed_bytes));
+  REQUIRE(write_test_file(o.dir + "/seg-00000000000000000002.reseal", sealed_bytes.substr(0, 50)));
+  Harness h;
+  REQUIRE(h.open(o).ok());
+  REQUIRE(h.sealed.size() == 2);
+  CHECK(h.sealed[0].number == 1);
+  CHECK(h.sealed[1].number == 2);
+  CHECK(client_ids_of(h.sealed[0]) == std::vector<std::string>{"r-1"});
+  CHECK(client_ids_of(h.sealed[1]) == std::vector<std::string>{"r-1"});
+  CHECK(files_in(o.dir) == std::vector<std::string>{"seg-00000000000000000001.batch", "seg-00000000000000000002.batch"});
+  CHECK(h.spool->stats().events == 2);
 }
 
 TEST_CASE("v1 encoder: bodies decode back to the same events, with escapes", "[spool]") {
