@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
     std::map<std::string, std::vector<int64_t>> recoveries;
     std::map<std::string, int> injected;
     for (const FaultOutcome& f : nemesis.outcomes()) {
+      if (f.skipped) continue;
       ++injected[kind_name(f.fault.kind)];
       recoveries[kind_name(f.fault.kind)].push_back(f.recovery_ms);
     }

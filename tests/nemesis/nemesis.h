@@ -67,6 +67,7 @@ struct FaultOutcome {
   int64_t recovery_ms = -1;
   int64_t stored_at_heal = -1;
   int redis_port = 0;  // kill-master: the master killed
+  bool skipped = false;  // not carried out (see Nemesis::run)
 };
 
 class Nemesis {
