@@ -295,6 +295,18 @@ void Nemesis::run(int64_t duration_ms) {
   note("nemesis starts");
   std::vector<FaultOutcome*> active, watching;
   size_t next = 0;
+  // Some actions block (a Sentinel failover, waiting for a shard to
+  // resync). The plan's clock stops meanwhile: every later start and end
+  // moves by the time the action took, so the faults keep the overlaps and
+  // the concurrency the plan drew instead of piling up after a long action.
+  int64_t drift = 0;
+  auto plan_now = [&] { return now() - drift; };
+  auto timed = [&](auto&& action) {
+    int64_t t = now();
+    action();
+    int64_t took = now() - t;
+    if (took > 100) drift += took;
+  };
   auto step = [&] {
     for (auto it = watching.begin(); it != watching.end();) {
       FaultOutcome* o = *it;
@@ -310,18 +322,18 @@ void Nemesis::run(int64_t duration_ms) {
       }
     }
   };
-  while (now() < duration_ms) {
+  while (plan_now() < duration_ms) {
     for (auto it = active.begin(); it != active.end();) {
       FaultOutcome* o = *it;
-      if (o->fault.start_ms + o->fault.duration_ms <= now()) {
-        heal(*o);
+      if (o->fault.start_ms + o->fault.duration_ms <= plan_now()) {
+        timed([&] { heal(*o); });
         watching.push_back(o);
         it = active.erase(it);
       } else {
         ++it;
       }
     }
-    while (next < outcomes_.size() && outcomes_[next].fault.start_ms <= now()) {
+    while (next < outcomes_.size() && outcomes_[next].fault.start_ms <= plan_now()) {
       FaultOutcome& o = outcomes_[next++];
       // The plan never overlaps two Redis faults, but a heal that waited for
       // a shard to resync can make a planned fault start late: skip it then.
@@ -332,7 +344,7 @@ void Nemesis::run(int64_t duration_ms) {
         note(fmt::format("skip {} {}: another Redis fault is still active", kind_name(o.fault.kind), o.fault.target));
         continue;
       }
-      apply(o);
+      timed([&] { apply(o); });
       active.push_back(&o);
     }
     check_unexpected_exits(active);

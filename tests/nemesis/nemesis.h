@@ -74,8 +74,10 @@ class Nemesis {
  public:
   Nemesis(Cluster* cluster, const PathClock* paths, std::vector<PlannedFault> plan);
 
-  // Carries the plan out (blocking) for duration_ms, then heals everything
-  // still active and waits (bounded) for the processes to be healthy.
+  // Carries the plan out (blocking) for duration_ms of the plan's clock,
+  // which stops while an action blocks (a failover, a resync): the run then
+  // lasts longer than duration_ms. Then heals everything still active and
+  // waits (bounded) for the processes to be healthy.
   void run(int64_t duration_ms);
 
   const std::vector<Event>& timeline() const { return timeline_; }
