@@ -7,7 +7,8 @@
 // previous 5xx from it (or since the attempt began): an fe that is briefly
 // unavailable (store not ready, shutting down, a WAL behind) answers every
 // batch 503 and so adds no strike to any; it backs off as an endpoint.
-// After agent.dead_letter_after_errors strikes, the first at least
+// A 503 backs the batch off alone too but is never a strike (see
+// note_server_error). After agent.dead_letter_after_errors strikes, the first at least
 // agent.dead_letter_after_s ago (defaults 20 and 10 minutes: the batch's own
 // backoff alone makes 20 strikes take 3 to 6 minutes), the batch's unsent
 // part becomes dead letters (docs/operations.md, "Refused blocks and dead
@@ -36,6 +37,12 @@ void Forwarder::Impl::note_server_error(Sending& s, int ep_index, uint64_t acks_
     seg.last_5xx_endpoint = ep_index;
     seg.last_5xx_acks = s.ep.acked;
     if (!a->strike) return;
+    // A 503 says "retry with the same id": in Redis mode the fe answers it
+    // after some shards appended (or when WAIT saw too few replicas), so
+    // the fe may hold part of the batch, and a dead letter posted again
+    // would count that part twice. Such a batch backs off alone but is
+    // never given up.
+    if (a->status == 503) return;
     if (seg.strikes++ == 0) seg.first_strike_ms = now;
     if (options.dead_letter_after_errors == 0 || seg.strikes < options.dead_letter_after_errors ||
         now - seg.first_strike_ms < options.dead_letter_after_ms) {

@@ -129,7 +129,10 @@ struct Spool::Impl {
       const bool is_sealed = listed.kind == 1;
       next_number = std::max(next_number, n + 1);
       if (listed.kind == 2) {
-        // A re-seal cut short: its .open file still holds the records.
+        // A re-seal cut short: its .open file still holds the records. (The
+        // .reseal is renamed only after its fsync, and the .open removed only
+        // after that rename reached the disk, so a .reseal alone cannot hold
+        // the only copy.)
         std::string p = path(kResealName.format(n));
         log::warn("spool: {} is a seal retry cut short; removing it (its .open file is recovered)", p);
         ::unlink(p.c_str());
@@ -322,6 +325,9 @@ struct Spool::Impl {
       ::unlink(again.c_str());
       return fileio::errno_text(err);
     }
+    // The rename reaches the disk before the .open file goes: a crash in
+    // between leaves both, and recovery keeps the sealed one.
+    fileio::sync_dir(options.dir);
     ::unlink(seg.path.c_str());
     fileio::sync_dir(options.dir);
     seg.path = sealed_path;

@@ -137,13 +137,21 @@ class Daemon {
   // handle closes. Other handles (the fe's listener, an agent started
   // before the failing role) keep the loop alive, so the store's completion
   // stops it; running until no handle is left would never return.
+  // The store may also finish at once, inside close_store(): uv_stop() then
+  // would leave the loop's stop flag set, and close_loop()'s run would
+  // return before closing anything.
   int close_store_and_loop(int code) {
     bool closed = false;
-    server_->close_store([this, &closed] {
+    bool running = false;
+    server_->close_store([this, &closed, &running] {
       closed = true;
-      uv_stop(&loop_);
+      if (running) uv_stop(&loop_);
     });
-    while (!closed && uv_run(&loop_, UV_RUN_DEFAULT) != 0) {
+    while (!closed) {
+      running = true;
+      const int alive = uv_run(&loop_, UV_RUN_DEFAULT);
+      running = false;
+      if (alive == 0) break;
     }
     return close_loop(code);
   }
